@@ -1,0 +1,515 @@
+//! The configuration schema, with the defaults of DESIGN.md.
+//!
+//! This module only describes and checks values; loading and layering files and the
+//! environment is the frontend's job. Every struct denies unknown keys, and every value
+//! type's error says what is allowed, so a loader can report "file, key, allowed".
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Empty: `<repo>/.orch/orch.db` (SQLite). Otherwise a `postgres://` URL.
+    pub database_url: String,
+    /// How runs are driven.
+    pub run: RunConfig,
+    /// Which agent to run and how.
+    pub agent: AgentConfig,
+    /// The validation gates.
+    pub validate: ValidateConfig,
+    /// Retry, conflict and empty-diff policy.
+    pub policy: PolicyConfig,
+    /// Where worktrees live and when they go.
+    pub worktrees: WorktreesConfig,
+    /// Log and artifact retention.
+    pub artifacts: ArtifactsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: String::new(),
+            run: RunConfig::default(),
+            agent: AgentConfig::default(),
+            validate: ValidateConfig::default(),
+            policy: PolicyConfig::default(),
+            worktrees: WorktreesConfig::default(),
+            artifacts: ArtifactsConfig::default(),
+        }
+    }
+}
+
+/// `[run]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Most agents alive at once (at least 1).
+    pub concurrency: NonZeroU32,
+    /// `parallel` or `incremental`.
+    pub mode: RunMode,
+    /// A branch, tag, commit, or `origin/<branch>`.
+    pub base: String,
+    /// What to do when fetching a remote base fails.
+    pub offline: Offline,
+    /// `merge` or `squash`.
+    pub merge_style: MergeStyle,
+    /// `leave` the integration branch, or `fast-forward` main.
+    pub finish: Finish,
+    /// Empty: the built-in scheduler; else a planner command.
+    pub planner: String,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            concurrency: NonZeroU32::new(4).expect("4 is not zero"),
+            mode: RunMode::Parallel,
+            base: "HEAD".into(),
+            offline: Offline::UseCached,
+            merge_style: MergeStyle::Merge,
+            finish: Finish::Leave,
+            planner: String::new(),
+        }
+    }
+}
+
+/// `[agent]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// A named preset, or none.
+    pub preset: Preset,
+    /// A command template; overrides the preset.
+    pub command: String,
+    /// How long an agent may run.
+    pub timeout: Duration,
+    /// Environment variables passed through to agents.
+    pub env_allow: Vec<String>,
+    /// A prompt template file; empty: the built-in template.
+    pub prompt_template: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            preset: Preset::None,
+            command: String::new(),
+            timeout: Duration::from_secs(30 * 60),
+            env_allow: ["PATH", "HOME", "LANG", "TERM", "USER"]
+                .map(String::from)
+                .to_vec(),
+            prompt_template: String::new(),
+        }
+    }
+}
+
+/// `[validate]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateConfig {
+    /// Commands run in the task worktree.
+    pub worker: Vec<String>,
+    /// Commands run on the merge commit.
+    pub integration: Vec<String>,
+    /// Per-command timeout.
+    pub timeout: Duration,
+}
+
+impl Default for ValidateConfig {
+    fn default() -> Self {
+        ValidateConfig {
+            worker: Vec::new(),
+            integration: Vec::new(),
+            timeout: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Attempts per task (at least 1).
+    pub max_attempts: NonZeroU32,
+    /// Failure kinds that are retried.
+    pub retry_on: Vec<FailureClass>,
+    /// Delay before a retry.
+    pub backoff: Duration,
+    /// `retry`, `block` or `halt`.
+    pub on_conflict: OnConflict,
+    /// `fail` or `done-if-valid`.
+    pub empty_diff: EmptyDiff,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            max_attempts: NonZeroU32::new(2).expect("2 is not zero"),
+            retry_on: vec![
+                FailureClass::AgentError,
+                FailureClass::Timeout,
+                FailureClass::WorkerValidation,
+                FailureClass::IntegrationValidation,
+                FailureClass::Conflict,
+                FailureClass::Infrastructure,
+            ],
+            backoff: Duration::from_secs(5),
+            on_conflict: OnConflict::Retry,
+            empty_diff: EmptyDiff::Fail,
+        }
+    }
+}
+
+/// `[worktrees]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorktreesConfig {
+    /// Empty: `$XDG_DATA_HOME/orch/worktrees/<repo-key>`.
+    pub root: String,
+    /// `on-success`, `always` or `never`.
+    pub cleanup: Cleanup,
+}
+
+impl Default for WorktreesConfig {
+    fn default() -> Self {
+        WorktreesConfig {
+            root: String::new(),
+            cleanup: Cleanup::OnSuccess,
+        }
+    }
+}
+
+/// `[artifacts]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArtifactsConfig {
+    /// Runs whose artifacts are kept.
+    pub keep_runs: u32,
+    /// Total artifact budget.
+    pub max_bytes: ByteSize,
+    /// Largest single log; past it, head and tail are kept.
+    pub log_cap: ByteSize,
+}
+
+impl Default for ArtifactsConfig {
+    fn default() -> Self {
+        ArtifactsConfig {
+            keep_runs: 20,
+            max_bytes: ByteSize(2 << 30),
+            log_cap: ByteSize(16 << 20),
+        }
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vm])* #[serde(rename = $s)] $var),+ }
+        impl $name {
+            /// Every value, in the order of the docs.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The value as written in config files.
+            pub fn as_str(self) -> &'static str { match self { $($name::$var => $s),+ } }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    format!("invalid value {s:?}: expected one of {}",
+                        $name::ALL.iter().map(|v| format!("{:?}", v.as_str())).collect::<Vec<_>>().join(", "))
+                })
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// How a run schedules tasks.
+    RunMode { /// Up to `concurrency` at once.
+    Parallel = "parallel", /// One at a time, each on the last integration head.
+    Incremental = "incremental" }
+);
+string_enum!(
+    /// What to do when the remote base cannot be fetched.
+    Offline { /// Use the last fetched ref, with a warning.
+    UseCached = "use-cached", /// Stop with an error.
+    Fail = "fail" }
+);
+string_enum!(
+    /// How attempts are merged into the integration branch.
+    MergeStyle { /// A merge commit.
+    Merge = "merge", /// One squashed commit.
+    Squash = "squash" }
+);
+string_enum!(
+    /// What happens to the integration branch when a run finishes.
+    Finish { /// Leave it for review.
+    Leave = "leave", /// Fast-forward main to it, by compare-and-swap.
+    FastForward = "fast-forward" }
+);
+string_enum!(
+    /// Agent presets.
+    Preset { /// No preset: `agent.command` must be set to run.
+    None = "", /// Claude Code.
+    Claude = "claude", /// OpenAI Codex CLI.
+    Codex = "codex", /// Gemini CLI.
+    Gemini = "gemini", /// Aider.
+    Aider = "aider", /// opencode.
+    Opencode = "opencode" }
+);
+string_enum!(
+    /// What a merge conflict leads to.
+    OnConflict { /// A new attempt on the current integration head.
+    Retry = "retry", /// The task becomes blocked.
+    Block = "block", /// The run stops claiming and drains.
+    Halt = "halt" }
+);
+string_enum!(
+    /// What an agent that changed nothing leads to.
+    EmptyDiff { /// The attempt fails with `no-changes`.
+    Fail = "fail", /// Done, if the gates pass on the unchanged tree.
+    DoneIfValid = "done-if-valid" }
+);
+string_enum!(
+    /// When worktrees are removed.
+    Cleanup { /// After the attempt succeeded.
+    OnSuccess = "on-success", /// After every attempt.
+    Always = "always", /// Never (keep for inspection).
+    Never = "never" }
+);
+string_enum!(
+    /// Failure kinds as named in `policy.retry_on`.
+    FailureClass {
+    /// The agent exited non-zero.
+    AgentError = "agent-error", /// The agent ran past its timeout.
+    Timeout = "timeout", /// The agent changed nothing.
+    NoChanges = "no-changes", /// The worker gate failed.
+    WorkerValidation = "worker-validation", /// The merge conflicted.
+    Conflict = "conflict", /// The integration gate failed.
+    IntegrationValidation = "integration-validation", /// orch itself could not proceed.
+    Infrastructure = "infrastructure" }
+);
+
+/// A span of time, written like `30m`, `5s`, `1h30m` or `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    /// Whole seconds.
+    pub const fn from_secs(s: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(s))
+    }
+}
+
+const DURATION_ALLOWED: &str =
+    "a positive duration such as \"30m\", \"90s\", \"1h30m\" or \"250ms\" (units: ms, s, m, h, d)";
+
+impl FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid duration {s:?}: expected {DURATION_ALLOWED}");
+        let mut total: u128 = 0;
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u128 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let ms = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return Err(bad()),
+            };
+            total = total
+                .checked_add(n.checked_mul(ms).ok_or_else(bad)?)
+                .ok_or_else(bad)?;
+            rest = &rest[unit_len..];
+        }
+        if total == 0 || total > u64::MAX as u128 {
+            return Err(bad());
+        }
+        Ok(Duration(std::time::Duration::from_millis(total as u64)))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The shortest form in the largest units: `1h30m`, `5s`, `250ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A number of bytes, written like `16MiB`, `2GiB`, `500KB` or `1024`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteSize(pub u64);
+
+const BYTES_ALLOWED: &str = "a size such as \"16MiB\", \"2GiB\", \"500KB\" or a number of bytes \
+                             (units: B, KB, MB, GB, KiB, MiB, GiB, TiB)";
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid size {s:?}: expected {BYTES_ALLOWED}");
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        if split == 0 {
+            return Err(bad());
+        }
+        let n: u64 = t[..split].parse().map_err(|_| bad())?;
+        let mult: u64 = match t[split..].trim() {
+            "" | "B" => 1,
+            "KB" => 1000,
+            "MB" => 1000_u64.pow(2),
+            "GB" => 1000_u64.pow(3),
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest binary unit that divides the size exactly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (unit, size) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+macro_rules! serde_via_str {
+    ($t:ty, $expect:expr) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expect)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$t, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$t, E> {
+                        v.to_string().parse().map_err(E::custom)
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$t, E> {
+                        v.to_string().parse().map_err(E::custom)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+serde_via_str!(Duration, DURATION_ALLOWED);
+serde_via_str!(ByteSize, BYTES_ALLOWED);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            "30m".parse::<Duration>().unwrap(),
+            Duration::from_secs(1800)
+        );
+        assert_eq!("1h30m".parse::<Duration>().unwrap().to_string(), "1h30m");
+        assert_eq!("90s".parse::<Duration>().unwrap().to_string(), "1m30s");
+        assert_eq!("250ms".parse::<Duration>().unwrap().to_string(), "250ms");
+        for bad in ["", "5", "m", "5x", "0s", "-5s", "1.5h"] {
+            let err = bad.parse::<Duration>().unwrap_err();
+            assert!(err.contains("units: ms, s, m, h, d"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!("16MiB".parse::<ByteSize>().unwrap(), ByteSize(16 << 20));
+        assert_eq!("500KB".parse::<ByteSize>().unwrap(), ByteSize(500_000));
+        assert_eq!("1024".parse::<ByteSize>().unwrap().to_string(), "1KiB");
+        assert_eq!(ByteSize(1500).to_string(), "1500B");
+        assert!("2 PB".parse::<ByteSize>().is_err());
+        assert!("99999999999TiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::default());
+        assert!(text.contains("timeout = \"30m\""), "{text}");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let e = toml::from_str::<Config>("[run]\nconcurency = 3\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `concurency`"), "{e}");
+        let e = toml::from_str::<Config>("[run]\nmode = \"serial\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("expected `parallel` or `incremental`"),
+            "{e}"
+        );
+        let e = toml::from_str::<Config>("[run]\nconcurrency = 0\n").unwrap_err();
+        assert!(e.to_string().contains("nonzero"), "{e}");
+        let e = toml::from_str::<Config>("[agent]\ntimeout = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("units: ms, s, m, h, d"), "{e}");
+        let c: Config = toml::from_str("[policy]\nretry_on = [\"timeout\"]\n").unwrap();
+        assert_eq!(c.policy.retry_on, vec![FailureClass::Timeout]);
+    }
+}

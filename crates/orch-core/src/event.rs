@@ -1,0 +1,46 @@
+//! Audit-log events. Every state change is an event with a kind, a reason and an actor.
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::TaskId;
+use crate::time::Timestamp;
+
+/// The kinds of board event. The store keeps the kind as text, so later kinds
+/// (runs, attempts, merges) extend this list without a migration.
+pub mod kind {
+    /// A task was added.
+    pub const TASK_CREATED: &str = "task.created";
+    /// A task's fields or dependencies changed.
+    pub const TASK_UPDATED: &str = "task.updated";
+    /// A task moved between columns along the transition table.
+    pub const TASK_MOVED: &str = "task.moved";
+    /// A person forced a move outside the transition table.
+    pub const TASK_OVERRIDE: &str = "task.override";
+    /// A task was removed from the board.
+    pub const TASK_REMOVED: &str = "task.removed";
+    /// A board file was imported.
+    pub const BOARD_IMPORTED: &str = "board.imported";
+}
+
+/// One row of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the log; strictly increasing.
+    pub seq: i64,
+    /// When it was recorded.
+    pub at: Timestamp,
+    /// The run it belongs to, if any.
+    pub run_id: Option<String>,
+    /// The task it concerns, if any.
+    pub task_id: Option<TaskId>,
+    /// The attempt number it concerns, if any.
+    pub attempt: Option<i64>,
+    /// What happened, one of [`kind`] or a later kind.
+    pub kind: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Who: `orchestrator`, or `human:<user>`, or `import`.
+    pub actor: String,
+    /// Details, as JSON.
+    pub payload: serde_json::Value,
+}

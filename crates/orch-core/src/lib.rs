@@ -1,0 +1,28 @@
+//! Pure policy for orch: domain types, state machines and the config schema.
+//!
+//! This crate is *sans-IO*: it has no async runtime, no file system, no clock, no
+//! processes and no database. Callers pass the current time in and get decisions out.
+//! Everything here is deterministic for a given input, which is what lets the adapters
+//! and the engine be tested against one source of truth.
+//!
+//! Modules:
+//! - [`task`]: tasks, their ids, statuses and validated fields.
+//! - [`transition`]: the task transition table, the only place task moves are decided.
+//! - [`deps`]: dependency-graph checks (cycles, unknown tasks).
+//! - [`board`]: the board file (`[[task]]` TOML) model and its whole-file validation.
+//! - [`event`]: audit-log event kinds.
+//! - [`config`]: the configuration schema with its defaults and value types.
+//! - [`time`]: a millisecond timestamp that callers stamp inputs with.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod board;
+pub mod config;
+pub mod deps;
+pub mod event;
+pub mod task;
+pub mod time;
+pub mod transition;
+
+pub use task::{Task, TaskId, TaskStatus};
+pub use time::Timestamp;

@@ -1,0 +1,191 @@
+//! Board import and export: a whole board file in one transaction.
+
+use std::collections::BTreeMap;
+
+use orch_core::TaskId;
+use orch_core::board::{self, BoardFile, BoardTask, DepRef, ExistingTask};
+use orch_core::event::kind;
+use orch_core::task::NewTask;
+use serde_json::json;
+
+use crate::events::{self, NewEvent};
+use crate::tasks::{diff, insert, load, load_all, write_deps, write_fields};
+use crate::{Store, StoreError, now};
+
+/// What an import did, by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// New tasks, with their ids.
+    pub created: Vec<(String, TaskId)>,
+    /// Tasks whose fields or dependencies changed.
+    pub updated: Vec<(String, TaskId)>,
+    /// Tasks already exactly as the file says.
+    pub unchanged: Vec<(String, TaskId)>,
+}
+
+impl Store {
+    /// Imports a board file: idempotent by key, all or nothing. Statuses are kept;
+    /// new tasks start in the backlog.
+    pub async fn import_board(
+        &self,
+        file: &BoardFile,
+        actor: &str,
+    ) -> Result<ImportReport, StoreError> {
+        let txn = self.write().await?;
+        let at = now();
+        let current = load_all(&txn, &[]).await?;
+        let existing: Vec<ExistingTask> = current
+            .iter()
+            .map(|t| ExistingTask {
+                id: t.id,
+                key: t.key.clone(),
+                depends_on: t.depends_on.clone(),
+            })
+            .collect();
+        let plan = board::plan_import(file, &existing)?;
+
+        // First give every entry an id, then write dependencies, which may point
+        // forward in the file.
+        let mut ids = Vec::with_capacity(plan.len());
+        let mut created = vec![false; plan.len()];
+        for (i, p) in plan.iter().enumerate() {
+            let id = match p.existing {
+                Some(id) => id,
+                None => {
+                    created[i] = true;
+                    let new = NewTask {
+                        key: Some(p.task.key.clone()),
+                        title: p.task.title.clone(),
+                        body: p.task.body.clone(),
+                        priority: p.task.priority,
+                        depends_on: Vec::new(),
+                        labels: p.task.labels.clone(),
+                        touches: p.task.touches.clone(),
+                    };
+                    insert(&txn, &new, at).await?.0
+                }
+            };
+            ids.push(id);
+        }
+        let by_id: BTreeMap<TaskId, &orch_core::Task> = current.iter().map(|t| (t.id, t)).collect();
+        let mut report = ImportReport::default();
+        for (i, p) in plan.iter().enumerate() {
+            let id = ids[i];
+            let mut deps: Vec<TaskId> = p
+                .deps
+                .iter()
+                .map(|d| match d {
+                    DepRef::Existing(id) => *id,
+                    DepRef::InFile(j) => ids[*j],
+                })
+                .collect();
+            deps.sort();
+            deps.dedup();
+            let entry = (p.task.key.clone(), id);
+            if created[i] {
+                write_deps(&txn, id, &deps).await?;
+                let task = load(&txn, id).await?;
+                events::append(
+                    &txn,
+                    NewEvent {
+                        at,
+                        task_id: Some(id),
+                        kind: kind::TASK_CREATED,
+                        reason: "created by board import".into(),
+                        actor,
+                        payload: serde_json::to_value(&task).expect("a task always serialises"),
+                    },
+                )
+                .await?;
+                report.created.push(entry);
+                continue;
+            }
+            let before = by_id[&id];
+            let mut after = before.clone();
+            after.title = p.task.title.clone();
+            after.body = p.task.body.clone();
+            after.priority = p.task.priority;
+            after.labels = p.task.labels.clone();
+            after.touches = p.task.touches.clone();
+            after.depends_on = deps;
+            let changed: Vec<&str> = [
+                ("title", before.title != after.title),
+                ("body", before.body != after.body),
+                ("priority", before.priority != after.priority),
+                ("depends_on", before.depends_on != after.depends_on),
+                ("labels", before.labels != after.labels),
+                ("touches", before.touches != after.touches),
+            ]
+            .into_iter()
+            .filter_map(|(f, c)| c.then_some(f))
+            .collect();
+            if changed.is_empty() {
+                report.unchanged.push(entry);
+                continue;
+            }
+            if changed.contains(&"depends_on") {
+                write_deps(&txn, id, &after.depends_on).await?;
+            }
+            after.updated_at = at;
+            write_fields(&txn, &after).await?;
+            events::append(
+                &txn,
+                NewEvent {
+                    at,
+                    task_id: Some(id),
+                    kind: kind::TASK_UPDATED,
+                    reason: format!("board import changed {}", changed.join(", ")),
+                    actor,
+                    payload: diff(before, &after, &changed),
+                },
+            )
+            .await?;
+            report.updated.push(entry);
+        }
+        events::append(
+            &txn,
+            NewEvent {
+                at,
+                task_id: None,
+                kind: kind::BOARD_IMPORTED,
+                reason: format!(
+                    "imported {} tasks: {} created, {} updated, {} unchanged",
+                    plan.len(),
+                    report.created.len(),
+                    report.updated.len(),
+                    report.unchanged.len()
+                ),
+                actor,
+                payload: json!({
+                    "created": report.created.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                    "updated": report.updated.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                }),
+            },
+        )
+        .await?;
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing an import"))?;
+        Ok(report)
+    }
+
+    /// The whole board as a board file, ordered by id, dependencies as keys.
+    pub async fn export_board(&self) -> Result<BoardFile, StoreError> {
+        let tasks = load_all(&self.db, &[]).await?;
+        let keys: BTreeMap<TaskId, String> = tasks.iter().map(|t| (t.id, t.key.clone())).collect();
+        Ok(BoardFile {
+            tasks: tasks
+                .into_iter()
+                .map(|t| BoardTask {
+                    after: t.depends_on.iter().map(|d| keys[d].clone()).collect(),
+                    key: t.key,
+                    title: t.title,
+                    body: t.body,
+                    priority: t.priority,
+                    labels: t.labels,
+                    touches: t.touches,
+                })
+                .collect(),
+        })
+    }
+}

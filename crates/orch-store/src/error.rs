@@ -1,0 +1,121 @@
+//! The store's error type.
+
+use orch_core::TaskId;
+use orch_core::board::BoardError;
+use orch_core::deps::DepError;
+use orch_core::task::FieldError;
+use orch_core::transition::MoveRejected;
+
+/// What can go wrong in the store. The variants from `Field` to `Board` are refusals of
+/// bad input; the rest are failures of the database itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `database_url` is not a form the store understands.
+    #[error(
+        "database_url {0:?} is not supported: use an empty value (the SQLite file <repo>/.orch/orch.db), sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB"
+    )]
+    BadLocation(String),
+    /// The database could not be opened.
+    #[error("cannot open the database at {location}: {message}")]
+    Open {
+        /// Where.
+        location: String,
+        /// Why.
+        message: String,
+    },
+    /// Another process held SQLite's write lock past the busy timeout.
+    #[error("the database is busy: another orch process held the write lock for over {}s; nothing was changed, try again", crate::SQLITE_BUSY_TIMEOUT.as_secs())]
+    Busy,
+    /// No task has that id.
+    #[error("task {0} does not exist")]
+    TaskNotFound(TaskId),
+    /// The key belongs to another task.
+    #[error("key {key:?} is already used by task {owner}")]
+    KeyTaken {
+        /// The key.
+        key: String,
+        /// The task that has it.
+        owner: TaskId,
+    },
+    /// A field value is invalid.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The move is refused by the transition table.
+    #[error("cannot move task {task}: {reason}")]
+    Move {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: MoveRejected,
+    },
+    /// A dependency change is refused.
+    #[error(transparent)]
+    Dep(#[from] DepError),
+    /// Other tasks depend on the one being removed.
+    #[error(
+        "task {task} is a dependency of {}; remove those dependencies first, or use --force to detach them",
+        list(dependents)
+    )]
+    HasDependents {
+        /// The task being removed.
+        task: TaskId,
+        /// The tasks that wait for it.
+        dependents: Vec<TaskId>,
+    },
+    /// A run owns the task.
+    #[error("task {0} is in_progress: a run owns it; cancel it first, or use --force")]
+    Owned(TaskId),
+    /// The board file is invalid.
+    #[error(transparent)]
+    Board(#[from] BoardError),
+    /// The database failed.
+    #[error("database error while {doing}: {message}")]
+    Database {
+        /// What the store was doing.
+        doing: &'static str,
+        /// The driver's message.
+        message: String,
+    },
+    /// A row holds a value this version cannot read.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn list(ids: &[TaskId]) -> String {
+    ids.iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl StoreError {
+    /// True when the error refuses bad input rather than reporting a failure.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::BadLocation(_)
+                | StoreError::TaskNotFound(_)
+                | StoreError::KeyTaken { .. }
+                | StoreError::Field(_)
+                | StoreError::Move { .. }
+                | StoreError::Dep(_)
+                | StoreError::HasDependents { .. }
+                | StoreError::Owned(_)
+                | StoreError::Board(_)
+        )
+    }
+
+    pub(crate) fn from_db(e: sea_orm::DbErr, doing: &'static str) -> StoreError {
+        let message = e.to_string();
+        if message.contains("database is locked") || message.contains("SQLITE_BUSY") {
+            StoreError::Busy
+        } else {
+            StoreError::Database { doing, message }
+        }
+    }
+}

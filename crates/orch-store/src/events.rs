@@ -1,0 +1,89 @@
+//! Writing and reading the append-only audit log.
+
+use orch_core::event::Event;
+use orch_core::{TaskId, Timestamp};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use crate::entity::event;
+use crate::{Store, StoreError};
+
+/// An event about to be appended. `seq` is assigned by the database.
+pub(crate) struct NewEvent<'a> {
+    pub at: Timestamp,
+    pub task_id: Option<TaskId>,
+    pub kind: &'a str,
+    pub reason: String,
+    pub actor: &'a str,
+    pub payload: serde_json::Value,
+}
+
+pub(crate) async fn append<C: ConnectionTrait>(db: &C, e: NewEvent<'_>) -> Result<(), StoreError> {
+    event::ActiveModel {
+        seq: NotSet,
+        at: Set(e.at.as_millis()),
+        run_id: Set(None),
+        task_id: Set(e.task_id.map(|t| t.0)),
+        attempt: Set(None),
+        kind: Set(e.kind.to_owned()),
+        reason: Set(e.reason),
+        actor: Set(e.actor.to_owned()),
+        payload: Set(e.payload.to_string()),
+    }
+    .insert(db)
+    .await
+    .map_err(|err| StoreError::from_db(err, "appending an event"))?;
+    Ok(())
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events about this task.
+    pub task: Option<TaskId>,
+    /// Only events with `seq` greater than this (for following).
+    pub after_seq: Option<i64>,
+    /// At most this many (the oldest first).
+    pub limit: Option<u64>,
+}
+
+impl Store {
+    /// Reads events in log order.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        let mut q = event::Entity::find().order_by_asc(event::Column::Seq);
+        if let Some(t) = filter.task {
+            q = q.filter(event::Column::TaskId.eq(t.0));
+        }
+        if let Some(s) = filter.after_seq {
+            q = q.filter(event::Column::Seq.gt(s));
+        }
+        if let Some(n) = filter.limit {
+            q = q.limit(n);
+        }
+        let rows = q
+            .all(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading events"))?;
+        rows.into_iter().map(to_domain).collect()
+    }
+}
+
+fn to_domain(m: event::Model) -> Result<Event, StoreError> {
+    let payload = serde_json::from_str(&m.payload).map_err(|e| StoreError::Corrupt {
+        table: "events",
+        message: format!("event {} has a payload that is not JSON: {e}", m.seq),
+    })?;
+    Ok(Event {
+        seq: m.seq,
+        at: Timestamp(m.at),
+        run_id: m.run_id,
+        task_id: m.task_id.map(TaskId),
+        attempt: m.attempt,
+        kind: m.kind,
+        reason: m.reason,
+        actor: m.actor,
+        payload,
+    })
+}

@@ -1,0 +1,197 @@
+//! orch's storage adapter: the board and the audit log, in SQLite or PostgreSQL.
+//!
+//! [`Store`] speaks domain types from `orch-core`; sea-orm entities and errors stay
+//! inside this crate. Migrations run on open. Every change to the board happens in
+//! one write transaction together with the event that records it, so the log and the
+//! board cannot disagree.
+//!
+//! On SQLite the database runs in WAL mode with a busy timeout, and write
+//! transactions begin `IMMEDIATE`, so concurrent writers from several processes queue
+//! up instead of failing on a lock upgrade; if the lock is held past the timeout, the
+//! caller gets [`StoreError::Busy`].
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod board;
+mod entity;
+mod error;
+mod events;
+mod migration;
+mod tasks;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use orch_core::Timestamp;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use board::ImportReport;
+pub use error::StoreError;
+pub use events::EventFilter;
+pub use tasks::MoveRequest;
+
+/// How long a writer waits for SQLite's write lock before giving up with
+/// [`StoreError::Busy`].
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file, created (with its parent directory) if missing.
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Resolves the `database_url` setting: empty means `<repo>/.orch/orch.db`.
+    pub fn from_setting(database_url: &str, repo: &Path) -> Result<Location, StoreError> {
+        let url = database_url.trim();
+        if url.is_empty() {
+            Ok(Location::Sqlite(repo.join(".orch").join("orch.db")))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Location::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Ok(Location::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(StoreError::BadLocation(url.to_owned()))
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// Hides the password in a URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The board and audit-log store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    location: Location,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and runs pending migrations.
+    pub async fn open(location: &Location) -> Result<Store, StoreError> {
+        let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
+            location: location.to_string(),
+            message: e.to_string(),
+        };
+        let mut opts = match location {
+            Location::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
+                }
+                let path = path.clone();
+                // The URL only selects the driver; `filename` sets the real path, so paths
+                // need no URL escaping. (A `:memory:` URL would leave sqlx in memory mode.)
+                let mut o = ConnectOptions::new("sqlite://orch.db");
+                o.max_connections(4).map_sqlx_sqlite_opts(move |o| {
+                    o.filename(&path)
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                        .foreign_keys(true)
+                });
+                o
+            }
+            Location::Postgres(url) => {
+                let mut o = ConnectOptions::new(url.clone());
+                o.max_connections(8);
+                o
+            }
+        };
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10));
+        let db = Database::connect(opts).await.map_err(|e| open_err(&e))?;
+        migration::Migrator::up(&db, None)
+            .await
+            .map_err(|e| StoreError::from_db(e, "running migrations"))?;
+        Ok(Store {
+            db,
+            location: location.clone(),
+        })
+    }
+
+    /// Where this store lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db
+            .close()
+            .await
+            .map_err(|e| StoreError::from_db(e, "closing the database"))
+    }
+
+    /// Begins a write transaction; on SQLite it takes the write lock at once.
+    async fn write(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .map_err(|e| StoreError::from_db(e, "starting a write"))
+    }
+}
+
+/// The wall clock, as the store stamps rows and events with it.
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_locations() {
+        let repo = Path::new("/r");
+        assert_eq!(
+            Location::from_setting("", repo).unwrap(),
+            Location::Sqlite("/r/.orch/orch.db".into())
+        );
+        assert!(matches!(
+            Location::from_setting("postgres://u:p@h/db", repo).unwrap(),
+            Location::Postgres(_)
+        ));
+        let err = Location::from_setting("mysql://x", repo).unwrap_err();
+        assert!(err.to_string().contains("postgres://"), "{err}");
+        assert_eq!(
+            Location::Postgres("postgres://orch:secret@localhost/db".into()).to_string(),
+            "postgres://orch:***@localhost/db"
+        );
+    }
+}

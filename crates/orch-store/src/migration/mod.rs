@@ -1,0 +1,26 @@
+//! Schema migrations, one per file (`DeriveMigrationName` names each after its file).
+//! They run on open, on SQLite and PostgreSQL alike. Never edit a released migration:
+//! add a new file.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_tasks;
+mod m20261124_000002_create_task_deps;
+mod m20261124_000003_create_events;
+
+/// Applies every migration in order.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_tasks::Migration),
+            Box::new(m20261124_000002_create_task_deps::Migration),
+            Box::new(m20261124_000003_create_events::Migration),
+        ]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "orch_migrations".into_iden()
+    }
+}

@@ -1,0 +1,498 @@
+//! The store's contract, run on SQLite always and on PostgreSQL when
+//! `ORCH_TEST_DATABASE_URL` names a server (each test gets a fresh database there).
+#![allow(clippy::unwrap_used)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use orch_core::board::{BoardFile, BoardTask};
+use orch_core::deps::DepError;
+use orch_core::event::kind;
+use orch_core::task::{NewTask, TaskEdit};
+use orch_core::transition::Actor;
+use orch_core::{TaskId, TaskStatus};
+use orch_store::{EventFilter, Location, MoveRequest, Store, StoreError};
+use sea_orm::{ConnectionTrait, Database};
+
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh PostgreSQL database on the test server, dropped when the test ends.
+async fn fresh_postgres(admin_url: &str) -> (Location, impl FnOnce() + use<>) {
+    let name = format!(
+        "orch_test_{}_{}",
+        std::process::id(),
+        DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = Database::connect(admin_url).await.unwrap();
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = admin_url.split('?').next().unwrap();
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    let admin_url = admin_url.to_owned();
+    let drop = move || {
+        // Best effort, on a runtime of its own: the test's runtime is shutting down.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            if let Ok(db) = Database::connect(&admin_url).await {
+                let _ = db
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    };
+    (Location::Postgres(url), drop)
+}
+
+/// Runs `body` against every configured backend.
+async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Location::Sqlite(dir.path().join("orch.db")))
+        .await
+        .unwrap();
+    body(store).await;
+    if let Ok(url) = std::env::var("ORCH_TEST_DATABASE_URL") {
+        let (loc, drop) = fresh_postgres(&url).await;
+        let store = Store::open(&loc).await.unwrap();
+        body(store.clone()).await;
+        store.close().await.unwrap();
+        std::thread::spawn(drop).join().unwrap();
+    }
+}
+
+fn new(title: &str) -> NewTask {
+    NewTask {
+        title: title.into(),
+        ..NewTask::default()
+    }
+}
+
+fn human(to: TaskStatus, force: bool) -> MoveRequest {
+    MoveRequest {
+        to,
+        actor: Actor::Human,
+        force,
+        reason: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_list_and_events() {
+    each_backend(|s| async move {
+        let a = s.add_task(new("Lexer"), "human:test").await.unwrap();
+        let b = s
+            .add_task(
+                NewTask {
+                    title: " Parser ".into(),
+                    priority: 3,
+                    depends_on: vec![a.id, a.id],
+                    labels: vec!["core".into(), "core".into()],
+                    touches: vec!["src/parse/**".into()],
+                    ..NewTask::default()
+                },
+                "human:test",
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.key, format!("task-{}", a.id));
+        assert_eq!(b.title, "Parser");
+        assert_eq!(b.depends_on, vec![a.id]);
+        assert_eq!(b.labels, vec!["core"]);
+        assert_eq!(b.status, TaskStatus::Backlog);
+        let all = s.tasks(&[]).await.unwrap();
+        assert_eq!(
+            all.iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![a.id, b.id]
+        );
+        assert_eq!(s.task(b.id).await.unwrap(), b);
+        let ev = s
+            .events(&EventFilter {
+                task: Some(b.id),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, kind::TASK_CREATED);
+        assert_eq!(ev[0].actor, "human:test");
+        assert_eq!(ev[0].payload["title"], "Parser");
+        // Unknown dependency: refused, nothing written.
+        let err = s
+            .add_task(
+                NewTask {
+                    depends_on: vec![TaskId(999)],
+                    ..new("X")
+                },
+                "t",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Dep(DepError::UnknownTask(TaskId(999)))),
+            "{err}"
+        );
+        assert_eq!(s.tasks(&[]).await.unwrap().len(), 2);
+        // Duplicate key.
+        s.add_task(
+            NewTask {
+                key: Some("k".into()),
+                ..new("K")
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+        let err = s
+            .add_task(
+                NewTask {
+                    key: Some("k".into()),
+                    ..new("K2")
+                },
+                "t",
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::KeyTaken { .. }), "{err}");
+        // Bad field.
+        let err = s.add_task(new("  "), "t").await.unwrap_err();
+        assert!(
+            err.is_refusal() && err.to_string().contains("title"),
+            "{err}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_reject_cycles_and_record_diffs() {
+    each_backend(|s| async move {
+        let a = s.add_task(new("A"), "t").await.unwrap();
+        let b = s
+            .add_task(
+                NewTask {
+                    depends_on: vec![a.id],
+                    ..new("B")
+                },
+                "t",
+            )
+            .await
+            .unwrap();
+        let err = s
+            .edit_task(
+                a.id,
+                &TaskEdit {
+                    add_deps: vec![b.id],
+                    title: Some("A2".into()),
+                    ..TaskEdit::default()
+                },
+                "t",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Dep(DepError::Cycle { .. })),
+            "{err}"
+        );
+        // Nothing of the refused edit was written, not even the title.
+        assert_eq!(s.task(a.id).await.unwrap().title, "A");
+        let a2 = s
+            .edit_task(
+                a.id,
+                &TaskEdit {
+                    priority: Some(9),
+                    add_labels: vec!["x".into()],
+                    ..TaskEdit::default()
+                },
+                "t",
+            )
+            .await
+            .unwrap();
+        assert_eq!(a2.priority, 9);
+        let ev = s
+            .events(&EventFilter {
+                task: Some(a.id),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        let last = ev.last().unwrap();
+        assert_eq!(last.kind, kind::TASK_UPDATED);
+        assert_eq!(last.payload["priority"]["from"], 0);
+        assert_eq!(last.payload["priority"]["to"], 9);
+        // A no-op edit writes no event.
+        s.edit_task(
+            a.id,
+            &TaskEdit {
+                priority: Some(9),
+                ..TaskEdit::default()
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            s.events(&EventFilter {
+                task: Some(a.id),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+            ev.len()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_follow_the_table_and_overrides_are_recorded() {
+    each_backend(|s| async move {
+        let a = s.add_task(new("A"), "t").await.unwrap();
+        let err = s
+            .move_task(a.id, &human(TaskStatus::Done, false), "human:me")
+            .await
+            .unwrap_err();
+        assert!(err.is_refusal());
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(s.task(a.id).await.unwrap().status, TaskStatus::Backlog);
+        s.move_task(a.id, &human(TaskStatus::Blocked, false), "human:me")
+            .await
+            .unwrap();
+        let done = s
+            .move_task(
+                a.id,
+                &MoveRequest {
+                    reason: Some("shipped by hand".into()),
+                    ..human(TaskStatus::Done, true)
+                },
+                "human:me",
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, TaskStatus::Done);
+        let ev = s
+            .events(&EventFilter {
+                task: Some(a.id),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = ev.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [kind::TASK_CREATED, kind::TASK_MOVED, kind::TASK_OVERRIDE]
+        );
+        assert_eq!(ev[2].reason, "shipped by hand");
+        assert_eq!(ev[2].payload["from"], "blocked");
+        assert_eq!(ev[2].payload["forced"], true);
+        // The orchestrator claims; a human cannot.
+        let b = s.add_task(new("B"), "t").await.unwrap();
+        assert!(
+            s.move_task(b.id, &human(TaskStatus::InProgress, false), "h")
+                .await
+                .is_err()
+        );
+        let claimed = s
+            .move_task(
+                b.id,
+                &MoveRequest {
+                    to: TaskStatus::InProgress,
+                    actor: Actor::Orchestrator,
+                    force: false,
+                    reason: None,
+                },
+                "orchestrator",
+            )
+            .await
+            .unwrap();
+        assert_eq!(claimed.status, TaskStatus::InProgress);
+        assert_eq!(s.tasks(&[TaskStatus::InProgress]).await.unwrap().len(), 1);
+        // A run owns an in-progress task.
+        assert!(matches!(
+            s.remove_task(b.id, false, "h").await,
+            Err(StoreError::Owned(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_refuses_dependents_unless_forced() {
+    each_backend(|s| async move {
+        let a = s.add_task(new("A"), "t").await.unwrap();
+        let b = s.add_task(NewTask { depends_on: vec![a.id], ..new("B") }, "t").await.unwrap();
+        let err = s.remove_task(a.id, false, "t").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("task {} is a dependency of {}; remove those dependencies first, or use --force to detach them", a.id, b.id)
+        );
+        s.remove_task(a.id, true, "t").await.unwrap();
+        assert!(matches!(s.task(a.id).await, Err(StoreError::TaskNotFound(_))));
+        assert!(s.task(b.id).await.unwrap().depends_on.is_empty());
+        let ev = s.events(&EventFilter { task: Some(a.id), ..EventFilter::default() }).await.unwrap();
+        assert_eq!(ev.last().unwrap().kind, kind::TASK_REMOVED);
+        assert_eq!(ev.last().unwrap().payload["detached_dependents"][0], b.id.0);
+    })
+    .await;
+}
+
+fn bt(key: &str, after: &[&str]) -> BoardTask {
+    BoardTask {
+        key: key.into(),
+        title: format!("Task {key}"),
+        after: after.iter().map(|s| s.to_string()).collect(),
+        ..BoardTask::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_is_idempotent_and_all_or_nothing() {
+    each_backend(|s| async move {
+        let file = BoardFile {
+            tasks: vec![
+                bt("cli", &["parser"]),
+                bt("parser", &["lexer"]),
+                bt("lexer", &[]),
+            ],
+        };
+        let r1 = s.import_board(&file, "import").await.unwrap();
+        assert_eq!(r1.created.len(), 3);
+        let r2 = s.import_board(&file, "import").await.unwrap();
+        assert_eq!(
+            (r2.created.len(), r2.updated.len(), r2.unchanged.len()),
+            (0, 0, 3)
+        );
+        assert_eq!(s.tasks(&[]).await.unwrap().len(), 3);
+        // The forward reference resolved.
+        let cli = s
+            .tasks(&[])
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.key == "cli")
+            .unwrap();
+        let parser_id = r1.created.iter().find(|(k, _)| k == "parser").unwrap().1;
+        assert_eq!(cli.depends_on, vec![parser_id]);
+        // An update changes fields and edges, and keeps status.
+        s.move_task(cli.id, &human(TaskStatus::Blocked, false), "h")
+            .await
+            .unwrap();
+        let mut changed = file.clone();
+        changed.tasks[0].after.clear();
+        changed.tasks[0].priority = 5;
+        let r3 = s.import_board(&changed, "import").await.unwrap();
+        assert_eq!(r3.updated, vec![("cli".to_string(), cli.id)]);
+        let cli = s.task(cli.id).await.unwrap();
+        assert_eq!(
+            (cli.priority, cli.depends_on.len(), cli.status),
+            (5, 0, TaskStatus::Blocked)
+        );
+        // A bad file changes nothing at all.
+        let before = s.tasks(&[]).await.unwrap();
+        let n_events = s.events(&EventFilter::default()).await.unwrap().len();
+        let bad = BoardFile {
+            tasks: vec![
+                bt("new-one", &[]),
+                bt("lexer", &["cli"]),
+                bt("cli", &["lexer"]),
+            ],
+        };
+        let err = s.import_board(&bad, "import").await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Board(e) if e.index == 2),
+            "{err}"
+        );
+        assert_eq!(s.tasks(&[]).await.unwrap(), before);
+        assert_eq!(
+            s.events(&EventFilter::default()).await.unwrap().len(),
+            n_events
+        );
+        // Export round-trips.
+        let exported = s.export_board().await.unwrap();
+        let r4 = s.import_board(&exported, "import").await.unwrap();
+        assert_eq!(r4.unchanged.len(), 3);
+        assert_eq!(
+            exported
+                .tasks
+                .iter()
+                .find(|t| t.key == "parser")
+                .unwrap()
+                .after,
+            vec!["lexer"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_keeps_data_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = Location::Sqlite(dir.path().join("nested/dir/orch.db"));
+    let s = Store::open(&loc).await.unwrap();
+    let a = s.add_task(new("A"), "t").await.unwrap();
+    s.close().await.unwrap();
+    let s = Store::open(&loc).await.unwrap();
+    assert_eq!(s.task(a.id).await.unwrap().title, "A");
+    let b = s.add_task(new("B"), "t").await.unwrap();
+    assert!(b.id > a.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_one_sqlite_file_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let loc = Location::Sqlite(dir.path().join("orch.db"));
+    let s1 = Store::open(&loc).await.unwrap();
+    let s2 = Store::open(&loc).await.unwrap();
+    let mut handles = Vec::new();
+    for (n, s) in [s1.clone(), s2.clone()].into_iter().enumerate() {
+        handles.push(tokio::spawn(async move {
+            for i in 0..40 {
+                s.add_task(new(&format!("w{n} t{i}")), "t").await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(s1.tasks(&[]).await.unwrap().len(), 80);
+    assert_eq!(s2.events(&EventFilter::default()).await.unwrap().len(), 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_locations_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = Store::open(&Location::Sqlite(file.join("orch.db")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot open the database at {}",
+            file.join("orch.db").display()
+        )),
+        "{err}"
+    );
+    let err = Store::open(&Location::Postgres(
+        "postgres://nobody:pw@127.0.0.1:1/none".into(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("postgres://nobody:***@127.0.0.1:1/none"),
+        "{err}"
+    );
+}
