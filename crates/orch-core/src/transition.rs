@@ -70,10 +70,15 @@ pub enum MoveRejected {
     /// The task is already there.
     #[error("the task is already {0}")]
     Unchanged(TaskStatus),
+    /// Only the orchestrator marks a task done, through the gates.
+    #[error(
+        "only the orchestrator marks a task done, after its worker validation, merge and \
+         integration validation pass; use --force to record a manual override"
+    )]
+    DoneNeedsGates,
     /// Only the orchestrator makes this move.
     #[error(
-        "only the orchestrator moves a task from {from} to {to}{}; use --force to record a manual override",
-        if *to == Done { ", after its validation gates pass" } else { "" }
+        "only the orchestrator moves a task from {from} to {to}; use --force to record a manual override"
     )]
     OrchestratorOnly {
         /// Current status.
@@ -125,6 +130,7 @@ pub fn check_move(
     match TABLE.iter().find(|(f, t, _, _)| *f == from && *t == to) {
         Some((_, _, who, name)) if who.allows(actor) => Ok(Move::Regular(name)),
         _ if force && actor == Actor::Human => Ok(Move::Override),
+        _ if to == Done => Err(MoveRejected::DoneNeedsGates),
         Some(_) => Err(MoveRejected::OrchestratorOnly { from, to }),
         None => Err(MoveRejected::NotAllowed {
             from,
@@ -172,8 +178,11 @@ mod tests {
 
     #[test]
     fn done_by_hand_needs_force() {
-        let err = check_move(InProgress, Done, Actor::Human, false).unwrap_err();
-        assert!(err.to_string().contains("--force"), "{err}");
+        for from in [Backlog, InProgress, Failed] {
+            let err = check_move(from, Done, Actor::Human, false).unwrap_err();
+            assert_eq!(err, MoveRejected::DoneNeedsGates);
+            assert!(err.to_string().contains("--force"), "{err}");
+        }
         assert_eq!(
             check_move(Backlog, Done, Actor::Human, true),
             Ok(Move::Override)

@@ -1,0 +1,214 @@
+//! Command-line arguments (clap derive). Parsing only: no behaviour lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use orch_core::{TaskId, TaskStatus};
+
+/// orch: turn a Kanban board of coding tasks into merged, validated work.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The repository to work on (default: the git top level of the current directory).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+    /// Set a config value for this command only, e.g. `-c run.concurrency=8` (repeatable).
+    #[arg(short = 'c', long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print machine-readable JSON on stdout (and errors as JSON on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up orch in a git repository: `.orch/`, `orch.toml`, and `.git/info/exclude`.
+    Init,
+    /// Show orch at work in a throwaway repository.
+    Demo(DemoArgs),
+    /// Add, list, show, edit, move and remove tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Show the Kanban board, or import and export it as a file.
+    Board(BoardArgs),
+    /// Inspect the merged configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `orch demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo repository here instead of a fresh temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `orch task ...`
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Add a task to the backlog and print its id.
+    Add(TaskAdd),
+    /// List tasks.
+    List(TaskList),
+    /// Show one task with its history.
+    Show {
+        /// The task id, e.g. 12 or #12.
+        id: TaskId,
+    },
+    /// Change a task's fields or dependencies.
+    Edit(TaskEditArgs),
+    /// Move a task to another column.
+    Move(TaskMove),
+    /// Remove a task from the board (its history stays in the event log).
+    Rm {
+        /// The task id.
+        id: TaskId,
+        /// Remove it even if other tasks depend on it (they are detached) or a run owns it.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A task body, given inline or from a file.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct BodyArgs {
+    /// The task description handed to the agent.
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<String>,
+    /// Read the description from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+}
+
+/// `orch task add`
+#[derive(Debug, Args)]
+pub struct TaskAdd {
+    /// One-line title.
+    pub title: String,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    /// Higher runs first.
+    #[arg(long, short, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// A task that must be done first (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub after: Vec<TaskId>,
+    /// A label (repeatable).
+    #[arg(long, value_name = "LABEL")]
+    pub label: Vec<String>,
+    /// A glob of paths the task expects to change, e.g. `src/parser/**` (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub touches: Vec<String>,
+    /// A stable key for board files (default: task-<id>).
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
+/// `orch task list`
+#[derive(Debug, Args)]
+pub struct TaskList {
+    /// Only tasks with this status (repeatable, or comma-separated).
+    #[arg(long, short, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<TaskStatus>,
+}
+
+/// `orch task edit`
+#[derive(Debug, Args)]
+pub struct TaskEditArgs {
+    /// The task id.
+    pub id: TaskId,
+    /// New title.
+    #[arg(long)]
+    pub title: Option<String>,
+    #[command(flatten)]
+    pub body: BodyArgs,
+    /// New priority.
+    #[arg(long, short, allow_negative_numbers = true)]
+    pub priority: Option<i32>,
+    /// Add a dependency (repeatable).
+    #[arg(long, visible_alias = "add-after", value_name = "ID")]
+    pub after: Vec<TaskId>,
+    /// Remove a dependency (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub rm_after: Vec<TaskId>,
+    /// Add a label (repeatable).
+    #[arg(long, visible_alias = "add-label", value_name = "LABEL")]
+    pub label: Vec<String>,
+    /// Remove a label (repeatable).
+    #[arg(long, value_name = "LABEL")]
+    pub rm_label: Vec<String>,
+    /// Add a touches glob (repeatable).
+    #[arg(long, visible_alias = "add-touches", value_name = "GLOB")]
+    pub touches: Vec<String>,
+    /// Remove a touches glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub rm_touches: Vec<String>,
+}
+
+/// `orch task move`
+#[derive(Debug, Args)]
+pub struct TaskMove {
+    /// The task id.
+    pub id: TaskId,
+    /// The target status: backlog, in_progress, done, failed, blocked or canceled.
+    pub status: TaskStatus,
+    /// Make a move outside the transition table; recorded as a manual override.
+    #[arg(long)]
+    pub force: bool,
+    /// Why, for the event log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// `orch board`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BoardArgs {
+    /// Import or export instead of showing.
+    #[command(subcommand)]
+    pub command: Option<BoardCommand>,
+    /// Render for this many columns (default: the terminal's width, or 80).
+    #[arg(long, value_name = "N")]
+    pub width: Option<usize>,
+}
+
+/// `orch board import|export`
+#[derive(Debug, Subcommand)]
+pub enum BoardCommand {
+    /// Create or update tasks from a board file, matched by key; all or nothing.
+    Import {
+        /// The board file (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Print the board as a board file.
+    Export {
+        /// The file format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Toml)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Board file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `[[task]]` TOML, the format `orch board import` reads.
+    Toml,
+    /// The same structure as JSON.
+    Json,
+}
+
+/// `orch config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the merged configuration and where each value came from.
+    Show,
+}

@@ -1,0 +1,231 @@
+//! Loading the configuration: figment layers with provenance.
+//!
+//! Layers, lowest first: built-in defaults, the user file
+//! (`$XDG_CONFIG_HOME/orch/config.toml`, else `~/.config/orch/config.toml`), the repo
+//! file `<repo>/orch.toml`, `ORCH_*` environment variables (`ORCH_AGENT__TIMEOUT=5s`
+//! sets `agent.timeout`), and `-c KEY=VALUE` flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Value;
+use figment::{Figment, Metadata, Profile};
+use orch_core::config::Config;
+
+use crate::error::BadInput;
+
+/// The top-level keys of the schema; environment variables outside them (such as
+/// `ORCH_TEST_DATABASE_URL` or an agent's `ORCH_RUN_ID`) are not config.
+const TOP_LEVEL: &[&str] = &[
+    "database_url",
+    "run",
+    "agent",
+    "validate",
+    "policy",
+    "worktrees",
+    "artifacts",
+];
+
+/// The merged configuration and the layers it came from.
+pub struct Loaded {
+    /// The typed result.
+    pub config: Config,
+    figment: Figment,
+}
+
+/// The user-level config file.
+pub fn user_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("orch").join("config.toml"))
+}
+
+/// Loads and checks the configuration for `repo`.
+pub fn load(repo: &Path, overrides: &[String]) -> Result<Loaded> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(user) = user_file() {
+        figment = figment.merge(Toml::file_exact(&user).nested_if_exists(&user));
+    }
+    let repo_file = repo.join("orch.toml");
+    figment = figment.merge(Toml::file_exact(&repo_file).nested_if_exists(&repo_file));
+    figment = figment.merge(
+        Env::prefixed("ORCH_")
+            .split("__")
+            // The filter sees the split key before it is lowercased: `AGENT.TIMEOUT`.
+            .filter(|k| {
+                let first = k.as_str().split('.').next().unwrap_or("");
+                TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(first))
+            }),
+    );
+    for o in overrides {
+        let (key, raw) = o.split_once('=').ok_or_else(|| {
+            BadInput(format!(
+                "-c {o:?}: expected KEY=VALUE, such as -c run.concurrency=8"
+            ))
+        })?;
+        let key = key.trim();
+        if !TOP_LEVEL.contains(&key.split('.').next().unwrap_or("")) {
+            return Err(BadInput(format!(
+                "-c {key}: unknown key; the top-level keys are {}",
+                TOP_LEVEL.join(", ")
+            ))
+            .into());
+        }
+        figment = figment.merge(CliOverride {
+            key: key.to_owned(),
+            value: parse_value(raw),
+        });
+    }
+    let config: Config = figment
+        .extract()
+        .map_err(|e| BadInput(format!("invalid configuration: {}", render_errors(e))))?;
+    Ok(Loaded { config, figment })
+}
+
+/// One `-c KEY=VALUE` flag as a figment layer, so provenance names the command line.
+struct CliOverride {
+    key: String,
+    value: Value,
+}
+
+impl figment::Provider for CliOverride {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("command line (-c {})", self.key))
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, figment::value::Dict>, figment::Error> {
+        Serialized::default(&self.key, &self.value).data()
+    }
+}
+
+/// Reads a `-c` value as TOML (`8`, `true`, `["a"]`), falling back to a plain string.
+fn parse_value(raw: &str) -> Value {
+    let wrapped = format!("v = {raw}");
+    toml::from_str::<toml::Table>(&wrapped)
+        .ok()
+        .and_then(|t| t.get("v").cloned())
+        .and_then(|v| Value::serialize(v).ok())
+        .unwrap_or_else(|| Value::from(raw.to_owned()))
+}
+
+fn render_errors(e: figment::Error) -> String {
+    let all: Vec<String> = e.into_iter().map(|e| render_error(&e)).collect();
+    all.join("; ")
+}
+
+/// `WHERE: KEY: WHAT`, where WHERE is the file or environment variable that set the key.
+fn render_error(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = e.path.join(".");
+    let place = match e.metadata.as_ref().map(|md| (md, &md.source)) {
+        Some((_, Some(figment::Source::File(p)))) => p.display().to_string(),
+        Some((_, Some(figment::Source::Code(_)))) => "built-in defaults".to_owned(),
+        Some((md, _)) if md.name.contains("environment") => {
+            format!(
+                "environment variable ORCH_{}",
+                e.path.join("__").to_uppercase()
+            )
+        }
+        Some((md, _)) => md.name.to_string(),
+        None => "configuration".to_owned(),
+    };
+    let what = match &e.kind {
+        Kind::UnknownVariant(found, allowed) => format!(
+            "{found:?} is not allowed; expected one of: {}",
+            allowed
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Kind::UnknownField(found, allowed) => format!(
+            "unknown key {found:?}; the keys allowed here are: {}",
+            allowed.join(", ")
+        ),
+        Kind::InvalidValue(actual, expected) | Kind::InvalidType(actual, expected) => {
+            format!("invalid value {actual}: expected {expected}")
+        }
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        format!("{place}: {what}")
+    } else {
+        format!("{place}: {key}: {what}")
+    }
+}
+
+/// `Toml::file_exact` errors on a missing file; only use it when the file exists.
+trait NestedIfExists {
+    fn nested_if_exists(self, path: &Path) -> Figment;
+}
+
+impl NestedIfExists for figment::providers::Data<Toml> {
+    fn nested_if_exists(self, path: &Path) -> Figment {
+        if path.exists() {
+            Figment::from(self)
+        } else {
+            Figment::new()
+        }
+    }
+}
+
+/// One leaf value with where it came from.
+#[derive(Debug, serde::Serialize)]
+pub struct Entry {
+    /// Dotted key, e.g. `run.concurrency`.
+    pub key: String,
+    /// The merged value.
+    pub value: serde_json::Value,
+    /// `default`, a file path, an environment variable, or the command line.
+    pub source: String,
+}
+
+impl Loaded {
+    /// Every leaf of the merged configuration, in schema order, with its source.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let value = serde_json::to_value(&self.config).context("serialising the config")?;
+        let mut out = Vec::new();
+        flatten("", &value, &mut out);
+        Ok(out
+            .into_iter()
+            .map(|(key, value)| {
+                let source = self.source_of(&key);
+                Entry { key, value, source }
+            })
+            .collect())
+    }
+
+    fn source_of(&self, key: &str) -> String {
+        let Some(md) = self.figment.find_metadata(key) else {
+            return "default".into();
+        };
+        match &md.source {
+            Some(figment::Source::File(p)) => p.display().to_string(),
+            Some(figment::Source::Code(_)) => "default".into(),
+            Some(other) => other.to_string(),
+            None if md.name.contains("environment") => {
+                format!("env ORCH_{}", key.replace('.', "__").to_uppercase())
+            }
+            None => md.name.to_string(),
+        }
+    }
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        leaf => out.push((prefix.to_owned(), leaf.clone())),
+    }
+}

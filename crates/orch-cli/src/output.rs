@@ -1,0 +1,356 @@
+//! Output shapes and rendering. The CLI owns its JSON shapes: library types are mapped
+//! here, so a library change cannot silently change what scripts parse.
+
+use std::collections::BTreeMap;
+
+use orch_core::event::Event;
+use orch_core::{Task, TaskId, TaskStatus};
+use serde::Serialize;
+
+/// A task in `task list --json` and `task show --json`.
+#[derive(Debug, Serialize)]
+pub struct TaskJson {
+    id: i64,
+    key: String,
+    title: String,
+    body: String,
+    status: TaskStatus,
+    priority: i32,
+    depends_on: Vec<i64>,
+    labels: Vec<String>,
+    touches: Vec<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Task> for TaskJson {
+    fn from(t: &Task) -> Self {
+        TaskJson {
+            id: t.id.0,
+            key: t.key.clone(),
+            title: t.title.clone(),
+            body: t.body.clone(),
+            status: t.status,
+            priority: t.priority,
+            depends_on: t.depends_on.iter().map(|d| d.0).collect(),
+            labels: t.labels.clone(),
+            touches: t.touches.clone(),
+            created_at: t.created_at.to_string(),
+            updated_at: t.updated_at.to_string(),
+        }
+    }
+}
+
+/// An event in JSON output.
+#[derive(Debug, Serialize)]
+pub struct EventJson {
+    seq: i64,
+    at: String,
+    run_id: Option<String>,
+    task_id: Option<i64>,
+    attempt: Option<i64>,
+    kind: String,
+    reason: String,
+    actor: String,
+    payload: serde_json::Value,
+}
+
+impl From<&Event> for EventJson {
+    fn from(e: &Event) -> Self {
+        EventJson {
+            seq: e.seq,
+            at: e.at.to_string(),
+            run_id: e.run_id.clone(),
+            task_id: e.task_id.map(|t| t.0),
+            attempt: e.attempt,
+            kind: e.kind.clone(),
+            reason: e.reason.clone(),
+            actor: e.actor.clone(),
+            payload: e.payload.clone(),
+        }
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// The unfinished dependencies of each task, for marking tasks as waiting.
+pub fn waiting_on(tasks: &[Task]) -> BTreeMap<TaskId, Vec<TaskId>> {
+    let status: BTreeMap<TaskId, TaskStatus> = tasks.iter().map(|t| (t.id, t.status)).collect();
+    tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Backlog)
+        .map(|t| {
+            let w: Vec<TaskId> = t
+                .depends_on
+                .iter()
+                .copied()
+                .filter(|d| status.get(d) != Some(&TaskStatus::Done))
+                .collect();
+            (t.id, w)
+        })
+        .filter(|(_, w)| !w.is_empty())
+        .collect()
+}
+
+fn ids(v: &[TaskId]) -> String {
+    v.iter()
+        .map(|d| format!("#{d}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Cuts `s` to at most `max` characters, ending in `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+fn column_title(s: TaskStatus) -> &'static str {
+    match s {
+        TaskStatus::Backlog => "BACKLOG",
+        TaskStatus::InProgress => "IN PROGRESS",
+        TaskStatus::Done => "DONE",
+        TaskStatus::Failed => "FAILED",
+        TaskStatus::Blocked => "BLOCKED",
+        TaskStatus::Canceled => "CANCELED",
+    }
+}
+
+/// Board order: priority (highest first), then age.
+pub fn board_order(tasks: &[Task]) -> Vec<&Task> {
+    let mut v: Vec<&Task> = tasks.iter().collect();
+    v.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+    v
+}
+
+/// Narrower than this, columns stack vertically.
+pub const WIDE_BOARD: usize = 120;
+
+/// Renders the Kanban board for a terminal `width` columns wide.
+pub fn render_board(tasks: &[Task], width: usize) -> String {
+    let waiting = waiting_on(tasks);
+    let ordered = board_order(tasks);
+    let columns: Vec<(TaskStatus, Vec<&Task>)> = TaskStatus::ALL
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                ordered.iter().copied().filter(|t| t.status == *s).collect(),
+            )
+        })
+        .collect();
+    if tasks.is_empty() {
+        return "The board is empty. Add a task with `orch task add TITLE`, or import a board file with `orch board import FILE`.\n".to_owned();
+    }
+    if width >= WIDE_BOARD {
+        render_wide(&columns, &waiting, width)
+    } else {
+        render_stacked(&columns, &waiting, width.max(40))
+    }
+}
+
+fn card_note(t: &Task, waiting: &BTreeMap<TaskId, Vec<TaskId>>) -> String {
+    let mut parts = Vec::new();
+    if t.priority != 0 {
+        parts.push(format!("p{}", t.priority));
+    }
+    if let Some(w) = waiting.get(&t.id) {
+        parts.push(format!("waiting on {}", ids(w)));
+    }
+    parts.join(" · ")
+}
+
+fn render_stacked(
+    columns: &[(TaskStatus, Vec<&Task>)],
+    waiting: &BTreeMap<TaskId, Vec<TaskId>>,
+    width: usize,
+) -> String {
+    let id_w = columns
+        .iter()
+        .flat_map(|(_, ts)| ts.iter().map(|t| t.id.to_string().len() + 1))
+        .max()
+        .unwrap_or(2);
+    let mut out = String::new();
+    let mut empty = Vec::new();
+    for (status, ts) in columns {
+        if ts.is_empty() {
+            empty.push(status.as_str());
+            continue;
+        }
+        out.push_str(&format!("{} ({})\n", column_title(*status), ts.len()));
+        for t in ts {
+            let id = pad(&format!("#{}", t.id), id_w);
+            let note = card_note(t, waiting);
+            // "  #id  title  note"
+            let room = width.saturating_sub(2 + id_w + 2);
+            let line = if note.is_empty() {
+                truncate(&t.title, room)
+            } else {
+                let title_room = room.saturating_sub(note.chars().count() + 2).max(12);
+                truncate(&format!("{}  {note}", truncate(&t.title, title_room)), room)
+            };
+            out.push_str(&format!("  {id}  {}\n", line.trim_end()));
+        }
+        out.push('\n');
+    }
+    if !empty.is_empty() {
+        out.push_str(&format!("empty: {}\n", empty.join(", ")));
+    } else {
+        out.pop();
+    }
+    out
+}
+
+fn render_wide(
+    columns: &[(TaskStatus, Vec<&Task>)],
+    waiting: &BTreeMap<TaskId, Vec<TaskId>>,
+    width: usize,
+) -> String {
+    const GAP: usize = 2;
+    let n = columns.len();
+    let col_w = (width - GAP * (n - 1)) / n;
+    let cells: Vec<Vec<String>> = columns
+        .iter()
+        .map(|(status, ts)| {
+            let mut c = vec![
+                format!("{} ({})", column_title(*status), ts.len()),
+                "─".repeat(col_w),
+            ];
+            for t in ts {
+                c.push(truncate(&format!("#{} {}", t.id, t.title), col_w));
+                let note = card_note(t, waiting);
+                if !note.is_empty() {
+                    c.push(truncate(&format!("  {note}"), col_w));
+                }
+            }
+            c
+        })
+        .collect();
+    let rows = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for r in 0..rows {
+        let line: Vec<String> = cells
+            .iter()
+            .map(|c| pad(c.get(r).map(String::as_str).unwrap_or(""), col_w))
+            .collect();
+        out.push_str(line.join(&" ".repeat(GAP)).trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `task list` as a table.
+pub fn render_task_table(tasks: &[Task], waiting: &BTreeMap<TaskId, Vec<TaskId>>) -> String {
+    if tasks.is_empty() {
+        return "No tasks.\n".to_owned();
+    }
+    let rows: Vec<[String; 5]> = tasks
+        .iter()
+        .map(|t| {
+            let mut status = t.status.to_string();
+            if waiting.contains_key(&t.id) {
+                status.push_str(" (waiting)");
+            }
+            [
+                format!("#{}", t.id),
+                status,
+                t.priority.to_string(),
+                ids(&t.depends_on),
+                t.title.clone(),
+            ]
+        })
+        .collect();
+    let head = ["ID", "STATUS", "PRI", "AFTER", "TITLE"];
+    let w: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in std::iter::once(head.map(String::from)).chain(rows) {
+        let line = format!(
+            "{}  {}  {:>pw$}  {}  {}",
+            pad(&r[0], w[0]),
+            pad(&r[1], w[1]),
+            r[2],
+            pad(&r[3], w[3]),
+            r[4],
+            pw = w[2]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `task show` for people.
+pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
+    let by_id: BTreeMap<TaskId, &Task> = board.iter().map(|t| (t.id, t)).collect();
+    let waiting = waiting_on(board);
+    let mut s = format!("#{} {}\n", t.id, t.title);
+    let status = match waiting.get(&t.id) {
+        Some(w) => format!("{} (waiting on {})", t.status, ids(w)),
+        None => t.status.to_string(),
+    };
+    let deps: Vec<String> = t
+        .depends_on
+        .iter()
+        .map(|d| match by_id.get(d) {
+            Some(x) => format!("#{d} {} ({})", x.title, x.status),
+            None => format!("#{d}"),
+        })
+        .collect();
+    let dependents: Vec<String> = board
+        .iter()
+        .filter(|x| x.depends_on.contains(&t.id))
+        .map(|x| format!("#{} {}", x.id, x.title))
+        .collect();
+    let field = |s: &mut String, name: &str, v: String| {
+        if !v.is_empty() {
+            s.push_str(&format!("  {:<11} {v}\n", format!("{name}:")));
+        }
+    };
+    field(&mut s, "key", t.key.clone());
+    field(&mut s, "status", status);
+    field(&mut s, "priority", t.priority.to_string());
+    field(&mut s, "after", deps.join("; "));
+    field(&mut s, "needed by", dependents.join("; "));
+    field(&mut s, "labels", t.labels.join(", "));
+    field(&mut s, "touches", t.touches.join(", "));
+    field(&mut s, "created", t.created_at.to_string());
+    field(&mut s, "updated", t.updated_at.to_string());
+    if !t.body.is_empty() {
+        s.push('\n');
+        for l in t.body.lines() {
+            s.push_str(&format!("  {l}\n"));
+        }
+    }
+    s.push_str("\nHistory:\n");
+    for e in events {
+        s.push_str(&format!(
+            "  {}  {:<14} {:<16} {}\n",
+            e.at, e.kind, e.actor, e.reason
+        ));
+    }
+    s
+}
