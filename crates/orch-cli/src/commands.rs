@@ -71,14 +71,14 @@ pub async fn init_repo(repo: &Repo, set: &[String]) -> Result<(Vec<String>, Loca
     let toml_path = repo.root.join("orch.toml");
     if !toml_path.exists() {
         repo::write_atomic(&toml_path, crate::template::ORCH_TOML.as_bytes())?;
-        changed.push("orch.toml".to_owned());
+        changed.push("created orch.toml".to_owned());
     }
     let cfg = config::load(&repo.root, set)?;
     let loc = Location::from_setting(&cfg.config.database_url, &repo.root)?;
     let existed = matches!(&loc, Location::Sqlite(p) if p.exists());
     Store::open(&loc).await?.close().await?;
     if !existed && matches!(loc, Location::Sqlite(_)) {
-        changed.push(".orch/orch.db".to_owned());
+        changed.push("created .orch/orch.db".to_owned());
     }
     Ok((changed, loc))
 }
@@ -98,7 +98,7 @@ async fn init(ctx: &Ctx) -> Result<()> {
     } else {
         println!("Set up orch in {}:", repo.root.display());
         for c in &changed {
-            println!("  created {c}");
+            println!("  {c}");
         }
     }
     println!("Board database: {loc}");

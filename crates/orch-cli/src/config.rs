@@ -146,6 +146,7 @@ fn render_error(e: &figment::Error) -> String {
             allowed.join(", ")
         ),
         Kind::InvalidValue(actual, expected) | Kind::InvalidType(actual, expected) => {
+            let expected = expected.replace("a nonzero u32", "a whole number of at least 1");
             format!("invalid value {actual}: expected {expected}")
         }
         other => other.to_string(),

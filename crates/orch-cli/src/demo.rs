@@ -91,7 +91,7 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         .unwrap_or_else(|_| "orch".into());
     println!("orch demo: a throwaway repository at {}\n", dir.display());
     println!("  1. git init, with one commit on main");
-    println!("  2. orch init            created {}", created.join(", "));
+    println!("  2. orch init            {}", created.join(", "));
     println!(
         "  3. orch board import    {} tasks, with dependencies and `touches` globs\n",
         report.created.len()

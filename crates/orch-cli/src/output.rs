@@ -347,9 +347,13 @@ pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
     }
     s.push_str("\nHistory:\n");
     for e in events {
+        let what = match (e.payload["from"].as_str(), e.payload["to"].as_str()) {
+            (Some(from), Some(to)) => format!("{from} -> {to}: {}", e.reason),
+            _ => e.reason.clone(),
+        };
         s.push_str(&format!(
             "  {}  {:<14} {:<16} {}\n",
-            e.at, e.kind, e.actor, e.reason
+            e.at, e.kind, e.actor, what
         ));
     }
     s

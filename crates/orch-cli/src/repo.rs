@@ -81,7 +81,7 @@ impl Repo {
         let dir = self.orch_dir();
         if !dir.is_dir() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            changed.push(".orch/".to_owned());
+            changed.push("created .orch/".to_owned());
         }
         let exclude = self.common_dir.join("info").join("exclude");
         let current = match std::fs::read_to_string(&exclude) {
@@ -103,7 +103,7 @@ impl Repo {
             }
             text.push_str("# orch's database and logs\n/.orch/\n");
             write_atomic(&exclude, text.as_bytes())?;
-            changed.push("info/exclude (added /.orch/)".to_owned());
+            changed.push("added /.orch/ to .git/info/exclude".to_owned());
         }
         Ok(changed)
     }

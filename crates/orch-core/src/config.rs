@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Empty: `<repo>/.orch/orch.db` (SQLite). Otherwise a `postgres://` URL.
@@ -28,20 +28,6 @@ pub struct Config {
     pub worktrees: WorktreesConfig,
     /// Log and artifact retention.
     pub artifacts: ArtifactsConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            database_url: String::new(),
-            run: RunConfig::default(),
-            agent: AgentConfig::default(),
-            validate: ValidateConfig::default(),
-            policy: PolicyConfig::default(),
-            worktrees: WorktreesConfig::default(),
-            artifacts: ArtifactsConfig::default(),
-        }
-    }
 }
 
 /// `[run]`
@@ -416,7 +402,7 @@ impl fmt::Display for ByteSize {
             ("MiB", 1 << 20),
             ("KiB", 1 << 10),
         ] {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }

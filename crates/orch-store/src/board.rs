@@ -9,7 +9,7 @@ use orch_core::task::NewTask;
 use serde_json::json;
 
 use crate::events::{self, NewEvent};
-use crate::tasks::{diff, insert, load, load_all, write_deps, write_fields};
+use crate::tasks::{diff, insert, load, load_all, task_payload, write_deps, write_fields};
 use crate::{Store, StoreError, now};
 
 /// What an import did, by key.
@@ -93,7 +93,7 @@ impl Store {
                         kind: kind::TASK_CREATED,
                         reason: "created by board import".into(),
                         actor,
-                        payload: serde_json::to_value(&task).expect("a task always serialises"),
+                        payload: task_payload(&task),
                     },
                 )
                 .await?;

@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use orch_core::Timestamp;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -149,6 +149,35 @@ impl Store {
             .close()
             .await
             .map_err(|e| StoreError::from_db(e, "closing the database"))
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check` (PostgreSQL needs no such check) and
+    /// returns its complaints, if any.
+    pub async fn check_integrity(&self) -> Result<(), StoreError> {
+        if !matches!(self.location, Location::Sqlite(_)) {
+            return Ok(());
+        }
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                "PRAGMA integrity_check",
+            ))
+            .await
+            .map_err(|e| StoreError::from_db(e, "checking integrity"))?;
+        let msgs: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+            .filter(|m| m != "ok")
+            .collect();
+        if msgs.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt {
+                table: "(database)",
+                message: msgs.join("; "),
+            })
+        }
     }
 
     /// Begins a write transaction; on SQLite it takes the write lock at once.

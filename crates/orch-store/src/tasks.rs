@@ -243,6 +243,16 @@ pub(crate) async fn write_fields<C: ConnectionTrait>(db: &C, t: &Task) -> Result
     Ok(())
 }
 
+/// A task as an event payload. Timestamps are left out: the event's `at` says when.
+pub(crate) fn task_payload(t: &Task) -> serde_json::Value {
+    let mut v = serde_json::to_value(t).expect("a task always serialises");
+    if let Some(m) = v.as_object_mut() {
+        m.remove("created_at");
+        m.remove("updated_at");
+    }
+    v
+}
+
 /// A field-by-field description of what an edit changed, for the event payload.
 pub(crate) fn diff(before: &Task, after: &Task, fields: &[&str]) -> serde_json::Value {
     let b = serde_json::to_value(before).expect("a task always serialises");
@@ -275,7 +285,7 @@ impl Store {
                 kind: kind::TASK_CREATED,
                 reason: "added to the backlog".into(),
                 actor,
-                payload: serde_json::to_value(&task).expect("a task always serialises"),
+                payload: task_payload(&task),
             },
         )
         .await?;
@@ -356,10 +366,7 @@ impl Store {
             Move::Regular(name) => (kind::TASK_MOVED, name),
             Move::Override => (kind::TASK_OVERRIDE, "manual override"),
         };
-        let reason = req
-            .reason
-            .clone()
-            .unwrap_or_else(|| format!("{name}: {from} -> {}", req.to));
+        let reason = req.reason.clone().unwrap_or_else(|| name.to_owned());
         events::append(
             &txn,
             NewEvent {
@@ -430,7 +437,7 @@ impl Store {
                     )
                 },
                 actor,
-                payload: json!({ "task": t, "forced": force, "detached_dependents": dependents }),
+                payload: json!({ "task": task_payload(&t), "forced": force, "detached_dependents": dependents }),
             },
         )
         .await?;

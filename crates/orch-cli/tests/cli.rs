@@ -1,0 +1,572 @@
+//! The `orch` binary end to end: real git repositories in temp dirs, real SQLite files,
+//! real processes. Output is snapshotted (insta), with times and paths redacted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A throwaway git repository with an isolated HOME and config.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let s = Sandbox::bare();
+        std::fs::create_dir(s.repo()).unwrap();
+        git(&s.repo(), &["init", "-q", "-b", "main"]);
+        std::fs::write(s.repo().join("README.md"), "hello\n").unwrap();
+        git(&s.repo(), &["add", "."]);
+        git(&s.repo(), &["commit", "-q", "-m", "init"]);
+        s
+    }
+
+    /// A sandbox with no repository yet.
+    fn bare() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        Sandbox { dir }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+        c.args(args)
+            .current_dir(if self.repo().exists() {
+                self.repo()
+            } else {
+                self.dir.path().to_path_buf()
+            })
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("home/.config"))
+            .env("USER", "tester")
+            .env_remove("COLUMNS");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ORCH_") {
+                c.env_remove(k);
+            }
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.output(self.cmd(args).output().unwrap())
+    }
+
+    fn output(&self, o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(o.stdout).unwrap(),
+            stderr: String::from_utf8(o.stderr).unwrap(),
+        }
+    }
+
+    /// Runs and expects success.
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "orch {args:?} failed: {}{}", r.stdout, r.stderr);
+        r
+    }
+
+    /// Replaces this sandbox's paths and all timestamps.
+    fn redact(&self, s: &str) -> String {
+        let root = self.dir.path().canonicalize().unwrap();
+        let s = s
+            .replace(&root.display().to_string(), "[SANDBOX]")
+            .replace(&self.dir.path().display().to_string(), "[SANDBOX]");
+        let mut out = String::new();
+        // 2026-11-24T11:52:17.696Z -> [TIME]
+        let bytes: Vec<char> = s.chars().collect();
+        let mut i = 0;
+        while i < bytes.len() {
+            if i + 24 <= bytes.len() {
+                let cand: String = bytes[i..i + 24].iter().collect();
+                if is_time(&cand) {
+                    out.push_str("[TIME]");
+                    i += 24;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        out
+    }
+}
+
+fn is_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 24
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19 | 23) || c.is_ascii_digit())
+}
+
+/// Snapshot of a command's exit code, stdout and stderr.
+fn transcript(s: &Sandbox, args: &[&str]) -> String {
+    let r = s.run(args);
+    s.redact(&format!(
+        "$ orch {}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        r.code,
+        r.stdout,
+        r.stderr
+    ))
+}
+
+#[test]
+fn init_outside_a_repository_is_a_clear_error() {
+    let s = Sandbox::bare();
+    insta::assert_snapshot!(transcript(&s, &["init"]));
+    insta::assert_snapshot!(transcript(
+        &s,
+        &["--repo", "/nonexistent/dir", "task", "list"]
+    ));
+}
+
+#[test]
+fn init_is_idempotent_and_excludes_orch_dir() {
+    let s = Sandbox::new();
+    insta::assert_snapshot!(transcript(&s, &["init"]));
+    insta::assert_snapshot!(transcript(&s, &["init"]));
+    let exclude = std::fs::read_to_string(s.repo().join(".git/info/exclude")).unwrap();
+    assert_eq!(exclude.matches("/.orch/").count(), 1);
+    // Only orch.toml shows up for git: the database is excluded.
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(s.repo())
+        .args(["status", "--porcelain"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(st.stdout).unwrap(), "?? orch.toml\n");
+    assert!(s.repo().join(".orch/orch.db").exists());
+    // Init from a subdirectory finds the top level.
+    std::fs::create_dir(s.repo().join("sub")).unwrap();
+    let r = s.output(
+        s.cmd(&["--json", "init"])
+            .current_dir(s.repo().join("sub"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["created"], serde_json::json!([]));
+}
+
+#[test]
+fn task_lifecycle_and_json_shapes() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    assert_eq!(
+        s.ok(&["task", "add", "Lexer", "--priority", "2", "--label", "core"])
+            .stdout,
+        "1\n"
+    );
+    std::fs::write(
+        s.repo().join("body.md"),
+        "Parse tokens into an AST.\nKeep it small.\n",
+    )
+    .unwrap();
+    assert_eq!(
+        s.ok(&[
+            "task",
+            "add",
+            "Parser",
+            "--after",
+            "1",
+            "--body-file",
+            "body.md",
+            "--touches",
+            "src/parse/**",
+            "--key",
+            "parser"
+        ])
+        .stdout,
+        "2\n"
+    );
+    s.ok(&[
+        "task",
+        "add",
+        "Negative priority",
+        "-p",
+        "-1",
+        "--after",
+        "#2",
+    ]);
+    insta::assert_snapshot!(
+        "list_json",
+        s.redact(&s.ok(&["task", "list", "--json"]).stdout)
+    );
+    insta::assert_snapshot!("list_table", s.redact(&s.ok(&["task", "list"]).stdout));
+    s.ok(&[
+        "task",
+        "edit",
+        "2",
+        "--title",
+        "Parser v2",
+        "--priority",
+        "5",
+        "--rm-touches",
+        "src/parse/**",
+        "--label",
+        "p",
+    ]);
+    s.ok(&[
+        "task",
+        "move",
+        "1",
+        "blocked",
+        "--reason",
+        "waiting for a decision",
+    ]);
+    insta::assert_snapshot!(
+        "move_done_refused",
+        transcript(&s, &["task", "move", "1", "done"])
+    );
+    insta::assert_snapshot!(
+        "move_done_forced",
+        transcript(
+            &s,
+            &[
+                "task",
+                "move",
+                "1",
+                "done",
+                "--force",
+                "--reason",
+                "finished by hand"
+            ]
+        )
+    );
+    insta::assert_snapshot!(
+        "show_json",
+        s.redact(&s.ok(&["task", "show", "2", "--json"]).stdout)
+    );
+    insta::assert_snapshot!("show_text", s.redact(&s.ok(&["task", "show", "1"]).stdout));
+    // Status filter, comma-separated and repeated.
+    let done = s
+        .ok(&["task", "list", "--status", "done,blocked", "--json"])
+        .json();
+    assert_eq!(done.as_array().unwrap().len(), 1);
+    // Remove: refused while depended on, forced detaches.
+    insta::assert_snapshot!("rm_refused", transcript(&s, &["task", "rm", "2"]));
+    s.ok(&["task", "rm", "2", "--force"]);
+    let three = s.ok(&["task", "show", "3", "--json"]).json();
+    assert_eq!(three["depends_on"], serde_json::json!([]));
+    assert_eq!(s.run(&["task", "show", "2"]).code, 2);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_2() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "A"]);
+    s.ok(&["task", "add", "B", "--after", "1"]);
+    let cases: &[&[&str]] = &[
+        &["task", "show", "abc"],
+        &["task", "show", "99"],
+        &["task", "list", "--status", "doing"],
+        &["task", "add", "   "],
+        &["task", "add", "C", "--after", "42"],
+        &["task", "add", "C", "--touches", "../outside/**"],
+        &["task", "add", "C", "--label", "two words"],
+        &["task", "add", "C", "--key", "task-1"],
+        &["task", "add", "C", "--body", "x", "--body-file", "y"],
+        &["task", "add", "C", "--body-file", "missing.md"],
+        &["task", "edit", "1", "--after", "2"],
+        &["task", "edit", "1", "--after", "1"],
+        &["task", "edit", "1"],
+        &["task", "move", "1", "in_progress"],
+        &["task", "move", "1", "backlog"],
+        &["-c", "run.concurrency", "config", "show"],
+        &["-c", "run.concurrency=0", "config", "show"],
+        &["-c", "run.mode=serial", "task", "list"],
+        &["--json", "task", "show", "99"],
+    ];
+    let mut all = String::new();
+    for args in cases {
+        all.push_str(&transcript(&s, args));
+        all.push('\n');
+    }
+    insta::assert_snapshot!(all);
+    // Nothing above changed the board.
+    assert_eq!(
+        s.ok(&["task", "list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+const BOARD: &str = "examples/demo/board.toml";
+
+fn workspace_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+#[test]
+fn board_renders_at_80_and_200_columns() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["board", "import", workspace_file(BOARD).to_str().unwrap()]);
+    s.ok(&["task", "move", "4", "blocked", "--reason", "needs a spec"]);
+    s.ok(&["task", "move", "1", "done", "--force"]);
+    s.ok(&["task", "move", "6", "canceled"]);
+    let narrow = s.ok(&["board", "--width", "80"]).stdout;
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    insta::assert_snapshot!("board_80", narrow);
+    let wide = s.ok(&["board", "--width", "200"]).stdout;
+    assert!(wide.lines().all(|l| l.chars().count() <= 200), "{wide}");
+    insta::assert_snapshot!("board_200", wide);
+    insta::assert_snapshot!("board_json", s.ok(&["board", "--json"]).stdout);
+    let empty = Sandbox::new();
+    insta::assert_snapshot!("board_empty", empty.ok(&["board"]).stdout);
+}
+
+#[test]
+fn board_import_is_idempotent_and_atomic() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    let board = workspace_file(BOARD);
+    let first = s
+        .ok(&["--json", "board", "import", board.to_str().unwrap()])
+        .json();
+    assert_eq!(first["created"].as_array().unwrap().len(), 6);
+    let again = s
+        .ok(&["--json", "board", "import", board.to_str().unwrap()])
+        .json();
+    assert_eq!(again["created"].as_array().unwrap().len(), 0);
+    assert_eq!(again["unchanged"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        s.ok(&["task", "list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    let exported = s.ok(&["board", "export"]).stdout;
+    insta::assert_snapshot!("export_toml", exported);
+    // Export and re-import round-trips without changes.
+    std::fs::write(s.repo().join("out.toml"), &exported).unwrap();
+    let rt = s.ok(&["--json", "board", "import", "out.toml"]).json();
+    assert_eq!(rt["unchanged"].as_array().unwrap().len(), 6);
+    // An edited file updates in place.
+    std::fs::write(
+        s.repo().join("out.toml"),
+        exported.replace("priority = 3", "priority = 7"),
+    )
+    .unwrap();
+    let up = s.ok(&["--json", "board", "import", "out.toml"]).json();
+    assert_eq!(
+        up["updated"],
+        serde_json::json!([{ "key": "add", "id": 1 }])
+    );
+
+    // Malformed files: rejected whole, with the line, and nothing changes.
+    let before = s.ok(&["task", "list", "--json"]).stdout;
+    let bad_files = [
+        ("syntax.toml", "[[task]]\nkey = \"x\"\ntitle = unquoted\n"),
+        (
+            "unknown-field.toml",
+            "[[task]]\nkey = \"x\"\ntitle = \"X\"\nprio = 1\n",
+        ),
+        ("missing-title.toml", "[[task]]\nkey = \"x\"\n"),
+        (
+            "dangling.toml",
+            "[[task]]\nkey = \"new\"\ntitle = \"New\"\n\n[[task]]\nkey = \"y\"\ntitle = \"Y\"\nafter = [\"nope\"]\n",
+        ),
+        (
+            "cycle.toml",
+            "[[task]]\nkey = \"add\"\ntitle = \"Add\"\nafter = [\"docs\"]\n",
+        ),
+        (
+            "dup.toml",
+            "[[task]]\nkey = \"a\"\ntitle = \"A\"\n[[task]]\nkey = \"a\"\ntitle = \"A again\"\n",
+        ),
+        (
+            "glob.toml",
+            "[[task]]\nkey = \"g\"\ntitle = \"G\"\ntouches = [\"/etc/**\"]\n",
+        ),
+    ];
+    let mut all = String::new();
+    for (name, text) in bad_files {
+        std::fs::write(s.repo().join(name), text).unwrap();
+        all.push_str(&transcript(&s, &["board", "import", name]));
+        all.push('\n');
+    }
+    all.push_str(&transcript(&s, &["board", "import", "no-such-file.toml"]));
+    insta::assert_snapshot!("import_errors", all);
+    assert_eq!(s.ok(&["task", "list", "--json"]).stdout, before);
+}
+
+#[test]
+fn config_show_names_every_source() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.dir.path().join("home/.config/orch")).unwrap();
+    std::fs::write(
+        s.dir.path().join("home/.config/orch/config.toml"),
+        "[agent]\npreset = \"claude\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.repo().join("orch.toml"),
+        "[run]\nconcurrency = 8\nmode = \"incremental\"\n",
+    )
+    .unwrap();
+    let r = s.output(
+        s.cmd(&["-c", "policy.on_conflict=block", "config", "show"])
+            .env("ORCH_VALIDATE__WORKER", "[\"cargo test\"]")
+            .env("ORCH_RUN__MODE", "parallel")
+            .env("ORCH_TEST_DATABASE_URL", "postgres://ignored")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!("config_show", s.redact(&r.stdout));
+    let j = s.ok(&["--json", "config", "show"]).json();
+    assert_eq!(j["config"]["run"]["concurrency"], 8);
+    assert_eq!(
+        j["sources"]["run.concurrency"],
+        s.repo().join("orch.toml").display().to_string()
+    );
+    assert_eq!(
+        j["sources"]["agent.preset"],
+        s.dir
+            .path()
+            .join("home/.config/orch/config.toml")
+            .display()
+            .to_string()
+    );
+    // Errors name the file, the key and what is allowed.
+    std::fs::write(
+        s.repo().join("orch.toml"),
+        "[run]\nconcurency = 8\n[policy]\non_conflict = \"ignore\"\n",
+    )
+    .unwrap();
+    insta::assert_snapshot!("config_errors", transcript(&s, &["config", "show"]));
+    let r = s.output(
+        s.cmd(&["config", "show"])
+            .env("ORCH_AGENT__TIMEOUT", "soon")
+            .env("ORCH_RUN__CONCURRENCY", "1")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2);
+    std::fs::remove_file(s.repo().join("orch.toml")).unwrap();
+    let r = s.output(
+        s.cmd(&["config", "show"])
+            .env("ORCH_AGENT__TIMEOUT", "soon")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2);
+    insta::assert_snapshot!("config_env_error", s.redact(&r.stderr));
+}
+
+#[test]
+fn two_processes_writing_at_once_both_succeed() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    let per_writer = 20;
+    let spawn = |w: usize| {
+        let cmds: Vec<Command> = (0..per_writer)
+            .map(|i| s.cmd(&["task", "add", &format!("writer {w} task {i}")]))
+            .collect();
+        std::thread::spawn(move || {
+            let mut busy = 0;
+            for mut c in cmds {
+                let o = c.output().unwrap();
+                if !o.status.success() {
+                    let err = String::from_utf8_lossy(&o.stderr).to_string();
+                    assert!(
+                        err.contains("the database is busy"),
+                        "unexpected failure: {err}"
+                    );
+                    busy += 1;
+                }
+            }
+            busy
+        })
+    };
+    let (a, b) = (spawn(0), spawn(1));
+    let busy = a.join().unwrap() + b.join().unwrap();
+    let listed = s.ok(&["task", "list", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 2 * per_writer - busy);
+    assert_eq!(busy, 0, "with a 10 s busy timeout no writer should give up");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = orch_store::Store::open(&orch_store::Location::Sqlite(
+            s.repo().join(".orch/orch.db"),
+        ))
+        .await
+        .unwrap();
+        store.check_integrity().await.unwrap();
+        let events = store
+            .events(&orch_store::EventFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 2 * per_writer);
+    });
+}
+
+#[test]
+fn demo_runs_on_embedded_defaults() {
+    let s = Sandbox::bare();
+    let dir = s.dir.path().join("demo");
+    let r = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let exe = env!("CARGO_BIN_EXE_orch");
+    insta::assert_snapshot!(s.redact(&r.stdout.replace(exe, "[ORCH]")));
+    let tasks = s
+        .ok(&["--repo", dir.to_str().unwrap(), "task", "list", "--json"])
+        .json();
+    assert_eq!(tasks.as_array().unwrap().len(), 6);
+    // A non-empty directory is refused.
+    let again = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(again.code, 2);
+}
