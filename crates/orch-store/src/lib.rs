@@ -127,7 +127,7 @@ impl Store {
             }
         };
         opts.sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(5));
         let db = Database::connect(opts).await.map_err(|e| open_err(&e))?;
         migration::Migrator::up(&db, None)
             .await

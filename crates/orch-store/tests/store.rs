@@ -496,3 +496,15 @@ async fn bad_locations_are_clear_errors() {
         "{err}"
     );
 }
+
+/// CI must exercise PostgreSQL: a CI run without a server configured is a failure,
+/// not a silent SQLite-only pass.
+#[test]
+fn ci_runs_the_postgres_leg() {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        assert!(
+            std::env::var("ORCH_TEST_DATABASE_URL").is_ok(),
+            "CI=true but ORCH_TEST_DATABASE_URL is unset: .ci/run must start PostgreSQL"
+        );
+    }
+}
