@@ -13,6 +13,8 @@
 //! - [`event`]: audit-log event kinds.
 //! - [`config`]: the configuration schema with its defaults and value types.
 //! - [`time`]: a millisecond timestamp that callers stamp inputs with.
+//! - [`run`]: the [`run::Orchestrator`], the run state machine in handle/poll style,
+//!   with its policy, inputs, commands and journal.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ pub mod board;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod run;
 pub mod task;
 pub mod time;
 pub mod transition;

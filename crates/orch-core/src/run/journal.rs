@@ -1,0 +1,134 @@
+//! Rebuilding a run's state from its journal: the fold that resume starts from, and
+//! that tests hold the live orchestrator to (I5).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::io::RunEvent;
+use super::types::{AttemptId, AttemptState, CommitId, RunState};
+use crate::task::{TaskId, TaskStatus};
+
+/// What the journal knows about one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Current state.
+    pub state: AttemptState,
+    /// The commit it started from.
+    pub base: CommitId,
+    /// The agent's committed head, once known.
+    pub head: Option<CommitId>,
+    /// Whether that head changed nothing.
+    pub empty: bool,
+    /// The merge commit, once written.
+    pub merge: Option<CommitId>,
+    /// Whether the integration gate passed on `merge`.
+    pub integration_passed: bool,
+    /// Whether cleanup was requested.
+    pub cleanup_requested: bool,
+    /// Whether cleanup was confirmed done.
+    pub cleaned: bool,
+}
+
+/// A run's state as the journal tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    /// The run's state.
+    pub state: RunState,
+    /// The integration head.
+    pub head: Option<CommitId>,
+    /// The statuses of the tasks the run moved.
+    pub tasks: BTreeMap<TaskId, TaskStatus>,
+    /// Every attempt.
+    pub attempts: BTreeMap<AttemptId, AttemptRecord>,
+}
+
+impl Default for RunSnapshot {
+    fn default() -> Self {
+        RunSnapshot {
+            state: RunState::Created,
+            head: None,
+            tasks: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+        }
+    }
+}
+
+impl RunSnapshot {
+    /// Folds events into a snapshot.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a RunEvent>) -> RunSnapshot {
+        let mut s = RunSnapshot::default();
+        for e in events {
+            s.apply(e);
+        }
+        s
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, e: &RunEvent) {
+        match e {
+            RunEvent::RunMoved { to, .. } => self.state = *to,
+            RunEvent::HeadSet { head } => self.head = Some(head.clone()),
+            RunEvent::HeadAdvanced { to, .. } => self.head = Some(to.clone()),
+            RunEvent::TaskMoved { task, to, .. } => {
+                self.tasks.insert(*task, *to);
+            }
+            RunEvent::AttemptCreated { attempt, base, .. } => {
+                self.attempts.insert(
+                    *attempt,
+                    AttemptRecord {
+                        state: AttemptState::Queued,
+                        base: base.clone(),
+                        head: None,
+                        empty: false,
+                        merge: None,
+                        integration_passed: false,
+                        cleanup_requested: false,
+                        cleaned: false,
+                    },
+                );
+            }
+            RunEvent::AttemptMoved { attempt, to, .. } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.state = to.clone();
+                }
+            }
+            RunEvent::AttemptHead {
+                attempt,
+                head,
+                empty,
+            } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.head = Some(head.clone());
+                    a.empty = *empty;
+                }
+            }
+            RunEvent::MergeWritten {
+                attempt, commit, ..
+            } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.merge = Some(commit.clone());
+                    a.integration_passed = false;
+                }
+            }
+            RunEvent::IntegrationPassed { attempt, .. } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.integration_passed = true;
+                }
+            }
+            RunEvent::CleanupRequested { attempt } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.cleanup_requested = true;
+                }
+            }
+            RunEvent::CleanupDone { attempt, .. } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.cleaned = true;
+                }
+            }
+            RunEvent::ProposalJudged { .. }
+            | RunEvent::PlannerFallback { .. }
+            | RunEvent::Resumed { .. } => {}
+        }
+    }
+}

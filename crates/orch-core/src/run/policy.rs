@@ -1,0 +1,216 @@
+//! Policy as data: retries, conflicts, empty diffs, scheduling mode and deadlines.
+
+use std::time::Duration;
+
+use crate::config::{Cleanup, Config, EmptyDiff, FailureClass, OnConflict, RunMode};
+
+/// How long to wait before a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed(Duration),
+    /// `base * 2^(retry - 1)`, capped at `max`.
+    Exponential {
+        /// The first delay.
+        base: Duration,
+        /// The longest delay.
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// The delay before retry number `retry` (1 for the first retry).
+    pub fn delay(&self, retry: u32) -> Duration {
+        match *self {
+            Backoff::Fixed(d) => d,
+            Backoff::Exponential { base, max } => {
+                let factor = 1u32
+                    .checked_shl(retry.saturating_sub(1))
+                    .unwrap_or(u32::MAX);
+                base.checked_mul(factor).unwrap_or(max).min(max)
+            }
+        }
+    }
+}
+
+/// Which failures are retried, how often, and after how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per task, counting the first (at least 1). Interrupted attempts (a
+    /// crash of orch, not a fault of the work) do not count.
+    pub max_attempts: u32,
+    /// The delay before each retry.
+    pub backoff: Backoff,
+    /// The failure classes that are retried.
+    pub retry_on: Vec<FailureClass>,
+}
+
+impl RetryPolicy {
+    /// Whether a task whose `used`-th counted attempt failed with `class` gets another.
+    pub fn should_retry(&self, class: FailureClass, used: u32) -> bool {
+        self.retry_on.contains(&class) && used < self.max_attempts
+    }
+}
+
+/// Everything the orchestrator decides by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// `parallel` or `incremental` (one task at a time).
+    pub mode: RunMode,
+    /// Most live attempts at once (each holds at most one agent process).
+    pub concurrency: u32,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// What a merge conflict leads to.
+    pub on_conflict: OnConflict,
+    /// What an agent that changed nothing leads to.
+    pub empty_diff: EmptyDiff,
+    /// Worktree cleanup.
+    pub cleanup: Cleanup,
+    /// The agent's deadline.
+    pub agent_timeout: Duration,
+    /// A whole gate's deadline (the gate runner also times each command).
+    pub gate_timeout: Duration,
+    /// Between a polite abort (SIGTERM) and a hard one (SIGKILL).
+    pub kill_grace: Duration,
+    /// Whether a planner is asked for proposals.
+    pub planner: bool,
+    /// How long the planner may take before the scheduler decides alone.
+    pub planner_timeout: Duration,
+}
+
+impl Policy {
+    /// The effective concurrency: 1 in incremental mode.
+    pub fn slots(&self) -> u32 {
+        match self.mode {
+            RunMode::Incremental => 1,
+            RunMode::Parallel => self.concurrency.max(1),
+        }
+    }
+
+    /// The policy a configuration describes.
+    pub fn from_config(c: &Config) -> Policy {
+        let gates = c
+            .validate
+            .worker
+            .len()
+            .max(c.validate.integration.len())
+            .max(1) as u32;
+        Policy {
+            mode: c.run.mode,
+            concurrency: c.run.concurrency.get(),
+            retry: RetryPolicy {
+                max_attempts: c.policy.max_attempts.get(),
+                backoff: Backoff::Fixed(c.policy.backoff.0),
+                retry_on: c.policy.retry_on.clone(),
+            },
+            on_conflict: c.policy.on_conflict,
+            empty_diff: c.policy.empty_diff,
+            cleanup: c.worktrees.cleanup,
+            agent_timeout: c.agent.timeout.0,
+            gate_timeout: c.validate.timeout.0.saturating_mul(gates),
+            kill_grace: Duration::from_secs(10),
+            planner: !c.run.planner.trim().is_empty(),
+            planner_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::from_config(&Config::default())
+    }
+}
+
+/// The literal part of a glob before its first wildcard.
+fn literal_prefix(glob: &str) -> &str {
+    let end = glob.find(['*', '?', '[']).unwrap_or(glob.len());
+    &glob[..end]
+}
+
+/// Whether two `touches` globs may match a common path. Conservative: `true` unless
+/// their literal prefixes prove them apart (neither prefix starts the other), and for
+/// two literal paths, unless they differ.
+pub fn globs_may_overlap(a: &str, b: &str) -> bool {
+    let (pa, pb) = (literal_prefix(a), literal_prefix(b));
+    if pa.len() == a.len() && pb.len() == b.len() {
+        // Two plain paths: the same file, or one is a directory holding the other.
+        return a == b || is_dir_prefix(a, b) || is_dir_prefix(b, a);
+    }
+    pa.starts_with(pb) || pb.starts_with(pa)
+}
+
+fn is_dir_prefix(dir: &str, path: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+}
+
+/// Whether two tasks' `touches` lists may collide. A task that declares nothing is
+/// taken to touch nothing in particular and collides with no one.
+pub fn touches_overlap(a: &[String], b: &[String]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| globs_may_overlap(x, y)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff() {
+        let e = Backoff::Exponential {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(30),
+        };
+        let d: Vec<u64> = (1..=6).map(|n| e.delay(n).as_secs()).collect();
+        assert_eq!(d, vec![2, 4, 8, 16, 30, 30]);
+        assert_eq!(e.delay(200), Duration::from_secs(30));
+        assert_eq!(
+            Backoff::Fixed(Duration::from_secs(5)).delay(9),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn retry_budget() {
+        let r = RetryPolicy {
+            max_attempts: 2,
+            backoff: Backoff::Fixed(Duration::ZERO),
+            retry_on: vec![FailureClass::Timeout],
+        };
+        assert!(r.should_retry(FailureClass::Timeout, 1));
+        assert!(!r.should_retry(FailureClass::Timeout, 2));
+        assert!(!r.should_retry(FailureClass::Conflict, 1));
+    }
+
+    #[test]
+    fn overlap() {
+        let cases = [
+            ("src/calc.rs", "src/mul.rs", false),
+            ("src/calc.rs", "src/calc.rs", true),
+            ("src/**", "src/a.rs", true),
+            ("src/parse/**", "src/lex/**", false),
+            ("*.md", "README.md", true),
+            ("docs/*.md", "src/*.rs", false),
+            ("src", "src/a.rs", true),
+            ("src/a", "src/ab.rs", false),
+            ("src/a*", "src/ab.rs", true),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(globs_may_overlap(a, b), want, "{a} vs {b}");
+            assert_eq!(globs_may_overlap(b, a), want, "{b} vs {a}");
+        }
+        assert!(!touches_overlap(&[], &["src/**".into()]));
+    }
+
+    #[test]
+    fn from_config() {
+        let p = Policy::default();
+        assert_eq!(p.concurrency, 4);
+        assert_eq!(p.retry.max_attempts, 2);
+        assert_eq!(p.agent_timeout, Duration::from_secs(1800));
+        assert!(!p.planner);
+        let mut c = Config::default();
+        c.run.mode = RunMode::Incremental;
+        assert_eq!(Policy::from_config(&c).slots(), 1);
+    }
+}

@@ -1,0 +1,962 @@
+//! The simulator: a fake world that answers the orchestrator's commands after
+//! virtual delays, with outcomes chosen by an [`Oracle`] (seeded-random or scripted),
+//! crashes and resumes, and the invariants checked after every step.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use orch_core::run::{
+    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, Input, MergeResult,
+    Orchestrator, Policy, Proposal, RefResult, RunEvent, RunId, RunSnapshot, RunState, Stage,
+    TaskSpec,
+};
+use orch_core::{TaskId, TaskStatus, Timestamp};
+
+/// splitmix64: small, fast, good enough for choosing outcomes.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    /// True with probability `p` percent.
+    pub fn pct(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(&v[(self.next() % v.len() as u64) as usize])
+        }
+    }
+}
+
+/// What an agent does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentPlan {
+    Succeed { empty: bool },
+    Fail(i32),
+    NoStart,
+    Hang,
+}
+
+/// What a gate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatePlan {
+    Pass,
+    Fail,
+    Hang,
+}
+
+/// What a merge does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergePlan {
+    Clean,
+    Conflict(Vec<String>),
+    Fail,
+}
+
+/// Chooses the world's outcomes.
+pub trait Oracle {
+    fn provision_ok(&mut self, a: AttemptId) -> bool;
+    fn agent(&mut self, a: AttemptId) -> AgentPlan;
+    fn gate(&mut self, a: AttemptId, stage: Stage) -> GatePlan;
+    fn merge(&mut self, a: AttemptId) -> MergePlan;
+    /// Whether the process exits on SIGTERM.
+    fn obeys_sigterm(&mut self, a: AttemptId) -> bool;
+    /// How long an operation takes.
+    fn delay(&mut self, what: &str) -> Duration;
+    /// The planner's answer: `None` for silence, `Err` for a failure.
+    fn planner(&mut self, claimable: &[TaskId], free: u32)
+    -> Option<Result<Vec<Proposal>, String>>;
+}
+
+/// Seeded-random outcomes.
+pub struct RandomOracle {
+    pub rng: Rng,
+    pub planner_tasks: Vec<TaskId>,
+}
+
+impl Oracle for RandomOracle {
+    fn provision_ok(&mut self, _: AttemptId) -> bool {
+        !self.rng.pct(3)
+    }
+    fn agent(&mut self, _: AttemptId) -> AgentPlan {
+        match self.rng.range(0, 99) {
+            0..=69 => AgentPlan::Succeed { empty: false },
+            70..=76 => AgentPlan::Fail(1),
+            77..=81 => AgentPlan::Succeed { empty: true },
+            82..=84 => AgentPlan::NoStart,
+            _ => AgentPlan::Hang,
+        }
+    }
+    fn gate(&mut self, _: AttemptId, stage: Stage) -> GatePlan {
+        let fail = if stage == Stage::Worker { 20 } else { 12 };
+        match self.rng.range(0, 99) {
+            n if n < 3 => GatePlan::Hang,
+            n if n < 3 + fail => GatePlan::Fail,
+            _ => GatePlan::Pass,
+        }
+    }
+    fn merge(&mut self, _: AttemptId) -> MergePlan {
+        match self.rng.range(0, 99) {
+            0..=11 => MergePlan::Conflict(vec![format!("src/f{}.rs", self.rng.range(0, 3))]),
+            12..=14 => MergePlan::Fail,
+            _ => MergePlan::Clean,
+        }
+    }
+    fn obeys_sigterm(&mut self, _: AttemptId) -> bool {
+        !self.rng.pct(30)
+    }
+    fn delay(&mut self, what: &str) -> Duration {
+        let ms = match what {
+            "agent" => self.rng.range(1_000, 90_000),
+            "gate" => self.rng.range(500, 40_000),
+            "sigterm" => self.rng.range(10, 3_000),
+            "sigkill" => self.rng.range(1, 50),
+            "planner" => self.rng.range(50, 5_000),
+            _ => self.rng.range(5, 500),
+        };
+        Duration::from_millis(ms)
+    }
+    fn planner(
+        &mut self,
+        claimable: &[TaskId],
+        free: u32,
+    ) -> Option<Result<Vec<Proposal>, String>> {
+        match self.rng.range(0, 99) {
+            0..=9 => return Some(Err("invalid JSON".into())),
+            10..=19 => return None,
+            _ => {}
+        }
+        let mut out = Vec::new();
+        for _ in 0..self.rng.range(0, free as u64 + 2) {
+            let p = match self.rng.range(0, 99) {
+                0..=59 => match self.rng.pick(claimable) {
+                    Some(t) => Proposal::Claim {
+                        task: *t,
+                        note: Some("planner says so".into()),
+                    },
+                    None => continue,
+                },
+                60..=74 => {
+                    // Any task, claimable or not, or an unknown one.
+                    let t = self
+                        .rng
+                        .pick(&self.planner_tasks)
+                        .copied()
+                        .unwrap_or(TaskId(999));
+                    Proposal::Claim {
+                        task: if self.rng.pct(20) { TaskId(999) } else { t },
+                        note: None,
+                    }
+                }
+                75..=96 => match self.rng.pick(claimable) {
+                    Some(t) => Proposal::Defer {
+                        task: *t,
+                        reason: "later".into(),
+                    },
+                    None => continue,
+                },
+                _ => Proposal::StopClaiming {
+                    reason: "enough".into(),
+                },
+            };
+            out.push(p);
+        }
+        Some(Ok(out))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Proc {
+    stage: Option<Stage>,
+    plan_ok: bool,
+    empty: bool,
+    code: i32,
+    exit_at: Option<Timestamp>,
+    kill_requested: Option<Timestamp>,
+    killed: bool,
+    commit: CommitId,
+}
+
+/// Facts the world delivered about an attempt, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fact {
+    WorkerPassed,
+    MergeClean(CommitId),
+    IntegrationPassed(CommitId),
+    RefAdvanced(CommitId),
+}
+
+/// What the world does at a moment: a scripted crash or cancel.
+#[derive(Debug, Clone)]
+pub enum Disturbance {
+    /// Crash after executing this many more commands.
+    CrashAfter(usize),
+    Cancel(CancelScope),
+}
+
+/// A run in the fake world.
+pub struct World<O: Oracle> {
+    pub oracle: O,
+    pub policy: Policy,
+    pub run: RunId,
+    pub now: Timestamp,
+    pub orch: Orchestrator,
+    pub initial_board: Vec<TaskSpec>,
+    pub head: CommitId,
+    base: CommitId,
+    next_commit: u64,
+    seq: u64,
+    pending: BTreeMap<(Timestamp, u64), Input>,
+    agents: BTreeMap<AttemptId, Proc>,
+    gates: BTreeMap<AttemptId, Proc>,
+    passed_integration: BTreeSet<CommitId>,
+    /// Every commit the integration ref has pointed at.
+    ref_history: BTreeSet<CommitId>,
+    facts: BTreeMap<AttemptId, Vec<Fact>>,
+    pub journal: Vec<RunEvent>,
+    folded: RunSnapshot,
+    provisioned: BTreeSet<AttemptId>,
+    cleaned: BTreeSet<AttemptId>,
+    done_count: BTreeMap<TaskId, u32>,
+    last_advanced: Option<AttemptId>,
+    pub finished: Option<RunState>,
+    pub crashes: u32,
+    pub steps: u64,
+    crash_in: Option<usize>,
+    pub trace: Option<String>,
+}
+
+fn secs(t: Timestamp) -> String {
+    format!("{:>8.3}s", t.0 as f64 / 1000.0)
+}
+
+impl<O: Oracle> World<O> {
+    pub fn new(oracle: O, policy: Policy, board: Vec<TaskSpec>, trace: bool) -> World<O> {
+        let run = RunId("r1".into());
+        let base = CommitId("c0".into());
+        World {
+            oracle,
+            orch: Orchestrator::new(run.clone(), policy.clone(), board.clone()),
+            policy,
+            run,
+            now: Timestamp(0),
+            initial_board: board,
+            head: base.clone(),
+            base,
+            next_commit: 1,
+            seq: 0,
+            pending: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            gates: BTreeMap::new(),
+            passed_integration: BTreeSet::new(),
+            ref_history: BTreeSet::from([CommitId("c0".into())]),
+            facts: BTreeMap::new(),
+            journal: Vec::new(),
+            folded: RunSnapshot::default(),
+            provisioned: BTreeSet::new(),
+            cleaned: BTreeSet::new(),
+            done_count: BTreeMap::new(),
+            last_advanced: None,
+            finished: None,
+            crashes: 0,
+            steps: 0,
+            crash_in: None,
+            trace: trace.then(String::new),
+        }
+    }
+
+    fn commit(&mut self, prefix: &str) -> CommitId {
+        let c = CommitId(format!("{prefix}{}", self.next_commit));
+        self.next_commit += 1;
+        c
+    }
+
+    fn deliver_at(&mut self, after: Duration, input: Input) {
+        let t = Timestamp(self.now.0 + after.as_millis() as i64);
+        self.seq += 1;
+        self.pending.insert((t, self.seq), input);
+    }
+
+    fn log(&mut self, line: String) {
+        if let Some(t) = &mut self.trace {
+            t.push_str(&line);
+            t.push('\n');
+        }
+    }
+
+    /// Feeds an input and executes what it produces, checking invariants.
+    pub fn feed(&mut self, input: Input) -> Result<(), String> {
+        self.log(format!("{} > {}", secs(self.now), fmt_input(&input)));
+        let _ = self.orch.handle(self.now, input);
+        self.drain()?;
+        self.check()
+    }
+
+    /// Executes commands until none are left (or a scheduled crash strikes).
+    fn drain(&mut self) -> Result<(), String> {
+        while let Some(cmd) = self.orch.poll_command() {
+            if let Some(n) = self.crash_in {
+                if n == 0 {
+                    self.crash_in = None;
+                    return self.crash();
+                }
+                self.crash_in = Some(n - 1);
+            }
+            self.log(format!("           < {}", fmt_command(&cmd)));
+            self.execute(cmd)?;
+        }
+        Ok(())
+    }
+
+    /// Crash: the orchestrator and everything in flight vanish; git and the journal stay.
+    pub fn crash(&mut self) -> Result<(), String> {
+        self.crashes += 1;
+        self.log(format!(
+            "{} ! crash; resuming from {} journal events, ref at {}",
+            secs(self.now),
+            self.journal.len(),
+            self.head
+        ));
+        self.pending.clear();
+        self.agents.clear();
+        self.gates.clear();
+        while self.orch.poll_command().is_some() {}
+        let snapshot = RunSnapshot::from_events(&self.journal);
+        let board: Vec<TaskSpec> = self.initial_board.clone();
+        self.orch = Orchestrator::resume(
+            self.run.clone(),
+            self.policy.clone(),
+            board,
+            &snapshot,
+            self.head.clone(),
+            self.now,
+        );
+        self.drain()?;
+        self.check()
+    }
+
+    pub fn schedule_crash(&mut self, after_commands: usize) {
+        self.crash_in = Some(after_commands);
+    }
+
+    fn execute(&mut self, cmd: Command) -> Result<(), String> {
+        match cmd {
+            Command::Persist(e) => self.persist(e)?,
+            Command::Provision { attempt, base, .. } => {
+                if !self.journal.iter().any(
+                    |e| matches!(e, RunEvent::AttemptCreated { attempt: a, .. } if *a == attempt),
+                ) {
+                    return Err(format!("I4: {attempt} provisioned before it was journaled"));
+                }
+                if !self.ref_history.contains(&base) {
+                    return Err(format!(
+                        "{attempt} based on {base}, which the integration ref never held"
+                    ));
+                }
+                self.provisioned.insert(attempt);
+                let ok = self.oracle.provision_ok(attempt);
+                let d = self.oracle.delay("provision");
+                let input = if ok {
+                    Input::WorktreeReady { attempt }
+                } else {
+                    Input::WorktreeFailed {
+                        attempt,
+                        error: "disk full".into(),
+                    }
+                };
+                self.deliver_at(d, input);
+            }
+            Command::SpawnAgent { attempt, .. } => {
+                if !self.provisioned.contains(&attempt) {
+                    return Err(format!("{attempt} spawned without a worktree"));
+                }
+                let plan = self.oracle.agent(attempt);
+                let commit = self.commit("a");
+                let d = self.oracle.delay("agent");
+                let mut p = Proc {
+                    stage: None,
+                    plan_ok: true,
+                    empty: false,
+                    code: 0,
+                    exit_at: Some(Timestamp(self.now.0 + d.as_millis() as i64)),
+                    kill_requested: None,
+                    killed: false,
+                    commit,
+                };
+                match plan {
+                    AgentPlan::Succeed { empty } => p.empty = empty,
+                    AgentPlan::Fail(code) => p.code = code,
+                    AgentPlan::Hang => p.exit_at = None,
+                    AgentPlan::NoStart => {
+                        let d = self.oracle.delay("spawn");
+                        self.deliver_at(
+                            d,
+                            Input::AgentExited {
+                                attempt,
+                                exit: AgentExit::FailedToStart("no such program".into()),
+                                changes: None,
+                            },
+                        );
+                        return Ok(());
+                    }
+                }
+                self.agents.insert(attempt, p);
+                if self.agents.len() as u32 > self.policy.slots() {
+                    return Err(format!(
+                        "I3: {} live agents with concurrency {}",
+                        self.agents.len(),
+                        self.policy.slots()
+                    ));
+                }
+            }
+            Command::RunGate {
+                attempt,
+                stage,
+                commit,
+            } => {
+                let plan = self.oracle.gate(attempt, stage);
+                let d = self.oracle.delay("gate");
+                let p = Proc {
+                    stage: Some(stage),
+                    plan_ok: plan == GatePlan::Pass,
+                    empty: false,
+                    code: 0,
+                    exit_at: (plan != GatePlan::Hang)
+                        .then(|| Timestamp(self.now.0 + d.as_millis() as i64)),
+                    kill_requested: None,
+                    killed: false,
+                    commit,
+                };
+                self.gates.insert(attempt, p);
+            }
+            Command::Merge { attempt, onto, .. } => {
+                if onto != self.head {
+                    return Err(format!(
+                        "{attempt} merged onto {onto}, but the ref is at {}",
+                        self.head
+                    ));
+                }
+                let plan = self.oracle.merge(attempt);
+                let result = match plan {
+                    MergePlan::Clean => {
+                        let c = self.commit("m");
+                        self.facts
+                            .entry(attempt)
+                            .or_default()
+                            .push(Fact::MergeClean(c.clone()));
+                        MergeResult::Clean { commit: c }
+                    }
+                    MergePlan::Conflict(paths) => MergeResult::Conflict { paths },
+                    MergePlan::Fail => MergeResult::Failed {
+                        message: "object missing".into(),
+                    },
+                };
+                let d = self.oracle.delay("merge");
+                self.deliver_at(d, Input::MergeFinished { attempt, result });
+            }
+            Command::AdvanceRef {
+                attempt,
+                expected,
+                new,
+            } => {
+                if !self.passed_integration.contains(&new) {
+                    return Err(format!(
+                        "I2: the ref would move to {new}, whose integration validation did not pass"
+                    ));
+                }
+                let result = if self.head == expected {
+                    self.head = new.clone();
+                    self.ref_history.insert(new.clone());
+                    self.facts
+                        .entry(attempt)
+                        .or_default()
+                        .push(Fact::RefAdvanced(new));
+                    RefResult::Advanced
+                } else {
+                    RefResult::LostRace {
+                        actual: self.head.clone(),
+                    }
+                };
+                let d = self.oracle.delay("ref");
+                self.deliver_at(d, Input::RefUpdated { attempt, result });
+            }
+            Command::Abort { attempt, hard } => {
+                let now = self.now;
+                let obey = self.oracle.obeys_sigterm(attempt);
+                let d = if hard {
+                    self.oracle.delay("sigkill")
+                } else {
+                    self.oracle.delay("sigterm")
+                };
+                let proc = match self.agents.get_mut(&attempt) {
+                    Some(p) => Some(p),
+                    None => self.gates.get_mut(&attempt),
+                };
+                if let Some(p) = proc {
+                    p.kill_requested.get_or_insert(now);
+                    if hard || obey {
+                        let t = Timestamp(now.0 + d.as_millis() as i64);
+                        p.exit_at = Some(p.exit_at.map_or(t, |e| e.min(t)));
+                        p.killed = true;
+                    }
+                }
+            }
+            Command::Cleanup { attempt, .. } => {
+                self.cleaned.insert(attempt);
+                let d = self.oracle.delay("cleanup");
+                self.deliver_at(
+                    d,
+                    Input::CleanedUp {
+                        attempt,
+                        error: None,
+                    },
+                );
+            }
+            Command::AskPlanner {
+                request,
+                claimable,
+                free_slots,
+            } => match self.oracle.planner(&claimable, free_slots) {
+                None => {}
+                Some(Err(reason)) => {
+                    let d = self.oracle.delay("planner");
+                    self.deliver_at(d, Input::PlannerFailed { request, reason });
+                }
+                Some(Ok(proposals)) => {
+                    let d = self.oracle.delay("planner");
+                    self.deliver_at(d, Input::PlannerProposed { request, proposals });
+                }
+            },
+            Command::Finish { state } => self.finished = Some(state),
+        }
+        Ok(())
+    }
+
+    fn persist(&mut self, e: RunEvent) -> Result<(), String> {
+        match &e {
+            RunEvent::HeadAdvanced { attempt, to, .. } => {
+                let f = self.facts.get(attempt).cloned().unwrap_or_default();
+                let w = f.iter().position(|x| *x == Fact::WorkerPassed);
+                let m = f.iter().position(|x| *x == Fact::MergeClean(to.clone()));
+                let i = f
+                    .iter()
+                    .position(|x| *x == Fact::IntegrationPassed(to.clone()));
+                let r = f.iter().position(|x| *x == Fact::RefAdvanced(to.clone()));
+                match (w, m, i, r) {
+                    (Some(w), Some(m), Some(i), Some(r)) if w < m && m < i && i < r => {}
+                    _ => {
+                        return Err(format!(
+                            "I1: {attempt} recorded as integrated at {to} with facts {f:?}"
+                        ));
+                    }
+                }
+                self.last_advanced = Some(*attempt);
+            }
+            RunEvent::TaskMoved {
+                task,
+                to: TaskStatus::Done,
+                ..
+            } => {
+                if self.last_advanced.map(|a| a.task) != Some(*task) {
+                    return Err(format!(
+                        "I1: task {task} done without its attempt advancing the ref just before"
+                    ));
+                }
+                let n = self.done_count.entry(*task).or_default();
+                *n += 1;
+                if *n > 1 {
+                    return Err(format!("task {task} done twice"));
+                }
+            }
+            _ => {}
+        }
+        self.folded.apply(&e);
+        self.journal.push(e);
+        Ok(())
+    }
+
+    /// Invariants that hold after every step.
+    fn check(&mut self) -> Result<(), String> {
+        if self.orch.snapshot() != self.folded {
+            return Err(format!(
+                "I5: the journal does not rebuild the state\n journal: {:?}\n live:    {:?}",
+                self.folded,
+                self.orch.snapshot()
+            ));
+        }
+        let limit = self.policy.kill_grace.as_millis() as i64 + 200;
+        for (a, p) in self.agents.iter().chain(self.gates.iter()) {
+            if let Some(t) = p.kill_requested
+                && self.now.0 > t.0 + limit
+            {
+                return Err(format!(
+                    "I6: {a} still alive {} ms after its abort",
+                    self.now.0 - t.0
+                ));
+            }
+        }
+        if self.orch.live_attempts() as u32 > self.policy.slots() {
+            return Err(format!("I3: {} live attempts", self.orch.live_attempts()));
+        }
+        Ok(())
+    }
+
+    /// Checks that hold when the run has finished.
+    pub fn check_end(&self) -> Result<(), String> {
+        if !self.agents.is_empty() || !self.gates.is_empty() {
+            return Err(format!(
+                "processes left alive: {:?} {:?}",
+                self.agents.keys(),
+                self.gates.keys()
+            ));
+        }
+        let missing: Vec<_> = self.provisioned.difference(&self.cleaned).collect();
+        if !missing.is_empty() {
+            return Err(format!("I4: worktrees never cleaned up: {missing:?}"));
+        }
+        let mut statuses: BTreeMap<TaskId, TaskStatus> = self
+            .initial_board
+            .iter()
+            .map(|t| (t.id, t.status))
+            .collect();
+        statuses.extend(self.folded.tasks.iter().map(|(t, s)| (*t, *s)));
+        let stuck: Vec<_> = statuses
+            .iter()
+            .filter(|(_, s)| **s == TaskStatus::InProgress)
+            .collect();
+        if !stuck.is_empty() {
+            return Err(format!("I8: tasks left in progress: {stuck:?}"));
+        }
+        if self.head != self.base && !self.passed_integration.contains(&self.head) {
+            return Err(format!("I2: the ref ended at unvalidated {}", self.head));
+        }
+        let done = statuses
+            .values()
+            .filter(|s| **s == TaskStatus::Done)
+            .count();
+        let advanced = self
+            .journal
+            .iter()
+            .filter(|e| matches!(e, RunEvent::HeadAdvanced { .. }))
+            .count();
+        if done != advanced {
+            return Err(format!(
+                "{done} tasks done but the ref advanced {advanced} times"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next moment something happens, and what.
+    fn next_event(&self) -> Option<Timestamp> {
+        let pending = self.pending.keys().next().map(|(t, _)| *t);
+        let procs = self
+            .agents
+            .values()
+            .chain(self.gates.values())
+            .filter_map(|p| p.exit_at)
+            .min();
+        let timer = self.orch.poll_timeout();
+        [pending, procs, timer].into_iter().flatten().min()
+    }
+
+    /// Advances to the next event and handles it. Returns false when nothing is left.
+    pub fn step(&mut self) -> Result<bool, String> {
+        if self.finished.is_some() {
+            return Ok(false);
+        }
+        self.steps += 1;
+        let Some(t) = self.next_event() else {
+            return Err("livelock: the run is not finished, but nothing will ever happen".into());
+        };
+        self.now = self.now.max(t);
+        if let Some((&key, _)) = self.pending.iter().next()
+            && key.0 <= self.now
+        {
+            let input = self.pending.remove(&key).expect("just seen");
+            self.record_fact(&input);
+            return self.feed(input).map(|_| true);
+        }
+        let exited = self
+            .agents
+            .iter()
+            .map(|(a, p)| (*a, p, false))
+            .chain(self.gates.iter().map(|(a, p)| (*a, p, true)))
+            .filter(|(_, p, _)| p.exit_at.is_some_and(|e| e <= self.now))
+            .map(|(a, _, gate)| (a, gate))
+            .next();
+        if let Some((a, gate)) = exited {
+            let p = if gate {
+                self.gates.remove(&a)
+            } else {
+                self.agents.remove(&a)
+            }
+            .expect("just seen");
+            let input = match p.stage {
+                None => Input::AgentExited {
+                    attempt: a,
+                    exit: if p.killed {
+                        AgentExit::Signal(15)
+                    } else {
+                        AgentExit::Code(p.code)
+                    },
+                    changes: Some(Changes {
+                        head: if p.empty {
+                            CommitId(format!("base-of-{a}"))
+                        } else {
+                            p.commit.clone()
+                        },
+                        empty: p.empty,
+                    }),
+                },
+                Some(stage) => Input::GateFinished {
+                    attempt: a,
+                    stage,
+                    passed: p.plan_ok && !p.killed,
+                    summary: if p.plan_ok && !p.killed {
+                        String::new()
+                    } else {
+                        "test failed: 1 of 10".into()
+                    },
+                },
+            };
+            if let Input::GateFinished {
+                stage: Stage::Integration,
+                passed: true,
+                ..
+            } = &input
+            {
+                self.passed_integration.insert(p.commit.clone());
+            }
+            self.record_fact(&input);
+            return self.feed(input).map(|_| true);
+        }
+        self.feed(Input::Tick).map(|_| true)
+    }
+
+    fn record_fact(&mut self, input: &Input) {
+        if let Input::GateFinished {
+            attempt,
+            stage,
+            passed: true,
+            ..
+        } = input
+        {
+            let fact = match stage {
+                Stage::Worker => Fact::WorkerPassed,
+                Stage::Integration => {
+                    let Some(Fact::MergeClean(c)) = self
+                        .facts
+                        .get(attempt)
+                        .and_then(|f| f.iter().rev().find(|x| matches!(x, Fact::MergeClean(_))))
+                        .cloned()
+                    else {
+                        return;
+                    };
+                    Fact::IntegrationPassed(c)
+                }
+            };
+            self.facts.entry(*attempt).or_default().push(fact);
+        }
+    }
+
+    /// Task statuses after the run (board plus the run's moves).
+    pub fn statuses(&self) -> BTreeMap<TaskId, TaskStatus> {
+        let mut s: BTreeMap<TaskId, TaskStatus> = self
+            .initial_board
+            .iter()
+            .map(|t| (t.id, t.status))
+            .collect();
+        s.extend(self.folded.tasks.iter().map(|(t, st)| (*t, *st)));
+        s
+    }
+
+    pub fn live_attempt_of(&self, task: TaskId) -> bool {
+        self.agents
+            .keys()
+            .chain(self.gates.keys())
+            .any(|a| a.task == task)
+    }
+}
+
+pub fn fmt_input(i: &Input) -> String {
+    match i {
+        Input::Start { head } => format!("start at {head}"),
+        Input::BoardChanged { tasks } => format!("board changed ({} tasks)", tasks.len()),
+        Input::PlannerProposed { request, proposals } => {
+            format!("planner #{request} proposes {proposals:?}")
+        }
+        Input::PlannerFailed { request, reason } => format!("planner #{request} failed: {reason}"),
+        Input::WorktreeReady { attempt } => format!("worktree ready {attempt}"),
+        Input::WorktreeFailed { attempt, error } => format!("worktree failed {attempt}: {error}"),
+        Input::AgentExited {
+            attempt,
+            exit,
+            changes,
+        } => format!(
+            "agent exited {attempt}: {exit:?}{}",
+            changes
+                .as_ref()
+                .map(|c| format!(", head {}{}", c.head, if c.empty { " (empty)" } else { "" }))
+                .unwrap_or_default()
+        ),
+        Input::GateFinished {
+            attempt,
+            stage,
+            passed,
+            ..
+        } => {
+            format!(
+                "{} gate {} {attempt}",
+                stage.as_str(),
+                if *passed { "passed" } else { "failed" }
+            )
+        }
+        Input::MergeFinished { attempt, result } => format!("merge {attempt}: {result:?}"),
+        Input::RefUpdated { attempt, result } => format!("ref update {attempt}: {result:?}"),
+        Input::CleanedUp { attempt, .. } => format!("cleaned up {attempt}"),
+        Input::Cancel { scope } => format!("cancel {scope:?}"),
+        Input::Tick => "tick".into(),
+    }
+}
+
+pub fn fmt_command(c: &Command) -> String {
+    match c {
+        Command::Persist(e) => {
+            let mut s = format!("persist {}", e.kind());
+            match e {
+                RunEvent::RunMoved { from, to, reason } => {
+                    write!(s, " {from:?} -> {to:?}: {reason}")
+                }
+                RunEvent::HeadSet { head } => write!(s, " {head}"),
+                RunEvent::HeadAdvanced { attempt, from, to } => {
+                    write!(s, " {attempt}: {from} -> {to}")
+                }
+                RunEvent::TaskMoved {
+                    task,
+                    from,
+                    to,
+                    reason,
+                } => write!(s, " #{task} {from} -> {to}: {reason}"),
+                RunEvent::AttemptCreated { attempt, base, .. } => {
+                    write!(s, " {attempt} from {base}")
+                }
+                RunEvent::AttemptMoved {
+                    attempt, from, to, ..
+                } => write!(s, " {attempt} {from:?} -> {to:?}"),
+                RunEvent::AttemptHead {
+                    attempt,
+                    head,
+                    empty,
+                } => write!(
+                    s,
+                    " {attempt} {head}{}",
+                    if *empty { " (empty)" } else { "" }
+                ),
+                RunEvent::MergeWritten {
+                    attempt,
+                    commit,
+                    onto,
+                } => write!(s, " {attempt} {commit} onto {onto}"),
+                RunEvent::IntegrationPassed { attempt, commit } => write!(s, " {attempt} {commit}"),
+                RunEvent::CleanupRequested { attempt } | RunEvent::CleanupDone { attempt, .. } => {
+                    write!(s, " {attempt}")
+                }
+                RunEvent::ProposalJudged { proposal, verdict } => {
+                    write!(s, " {proposal:?}: {verdict:?}")
+                }
+                RunEvent::PlannerFallback { reason } => write!(s, ": {reason}"),
+                RunEvent::Resumed {
+                    interrupted,
+                    reason,
+                } => write!(s, " interrupted {interrupted:?}: {reason}"),
+            }
+            .unwrap();
+            s
+        }
+        Command::Provision {
+            attempt,
+            branch,
+            base,
+        } => format!("provision {attempt} at {base} on {branch}"),
+        Command::SpawnAgent {
+            attempt,
+            note,
+            previous_failure,
+        } => format!(
+            "spawn agent {attempt}{}{}",
+            note.as_ref()
+                .map(|n| format!(" note={n:?}"))
+                .unwrap_or_default(),
+            previous_failure
+                .as_ref()
+                .map(|f| format!(" after {f}"))
+                .unwrap_or_default()
+        ),
+        Command::RunGate {
+            attempt,
+            stage,
+            commit,
+        } => format!("run {} gate {attempt} on {commit}", stage.as_str()),
+        Command::Merge {
+            attempt,
+            onto,
+            head,
+        } => format!("merge {attempt} {head} onto {onto}"),
+        Command::AdvanceRef {
+            attempt,
+            expected,
+            new,
+        } => format!("advance ref {attempt} {expected} -> {new}"),
+        Command::Abort { attempt, hard } => {
+            format!("abort {attempt}{}", if *hard { " (hard)" } else { "" })
+        }
+        Command::Cleanup {
+            attempt,
+            remove_worktree,
+            ..
+        } => format!(
+            "cleanup {attempt}{}",
+            if *remove_worktree {
+                ""
+            } else {
+                " (keep worktree)"
+            }
+        ),
+        Command::AskPlanner {
+            request,
+            claimable,
+            free_slots,
+        } => format!("ask planner #{request}: {claimable:?}, {free_slots} free"),
+        Command::Finish { state } => format!("finish {state:?}"),
+    }
+}
+
+/// A task for tests.
+pub fn task(id: i64, priority: i32, deps: &[i64], touches: &[&str]) -> TaskSpec {
+    TaskSpec {
+        id: TaskId(id),
+        status: TaskStatus::Backlog,
+        priority,
+        depends_on: deps.iter().map(|d| TaskId(*d)).collect(),
+        touches: touches.iter().map(|s| s.to_string()).collect(),
+    }
+}

@@ -1,0 +1,258 @@
+//! Thousands of seeded random runs through the simulator, each checking every
+//! invariant after every step. A failure prints its seed:
+//! `ORCH_SIM_SEED=<seed> cargo test -p orch-core --test simulator` replays it, with a
+//! trace. `ORCH_SIM_SCENARIOS=<n>` runs more (default 10,000).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use common::{RandomOracle, Rng, World, task};
+use orch_core::TaskId;
+use orch_core::config::{Cleanup, EmptyDiff, FailureClass, OnConflict, RunMode};
+use orch_core::run::{Backoff, CancelScope, CommitId, Input, Policy, RetryPolicy, RunState};
+
+const TOUCHES: &[&str] = &[
+    "src/a.rs",
+    "src/b/**",
+    "docs/*.md",
+    "src/**",
+    "tests/t.rs",
+    "README.md",
+];
+
+fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
+    let mut rng = Rng::new(seed);
+    let n = rng.range(1, 12) as i64;
+    let board: Vec<_> = (1..=n)
+        .map(|id| {
+            let deps: Vec<i64> = (1..id).filter(|_| rng.pct(15)).collect();
+            let touches: Vec<&str> = (0..rng.range(0, 2))
+                .map(|_| *rng.pick(TOUCHES).unwrap())
+                .collect();
+            task(id, rng.range(0, 3) as i32, &deps, &touches)
+        })
+        .collect();
+    let all_classes = [
+        FailureClass::AgentError,
+        FailureClass::Timeout,
+        FailureClass::NoChanges,
+        FailureClass::WorkerValidation,
+        FailureClass::Conflict,
+        FailureClass::IntegrationValidation,
+        FailureClass::Infrastructure,
+    ];
+    let policy = Policy {
+        mode: if rng.pct(20) {
+            RunMode::Incremental
+        } else {
+            RunMode::Parallel
+        },
+        concurrency: rng.range(1, 4) as u32,
+        retry: RetryPolicy {
+            max_attempts: rng.range(1, 3) as u32,
+            backoff: if rng.pct(50) {
+                Backoff::Fixed(Duration::from_millis(rng.range(0, 10_000)))
+            } else {
+                Backoff::Exponential {
+                    base: Duration::from_secs(1),
+                    max: Duration::from_secs(20),
+                }
+            },
+            retry_on: all_classes
+                .iter()
+                .copied()
+                .filter(|_| rng.pct(75))
+                .collect(),
+        },
+        on_conflict: *rng
+            .pick(&[OnConflict::Retry, OnConflict::Block, OnConflict::Halt])
+            .unwrap(),
+        empty_diff: if rng.pct(50) {
+            EmptyDiff::Fail
+        } else {
+            EmptyDiff::DoneIfValid
+        },
+        cleanup: *rng
+            .pick(&[Cleanup::OnSuccess, Cleanup::Always, Cleanup::Never])
+            .unwrap(),
+        agent_timeout: Duration::from_secs(rng.range(30, 120)),
+        gate_timeout: Duration::from_secs(60),
+        kill_grace: Duration::from_secs(5),
+        planner: rng.pct(20),
+        planner_timeout: Duration::from_secs(10),
+    };
+    let oracle = RandomOracle {
+        rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),
+        planner_tasks: (1..=n).map(TaskId).collect(),
+    };
+    World::new(oracle, policy, board, trace)
+}
+
+/// Runs one scenario to the end; Err names the broken invariant.
+fn run(seed: u64, trace: bool) -> (Result<(), String>, World<RandomOracle>) {
+    let mut w = scenario(seed, trace);
+    let mut rng = Rng::new(seed ^ 0xDEAD_BEEF);
+    let max_crashes = rng.range(0, 3);
+    let result = (|| {
+        w.feed(Input::Start {
+            head: CommitId("c0".into()),
+        })?;
+        while w.step()? {
+            if w.steps > 20_000 {
+                return Err("livelock: 20,000 steps without finishing".into());
+            }
+            if w.crashes < max_crashes as u32 && rng.pct(2) {
+                w.schedule_crash(rng.range(0, 6) as usize);
+            }
+            if rng.pct(1) {
+                // A person adds a task mid-run; the board the engine sends is the
+                // store's, with the run's own moves in it.
+                let id = w.initial_board.len() as i64 + 1;
+                let deps: Vec<i64> = (1..id).filter(|_| rng.pct(10)).collect();
+                w.initial_board
+                    .push(task(id, rng.range(0, 3) as i32, &deps, &[]));
+                let statuses = w.statuses();
+                let board = w
+                    .initial_board
+                    .iter()
+                    .map(|t| orch_core::run::TaskSpec {
+                        status: statuses[&t.id],
+                        ..t.clone()
+                    })
+                    .collect();
+                w.feed(Input::BoardChanged { tasks: board })?;
+            }
+            if rng.pct(1) {
+                let scope = if rng.pct(30) {
+                    CancelScope::Run
+                } else {
+                    CancelScope::Task(TaskId(rng.range(1, 12) as i64))
+                };
+                w.feed(Input::Cancel { scope })?;
+            }
+        }
+        w.check_end()
+    })();
+    (result, w)
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Panics inside scenarios are caught and reported with their seed, so the default
+/// hook's message is noise there, and only there.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn run_caught(seed: u64) -> Result<(), String> {
+    install_quiet_hook();
+    QUIET.with(|q| q.set(true));
+    let r = catch_unwind(AssertUnwindSafe(|| run(seed, false).0));
+    QUIET.with(|q| q.set(false));
+    match r {
+        Ok(r) => r,
+        Err(p) => Err(format!(
+            "panic: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+#[test]
+fn random_scenarios_keep_every_invariant() {
+    if let Ok(seed) = std::env::var("ORCH_SIM_SEED") {
+        let seed: u64 = seed.parse().expect("ORCH_SIM_SEED is a number");
+        let (r, w) = run(seed, true);
+        println!("{}", w.trace.unwrap_or_default());
+        r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        return;
+    }
+    let n: u64 = std::env::var("ORCH_SIM_SCENARIOS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let threads = 2;
+    let failures: Vec<(u64, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..n)
+                        .filter(|seed| seed % threads == t)
+                        .filter_map(|seed| run_caught(seed).err().map(|e| (seed, e)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    if !failures.is_empty() {
+        let shown: Vec<String> = failures
+            .iter()
+            .take(5)
+            .map(|(s, e)| format!("seed {s}: {e}"))
+            .collect();
+        panic!(
+            "{} of {n} scenarios broke an invariant; replay with ORCH_SIM_SEED=<seed>:\n{}",
+            failures.len(),
+            shown.join("\n")
+        );
+    }
+}
+
+/// The scenarios must actually exercise what they claim to: crashes, cancels,
+/// conflicts, retries, the planner, and every way a run ends.
+#[test]
+fn scenarios_cover_the_lifecycle() {
+    let mut ends = std::collections::BTreeSet::new();
+    let (mut crashes, mut done, mut failed, mut blocked, mut proposals) = (0, 0, 0, 0, 0);
+    for seed in 0..600 {
+        let (r, w) = run(seed, false);
+        r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        ends.insert(format!("{:?}", w.finished.unwrap()));
+        crashes += w.crashes;
+        for s in w.statuses().values() {
+            match s {
+                orch_core::TaskStatus::Done => done += 1,
+                orch_core::TaskStatus::Failed => failed += 1,
+                orch_core::TaskStatus::Blocked => blocked += 1,
+                _ => {}
+            }
+        }
+        proposals += w
+            .journal
+            .iter()
+            .filter(|e| e.kind() == "planner.proposal")
+            .count();
+    }
+    for s in [RunState::Completed, RunState::Canceled, RunState::Halted] {
+        assert!(
+            ends.contains(&format!("{s:?}")),
+            "no run ended {s:?}: {ends:?}"
+        );
+    }
+    assert!(crashes > 50, "only {crashes} crashes");
+    assert!(
+        done > 500 && failed > 50 && blocked > 5,
+        "done {done}, failed {failed}, blocked {blocked}"
+    );
+    assert!(proposals > 50, "only {proposals} planner proposals");
+}
