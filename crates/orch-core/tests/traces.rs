@@ -1,0 +1,328 @@
+//! Readable traces of the main paths through a run, as insta snapshots: each input the
+//! orchestrator got and the commands it emitted, on a virtual clock with fixed delays.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use common::{AgentPlan, GatePlan, MergePlan, Oracle, World, task};
+use orch_core::TaskId;
+use orch_core::config::{Cleanup, EmptyDiff, FailureClass, OnConflict, RunMode};
+use orch_core::run::{
+    AttemptId, Backoff, CancelScope, CommitId, Input, Policy, Proposal, RetryPolicy, RunState,
+    Stage,
+};
+
+/// Outcomes by attempt; everything not listed succeeds.
+#[derive(Default)]
+struct Script {
+    agents: BTreeMap<(i64, u32), AgentPlan>,
+    gates: BTreeMap<(i64, u32, Stage), GatePlan>,
+    merges: BTreeMap<(i64, u32), MergePlan>,
+    ignore_sigterm: bool,
+    planner: VecDeque<Option<Result<Vec<Proposal>, String>>>,
+}
+
+fn key(a: AttemptId) -> (i64, u32) {
+    (a.task.0, a.number)
+}
+
+impl Oracle for Script {
+    fn provision_ok(&mut self, _: AttemptId) -> bool {
+        true
+    }
+    fn agent(&mut self, a: AttemptId) -> AgentPlan {
+        self.agents
+            .get(&key(a))
+            .copied()
+            .unwrap_or(AgentPlan::Succeed { empty: false })
+    }
+    fn gate(&mut self, a: AttemptId, stage: Stage) -> GatePlan {
+        self.gates
+            .get(&(a.task.0, a.number, stage))
+            .copied()
+            .unwrap_or(GatePlan::Pass)
+    }
+    fn merge(&mut self, a: AttemptId) -> MergePlan {
+        self.merges
+            .get(&key(a))
+            .cloned()
+            .unwrap_or(MergePlan::Clean)
+    }
+    fn obeys_sigterm(&mut self, _: AttemptId) -> bool {
+        !self.ignore_sigterm
+    }
+    fn delay(&mut self, what: &str) -> Duration {
+        Duration::from_millis(match what {
+            "agent" => 10_000,
+            "gate" => 5_000,
+            "sigterm" => 100,
+            "sigkill" => 10,
+            "planner" => 200,
+            "provision" => 100,
+            _ => 20,
+        })
+    }
+    fn planner(&mut self, _: &[TaskId], _: u32) -> Option<Result<Vec<Proposal>, String>> {
+        self.planner.pop_front().flatten()
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        mode: RunMode::Parallel,
+        concurrency: 2,
+        retry: RetryPolicy {
+            max_attempts: 2,
+            backoff: Backoff::Fixed(Duration::from_secs(5)),
+            retry_on: vec![
+                FailureClass::AgentError,
+                FailureClass::Timeout,
+                FailureClass::WorkerValidation,
+                FailureClass::IntegrationValidation,
+                FailureClass::Conflict,
+                FailureClass::Infrastructure,
+            ],
+        },
+        on_conflict: OnConflict::Retry,
+        empty_diff: EmptyDiff::Fail,
+        cleanup: Cleanup::OnSuccess,
+        agent_timeout: Duration::from_secs(60),
+        gate_timeout: Duration::from_secs(60),
+        kill_grace: Duration::from_secs(5),
+        planner: false,
+        planner_timeout: Duration::from_secs(10),
+    }
+}
+
+/// Runs to the end. `disturb(world)` is called before every step.
+fn trace(
+    mut w: World<Script>,
+    mut disturb: impl FnMut(&mut World<Script>),
+) -> (String, World<Script>) {
+    w.feed(Input::Start {
+        head: CommitId("c0".into()),
+    })
+    .unwrap();
+    loop {
+        disturb(&mut w);
+        if !w.step().unwrap() {
+            break;
+        }
+        assert!(w.steps < 1000, "no end");
+    }
+    w.check_end().unwrap();
+    (w.trace.clone().unwrap(), w)
+}
+
+fn two_tasks() -> Vec<orch_core::run::TaskSpec> {
+    vec![
+        task(1, 1, &[], &["src/a.rs"]),
+        task(2, 0, &[], &["src/b.rs"]),
+    ]
+}
+
+#[test]
+fn happy_path() {
+    let w = World::new(
+        Script::default(),
+        policy(),
+        vec![task(1, 1, &[], &[]), task(2, 0, &[1], &[])],
+        true,
+    );
+    let (t, w) = trace(w, |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    insta::assert_snapshot!(t);
+}
+
+fn conflict(on_conflict: OnConflict) -> (String, World<Script>) {
+    let mut s = Script::default();
+    s.merges
+        .insert((2, 1), MergePlan::Conflict(vec!["src/shared.rs".into()]));
+    let p = Policy {
+        on_conflict,
+        ..policy()
+    };
+    trace(World::new(s, p, two_tasks(), true), |_| {})
+}
+
+#[test]
+fn conflict_retry() {
+    let (t, w) = conflict(OnConflict::Retry);
+    assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Done);
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn conflict_block() {
+    let (t, w) = conflict(OnConflict::Block);
+    assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Blocked);
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn conflict_halt() {
+    let (t, w) = conflict(OnConflict::Halt);
+    assert_eq!(w.finished, Some(RunState::Halted));
+    assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Backlog);
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn retry_after_worker_validation_failure() {
+    let mut s = Script::default();
+    s.gates.insert((1, 1, Stage::Worker), GatePlan::Fail);
+    let (t, w) = trace(
+        World::new(s, policy(), vec![task(1, 0, &[], &[])], true),
+        |_| {},
+    );
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn agent_timeout_with_sigterm_ignored_then_out_of_attempts() {
+    let mut s = Script::default();
+    s.agents.insert((1, 1), AgentPlan::Hang);
+    s.agents.insert((1, 2), AgentPlan::Fail(3));
+    s.ignore_sigterm = true;
+    let (t, w) = trace(
+        World::new(s, policy(), vec![task(1, 0, &[], &[])], true),
+        |_| {},
+    );
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Failed);
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn cancel_run_releases_tasks() {
+    let mut fired = false;
+    let (t, w) = trace(
+        World::new(Script::default(), policy(), two_tasks(), true),
+        |w| {
+            if !fired && w.now.0 >= 5_000 {
+                fired = true;
+                w.feed(Input::Cancel {
+                    scope: CancelScope::Run,
+                })
+                .unwrap();
+            }
+        },
+    );
+    assert_eq!(w.finished, Some(RunState::Canceled));
+    assert!(
+        w.statuses()
+            .values()
+            .all(|s| *s == orch_core::TaskStatus::Backlog)
+    );
+    insta::assert_snapshot!(t);
+}
+
+fn crash_around_the_ref_update(commands_before_crash: usize) -> (String, World<Script>) {
+    let mut armed = true;
+    let (t, w) = trace(
+        World::new(
+            Script::default(),
+            policy(),
+            vec![task(1, 0, &[], &[])],
+            true,
+        ),
+        |w| {
+            if armed
+                && w.journal
+                    .iter()
+                    .any(|e| e.kind() == "attempt.integration_passed")
+            {
+                armed = false;
+                w.schedule_crash(commands_before_crash);
+            }
+        },
+    );
+    assert_eq!(w.crashes, 1);
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    let advances = w
+        .journal
+        .iter()
+        .filter(|e| e.kind() == "run.head_advanced")
+        .count();
+    assert_eq!(advances, 1, "the ref advance is recorded exactly once");
+    (t, w)
+}
+
+/// The ref moved in git, but the crash came before orch recorded it: resume finds the
+/// validated merge commit at the ref and records the advance.
+#[test]
+fn resume_after_a_crash_before_the_ref_update_was_recorded() {
+    let (t, _) = crash_around_the_ref_update(0);
+    assert!(
+        t.contains("had advanced the integration ref before the crash"),
+        "{t}"
+    );
+    insta::assert_snapshot!(t);
+}
+
+/// The advance was recorded, but not its consequences (attempt and task states).
+#[test]
+fn resume_after_a_crash_between_the_advance_and_its_consequences() {
+    let (t, _) = crash_around_the_ref_update(1);
+    assert!(t.contains("was integrated just before the crash"), "{t}");
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn planner_proposals_are_judged() {
+    let mut s = Script::default();
+    s.planner.push_back(Some(Ok(vec![
+        Proposal::Claim {
+            task: TaskId(9),
+            note: None,
+        },
+        Proposal::Claim {
+            task: TaskId(2),
+            note: None,
+        },
+        Proposal::Claim {
+            task: TaskId(3),
+            note: Some("start with the parser".into()),
+        },
+        Proposal::Defer {
+            task: TaskId(1),
+            reason: "needs a spec".into(),
+        },
+    ])));
+    s.planner.push_back(None);
+    let p = Policy {
+        planner: true,
+        ..policy()
+    };
+    let board = vec![
+        task(1, 2, &[], &[]),
+        task(2, 0, &[1], &[]),
+        task(3, 0, &[], &[]),
+    ];
+    let (t, _) = trace(World::new(s, p, board, true), |_| {});
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn incremental_mode_and_touches_serialize_work() {
+    let board = vec![
+        task(1, 0, &[], &["src/**"]),
+        task(2, 0, &[], &["src/x.rs"]),
+        task(3, 0, &[], &["docs/a.md"]),
+    ];
+    let (t, _) = trace(
+        World::new(Script::default(), policy(), board.clone(), true),
+        |_| {},
+    );
+    // Task 2 overlaps task 1, so 1 and 3 run together and 2 starts from 1's merge.
+    assert!(t.contains("provision task-2-1 at m"), "{t}");
+    let p = Policy {
+        mode: RunMode::Incremental,
+        ..policy()
+    };
+    let (t2, _) = trace(World::new(Script::default(), p, board, true), |_| {});
+    insta::assert_snapshot!("incremental", t2);
+}
