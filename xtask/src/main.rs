@@ -4,10 +4,44 @@
 //!   of I/O dependencies and I/O calls, every Rust file opens with a `//!` doc, and
 //!   library crates carry `#![warn(missing_docs)]` and `#![forbid(unsafe_code)]`.
 //!   The same checks run as this crate's tests, so `cargo test --workspace` enforces them.
+//! - `bench [core]`: the criterion benchmarks (`core`: the orchestrator's `handle` on a
+//!   10,000-task board). Report ratios from one run: these machines are noisy.
 
 mod tidy;
 
-use anyhow::{Result, bail};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The benchmark suites: name, package, bench target.
+const BENCHES: &[(&str, &str, &str)] = &[("core", "orch-core", "handle")];
+
+fn bench(which: Option<&str>) -> Result<()> {
+    let selected: Vec<_> = BENCHES
+        .iter()
+        .filter(|(name, _, _)| which.is_none_or(|w| w == *name))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+        bail!(
+            "unknown benchmark {:?}; available: {}",
+            which.unwrap_or(""),
+            names.join(", ")
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (_, package, target) in selected {
+        let status = Command::new(&cargo)
+            .current_dir(tidy::root())
+            .args(["bench", "-p", package, "--bench", target])
+            .status()
+            .context("running cargo bench")?;
+        if !status.success() {
+            bail!("cargo bench -p {package} --bench {target} failed");
+        }
+    }
+    Ok(())
+}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,7 +58,8 @@ fn main() -> Result<()> {
                 bail!("{} tidy problem(s)", problems.len())
             }
         }
-        Some(other) => bail!("unknown task {other:?}; available: tidy"),
-        None => bail!("usage: cargo xtask <task>; available: tidy"),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some(other) => bail!("unknown task {other:?}; available: tidy, bench"),
+        None => bail!("usage: cargo xtask <task>; available: tidy, bench [core]"),
     }
 }

@@ -140,6 +140,9 @@ pub struct Orchestrator {
     commands: VecDeque<Command>,
 }
 
+/// At most this many candidates are offered to the planner in one request.
+const PLANNER_CANDIDATES: usize = 50;
+
 fn after(now: Timestamp, d: Duration) -> Timestamp {
     Timestamp(
         now.0
@@ -1024,7 +1027,11 @@ impl Orchestrator {
 
     // ----- claiming -----
 
-    fn claimable(&self, now: Timestamp) -> Vec<TaskId> {
+    /// Up to `limit` tasks the scheduler could claim now, in its order: due retries and
+    /// ready backlog tasks by priority then age, skipping any whose `touches` overlap a
+    /// live task's or an earlier candidate's. Stops early, so a large board costs only
+    /// what is needed.
+    fn claimable(&self, now: Timestamp, limit: usize) -> Vec<TaskId> {
         let mut due: Vec<(Reverse<i32>, TaskId)> = self
             .retries
             .iter()
@@ -1045,7 +1052,7 @@ impl Orchestrator {
             .filter(|(_, t)| !self.deferred.contains(t))
             .peekable();
         let mut from_due = due.iter().peekable();
-        loop {
+        while out.len() < limit {
             let next = match (from_due.peek(), from_ready.peek()) {
                 (Some(a), Some(b)) => {
                     if a <= b {
@@ -1085,7 +1092,7 @@ impl Orchestrator {
             if self.planner != Planner::Idle || self.asked_epoch == Some(self.epoch) {
                 return;
             }
-            let claimable = self.claimable(now);
+            let claimable = self.claimable(now, PLANNER_CANDIDATES);
             if claimable.is_empty() {
                 return;
             }
@@ -1108,7 +1115,7 @@ impl Orchestrator {
 
     /// Claims by the scheduler's own order until the slots are full.
     fn fill(&mut self, now: Timestamp) {
-        let candidates = self.claimable(now);
+        let candidates = self.claimable(now, self.free_slots() as usize);
         for t in candidates {
             if self.free_slots() == 0 || self.state != RunState::Running {
                 break;

@@ -1,0 +1,170 @@
+//! `Orchestrator::handle` plus draining its commands, on a board of 10,000 tasks with
+//! 16 live attempts. Each iteration takes one attempt through its whole life (7 inputs:
+//! agent exit, worker gate, merge, integration gate, ref update, cleanup, and the next
+//! claim's worktree), so the time per input is the iteration time divided by 7.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use orch_core::config::{Cleanup, EmptyDiff, OnConflict, RunMode};
+use orch_core::run::{
+    AgentExit, AttemptId, Backoff, Changes, Command, CommitId, Input, MergeResult, Orchestrator,
+    Policy, RefResult, RetryPolicy, RunId, Stage, TaskSpec,
+};
+use orch_core::{TaskId, TaskStatus, Timestamp};
+
+const TASKS: i64 = 10_000;
+const LIVE: u32 = 16;
+const INPUTS_PER_ITERATION: u64 = 7;
+
+fn board() -> Vec<TaskSpec> {
+    (1..=TASKS)
+        .map(|i| TaskSpec {
+            id: TaskId(i),
+            status: TaskStatus::Backlog,
+            priority: (i % 5) as i32,
+            // A third of the tasks wait on an earlier one.
+            depends_on: if i % 3 == 0 && i > 50 {
+                vec![TaskId(i - 50)]
+            } else {
+                vec![]
+            },
+            touches: vec![format!("src/m{}/**", i % 97)],
+        })
+        .collect()
+}
+
+fn policy() -> Policy {
+    Policy {
+        mode: RunMode::Parallel,
+        concurrency: LIVE,
+        retry: RetryPolicy {
+            max_attempts: 2,
+            backoff: Backoff::Fixed(Duration::from_secs(1)),
+            retry_on: vec![],
+        },
+        on_conflict: OnConflict::Retry,
+        empty_diff: EmptyDiff::Fail,
+        cleanup: Cleanup::OnSuccess,
+        agent_timeout: Duration::from_secs(1800),
+        gate_timeout: Duration::from_secs(1200),
+        kill_grace: Duration::from_secs(10),
+        planner: false,
+        planner_timeout: Duration::from_secs(60),
+    }
+}
+
+struct Driver {
+    o: Orchestrator,
+    now: i64,
+    running: VecDeque<AttemptId>,
+    provisioning: Vec<AttemptId>,
+    commit: u64,
+}
+
+impl Driver {
+    fn new() -> Driver {
+        let mut d = Driver {
+            o: Orchestrator::new(RunId("bench".into()), policy(), board()),
+            now: 0,
+            running: VecDeque::new(),
+            provisioning: Vec::new(),
+            commit: 0,
+        };
+        d.feed(Input::Start {
+            head: CommitId("c0".into()),
+        });
+        d.settle_provisioning();
+        assert_eq!(d.running.len(), LIVE as usize);
+        d
+    }
+
+    fn feed(&mut self, input: Input) {
+        self.now += 10;
+        self.o.handle(Timestamp(self.now), input).unwrap();
+        while let Some(c) = self.o.poll_command() {
+            if let Command::Provision { attempt, .. } = c {
+                self.provisioning.push(attempt);
+            }
+            std::hint::black_box(&c);
+        }
+    }
+
+    fn settle_provisioning(&mut self) {
+        for a in std::mem::take(&mut self.provisioning) {
+            self.feed(Input::WorktreeReady { attempt: a });
+            self.running.push_back(a);
+        }
+    }
+
+    fn c(&mut self) -> CommitId {
+        self.commit += 1;
+        CommitId(format!("{:040x}", self.commit))
+    }
+
+    /// One attempt's whole life; false when the board is used up.
+    fn cycle(&mut self) -> bool {
+        let Some(a) = self.running.pop_front() else {
+            return false;
+        };
+        let head = self.c();
+        let merge = self.c();
+        self.feed(Input::AgentExited {
+            attempt: a,
+            exit: AgentExit::Code(0),
+            changes: Some(Changes { head, empty: false }),
+        });
+        self.feed(Input::GateFinished {
+            attempt: a,
+            stage: Stage::Worker,
+            passed: true,
+            summary: String::new(),
+        });
+        self.feed(Input::MergeFinished {
+            attempt: a,
+            result: MergeResult::Clean { commit: merge },
+        });
+        self.feed(Input::GateFinished {
+            attempt: a,
+            stage: Stage::Integration,
+            passed: true,
+            summary: String::new(),
+        });
+        self.feed(Input::RefUpdated {
+            attempt: a,
+            result: RefResult::Advanced,
+        });
+        self.feed(Input::CleanedUp {
+            attempt: a,
+            error: None,
+        });
+        self.settle_provisioning();
+        true
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("orchestrator");
+    g.throughput(Throughput::Elements(INPUTS_PER_ITERATION));
+    g.bench_function("handle+drain, 10k tasks, 16 live (per 7 inputs)", |b| {
+        b.iter_custom(|iters| {
+            let mut d = Driver::new();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let more = d.cycle();
+                total += t.elapsed();
+                if !more || d.running.len() < LIVE as usize {
+                    d = Driver::new();
+                }
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
