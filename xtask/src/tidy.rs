@@ -104,7 +104,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// `orch-core`'s sources use no file system, processes, network, environment or clock.
 pub fn core_sources() -> Result<Vec<String>> {
     let mut files = Vec::new();
-    rust_files(&root().join("crates/orch-core"), &mut files)?;
+    rust_files(&root().join("crates/orch-core/src"), &mut files)?;
     let mut problems = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f)?;
