@@ -4,8 +4,8 @@
 //!   of I/O dependencies and I/O calls, every Rust file opens with a `//!` doc, and
 //!   library crates carry `#![warn(missing_docs)]` and `#![forbid(unsafe_code)]`.
 //!   The same checks run as this crate's tests, so `cargo test --workspace` enforces them.
-//! - `bench [core]`: the criterion benchmarks (`core`: the orchestrator's `handle` on a
-//!   10,000-task board). Report ratios from one run: these machines are noisy.
+//! - `bench [core|validate]`: the criterion benchmarks (`core`: the orchestrator's
+//!   `handle` on a 10,000-task board; `validate`: the runner's spawn overhead). Report ratios from one run: these machines are noisy.
 
 mod tidy;
 
@@ -14,7 +14,10 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The benchmark suites: name, package, bench target.
-const BENCHES: &[(&str, &str, &str)] = &[("core", "orch-core", "handle")];
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("core", "orch-core", "handle"),
+    ("validate", "orch-validate", "spawn"),
+];
 
 fn bench(which: Option<&str>) -> Result<()> {
     let selected: Vec<_> = BENCHES
@@ -60,6 +63,6 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench"),
-        None => bail!("usage: cargo xtask <task>; available: tidy, bench [core]"),
+        None => bail!("usage: cargo xtask <task>; available: tidy, bench [core|validate]"),
     }
 }

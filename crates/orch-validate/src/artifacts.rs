@@ -1,0 +1,282 @@
+//! Where logs live, and how long they stay.
+//!
+//! Layout: `<root>/<run>/<task>/<attempt>/{agent.log, worker-1.log, integration-1.log,
+//! .outcome}`, where `<root>` is `<repo>/.orch/artifacts`. Every path component is
+//! built from ids, never from task titles, and checked, so nothing escapes the root.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use orch_core::TaskId;
+use orch_core::run::{AttemptId, RunId};
+
+/// The marker file an attempt's outcome is written to.
+pub const OUTCOME_FILE: &str = ".outcome";
+
+/// An attempt's outcome as retention sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Succeeded: removed first.
+    Succeeded,
+    /// Failed, canceled, interrupted or unknown: kept longer.
+    Failed,
+}
+
+/// Artifact errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// A run id that cannot be a directory name.
+    #[error(
+        "run id {0:?} cannot name an artifact directory: use letters, digits, '-', '_' or '.', not starting with '.'"
+    )]
+    BadRunId(String),
+    /// File-system trouble.
+    #[error("{doing} {path}: {source}")]
+    Io {
+        /// What.
+        doing: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io(doing: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + use<> {
+    let path = path.to_path_buf();
+    move |source| ArtifactError::Io {
+        doing,
+        path,
+        source,
+    }
+}
+
+/// The artifact tree of one repository.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    root: PathBuf,
+}
+
+/// How much to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The newest runs kept whole.
+    pub keep_runs: u32,
+    /// Failed attempts are kept for this many times as many runs.
+    pub failed_factor: u32,
+    /// The byte budget for everything; the oldest go first, successful before failed.
+    pub max_bytes: u64,
+}
+
+/// What a garbage collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Attempt directories removed.
+    pub removed: Vec<PathBuf>,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// Bytes left.
+    pub kept_bytes: u64,
+}
+
+#[derive(Debug)]
+struct AttemptDir {
+    path: PathBuf,
+    run_index: usize,
+    kept: Kept,
+    bytes: u64,
+    live: bool,
+}
+
+fn valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The newest modification time of any file under `p`: a run's age. (A directory's own
+/// time changes whenever an entry is added or removed, gc's removals included.)
+fn newest_file(p: &Path) -> Option<SystemTime> {
+    let rd = std::fs::read_dir(p).ok()?;
+    rd.flatten()
+        .filter_map(|e| match e.path().symlink_metadata() {
+            Ok(m) if m.is_dir() => newest_file(&e.path()),
+            Ok(m) => m.modified().ok(),
+            Err(_) => None,
+        })
+        .max()
+}
+
+fn subdirs(p: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+    let mut v = Vec::new();
+    match std::fs::read_dir(p) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                // symlink_metadata: never follow a link out of the tree.
+                if e.path().symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                    v.push(e.path());
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("reading", p)(e)),
+    }
+    v.sort();
+    Ok(v)
+}
+
+impl Artifacts {
+    /// The tree at `root` (usually `<repo>/.orch/artifacts`).
+    pub fn new(root: impl Into<PathBuf>) -> Artifacts {
+        Artifacts { root: root.into() }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The attempt's directory, created if missing.
+    pub fn attempt_dir(&self, run: &RunId, attempt: AttemptId) -> Result<PathBuf, ArtifactError> {
+        if !valid_run_id(&run.0) {
+            return Err(ArtifactError::BadRunId(run.0.clone()));
+        }
+        let dir = self
+            .root
+            .join(&run.0)
+            .join(attempt.task.0.to_string())
+            .join(attempt.number.to_string());
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        Ok(dir)
+    }
+
+    /// Records an attempt's outcome for retention.
+    pub fn set_outcome(
+        &self,
+        run: &RunId,
+        attempt: AttemptId,
+        kept: Kept,
+    ) -> Result<(), ArtifactError> {
+        let p = self.attempt_dir(run, attempt)?.join(OUTCOME_FILE);
+        let text = match kept {
+            Kept::Succeeded => "succeeded\n",
+            Kept::Failed => "failed\n",
+        };
+        std::fs::write(&p, text).map_err(io("writing", &p))
+    }
+
+    /// Applies `retention`. Runs in `live` are never touched. Runs are ordered newest
+    /// first by their newest file.
+    pub fn gc(
+        &self,
+        retention: Retention,
+        live: &BTreeSet<RunId>,
+    ) -> Result<GcReport, ArtifactError> {
+        let mut runs: Vec<(SystemTime, PathBuf, bool)> = subdirs(&self.root)?
+            .into_iter()
+            .map(|p| {
+                let t = newest_file(&p)
+                    .or_else(|| p.metadata().and_then(|m| m.modified()).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (t, p, live.contains(&RunId(name)))
+            })
+            .collect();
+        runs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        let mut attempts = Vec::new();
+        for (i, (_, run, is_live)) in runs.iter().enumerate() {
+            for task in subdirs(run)? {
+                if task
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .map(TaskId)
+                    .is_none()
+                {
+                    continue;
+                }
+                for a in subdirs(&task)? {
+                    let kept = match std::fs::read_to_string(a.join(OUTCOME_FILE)) {
+                        Ok(s) if s.trim() == "succeeded" => Kept::Succeeded,
+                        _ => Kept::Failed,
+                    };
+                    attempts.push(AttemptDir {
+                        bytes: dir_bytes(&a),
+                        path: a,
+                        run_index: i,
+                        kept,
+                        live: *is_live,
+                    });
+                }
+            }
+        }
+        let keep_runs = retention.keep_runs as usize;
+        let keep_failed = keep_runs.saturating_mul(retention.failed_factor.max(1) as usize);
+        let mut report = GcReport::default();
+        let remove = |a: &AttemptDir, report: &mut GcReport| -> Result<(), ArtifactError> {
+            std::fs::remove_dir_all(&a.path).map_err(io("removing", &a.path))?;
+            report.freed_bytes += a.bytes;
+            report.removed.push(a.path.clone());
+            Ok(())
+        };
+        let mut left = Vec::new();
+        for a in attempts {
+            let too_old = match a.kept {
+                Kept::Succeeded => a.run_index >= keep_runs,
+                Kept::Failed => a.run_index >= keep_failed,
+            };
+            if too_old && !a.live {
+                remove(&a, &mut report)?;
+            } else {
+                left.push(a);
+            }
+        }
+        // The byte budget: oldest first, successful before failed, live never.
+        let mut total: u64 = left.iter().map(|a| a.bytes).sum();
+        let mut order: Vec<usize> = (0..left.len()).filter(|i| !left[*i].live).collect();
+        order.sort_by_key(|i| {
+            let a = &left[*i];
+            (
+                a.kept == Kept::Failed,
+                std::cmp::Reverse(a.run_index),
+                a.path.clone(),
+            )
+        });
+        for i in order {
+            if total <= retention.max_bytes {
+                break;
+            }
+            total -= left[i].bytes;
+            remove(&left[i], &mut report)?;
+        }
+        report.kept_bytes = total;
+        // Remove directories the removals emptied.
+        for (_, run, _) in &runs {
+            for task in subdirs(run)? {
+                let _ = std::fs::remove_dir(&task);
+            }
+            let _ = std::fs::remove_dir(run);
+        }
+        Ok(report)
+    }
+}
