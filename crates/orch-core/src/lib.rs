@@ -13,6 +13,7 @@
 //! - [`event`]: audit-log event kinds.
 //! - [`config`]: the configuration schema with its defaults and value types.
 //! - [`time`]: a millisecond timestamp that callers stamp inputs with.
+//! - [`ports`]: the traits adapters implement for the engine (git), in core types.
 //! - [`run`]: the [`run::Orchestrator`], the run state machine in handle/poll style,
 //!   with its policy, inputs, commands and journal.
 #![warn(missing_docs)]
@@ -22,6 +23,7 @@ pub mod board;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod ports;
 pub mod run;
 pub mod task;
 pub mod time;

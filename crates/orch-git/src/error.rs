@@ -1,0 +1,112 @@
+//! The git adapter's error type.
+
+use std::path::PathBuf;
+
+use orch_core::run::CommitId;
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// Not a usable repository.
+    #[error("cannot open the git repository at {path}: {message}")]
+    Open {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A revision that does not name a commit.
+    #[error(
+        "cannot resolve {rev:?}: {message}; expected HEAD, a branch, a tag, a commit, or origin/<branch>"
+    )]
+    BadRevision {
+        /// The revision.
+        rev: String,
+        /// Why.
+        message: String,
+    },
+    /// A fetch failed and `offline = "fail"`.
+    #[error(
+        "fetching {remote} failed: {message}; set run.offline = \"use-cached\" to fall back to the last fetched ref"
+    )]
+    Fetch {
+        /// The remote.
+        remote: String,
+        /// Why.
+        message: String,
+    },
+    /// A fetch failed and there is no cached ref to fall back to.
+    #[error(
+        "fetching {remote} failed ({message}) and {reference} was never fetched, so there is nothing cached to use"
+    )]
+    NothingCached {
+        /// The remote.
+        remote: String,
+        /// The missing ref.
+        reference: String,
+        /// Why the fetch failed.
+        message: String,
+    },
+    /// The branch exists already.
+    #[error("branch {0} already exists; orch never reuses a branch")]
+    BranchExists(String),
+    /// The branch is checked out in a worktree.
+    #[error("branch {branch} is checked out in {worktree}; remove that worktree first")]
+    BranchCheckedOut {
+        /// The branch.
+        branch: String,
+        /// Where.
+        worktree: PathBuf,
+    },
+    /// The branch's changes are in no integration branch.
+    #[error(
+        "branch {0} has work that is in no integration branch; use --force to delete it anyway"
+    )]
+    Unmerged(String),
+    /// The worktree destination is taken.
+    #[error("cannot create a worktree at {0}: the path exists and is not an empty directory")]
+    PathTaken(PathBuf),
+    /// The worktree has changes.
+    #[error(
+        "the worktree {0} has uncommitted changes or untracked files; use --force to remove it anyway"
+    )]
+    Dirty(PathBuf),
+    /// Not a linked worktree of this repository.
+    #[error("{0} is not a linked worktree of this repository")]
+    NotAWorktree(PathBuf),
+    /// The compare-and-swap lost.
+    #[error("{reference} moved: orch expected {expected}, but it is at {}", actual.as_ref().map(|a| a.0.as_str()).unwrap_or("(deleted)"))]
+    LostRace {
+        /// The ref.
+        reference: String,
+        /// Where orch last saw it.
+        expected: CommitId,
+        /// Where it is.
+        actual: Option<CommitId>,
+    },
+    /// The git CLI failed.
+    #[error("`{command}` failed: {message}")]
+    Cli {
+        /// The command.
+        command: String,
+        /// Its stderr.
+        message: String,
+    },
+    /// gix failed.
+    #[error("git error while {doing}: {message}")]
+    Gix {
+        /// What orch was doing.
+        doing: &'static str,
+        /// gix's message.
+        message: String,
+    },
+}
+
+impl GitError {
+    pub(crate) fn gix(doing: &'static str, e: impl std::fmt::Display) -> GitError {
+        GitError::Gix {
+            doing,
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Inventory and orphans: every linked worktree and `orch/*` branch, and which of them
+//! no live attempt uses.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use orch_core::ports::{BranchInfo, Inventory, WorktreeInfo};
+use orch_core::run::CommitId;
+
+use crate::{Git, GitError, git_cli};
+
+/// What removing orphans did, and what it kept and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphanReport {
+    /// Worktrees removed (or pruned).
+    pub removed_worktrees: Vec<PathBuf>,
+    /// Branches deleted.
+    pub deleted_branches: Vec<String>,
+    /// What was kept, with the reason.
+    pub kept: Vec<(String, String)>,
+}
+
+impl Git {
+    /// Lists linked worktrees and `orch/*` branches, with whether each worktree is
+    /// prunable, locked or dirty, and whether each branch is contained in an
+    /// integration branch (`orch/<run>/integration`).
+    pub fn inventory(&self) -> Result<Inventory, GitError> {
+        let repo = self.repo();
+        let mut worktrees = Vec::new();
+        for proxy in repo
+            .worktrees()
+            .map_err(|e| GitError::gix("listing worktrees", e))?
+        {
+            let path = proxy
+                .base()
+                .map_err(|e| GitError::gix("reading a worktree", e))?;
+            let prunable = !path.exists();
+            let locked = proxy.is_locked();
+            let branch = proxy
+                .into_repo_with_possibly_inaccessible_worktree()
+                .ok()
+                .and_then(|r| r.head_name().ok().flatten())
+                .map(|n| n.shorten().to_string());
+            let dirty = if prunable {
+                None
+            } else {
+                git_cli(
+                    &path,
+                    &["status", "--porcelain", "--untracked-files=normal"],
+                )
+                .ok()
+                .map(|s| !s.trim().is_empty())
+            };
+            worktrees.push(WorktreeInfo {
+                path,
+                branch,
+                prunable,
+                locked,
+                dirty,
+            });
+        }
+        let mut raw = Vec::new();
+        let refs = repo
+            .references()
+            .map_err(|e| GitError::gix("listing branches", e))?;
+        for r in refs
+            .prefixed("refs/heads/orch/")
+            .map_err(|e| GitError::gix("listing branches", e))?
+        {
+            let mut r = r.map_err(|e| GitError::gix("listing branches", e))?;
+            let name = r.name().shorten().to_string();
+            let id = r
+                .peel_to_id()
+                .map_err(|e| GitError::gix("reading a branch", e))?;
+            raw.push((name, CommitId(id.to_string())));
+        }
+        let integrations: Vec<&CommitId> = raw
+            .iter()
+            .filter(|(n, _)| n.ends_with("/integration"))
+            .map(|(_, c)| c)
+            .collect();
+        let mut branches = Vec::new();
+        for (name, head) in &raw {
+            let merged = if name.ends_with("/integration") {
+                true
+            } else {
+                let mut any = false;
+                for i in &integrations {
+                    if self.contains(i, head)? {
+                        any = true;
+                        break;
+                    }
+                }
+                any
+            };
+            let worktree = worktrees
+                .iter()
+                .find(|w| w.branch.as_deref() == Some(name.as_str()))
+                .map(|w| w.path.clone());
+            branches.push(BranchInfo {
+                name: name.clone(),
+                head: head.clone(),
+                merged,
+                worktree,
+            });
+        }
+        Ok(Inventory {
+            worktrees,
+            branches,
+        })
+    }
+
+    /// The worktrees and `orch/*` branches that none of the live attempts uses
+    /// (`live_branches`, `live_worktrees`). Integration branches of live runs belong
+    /// in `live_branches` too.
+    pub fn orphans(
+        &self,
+        live_branches: &BTreeSet<String>,
+        live_worktrees: &BTreeSet<PathBuf>,
+    ) -> Result<Inventory, GitError> {
+        let inv = self.inventory()?;
+        let canon = |p: &PathBuf| p.canonicalize().unwrap_or_else(|_| p.clone());
+        let live_paths: BTreeSet<PathBuf> = live_worktrees.iter().map(canon).collect();
+        Ok(Inventory {
+            worktrees: inv
+                .worktrees
+                .into_iter()
+                .filter(|w| !live_paths.contains(&canon(&w.path)))
+                .filter(|w| {
+                    w.branch
+                        .as_ref()
+                        .is_none_or(|b| b.starts_with("orch/") && !live_branches.contains(b))
+                })
+                .collect(),
+            branches: inv
+                .branches
+                .into_iter()
+                .filter(|b| !live_branches.contains(&b.name))
+                .collect(),
+        })
+    }
+
+    /// Removes the orphans: worktrees first (dirty ones only with `force`), then
+    /// branches (those with work in no integration branch only with `force`).
+    pub fn remove_orphans(
+        &self,
+        live_branches: &BTreeSet<String>,
+        live_worktrees: &BTreeSet<PathBuf>,
+        force: bool,
+    ) -> Result<OrphanReport, GitError> {
+        let orphans = self.orphans(live_branches, live_worktrees)?;
+        let mut report = OrphanReport::default();
+        for w in &orphans.worktrees {
+            match self.remove_worktree(&w.path, force) {
+                Ok(()) => report.removed_worktrees.push(w.path.clone()),
+                Err(GitError::Dirty(_)) => report.kept.push((
+                    w.path.display().to_string(),
+                    "the worktree has uncommitted changes".into(),
+                )),
+                Err(e) => return Err(e),
+            }
+        }
+        for b in &orphans.branches {
+            match self.delete_branch(&b.name, force) {
+                Ok(()) => report.deleted_branches.push(b.name.clone()),
+                Err(GitError::Unmerged(_)) => report.kept.push((
+                    b.name.clone(),
+                    "its work is in no integration branch".into(),
+                )),
+                Err(GitError::BranchCheckedOut { worktree, .. }) => report.kept.push((
+                    b.name.clone(),
+                    format!("checked out in {}", worktree.display()),
+                )),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+}

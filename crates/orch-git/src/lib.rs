@@ -1,0 +1,260 @@
+//! orch's git adapter: everything orch does to a repository, and nothing to the user's
+//! own working tree, index or checked-out branch.
+//!
+//! gix does what it does well: revspecs, refs and branches, worktree add/list/remove,
+//! in-memory `merge_commits` and commit writing, compare-and-swap ref updates, and
+//! fetch. The git CLI is used where gix has no high-level operation: committing an
+//! agent's leftovers (`add -A` with `.gitignore`), switching a worktree to another
+//! commit touching only what differs (`checkout --detach`), and the dirty check of a
+//! worktree including untracked files (`status --porcelain`).
+//!
+//! [`Git`] holds a `gix::ThreadSafeRepository`; every method opens a thread-local
+//! handle, so it can be shared across threads. Its methods block: async callers run
+//! them on a blocking thread.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod base;
+mod error;
+mod inventory;
+mod merge;
+mod worktree;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orch_core::run::CommitId;
+
+pub use error::GitError;
+pub use worktree::default_worktree_root;
+
+/// The author and committer orch uses for the commits it makes.
+pub const ORCH_NAME: &str = "orch";
+/// The email of [`ORCH_NAME`].
+pub const ORCH_EMAIL: &str = "orch@localhost";
+
+/// A repository orch works on.
+#[derive(Debug, Clone)]
+pub struct Git {
+    repo: gix::ThreadSafeRepository,
+    workdir: PathBuf,
+}
+
+impl Git {
+    /// Opens the repository whose working tree contains `path`.
+    pub fn open(path: &Path) -> Result<Git, GitError> {
+        let repo = gix::ThreadSafeRepository::discover(path).map_err(|e| GitError::Open {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let workdir = repo.work_tree.clone().ok_or_else(|| GitError::Open {
+            path: path.to_path_buf(),
+            message: "it is a bare repository; orch needs a working tree".into(),
+        })?;
+        let workdir = workdir.canonicalize().unwrap_or(workdir);
+        Ok(Git { repo, workdir })
+    }
+
+    /// The main working tree (the user's checkout).
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    pub(crate) fn repo(&self) -> gix::Repository {
+        self.repo.to_thread_local()
+    }
+
+    /// Resolves a revision to a commit id.
+    pub fn rev_parse(&self, rev: &str) -> Result<CommitId, GitError> {
+        let repo = self.repo();
+        let id = repo
+            .rev_parse_single(rev)
+            .map_err(|e| GitError::BadRevision {
+                rev: rev.into(),
+                message: e.to_string(),
+            })?;
+        let commit =
+            id.object()
+                .and_then(|o| o.peel_to_commit())
+                .map_err(|e| GitError::BadRevision {
+                    rev: rev.into(),
+                    message: e.to_string(),
+                })?;
+        Ok(CommitId(commit.id.to_string()))
+    }
+
+    /// Where `reference` points, or `None` if it does not exist.
+    pub fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, GitError> {
+        let repo = self.repo();
+        match repo.try_find_reference(reference) {
+            Ok(Some(mut r)) => {
+                let id = r
+                    .peel_to_id()
+                    .map_err(|e| GitError::gix("reading a reference", e))?;
+                Ok(Some(CommitId(id.to_string())))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(GitError::gix("reading a reference", e)),
+        }
+    }
+
+    /// Creates `refs/heads/<branch>` at `at`; an existing branch is an error, never reused.
+    pub fn create_branch(&self, branch: &str, at: &CommitId) -> Result<(), GitError> {
+        let full = full_branch(branch);
+        if self.ref_target(&full)?.is_some() {
+            return Err(GitError::BranchExists(branch.into()));
+        }
+        let repo = self.repo();
+        let id = oid(at)?;
+        repo.reference(
+            full.as_str(),
+            id,
+            gix::refs::transaction::PreviousValue::MustNotExist,
+            format!("orch: create {branch}"),
+        )
+        .map_err(|e| {
+            if self.ref_target(&full).ok().flatten().is_some() {
+                GitError::BranchExists(branch.into())
+            } else {
+                GitError::gix("creating a branch", e)
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Moves `reference` from `expected` to `new` by compare-and-swap. If the ref is
+    /// elsewhere, this is [`GitError::LostRace`] and nothing changes.
+    pub fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), GitError> {
+        let repo = self.repo();
+        let exp = oid(expected)?;
+        let result = repo.reference(
+            reference,
+            oid(new)?,
+            gix::refs::transaction::PreviousValue::MustExistAndMatch(gix::refs::Target::Object(
+                exp,
+            )),
+            format!("orch: advance to {new}"),
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match self.ref_target(reference)? {
+                Some(actual) if actual != *expected => Err(GitError::LostRace {
+                    reference: reference.into(),
+                    expected: expected.clone(),
+                    actual: Some(actual),
+                }),
+                None => Err(GitError::LostRace {
+                    reference: reference.into(),
+                    expected: expected.clone(),
+                    actual: None,
+                }),
+                Some(_) => Err(GitError::gix("updating a reference", e)),
+            },
+        }
+    }
+}
+
+impl orch_core::ports::GitPort for Git {
+    type Error = GitError;
+
+    fn resolve_base(
+        &self,
+        base: &str,
+        offline: orch_core::config::Offline,
+        fetch_timeout: std::time::Duration,
+    ) -> Result<orch_core::ports::ResolvedBase, GitError> {
+        Git::resolve_base(self, base, offline, fetch_timeout)
+    }
+    fn add_worktree(&self, branch: &str, at: &CommitId, path: &Path) -> Result<(), GitError> {
+        Git::add_worktree(self, branch, at, path)
+    }
+    fn commit_leftovers(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        base: &CommitId,
+        message: &str,
+    ) -> Result<orch_core::ports::Leftovers, GitError> {
+        Git::commit_leftovers(self, worktree, branch, base, message)
+    }
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        style: orch_core::config::MergeStyle,
+        message: &str,
+    ) -> Result<orch_core::ports::MergeOutcome, GitError> {
+        Git::merge(self, onto, head, style, message)
+    }
+    fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), GitError> {
+        Git::advance_ref(self, reference, expected, new)
+    }
+    fn checkout_detached(&self, worktree: &Path, commit: &CommitId) -> Result<(), GitError> {
+        Git::checkout_detached(self, worktree, commit)
+    }
+    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), GitError> {
+        Git::remove_worktree(self, path, force)
+    }
+    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), GitError> {
+        Git::delete_branch(self, branch, force)
+    }
+    fn inventory(&self) -> Result<orch_core::ports::Inventory, GitError> {
+        Git::inventory(self)
+    }
+}
+
+pub(crate) fn full_branch(branch: &str) -> String {
+    if branch.starts_with("refs/") {
+        branch.to_owned()
+    } else {
+        format!("refs/heads/{branch}")
+    }
+}
+
+pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
+    gix::ObjectId::from_hex(c.0.as_bytes()).map_err(|e| GitError::BadRevision {
+        rev: c.0.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Runs the git CLI in `dir` and returns its stdout; a failure carries its stderr.
+pub(crate) fn git_cli(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| GitError::Cli {
+            command: format!("git {}", args.join(" ")),
+            message: format!("cannot run git: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(GitError::Cli {
+            command: format!("git {}", args.join(" ")),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Like [`git_cli`], but returns whether it succeeded instead of failing.
+pub(crate) fn git_ok(dir: &Path, args: &[&str]) -> bool {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

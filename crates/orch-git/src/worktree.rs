@@ -1,0 +1,245 @@
+//! Branches and worktrees: creating, committing an agent's leftovers, switching the
+//! integration worktree, removing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use orch_core::ports::Leftovers;
+use orch_core::run::CommitId;
+
+use crate::{Git, GitError, ORCH_EMAIL, ORCH_NAME, full_branch, git_cli, git_ok, oid};
+
+/// The default root for a repository's worktrees: `$XDG_DATA_HOME/orch/worktrees/<key>`
+/// (or `~/.local/share/...`), outside the repository so that tools which search parent
+/// directories (cargo among them) never see a worktree inside another checkout. `<key>`
+/// is the repository's directory name and a hash of its full path.
+pub fn default_worktree_root(repo_workdir: &Path) -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    let name: String = repo_workdir
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| "repo".into());
+    // FNV-1a: stable across runs and platforms, which std's hasher does not promise.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in repo_workdir.to_string_lossy().bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Some(
+        data.join("orch/worktrees")
+            .join(format!("{name}-{:08x}", h as u32)),
+    )
+}
+
+fn path_free(path: &Path) -> bool {
+    match std::fs::read_dir(path) {
+        Ok(mut rd) => rd.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+impl Git {
+    /// Creates `branch` at `at` and a worktree for it at `path`. The branch must not
+    /// exist and the path must be absent or an empty directory. On failure nothing is
+    /// left behind.
+    pub fn add_worktree(&self, branch: &str, at: &CommitId, path: &Path) -> Result<(), GitError> {
+        if !path_free(path) {
+            return Err(GitError::PathTaken(path.to_path_buf()));
+        }
+        self.create_branch(branch, at)?;
+        let full = full_branch(branch);
+        let name = gix::refs::FullName::try_from(full.as_str())
+            .map_err(|e| GitError::gix("naming a branch", e))?;
+        let repo = self.repo();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| GitError::gix("creating the worktree root", e))?;
+        }
+        let added = repo.add_worktree(
+            path,
+            gix::worktree::add::Head::Attached(name),
+            gix::progress::Discard,
+            &AtomicBool::new(false),
+        );
+        if let Err(e) = added {
+            let _ = self.delete_ref(&full);
+            return Err(GitError::gix("adding a worktree", e));
+        }
+        Ok(())
+    }
+
+    /// Checks out `commit`, detached, in the worktree at `path`, creating the worktree
+    /// if it does not exist. On an existing worktree only the files that differ are
+    /// touched; local changes and untracked files (not ignored ones, such as build
+    /// caches) are discarded, since this worktree belongs to orch.
+    pub fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), GitError> {
+        if !path.join(".git").exists() {
+            if !path_free(path) {
+                return Err(GitError::PathTaken(path.to_path_buf()));
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| GitError::gix("creating the worktree root", e))?;
+            }
+            self.repo()
+                .add_worktree(
+                    path,
+                    gix::worktree::add::Head::Detached(oid(commit)?),
+                    gix::progress::Discard,
+                    &AtomicBool::new(false),
+                )
+                .map_err(|e| GitError::gix("adding the integration worktree", e))?;
+            return Ok(());
+        }
+        git_cli(
+            path,
+            &["checkout", "--quiet", "--force", "--detach", &commit.0],
+        )?;
+        git_cli(path, &["clean", "--quiet", "-d", "--force"])?;
+        Ok(())
+    }
+
+    /// Commits everything an agent left in `worktree` (tracked and untracked files,
+    /// respecting `.gitignore`) as orch, and reports on the branch: its head, whether it
+    /// changed anything since `base`, and whether the agent moved `HEAD` off `branch` or
+    /// rewrote history below `base`. Hooks are not run.
+    pub fn commit_leftovers(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        base: &CommitId,
+        message: &str,
+    ) -> Result<Leftovers, GitError> {
+        let head_ref = git_cli(worktree, &["symbolic-ref", "--quiet", "HEAD"]).unwrap_or_default();
+        let head_ref = head_ref.trim();
+        let branch_moved = (head_ref != full_branch(branch)).then(|| {
+            if head_ref.is_empty() {
+                "a detached HEAD".to_owned()
+            } else {
+                head_ref.to_owned()
+            }
+        });
+        let mut committed = false;
+        if branch_moved.is_none() {
+            git_cli(worktree, &["add", "--all"])?;
+            if !git_ok(worktree, &["diff", "--cached", "--quiet"]) {
+                git_cli(
+                    worktree,
+                    &[
+                        "-c",
+                        &format!("user.name={ORCH_NAME}"),
+                        "-c",
+                        &format!("user.email={ORCH_EMAIL}"),
+                        "commit",
+                        "--quiet",
+                        "--no-verify",
+                        "--message",
+                        message,
+                    ],
+                )?;
+                committed = true;
+            }
+        }
+        let head = CommitId(git_cli(worktree, &["rev-parse", "HEAD"])?.trim().to_owned());
+        let rewrote_history = !git_ok(worktree, &["merge-base", "--is-ancestor", &base.0, &head.0]);
+        let empty = {
+            let repo = self.repo();
+            let tree = |c: &CommitId| -> Option<gix::ObjectId> {
+                repo.find_commit(oid(c).ok()?)
+                    .ok()?
+                    .tree_id()
+                    .ok()
+                    .map(|i| i.detach())
+            };
+            tree(&head) == tree(base)
+        };
+        Ok(Leftovers {
+            head,
+            committed,
+            empty,
+            branch_moved,
+            rewrote_history,
+        })
+    }
+
+    /// Removes the linked worktree at `path`. A dirty one (changes or untracked files)
+    /// only with `force`. A worktree whose directory is already gone is pruned. Its
+    /// branch stays.
+    pub fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), GitError> {
+        if !path.exists() {
+            git_cli(&self.workdir, &["worktree", "prune"])?;
+            return Ok(());
+        }
+        let dirty = !git_cli(path, &["status", "--porcelain", "--untracked-files=normal"])
+            .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?
+            .trim()
+            .is_empty();
+        if dirty && !force {
+            return Err(GitError::Dirty(path.to_path_buf()));
+        }
+        let repo = self.repo();
+        let target = repo
+            .prepare_remove_worktree(path)
+            .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?;
+        let how = if force {
+            gix::worktree::remove::Force::DiscardChanges
+        } else {
+            gix::worktree::remove::Force::Never
+        };
+        target
+            .remove(how, gix::progress::Discard)
+            .map_err(|e| GitError::gix("removing a worktree", e))?;
+        Ok(())
+    }
+
+    /// Deletes `branch`. Refused while a worktree has it checked out, and, unless
+    /// `force`, while its changes are in no integration branch.
+    pub fn delete_branch(&self, branch: &str, force: bool) -> Result<(), GitError> {
+        let inv = self.inventory()?;
+        if let Some(w) = inv
+            .worktrees
+            .iter()
+            .find(|w| w.branch.as_deref() == Some(branch) && !w.prunable)
+        {
+            return Err(GitError::BranchCheckedOut {
+                branch: branch.into(),
+                worktree: w.path.clone(),
+            });
+        }
+        if !force {
+            let merged = inv
+                .branches
+                .iter()
+                .find(|b| b.name == branch)
+                .is_none_or(|b| b.merged);
+            if !merged {
+                return Err(GitError::Unmerged(branch.into()));
+            }
+        }
+        self.delete_ref(&full_branch(branch))
+    }
+
+    pub(crate) fn delete_ref(&self, full: &str) -> Result<(), GitError> {
+        let repo = self.repo();
+        match repo.try_find_reference(full) {
+            Ok(Some(r)) => r
+                .delete()
+                .map_err(|e| GitError::gix("deleting a branch", e)),
+            Ok(None) => Ok(()),
+            Err(e) => Err(GitError::gix("deleting a branch", e)),
+        }
+    }
+}
