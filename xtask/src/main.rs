@@ -4,8 +4,10 @@
 //!   of I/O dependencies and I/O calls, every Rust file opens with a `//!` doc, and
 //!   library crates carry `#![warn(missing_docs)]` and `#![forbid(unsafe_code)]`.
 //!   The same checks run as this crate's tests, so `cargo test --workspace` enforces them.
-//! - `bench [core|validate]`: the criterion benchmarks (`core`: the orchestrator's
-//!   `handle` on a 10,000-task board; `validate`: the runner's spawn overhead). Report ratios from one run: these machines are noisy.
+//! - `bench [core|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
+//!   `handle` on a 10,000-task board; `validate`: the runner's spawn overhead; `git`:
+//!   worktree, switch, merge and ref update on a 20,000-file repository, against the
+//!   git CLI). Report ratios from one run: these machines are noisy.
 
 mod tidy;
 
@@ -17,6 +19,7 @@ use anyhow::{Context, Result, bail};
 const BENCHES: &[(&str, &str, &str)] = &[
     ("core", "orch-core", "handle"),
     ("validate", "orch-validate", "spawn"),
+    ("git", "orch-git", "git"),
 ];
 
 fn bench(which: Option<&str>) -> Result<()> {
@@ -63,6 +66,6 @@ fn main() -> Result<()> {
         }
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench"),
-        None => bail!("usage: cargo xtask <task>; available: tidy, bench [core|validate]"),
+        None => bail!("usage: cargo xtask <task>; available: tidy, bench [core|validate|git]"),
     }
 }
