@@ -29,6 +29,12 @@ pub enum StoreError {
     /// No task has that id.
     #[error("task {0} does not exist")]
     TaskNotFound(TaskId),
+    /// No run has that id.
+    #[error("run {0} does not exist; `orch run list` shows the runs")]
+    RunNotFound(String),
+    /// A run with that id exists already.
+    #[error("run {0} exists already")]
+    RunExists(String),
     /// The key belongs to another task.
     #[error("key {key:?} is already used by task {owner}")]
     KeyTaken {
@@ -100,6 +106,8 @@ impl StoreError {
             self,
             StoreError::BadLocation(_)
                 | StoreError::TaskNotFound(_)
+                | StoreError::RunNotFound(_)
+                | StoreError::RunExists(_)
                 | StoreError::KeyTaken { .. }
                 | StoreError::Field(_)
                 | StoreError::Move { .. }

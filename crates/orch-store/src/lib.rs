@@ -17,6 +17,7 @@ mod entity;
 mod error;
 mod events;
 mod migration;
+mod runs;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use sea_orm_migration::MigratorTrait;
 pub use board::ImportReport;
 pub use error::StoreError;
 pub use events::EventFilter;
+pub use runs::{RUN_CREATED, RunInfo};
 pub use tasks::MoveRequest;
 
 /// How long a writer waits for SQLite's write lock before giving up with

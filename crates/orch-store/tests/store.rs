@@ -508,3 +508,96 @@ fn ci_runs_the_postgres_leg() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_journals_round_trip_and_project_onto_the_board() {
+    use orch_core::run::{
+        AttemptId, AttemptPhase, AttemptState, CommitId, RunEvent, RunId, RunSnapshot, RunState,
+    };
+    each_backend(|s| async move {
+        let t = s.add_task(new("A"), "t").await.unwrap();
+        let run = RunId("r1".into());
+        let info = s
+            .create_run(
+                &run,
+                &serde_json::json!({ "run": { "concurrency": 2 } }),
+                "orchestrator",
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.state, RunState::Created);
+        assert!(matches!(
+            s.create_run(&run, &serde_json::json!({}), "o").await,
+            Err(StoreError::RunExists(_))
+        ));
+        let a = AttemptId {
+            task: t.id,
+            number: 1,
+        };
+        let events = vec![
+            RunEvent::RunMoved {
+                from: RunState::Created,
+                to: RunState::Running,
+                reason: "started".into(),
+            },
+            RunEvent::HeadSet {
+                head: CommitId("c0".into()),
+            },
+            RunEvent::TaskMoved {
+                task: t.id,
+                from: TaskStatus::Backlog,
+                to: TaskStatus::InProgress,
+                reason: "claimed".into(),
+            },
+            RunEvent::AttemptCreated {
+                attempt: a,
+                branch: "orch/r1/task-1-1".into(),
+                base: CommitId("c0".into()),
+            },
+            RunEvent::AttemptMoved {
+                attempt: a,
+                from: AttemptPhase::Queued,
+                to: AttemptState::Provisioning,
+                reason: "slot free".into(),
+            },
+        ];
+        s.append_run_events(&run, &events, "orchestrator")
+            .await
+            .unwrap();
+        assert_eq!(s.run_events(&run).await.unwrap(), events);
+        assert_eq!(
+            s.task(t.id).await.unwrap().status,
+            TaskStatus::InProgress,
+            "the board follows the journal"
+        );
+        assert_eq!(s.run(&run).await.unwrap().state, RunState::Running);
+        let snap = RunSnapshot::from_events(&s.run_events(&run).await.unwrap());
+        assert_eq!(snap.attempts[&a].state, AttemptState::Provisioning);
+        // The audit log shows them with kinds, reasons and ids.
+        let ev = s
+            .events(&EventFilter {
+                task: Some(t.id),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        let moved = ev
+            .iter()
+            .find(|e| e.kind == "task.moved" && e.run_id.is_some())
+            .unwrap();
+        assert_eq!(moved.reason, "backlog -> in_progress: claimed");
+        assert_eq!(
+            ev.iter()
+                .find(|e| e.kind == "attempt.moved")
+                .unwrap()
+                .attempt,
+            Some(1)
+        );
+        assert!(matches!(
+            s.run(&RunId("nope".into())).await,
+            Err(StoreError::RunNotFound(_))
+        ));
+        assert_eq!(s.runs().await.unwrap().len(), 1);
+    })
+    .await;
+}

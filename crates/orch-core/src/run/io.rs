@@ -474,6 +474,78 @@ impl RunEvent {
         }
     }
 
+    /// A one-line description for the audit log's `reason` column.
+    pub fn reason(&self) -> String {
+        match self {
+            RunEvent::RunMoved { from, to, reason } => {
+                format!("{from:?} -> {to:?}: {reason}").to_lowercase()
+            }
+            RunEvent::HeadSet { head } => format!("integration branch starts at {head}"),
+            RunEvent::HeadAdvanced { attempt, from, to } => {
+                format!("{attempt} advanced the integration ref {from} -> {to}")
+            }
+            RunEvent::TaskMoved {
+                from, to, reason, ..
+            } => format!("{from} -> {to}: {reason}"),
+            RunEvent::AttemptCreated { attempt, base, .. } => {
+                format!("{attempt} created from {base}")
+            }
+            RunEvent::AttemptMoved {
+                attempt,
+                from,
+                to,
+                reason,
+            } => {
+                format!(
+                    "{attempt} {} -> {}: {reason}",
+                    format!("{from:?}").to_lowercase(),
+                    format!("{:?}", to.phase()).to_lowercase()
+                )
+            }
+            RunEvent::AttemptHead {
+                attempt,
+                head,
+                empty,
+            } => {
+                format!(
+                    "{attempt} head {head}{}",
+                    if *empty { " (no changes)" } else { "" }
+                )
+            }
+            RunEvent::MergeWritten {
+                attempt,
+                commit,
+                onto,
+            } => format!("{attempt} merged cleanly as {commit} onto {onto}"),
+            RunEvent::IntegrationPassed { attempt, commit } => {
+                format!("{attempt} passed integration validation on {commit}")
+            }
+            RunEvent::CleanupRequested { attempt } => format!("{attempt} cleanup requested"),
+            RunEvent::CleanupDone { attempt, error } => match error {
+                Some(e) => format!("{attempt} cleanup left something behind: {e}"),
+                None => format!("{attempt} cleaned up"),
+            },
+            RunEvent::ProposalJudged { proposal, verdict } => format!("{proposal:?}: {verdict:?}"),
+            RunEvent::PlannerFallback { reason } => reason.clone(),
+            RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
+        }
+    }
+
+    /// The attempt number it concerns, if any.
+    pub fn attempt(&self) -> Option<u32> {
+        match self {
+            RunEvent::HeadAdvanced { attempt, .. }
+            | RunEvent::AttemptCreated { attempt, .. }
+            | RunEvent::AttemptMoved { attempt, .. }
+            | RunEvent::AttemptHead { attempt, .. }
+            | RunEvent::MergeWritten { attempt, .. }
+            | RunEvent::IntegrationPassed { attempt, .. }
+            | RunEvent::CleanupRequested { attempt, .. }
+            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.number),
+            _ => None,
+        }
+    }
+
     /// The task it concerns, if any.
     pub fn task(&self) -> Option<TaskId> {
         match self {

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_tasks;
 mod m20261124_000002_create_task_deps;
 mod m20261124_000003_create_events;
+mod m20261124_000004_create_runs;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_tasks::Migration),
             Box::new(m20261124_000002_create_task_deps::Migration),
             Box::new(m20261124_000003_create_events::Migration),
+            Box::new(m20261124_000004_create_runs::Migration),
         ]
     }
 

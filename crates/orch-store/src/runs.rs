@@ -1,0 +1,213 @@
+//! Runs and their journals. A run's journal is its `events` rows; appending a batch of
+//! core `RunEvent`s also applies their projections (task statuses, the run's state) in
+//! the same transaction, so the board and the journal never disagree.
+
+use orch_core::run::{RunEvent, RunId, RunState};
+use orch_core::{TaskId, TaskStatus, Timestamp};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, QueryFilter, QueryOrder, Set};
+
+use crate::entity::{event, run, task};
+use crate::{Store, StoreError, now};
+
+/// The kind of the event that opens a run's journal (not a core `RunEvent`).
+pub const RUN_CREATED: &str = "run.created";
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// Its id.
+    pub id: RunId,
+    /// Its state (a projection of its journal).
+    pub state: RunState,
+    /// The resolved configuration it runs with.
+    pub config: serde_json::Value,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+fn state_name(s: RunState) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .expect("run states serialise as strings")
+}
+
+fn to_info(m: run::Model) -> Result<RunInfo, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        table: "runs",
+        message,
+    };
+    Ok(RunInfo {
+        state: serde_json::from_value(serde_json::Value::String(m.state.clone()))
+            .map_err(|e| corrupt(format!("run {}: state {:?}: {e}", m.id, m.state)))?,
+        config: serde_json::from_str(&m.config)
+            .map_err(|e| corrupt(format!("run {}: config: {e}", m.id)))?,
+        id: RunId(m.id),
+        created_at: Timestamp(m.created_at),
+        updated_at: Timestamp(m.updated_at),
+    })
+}
+
+impl Store {
+    /// Records a new run with its resolved configuration.
+    pub async fn create_run(
+        &self,
+        id: &RunId,
+        config: &serde_json::Value,
+        actor: &str,
+    ) -> Result<RunInfo, StoreError> {
+        let txn = self.write().await?;
+        if run::Entity::find_by_id(id.0.clone())
+            .one(&txn)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading a run"))?
+            .is_some()
+        {
+            return Err(StoreError::RunExists(id.0.clone()));
+        }
+        let at = now();
+        let m = run::ActiveModel {
+            id: Set(id.0.clone()),
+            state: Set(state_name(RunState::Created)),
+            config: Set(config.to_string()),
+            created_at: Set(at.as_millis()),
+            updated_at: Set(at.as_millis()),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| StoreError::from_db(e, "creating a run"))?;
+        event::ActiveModel {
+            seq: NotSet,
+            at: Set(at.as_millis()),
+            run_id: Set(Some(id.0.clone())),
+            task_id: Set(None),
+            attempt: Set(None),
+            kind: Set(RUN_CREATED.into()),
+            reason: Set("run created".into()),
+            actor: Set(actor.into()),
+            payload: Set(serde_json::json!({ "config": config }).to_string()),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| StoreError::from_db(e, "journaling a run"))?;
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing"))?;
+        to_info(m)
+    }
+
+    /// Appends core events to a run's journal and applies their projections, all in
+    /// one transaction.
+    pub async fn append_run_events(
+        &self,
+        id: &RunId,
+        events: &[RunEvent],
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let txn = self.write().await?;
+        let at = now();
+        for e in events {
+            event::ActiveModel {
+                seq: NotSet,
+                at: Set(at.as_millis()),
+                run_id: Set(Some(id.0.clone())),
+                task_id: Set(e.task().map(|t| t.0)),
+                attempt: Set(e.attempt().map(i64::from)),
+                kind: Set(e.kind().into()),
+                reason: Set(e.reason()),
+                actor: Set(actor.into()),
+                payload: Set(serde_json::to_string(e).expect("run events always serialise")),
+            }
+            .insert(&txn)
+            .await
+            .map_err(|err| StoreError::from_db(err, "journaling a run event"))?;
+            match e {
+                RunEvent::TaskMoved { task: t, to, .. } => set_status(&txn, *t, *to, at).await?,
+                RunEvent::RunMoved { to, .. } => {
+                    run::ActiveModel {
+                        id: Set(id.0.clone()),
+                        state: Set(state_name(*to)),
+                        updated_at: Set(at.as_millis()),
+                        ..Default::default()
+                    }
+                    .update(&txn)
+                    .await
+                    .map_err(|err| StoreError::from_db(err, "updating a run"))?;
+                }
+                _ => {}
+            }
+        }
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing"))
+    }
+
+    /// A run's journal, in order: the core events only.
+    pub async fn run_events(&self, id: &RunId) -> Result<Vec<RunEvent>, StoreError> {
+        let rows = event::Entity::find()
+            .filter(event::Column::RunId.eq(id.0.clone()))
+            .filter(event::Column::Kind.ne(RUN_CREATED))
+            .order_by_asc(event::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading a journal"))?;
+        rows.into_iter()
+            .map(|r| {
+                serde_json::from_str(&r.payload).map_err(|e| StoreError::Corrupt {
+                    table: "events",
+                    message: format!("event {} of run {} is not a run event: {e}", r.seq, id.0),
+                })
+            })
+            .collect()
+    }
+
+    /// One run.
+    pub async fn run(&self, id: &RunId) -> Result<RunInfo, StoreError> {
+        let m = run::Entity::find_by_id(id.0.clone())
+            .one(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading a run"))?
+            .ok_or_else(|| StoreError::RunNotFound(id.0.clone()))?;
+        to_info(m)
+    }
+
+    /// Every run, newest first.
+    pub async fn runs(&self) -> Result<Vec<RunInfo>, StoreError> {
+        run::Entity::find()
+            .order_by_desc(run::Column::CreatedAt)
+            .order_by_desc(run::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "listing runs"))?
+            .into_iter()
+            .map(to_info)
+            .collect()
+    }
+}
+
+async fn set_status<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    t: TaskId,
+    to: TaskStatus,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    task::ActiveModel {
+        id: Set(t.0),
+        status: Set(to.as_str().to_owned()),
+        updated_at: Set(at.as_millis()),
+        ..Default::default()
+    }
+    .update(db)
+    .await
+    .map(|_| ())
+    .or_else(|e| match e {
+        // A task removed from the board mid-run: the journal still records the move.
+        sea_orm::DbErr::RecordNotUpdated => Ok(()),
+        e => Err(StoreError::from_db(e, "moving a task")),
+    })
+}
