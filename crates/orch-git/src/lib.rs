@@ -38,6 +38,11 @@ pub const ORCH_EMAIL: &str = "orch@localhost";
 pub struct Git {
     repo: gix::ThreadSafeRepository,
     workdir: PathBuf,
+    /// Serialises every operation that can take a git lock: worktree administration
+    /// (`.git/worktrees`), ref edits (packed-refs), checkouts and commits (index
+    /// locks). Concurrent ones race otherwise; reads and in-memory merges (which only
+    /// add immutable objects) stay concurrent.
+    admin: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl Git {
@@ -52,12 +57,22 @@ impl Git {
             message: "it is a bare repository; orch needs a working tree".into(),
         })?;
         let workdir = workdir.canonicalize().unwrap_or(workdir);
-        Ok(Git { repo, workdir })
+        Ok(Git {
+            repo,
+            workdir,
+            admin: Default::default(),
+        })
     }
 
     /// The main working tree (the user's checkout).
     pub fn workdir(&self) -> &Path {
         &self.workdir
+    }
+
+    /// Holds the worktree-administration lock. A poisoned lock only means another
+    /// thread panicked while holding it; the repository's own state is on disk.
+    pub(crate) fn admin(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn repo(&self) -> gix::Repository {
@@ -100,6 +115,12 @@ impl Git {
 
     /// Creates `refs/heads/<branch>` at `at`; an existing branch is an error, never reused.
     pub fn create_branch(&self, branch: &str, at: &CommitId) -> Result<(), GitError> {
+        let _admin = self.admin();
+        self.create_branch_locked(branch, at)
+    }
+
+    /// [`Git::create_branch`] for callers that hold the admin lock.
+    pub(crate) fn create_branch_locked(&self, branch: &str, at: &CommitId) -> Result<(), GitError> {
         let full = full_branch(branch);
         if self.ref_target(&full)?.is_some() {
             return Err(GitError::BranchExists(branch.into()));

@@ -56,10 +56,11 @@ impl Git {
     /// exist and the path must be absent or an empty directory. On failure nothing is
     /// left behind.
     pub fn add_worktree(&self, branch: &str, at: &CommitId, path: &Path) -> Result<(), GitError> {
+        let _admin = self.admin();
         if !path_free(path) {
             return Err(GitError::PathTaken(path.to_path_buf()));
         }
-        self.create_branch(branch, at)?;
+        self.create_branch_locked(branch, at)?;
         let full = full_branch(branch);
         let name = gix::refs::FullName::try_from(full.as_str())
             .map_err(|e| GitError::gix("naming a branch", e))?;
@@ -86,6 +87,7 @@ impl Git {
     /// touched; local changes and untracked files (not ignored ones, such as build
     /// caches) are discarded, since this worktree belongs to orch.
     pub fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), GitError> {
+        let _admin = self.admin();
         if !path.join(".git").exists() {
             if !path_free(path) {
                 return Err(GitError::PathTaken(path.to_path_buf()));
@@ -179,14 +181,23 @@ impl Git {
     /// only with `force`. A worktree whose directory is already gone is pruned. Its
     /// branch stays.
     pub fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), GitError> {
+        let _admin = self.admin();
         if !path.exists() {
             git_cli(&self.workdir, &["worktree", "prune"])?;
             return Ok(());
         }
-        let dirty = !git_cli(path, &["status", "--porcelain", "--untracked-files=normal"])
-            .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?
-            .trim()
-            .is_empty();
+        let dirty = !git_cli(
+            path,
+            &[
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=normal",
+            ],
+        )
+        .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?
+        .trim()
+        .is_empty();
         if dirty && !force {
             return Err(GitError::Dirty(path.to_path_buf()));
         }
@@ -209,6 +220,7 @@ impl Git {
     /// `force`, while its changes are in no integration branch.
     pub fn delete_branch(&self, branch: &str, force: bool) -> Result<(), GitError> {
         let inv = self.inventory()?;
+        let _admin = self.admin();
         if let Some(w) = inv
             .worktrees
             .iter()
@@ -232,6 +244,7 @@ impl Git {
         self.delete_ref(&full_branch(branch))
     }
 
+    /// Deletes a ref. Callers hold the admin lock (ref edits are serialised).
     pub(crate) fn delete_ref(&self, full: &str) -> Result<(), GitError> {
         let repo = self.repo();
         match repo.try_find_reference(full) {

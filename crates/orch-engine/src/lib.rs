@@ -1,0 +1,607 @@
+//! orch's async shell: it drives the pure [`Orchestrator`] with tokio, executing its
+//! commands against git ([`orch_git`]), processes ([`orch_validate`]) and the store
+//! ([`orch_store`]), and feeding the results back as inputs.
+//!
+//! One loop owns the orchestrator. Each turn it takes the commands the last input
+//! produced and executes them in order; every run of `Persist` commands is written to
+//! the store in one transaction *before* any command after it starts (write-ahead).
+//! Adapter work runs on spawned tasks and reports back through a channel; the loop
+//! selects over those reports, the orchestrator's next deadline, and cancellation.
+//! Concurrency is bounded by the core, and again by a semaphore around agents.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod prompt;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use orch_core::config::Config;
+use orch_core::ports::MergeOutcome;
+use orch_core::run::{
+    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, Input, MergeResult,
+    Orchestrator, Policy, RefResult, RunEvent, RunId, RunState, Stage, TaskSpec,
+};
+use orch_core::{Task, TaskId, TaskStatus, Timestamp};
+use orch_git::{Git, GitError};
+use orch_store::{Store, StoreError};
+use orch_validate::{
+    Artifacts, CancellationToken, CommandSpec, Environment, GateSpec, Kept, Outcome, Program,
+    run as run_command, run_gate,
+};
+use tokio::sync::{Semaphore, mpsc};
+
+/// Engine failures (a failing *task* is not one: it is part of the run).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Git failed outside an attempt (resolving the base, the integration branch).
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The configuration cannot run.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Everything a run needs besides the store and the repository.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The resolved configuration.
+    pub config: Config,
+    /// Where attempt and integration worktrees go.
+    pub worktree_root: PathBuf,
+    /// `<repo>/.orch/artifacts`.
+    pub artifacts_root: PathBuf,
+    /// The agent's command template (`{prompt_file}`, `{worktree}`, `{task_id}`,
+    /// `{attempt}`), run with `sh -c`.
+    pub agent_command: String,
+    /// Only these tasks (all claimable ones when empty).
+    pub only_tasks: Vec<TaskId>,
+    /// How long a base fetch may take.
+    pub fetch_timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The run.
+    pub run: RunId,
+    /// Its final state.
+    pub state: RunState,
+    /// `orch/<run>/integration`.
+    pub integration_branch: String,
+    /// Its head.
+    pub head: Option<CommitId>,
+    /// The tasks the run moved, with their final status.
+    pub tasks: Vec<(TaskId, TaskStatus)>,
+    /// Where the logs are.
+    pub artifacts: PathBuf,
+}
+
+/// The engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Store,
+    git: Arc<Git>,
+    cfg: EngineConfig,
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    )
+}
+
+/// What one turn of the loop is waiting for, per attempt, so it can be aborted.
+struct Running {
+    cancel: CancellationToken,
+}
+
+/// Registers a process of `attempt` that an `Abort` command can stop.
+fn abortable(running: &mut HashMap<AttemptId, Running>, attempt: AttemptId) -> CancellationToken {
+    let token = CancellationToken::new();
+    running.insert(
+        attempt,
+        Running {
+            cancel: token.clone(),
+        },
+    );
+    token
+}
+
+/// A run's live state in the shell (the core holds the rest).
+struct Live {
+    /// Adapter results come back here.
+    tx: mpsc::UnboundedSender<Input>,
+    /// The board at the start of the run, for prompts and environments.
+    tasks: Arc<HashMap<TaskId, Task>>,
+    /// The second guard on concurrency: one permit per live agent.
+    agents: Arc<Semaphore>,
+    /// Processes that an abort can cancel.
+    running: HashMap<AttemptId, Running>,
+    /// Each attempt's base commit, from its provisioning.
+    bases: HashMap<AttemptId, CommitId>,
+}
+
+impl Engine {
+    /// An engine over `store` and `git`.
+    pub fn new(store: Store, git: Git, cfg: EngineConfig) -> Engine {
+        Engine {
+            store,
+            git: Arc::new(git),
+            cfg,
+        }
+    }
+
+    fn integration_branch(run: &RunId) -> String {
+        format!("orch/{run}/integration")
+    }
+
+    fn attempt_worktree(&self, run: &RunId, a: AttemptId) -> PathBuf {
+        self.cfg.worktree_root.join(&run.0).join(a.to_string())
+    }
+
+    fn integration_worktree(&self, run: &RunId) -> PathBuf {
+        self.cfg.worktree_root.join(&run.0).join("integration")
+    }
+
+    /// Runs `run` to its end: creates it in the store, resolves the base, creates the
+    /// integration branch, and drives the orchestrator until it finishes. Canceling
+    /// `cancel` drains the run (no new claims; running processes are stopped).
+    /// `progress` receives every journaled event.
+    pub async fn run(
+        &self,
+        run: RunId,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+    ) -> Result<RunSummary, EngineError> {
+        let config_json =
+            serde_json::to_value(&self.cfg.config).expect("the config always serialises");
+        self.store
+            .create_run(&run, &config_json, "orchestrator")
+            .await?;
+        let git = self.git.clone();
+        let (base, offline) = (
+            self.cfg.config.run.base.clone(),
+            self.cfg.config.run.offline,
+        );
+        let timeout = self.cfg.fetch_timeout;
+        let resolved =
+            tokio::task::spawn_blocking(move || git.resolve_base(&base, offline, timeout))
+                .await
+                .expect("resolving the base does not panic")?;
+        self.git
+            .create_branch(&Self::integration_branch(&run), &resolved.commit)?;
+
+        let board: Vec<Task> = self.store.tasks(&[]).await?;
+        let specs: Vec<TaskSpec> = board
+            .iter()
+            .filter(|t| {
+                self.cfg.only_tasks.is_empty()
+                    || self.cfg.only_tasks.contains(&t.id)
+                    || t.status == TaskStatus::Done
+            })
+            .map(TaskSpec::from)
+            .collect();
+        let tasks: Arc<HashMap<TaskId, Task>> =
+            Arc::new(board.into_iter().map(|t| (t.id, t)).collect());
+        let policy = Policy::from_config(&self.cfg.config);
+        let slots = policy.slots() as usize;
+        let mut orch = Orchestrator::new(run.clone(), policy, specs);
+        let _ = orch.handle(
+            now(),
+            Input::Start {
+                head: resolved.commit.clone(),
+            },
+        );
+
+        let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
+        let mut live = Live {
+            tx,
+            tasks,
+            agents: Arc::new(Semaphore::new(slots)),
+            running: HashMap::new(),
+            bases: HashMap::new(),
+        };
+        let mut cancel_sent = false;
+        let mut finished = None;
+        loop {
+            let mut pending: Vec<RunEvent> = Vec::new();
+            while let Some(cmd) = orch.poll_command() {
+                match cmd {
+                    Command::Persist(e) => pending.push(e),
+                    Command::Finish { state } => {
+                        self.flush(&run, &mut pending, &progress).await?;
+                        finished = Some(state);
+                    }
+                    other => {
+                        self.flush(&run, &mut pending, &progress).await?;
+                        self.execute(&run, other, &mut live);
+                    }
+                }
+            }
+            self.flush(&run, &mut pending, &progress).await?;
+            if finished.is_some() {
+                break;
+            }
+            let wait = orch
+                .poll_timeout()
+                .map(|t| Duration::from_millis((t.0 - now().0).max(0) as u64))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                Some(input) = rx.recv() => {
+                    if let Input::AgentExited { attempt, .. } | Input::GateFinished { attempt, .. } = &input {
+                        live.running.remove(attempt);
+                    }
+                    let _ = orch.handle(now(), input);
+                }
+                _ = tokio::time::sleep(wait) => { let _ = orch.handle(now(), Input::Tick); }
+                _ = cancel.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    let _ = orch.handle(now(), Input::Cancel { scope: CancelScope::Run });
+                }
+            }
+        }
+        // The integration worktree is orch's scratch space; the branch stays for review.
+        let git = self.git.clone();
+        let iwt = self.integration_worktree(&run);
+        let _ = tokio::task::spawn_blocking(move || {
+            if iwt.exists() {
+                git.remove_worktree(&iwt, true)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        let state = finished.expect("the loop ends on Finish");
+        let snapshot = orch.snapshot();
+        Ok(RunSummary {
+            integration_branch: Self::integration_branch(&run),
+            head: orch.head().cloned(),
+            tasks: snapshot.tasks.into_iter().collect(),
+            artifacts: self.cfg.artifacts_root.join(&run.0),
+            run,
+            state,
+        })
+    }
+
+    /// Writes pending journal events (write-ahead) and reports them.
+    async fn flush(
+        &self,
+        run: &RunId,
+        pending: &mut Vec<RunEvent>,
+        progress: &Option<mpsc::UnboundedSender<RunEvent>>,
+    ) -> Result<(), EngineError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .append_run_events(run, pending, "orchestrator")
+            .await?;
+        if let Some(p) = progress {
+            for e in pending.iter() {
+                let _ = p.send(e.clone());
+            }
+        }
+        pending.clear();
+        Ok(())
+    }
+
+    fn env(
+        &self,
+        run: &RunId,
+        a: AttemptId,
+        task: Option<&Task>,
+        worktree: &std::path::Path,
+        prompt: &std::path::Path,
+        base: &str,
+    ) -> Environment {
+        let set = vec![
+            ("ORCH_RUN_ID".into(), run.0.clone()),
+            ("ORCH_TASK_ID".into(), a.task.0.to_string()),
+            ("ORCH_ATTEMPT".into(), a.number.to_string()),
+            ("ORCH_WORKTREE".into(), worktree.display().to_string()),
+            ("ORCH_PROMPT_FILE".into(), prompt.display().to_string()),
+            (
+                "ORCH_TASK_TITLE".into(),
+                task.map(|t| t.title.clone()).unwrap_or_default(),
+            ),
+            ("ORCH_BASE_COMMIT".into(), base.to_owned()),
+        ];
+        Environment::inherit(&self.cfg.config.agent.env_allow, set)
+    }
+
+    /// Starts one command's work; its result comes back through `tx`.
+    fn execute(&self, run: &RunId, cmd: Command, live: &mut Live) {
+        let tx = live.tx.clone();
+        let tasks = &live.tasks;
+        let running = &mut live.running;
+        let bases = &mut live.bases;
+        let git = self.git.clone();
+        let artifacts = Artifacts::new(&self.cfg.artifacts_root);
+        let cfg = self.cfg.config.clone();
+        match cmd {
+            Command::Persist(_) | Command::Finish { .. } => unreachable!("handled by the loop"),
+            Command::Provision {
+                attempt,
+                branch,
+                base,
+            } => {
+                bases.insert(attempt, base.clone());
+                let path = self.attempt_worktree(run, attempt);
+                tokio::task::spawn_blocking(move || {
+                    let input = match git.add_worktree(&branch, &base, &path) {
+                        Ok(()) => Input::WorktreeReady { attempt },
+                        Err(e) => Input::WorktreeFailed {
+                            attempt,
+                            error: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(input);
+                });
+            }
+            Command::SpawnAgent {
+                attempt,
+                note,
+                previous_failure,
+            } => {
+                let token = abortable(running, attempt);
+                let wt = self.attempt_worktree(run, attempt);
+                let task = tasks.get(&attempt.task).cloned();
+                let base = bases.get(&attempt).map(|c| c.0.clone()).unwrap_or_default();
+                let branch = attempt.branch(run);
+                let dir = artifacts.attempt_dir(run, attempt);
+                let template = self.cfg.agent_command.clone();
+                let env_for = |prompt: &std::path::Path| {
+                    self.env(run, attempt, task.as_ref(), &wt, prompt, &base)
+                };
+                let (dir, prompt_path) = match dir {
+                    Ok(d) => {
+                        let p = d.join("prompt.md");
+                        (d, p)
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Input::AgentExited {
+                            attempt,
+                            exit: AgentExit::FailedToStart(e.to_string()),
+                            changes: None,
+                        });
+                        return;
+                    }
+                };
+                let env = env_for(&prompt_path);
+                let agents = live.agents.clone();
+                tokio::spawn(async move {
+                    let _permit = agents
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    let prompt = task
+                        .as_ref()
+                        .map(|t| {
+                            prompt::render_prompt(
+                                t,
+                                &cfg.validate.worker,
+                                &cfg.validate.integration,
+                                note.as_deref(),
+                                previous_failure.as_ref(),
+                            )
+                        })
+                        .unwrap_or_default();
+                    if let Err(e) = std::fs::write(&prompt_path, prompt) {
+                        let _ = tx.send(Input::AgentExited {
+                            attempt,
+                            exit: AgentExit::FailedToStart(format!("writing the prompt: {e}")),
+                            changes: None,
+                        });
+                        return;
+                    }
+                    let line = prompt::render_command(
+                        &template,
+                        &prompt_path.display().to_string(),
+                        &wt.display().to_string(),
+                        attempt.task.0,
+                        attempt.number,
+                    );
+                    let spec = CommandSpec {
+                        program: Program::Shell(line),
+                        cwd: wt.clone(),
+                        env,
+                        // The core's deadline decides; this is only a backstop.
+                        timeout: cfg.agent.timeout.0 + Duration::from_secs(60),
+                        kill_grace: Duration::from_secs(10),
+                        log_path: dir.join("agent.log"),
+                        log_cap: cfg.artifacts.log_cap.0,
+                    };
+                    let exit = match run_command(&spec, &token, None).await {
+                        Ok(r) => match r.outcome {
+                            Outcome::Exited(c) => AgentExit::Code(c),
+                            Outcome::Signaled(s) => AgentExit::Signal(s),
+                            Outcome::TimedOut | Outcome::Canceled => AgentExit::Signal(15),
+                            Outcome::FailedToStart(m) => AgentExit::FailedToStart(m),
+                        },
+                        Err(e) => AgentExit::FailedToStart(e.to_string()),
+                    };
+                    let base_id = CommitId(base);
+                    let changes = tokio::task::spawn_blocking(move || {
+                        git.commit_leftovers(&wt, &branch, &base_id, &format!("orch: {attempt}"))
+                            .ok()
+                            .filter(|l| l.branch_moved.is_none() && !l.rewrote_history)
+                            .map(|l| Changes {
+                                head: l.head,
+                                empty: l.empty,
+                            })
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    let _ = tx.send(Input::AgentExited {
+                        attempt,
+                        exit,
+                        changes,
+                    });
+                });
+            }
+            Command::RunGate {
+                attempt,
+                stage,
+                commit,
+            } => {
+                let token = abortable(running, attempt);
+                let cwd = match stage {
+                    Stage::Worker => self.attempt_worktree(run, attempt),
+                    Stage::Integration => self.integration_worktree(run),
+                };
+                let commands = match stage {
+                    Stage::Worker => cfg.validate.worker.clone(),
+                    Stage::Integration => cfg.validate.integration.clone(),
+                };
+                let log_dir = artifacts
+                    .attempt_dir(run, attempt)
+                    .unwrap_or_else(|_| self.cfg.artifacts_root.clone());
+                let task = tasks.get(&attempt.task).cloned();
+                let env = self.env(
+                    run,
+                    attempt,
+                    task.as_ref(),
+                    &cwd,
+                    &log_dir.join("prompt.md"),
+                    &commit.0,
+                );
+                tokio::spawn(async move {
+                    if stage == Stage::Integration {
+                        let (g, c, p) = (git.clone(), commit.clone(), cwd.clone());
+                        let checked =
+                            tokio::task::spawn_blocking(move || g.checkout_detached(&p, &c)).await;
+                        if let Ok(Err(e)) | Err(e) = checked.map_err(|e| GitError::Cli {
+                            command: "checkout".into(),
+                            message: e.to_string(),
+                        }) {
+                            let _ = tx.send(Input::GateFinished {
+                                attempt,
+                                stage,
+                                passed: false,
+                                summary: format!("could not check out {commit}: {e}"),
+                            });
+                            return;
+                        }
+                    }
+                    let spec = GateSpec {
+                        stage,
+                        commands,
+                        cwd,
+                        env,
+                        timeout: cfg.validate.timeout.0,
+                        kill_grace: Duration::from_secs(10),
+                        log_dir,
+                        log_cap: cfg.artifacts.log_cap.0,
+                        keep_going: false,
+                    };
+                    let input = match run_gate(&spec, &token).await {
+                        Ok(r) => Input::GateFinished {
+                            attempt,
+                            stage,
+                            passed: r.passed,
+                            summary: r.summary(),
+                        },
+                        Err(e) => Input::GateFinished {
+                            attempt,
+                            stage,
+                            passed: false,
+                            summary: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(input);
+                });
+            }
+            Command::Merge {
+                attempt,
+                onto,
+                head,
+            } => {
+                let style = cfg.run.merge_style;
+                tokio::task::spawn_blocking(move || {
+                    let result =
+                        match git.merge(&onto, &head, style, &format!("orch: merge {attempt}")) {
+                            Ok(MergeOutcome::Clean { commit }) => MergeResult::Clean { commit },
+                            Ok(MergeOutcome::Conflicted { conflicts }) => MergeResult::Conflict {
+                                paths: conflicts.into_iter().map(|c| c.path).collect(),
+                            },
+                            Err(e) => MergeResult::Failed {
+                                message: e.to_string(),
+                            },
+                        };
+                    let _ = tx.send(Input::MergeFinished { attempt, result });
+                });
+            }
+            Command::AdvanceRef {
+                attempt,
+                expected,
+                new,
+            } => {
+                let reference = format!("refs/heads/{}", Self::integration_branch(run));
+                tokio::task::spawn_blocking(move || {
+                    let result = match git.advance_ref(&reference, &expected, &new) {
+                        Ok(()) => RefResult::Advanced,
+                        Err(GitError::LostRace {
+                            actual: Some(actual),
+                            ..
+                        }) => RefResult::LostRace { actual },
+                        Err(e) => RefResult::Failed {
+                            message: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(Input::RefUpdated { attempt, result });
+                });
+            }
+            Command::Abort { attempt, .. } => {
+                // The runner escalates from SIGTERM to SIGKILL itself.
+                if let Some(r) = running.get(&attempt) {
+                    r.cancel.cancel();
+                }
+            }
+            Command::Cleanup {
+                attempt,
+                remove_worktree,
+                delete_branch,
+            } => {
+                let path = self.attempt_worktree(run, attempt);
+                let branch = attempt.branch(run);
+                let run = run.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut errors = Vec::new();
+                    if remove_worktree
+                        && path.exists()
+                        && let Err(e) = git.remove_worktree(&path, true)
+                    {
+                        errors.push(e.to_string());
+                    }
+                    if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
+                        errors.push(e.to_string());
+                    }
+                    let kept = if remove_worktree && delete_branch {
+                        Kept::Succeeded
+                    } else {
+                        Kept::Failed
+                    };
+                    let _ = artifacts.set_outcome(&run, attempt, kept);
+                    let error = (!errors.is_empty()).then(|| errors.join("; "));
+                    let _ = tx.send(Input::CleanedUp { attempt, error });
+                });
+            }
+            Command::AskPlanner { request, .. } => {
+                let _ = tx.send(Input::PlannerFailed {
+                    request,
+                    reason: "no planner is configured in this engine".into(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The agent's prompt and command line.
+
+use orch_core::Task;
+use orch_core::run::FailureKind;
+
+/// Quotes a value for `sh`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Fills a command template: `{prompt_file}`, `{worktree}`, `{task_id}` and
+/// `{attempt}` become shell-quoted values.
+pub fn render_command(
+    template: &str,
+    prompt_file: &str,
+    worktree: &str,
+    task_id: i64,
+    attempt: u32,
+) -> String {
+    template
+        .replace("{prompt_file}", &shell_quote(prompt_file))
+        .replace("{worktree}", &shell_quote(worktree))
+        .replace("{task_id}", &task_id.to_string())
+        .replace("{attempt}", &attempt.to_string())
+}
+
+/// The built-in prompt: the task, the gates its work must pass, and on a retry why the
+/// last attempt failed.
+pub fn render_prompt(
+    task: &Task,
+    worker: &[String],
+    integration: &[String],
+    note: Option<&str>,
+    previous: Option<&FailureKind>,
+) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "  (none)\n".to_owned()
+        } else {
+            v.iter().map(|c| format!("  $ {c}\n")).collect()
+        }
+    };
+    let mut s = format!("# Task #{}: {}\n\n", task.id, task.title);
+    if !task.body.is_empty() {
+        s.push_str(&task.body);
+        s.push_str("\n\n");
+    }
+    s.push_str("## Done means\n\nWork in this directory. When you exit, orch commits what you changed. It must pass\nthe worker validation, run here:\n");
+    s.push_str(&list(worker));
+    s.push_str("and, after it is merged with the other tasks' work, the integration validation:\n");
+    s.push_str(&list(integration));
+    if let Some(n) = note {
+        s.push_str(&format!("\n## Note from the planner\n\n{n}\n"));
+    }
+    if let Some(f) = previous {
+        s.push_str("\n## The previous attempt failed\n\n");
+        match f {
+            FailureKind::Conflict { paths } => s.push_str(&format!(
+                "Its work conflicted with work merged meanwhile, in: {}. You start from the\nnew integration head; redo the task on top of it.\n",
+                paths.join(", ")
+            )),
+            FailureKind::WorkerValidation { summary } | FailureKind::IntegrationValidation { summary } => {
+                s.push_str(summary);
+                s.push('\n');
+            }
+            other => s.push_str(&format!("{other}\n")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_quoted_commands() {
+        assert_eq!(
+            render_command(
+                "agent --prompt {prompt_file} --cwd {worktree} --id {task_id}-{attempt}",
+                "/tmp/p q.md",
+                "/w/it's",
+                3,
+                2
+            ),
+            "agent --prompt '/tmp/p q.md' --cwd '/w/it'\\''s' --id 3-2"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The engine end to end: a real repository, a real SQLite store, real agent and gate
+//! processes (shell scripts), real worktrees and merges.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use orch_core::config::{Config, Duration as CfgDuration};
+use orch_core::run::{RunEvent, RunId, RunSnapshot, RunState};
+use orch_core::task::NewTask;
+use orch_core::{TaskId, TaskStatus};
+use orch_engine::{Engine, EngineConfig};
+use orch_git::Git;
+use orch_store::{Location, Store};
+use orch_validate::CancellationToken;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+struct Fx {
+    tmp: tempfile::TempDir,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("README.md"), "calc\n").unwrap();
+        std::fs::write(repo.join(".gitignore"), ".orch/\n").unwrap();
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "init"]);
+        // The user's own work in progress.
+        std::fs::write(repo.join("README.md"), "calc, being edited\n").unwrap();
+        Fx { tmp }
+    }
+    fn repo(&self) -> PathBuf {
+        self.tmp.path().join("repo")
+    }
+    async fn store(&self) -> Store {
+        Store::open(&Location::Sqlite(self.repo().join(".orch/orch.db")))
+            .await
+            .unwrap()
+    }
+    fn engine(&self, store: Store, config: Config, agent: &str) -> Engine {
+        Engine::new(
+            store,
+            Git::open(&self.repo()).unwrap(),
+            EngineConfig {
+                config,
+                worktree_root: self.tmp.path().join("worktrees"),
+                artifacts_root: self.repo().join(".orch/artifacts"),
+                agent_command: agent.into(),
+                only_tasks: vec![],
+                fetch_timeout: Duration::from_secs(5),
+            },
+        )
+    }
+}
+
+fn user_checkout(repo: &Path) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "README.md".into(),
+        std::fs::read_to_string(repo.join("README.md")).unwrap(),
+    );
+    m.insert(
+        "status".into(),
+        git(repo, &["status", "--porcelain", "--untracked-files=no"]),
+    );
+    m.insert("HEAD".into(), git(repo, &["rev-parse", "HEAD"]));
+    m.insert("branch".into(), git(repo, &["symbolic-ref", "HEAD"]));
+    m
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.run.concurrency = std::num::NonZeroU32::new(2).unwrap();
+    c.policy.backoff = CfgDuration(Duration::from_millis(100));
+    c.validate.worker = vec!["test -s \"task-$ORCH_TASK_ID.txt\"".into()];
+    c.validate.integration = vec!["test -f README.md".into(), "ls task-*.txt".into()];
+    c
+}
+
+/// Writes `task-<id>.txt` with the title; the task titled "broken" exits 3.
+const AGENT: &str = r#"grep -q "Task #$ORCH_TASK_ID" {prompt_file} || exit 9; if [ "$ORCH_TASK_TITLE" = broken ]; then echo "cannot do it" >&2; exit 3; fi; printf '%s\n' "$ORCH_TASK_TITLE" > "task-$ORCH_TASK_ID.txt""#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
+    let fx = Fx::new();
+    let store = fx.store().await;
+    let add = |title: &str, deps: Vec<TaskId>, priority: i32| NewTask {
+        title: title.into(),
+        depends_on: deps,
+        priority,
+        ..NewTask::default()
+    };
+    let a = store.add_task(add("add", vec![], 2), "t").await.unwrap();
+    let b = store
+        .add_task(add("sub", vec![a.id], 1), "t")
+        .await
+        .unwrap();
+    let c = store.add_task(add("mul", vec![], 1), "t").await.unwrap();
+    let d = store.add_task(add("broken", vec![], 0), "t").await.unwrap();
+    let before = user_checkout(&fx.repo());
+
+    let engine = fx.engine(store.clone(), config(), AGENT);
+    let run = RunId("r1".into());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let summary = tokio::time::timeout(
+        Duration::from_secs(120),
+        engine.run(run.clone(), CancellationToken::new(), Some(tx)),
+    )
+    .await
+    .expect("the run finishes")
+    .unwrap();
+    assert_eq!(summary.state, RunState::Completed);
+    assert_eq!(
+        user_checkout(&fx.repo()),
+        before,
+        "the user's checkout changed"
+    );
+
+    // The board: three done, the broken one failed after two attempts.
+    for (t, want) in [
+        (a.id, TaskStatus::Done),
+        (b.id, TaskStatus::Done),
+        (c.id, TaskStatus::Done),
+        (d.id, TaskStatus::Failed),
+    ] {
+        assert_eq!(store.task(t).await.unwrap().status, want, "task {t}");
+    }
+    // The integration branch holds exactly the validated work.
+    let head = summary.head.clone().unwrap();
+    assert_eq!(
+        git(&fx.repo(), &["rev-parse", "refs/heads/orch/r1/integration"]),
+        head.0
+    );
+    let files = git(&fx.repo(), &["ls-tree", "--name-only", &head.0]);
+    assert_eq!(
+        files,
+        ".gitignore\nREADME.md\ntask-1.txt\ntask-2.txt\ntask-3.txt"
+    );
+    assert_eq!(
+        git(&fx.repo(), &["show", &format!("{}:task-2.txt", head.0)]),
+        "sub"
+    );
+
+    // The journal rebuilds the run, and the progress stream saw every event.
+    let journal = store.run_events(&run).await.unwrap();
+    let snap = RunSnapshot::from_events(&journal);
+    assert_eq!(snap.state, RunState::Completed);
+    assert_eq!(snap.head, Some(head));
+    let mut streamed = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        streamed.push(e);
+    }
+    assert_eq!(streamed, journal);
+    // The dependent task started from the head that contained its dependency.
+    let b_base = journal
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::AttemptCreated { attempt, base, .. } if attempt.task == b.id => {
+                Some(base.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(git(&fx.repo(), &["ls-tree", "--name-only", &b_base.0]).contains("task-1.txt"));
+    // The broken task's two attempts failed as agent errors; their logs are kept.
+    let failures = journal
+        .iter()
+        .filter(|e| matches!(e, RunEvent::AttemptMoved { attempt, to, .. } if attempt.task == d.id && to.phase() == orch_core::run::AttemptPhase::Failed))
+        .count();
+    assert_eq!(failures, 2);
+    let log = std::fs::read_to_string(
+        fx.repo()
+            .join(format!(".orch/artifacts/r1/{}/1/agent.log", d.id)),
+    )
+    .unwrap();
+    assert!(log.contains("cannot do it"), "{log}");
+    let prompt = std::fs::read_to_string(
+        fx.repo()
+            .join(format!(".orch/artifacts/r1/{}/2/prompt.md", d.id)),
+    )
+    .unwrap();
+    assert!(
+        prompt.contains("The previous attempt failed") && prompt.contains("exit code 3"),
+        "{prompt}"
+    );
+    // Every cleanup ran without leaving anything behind.
+    let cleanup_errors: Vec<String> = journal
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::CleanupDone {
+                error: Some(err),
+                attempt,
+            } => Some(format!("{attempt}: {err}")),
+            _ => None,
+        })
+        .collect();
+    assert!(cleanup_errors.is_empty(), "{cleanup_errors:?}");
+    // Succeeded attempts' worktrees and branches are gone; failed ones are kept.
+    let inv = Git::open(&fx.repo()).unwrap().inventory().unwrap();
+    let kept: Vec<String> = inv
+        .worktrees
+        .iter()
+        .filter_map(|w| w.branch.clone())
+        .collect();
+    let failures: Vec<String> = journal
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::AttemptMoved {
+                attempt,
+                to: orch_core::run::AttemptState::Failed(k),
+                ..
+            } => Some(format!("{attempt}: {k}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            format!("orch/r1/task-{}-1", d.id),
+            format!("orch/r1/task-{}-2", d.id)
+        ],
+        "only the broken task's attempts should have failed; failures: {failures:?}"
+    );
+    let branches: Vec<&str> = inv.branches.iter().map(|b| b.name.as_str()).collect();
+    assert!(branches.contains(&"orch/r1/integration"));
+    assert!(
+        !branches
+            .iter()
+            .any(|b| b.starts_with(&format!("orch/r1/task-{}-", a.id)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canceled_run_stops_its_agents_and_releases_its_tasks() {
+    let fx = Fx::new();
+    let store = fx.store().await;
+    let t = store
+        .add_task(
+            NewTask {
+                title: "slow".into(),
+                ..NewTask::default()
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    let pids = fx.tmp.path().join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    let agent = format!(
+        "sleep 300 & echo $! > {}/$ORCH_TASK_ID; wait",
+        pids.display()
+    );
+    let engine = fx.engine(store.clone(), config(), &agent);
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    let pid_file = pids.join(t.id.to_string());
+    let pf = pid_file.clone();
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            if pf.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c2.cancel();
+    });
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        engine.run(RunId("r2".into()), cancel, None),
+    )
+    .await
+    .expect("a canceled run ends")
+    .unwrap();
+    assert_eq!(summary.state, RunState::Canceled);
+    assert_eq!(
+        store.task(t.id).await.unwrap().status,
+        TaskStatus::Backlog,
+        "released, not lost"
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !orch_validate::runner::is_alive(pid),
+        "the agent's child {pid} survived the cancel"
+    );
+}
