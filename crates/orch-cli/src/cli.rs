@@ -38,6 +38,61 @@ pub enum Command {
     /// Inspect the merged configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run agents on the board: claim, work, validate, merge, until nothing is left.
+    Run(RunArgs),
+    /// The scripted agent used by `orch demo` and the tests: runs the ```sh block of
+    /// the task body found in the prompt file.
+    #[command(name = "scripted-agent", hide = true)]
+    ScriptedAgent,
+}
+
+/// `orch run`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunArgs {
+    /// List or inspect runs instead of starting one.
+    #[command(subcommand)]
+    pub command: Option<RunCommand>,
+    /// Most agents at once.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<std::num::NonZeroU32>,
+    /// `parallel` or `incremental` (one task at a time, each on the last result).
+    #[arg(long)]
+    pub mode: Option<orch_core::config::RunMode>,
+    /// The agent command template, run with `sh -c`; may use {prompt_file},
+    /// {worktree}, {task_id} and {attempt}.
+    #[arg(long, value_name = "CMD")]
+    pub agent_cmd: Option<String>,
+    /// Start from this branch, tag, commit, or origin/<branch>.
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
+    /// A worker validation command (repeatable; replaces the configured ones).
+    #[arg(long = "validate", value_name = "CMD")]
+    pub validate: Vec<String>,
+    /// An integration validation command (repeatable; replaces the configured ones).
+    #[arg(long = "integrate-validate", value_name = "CMD")]
+    pub integrate_validate: Vec<String>,
+    /// Attempts per task.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<std::num::NonZeroU32>,
+    /// `retry`, `block` or `halt`.
+    #[arg(long)]
+    pub on_conflict: Option<orch_core::config::OnConflict>,
+    /// Only these tasks (repeatable).
+    #[arg(long = "task", value_name = "ID")]
+    pub tasks: Vec<TaskId>,
+}
+
+/// `orch run list|show`
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// List runs, newest first.
+    List,
+    /// Show a run: its state and its attempts.
+    Show {
+        /// The run id.
+        run: String,
+    },
 }
 
 /// `orch demo`

@@ -28,19 +28,32 @@ pub struct Ctx {
     pub json: bool,
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs a parsed command line and returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx {
         repo: cli.repo,
         set: cli.set,
         json: cli.json,
     };
     match cli.command {
-        Command::Init => init(&ctx).await,
+        Command::Init => init(&ctx).await.map(|_| 0),
         Command::Demo(args) => crate::demo::run(&ctx, args).await,
-        Command::Task(cmd) => task(&ctx, cmd).await,
-        Command::Board(args) => board(&ctx, args).await,
-        Command::Config(ConfigCommand::Show) => config_show(&ctx),
+        Command::Task(cmd) => task(&ctx, cmd).await.map(|_| 0),
+        Command::Board(args) => board(&ctx, args).await.map(|_| 0),
+        Command::Config(ConfigCommand::Show) => config_show(&ctx).map(|_| 0),
+        Command::Run(args) => {
+            let repo = Repo::discover(ctx.repo.as_deref())?;
+            let store = crate::run::open_store(&repo, &ctx).await?;
+            let code = match &args.command {
+                Some(cmd) => crate::run::inspect(&ctx, cmd, &store).await.map(|_| 0),
+                None => crate::run::start(&ctx, &args, &repo, store.clone())
+                    .await
+                    .map(|(code, _)| code),
+            };
+            store.close().await?;
+            code
+        }
+        Command::ScriptedAgent => crate::run::scripted_agent(),
     }
 }
 

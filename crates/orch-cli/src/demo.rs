@@ -1,16 +1,19 @@
-//! `orch demo`: orch at work in a throwaway repository, with nothing to set up.
+//! `orch demo`: the whole lifecycle in a throwaway repository, with nothing to set up.
 //!
-//! The run engine is not built yet, so today the demo shows the board side: a git
-//! repository, `orch init`, a board imported from a file, dependencies, and the board.
+//! It creates a git repository holding a tiny calculator in sh with a real test script,
+//! imports a six-task board, and runs it with the scripted agent (which executes each
+//! task's ```sh block): tasks run in parallel worktrees, one fails its validation and
+//! passes on the retry, two conflict and one is retried on top of the other, and
+//! everything validated lands on the integration branch. The user's own checkout of
+//! the demo repository is never touched.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use orch_store::{Location, Store};
-use serde_json::json;
+use orch_store::Store;
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, RunArgs};
 use crate::commands::{Ctx, init_repo, parse_board};
 use crate::error::BadInput;
 use crate::output;
@@ -18,6 +21,22 @@ use crate::repo::Repo;
 
 /// The demo board, also at `examples/demo/board.toml`.
 const DEMO_BOARD: &str = include_str!("../../../examples/demo/board.toml");
+
+const TESTS_SH: &str = r#"# The calculator's tests: each function is checked once it exists.
+set -e
+. ./calc.sh
+for f in mul.sh div.sh; do if [ -f "$f" ]; then . "./$f"; fi; done
+check() {
+  got=$("$@")
+  if [ "$got" != "$expect" ]; then echo "FAIL: $* gave $got, expected $expect"; exit 1; fi
+  echo "ok: $* = $got"
+}
+if command -v add >/dev/null; then expect=5 check add 2 3; fi
+if command -v sub >/dev/null; then expect=4 check sub 9 5; fi
+if command -v mul >/dev/null; then expect=20 check mul 4 5; fi
+if command -v div >/dev/null; then expect=3 check div 9 3; fi
+echo "all tests passed"
+"#;
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("git")
@@ -42,8 +61,8 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Runs the demo.
-pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
+/// Runs the demo and returns the run's exit code.
+pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
     let dir = match args.dir {
         Some(d) => {
             if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
@@ -67,42 +86,82 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<()> {
         dir.join("README.md"),
         "# calc\n\nA tiny calculator, built by agents.\n",
     )?;
-    git(&dir, &["add", "README.md"])?;
-    git(&dir, &["commit", "-q", "-m", "Initial commit"])?;
+    std::fs::write(dir.join("calc.sh"), "# calc: arithmetic in sh\n")?;
+    std::fs::write(dir.join("tests.sh"), TESTS_SH)?;
+    git(&dir, &["add", "-A"])?;
+    git(
+        &dir,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            "A calculator with tests and no functions yet",
+        ],
+    )?;
+    let exe = std::env::current_exe().context("finding the orch binary")?;
+    let orch_toml = format!(
+        "# Written by `orch demo`.\n\n[run]\nconcurrency = 4\n\n[agent]\n# The scripted agent runs each task's ```sh block.\ncommand = {}\ntimeout = \"2m\"\n\n[validate]\nworker = [\"sh tests.sh\"]\nintegration = [\"sh tests.sh\"]\ntimeout = \"1m\"\n\n[policy]\nmax_attempts = 2\nbackoff = \"1s\"\n",
+        toml_string(&format!(
+            "{} scripted-agent",
+            orch_engine::prompt::shell_quote(&exe.display().to_string())
+        ))
+    );
+    std::fs::write(dir.join("orch.toml"), orch_toml)?;
+    git(&dir, &["add", "orch.toml"])?;
+    git(&dir, &["commit", "-q", "-m", "Configure orch"])?;
 
     let repo = Repo::discover(Some(&dir))?;
-    let (created, loc) = init_repo(&repo, &[]).await?;
+    let (_, loc) = init_repo(&repo, &[]).await?;
     let board = parse_board("examples/demo/board.toml", DEMO_BOARD)?;
     let store = Store::open(&loc).await?;
     let report = store.import_board(&board, "demo").await?;
-    let tasks = store.tasks(&[]).await?;
-    store.close().await?;
-    debug_assert!(matches!(loc, Location::Sqlite(_)));
-
-    if ctx.json {
-        return output::print_json(&json!({
-            "repo": dir,
-            "created": created,
-            "tasks": report.created.len(),
-        }));
-    }
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "orch".into());
-    println!("orch demo: a throwaway repository at {}\n", dir.display());
-    println!("  1. git init, with one commit on main");
-    println!("  2. orch init            {}", created.join(", "));
-    println!(
-        "  3. orch board import    {} tasks, with dependencies and `touches` globs\n",
+    eprintln!("orch demo: a throwaway repository at {}", dir.display());
+    eprintln!(
+        "orch demo: {} tasks imported; running them with the scripted agent\n",
         report.created.len()
     );
-    print!("{}", output::render_board(&tasks, 80));
-    println!();
-    println!("Tasks marked \"waiting on\" are claimable only when their dependencies are done.");
-    println!("Running agents on the board (`orch run`) is the next piece of orch to land;");
-    println!("today orch keeps the board. Explore it:");
-    println!("  {exe} --repo {} task show 5", dir.display());
-    println!("  {exe} --repo {} board --width 200", dir.display());
-    println!("  {exe} --repo {} board export", dir.display());
-    Ok(())
+
+    let demo_ctx = Ctx {
+        repo: Some(dir.clone()),
+        set: Vec::new(),
+        json: ctx.json,
+    };
+    let args = RunArgs {
+        command: None,
+        concurrency: None,
+        mode: None,
+        agent_cmd: None,
+        base: None,
+        validate: Vec::new(),
+        integrate_validate: Vec::new(),
+        max_attempts: None,
+        on_conflict: None,
+        tasks: Vec::new(),
+    };
+    let (code, summary) = crate::run::start(&demo_ctx, &args, &repo, store.clone()).await?;
+    let run = &summary.run;
+    let tasks = store.tasks(&[]).await?;
+    store.close().await?;
+    if !ctx.json {
+        println!();
+        print!("{}", output::render_board(&tasks, 80));
+        println!();
+        println!("Look around:");
+        println!("  cd {}", dir.display());
+        println!(
+            "  git log --oneline --graph {}        # the validated work",
+            summary.integration_branch
+        );
+        println!(
+            "  {} run show {run}        # every attempt, and why some failed",
+            exe.display()
+        );
+        println!("  ls .orch/artifacts/{run}/*/*/        # prompts and logs");
+    }
+    Ok(code)
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }

@@ -11,6 +11,7 @@ mod demo;
 mod error;
 mod output;
 mod repo;
+mod run;
 mod template;
 
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime can always be built on a supported platform");
     match rt.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = error::exit_code(&err);
             if json {

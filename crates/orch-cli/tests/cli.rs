@@ -395,7 +395,10 @@ fn board_import_is_idempotent_and_atomic() {
     // An edited file updates in place.
     std::fs::write(
         s.repo().join("out.toml"),
-        exported.replace("priority = 3", "priority = 7"),
+        exported.replace(
+            "Add an `add` function",
+            "Add an `add` function, with overflow checks",
+        ),
     )
     .unwrap();
     let up = s.ok(&["--json", "board", "import", "out.toml"]).json();
@@ -419,7 +422,7 @@ fn board_import_is_idempotent_and_atomic() {
         ),
         (
             "cycle.toml",
-            "[[task]]\nkey = \"add\"\ntitle = \"Add\"\nafter = [\"docs\"]\n",
+            "[[task]]\nkey = \"add\"\ntitle = \"Add\"\nafter = [\"sub\"]\n",
         ),
         (
             "dup.toml",
@@ -555,18 +558,103 @@ fn two_processes_writing_at_once_both_succeed() {
 }
 
 #[test]
-fn demo_runs_on_embedded_defaults() {
+fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
     let s = Sandbox::bare();
     let dir = s.dir.path().join("demo");
     let r = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let exe = env!("CARGO_BIN_EXE_orch");
-    insta::assert_snapshot!(s.redact(&r.stdout.replace(exe, "[ORCH]")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // Every task done, through a failed validation and a conflict on the way.
+    assert!(r.stdout.contains("done: 6   failed: 0"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("task-4-1 validating -> failed: worker-validation"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("failed: conflict (README.md)"),
+        "{}",
+        r.stderr
+    );
     let tasks = s
         .ok(&["--repo", dir.to_str().unwrap(), "task", "list", "--json"])
         .json();
-    assert_eq!(tasks.as_array().unwrap().len(), 6);
+    assert!(
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "done")
+    );
+    // The integration branch holds the validated work, and its tests pass there.
+    let runs = s
+        .ok(&["--repo", dir.to_str().unwrap(), "--json", "run", "list"])
+        .json();
+    let run = runs[0]["id"].as_str().unwrap().to_owned();
+    let branch = format!("orch/{run}/integration");
+    let calc = Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["show", &format!("{branch}:calc.sh")])
+        .output()
+        .unwrap();
+    let calc = String::from_utf8(calc.stdout).unwrap();
+    assert!(calc.contains("add()") && calc.contains("sub()"), "{calc}");
+    let div = Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["show", &format!("{branch}:div.sh")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(div.stdout).unwrap().contains("$1 / $2"),
+        "the retry fixed div"
+    );
+    // The user's branch of the demo repository is where it was: orch never touched it.
+    let main_log = Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["log", "--format=%s", "main"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(main_log.stdout).unwrap(),
+        "Configure orch\nA calculator with tests and no functions yet\n"
+    );
+    let head = Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["rev-parse", &branch])
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap().trim().to_owned();
+    let exe = env!("CARGO_BIN_EXE_orch");
+    let shown = r
+        .stdout
+        .replace(&run, "[RUN]")
+        .replace(&head[..12], "[HEAD]")
+        .replace(exe, "[ORCH]");
+    insta::assert_snapshot!(s.redact(&shown));
+    // `orch run show` lists every attempt with why it failed.
+    let show = s
+        .ok(&["--repo", dir.to_str().unwrap(), "run", "show", &run])
+        .stdout;
+    assert!(
+        show.contains("task-4-1       failed: worker-validation"),
+        "{show}"
+    );
     // A non-empty directory is refused.
     let again = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
     assert_eq!(again.code, 2);
+}
+
+#[test]
+fn run_without_an_agent_is_a_clear_error() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "A"]);
+    insta::assert_snapshot!(transcript(&s, &["run"]));
+    insta::assert_snapshot!(transcript(&s, &["run", "show", "r-nope"]));
+    let list = s.ok(&["run", "list"]);
+    assert_eq!(list.stdout, "No runs yet. Start one with `orch run`.\n");
 }

@@ -48,10 +48,26 @@ pub struct Git {
 impl Git {
     /// Opens the repository whose working tree contains `path`.
     pub fn open(path: &Path) -> Result<Git, GitError> {
-        let repo = gix::ThreadSafeRepository::discover(path).map_err(|e| GitError::Open {
+        let open_err = |e: gix::Error| GitError::Open {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })?;
+        };
+        let mut repo = gix::ThreadSafeRepository::discover(path).map_err(open_err)?;
+        if repo.to_thread_local().committer().is_none() {
+            // No identity configured (a fresh machine, CI): ref edits could not write
+            // their reflogs, and gix re-opens the repository internally for some
+            // operations, so the fallback identity must be part of how it is opened.
+            let opts = gix::open::Options::default().config_overrides([
+                format!("committer.name={ORCH_NAME}"),
+                format!("committer.email={ORCH_EMAIL}"),
+            ]);
+            let trust = gix::sec::trust::Mapping {
+                full: opts.clone(),
+                reduced: opts,
+            };
+            repo = gix::ThreadSafeRepository::discover_opts(path, Default::default(), trust)
+                .map_err(open_err)?;
+        }
         let workdir = repo.work_tree.clone().ok_or_else(|| GitError::Open {
             path: path.to_path_buf(),
             message: "it is a bare repository; orch needs a working tree".into(),
@@ -268,6 +284,28 @@ pub(crate) fn git_cli(dir: &Path, args: &[&str]) -> Result<String, GitError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`git_cli`], retried while another git process holds a lock file (`index.lock`,
+/// a ref lock): up to about 5 s, then the last error. Something outside orch's own calls
+/// (seen: a concurrent git process on the integration worktree's index, suspected to
+/// be a background `gc --auto`) can hold such a lock briefly.
+pub(crate) fn git_cli_retrying(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let mut wait = std::time::Duration::from_millis(20);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match git_cli(dir, args) {
+            Err(GitError::Cli { message, .. })
+                if message.contains(".lock': File exists")
+                    && waited < std::time::Duration::from_secs(5) =>
+            {
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Like [`git_cli`], but returns whether it succeeded instead of failing.

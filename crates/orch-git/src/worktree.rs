@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicBool;
 use orch_core::ports::Leftovers;
 use orch_core::run::CommitId;
 
-use crate::{Git, GitError, ORCH_EMAIL, ORCH_NAME, full_branch, git_cli, git_ok, oid};
+use crate::{
+    Git, GitError, ORCH_EMAIL, ORCH_NAME, full_branch, git_cli, git_cli_retrying, git_ok, oid,
+};
 
 /// The default root for a repository's worktrees: `$XDG_DATA_HOME/orch/worktrees/<key>`
 /// (or `~/.local/share/...`), outside the repository so that tools which search parent
@@ -106,11 +108,11 @@ impl Git {
                 .map_err(|e| GitError::gix("adding the integration worktree", e))?;
             return Ok(());
         }
-        git_cli(
+        git_cli_retrying(
             path,
             &["checkout", "--quiet", "--force", "--detach", &commit.0],
         )?;
-        git_cli(path, &["clean", "--quiet", "-d", "--force"])?;
+        git_cli_retrying(path, &["clean", "--quiet", "-d", "--force"])?;
         Ok(())
     }
 
@@ -136,9 +138,9 @@ impl Git {
         });
         let mut committed = false;
         if branch_moved.is_none() {
-            git_cli(worktree, &["add", "--all"])?;
+            git_cli_retrying(worktree, &["add", "--all"])?;
             if !git_ok(worktree, &["diff", "--cached", "--quiet"]) {
-                git_cli(
+                git_cli_retrying(
                     worktree,
                     &[
                         "-c",

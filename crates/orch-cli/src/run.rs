@@ -1,0 +1,320 @@
+//! `orch run`, `orch run list`, `orch run show`, and the scripted agent.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use orch_core::TaskStatus;
+use orch_core::config::Config;
+use orch_core::run::{AttemptState, RunEvent, RunId, RunSnapshot, RunState};
+use orch_engine::{Engine, EngineConfig, RunSummary};
+use orch_git::Git;
+use orch_store::{Location, Store};
+use orch_validate::CancellationToken;
+use serde_json::json;
+
+use crate::cli::{RunArgs, RunCommand};
+use crate::commands::Ctx;
+use crate::config;
+use crate::error::BadInput;
+use crate::output;
+use crate::repo::Repo;
+
+/// The exit code of a run in which some claimed task ended failed or blocked.
+pub const EXIT_SOME_FAILED: u8 = 3;
+/// The exit code after Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Applies `orch run` flags on top of the loaded configuration.
+fn apply_flags(c: &mut Config, a: &RunArgs) {
+    if let Some(n) = a.concurrency {
+        c.run.concurrency = n;
+    }
+    if let Some(m) = a.mode {
+        c.run.mode = m;
+    }
+    if let Some(cmd) = &a.agent_cmd {
+        c.agent.command = cmd.clone();
+    }
+    if let Some(b) = &a.base {
+        c.run.base = b.clone();
+    }
+    if !a.validate.is_empty() {
+        c.validate.worker = a.validate.clone();
+    }
+    if !a.integrate_validate.is_empty() {
+        c.validate.integration = a.integrate_validate.clone();
+    }
+    if let Some(n) = a.max_attempts {
+        c.policy.max_attempts = n;
+    }
+    if let Some(p) = a.on_conflict {
+        c.policy.on_conflict = p;
+    }
+}
+
+/// A run id from the clock, e.g. `r20261124-125320`, made unique against the store.
+async fn new_run_id(store: &Store) -> Result<RunId> {
+    let now = orch_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    )
+    .to_string();
+    // 2026-11-24T12:53:20.123Z -> 20261124-125320
+    let digits: String = now.chars().filter(|c| c.is_ascii_digit()).collect();
+    let base = format!("r{}-{}", &digits[..8], &digits[8..14]);
+    let taken: Vec<String> = store.runs().await?.into_iter().map(|r| r.id.0).collect();
+    let mut id = base.clone();
+    let mut n = 2;
+    while taken.contains(&id) {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(RunId(id))
+}
+
+/// One line of progress for an event, or nothing for the quiet ones.
+fn progress_line(e: &RunEvent) -> Option<String> {
+    match e {
+        RunEvent::TaskMoved { task, .. } => Some(format!("#{task} {}", e.reason())),
+        RunEvent::AttemptMoved { .. }
+        | RunEvent::RunMoved { .. }
+        | RunEvent::HeadAdvanced { .. }
+        | RunEvent::Resumed { .. }
+        | RunEvent::PlannerFallback { .. } => Some(e.reason()),
+        RunEvent::CleanupDone { error: Some(_), .. } => Some(e.reason()),
+        _ => None,
+    }
+}
+
+/// Starts a run on `repo` and prints its progress and summary. Returns the exit code
+/// and the summary.
+pub async fn start(
+    ctx: &Ctx,
+    args: &RunArgs,
+    repo: &Repo,
+    store: Store,
+) -> Result<(u8, RunSummary)> {
+    let mut cfg = config::load(&repo.root, &ctx.set)?.config;
+    apply_flags(&mut cfg, args);
+    if cfg.agent.command.trim().is_empty() {
+        let hint = if cfg.agent.preset == orch_core::config::Preset::None {
+            String::new()
+        } else {
+            format!(" (the `{}` preset is not available yet)", cfg.agent.preset)
+        };
+        return Err(BadInput(format!(
+            "no agent to run{hint}: set agent.command in orch.toml, or pass --agent-cmd CMD \
+             (a command run with sh -c that may use {{prompt_file}}, {{worktree}}, {{task_id}} and {{attempt}})"
+        ))
+        .into());
+    }
+    let git = Git::open(&repo.root)?;
+    let worktree_root = if cfg.worktrees.root.trim().is_empty() {
+        orch_git::default_worktree_root(git.workdir())
+            .context("cannot find a data directory for worktrees: set HOME or XDG_DATA_HOME, or worktrees.root")?
+    } else {
+        PathBuf::from(&cfg.worktrees.root)
+    };
+    let run = new_run_id(&store).await?;
+    let agent_command = cfg.agent.command.clone();
+    let engine = Engine::new(
+        store.clone(),
+        git,
+        EngineConfig {
+            config: cfg,
+            worktree_root,
+            artifacts_root: repo.orch_dir().join("artifacts"),
+            agent_command,
+            only_tasks: args.tasks.clone(),
+            fetch_timeout: Duration::from_secs(30),
+        },
+    );
+    let cancel = CancellationToken::new();
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (cancel, interrupted) = (cancel.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                eprintln!(
+                    "orch: draining (no new claims, stopping agents); press Ctrl-C again to kill at once"
+                );
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    // The second Ctrl-C: leave now; process-group guards kill the children.
+                    std::process::exit(EXIT_INTERRUPTED as i32);
+                }
+            }
+        });
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RunEvent>();
+    let json = ctx.json;
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if let Some(line) = progress_line(&e) {
+                if terminal {
+                    eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f32());
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    });
+    eprintln!("orch: run {run} starting");
+    let summary = engine.run(run, cancel, Some(tx)).await?;
+    let _ = printer.await;
+    print_summary(&summary, json)?;
+    let code = if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        EXIT_INTERRUPTED
+    } else if summary
+        .tasks
+        .iter()
+        .any(|(_, s)| matches!(s, TaskStatus::Failed | TaskStatus::Blocked))
+    {
+        EXIT_SOME_FAILED
+    } else {
+        0
+    };
+    Ok((code, summary))
+}
+
+fn print_summary(s: &RunSummary, json: bool) -> Result<()> {
+    let count = |st: TaskStatus| s.tasks.iter().filter(|(_, x)| *x == st).count();
+    if json {
+        return output::print_json(&json!({
+            "run": s.run.0,
+            "state": s.state,
+            "integration_branch": s.integration_branch,
+            "head": s.head.as_ref().map(|h| h.0.clone()),
+            "tasks": s.tasks.iter().map(|(t, st)| json!({ "id": t.0, "status": st })).collect::<Vec<_>>(),
+            "artifacts": s.artifacts,
+        }));
+    }
+    let state = match s.state {
+        RunState::Completed => "completed",
+        RunState::Canceled => "canceled",
+        RunState::Halted => "halted",
+        _ => "ended",
+    };
+    println!("Run {} {state}.", s.run);
+    println!(
+        "  done: {}   failed: {}   blocked: {}   back in the backlog: {}",
+        count(TaskStatus::Done),
+        count(TaskStatus::Failed),
+        count(TaskStatus::Blocked),
+        count(TaskStatus::Backlog)
+    );
+    let head = s
+        .head
+        .as_ref()
+        .map(|h| h.0.chars().take(12).collect::<String>())
+        .unwrap_or_default();
+    println!("  integration branch: {} at {head}", s.integration_branch);
+    println!("  logs: {}", s.artifacts.display());
+    Ok(())
+}
+
+/// `orch run list` and `orch run show`.
+pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
+    match cmd {
+        RunCommand::List => {
+            let runs = store.runs().await?;
+            if ctx.json {
+                return output::print_json(
+                    &runs
+                        .iter()
+                        .map(|r| json!({ "id": r.id.0, "state": r.state, "created_at": r.created_at.to_string() }))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            if runs.is_empty() {
+                println!("No runs yet. Start one with `orch run`.");
+            }
+            for r in runs {
+                println!(
+                    "{}  {:<10} {}",
+                    r.id,
+                    format!("{:?}", r.state).to_lowercase(),
+                    r.created_at
+                );
+            }
+        }
+        RunCommand::Show { run } => {
+            let id = RunId(run.clone());
+            let info = store.run(&id).await?;
+            let snap = RunSnapshot::from_events(&store.run_events(&id).await?);
+            if ctx.json {
+                return output::print_json(&json!({
+                    "id": info.id.0,
+                    "state": info.state,
+                    "head": snap.head.as_ref().map(|h| h.0.clone()),
+                    "tasks": snap.tasks.iter().map(|(t, s)| json!({ "id": t.0, "status": s })).collect::<Vec<_>>(),
+                    "attempts": snap.attempts.iter().map(|(a, r)| json!({
+                        "attempt": a.to_string(),
+                        "state": r.state,
+                        "base": r.base.0,
+                        "head": r.head.as_ref().map(|h| h.0.clone()),
+                        "merge": r.merge.as_ref().map(|h| h.0.clone()),
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+            println!(
+                "Run {} ({})",
+                info.id,
+                format!("{:?}", info.state).to_lowercase()
+            );
+            if let Some(h) = &snap.head {
+                println!("  integration head: {h}");
+            }
+            for (a, r) in &snap.attempts {
+                let state = match &r.state {
+                    AttemptState::Failed(k) => format!("failed: {k}"),
+                    other => format!("{:?}", other.phase()).to_lowercase(),
+                };
+                println!("  {:<14} {state}", a.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The scripted agent: runs the first ```sh block of the prompt file with `sh`, in
+/// the current directory. Exits with the script's code.
+pub fn scripted_agent() -> Result<u8> {
+    let prompt_path = std::env::var("ORCH_PROMPT_FILE")
+        .context("ORCH_PROMPT_FILE is not set: the scripted agent runs under orch")?;
+    let prompt =
+        std::fs::read_to_string(&prompt_path).with_context(|| format!("reading {prompt_path}"))?;
+    let script = prompt
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or_else(|| {
+            BadInput(format!(
+                "{prompt_path} has no ```sh block for the scripted agent to run"
+            ))
+        })?;
+    println!("scripted agent: running the task's script");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .context("running sh")?;
+    Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
+}
+
+/// Opens the store for a repository (for `orch run` subcommands).
+pub async fn open_store(repo: &Repo, ctx: &Ctx) -> Result<Store> {
+    let cfg = config::load(&repo.root, &ctx.set)?;
+    let loc = Location::from_setting(&cfg.config.database_url, &repo.root)?;
+    if matches!(&loc, Location::Sqlite(_)) {
+        repo.ensure_orch_dir()?;
+    }
+    Ok(Store::open(&loc).await?)
+}
