@@ -40,10 +40,56 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run agents on the board: claim, work, validate, merge, until nothing is left.
     Run(RunArgs),
+    /// The audit log: every change to the board and every decision of every run.
+    Events(EventsArgs),
+    /// An attempt's logs: the agent's output and the gates'.
+    Logs(LogsArgs),
     /// The scripted agent used by `orch demo` and the tests: runs the ```sh block of
     /// the task body found in the prompt file.
     #[command(name = "scripted-agent", hide = true)]
     ScriptedAgent,
+}
+
+/// `orch events`
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this run's events.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Only this task's events.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<TaskId>,
+    /// Keep printing new events as they are written (Ctrl-C to stop).
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// Which log of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogStage {
+    /// The agent's output.
+    Agent,
+    /// The worker validation.
+    Worker,
+    /// The integration validation.
+    Integration,
+}
+
+/// `orch logs`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The task.
+    #[arg(long, value_name = "ID")]
+    pub task: TaskId,
+    /// The attempt (default: the latest).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Which log (default: all of them, in order).
+    #[arg(long, value_enum)]
+    pub stage: Option<LogStage>,
+    /// The run (default: the latest run that worked on the task).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
 }
 
 /// `orch run`

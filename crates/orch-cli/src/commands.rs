@@ -53,6 +53,16 @@ pub async fn run(cli: Cli) -> Result<u8> {
             store.close().await?;
             code
         }
+        Command::Events(args) => {
+            let repo = Repo::discover(ctx.repo.as_deref())?;
+            let store = crate::run::open_store(&repo, &ctx).await?;
+            crate::run::events(&ctx, &args, &store).await.map(|_| 0)
+        }
+        Command::Logs(args) => {
+            let repo = Repo::discover(ctx.repo.as_deref())?;
+            let store = crate::run::open_store(&repo, &ctx).await?;
+            crate::run::logs(&repo, &args, &store).await.map(|_| 0)
+        }
         Command::ScriptedAgent => crate::run::scripted_agent(),
     }
 }

@@ -318,3 +318,118 @@ pub async fn open_store(repo: &Repo, ctx: &Ctx) -> Result<Store> {
     }
     Ok(Store::open(&loc).await?)
 }
+
+/// `orch events`: the audit log, optionally followed.
+pub async fn events(ctx: &Ctx, args: &crate::cli::EventsArgs, store: &Store) -> Result<()> {
+    let mut filter = orch_store::EventFilter {
+        task: args.task,
+        run: args.run.clone(),
+        ..Default::default()
+    };
+    loop {
+        let events = store.events(&filter).await?;
+        for e in &events {
+            if ctx.json {
+                println!("{}", serde_json::to_string(&output::EventJson::from(e))?);
+            } else {
+                let run = e
+                    .run_id
+                    .as_deref()
+                    .map(|r| format!(" [{r}]"))
+                    .unwrap_or_default();
+                println!("{}  {:<18} {}{run}", e.at, e.kind, e.reason);
+            }
+        }
+        if let Some(last) = events.last() {
+            filter.after_seq = Some(last.seq);
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `orch logs`: prints an attempt's logs from its artifacts directory.
+pub async fn logs(repo: &Repo, args: &crate::cli::LogsArgs, store: &Store) -> Result<()> {
+    let root = repo.orch_dir().join("artifacts");
+    let run = match &args.run {
+        Some(r) => r.clone(),
+        None => {
+            // The newest run with artifacts for this task.
+            let mut found = None;
+            for r in store.runs().await? {
+                if root.join(&r.id.0).join(args.task.0.to_string()).is_dir() {
+                    found = Some(r.id.0);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                BadInput(format!(
+                    "no run has logs for task {}; `orch run list` shows the runs",
+                    args.task
+                ))
+            })?
+        }
+    };
+    let task_dir = root.join(&run).join(args.task.0.to_string());
+    let attempt = match args.attempt {
+        Some(n) => n,
+        None => std::fs::read_dir(&task_dir)
+            .map_err(|_| BadInput(format!("run {run} has no logs for task {}", args.task)))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+            .max()
+            .ok_or_else(|| BadInput(format!("run {run} has no attempts of task {}", args.task)))?,
+    };
+    let dir = task_dir.join(attempt.to_string());
+    if !dir.is_dir() {
+        return Err(BadInput(format!(
+            "task {} has no attempt {attempt} in run {run}",
+            args.task
+        ))
+        .into());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            match args.stage {
+                None => true,
+                Some(crate::cli::LogStage::Agent) => name == "agent.log",
+                Some(crate::cli::LogStage::Worker) => name.starts_with("worker-"),
+                Some(crate::cli::LogStage::Integration) => name.starts_with("integration-"),
+            }
+        })
+        .collect();
+    // agent, then worker-1.., then integration-1..
+    files.sort_by_key(|p| {
+        let n = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        let rank = if n == "agent.log" {
+            0
+        } else if n.starts_with("worker-") {
+            1
+        } else {
+            2
+        };
+        (rank, n)
+    });
+    if files.is_empty() {
+        return Err(BadInput(format!(
+            "no such log for task {} attempt {attempt} in run {run}",
+            args.task
+        ))
+        .into());
+    }
+    for f in files {
+        println!("==> {} <==", f.display());
+        print!("{}", String::from_utf8_lossy(&std::fs::read(&f)?));
+    }
+    Ok(())
+}

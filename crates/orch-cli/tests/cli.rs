@@ -643,6 +643,49 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         show.contains("task-4-1       failed: worker-validation"),
         "{show}"
     );
+    // The logs say why div's first attempt failed; the events tell the whole story.
+    let logs = s
+        .ok(&[
+            "--repo",
+            dir.to_str().unwrap(),
+            "logs",
+            "--task",
+            "4",
+            "--attempt",
+            "1",
+            "--stage",
+            "worker",
+        ])
+        .stdout;
+    assert!(logs.contains("FAIL: div 9 3 gave 27, expected 3"), "{logs}");
+    let events = s
+        .ok(&[
+            "--repo",
+            dir.to_str().unwrap(),
+            "--json",
+            "events",
+            "--run",
+            &run,
+        ])
+        .stdout;
+    let kinds: Vec<String> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "run.head_advanced").count(),
+        6
+    );
+    assert_eq!(
+        s.run(&["--repo", dir.to_str().unwrap(), "logs", "--task", "99"])
+            .code,
+        2
+    );
     // A non-empty directory is refused.
     let again = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
     assert_eq!(again.code, 2);

@@ -43,6 +43,8 @@ pub(crate) async fn append<C: ConnectionTrait>(db: &C, e: NewEvent<'_>) -> Resul
 pub struct EventFilter {
     /// Only events about this task.
     pub task: Option<TaskId>,
+    /// Only events of this run.
+    pub run: Option<String>,
     /// Only events with `seq` greater than this (for following).
     pub after_seq: Option<i64>,
     /// At most this many (the oldest first).
@@ -55,6 +57,9 @@ impl Store {
         let mut q = event::Entity::find().order_by_asc(event::Column::Seq);
         if let Some(t) = filter.task {
             q = q.filter(event::Column::TaskId.eq(t.0));
+        }
+        if let Some(r) = &filter.run {
+            q = q.filter(event::Column::RunId.eq(r.clone()));
         }
         if let Some(s) = filter.after_seq {
             q = q.filter(event::Column::Seq.gt(s));
