@@ -139,6 +139,12 @@ pub enum RunCommand {
         /// The run id.
         run: String,
     },
+    /// Cancel a run from anywhere (another terminal): it stops claiming, stops its
+    /// agents, and releases its tasks to the backlog.
+    Cancel {
+        /// The run id.
+        run: String,
+    },
 }
 
 /// `orch demo`

@@ -170,7 +170,9 @@ pub async fn start(
     let summary = engine.run(run, cancel, Some(tx)).await?;
     let _ = printer.await;
     print_summary(&summary, json)?;
-    let code = if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    let code = if interrupted.load(std::sync::atomic::Ordering::SeqCst)
+        || summary.state == RunState::Canceled
+    {
         EXIT_INTERRUPTED
     } else if summary
         .tasks
@@ -244,6 +246,28 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
                     r.created_at
                 );
             }
+        }
+        RunCommand::Cancel { run } => {
+            let id = RunId(run.clone());
+            let info = store.run(&id).await?;
+            if matches!(
+                info.state,
+                RunState::Completed | RunState::Canceled | RunState::Halted
+            ) {
+                return Err(BadInput(
+                    format!("run {run} has already ended ({:?})", info.state).to_lowercase(),
+                )
+                .into());
+            }
+            store
+                .post_control(&id, orch_store::ControlKind::CancelRun)
+                .await?;
+            if ctx.json {
+                return output::print_json(&json!({ "run": run, "cancel": "requested" }));
+            }
+            println!(
+                "cancel requested: run {run} stops claiming, stops its agents and releases its tasks"
+            );
         }
         RunCommand::Show { run } => {
             let id = RunId(run.clone());

@@ -701,3 +701,55 @@ fn run_without_an_agent_is_a_clear_error() {
     let list = s.ok(&["run", "list"]);
     assert_eq!(list.stdout, "No runs yet. Start one with `orch run`.\n");
 }
+
+#[test]
+fn a_run_can_be_canceled_from_another_terminal() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "Slow"]);
+    let pid_file = s.dir.path().join("agent.pid");
+    let agent = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+    let mut run = s
+        .cmd(&["run", "--agent-cmd", &agent])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut run_id = None;
+    for _ in 0..200 {
+        let runs = s.ok(&["--json", "run", "list"]).json();
+        if let Some(id) = runs[0]["id"].as_str()
+            && pid_file.exists()
+        {
+            run_id = Some(id.to_owned());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let run_id = run_id.expect("the run started its agent");
+    let r = s.run(&["run", "cancel", &run_id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !orch_validate::runner::is_alive(pid),
+        "the agent's child {pid} survived"
+    );
+    let tasks = s.ok(&["task", "list", "--json"]).json();
+    assert_eq!(tasks[0]["status"], "backlog", "released, not lost");
+    let show = s.ok(&["run", "show", &run_id]).stdout;
+    assert!(show.contains("(canceled)"), "{show}");
+    // Canceling an ended run is refused.
+    let again = s.run(&["run", "cancel", &run_id]);
+    assert_eq!(again.code, 2);
+    assert!(
+        again.stderr.contains("has already ended"),
+        "{}",
+        again.stderr
+    );
+}

@@ -26,7 +26,7 @@ use orch_core::run::{
 };
 use orch_core::{Task, TaskId, TaskStatus, Timestamp};
 use orch_git::{Git, GitError};
-use orch_store::{Store, StoreError};
+use orch_store::{ControlKind, Store, StoreError};
 use orch_validate::{
     Artifacts, CancellationToken, CommandSpec, Environment, GateSpec, Kept, Outcome, Program,
     run as run_command, run_gate,
@@ -212,6 +212,9 @@ impl Engine {
         };
         let mut cancel_sent = false;
         let mut finished = None;
+        // Controls posted from elsewhere (`orch run cancel`) are polled.
+        let mut controls = tokio::time::interval(Duration::from_millis(500));
+        controls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut pending: Vec<RunEvent> = Vec::new();
             while let Some(cmd) = orch.poll_command() {
@@ -246,6 +249,16 @@ impl Engine {
                 _ = cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
                     let _ = orch.handle(now(), Input::Cancel { scope: CancelScope::Run });
+                }
+                _ = controls.tick() => {
+                    for c in self.store.pending_controls(&run).await? {
+                        let scope = match c.kind {
+                            ControlKind::CancelRun => CancelScope::Run,
+                            ControlKind::CancelTask(t) => CancelScope::Task(t),
+                        };
+                        let _ = orch.handle(now(), Input::Cancel { scope });
+                        self.store.mark_control_handled(c.id).await?;
+                    }
                 }
             }
         }

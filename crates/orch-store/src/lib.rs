@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod board;
+mod controls;
 mod entity;
 mod error;
 mod events;
@@ -32,6 +33,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use board::ImportReport;
+pub use controls::{Control, ControlKind};
 pub use error::StoreError;
 pub use events::EventFilter;
 pub use runs::{RUN_CREATED, RunInfo};

@@ -8,6 +8,7 @@ mod m20261124_000001_create_tasks;
 mod m20261124_000002_create_task_deps;
 mod m20261124_000003_create_events;
 mod m20261124_000004_create_runs;
+mod m20261124_000005_create_controls;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_task_deps::Migration),
             Box::new(m20261124_000003_create_events::Migration),
             Box::new(m20261124_000004_create_runs::Migration),
+            Box::new(m20261124_000005_create_controls::Migration),
         ]
     }
 

@@ -1,0 +1,83 @@
+//! Control requests to a running engine: posted by anyone, handled once by the engine.
+
+use orch_core::TaskId;
+use orch_core::run::RunId;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, QueryFilter, QueryOrder, Set};
+
+use crate::entity::control;
+use crate::{Store, StoreError, now};
+
+/// What a control asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlKind {
+    /// Cancel the whole run (it drains).
+    CancelRun,
+    /// Cancel one task's live attempt.
+    CancelTask(TaskId),
+}
+
+/// A pending control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    /// Its id, for [`Store::mark_control_handled`].
+    pub id: i64,
+    /// What it asks.
+    pub kind: ControlKind,
+}
+
+impl Store {
+    /// Posts a control for `run`. Returns its id.
+    pub async fn post_control(&self, run: &RunId, kind: ControlKind) -> Result<i64, StoreError> {
+        let (name, task) = match kind {
+            ControlKind::CancelRun => ("cancel-run", None),
+            ControlKind::CancelTask(t) => ("cancel-task", Some(t.0)),
+        };
+        let m = control::ActiveModel {
+            id: NotSet,
+            run_id: Set(run.0.clone()),
+            kind: Set(name.into()),
+            task_id: Set(task),
+            created_at: Set(now().as_millis()),
+            handled_at: Set(None),
+        }
+        .insert(&self.db)
+        .await
+        .map_err(|e| StoreError::from_db(e, "posting a control"))?;
+        Ok(m.id)
+    }
+
+    /// The controls for `run` not yet handled, oldest first.
+    pub async fn pending_controls(&self, run: &RunId) -> Result<Vec<Control>, StoreError> {
+        let rows = control::Entity::find()
+            .filter(control::Column::RunId.eq(run.0.clone()))
+            .filter(control::Column::HandledAt.is_null())
+            .order_by_asc(control::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading controls"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let kind = match (r.kind.as_str(), r.task_id) {
+                    ("cancel-run", _) => ControlKind::CancelRun,
+                    ("cancel-task", Some(t)) => ControlKind::CancelTask(TaskId(t)),
+                    _ => return None,
+                };
+                Some(Control { id: r.id, kind })
+            })
+            .collect())
+    }
+
+    /// Marks a control handled.
+    pub async fn mark_control_handled(&self, id: i64) -> Result<(), StoreError> {
+        control::ActiveModel {
+            id: Set(id),
+            handled_at: Set(Some(now().as_millis())),
+            ..Default::default()
+        }
+        .update(&self.db)
+        .await
+        .map_err(|e| StoreError::from_db(e, "handling a control"))?;
+        Ok(())
+    }
+}
