@@ -4,11 +4,14 @@
 //!   of I/O dependencies and I/O calls, every Rust file opens with a `//!` doc, and
 //!   library crates carry `#![warn(missing_docs)]` and `#![forbid(unsafe_code)]`.
 //!   The same checks run as this crate's tests, so `cargo test --workspace` enforces them.
+//! - `e2e [FILTER]`: builds the CLI and drives it through end-to-end scenarios against
+//!   fresh repositories (see `e2e.rs`).
 //! - `bench [core|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
 //!   `handle` on a 10,000-task board; `validate`: the runner's spawn overhead; `git`:
 //!   worktree, switch, merge and ref update on a 20,000-file repository, against the
 //!   git CLI). Report ratios from one run: these machines are noisy.
 
+mod e2e;
 mod tidy;
 
 use std::process::Command;
@@ -65,7 +68,10 @@ fn main() -> Result<()> {
             }
         }
         Some("bench") => bench(args.get(1).map(String::as_str)),
-        Some(other) => bail!("unknown task {other:?}; available: tidy, bench"),
-        None => bail!("usage: cargo xtask <task>; available: tidy, bench [core|validate|git]"),
+        Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
+        Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
+        None => bail!(
+            "usage: cargo xtask <task>; available: tidy, bench [core|validate|git], e2e [FILTER]"
+        ),
     }
 }

@@ -21,7 +21,8 @@ use crate::error::BadInput;
 use crate::output;
 use crate::repo::Repo;
 
-/// The exit code of a run in which some claimed task ended failed or blocked.
+/// The exit code of a run in which some claimed task did not end `done` (failed,
+/// blocked, or released to the backlog by a halt).
 pub const EXIT_SOME_FAILED: u8 = 3;
 /// The exit code after Ctrl-C.
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -177,7 +178,8 @@ pub async fn start(
     } else if summary
         .tasks
         .iter()
-        .any(|(_, s)| matches!(s, TaskStatus::Failed | TaskStatus::Blocked))
+        // Failed, blocked, or released by a halt: not every claimed task is done.
+        .any(|(_, s)| *s != TaskStatus::Done)
     {
         EXIT_SOME_FAILED
     } else {

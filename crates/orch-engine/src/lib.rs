@@ -162,11 +162,7 @@ impl Engine {
         cancel: CancellationToken,
         progress: Option<mpsc::UnboundedSender<RunEvent>>,
     ) -> Result<RunSummary, EngineError> {
-        let config_json =
-            serde_json::to_value(&self.cfg.config).expect("the config always serialises");
-        self.store
-            .create_run(&run, &config_json, "orchestrator")
-            .await?;
+        // Resolve the base first: a run that cannot start leaves no record behind.
         let git = self.git.clone();
         let (base, offline) = (
             self.cfg.config.run.base.clone(),
@@ -177,6 +173,17 @@ impl Engine {
             tokio::task::spawn_blocking(move || git.resolve_base(&base, offline, timeout))
                 .await
                 .expect("resolving the base does not panic")?;
+        let mut config_json =
+            serde_json::to_value(&self.cfg.config).expect("the config always serialises");
+        config_json["resolved_base"] = serde_json::json!({
+            "commit": resolved.commit.0,
+            "source": resolved.source,
+            "fetched": resolved.fetched,
+            "warning": resolved.warning,
+        });
+        self.store
+            .create_run(&run, &config_json, "orchestrator")
+            .await?;
         self.git
             .create_branch(&Self::integration_branch(&run), &resolved.commit)?;
 
