@@ -105,8 +105,11 @@ pub struct RunArgs {
     /// `parallel` or `incremental` (one task at a time, each on the last result).
     #[arg(long)]
     pub mode: Option<orch_core::config::RunMode>,
+    /// An agent preset: claude, codex, gemini, aider or opencode.
+    #[arg(long, value_name = "PRESET", conflicts_with = "agent_cmd")]
+    pub agent: Option<orch_core::config::Preset>,
     /// The agent command template, run with `sh -c`; may use {prompt_file},
-    /// {worktree}, {task_id} and {attempt}.
+    /// {worktree}, {task_id} and {attempt}. Overrides the preset.
     #[arg(long, value_name = "CMD")]
     pub agent_cmd: Option<String>,
     /// Start from this branch, tag, commit, or origin/<branch>.

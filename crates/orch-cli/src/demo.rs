@@ -130,6 +130,7 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
         command: None,
         concurrency: None,
         mode: None,
+        agent: None,
         agent_cmd: None,
         base: None,
         validate: Vec::new(),

@@ -35,6 +35,10 @@ fn apply_flags(c: &mut Config, a: &RunArgs) {
     if let Some(m) = a.mode {
         c.run.mode = m;
     }
+    if let Some(p) = a.agent {
+        c.agent.preset = p;
+        c.agent.command.clear();
+    }
     if let Some(cmd) = &a.agent_cmd {
         c.agent.command = cmd.clone();
     }
@@ -101,16 +105,18 @@ pub async fn start(
 ) -> Result<(u8, RunSummary)> {
     let mut cfg = config::load(&repo.root, &ctx.set)?.config;
     apply_flags(&mut cfg, args);
+    if cfg.agent.command.trim().is_empty()
+        && let Some(t) = orch_engine::presets::template(cfg.agent.preset)
+    {
+        cfg.agent.command = t.to_owned();
+    }
     if cfg.agent.command.trim().is_empty() {
-        let hint = if cfg.agent.preset == orch_core::config::Preset::None {
-            String::new()
-        } else {
-            format!(" (the `{}` preset is not available yet)", cfg.agent.preset)
-        };
-        return Err(BadInput(format!(
-            "no agent to run{hint}: set agent.command in orch.toml, or pass --agent-cmd CMD \
-             (a command run with sh -c that may use {{prompt_file}}, {{worktree}}, {{task_id}} and {{attempt}})"
-        ))
+        return Err(BadInput(
+            "no agent to run: set agent.preset (claude, codex, gemini, aider or opencode) or \
+             agent.command in orch.toml, or pass --agent-cmd CMD (a command run with sh -c that \
+             may use {prompt_file}, {worktree}, {task_id} and {attempt})"
+                .into(),
+        )
         .into());
     }
     let git = Git::open(&repo.root)?;

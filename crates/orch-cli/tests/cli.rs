@@ -753,3 +753,48 @@ fn a_run_can_be_canceled_from_another_terminal() {
         again.stderr
     );
 }
+
+#[test]
+fn a_preset_runs_its_agent_cli_with_the_prompt() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&[
+        "task",
+        "add",
+        "Greet the world",
+        "--body",
+        "Write hello.txt.",
+    ]);
+    // A stand-in `claude` that checks the preset's arguments and does the work.
+    let bin = s.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let fake = bin.join("claude");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = -p ] && [ \"$3\" = --permission-mode ] && [ \"$4\" = acceptEdits ] || exit 9\nprintf '%s\\n' \"$2\" | head -1 > hello.txt\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let r = s.output(
+        s.cmd(&["run", "--agent", "claude"])
+            .env("PATH", path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let run = s.ok(&["--json", "run", "list"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hello = Command::new("git")
+        .arg("-C")
+        .arg(s.repo())
+        .args(["show", &format!("orch/{run}/integration:hello.txt")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(hello.stdout).unwrap(),
+        "# Task #1: Greet the world\n"
+    );
+}

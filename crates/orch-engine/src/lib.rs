@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod presets;
 pub mod prompt;
 
 use std::collections::HashMap;
