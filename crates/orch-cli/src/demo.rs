@@ -100,11 +100,12 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
     )?;
     let exe = std::env::current_exe().context("finding the orch binary")?;
     let orch_toml = format!(
-        "# Written by `orch demo`.\n\n[run]\nconcurrency = 4\n\n[agent]\n# The scripted agent runs each task's ```sh block.\ncommand = {}\ntimeout = \"2m\"\n\n[validate]\nworker = [\"sh tests.sh\"]\nintegration = [\"sh tests.sh\"]\ntimeout = \"1m\"\n\n[policy]\nmax_attempts = 2\nbackoff = \"1s\"\n",
+        "# Written by `orch demo`.\n\n[run]\nconcurrency = 4\n\n[agent]\n# The scripted agent runs each task's ```sh block.\ncommand = {}\ntimeout = \"2m\"\n\n[validate]\nworker = [\"sh tests.sh\"]\nintegration = [\"sh tests.sh\"]\ntimeout = \"1m\"\n\n[policy]\nmax_attempts = 2\nbackoff = \"1s\"\n\n[worktrees]\n# Beside the demo repository, so the demo leaves nothing in your data directory.\nroot = {}\n",
         toml_string(&format!(
             "{} scripted-agent",
             orch_engine::prompt::shell_quote(&exe.display().to_string())
-        ))
+        )),
+        toml_string(&format!("{}.worktrees", dir.display()))
     );
     std::fs::write(dir.join("orch.toml"), orch_toml)?;
     git(&dir, &["add", "orch.toml"])?;
@@ -158,6 +159,10 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
             exe.display()
         );
         println!("  ls .orch/artifacts/{run}/*/*/        # prompts and logs");
+        println!(
+            "  ls {}.worktrees/{run}/        # failed attempts' worktrees, kept for inspection",
+            dir.display()
+        );
     }
     Ok(code)
 }
