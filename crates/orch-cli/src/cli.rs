@@ -130,6 +130,10 @@ pub struct RunArgs {
     /// Only these tasks (repeatable).
     #[arg(long = "task", value_name = "ID")]
     pub tasks: Vec<TaskId>,
+    /// A planner command: gets the claimable tasks as JSON on stdin, prints proposals
+    /// as JSON on stdout; the core checks every proposal.
+    #[arg(long, value_name = "CMD")]
+    pub planner: Option<String>,
 }
 
 /// `orch run list|show`

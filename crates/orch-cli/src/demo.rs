@@ -139,6 +139,7 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
         max_attempts: None,
         on_conflict: None,
         tasks: Vec::new(),
+        planner: None,
     };
     let (code, summary) = crate::run::start(&demo_ctx, &args, &repo, store.clone()).await?;
     let run = &summary.run;

@@ -57,6 +57,9 @@ fn apply_flags(c: &mut Config, a: &RunArgs) {
     if let Some(p) = a.on_conflict {
         c.policy.on_conflict = p;
     }
+    if let Some(p) = &a.planner {
+        c.run.planner = p.clone();
+    }
 }
 
 /// A run id from the clock, e.g. `r20261124-125320`, made unique against the store.

@@ -440,6 +440,8 @@ impl Engine {
                         kill_grace: Duration::from_secs(10),
                         log_path: dir.join("agent.log"),
                         log_cap: cfg.artifacts.log_cap.0,
+                        stdin: None,
+                        capture_stdout: None,
                     };
                     let exit = match run_command(&spec, &token, None).await {
                         Ok(r) => match r.outcome {
@@ -617,12 +619,88 @@ impl Engine {
                     let _ = tx.send(Input::CleanedUp { attempt, error });
                 });
             }
-            Command::AskPlanner { request, .. } => {
-                let _ = tx.send(Input::PlannerFailed {
-                    request,
-                    reason: "no planner is configured in this engine".into(),
+            Command::AskPlanner {
+                request,
+                claimable,
+                free_slots,
+            } => {
+                let planner = cfg.run.planner.trim().to_owned();
+                if planner.is_empty() {
+                    let _ = tx.send(Input::PlannerFailed {
+                        request,
+                        reason: "no planner is configured".into(),
+                    });
+                    return;
+                }
+                let candidates: Vec<serde_json::Value> = claimable
+                    .iter()
+                    .filter_map(|id| tasks.get(id))
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id.0, "key": t.key, "title": t.title, "body": t.body,
+                            "priority": t.priority, "depends_on": t.depends_on.iter().map(|d| d.0).collect::<Vec<_>>(),
+                            "labels": t.labels, "touches": t.touches,
+                        })
+                    })
+                    .collect();
+                let input = serde_json::json!({
+                    "run": run.0, "request": request, "free_slots": free_slots, "claimable": candidates,
+                });
+                let spec = CommandSpec {
+                    program: Program::Shell(planner),
+                    cwd: self.git.workdir().to_path_buf(),
+                    env: Environment::inherit(
+                        &cfg.agent.env_allow,
+                        vec![("ORCH_RUN_ID".into(), run.0.clone())],
+                    ),
+                    // The core's own planner deadline decides; this is a backstop.
+                    timeout: Duration::from_secs(90),
+                    kill_grace: Duration::from_secs(2),
+                    log_path: self
+                        .cfg
+                        .artifacts_root
+                        .join(&run.0)
+                        .join(format!("planner-{request}.log")),
+                    log_cap: cfg.artifacts.log_cap.0,
+                    stdin: Some(input.to_string().into_bytes()),
+                    capture_stdout: Some(1 << 20),
+                };
+                tokio::spawn(async move {
+                    let token = CancellationToken::new();
+                    let input = match run_command(&spec, &token, None).await {
+                        Ok(r) if r.outcome.success() => {
+                            parse_proposals(r.stdout.as_deref().unwrap_or_default())
+                                .map(|proposals| Input::PlannerProposed { request, proposals })
+                                .unwrap_or_else(|reason| Input::PlannerFailed { request, reason })
+                        }
+                        Ok(r) => Input::PlannerFailed {
+                            request,
+                            reason: format!("the planner {}", r.outcome),
+                        },
+                        Err(e) => Input::PlannerFailed {
+                            request,
+                            reason: e.to_string(),
+                        },
+                    };
+                    let _ = tx.send(input);
                 });
             }
         }
     }
+}
+
+/// Reads a planner's answer: a JSON list of proposals, or `{"proposals": [...]}`.
+pub fn parse_proposals(stdout: &[u8]) -> Result<Vec<orch_core::run::Proposal>, String> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).map_err(|e| {
+        format!("the planner printed invalid JSON ({e}); expected a list of proposals such as [{{\"action\": \"claim\", \"task\": 3}}]")
+    })?;
+    let list = match v {
+        serde_json::Value::Object(mut o) if o.contains_key("proposals") => {
+            o.remove("proposals").unwrap_or_default()
+        }
+        other => other,
+    };
+    serde_json::from_value(list).map_err(|e| {
+        format!("the planner's proposals are not understood ({e}); each is {{\"action\": \"claim\", \"task\": ID, \"note\"?}}, {{\"action\": \"defer\", \"task\": ID, \"reason\"}} or {{\"action\": \"stop_claiming\", \"reason\"}}")
+    })
 }

@@ -308,3 +308,133 @@ async fn a_canceled_run_stops_its_agents_and_releases_its_tasks() {
         "the agent's child {pid} survived the cancel"
     );
 }
+
+#[test]
+fn planner_output_is_parsed_or_refused_clearly() {
+    use orch_core::run::Proposal;
+    let p = orch_engine::parse_proposals(br#"[{"action":"claim","task":2,"note":"first"},{"action":"defer","task":1,"reason":"later"}]"#).unwrap();
+    assert_eq!(
+        p[0],
+        Proposal::Claim {
+            task: TaskId(2),
+            note: Some("first".into())
+        }
+    );
+    let wrapped = orch_engine::parse_proposals(
+        br#"{"proposals":[{"action":"stop_claiming","reason":"done"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(wrapped.len(), 1);
+    assert!(
+        orch_engine::parse_proposals(b"not json")
+            .unwrap_err()
+            .contains("invalid JSON")
+    );
+    assert!(
+        orch_engine::parse_proposals(br#"[{"action":"dance"}]"#)
+            .unwrap_err()
+            .contains("not understood")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planner_proposes_and_the_core_decides() {
+    let fx = Fx::new();
+    let store = fx.store().await;
+    for title in ["first by priority", "planner's pick"] {
+        let p = if title.starts_with("first") { 5 } else { 0 };
+        store
+            .add_task(
+                NewTask {
+                    title: title.into(),
+                    priority: p,
+                    ..NewTask::default()
+                },
+                "t",
+            )
+            .await
+            .unwrap();
+    }
+    let seen = fx.tmp.path().join("planner-inputs");
+    std::fs::create_dir(&seen).unwrap();
+    let mut cfg = config();
+    cfg.run.concurrency = std::num::NonZeroU32::new(1).unwrap();
+    cfg.run.planner = format!(
+        "cat > {}/in-$$.json; printf '%s' '[{{\"action\":\"claim\",\"task\":2,\"note\":\"start here\"}},{{\"action\":\"claim\",\"task\":99}}]'",
+        seen.display()
+    );
+    let engine = fx.engine(store.clone(), cfg, AGENT);
+    let run = RunId("p1".into());
+    let summary = engine
+        .run(run.clone(), CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(summary.state, RunState::Completed);
+    // The planner saw the claimable tasks on stdin: both at first, then the one left.
+    let mut sizes: Vec<usize> = std::fs::read_dir(&seen)
+        .unwrap()
+        .flatten()
+        .map(|f| {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+            v["claimable"].as_array().unwrap().len()
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 2]);
+    // Its valid claim went first, against the scheduler's priority order; the unknown
+    // task was refused with a reason; every verdict is journaled.
+    let journal = store.run_events(&run).await.unwrap();
+    let first = journal.iter().find_map(|e| match e {
+        RunEvent::AttemptCreated { attempt, .. } => Some(attempt.task),
+        _ => None,
+    });
+    assert_eq!(first, Some(TaskId(2)));
+    let verdicts: Vec<String> = journal
+        .iter()
+        .filter(|e| e.kind() == "planner.proposal")
+        .map(|e| e.reason())
+        .collect();
+    assert!(
+        verdicts
+            .iter()
+            .any(|v| v.contains("task: TaskId(99)") && v.contains("unknown task 99")),
+        "{verdicts:?}"
+    );
+    let prompt =
+        std::fs::read_to_string(fx.repo().join(".orch/artifacts/p1/2/1/prompt.md")).unwrap();
+    assert!(prompt.contains("start here"), "{prompt}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_planner_falls_back_to_the_scheduler() {
+    let fx = Fx::new();
+    let store = fx.store().await;
+    store
+        .add_task(
+            NewTask {
+                title: "only".into(),
+                ..NewTask::default()
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.run.planner = "echo this is not json".into();
+    let engine = fx.engine(store.clone(), cfg, AGENT);
+    let run = RunId("p2".into());
+    let summary = engine
+        .run(run.clone(), CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(summary.state, RunState::Completed);
+    assert_eq!(summary.tasks, vec![(TaskId(1), TaskStatus::Done)]);
+    let journal = store.run_events(&run).await.unwrap();
+    assert!(
+        journal.iter().any(
+            |e| matches!(e, RunEvent::PlannerFallback { reason } if reason.contains("invalid JSON"))
+        ),
+        "the fallback and its reason are journaled"
+    );
+}

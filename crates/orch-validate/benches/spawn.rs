@@ -22,6 +22,8 @@ fn bench(c: &mut Criterion) {
         kill_grace: Duration::from_secs(1),
         log_path: dir.path().join("true.log"),
         log_cap: 1 << 20,
+        stdin: None,
+        capture_stdout: None,
     };
     let cancel = CancellationToken::new();
     let mut g = c.benchmark_group("spawn true");

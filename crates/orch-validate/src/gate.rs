@@ -105,6 +105,8 @@ pub async fn run_gate(spec: &GateSpec, cancel: &CancellationToken) -> Result<Gat
                 .log_dir
                 .join(format!("{}-{}.log", spec.stage.as_str(), i + 1)),
             log_cap: spec.log_cap,
+            stdin: None,
+            capture_stdout: None,
         };
         let report = run(&cmd, cancel, None).await?;
         failed |= !report.outcome.success();

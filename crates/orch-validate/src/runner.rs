@@ -89,6 +89,11 @@ pub struct CommandSpec {
     pub log_path: PathBuf,
     /// The largest log; past it the head and tail are kept.
     pub log_cap: u64,
+    /// Bytes written to the child's stdin, which is then closed (else stdin is empty).
+    pub stdin: Option<Vec<u8>>,
+    /// Also keep stdout apart from the log, up to this many bytes (for commands whose
+    /// answer is their output, such as a planner).
+    pub capture_stdout: Option<usize>,
 }
 
 /// Which stream a line came from.
@@ -169,6 +174,8 @@ pub struct Report {
     pub log_truncated: bool,
     /// The last lines of output.
     pub tail: Vec<String>,
+    /// Stdout alone, when [`CommandSpec::capture_stdout`] asked for it (cut at its limit).
+    pub stdout: Option<Vec<u8>>,
 }
 
 /// Lines of output kept in [`Report::tail`].
@@ -276,7 +283,11 @@ pub async fn run(
     cmd.current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.resolve())
-        .stdin(Stdio::null())
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -306,6 +317,14 @@ pub async fn run(
     let mut guard = GroupGuard {
         pgid: child.id().map(|id| Pid::from_raw(id as i32)),
     };
+    if let (Some(bytes), Some(mut pipe)) = (spec.stdin.clone(), child.stdin.take()) {
+        // A child that never reads its stdin must not block the runner.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = pipe.write_all(&bytes).await;
+        });
+    }
+    let mut captured: Option<Vec<u8>> = spec.capture_stdout.map(|_| Vec::new());
     let mut stdout = child.stdout.take().expect("stdout was piped");
     let mut stderr = child.stderr.take().expect("stderr was piped");
     let mut out_buf = vec![0u8; 64 * 1024];
@@ -327,6 +346,10 @@ pub async fn run(
             r = stdout.read(&mut out_buf), if !out_done => match r {
                 Ok(0) | Err(_) => out_done = true,
                 Ok(n) => {
+                    if let (Some(c), Some(limit)) = (captured.as_mut(), spec.capture_stdout) {
+                        let room = limit.saturating_sub(c.len());
+                        c.extend_from_slice(&out_buf[..n.min(room)]);
+                    }
                     write_lines(&mut log, &mut out_pending, &out_buf[..n]).map_err(log_err)?;
                     feed_lines(&lines, Stream::Stdout, &mut out_line, &out_buf[..n]);
                 }
@@ -396,6 +419,7 @@ pub async fn run(
         output_bytes,
         log_truncated,
         tail: last_lines(&recent, TAIL_LINES),
+        stdout: captured,
     })
 }
 
@@ -419,6 +443,7 @@ fn finish_failed(
         output_bytes,
         log_truncated,
         tail: vec![why],
+        stdout: None,
     })
 }
 

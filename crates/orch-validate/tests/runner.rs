@@ -22,6 +22,8 @@ fn spec(dir: &Path, program: Program, timeout_ms: u64) -> CommandSpec {
         kill_grace: Duration::from_millis(300),
         log_path: dir.join("logs/cmd.log"),
         log_cap: 1 << 20,
+        stdin: None,
+        capture_stdout: None,
     }
 }
 
@@ -446,4 +448,24 @@ fn artifact_paths_cannot_escape() {
         .attempt_dir(&RunId("r20261124-1".into()), attempt(12, 3))
         .unwrap();
     assert_eq!(p, a.root().join("r20261124-1/12/3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_is_fed_and_stdout_can_be_captured_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), sh("tr a-z A-Z; echo to-stderr >&2"), 5_000);
+    s.stdin = Some(b"hello planner\n".to_vec());
+    s.capture_stdout = Some(8);
+    let r = run(&s, &CancellationToken::new(), None).await.unwrap();
+    assert!(r.outcome.success());
+    assert_eq!(
+        r.stdout.as_deref(),
+        Some(&b"HELLO PL"[..]),
+        "captured up to its limit, stderr apart"
+    );
+    let log = std::fs::read_to_string(&r.log_path).unwrap();
+    assert!(
+        log.contains("HELLO PLANNER") && log.contains("to-stderr"),
+        "{log}"
+    );
 }
