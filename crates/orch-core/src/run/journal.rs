@@ -30,6 +30,22 @@ pub struct AttemptRecord {
     pub cleaned: bool,
 }
 
+impl AttemptRecord {
+    /// A new attempt from `base`, as `AttemptCreated` records it.
+    pub fn queued(base: CommitId) -> AttemptRecord {
+        AttemptRecord {
+            state: AttemptState::Queued,
+            base,
+            head: None,
+            empty: false,
+            merge: None,
+            integration_passed: false,
+            cleanup_requested: false,
+            cleaned: false,
+        }
+    }
+}
+
 /// A run's state as the journal tells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSnapshot {
@@ -74,19 +90,8 @@ impl RunSnapshot {
                 self.tasks.insert(*task, *to);
             }
             RunEvent::AttemptCreated { attempt, base, .. } => {
-                self.attempts.insert(
-                    *attempt,
-                    AttemptRecord {
-                        state: AttemptState::Queued,
-                        base: base.clone(),
-                        head: None,
-                        empty: false,
-                        merge: None,
-                        integration_passed: false,
-                        cleanup_requested: false,
-                        cleaned: false,
-                    },
-                );
+                self.attempts
+                    .insert(*attempt, AttemptRecord::queued(base.clone()));
             }
             RunEvent::AttemptMoved { attempt, to, .. } => {
                 if let Some(a) = self.attempts.get_mut(attempt) {

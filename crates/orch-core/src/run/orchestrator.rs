@@ -1156,16 +1156,7 @@ impl Orchestrator {
         self.attempts.insert(
             attempt,
             Attempt {
-                rec: AttemptRecord {
-                    state: AttemptState::Queued,
-                    base: base.clone(),
-                    head: None,
-                    empty: false,
-                    merge: None,
-                    integration_passed: false,
-                    cleanup_requested: false,
-                    cleaned: false,
-                },
+                rec: AttemptRecord::queued(base.clone()),
                 op: Op::None,
                 abort: None,
                 timers: Vec::new(),
