@@ -18,7 +18,28 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `orch events | head` closes stdout early; `println!` then panics with EPIPE. Rust
+/// ignores SIGPIPE, and restoring its default needs `unsafe`, which this workspace
+/// forbids, so a closed stdout ends the process quietly with the exit code of a
+/// process killed by SIGPIPE (141), as other command-line tools do.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -284,18 +284,47 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
             let id = RunId(run.clone());
             let info = store.run(&id).await?;
             let snap = RunSnapshot::from_events(&store.run_events(&id).await?);
+            let attempts = store.attempts(&id).await?;
+            let validations = store.validations(&id).await?;
+            let merges = store.merges(&id).await?;
+            let proposals = store.proposals(&id).await?;
             if ctx.json {
                 return output::print_json(&json!({
                     "id": info.id.0,
                     "state": info.state,
                     "head": snap.head.as_ref().map(|h| h.0.clone()),
                     "tasks": snap.tasks.iter().map(|(t, s)| json!({ "id": t.0, "status": s })).collect::<Vec<_>>(),
-                    "attempts": snap.attempts.iter().map(|(a, r)| json!({
-                        "attempt": a.to_string(),
-                        "state": r.state,
-                        "base": r.base.0,
-                        "head": r.head.as_ref().map(|h| h.0.clone()),
-                        "merge": r.merge.as_ref().map(|h| h.0.clone()),
+                    "attempts": attempts.iter().map(|a| json!({
+                        "attempt": a.attempt.to_string(),
+                        "state": a.state,
+                        "branch": a.branch,
+                        "base": a.base,
+                        "head": a.head,
+                        "merge": a.merge,
+                        "failure": a.failure,
+                    })).collect::<Vec<_>>(),
+                    "validations": validations.iter().map(|v| json!({
+                        "attempt": v.attempt.to_string(),
+                        "stage": v.stage,
+                        "position": v.position,
+                        "command": v.record.command,
+                        "outcome": v.record.outcome,
+                        "exit_code": v.record.exit_code,
+                        "duration_ms": v.record.duration_ms,
+                        "log": v.record.log_path,
+                        "tail": v.record.tail,
+                    })).collect::<Vec<_>>(),
+                    "merges": merges.iter().map(|m| json!({
+                        "attempt": m.attempt.to_string(),
+                        "onto": m.onto,
+                        "commit": m.commit,
+                        "conflicts": m.conflicts,
+                    })).collect::<Vec<_>>(),
+                    "proposals": proposals.iter().map(|p| json!({
+                        "task": p.task.map(|t| t.0),
+                        "proposal": p.proposal,
+                        "verdict": p.verdict,
+                        "reason": p.reason,
                     })).collect::<Vec<_>>(),
                 }));
             }
@@ -313,6 +342,23 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
                     other => format!("{:?}", other.phase()).to_lowercase(),
                 };
                 println!("  {:<14} {state}", a.to_string());
+                for v in validations.iter().filter(|v| v.attempt == *a) {
+                    println!(
+                        "      {} #{}: `{}` {} ({} ms)",
+                        v.stage,
+                        v.position,
+                        v.record.command,
+                        v.record.outcome,
+                        v.record.duration_ms
+                    );
+                }
+            }
+            let rejected = proposals.iter().filter(|p| p.verdict == "rejected").count();
+            if !proposals.is_empty() {
+                println!(
+                    "  planner: {} proposals, {rejected} rejected",
+                    proposals.len()
+                );
             }
         }
     }

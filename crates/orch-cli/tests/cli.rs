@@ -798,3 +798,31 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         "# Task #1: Greet the world\n"
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    for i in 0..200 {
+        s.ok(&["task", "add", &format!("task {i}")]);
+    }
+    // Like `orch task list | head -1`: the reader goes away after one line.
+    let mut child = s
+        .cmd(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(141)),
+        "{:?}",
+        o.status
+    );
+}

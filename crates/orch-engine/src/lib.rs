@@ -23,7 +23,7 @@ use orch_core::config::Config;
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{
     AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, Input, MergeResult,
-    Orchestrator, Policy, RefResult, RunEvent, RunId, RunState, Stage, TaskSpec,
+    Orchestrator, Policy, RefResult, RunEvent, RunId, RunState, Stage, TaskSpec, ValidationRecord,
 };
 use orch_core::{Task, TaskId, TaskStatus, Timestamp};
 use orch_git::{Git, GitError};
@@ -498,6 +498,8 @@ impl Engine {
                     &log_dir.join("prompt.md"),
                     &commit.0,
                 );
+                let store = self.store.clone();
+                let run_id = run.clone();
                 tokio::spawn(async move {
                     if stage == Stage::Integration {
                         let (g, c, p) = (git.clone(), commit.clone(), cwd.clone());
@@ -528,12 +530,40 @@ impl Engine {
                         keep_going: false,
                     };
                     let input = match run_gate(&spec, &token).await {
-                        Ok(r) => Input::GateFinished {
-                            attempt,
-                            stage,
-                            passed: r.passed,
-                            summary: r.summary(),
-                        },
+                        Ok(r) => {
+                            // The evidence is recorded before the core hears the verdict.
+                            let records: Vec<ValidationRecord> = r
+                                .commands
+                                .iter()
+                                .map(|c| ValidationRecord {
+                                    command: c.command.clone(),
+                                    outcome: c.outcome.to_string(),
+                                    exit_code: c.exit_code,
+                                    duration_ms: c.duration.as_millis() as u64,
+                                    log_path: c.log_path.display().to_string(),
+                                    tail: c.tail.clone(),
+                                })
+                                .collect();
+                            match store
+                                .record_validations(&run_id, attempt, stage, &records)
+                                .await
+                            {
+                                Ok(()) => Input::GateFinished {
+                                    attempt,
+                                    stage,
+                                    passed: r.passed,
+                                    summary: r.summary(),
+                                },
+                                Err(e) => Input::GateFinished {
+                                    attempt,
+                                    stage,
+                                    passed: false,
+                                    summary: format!(
+                                        "the validation results could not be recorded: {e}"
+                                    ),
+                                },
+                            }
+                        }
                         Err(e) => Input::GateFinished {
                             attempt,
                             stage,

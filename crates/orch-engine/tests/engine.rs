@@ -204,6 +204,36 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
         prompt.contains("The previous attempt failed") && prompt.contains("exit code 3"),
         "{prompt}"
     );
+    // Every gate command is recorded: a worker and two integration commands for each
+    // integrated task, and nothing for the broken task, whose agent failed.
+    let validations = store.validations(&run).await.unwrap();
+    for t in [a.id, b.id, c.id] {
+        let mine: Vec<_> = validations.iter().filter(|v| v.attempt.task == t).collect();
+        assert_eq!(
+            mine.iter().filter(|v| v.stage == "worker").count(),
+            1,
+            "task {t}"
+        );
+        assert!(
+            mine.iter().filter(|v| v.stage == "integration").count() >= 2,
+            "task {t}"
+        );
+        assert!(
+            mine.iter()
+                .all(|v| v.record.exit_code == Some(0) && v.record.log_path.ends_with(".log"))
+        );
+    }
+    assert!(!validations.iter().any(|v| v.attempt.task == d.id));
+    assert_eq!(
+        store
+            .merges(&run)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|m| m.commit.is_some())
+            .count(),
+        3
+    );
     // Every cleanup ran without leaving anything behind.
     let cleanup_errors: Vec<String> = journal
         .iter()

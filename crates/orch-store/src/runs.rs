@@ -126,6 +126,7 @@ impl Store {
             .insert(&txn)
             .await
             .map_err(|err| StoreError::from_db(err, "journaling a run event"))?;
+            crate::projections::project(&txn, id, e, at).await?;
             match e {
                 RunEvent::TaskMoved { task: t, to, .. } => set_status(&txn, *t, *to, at).await?,
                 RunEvent::RunMoved { to, .. } => {

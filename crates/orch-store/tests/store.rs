@@ -601,3 +601,126 @@ async fn run_journals_round_trip_and_project_onto_the_board() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_tables_project_the_journal_and_record_validations() {
+    use orch_core::run::{
+        AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, Proposal, RunEvent, RunId,
+        Stage, ValidationRecord, Verdict,
+    };
+    each_backend(|s| async move {
+        let t = s.add_task(new("A"), "t").await.unwrap();
+        let run = RunId("r9".into());
+        s.create_run(&run, &serde_json::json!({}), "o")
+            .await
+            .unwrap();
+        let a1 = AttemptId {
+            task: t.id,
+            number: 1,
+        };
+        let a2 = AttemptId {
+            task: t.id,
+            number: 2,
+        };
+        let c = |x: &str| CommitId(x.into());
+        let events = vec![
+            RunEvent::AttemptCreated {
+                attempt: a1,
+                branch: "orch/r9/task-1-1".into(),
+                base: c("c0"),
+            },
+            RunEvent::AttemptHead {
+                attempt: a1,
+                head: c("h1"),
+                empty: false,
+            },
+            RunEvent::MergeWritten {
+                attempt: a1,
+                commit: c("m1"),
+                onto: c("c0"),
+            },
+            RunEvent::AttemptMoved {
+                attempt: a1,
+                from: AttemptPhase::Merging,
+                to: AttemptState::Integrating,
+                reason: "merged".into(),
+            },
+            RunEvent::AttemptCreated {
+                attempt: a2,
+                branch: "orch/r9/task-1-2".into(),
+                base: c("c0"),
+            },
+            RunEvent::AttemptMoved {
+                attempt: a2,
+                from: AttemptPhase::Merging,
+                to: AttemptState::Failed(FailureKind::Conflict {
+                    paths: vec!["x.rs".into()],
+                }),
+                reason: "conflict".into(),
+            },
+            RunEvent::ProposalJudged {
+                proposal: Proposal::Claim {
+                    task: TaskId(7),
+                    note: None,
+                },
+                verdict: Verdict::Rejected {
+                    reason: "unknown task 7".into(),
+                },
+            },
+        ];
+        s.append_run_events(&run, &events, "o").await.unwrap();
+        let attempts = s.attempts(&run).await.unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            (
+                attempts[0].state.as_str(),
+                attempts[0].head.as_deref(),
+                attempts[0].merge.as_deref()
+            ),
+            ("integrating", Some("h1"), Some("m1"))
+        );
+        assert_eq!(attempts[1].state, "failed");
+        assert_eq!(attempts[1].failure.as_ref().unwrap()["kind"], "conflict");
+        let merges = s.merges(&run).await.unwrap();
+        assert_eq!(merges.len(), 2);
+        assert_eq!(merges[0].commit.as_deref(), Some("m1"));
+        assert_eq!(merges[1].conflicts, vec!["x.rs"]);
+        let proposals = s.proposals(&run).await.unwrap();
+        assert_eq!(
+            (
+                proposals[0].verdict.as_str(),
+                proposals[0].reason.as_str(),
+                proposals[0].task
+            ),
+            ("rejected", "unknown task 7", Some(TaskId(7)))
+        );
+        let records = vec![
+            ValidationRecord {
+                command: "cargo build".into(),
+                outcome: "exited with code 0".into(),
+                exit_code: Some(0),
+                duration_ms: 1200,
+                log_path: "/l/worker-1.log".into(),
+                tail: vec![],
+            },
+            ValidationRecord {
+                command: "cargo test".into(),
+                outcome: "exited with code 101".into(),
+                exit_code: Some(101),
+                duration_ms: 900,
+                log_path: "/l/worker-2.log".into(),
+                tail: vec!["test x ... FAILED".into(), "1 failed".into()],
+            },
+        ];
+        s.record_validations(&run, a1, Stage::Worker, &records)
+            .await
+            .unwrap();
+        let v = s.validations(&run).await.unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (v[1].stage.as_str(), v[1].position, v[1].record.clone()),
+            ("worker", 2, records[1].clone())
+        );
+    })
+    .await;
+}

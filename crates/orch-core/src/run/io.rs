@@ -113,6 +113,23 @@ pub enum RefResult {
     },
 }
 
+/// One validation command's result, as the store records it (one row per command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationRecord {
+    /// The command line.
+    pub command: String,
+    /// How it ended, in words: `exited with code 0`, `timed out`, ...
+    pub outcome: String,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// How long it ran, in milliseconds.
+    pub duration_ms: u64,
+    /// Its log file.
+    pub log_path: String,
+    /// The last lines of its output.
+    pub tail: Vec<String>,
+}
+
 /// What to cancel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

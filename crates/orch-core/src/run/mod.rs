@@ -9,7 +9,7 @@ mod types;
 
 pub use io::{
     AgentExit, CancelScope, Changes, Command, Input, MergeResult, Proposal, RefResult, RunEvent,
-    Stage, TaskSpec, Verdict,
+    Stage, TaskSpec, ValidationRecord, Verdict,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
 pub use orchestrator::{Ignored, Orchestrator};

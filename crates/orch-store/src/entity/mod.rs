@@ -1,7 +1,11 @@
 //! sea-orm entities. Private to the crate: they never appear in the public API.
 
+pub(crate) mod attempt;
 pub(crate) mod control;
 pub(crate) mod event;
+pub(crate) mod merge;
+pub(crate) mod proposal;
 pub(crate) mod run;
 pub(crate) mod task;
 pub(crate) mod task_dep;
+pub(crate) mod validation;

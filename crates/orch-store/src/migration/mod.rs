@@ -9,6 +9,10 @@ mod m20261124_000002_create_task_deps;
 mod m20261124_000003_create_events;
 mod m20261124_000004_create_runs;
 mod m20261124_000005_create_controls;
+mod m20261124_000006_create_attempts;
+mod m20261124_000007_create_merges;
+mod m20261124_000008_create_proposals;
+mod m20261124_000009_create_validations;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -21,6 +25,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_events::Migration),
             Box::new(m20261124_000004_create_runs::Migration),
             Box::new(m20261124_000005_create_controls::Migration),
+            Box::new(m20261124_000006_create_attempts::Migration),
+            Box::new(m20261124_000007_create_merges::Migration),
+            Box::new(m20261124_000008_create_proposals::Migration),
+            Box::new(m20261124_000009_create_validations::Migration),
         ]
     }
 

@@ -1,0 +1,352 @@
+//! Tables projected from run journals (attempts, merges, proposals), maintained in the
+//! same transaction as the events they come from, and the validations table, which
+//! the engine fills with one row per gate command. The journal stays the source of
+//! truth; these tables make a run's story queryable.
+
+use orch_core::TaskId;
+use orch_core::Timestamp;
+use orch_core::run::{
+    AttemptId, AttemptState, FailureKind, RunEvent, RunId, Stage, ValidationRecord, Verdict,
+};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, QueryFilter, QueryOrder,
+    Set,
+};
+
+use crate::entity::{attempt, merge, proposal, validation};
+use crate::{Store, StoreError, now};
+
+/// An attempt, as the `attempts` table shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// Its branch.
+    pub branch: String,
+    /// The commit it started from.
+    pub base: String,
+    /// The agent's committed head.
+    pub head: Option<String>,
+    /// Its merge commit, if it merged cleanly.
+    pub merge: Option<String>,
+    /// `queued`, `running`, ..., `succeeded`, `failed`, `canceled`, `interrupted`.
+    pub state: String,
+    /// The failure, as JSON, when failed.
+    pub failure: Option<serde_json::Value>,
+}
+
+/// One validation command's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationRow {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// `worker` or `integration`.
+    pub stage: String,
+    /// Its position in the gate, from 1.
+    pub position: i32,
+    /// The result.
+    pub record: ValidationRecord,
+}
+
+/// One merge's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRow {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// The integration head it merged onto (clean merges).
+    pub onto: Option<String>,
+    /// The merge commit (clean merges).
+    pub commit: Option<String>,
+    /// The conflicting paths (conflicts).
+    pub conflicts: Vec<String>,
+}
+
+/// One planner proposal's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalRow {
+    /// The task it is about.
+    pub task: Option<TaskId>,
+    /// The proposal, as JSON.
+    pub proposal: serde_json::Value,
+    /// `accepted` or `rejected`.
+    pub verdict: String,
+    /// Why it was rejected (empty when accepted).
+    pub reason: String,
+}
+
+fn db(doing: &'static str) -> impl Fn(sea_orm::DbErr) -> StoreError {
+    move |e| StoreError::from_db(e, doing)
+}
+
+fn ignore_missing(
+    r: Result<impl Sized, sea_orm::DbErr>,
+    doing: &'static str,
+) -> Result<(), StoreError> {
+    match r {
+        Ok(_) | Err(sea_orm::DbErr::RecordNotUpdated) => Ok(()),
+        Err(e) => Err(StoreError::from_db(e, doing)),
+    }
+}
+
+/// Applies one event to the projected tables.
+pub(crate) async fn project<C: ConnectionTrait>(
+    db_: &C,
+    run: &RunId,
+    e: &RunEvent,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let key = |a: &AttemptId| attempt::ActiveModel {
+        run_id: Set(run.0.clone()),
+        task_id: Set(a.task.0),
+        number: Set(a.number as i32),
+        updated_at: Set(at.as_millis()),
+        ..Default::default()
+    };
+    match e {
+        RunEvent::AttemptCreated {
+            attempt: a,
+            branch,
+            base,
+        } => {
+            attempt::ActiveModel {
+                run_id: Set(run.0.clone()),
+                task_id: Set(a.task.0),
+                number: Set(a.number as i32),
+                branch: Set(branch.clone()),
+                base: Set(base.0.clone()),
+                head: Set(None),
+                merge_commit: Set(None),
+                state: Set("queued".into()),
+                failure: Set(None),
+                created_at: Set(at.as_millis()),
+                updated_at: Set(at.as_millis()),
+            }
+            .insert(db_)
+            .await
+            .map_err(db("projecting an attempt"))?;
+        }
+        RunEvent::AttemptMoved { attempt: a, to, .. } => {
+            let mut m = key(a);
+            m.state = Set(format!("{:?}", to.phase()).to_lowercase());
+            if let AttemptState::Failed(k) = to {
+                m.failure = Set(Some(serde_json::to_string(k).expect("failures serialise")));
+                if let FailureKind::Conflict { paths } = k {
+                    insert_merge(db_, run, a, None, None, Some(paths), at).await?;
+                }
+            }
+            ignore_missing(m.update(db_).await, "projecting an attempt")?;
+        }
+        RunEvent::AttemptHead {
+            attempt: a, head, ..
+        } => {
+            let mut m = key(a);
+            m.head = Set(Some(head.0.clone()));
+            ignore_missing(m.update(db_).await, "projecting an attempt")?;
+        }
+        RunEvent::MergeWritten {
+            attempt: a,
+            commit,
+            onto,
+        } => {
+            let mut m = key(a);
+            m.merge_commit = Set(Some(commit.0.clone()));
+            ignore_missing(m.update(db_).await, "projecting an attempt")?;
+            insert_merge(
+                db_,
+                run,
+                a,
+                Some(onto.0.clone()),
+                Some(commit.0.clone()),
+                None,
+                at,
+            )
+            .await?;
+        }
+        RunEvent::ProposalJudged {
+            proposal: p,
+            verdict,
+        } => {
+            let (v, reason) = match verdict {
+                Verdict::Accepted => ("accepted", String::new()),
+                Verdict::Rejected { reason } => ("rejected", reason.clone()),
+            };
+            proposal::ActiveModel {
+                id: NotSet,
+                run_id: Set(run.0.clone()),
+                task_id: Set(e.task().map(|t| t.0)),
+                proposal: Set(serde_json::to_string(p).expect("proposals serialise")),
+                verdict: Set(v.into()),
+                reason: Set(reason),
+                at: Set(at.as_millis()),
+            }
+            .insert(db_)
+            .await
+            .map_err(db("projecting a proposal"))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn insert_merge<C: ConnectionTrait>(
+    db_: &C,
+    run: &RunId,
+    a: &AttemptId,
+    onto: Option<String>,
+    commit: Option<String>,
+    conflicts: Option<&Vec<String>>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    merge::ActiveModel {
+        id: NotSet,
+        run_id: Set(run.0.clone()),
+        task_id: Set(a.task.0),
+        attempt: Set(a.number as i32),
+        onto: Set(onto),
+        merge_commit: Set(commit),
+        conflicts: Set(conflicts.map(|p| serde_json::to_string(p).expect("paths serialise"))),
+        at: Set(at.as_millis()),
+    }
+    .insert(db_)
+    .await
+    .map_err(db("projecting a merge"))?;
+    Ok(())
+}
+
+impl Store {
+    /// Records a gate's commands, one row each, in order.
+    pub async fn record_validations(
+        &self,
+        run: &RunId,
+        a: AttemptId,
+        stage: Stage,
+        records: &[ValidationRecord],
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let at = now();
+        for (i, r) in records.iter().enumerate() {
+            validation::ActiveModel {
+                id: NotSet,
+                run_id: Set(run.0.clone()),
+                task_id: Set(a.task.0),
+                attempt: Set(a.number as i32),
+                stage: Set(stage.as_str().into()),
+                position: Set(i as i32 + 1),
+                command: Set(r.command.clone()),
+                outcome: Set(r.outcome.clone()),
+                exit_code: Set(r.exit_code),
+                duration_ms: Set(r.duration_ms.min(i64::MAX as u64) as i64),
+                log_path: Set(r.log_path.clone()),
+                tail: Set(r.tail.join("\n")),
+                at: Set(at.as_millis()),
+            }
+            .insert(&txn)
+            .await
+            .map_err(db("recording a validation"))?;
+        }
+        txn.commit().await.map_err(db("committing"))
+    }
+
+    /// A run's attempts, by task and number.
+    pub async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRow>, StoreError> {
+        let rows = attempt::Entity::find()
+            .filter(attempt::Column::RunId.eq(run.0.clone()))
+            .order_by_asc(attempt::Column::TaskId)
+            .order_by_asc(attempt::Column::Number)
+            .all(&self.db)
+            .await
+            .map_err(db("reading attempts"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AttemptRow {
+                attempt: AttemptId {
+                    task: TaskId(r.task_id),
+                    number: r.number as u32,
+                },
+                branch: r.branch,
+                base: r.base,
+                head: r.head,
+                merge: r.merge_commit,
+                state: r.state,
+                failure: r.failure.and_then(|f| serde_json::from_str(&f).ok()),
+            })
+            .collect())
+    }
+
+    /// A run's validation commands, in the order they ran.
+    pub async fn validations(&self, run: &RunId) -> Result<Vec<ValidationRow>, StoreError> {
+        let rows = validation::Entity::find()
+            .filter(validation::Column::RunId.eq(run.0.clone()))
+            .order_by_asc(validation::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("reading validations"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ValidationRow {
+                attempt: AttemptId {
+                    task: TaskId(r.task_id),
+                    number: r.attempt as u32,
+                },
+                stage: r.stage,
+                position: r.position,
+                record: ValidationRecord {
+                    command: r.command,
+                    outcome: r.outcome,
+                    exit_code: r.exit_code,
+                    duration_ms: r.duration_ms.max(0) as u64,
+                    log_path: r.log_path,
+                    tail: if r.tail.is_empty() {
+                        vec![]
+                    } else {
+                        r.tail.lines().map(String::from).collect()
+                    },
+                },
+            })
+            .collect())
+    }
+
+    /// A run's merges, in order.
+    pub async fn merges(&self, run: &RunId) -> Result<Vec<MergeRow>, StoreError> {
+        let rows = merge::Entity::find()
+            .filter(merge::Column::RunId.eq(run.0.clone()))
+            .order_by_asc(merge::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("reading merges"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| MergeRow {
+                attempt: AttemptId {
+                    task: TaskId(r.task_id),
+                    number: r.attempt as u32,
+                },
+                onto: r.onto,
+                commit: r.merge_commit,
+                conflicts: r
+                    .conflicts
+                    .and_then(|c| serde_json::from_str(&c).ok())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// A run's planner proposals and verdicts, in order.
+    pub async fn proposals(&self, run: &RunId) -> Result<Vec<ProposalRow>, StoreError> {
+        let rows = proposal::Entity::find()
+            .filter(proposal::Column::RunId.eq(run.0.clone()))
+            .order_by_asc(proposal::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db("reading proposals"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ProposalRow {
+                task: r.task_id.map(TaskId),
+                proposal: serde_json::from_str(&r.proposal).unwrap_or(serde_json::Value::Null),
+                verdict: r.verdict,
+                reason: r.reason,
+            })
+            .collect())
+    }
+}
