@@ -129,6 +129,8 @@ struct Live {
     running: HashMap<AttemptId, Running>,
     /// Each attempt's base commit, from its provisioning.
     bases: HashMap<AttemptId, CommitId>,
+    /// The user's prompt template, if any.
+    template: Option<Arc<String>>,
 }
 
 impl Engine {
@@ -188,6 +190,19 @@ impl Engine {
         self.git
             .create_branch(&Self::integration_branch(&run), &resolved.commit)?;
 
+        let template: Option<Arc<String>> = match self.cfg.config.agent.prompt_template.trim() {
+            "" => None,
+            path => {
+                let p = self.git.workdir().join(path);
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    EngineError::Config(format!(
+                        "agent.prompt_template {}: cannot read it ({e}); give a file path relative to the repository, or leave it empty for the built-in prompt",
+                        p.display()
+                    ))
+                })?;
+                Some(Arc::new(text))
+            }
+        };
         let board: Vec<Task> = self.store.tasks(&[]).await?;
         let specs: Vec<TaskSpec> = board
             .iter()
@@ -217,6 +232,7 @@ impl Engine {
             agents: Arc::new(Semaphore::new(slots)),
             running: HashMap::new(),
             bases: HashMap::new(),
+            template,
         };
         let mut cancel_sent = false;
         let mut finished = None;
@@ -399,6 +415,7 @@ impl Engine {
                 };
                 let env = env_for(&prompt_path);
                 let agents = live.agents.clone();
+                let prompt_template = live.template.clone();
                 tokio::spawn(async move {
                     let _permit = agents
                         .acquire_owned()
@@ -407,13 +424,12 @@ impl Engine {
                     let prompt = task
                         .as_ref()
                         .map(|t| {
-                            prompt::render_prompt(
-                                t,
-                                &cfg.validate.worker,
-                                &cfg.validate.integration,
-                                note.as_deref(),
-                                previous_failure.as_ref(),
-                            )
+                            let (w, i) = (&cfg.validate.worker, &cfg.validate.integration);
+                            let (n, f) = (note.as_deref(), previous_failure.as_ref());
+                            match &prompt_template {
+                                Some(tpl) => prompt::render_template(tpl, t, w, i, n, f),
+                                None => prompt::render_prompt(t, w, i, n, f),
+                            }
                         })
                         .unwrap_or_default();
                     if let Err(e) = std::fs::write(&prompt_path, prompt) {

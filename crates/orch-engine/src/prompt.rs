@@ -69,9 +69,69 @@ pub fn render_prompt(
     s
 }
 
+/// Fills a user's prompt template: `{task_id}`, `{title}`, `{body}`,
+/// `{worker_validation}`, `{integration_validation}` (one command per line), `{note}` and
+/// `{previous_failure}` (both empty when there is none). Other braces are left alone.
+pub fn render_template(
+    template: &str,
+    task: &Task,
+    worker: &[String],
+    integration: &[String],
+    note: Option<&str>,
+    previous: Option<&FailureKind>,
+) -> String {
+    let previous = previous
+        .map(|f| match f {
+            FailureKind::WorkerValidation { summary }
+            | FailureKind::IntegrationValidation { summary } => summary.clone(),
+            FailureKind::Conflict { paths } => format!("conflict in: {}", paths.join(", ")),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    template
+        .replace("{task_id}", &task.id.to_string())
+        .replace("{title}", &task.title)
+        .replace("{body}", &task.body)
+        .replace("{worker_validation}", &worker.join("\n"))
+        .replace("{integration_validation}", &integration.join("\n"))
+        .replace("{note}", note.unwrap_or(""))
+        .replace("{previous_failure}", &previous)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_a_user_template() {
+        let task = Task {
+            id: orch_core::TaskId(4),
+            key: "k".into(),
+            title: "Parse".into(),
+            body: "the grammar".into(),
+            status: orch_core::TaskStatus::InProgress,
+            priority: 0,
+            depends_on: vec![],
+            labels: vec![],
+            touches: vec![],
+            created_at: orch_core::Timestamp(0),
+            updated_at: orch_core::Timestamp(0),
+        };
+        let out = render_template(
+            "#{task_id} {title}: {body}\nchecks:\n{worker_validation}\nlast time: {previous_failure}{note} {unknown}",
+            &task,
+            &["cargo test".into(), "cargo clippy".into()],
+            &[],
+            None,
+            Some(&FailureKind::Conflict {
+                paths: vec!["a.rs".into()],
+            }),
+        );
+        assert_eq!(
+            out,
+            "#4 Parse: the grammar\nchecks:\ncargo test\ncargo clippy\nlast time: conflict in: a.rs {unknown}"
+        );
+    }
 
     #[test]
     fn renders_quoted_commands() {

@@ -468,3 +468,52 @@ async fn a_broken_planner_falls_back_to_the_scheduler() {
         "the fallback and its reason are journaled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_template_replaces_the_built_in_prompt() {
+    let fx = Fx::new();
+    let store = fx.store().await;
+    store
+        .add_task(
+            NewTask {
+                title: "templated".into(),
+                body: "do it".into(),
+                ..NewTask::default()
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    std::fs::write(
+        fx.repo().join("prompt.tpl"),
+        "Task #{task_id} {title}\n{body}\nChecks:\n{worker_validation}\n",
+    )
+    .unwrap();
+    let mut cfg = config();
+    cfg.agent.prompt_template = "prompt.tpl".into();
+    let agent = r#"grep -q "Task #$ORCH_TASK_ID $ORCH_TASK_TITLE" {prompt_file} || exit 9; printf '%s\n' "$ORCH_TASK_TITLE" > "task-$ORCH_TASK_ID.txt""#;
+    let summary = fx
+        .engine(store.clone(), cfg.clone(), agent)
+        .run(RunId("t1".into()), CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(summary.tasks, vec![(TaskId(1), TaskStatus::Done)]);
+    let prompt =
+        std::fs::read_to_string(fx.repo().join(".orch/artifacts/t1/1/1/prompt.md")).unwrap();
+    assert_eq!(
+        prompt,
+        "Task #1 templated\ndo it\nChecks:\ntest -s \"task-$ORCH_TASK_ID.txt\"\n"
+    );
+    // A missing template is a clear configuration error, before anything runs.
+    cfg.agent.prompt_template = "missing.tpl".into();
+    let err = fx
+        .engine(store.clone(), cfg, agent)
+        .run(RunId("t2".into()), CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("agent.prompt_template")
+            && err.to_string().contains("missing.tpl"),
+        "{err}"
+    );
+}
