@@ -90,6 +90,9 @@ pub struct LogsArgs {
     /// The run (default: the latest run that worked on the task).
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
+    /// Keep printing as the logs grow, until the run ends.
+    #[arg(long, short)]
+    pub follow: bool,
 }
 
 /// `orch run`

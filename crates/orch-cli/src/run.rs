@@ -471,46 +471,79 @@ pub async fn logs(repo: &Repo, args: &crate::cli::LogsArgs, store: &Store) -> Re
         ))
         .into());
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            match args.stage {
-                None => true,
-                Some(crate::cli::LogStage::Agent) => name == "agent.log",
-                Some(crate::cli::LogStage::Worker) => name.starts_with("worker-"),
-                Some(crate::cli::LogStage::Integration) => name.starts_with("integration-"),
-            }
-        })
-        .collect();
-    // agent, then worker-1.., then integration-1..
-    files.sort_by_key(|p| {
-        let n = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned();
-        let rank = if n == "agent.log" {
-            0
-        } else if n.starts_with("worker-") {
-            1
-        } else {
-            2
-        };
-        (rank, n)
-    });
-    if files.is_empty() {
+    let list = || -> Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                match args.stage {
+                    None => true,
+                    Some(crate::cli::LogStage::Agent) => name == "agent.log",
+                    Some(crate::cli::LogStage::Worker) => name.starts_with("worker-"),
+                    Some(crate::cli::LogStage::Integration) => name.starts_with("integration-"),
+                }
+            })
+            .collect();
+        // agent, then worker-1.., then integration-1..
+        files.sort_by_key(|p| {
+            let n = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_owned();
+            let rank = if n == "agent.log" {
+                0
+            } else if n.starts_with("worker-") {
+                1
+            } else {
+                2
+            };
+            (rank, n)
+        });
+        Ok(files)
+    };
+    if list()?.is_empty() && !args.follow {
         return Err(BadInput(format!(
             "no such log for task {} attempt {attempt} in run {run}",
             args.task
         ))
         .into());
     }
-    for f in files {
-        println!("==> {} <==", f.display());
-        print!("{}", String::from_utf8_lossy(&std::fs::read(&f)?));
+    let mut offsets: std::collections::HashMap<PathBuf, u64> = std::collections::HashMap::new();
+    let mut last_header: Option<PathBuf> = None;
+    loop {
+        let mut grew = false;
+        for f in list()? {
+            let seen = offsets.get(&f).copied().unwrap_or(0);
+            let bytes = std::fs::read(&f)?;
+            if (bytes.len() as u64) > seen {
+                if last_header.as_ref() != Some(&f) {
+                    println!("==> {} <==", f.display());
+                    last_header = Some(f.clone());
+                }
+                print!("{}", String::from_utf8_lossy(&bytes[seen as usize..]));
+                offsets.insert(f, bytes.len() as u64);
+                grew = true;
+            }
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        let ended = store
+            .run(&RunId(run.clone()))
+            .await
+            .map(|r| {
+                matches!(
+                    r.state,
+                    RunState::Completed | RunState::Canceled | RunState::Halted
+                )
+            })
+            .unwrap_or(true);
+        if ended && !grew {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    Ok(())
 }

@@ -686,6 +686,23 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
             .code,
         2
     );
+    // Following the logs of a finished run prints them all and ends.
+    let followed = s
+        .ok(&[
+            "--repo",
+            dir.to_str().unwrap(),
+            "logs",
+            "--task",
+            "4",
+            "--attempt",
+            "1",
+            "--follow",
+        ])
+        .stdout;
+    assert!(
+        followed.contains("agent.log <==") && followed.contains("FAIL: div 9 3"),
+        "{followed}"
+    );
     // A non-empty directory is refused.
     let again = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
     assert_eq!(again.code, 2);
