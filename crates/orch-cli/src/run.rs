@@ -98,6 +98,65 @@ fn progress_line(e: &RunEvent) -> Option<String> {
     }
 }
 
+/// On a terminal: a block of lines, one per attempt with its state and how long it has
+/// been in it, redrawn in place; finished attempts scroll above it as plain lines.
+async fn live_view(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
+    started: std::time::Instant,
+) {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    let mut live: BTreeMap<String, (String, std::time::Instant)> = BTreeMap::new();
+    let mut drawn = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let mut scroll = Vec::new();
+        tokio::select! {
+            e = rx.recv() => match e {
+                None => break,
+                Some(e) => {
+                    if let RunEvent::AttemptMoved { attempt, to, .. } = &e {
+                        let name = attempt.to_string();
+                        if to.is_terminal() {
+                            live.remove(&name);
+                            let what = match to {
+                                AttemptState::Failed(k) => format!("failed: {k}"),
+                                other => format!("{:?}", other.phase()).to_lowercase(),
+                            };
+                            scroll.push(format!("[{:>6.1}s] {name:<14} {what}", started.elapsed().as_secs_f32()));
+                        } else {
+                            live.insert(name, (format!("{:?}", to.phase()).to_lowercase(), std::time::Instant::now()));
+                        }
+                    } else if let RunEvent::HeadAdvanced { attempt, to, .. } = &e {
+                        let short: String = to.0.chars().take(12).collect();
+                        scroll.push(format!("[{:>6.1}s] {:<14} merged; the integration branch is now at {short}", started.elapsed().as_secs_f32(), attempt.to_string()));
+                    } else if let RunEvent::RunMoved { .. } = &e {
+                        scroll.push(format!("[{:>6.1}s] {}", started.elapsed().as_secs_f32(), e.reason()));
+                    }
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        let mut err = std::io::stderr().lock();
+        // Move up over the block drawn last time and clear it.
+        for _ in 0..drawn {
+            let _ = write!(err, "\x1b[1A\x1b[2K");
+        }
+        for line in scroll {
+            let _ = writeln!(err, "{line}");
+        }
+        for (name, (state, since)) in &live {
+            let _ = writeln!(
+                err,
+                "  {name:<14} {state:<12} {:>5.0}s",
+                since.elapsed().as_secs_f32()
+            );
+        }
+        drawn = live.len();
+        let _ = err.flush();
+    }
+}
+
 /// Starts a run on `repo` and prints its progress and summary. Returns the exit code
 /// and the summary.
 pub async fn start(
@@ -166,11 +225,11 @@ pub async fn start(
     let terminal = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            if let Some(line) = progress_line(&e) {
-                if terminal {
-                    eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f32());
-                } else {
+        if terminal {
+            live_view(&mut rx, started).await;
+        } else {
+            while let Some(e) = rx.recv().await {
+                if let Some(line) = progress_line(&e) {
                     eprintln!("{line}");
                 }
             }
