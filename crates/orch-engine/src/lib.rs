@@ -644,23 +644,50 @@ impl Engine {
                 let path = self.attempt_worktree(run, attempt);
                 let branch = attempt.branch(run);
                 let run = run.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut errors = Vec::new();
-                    if remove_worktree
-                        && path.exists()
-                        && let Err(e) = git.remove_worktree(&path, true)
-                    {
-                        errors.push(e.to_string());
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let (run2, artifacts2) = (run.clone(), artifacts.clone());
+                    let mut errors = tokio::task::spawn_blocking(move || {
+                        let mut errors = Vec::new();
+                        if remove_worktree
+                            && path.exists()
+                            && let Err(e) = git.remove_worktree(&path, true)
+                        {
+                            errors.push(e.to_string());
+                        }
+                        if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
+                            errors.push(e.to_string());
+                        }
+                        let kept = if remove_worktree && delete_branch {
+                            Kept::Succeeded
+                        } else {
+                            Kept::Failed
+                        };
+                        let _ = artifacts2.set_outcome(&run2, attempt, kept);
+                        errors
+                    })
+                    .await
+                    .unwrap_or_else(|e| vec![format!("cleanup panicked: {e}")]);
+                    // The attempt's evidence: every file in its artifacts directory.
+                    if let Ok(dir) = artifacts.attempt_dir(&run, attempt) {
+                        let files: Vec<(String, String, u64)> = std::fs::read_dir(&dir)
+                            .into_iter()
+                            .flatten()
+                            .flatten()
+                            .filter_map(|e| {
+                                let m = e.metadata().ok().filter(|m| m.is_file())?;
+                                let name = e.file_name().to_string_lossy().into_owned();
+                                // Dot-files (the retention marker) are orch's, not evidence.
+                                if name.starts_with('.') {
+                                    return None;
+                                }
+                                Some((name, e.path().display().to_string(), m.len()))
+                            })
+                            .collect();
+                        if let Err(e) = store.record_artifacts(&run, attempt, &files).await {
+                            errors.push(e.to_string());
+                        }
                     }
-                    if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
-                        errors.push(e.to_string());
-                    }
-                    let kept = if remove_worktree && delete_branch {
-                        Kept::Succeeded
-                    } else {
-                        Kept::Failed
-                    };
-                    let _ = artifacts.set_outcome(&run, attempt, kept);
                     let error = (!errors.is_empty()).then(|| errors.join("; "));
                     let _ = tx.send(Input::CleanedUp { attempt, error });
                 });

@@ -234,6 +234,36 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
             .count(),
         3
     );
+    // Every attempt's files are recorded with their sizes.
+    let artifacts = store.artifacts(&run).await.unwrap();
+    let names = |t: TaskId, n: u32| -> Vec<String> {
+        artifacts
+            .iter()
+            .filter(|x| x.attempt.task == t && x.attempt.number == n)
+            .map(|x| x.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        names(a.id, 1),
+        vec![
+            "agent.log",
+            "integration-1.log",
+            "integration-2.log",
+            "prompt.md",
+            "worker-1.log"
+        ]
+    );
+    assert_eq!(
+        names(d.id, 1),
+        vec!["agent.log", "prompt.md"],
+        "the broken agent never reached a gate"
+    );
+    assert!(artifacts.iter().all(|x| x.path.ends_with(&x.name)));
+    assert!(
+        artifacts
+            .iter()
+            .any(|x| x.name == "prompt.md" && x.bytes > 0)
+    );
     // Every cleanup ran without leaving anything behind.
     let cleanup_errors: Vec<String> = journal
         .iter()

@@ -37,7 +37,7 @@ pub use board::ImportReport;
 pub use controls::{Control, ControlKind};
 pub use error::StoreError;
 pub use events::EventFilter;
-pub use projections::{AttemptRow, MergeRow, ProposalRow, ValidationRow};
+pub use projections::{ArtifactRow, AttemptRow, MergeRow, ProposalRow, ValidationRow};
 pub use runs::{RUN_CREATED, RunInfo};
 pub use tasks::MoveRequest;
 

@@ -13,7 +13,7 @@ use sea_orm::{
     Set,
 };
 
-use crate::entity::{attempt, merge, proposal, validation};
+use crate::entity::{artifact, attempt, merge, proposal, validation};
 use crate::{Store, StoreError, now};
 
 /// An attempt, as the `attempts` table shows it.
@@ -59,6 +59,19 @@ pub struct MergeRow {
     pub commit: Option<String>,
     /// The conflicting paths (conflicts).
     pub conflicts: Vec<String>,
+}
+
+/// One artifact file of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactRow {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// The file name, e.g. `agent.log`.
+    pub name: String,
+    /// Its full path.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
 }
 
 /// One planner proposal's row.
@@ -245,6 +258,57 @@ impl Store {
             .map_err(db("recording a validation"))?;
         }
         txn.commit().await.map_err(db("committing"))
+    }
+
+    /// Records an attempt's artifact files (name, path, size).
+    pub async fn record_artifacts(
+        &self,
+        run: &RunId,
+        a: AttemptId,
+        files: &[(String, String, u64)],
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let at = now();
+        for (name, path, bytes) in files {
+            artifact::ActiveModel {
+                id: NotSet,
+                run_id: Set(run.0.clone()),
+                task_id: Set(a.task.0),
+                attempt: Set(a.number as i32),
+                name: Set(name.clone()),
+                path: Set(path.clone()),
+                bytes: Set((*bytes).min(i64::MAX as u64) as i64),
+                at: Set(at.as_millis()),
+            }
+            .insert(&txn)
+            .await
+            .map_err(db("recording an artifact"))?;
+        }
+        txn.commit().await.map_err(db("committing"))
+    }
+
+    /// A run's artifact files, by attempt and name.
+    pub async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactRow>, StoreError> {
+        let rows = artifact::Entity::find()
+            .filter(artifact::Column::RunId.eq(run.0.clone()))
+            .order_by_asc(artifact::Column::TaskId)
+            .order_by_asc(artifact::Column::Attempt)
+            .order_by_asc(artifact::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(db("reading artifacts"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ArtifactRow {
+                attempt: AttemptId {
+                    task: TaskId(r.task_id),
+                    number: r.attempt as u32,
+                },
+                name: r.name,
+                path: r.path,
+                bytes: r.bytes.max(0) as u64,
+            })
+            .collect())
     }
 
     /// A run's attempts, by task and number.

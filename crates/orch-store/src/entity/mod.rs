@@ -1,5 +1,6 @@
 //! sea-orm entities. Private to the crate: they never appear in the public API.
 
+pub(crate) mod artifact;
 pub(crate) mod attempt;
 pub(crate) mod control;
 pub(crate) mod event;

@@ -13,6 +13,7 @@ mod m20261124_000006_create_attempts;
 mod m20261124_000007_create_merges;
 mod m20261124_000008_create_proposals;
 mod m20261124_000009_create_validations;
+mod m20261124_000010_create_artifacts;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000007_create_merges::Migration),
             Box::new(m20261124_000008_create_proposals::Migration),
             Box::new(m20261124_000009_create_validations::Migration),
+            Box::new(m20261124_000010_create_artifacts::Migration),
         ]
     }
 
