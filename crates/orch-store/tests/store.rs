@@ -717,6 +717,19 @@ async fn run_tables_project_the_journal_and_record_validations() {
             .unwrap();
         let v = s.validations(&run).await.unwrap();
         assert_eq!(v.len(), 2);
+        s.record_artifacts(&run, a1, &[("agent.log".into(), "/l/agent.log".into(), 42)])
+            .await
+            .unwrap();
+        let arts = s.artifacts(&run).await.unwrap();
+        assert_eq!(
+            (
+                arts.len(),
+                arts[0].name.as_str(),
+                arts[0].bytes,
+                arts[0].attempt
+            ),
+            (1, "agent.log", 42, a1)
+        );
         assert_eq!(
             (v[1].stage.as_str(), v[1].position, v[1].record.clone()),
             ("worker", 2, records[1].clone())
