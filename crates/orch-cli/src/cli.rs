@@ -181,6 +181,31 @@ pub enum TaskCommand {
     Edit(TaskEditArgs),
     /// Move a task to another column.
     Move(TaskMove),
+    /// Put a failed task back in the backlog, for a fresh attempt budget in the next run.
+    Retry {
+        /// The task id.
+        id: TaskId,
+        /// Why, for the event log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Put a blocked task back in the backlog.
+    Unblock {
+        /// The task id.
+        id: TaskId,
+        /// Why, for the event log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Cancel a task. If a run is working on it, only that task's attempt is stopped;
+    /// the rest of the run goes on.
+    Cancel {
+        /// The task id.
+        id: TaskId,
+        /// Why, for the event log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Remove a task from the board (its history stays in the event log).
     Rm {
         /// The task id.

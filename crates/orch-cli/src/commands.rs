@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use orch_core::TaskStatus;
 use orch_core::board::BoardFile;
 use orch_core::task::{NewTask, TaskEdit};
 use orch_core::transition::Actor;
@@ -155,6 +156,7 @@ fn read_input(path: &Path) -> Result<String> {
 async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
     let (_repo, store) = open(ctx).await?;
     let who = actor();
+
     match cmd {
         TaskCommand::Add(a) => {
             let new = NewTask {
@@ -271,6 +273,72 @@ async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
                 );
             }
         }
+        TaskCommand::Retry { id, reason } => {
+            reopen(ctx, &store, id, TaskStatus::Failed, "retried", reason, &who).await?
+        }
+        TaskCommand::Unblock { id, reason } => {
+            reopen(
+                ctx,
+                &store,
+                id,
+                TaskStatus::Blocked,
+                "unblocked",
+                reason,
+                &who,
+            )
+            .await?
+        }
+        TaskCommand::Cancel { id, reason } => {
+            let t = store.task(id).await?;
+            if t.status == TaskStatus::InProgress {
+                let live: Vec<orch_store::RunInfo> = store
+                    .runs()
+                    .await?
+                    .into_iter()
+                    .filter(|r| {
+                        matches!(
+                            r.state,
+                            orch_core::run::RunState::Running | orch_core::run::RunState::Draining
+                        )
+                    })
+                    .collect();
+                if live.is_empty() {
+                    return Err(BadInput(format!(
+                        "task {id} is in_progress but no run is live to stop it; move it with `orch task move {id} canceled --force`"
+                    ))
+                    .into());
+                }
+                for r in &live {
+                    store
+                        .post_control(&r.id, orch_store::ControlKind::CancelTask(id))
+                        .await?;
+                }
+                let runs: Vec<String> = live.iter().map(|r| r.id.0.clone()).collect();
+                if ctx.json {
+                    output::print_json(
+                        &json!({ "task": id.0, "cancel": "requested", "runs": runs }),
+                    )?;
+                } else {
+                    println!(
+                        "cancel requested: run {} stops task #{id} and goes on with the rest",
+                        runs.join(", ")
+                    );
+                }
+            } else {
+                let req = MoveRequest {
+                    to: TaskStatus::Canceled,
+                    actor: Actor::Human,
+                    force: false,
+                    reason: Some(reason.unwrap_or_else(|| "canceled".into())),
+                };
+                let t = store.move_task(id, &req, &who).await?;
+                if ctx.json {
+                    output::print_json(&TaskJson::from(&t))?;
+                } else {
+                    println!("canceled #{} {}", t.id, t.title);
+                }
+            }
+        }
         TaskCommand::Rm { id, force } => {
             let t = store.remove_task(id, force, &who).await?;
             if ctx.json {
@@ -282,6 +350,47 @@ async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
     }
     store.close().await?;
     Ok(())
+}
+
+/// Moves a `from` task back to the backlog (retry, unblock), refusing any other status.
+async fn reopen(
+    ctx: &Ctx,
+    store: &Store,
+    id: orch_core::TaskId,
+    from: TaskStatus,
+    verb: &str,
+    reason: Option<String>,
+    who: &str,
+) -> Result<()> {
+    let t = store.task(id).await?;
+    if t.status != from {
+        let hint = if t.status == TaskStatus::Canceled {
+            " (a canceled one: orch task move ID backlog)"
+        } else {
+            ""
+        };
+        return Err(BadInput(format!(
+            "task {id} is {}; only a {from} task can be {verb}{hint}",
+            t.status
+        ))
+        .into());
+    }
+    let req = MoveRequest {
+        to: TaskStatus::Backlog,
+        actor: Actor::Human,
+        force: false,
+        reason: Some(format!(
+            "{verb}{}",
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        )),
+    };
+    let t = store.move_task(id, &req, who).await?;
+    if ctx.json {
+        output::print_json(&TaskJson::from(&t))
+    } else {
+        println!("{verb} #{} {}: back in the backlog", t.id, t.title);
+        Ok(())
+    }
 }
 
 fn terminal_width() -> usize {

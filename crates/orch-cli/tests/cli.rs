@@ -843,3 +843,104 @@ fn a_closed_stdout_ends_quietly() {
         o.status
     );
 }
+
+#[test]
+fn task_retry_unblock_and_cancel() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "fails"]);
+    s.ok(&["task", "add", "blocked"]);
+    s.ok(&["task", "add", "dropped"]);
+    s.ok(&["task", "move", "2", "blocked"]);
+    // Refusals name the status and what is allowed.
+    let r = s.run(&["task", "retry", "2"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("task 2 is blocked; only a failed task can be retried"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(s.run(&["task", "unblock", "1"]).code, 2);
+    s.ok(&["task", "unblock", "2", "--reason", "decided"]);
+    s.ok(&["task", "cancel", "3"]);
+    // A run in which task 1 fails; then it is retried.
+    let r = s.run(&[
+        "run",
+        "--agent-cmd",
+        "exit 3",
+        "--max-attempts",
+        "1",
+        "--task",
+        "1",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    s.ok(&["task", "retry", "1", "--reason", "new model"]);
+    let st: Vec<String> = s
+        .ok(&["task", "list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(st, vec!["backlog", "backlog", "canceled"]);
+    let history = s.ok(&["task", "show", "1"]).stdout;
+    assert!(
+        history.contains("failed -> backlog: retried: new model"),
+        "{history}"
+    );
+}
+
+#[test]
+fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "slow"]);
+    s.ok(&["task", "add", "quick"]);
+    let pid_file = s.dir.path().join("slow.pid");
+    let agent = format!(
+        "if [ \"$ORCH_TASK_TITLE\" = slow ]; then sleep 300 & echo $! > {}; wait; else sleep 1; echo ok > quick.txt; fi",
+        pid_file.display()
+    );
+    let mut run = s
+        .cmd(&["run", "--agent-cmd", &agent, "--concurrency", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if pid_file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(pid_file.exists(), "the slow agent started");
+    let r = s.run(&["task", "cancel", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("stops task #1 and goes on with the rest"),
+        "{}",
+        r.stdout
+    );
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "a canceled task is not done");
+    let st: Vec<String> = s
+        .ok(&["task", "list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(st, vec!["canceled", "done"]);
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !orch_validate::runner::is_alive(pid),
+        "the canceled agent's child {pid} survived"
+    );
+}
