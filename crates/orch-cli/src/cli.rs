@@ -40,6 +40,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Run agents on the board: claim, work, validate, merge, until nothing is left.
     Run(RunArgs),
+    /// Remove the worktrees and branches that no live attempt uses, and report what was
+    /// kept and why. Integration branches are kept for review.
+    Cleanup(CleanupArgs),
     /// The audit log: every change to the board and every decision of every run.
     Events(EventsArgs),
     /// An attempt's logs: the agent's output and the gates'.
@@ -48,6 +51,17 @@ pub enum Command {
     /// the task body found in the prompt file.
     #[command(name = "scripted-agent", hide = true)]
     ScriptedAgent,
+}
+
+/// `orch cleanup`
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also remove dirty worktrees and branches whose work is in no integration branch.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `orch events`

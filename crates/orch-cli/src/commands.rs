@@ -54,6 +54,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
             store.close().await?;
             code
         }
+        Command::Cleanup(args) => {
+            let repo = Repo::discover(ctx.repo.as_deref())?;
+            let store = crate::run::open_store(&repo, &ctx).await?;
+            crate::run::cleanup(&ctx, &args, &repo, &store)
+                .await
+                .map(|_| 0)
+        }
         Command::Events(args) => {
             let repo = Repo::discover(ctx.repo.as_deref())?;
             let store = crate::run::open_store(&repo, &ctx).await?;

@@ -606,3 +606,101 @@ pub async fn logs(repo: &Repo, args: &crate::cli::LogsArgs, store: &Store) -> Re
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// `orch cleanup`: removes what no live attempt uses; keeps integration branches, and
+/// (unless forced) dirty worktrees and branches whose work is in no integration branch.
+pub async fn cleanup(
+    ctx: &Ctx,
+    args: &crate::cli::CleanupArgs,
+    repo: &Repo,
+    store: &Store,
+) -> Result<()> {
+    let cfg = config::load(&repo.root, &ctx.set)?.config;
+    let git = Git::open(&repo.root)?;
+    let root = if cfg.worktrees.root.trim().is_empty() {
+        orch_git::default_worktree_root(git.workdir())
+    } else {
+        Some(PathBuf::from(&cfg.worktrees.root))
+    };
+    // The live set: every non-terminal attempt of every run that has not ended, and
+    // every integration branch (they hold validated work, for review).
+    let mut live_branches = std::collections::BTreeSet::new();
+    let mut live_worktrees = std::collections::BTreeSet::new();
+    for r in store.runs().await? {
+        live_branches.insert(format!("orch/{}/integration", r.id));
+        if matches!(
+            r.state,
+            RunState::Completed | RunState::Canceled | RunState::Halted
+        ) {
+            continue;
+        }
+        if let Some(root) = &root {
+            live_worktrees.insert(root.join(&r.id.0).join("integration"));
+        }
+        for a in store.attempts(&r.id).await? {
+            if matches!(
+                a.state.as_str(),
+                "succeeded" | "failed" | "canceled" | "interrupted"
+            ) {
+                continue;
+            }
+            live_branches.insert(a.branch.clone());
+            if let Some(root) = &root {
+                live_worktrees.insert(root.join(&r.id.0).join(a.attempt.to_string()));
+            }
+        }
+    }
+    let orphans = git.orphans(&live_branches, &live_worktrees)?;
+    if args.dry_run {
+        if ctx.json {
+            return output::print_json(&json!({
+                "worktrees": orphans.worktrees.iter().map(|w| json!({ "path": w.path, "branch": w.branch, "dirty": w.dirty, "prunable": w.prunable })).collect::<Vec<_>>(),
+                "branches": orphans.branches.iter().map(|b| json!({ "name": b.name, "merged": b.merged })).collect::<Vec<_>>(),
+            }));
+        }
+        if orphans.worktrees.is_empty() && orphans.branches.is_empty() {
+            println!("Nothing to clean up.");
+        }
+        for w in &orphans.worktrees {
+            let note = match (w.prunable, w.dirty) {
+                (true, _) => " (its directory is gone)",
+                (_, Some(true)) => " (dirty: kept unless --force)",
+                _ => "",
+            };
+            println!("would remove worktree {}{note}", w.path.display());
+        }
+        for b in &orphans.branches {
+            let note = if b.merged {
+                ""
+            } else {
+                " (work in no integration branch: kept unless --force)"
+            };
+            println!("would delete branch {}{note}", b.name);
+        }
+        return Ok(());
+    }
+    let report = git.remove_orphans(&live_branches, &live_worktrees, args.force)?;
+    if ctx.json {
+        return output::print_json(&json!({
+            "removed_worktrees": report.removed_worktrees,
+            "deleted_branches": report.deleted_branches,
+            "kept": report.kept.iter().map(|(what, why)| json!({ "what": what, "why": why })).collect::<Vec<_>>(),
+        }));
+    }
+    for w in &report.removed_worktrees {
+        println!("removed worktree {}", w.display());
+    }
+    for b in &report.deleted_branches {
+        println!("deleted branch {b}");
+    }
+    for (what, why) in &report.kept {
+        println!("kept {what}: {why}");
+    }
+    if report.removed_worktrees.is_empty()
+        && report.deleted_branches.is_empty()
+        && report.kept.is_empty()
+    {
+        println!("Nothing to clean up.");
+    }
+    Ok(())
+}

@@ -944,3 +944,59 @@ fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
         "the canceled agent's child {pid} survived"
     );
 }
+
+#[test]
+fn cleanup_removes_what_no_live_attempt_uses() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "good"]);
+    s.ok(&["task", "add", "bad"]);
+    // The bad task's attempts fail and keep their worktrees (cleanup = on-success).
+    let agent = "echo \"$ORCH_TASK_TITLE\" > out.txt; [ \"$ORCH_TASK_TITLE\" = good ]";
+    let r = s.run(&["run", "--agent-cmd", agent, "--max-attempts", "1"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let run = s.ok(&["--json", "run", "list"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dry = s.ok(&["cleanup", "--dry-run"]).stdout;
+    assert!(
+        dry.contains(&format!("would remove worktree")) && dry.contains("task-2-1"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!(
+            "would delete branch orch/{run}/task-2-1 (work in no integration branch"
+        )),
+        "{dry}"
+    );
+    assert!(
+        !dry.contains("integration\n") && !dry.contains(&format!("orch/{run}/integration")),
+        "{dry}"
+    );
+    let out = s.ok(&["cleanup"]).stdout;
+    assert!(
+        out.contains("removed worktree")
+            && out.contains(&format!(
+                "kept orch/{run}/task-2-1: its work is in no integration branch"
+            )),
+        "{out}"
+    );
+    let forced = s.ok(&["cleanup", "--force"]).stdout;
+    assert!(
+        forced.contains(&format!("deleted branch orch/{run}/task-2-1")),
+        "{forced}"
+    );
+    assert_eq!(s.ok(&["cleanup"]).stdout, "Nothing to clean up.\n");
+    // The integration branch, with the validated work, stays.
+    let branches = Command::new("git")
+        .arg("-C")
+        .arg(s.repo())
+        .args(["branch", "--list", "orch/*"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(branches.stdout).unwrap().trim(),
+        format!("orch/{run}/integration")
+    );
+}
