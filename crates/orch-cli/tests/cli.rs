@@ -961,7 +961,7 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         .to_owned();
     let dry = s.ok(&["cleanup", "--dry-run"]).stdout;
     assert!(
-        dry.contains(&format!("would remove worktree")) && dry.contains("task-2-1"),
+        dry.contains("would remove worktree") && dry.contains("task-2-1"),
         "{dry}"
     );
     assert!(
