@@ -101,6 +101,17 @@ impl Sandbox {
         r
     }
 
+    /// Every task's status, in id order.
+    fn statuses(&self) -> Vec<String> {
+        self.ok(&["task", "list", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Replaces this sandbox's paths and all timestamps.
     fn redact(&self, s: &str) -> String {
         let root = self.dir.path().canonicalize().unwrap();
@@ -876,14 +887,7 @@ fn task_retry_unblock_and_cancel() {
     ]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     s.ok(&["task", "retry", "1", "--reason", "new model"]);
-    let st: Vec<String> = s
-        .ok(&["task", "list", "--json"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["status"].as_str().unwrap().to_owned())
-        .collect();
+    let st = s.statuses();
     assert_eq!(st, vec!["backlog", "backlog", "canceled"]);
     let history = s.ok(&["task", "show", "1"]).stdout;
     assert!(
@@ -925,14 +929,7 @@ fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
     );
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(3), "a canceled task is not done");
-    let st: Vec<String> = s
-        .ok(&["task", "list", "--json"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["status"].as_str().unwrap().to_owned())
-        .collect();
+    let st = s.statuses();
     assert_eq!(st, vec!["canceled", "done"]);
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
