@@ -43,8 +43,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Board(args) => board(&ctx, args).await.map(|_| 0),
         Command::Config(ConfigCommand::Show) => config_show(&ctx).map(|_| 0),
         Command::Run(args) => {
-            let repo = Repo::discover(ctx.repo.as_deref())?;
-            let store = crate::run::open_store(&repo, &ctx).await?;
+            let (repo, store) = open(&ctx).await?;
             let code = match &args.command {
                 Some(cmd) => crate::run::inspect(&ctx, cmd, &store).await.map(|_| 0),
                 None => crate::run::start(&ctx, &args, &repo, store.clone())
@@ -55,20 +54,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
             code
         }
         Command::Cleanup(args) => {
-            let repo = Repo::discover(ctx.repo.as_deref())?;
-            let store = crate::run::open_store(&repo, &ctx).await?;
+            let (repo, store) = open(&ctx).await?;
             crate::run::cleanup(&ctx, &args, &repo, &store)
                 .await
                 .map(|_| 0)
         }
         Command::Events(args) => {
-            let repo = Repo::discover(ctx.repo.as_deref())?;
-            let store = crate::run::open_store(&repo, &ctx).await?;
+            let (_, store) = open(&ctx).await?;
             crate::run::events(&ctx, &args, &store).await.map(|_| 0)
         }
         Command::Logs(args) => {
-            let repo = Repo::discover(ctx.repo.as_deref())?;
-            let store = crate::run::open_store(&repo, &ctx).await?;
+            let (repo, store) = open(&ctx).await?;
             crate::run::logs(&repo, &args, &store).await.map(|_| 0)
         }
         Command::ScriptedAgent => crate::run::scripted_agent(),
@@ -85,7 +81,8 @@ fn actor() -> String {
 }
 
 /// Opens the store for the repository, creating `.orch/` for the default SQLite file.
-async fn open(ctx: &Ctx) -> Result<(Repo, Store)> {
+/// Every command that needs the store comes through here.
+pub async fn open(ctx: &Ctx) -> Result<(Repo, Store)> {
     let repo = Repo::discover(ctx.repo.as_deref())?;
     let cfg = config::load(&repo.root, &ctx.set)?;
     let loc = Location::from_setting(&cfg.config.database_url, &repo.root)?;
@@ -564,13 +561,9 @@ fn config_show(ctx: &Ctx) -> Result<()> {
         .max()
         .unwrap_or(0);
     for (line, source) in rendered {
-        println!("{}  # {source}", output_pad(&line, w));
+        println!("{}  # {source}", output::pad(&line, w));
     }
     Ok(())
-}
-
-fn output_pad(s: &str, w: usize) -> String {
-    format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())))
 }
 
 fn describe_file(p: &Path) -> String {

@@ -116,7 +116,8 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
-fn pad(s: &str, width: usize) -> String {
+/// Pads `s` with spaces to `width` characters.
+pub fn pad(s: &str, width: usize) -> String {
     let n = s.chars().count();
     format!("{s}{}", " ".repeat(width.saturating_sub(n)))
 }

@@ -10,7 +10,7 @@ use orch_core::config::Config;
 use orch_core::run::{AttemptState, RunEvent, RunId, RunSnapshot, RunState};
 use orch_engine::{Engine, EngineConfig, RunSummary};
 use orch_git::Git;
-use orch_store::{Location, Store};
+use orch_store::Store;
 use orch_validate::CancellationToken;
 use serde_json::json;
 
@@ -447,16 +447,6 @@ pub fn scripted_agent() -> Result<u8> {
         .status()
         .context("running sh")?;
     Ok(status.code().unwrap_or(1).clamp(0, 255) as u8)
-}
-
-/// Opens the store for a repository (for `orch run` subcommands).
-pub async fn open_store(repo: &Repo, ctx: &Ctx) -> Result<Store> {
-    let cfg = config::load(&repo.root, &ctx.set)?;
-    let loc = Location::from_setting(&cfg.config.database_url, &repo.root)?;
-    if matches!(&loc, Location::Sqlite(_)) {
-        repo.ensure_orch_dir()?;
-    }
-    Ok(Store::open(&loc).await?)
 }
 
 /// `orch events`: the audit log, optionally followed.
