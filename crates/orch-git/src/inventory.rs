@@ -25,6 +25,40 @@ impl Git {
     /// prunable, locked or dirty, and whether each branch is contained in an
     /// integration branch (`orch/<run>/integration`).
     pub fn inventory(&self) -> Result<Inventory, GitError> {
+        let worktrees = {
+            let _admin = self.admin();
+            self.worktrees_locked(true)?
+        };
+        let raw = self.orch_branches()?;
+        let integrations: Vec<CommitId> = raw
+            .iter()
+            .filter(|(n, _)| n.ends_with("/integration"))
+            .map(|(_, c)| c.clone())
+            .collect();
+        let mut branches = Vec::new();
+        for (name, head) in raw {
+            let merged =
+                name.ends_with("/integration") || self.contained_in_any(&integrations, &head)?;
+            let worktree = worktrees
+                .iter()
+                .find(|w| w.branch.as_deref() == Some(name.as_str()))
+                .map(|w| w.path.clone());
+            branches.push(BranchInfo {
+                name,
+                head,
+                merged,
+                worktree,
+            });
+        }
+        Ok(Inventory {
+            worktrees,
+            branches,
+        })
+    }
+
+    /// Linked worktrees; `dirty` is only computed when asked (it runs `git status` in
+    /// each). Callers hold the admin lock.
+    pub(crate) fn worktrees_locked(&self, with_dirty: bool) -> Result<Vec<WorktreeInfo>, GitError> {
         let repo = self.repo();
         let mut worktrees = Vec::new();
         for proxy in repo
@@ -41,12 +75,19 @@ impl Git {
                 .ok()
                 .and_then(|r| r.head_name().ok().flatten())
                 .map(|n| n.shorten().to_string());
-            let dirty = if prunable {
+            let dirty = if prunable || !with_dirty {
                 None
             } else {
+                // --no-optional-locks: a read-only status must never take the
+                // worktree's index lock, or it collides with orch's own checkouts.
                 git_cli(
                     &path,
-                    &["status", "--porcelain", "--untracked-files=normal"],
+                    &[
+                        "--no-optional-locks",
+                        "status",
+                        "--porcelain",
+                        "--untracked-files=normal",
+                    ],
                 )
                 .ok()
                 .map(|s| !s.trim().is_empty())
@@ -59,10 +100,16 @@ impl Git {
                 dirty,
             });
         }
-        let mut raw = Vec::new();
+        Ok(worktrees)
+    }
+
+    /// Every `orch/*` branch with its tip.
+    pub(crate) fn orch_branches(&self) -> Result<Vec<(String, CommitId)>, GitError> {
+        let repo = self.repo();
         let refs = repo
             .references()
             .map_err(|e| GitError::gix("listing branches", e))?;
+        let mut out = Vec::new();
         for r in refs
             .prefixed("refs/heads/orch/")
             .map_err(|e| GitError::gix("listing branches", e))?
@@ -72,42 +119,23 @@ impl Git {
             let id = r
                 .peel_to_id()
                 .map_err(|e| GitError::gix("reading a branch", e))?;
-            raw.push((name, CommitId(id.to_string())));
+            out.push((name, CommitId(id.to_string())));
         }
-        let integrations: Vec<&CommitId> = raw
-            .iter()
-            .filter(|(n, _)| n.ends_with("/integration"))
-            .map(|(_, c)| c)
-            .collect();
-        let mut branches = Vec::new();
-        for (name, head) in &raw {
-            let merged = if name.ends_with("/integration") {
-                true
-            } else {
-                let mut any = false;
-                for i in &integrations {
-                    if self.contains(i, head)? {
-                        any = true;
-                        break;
-                    }
-                }
-                any
-            };
-            let worktree = worktrees
-                .iter()
-                .find(|w| w.branch.as_deref() == Some(name.as_str()))
-                .map(|w| w.path.clone());
-            branches.push(BranchInfo {
-                name: name.clone(),
-                head: head.clone(),
-                merged,
-                worktree,
-            });
+        Ok(out)
+    }
+
+    /// Whether `head`'s work is in any of the integration tips.
+    pub(crate) fn contained_in_any(
+        &self,
+        integrations: &[CommitId],
+        head: &CommitId,
+    ) -> Result<bool, GitError> {
+        for i in integrations {
+            if self.contains(i, head)? {
+                return Ok(true);
+            }
         }
-        Ok(Inventory {
-            worktrees,
-            branches,
-        })
+        Ok(false)
     }
 
     /// The worktrees and `orch/*` branches that none of the live attempts uses

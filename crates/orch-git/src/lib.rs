@@ -287,9 +287,10 @@ pub(crate) fn git_cli(dir: &Path, args: &[&str]) -> Result<String, GitError> {
 }
 
 /// [`git_cli`], retried while another git process holds a lock file (`index.lock`,
-/// a ref lock): up to about 5 s, then the last error. Something outside orch's own calls
-/// (seen: a concurrent git process on the integration worktree's index, suspected to
-/// be a background `gc --auto`) can hold such a lock briefly.
+/// a ref lock): up to about 5 s, then the last error. The collisions seen while building
+/// the engine came from orch's own inventory running `git status` (which refreshes the
+/// index under its lock) without `--no-optional-locks`; that is fixed, and this retry
+/// stays for git processes outside orch (an editor, a background `gc --auto`).
 pub(crate) fn git_cli_retrying(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let mut wait = std::time::Duration::from_millis(20);
     let mut waited = std::time::Duration::ZERO;

@@ -221,27 +221,30 @@ impl Git {
     /// Deletes `branch`. Refused while a worktree has it checked out, and, unless
     /// `force`, while its changes are in no integration branch.
     pub fn delete_branch(&self, branch: &str, force: bool) -> Result<(), GitError> {
-        let inv = self.inventory()?;
+        if !force && !branch.ends_with("/integration") {
+            // Only this branch's work is checked, not the whole inventory's.
+            let tips = self.orch_branches()?;
+            let integrations: Vec<CommitId> = tips
+                .iter()
+                .filter(|(n, _)| n.ends_with("/integration"))
+                .map(|(_, c)| c.clone())
+                .collect();
+            if let Some((_, head)) = tips.iter().find(|(n, _)| n == branch)
+                && !self.contained_in_any(&integrations, head)?
+            {
+                return Err(GitError::Unmerged(branch.into()));
+            }
+        }
         let _admin = self.admin();
-        if let Some(w) = inv
-            .worktrees
-            .iter()
+        if let Some(w) = self
+            .worktrees_locked(false)?
+            .into_iter()
             .find(|w| w.branch.as_deref() == Some(branch) && !w.prunable)
         {
             return Err(GitError::BranchCheckedOut {
                 branch: branch.into(),
-                worktree: w.path.clone(),
+                worktree: w.path,
             });
-        }
-        if !force {
-            let merged = inv
-                .branches
-                .iter()
-                .find(|b| b.name == branch)
-                .is_none_or(|b| b.merged);
-            if !merged {
-                return Err(GitError::Unmerged(branch.into()));
-            }
         }
         self.delete_ref(&full_branch(branch))
     }
