@@ -35,6 +35,39 @@ pub enum StoreError {
     /// A run with that id exists already.
     #[error("run {0} exists already")]
     RunExists(String),
+    /// Another process drives the run.
+    #[error(
+        "run {run} is driven by {owner} (its lease lapses in {}s unless renewed); only one process drives a run, wait for it or stop it",
+        (expires_in_ms.max(&0) + 999) / 1000
+    )]
+    LeaseHeld {
+        /// The run.
+        run: String,
+        /// The holder.
+        owner: String,
+        /// How long until the lease expires without a heartbeat.
+        expires_in_ms: i64,
+    },
+    /// The caller's lease was taken over (it missed its heartbeats).
+    #[error("run {run}: this process lost its lease to {holder}; it stops driving the run")]
+    LeaseLost {
+        /// The run.
+        run: String,
+        /// Who holds it now.
+        holder: String,
+    },
+    /// Another run claimed the task first.
+    #[error(
+        "task {task} was claimed elsewhere: it is {actual}, not {expected}; another run owns it"
+    )]
+    ClaimLost {
+        /// The task.
+        task: TaskId,
+        /// The status the claim expected.
+        expected: String,
+        /// Its status in the store.
+        actual: String,
+    },
     /// The key belongs to another task.
     #[error("key {key:?} is already used by task {owner}")]
     KeyTaken {
@@ -108,6 +141,7 @@ impl StoreError {
                 | StoreError::TaskNotFound(_)
                 | StoreError::RunNotFound(_)
                 | StoreError::RunExists(_)
+                | StoreError::LeaseHeld { .. }
                 | StoreError::KeyTaken { .. }
                 | StoreError::Field(_)
                 | StoreError::Move { .. }

@@ -128,6 +128,13 @@ impl Store {
             .map_err(|err| StoreError::from_db(err, "journaling a run event"))?;
             crate::projections::project(&txn, id, e, at).await?;
             match e {
+                // A claim is a compare-and-swap: two runs never both take a task.
+                RunEvent::TaskMoved {
+                    task: t,
+                    from,
+                    to: TaskStatus::InProgress,
+                    ..
+                } => claim(&txn, *t, *from, at).await?,
                 RunEvent::TaskMoved { task: t, to, .. } => set_status(&txn, *t, *to, at).await?,
                 RunEvent::RunMoved { to, .. } => {
                     run::ActiveModel {
@@ -152,7 +159,11 @@ impl Store {
     pub async fn run_events(&self, id: &RunId) -> Result<Vec<RunEvent>, StoreError> {
         let rows = event::Entity::find()
             .filter(event::Column::RunId.eq(id.0.clone()))
-            .filter(event::Column::Kind.ne(RUN_CREATED))
+            .filter(event::Column::Kind.is_not_in([
+                RUN_CREATED,
+                crate::LEASE_ACQUIRED,
+                crate::LEASE_TAKEN_OVER,
+            ]))
             .order_by_asc(event::Column::Seq)
             .all(&self.db)
             .await
@@ -188,6 +199,43 @@ impl Store {
             .into_iter()
             .map(to_info)
             .collect()
+    }
+}
+
+/// Moves `t` to `in_progress` only if it is still `from`.
+async fn claim<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    t: TaskId,
+    from: TaskStatus,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    use sea_orm::sea_query::Expr;
+    let done = task::Entity::update_many()
+        .col_expr(
+            task::Column::Status,
+            Expr::value(TaskStatus::InProgress.as_str()),
+        )
+        .col_expr(task::Column::UpdatedAt, Expr::value(at.as_millis()))
+        .filter(task::Column::Id.eq(t.0))
+        .filter(task::Column::Status.eq(from.as_str()))
+        .exec(db)
+        .await
+        .map_err(|e| StoreError::from_db(e, "claiming a task"))?;
+    if done.rows_affected == 1 {
+        return Ok(());
+    }
+    let actual = task::Entity::find_by_id(t.0)
+        .one(db)
+        .await
+        .map_err(|e| StoreError::from_db(e, "reading a task"))?;
+    match actual {
+        // A task removed from the board mid-run: the journal still records the move.
+        None => Ok(()),
+        Some(m) => Err(StoreError::ClaimLost {
+            task: t,
+            expected: from.as_str().to_owned(),
+            actual: m.status,
+        }),
     }
 }
 

@@ -737,3 +737,110 @@ async fn run_tables_project_the_journal_and_record_validations() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_have_one_owner_and_takeovers_are_journaled() {
+    use orch_core::run::RunId;
+    use orch_store::{Acquired, LEASE_TAKEN_OVER};
+    use std::time::Duration;
+    each_backend(|s| async move {
+        let run = RunId("r-lease".into());
+        s.create_run(&run, &serde_json::json!({}), "o")
+            .await
+            .unwrap();
+        let long = Duration::from_secs(60);
+        assert_eq!(
+            s.acquire_lease(&run, "a", long, None).await.unwrap(),
+            Acquired::Fresh
+        );
+        assert_eq!(
+            s.acquire_lease(&run, "a", long, None).await.unwrap(),
+            Acquired::Renewed
+        );
+        // A live lease is not taken, not even by a claim that some *other* owner died.
+        let err = s
+            .acquire_lease(&run, "b", long, Some("c"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::LeaseHeld { ref owner, .. } if owner == "a"));
+        assert!(err.to_string().contains("driven by a"), "{err}");
+        s.renew_lease(&run, "a", long).await.unwrap();
+        assert!(matches!(
+            s.renew_lease(&run, "b", long).await,
+            Err(StoreError::LeaseLost { ref holder, .. }) if holder == "a"
+        ));
+        // Proven dead: taken at once.
+        match s.acquire_lease(&run, "b", long, Some("a")).await.unwrap() {
+            Acquired::TookOver { previous, why } => {
+                assert_eq!(previous.owner, "a");
+                assert!(why.contains("no longer exists"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The old owner's heartbeat now fails: it must stop.
+        assert!(matches!(
+            s.renew_lease(&run, "a", long).await,
+            Err(StoreError::LeaseLost { ref holder, .. }) if holder == "b"
+        ));
+        // Expired: taken once the time has passed, and only then.
+        s.renew_lease(&run, "b", Duration::from_millis(150))
+            .await
+            .unwrap();
+        assert!(s.acquire_lease(&run, "c", long, None).await.is_err());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(matches!(
+            s.acquire_lease(&run, "c", long, None).await.unwrap(),
+            Acquired::TookOver { ref previous, .. } if previous.owner == "b"
+        ));
+        let ev = s
+            .events(&EventFilter {
+                run: Some(run.0.clone()),
+                ..EventFilter::default()
+            })
+            .await
+            .unwrap();
+        let takeovers: Vec<_> = ev.iter().filter(|e| e.kind == LEASE_TAKEN_OVER).collect();
+        assert_eq!(takeovers.len(), 2, "{ev:?}");
+        assert!(takeovers[1].reason.contains("c took the run over from b"));
+        // Lease rows never reach the core's journal.
+        assert!(s.run_events(&run).await.unwrap().is_empty());
+        s.release_lease(&run, "b").await.unwrap();
+        assert_eq!(s.lease(&run).await.unwrap().unwrap().owner, "c");
+        s.release_lease(&run, "c").await.unwrap();
+        assert_eq!(s.lease(&run).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_never_claim_the_same_task() {
+    use orch_core::run::{RunEvent, RunId};
+    each_backend(|s| async move {
+        let t = s.add_task(new("A"), "t").await.unwrap();
+        let claim = |reason: &str| RunEvent::TaskMoved {
+            task: t.id,
+            from: TaskStatus::Backlog,
+            to: TaskStatus::InProgress,
+            reason: reason.into(),
+        };
+        let (r1, r2) = (RunId("r1".into()), RunId("r2".into()));
+        for r in [&r1, &r2] {
+            s.create_run(r, &serde_json::json!({}), "o").await.unwrap();
+        }
+        s.append_run_events(&r1, &[claim("r1 claims")], "o")
+            .await
+            .unwrap();
+        let err = s
+            .append_run_events(&r2, &[claim("r2 claims")], "o")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("task 1 was claimed elsewhere: it is in_progress"),
+            "{err}"
+        );
+        // The losing batch left nothing behind.
+        assert!(s.run_events(&r2).await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -14,6 +14,7 @@ mod m20261124_000007_create_merges;
 mod m20261124_000008_create_proposals;
 mod m20261124_000009_create_validations;
 mod m20261124_000010_create_artifacts;
+mod m20261125_000011_create_leases;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000008_create_proposals::Migration),
             Box::new(m20261124_000009_create_validations::Migration),
             Box::new(m20261124_000010_create_artifacts::Migration),
+            Box::new(m20261125_000011_create_leases::Migration),
         ]
     }
 
