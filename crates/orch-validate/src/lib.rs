@@ -5,15 +5,18 @@
 //!   environment, a timeout, cancellation, a capped log and a live line feed.
 //! - [`gate`]: validation gates, ordered commands for a stage, and their results.
 //! - [`artifacts`]: the artifact directory layout and retention.
+//! - [`procs`]: finding and stopping the processes of runs whose orch died.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod artifacts;
 pub mod gate;
 mod log;
+pub mod procs;
 pub mod runner;
 
 pub use artifacts::{Artifacts, GcReport, Kept, Retention};
 pub use gate::{CommandResult, GateResult, GateSpec, run_gate};
+pub use procs::{RUN_TAG, Stopped, TaggedProcess};
 pub use runner::{CommandSpec, Environment, Line, Outcome, Program, Report, RunError, Stream, run};
 pub use tokio_util::sync::CancellationToken;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -468,4 +469,63 @@ async fn stdin_is_fed_and_stdout_can_be_captured_apart() {
         log.contains("HELLO PLANNER") && log.contains("to-stderr"),
         "{log}"
     );
+}
+
+/// Starts `script` in its own process group, as a crashed orch would have left it.
+fn orphan(script: &str, run: Option<&str>) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c").arg(script).process_group(0);
+    c.env_remove(orch_validate::RUN_TAG);
+    if let Some(r) = run {
+        c.env(orch_validate::RUN_TAG, r);
+    }
+    c.spawn().unwrap()
+}
+
+#[test]
+fn leftover_groups_of_a_dead_run_are_found_and_stopped_whole() {
+    use orch_validate::procs::{pid_alive, stop_groups, tagged};
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!("procs-test-{}", std::process::id());
+    let other = format!("{run}-other");
+    let pidfile = dir.path().join("pid");
+    // An agent with a grandchild, one that ignores SIGTERM, and another run's agent.
+    let mut agent = orphan(
+        &format!("sleep 300 & echo $! > {}; wait", pidfile.display()),
+        Some(&run),
+    );
+    let mut stubborn = orphan("trap '' TERM; while :; do sleep 0.1; done", Some(&run));
+    let mut bystander = orphan("sleep 300", Some(&other));
+    let mut untagged = orphan("sleep 300", None);
+    let grandchild: i32 = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+        })
+        .unwrap();
+    let found = tagged(|r| r == run);
+    let pids: BTreeSet<i32> = found.iter().map(|p| p.pid).collect();
+    assert!(pids.contains(&(agent.id() as i32)), "{found:?}");
+    assert!(pids.contains(&grandchild), "{found:?}");
+    assert!(pids.contains(&(stubborn.id() as i32)), "{found:?}");
+    assert!(found.iter().all(|p| p.run == run));
+    assert!(!pids.contains(&(bystander.id() as i32)));
+
+    let stopped = stop_groups(|r| r == run, Duration::from_millis(500));
+    assert_eq!(stopped.terminated, vec![agent.id() as i32], "{stopped:?}");
+    assert_eq!(stopped.killed, vec![stubborn.id() as i32], "{stopped:?}");
+    assert!(agent.wait().unwrap().signal().is_some());
+    assert!(stubborn.wait().unwrap().signal() == Some(9));
+    assert!(!pid_alive(grandchild), "the grandchild went with its group");
+    assert!(tagged(|r| r == run).is_empty());
+    // Other runs and untagged processes are not touched.
+    assert!(bystander.try_wait().unwrap().is_none());
+    assert!(untagged.try_wait().unwrap().is_none());
+    for c in [&mut bystander, &mut untagged] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    assert!(!pid_alive(bystander.id() as i32));
+    assert!(pid_alive(std::process::id() as i32));
 }
