@@ -22,6 +22,7 @@ struct Script {
     gates: BTreeMap<(i64, u32, Stage), GatePlan>,
     merges: BTreeMap<(i64, u32), MergePlan>,
     ignore_sigterm: bool,
+    finished_before_crash: bool,
     planner: VecDeque<Option<Result<Vec<Proposal>, String>>>,
 }
 
@@ -67,6 +68,9 @@ impl Oracle for Script {
     }
     fn planner(&mut self, _: &[TaskId], _: u32) -> Option<Result<Vec<Proposal>, String>> {
         self.planner.pop_front().flatten()
+    }
+    fn finished_before_crash(&mut self, _: AttemptId) -> bool {
+        self.finished_before_crash
     }
 }
 
@@ -325,4 +329,57 @@ fn incremental_mode_and_touches_serialize_work() {
     };
     let (t2, _) = trace(World::new(Script::default(), p, board, true), |_| {});
     insta::assert_snapshot!("incremental", t2);
+}
+
+/// A crash while the agent runs. Had it finished (its work committed, the core not yet
+/// told), the resumed run goes on from its work; otherwise the attempt is interrupted
+/// and retried without spending the budget.
+fn crash_while_the_agent_runs(finished: bool) -> (String, World<Script>) {
+    let script = Script {
+        finished_before_crash: finished,
+        ..Script::default()
+    };
+    let mut armed = true;
+    let (t, w) = trace(
+        World::new(script, policy(), vec![task(1, 0, &[], &[])], true),
+        |w| {
+            if armed
+                && w.journal
+                    .iter()
+                    .any(|e| e.reason().contains("worktree ready"))
+            {
+                armed = false;
+                w.crash().unwrap();
+            }
+        },
+    );
+    assert_eq!(w.crashes, 1);
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    (t, w)
+}
+
+#[test]
+fn resume_goes_on_from_an_agent_that_had_finished() {
+    let (t, w) = crash_while_the_agent_runs(true);
+    assert!(t.contains("agent had finished before the crash"), "{t}");
+    let attempts = w
+        .journal
+        .iter()
+        .filter(|e| e.kind() == "attempt.created")
+        .count();
+    assert_eq!(attempts, 1, "the agent is not run again");
+    insta::assert_snapshot!(t);
+}
+
+#[test]
+fn resume_interrupts_an_agent_that_had_not_finished() {
+    let (t, w) = crash_while_the_agent_runs(false);
+    assert!(t.contains("task-1-1 Running -> Interrupted"), "{t}");
+    let attempts = w
+        .journal
+        .iter()
+        .filter(|e| e.kind() == "attempt.created")
+        .count();
+    assert_eq!(attempts, 2, "interrupted, then run again");
+    insta::assert_snapshot!(t);
 }

@@ -65,6 +65,18 @@ pub enum AgentExit {
     FailedToStart(String),
 }
 
+/// An agent that had finished, and whose work the engine had committed, when orch
+/// stopped, though the core never heard of it. The engine finds these on resume (it
+/// writes the facts beside the attempt's logs before it reports them), so a resumed
+/// run goes on from that work instead of running the agent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedAgent {
+    /// How it ended.
+    pub exit: AgentExit,
+    /// Its committed work, as [`Input::AgentExited`] would have carried it.
+    pub changes: Option<Changes>,
+}
+
 /// The agent's work, committed by the engine after the agent exited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {

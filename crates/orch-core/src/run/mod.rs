@@ -8,8 +8,8 @@ mod policy;
 mod types;
 
 pub use io::{
-    AgentExit, CancelScope, Changes, Command, Input, MergeResult, Proposal, RefResult, RunEvent,
-    Stage, TaskSpec, ValidationRecord, Verdict,
+    AgentExit, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult, Proposal,
+    RefResult, RunEvent, Stage, TaskSpec, ValidationRecord, Verdict,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
 pub use orchestrator::{Ignored, Orchestrator};

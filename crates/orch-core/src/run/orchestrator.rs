@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::io::{
-    AgentExit, CancelScope, Changes, Command, Input, MergeResult, Proposal, RefResult, RunEvent,
-    Stage, TaskSpec, Verdict,
+    AgentExit, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult, Proposal,
+    RefResult, RunEvent, Stage, TaskSpec, Verdict,
 };
 use super::journal::{AttemptRecord, RunSnapshot};
 use super::policy::{Policy, touches_overlap};
@@ -198,6 +198,7 @@ impl Orchestrator {
         board: Vec<TaskSpec>,
         journal: &RunSnapshot,
         actual_head: CommitId,
+        mut finished: BTreeMap<AttemptId, FinishedAgent>,
         now: Timestamp,
     ) -> Orchestrator {
         let mut o = Orchestrator::new(run, policy, Vec::new());
@@ -303,6 +304,15 @@ impl Orchestrator {
                 (AttemptPhase::Validating, Some(head)) if o.drain.is_none() => {
                     o.live.insert(id);
                     o.run_gate(now, id, Stage::Worker, head);
+                }
+                // The agent had finished and its work was committed: go on from there.
+                (AttemptPhase::Running, _) if o.drain.is_none() && finished.contains_key(&id) => {
+                    let f = finished.remove(&id).expect("just checked");
+                    reason.push(format!(
+                        "{id}'s agent had finished before the crash; going on from its work"
+                    ));
+                    o.live.insert(id);
+                    o.on_agent_exit(now, id, f.exit, f.changes);
                 }
                 _ => {
                     o.live.insert(id);

@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use orch_core::run::{
-    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, Input, MergeResult,
-    Orchestrator, Policy, Proposal, RefResult, RunEvent, RunId, RunSnapshot, RunState, Stage,
-    TaskSpec,
+    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, FinishedAgent, Input,
+    MergeResult, Orchestrator, Policy, Proposal, RefResult, RunEvent, RunId, RunSnapshot, RunState,
+    Stage, TaskSpec,
 };
 use orch_core::{TaskId, TaskStatus, Timestamp};
 
@@ -84,6 +84,11 @@ pub trait Oracle {
     /// The planner's answer: `None` for silence, `Err` for a failure.
     fn planner(&mut self, claimable: &[TaskId], free: u32)
     -> Option<Result<Vec<Proposal>, String>>;
+    /// Whether a running agent had finished, and the engine had committed its work,
+    /// just before a crash (the core never heard of it).
+    fn finished_before_crash(&mut self, _: AttemptId) -> bool {
+        false
+    }
 }
 
 /// Seeded-random outcomes.
@@ -122,6 +127,9 @@ impl Oracle for RandomOracle {
     }
     fn obeys_sigterm(&mut self, _: AttemptId) -> bool {
         !self.rng.pct(30)
+    }
+    fn finished_before_crash(&mut self, _: AttemptId) -> bool {
+        self.rng.pct(40)
     }
     fn delay(&mut self, what: &str) -> Duration {
         let ms = match what {
@@ -336,7 +344,38 @@ impl<O: Oracle> World<O> {
             self.head
         ));
         self.pending.clear();
-        self.agents.clear();
+        // Agents that finished (and whose work the engine committed) just before the
+        // crash: the resumed core hears of them from the engine's inspection.
+        let mut finished = BTreeMap::new();
+        let agents = std::mem::take(&mut self.agents);
+        for (a, p) in agents {
+            let Some(exit_at) = p.exit_at.filter(|_| !p.killed) else {
+                continue;
+            };
+            if !self.oracle.finished_before_crash(a) {
+                continue;
+            }
+            self.now = self.now.max(exit_at);
+            let input = Input::AgentExited {
+                attempt: a,
+                exit: AgentExit::Code(p.code),
+                changes: Some(Changes {
+                    head: if p.empty {
+                        CommitId(format!("base-of-{a}"))
+                    } else {
+                        p.commit.clone()
+                    },
+                    empty: p.empty,
+                }),
+            };
+            self.record_fact(&input);
+            self.log(format!(
+                "           agent {a} had finished before the crash"
+            ));
+            if let Input::AgentExited { exit, changes, .. } = input {
+                finished.insert(a, FinishedAgent { exit, changes });
+            }
+        }
         self.gates.clear();
         while self.orch.poll_command().is_some() {}
         let snapshot = RunSnapshot::from_events(&self.journal);
@@ -347,6 +386,7 @@ impl<O: Oracle> World<O> {
             board,
             &snapshot,
             self.head.clone(),
+            finished,
             self.now,
         );
         self.drain()?;
