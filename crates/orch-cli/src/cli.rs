@@ -151,6 +151,12 @@ pub struct RunArgs {
     /// as JSON on stdout; the core checks every proposal.
     #[arg(long, value_name = "CMD")]
     pub planner: Option<String>,
+    /// Resume the newest interrupted run (as `orch run resume`) instead of starting one.
+    #[arg(long, conflicts_with = "new")]
+    pub resume: bool,
+    /// Start a new run even though an interrupted one holds tasks (they stay with it).
+    #[arg(long)]
+    pub new: bool,
 }
 
 /// `orch run list|show`
@@ -168,6 +174,12 @@ pub enum RunCommand {
     Cancel {
         /// The run id.
         run: String,
+    },
+    /// Resume an interrupted run (its orch crashed or was killed) from its journal:
+    /// leftover processes are stopped, finished work is kept, the rest is retried.
+    Resume {
+        /// The run id; the newest interrupted run if omitted.
+        run: Option<String>,
     },
 }
 

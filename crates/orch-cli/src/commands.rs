@@ -45,10 +45,23 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => {
             let (repo, store) = open(&ctx).await?;
             let code = match &args.command {
+                Some(crate::cli::RunCommand::Resume { run }) => {
+                    let target = crate::run::Target::Resume(run.clone());
+                    crate::run::start(&ctx, &args, &repo, store.clone(), target)
+                        .await
+                        .map(|(code, _)| code)
+                }
                 Some(cmd) => crate::run::inspect(&ctx, cmd, &store).await.map(|_| 0),
-                None => crate::run::start(&ctx, &args, &repo, store.clone())
-                    .await
-                    .map(|(code, _)| code),
+                None => {
+                    let target = if args.resume {
+                        crate::run::Target::Resume(None)
+                    } else {
+                        crate::run::Target::New
+                    };
+                    crate::run::start(&ctx, &args, &repo, store.clone(), target)
+                        .await
+                        .map(|(code, _)| code)
+                }
             };
             store.close().await?;
             code

@@ -140,8 +140,17 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
         on_conflict: None,
         tasks: Vec::new(),
         planner: None,
+        resume: false,
+        new: false,
     };
-    let (code, summary) = crate::run::start(&demo_ctx, &args, &repo, store.clone()).await?;
+    let (code, summary) = crate::run::start(
+        &demo_ctx,
+        &args,
+        &repo,
+        store.clone(),
+        crate::run::Target::New,
+    )
+    .await?;
     let run = &summary.run;
     let tasks = store.tasks(&[]).await?;
     store.close().await?;

@@ -157,14 +157,84 @@ async fn live_view(
     }
 }
 
-/// Starts a run on `repo` and prints its progress and summary. Returns the exit code
-/// and the summary.
+/// What `start` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A new run.
+    New,
+    /// Resume this run, or the newest interrupted one.
+    Resume(Option<String>),
+}
+
+/// Runs that are not finished and that no live process drives: their orch crashed or
+/// was killed. Newest first.
+pub async fn interrupted_runs(store: &Store) -> Result<Vec<orch_store::RunInfo>> {
+    let mut out = Vec::new();
+    let now = orch_core::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    );
+    for r in store.runs().await? {
+        if r.state.is_terminal() {
+            continue;
+        }
+        let driven = store
+            .lease(&r.id)
+            .await?
+            .is_some_and(|l| !l.expired_at(now) && !orch_engine::owner_is_dead(&l.owner));
+        if !driven {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Starts (or resumes) a run on `repo` and prints its progress and summary. Returns
+/// the exit code and the summary.
 pub async fn start(
     ctx: &Ctx,
     args: &RunArgs,
     repo: &Repo,
     store: Store,
+    target: Target,
 ) -> Result<(u8, RunSummary)> {
+    let resume = match &target {
+        Target::New => {
+            let stuck = interrupted_runs(&store).await?;
+            if let Some(r) = stuck.first().filter(|_| !args.new) {
+                let held = RunSnapshot::from_events(&store.run_events(&r.id).await?)
+                    .tasks
+                    .values()
+                    .filter(|s| **s == TaskStatus::InProgress)
+                    .count();
+                return Err(BadInput(format!(
+                    "run {} was interrupted (its orch stopped while it was {}; it holds {held} task(s)); \
+                     resume it with `orch run --resume` (or `orch run resume {}`), \
+                     or start another run beside it with `orch run --new`",
+                    r.id,
+                    format!("{:?}", r.state).to_lowercase(),
+                    r.id
+                ))
+                .into());
+            }
+            None
+        }
+        Target::Resume(Some(id)) => Some(store.run(&RunId(id.clone())).await?.id),
+        Target::Resume(None) => Some(
+            interrupted_runs(&store)
+                .await?
+                .into_iter()
+                .next()
+                .map(|r| r.id)
+                .ok_or_else(|| {
+                    BadInput(
+                        "no interrupted run to resume: every run has finished or is being driven; `orch run list` shows them".into(),
+                    )
+                })?,
+        ),
+    };
     let mut cfg = config::load(&repo.root, &ctx.set)?.config;
     apply_flags(&mut cfg, args);
     if cfg.agent.command.trim().is_empty()
@@ -172,7 +242,8 @@ pub async fn start(
     {
         cfg.agent.command = t.to_owned();
     }
-    if cfg.agent.command.trim().is_empty() {
+    // A resumed run uses the agent command it was started with.
+    if cfg.agent.command.trim().is_empty() && resume.is_none() {
         return Err(BadInput(
             "no agent to run: set agent.preset (claude, codex, gemini, aider or opencode) or \
              agent.command in orch.toml, or pass --agent-cmd CMD (a command run with sh -c that \
@@ -188,7 +259,10 @@ pub async fn start(
     } else {
         PathBuf::from(&cfg.worktrees.root)
     };
-    let run = new_run_id(&store).await?;
+    let run = match &resume {
+        Some(r) => r.clone(),
+        None => new_run_id(&store).await?,
+    };
     let agent_command = cfg.agent.command.clone();
     let engine = Engine::new(
         store.clone(),
@@ -235,9 +309,17 @@ pub async fn start(
             }
         }
     });
-    eprintln!("orch: run {run} starting");
-    let summary = engine.run(run, cancel, Some(tx)).await?;
+    let summary = if resume.is_some() {
+        eprintln!("orch: resuming run {run}");
+        engine.resume(run, cancel, Some(tx)).await?
+    } else {
+        eprintln!("orch: run {run} starting");
+        engine.run(run, cancel, Some(tx)).await?
+    };
     let _ = printer.await;
+    for n in &summary.notes {
+        eprintln!("orch: {n}");
+    }
     print_summary(&summary, json)?;
     let code = if interrupted.load(std::sync::atomic::Ordering::SeqCst)
         || summary.state == RunState::Canceled
@@ -266,6 +348,7 @@ fn print_summary(s: &RunSummary, json: bool) -> Result<()> {
             "head": s.head.as_ref().map(|h| h.0.clone()),
             "tasks": s.tasks.iter().map(|(t, st)| json!({ "id": t.0, "status": st })).collect::<Vec<_>>(),
             "artifacts": s.artifacts,
+            "notes": s.notes,
         }));
     }
     let state = match s.state {
@@ -297,11 +380,23 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
     match cmd {
         RunCommand::List => {
             let runs = store.runs().await?;
+            let stuck: Vec<RunId> = interrupted_runs(store)
+                .await?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
             if ctx.json {
                 return output::print_json(
                     &runs
                         .iter()
-                        .map(|r| json!({ "id": r.id.0, "state": r.state, "created_at": r.created_at.to_string() }))
+                        .map(|r| {
+                            json!({
+                                "id": r.id.0,
+                                "state": r.state,
+                                "interrupted": stuck.contains(&r.id),
+                                "created_at": r.created_at.to_string(),
+                            })
+                        })
                         .collect::<Vec<_>>(),
                 );
             }
@@ -309,14 +404,14 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
                 println!("No runs yet. Start one with `orch run`.");
             }
             for r in runs {
-                println!(
-                    "{}  {:<10} {}",
-                    r.id,
-                    format!("{:?}", r.state).to_lowercase(),
-                    r.created_at
-                );
+                let mut state = format!("{:?}", r.state).to_lowercase();
+                if stuck.contains(&r.id) {
+                    state.push_str(" (interrupted: `orch run resume` resumes it)");
+                }
+                println!("{}  {:<10} {}", r.id, r.created_at, state);
             }
         }
+        RunCommand::Resume { .. } => unreachable!("resume runs through start"),
         RunCommand::Cancel { run } => {
             let id = RunId(run.clone());
             let info = store.run(&id).await?;
@@ -335,9 +430,15 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
             if ctx.json {
                 return output::print_json(&json!({ "run": run, "cancel": "requested" }));
             }
-            println!(
-                "cancel requested: run {run} stops claiming, stops its agents and releases its tasks"
-            );
+            if interrupted_runs(store).await?.iter().any(|r| r.id == id) {
+                println!(
+                    "cancel requested, but run {run} is interrupted (no orch drives it): it takes effect when you resume it with `orch run resume {run}`"
+                );
+            } else {
+                println!(
+                    "cancel requested: run {run} stops claiming, stops its agents and releases its tasks"
+                );
+            }
         }
         RunCommand::Show { run } => {
             let id = RunId(run.clone());

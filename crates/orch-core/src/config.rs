@@ -48,6 +48,9 @@ pub struct RunConfig {
     pub finish: Finish,
     /// Empty: the built-in scheduler; else a planner command.
     pub planner: String,
+    /// How long a run's lease outlives its owner's last heartbeat. Another process
+    /// takes a run over only after this (at once if the owner, on this host, is dead).
+    pub lease_ttl: Duration,
 }
 
 impl Default for RunConfig {
@@ -60,6 +63,7 @@ impl Default for RunConfig {
             merge_style: MergeStyle::Merge,
             finish: Finish::Leave,
             planner: String::new(),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }

@@ -22,8 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use orch_core::config::Config;
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{
-    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, Input, MergeResult,
-    Orchestrator, Policy, RefResult, RunEvent, RunId, RunState, Stage, TaskSpec, ValidationRecord,
+    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, FinishedAgent, Input,
+    MergeResult, Orchestrator, Policy, RefResult, RunEvent, RunId, RunState, Stage, TaskSpec,
+    ValidationRecord,
 };
 use orch_core::{Task, TaskId, TaskStatus, Timestamp};
 use orch_git::{Git, GitError};
@@ -46,6 +47,9 @@ pub enum EngineError {
     /// The configuration cannot run.
     #[error("{0}")]
     Config(String),
+    /// The run cannot be resumed as it is.
+    #[error("{0}")]
+    Unresumable(String),
 }
 
 /// Everything a run needs besides the store and the repository.
@@ -81,6 +85,9 @@ pub struct RunSummary {
     pub tasks: Vec<(TaskId, TaskStatus)>,
     /// Where the logs are.
     pub artifacts: PathBuf,
+    /// What resuming found and did (a takeover, leftover processes stopped, stale
+    /// locks removed), for the operator; empty for a run that never crashed.
+    pub notes: Vec<String>,
 }
 
 /// The engine.
@@ -98,6 +105,59 @@ fn now() -> Timestamp {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0),
     )
+}
+
+/// The key under which a run's record keeps the engine settings a resume needs.
+const STORED_ENGINE: &str = "engine";
+
+/// The name of the file, beside an attempt's logs, that records how its agent ended
+/// and what the engine committed, written before the core hears of it.
+pub const EXIT_MARKER: &str = "agent.exit";
+
+/// Who drives a run, and how long its lease lasts without a heartbeat.
+#[derive(Debug, Clone)]
+struct Owner {
+    /// `orch@<host>:<pid>:<nonce>`.
+    id: String,
+    ttl: Duration,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// True if a lease `owner` is an orch process on this host that no longer exists. A recycled
+/// pid reads as alive, which only means waiting for the lease to expire.
+pub fn owner_is_dead(owner: &str) -> bool {
+    let Some(rest) = owner.strip_prefix("orch@") else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, ':');
+    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
+    match (pid.and_then(|p| p.parse::<i32>().ok()), host) {
+        (Some(pid), Some(host)) if host == hostname() => !orch_validate::procs::pid_alive(pid),
+        _ => false,
+    }
+}
+
+/// Writes the exit marker atomically (a temporary file, then a rename).
+fn write_exit_marker(dir: &std::path::Path, f: &FinishedAgent) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{EXIT_MARKER}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(f).expect("exit markers always serialise"),
+    )?;
+    std::fs::rename(&tmp, dir.join(EXIT_MARKER))
+}
+
+fn read_exit_marker(artifacts: &Artifacts, run: &RunId, a: AttemptId) -> Option<FinishedAgent> {
+    let dir = artifacts.attempt_dir(run, a).ok()?;
+    serde_json::from_slice(&std::fs::read(dir.join(EXIT_MARKER)).ok()?).ok()
 }
 
 /// What one turn of the loop is waiting for, per attempt, so it can be aborted.
@@ -184,13 +244,263 @@ impl Engine {
             "fetched": resolved.fetched,
             "warning": resolved.warning,
         });
+        // What a resume needs to run the same way.
+        config_json[STORED_ENGINE] = serde_json::json!({
+            "agent_command": self.cfg.agent_command,
+            "only_tasks": self.cfg.only_tasks.iter().map(|t| t.0).collect::<Vec<_>>(),
+            "worktree_root": self.cfg.worktree_root.display().to_string(),
+        });
         self.store
             .create_run(&run, &config_json, "orchestrator")
             .await?;
-        self.git
-            .create_branch(&Self::integration_branch(&run), &resolved.commit)?;
+        let owner = self.owner();
+        self.store
+            .acquire_lease(&run, &owner.id, owner.ttl, None)
+            .await?;
+        let result = self
+            .start(&run, resolved.commit, cancel, progress, &owner)
+            .await;
+        let _ = self.store.release_lease(&run, &owner.id).await;
+        result
+    }
 
-        let template: Option<Arc<String>> = match self.cfg.config.agent.prompt_template.trim() {
+    /// The part of [`Engine::run`] that holds the lease.
+    async fn start(
+        &self,
+        run: &RunId,
+        base: CommitId,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+        owner: &Owner,
+    ) -> Result<RunSummary, EngineError> {
+        let branch = Self::integration_branch(run);
+        if self
+            .git
+            .ref_target(&format!("refs/heads/{branch}"))?
+            .is_none()
+        {
+            self.git.create_branch(&branch, &base)?;
+        }
+        let template = self.template()?;
+        let (specs, tasks) = self.board().await?;
+        let policy = Policy::from_config(&self.cfg.config);
+        let mut orch = Orchestrator::new(run.clone(), policy, specs);
+        let _ = orch.handle(now(), Input::Start { head: base });
+        self.drive(
+            run,
+            orch,
+            tasks,
+            template,
+            HashMap::new(),
+            cancel,
+            progress,
+            owner,
+        )
+        .await
+    }
+
+    /// Resumes `run` after its orch stopped (a crash, a kill, a reboot): takes the
+    /// run's lease (at once if its owner on this host is dead, else once it expired),
+    /// stops the processes the dead owner left, removes the git locks it left, rebuilds
+    /// the orchestrator from the journal, reconciles it with git (the integration
+    /// ref, agents that had finished and committed), and drives the run to its end.
+    /// The run's stored settings (configuration, agent command, task filter, worktree
+    /// root) win over this engine's. Resuming is idempotent: a run that already
+    /// finished only has its loose ends tied, and a crash during resume is resumed.
+    pub async fn resume(
+        &self,
+        run: RunId,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+    ) -> Result<RunSummary, EngineError> {
+        let info = self.store.run(&run).await?;
+        let engine = self.for_stored(&info)?;
+        let owner = engine.owner();
+        let mut notes = Vec::new();
+        let dead = self
+            .store
+            .lease(&run)
+            .await?
+            .filter(|l| owner_is_dead(&l.owner))
+            .map(|l| l.owner);
+        match self
+            .store
+            .acquire_lease(&run, &owner.id, owner.ttl, dead.as_deref())
+            .await?
+        {
+            orch_store::Acquired::TookOver { previous, why } => {
+                notes.push(format!("took the run over from {}: {why}", previous.owner))
+            }
+            orch_store::Acquired::Fresh | orch_store::Acquired::Renewed => {}
+        }
+        let result = engine
+            .resume_owned(&run, &info, cancel, progress, &owner, &mut notes)
+            .await;
+        let _ = self.store.release_lease(&run, &owner.id).await;
+        result.map(|mut s| {
+            notes.append(&mut s.notes);
+            s.notes = notes;
+            s
+        })
+    }
+
+    /// The part of [`Engine::resume`] that holds the lease.
+    async fn resume_owned(
+        &self,
+        run: &RunId,
+        info: &orch_store::RunInfo,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+        owner: &Owner,
+        notes: &mut Vec<String>,
+    ) -> Result<RunSummary, EngineError> {
+        // The dead owner's processes first: nothing of it may still write.
+        let tag = run.0.clone();
+        let stopped = tokio::task::spawn_blocking(move || {
+            orch_validate::procs::stop_groups(|r| r == tag, Duration::from_secs(5))
+        })
+        .await
+        .expect("stopping leftovers does not panic");
+        let groups = stopped.terminated.len() + stopped.killed.len();
+        if groups > 0 {
+            notes.push(format!(
+                "stopped {groups} leftover process group(s) of the run ({} needed SIGKILL)",
+                stopped.killed.len()
+            ));
+        }
+        let (git, prefix, dir) = (
+            self.git.clone(),
+            format!("orch/{run}/"),
+            self.cfg.worktree_root.join(&run.0),
+        );
+        let removed = tokio::task::spawn_blocking(move || {
+            let worktrees: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            git.clear_stale_locks(&prefix, &worktrees, Duration::from_secs(1))
+        })
+        .await
+        .expect("clearing locks does not panic");
+        for p in removed {
+            notes.push(format!("removed the stale lock {}", p.display()));
+        }
+
+        let journal = self.store.run_events(run).await?;
+        let snapshot = orch_core::run::RunSnapshot::from_events(&journal);
+        let branch = Self::integration_branch(run);
+        if snapshot.state == RunState::Created || snapshot.head.is_none() {
+            // It never started: start it now from the base it resolved.
+            let base = info.config["resolved_base"]["commit"]
+                .as_str()
+                .map(|c| CommitId(c.to_owned()))
+                .ok_or_else(|| {
+                    EngineError::Unresumable(format!(
+                        "run {run} never started and its record has no resolved base; start a new run instead"
+                    ))
+                })?;
+            notes.push("the run had not started; starting it".into());
+            return self.start(run, base, cancel, progress, owner).await;
+        }
+        let actual = match self.git.ref_target(&format!("refs/heads/{branch}"))? {
+            Some(c) => c,
+            None if snapshot.state.is_terminal() => snapshot.head.clone().expect("checked above"),
+            None => {
+                return Err(EngineError::Unresumable(format!(
+                    "the integration branch {branch} is gone, so orch cannot tell what it held; recreate it at the journal's head with `git branch {branch} {}`, or cancel the run with `orch run cancel {run}`",
+                    snapshot.head.clone().expect("checked above")
+                )));
+            }
+        };
+        let artifacts = Artifacts::new(&self.cfg.artifacts_root);
+        let mut finished = std::collections::BTreeMap::new();
+        for (id, rec) in &snapshot.attempts {
+            if rec.state != orch_core::run::AttemptState::Running {
+                continue;
+            }
+            let Some(f) = read_exit_marker(&artifacts, run, *id) else {
+                continue;
+            };
+            // Trust the marker only if the branch still holds the work it names.
+            let holds = match &f.changes {
+                Some(ch) => {
+                    self.git
+                        .ref_target(&format!("refs/heads/{}", id.branch(run)))?
+                        .as_ref()
+                        == Some(&ch.head)
+                }
+                None => true,
+            };
+            if holds {
+                finished.insert(*id, f);
+            }
+        }
+        let bases: HashMap<AttemptId, CommitId> = snapshot
+            .attempts
+            .iter()
+            .map(|(id, r)| (*id, r.base.clone()))
+            .collect();
+        let template = self.template()?;
+        let (specs, tasks) = self.board().await?;
+        let policy = Policy::from_config(&self.cfg.config);
+        let orch = Orchestrator::resume(
+            run.clone(),
+            policy,
+            specs,
+            &snapshot,
+            actual,
+            finished,
+            now(),
+        );
+        self.drive(run, orch, tasks, template, bases, cancel, progress, owner)
+            .await
+    }
+
+    /// This engine with the settings `info` was started with.
+    fn for_stored(&self, info: &orch_store::RunInfo) -> Result<Engine, EngineError> {
+        let mut stored = info.config.clone();
+        let engine = stored
+            .as_object_mut()
+            .and_then(|o| {
+                o.remove("resolved_base");
+                o.remove(STORED_ENGINE)
+            })
+            .unwrap_or_default();
+        let config: Config = serde_json::from_value(stored).map_err(|e| {
+            EngineError::Unresumable(format!(
+                "run {}: its stored configuration cannot be read by this version of orch ({e})",
+                info.id
+            ))
+        })?;
+        let mut cfg = self.cfg.clone();
+        cfg.config = config;
+        if let Some(c) = engine["agent_command"].as_str() {
+            cfg.agent_command = c.to_owned();
+        }
+        if let Some(list) = engine["only_tasks"].as_array() {
+            cfg.only_tasks = list.iter().filter_map(|v| v.as_i64()).map(TaskId).collect();
+        }
+        if let Some(root) = engine["worktree_root"].as_str() {
+            cfg.worktree_root = PathBuf::from(root);
+        }
+        Ok(Engine {
+            store: self.store.clone(),
+            git: self.git.clone(),
+            cfg,
+        })
+    }
+
+    fn owner(&self) -> Owner {
+        Owner {
+            id: format!("orch@{}:{}:{:x}", hostname(), std::process::id(), now().0),
+            ttl: self.cfg.config.run.lease_ttl.0.max(Duration::from_secs(1)),
+        }
+    }
+
+    fn template(&self) -> Result<Option<Arc<String>>, EngineError> {
+        Ok(match self.cfg.config.agent.prompt_template.trim() {
             "" => None,
             path => {
                 let p = self.git.workdir().join(path);
@@ -202,7 +512,11 @@ impl Engine {
                 })?;
                 Some(Arc::new(text))
             }
-        };
+        })
+    }
+
+    /// The board as the run sees it: the specs the core gets, and the tasks by id.
+    async fn board(&self) -> Result<(Vec<TaskSpec>, Arc<HashMap<TaskId, Task>>), EngineError> {
         let board: Vec<Task> = self.store.tasks(&[]).await?;
         let specs: Vec<TaskSpec> = board
             .iter()
@@ -213,25 +527,33 @@ impl Engine {
             })
             .map(TaskSpec::from)
             .collect();
-        let tasks: Arc<HashMap<TaskId, Task>> =
-            Arc::new(board.into_iter().map(|t| (t.id, t)).collect());
-        let policy = Policy::from_config(&self.cfg.config);
-        let slots = policy.slots() as usize;
-        let mut orch = Orchestrator::new(run.clone(), policy, specs);
-        let _ = orch.handle(
-            now(),
-            Input::Start {
-                head: resolved.commit.clone(),
-            },
-        );
+        Ok((
+            specs,
+            Arc::new(board.into_iter().map(|t| (t.id, t)).collect()),
+        ))
+    }
 
+    /// Drives `orch` to its end, holding the run's lease.
+    #[allow(clippy::too_many_arguments)]
+    async fn drive(
+        &self,
+        run: &RunId,
+        mut orch: Orchestrator,
+        tasks: Arc<HashMap<TaskId, Task>>,
+        template: Option<Arc<String>>,
+        bases: HashMap<AttemptId, CommitId>,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+        owner: &Owner,
+    ) -> Result<RunSummary, EngineError> {
+        let slots = Policy::from_config(&self.cfg.config).slots() as usize;
         let (tx, mut rx) = mpsc::unbounded_channel::<Input>();
         let mut live = Live {
             tx,
             tasks,
             agents: Arc::new(Semaphore::new(slots)),
             running: HashMap::new(),
-            bases: HashMap::new(),
+            bases,
             template,
         };
         let mut cancel_sent = false;
@@ -239,22 +561,25 @@ impl Engine {
         // Controls posted from elsewhere (`orch run cancel`) are polled.
         let mut controls = tokio::time::interval(Duration::from_millis(500));
         controls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The lease's heartbeat: three chances to renew before it lapses.
+        let mut heartbeat = tokio::time::interval(owner.ttl / 3);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut pending: Vec<RunEvent> = Vec::new();
             while let Some(cmd) = orch.poll_command() {
                 match cmd {
                     Command::Persist(e) => pending.push(e),
                     Command::Finish { state } => {
-                        self.flush(&run, &mut pending, &progress).await?;
+                        self.flush(run, &mut pending, &progress).await?;
                         finished = Some(state);
                     }
                     other => {
-                        self.flush(&run, &mut pending, &progress).await?;
-                        self.execute(&run, other, &mut live);
+                        self.flush(run, &mut pending, &progress).await?;
+                        self.execute(run, other, &mut live);
                     }
                 }
             }
-            self.flush(&run, &mut pending, &progress).await?;
+            self.flush(run, &mut pending, &progress).await?;
             if finished.is_some() {
                 break;
             }
@@ -275,7 +600,7 @@ impl Engine {
                     let _ = orch.handle(now(), Input::Cancel { scope: CancelScope::Run });
                 }
                 _ = controls.tick() => {
-                    for c in self.store.pending_controls(&run).await? {
+                    for c in self.store.pending_controls(run).await? {
                         let scope = match c.kind {
                             ControlKind::CancelRun => CancelScope::Run,
                             ControlKind::CancelTask(t) => CancelScope::Task(t),
@@ -284,11 +609,25 @@ impl Engine {
                         self.store.mark_control_handled(c.id).await?;
                     }
                 }
+                _ = heartbeat.tick() => {
+                    match self.store.renew_lease(run, &owner.id, owner.ttl).await {
+                        Ok(()) => {}
+                        Err(e @ StoreError::LeaseLost { .. }) => {
+                            // Another process drives the run now: stop everything at once.
+                            for r in live.running.values() {
+                                r.cancel.cancel();
+                            }
+                            return Err(e.into());
+                        }
+                        // A busy database: the next beat tries again, well within the TTL.
+                        Err(_) => {}
+                    }
+                }
             }
         }
         // The integration worktree is orch's scratch space; the branch stays for review.
         let git = self.git.clone();
-        let iwt = self.integration_worktree(&run);
+        let iwt = self.integration_worktree(run);
         let _ = tokio::task::spawn_blocking(move || {
             if iwt.exists() {
                 git.remove_worktree(&iwt, true)
@@ -300,12 +639,13 @@ impl Engine {
         let state = finished.expect("the loop ends on Finish");
         let snapshot = orch.snapshot();
         Ok(RunSummary {
-            integration_branch: Self::integration_branch(&run),
+            integration_branch: Self::integration_branch(run),
             head: orch.head().cloned(),
             tasks: snapshot.tasks.into_iter().collect(),
             artifacts: self.cfg.artifacts_root.join(&run.0),
-            run,
+            run: run.clone(),
             state,
+            notes: Vec::new(),
         })
     }
 
@@ -481,10 +821,14 @@ impl Engine {
                     .await
                     .ok()
                     .flatten();
+                    // On disk before the core hears of it: a resume after a crash in
+                    // between goes on from this work instead of running the agent again.
+                    let f = FinishedAgent { exit, changes };
+                    let _ = write_exit_marker(&dir, &f);
                     let _ = tx.send(Input::AgentExited {
                         attempt,
-                        exit,
-                        changes,
+                        exit: f.exit,
+                        changes: f.changes,
                     });
                 });
             }

@@ -246,6 +246,7 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
     assert_eq!(
         names(a.id, 1),
         vec![
+            "agent.exit",
             "agent.log",
             "integration-1.log",
             "integration-2.log",
@@ -255,7 +256,7 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
     );
     assert_eq!(
         names(d.id, 1),
-        vec!["agent.log", "prompt.md"],
+        vec!["agent.exit", "agent.log", "prompt.md"],
         "the broken agent never reached a gate"
     );
     assert!(artifacts.iter().all(|x| x.path.ends_with(&x.name)));

@@ -261,3 +261,70 @@ impl Git {
         }
     }
 }
+
+impl Git {
+    /// After a crash: removes the lock files a killed orch left behind in what belongs
+    /// to one run: its refs (`refs/heads/<branch_prefix>*.lock`) and the index and HEAD
+    /// locks of the given worktrees. A lock younger than `min_age` may belong to a git
+    /// process still finishing; it is waited for (up to `min_age`) and then removed
+    /// only if it is still there and old enough. Locks elsewhere (the user's index,
+    /// `packed-refs`) are never touched. Returns the files it removed.
+    pub fn clear_stale_locks(
+        &self,
+        branch_prefix: &str,
+        worktrees: &[std::path::PathBuf],
+        min_age: std::time::Duration,
+    ) -> Vec<std::path::PathBuf> {
+        let _admin = self.admin();
+        let common = self.repo().common_dir().to_path_buf();
+        let mut candidates = Vec::new();
+        let refs = common.join("refs/heads").join(branch_prefix);
+        let mut stack = vec![refs];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "lock") {
+                    candidates.push(p);
+                }
+            }
+        }
+        for wt in worktrees {
+            let Ok(link) = std::fs::read_to_string(wt.join(".git")) else {
+                continue;
+            };
+            let Some(gitdir) = link.trim().strip_prefix("gitdir:") else {
+                continue;
+            };
+            let gitdir = std::path::PathBuf::from(gitdir.trim());
+            // Only this repository's worktree administration, never another's.
+            if !gitdir.starts_with(&common) {
+                continue;
+            }
+            candidates.extend(
+                ["index.lock", "HEAD.lock"]
+                    .iter()
+                    .map(|n| gitdir.join(n))
+                    .filter(|p| p.exists()),
+            );
+        }
+        let age = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+        };
+        let deadline = std::time::Instant::now() + min_age;
+        let mut removed = Vec::new();
+        for p in candidates {
+            while age(&p).is_some_and(|a| a < min_age) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if age(&p).is_some_and(|a| a >= min_age) && std::fs::remove_file(&p).is_ok() {
+                removed.push(p);
+            }
+        }
+        removed
+    }
+}
