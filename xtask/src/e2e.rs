@@ -15,12 +15,12 @@ use serde_json::Value;
 use crate::tidy::root;
 
 /// One scenario's sandbox: a repository, an isolated HOME, and the built `orch`.
-struct Sandbox {
-    tmp: tempfile::TempDir,
+pub(crate) struct Sandbox {
+    pub(crate) tmp: tempfile::TempDir,
     orch: PathBuf,
 }
 
-fn sh(dir: &Path, cmd: &str) -> Result<String> {
+pub(crate) fn sh(dir: &Path, cmd: &str) -> Result<String> {
     let o = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -52,7 +52,7 @@ impl Sandbox {
         Ok(s)
     }
 
-    fn repo(&self) -> PathBuf {
+    pub(crate) fn repo(&self) -> PathBuf {
         self.tmp.path().join("repo")
     }
 
@@ -60,7 +60,7 @@ impl Sandbox {
         self.tmp.path().join("home")
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.orch);
         c.args(args)
             .current_dir(self.repo())
@@ -73,11 +73,11 @@ impl Sandbox {
         c
     }
 
-    fn orch(&self, args: &[&str]) -> Result<Output> {
+    pub(crate) fn orch(&self, args: &[&str]) -> Result<Output> {
         Ok(self.cmd(args).output()?)
     }
 
-    fn ok(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn ok(&self, args: &[&str]) -> Result<String> {
         let o = self.orch(args)?;
         ensure!(
             o.status.success(),
@@ -88,12 +88,12 @@ impl Sandbox {
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
-    fn config(&self, toml: &str) -> Result<()> {
+    pub(crate) fn config(&self, toml: &str) -> Result<()> {
         std::fs::write(self.repo().join("orch.toml"), toml)?;
         Ok(())
     }
 
-    fn add(&self, title: &str, extra: &[&str]) -> Result<()> {
+    pub(crate) fn add(&self, title: &str, extra: &[&str]) -> Result<()> {
         let mut args = vec!["task", "add", title];
         args.extend_from_slice(extra);
         self.ok(&args).map(|_| ())
@@ -113,7 +113,7 @@ impl Sandbox {
         Ok((code, self.statuses()?))
     }
 
-    fn statuses(&self) -> Result<Vec<(String, String)>> {
+    pub(crate) fn statuses(&self) -> Result<Vec<(String, String)>> {
         let v: Value = serde_json::from_str(&self.ok(&["task", "list", "--json"])?)?;
         Ok(v.as_array()
             .context("task list is an array")?
@@ -135,12 +135,12 @@ impl Sandbox {
             .with_context(|| format!("no task {title}"))
     }
 
-    fn last_run(&self) -> Result<String> {
+    pub(crate) fn last_run(&self) -> Result<String> {
         let v: Value = serde_json::from_str(&self.ok(&["--json", "run", "list"])?)?;
         Ok(v[0]["id"].as_str().context("a run exists")?.to_owned())
     }
 
-    fn integration_file(&self, run: &str, file: &str) -> Option<String> {
+    pub(crate) fn integration_file(&self, run: &str, file: &str) -> Option<String> {
         sh(
             &self.repo(),
             &format!("git show orch/{run}/integration:{file}"),
@@ -191,7 +191,7 @@ impl Sandbox {
 }
 
 /// Live processes whose working directory is under `dir`.
-fn processes_under(dir: &Path) -> Vec<String> {
+pub(crate) fn processes_under(dir: &Path) -> Vec<String> {
     let Ok(dir) = dir.canonicalize() else {
         return vec![];
     };
@@ -412,6 +412,10 @@ const SCENARIOS: &[Scenario] = &[
         );
         Ok(())
     }),
+    (
+        "chaos: SIGKILL at random moments, resume each time",
+        crate::chaos::scenario,
+    ),
 ];
 
 /// Two tasks that change the same line at once.

@@ -11,6 +11,7 @@
 //!   worktree, switch, merge and ref update on a 20,000-file repository, against the
 //!   git CLI). Report ratios from one run: these machines are noisy.
 
+mod chaos;
 mod e2e;
 mod tidy;
 

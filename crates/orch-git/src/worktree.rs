@@ -188,6 +188,30 @@ impl Git {
             git_cli(&self.workdir, &["worktree", "prune"])?;
             return Ok(());
         }
+        // An add that never finished (its process was killed) leaves the worktree
+        // locked as "initializing" and half checked out. No agent ever ran in it.
+        let half_added = std::fs::read_to_string(path.join(".git"))
+            .ok()
+            .and_then(|l| {
+                l.trim()
+                    .strip_prefix("gitdir:")
+                    .map(|g| g.trim().to_owned())
+            })
+            .and_then(|g| std::fs::read_to_string(Path::new(&g).join("locked")).ok())
+            .is_some_and(|reason| reason.trim() == "initializing");
+        if half_added {
+            let repo = self.repo();
+            let target = repo
+                .prepare_remove_worktree(path)
+                .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?;
+            target
+                .remove(
+                    gix::worktree::remove::Force::OverrideLock,
+                    gix::progress::Discard,
+                )
+                .map_err(|e| GitError::gix("removing a half-added worktree", e))?;
+            return Ok(());
+        }
         let dirty = !git_cli(
             path,
             &[

@@ -1017,7 +1017,12 @@ impl Orchestrator {
         if a.rec.cleaned || self.cleaning.contains(&attempt) {
             return;
         }
-        let succeeded = a.rec.state == AttemptState::Succeeded;
+        // An interrupted attempt's partial work is superseded by the attempt that
+        // replaces it (the agent starts over), so it goes as a success's does.
+        let succeeded = matches!(
+            a.rec.state,
+            AttemptState::Succeeded | AttemptState::Interrupted
+        );
         let remove = match self.policy.cleanup {
             Cleanup::Always => true,
             Cleanup::OnSuccess => succeeded,
