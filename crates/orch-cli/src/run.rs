@@ -741,15 +741,94 @@ pub async fn cleanup(
             }
         }
     }
+    // Leftover processes: those tagged with a run of this store that no live orch
+    // drives (it ended, or its orch died).
+    let driven: std::collections::BTreeSet<String> = {
+        let stuck: Vec<RunId> = interrupted_runs(store)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        store
+            .runs()
+            .await?
+            .into_iter()
+            .filter(|r| !r.state.is_terminal() && !stuck.contains(&r.id))
+            .map(|r| r.id.0)
+            .collect()
+    };
+    let mut kept_runs: Vec<(String, String)> = Vec::new();
+    for r in store.runs().await? {
+        if r.state.is_terminal() {
+            continue;
+        }
+        let why = if driven.contains(&r.id.0) {
+            "a live orch drives it: its worktrees, branches and processes stay".to_owned()
+        } else {
+            format!(
+                "interrupted: `orch run resume {}` goes on with its attempts, so their worktrees and branches stay",
+                r.id
+            )
+        };
+        kept_runs.push((format!("run {}", r.id), why));
+    }
+    let ours: std::collections::BTreeSet<String> =
+        store.runs().await?.into_iter().map(|r| r.id.0).collect();
+    let dead = move |r: &str| ours.contains(r) && !driven.contains(r);
+    let processes = orch_validate::procs::tagged(&dead);
+    // Directories under the worktree root that git no longer knows (a crash between
+    // creating the directory and registering it, or a registration pruned by hand).
+    let registered: std::collections::BTreeSet<PathBuf> = git
+        .inventory()?
+        .worktrees
+        .iter()
+        .map(|w| w.path.canonicalize().unwrap_or_else(|_| w.path.clone()))
+        .collect();
+    let strays: Vec<PathBuf> = root
+        .as_ref()
+        .map(|root| {
+            std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .flat_map(|run| {
+                    std::fs::read_dir(run.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                })
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .filter(|p| {
+                    let c = p.canonicalize().unwrap_or_else(|_| p.clone());
+                    !registered.contains(&c) && !live_worktrees.contains(p)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // A stray holding anything besides a `.git` link may hold someone's files.
+    let stray_has_files = |p: &PathBuf| {
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name() != ".git")
+    };
     let orphans = git.orphans(&live_branches, &live_worktrees)?;
     if args.dry_run {
         if ctx.json {
             return output::print_json(&json!({
                 "worktrees": orphans.worktrees.iter().map(|w| json!({ "path": w.path, "branch": w.branch, "dirty": w.dirty, "prunable": w.prunable })).collect::<Vec<_>>(),
                 "branches": orphans.branches.iter().map(|b| json!({ "name": b.name, "merged": b.merged })).collect::<Vec<_>>(),
+                "unregistered_directories": strays.iter().map(|p| json!({ "path": p, "has_files": stray_has_files(p) })).collect::<Vec<_>>(),
+                "processes": processes.iter().map(|p| json!({ "pid": p.pid, "pgid": p.pgid, "run": p.run, "command": p.command })).collect::<Vec<_>>(),
             }));
         }
-        if orphans.worktrees.is_empty() && orphans.branches.is_empty() {
+        if orphans.worktrees.is_empty()
+            && orphans.branches.is_empty()
+            && strays.is_empty()
+            && processes.is_empty()
+        {
             println!("Nothing to clean up.");
         }
         for w in &orphans.worktrees {
@@ -768,13 +847,55 @@ pub async fn cleanup(
             };
             println!("would delete branch {}{note}", b.name);
         }
+        for p in &strays {
+            let note = if stray_has_files(p) {
+                " (holds files: kept unless --force)"
+            } else {
+                ""
+            };
+            println!(
+                "would remove {} (not a registered worktree){note}",
+                p.display()
+            );
+        }
+        for p in &processes {
+            println!(
+                "would stop process {} (group {}) of run {}: {}",
+                p.pid, p.pgid, p.run, p.command
+            );
+        }
         return Ok(());
     }
-    let report = git.remove_orphans(&live_branches, &live_worktrees, args.force)?;
+    let stopped = if processes.is_empty() {
+        orch_validate::Stopped::default()
+    } else {
+        orch_validate::procs::stop_groups(&dead, Duration::from_secs(5))
+    };
+    let mut report = git.remove_orphans(&live_branches, &live_worktrees, args.force)?;
+    report.kept.extend(kept_runs);
+    let mut removed_dirs = Vec::new();
+    for p in strays {
+        if stray_has_files(&p) && !args.force {
+            report.kept.push((
+                p.display().to_string(),
+                "not a registered worktree, and it holds files; --force removes it".into(),
+            ));
+        } else if std::fs::remove_dir_all(&p).is_ok() {
+            removed_dirs.push(p);
+        }
+    }
+    // Run directories left empty.
+    if let Some(root) = &root {
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
     if ctx.json {
         return output::print_json(&json!({
             "removed_worktrees": report.removed_worktrees,
             "deleted_branches": report.deleted_branches,
+            "removed_directories": removed_dirs,
+            "stopped_process_groups": stopped.terminated.iter().chain(&stopped.killed).collect::<Vec<_>>(),
             "kept": report.kept.iter().map(|(what, why)| json!({ "what": what, "why": why })).collect::<Vec<_>>(),
         }));
     }
@@ -784,12 +905,20 @@ pub async fn cleanup(
     for b in &report.deleted_branches {
         println!("deleted branch {b}");
     }
+    for d in &removed_dirs {
+        println!("removed {} (not a registered worktree)", d.display());
+    }
+    for g in stopped.terminated.iter().chain(&stopped.killed) {
+        println!("stopped process group {g} of a run no orch drives");
+    }
     for (what, why) in &report.kept {
         println!("kept {what}: {why}");
     }
     if report.removed_worktrees.is_empty()
         && report.deleted_branches.is_empty()
         && report.kept.is_empty()
+        && removed_dirs.is_empty()
+        && stopped == orch_validate::Stopped::default()
     {
         println!("Nothing to clean up.");
     }

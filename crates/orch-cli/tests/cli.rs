@@ -997,3 +997,167 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         format!("orch/{run}/integration")
     );
 }
+
+/// Pids of live processes whose environment tags them with `run`.
+fn tagged_with(run: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv == format!("ORCH_RUN_ID={run}").as_bytes())
+            })
+        })
+        .filter(|pid| {
+            // Zombies are dead.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "slow"]);
+    s.ok(&["task", "add", "quick"]);
+    // "slow" waits for a file that only exists after the crash; "quick" is done at once.
+    let flag = s.dir.path().join("go");
+    let agent = format!(
+        "if [ \"$ORCH_TASK_TITLE\" = slow ]; then while [ ! -e {} ]; do sleep 0.05; done; fi; echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\"",
+        flag.display()
+    );
+    let mut child = s
+        .cmd(&["run", "--agent-cmd", &agent])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until "quick" is done and "slow"'s agent runs, then SIGKILL orch.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let run = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let runs = s.ok(&["--json", "run", "list"]).json();
+        let Some(run) = runs[0]["id"].as_str().map(String::from) else {
+            continue;
+        };
+        if s.statuses() == ["in_progress", "done"] && !tagged_with(&run).is_empty() {
+            break run;
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!tagged_with(&run).is_empty(), "the agent outlives its orch");
+
+    // A new run refuses, naming the interrupted one and the ways on.
+    let r = s.run(&["run", "--agent-cmd", "true"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("run {run} was interrupted"))
+            && r.stderr.contains("orch run --resume")
+            && r.stderr.contains("holds 1 task(s)"),
+        "{}",
+        r.stderr
+    );
+    let list = s.ok(&["--json", "run", "list"]).json();
+    assert_eq!(list[0]["interrupted"], true, "{list}");
+
+    // Cleanup lists the leftover agent, keeps the run's attempts, and stops it.
+    let dry = s.ok(&["--json", "cleanup", "--dry-run"]).json();
+    let procs = dry["processes"].as_array().unwrap();
+    assert!(
+        !procs.is_empty() && procs.iter().all(|p| p["run"] == run.as_str()),
+        "{dry}"
+    );
+    let out = s.ok(&["cleanup"]).stdout;
+    assert!(out.contains("stopped process group"), "{out}");
+    assert!(
+        out.contains(&format!("kept run {run}: interrupted")),
+        "{out}"
+    );
+    assert!(
+        tagged_with(&run).is_empty(),
+        "cleanup stopped the leftovers"
+    );
+
+    // Resume: the slow task is run again (uncounted) and everything ends done.
+    std::fs::write(&flag, "").unwrap();
+    let r = s.run(&["--json", "run", "--resume"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary = r.json();
+    assert_eq!(summary["run"], run.as_str());
+    assert!(
+        summary["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("took the run over")),
+        "{summary}"
+    );
+    assert_eq!(s.statuses(), ["done", "done"]);
+    let events = s.ok(&["--json", "events", "--run", &run]).stdout;
+    assert!(events.contains("\"kind\":\"run.resumed\""), "{events}");
+    assert!(events.contains("\"kind\":\"lease.taken_over\""), "{events}");
+    // Nothing left to resume; resuming it again is harmless.
+    let r = s.run(&["run", "--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no interrupted run"), "{}", r.stderr);
+    s.ok(&["run", "resume", &run]);
+    assert_eq!(s.statuses(), ["done", "done"]);
+}
+
+#[test]
+fn a_live_run_cannot_be_driven_twice() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "slow"]);
+    let flag = s.dir.path().join("go");
+    let agent = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo x > x.txt",
+        flag.display()
+    );
+    let mut child = s
+        .cmd(&["run", "--agent-cmd", &agent])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let run = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if let Some(r) = s.ok(&["--json", "run", "list"]).json()[0]["id"].as_str()
+            && s.statuses() == ["in_progress"]
+        {
+            break r.to_owned();
+        }
+    };
+    // A second process is refused, and says who drives the run.
+    let r = s.run(&["run", "resume", &run]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("run {run} is driven by orch@")),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&["run", "--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no interrupted run"), "{}", r.stderr);
+    // A new run beside it does not take its task.
+    std::fs::write(&flag, "").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(s.statuses(), ["done"]);
+}
