@@ -548,3 +548,125 @@ async fn a_prompt_template_replaces_the_built_in_prompt() {
         "{err}"
     );
 }
+
+/// Waits until the run's journal shows `attempt` running.
+async fn until_running(store: &Store, run: &RunId) {
+    for _ in 0..400 {
+        let events = store.run_events(run).await.unwrap_or_default();
+        if events.iter().any(|e| {
+            matches!(e, RunEvent::AttemptMoved { to, .. } if *to == orch_core::run::AttemptState::Running)
+        }) {
+            // Give the agent a moment to start.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the attempt never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work() {
+    let fx = Fx::new();
+    let store = fx.store().await;
+    let t = store
+        .add_task(
+            NewTask {
+                title: "one".into(),
+                ..NewTask::default()
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.run.lease_ttl = CfgDuration(Duration::from_secs(1));
+    // An agent that never finishes on its own: the resumed run must not run it again.
+    let engine = fx.engine(store.clone(), cfg, "sleep 300");
+    let run = RunId("r-crash".into());
+    let handle = {
+        let (engine, run) = (engine.clone(), run.clone());
+        tokio::spawn(async move { engine.run(run, CancellationToken::new(), None).await })
+    };
+    until_running(&store, &run).await;
+    // The "crash": the engine stops mid-run without a word (its process-group guards
+    // kill the agent), and its lease stays behind, owned by a live process.
+    handle.abort();
+    let _ = handle.await;
+
+    // Meanwhile the agent had finished and orch had committed its work and written
+    // the exit marker, just before the crash (as the engine does after every agent).
+    let a = orch_core::run::AttemptId {
+        task: t.id,
+        number: 1,
+    };
+    let wt = fx.tmp.path().join("worktrees/r-crash").join(a.to_string());
+    std::fs::write(
+        wt.join(format!("task-{}.txt", t.id)),
+        "from before the crash\n",
+    )
+    .unwrap();
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "the agent's work"]);
+    let head = git(&wt, &["rev-parse", "HEAD"]);
+    let marker = fx
+        .repo()
+        .join(".orch/artifacts/r-crash")
+        .join(t.id.0.to_string())
+        .join("1")
+        .join(orch_engine::EXIT_MARKER);
+    assert!(marker.parent().unwrap().is_dir(), "{}", marker.display());
+    std::fs::write(
+        &marker,
+        serde_json::json!({ "exit": { "code": 0 }, "changes": { "head": head, "empty": false } })
+            .to_string(),
+    )
+    .unwrap();
+
+    // The lease is live: a resume now is refused.
+    let err = engine
+        .resume(run.clone(), CancellationToken::new(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is driven by orch@"), "{err}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let summary = engine
+        .resume(run.clone(), CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(summary.state, RunState::Completed, "{summary:?}");
+    assert!(
+        summary
+            .notes
+            .iter()
+            .any(|n| n.contains("its lease expired")),
+        "{:?}",
+        summary.notes
+    );
+    assert_eq!(store.task(t.id).await.unwrap().status, TaskStatus::Done);
+    let events = store.run_events(&run).await.unwrap();
+    assert!(events.iter().any(|e| matches!(e, RunEvent::Resumed { reason, .. } if reason.contains("agent had finished before the crash"))));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, RunEvent::AttemptCreated { .. }))
+            .count(),
+        1,
+        "the agent was not run again"
+    );
+    let content = git(
+        &fx.repo(),
+        &[
+            "show",
+            &format!("orch/r-crash/integration:task-{}.txt", t.id),
+        ],
+    );
+    assert_eq!(content, "from before the crash");
+    // Resuming a finished run is idempotent.
+    let again = engine
+        .resume(run.clone(), CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(again.head, summary.head);
+    assert_eq!(store.run_events(&run).await.unwrap().len(), events.len());
+}
