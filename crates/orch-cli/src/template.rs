@@ -17,6 +17,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # merge_style = "merge"          # or "squash"
 # finish = "leave"               # or "fast-forward" (main, by compare-and-swap)
 # planner = ""                   # empty: the built-in scheduler; else a command
+# lease_ttl = "30s"              # a crashed orch's run is taken over after this
 
 [agent]
 # preset = ""                    # claude | codex | gemini | aider | opencode
