@@ -1021,6 +1021,32 @@ fn tagged_with(run: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Starts `orch run --agent-cmd AGENT` in the background.
+fn background_run(s: &Sandbox, agent: &str) -> std::process::Child {
+    s.cmd(&["run", "--agent-cmd", agent])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to 30 s) until the newest run exists and `ready` holds for it; its id.
+fn wait_for_run(s: &Sandbox, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if let Some(run) = s.ok(&["--json", "run", "list"]).json()[0]["id"].as_str()
+            && ready(run)
+        {
+            return run.to_owned();
+        }
+    }
+}
+
 #[test]
 fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
     let s = Sandbox::new();
@@ -1033,28 +1059,11 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
         "if [ \"$ORCH_TASK_TITLE\" = slow ]; then while [ ! -e {} ]; do sleep 0.05; done; fi; echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\"",
         flag.display()
     );
-    let mut child = s
-        .cmd(&["run", "--agent-cmd", &agent])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = background_run(&s, &agent);
     // Wait until "quick" is done and "slow"'s agent runs, then SIGKILL orch.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let run = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let runs = s.ok(&["--json", "run", "list"]).json();
-        let Some(run) = runs[0]["id"].as_str().map(String::from) else {
-            continue;
-        };
-        if s.statuses() == ["in_progress", "done"] && !tagged_with(&run).is_empty() {
-            break run;
-        }
-    };
+    let run = wait_for_run(&s, |run| {
+        s.statuses() == ["in_progress", "done"] && !tagged_with(run).is_empty()
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!tagged_with(&run).is_empty(), "the agent outlives its orch");
@@ -1126,25 +1135,8 @@ fn a_live_run_cannot_be_driven_twice() {
         "while [ ! -e {} ]; do sleep 0.05; done; echo x > x.txt",
         flag.display()
     );
-    let mut child = s
-        .cmd(&["run", "--agent-cmd", &agent])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let run = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got going"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        if let Some(r) = s.ok(&["--json", "run", "list"]).json()[0]["id"].as_str()
-            && s.statuses() == ["in_progress"]
-        {
-            break r.to_owned();
-        }
-    };
+    let mut child = background_run(&s, &agent);
+    let run = wait_for_run(&s, |_| s.statuses() == ["in_progress"]);
     // A second process is refused, and says who drives the run.
     let r = s.run(&["run", "resume", &run]);
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -203,6 +203,28 @@ struct Proc {
     commit: CommitId,
 }
 
+impl Proc {
+    /// What the engine reports when this agent process ends.
+    fn exited(&self, a: AttemptId) -> Input {
+        Input::AgentExited {
+            attempt: a,
+            exit: if self.killed {
+                AgentExit::Signal(15)
+            } else {
+                AgentExit::Code(self.code)
+            },
+            changes: Some(Changes {
+                head: if self.empty {
+                    CommitId(format!("base-of-{a}"))
+                } else {
+                    self.commit.clone()
+                },
+                empty: self.empty,
+            }),
+        }
+    }
+}
+
 /// Facts the world delivered about an attempt, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Fact {
@@ -356,18 +378,7 @@ impl<O: Oracle> World<O> {
                 continue;
             }
             self.now = self.now.max(exit_at);
-            let input = Input::AgentExited {
-                attempt: a,
-                exit: AgentExit::Code(p.code),
-                changes: Some(Changes {
-                    head: if p.empty {
-                        CommitId(format!("base-of-{a}"))
-                    } else {
-                        p.commit.clone()
-                    },
-                    empty: p.empty,
-                }),
-            };
+            let input = p.exited(a);
             self.record_fact(&input);
             self.log(format!(
                 "           agent {a} had finished before the crash"
@@ -751,22 +762,7 @@ impl<O: Oracle> World<O> {
             }
             .expect("just seen");
             let input = match p.stage {
-                None => Input::AgentExited {
-                    attempt: a,
-                    exit: if p.killed {
-                        AgentExit::Signal(15)
-                    } else {
-                        AgentExit::Code(p.code)
-                    },
-                    changes: Some(Changes {
-                        head: if p.empty {
-                            CommitId(format!("base-of-{a}"))
-                        } else {
-                            p.commit.clone()
-                        },
-                        empty: p.empty,
-                    }),
-                },
+                None => p.exited(a),
                 Some(stage) => Input::GateFinished {
                     attempt: a,
                     stage,
