@@ -1,4 +1,4 @@
-//! The chaos scenario of `cargo xtask e2e`: a run of 16 tasks with slow scripted
+//! The chaos scenario of `cargo xtask e2e`: a run of 24 tasks with slow scripted
 //! agents, its `orch` killed with SIGKILL at seeded random moments and resumed each
 //! time, then checked: every task done, each one's change in the integration branch
 //! exactly once, the integration head validated, nothing left after `orch cleanup`, no
@@ -10,6 +10,7 @@
 //! land still varies with the machine's speed.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -35,13 +36,11 @@ impl Rng {
     }
 }
 
-const TASKS: usize = 16;
-
 /// Each agent sleeps 0.6-1.8 s (by task and attempt), then writes `<title>.txt`.
 const AGENT: &str = "ms=$(( 600 + (ORCH_TASK_ID * 7 + ORCH_ATTEMPT * 3) % 13 * 100 )); sleep $((ms / 1000)).$((ms % 1000 / 100)) && printf '%s\\n' \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\"";
 
 /// The integration gate: every task file holds its own name.
-const INTEGRATION: &str = "for f in t*.txt; do [ -e \"$f\" ] || continue; [ \"$(cat \"$f\")\" = \"${f%.txt}\" ] || exit 1; done";
+const INTEGRATION: &str = "sleep 0.3; for f in t*.txt; do [ -e \"$f\" ] || continue; [ \"$(cat \"$f\")\" = \"${f%.txt}\" ] || exit 1; done";
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -60,20 +59,25 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
         } else {
             20
         });
+    // Enough work that the run outlives the kills.
+    let tasks = (kills as usize * 6 / 5).max(24);
     let mut rng = Rng(seed);
-    // A kill point: once the journal has grown by `events` since the round began,
-    // wait `extra` ms more, then SIGKILL.
-    let points: Vec<(usize, u64)> = (0..kills)
-        .map(|_| (rng.range(1, 14) as usize, rng.range(0, 400)))
+    // A kill point: once the journal records an event of this kind past the round's
+    // resume (or its start), wait `extra` ms more, then SIGKILL.
+    let points: Vec<(&str, u64)> = (0..kills)
+        .map(|_| {
+            let kind = KILL_AFTER[rng.range(0, KILL_AFTER.len() as u64 - 1) as usize];
+            (kind, rng.range(0, 300))
+        })
         .collect();
     println!(
-        "      chaos: seed {seed} (replay with ORCH_CHAOS_SEED={seed}); kill points (new events, extra ms): {points:?}"
+        "      chaos: seed {seed} (replay with ORCH_CHAOS_SEED={seed}); kill points (after this event, extra ms): {points:?}"
     );
 
     s.config(
         "[run]\nconcurrency = 3\nlease_ttl = \"30s\"\n[agent]\ntimeout = \"60s\"\n[policy]\nmax_attempts = 3\nbackoff = \"100ms\"\n",
     )?;
-    for i in 1..=TASKS {
+    for i in 1..=tasks {
         let title = format!("t{i:02}");
         // A chain through the first three: t02 after t01, t03 after t02.
         let after = (2..=3).contains(&i).then(|| (i - 1).to_string());
@@ -87,7 +91,7 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
     let mut killed = 0;
     let mut round = 0;
     let mut finished_early = false;
-    for (events, extra) in &points {
+    for (kind, extra) in &points {
         round += 1;
         let run = s.last_run().ok();
         // Until the run is recorded, a kill leaves nothing to resume: start it again.
@@ -97,7 +101,7 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
                 "--agent-cmd",
                 AGENT,
                 "--validate",
-                "test -s \"$ORCH_TASK_TITLE.txt\"",
+                "sleep 0.2; test -s \"$ORCH_TASK_TITLE.txt\"",
                 "--integrate-validate",
                 INTEGRATION,
             ]
@@ -105,12 +109,16 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
             vec!["run", "--resume"]
         };
         let start = match &run {
-            Some(r) => journal_len(s, r)?,
+            Some(r) => journal(s, r)?.len(),
             None => 0,
         };
         let log = std::fs::File::create(logs.join(format!("round-{round}.log")))?;
-        let mut child = s
-            .cmd(&args)
+        let crash_at = kind.strip_prefix("crash:");
+        let mut cmd = s.cmd(&args);
+        if let Some(point) = crash_at {
+            cmd.env("ORCH_CRASH_AT", point);
+        }
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -122,11 +130,13 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
                 exited = Some(st);
                 break;
             }
-            let grown = match s.last_run().ok() {
-                Some(r) => journal_len(s, &r)?.saturating_sub(start),
-                None => 0,
+            let reached = match s.last_run().ok() {
+                Some(r) => since_resume(&journal(s, &r)?, start)
+                    .iter()
+                    .any(|e| e["kind"] == *kind),
+                None => false,
             };
-            if grown >= *events || Instant::now() > give_up {
+            if reached || Instant::now() > give_up {
                 std::thread::sleep(Duration::from_millis(*extra));
                 break;
             }
@@ -141,6 +151,8 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
                 child.wait()?;
                 killed += 1;
             }
+            // It aborted itself at the crash point.
+            Some(st) if crash_at.is_some() && st.signal() == Some(6) => killed += 1,
             Some(st) => {
                 let err = std::fs::read_to_string(logs.join(format!("round-{round}.log")))?;
                 ensure!(
@@ -164,11 +176,11 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
         );
     }
     ensure!(
-        killed >= kills.min(20) as usize || finished_early,
-        "only {killed} kills"
+        killed as u64 >= kills.min(20),
+        "only {killed} kills landed before the run finished (in round {round}); it needs more tasks"
     );
     println!("      chaos: {killed} kills in {round} rounds; run {run}");
-    check(s, &run)?;
+    check(s, &run, tasks)?;
     // Resuming a finished run again changes nothing.
     let head = sh(&s.repo(), &format!("git rev-parse orch/{run}/integration"))?;
     let before = s.statuses()?;
@@ -184,19 +196,15 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
         sh(&s.repo(), &format!("git rev-parse orch/{run}/integration"))? == head,
         "a second resume moved the integration branch"
     );
-    ensure!(
-        killed as u64 >= kills || finished_early,
-        "only {killed} of {kills} kills landed before the run finished"
-    );
     Ok(())
 }
 
-fn check(s: &Sandbox, run: &str) -> Result<()> {
+fn check(s: &Sandbox, run: &str, tasks_added: usize) -> Result<()> {
     // Every task done: the agents always succeed, and interrupted attempts do not
     // spend the budget.
     let statuses = s.statuses()?;
     ensure!(
-        statuses.len() == TASKS && statuses.iter().all(|(_, st)| st == "done"),
+        statuses.len() == tasks_added && statuses.iter().all(|(_, st)| st == "done"),
         "not every task is done: {statuses:?}"
     );
     // Each task's change is in the integration branch, and merged exactly once.
@@ -297,9 +305,25 @@ fn check(s: &Sandbox, run: &str) -> Result<()> {
         );
     }
     println!(
-        "      chaos: {} attempts for {TASKS} tasks; {takeovers} lease takeovers journaled",
+        "      chaos: {} attempts for {tasks_added} tasks; {takeovers} lease takeovers journaled",
         attempt_state.len()
     );
+    // Which recoveries the kills exercised.
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in events.lines() {
+        let e: Value = serde_json::from_str(line)?;
+        if e["kind"] != "run.resumed" {
+            continue;
+        }
+        let reason = e["payload"]["reason"].as_str().unwrap_or("");
+        for (needle, name) in RECOVERIES {
+            seen.entry(name).or_default();
+            *seen.get_mut(name).expect("just added") += reason.matches(needle).count();
+        }
+        let interrupted = e["payload"]["interrupted"].as_array().map_or(0, Vec::len);
+        *seen.entry("agents interrupted").or_default() += interrupted;
+    }
+    println!("      chaos: recoveries {seen:?}");
     // After cleanup, git holds nothing that no live attempt uses.
     s.ok(&["cleanup"])?;
     let worktrees = sh(
@@ -325,7 +349,53 @@ fn check(s: &Sandbox, run: &str) -> Result<()> {
     Ok(())
 }
 
-/// How many journal entries the run has.
-fn journal_len(s: &Sandbox, run: &str) -> Result<usize> {
-    Ok(s.ok(&["--json", "events", "--run", run])?.lines().count())
+/// What a resume's reason says for each kind of recovery.
+const RECOVERIES: &[(&str, &str)] = &[
+    ("had advanced the integration ref", "unrecorded advance"),
+    (
+        "was integrated just before the crash",
+        "advance without its consequences",
+    ),
+    ("passed integration; advancing", "validated, not advanced"),
+    ("merge commit not yet validated", "merge not validated"),
+    ("agent had finished before the crash", "finished agent kept"),
+];
+
+/// The run's journal entries, as `orch events --json` prints them.
+fn journal(s: &Sandbox, run: &str) -> Result<Vec<Value>> {
+    s.ok(&["--json", "events", "--run", run])?
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
 }
+
+/// Entries past the round's resume (or, for a run that had not started, past `start`).
+fn since_resume(journal: &[Value], start: usize) -> &[Value] {
+    if start == 0 {
+        return journal;
+    }
+    match journal
+        .iter()
+        .skip(start)
+        .position(|e| e["kind"] == "run.resumed")
+    {
+        Some(i) => &journal[start + i + 1..],
+        None => &[],
+    }
+}
+
+/// The journal kinds a kill may follow: the agent phase, the worker gate, the
+/// integration gate, the ref advance, and cleanup.
+///
+/// `crash:<point>` instead makes `orch` abort itself at an engine crash point
+/// (`ORCH_CRASH_AT`), for the windows too narrow for a kill from outside.
+const KILL_AFTER: &[&str] = &[
+    "crash:agent-exit-recorded",
+    "crash:ref-advanced",
+    "attempt.created",
+    "attempt.head",
+    "attempt.merge_written",
+    "attempt.integration_passed",
+    "run.head_advanced",
+    "attempt.cleanup",
+];

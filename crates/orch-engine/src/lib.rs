@@ -114,6 +114,23 @@ const STORED_ENGINE: &str = "engine";
 /// and what the engine committed, written before the core hears of it.
 pub const EXIT_MARKER: &str = "agent.exit";
 
+/// Fault injection for crash tests: with `ORCH_CRASH_AT=<point>` in its environment,
+/// the process aborts (no destructors, no cleanup, like a SIGKILL) the first time the
+/// engine reaches `point`. The points are the narrow windows a random kill rarely
+/// hits: `agent-exit-recorded` (the agent's work is committed and its `agent.exit`
+/// written, the core not yet told) and `ref-advanced` (the integration ref moved, not
+/// yet journaled). Unset, this is one string comparison.
+pub fn crash_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var("ORCH_CRASH_AT").ok())
+        .as_deref()
+        == Some(point)
+    {
+        std::process::abort();
+    }
+}
+
 /// Who drives a run, and how long its lease lasts without a heartbeat.
 #[derive(Debug, Clone)]
 struct Owner {
@@ -825,6 +842,7 @@ impl Engine {
                     // between goes on from this work instead of running the agent again.
                     let f = FinishedAgent { exit, changes };
                     let _ = write_exit_marker(&dir, &f);
+                    crash_point("agent-exit-recorded");
                     let _ = tx.send(Input::AgentExited {
                         attempt,
                         exit: f.exit,
@@ -962,7 +980,10 @@ impl Engine {
                 let reference = format!("refs/heads/{}", Self::integration_branch(run));
                 tokio::task::spawn_blocking(move || {
                     let result = match git.advance_ref(&reference, &expected, &new) {
-                        Ok(()) => RefResult::Advanced,
+                        Ok(()) => {
+                            crash_point("ref-advanced");
+                            RefResult::Advanced
+                        }
                         Err(GitError::LostRace {
                             actual: Some(actual),
                             ..
