@@ -47,6 +47,17 @@ pub enum EngineError {
     /// The configuration cannot run.
     #[error("{0}")]
     Config(String),
+    /// The lease could not be renewed for a whole TTL; the run was stopped, since
+    /// another process may have taken it over.
+    #[error(
+        "run {run}: the lease could not be renewed for a whole lease_ttl ({why}); this process stopped driving the run; `orch run resume {run}` goes on"
+    )]
+    LeaseExpired {
+        /// The run.
+        run: String,
+        /// The last renewal's error.
+        why: String,
+    },
     /// The run cannot be resumed as it is.
     #[error("{0}")]
     Unresumable(String),
@@ -581,6 +592,7 @@ impl Engine {
         // The lease's heartbeat: three chances to renew before it lapses.
         let mut heartbeat = tokio::time::interval(owner.ttl / 3);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewed = std::time::Instant::now();
         loop {
             let mut pending: Vec<RunEvent> = Vec::new();
             while let Some(cmd) = orch.poll_command() {
@@ -627,17 +639,26 @@ impl Engine {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    match self.store.renew_lease(run, &owner.id, owner.ttl).await {
-                        Ok(()) => {}
-                        Err(e @ StoreError::LeaseLost { .. }) => {
-                            // Another process drives the run now: stop everything at once.
-                            for r in live.running.values() {
-                                r.cancel.cancel();
-                            }
-                            return Err(e.into());
+                    let lost = match self.store.renew_lease(run, &owner.id, owner.ttl).await {
+                        Ok(()) => {
+                            renewed = std::time::Instant::now();
+                            None
                         }
-                        // A busy database: the next beat tries again, well within the TTL.
-                        Err(_) => {}
+                        Err(e @ StoreError::LeaseLost { .. }) => Some(EngineError::from(e)),
+                        // Unrenewed for a whole TTL, the lease may be someone else's now.
+                        Err(e) if renewed.elapsed() >= owner.ttl => Some(EngineError::LeaseExpired {
+                            run: run.0.clone(),
+                            why: e.to_string(),
+                        }),
+                        // A busy database: the next beat tries again, within the TTL.
+                        Err(_) => None,
+                    };
+                    if let Some(e) = lost {
+                        // Another process may drive the run now: stop everything at once.
+                        for r in live.running.values() {
+                            r.cancel.cancel();
+                        }
+                        return Err(e);
                     }
                 }
             }
