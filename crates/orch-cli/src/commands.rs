@@ -340,6 +340,14 @@ async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
                         "cancel requested: run {} stops task #{id} and goes on with the rest",
                         runs.join(", ")
                     );
+                    for r in crate::run::interrupted_runs(&store).await? {
+                        if runs.contains(&r.id.0) {
+                            println!(
+                                "note: run {} is interrupted (no orch drives it); the cancel takes effect when `orch run resume {}` resumes it",
+                                r.id, r.id
+                            );
+                        }
+                    }
                 }
             } else {
                 let req = MoveRequest {

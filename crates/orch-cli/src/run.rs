@@ -449,9 +449,13 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
             let merges = store.merges(&id).await?;
             let proposals = store.proposals(&id).await?;
             if ctx.json {
+                let lease = store.lease(&id).await?;
+                let interrupted = interrupted_runs(store).await?.iter().any(|r| r.id == id);
                 return output::print_json(&json!({
                     "id": info.id.0,
                     "state": info.state,
+                    "interrupted": interrupted,
+                    "driven_by": lease.filter(|_| !interrupted).map(|l| l.owner),
                     "head": snap.head.as_ref().map(|h| h.0.clone()),
                     "tasks": snap.tasks.iter().map(|(t, s)| json!({ "id": t.0, "status": s })).collect::<Vec<_>>(),
                     "attempts": attempts.iter().map(|a| json!({
@@ -493,6 +497,15 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
                 info.id,
                 format!("{:?}", info.state).to_lowercase()
             );
+            if !info.state.is_terminal() {
+                match store.lease(&id).await? {
+                    _ if interrupted_runs(store).await?.iter().any(|r| r.id == id) => {
+                        println!("  interrupted: no orch drives it; `orch run resume {id}` goes on")
+                    }
+                    Some(l) => println!("  driven by {}", l.owner),
+                    None => {}
+                }
+            }
             if let Some(h) = &snap.head {
                 println!("  integration head: {h}");
             }

@@ -1080,6 +1080,16 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
     );
     let list = s.ok(&["--json", "run", "list"]).json();
     assert_eq!(list[0]["interrupted"], true, "{list}");
+    let show = s.ok(&["run", "show", &run]).stdout;
+    assert!(
+        show.contains(&format!(
+            "interrupted: no orch drives it; `orch run resume {run}`"
+        )),
+        "{show}"
+    );
+    let show = s.ok(&["--json", "run", "show", &run]).json();
+    assert_eq!(show["interrupted"], true, "{show}");
+    assert_eq!(show["driven_by"], Value::Null, "{show}");
 
     // Cleanup lists the leftover agent, keeps the run's attempts, and stops it.
     let dry = s.ok(&["--json", "cleanup", "--dry-run"]).json();
@@ -1137,6 +1147,12 @@ fn a_live_run_cannot_be_driven_twice() {
     );
     let mut child = background_run(&s, &agent);
     let run = wait_for_run(&s, |_| s.statuses() == ["in_progress"]);
+    let show = s.ok(&["--json", "run", "show", &run]).json();
+    assert_eq!(show["interrupted"], false, "{show}");
+    assert!(
+        show["driven_by"].as_str().unwrap().starts_with("orch@"),
+        "{show}"
+    );
     // A second process is refused, and says who drives the run.
     let r = s.run(&["run", "resume", &run]);
     assert_eq!(r.code, 2, "{}", r.stderr);
