@@ -325,13 +325,21 @@ fn check(s: &Sandbox, run: &str, tasks_added: usize) -> Result<()> {
     }
     println!("      chaos: recoveries {seen:?}");
     // After cleanup, git holds nothing that no live attempt uses.
-    s.ok(&["cleanup"])?;
+    // Failed attempts (there should be none) are kept for worktrees.keep_failed.
+    let report: Value = serde_json::from_str(&s.ok(&["--json", "cleanup"])?)?;
+    let retained: Vec<&str> = report["kept"]
+        .as_array()
+        .context("kept")?
+        .iter()
+        .filter(|k| k["why"].as_str().is_some_and(|w| w.contains("keep_failed")))
+        .filter_map(|k| k["what"].as_str())
+        .collect();
     let worktrees = sh(
         &s.repo(),
         "git worktree list --porcelain | grep '^worktree ' | wc -l",
     )?;
     ensure!(
-        worktrees == "1",
+        worktrees.parse::<usize>()? == 1 + retained.len(),
         "worktrees left: {}",
         sh(&s.repo(), "git worktree list")?
     );
@@ -339,10 +347,11 @@ fn check(s: &Sandbox, run: &str, tasks_added: usize) -> Result<()> {
         &s.repo(),
         "git branch --list 'orch/*' --format='%(refname:short)'",
     )?;
-    ensure!(
-        branches == format!("orch/{run}/integration"),
-        "branches left: {branches}"
-    );
+    let unexpected: Vec<&str> = branches
+        .lines()
+        .filter(|b| *b != format!("orch/{run}/integration") && !retained.contains(b))
+        .collect();
+    ensure!(unexpected.is_empty(), "branches left: {branches}");
     // No orch and no agent is alive.
     let left = processes_under(s.tmp.path());
     ensure!(left.is_empty(), "processes left: {left:?}");

@@ -730,8 +730,38 @@ pub async fn cleanup(
     // every integration branch (they hold validated work, for review).
     let mut live_branches = std::collections::BTreeSet::new();
     let mut live_worktrees = std::collections::BTreeSet::new();
+    // Failed and canceled attempts are kept for a look for `worktrees.keep_failed`,
+    // then removed even with unmerged work or changes (their retention ran out).
+    let mut retained: Vec<(String, String)> = Vec::new();
+    let mut expired = std::collections::BTreeSet::new();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let keep_ms = cfg.worktrees.keep_failed.0.as_millis() as i64;
     for r in store.runs().await? {
         live_branches.insert(format!("orch/{}/integration", r.id));
+        for a in store.attempts(&r.id).await? {
+            if !matches!(a.state.as_str(), "failed" | "canceled") {
+                continue;
+            }
+            let age = now_ms - a.updated_at.0;
+            if age < keep_ms && !args.force {
+                live_branches.insert(a.branch.clone());
+                if let Some(root) = &root {
+                    live_worktrees.insert(root.join(&r.id.0).join(a.attempt.to_string()));
+                }
+                retained.push((
+                    a.branch.clone(),
+                    format!(
+                        "a {} attempt, kept for worktrees.keep_failed ({}) after it ended; --force or a shorter keep_failed removes it",
+                        a.state, cfg.worktrees.keep_failed
+                    ),
+                ));
+            } else {
+                expired.insert(a.branch.clone());
+            }
+        }
         if matches!(
             r.state,
             RunState::Completed | RunState::Canceled | RunState::Halted
@@ -791,8 +821,10 @@ pub async fn cleanup(
     let processes = orch_validate::procs::tagged(&dead);
     // Directories under the worktree root that git no longer knows (a crash between
     // creating the directory and registering it, or a registration pruned by hand).
-    let registered: std::collections::BTreeSet<PathBuf> = git
-        .inventory()?
+    let inventory = git.inventory()?;
+    // Only what still exists is worth reporting as kept.
+    retained.retain(|(b, _)| inventory.branches.iter().any(|x| &x.name == b));
+    let registered: std::collections::BTreeSet<PathBuf> = inventory
         .worktrees
         .iter()
         .map(|w| w.path.canonicalize().unwrap_or_else(|_| w.path.clone()))
@@ -835,6 +867,7 @@ pub async fn cleanup(
                 "branches": orphans.branches.iter().map(|b| json!({ "name": b.name, "merged": b.merged })).collect::<Vec<_>>(),
                 "unregistered_directories": strays.iter().map(|p| json!({ "path": p, "has_files": stray_has_files(p) })).collect::<Vec<_>>(),
                 "processes": processes.iter().map(|p| json!({ "pid": p.pid, "pgid": p.pgid, "run": p.run, "command": p.command })).collect::<Vec<_>>(),
+                "kept": retained.iter().map(|(what, why)| json!({ "what": what, "why": why })).collect::<Vec<_>>(),
             }));
         }
         if orphans.worktrees.is_empty()
@@ -843,6 +876,9 @@ pub async fn cleanup(
             && processes.is_empty()
         {
             println!("Nothing to clean up.");
+        }
+        for (what, why) in &retained {
+            println!("would keep {what}: {why}");
         }
         for w in &orphans.worktrees {
             let note = match (w.prunable, w.dirty) {
@@ -884,7 +920,10 @@ pub async fn cleanup(
     } else {
         orch_validate::procs::stop_groups(&dead, Duration::from_secs(5))
     };
-    let mut report = git.remove_orphans(&live_branches, &live_worktrees, args.force)?;
+    let mut report = git.remove_orphans(&live_branches, &live_worktrees, |b| {
+        args.force || b.is_some_and(|b| expired.contains(b))
+    })?;
+    report.kept.extend(retained);
     report.kept.extend(kept_runs);
     let mut removed_dirs = Vec::new();
     for p in strays {

@@ -41,6 +41,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 [worktrees]
 # root = ""                      # empty: $XDG_DATA_HOME/orch/worktrees/<repo-key>
 # cleanup = "on-success"         # or "always", "never"
+# keep_failed = "7d"             # orch cleanup keeps failed attempts this long
 
 [artifacts]
 # keep_runs = 20

@@ -956,7 +956,27 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Within worktrees.keep_failed (7 days by default) the failed attempt stays.
     let dry = s.ok(&["cleanup", "--dry-run"]).stdout;
+    assert!(
+        dry.contains(&format!(
+            "would keep orch/{run}/task-2-1: a failed attempt, kept for worktrees.keep_failed (7d)"
+        )),
+        "{dry}"
+    );
+    assert!(
+        !dry.contains("integration\n") && !dry.contains(&format!("orch/{run}/integration")),
+        "{dry}"
+    );
+    let out = s.ok(&["cleanup"]).stdout;
+    assert!(
+        out.contains(&format!("kept orch/{run}/task-2-1: a failed attempt")),
+        "{out}"
+    );
+    // Past it, its worktree and branch go, unmerged work and all.
+    let dry = s
+        .ok(&["-c", "worktrees.keep_failed=1ms", "cleanup", "--dry-run"])
+        .stdout;
     assert!(
         dry.contains("would remove worktree") && dry.contains("task-2-1"),
         "{dry}"
@@ -967,22 +987,11 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         )),
         "{dry}"
     );
-    assert!(
-        !dry.contains("integration\n") && !dry.contains(&format!("orch/{run}/integration")),
-        "{dry}"
-    );
-    let out = s.ok(&["cleanup"]).stdout;
+    let out = s.ok(&["-c", "worktrees.keep_failed=1ms", "cleanup"]).stdout;
     assert!(
         out.contains("removed worktree")
-            && out.contains(&format!(
-                "kept orch/{run}/task-2-1: its work is in no integration branch"
-            )),
+            && out.contains(&format!("deleted branch orch/{run}/task-2-1")),
         "{out}"
-    );
-    let forced = s.ok(&["cleanup", "--force"]).stdout;
-    assert!(
-        forced.contains(&format!("deleted branch orch/{run}/task-2-1")),
-        "{forced}"
     );
     assert_eq!(s.ok(&["cleanup"]).stdout, "Nothing to clean up.\n");
     // The integration branch, with the validated work, stays.

@@ -163,6 +163,9 @@ pub struct WorktreesConfig {
     pub root: String,
     /// `on-success`, `always` or `never`.
     pub cleanup: Cleanup,
+    /// How long `orch cleanup` keeps the worktree and branch of a failed or canceled
+    /// attempt (for a look at what went wrong) before removing them.
+    pub keep_failed: Duration,
 }
 
 impl Default for WorktreesConfig {
@@ -170,6 +173,7 @@ impl Default for WorktreesConfig {
         WorktreesConfig {
             root: String::new(),
             cleanup: Cleanup::OnSuccess,
+            keep_failed: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

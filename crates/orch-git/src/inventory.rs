@@ -168,18 +168,20 @@ impl Git {
         })
     }
 
-    /// Removes the orphans: worktrees first (dirty ones only with `force`), then
-    /// branches (those with work in no integration branch only with `force`).
+    /// Removes the orphans: worktrees first (dirty ones only when forced), then
+    /// branches (those with work in no integration branch only when forced). `force`
+    /// says, by branch (a worktree's checked-out one, `None` if detached), whether to
+    /// force.
     pub fn remove_orphans(
         &self,
         live_branches: &BTreeSet<String>,
         live_worktrees: &BTreeSet<PathBuf>,
-        force: bool,
+        force: impl Fn(Option<&str>) -> bool,
     ) -> Result<OrphanReport, GitError> {
         let orphans = self.orphans(live_branches, live_worktrees)?;
         let mut report = OrphanReport::default();
         for w in &orphans.worktrees {
-            match self.remove_worktree(&w.path, force) {
+            match self.remove_worktree(&w.path, force(w.branch.as_deref())) {
                 Ok(()) => report.removed_worktrees.push(w.path.clone()),
                 Err(GitError::Dirty(_)) => report.kept.push((
                     w.path.display().to_string(),
@@ -189,7 +191,7 @@ impl Git {
             }
         }
         for b in &orphans.branches {
-            match self.delete_branch(&b.name, force) {
+            match self.delete_branch(&b.name, force(Some(&b.name))) {
                 Ok(()) => report.deleted_branches.push(b.name.clone()),
                 Err(GitError::Unmerged(_)) => report.kept.push((
                     b.name.clone(),

@@ -622,7 +622,9 @@ fn removal_inventory_and_orphans() {
     ]
     .into();
     let live_w: BTreeSet<PathBuf> = [fx.wt("t1")].into();
-    let report = untouched(&fx, || g.remove_orphans(&live_b, &live_w, false).unwrap());
+    let report = untouched(&fx, || {
+        g.remove_orphans(&live_b, &live_w, |_| false).unwrap()
+    });
     assert!(
         report.removed_worktrees.contains(&fx.wt("t2"))
             && report.removed_worktrees.contains(&fx.wt("t4"))
@@ -645,7 +647,9 @@ fn removal_inventory_and_orphans() {
             .contains(&"orch/r1/task-4-1".to_string())
     );
     // Forced: everything not live goes.
-    let report = untouched(&fx, || g.remove_orphans(&live_b, &live_w, true).unwrap());
+    let report = untouched(&fx, || {
+        g.remove_orphans(&live_b, &live_w, |_| true).unwrap()
+    });
     assert!(report.kept.is_empty(), "{report:?}");
     let left = g.inventory().unwrap();
     assert_eq!(left.worktrees.len(), 1);

@@ -33,6 +33,8 @@ pub struct AttemptRow {
     pub state: String,
     /// The failure, as JSON, when failed.
     pub failure: Option<serde_json::Value>,
+    /// When its state last changed (for a finished attempt: when it ended).
+    pub updated_at: Timestamp,
 }
 
 /// One validation command's row.
@@ -333,6 +335,7 @@ impl Store {
                 merge: r.merge_commit,
                 state: r.state,
                 failure: r.failure.and_then(|f| serde_json::from_str(&f).ok()),
+                updated_at: Timestamp(r.updated_at),
             })
             .collect())
     }
