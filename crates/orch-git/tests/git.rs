@@ -672,3 +672,49 @@ fn the_worktree_root_is_outside_the_repository_and_stable() {
     );
     assert!(!a.starts_with("/home/u/src/my repo"));
 }
+
+#[test]
+fn after_a_crash_stale_locks_and_half_added_worktrees_go_and_nothing_else() {
+    let fx = Fixture::new();
+    let g = fx.git();
+    let base = fx.head();
+    let wt = fx.wt("r1/task-1-1");
+    g.add_worktree("orch/r1/task-1-1", &base, &wt).unwrap();
+    let gitdir = fx.repo().join(".git");
+    let ref_lock = gitdir.join("refs/heads/orch/r1/integration.lock");
+    let wt_admin = gitdir.join("worktrees/task-1-1");
+    assert!(wt_admin.is_dir());
+    let index_lock = wt_admin.join("index.lock");
+    // Someone else's locks: another run's ref, and the user's own index.
+    std::fs::create_dir_all(gitdir.join("refs/heads/orch/r2")).unwrap();
+    let other_run = gitdir.join("refs/heads/orch/r2/integration.lock");
+    let user_index = gitdir.join("index.lock");
+    for p in [&ref_lock, &index_lock, &other_run, &user_index] {
+        std::fs::write(p, "").unwrap();
+    }
+    let removed = g.clear_stale_locks("orch/r1/", std::slice::from_ref(&wt), Duration::ZERO);
+    assert_eq!(
+        removed.iter().collect::<BTreeSet<_>>(),
+        [&ref_lock, &index_lock]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+    );
+    assert!(other_run.exists() && user_index.exists());
+    std::fs::remove_file(&user_index).unwrap();
+    // A lock younger than min_age is waited for and then removed only if still there.
+    std::fs::write(&ref_lock, "").unwrap();
+    let removed = g.clear_stale_locks("orch/r1/", &[], Duration::from_millis(200));
+    assert_eq!(removed, vec![ref_lock.clone()]);
+
+    // A worktree add killed midway: locked "initializing", half checked out.
+    std::fs::write(wt_admin.join("locked"), "initializing\n").unwrap();
+    std::fs::remove_file(wt.join("README.md")).unwrap();
+    untouched(&fx, || g.remove_worktree(&wt, false).unwrap());
+    assert!(!wt.exists() && !wt_admin.exists());
+    // A lock with any other reason is someone's decision: it stays.
+    let wt2 = fx.wt("r1/task-2-1");
+    g.add_worktree("orch/r1/task-2-1", &base, &wt2).unwrap();
+    std::fs::write(gitdir.join("worktrees/task-2-1/locked"), "on a USB disk\n").unwrap();
+    assert!(g.remove_worktree(&wt2, true).is_err());
+    assert!(wt2.exists());
+}
