@@ -219,6 +219,10 @@ struct Live {
     bases: HashMap<AttemptId, CommitId>,
     /// The user's prompt template, if any.
     template: Option<Arc<String>>,
+    /// Every task the loop spawned. Dropping the loop (an embedder dropping the run's
+    /// future) aborts them, and their process-group guards stop their processes, so
+    /// nothing the run started outlives it or acts for it afterwards.
+    spawned: tokio::task::JoinSet<()>,
 }
 
 impl Engine {
@@ -583,6 +587,7 @@ impl Engine {
             running: HashMap::new(),
             bases,
             template,
+            spawned: tokio::task::JoinSet::new(),
         };
         let mut cancel_sent = false;
         let mut finished = None;
@@ -624,6 +629,8 @@ impl Engine {
                     let _ = orch.handle(now(), input);
                 }
                 _ = tokio::time::sleep(wait) => { let _ = orch.handle(now(), Input::Tick); }
+                // Reap finished tasks (their results came through the channel).
+                Some(_) = live.spawned.join_next(), if !live.spawned.is_empty() => {}
                 _ = cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
                     let _ = orch.handle(now(), Input::Cancel { scope: CancelScope::Run });
@@ -794,7 +801,7 @@ impl Engine {
                 let env = env_for(&prompt_path);
                 let agents = live.agents.clone();
                 let prompt_template = live.template.clone();
-                tokio::spawn(async move {
+                live.spawned.spawn(async move {
                     let _permit = agents
                         .acquire_owned()
                         .await
@@ -899,7 +906,7 @@ impl Engine {
                 );
                 let store = self.store.clone();
                 let run_id = run.clone();
-                tokio::spawn(async move {
+                live.spawned.spawn(async move {
                     if stage == Stage::Integration {
                         let (g, c, p) = (git.clone(), commit.clone(), cwd.clone());
                         let checked =
@@ -1031,7 +1038,7 @@ impl Engine {
                 let branch = attempt.branch(run);
                 let run = run.clone();
                 let store = self.store.clone();
-                tokio::spawn(async move {
+                live.spawned.spawn(async move {
                     let (run2, artifacts2) = (run.clone(), artifacts.clone());
                     let mut errors = tokio::task::spawn_blocking(move || {
                         let mut errors = Vec::new();
@@ -1124,7 +1131,7 @@ impl Engine {
                     stdin: Some(input.to_string().into_bytes()),
                     capture_stdout: Some(1 << 20),
                 };
-                tokio::spawn(async move {
+                live.spawned.spawn(async move {
                     let token = CancellationToken::new();
                     let input = match run_command(&spec, &token, None).await {
                         Ok(r) if r.outcome.success() => {

@@ -549,6 +549,26 @@ async fn a_prompt_template_replaces_the_built_in_prompt() {
     );
 }
 
+/// True while a process tagged with `run` is alive (zombies are dead).
+fn tagged_alive(run: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| {
+            let tagged = std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv == format!("ORCH_RUN_ID={run}").as_bytes())
+            });
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            tagged && !zombie
+        })
+}
+
 /// Waits until the run's journal shows `attempt` running.
 async fn until_running(store: &Store, run: &RunId) {
     for _ in 0..400 {
@@ -581,18 +601,29 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
         .unwrap();
     let mut cfg = config();
     cfg.run.lease_ttl = CfgDuration(Duration::from_secs(1));
+    // Were the agent run again, the test fails in seconds rather than hanging.
+    cfg.agent.timeout = CfgDuration(Duration::from_secs(10));
     // An agent that never finishes on its own: the resumed run must not run it again.
     let engine = fx.engine(store.clone(), cfg, "sleep 300");
-    let run = RunId("r-crash".into());
+    // Unique on the machine: the test looks for processes tagged with it.
+    let run = RunId(format!("r-crash-{}", std::process::id()));
     let handle = {
         let (engine, run) = (engine.clone(), run.clone());
         tokio::spawn(async move { engine.run(run, CancellationToken::new(), None).await })
     };
     until_running(&store, &run).await;
-    // The "crash": the engine stops mid-run without a word (its process-group guards
-    // kill the agent), and its lease stays behind, owned by a live process.
+    // The "crash": the engine stops mid-run without a word (dropping it aborts what it
+    // spawned, and their process-group guards kill the agent), and its lease stays
+    // behind, owned by a live process.
     handle.abort();
     let _ = handle.await;
+    for _ in 0..100 {
+        if !tagged_alive(&run.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!tagged_alive(&run.0), "dropping the run stops its agent");
 
     // Meanwhile the agent had finished and orch had committed its work and written
     // the exit marker, just before the crash (as the engine does after every agent).
@@ -600,7 +631,12 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
         task: t.id,
         number: 1,
     };
-    let wt = fx.tmp.path().join("worktrees/r-crash").join(a.to_string());
+    let wt = fx
+        .tmp
+        .path()
+        .join("worktrees")
+        .join(&run.0)
+        .join(a.to_string());
     std::fs::write(
         wt.join(format!("task-{}.txt", t.id)),
         "from before the crash\n",
@@ -611,7 +647,8 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
     let head = git(&wt, &["rev-parse", "HEAD"]);
     let marker = fx
         .repo()
-        .join(".orch/artifacts/r-crash")
+        .join(".orch/artifacts")
+        .join(&run.0)
         .join(t.id.0.to_string())
         .join("1")
         .join(orch_engine::EXIT_MARKER);
@@ -658,7 +695,7 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
         &fx.repo(),
         &[
             "show",
-            &format!("orch/r-crash/integration:task-{}.txt", t.id),
+            &format!("orch/{run}/integration:task-{}.txt", t.id),
         ],
     );
     assert_eq!(content, "from before the crash");
