@@ -693,10 +693,7 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
     );
     let content = git(
         &fx.repo(),
-        &[
-            "show",
-            &format!("orch/{run}/integration:task-{}.txt", t.id),
-        ],
+        &["show", &format!("orch/{run}/integration:task-{}.txt", t.id)],
     );
     assert_eq!(content, "from before the crash");
     // Resuming a finished run is idempotent.
