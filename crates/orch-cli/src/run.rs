@@ -166,29 +166,11 @@ pub enum Target {
     Resume(Option<String>),
 }
 
-/// Runs that are not finished and that no live process drives: their orch crashed or
-/// was killed. Newest first.
+/// The interrupted runs (`orch_engine::interrupted_runs`), newest first.
 pub async fn interrupted_runs(store: &Store) -> Result<Vec<orch_store::RunInfo>> {
-    let mut out = Vec::new();
-    let now = orch_core::Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    );
-    for r in store.runs().await? {
-        if r.state.is_terminal() {
-            continue;
-        }
-        let driven = store
-            .lease(&r.id)
-            .await?
-            .is_some_and(|l| !l.expired_at(now) && !orch_engine::owner_is_dead(&l.owner));
-        if !driven {
-            out.push(r);
-        }
-    }
-    Ok(out)
+    let runs = store.runs().await?;
+    let ids = orch_engine::interrupted_runs(store, &runs).await?;
+    Ok(runs.into_iter().filter(|r| ids.contains(&r.id)).collect())
 }
 
 /// Starts (or resumes) a run on `repo` and prints its progress and summary. Returns
@@ -380,11 +362,7 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
     match cmd {
         RunCommand::List => {
             let runs = store.runs().await?;
-            let stuck: Vec<RunId> = interrupted_runs(store)
-                .await?
-                .into_iter()
-                .map(|r| r.id)
-                .collect();
+            let stuck = orch_engine::interrupted_runs(store, &runs).await?;
             if ctx.json {
                 return output::print_json(
                     &runs
@@ -430,7 +408,10 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
             if ctx.json {
                 return output::print_json(&json!({ "run": run, "cancel": "requested" }));
             }
-            if interrupted_runs(store).await?.iter().any(|r| r.id == id) {
+            if orch_engine::interrupted_runs(store, std::slice::from_ref(&info))
+                .await?
+                .contains(&id)
+            {
                 println!(
                     "cancel requested, but run {run} is interrupted (no orch drives it): it takes effect when you resume it with `orch run resume {run}`"
                 );
@@ -443,19 +424,25 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
         RunCommand::Show { run } => {
             let id = RunId(run.clone());
             let info = store.run(&id).await?;
+            let interrupted = orch_engine::interrupted_runs(store, std::slice::from_ref(&info))
+                .await?
+                .contains(&id);
+            let driven_by = store
+                .lease(&id)
+                .await?
+                .filter(|_| !interrupted && !info.state.is_terminal())
+                .map(|l| l.owner);
             let snap = RunSnapshot::from_events(&store.run_events(&id).await?);
             let attempts = store.attempts(&id).await?;
             let validations = store.validations(&id).await?;
             let merges = store.merges(&id).await?;
             let proposals = store.proposals(&id).await?;
             if ctx.json {
-                let lease = store.lease(&id).await?;
-                let interrupted = interrupted_runs(store).await?.iter().any(|r| r.id == id);
                 return output::print_json(&json!({
                     "id": info.id.0,
                     "state": info.state,
                     "interrupted": interrupted,
-                    "driven_by": lease.filter(|_| !interrupted).map(|l| l.owner),
+                    "driven_by": driven_by,
                     "head": snap.head.as_ref().map(|h| h.0.clone()),
                     "tasks": snap.tasks.iter().map(|(t, s)| json!({ "id": t.0, "status": s })).collect::<Vec<_>>(),
                     "attempts": attempts.iter().map(|a| json!({
@@ -497,14 +484,11 @@ pub async fn inspect(ctx: &Ctx, cmd: &RunCommand, store: &Store) -> Result<()> {
                 info.id,
                 format!("{:?}", info.state).to_lowercase()
             );
-            if !info.state.is_terminal() {
-                match store.lease(&id).await? {
-                    _ if interrupted_runs(store).await?.iter().any(|r| r.id == id) => {
-                        println!("  interrupted: no orch drives it; `orch run resume {id}` goes on")
-                    }
-                    Some(l) => println!("  driven by {}", l.owner),
-                    None => {}
-                }
+            if interrupted {
+                println!("  interrupted: no orch drives it; `orch run resume {id}` goes on");
+            }
+            if let Some(owner) = &driven_by {
+                println!("  driven by {owner}");
             }
             if let Some(h) = &snap.head {
                 println!("  integration head: {h}");
@@ -739,7 +723,9 @@ pub async fn cleanup(
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let keep_ms = cfg.worktrees.keep_failed.0.as_millis() as i64;
-    for r in store.runs().await? {
+    let runs = store.runs().await?;
+    let stuck = orch_engine::interrupted_runs(store, &runs).await?;
+    for r in &runs {
         live_branches.insert(format!("orch/{}/integration", r.id));
         for a in store.attempts(&r.id).await? {
             if !matches!(a.state.as_str(), "failed" | "canceled") {
@@ -786,25 +772,13 @@ pub async fn cleanup(
     }
     // Leftover processes: those tagged with a run of this store that no live orch
     // drives (it ended, or its orch died).
-    let driven: std::collections::BTreeSet<String> = {
-        let stuck: Vec<RunId> = interrupted_runs(store)
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        store
-            .runs()
-            .await?
-            .into_iter()
-            .filter(|r| !r.state.is_terminal() && !stuck.contains(&r.id))
-            .map(|r| r.id.0)
-            .collect()
-    };
+    let driven: std::collections::BTreeSet<String> = runs
+        .iter()
+        .filter(|r| !r.state.is_terminal() && !stuck.contains(&r.id))
+        .map(|r| r.id.0.clone())
+        .collect();
     let mut kept_runs: Vec<(String, String)> = Vec::new();
-    for r in store.runs().await? {
-        if r.state.is_terminal() {
-            continue;
-        }
+    for r in runs.iter().filter(|r| !r.state.is_terminal()) {
         let why = if driven.contains(&r.id.0) {
             "a live orch drives it: its worktrees, branches and processes stay".to_owned()
         } else {
@@ -815,8 +789,7 @@ pub async fn cleanup(
         };
         kept_runs.push((format!("run {}", r.id), why));
     }
-    let ours: std::collections::BTreeSet<String> =
-        store.runs().await?.into_iter().map(|r| r.id.0).collect();
+    let ours: std::collections::BTreeSet<String> = runs.iter().map(|r| r.id.0.clone()).collect();
     let dead = move |r: &str| ours.contains(r) && !driven.contains(r);
     let processes = orch_validate::procs::tagged(&dead);
     // Directories under the worktree root that git no longer knows (a crash between

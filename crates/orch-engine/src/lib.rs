@@ -161,7 +161,7 @@ fn hostname() -> String {
 
 /// True if a lease `owner` is an orch process on this host that no longer exists. A recycled
 /// pid reads as alive, which only means waiting for the lease to expire.
-pub fn owner_is_dead(owner: &str) -> bool {
+fn owner_is_dead(owner: &str) -> bool {
     let Some(rest) = owner.strip_prefix("orch@") else {
         return false;
     };
@@ -171,6 +171,26 @@ pub fn owner_is_dead(owner: &str) -> bool {
         (Some(pid), Some(host)) if host == hostname() => !orch_validate::procs::pid_alive(pid),
         _ => false,
     }
+}
+
+/// Of `runs`, those not finished that no live process drives (their orch crashed or
+/// was killed, and its lease expired or its owner is proven dead), in the same order.
+/// `orch run --resume` takes the first of them.
+pub async fn interrupted_runs(
+    store: &Store,
+    runs: &[orch_store::RunInfo],
+) -> Result<Vec<RunId>, EngineError> {
+    let mut out = Vec::new();
+    for r in runs.iter().filter(|r| !r.state.is_terminal()) {
+        let driven = store
+            .lease(&r.id)
+            .await?
+            .is_some_and(|l| !l.expired_at(now()) && !owner_is_dead(&l.owner));
+        if !driven {
+            out.push(r.id.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Writes the exit marker atomically (a temporary file, then a rename).

@@ -113,8 +113,7 @@ impl Store {
                 Acquired::Fresh
             }
             Some(l) if l.owner == owner => {
-                self.bump(&txn, run, owner, &l.owner, expires, at, false)
-                    .await?;
+                bump(&txn, run, owner, &l.owner, expires, at).await?;
                 Acquired::Renewed
             }
             Some(l) => {
@@ -132,20 +131,20 @@ impl Store {
                         expires_in_ms: l.expires_at.0 - at.as_millis(),
                     });
                 };
-                self.bump(&txn, run, owner, &l.owner, expires, at, true)
-                    .await?;
+                bump(&txn, run, owner, &l.owner, expires, at).await?;
                 Acquired::TookOver { previous: l, why }
             }
         };
-        let (kind, reason) = match &acquired {
-            Acquired::Fresh => (LEASE_ACQUIRED, format!("{owner} drives the run")),
-            Acquired::Renewed => ("", String::new()),
-            Acquired::TookOver { previous, why } => (
+        // A renewal is not journaled; an acquisition and a takeover are.
+        let journaled = match &acquired {
+            Acquired::Fresh => Some((LEASE_ACQUIRED, format!("{owner} drives the run"))),
+            Acquired::Renewed => None,
+            Acquired::TookOver { previous, why } => Some((
                 LEASE_TAKEN_OVER,
                 format!("{owner} took the run over from {}: {why}", previous.owner),
-            ),
+            )),
         };
-        if !kind.is_empty() {
+        if let Some((kind, reason)) = journaled {
             event::ActiveModel {
                 seq: NotSet,
                 at: Set(at.as_millis()),
@@ -165,43 +164,6 @@ impl Store {
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))?;
         Ok(acquired)
-    }
-
-    /// Moves the lease from `holder` to `owner` (a renewal when they are equal), only
-    /// if `holder` still holds it.
-    #[allow(clippy::too_many_arguments)]
-    async fn bump(
-        &self,
-        txn: &sea_orm::DatabaseTransaction,
-        run: &RunId,
-        owner: &str,
-        holder: &str,
-        expires: i64,
-        at: Timestamp,
-        new_owner: bool,
-    ) -> Result<(), StoreError> {
-        let mut update = lease::Entity::update_many()
-            .col_expr(lease::Column::Owner, Expr::value(owner))
-            .col_expr(lease::Column::HeartbeatAt, Expr::value(at.as_millis()))
-            .col_expr(lease::Column::ExpiresAt, Expr::value(expires));
-        if new_owner {
-            update = update.col_expr(lease::Column::AcquiredAt, Expr::value(at.as_millis()));
-        }
-        let done = update
-            .filter(lease::Column::RunId.eq(run.0.clone()))
-            .filter(lease::Column::Owner.eq(holder))
-            .exec(txn)
-            .await
-            .map_err(|e| StoreError::from_db(e, "updating a lease"))?;
-        if done.rows_affected == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseHeld {
-                run: run.0.clone(),
-                owner: "another process (it took the lease just now)".into(),
-                expires_in_ms: 0,
-            })
-        }
     }
 
     /// The heartbeat: extends `owner`'s lease by `ttl`. Fails with
@@ -254,15 +216,38 @@ impl Store {
             .map_err(|e| StoreError::from_db(e, "reading a lease"))?
             .map(to_lease))
     }
+}
 
-    /// Every lease.
-    pub async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        Ok(lease::Entity::find()
-            .all(&self.db)
-            .await
-            .map_err(|e| StoreError::from_db(e, "reading leases"))?
-            .into_iter()
-            .map(to_lease)
-            .collect())
+/// Moves the lease from `holder` to `owner` (a renewal when they are equal), only
+/// if `holder` still holds it.
+async fn bump(
+    txn: &sea_orm::DatabaseTransaction,
+    run: &RunId,
+    owner: &str,
+    holder: &str,
+    expires: i64,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let mut update = lease::Entity::update_many()
+        .col_expr(lease::Column::Owner, Expr::value(owner))
+        .col_expr(lease::Column::HeartbeatAt, Expr::value(at.as_millis()))
+        .col_expr(lease::Column::ExpiresAt, Expr::value(expires));
+    if owner != holder {
+        update = update.col_expr(lease::Column::AcquiredAt, Expr::value(at.as_millis()));
+    }
+    let done = update
+        .filter(lease::Column::RunId.eq(run.0.clone()))
+        .filter(lease::Column::Owner.eq(holder))
+        .exec(txn)
+        .await
+        .map_err(|e| StoreError::from_db(e, "updating a lease"))?;
+    if done.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseHeld {
+            run: run.0.clone(),
+            owner: "another process (it took the lease just now)".into(),
+            expires_in_ms: 0,
+        })
     }
 }
