@@ -23,12 +23,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || e.downcast_ref::<StoreError>()
                 .is_some_and(StoreError::is_refusal)
             // The engine wraps store errors transparently, which hides them from the
-            // chain, and a run that cannot be resumed as it is needs the user.
-            || e.downcast_ref::<orch_engine::EngineError>().is_some_and(|e| match e {
-                orch_engine::EngineError::Store(s) => s.is_refusal(),
-                orch_engine::EngineError::Unresumable(_) | orch_engine::EngineError::Config(_) => true,
-                _ => false,
-            })
+            // chain; it classifies its own.
+            || e.downcast_ref::<orch_engine::EngineError>()
+                .is_some_and(orch_engine::EngineError::is_refusal)
     });
     if refused { 2 } else { 1 }
 }

@@ -63,6 +63,18 @@ pub enum EngineError {
     Unresumable(String),
 }
 
+impl EngineError {
+    /// True when the user can fix it (bad input, a refusal such as another process
+    /// driving the run, a run that cannot be resumed as it is), rather than a failure.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_refusal(),
+            EngineError::Config(_) | EngineError::Unresumable(_) => true,
+            EngineError::Git(_) | EngineError::LeaseExpired { .. } => false,
+        }
+    }
+}
+
 /// Everything a run needs besides the store and the repository.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
