@@ -24,6 +24,9 @@ use crate::repo::Repo;
 /// The exit code of a run in which some claimed task did not end `done` (failed,
 /// blocked, or released to the backlog by a halt).
 pub const EXIT_SOME_FAILED: u8 = 3;
+/// The exit code when the integration ref was moved outside orch (it holds work no
+/// one validated).
+pub const EXIT_REF_MOVED: u8 = 1;
 /// The exit code after Ctrl-C.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -260,22 +263,7 @@ pub async fn start(
     );
     let cancel = CancellationToken::new();
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let (cancel, interrupted) = (cancel.clone(), interrupted.clone());
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                eprintln!(
-                    "orch: draining (no new claims, stopping agents); press Ctrl-C again to kill at once"
-                );
-                cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // The second Ctrl-C: leave now; process-group guards kill the children.
-                    std::process::exit(EXIT_INTERRUPTED as i32);
-                }
-            }
-        });
-    }
+    watch_signals(&run, cancel.clone(), interrupted.clone())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RunEvent>();
     let json = ctx.json;
     let terminal = std::io::stderr().is_terminal();
@@ -303,7 +291,9 @@ pub async fn start(
         eprintln!("orch: {n}");
     }
     print_summary(&summary, json)?;
-    let code = if interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    let code = if !summary.head_is_validated() {
+        EXIT_REF_MOVED
+    } else if interrupted.load(std::sync::atomic::Ordering::SeqCst)
         || summary.state == RunState::Canceled
     {
         EXIT_INTERRUPTED
@@ -320,6 +310,59 @@ pub async fn start(
     Ok((code, summary))
 }
 
+/// SIGINT (Ctrl-C), SIGTERM (`kill`, `timeout`) and SIGHUP (a closed terminal) all
+/// drain the run; a second one stops the run's processes at once and exits. The run's
+/// agents never outlive orch (only `kill -9` can do that, and a resume covers it).
+fn watch_signals(
+    run: &orch_core::run::RunId,
+    cancel: CancellationToken,
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut streams = Vec::new();
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::hangup(), "SIGHUP"),
+    ] {
+        streams.push((signal(kind).context("installing a signal handler")?, name));
+    }
+    let run = run.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let next = futures_lite_select(&mut streams).await;
+            interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+            if first {
+                first = false;
+                eprintln!(
+                    "orch: {next}: draining (no new claims, stopping agents); send it again to kill at once"
+                );
+                cancel.cancel();
+            } else {
+                eprintln!("orch: {next} again: stopping the run's processes now");
+                orch_engine::kill_run_processes(&run).await;
+                std::process::exit(EXIT_INTERRUPTED as i32);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The name of the first of `streams` to deliver a signal.
+async fn futures_lite_select(
+    streams: &mut [(tokio::signal::unix::Signal, &'static str)],
+) -> &'static str {
+    let [(a, an), (b, bn), (c, cn)] = streams else {
+        unreachable!("three signals are watched")
+    };
+    tokio::select! {
+        _ = a.recv() => an,
+        _ = b.recv() => bn,
+        _ = c.recv() => cn,
+    }
+}
+
 fn print_summary(s: &RunSummary, json: bool) -> Result<()> {
     let count = |st: TaskStatus| s.tasks.iter().filter(|(_, x)| *x == st).count();
     if json {
@@ -328,6 +371,8 @@ fn print_summary(s: &RunSummary, json: bool) -> Result<()> {
             "state": s.state,
             "integration_branch": s.integration_branch,
             "head": s.head.as_ref().map(|h| h.0.clone()),
+            "validated_head": s.validated_head.as_ref().map(|h| h.0.clone()),
+            "head_is_validated": s.head_is_validated(),
             "tasks": s.tasks.iter().map(|(t, st)| json!({ "id": t.0, "status": st })).collect::<Vec<_>>(),
             "artifacts": s.artifacts,
             "notes": s.notes,
@@ -353,6 +398,17 @@ fn print_summary(s: &RunSummary, json: bool) -> Result<()> {
         .map(|h| h.0.chars().take(12).collect::<String>())
         .unwrap_or_default();
     println!("  integration branch: {} at {head}", s.integration_branch);
+    if !s.head_is_validated() {
+        let validated = s
+            .validated_head
+            .as_ref()
+            .map_or("nothing", |h| h.0.as_str());
+        println!(
+            "  WARNING: {} was moved outside orch: it points at {}, but the last commit this run validated is {validated}; do not merge it without checking",
+            s.integration_branch,
+            s.head.as_ref().map_or("nothing", |h| h.0.as_str()),
+        );
+    }
     println!("  logs: {}", s.artifacts.display());
     Ok(())
 }

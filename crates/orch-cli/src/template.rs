@@ -18,6 +18,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # finish = "leave"               # or "fast-forward" (main, by compare-and-swap)
 # planner = ""                   # empty: the built-in scheduler; else a command
 # lease_ttl = "30s"              # a crashed orch's run is taken over after this
+# store_patience = "2m"          # a busy or unreachable database is waited out this long
 
 [agent]
 # preset = ""                    # claude | codex | gemini | aider | opencode

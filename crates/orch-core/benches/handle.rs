@@ -83,12 +83,18 @@ impl Driver {
 
     fn feed(&mut self, input: Input) {
         self.now += 10;
-        self.o.handle(Timestamp(self.now), input).unwrap();
+        assert!(!self.o.handle(Timestamp(self.now), input).is_refused());
+        let mut claims = Vec::new();
         while let Some(c) = self.o.poll_command() {
-            if let Command::Provision { attempt, .. } = c {
-                self.provisioning.push(attempt);
+            match &c {
+                Command::Provision { attempt, .. } => self.provisioning.push(*attempt),
+                Command::Claim { task, .. } => claims.push(*task),
+                _ => {}
             }
             std::hint::black_box(&c);
+        }
+        for task in claims {
+            self.feed(Input::Claimed { task });
         }
     }
 
@@ -114,7 +120,7 @@ impl Driver {
         self.feed(Input::AgentExited {
             attempt: a,
             exit: AgentExit::Code(0),
-            changes: Some(Changes { head, empty: false }),
+            changes: Some(Changes::new(head, false)),
         });
         self.feed(Input::GateFinished {
             attempt: a,

@@ -51,6 +51,9 @@ pub struct RunConfig {
     /// How long a run's lease outlives its owner's last heartbeat. Another process
     /// takes a run over only after this (at once if the owner, on this host, is dead).
     pub lease_ttl: Duration,
+    /// How long a busy or unreachable store is waited out (with backoff) before the
+    /// run stops cleanly, resumable; agents keep running meanwhile.
+    pub store_patience: Duration,
 }
 
 impl Default for RunConfig {
@@ -64,6 +67,7 @@ impl Default for RunConfig {
             finish: Finish::Leave,
             planner: String::new(),
             lease_ttl: Duration::from_secs(30),
+            store_patience: Duration::from_secs(120),
         }
     }
 }

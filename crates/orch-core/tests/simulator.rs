@@ -111,19 +111,17 @@ fn run(seed: u64, trace: bool) -> (Result<(), String>, World<RandomOracle>) {
                 // A person adds a task mid-run; the board the engine sends is the
                 // store's, with the run's own moves in it.
                 let id = w.initial_board.len() as i64 + 1;
-                let deps: Vec<i64> = (1..id).filter(|_| rng.pct(10)).collect();
-                w.initial_board
-                    .push(task(id, rng.range(0, 3) as i32, &deps, &[]));
-                let statuses = w.statuses();
-                let board = w
-                    .initial_board
-                    .iter()
-                    .map(|t| orch_core::run::TaskSpec {
-                        status: statuses[&t.id],
-                        ..t.clone()
-                    })
+                let deps: Vec<i64> = (1..id)
+                    .filter(|d| w.board.contains_key(&TaskId(*d)) && rng.pct(10))
                     .collect();
-                w.feed(Input::BoardChanged { tasks: board })?;
+                let t = task(id, rng.range(0, 3) as i32, &deps, &[]);
+                w.initial_board.push(t.clone());
+                w.board.insert(t.id, t);
+                w.board_changed()?;
+            }
+            if rng.pct(1) {
+                // A person cancels, blocks, forces, removes or edits a task.
+                w.person(&mut rng)?;
             }
             if rng.pct(1) {
                 let scope = if rng.pct(30) {

@@ -2,7 +2,7 @@
 //! core `RunEvent`s also applies their projections (task statuses, the run's state) in
 //! the same transaction, so the board and the journal never disagree.
 
-use orch_core::run::{RunEvent, RunId, RunState};
+use orch_core::run::{Journaled, RunEvent, RunId, RunState};
 use orch_core::{TaskId, TaskStatus, Timestamp};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, QueryFilter, QueryOrder, Set};
 
@@ -99,19 +99,23 @@ impl Store {
     }
 
     /// Appends core events to a run's journal and applies their projections, all in
-    /// one transaction.
+    /// one transaction, each stamped with the time the core decided it at. A claim
+    /// (a move to `in_progress`) is a compare-and-swap: if the task is no longer where
+    /// the run saw it, or is gone, the whole batch is refused ([`StoreError::ClaimLost`]).
+    /// Any other move of the run applies only if the task is still where the run left
+    /// it: a person's move since then wins, and the journal still records the run's.
     pub async fn append_run_events(
         &self,
         id: &RunId,
-        events: &[RunEvent],
+        events: &[Journaled],
         actor: &str,
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let txn = self.write().await?;
-        let at = now();
-        for e in events {
+        for Journaled { at, event: e } in events {
+            let at = *at;
             event::ActiveModel {
                 seq: NotSet,
                 at: Set(at.as_millis()),
@@ -135,7 +139,9 @@ impl Store {
                     to: TaskStatus::InProgress,
                     ..
                 } => claim(&txn, *t, *from, at).await?,
-                RunEvent::TaskMoved { task: t, to, .. } => set_status(&txn, *t, *to, at).await?,
+                RunEvent::TaskMoved {
+                    task: t, from, to, ..
+                } => set_status(&txn, *t, *from, *to, at).await?,
                 RunEvent::RunMoved { to, .. } => {
                     run::ActiveModel {
                         id: Set(id.0.clone()),
@@ -157,6 +163,17 @@ impl Store {
 
     /// A run's journal, in order: the core events only.
     pub async fn run_events(&self, id: &RunId) -> Result<Vec<RunEvent>, StoreError> {
+        Ok(self
+            .run_journal(id)
+            .await?
+            .into_iter()
+            .map(|j| j.event)
+            .collect())
+    }
+
+    /// A run's journal, in order, each event with the time the core decided it at:
+    /// replaying it reproduces the core's deadlines.
+    pub async fn run_journal(&self, id: &RunId) -> Result<Vec<Journaled>, StoreError> {
         let rows = event::Entity::find()
             .filter(event::Column::RunId.eq(id.0.clone()))
             .filter(event::Column::Kind.is_not_in([
@@ -170,12 +187,35 @@ impl Store {
             .map_err(|e| StoreError::from_db(e, "reading a journal"))?;
         rows.into_iter()
             .map(|r| {
-                serde_json::from_str(&r.payload).map_err(|e| StoreError::Corrupt {
+                let event = serde_json::from_str(&r.payload).map_err(|e| StoreError::Corrupt {
                     table: "events",
                     message: format!("event {} of run {} is not a run event: {e}", r.seq, id.0),
+                })?;
+                Ok(Journaled {
+                    at: Timestamp(r.at),
+                    event,
                 })
             })
             .collect()
+    }
+
+    /// The newest event that this run did not write (a person's board change, another
+    /// run's move): when it changes, the board may have. Polled by a live run.
+    pub async fn board_version(&self, id: &RunId) -> Result<i64, StoreError> {
+        use sea_orm::{QuerySelect, sea_query::Condition};
+        let newest: Option<Option<i64>> = event::Entity::find()
+            .select_only()
+            .column_as(event::Column::Seq.max(), "newest")
+            .filter(
+                Condition::any()
+                    .add(event::Column::RunId.is_null())
+                    .add(event::Column::RunId.ne(id.0.clone())),
+            )
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading the board's version"))?;
+        Ok(newest.flatten().unwrap_or(0))
     }
 
     /// One run.
@@ -228,35 +268,30 @@ async fn claim<C: sea_orm::ConnectionTrait>(
         .one(db)
         .await
         .map_err(|e| StoreError::from_db(e, "reading a task"))?;
-    match actual {
-        // A task removed from the board mid-run: the journal still records the move.
-        None => Ok(()),
-        Some(m) => Err(StoreError::ClaimLost {
-            task: t,
-            expected: from.as_str().to_owned(),
-            actual: m.status,
-        }),
-    }
+    Err(StoreError::ClaimLost {
+        task: t,
+        expected: from.as_str().to_owned(),
+        actual: actual.map_or_else(|| "removed from the board".to_owned(), |m| m.status),
+    })
 }
 
+/// Moves `t` to `to` only if it is still `from`: a person's move since the run's last
+/// look wins (the run hears of it as a board change), and a removed task stays removed.
 async fn set_status<C: sea_orm::ConnectionTrait>(
     db: &C,
     t: TaskId,
+    from: TaskStatus,
     to: TaskStatus,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    task::ActiveModel {
-        id: Set(t.0),
-        status: Set(to.as_str().to_owned()),
-        updated_at: Set(at.as_millis()),
-        ..Default::default()
-    }
-    .update(db)
-    .await
-    .map(|_| ())
-    .or_else(|e| match e {
-        // A task removed from the board mid-run: the journal still records the move.
-        sea_orm::DbErr::RecordNotUpdated => Ok(()),
-        e => Err(StoreError::from_db(e, "moving a task")),
-    })
+    use sea_orm::sea_query::Expr;
+    task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(to.as_str()))
+        .col_expr(task::Column::UpdatedAt, Expr::value(at.as_millis()))
+        .filter(task::Column::Id.eq(t.0))
+        .filter(task::Column::Status.eq(from.as_str()))
+        .exec(db)
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::from_db(e, "moving a task"))
 }

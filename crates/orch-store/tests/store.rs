@@ -561,10 +561,11 @@ async fn run_journals_round_trip_and_project_onto_the_board() {
                 reason: "slot free".into(),
             },
         ];
-        s.append_run_events(&run, &events, "orchestrator")
+        s.append_run_events(&run, &j(&events), "orchestrator")
             .await
             .unwrap();
         assert_eq!(s.run_events(&run).await.unwrap(), events);
+        assert_eq!(s.run_journal(&run).await.unwrap(), j(&events));
         assert_eq!(
             s.task(t.id).await.unwrap().status,
             TaskStatus::InProgress,
@@ -668,7 +669,7 @@ async fn run_tables_project_the_journal_and_record_validations() {
                 },
             },
         ];
-        s.append_run_events(&run, &events, "o").await.unwrap();
+        s.append_run_events(&run, &j(&events), "o").await.unwrap();
         let attempts = s.attempts(&run).await.unwrap();
         assert_eq!(attempts.len(), 2);
         assert_eq!(
@@ -827,11 +828,11 @@ async fn two_runs_never_claim_the_same_task() {
         for r in [&r1, &r2] {
             s.create_run(r, &serde_json::json!({}), "o").await.unwrap();
         }
-        s.append_run_events(&r1, &[claim("r1 claims")], "o")
+        s.append_run_events(&r1, &j(&[claim("r1 claims")]), "o")
             .await
             .unwrap();
         let err = s
-            .append_run_events(&r2, &[claim("r2 claims")], "o")
+            .append_run_events(&r2, &j(&[claim("r2 claims")]), "o")
             .await
             .unwrap_err();
         assert!(
@@ -841,6 +842,89 @@ async fn two_runs_never_claim_the_same_task() {
         );
         // The losing batch left nothing behind.
         assert!(s.run_events(&r2).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// Stamps events as the core would, at a fixed time.
+fn j(events: &[orch_core::run::RunEvent]) -> Vec<orch_core::run::Journaled> {
+    events
+        .iter()
+        .map(|e| orch_core::run::Journaled {
+            at: orch_core::Timestamp(1_764_000_000_000),
+            event: e.clone(),
+        })
+        .collect()
+}
+
+/// A person's move wins over a run's later move from where the run had left the task,
+/// and a claim of a removed task is refused, not taken as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_move_wins_and_a_removed_task_cannot_be_claimed() {
+    use orch_core::run::{RunEvent, RunId};
+    each_backend(|s| async move {
+        let a = s.add_task(new("A"), "t").await.unwrap();
+        let b = s.add_task(new("B"), "t").await.unwrap();
+        let run = RunId("r1".into());
+        s.create_run(&run, &serde_json::json!({}), "o")
+            .await
+            .unwrap();
+        let mv = |t, from, to| RunEvent::TaskMoved {
+            task: t,
+            from,
+            to,
+            reason: "test".into(),
+        };
+        s.append_run_events(
+            &run,
+            &j(&[mv(a.id, TaskStatus::Backlog, TaskStatus::InProgress)]),
+            "o",
+        )
+        .await
+        .unwrap();
+        let version = s.board_version(&run).await.unwrap();
+        // A person cancels the task the run holds, then the run, not yet aware, marks it done.
+        let req = orch_store::MoveRequest {
+            to: TaskStatus::Canceled,
+            actor: orch_core::transition::Actor::Human,
+            force: false,
+            reason: None,
+        };
+        s.move_task(a.id, &req, "person").await.unwrap();
+        assert!(
+            s.board_version(&run).await.unwrap() > version,
+            "a person's move is a new board version"
+        );
+        s.append_run_events(
+            &run,
+            &j(&[mv(a.id, TaskStatus::InProgress, TaskStatus::Done)]),
+            "o",
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.task(a.id).await.unwrap().status, TaskStatus::Canceled);
+        // The run's own events do not change the board version it polls.
+        let version = s.board_version(&run).await.unwrap();
+        s.append_run_events(
+            &run,
+            &j(&[mv(b.id, TaskStatus::Backlog, TaskStatus::InProgress)]),
+            "o",
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.board_version(&run).await.unwrap(), version);
+        s.remove_task(b.id, true, "person").await.unwrap();
+        let c = s.add_task(new("C"), "t").await.unwrap();
+        s.remove_task(c.id, false, "person").await.unwrap();
+        let err = s
+            .append_run_events(
+                &run,
+                &j(&[mv(c.id, TaskStatus::Backlog, TaskStatus::InProgress)]),
+                "o",
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("removed from the board"), "{err}");
     })
     .await;
 }

@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
         log_cap: 1 << 20,
         stdin: None,
         capture_stdout: None,
+        hard_kill: None,
     };
     let cancel = CancellationToken::new();
     let mut g = c.benchmark_group("spawn true");

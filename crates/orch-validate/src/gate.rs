@@ -30,6 +30,8 @@ pub struct GateSpec {
     pub log_cap: u64,
     /// Run every command even after one fails.
     pub keep_going: bool,
+    /// When set, SIGKILL only when this fires (see [`CommandSpec::hard_kill`]).
+    pub hard_kill: Option<CancellationToken>,
 }
 
 /// One command's result.
@@ -107,6 +109,7 @@ pub async fn run_gate(spec: &GateSpec, cancel: &CancellationToken) -> Result<Gat
             log_cap: spec.log_cap,
             stdin: None,
             capture_stdout: None,
+            hard_kill: spec.hard_kill.clone(),
         };
         let report = run(&cmd, cancel, None).await?;
         failed |= !report.outcome.success();

@@ -94,6 +94,11 @@ pub struct CommandSpec {
     /// Also keep stdout apart from the log, up to this many bytes (for commands whose
     /// answer is their output, such as a planner).
     pub capture_stdout: Option<usize>,
+    /// When set, orch's core decides when to escalate: the runner sends SIGTERM on
+    /// cancel or timeout and SIGKILL only when this token fires, with no grace timer of
+    /// its own (`kill_grace` is then unused). When unset, SIGKILL follows SIGTERM after
+    /// `kill_grace`.
+    pub hard_kill: Option<CancellationToken>,
 }
 
 /// Which stream a line came from.
@@ -340,6 +345,8 @@ pub async fn run(
     let mut kill_at: Option<tokio::time::Instant> = None;
     let mut drain_until: Option<tokio::time::Instant> = None;
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let hard_kill = spec.hard_kill.clone().unwrap_or_default();
+    let mut hard_killed = false;
 
     while status.is_none() || !out_done || !err_done {
         tokio::select! {
@@ -371,12 +378,19 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline), if stopping.is_none() && status.is_none() => {
                 stopping = Some(Stopping::Timeout);
                 guard.signal(Signal::SIGTERM);
-                kill_at = Some(tokio::time::Instant::now() + spec.kill_grace);
+                kill_at = spec.hard_kill.is_none().then(|| tokio::time::Instant::now() + spec.kill_grace);
             },
             _ = cancel.cancelled(), if stopping.is_none() && status.is_none() => {
                 stopping = Some(Stopping::Cancel);
                 guard.signal(Signal::SIGTERM);
-                kill_at = Some(tokio::time::Instant::now() + spec.kill_grace);
+                kill_at = spec.hard_kill.is_none().then(|| tokio::time::Instant::now() + spec.kill_grace);
+            },
+            _ = hard_kill.cancelled(), if status.is_none() && !hard_killed => {
+                hard_killed = true;
+                if stopping.is_none() {
+                    stopping = Some(Stopping::Cancel);
+                }
+                guard.signal(Signal::SIGKILL);
             },
             _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && status.is_none() => {
                 guard.signal(Signal::SIGKILL);

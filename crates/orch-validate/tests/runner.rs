@@ -25,6 +25,7 @@ fn spec(dir: &Path, program: Program, timeout_ms: u64) -> CommandSpec {
         log_cap: 1 << 20,
         stdin: None,
         capture_stdout: None,
+        hard_kill: None,
     }
 }
 
@@ -155,6 +156,42 @@ async fn sigterm_ignored_means_sigkill_after_the_grace_period() {
     );
     assert!(took < Duration::from_secs(5), "{took:?}");
     let pid = grandchild_pid(dir.path()).await;
+    assert!(dead_within(pid, Duration::from_secs(1)).await);
+}
+
+/// With `hard_kill`, the runner has no grace of its own: a SIGTERM-ignoring process
+/// lives on after the cancel until the caller (orch's core, through the engine) fires
+/// the hard kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hard_kill_the_caller_decides_when_sigkill_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        dir.path(),
+        sh("trap '' TERM; echo $$ > pid; sleep 300"),
+        60_000,
+    );
+    s.kill_grace = Duration::from_millis(100);
+    let kill = CancellationToken::new();
+    s.hard_kill = Some(kill.clone());
+    let cancel = CancellationToken::new();
+    let path = dir.path().to_path_buf();
+    let (c, k) = (cancel.clone(), kill.clone());
+    let driver = tokio::spawn(async move {
+        let pid = grandchild_pid(&path).await;
+        c.cancel();
+        // Far past the runner's kill_grace: still alive, since only the caller kills.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let alive = is_alive(pid);
+        k.cancel();
+        (pid, alive)
+    });
+    let r = run(&s, &cancel, None).await.unwrap();
+    let (pid, alive_before_kill) = driver.await.unwrap();
+    assert!(
+        alive_before_kill,
+        "the runner killed on its own grace timer"
+    );
+    assert_eq!(r.outcome, Outcome::Canceled);
     assert!(dead_within(pid, Duration::from_secs(1)).await);
 }
 
@@ -313,6 +350,7 @@ fn gate(dir: &Path, commands: &[&str], keep_going: bool) -> GateSpec {
         log_dir: dir.join("artifacts"),
         log_cap: 1 << 20,
         keep_going,
+        hard_kill: None,
     }
 }
 

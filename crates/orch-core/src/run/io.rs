@@ -1,9 +1,10 @@
 //! What goes into the orchestrator ([`Input`]) and what comes out ([`Command`], with
-//! [`RunEvent`]s to persist), plus planner proposals.
+//! [`super::RunEvent`]s to persist), plus planner proposals.
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, RunState};
+use super::event::Journaled;
+use super::types::{AttemptId, CommitId, FailureKind, RunState};
 use crate::task::{Task, TaskId, TaskStatus};
 
 /// What the core needs to know about a task.
@@ -84,6 +85,37 @@ pub struct Changes {
     pub head: CommitId,
     /// True when the head's tree equals the base's.
     pub empty: bool,
+    /// Where the agent moved the worktree's `HEAD`, if it left the attempt's branch
+    /// (switched branch, detached). The core judges it: the agent's failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_moved: Option<String>,
+    /// True when the base is no longer an ancestor of the head: the agent rewrote
+    /// history (reset, rebase, amend of the base). The agent's failure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rewrote_history: bool,
+}
+
+impl Changes {
+    /// Work on the attempt's branch that descends from its base.
+    pub fn new(head: CommitId, empty: bool) -> Changes {
+        Changes {
+            head,
+            empty,
+            branch_moved: None,
+            rewrote_history: false,
+        }
+    }
+}
+
+/// How an attempt's leftovers are kept (its logs and, if not removed, its worktree
+/// and branch): a success's go first, a failure's are kept longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// Succeeded, or interrupted and superseded by a retry.
+    Success,
+    /// Failed or canceled: evidence worth keeping.
+    Failure,
 }
 
 /// The result of an in-memory merge.
@@ -200,11 +232,30 @@ pub enum Input {
         /// The base commit.
         head: CommitId,
     },
-    /// The board changed (tasks added, edited, or moved by people).
+    /// The board changed (tasks added, removed, edited, or moved by people). The run
+    /// obeys: a task it owns that a person moved or removed ends its attempt, and is
+    /// never moved by the run again.
     BoardChanged {
-        /// Every task on the board.
+        /// Every task on the board that the run may consider.
         tasks: Vec<TaskSpec>,
     },
+    /// The claim of [`Command::Claim`] is durable: the task is the run's.
+    Claimed {
+        /// The task.
+        task: TaskId,
+    },
+    /// The claim was refused (someone else moved or removed the task first); the run
+    /// skips the task and goes on.
+    ClaimRefused {
+        /// The task.
+        task: TaskId,
+        /// Why, e.g. `task 3 is canceled, not backlog`.
+        why: String,
+    },
+    /// Stop claiming new tasks until [`Input::ResumeClaims`]; live attempts go on.
+    PauseClaims,
+    /// Claim again after [`Input::PauseClaims`].
+    ResumeClaims,
     /// The planner answered request `request`.
     PlannerProposed {
         /// The request id from [`Command::AskPlanner`].
@@ -251,6 +302,16 @@ pub enum Input {
         /// The failing command and the tail of its output, for the retry prompt.
         summary: String,
     },
+    /// A gate could not run at all (its worktree is missing, the checkout failed, the
+    /// disk is full, its results could not be recorded): orch's fault, not the agent's.
+    GateBroken {
+        /// The attempt.
+        attempt: AttemptId,
+        /// Which gate.
+        stage: Stage,
+        /// What went wrong.
+        message: String,
+    },
     /// The in-memory merge finished.
     MergeFinished {
         /// The attempt.
@@ -281,13 +342,22 @@ pub enum Input {
     Tick,
 }
 
-/// A command for the engine to execute, in order. Every [`Command::Persist`] must be
-/// durably written before any command after it is executed.
+/// A command for the engine to execute, in order. Every [`Command::Persist`] (and
+/// [`Command::Claim`]) must be durably written before any command after it is executed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Write this event to the journal.
-    Persist(RunEvent),
+    Persist(Journaled),
+    /// Write this claim (a `TaskMoved` to `in_progress`) to the journal as a
+    /// compare-and-swap on the task's status, then answer [`Input::Claimed`] or
+    /// [`Input::ClaimRefused`].
+    Claim {
+        /// The task.
+        task: TaskId,
+        /// The claim's journal entry.
+        event: Journaled,
+    },
     /// Create the attempt's branch at `base`, with a worktree.
     Provision {
         /// The attempt.
@@ -333,7 +403,9 @@ pub enum Command {
         /// Where it goes.
         new: CommitId,
     },
-    /// Stop the attempt's running process (agent or gate): SIGTERM, or SIGKILL if `hard`.
+    /// Stop the attempt's running process group (agent or gate): SIGTERM, or SIGKILL if
+    /// `hard`. The core sends the hard one when `kill_grace` has passed; the engine has
+    /// no grace timer of its own.
     Abort {
         /// The attempt.
         attempt: AttemptId,
@@ -348,6 +420,8 @@ pub enum Command {
         remove_worktree: bool,
         /// Delete its branch.
         delete_branch: bool,
+        /// How long its logs are kept.
+        retention: Retention,
     },
     /// Ask the planner for proposals.
     AskPlanner {
@@ -363,235 +437,4 @@ pub enum Command {
         /// How it ended.
         state: RunState,
     },
-}
-
-/// A journal entry. Folding them in order ([`super::RunSnapshot::apply`]) rebuilds the
-/// run's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RunEvent {
-    /// The run changed state.
-    RunMoved {
-        /// From.
-        from: RunState,
-        /// To.
-        to: RunState,
-        /// Why.
-        reason: String,
-    },
-    /// The integration head was set at the start of the run.
-    HeadSet {
-        /// The base commit.
-        head: CommitId,
-    },
-    /// The integration ref advanced to a validated merge commit.
-    HeadAdvanced {
-        /// The attempt it integrates.
-        attempt: AttemptId,
-        /// The previous head.
-        from: CommitId,
-        /// The new head.
-        to: CommitId,
-    },
-    /// The run moved a task on the board.
-    TaskMoved {
-        /// The task.
-        task: TaskId,
-        /// From.
-        from: TaskStatus,
-        /// To.
-        to: TaskStatus,
-        /// Why.
-        reason: String,
-    },
-    /// An attempt was created (before its branch and worktree exist).
-    AttemptCreated {
-        /// The attempt.
-        attempt: AttemptId,
-        /// Its branch.
-        branch: String,
-        /// The commit it starts from.
-        base: CommitId,
-    },
-    /// An attempt changed state.
-    AttemptMoved {
-        /// The attempt.
-        attempt: AttemptId,
-        /// From.
-        from: AttemptPhase,
-        /// To.
-        to: AttemptState,
-        /// Why.
-        reason: String,
-    },
-    /// The agent's committed work.
-    AttemptHead {
-        /// The attempt.
-        attempt: AttemptId,
-        /// Its head.
-        head: CommitId,
-        /// True when it changed nothing.
-        empty: bool,
-    },
-    /// A clean merge commit was written (no ref moved).
-    MergeWritten {
-        /// The attempt.
-        attempt: AttemptId,
-        /// The merge commit.
-        commit: CommitId,
-        /// The integration head it was made on.
-        onto: CommitId,
-    },
-    /// The integration gate passed on the merge commit; the ref update comes next.
-    IntegrationPassed {
-        /// The attempt.
-        attempt: AttemptId,
-        /// The validated commit.
-        commit: CommitId,
-    },
-    /// Cleanup was requested for the attempt.
-    CleanupRequested {
-        /// The attempt.
-        attempt: AttemptId,
-    },
-    /// The attempt's cleanup ran.
-    CleanupDone {
-        /// The attempt.
-        attempt: AttemptId,
-        /// What could not be removed, if anything.
-        error: Option<String>,
-    },
-    /// A planner proposal and the core's verdict.
-    ProposalJudged {
-        /// The proposal.
-        proposal: Proposal,
-        /// The verdict.
-        verdict: Verdict,
-    },
-    /// The scheduler decided without the planner.
-    PlannerFallback {
-        /// Why.
-        reason: String,
-    },
-    /// The run was resumed after a crash.
-    Resumed {
-        /// Attempts found in flight.
-        interrupted: Vec<AttemptId>,
-        /// What reconciliation with git found.
-        reason: String,
-    },
-}
-
-impl RunEvent {
-    /// The event's kind, as stored in the `events` table.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RunEvent::RunMoved { .. } => "run.moved",
-            RunEvent::HeadSet { .. } => "run.head_set",
-            RunEvent::HeadAdvanced { .. } => "run.head_advanced",
-            RunEvent::TaskMoved { .. } => crate::event::kind::TASK_MOVED,
-            RunEvent::AttemptCreated { .. } => "attempt.created",
-            RunEvent::AttemptMoved { .. } => "attempt.moved",
-            RunEvent::AttemptHead { .. } => "attempt.head",
-            RunEvent::MergeWritten { .. } => "attempt.merge_written",
-            RunEvent::IntegrationPassed { .. } => "attempt.integration_passed",
-            RunEvent::CleanupRequested { .. } => "attempt.cleanup",
-            RunEvent::CleanupDone { .. } => "attempt.cleaned",
-            RunEvent::ProposalJudged { .. } => "planner.proposal",
-            RunEvent::PlannerFallback { .. } => "planner.fallback",
-            RunEvent::Resumed { .. } => "run.resumed",
-        }
-    }
-
-    /// A one-line description for the audit log's `reason` column.
-    pub fn reason(&self) -> String {
-        match self {
-            RunEvent::RunMoved { from, to, reason } => {
-                format!("{from:?} -> {to:?}: {reason}").to_lowercase()
-            }
-            RunEvent::HeadSet { head } => format!("integration branch starts at {head}"),
-            RunEvent::HeadAdvanced { attempt, from, to } => {
-                format!("{attempt} advanced the integration ref {from} -> {to}")
-            }
-            RunEvent::TaskMoved {
-                from, to, reason, ..
-            } => format!("{from} -> {to}: {reason}"),
-            RunEvent::AttemptCreated { attempt, base, .. } => {
-                format!("{attempt} created from {base}")
-            }
-            RunEvent::AttemptMoved {
-                attempt,
-                from,
-                to,
-                reason,
-            } => {
-                format!(
-                    "{attempt} {} -> {}: {reason}",
-                    format!("{from:?}").to_lowercase(),
-                    format!("{:?}", to.phase()).to_lowercase()
-                )
-            }
-            RunEvent::AttemptHead {
-                attempt,
-                head,
-                empty,
-            } => {
-                format!(
-                    "{attempt} head {head}{}",
-                    if *empty { " (no changes)" } else { "" }
-                )
-            }
-            RunEvent::MergeWritten {
-                attempt,
-                commit,
-                onto,
-            } => format!("{attempt} merged cleanly as {commit} onto {onto}"),
-            RunEvent::IntegrationPassed { attempt, commit } => {
-                format!("{attempt} passed integration validation on {commit}")
-            }
-            RunEvent::CleanupRequested { attempt } => format!("{attempt} cleanup requested"),
-            RunEvent::CleanupDone { attempt, error } => match error {
-                Some(e) => format!("{attempt} cleanup left something behind: {e}"),
-                None => format!("{attempt} cleaned up"),
-            },
-            RunEvent::ProposalJudged { proposal, verdict } => format!("{proposal:?}: {verdict:?}"),
-            RunEvent::PlannerFallback { reason } => reason.clone(),
-            RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
-        }
-    }
-
-    /// The attempt number it concerns, if any.
-    pub fn attempt(&self) -> Option<u32> {
-        match self {
-            RunEvent::HeadAdvanced { attempt, .. }
-            | RunEvent::AttemptCreated { attempt, .. }
-            | RunEvent::AttemptMoved { attempt, .. }
-            | RunEvent::AttemptHead { attempt, .. }
-            | RunEvent::MergeWritten { attempt, .. }
-            | RunEvent::IntegrationPassed { attempt, .. }
-            | RunEvent::CleanupRequested { attempt, .. }
-            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.number),
-            _ => None,
-        }
-    }
-
-    /// The task it concerns, if any.
-    pub fn task(&self) -> Option<TaskId> {
-        match self {
-            RunEvent::TaskMoved { task, .. } => Some(*task),
-            RunEvent::HeadAdvanced { attempt, .. }
-            | RunEvent::AttemptCreated { attempt, .. }
-            | RunEvent::AttemptMoved { attempt, .. }
-            | RunEvent::AttemptHead { attempt, .. }
-            | RunEvent::MergeWritten { attempt, .. }
-            | RunEvent::IntegrationPassed { attempt, .. }
-            | RunEvent::CleanupRequested { attempt, .. }
-            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.task),
-            RunEvent::ProposalJudged { proposal, .. } => match proposal {
-                Proposal::Claim { task, .. } | Proposal::Defer { task, .. } => Some(*task),
-                Proposal::StopClaiming { .. } => None,
-            },
-            _ => None,
-        }
-    }
 }

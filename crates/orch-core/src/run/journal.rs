@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::io::RunEvent;
+use super::event::RunEvent;
 use super::types::{AttemptId, AttemptState, CommitId, RunState};
 use crate::task::{TaskId, TaskStatus};
 
@@ -57,6 +57,28 @@ pub struct RunSnapshot {
     pub tasks: BTreeMap<TaskId, TaskStatus>,
     /// Every attempt.
     pub attempts: BTreeMap<AttemptId, AttemptRecord>,
+    /// Whether claiming is paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// For each task the run claimed, the number of its last attempt before the
+    /// latest claim (0 if none): attempts above it belong to that claim.
+    #[serde(default)]
+    pub claimed_after: BTreeMap<TaskId, u32>,
+}
+
+impl RunSnapshot {
+    /// The highest attempt number of `task`, 0 if it has none.
+    pub fn last_attempt(attempts: &BTreeMap<AttemptId, AttemptRecord>, task: TaskId) -> u32 {
+        let lo = AttemptId { task, number: 0 };
+        let hi = AttemptId {
+            task,
+            number: u32::MAX,
+        };
+        attempts
+            .range(lo..=hi)
+            .next_back()
+            .map_or(0, |(id, _)| id.number)
+    }
 }
 
 impl Default for RunSnapshot {
@@ -66,6 +88,8 @@ impl Default for RunSnapshot {
             head: None,
             tasks: BTreeMap::new(),
             attempts: BTreeMap::new(),
+            paused: false,
+            claimed_after: BTreeMap::new(),
         }
     }
 }
@@ -86,7 +110,11 @@ impl RunSnapshot {
             RunEvent::RunMoved { to, .. } => self.state = *to,
             RunEvent::HeadSet { head } => self.head = Some(head.clone()),
             RunEvent::HeadAdvanced { to, .. } => self.head = Some(to.clone()),
-            RunEvent::TaskMoved { task, to, .. } => {
+            RunEvent::TaskMoved { task, from, to, .. } => {
+                if *to == TaskStatus::InProgress && *from != TaskStatus::InProgress {
+                    let last = RunSnapshot::last_attempt(&self.attempts, *task);
+                    self.claimed_after.insert(*task, last);
+                }
                 self.tasks.insert(*task, *to);
             }
             RunEvent::AttemptCreated { attempt, base, .. } => {
@@ -131,8 +159,19 @@ impl RunSnapshot {
                     a.cleaned = true;
                 }
             }
+            RunEvent::ClaimsPaused { paused } => self.paused = *paused,
+            RunEvent::TaskTaken { task, status } => match status {
+                Some(s) => {
+                    self.tasks.insert(*task, *s);
+                }
+                None => {
+                    self.tasks.remove(task);
+                }
+            },
             RunEvent::ProposalJudged { .. }
             | RunEvent::PlannerFallback { .. }
+            | RunEvent::InputRefused { .. }
+            | RunEvent::ClaimSkipped { .. }
             | RunEvent::Resumed { .. } => {}
         }
     }

@@ -1,20 +1,505 @@
-//! The run: the orchestrator state machine, its inputs and commands, its policy, and
-//! the journal it is rebuilt from.
+//! The run: the [`Orchestrator`] state machine, its inputs and commands, its policy,
+//! and the journal it is rebuilt from.
+//!
+//! # Call order
+//!
+//! ```text
+//! let mut o = Orchestrator::new(run_id, policy, board);      // or ::resume(...)
+//! let _ = o.handle(now, Input::Start { head });
+//! loop {
+//!     while let Some(cmd) = o.poll_command() {
+//!         // Execute in order. A Persist (or Claim) must be durable before the next
+//!         // command runs.
+//!     }
+//!     if o.is_finished() { break }
+//!     // Wait for an adapter result or until o.poll_timeout(), whichever comes first,
+//!     // then: o.handle(now, input) or o.handle(now, Input::Tick).
+//! }
+//! ```
+//!
+//! # Sub-states, each owning its fields
+//!
+//! - [`scheduler`]: the board as the run sees it, the ready set, deferrals, retries,
+//!   claims in flight, and board changes;
+//! - [`attempt`]: the attempt lifecycle, with the attempt's state as the one source of
+//!   truth for what it waits on;
+//! - [`outcome`]: what an attempt's end means for its task, and retries;
+//! - [`integrator`]: the integration queue;
+//! - [`planner`]: planner requests, epochs and verdicts;
+//! - [`timers`]: one table for every deadline;
+//! - [`resume`]: crash reconciliation.
+//!
+//! # Rules it keeps
+//!
+//! - A slot is held from claim until the attempt is terminal, so live agents never
+//!   exceed `policy.slots()`, and a task whose `touches` overlap a live task's waits,
+//!   then starts from the integration head that includes the first one's work.
+//! - A task moves to `done` only after its attempt's worker gate passed, its merge was
+//!   clean, its integration gate passed on that merge commit, and the ref advanced to it.
+//! - Every state change is a [`Command::Persist`] emitted before the command it
+//!   licenses, and [`RunSnapshot::from_events`] over those events rebuilds the state.
+//! - A stale or refused input changes nothing but the journal, which records it.
 
+mod attempt;
+mod event;
+mod integrator;
 mod io;
 mod journal;
-mod orchestrator;
+mod outcome;
+mod planner;
 mod policy;
+mod resume;
+mod scheduler;
+mod timers;
 mod types;
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use event::{Journaled, RunEvent};
 pub use io::{
     AgentExit, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult, Proposal,
-    RefResult, RunEvent, Stage, TaskSpec, ValidationRecord, Verdict,
+    RefResult, Retention, Stage, TaskSpec, ValidationRecord, Verdict,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
-pub use orchestrator::{Ignored, Orchestrator};
+pub use outcome::INFRA_STREAK_HALT;
 pub use policy::{Backoff, Policy, RetryPolicy, globs_may_overlap, touches_overlap};
 pub use types::{
     AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, IllegalTransition, RunId,
     RunState, check_attempt, check_run,
 };
+
+use attempt::{Abort, Attempts, Op};
+use integrator::Integrator;
+use planner::PlannerState;
+use scheduler::Scheduler;
+use timers::{Deadline, Timers};
+
+use crate::task::{TaskId, TaskStatus};
+use crate::time::Timestamp;
+use crate::transition::{self, Actor};
+
+/// What [`Orchestrator::handle`] made of an input.
+#[must_use = "a refused input is journaled; look at it to log or count refusals"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The input was applied.
+    Applied,
+    /// The input was stale or refused; nothing changed but the journal, which records
+    /// why.
+    Refused(String),
+}
+
+impl Handled {
+    /// True when the input was refused.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, Handled::Refused(_))
+    }
+}
+
+/// Why the run stopped claiming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Cancel,
+    Halt,
+    Stop,
+}
+
+/// The run state machine. See the module docs for the call order.
+#[derive(Debug, Clone)]
+pub struct Orchestrator {
+    run: RunId,
+    policy: Policy,
+    /// The `now` of the input being handled; every journal entry carries it.
+    now: Timestamp,
+    state: RunState,
+    drain: Option<Drain>,
+    head: Option<CommitId>,
+    paused: bool,
+    /// Infrastructure failures in a row, with no success between.
+    infra_streak: u32,
+    /// Task statuses as the run's journal tells them: the tasks the run moved.
+    journaled: BTreeMap<TaskId, TaskStatus>,
+    /// Per claimed task, its last attempt number before the latest claim.
+    claimed_after: BTreeMap<TaskId, u32>,
+    sched: Scheduler,
+    attempts: Attempts,
+    integrator: Integrator,
+    planner: PlannerState,
+    timers: Timers,
+    /// Cleanups requested and not yet confirmed; the run finishes only without any.
+    cleaning: BTreeSet<AttemptId>,
+    commands: VecDeque<Command>,
+}
+
+impl Orchestrator {
+    /// A new run over `board`. Feed it [`Input::Start`] next.
+    pub fn new(run: RunId, policy: Policy, board: Vec<TaskSpec>) -> Orchestrator {
+        let mut sched = Scheduler::default();
+        sched.set_board(board);
+        Orchestrator {
+            run,
+            policy,
+            now: Timestamp(0),
+            state: RunState::Created,
+            drain: None,
+            head: None,
+            paused: false,
+            infra_streak: 0,
+            journaled: BTreeMap::new(),
+            claimed_after: BTreeMap::new(),
+            sched,
+            attempts: Attempts::default(),
+            integrator: Integrator::default(),
+            planner: PlannerState::default(),
+            timers: Timers::default(),
+            cleaning: BTreeSet::new(),
+            commands: VecDeque::new(),
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run
+    }
+
+    /// The run's state.
+    pub fn state(&self) -> RunState {
+        self.state
+    }
+
+    /// True once the run has finished.
+    pub fn is_finished(&self) -> bool {
+        self.state.is_terminal()
+    }
+
+    /// True while claiming is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The integration head.
+    pub fn head(&self) -> Option<&CommitId> {
+        self.head.as_ref()
+    }
+
+    /// Attempts that hold a slot.
+    pub fn live_attempts(&self) -> usize {
+        self.attempts.live.len()
+    }
+
+    /// The next command to execute, in order.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The earliest deadline; call `handle(now, Input::Tick)` when it has passed.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.first()
+    }
+
+    /// The run's state as its journal should tell it.
+    pub fn snapshot(&self) -> RunSnapshot {
+        RunSnapshot {
+            state: self.state,
+            head: self.head.clone(),
+            tasks: self.journaled.clone(),
+            attempts: self
+                .attempts
+                .iter()
+                .map(|(id, a)| (*id, a.rec.clone()))
+                .collect(),
+            paused: self.paused,
+            claimed_after: self.claimed_after.clone(),
+        }
+    }
+
+    /// Feeds one input. Deadlines that have passed by `now` fire first. A refused
+    /// input is journaled ([`RunEvent::InputRefused`]) and changes nothing else.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Handled {
+        self.now = self.now.max(now);
+        self.fire_deadlines(self.now);
+        let (kind, about) = describe(&input);
+        let r = self.apply(input);
+        self.settle();
+        match r {
+            Ok(()) => Handled::Applied,
+            Err(reason) => {
+                self.persist(RunEvent::InputRefused {
+                    input: kind.into(),
+                    about,
+                    reason: reason.clone(),
+                });
+                Handled::Refused(reason)
+            }
+        }
+    }
+
+    fn apply(&mut self, input: Input) -> Result<(), String> {
+        match input {
+            Input::Tick => Ok(()),
+            Input::Start { head } => self.on_start(head),
+            Input::BoardChanged { tasks } => {
+                self.on_board_changed(tasks);
+                Ok(())
+            }
+            Input::Claimed { task } => self.on_claimed(task),
+            Input::ClaimRefused { task, why } => self.on_claim_refused(task, why),
+            Input::PauseClaims => self.set_paused(true),
+            Input::ResumeClaims => self.set_paused(false),
+            Input::PlannerProposed { request, proposals } => self.on_proposals(request, proposals),
+            Input::PlannerFailed { request, reason } => self.on_planner_failed(request, &reason),
+            Input::WorktreeReady { attempt } => {
+                self.returned(attempt, Op::Provision, |o| o.on_worktree_ready(attempt))
+            }
+            Input::WorktreeFailed { attempt, error } => {
+                let kind = infrastructure(format!("worktree: {error}"));
+                self.returned(attempt, Op::Provision, |o| o.fail(attempt, kind))
+            }
+            Input::AgentExited {
+                attempt,
+                exit,
+                changes,
+            } => self.returned(attempt, Op::Agent, |o| {
+                o.on_agent_exit(attempt, exit, changes)
+            }),
+            Input::GateFinished {
+                attempt,
+                stage,
+                passed,
+                summary,
+            } => self.returned(attempt, Op::Gate(stage), |o| {
+                o.on_gate(attempt, stage, passed, summary)
+            }),
+            Input::GateBroken {
+                attempt,
+                stage,
+                message,
+            } => {
+                let kind = infrastructure(format!(
+                    "the {} gate could not run: {message}",
+                    stage.as_str()
+                ));
+                self.returned(attempt, Op::Gate(stage), |o| o.fail(attempt, kind))
+            }
+            Input::MergeFinished { attempt, result } => {
+                self.returned(attempt, Op::Merge, |o| o.on_merge(attempt, result))
+            }
+            Input::RefUpdated { attempt, result } => {
+                self.expect_op(attempt, Op::AdvanceRef)?;
+                self.op_done(attempt);
+                self.on_ref(attempt, result);
+                Ok(())
+            }
+            Input::CleanedUp { attempt, error } => {
+                if !self.cleaning.remove(&attempt) {
+                    return Err(format!("no cleanup of {attempt} is pending"));
+                }
+                self.persist(RunEvent::CleanupDone { attempt, error });
+                self.attempts.at(attempt).rec.cleaned = true;
+                Ok(())
+            }
+            Input::Cancel { scope } => self.on_cancel(scope),
+        }
+    }
+
+    /// An attempt's operation came back: unless it was aborted meanwhile, `then`.
+    fn returned(
+        &mut self,
+        attempt: AttemptId,
+        op: Op,
+        then: impl FnOnce(&mut Orchestrator),
+    ) -> Result<(), String> {
+        self.expect_op(attempt, op)?;
+        self.op_done(attempt);
+        if !self.aborted(attempt) {
+            then(self);
+        }
+        Ok(())
+    }
+
+    fn on_start(&mut self, head: CommitId) -> Result<(), String> {
+        if self.state != RunState::Created {
+            return Err(format!("the run is already {:?}", self.state).to_lowercase());
+        }
+        self.move_run(RunState::Running, "started");
+        self.persist(RunEvent::HeadSet { head: head.clone() });
+        self.head = Some(head);
+        Ok(())
+    }
+
+    fn set_paused(&mut self, paused: bool) -> Result<(), String> {
+        if self.state.is_terminal() {
+            return Err("the run has finished".into());
+        }
+        if self.paused == paused {
+            return Err(format!(
+                "claiming is already {}",
+                if paused { "paused" } else { "on" }
+            ));
+        }
+        self.paused = paused;
+        self.persist(RunEvent::ClaimsPaused { paused });
+        self.planner.bump_epoch();
+        Ok(())
+    }
+
+    fn on_cancel(&mut self, scope: CancelScope) -> Result<(), String> {
+        match scope {
+            CancelScope::Run => match self.state {
+                RunState::Created => {
+                    self.move_run(RunState::Canceled, "canceled before it started");
+                    self.commands.push_back(Command::Finish {
+                        state: RunState::Canceled,
+                    });
+                }
+                RunState::Running | RunState::Draining => {
+                    self.begin_drain(Drain::Cancel, "cancel requested");
+                    // A cancel overrides a halt or stop: the run ends canceled.
+                    self.drain = Some(Drain::Cancel);
+                    let live: Vec<AttemptId> = self.attempts.live.iter().copied().collect();
+                    for a in live {
+                        self.abort(a, Abort::CancelRun);
+                    }
+                }
+                _ => return Err("the run has finished".into()),
+            },
+            CancelScope::Task(task) => {
+                if let Some(a) = self.attempts.live_of(task) {
+                    self.abort(a, Abort::CancelTask);
+                } else if self.sched.retries.remove(&task).is_some() {
+                    self.timers.disarm(Deadline::Retry(task));
+                    self.move_task(
+                        task,
+                        TaskStatus::Canceled,
+                        "canceled while waiting to retry",
+                    );
+                } else {
+                    return Err(format!("task {task} has no live attempt in this run"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_drain(&mut self, why: Drain, reason: &str) {
+        if self.drain.is_some() {
+            return;
+        }
+        self.drain = Some(why);
+        if self.state == RunState::Running {
+            self.move_run(RunState::Draining, reason);
+        }
+        let waiting: Vec<TaskId> = self.sched.retries.keys().copied().collect();
+        for t in waiting {
+            self.sched.retries.remove(&t);
+            self.timers.disarm(Deadline::Retry(t));
+            self.move_task(t, TaskStatus::Backlog, "released: the run is draining");
+        }
+    }
+
+    /// After every input: claim what can be claimed, and finish if nothing is left.
+    fn settle(&mut self) {
+        self.schedule();
+        let busy = !self.attempts.live.is_empty()
+            || !self.cleaning.is_empty()
+            || !self.sched.claiming.is_empty();
+        if busy || self.state.is_terminal() || self.state == RunState::Created {
+            return;
+        }
+        match self.state {
+            RunState::Running
+                if self.sched.retries.is_empty()
+                    && self.planner.waiting.is_none()
+                    && !(self.paused && !self.claimable(1).is_empty()) =>
+            {
+                self.finish(RunState::Completed, "nothing left to claim");
+            }
+            RunState::Draining => {
+                let end = match self.drain {
+                    Some(Drain::Cancel) => RunState::Canceled,
+                    Some(Drain::Halt) => RunState::Halted,
+                    Some(Drain::Stop) | None => RunState::Completed,
+                };
+                self.finish(end, "drained");
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, end: RunState, reason: &str) {
+        self.move_run(end, reason);
+        self.commands.push_back(Command::Finish { state: end });
+    }
+
+    fn persist(&mut self, event: RunEvent) {
+        self.commands.push_back(Command::Persist(Journaled {
+            at: self.now,
+            event,
+        }));
+    }
+
+    fn move_run(&mut self, to: RunState, reason: &str) {
+        check_run(self.state, to).expect("the orchestrator only makes legal run transitions");
+        self.persist(RunEvent::RunMoved {
+            from: self.state,
+            to,
+            reason: reason.to_owned(),
+        });
+        self.state = to;
+    }
+
+    fn move_task(&mut self, task: TaskId, to: TaskStatus, reason: &str) {
+        let from = self
+            .journaled
+            .get(&task)
+            .copied()
+            .unwrap_or(TaskStatus::Backlog);
+        transition::check_move(from, to, Actor::Orchestrator, false)
+            .expect("the orchestrator only makes legal task moves");
+        self.persist(RunEvent::TaskMoved {
+            task,
+            from,
+            to,
+            reason: reason.to_owned(),
+        });
+        self.journaled.insert(task, to);
+        self.sched.set_status(task, to);
+    }
+}
+
+fn infrastructure(message: String) -> FailureKind {
+    FailureKind::Infrastructure { message }
+}
+
+/// An input's kind and what it names, for the journal of refusals.
+fn describe(input: &Input) -> (&'static str, Option<String>) {
+    let attempt = |a: &AttemptId| Some(a.to_string());
+    let task = |t: &TaskId| Some(format!("task {t}"));
+    match input {
+        Input::Start { .. } => ("start", None),
+        Input::BoardChanged { .. } => ("board_changed", None),
+        Input::Claimed { task: t } => ("claimed", task(t)),
+        Input::ClaimRefused { task: t, .. } => ("claim_refused", task(t)),
+        Input::PauseClaims => ("pause_claims", None),
+        Input::ResumeClaims => ("resume_claims", None),
+        Input::PlannerProposed { request, .. } => {
+            ("planner_proposed", Some(format!("request {request}")))
+        }
+        Input::PlannerFailed { request, .. } => {
+            ("planner_failed", Some(format!("request {request}")))
+        }
+        Input::WorktreeReady { attempt: a } => ("worktree_ready", attempt(a)),
+        Input::WorktreeFailed { attempt: a, .. } => ("worktree_failed", attempt(a)),
+        Input::AgentExited { attempt: a, .. } => ("agent_exited", attempt(a)),
+        Input::GateFinished { attempt: a, .. } => ("gate_finished", attempt(a)),
+        Input::GateBroken { attempt: a, .. } => ("gate_broken", attempt(a)),
+        Input::MergeFinished { attempt: a, .. } => ("merge_finished", attempt(a)),
+        Input::RefUpdated { attempt: a, .. } => ("ref_updated", attempt(a)),
+        Input::CleanedUp { attempt: a, .. } => ("cleaned_up", attempt(a)),
+        Input::Cancel { scope } => match scope {
+            CancelScope::Run => ("cancel", None),
+            CancelScope::Task(t) => ("cancel", task(t)),
+        },
+        Input::Tick => ("tick", None),
+    }
+}

@@ -91,7 +91,13 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
-    /// The class named in `policy.retry_on`.
+    /// Whether the failure spends one of the task's attempts. orch's own failures
+    /// (infrastructure) do not: they are not the agent's fault.
+    pub fn counts(&self) -> bool {
+        !matches!(self, FailureKind::Infrastructure { .. })
+    }
+
+    /// The failure's class, as `policy.retry_on` names it.
     pub fn class(&self) -> FailureClass {
         match self {
             FailureKind::AgentError { .. } => FailureClass::AgentError,

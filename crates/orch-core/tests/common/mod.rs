@@ -213,14 +213,14 @@ impl Proc {
             } else {
                 AgentExit::Code(self.code)
             },
-            changes: Some(Changes {
-                head: if self.empty {
+            changes: Some(Changes::new(
+                if self.empty {
                     CommitId(format!("base-of-{a}"))
                 } else {
                     self.commit.clone()
                 },
-                empty: self.empty,
-            }),
+                self.empty,
+            )),
         }
     }
 }
@@ -250,6 +250,13 @@ pub struct World<O: Oracle> {
     pub now: Timestamp,
     pub orch: Orchestrator,
     pub initial_board: Vec<TaskSpec>,
+    /// The store's board: the run's moves (compare-and-swap, as the store applies
+    /// them) and people's.
+    pub board: BTreeMap<TaskId, TaskSpec>,
+    /// Tasks a person took from the run (their attempts may still land).
+    taken: BTreeSet<TaskId>,
+    /// Claims written (or refused) whose answer the core has not heard yet.
+    claims_in_flight: BTreeSet<TaskId>,
     pub head: CommitId,
     base: CommitId,
     next_commit: u64,
@@ -288,6 +295,9 @@ impl<O: Oracle> World<O> {
             policy,
             run,
             now: Timestamp(0),
+            board: board.iter().map(|t| (t.id, t.clone())).collect(),
+            taken: BTreeSet::new(),
+            claims_in_flight: BTreeSet::new(),
             initial_board: board,
             head: base.clone(),
             base,
@@ -366,6 +376,7 @@ impl<O: Oracle> World<O> {
             self.head
         ));
         self.pending.clear();
+        self.claims_in_flight.clear();
         // Agents that finished (and whose work the engine committed) just before the
         // crash: the resumed core hears of them from the engine's inspection.
         let mut finished = BTreeMap::new();
@@ -390,7 +401,7 @@ impl<O: Oracle> World<O> {
         self.gates.clear();
         while self.orch.poll_command().is_some() {}
         let snapshot = RunSnapshot::from_events(&self.journal);
-        let board: Vec<TaskSpec> = self.initial_board.clone();
+        let board: Vec<TaskSpec> = self.board.values().cloned().collect();
         self.orch = Orchestrator::resume(
             self.run.clone(),
             self.policy.clone(),
@@ -401,7 +412,63 @@ impl<O: Oracle> World<O> {
             self.now,
         );
         self.drain()?;
-        self.check()
+        self.check()?;
+        // The engine reads the board as soon as it drives the run again.
+        self.board_changed()
+    }
+
+    /// The engine's board poll: every task on the store's board.
+    pub fn board_changed(&mut self) -> Result<(), String> {
+        let tasks = self.board.values().cloned().collect();
+        self.feed(Input::BoardChanged { tasks })
+    }
+
+    /// A person changes the board (as another terminal would), then the run hears.
+    pub fn person(&mut self, rng: &mut Rng) -> Result<(), String> {
+        let ids: Vec<TaskId> = self.board.keys().copied().collect();
+        let Some(&t) = rng.pick(&ids) else {
+            return Ok(());
+        };
+        let status = self.board[&t].status;
+        let what = rng.range(0, 5);
+        self.log(format!(
+            "{} ! a person changes #{t} ({status}): {what}",
+            secs(self.now)
+        ));
+        match what {
+            0 if status != TaskStatus::Done => self.set_by_person(t, Some(TaskStatus::Canceled)),
+            1 if status == TaskStatus::Backlog => self.set_by_person(t, Some(TaskStatus::Blocked)),
+            2 if status != TaskStatus::Done => self.set_by_person(t, Some(TaskStatus::Done)),
+            3 if status != TaskStatus::Backlog => self.set_by_person(t, Some(TaskStatus::Backlog)),
+            4 => self.set_by_person(t, None),
+            _ => {
+                let spec = self.board.get_mut(&t).expect("picked from the board");
+                spec.priority = rng.range(0, 3) as i32;
+            }
+        }
+        self.board_changed()
+    }
+
+    fn set_by_person(&mut self, t: TaskId, to: Option<TaskStatus>) {
+        match self.board.get(&t).map(|s| s.status) {
+            Some(TaskStatus::InProgress) => {
+                self.taken.insert(t);
+            }
+            // Reopened by force: doing it again is what the person asked for.
+            Some(TaskStatus::Done) => {
+                self.done_count.remove(&t);
+            }
+            _ => {}
+        }
+        match to {
+            Some(s) => self.board.get_mut(&t).expect("on the board").status = s,
+            None => {
+                self.board.remove(&t);
+                for spec in self.board.values_mut() {
+                    spec.depends_on.retain(|d| *d != t);
+                }
+            }
+        }
     }
 
     pub fn schedule_crash(&mut self, after_commands: usize) {
@@ -410,7 +477,21 @@ impl<O: Oracle> World<O> {
 
     fn execute(&mut self, cmd: Command) -> Result<(), String> {
         match cmd {
-            Command::Persist(e) => self.persist(e)?,
+            Command::Persist(e) => self.persist(e.event)?,
+            Command::Claim { task, event } => {
+                let RunEvent::TaskMoved { from, .. } = &event.event else {
+                    return Err(format!("the claim of #{task} is not a task move"));
+                };
+                let d = self.oracle.delay("claim");
+                self.claims_in_flight.insert(task);
+                if self.board.get(&task).map(|s| s.status) == Some(*from) {
+                    self.persist(event.event)?;
+                    self.deliver_at(d, Input::Claimed { task });
+                } else {
+                    let why = format!("task {task} is no longer {from}");
+                    self.deliver_at(d, Input::ClaimRefused { task, why });
+                }
+            }
             Command::Provision { attempt, base, .. } => {
                 if !self.journal.iter().any(
                     |e| matches!(e, RunEvent::AttemptCreated { attempt: a, .. } if *a == attempt),
@@ -621,11 +702,24 @@ impl<O: Oracle> World<O> {
                 }
                 self.last_advanced = Some(*attempt);
             }
+            RunEvent::TaskMoved { task, from, to, .. } if *to != TaskStatus::Done => {
+                if let Some(spec) = self.board.get_mut(task)
+                    && spec.status == *from
+                {
+                    spec.status = *to;
+                }
+            }
             RunEvent::TaskMoved {
                 task,
+                from,
                 to: TaskStatus::Done,
                 ..
             } => {
+                if let Some(spec) = self.board.get_mut(task)
+                    && spec.status == *from
+                {
+                    spec.status = TaskStatus::Done;
+                }
                 if self.last_advanced.map(|a| a.task) != Some(*task) {
                     return Err(format!(
                         "I1: task {task} done without its attempt advancing the ref just before"
@@ -646,7 +740,14 @@ impl<O: Oracle> World<O> {
 
     /// Invariants that hold after every step.
     fn check(&mut self) -> Result<(), String> {
-        if self.orch.snapshot() != self.folded {
+        let (mut live, mut folded) = (self.orch.snapshot(), self.folded.clone());
+        for t in &self.claims_in_flight {
+            live.tasks.remove(t);
+            folded.tasks.remove(t);
+            live.claimed_after.remove(t);
+            folded.claimed_after.remove(t);
+        }
+        if live != folded {
             return Err(format!(
                 "I5: the journal does not rebuild the state\n journal: {:?}\n live:    {:?}",
                 self.folded,
@@ -683,12 +784,7 @@ impl<O: Oracle> World<O> {
         if !missing.is_empty() {
             return Err(format!("I4: worktrees never cleaned up: {missing:?}"));
         }
-        let mut statuses: BTreeMap<TaskId, TaskStatus> = self
-            .initial_board
-            .iter()
-            .map(|t| (t.id, t.status))
-            .collect();
-        statuses.extend(self.folded.tasks.iter().map(|(t, s)| (*t, *s)));
+        let statuses = self.statuses();
         let stuck: Vec<_> = statuses
             .iter()
             .filter(|(_, s)| **s == TaskStatus::InProgress)
@@ -699,18 +795,35 @@ impl<O: Oracle> World<O> {
         if self.head != self.base && !self.passed_integration.contains(&self.head) {
             return Err(format!("I2: the ref ended at unvalidated {}", self.head));
         }
-        let done = statuses
-            .values()
-            .filter(|s| **s == TaskStatus::Done)
-            .count();
+        // Every advance is a task the run marked done, or one a person took first.
+        let done = self
+            .journal
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    RunEvent::TaskMoved {
+                        to: TaskStatus::Done,
+                        ..
+                    }
+                )
+            })
+            .count() as u32;
+        let advanced_untaken = self
+            .journal
+            .iter()
+            .filter(|e| {
+                matches!(e, RunEvent::HeadAdvanced { attempt, .. } if !self.taken.contains(&attempt.task))
+            })
+            .count() as u32;
         let advanced = self
             .journal
             .iter()
             .filter(|e| matches!(e, RunEvent::HeadAdvanced { .. }))
-            .count();
-        if done != advanced {
+            .count() as u32;
+        if done < advanced_untaken || done > advanced {
             return Err(format!(
-                "{done} tasks done but the ref advanced {advanced} times"
+                "{done} tasks done but the ref advanced {advanced} times ({advanced_untaken} for tasks no person took)"
             ));
         }
         Ok(())
@@ -789,6 +902,9 @@ impl<O: Oracle> World<O> {
     }
 
     fn record_fact(&mut self, input: &Input) {
+        if let Input::Claimed { task } | Input::ClaimRefused { task, .. } = input {
+            self.claims_in_flight.remove(task);
+        }
         if let Input::GateFinished {
             attempt,
             stage,
@@ -816,13 +932,7 @@ impl<O: Oracle> World<O> {
 
     /// Task statuses after the run (board plus the run's moves).
     pub fn statuses(&self) -> BTreeMap<TaskId, TaskStatus> {
-        let mut s: BTreeMap<TaskId, TaskStatus> = self
-            .initial_board
-            .iter()
-            .map(|t| (t.id, t.status))
-            .collect();
-        s.extend(self.folded.tasks.iter().map(|(t, st)| (*t, *st)));
-        s
+        self.board.iter().map(|(t, s)| (*t, s.status)).collect()
     }
 
     pub fn live_attempt_of(&self, task: TaskId) -> bool {
@@ -837,6 +947,15 @@ pub fn fmt_input(i: &Input) -> String {
     match i {
         Input::Start { head } => format!("start at {head}"),
         Input::BoardChanged { tasks } => format!("board changed ({} tasks)", tasks.len()),
+        Input::Claimed { task } => format!("claimed #{task}"),
+        Input::ClaimRefused { task, why } => format!("claim of #{task} refused: {why}"),
+        Input::PauseClaims => "pause claims".into(),
+        Input::ResumeClaims => "resume claims".into(),
+        Input::GateBroken {
+            attempt,
+            stage,
+            message,
+        } => format!("{} gate broken {attempt}: {message}", stage.as_str()),
         Input::PlannerProposed { request, proposals } => {
             format!("planner #{request} proposes {proposals:?}")
         }
@@ -876,7 +995,9 @@ pub fn fmt_input(i: &Input) -> String {
 
 pub fn fmt_command(c: &Command) -> String {
     match c {
+        Command::Claim { task, .. } => format!("claim #{task}"),
         Command::Persist(e) => {
+            let e = &e.event;
             let mut s = format!("persist {}", e.kind());
             match e {
                 RunEvent::RunMoved { from, to, reason } => {
@@ -920,6 +1041,14 @@ pub fn fmt_command(c: &Command) -> String {
                     write!(s, " {proposal:?}: {verdict:?}")
                 }
                 RunEvent::PlannerFallback { reason } => write!(s, ": {reason}"),
+                RunEvent::InputRefused {
+                    input,
+                    about,
+                    reason,
+                } => write!(s, " {input} {about:?}: {reason}"),
+                RunEvent::ClaimSkipped { task, why } => write!(s, " #{task}: {why}"),
+                RunEvent::TaskTaken { task, status } => write!(s, " #{task} now {status:?}"),
+                RunEvent::ClaimsPaused { paused } => write!(s, " {paused}"),
                 RunEvent::Resumed {
                     interrupted,
                     reason,

@@ -1,0 +1,399 @@
+//! The attempt lifecycle. An attempt's state ([`AttemptRecord::state`]) is the one
+//! source of truth; what it waits on from the outside world ([`Op`]) is derived from
+//! that state and a `busy` flag, never stored beside it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Orchestrator;
+use super::event::RunEvent;
+use super::io::{AgentExit, Changes, Command, Retention, Stage};
+use super::journal::AttemptRecord;
+use super::timers::{Deadline, after};
+use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, check_attempt};
+use crate::config::{Cleanup, EmptyDiff};
+use crate::task::TaskId;
+
+/// What an attempt waits on from the outside world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Provision,
+    Agent,
+    Gate(Stage),
+    Merge,
+    AdvanceRef,
+}
+
+/// Why an attempt is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Abort {
+    /// The phase that ran out of time: `agent`, `worker` or `integration`.
+    Timeout(&'static str),
+    CancelTask,
+    CancelRun,
+    /// A person moved or removed the task: the run let it go.
+    Taken,
+}
+
+/// One attempt, as the core tracks it.
+#[derive(Debug, Clone)]
+pub(super) struct Attempt {
+    pub(super) rec: AttemptRecord,
+    /// An operation of this attempt is out in the world.
+    pub(super) busy: bool,
+    pub(super) abort: Option<Abort>,
+    pub(super) note: Option<String>,
+    pub(super) previous_failure: Option<FailureKind>,
+}
+
+impl Attempt {
+    pub(super) fn new(
+        rec: AttemptRecord,
+        note: Option<String>,
+        previous_failure: Option<FailureKind>,
+    ) -> Attempt {
+        Attempt {
+            rec,
+            busy: false,
+            abort: None,
+            note,
+            previous_failure,
+        }
+    }
+
+    /// What the attempt waits on, derived from its state.
+    pub(super) fn op(&self) -> Option<Op> {
+        if !self.busy {
+            return None;
+        }
+        Some(match self.rec.state.phase() {
+            AttemptPhase::Provisioning => Op::Provision,
+            AttemptPhase::Running => Op::Agent,
+            AttemptPhase::Validating => Op::Gate(Stage::Worker),
+            AttemptPhase::Merging => Op::Merge,
+            AttemptPhase::Integrating if self.rec.integration_passed => Op::AdvanceRef,
+            AttemptPhase::Integrating => Op::Gate(Stage::Integration),
+            _ => return None,
+        })
+    }
+
+    /// A process (agent or gate) of this attempt is running.
+    pub(super) fn has_process(&self) -> bool {
+        matches!(self.op(), Some(Op::Agent | Op::Gate(_)))
+    }
+}
+
+/// Every attempt of the run, and which hold a slot.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Attempts {
+    map: BTreeMap<AttemptId, Attempt>,
+    /// Attempts that hold a slot: from claim until terminal.
+    pub(super) live: BTreeSet<AttemptId>,
+}
+
+impl Attempts {
+    pub(super) fn get(&self, a: AttemptId) -> Option<&Attempt> {
+        self.map.get(&a)
+    }
+
+    pub(super) fn at(&mut self, a: AttemptId) -> &mut Attempt {
+        self.map
+            .get_mut(&a)
+            .expect("the core only names attempts it created")
+    }
+
+    pub(super) fn rec(&self, a: AttemptId) -> &AttemptRecord {
+        &self
+            .map
+            .get(&a)
+            .expect("the core only names attempts it created")
+            .rec
+    }
+
+    pub(super) fn insert(&mut self, a: AttemptId, at: Attempt) {
+        self.map.insert(a, at);
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&AttemptId, &Attempt)> {
+        self.map.iter()
+    }
+
+    /// The attempts of one task, oldest first.
+    pub(super) fn of_task(
+        &self,
+        task: TaskId,
+    ) -> impl DoubleEndedIterator<Item = (&AttemptId, &Attempt)> {
+        let lo = AttemptId { task, number: 0 };
+        let hi = AttemptId {
+            task,
+            number: u32::MAX,
+        };
+        self.map.range(lo..=hi)
+    }
+
+    /// The task's live attempt, if any.
+    pub(super) fn live_of(&self, task: TaskId) -> Option<AttemptId> {
+        self.live.iter().copied().find(|a| a.task == task)
+    }
+}
+
+impl Orchestrator {
+    /// Refuses an input unless `attempt` is live and waiting on `op`.
+    pub(super) fn expect_op(&self, attempt: AttemptId, op: Op) -> Result<(), String> {
+        match self.attempts.get(attempt) {
+            Some(a) if a.op() == Some(op) && self.attempts.live.contains(&attempt) => Ok(()),
+            Some(a) => Err(format!(
+                "{attempt} is not waiting for {op:?} (it is {:?})",
+                a.op()
+            )),
+            None => Err(format!("unknown attempt {attempt}")),
+        }
+    }
+
+    /// The attempt's operation came back: it waits on nothing, and its deadlines go.
+    pub(super) fn op_done(&mut self, attempt: AttemptId) {
+        self.attempts.at(attempt).busy = false;
+        self.timers.disarm_attempt(attempt);
+    }
+
+    /// Marks the attempt busy with the operation its state implies, with a deadline.
+    fn start_op(&mut self, attempt: AttemptId, deadline: Option<std::time::Duration>) {
+        self.attempts.at(attempt).busy = true;
+        if let Some(d) = deadline {
+            self.timers.arm(Deadline::Op(attempt), after(self.now, d));
+        }
+    }
+
+    pub(super) fn provision(&mut self, attempt: AttemptId, branch: String, base: CommitId) {
+        self.move_attempt(attempt, AttemptState::Provisioning, "slot free");
+        self.commands.push_back(Command::Provision {
+            attempt,
+            branch,
+            base,
+        });
+        self.start_op(attempt, None);
+    }
+
+    pub(super) fn on_worktree_ready(&mut self, attempt: AttemptId) {
+        self.move_attempt(attempt, AttemptState::Running, "worktree ready");
+        let a = self.attempts.at(attempt);
+        let cmd = Command::SpawnAgent {
+            attempt,
+            note: a.note.clone(),
+            previous_failure: a.previous_failure.clone(),
+        };
+        self.commands.push_back(cmd);
+        self.start_op(attempt, Some(self.policy.agent_timeout));
+    }
+
+    /// Judges what the agent left: its exit, and what it did to its branch.
+    pub(super) fn on_agent_exit(
+        &mut self,
+        attempt: AttemptId,
+        exit: AgentExit,
+        changes: Option<Changes>,
+    ) {
+        let detail = match &exit {
+            AgentExit::Code(0) => None,
+            AgentExit::Code(c) => Some(format!("exit code {c}")),
+            AgentExit::Signal(s) => Some(format!("killed by signal {s}")),
+            AgentExit::FailedToStart(m) => Some(format!("failed to start: {m}")),
+        };
+        if let Some(detail) = detail {
+            return self.fail(attempt, FailureKind::AgentError { detail });
+        }
+        let Some(changes) = changes else {
+            return self.fail(
+                attempt,
+                FailureKind::Infrastructure {
+                    message: "the agent's work could not be committed".into(),
+                },
+            );
+        };
+        if let Some(misdeed) = misbehaviour(&changes) {
+            return self.fail(attempt, FailureKind::AgentError { detail: misdeed });
+        }
+        self.persist(RunEvent::AttemptHead {
+            attempt,
+            head: changes.head.clone(),
+            empty: changes.empty,
+        });
+        let rec = &mut self.attempts.at(attempt).rec;
+        rec.head = Some(changes.head.clone());
+        rec.empty = changes.empty;
+        if changes.empty && self.policy.empty_diff == EmptyDiff::Fail {
+            return self.fail(attempt, FailureKind::NoChanges);
+        }
+        self.move_attempt(attempt, AttemptState::Validating, "the agent finished");
+        self.run_gate(attempt, Stage::Worker, changes.head);
+    }
+
+    pub(super) fn on_gate(
+        &mut self,
+        attempt: AttemptId,
+        stage: Stage,
+        passed: bool,
+        summary: String,
+    ) {
+        match (stage, passed) {
+            (Stage::Worker, true) => {
+                self.move_attempt(attempt, AttemptState::Merging, "worker validation passed");
+                self.integrator.enqueue(attempt);
+                self.try_integrate();
+            }
+            (Stage::Worker, false) => self.fail(attempt, FailureKind::WorkerValidation { summary }),
+            (Stage::Integration, true) => self.integration_passed(attempt),
+            (Stage::Integration, false) => {
+                self.fail(attempt, FailureKind::IntegrationValidation { summary })
+            }
+        }
+    }
+
+    pub(super) fn run_gate(&mut self, attempt: AttemptId, stage: Stage, commit: CommitId) {
+        self.commands.push_back(Command::RunGate {
+            attempt,
+            stage,
+            commit,
+        });
+        self.start_op(attempt, Some(self.policy.gate_timeout));
+    }
+
+    /// Marks the attempt busy advancing the ref (its state says which op it is).
+    pub(super) fn start_advance(&mut self, attempt: AttemptId) {
+        self.start_op(attempt, None);
+    }
+
+    /// Marks the attempt busy merging.
+    pub(super) fn start_merge(&mut self, attempt: AttemptId) {
+        self.start_op(attempt, None);
+    }
+
+    pub(super) fn fail(&mut self, attempt: AttemptId, kind: FailureKind) {
+        let reason = kind.to_string();
+        self.move_attempt(attempt, AttemptState::Failed(kind), &reason);
+        self.end_attempt(attempt);
+    }
+
+    /// If the attempt was being aborted, ends it accordingly and returns true.
+    pub(super) fn aborted(&mut self, attempt: AttemptId) -> bool {
+        let Some(why) = self.attempts.at(attempt).abort else {
+            return false;
+        };
+        match why {
+            Abort::Timeout(phase) => self.fail(
+                attempt,
+                FailureKind::Timeout {
+                    phase: phase.into(),
+                },
+            ),
+            Abort::CancelTask | Abort::CancelRun => {
+                self.move_attempt(attempt, AttemptState::Canceled, "canceled");
+                self.end_attempt(attempt);
+            }
+            Abort::Taken => {
+                self.move_attempt(
+                    attempt,
+                    AttemptState::Canceled,
+                    "its task was moved or removed by a person",
+                );
+                self.end_attempt(attempt);
+            }
+        }
+        true
+    }
+
+    pub(super) fn abort(&mut self, attempt: AttemptId, why: Abort) {
+        let a = self.attempts.at(attempt);
+        if a.abort.is_some() || a.rec.state.is_terminal() {
+            return;
+        }
+        a.abort = Some(why);
+        match a.op() {
+            Some(Op::Agent | Op::Gate(_)) => self.kill(attempt, false),
+            // These finish quickly and cannot be interrupted; the result decides.
+            Some(Op::Provision | Op::Merge | Op::AdvanceRef) => {}
+            None => {
+                self.integrator.remove(attempt);
+                self.aborted(attempt);
+            }
+        }
+    }
+
+    /// Signals the attempt's process group; a polite signal arms the grace timer after
+    /// which the hard one follows.
+    pub(super) fn kill(&mut self, attempt: AttemptId, hard: bool) {
+        self.commands.push_back(Command::Abort { attempt, hard });
+        self.timers.arm(
+            Deadline::Grace(attempt),
+            after(self.now, self.policy.kill_grace),
+        );
+    }
+
+    /// The attempt reached a terminal state: free its slot, clean up, and decide its
+    /// task's fate.
+    pub(super) fn end_attempt(&mut self, attempt: AttemptId) {
+        self.attempts.live.remove(&attempt);
+        self.integrator.remove(attempt);
+        self.timers.disarm_attempt(attempt);
+        self.cleanup(attempt);
+        self.planner.bump_epoch();
+        self.task_outcome(attempt);
+        self.try_integrate();
+    }
+
+    /// Asks for the attempt's cleanup, with what to remove and how long to keep its
+    /// logs, as the cleanup policy says.
+    pub(super) fn cleanup(&mut self, attempt: AttemptId) {
+        let rec = self.attempts.rec(attempt);
+        if rec.cleaned || self.cleaning.contains(&attempt) {
+            return;
+        }
+        // An interrupted attempt's partial work is superseded by the attempt that
+        // replaces it (the agent starts over), so it goes as a success's does.
+        let retention = match rec.state {
+            AttemptState::Succeeded | AttemptState::Interrupted => Retention::Success,
+            _ => Retention::Failure,
+        };
+        let remove = match self.policy.cleanup {
+            Cleanup::Always => true,
+            Cleanup::OnSuccess => retention == Retention::Success,
+            Cleanup::Never => false,
+        };
+        if !rec.cleanup_requested {
+            self.persist(RunEvent::CleanupRequested { attempt });
+            self.attempts.at(attempt).rec.cleanup_requested = true;
+        }
+        self.cleaning.insert(attempt);
+        self.commands.push_back(Command::Cleanup {
+            attempt,
+            remove_worktree: remove,
+            delete_branch: remove,
+            retention,
+        });
+    }
+
+    pub(super) fn move_attempt(&mut self, attempt: AttemptId, to: AttemptState, reason: &str) {
+        let a = self.attempts.at(attempt);
+        check_attempt(&a.rec.state, &to)
+            .expect("the orchestrator only makes legal attempt transitions");
+        let from = a.rec.state.phase();
+        a.rec.state = to.clone();
+        self.persist(RunEvent::AttemptMoved {
+            attempt,
+            from,
+            to,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// What the agent did to its branch that it must not: the retry prompt quotes it.
+fn misbehaviour(c: &Changes) -> Option<String> {
+    if let Some(to) = &c.branch_moved {
+        return Some(format!(
+            "the agent moved the worktree off its branch (HEAD is now {to}); it must commit on the branch it was given, without switching branches or detaching HEAD"
+        ));
+    }
+    c.rewrote_history.then(|| {
+        "the agent rewrote history: its branch no longer contains the commit it started from; it must add commits, not reset, rebase or amend".to_owned()
+    })
+}

@@ -1,0 +1,305 @@
+//! The run's journal: [`RunEvent`]s, each stamped with the `now` the core decided
+//! with ([`Journaled`]), with their kinds and one-line reasons for the audit log.
+
+use serde::{Deserialize, Serialize};
+
+use super::io::{Proposal, Verdict};
+use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, RunState};
+use crate::task::{TaskId, TaskStatus};
+use crate::time::Timestamp;
+
+/// A journal entry with the time the core decided it at: a replay of the journal
+/// reproduces the core's deadlines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journaled {
+    /// The `now` of the input that produced it.
+    pub at: Timestamp,
+    /// The event.
+    pub event: RunEvent,
+}
+
+/// A journal entry. Folding them in order ([`super::RunSnapshot::apply`]) rebuilds the
+/// run's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run changed state.
+    RunMoved {
+        /// From.
+        from: RunState,
+        /// To.
+        to: RunState,
+        /// Why.
+        reason: String,
+    },
+    /// The integration head was set at the start of the run.
+    HeadSet {
+        /// The base commit.
+        head: CommitId,
+    },
+    /// The integration ref advanced to a validated merge commit.
+    HeadAdvanced {
+        /// The attempt it integrates.
+        attempt: AttemptId,
+        /// The previous head.
+        from: CommitId,
+        /// The new head.
+        to: CommitId,
+    },
+    /// The run moved a task on the board.
+    TaskMoved {
+        /// The task.
+        task: TaskId,
+        /// From.
+        from: TaskStatus,
+        /// To.
+        to: TaskStatus,
+        /// Why.
+        reason: String,
+    },
+    /// An attempt was created (before its branch and worktree exist).
+    AttemptCreated {
+        /// The attempt.
+        attempt: AttemptId,
+        /// Its branch.
+        branch: String,
+        /// The commit it starts from.
+        base: CommitId,
+    },
+    /// An attempt changed state.
+    AttemptMoved {
+        /// The attempt.
+        attempt: AttemptId,
+        /// From.
+        from: AttemptPhase,
+        /// To.
+        to: AttemptState,
+        /// Why.
+        reason: String,
+    },
+    /// The agent's committed work.
+    AttemptHead {
+        /// The attempt.
+        attempt: AttemptId,
+        /// Its head.
+        head: CommitId,
+        /// True when it changed nothing.
+        empty: bool,
+    },
+    /// A clean merge commit was written (no ref moved).
+    MergeWritten {
+        /// The attempt.
+        attempt: AttemptId,
+        /// The merge commit.
+        commit: CommitId,
+        /// The integration head it was made on.
+        onto: CommitId,
+    },
+    /// The integration gate passed on the merge commit; the ref update comes next.
+    IntegrationPassed {
+        /// The attempt.
+        attempt: AttemptId,
+        /// The validated commit.
+        commit: CommitId,
+    },
+    /// Cleanup was requested for the attempt.
+    CleanupRequested {
+        /// The attempt.
+        attempt: AttemptId,
+    },
+    /// The attempt's cleanup ran.
+    CleanupDone {
+        /// The attempt.
+        attempt: AttemptId,
+        /// What could not be removed, if anything.
+        error: Option<String>,
+    },
+    /// A planner proposal and the core's verdict.
+    ProposalJudged {
+        /// The proposal.
+        proposal: Proposal,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// The scheduler decided without the planner.
+    PlannerFallback {
+        /// Why.
+        reason: String,
+    },
+    /// An input the core could not apply (stale, unknown, or refused), with why.
+    /// Nothing else changed.
+    InputRefused {
+        /// The input's kind, e.g. `gate_finished`.
+        input: String,
+        /// The attempt or task it named, if any (`task-3-1`, `task 3`).
+        about: Option<String>,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A claim was refused by the store (someone moved or removed the task first);
+    /// the run skips the task.
+    ClaimSkipped {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        why: String,
+    },
+    /// A person moved (or removed) a task the run owned: the run lets it go, ends its
+    /// attempt, and never moves it again. Not projected onto the board: it is already
+    /// there.
+    TaskTaken {
+        /// The task.
+        task: TaskId,
+        /// Its status on the board now; `None` if it was removed.
+        status: Option<TaskStatus>,
+    },
+    /// Claiming was paused or resumed.
+    ClaimsPaused {
+        /// True when paused.
+        paused: bool,
+    },
+    /// The run was resumed after a crash.
+    Resumed {
+        /// Attempts found in flight.
+        interrupted: Vec<AttemptId>,
+        /// What reconciliation with git found.
+        reason: String,
+    },
+}
+
+impl RunEvent {
+    /// The event's kind, as stored in the `events` table.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunEvent::RunMoved { .. } => "run.moved",
+            RunEvent::HeadSet { .. } => "run.head_set",
+            RunEvent::HeadAdvanced { .. } => "run.head_advanced",
+            RunEvent::TaskMoved { .. } => crate::event::kind::TASK_MOVED,
+            RunEvent::AttemptCreated { .. } => "attempt.created",
+            RunEvent::AttemptMoved { .. } => "attempt.moved",
+            RunEvent::AttemptHead { .. } => "attempt.head",
+            RunEvent::MergeWritten { .. } => "attempt.merge_written",
+            RunEvent::IntegrationPassed { .. } => "attempt.integration_passed",
+            RunEvent::CleanupRequested { .. } => "attempt.cleanup",
+            RunEvent::CleanupDone { .. } => "attempt.cleaned",
+            RunEvent::ProposalJudged { .. } => "planner.proposal",
+            RunEvent::PlannerFallback { .. } => "planner.fallback",
+            RunEvent::InputRefused { .. } => "run.input_refused",
+            RunEvent::ClaimSkipped { .. } => "run.claim_skipped",
+            RunEvent::TaskTaken { .. } => "run.task_taken",
+            RunEvent::ClaimsPaused { .. } => "run.claims_paused",
+            RunEvent::Resumed { .. } => "run.resumed",
+        }
+    }
+
+    /// A one-line description for the audit log's `reason` column.
+    pub fn reason(&self) -> String {
+        match self {
+            RunEvent::RunMoved { from, to, reason } => {
+                format!("{from:?} -> {to:?}: {reason}").to_lowercase()
+            }
+            RunEvent::HeadSet { head } => format!("integration branch starts at {head}"),
+            RunEvent::HeadAdvanced { attempt, from, to } => {
+                format!("{attempt} advanced the integration ref {from} -> {to}")
+            }
+            RunEvent::TaskMoved {
+                from, to, reason, ..
+            } => format!("{from} -> {to}: {reason}"),
+            RunEvent::AttemptCreated { attempt, base, .. } => {
+                format!("{attempt} created from {base}")
+            }
+            RunEvent::AttemptMoved {
+                attempt,
+                from,
+                to,
+                reason,
+            } => {
+                format!(
+                    "{attempt} {} -> {}: {reason}",
+                    format!("{from:?}").to_lowercase(),
+                    format!("{:?}", to.phase()).to_lowercase()
+                )
+            }
+            RunEvent::AttemptHead {
+                attempt,
+                head,
+                empty,
+            } => {
+                format!(
+                    "{attempt} head {head}{}",
+                    if *empty { " (no changes)" } else { "" }
+                )
+            }
+            RunEvent::MergeWritten {
+                attempt,
+                commit,
+                onto,
+            } => format!("{attempt} merged cleanly as {commit} onto {onto}"),
+            RunEvent::IntegrationPassed { attempt, commit } => {
+                format!("{attempt} passed integration validation on {commit}")
+            }
+            RunEvent::CleanupRequested { attempt } => format!("{attempt} cleanup requested"),
+            RunEvent::CleanupDone { attempt, error } => match error {
+                Some(e) => format!("{attempt} cleanup left something behind: {e}"),
+                None => format!("{attempt} cleaned up"),
+            },
+            RunEvent::ProposalJudged { proposal, verdict } => format!("{proposal:?}: {verdict:?}"),
+            RunEvent::PlannerFallback { reason } => reason.clone(),
+            RunEvent::InputRefused {
+                input,
+                about,
+                reason,
+            } => match about {
+                Some(a) => format!("{input} for {a} refused: {reason}"),
+                None => format!("{input} refused: {reason}"),
+            },
+            RunEvent::ClaimSkipped { task, why } => {
+                format!("task {task} skipped: the claim was refused ({why})")
+            }
+            RunEvent::TaskTaken { task, status } => match status {
+                Some(s) => format!("task {task} was moved to {s} by a person; the run lets it go"),
+                None => format!("task {task} was removed from the board; the run lets it go"),
+            },
+            RunEvent::ClaimsPaused { paused: true } => "claiming paused".into(),
+            RunEvent::ClaimsPaused { paused: false } => "claiming resumed".into(),
+            RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
+        }
+    }
+
+    /// The attempt number it concerns, if any.
+    pub fn attempt(&self) -> Option<u32> {
+        match self {
+            RunEvent::HeadAdvanced { attempt, .. }
+            | RunEvent::AttemptCreated { attempt, .. }
+            | RunEvent::AttemptMoved { attempt, .. }
+            | RunEvent::AttemptHead { attempt, .. }
+            | RunEvent::MergeWritten { attempt, .. }
+            | RunEvent::IntegrationPassed { attempt, .. }
+            | RunEvent::CleanupRequested { attempt, .. }
+            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.number),
+            _ => None,
+        }
+    }
+
+    /// The task it concerns, if any.
+    pub fn task(&self) -> Option<TaskId> {
+        match self {
+            RunEvent::TaskMoved { task, .. }
+            | RunEvent::ClaimSkipped { task, .. }
+            | RunEvent::TaskTaken { task, .. } => Some(*task),
+            RunEvent::HeadAdvanced { attempt, .. }
+            | RunEvent::AttemptCreated { attempt, .. }
+            | RunEvent::AttemptMoved { attempt, .. }
+            | RunEvent::AttemptHead { attempt, .. }
+            | RunEvent::MergeWritten { attempt, .. }
+            | RunEvent::IntegrationPassed { attempt, .. }
+            | RunEvent::CleanupRequested { attempt, .. }
+            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.task),
+            RunEvent::ProposalJudged { proposal, .. } => match proposal {
+                Proposal::Claim { task, .. } | Proposal::Defer { task, .. } => Some(*task),
+                Proposal::StopClaiming { .. } => None,
+            },
+            _ => None,
+        }
+    }
+}

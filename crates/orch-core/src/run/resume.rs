@@ -1,0 +1,223 @@
+//! Crash reconciliation: rebuilding a run from its journal and squaring it with the
+//! real integration ref and the agents that had finished.
+
+use std::collections::BTreeMap;
+
+use super::attempt::Attempt;
+use super::event::RunEvent;
+use super::io::{Command, FinishedAgent, Stage, TaskSpec};
+use super::journal::RunSnapshot;
+use super::policy::Policy;
+use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, RunId, RunState};
+use super::{Drain, Orchestrator};
+use crate::task::{TaskId, TaskStatus};
+use crate::time::Timestamp;
+
+impl Orchestrator {
+    /// Rebuilds a run from its journal after a crash and reconciles it with the real
+    /// integration ref (`actual_head`, read from git):
+    ///
+    /// - an attempt whose validated merge commit *is* the ref was integrated before the
+    ///   crash could record it: it succeeds now;
+    /// - a validated merge commit the ref has not reached is advanced to again;
+    /// - a merge commit written but not validated is validated again;
+    /// - attempts that had passed the worker gate queue for integration again, and
+    ///   attempts in the worker gate re-run it;
+    /// - an agent that had finished with its work committed (`finished`) goes on to
+    ///   its worker gate;
+    /// - every other attempt in flight is `interrupted`, and its task retried without
+    ///   counting against the retry budget.
+    pub fn resume(
+        run: RunId,
+        policy: Policy,
+        board: Vec<TaskSpec>,
+        journal: &RunSnapshot,
+        actual_head: CommitId,
+        finished: BTreeMap<AttemptId, FinishedAgent>,
+        now: Timestamp,
+    ) -> Orchestrator {
+        let mut o = Orchestrator::new(run, policy, Vec::new());
+        o.now = now;
+        let mut board = board;
+        for t in &mut board {
+            if let Some(st) = journal.tasks.get(&t.id) {
+                t.status = *st;
+            }
+        }
+        o.sched.set_board(board);
+        o.journaled = journal.tasks.clone();
+        o.claimed_after = journal.claimed_after.clone();
+        o.state = journal.state;
+        o.head = journal.head.clone();
+        o.paused = journal.paused;
+        for (id, rec) in &journal.attempts {
+            o.attempts
+                .insert(*id, Attempt::new(rec.clone(), None, None));
+        }
+        if o.state == RunState::Created {
+            return o;
+        }
+        if o.state.is_terminal() {
+            // The crash may have come between journaling the end and acting on it.
+            o.commands.push_back(Command::Finish { state: o.state });
+            return o;
+        }
+        if o.state == RunState::Draining {
+            // Why it was draining is not journaled separately; a resumed drain ends
+            // as a cancel, which releases work rather than failing it.
+            o.drain = Some(Drain::Cancel);
+        }
+        let in_flight: Vec<AttemptId> = o
+            .attempts
+            .iter()
+            .filter(|(_, a)| !a.rec.state.is_terminal())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut reason = o.reconcile_integrating(&in_flight, &actual_head);
+        let interrupted = o.reconcile_rest(in_flight, finished, &mut reason);
+        o.persist(RunEvent::Resumed {
+            interrupted,
+            reason: if reason.is_empty() {
+                "the journal and the integration ref agree".into()
+            } else {
+                reason.join("; ")
+            },
+        });
+        o.settle_orphans();
+        // Cleanups requested before the crash may never have run: request them again
+        // (cleanup is idempotent), and request the ones never requested.
+        let uncleaned: Vec<AttemptId> = o
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.rec.state.is_terminal() && !a.rec.cleaned)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in uncleaned {
+            o.cleanup(id);
+        }
+        o.try_integrate();
+        o.settle();
+        o
+    }
+
+    /// The attempt being integrated first: it decides where the head is.
+    fn reconcile_integrating(&mut self, in_flight: &[AttemptId], actual: &CommitId) -> Vec<String> {
+        let mut reason = Vec::new();
+        for id in in_flight {
+            let rec = self.attempts.rec(*id);
+            if rec.state.phase() != AttemptPhase::Integrating {
+                continue;
+            }
+            let (merge, passed) = (rec.merge.clone(), rec.integration_passed);
+            let at_head = self.head.as_ref() == Some(actual);
+            if passed && merge.as_ref() == Some(actual) {
+                if at_head {
+                    // The advance was journaled; only its consequences were not.
+                    reason.push(format!("{id} was integrated just before the crash"));
+                    self.complete(*id);
+                } else {
+                    reason.push(format!(
+                        "{id} had advanced the integration ref before the crash"
+                    ));
+                    let from = self.head.clone().expect("a running run has a head");
+                    self.succeed(*id, from, actual.clone());
+                }
+            } else if passed && at_head {
+                reason.push(format!("{id} passed integration; advancing the ref again"));
+                self.attempts.live.insert(*id);
+                self.integrator.adopt(*id);
+                self.advance(*id);
+            } else if let Some(commit) = merge.filter(|_| at_head) {
+                reason.push(format!(
+                    "{id} had a merge commit not yet validated; validating again"
+                ));
+                self.attempts.live.insert(*id);
+                self.integrator.adopt(*id);
+                self.run_gate(*id, Stage::Integration, commit);
+            }
+        }
+        if self.head.as_ref() != Some(actual) {
+            let journaled = self.head.clone().expect("a running run has a head");
+            reason.push(format!(
+                "the integration ref is at {actual}, which this run never validated (it left it at {journaled}); halting"
+            ));
+            let why = format!(
+                "the integration ref moved outside orch: it is at {actual}, where orch left it at {journaled}"
+            );
+            self.begin_drain(Drain::Halt, &why);
+        }
+        reason
+    }
+
+    /// Every other attempt in flight: re-queued, re-validated, gone on from, or
+    /// interrupted. Returns the interrupted ones.
+    fn reconcile_rest(
+        &mut self,
+        in_flight: Vec<AttemptId>,
+        mut finished: BTreeMap<AttemptId, FinishedAgent>,
+        reason: &mut Vec<String>,
+    ) -> Vec<AttemptId> {
+        let mut interrupted = Vec::new();
+        for id in in_flight {
+            if self.attempts.live.contains(&id) || self.attempts.rec(id).state.is_terminal() {
+                continue;
+            }
+            let rec = self.attempts.rec(id);
+            let (phase, head) = (rec.state.phase(), rec.head.clone());
+            self.attempts.live.insert(id);
+            let going = self.drain.is_none();
+            match (phase, head) {
+                // Passed the worker gate: queue for integration again.
+                (AttemptPhase::Merging, Some(_)) if going => self.integrator.enqueue(id),
+                // In the worker gate: run it again on the same head.
+                (AttemptPhase::Validating, Some(head)) if going => {
+                    self.run_gate(id, Stage::Worker, head)
+                }
+                // The agent had finished and its work was committed: go on from there.
+                (AttemptPhase::Running, _) if going && finished.contains_key(&id) => {
+                    let f = finished.remove(&id).expect("just checked");
+                    reason.push(format!(
+                        "{id}'s agent had finished before the crash; going on from its work"
+                    ));
+                    self.on_agent_exit(id, f.exit, f.changes);
+                }
+                _ => {
+                    self.move_attempt(
+                        id,
+                        AttemptState::Interrupted,
+                        "found in flight after a crash",
+                    );
+                    interrupted.push(id);
+                    self.end_attempt(id);
+                }
+            }
+        }
+        interrupted
+    }
+
+    /// Claimed tasks with nothing live and no retry planned: the crash came between
+    /// an attempt's end (or a claim) and what should have followed.
+    fn settle_orphans(&mut self) {
+        let orphans: Vec<TaskId> = self
+            .journaled
+            .iter()
+            .filter(|(_, s)| **s == TaskStatus::InProgress)
+            .map(|(t, _)| *t)
+            .filter(|t| !self.sched.retries.contains_key(t) && self.attempts.live_of(*t).is_none())
+            .collect();
+        for t in orphans {
+            let since = self.claimed_after.get(&t).copied().unwrap_or(0);
+            let last = self
+                .attempts
+                .of_task(t)
+                .next_back()
+                .map(|(id, _)| *id)
+                .filter(|id| id.number > since);
+            match last {
+                // The attempt ended but the crash came before its task moved.
+                Some(a) => self.task_outcome(a),
+                None => self.retry_or_release(t, None),
+            }
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The run driver: one loop owns the [`Orchestrator`] and executes its commands in
+//! order. Journal writes (and claims) go through one store lane, written ahead of any
+//! command after them; while a write waits on a busy store (with backoff, up to
+//! `run.store_patience`), the loop goes on taking adapter results, so agents are never
+//! stalled and a batch is never half-applied. The lane also polls the board (a change
+//! becomes `BoardChanged`) and the controls table, in order with the writes, so what
+//! it reads is never older than what the core already wrote.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch_core::run::{
+    AttemptId, CancelScope, Command, CommitId, Handled, Input, Journaled, Orchestrator, RunState,
+    TaskSpec,
+};
+use orch_core::{Task, TaskId, TaskStatus};
+use orch_store::{Control, ControlKind, StoreError};
+use orch_validate::CancellationToken;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::exec::{self, Ctx, Stop, Work};
+use crate::lease::{self, Owner};
+use crate::{EngineError, RunUpdate, now, planner};
+
+/// One store operation of the lane.
+enum Lane {
+    Write(Vec<Journaled>),
+    Claim(TaskId, Journaled),
+    Board,
+    Controls,
+}
+
+/// What a lane operation came back with.
+enum Done {
+    Written(Vec<Journaled>),
+    Claim(TaskId, Result<Journaled, String>),
+    Board(Option<(i64, Vec<Task>)>),
+    Controls(Vec<Control>),
+}
+
+type LaneFuture = Pin<Box<dyn Future<Output = Result<Done, EngineError>> + Send>>;
+
+/// Drives one run's orchestrator to its end.
+pub(crate) struct Driver {
+    ctx: Arc<Ctx>,
+    orch: Orchestrator,
+    owner: Owner,
+    only_tasks: Vec<TaskId>,
+    outbox: VecDeque<Command>,
+    lane: Option<LaneFuture>,
+    /// Every piece of work the run spawned. Dropping the driver (an embedder dropping
+    /// the run's future) aborts them, and their process-group guards stop their
+    /// processes, so nothing the run started outlives it or acts for it afterwards.
+    work: JoinSet<Option<Input>>,
+    stops: HashMap<AttemptId, Stop>,
+    bases: HashMap<AttemptId, CommitId>,
+    board_seen: i64,
+    board_due: bool,
+    controls_due: bool,
+    finished: Option<RunState>,
+    progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        ctx: Arc<Ctx>,
+        orch: Orchestrator,
+        owner: Owner,
+        only_tasks: Vec<TaskId>,
+        bases: HashMap<AttemptId, CommitId>,
+        progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+    ) -> Driver {
+        Driver {
+            ctx,
+            orch,
+            owner,
+            only_tasks,
+            outbox: VecDeque::new(),
+            lane: None,
+            work: JoinSet::new(),
+            stops: HashMap::new(),
+            bases,
+            board_seen: 0,
+            // The board is read once at once: it may have changed since the run's
+            // snapshot of it (a resume, a slow start).
+            board_due: true,
+            controls_due: false,
+            finished: None,
+            progress,
+        }
+    }
+
+    /// Runs the loop until the core finishes; `cancel` drains the run.
+    pub(crate) async fn drive(
+        mut self,
+        cancel: CancellationToken,
+    ) -> Result<Orchestrator, EngineError> {
+        let (lost_tx, mut lost) = mpsc::unbounded_channel();
+        let beat = lease::heartbeat(
+            self.ctx.store.clone(),
+            self.ctx.run.clone(),
+            self.owner.clone(),
+            lost_tx,
+        );
+        self.work.spawn(async move {
+            beat.await;
+            None
+        });
+        let mut cancel_sent = false;
+        // Board changes and controls posted from elsewhere are polled.
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            while let Some(c) = self.orch.poll_command() {
+                self.outbox.push_back(c);
+            }
+            self.dispatch();
+            if self.finished.is_some() && self.lane.is_none() && self.outbox.is_empty() {
+                return Ok(self.orch);
+            }
+            let wait = self
+                .orch
+                .poll_timeout()
+                .map(|t| Duration::from_millis((t.0 - now().0).max(0) as u64))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                done = async { self.lane.as_mut().expect("guarded").await }, if self.lane.is_some() => {
+                    self.lane = None;
+                    match done {
+                        Ok(d) => self.landed(d),
+                        Err(e) => return Err(self.stop_all(e)),
+                    }
+                }
+                Some(joined) = self.work.join_next(), if !self.work.is_empty() => {
+                    if let Ok(Some(input)) = joined {
+                        self.feed(input);
+                    }
+                }
+                _ = tokio::time::sleep(wait) => self.feed(Input::Tick),
+                _ = cancel.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    self.feed(Input::Cancel { scope: CancelScope::Run });
+                }
+                _ = poll.tick() => {
+                    self.board_due = true;
+                    self.controls_due = true;
+                }
+                Some(e) = lost.recv() => return Err(self.stop_all(e)),
+            }
+        }
+    }
+
+    /// Another process may drive the run now, or the store is gone: stop every process
+    /// at once. The run stays resumable.
+    fn stop_all(&mut self, e: EngineError) -> EngineError {
+        for s in self.stops.values() {
+            s.term.cancel();
+            s.kill.cancel();
+        }
+        self.work.abort_all();
+        e
+    }
+
+    fn feed(&mut self, input: Input) {
+        if let Input::AgentExited { attempt, .. }
+        | Input::GateFinished { attempt, .. }
+        | Input::GateBroken { attempt, .. } = &input
+        {
+            self.stops.remove(attempt);
+        }
+        // A refusal is journaled by the core itself; nothing else to do here.
+        if let Handled::Refused(_) = self.orch.handle(now(), input) {}
+    }
+
+    /// Executes commands from the front of the outbox until one must wait for the lane.
+    fn dispatch(&mut self) {
+        while self.lane.is_none() {
+            match self.outbox.front() {
+                None => break,
+                Some(Command::Persist(_)) => {
+                    let mut batch = Vec::new();
+                    while let Some(Command::Persist(_)) = self.outbox.front() {
+                        let Some(Command::Persist(e)) = self.outbox.pop_front() else {
+                            unreachable!("just matched")
+                        };
+                        batch.push(e);
+                    }
+                    self.start(Lane::Write(batch));
+                }
+                Some(Command::Claim { .. }) => {
+                    let Some(Command::Claim { task, event }) = self.outbox.pop_front() else {
+                        unreachable!("just matched")
+                    };
+                    self.start(Lane::Claim(task, event));
+                }
+                Some(Command::Finish { state }) => {
+                    self.finished = Some(*state);
+                    self.outbox.pop_front();
+                }
+                Some(_) => {
+                    let cmd = self.outbox.pop_front().expect("just seen");
+                    self.execute(cmd);
+                }
+            }
+        }
+        if self.lane.is_none() && self.finished.is_none() {
+            if std::mem::take(&mut self.board_due) {
+                self.start(Lane::Board);
+            } else if std::mem::take(&mut self.controls_due) {
+                self.start(Lane::Controls);
+            }
+        }
+    }
+
+    fn start(&mut self, op: Lane) {
+        let (ctx, seen) = (self.ctx.clone(), self.board_seen);
+        self.lane = Some(Box::pin(run_lane(ctx, op, seen)));
+    }
+
+    /// A lane operation came back: report what was written, feed what was learned.
+    fn landed(&mut self, done: Done) {
+        match done {
+            Done::Written(events) => self.publish(&events),
+            Done::Claim(task, Ok(event)) => {
+                self.publish(std::slice::from_ref(&event));
+                self.feed(Input::Claimed { task });
+            }
+            Done::Claim(task, Err(why)) => self.feed(Input::ClaimRefused { task, why }),
+            Done::Board(None) => {}
+            Done::Board(Some((version, tasks))) => {
+                self.board_seen = version;
+                let specs = self.specs(&tasks);
+                self.ctx
+                    .set_tasks(tasks.into_iter().map(|t| (t.id, t)).collect());
+                self.feed(Input::BoardChanged { tasks: specs });
+            }
+            Done::Controls(controls) => {
+                for c in controls {
+                    let scope = match c.kind {
+                        ControlKind::CancelRun => CancelScope::Run,
+                        ControlKind::CancelTask(t) => CancelScope::Task(t),
+                    };
+                    self.feed(Input::Cancel { scope });
+                }
+            }
+        }
+    }
+
+    /// The board as the core sees it: the `--task` filter applied (done tasks stay, for
+    /// dependencies).
+    fn specs(&self, tasks: &[Task]) -> Vec<TaskSpec> {
+        tasks
+            .iter()
+            .filter(|t| {
+                self.only_tasks.is_empty()
+                    || self.only_tasks.contains(&t.id)
+                    || t.status == TaskStatus::Done
+            })
+            .map(TaskSpec::from)
+            .collect()
+    }
+
+    fn publish(&self, events: &[Journaled]) {
+        for e in events {
+            if let Some(p) = &self.progress {
+                let _ = p.send(e.event.clone());
+            }
+            let _ = self.ctx.updates.send(RunUpdate::Journal(e.clone()));
+        }
+    }
+
+    /// Starts one command's work in the run's `JoinSet`.
+    fn execute(&mut self, cmd: Command) {
+        let ctx = self.ctx.clone();
+        let work: Work = match cmd {
+            Command::Persist(_) | Command::Claim { .. } | Command::Finish { .. } => {
+                unreachable!("the lane and the loop handle these")
+            }
+            Command::Provision {
+                attempt,
+                branch,
+                base,
+            } => {
+                self.bases.insert(attempt, base.clone());
+                Box::pin(async move {
+                    Some(exec::worktree::provision(ctx, attempt, branch, base).await)
+                })
+            }
+            Command::SpawnAgent {
+                attempt,
+                note,
+                previous_failure,
+            } => {
+                let stop = self.stop_for(attempt);
+                let base = self
+                    .bases
+                    .get(&attempt)
+                    .cloned()
+                    .unwrap_or(CommitId(String::new()));
+                Box::pin(async move {
+                    Some(exec::agent::spawn(ctx, attempt, base, note, previous_failure, stop).await)
+                })
+            }
+            Command::RunGate {
+                attempt,
+                stage,
+                commit,
+            } => {
+                let stop = self.stop_for(attempt);
+                Box::pin(
+                    async move { Some(exec::gate::run(ctx, attempt, stage, commit, stop).await) },
+                )
+            }
+            Command::Merge {
+                attempt,
+                onto,
+                head,
+            } => Box::pin(async move { Some(exec::merge::merge(ctx, attempt, onto, head).await) }),
+            Command::AdvanceRef {
+                attempt,
+                expected,
+                new,
+            } => Box::pin(
+                async move { Some(exec::merge::advance(ctx, attempt, expected, new).await) },
+            ),
+            Command::Abort { attempt, hard } => {
+                // The core decides when SIGKILL follows SIGTERM; the runner has no grace.
+                if let Some(s) = self.stops.get(&attempt) {
+                    if hard {
+                        s.kill.cancel()
+                    } else {
+                        s.term.cancel()
+                    }
+                }
+                return;
+            }
+            Command::Cleanup {
+                attempt,
+                remove_worktree,
+                delete_branch,
+                retention,
+            } => Box::pin(async move {
+                Some(
+                    exec::cleanup::cleanup(ctx, attempt, remove_worktree, delete_branch, retention)
+                        .await,
+                )
+            }),
+            Command::AskPlanner {
+                request,
+                claimable,
+                free_slots,
+            } => Box::pin(async move {
+                Some(planner::ask(ctx, request, claimable, free_slots, Stop::default()).await)
+            }),
+        };
+        self.work.spawn(work);
+    }
+
+    fn stop_for(&mut self, attempt: AttemptId) -> Stop {
+        let stop = Stop::default();
+        self.stops.insert(attempt, stop.clone());
+        stop
+    }
+}
+
+/// Runs one lane operation, waiting out a busy or unreachable store.
+async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineError> {
+    let store = &ctx.store;
+    let patience = ctx.cfg.config.run.store_patience.0;
+    match op {
+        Lane::Write(batch) => {
+            patient(&ctx, patience, || {
+                store.append_run_events(&ctx.run, &batch, "orchestrator")
+            })
+            .await?;
+            Ok(Done::Written(batch))
+        }
+        Lane::Claim(task, event) => {
+            let one = std::slice::from_ref(&event);
+            match patient(&ctx, patience, || {
+                store.append_run_events(&ctx.run, one, "orchestrator")
+            })
+            .await
+            {
+                Ok(()) => Ok(Done::Claim(task, Ok(event))),
+                Err(EngineError::Store(e @ StoreError::ClaimLost { .. })) => {
+                    Ok(Done::Claim(task, Err(e.to_string())))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        // Polls are best effort: a busy store only delays them to the next tick.
+        Lane::Board => {
+            let Ok(version) = store.board_version(&ctx.run).await else {
+                return Ok(Done::Board(None));
+            };
+            if version == seen {
+                return Ok(Done::Board(None));
+            }
+            Ok(Done::Board(
+                store.tasks(&[]).await.ok().map(|t| (version, t)),
+            ))
+        }
+        Lane::Controls => {
+            let Ok(controls) = store.pending_controls(&ctx.run).await else {
+                return Ok(Done::Controls(Vec::new()));
+            };
+            let mut handled = Vec::new();
+            for c in controls {
+                if store.mark_control_handled(c.id).await.is_ok() {
+                    handled.push(c);
+                }
+            }
+            Ok(Done::Controls(handled))
+        }
+    }
+}
+
+/// Retries `op` while the store is busy or unreachable, with backoff, for up to
+/// `patience`; a refusal (a lost claim, a lost lease) is returned at once.
+async fn patient<F, Fut>(ctx: &Ctx, patience: Duration, mut op: F) -> Result<(), EngineError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) if !transient(&e) => return Err(e.into()),
+            Err(e) if started.elapsed() >= patience => {
+                return Err(EngineError::StoreUnavailable {
+                    run: ctx.run.0.clone(),
+                    waited_secs: started.elapsed().as_secs(),
+                    why: e.to_string(),
+                });
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A busy database, or one that could not be reached: worth waiting out.
+fn transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Busy | StoreError::Database { .. })
+}

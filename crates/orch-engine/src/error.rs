@@ -1,0 +1,59 @@
+//! The engine's errors. A failing *task* is not one: it is part of the run.
+
+use orch_git::GitError;
+use orch_store::StoreError;
+
+/// Engine failures.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Git failed outside an attempt (resolving the base, the integration branch).
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The configuration cannot run.
+    #[error("{0}")]
+    Config(String),
+    /// The lease could not be renewed for a whole TTL; the run was stopped, since
+    /// another process may have taken it over.
+    #[error(
+        "run {run}: the lease could not be renewed for a whole lease_ttl ({why}); this process stopped driving the run; `orch run resume {run}` goes on"
+    )]
+    LeaseExpired {
+        /// The run.
+        run: String,
+        /// The last renewal's error.
+        why: String,
+    },
+    /// The store stayed busy or unreachable for longer than `run.store_patience`; the
+    /// run was stopped cleanly, with nothing half-written.
+    #[error(
+        "run {run}: the database stayed busy or unreachable for {waited_secs} s (run.store_patience), last: {why}; the run stopped cleanly and `orch run resume {run}` goes on"
+    )]
+    StoreUnavailable {
+        /// The run.
+        run: String,
+        /// How long it was waited out.
+        waited_secs: u64,
+        /// The last error.
+        why: String,
+    },
+    /// The run cannot be resumed as it is.
+    #[error("{0}")]
+    Unresumable(String),
+}
+
+impl EngineError {
+    /// True when the user can fix it (bad input, a refusal such as another process
+    /// driving the run, a run that cannot be resumed as it is), rather than a failure.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_refusal(),
+            EngineError::Config(_) | EngineError::Unresumable(_) => true,
+            EngineError::Git(_)
+            | EngineError::LeaseExpired { .. }
+            | EngineError::StoreUnavailable { .. } => false,
+        }
+    }
+}

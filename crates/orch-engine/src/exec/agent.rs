@@ -1,0 +1,150 @@
+//! `SpawnAgent`: the prompt, the agent process, its leftovers committed, and the exit
+//! marker written before the core hears of it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch_core::run::{
+    AgentExit, AttemptId, Changes, CommitId, FailureKind, FinishedAgent, Input, Stage,
+};
+use orch_validate::{CommandSpec, Line, Outcome, Program, run as run_command};
+use tokio::sync::mpsc;
+
+use super::{Ctx, Stop, blocking};
+use crate::{EXIT_MARKER, RunUpdate, crash_point, prompt};
+
+/// Runs the agent of `attempt` and reports how it ended and what it left.
+pub(crate) async fn spawn(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    base: CommitId,
+    note: Option<String>,
+    previous_failure: Option<FailureKind>,
+    stop: Stop,
+) -> Input {
+    let failed = |why: String| Input::AgentExited {
+        attempt,
+        exit: AgentExit::FailedToStart(why),
+        changes: None,
+    };
+    let dir = match ctx.artifacts.attempt_dir(&ctx.run, attempt) {
+        Ok(d) => d,
+        Err(e) => return failed(e.to_string()),
+    };
+    let _permit = ctx
+        .agents
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let prompt_path = dir.join("prompt.md");
+    let text = render(&ctx, attempt, note.as_deref(), previous_failure.as_ref());
+    if let Err(e) = std::fs::write(&prompt_path, text) {
+        return failed(format!("writing the prompt: {e}"));
+    }
+    let wt = ctx.attempt_worktree(attempt);
+    let line = prompt::render_command(
+        &ctx.cfg.agent_command,
+        &prompt_path.display().to_string(),
+        &wt.display().to_string(),
+        attempt.task.0,
+        attempt.number,
+    );
+    let spec = CommandSpec {
+        program: Program::Shell(line),
+        cwd: wt.clone(),
+        env: ctx.env(attempt, &wt, &prompt_path, &base),
+        // The core's deadline decides; this is only a backstop.
+        timeout: ctx.cfg.config.agent.timeout.0 + Duration::from_secs(60),
+        kill_grace: ctx.policy.kill_grace,
+        log_path: dir.join("agent.log"),
+        log_cap: ctx.cfg.config.artifacts.log_cap.0,
+        stdin: None,
+        capture_stdout: None,
+        hard_kill: Some(stop.kill.clone()),
+    };
+    let exit = run_streamed(&ctx, attempt, &spec, &stop).await;
+    let branch = attempt.branch(&ctx.run);
+    let git = ctx.git.clone();
+    let message = format!("orch: {attempt}");
+    let changes = blocking(move || git.commit_leftovers(&wt, &branch, &base, &message))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|l| Changes {
+            head: l.head,
+            empty: l.empty,
+            branch_moved: l.branch_moved,
+            rewrote_history: l.rewrote_history,
+        });
+    // On disk before the core hears of it: a resume after a crash in between goes on
+    // from this work instead of running the agent again.
+    let f = FinishedAgent { exit, changes };
+    let _ = write_exit_marker(&dir, &f);
+    crash_point("agent-exit-recorded");
+    Input::AgentExited {
+        attempt,
+        exit: f.exit,
+        changes: f.changes,
+    }
+}
+
+fn render(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    note: Option<&str>,
+    failure: Option<&FailureKind>,
+) -> String {
+    let Some(t) = ctx.task(attempt.task) else {
+        return String::new();
+    };
+    let (w, i) = (
+        &ctx.cfg.config.validate.worker,
+        &ctx.cfg.config.validate.integration,
+    );
+    match &ctx.template {
+        Some(tpl) => prompt::render_template(tpl, &t, w, i, note, failure),
+        None => prompt::render_prompt(&t, w, i, note, failure),
+    }
+}
+
+/// Runs a process, streaming its lines into the run's event stream.
+pub(crate) async fn run_streamed(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    spec: &CommandSpec,
+    stop: &Stop,
+) -> AgentExit {
+    let (tx, mut rx) = mpsc::channel::<Line>(256);
+    let updates = ctx.updates.clone();
+    let forward = async move {
+        while let Some(l) = rx.recv().await {
+            let _ = updates.send(RunUpdate::Output {
+                attempt,
+                stage: None::<Stage>,
+                line: l.text,
+            });
+        }
+    };
+    let (report, ()) = tokio::join!(run_command(spec, &stop.term, Some(tx)), forward);
+    match report {
+        Ok(r) => match r.outcome {
+            Outcome::Exited(c) => AgentExit::Code(c),
+            Outcome::Signaled(s) => AgentExit::Signal(s),
+            Outcome::TimedOut | Outcome::Canceled => AgentExit::Signal(15),
+            Outcome::FailedToStart(m) => AgentExit::FailedToStart(m),
+        },
+        Err(e) => AgentExit::FailedToStart(e.to_string()),
+    }
+}
+
+/// Writes the exit marker atomically (a temporary file, then a rename).
+fn write_exit_marker(dir: &Path, f: &FinishedAgent) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{EXIT_MARKER}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(f).expect("exit markers always serialise"),
+    )?;
+    std::fs::rename(&tmp, dir.join(EXIT_MARKER))
+}

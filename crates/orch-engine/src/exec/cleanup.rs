@@ -1,0 +1,67 @@
+//! `Cleanup`: what the core's cleanup policy says to remove, the retention class it
+//! decided for the attempt's logs, and the attempt's evidence recorded.
+
+use std::sync::Arc;
+
+use orch_core::run::{AttemptId, Input, Retention};
+use orch_validate::Kept;
+
+use super::{Ctx, blocking};
+
+/// Cleans up after `attempt`.
+pub(crate) async fn cleanup(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    remove_worktree: bool,
+    delete_branch: bool,
+    retention: Retention,
+) -> Input {
+    let (git, path, branch) = (
+        ctx.git.clone(),
+        ctx.attempt_worktree(attempt),
+        attempt.branch(&ctx.run),
+    );
+    let (artifacts, run) = (ctx.artifacts.clone(), ctx.run.clone());
+    let kept = match retention {
+        Retention::Success => Kept::Succeeded,
+        Retention::Failure => Kept::Failed,
+    };
+    let mut errors = blocking(move || {
+        let mut errors = Vec::new();
+        if remove_worktree
+            && path.exists()
+            && let Err(e) = git.remove_worktree(&path, true)
+        {
+            errors.push(e.to_string());
+        }
+        if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
+            errors.push(e.to_string());
+        }
+        let _ = artifacts.set_outcome(&run, attempt, kept);
+        errors
+    })
+    .await
+    .unwrap_or_else(|e| vec![e]);
+    // The attempt's evidence: every file in its artifacts directory.
+    if let Ok(dir) = ctx.artifacts.attempt_dir(&ctx.run, attempt) {
+        let files: Vec<(String, String, u64)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let m = e.metadata().ok().filter(|m| m.is_file())?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Dot-files (the retention marker) are orch's, not evidence.
+                if name.starts_with('.') {
+                    return None;
+                }
+                Some((name, e.path().display().to_string(), m.len()))
+            })
+            .collect();
+        if let Err(e) = ctx.store.record_artifacts(&ctx.run, attempt, &files).await {
+            errors.push(e.to_string());
+        }
+    }
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    Input::CleanedUp { attempt, error }
+}

@@ -1,0 +1,86 @@
+//! `RunGate`: the worker gate in the attempt's worktree, the integration gate in the
+//! run's integration worktree switched to the candidate. A gate that cannot run at
+//! all (no worktree, a failed checkout, results that cannot be recorded) is
+//! `GateBroken`: orch's fault, which never spends the task's attempts.
+
+use std::sync::Arc;
+
+use orch_core::run::{AttemptId, CommitId, Input, Stage, ValidationRecord};
+use orch_validate::{GateSpec, run_gate};
+
+use super::{Ctx, Stop, blocking};
+
+/// Runs the `stage` gate of `attempt` on `commit`.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    stage: Stage,
+    commit: CommitId,
+    stop: Stop,
+) -> Input {
+    let broken = |message: String| Input::GateBroken {
+        attempt,
+        stage,
+        message,
+    };
+    let (cwd, commands) = match stage {
+        Stage::Worker => (
+            ctx.attempt_worktree(attempt),
+            ctx.cfg.config.validate.worker.clone(),
+        ),
+        Stage::Integration => (
+            ctx.integration_worktree(),
+            ctx.cfg.config.validate.integration.clone(),
+        ),
+    };
+    if stage == Stage::Integration {
+        let (git, c, p) = (ctx.git.clone(), commit.clone(), cwd.clone());
+        match blocking(move || git.checkout_detached(&p, &c).map_err(|e| e.to_string())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => return broken(format!("could not check out {commit}: {e}")),
+        }
+    }
+    let log_dir = ctx.log_dir(attempt);
+    let spec = GateSpec {
+        stage,
+        commands,
+        env: ctx.env(attempt, &cwd, &log_dir.join("prompt.md"), &commit),
+        cwd,
+        timeout: ctx.cfg.config.validate.timeout.0,
+        kill_grace: ctx.policy.kill_grace,
+        log_dir,
+        log_cap: ctx.cfg.config.artifacts.log_cap.0,
+        keep_going: false,
+        hard_kill: Some(stop.kill.clone()),
+    };
+    let r = match run_gate(&spec, &stop.term).await {
+        Ok(r) => r,
+        Err(e) => return broken(e.to_string()),
+    };
+    // The evidence is recorded before the core hears the verdict.
+    let records: Vec<ValidationRecord> = r
+        .commands
+        .iter()
+        .map(|c| ValidationRecord {
+            command: c.command.clone(),
+            outcome: c.outcome.to_string(),
+            exit_code: c.exit_code,
+            duration_ms: c.duration.as_millis() as u64,
+            log_path: c.log_path.display().to_string(),
+            tail: c.tail.clone(),
+        })
+        .collect();
+    if let Err(e) = ctx
+        .store
+        .record_validations(&ctx.run, attempt, stage, &records)
+        .await
+    {
+        return broken(format!("the validation results could not be recorded: {e}"));
+    }
+    Input::GateFinished {
+        attempt,
+        stage,
+        passed: r.passed,
+        summary: r.summary(),
+    }
+}

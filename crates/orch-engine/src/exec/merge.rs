@@ -1,0 +1,59 @@
+//! `Merge` (in memory, no ref moves) and `AdvanceRef` (compare-and-swap).
+
+use std::sync::Arc;
+
+use orch_core::ports::MergeOutcome;
+use orch_core::run::{AttemptId, CommitId, Input, MergeResult, RefResult};
+use orch_git::GitError;
+
+use super::{Ctx, blocking};
+use crate::{crash_point, layout};
+
+/// Merges `head` onto `onto` in memory and writes the merge commit.
+pub(crate) async fn merge(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    onto: CommitId,
+    head: CommitId,
+) -> Input {
+    let (git, style) = (ctx.git.clone(), ctx.cfg.config.run.merge_style);
+    let message = format!("orch: merge {attempt}");
+    let result = blocking(move || git.merge(&onto, &head, style, &message)).await;
+    let result = match result {
+        Ok(Ok(MergeOutcome::Clean { commit })) => MergeResult::Clean { commit },
+        Ok(Ok(MergeOutcome::Conflicted { conflicts })) => MergeResult::Conflict {
+            paths: conflicts.into_iter().map(|c| c.path).collect(),
+        },
+        Ok(Err(e)) => MergeResult::Failed {
+            message: e.to_string(),
+        },
+        Err(message) => MergeResult::Failed { message },
+    };
+    Input::MergeFinished { attempt, result }
+}
+
+/// Moves the integration ref from `expected` to `new`, only if it is at `expected`.
+pub(crate) async fn advance(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    expected: CommitId,
+    new: CommitId,
+) -> Input {
+    let (git, reference) = (ctx.git.clone(), layout::integration_ref(&ctx.run));
+    let result = blocking(move || git.advance_ref(&reference, &expected, &new)).await;
+    let result = match result {
+        Ok(Ok(())) => {
+            crash_point("ref-advanced");
+            RefResult::Advanced
+        }
+        Ok(Err(GitError::LostRace {
+            actual: Some(actual),
+            ..
+        })) => RefResult::LostRace { actual },
+        Ok(Err(e)) => RefResult::Failed {
+            message: e.to_string(),
+        },
+        Err(message) => RefResult::Failed { message },
+    };
+    Input::RefUpdated { attempt, result }
+}

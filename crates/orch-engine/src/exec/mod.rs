@@ -1,0 +1,111 @@
+//! Executing the core's commands, one command family per module. Each returns the
+//! [`Input`] its command produces; the driver spawns them in the run's `JoinSet` and
+//! feeds what they return back to the core. They decide nothing: they run, and report
+//! what happened in the core's terms.
+
+pub(crate) mod agent;
+pub(crate) mod cleanup;
+pub(crate) mod gate;
+pub(crate) mod merge;
+pub(crate) mod worktree;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use orch_core::run::{AttemptId, CommitId, Input, Policy, RunId};
+use orch_core::{Task, TaskId};
+use orch_git::Git;
+use orch_store::Store;
+use orch_validate::{Artifacts, CancellationToken, Environment};
+use tokio::sync::Semaphore;
+
+use crate::{EngineConfig, RunUpdate, layout};
+
+/// What every command of one run needs, shared by its spawned work.
+pub(crate) struct Ctx {
+    pub(crate) run: RunId,
+    pub(crate) store: Store,
+    pub(crate) git: Arc<Git>,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) policy: Policy,
+    pub(crate) artifacts: Artifacts,
+    /// The board as last read, for prompts and environments.
+    pub(crate) tasks: RwLock<Arc<HashMap<TaskId, Task>>>,
+    /// The user's prompt template, if any.
+    pub(crate) template: Option<Arc<String>>,
+    /// The second guard on concurrency: one permit per live agent.
+    pub(crate) agents: Arc<Semaphore>,
+    /// Where live output lines go (the run's event stream).
+    pub(crate) updates: tokio::sync::broadcast::Sender<RunUpdate>,
+}
+
+/// The two signals the core can send an attempt's process group: SIGTERM (`term`)
+/// and, after the core's own grace, SIGKILL (`kill`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stop {
+    pub(crate) term: CancellationToken,
+    pub(crate) kill: CancellationToken,
+}
+
+impl Ctx {
+    pub(crate) fn task(&self, id: TaskId) -> Option<Task> {
+        self.tasks
+            .read()
+            .expect("the task map is never poisoned")
+            .get(&id)
+            .cloned()
+    }
+
+    pub(crate) fn set_tasks(&self, tasks: HashMap<TaskId, Task>) {
+        *self.tasks.write().expect("the task map is never poisoned") = Arc::new(tasks);
+    }
+
+    pub(crate) fn attempt_worktree(&self, a: AttemptId) -> PathBuf {
+        layout::attempt_worktree(&self.cfg.worktree_root, &self.run, a)
+    }
+
+    pub(crate) fn integration_worktree(&self) -> PathBuf {
+        layout::integration_worktree(&self.cfg.worktree_root, &self.run)
+    }
+
+    /// The attempt's log directory, falling back to the artifacts root.
+    pub(crate) fn log_dir(&self, a: AttemptId) -> PathBuf {
+        self.artifacts
+            .attempt_dir(&self.run, a)
+            .unwrap_or_else(|_| self.cfg.artifacts_root.clone())
+    }
+
+    /// The environment of an attempt's processes: the allowlist plus orch's variables.
+    pub(crate) fn env(
+        &self,
+        a: AttemptId,
+        worktree: &Path,
+        prompt: &Path,
+        base: &CommitId,
+    ) -> Environment {
+        let title = self.task(a.task).map(|t| t.title).unwrap_or_default();
+        let set = vec![
+            ("ORCH_RUN_ID".into(), self.run.0.clone()),
+            ("ORCH_TASK_ID".into(), a.task.0.to_string()),
+            ("ORCH_ATTEMPT".into(), a.number.to_string()),
+            ("ORCH_WORKTREE".into(), worktree.display().to_string()),
+            ("ORCH_PROMPT_FILE".into(), prompt.display().to_string()),
+            ("ORCH_TASK_TITLE".into(), title),
+            ("ORCH_BASE_COMMIT".into(), base.0.clone()),
+        ];
+        Environment::inherit(&self.cfg.config.agent.env_allow, set)
+    }
+}
+
+/// Runs blocking git work off the loop; a panic there is reported, not propagated.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("the git call panicked: {e}"))
+}
+
+/// What a spawned piece of work returns: an input for the core, if any.
+pub(crate) type Work = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Input>> + Send>>;

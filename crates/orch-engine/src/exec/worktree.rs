@@ -1,0 +1,26 @@
+//! `Provision`: the attempt's branch and worktree.
+
+use std::sync::Arc;
+
+use orch_core::run::{AttemptId, CommitId, Input};
+
+use super::{Ctx, blocking};
+
+/// Creates the attempt's branch at `base` with its worktree.
+pub(crate) async fn provision(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    branch: String,
+    base: CommitId,
+) -> Input {
+    let (git, path) = (ctx.git.clone(), ctx.attempt_worktree(attempt));
+    match blocking(move || {
+        git.add_worktree(&branch, &base, &path)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    {
+        Ok(Ok(())) => Input::WorktreeReady { attempt },
+        Ok(Err(error)) | Err(error) => Input::WorktreeFailed { attempt, error },
+    }
+}

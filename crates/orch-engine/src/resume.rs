@@ -1,0 +1,210 @@
+//! Resuming a run whose orch stopped (a crash, a kill, a reboot): the lease taken over,
+//! the dead owner's processes stopped and its git locks cleared, the journal folded and
+//! reconciled with git (the integration ref, agents that had finished), then the same
+//! driver goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orch_core::run::{
+    AttemptId, AttemptState, CommitId, FinishedAgent, Orchestrator, RunId, RunSnapshot, RunState,
+};
+use orch_store::RunInfo;
+use orch_validate::{Artifacts, CancellationToken};
+use tokio::sync::mpsc;
+
+use crate::lease::{Owner, owner_is_dead};
+use crate::{EXIT_MARKER, Engine, EngineError, RunSummary, StoredRun, layout, now};
+
+impl Engine {
+    /// Resumes `run` after its orch stopped: takes the run's lease (at once if its
+    /// owner on this host is dead, else once it expired), stops the processes the
+    /// dead owner left, removes the git locks it left, rebuilds the orchestrator from
+    /// the journal, reconciles it with git, and drives the run to its end. The run's
+    /// stored settings win over this engine's. Resuming is idempotent: a run that
+    /// already finished only has its loose ends tied, and a crash during resume is
+    /// resumed.
+    pub async fn resume(
+        &self,
+        run: RunId,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+    ) -> Result<RunSummary, EngineError> {
+        let info = self.store.run(&run).await?;
+        let (engine, stored) = self.for_stored(&info)?;
+        let owner = engine.owner();
+        let mut notes = Vec::new();
+        let dead = self
+            .store
+            .lease(&run)
+            .await?
+            .filter(|l| owner_is_dead(&l.owner))
+            .map(|l| l.owner);
+        if let orch_store::Acquired::TookOver { previous, why } = self
+            .store
+            .acquire_lease(&run, &owner.id, owner.ttl, dead.as_deref())
+            .await?
+        {
+            notes.push(format!("took the run over from {}: {why}", previous.owner));
+        }
+        let result = engine
+            .resume_owned(&run, &stored, cancel, progress, &owner, &mut notes)
+            .await;
+        let _ = self.store.release_lease(&run, &owner.id).await;
+        result.map(|mut s| {
+            notes.append(&mut s.notes);
+            s.notes = notes;
+            s
+        })
+    }
+
+    /// The part of [`Engine::resume`] that holds the lease.
+    async fn resume_owned(
+        &self,
+        run: &RunId,
+        stored: &StoredRun,
+        cancel: CancellationToken,
+        progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+        owner: &Owner,
+        notes: &mut Vec<String>,
+    ) -> Result<RunSummary, EngineError> {
+        self.clear_leftovers(run, notes).await;
+        let journal = self.store.run_events(run).await?;
+        let snapshot = RunSnapshot::from_events(&journal);
+        if snapshot.state == RunState::Created || snapshot.head.is_none() {
+            // It never started: start it now from the base it resolved.
+            let base = stored.base_commit().ok_or_else(|| {
+                EngineError::Unresumable(format!(
+                    "run {run} never started and its record has no resolved base; start a new run instead"
+                ))
+            })?;
+            notes.push("the run had not started; starting it".into());
+            return self.start(run, base, cancel, progress, owner).await;
+        }
+        let branch = layout::integration_branch(run);
+        let actual = match self.git.ref_target(&layout::integration_ref(run))? {
+            Some(c) => c,
+            None if snapshot.state.is_terminal() => snapshot.head.clone().expect("checked above"),
+            None => {
+                return Err(EngineError::Unresumable(format!(
+                    "the integration branch {branch} is gone, so orch cannot tell what it held; recreate it at the journal's head with `git branch {branch} {}`, or cancel the run with `orch run cancel {run}`",
+                    snapshot.head.clone().expect("checked above")
+                )));
+            }
+        };
+        let finished = self.finished_agents(run, &snapshot)?;
+        let bases: HashMap<AttemptId, CommitId> = snapshot
+            .attempts
+            .iter()
+            .map(|(id, r)| (*id, r.base.clone()))
+            .collect();
+        let (specs, tasks) = self.board().await?;
+        let orch = Orchestrator::resume(
+            run.clone(),
+            self.policy(),
+            specs,
+            &snapshot,
+            actual,
+            finished,
+            now(),
+        );
+        self.drive(run, orch, tasks, bases, cancel, progress, owner)
+            .await
+    }
+
+    /// Stops the dead owner's processes (nothing of it may still write) and removes
+    /// the git locks it left in the run's refs and worktrees.
+    async fn clear_leftovers(&self, run: &RunId, notes: &mut Vec<String>) {
+        let tag = run.0.clone();
+        let stopped = tokio::task::spawn_blocking(move || {
+            orch_validate::procs::stop_groups(|r| r == tag, Duration::from_secs(5))
+        })
+        .await
+        .expect("stopping leftovers does not panic");
+        let groups = stopped.terminated.len() + stopped.killed.len();
+        if groups > 0 {
+            notes.push(format!(
+                "stopped {groups} leftover process group(s) of the run ({} needed SIGKILL)",
+                stopped.killed.len()
+            ));
+        }
+        let (git, prefix, dir) = (
+            self.git.clone(),
+            format!("orch/{run}/"),
+            self.cfg.worktree_root.join(&run.0),
+        );
+        let removed = tokio::task::spawn_blocking(move || {
+            let worktrees: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            git.clear_stale_locks(&prefix, &worktrees, Duration::from_secs(1))
+        })
+        .await
+        .expect("clearing locks does not panic");
+        for p in removed {
+            notes.push(format!("removed the stale lock {}", p.display()));
+        }
+    }
+
+    /// Agents that had finished, their work committed, when orch stopped: trusted only
+    /// if the attempt's branch still holds the commit its marker names.
+    fn finished_agents(
+        &self,
+        run: &RunId,
+        snapshot: &RunSnapshot,
+    ) -> Result<BTreeMap<AttemptId, FinishedAgent>, EngineError> {
+        let artifacts = Artifacts::new(&self.cfg.artifacts_root);
+        let mut finished = BTreeMap::new();
+        for (id, rec) in &snapshot.attempts {
+            if rec.state != AttemptState::Running {
+                continue;
+            }
+            let Some(f) = read_exit_marker(&artifacts, run, *id) else {
+                continue;
+            };
+            let holds = match &f.changes {
+                Some(ch) => {
+                    self.git
+                        .ref_target(&format!("refs/heads/{}", id.branch(run)))?
+                        .as_ref()
+                        == Some(&ch.head)
+                }
+                None => true,
+            };
+            if holds {
+                finished.insert(*id, f);
+            }
+        }
+        Ok(finished)
+    }
+
+    /// This engine with the settings `info` was started with.
+    fn for_stored(&self, info: &RunInfo) -> Result<(Engine, StoredRun), EngineError> {
+        let stored = StoredRun::from_json(&info.id.0, &info.config)?;
+        let mut cfg = self.cfg.clone();
+        cfg.config = stored.config.clone();
+        if !stored.engine.agent_command.is_empty() {
+            cfg.agent_command = stored.engine.agent_command.clone();
+        }
+        cfg.only_tasks = stored.only_tasks();
+        if let Some(root) = stored.worktree_root() {
+            cfg.worktree_root = root;
+        }
+        let engine = Engine {
+            store: self.store.clone(),
+            git: self.git.clone(),
+            cfg,
+            updates: self.updates.clone(),
+        };
+        Ok((engine, stored))
+    }
+}
+
+fn read_exit_marker(artifacts: &Artifacts, run: &RunId, a: AttemptId) -> Option<FinishedAgent> {
+    let dir = artifacts.attempt_dir(run, a).ok()?;
+    serde_json::from_slice(&std::fs::read(dir.join(EXIT_MARKER)).ok()?).ok()
+}
