@@ -17,8 +17,15 @@ pub struct Repo {
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
-    Command::new("git")
-        .arg("-C")
+    let mut cmd = Command::new("git");
+    // The caller's GIT_* variables (GIT_DIR, GIT_INDEX_FILE, ...) must not redirect
+    // orch to another repository.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.arg("-C")
         .arg(dir)
         .args(args)
         .output()

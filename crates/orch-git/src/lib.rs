@@ -265,11 +265,22 @@ pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
     })
 }
 
+/// `git -C dir` with none of the caller's `GIT_*` variables (I10): a `GIT_DIR` or
+/// `GIT_INDEX_FILE` in orch's environment must never redirect orch's own git calls.
+fn git_command(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.arg("-C").arg(dir);
+    cmd
+}
+
 /// Runs the git CLI in `dir` and returns its stdout; a failure carries its stderr.
 pub(crate) fn git_cli(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    let out = git_command(dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
@@ -311,9 +322,7 @@ pub(crate) fn git_cli_retrying(dir: &Path, args: &[&str]) -> Result<String, GitE
 
 /// Like [`git_cli`], but returns whether it succeeded instead of failing.
 pub(crate) fn git_ok(dir: &Path, args: &[&str]) -> bool {
-    Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    git_command(dir)
         .args(args)
         .output()
         .is_ok_and(|o| o.status.success())

@@ -410,7 +410,7 @@ impl Orchestrator {
             RunState::Running
                 if self.sched.retries.is_empty()
                     && self.planner.waiting.is_none()
-                    && !(self.paused && !self.claimable(1).is_empty()) =>
+                    && (!self.paused || self.claimable(1).is_empty()) =>
             {
                 self.finish(RunState::Completed, "nothing left to claim");
             }

@@ -1,0 +1,366 @@
+//! A live run against a changing world, through the real binary: board changes from
+//! another terminal are obeyed, SIGTERM and SIGHUP leave no process, a store locked
+//! past its busy timeout is waited out, and a ref moved outside orch is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let s = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir(s.repo()).unwrap();
+        git(&s.repo(), &["init", "-q", "-b", "main"]);
+        git(
+            &s.repo(),
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "init",
+            ],
+        );
+        s.ok(&["init"]);
+        s
+    }
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+        c.args(args)
+            .current_dir(self.repo())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            // Whatever the caller has, orch's git calls must not see it.
+            .env("GIT_DIR", "/nonexistent")
+            .env("GIT_INDEX_FILE", "/nonexistent/index");
+        c
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.cmd(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "orch {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+    /// `--json` output: one document, or JSON lines (as `events` prints) as a list.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.ok(&a).stdout;
+        serde_json::from_slice(&out).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(&out);
+            Value::Array(
+                text.lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect(),
+            )
+        })
+    }
+    fn status(&self, id: i64) -> Option<String> {
+        let tasks = self.json(&["task", "list"]);
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .map(|t| t["status"].as_str().unwrap().to_owned())
+    }
+    fn spawn_run(&self, agent: &str, extra: &[&str]) -> Child {
+        let mut args = vec!["run", "--agent-cmd", agent];
+        args.extend_from_slice(extra);
+        self.cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+    fn run_id(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "the run never started");
+            if let Some(id) = self.json(&["run", "list"])[0]["id"].as_str() {
+                return id.to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Live processes carrying `ORCH_RUN_ID=<run>`.
+fn tagged_with(run: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv == format!("ORCH_RUN_ID={run}").as_bytes())
+            })
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+/// An agent that appends its task id to `order` and, for the task titled `gate`, waits
+/// until `release` exists.
+fn agent(s: &Sandbox) -> (String, PathBuf, PathBuf) {
+    let (order, release) = (s.dir.path().join("order"), s.dir.path().join("release"));
+    let a = format!(
+        "echo $ORCH_TASK_ID >> {o}; if [ \"$ORCH_TASK_TITLE\" = gate ]; then while [ ! -e {r} ]; do sleep 0.1; done; fi; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt",
+        o = order.display(),
+        r = release.display()
+    );
+    (a, order, release)
+}
+
+#[test]
+fn board_changes_during_a_run_are_obeyed() {
+    let s = Sandbox::new();
+    for title in ["gate", "two", "three", "four", "five"] {
+        s.ok(&["task", "add", title]);
+    }
+    let (agent, order, release) = agent(&s);
+    let run = s.spawn_run(&agent, &["--concurrency", "1"]);
+    wait_for("task 1's agent", 30, || order.exists());
+    // Another terminal changes the board while task 1 runs.
+    s.ok(&["task", "cancel", "3"]);
+    s.ok(&["task", "move", "4", "blocked"]);
+    s.ok(&["task", "rm", "5"]);
+    s.ok(&["task", "add", "six"]);
+    s.ok(&["task", "edit", "2", "--after", "6"]);
+    s.ok(&["task", "add", "seven"]);
+    // The run polls the board twice a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&release, "").unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let statuses: Vec<_> = (1..=7).map(|i| s.status(i)).collect();
+    let want = ["done", "done", "canceled", "blocked", "", "done", "done"];
+    for (i, w) in want.iter().enumerate() {
+        let got = statuses[i].clone().unwrap_or_default();
+        assert_eq!(&got, w, "task {}: {statuses:?}\n{stderr}", i + 1);
+    }
+    let ran: Vec<String> = std::fs::read_to_string(&order)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let pos = |t: &str| ran.iter().position(|x| x == t);
+    assert!(
+        pos("6") < pos("2"),
+        "task 2 ran before its new dependency 6: {ran:?}"
+    );
+    assert!(
+        pos("3").is_none() && pos("4").is_none() && pos("5").is_none(),
+        "{ran:?}"
+    );
+}
+
+#[test]
+fn a_forced_move_of_a_running_task_ends_its_attempt_and_is_never_a_second_done() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "gate"]);
+    s.ok(&["task", "add", "other"]);
+    let (agent, order, release) = agent(&s);
+    let run = s.spawn_run(&agent, &["--concurrency", "1"]);
+    wait_for("task 1's agent", 30, || order.exists());
+    s.ok(&[
+        "task",
+        "move",
+        "1",
+        "done",
+        "--force",
+        "--reason",
+        "done by hand",
+    ]);
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(s.status(1).as_deref(), Some("done"));
+    assert_eq!(s.status(2).as_deref(), Some("done"));
+    let events = s.json(&["events", "--task", "1"]);
+    let kinds = |kind: &str, has: &str| {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == kind && e["reason"].as_str().is_some_and(|r| r.contains(has)))
+            .count()
+    };
+    assert_eq!(kinds("task.override", "done by hand"), 1, "{events:#}");
+    assert_eq!(
+        kinds("task.moved", "-> done"),
+        0,
+        "the run never marks it done again: {events:#}"
+    );
+    assert_eq!(
+        kinds("run.task_taken", "moved to done by a person"),
+        1,
+        "{events:#}"
+    );
+    drop(release);
+}
+
+fn signal_leaves_no_process(sig: nix_signal::Sig) {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "sleeper"]);
+    let pid_file = s.dir.path().join("agent.pid");
+    let agent = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
+    let mut run = s.spawn_run(&agent, &[]);
+    let id = s.run_id();
+    wait_for("the agent", 30, || pid_file.exists());
+    nix_signal::send(run.id(), sig);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = run.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "orch did not drain");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "a drained run exits 130");
+    wait_for("no tagged process", 5, || tagged_with(&id).is_empty());
+    assert_eq!(
+        s.status(1).as_deref(),
+        Some("backlog"),
+        "a drained task is released"
+    );
+}
+
+#[test]
+fn sigterm_mid_run_leaves_no_process() {
+    signal_leaves_no_process(nix_signal::Sig::Term);
+}
+
+#[test]
+fn sighup_mid_run_leaves_no_process() {
+    signal_leaves_no_process(nix_signal::Sig::Hup);
+}
+
+#[test]
+fn a_store_locked_past_its_busy_timeout_is_waited_out() {
+    let s = Sandbox::new();
+    for title in ["gate", "two", "three"] {
+        s.ok(&["task", "add", title]);
+    }
+    let (agent, order, release) = agent(&s);
+    let run = s.spawn_run(&agent, &["--concurrency", "1"]);
+    wait_for("task 1's agent", 30, || order.exists());
+    // Another process holds the database exclusively for 15 s, past the 10 s busy timeout.
+    let db = s.repo().join(".orch/orch.db");
+    let mut lock = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sqlite3 is installed (.ci/run installs it)");
+    {
+        use std::io::Write;
+        let stdin = lock.stdin.as_mut().unwrap();
+        writeln!(stdin, "BEGIN EXCLUSIVE; SELECT count(*) FROM tasks;").unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&release, "").unwrap();
+    std::thread::sleep(Duration::from_secs(15));
+    {
+        use std::io::Write;
+        writeln!(lock.stdin.as_mut().unwrap(), "COMMIT;").unwrap();
+    }
+    drop(lock.stdin.take());
+    lock.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for t in 1..=3 {
+        assert_eq!(s.status(t).as_deref(), Some("done"), "{stderr}");
+    }
+    let ran = std::fs::read_to_string(&order).unwrap();
+    assert_eq!(ran.lines().count(), 3, "no work was redone: {ran}");
+}
+
+#[test]
+fn a_ref_moved_outside_orch_is_reported_not_trusted() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "mover"]);
+    // The agent moves the integration ref behind orch's back.
+    let agent = "echo x > x.txt; evil=$(git -c user.name=a -c user.email=a@a commit-tree 'HEAD^{tree}' -p HEAD -m evil) && git update-ref refs/heads/orch/$ORCH_RUN_ID/integration $evil";
+    let out = s.cmd(&["run", "--agent-cmd", agent]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a run whose ref was moved is no success: {stderr}"
+    );
+    assert_ne!(s.status(1).as_deref(), Some("done"), "{stderr}");
+    let events = s.json(&["events"]).to_string();
+    assert!(events.contains("moved outside orch"), "{events}");
+}
+
+/// SIGTERM and SIGHUP without another dependency.
+mod nix_signal {
+    pub enum Sig {
+        Term,
+        Hup,
+    }
+    pub fn send(pid: u32, sig: Sig) {
+        let name = match sig {
+            Sig::Term => "TERM",
+            Sig::Hup => "HUP",
+        };
+        let st = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
