@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod board;
+pub mod cleanup;
 pub mod config;
 pub mod deps;
 pub mod event;

@@ -30,7 +30,10 @@ use crate::{EngineError, RunUpdate, now, planner};
 enum Lane {
     Write(Vec<Journaled>),
     Claim(TaskId, Journaled),
-    Board,
+    /// Read the board if it changed; with `fresh`, read it in any case (the core asked).
+    Board {
+        fresh: bool,
+    },
     Controls,
 }
 
@@ -197,6 +200,10 @@ impl Driver {
                     };
                     self.start(Lane::Claim(task, event));
                 }
+                Some(Command::RefreshBoard) => {
+                    self.outbox.pop_front();
+                    self.start(Lane::Board { fresh: true });
+                }
                 Some(Command::Finish { state }) => {
                     self.finished = Some(*state);
                     self.outbox.pop_front();
@@ -209,7 +216,7 @@ impl Driver {
         }
         if self.lane.is_none() && self.finished.is_none() {
             if std::mem::take(&mut self.board_due) {
-                self.start(Lane::Board);
+                self.start(Lane::Board { fresh: false });
             } else if std::mem::take(&mut self.controls_due) {
                 self.start(Lane::Controls);
             }
@@ -277,7 +284,10 @@ impl Driver {
     fn execute(&mut self, cmd: Command) {
         let ctx = self.ctx.clone();
         let work: Work = match cmd {
-            Command::Persist(_) | Command::Claim { .. } | Command::Finish { .. } => {
+            Command::Persist(_)
+            | Command::Claim { .. }
+            | Command::RefreshBoard
+            | Command::Finish { .. } => {
                 unreachable!("the lane and the loop handle these")
             }
             Command::Provision {
@@ -393,8 +403,20 @@ async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineErro
                 Err(e) => Err(e),
             }
         }
+        // The core asked for a fresh look: it waits for it, so it is patient.
+        Lane::Board { fresh: true } => {
+            let read = std::sync::Mutex::new(None);
+            patient(&ctx, patience, || async {
+                let version = store.board_version(&ctx.run).await?;
+                let tasks = store.tasks(&[]).await?;
+                *read.lock().expect("never poisoned") = Some((version, tasks));
+                Ok(())
+            })
+            .await?;
+            Ok(Done::Board(read.into_inner().expect("never poisoned")))
+        }
         // Polls are best effort: a busy store only delays them to the next tick.
-        Lane::Board => {
+        Lane::Board { fresh: false } => {
             let Ok(version) = store.board_version(&ctx.run).await else {
                 return Ok(Done::Board(None));
             };

@@ -3,6 +3,7 @@
 //! ([`orch_store`]), and feeding the results back as inputs.
 //!
 //! - [`driver`]: the loop and the write-ahead store lane;
+//! - [`cleanup`]: `orch cleanup`, planned by the core and carried out here;
 //! - [`exec`]: one module per command family, each returning the `Input` it produces;
 //! - [`planner`]: the planner's typed request and its parsed answer;
 //! - [`lease`]: the owner, the heartbeat, interrupted runs;
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cleanup;
 mod driver;
 pub mod error;
 mod exec;
@@ -42,6 +44,8 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 
 pub use error::EngineError;
 pub use lease::{interrupted_runs, kill_run_processes};
+/// The core's types, for frontends that reach orch only through the engine.
+pub use orch_core as core;
 pub use planner::parse_proposals;
 pub use stored::{StoredEngine, StoredRun};
 

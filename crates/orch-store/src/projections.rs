@@ -37,6 +37,13 @@ pub struct AttemptRow {
     pub updated_at: Timestamp,
 }
 
+impl AttemptRow {
+    /// Its phase, typed; `None` for a state this version of orch does not know.
+    pub fn phase(&self) -> Option<orch_core::run::AttemptPhase> {
+        serde_json::from_value(serde_json::Value::String(self.state.clone())).ok()
+    }
+}
+
 /// One validation command's row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidationRow {

@@ -423,6 +423,9 @@ pub enum Command {
         /// How long its logs are kept.
         retention: Retention,
     },
+    /// Read the board now and answer with [`Input::BoardChanged`], changed or not: the
+    /// run is about to end for want of work, and looks once more first.
+    RefreshBoard,
     /// Ask the planner for proposals.
     AskPlanner {
         /// Echo this in the answer.

@@ -121,6 +121,10 @@ pub struct Orchestrator {
     journaled: BTreeMap<TaskId, TaskStatus>,
     /// Per claimed task, its last attempt number before the latest claim.
     claimed_after: BTreeMap<TaskId, u32>,
+    /// The claim epoch at which the board was last read fresh, and whether a read is
+    /// out: a run ends for want of work only after a fresh look at the board.
+    board_fresh_at: Option<u64>,
+    board_asked: bool,
     sched: Scheduler,
     attempts: Attempts,
     integrator: Integrator,
@@ -147,6 +151,8 @@ impl Orchestrator {
             infra_streak: 0,
             journaled: BTreeMap::new(),
             claimed_after: BTreeMap::new(),
+            board_fresh_at: None,
+            board_asked: false,
             sched,
             attempts: Attempts::default(),
             integrator: Integrator::default(),
@@ -240,6 +246,8 @@ impl Orchestrator {
             Input::Start { head } => self.on_start(head),
             Input::BoardChanged { tasks } => {
                 self.on_board_changed(tasks);
+                self.board_asked = false;
+                self.board_fresh_at = Some(self.planner.epoch());
                 Ok(())
             }
             Input::Claimed { task } => self.on_claimed(task),
@@ -412,6 +420,15 @@ impl Orchestrator {
                     && self.planner.waiting.is_none()
                     && (!self.paused || self.claimable(1).is_empty()) =>
             {
+                if self.board_asked {
+                    return;
+                }
+                if self.board_fresh_at != Some(self.planner.epoch()) {
+                    // Tasks added or unblocked a moment ago would be missed otherwise.
+                    self.board_asked = true;
+                    self.commands.push_back(Command::RefreshBoard);
+                    return;
+                }
                 self.finish(RunState::Completed, "nothing left to claim");
             }
             RunState::Draining => {

@@ -41,6 +41,11 @@ impl PlannerState {
         self.epoch += 1;
     }
 
+    /// The current epoch: it changes whenever what to claim may have.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The request is answered (or given up on): the planner is not asked again until
     /// something changes.
     fn settle(&mut self) {

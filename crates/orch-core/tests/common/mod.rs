@@ -257,6 +257,8 @@ pub struct World<O: Oracle> {
     taken: BTreeSet<TaskId>,
     /// Claims written (or refused) whose answer the core has not heard yet.
     claims_in_flight: BTreeSet<TaskId>,
+    /// When the board read the core asked for is answered.
+    refresh_due: Option<Timestamp>,
     pub head: CommitId,
     base: CommitId,
     next_commit: u64,
@@ -298,6 +300,7 @@ impl<O: Oracle> World<O> {
             board: board.iter().map(|t| (t.id, t.clone())).collect(),
             taken: BTreeSet::new(),
             claims_in_flight: BTreeSet::new(),
+            refresh_due: None,
             initial_board: board,
             head: base.clone(),
             base,
@@ -377,6 +380,7 @@ impl<O: Oracle> World<O> {
         ));
         self.pending.clear();
         self.claims_in_flight.clear();
+        self.refresh_due = None;
         // Agents that finished (and whose work the engine committed) just before the
         // crash: the resumed core hears of them from the engine's inspection.
         let mut finished = BTreeMap::new();
@@ -677,6 +681,12 @@ impl<O: Oracle> World<O> {
                     self.deliver_at(d, Input::PlannerProposed { request, proposals });
                 }
             },
+            // The engine reads the board in order with its writes, and answers at once:
+            // the read happens when it is delivered, never older than a claim before it.
+            Command::RefreshBoard => {
+                let d = self.oracle.delay("board");
+                self.refresh_due = Some(Timestamp(self.now.0 + d.as_millis() as i64));
+            }
             Command::Finish { state } => self.finished = Some(state),
         }
         Ok(())
@@ -839,7 +849,10 @@ impl<O: Oracle> World<O> {
             .filter_map(|p| p.exit_at)
             .min();
         let timer = self.orch.poll_timeout();
-        [pending, procs, timer].into_iter().flatten().min()
+        [pending, procs, timer, self.refresh_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advances to the next event and handles it. Returns false when nothing is left.
@@ -852,6 +865,10 @@ impl<O: Oracle> World<O> {
             return Err("livelock: the run is not finished, but nothing will ever happen".into());
         };
         self.now = self.now.max(t);
+        if self.refresh_due.is_some_and(|r| r <= self.now) {
+            self.refresh_due = None;
+            return self.board_changed().map(|_| true);
+        }
         if let Some((&key, _)) = self.pending.iter().next()
             && key.0 <= self.now
         {
@@ -1111,6 +1128,7 @@ pub fn fmt_command(c: &Command) -> String {
             claimable,
             free_slots,
         } => format!("ask planner #{request}: {claimable:?}, {free_slots} free"),
+        Command::RefreshBoard => "refresh board".into(),
         Command::Finish { state } => format!("finish {state:?}"),
     }
 }

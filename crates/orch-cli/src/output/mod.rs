@@ -1,6 +1,8 @@
 //! Output shapes and rendering. The CLI owns its JSON shapes: library types are mapped
 //! here, so a library change cannot silently change what scripts parse.
 
+pub mod cleanup;
+
 use std::collections::BTreeMap;
 
 use orch_core::event::Event;

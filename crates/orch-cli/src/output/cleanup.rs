@@ -1,0 +1,190 @@
+//! `orch cleanup`'s output: its `--json` shapes and its lines.
+
+use std::path::PathBuf;
+
+use orch_engine::cleanup::{Preview, Report};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct KeptJson<'a> {
+    what: &'a str,
+    why: &'a str,
+}
+
+#[derive(Serialize)]
+struct WorktreeJson<'a> {
+    path: &'a PathBuf,
+    branch: &'a Option<String>,
+    dirty: Option<bool>,
+    prunable: bool,
+}
+
+#[derive(Serialize)]
+struct BranchJson<'a> {
+    name: &'a str,
+    merged: bool,
+}
+
+#[derive(Serialize)]
+struct StrayJson<'a> {
+    path: &'a PathBuf,
+    has_files: bool,
+}
+
+#[derive(Serialize)]
+struct ProcessJson<'a> {
+    pid: i32,
+    pgid: i32,
+    run: &'a str,
+    command: &'a str,
+}
+
+/// `orch cleanup --dry-run --json`.
+#[derive(Serialize)]
+struct PreviewJson<'a> {
+    worktrees: Vec<WorktreeJson<'a>>,
+    branches: Vec<BranchJson<'a>>,
+    unregistered_directories: Vec<StrayJson<'a>>,
+    processes: Vec<ProcessJson<'a>>,
+    kept: Vec<KeptJson<'a>>,
+}
+
+/// `orch cleanup --json`.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    removed_worktrees: &'a [PathBuf],
+    deleted_branches: &'a [String],
+    removed_directories: &'a [PathBuf],
+    stopped_process_groups: &'a [i32],
+    kept: Vec<KeptJson<'a>>,
+}
+
+fn kept(k: &[orch_engine::core::cleanup::Kept]) -> Vec<KeptJson<'_>> {
+    k.iter()
+        .map(|k| KeptJson {
+            what: &k.what,
+            why: &k.why,
+        })
+        .collect()
+}
+
+/// Prints what a cleanup would do.
+pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(&PreviewJson {
+            worktrees: p
+                .worktrees
+                .iter()
+                .map(|w| WorktreeJson {
+                    path: &w.path,
+                    branch: &w.branch,
+                    dirty: w.dirty,
+                    prunable: w.prunable,
+                })
+                .collect(),
+            branches: p
+                .branches
+                .iter()
+                .map(|b| BranchJson {
+                    name: &b.name,
+                    merged: b.merged,
+                })
+                .collect(),
+            unregistered_directories: p
+                .strays
+                .iter()
+                .map(|s| StrayJson {
+                    path: &s.path,
+                    has_files: s.has_files,
+                })
+                .collect(),
+            processes: p
+                .processes
+                .iter()
+                .map(|x| ProcessJson {
+                    pid: x.pid,
+                    pgid: x.pgid,
+                    run: &x.run,
+                    command: &x.command,
+                })
+                .collect(),
+            kept: kept(&p.kept),
+        });
+    }
+    if p.worktrees.is_empty()
+        && p.branches.is_empty()
+        && p.strays.is_empty()
+        && p.processes.is_empty()
+    {
+        println!("Nothing to clean up.");
+    }
+    for k in &p.kept {
+        println!("would keep {}: {}", k.what, k.why);
+    }
+    for w in &p.worktrees {
+        let note = match (w.prunable, w.dirty) {
+            (true, _) => " (its directory is gone)",
+            (_, Some(true)) => " (dirty: kept unless --force)",
+            _ => "",
+        };
+        println!("would remove worktree {}{note}", w.path.display());
+    }
+    for b in &p.branches {
+        let note = if b.merged {
+            ""
+        } else {
+            " (work in no integration branch: kept unless --force)"
+        };
+        println!("would delete branch {}{note}", b.name);
+    }
+    for s in &p.strays {
+        let note = if s.has_files {
+            " (holds files: kept unless --force)"
+        } else {
+            ""
+        };
+        println!(
+            "would remove {} (not a registered worktree){note}",
+            s.path.display()
+        );
+    }
+    for x in &p.processes {
+        println!(
+            "would stop process {} (group {}) of run {}: {}",
+            x.pid, x.pgid, x.run, x.command
+        );
+    }
+    Ok(())
+}
+
+/// Prints what a cleanup did.
+pub fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(&ReportJson {
+            removed_worktrees: &r.removed_worktrees,
+            deleted_branches: &r.deleted_branches,
+            removed_directories: &r.removed_directories,
+            stopped_process_groups: &r.stopped_process_groups,
+            kept: kept(&r.kept),
+        });
+    }
+    for w in &r.removed_worktrees {
+        println!("removed worktree {}", w.display());
+    }
+    for b in &r.deleted_branches {
+        println!("deleted branch {b}");
+    }
+    for d in &r.removed_directories {
+        println!("removed {} (not a registered worktree)", d.display());
+    }
+    for g in &r.stopped_process_groups {
+        println!("stopped process group {g} of a run no orch drives");
+    }
+    for k in &r.kept {
+        println!("kept {}: {}", k.what, k.why);
+    }
+    if r.is_empty() {
+        println!("Nothing to clean up.");
+    }
+    Ok(())
+}
