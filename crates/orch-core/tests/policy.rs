@@ -1,0 +1,383 @@
+//! The policies that moved into the core, each driven by hand through `handle` and
+//! checked on the commands and journal entries it emits: the agent's branch tampering
+//! is its failure, orch's own failures spend no attempts, retention and SIGKILL are
+//! the core's calls, refused claims and stale inputs are journaled, claiming pauses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use orch_core::config::Cleanup;
+use orch_core::run::{
+    AgentExit, AttemptId, Changes, Command, CommitId, FailureKind, Handled, INFRA_STREAK_HALT,
+    Input, Orchestrator, Policy, Retention, RunEvent, RunId, RunState, Stage, TaskSpec,
+};
+use orch_core::{TaskId, TaskStatus, Timestamp};
+
+struct H {
+    o: Orchestrator,
+    now: i64,
+    out: Vec<Command>,
+}
+
+fn spec(id: i64) -> TaskSpec {
+    TaskSpec {
+        id: TaskId(id),
+        status: TaskStatus::Backlog,
+        priority: 0,
+        depends_on: vec![],
+        touches: vec![],
+    }
+}
+
+fn a(task: i64, number: u32) -> AttemptId {
+    AttemptId {
+        task: TaskId(task),
+        number,
+    }
+}
+
+impl H {
+    fn new(policy: Policy, tasks: &[i64]) -> H {
+        let board = tasks.iter().map(|t| spec(*t)).collect();
+        let mut h = H {
+            o: Orchestrator::new(RunId("r".into()), policy, board),
+            now: 1_000,
+            out: Vec::new(),
+        };
+        let _ = h.feed(Input::Start {
+            head: CommitId("c0".into()),
+        });
+        h
+    }
+
+    fn feed(&mut self, input: Input) -> Handled {
+        self.now += 10;
+        let h = self.o.handle(Timestamp(self.now), input);
+        while let Some(c) = self.o.poll_command() {
+            self.out.push(c);
+        }
+        h
+    }
+
+    fn at(&mut self, ms: i64, input: Input) -> Handled {
+        self.now = ms - 10;
+        self.feed(input)
+    }
+
+    fn take(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn events(&self) -> Vec<&RunEvent> {
+        self.out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Persist(j) => Some(&j.event),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers every claim and provisioning, so attempts reach their agents; every
+    /// command stays in `out`.
+    fn settle_claims(&mut self) {
+        let mut seen = Vec::new();
+        loop {
+            let cmds = self.take();
+            let answers: Vec<Input> = cmds
+                .iter()
+                .filter_map(|c| match c {
+                    Command::Claim { task, .. } => Some(Input::Claimed { task: *task }),
+                    Command::Provision { attempt, .. } => {
+                        Some(Input::WorktreeReady { attempt: *attempt })
+                    }
+                    _ => None,
+                })
+                .collect();
+            seen.extend(cmds);
+            if answers.is_empty() {
+                break;
+            }
+            for i in answers {
+                let _ = self.feed(i);
+            }
+        }
+        self.out = seen;
+    }
+
+    fn spawned(&self, attempt: AttemptId) -> Option<&Command> {
+        self.out
+            .iter()
+            .find(|c| matches!(c, Command::SpawnAgent { attempt: x, .. } if *x == attempt))
+    }
+}
+
+fn changes(head: &str) -> Option<Changes> {
+    Some(Changes::new(CommitId(head.into()), false))
+}
+
+fn policy() -> Policy {
+    Policy {
+        kill_grace: Duration::from_secs(5),
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn an_agent_that_moves_its_branch_fails_as_the_agent_and_the_retry_says_why() {
+    let mut h = H::new(policy(), &[1]);
+    h.settle_claims();
+    let mut moved = changes("a1").unwrap();
+    moved.branch_moved = Some("main".into());
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(0),
+        changes: Some(moved),
+    });
+    let failed = h.events().into_iter().any(|e| {
+        matches!(e, RunEvent::AttemptMoved { to: orch_core::run::AttemptState::Failed(FailureKind::AgentError { detail }), .. }
+            if detail.contains("moved the worktree off its branch (HEAD is now main)"))
+    });
+    assert!(failed, "{:#?}", h.out);
+    // The retry (after the backoff) tells the agent what it did.
+    let _ = h.at(h.now + 60_000, Input::Tick);
+    h.settle_claims();
+    match h.spawned(a(1, 2)) {
+        Some(Command::SpawnAgent {
+            previous_failure: Some(FailureKind::AgentError { detail }),
+            ..
+        }) => assert!(
+            detail.contains("must commit on the branch it was given"),
+            "{detail}"
+        ),
+        other => panic!("no retry with the reason: {other:?}\n{:#?}", h.out),
+    }
+}
+
+#[test]
+fn an_agent_that_rewrites_history_fails_as_the_agent() {
+    let mut h = H::new(policy(), &[1]);
+    h.settle_claims();
+    let mut rewrote = changes("a1").unwrap();
+    rewrote.rewrote_history = true;
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(0),
+        changes: Some(rewrote),
+    });
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| e.reason().contains("the agent rewrote history"))
+    );
+}
+
+/// A gate that cannot run (a missing integration worktree, a failed checkout) is
+/// orch's fault: with one attempt allowed, the task still gets its retry, and lands.
+#[test]
+fn a_broken_gate_spends_no_attempt() {
+    let mut p = policy();
+    p.retry.max_attempts = 1;
+    let mut h = H::new(p, &[1]);
+    h.settle_claims();
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(0),
+        changes: changes("a1"),
+    });
+    let _ = h.feed(Input::GateBroken {
+        attempt: a(1, 1),
+        stage: Stage::Worker,
+        message: "the worktree is gone".into(),
+    });
+    let _ = h.at(h.now + 60_000, Input::Tick);
+    h.settle_claims();
+    assert!(h.spawned(a(1, 2)).is_some(), "no retry: {:#?}", h.out);
+    assert!(
+        !h.events().iter().any(|e| matches!(
+            e,
+            RunEvent::TaskMoved {
+                to: TaskStatus::Failed,
+                ..
+            }
+        )),
+        "an infrastructure failure spent the only attempt"
+    );
+}
+
+#[test]
+fn infrastructure_failures_in_a_row_halt_the_run() {
+    let mut h = H::new(policy(), &[1]);
+    let _ = h.feed(Input::Claimed { task: TaskId(1) });
+    let mut cleanups = Vec::new();
+    for n in 1..=INFRA_STREAK_HALT {
+        let _ = h.feed(Input::WorktreeFailed {
+            attempt: a(1, n),
+            error: "No space left on device".into(),
+        });
+        // Orch's own failure: retried at once, not after the backoff.
+        let _ = h.feed(Input::Tick);
+        cleanups.extend(h.take().into_iter().filter_map(|c| match c {
+            Command::Cleanup { attempt, .. } => Some(attempt),
+            _ => None,
+        }));
+    }
+    assert_eq!(cleanups.len() as u32, INFRA_STREAK_HALT);
+    for attempt in cleanups {
+        let _ = h.feed(Input::CleanedUp {
+            attempt,
+            error: None,
+        });
+    }
+    assert_eq!(h.o.state(), RunState::Halted, "{:#?}", h.out);
+    assert_eq!(
+        h.o.snapshot().tasks[&TaskId(1)],
+        TaskStatus::Backlog,
+        "the task is released, not failed"
+    );
+}
+
+#[test]
+fn cleanup_carries_the_retention_class_the_core_decided() {
+    let mut p = policy();
+    p.cleanup = Cleanup::Always;
+    p.retry.max_attempts = 1;
+    let mut h = H::new(p, &[1]);
+    h.settle_claims();
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(3),
+        changes: None,
+    });
+    let cleanup = h.out.iter().find_map(|c| match c {
+        Command::Cleanup {
+            remove_worktree,
+            retention,
+            ..
+        } => Some((*remove_worktree, *retention)),
+        _ => None,
+    });
+    // Removed (cleanup = always), but its logs are kept as a failure's.
+    assert_eq!(cleanup, Some((true, Retention::Failure)));
+}
+
+#[test]
+fn sigkill_follows_sigterm_after_the_cores_grace() {
+    let mut h = H::new(policy(), &[1]);
+    h.settle_claims();
+    let _ = h.feed(Input::Cancel {
+        scope: orch_core::run::CancelScope::Task(TaskId(1)),
+    });
+    let aborts = |h: &H| {
+        h.out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Abort { hard, .. } => Some(*hard),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(aborts(&h), vec![false]);
+    let due = h.o.poll_timeout().expect("the grace timer");
+    let _ = h.at(due.0 - 100, Input::Tick);
+    assert_eq!(aborts(&h), vec![false], "SIGKILL before the grace ran out");
+    let _ = h.at(due.0, Input::Tick);
+    assert_eq!(aborts(&h), vec![false, true]);
+}
+
+#[test]
+fn a_refused_claim_skips_the_task_and_the_run_goes_on() {
+    let mut h = H::new(policy(), &[1, 2]);
+    let claims: Vec<TaskId> = h
+        .take()
+        .iter()
+        .filter_map(|c| match c {
+            Command::Claim { task, .. } => Some(*task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(claims, vec![TaskId(1), TaskId(2)]);
+    let r = h.feed(Input::ClaimRefused {
+        task: TaskId(1),
+        why: "task 1 is canceled, not backlog".into(),
+    });
+    assert_eq!(r, Handled::Applied);
+    let _ = h.feed(Input::Claimed { task: TaskId(2) });
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::ClaimSkipped { task, .. } if *task == TaskId(1)))
+    );
+    assert!(
+        h.out
+            .iter()
+            .any(|c| matches!(c, Command::Provision { attempt, .. } if *attempt == a(2, 1)))
+    );
+    assert!(
+        !h.out
+            .iter()
+            .any(|c| matches!(c, Command::Claim { task, .. } if *task == TaskId(1))),
+        "claimed again"
+    );
+}
+
+#[test]
+fn a_stale_input_is_refused_and_journaled_with_the_time_the_core_decided_at() {
+    let mut h = H::new(policy(), &[1]);
+    h.take();
+    let r = h.at(
+        5_000,
+        Input::GateFinished {
+            attempt: a(9, 1),
+            stage: Stage::Worker,
+            passed: true,
+            summary: String::new(),
+        },
+    );
+    assert!(
+        matches!(&r, Handled::Refused(why) if why.contains("unknown attempt task-9-1")),
+        "{r:?}"
+    );
+    let refused = h.out.iter().find_map(|c| match c {
+        Command::Persist(j) => match &j.event {
+            RunEvent::InputRefused { input, about, .. } => {
+                Some((j.at, input.clone(), about.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    });
+    assert_eq!(
+        refused,
+        Some((
+            Timestamp(5_000),
+            "gate_finished".into(),
+            Some("task-9-1".into())
+        ))
+    );
+}
+
+#[test]
+fn paused_claiming_claims_nothing_and_the_run_waits() {
+    let mut h = H::new(policy(), &[]);
+    let _ = h.feed(Input::PauseClaims);
+    let _ = h.feed(Input::BoardChanged {
+        tasks: vec![spec(1)],
+    });
+    assert!(!h.out.iter().any(|c| matches!(c, Command::Claim { .. })));
+    assert_eq!(
+        h.o.state(),
+        RunState::Running,
+        "a paused run with work waits"
+    );
+    let _ = h.feed(Input::ResumeClaims);
+    assert!(
+        h.out
+            .iter()
+            .any(|c| matches!(c, Command::Claim { task, .. } if *task == TaskId(1)))
+    );
+    assert_eq!(
+        h.feed(Input::ResumeClaims),
+        Handled::Refused("claiming is already on".into())
+    );
+}
