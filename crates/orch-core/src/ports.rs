@@ -1,10 +1,10 @@
-//! Port traits: what the engine needs from its adapters, in core types only. The
-//! adapters implement them; the core never calls them (it emits commands instead).
+//! The result types adapters report in core terms (a resolved base, an agent's
+//! leftovers, a merge's outcome, git's inventory). The port traits themselves live
+//! where they are used: `orch_engine::ports`. The core never calls a port; it emits
+//! commands.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use crate::config::{MergeStyle, Offline};
 use crate::run::CommitId;
 
 /// Which commit a run starts from, and why.
@@ -94,54 +94,4 @@ pub struct Inventory {
     pub worktrees: Vec<WorktreeInfo>,
     /// `orch/*` branches, integration branches included.
     pub branches: Vec<BranchInfo>,
-}
-
-/// The git operations the engine needs. Blocking: call from a blocking thread.
-pub trait GitPort: Send + Sync {
-    /// The adapter's error.
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Resolves the base of a run: `HEAD`, a branch, a tag, a commit, or
-    /// `origin/<branch>` (fetched first, within `fetch_timeout`; on failure `offline`
-    /// decides between the cached ref and an error).
-    fn resolve_base(
-        &self,
-        base: &str,
-        offline: Offline,
-        fetch_timeout: Duration,
-    ) -> Result<ResolvedBase, Self::Error>;
-    /// Creates branch `branch` at `at` (refusing an existing one) with a worktree at `path`.
-    fn add_worktree(&self, branch: &str, at: &CommitId, path: &Path) -> Result<(), Self::Error>;
-    /// Commits everything an agent left in `worktree` (respecting `.gitignore`).
-    fn commit_leftovers(
-        &self,
-        worktree: &Path,
-        branch: &str,
-        base: &CommitId,
-        message: &str,
-    ) -> Result<Leftovers, Self::Error>;
-    /// Merges `head` into `onto` in memory and writes the commit; moves no ref.
-    fn merge(
-        &self,
-        onto: &CommitId,
-        head: &CommitId,
-        style: MergeStyle,
-        message: &str,
-    ) -> Result<MergeOutcome, Self::Error>;
-    /// Moves `reference` from `expected` to `new`, only if it still points at `expected`.
-    fn advance_ref(
-        &self,
-        reference: &str,
-        expected: &CommitId,
-        new: &CommitId,
-    ) -> Result<(), Self::Error>;
-    /// Checks out `commit`, detached, in `worktree` (created if missing), touching only
-    /// the files that differ.
-    fn checkout_detached(&self, worktree: &Path, commit: &CommitId) -> Result<(), Self::Error>;
-    /// Removes a linked worktree; a dirty one only if `force`.
-    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), Self::Error>;
-    /// Deletes a branch; one whose changes are not in an integration branch only if `force`.
-    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), Self::Error>;
-    /// Lists linked worktrees and `orch/*` branches.
-    fn inventory(&self) -> Result<Inventory, Self::Error>;
 }

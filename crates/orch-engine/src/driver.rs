@@ -12,19 +12,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::RwLock;
+
 use orch_core::run::{
-    AttemptId, CancelScope, Command, CommitId, Handled, Input, Journaled, Orchestrator, RunState,
-    TaskSpec,
+    AttemptId, CancelScope, Command, CommitId, Handled, Input, Journaled, Orchestrator, Policy,
+    RunId, RunState, TaskSpec,
 };
 use orch_core::{Task, TaskId, TaskStatus};
 use orch_store::{Control, ControlKind, StoreError};
-use orch_validate::CancellationToken;
-use tokio::sync::mpsc;
+use orch_validate::Artifacts;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::exec::{self, Ctx, Stop, Work};
+use crate::handle::Steer;
 use crate::lease::{self, Owner};
-use crate::{EngineError, RunUpdate, now, planner};
+use crate::ports::Ports;
+use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now, planner};
 
 /// One store operation of the lane.
 enum Lane {
@@ -47,12 +51,30 @@ enum Done {
 
 type LaneFuture = Pin<Box<dyn Future<Output = Result<Done, EngineError>> + Send>>;
 
-/// Drives one run's orchestrator to its end.
-pub(crate) struct Driver {
+/// What a driver needs besides its ports and the orchestrator.
+#[derive(Debug, Clone)]
+pub struct DriverSetup {
+    /// The run.
+    pub run: RunId,
+    /// The engine's settings for it.
+    pub engine: EngineConfig,
+    /// The lease owner this process drives it as.
+    pub owner: String,
+    /// The lease's TTL (renewed every third of it).
+    pub lease_ttl: Duration,
+    /// The board as last read, for prompts.
+    pub tasks: HashMap<TaskId, Task>,
+    /// Attempts' base commits known from the journal (a resume).
+    pub bases: HashMap<AttemptId, CommitId>,
+    /// The user's prompt template, if any.
+    pub template: Option<Arc<String>>,
+}
+
+/// Drives one run's orchestrator to its end over its [`Ports`].
+pub struct RunDriver {
     ctx: Arc<Ctx>,
     orch: Orchestrator,
     owner: Owner,
-    only_tasks: Vec<TaskId>,
     outbox: VecDeque<Command>,
     lane: Option<LaneFuture>,
     /// Every piece of work the run spawned. Dropping the driver (an embedder dropping
@@ -64,47 +86,83 @@ pub(crate) struct Driver {
     board_seen: i64,
     board_due: bool,
     controls_due: bool,
+    beats: u64,
     finished: Option<RunState>,
-    progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+    handle: RunHandle,
+    steer: Option<mpsc::UnboundedReceiver<Steer>>,
 }
 
-impl Driver {
-    pub(crate) fn new(
-        ctx: Arc<Ctx>,
+impl RunDriver {
+    /// A driver for `orch` over `ports`, publishing to and steered by `handle`.
+    pub fn new(
+        ports: Ports,
+        setup: DriverSetup,
         orch: Orchestrator,
-        owner: Owner,
-        only_tasks: Vec<TaskId>,
-        bases: HashMap<AttemptId, CommitId>,
-        progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
-    ) -> Driver {
-        Driver {
+        handle: &RunHandle,
+    ) -> RunDriver {
+        let policy = Policy::from_config(&setup.engine.config);
+        let ctx = Arc::new(Ctx {
+            run: setup.run,
+            journal: ports.journal,
+            git: ports.git,
+            procs: ports.procs,
+            agents: Arc::new(Semaphore::new(policy.slots() as usize)),
+            policy,
+            artifacts: Artifacts::new(&setup.engine.artifacts_root),
+            cfg: setup.engine,
+            tasks: RwLock::new(Arc::new(setup.tasks)),
+            template: setup.template,
+            handle: handle.clone(),
+        });
+        RunDriver {
             ctx,
             orch,
-            owner,
-            only_tasks,
+            owner: Owner {
+                id: setup.owner,
+                ttl: setup.lease_ttl,
+            },
             outbox: VecDeque::new(),
             lane: None,
             work: JoinSet::new(),
             stops: HashMap::new(),
-            bases,
+            bases: setup.bases,
             board_seen: 0,
-            // The board is read once at once: it may have changed since the run's
-            // snapshot of it (a resume, a slow start).
+            // The board is read at once: it may have changed since the run's snapshot
+            // of it (a resume, a slow start).
             board_due: true,
             controls_due: false,
+            beats: 0,
             finished: None,
-            progress,
+            handle: handle.clone(),
+            steer: handle.take_steer(),
         }
     }
 
-    /// Runs the loop until the core finishes; `cancel` drains the run.
-    pub(crate) async fn drive(
-        mut self,
-        cancel: CancellationToken,
-    ) -> Result<Orchestrator, EngineError> {
+    /// Runs the loop until the core finishes; the handle's cancel drains the run.
+    /// Returns the finished orchestrator, or the error that stopped the driver (the
+    /// run is then resumable).
+    pub async fn drive(self) -> Result<Orchestrator, EngineError> {
+        let handle = self.handle.clone();
+        let r = self.run_loop().await;
+        handle.publish(match &r {
+            Ok(o) => RunUpdate::Ended {
+                state: Some(o.state()),
+                error: None,
+            },
+            Err(e) => RunUpdate::Ended {
+                state: None,
+                error: Some(e.to_string()),
+            },
+        });
+        r
+    }
+
+    async fn run_loop(mut self) -> Result<Orchestrator, EngineError> {
+        let cancel = self.handle.cancel_token();
+        let mut steer = self.steer.take();
         let (lost_tx, mut lost) = mpsc::unbounded_channel();
         let beat = lease::heartbeat(
-            self.ctx.store.clone(),
+            self.ctx.journal.clone(),
             self.ctx.run.clone(),
             self.owner.clone(),
             lost_tx,
@@ -151,6 +209,14 @@ impl Driver {
                 _ = poll.tick() => {
                     self.board_due = true;
                     self.controls_due = true;
+                    self.beat();
+                }
+                Some(s) = async { steer.as_mut()?.recv().await }, if steer.is_some() => {
+                    self.feed(match s {
+                        Steer::CancelTask(t) => Input::Cancel { scope: CancelScope::Task(t) },
+                        Steer::Pause => Input::PauseClaims,
+                        Steer::Resume => Input::ResumeClaims,
+                    });
                 }
                 Some(e) = lost.recv() => return Err(self.stop_all(e)),
             }
@@ -263,9 +329,8 @@ impl Driver {
         tasks
             .iter()
             .filter(|t| {
-                self.only_tasks.is_empty()
-                    || self.only_tasks.contains(&t.id)
-                    || t.status == TaskStatus::Done
+                let only = &self.ctx.cfg.only_tasks;
+                only.is_empty() || only.contains(&t.id) || t.status == TaskStatus::Done
             })
             .map(TaskSpec::from)
             .collect()
@@ -273,10 +338,20 @@ impl Driver {
 
     fn publish(&self, events: &[Journaled]) {
         for e in events {
-            if let Some(p) = &self.progress {
-                let _ = p.send(e.event.clone());
-            }
-            let _ = self.ctx.updates.send(RunUpdate::Journal(e.clone()));
+            self.handle.publish(RunUpdate::Journal(e.clone()));
+        }
+    }
+
+    /// Every other poll tick (about once a second): where the run stands.
+    fn beat(&mut self) {
+        self.beats += 1;
+        if self.beats.is_multiple_of(2) {
+            self.handle.publish(RunUpdate::Heartbeat(Progress {
+                at: now(),
+                state: self.orch.state(),
+                live_attempts: self.orch.live_attempts(),
+                paused: self.orch.is_paused(),
+            }));
         }
     }
 
@@ -379,23 +454,16 @@ impl Driver {
 
 /// Runs one lane operation, waiting out a busy or unreachable store.
 async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineError> {
-    let store = &ctx.store;
+    let store = &ctx.journal;
     let patience = ctx.cfg.config.run.store_patience.0;
     match op {
         Lane::Write(batch) => {
-            patient(&ctx, patience, || {
-                store.append_run_events(&ctx.run, &batch, "orchestrator")
-            })
-            .await?;
+            patient(&ctx, patience, || store.append(&ctx.run, &batch)).await?;
             Ok(Done::Written(batch))
         }
         Lane::Claim(task, event) => {
             let one = std::slice::from_ref(&event);
-            match patient(&ctx, patience, || {
-                store.append_run_events(&ctx.run, one, "orchestrator")
-            })
-            .await
-            {
+            match patient(&ctx, patience, || store.append(&ctx.run, one)).await {
                 Ok(()) => Ok(Done::Claim(task, Ok(event))),
                 Err(EngineError::Store(e @ StoreError::ClaimLost { .. })) => {
                     Ok(Done::Claim(task, Err(e.to_string())))
@@ -408,7 +476,7 @@ async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineErro
             let read = std::sync::Mutex::new(None);
             patient(&ctx, patience, || async {
                 let version = store.board_version(&ctx.run).await?;
-                let tasks = store.tasks(&[]).await?;
+                let tasks = store.tasks().await?;
                 *read.lock().expect("never poisoned") = Some((version, tasks));
                 Ok(())
             })
@@ -423,9 +491,7 @@ async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineErro
             if version == seen {
                 return Ok(Done::Board(None));
             }
-            Ok(Done::Board(
-                store.tasks(&[]).await.ok().map(|t| (version, t)),
-            ))
+            Ok(Done::Board(store.tasks().await.ok().map(|t| (version, t))))
         }
         Lane::Controls => {
             let Ok(controls) = store.pending_controls(&ctx.run).await else {

@@ -74,7 +74,7 @@ pub async fn interrupted_runs(
 /// stalls the run's loop. Sends an error and stops once the lease is lost, or could
 /// not be renewed for a whole TTL (another process may have taken it over).
 pub(crate) async fn heartbeat(
-    store: Store,
+    store: std::sync::Arc<dyn crate::ports::JournalPort>,
     run: RunId,
     owner: Owner,
     lost: mpsc::UnboundedSender<EngineError>,

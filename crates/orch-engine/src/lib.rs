@@ -6,6 +6,7 @@
 //! - [`cleanup`]: `orch cleanup`, planned by the core and carried out here;
 //! - [`exec`]: one module per command family, each returning the `Input` it produces;
 //! - [`planner`]: the planner's typed request and its parsed answer;
+//! - [`ports`]: git, the journal and processes, as the driver sees them;
 //! - [`lease`]: the owner, the heartbeat, interrupted runs;
 //! - [`resume`]: resume and its reconciliation;
 //! - [`stored`]: the typed record of how a run was started;
@@ -15,12 +16,14 @@
 #![forbid(unsafe_code)]
 
 pub mod cleanup;
-mod driver;
+pub mod driver;
 pub mod error;
 mod exec;
+pub mod handle;
 pub mod layout;
 pub mod lease;
 pub mod planner;
+pub mod ports;
 pub mod presets;
 pub mod prompt;
 pub mod resume;
@@ -28,21 +31,22 @@ pub mod stored;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orch_core::config::Config;
 use orch_core::run::{
-    AttemptId, CommitId, Input, Journaled, Orchestrator, Policy, RunEvent, RunId, RunState, Stage,
-    TaskSpec,
+    AttemptId, CommitId, Input, Orchestrator, Policy, RunEvent, RunId, RunState, TaskSpec,
 };
 use orch_core::{Task, TaskId, TaskStatus, Timestamp};
 use orch_git::Git;
 use orch_store::Store;
-use orch_validate::{Artifacts, CancellationToken};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use orch_validate::CancellationToken;
+use tokio::sync::mpsc;
 
+pub use driver::{DriverSetup, RunDriver};
 pub use error::EngineError;
+pub use handle::{Progress, RunHandle, RunUpdate, Subscription};
 pub use lease::{interrupted_runs, kill_run_processes};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
@@ -97,42 +101,30 @@ impl RunSummary {
     }
 }
 
-/// One item of a run's live event stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunUpdate {
-    /// A journal event, once durable.
-    Journal(Journaled),
-    /// A line an attempt's process printed, live (lossy for slow readers).
-    Output {
-        /// The attempt.
-        attempt: AttemptId,
-        /// The gate, or `None` for the agent.
-        stage: Option<Stage>,
-        /// The line, without its newline.
-        line: String,
-    },
-}
-
-/// How many updates a slow subscriber may fall behind before it loses some.
-const UPDATES: usize = 1024;
-
 /// The engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
     git: Arc<Git>,
     cfg: EngineConfig,
-    updates: broadcast::Sender<RunUpdate>,
 }
 
-/// The current time, as the core is fed it.
+/// The current time, as the core is fed it: the wall clock when first asked, moved on
+/// by tokio's monotonic clock since. A wall-clock jump cannot fire (or starve) the
+/// core's deadlines, and tests on paused tokio time run on virtual time throughout.
 pub(crate) fn now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
+    static ANCHOR: std::sync::OnceLock<(i64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = *ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
+            .unwrap_or(0);
+        (wall, tokio::time::Instant::now().into_std())
+    });
+    let elapsed = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(at);
+    Timestamp(wall + elapsed.as_millis() as i64)
 }
 
 /// The name of the file, beside an attempt's logs, that records how its agent ended
@@ -163,26 +155,39 @@ impl Engine {
             store,
             git: Arc::new(git),
             cfg,
-            updates: broadcast::channel(UPDATES).0,
         }
     }
 
-    /// The live event stream of the runs this engine drives: durable journal events
-    /// and attempts' output lines. Lossy for a reader that falls behind.
-    pub fn subscribe(&self) -> broadcast::Receiver<RunUpdate> {
-        self.updates.subscribe()
-    }
-
-    /// Runs `run` to its end: creates it in the store, resolves the base, creates the
-    /// integration branch, and drives the orchestrator until it finishes. Canceling
-    /// `cancel` drains the run (no new claims; running processes are stopped).
-    /// `progress` receives every journaled event.
+    /// Runs `run` to its end (see [`Engine::run_with`]); canceling `cancel` drains it,
+    /// and `progress` receives every journaled event.
     pub async fn run(
         &self,
         run: RunId,
         cancel: CancellationToken,
         progress: Option<mpsc::UnboundedSender<RunEvent>>,
     ) -> Result<RunSummary, EngineError> {
+        let handle = RunHandle::with_cancel(cancel);
+        let tap = forward_journal(&handle, progress);
+        let r = self.run_with(run, &handle).await;
+        tap.await.expect("the progress tap does not panic");
+        r
+    }
+
+    /// Runs `run` to its end: creates it in the store, resolves the base, creates the
+    /// integration branch, and drives the orchestrator until it finishes. `handle` is
+    /// the run's event stream and controls; its run-wide cancel drains the run (no new
+    /// claims; running processes are stopped).
+    pub async fn run_with(
+        &self,
+        run: RunId,
+        handle: &RunHandle,
+    ) -> Result<RunSummary, EngineError> {
+        let r = self.run_inner(run, handle).await;
+        handle.publish(ended(&r));
+        r
+    }
+
+    async fn run_inner(&self, run: RunId, handle: &RunHandle) -> Result<RunSummary, EngineError> {
         // Resolve the base first: a run that cannot start leaves no record behind.
         let git = self.git.clone();
         let (base, offline) = (
@@ -210,9 +215,7 @@ impl Engine {
         self.store
             .acquire_lease(&run, &owner.id, owner.ttl, None)
             .await?;
-        let result = self
-            .start(&run, resolved.commit, cancel, progress, &owner)
-            .await;
+        let result = self.start(&run, resolved.commit, handle, &owner).await;
         let _ = self.store.release_lease(&run, &owner.id).await;
         result
     }
@@ -222,8 +225,7 @@ impl Engine {
         &self,
         run: &RunId,
         base: CommitId,
-        cancel: CancellationToken,
-        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+        handle: &RunHandle,
         owner: &lease::Owner,
     ) -> Result<RunSummary, EngineError> {
         let branch = layout::integration_branch(run);
@@ -237,7 +239,7 @@ impl Engine {
         let (specs, tasks) = self.board().await?;
         let mut orch = Orchestrator::new(run.clone(), self.policy(), specs);
         let _ = orch.handle(now(), Input::Start { head: base });
-        self.drive(run, orch, tasks, HashMap::new(), cancel, progress, owner)
+        self.drive(run, orch, tasks, HashMap::new(), handle, owner)
             .await
     }
 
@@ -280,39 +282,30 @@ impl Engine {
     }
 
     /// Drives `orch` to its end, holding the run's lease, then checks the real ref.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn drive(
         &self,
         run: &RunId,
         orch: Orchestrator,
         tasks: HashMap<TaskId, Task>,
         bases: HashMap<AttemptId, CommitId>,
-        cancel: CancellationToken,
-        progress: Option<mpsc::UnboundedSender<RunEvent>>,
+        handle: &RunHandle,
         owner: &lease::Owner,
     ) -> Result<RunSummary, EngineError> {
-        let policy = self.policy();
-        let ctx = Arc::new(exec::Ctx {
-            run: run.clone(),
-            store: self.store.clone(),
-            git: self.git.clone(),
-            cfg: self.cfg.clone(),
-            agents: Arc::new(Semaphore::new(policy.slots() as usize)),
-            policy,
-            artifacts: Artifacts::new(&self.cfg.artifacts_root),
-            tasks: RwLock::new(Arc::new(tasks)),
-            template: self.template()?,
-            updates: self.updates.clone(),
-        });
-        let driver = driver::Driver::new(
-            ctx,
+        let driver = RunDriver::new(
+            ports::Ports::real(self.git.clone(), self.store.clone()),
+            DriverSetup {
+                run: run.clone(),
+                engine: self.cfg.clone(),
+                owner: owner.id.clone(),
+                lease_ttl: owner.ttl,
+                tasks,
+                bases,
+                template: self.template()?,
+            },
             orch,
-            owner.clone(),
-            self.cfg.only_tasks.clone(),
-            bases,
-            progress,
+            handle,
         );
-        let orch = driver.drive(cancel).await?;
+        let orch = driver.drive().await?;
         self.finish(run, &orch).await
     }
 
@@ -342,4 +335,33 @@ impl Engine {
             notes: Vec::new(),
         })
     }
+}
+
+/// The `Ended` item for a run's result.
+fn ended(r: &Result<RunSummary, EngineError>) -> RunUpdate {
+    match r {
+        Ok(s) => RunUpdate::Ended {
+            state: Some(s.state),
+            error: None,
+        },
+        Err(e) => RunUpdate::Ended {
+            state: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Forwards a handle's journal events to an old-style progress channel, until `Ended`.
+fn forward_journal(
+    handle: &RunHandle,
+    progress: Option<mpsc::UnboundedSender<RunEvent>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut sub = handle.subscribe();
+    tokio::spawn(async move {
+        while let Some(u) = sub.next().await {
+            if let (RunUpdate::Journal(j), Some(p)) = (u, &progress) {
+                let _ = p.send(j.event);
+            }
+        }
+    })
 }

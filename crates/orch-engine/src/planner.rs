@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orch_core::TaskId;
 use orch_core::run::Input;
-use orch_validate::{CommandSpec, Environment, Program, run as run_command};
+use orch_validate::{CommandSpec, Environment, Program};
 use serde::Serialize;
 
 use crate::exec::{Ctx, Stop};
@@ -79,7 +79,7 @@ pub(crate) async fn ask(
     };
     let spec = CommandSpec {
         program: Program::Shell(planner),
-        cwd: ctx.git.workdir().to_path_buf(),
+        cwd: ctx.git.workdir(),
         env: Environment::inherit(
             &ctx.cfg.config.agent.env_allow,
             vec![("ORCH_RUN_ID".into(), ctx.run.0.clone())],
@@ -98,7 +98,7 @@ pub(crate) async fn ask(
         capture_stdout: Some(1 << 20),
         hard_kill: None,
     };
-    match run_command(&spec, &stop.term, None).await {
+    match ctx.procs.run(&spec, &stop.term, None).await {
         Ok(r) if r.outcome.success() => parse_proposals(r.stdout.as_deref().unwrap_or_default())
             .map(|proposals| Input::PlannerProposed { request, proposals })
             .unwrap_or_else(|reason| Input::PlannerFailed { request, reason }),

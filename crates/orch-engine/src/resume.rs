@@ -15,7 +15,7 @@ use orch_validate::{Artifacts, CancellationToken};
 use tokio::sync::mpsc;
 
 use crate::lease::{Owner, owner_is_dead};
-use crate::{EXIT_MARKER, Engine, EngineError, RunSummary, StoredRun, layout, now};
+use crate::{EXIT_MARKER, Engine, EngineError, RunHandle, RunSummary, StoredRun, layout, now};
 
 impl Engine {
     /// Resumes `run` after its orch stopped: takes the run's lease (at once if its
@@ -30,6 +30,29 @@ impl Engine {
         run: RunId,
         cancel: CancellationToken,
         progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+    ) -> Result<RunSummary, EngineError> {
+        let handle = RunHandle::with_cancel(cancel);
+        let tap = crate::forward_journal(&handle, progress);
+        let r = self.resume_with(run, &handle).await;
+        tap.await.expect("the progress tap does not panic");
+        r
+    }
+
+    /// [`Engine::resume`], with the run's event stream and controls in `handle`.
+    pub async fn resume_with(
+        &self,
+        run: RunId,
+        handle: &RunHandle,
+    ) -> Result<RunSummary, EngineError> {
+        let r = self.resume_inner(run, handle).await;
+        handle.publish(crate::ended(&r));
+        r
+    }
+
+    async fn resume_inner(
+        &self,
+        run: RunId,
+        handle: &RunHandle,
     ) -> Result<RunSummary, EngineError> {
         let info = self.store.run(&run).await?;
         let (engine, stored) = self.for_stored(&info)?;
@@ -49,7 +72,7 @@ impl Engine {
             notes.push(format!("took the run over from {}: {why}", previous.owner));
         }
         let result = engine
-            .resume_owned(&run, &stored, cancel, progress, &owner, &mut notes)
+            .resume_owned(&run, &stored, handle, &owner, &mut notes)
             .await;
         let _ = self.store.release_lease(&run, &owner.id).await;
         result.map(|mut s| {
@@ -64,8 +87,7 @@ impl Engine {
         &self,
         run: &RunId,
         stored: &StoredRun,
-        cancel: CancellationToken,
-        progress: Option<mpsc::UnboundedSender<orch_core::run::RunEvent>>,
+        handle: &RunHandle,
         owner: &Owner,
         notes: &mut Vec<String>,
     ) -> Result<RunSummary, EngineError> {
@@ -80,7 +102,7 @@ impl Engine {
                 ))
             })?;
             notes.push("the run had not started; starting it".into());
-            return self.start(run, base, cancel, progress, owner).await;
+            return self.start(run, base, handle, owner).await;
         }
         let branch = layout::integration_branch(run);
         let actual = match self.git.ref_target(&layout::integration_ref(run))? {
@@ -109,8 +131,7 @@ impl Engine {
             finished,
             now(),
         );
-        self.drive(run, orch, tasks, bases, cancel, progress, owner)
-            .await
+        self.drive(run, orch, tasks, bases, handle, owner).await
     }
 
     /// Stops the dead owner's processes (nothing of it may still write) and removes
@@ -198,7 +219,6 @@ impl Engine {
             store: self.store.clone(),
             git: self.git.clone(),
             cfg,
-            updates: self.updates.clone(),
         };
         Ok((engine, stored))
     }

@@ -196,60 +196,6 @@ impl Git {
     }
 }
 
-impl orch_core::ports::GitPort for Git {
-    type Error = GitError;
-
-    fn resolve_base(
-        &self,
-        base: &str,
-        offline: orch_core::config::Offline,
-        fetch_timeout: std::time::Duration,
-    ) -> Result<orch_core::ports::ResolvedBase, GitError> {
-        Git::resolve_base(self, base, offline, fetch_timeout)
-    }
-    fn add_worktree(&self, branch: &str, at: &CommitId, path: &Path) -> Result<(), GitError> {
-        Git::add_worktree(self, branch, at, path)
-    }
-    fn commit_leftovers(
-        &self,
-        worktree: &Path,
-        branch: &str,
-        base: &CommitId,
-        message: &str,
-    ) -> Result<orch_core::ports::Leftovers, GitError> {
-        Git::commit_leftovers(self, worktree, branch, base, message)
-    }
-    fn merge(
-        &self,
-        onto: &CommitId,
-        head: &CommitId,
-        style: orch_core::config::MergeStyle,
-        message: &str,
-    ) -> Result<orch_core::ports::MergeOutcome, GitError> {
-        Git::merge(self, onto, head, style, message)
-    }
-    fn advance_ref(
-        &self,
-        reference: &str,
-        expected: &CommitId,
-        new: &CommitId,
-    ) -> Result<(), GitError> {
-        Git::advance_ref(self, reference, expected, new)
-    }
-    fn checkout_detached(&self, worktree: &Path, commit: &CommitId) -> Result<(), GitError> {
-        Git::checkout_detached(self, worktree, commit)
-    }
-    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), GitError> {
-        Git::remove_worktree(self, path, force)
-    }
-    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), GitError> {
-        Git::delete_branch(self, branch, force)
-    }
-    fn inventory(&self) -> Result<orch_core::ports::Inventory, GitError> {
-        Git::inventory(self)
-    }
-}
-
 pub(crate) fn full_branch(branch: &str) -> String {
     if branch.starts_with("refs/") {
         branch.to_owned()

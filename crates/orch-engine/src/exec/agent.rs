@@ -8,7 +8,7 @@ use std::time::Duration;
 use orch_core::run::{
     AgentExit, AttemptId, Changes, CommitId, FailureKind, FinishedAgent, Input, Stage,
 };
-use orch_validate::{CommandSpec, Line, Outcome, Program, run as run_command};
+use orch_validate::{CommandSpec, Line, Outcome, Program};
 use tokio::sync::mpsc;
 
 use super::{Ctx, Stop, blocking};
@@ -117,17 +117,17 @@ pub(crate) async fn run_streamed(
     stop: &Stop,
 ) -> AgentExit {
     let (tx, mut rx) = mpsc::channel::<Line>(256);
-    let updates = ctx.updates.clone();
+    let handle = ctx.handle.clone();
     let forward = async move {
         while let Some(l) = rx.recv().await {
-            let _ = updates.send(RunUpdate::Output {
+            handle.publish(RunUpdate::Output {
                 attempt,
                 stage: None::<Stage>,
                 line: l.text,
             });
         }
     };
-    let (report, ()) = tokio::join!(run_command(spec, &stop.term, Some(tx)), forward);
+    let (report, ()) = tokio::join!(ctx.procs.run(spec, &stop.term, Some(tx)), forward);
     match report {
         Ok(r) => match r.outcome {
             Outcome::Exited(c) => AgentExit::Code(c),

@@ -58,7 +58,11 @@ pub(crate) async fn cleanup(
                 Some((name, e.path().display().to_string(), m.len()))
             })
             .collect();
-        if let Err(e) = ctx.store.record_artifacts(&ctx.run, attempt, &files).await {
+        if let Err(e) = ctx
+            .journal
+            .record_artifacts(&ctx.run, attempt, &files)
+            .await
+        {
             errors.push(e.to_string());
         }
     }

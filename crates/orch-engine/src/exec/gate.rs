@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use orch_core::run::{AttemptId, CommitId, Input, Stage, ValidationRecord};
-use orch_validate::{GateSpec, run_gate};
+use orch_validate::GateSpec;
 
 use super::{Ctx, Stop, blocking};
 
@@ -35,7 +35,7 @@ pub(crate) async fn run(
     };
     if stage == Stage::Integration {
         let (git, c, p) = (ctx.git.clone(), commit.clone(), cwd.clone());
-        match blocking(move || git.checkout_detached(&p, &c).map_err(|e| e.to_string())).await {
+        match blocking(move || git.checkout_detached(&p, &c)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => return broken(format!("could not check out {commit}: {e}")),
         }
@@ -53,7 +53,7 @@ pub(crate) async fn run(
         keep_going: false,
         hard_kill: Some(stop.kill.clone()),
     };
-    let r = match run_gate(&spec, &stop.term).await {
+    let r = match ctx.procs.run_gate(&spec, &stop.term).await {
         Ok(r) => r,
         Err(e) => return broken(e.to_string()),
     };
@@ -71,7 +71,7 @@ pub(crate) async fn run(
         })
         .collect();
     if let Err(e) = ctx
-        .store
+        .journal
         .record_validations(&ctx.run, attempt, stage, &records)
         .await
     {

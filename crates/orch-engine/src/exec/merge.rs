@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
+use super::{Ctx, blocking};
+use crate::ports::RefError;
+use crate::{crash_point, layout};
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{AttemptId, CommitId, Input, MergeResult, RefResult};
-use orch_git::GitError;
-
-use super::{Ctx, blocking};
-use crate::{crash_point, layout};
 
 /// Merges `head` onto `onto` in memory and writes the merge commit.
 pub(crate) async fn merge(
@@ -24,10 +23,7 @@ pub(crate) async fn merge(
         Ok(Ok(MergeOutcome::Conflicted { conflicts })) => MergeResult::Conflict {
             paths: conflicts.into_iter().map(|c| c.path).collect(),
         },
-        Ok(Err(e)) => MergeResult::Failed {
-            message: e.to_string(),
-        },
-        Err(message) => MergeResult::Failed { message },
+        Ok(Err(message)) | Err(message) => MergeResult::Failed { message },
     };
     Input::MergeFinished { attempt, result }
 }
@@ -46,13 +42,8 @@ pub(crate) async fn advance(
             crash_point("ref-advanced");
             RefResult::Advanced
         }
-        Ok(Err(GitError::LostRace {
-            actual: Some(actual),
-            ..
-        })) => RefResult::LostRace { actual },
-        Ok(Err(e)) => RefResult::Failed {
-            message: e.to_string(),
-        },
+        Ok(Err(RefError::LostRace { actual })) => RefResult::LostRace { actual },
+        Ok(Err(RefError::Failed(message))) => RefResult::Failed { message },
         Err(message) => RefResult::Failed { message },
     };
     Input::RefUpdated { attempt, result }

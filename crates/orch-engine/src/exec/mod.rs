@@ -15,18 +15,18 @@ use std::sync::{Arc, RwLock};
 
 use orch_core::run::{AttemptId, CommitId, Input, Policy, RunId};
 use orch_core::{Task, TaskId};
-use orch_git::Git;
-use orch_store::Store;
 use orch_validate::{Artifacts, CancellationToken, Environment};
 use tokio::sync::Semaphore;
 
-use crate::{EngineConfig, RunUpdate, layout};
+use crate::ports::{GitPort, JournalPort, ProcessPort};
+use crate::{EngineConfig, RunHandle, layout};
 
 /// What every command of one run needs, shared by its spawned work.
 pub(crate) struct Ctx {
     pub(crate) run: RunId,
-    pub(crate) store: Store,
-    pub(crate) git: Arc<Git>,
+    pub(crate) journal: Arc<dyn JournalPort>,
+    pub(crate) git: Arc<dyn GitPort>,
+    pub(crate) procs: Arc<dyn ProcessPort>,
     pub(crate) cfg: EngineConfig,
     pub(crate) policy: Policy,
     pub(crate) artifacts: Artifacts,
@@ -36,8 +36,8 @@ pub(crate) struct Ctx {
     pub(crate) template: Option<Arc<String>>,
     /// The second guard on concurrency: one permit per live agent.
     pub(crate) agents: Arc<Semaphore>,
-    /// Where live output lines go (the run's event stream).
-    pub(crate) updates: tokio::sync::broadcast::Sender<RunUpdate>,
+    /// The run's event stream, for live output lines.
+    pub(crate) handle: RunHandle,
 }
 
 /// The two signals the core can send an attempt's process group: SIGTERM (`term`)
@@ -99,6 +99,8 @@ impl Ctx {
 }
 
 /// Runs blocking git work off the loop; a panic there is reported, not propagated.
+/// The blocking thread is not the run's to abort, but the future that awaits it lives
+/// in the run's `JoinSet`, so a result for a dropped run goes nowhere.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {

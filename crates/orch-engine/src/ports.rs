@@ -1,0 +1,267 @@
+//! The engine's ports: git, the journal (the store, as a run uses it) and processes.
+//! The driver and the command executors see only these, so the engine's own tests
+//! drive a whole run over fakes with paused time, and a real run plugs in
+//! [`orch_git::Git`], [`orch_store::Store`] and [`orch_validate`]'s runner.
+//! Git is blocking (the executors call it off the loop); the journal and processes
+//! are async, behind `async-trait` for dynamic dispatch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch_core::Task;
+use orch_core::config::MergeStyle;
+use orch_core::ports::{Leftovers, MergeOutcome};
+use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
+use orch_git::{Git, GitError};
+use orch_store::{Control, Store, StoreError};
+use orch_validate::{CancellationToken, CommandSpec, GateResult, GateSpec, Line, Report, RunError};
+use tokio::sync::mpsc;
+
+/// Why a compare-and-swap of a ref did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefError {
+    /// The ref was not where orch expected it.
+    LostRace {
+        /// Where it was.
+        actual: CommitId,
+    },
+    /// The update failed.
+    Failed(String),
+}
+
+/// Git, as a run needs it. Blocking.
+pub trait GitPort: Send + Sync + 'static {
+    /// Creates `branch` at `base` with a worktree at `path`.
+    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), String>;
+    /// Commits what an agent left in `worktree`, and says what it did to its branch.
+    fn commit_leftovers(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        base: &CommitId,
+        message: &str,
+    ) -> Result<Leftovers, String>;
+    /// Checks `commit` out, detached, in `path` (created if missing).
+    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String>;
+    /// Merges `head` onto `onto` in memory; moves no ref.
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        style: MergeStyle,
+        message: &str,
+    ) -> Result<MergeOutcome, String>;
+    /// Moves `reference` from `expected` to `new`, only if it is at `expected`.
+    fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), RefError>;
+    /// Removes a worktree (a dirty one only if `force`).
+    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String>;
+    /// Deletes a branch (unmerged work only if `force`).
+    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), String>;
+    /// Where `reference` points.
+    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String>;
+    /// The repository's working directory.
+    fn workdir(&self) -> PathBuf;
+}
+
+/// The store, as a live run uses it.
+#[async_trait::async_trait]
+pub trait JournalPort: Send + Sync + 'static {
+    /// Appends journal entries (a claim is a compare-and-swap: `ClaimLost`).
+    async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError>;
+    /// The newest event this run did not write.
+    async fn board_version(&self, run: &RunId) -> Result<i64, StoreError>;
+    /// Every task on the board.
+    async fn tasks(&self) -> Result<Vec<Task>, StoreError>;
+    /// Controls posted for the run and not yet handled.
+    async fn pending_controls(&self, run: &RunId) -> Result<Vec<Control>, StoreError>;
+    /// Marks a control handled.
+    async fn mark_control_handled(&self, id: i64) -> Result<(), StoreError>;
+    /// Renews the run's lease.
+    async fn renew_lease(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Records a gate's commands.
+    async fn record_validations(
+        &self,
+        run: &RunId,
+        attempt: AttemptId,
+        stage: Stage,
+        records: &[ValidationRecord],
+    ) -> Result<(), StoreError>;
+    /// Records an attempt's files.
+    async fn record_artifacts(
+        &self,
+        run: &RunId,
+        attempt: AttemptId,
+        files: &[(String, String, u64)],
+    ) -> Result<(), StoreError>;
+}
+
+/// Running other programs.
+#[async_trait::async_trait]
+pub trait ProcessPort: Send + Sync + 'static {
+    /// Runs one command to its end; `term` is SIGTERM, `spec.hard_kill` SIGKILL.
+    async fn run(
+        &self,
+        spec: &CommandSpec,
+        term: &CancellationToken,
+        lines: Option<mpsc::Sender<Line>>,
+    ) -> Result<Report, RunError>;
+    /// Runs a gate's commands in order.
+    async fn run_gate(
+        &self,
+        spec: &GateSpec,
+        term: &CancellationToken,
+    ) -> Result<GateResult, RunError>;
+}
+
+/// The three ports of a run.
+#[derive(Clone)]
+pub struct Ports {
+    /// Git.
+    pub git: Arc<dyn GitPort>,
+    /// The journal.
+    pub journal: Arc<dyn JournalPort>,
+    /// Processes.
+    pub procs: Arc<dyn ProcessPort>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ports")
+    }
+}
+
+impl Ports {
+    /// The real adapters.
+    pub fn real(git: Arc<Git>, store: Store) -> Ports {
+        Ports {
+            git,
+            journal: Arc::new(store),
+            procs: Arc::new(RealProcesses),
+        }
+    }
+}
+
+fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+impl GitPort for Git {
+    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), String> {
+        Git::add_worktree(self, branch, base, path).map_err(text)
+    }
+    fn commit_leftovers(
+        &self,
+        worktree: &Path,
+        branch: &str,
+        base: &CommitId,
+        message: &str,
+    ) -> Result<Leftovers, String> {
+        Git::commit_leftovers(self, worktree, branch, base, message).map_err(text)
+    }
+    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
+        Git::checkout_detached(self, path, commit).map_err(text)
+    }
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        style: MergeStyle,
+        message: &str,
+    ) -> Result<MergeOutcome, String> {
+        Git::merge(self, onto, head, style, message).map_err(text)
+    }
+    fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), RefError> {
+        Git::advance_ref(self, reference, expected, new).map_err(|e| match e {
+            GitError::LostRace {
+                actual: Some(actual),
+                ..
+            } => RefError::LostRace { actual },
+            e => RefError::Failed(e.to_string()),
+        })
+    }
+    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String> {
+        Git::remove_worktree(self, path, force).map_err(text)
+    }
+    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), String> {
+        Git::delete_branch(self, branch, force).map_err(text)
+    }
+    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String> {
+        Git::ref_target(self, reference).map_err(text)
+    }
+    fn workdir(&self) -> PathBuf {
+        Git::workdir(self).to_path_buf()
+    }
+}
+
+#[async_trait::async_trait]
+impl JournalPort for Store {
+    async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError> {
+        self.append_run_events(run, events, "orchestrator").await
+    }
+    async fn board_version(&self, run: &RunId) -> Result<i64, StoreError> {
+        Store::board_version(self, run).await
+    }
+    async fn tasks(&self) -> Result<Vec<Task>, StoreError> {
+        Store::tasks(self, &[]).await
+    }
+    async fn pending_controls(&self, run: &RunId) -> Result<Vec<Control>, StoreError> {
+        Store::pending_controls(self, run).await
+    }
+    async fn mark_control_handled(&self, id: i64) -> Result<(), StoreError> {
+        Store::mark_control_handled(self, id).await
+    }
+    async fn renew_lease(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<(), StoreError> {
+        Store::renew_lease(self, run, owner, ttl).await
+    }
+    async fn record_validations(
+        &self,
+        run: &RunId,
+        attempt: AttemptId,
+        stage: Stage,
+        records: &[ValidationRecord],
+    ) -> Result<(), StoreError> {
+        Store::record_validations(self, run, attempt, stage, records).await
+    }
+    async fn record_artifacts(
+        &self,
+        run: &RunId,
+        attempt: AttemptId,
+        files: &[(String, String, u64)],
+    ) -> Result<(), StoreError> {
+        Store::record_artifacts(self, run, attempt, files).await
+    }
+}
+
+/// [`orch_validate`]'s runner.
+#[derive(Debug, Clone, Copy)]
+pub struct RealProcesses;
+
+#[async_trait::async_trait]
+impl ProcessPort for RealProcesses {
+    async fn run(
+        &self,
+        spec: &CommandSpec,
+        term: &CancellationToken,
+        lines: Option<mpsc::Sender<Line>>,
+    ) -> Result<Report, RunError> {
+        orch_validate::run(spec, term, lines).await
+    }
+    async fn run_gate(
+        &self,
+        spec: &GateSpec,
+        term: &CancellationToken,
+    ) -> Result<GateResult, RunError> {
+        orch_validate::run_gate(spec, term).await
+    }
+}

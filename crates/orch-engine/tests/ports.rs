@@ -1,0 +1,651 @@
+//! The run driver over fake ports, on paused tokio time: each test scripts git, the
+//! journal and processes, drives a whole run through `RunDriver`, and checks how the
+//! engine maps what its ports report onto the core's inputs (a lost ref race halts, a
+//! moved branch is the agent's failure, a busy store is waited out or, past its
+//! patience, stops the run, a refused claim skips a task, a broken gate spends no
+//! attempt, SIGKILL follows SIGTERM on the core's timer, steering through the handle).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orch_core::config::{Config, MergeStyle};
+use orch_core::ports::{Leftovers, MergeOutcome};
+use orch_core::run::{
+    AttemptId, CancelScope, CommitId, Input, Journaled, Orchestrator, Policy, RunEvent, RunId,
+    RunState, Stage, TaskSpec, ValidationRecord,
+};
+use orch_core::{Task, TaskId, TaskStatus};
+use orch_engine::ports::{GitPort, JournalPort, Ports, ProcessPort, RefError};
+use orch_engine::{DriverSetup, EngineConfig, EngineError, RunDriver, RunHandle, RunUpdate};
+use orch_store::{Control, StoreError};
+use orch_validate::{
+    CancellationToken, CommandSpec, GateResult, GateSpec, Line, Outcome, Report, RunError,
+};
+use tokio::sync::mpsc;
+
+const INTEGRATION: &str = "refs/heads/orch/r/integration";
+
+/// What the fake world does; everything not scripted succeeds.
+#[derive(Default)]
+struct Script {
+    /// Tasks whose agent moves its branch.
+    moves_branch: Vec<i64>,
+    /// After this many advances, someone else moves the integration ref.
+    ref_stolen_after: Option<usize>,
+    /// Integration checkouts that fail, counted down.
+    broken_checkouts: usize,
+    /// Tasks whose agent runs until killed, ignoring SIGTERM.
+    hangs_ignoring_sigterm: Vec<i64>,
+    /// The journal refuses writes as busy until this virtual instant.
+    busy_until: Option<tokio::time::Instant>,
+}
+
+#[derive(Default)]
+struct World {
+    script: Script,
+    refs: BTreeMap<String, CommitId>,
+    journal: Vec<Journaled>,
+    board: BTreeMap<TaskId, Task>,
+    board_version: i64,
+    advances: usize,
+    agents_run: Vec<AttemptId>,
+    /// (attempt, what) for every signal a fake process saw: `term` or `kill`.
+    signals: Vec<(AttemptId, &'static str)>,
+}
+
+type Shared = Arc<Mutex<World>>;
+
+fn attempt_of(path: &Path) -> AttemptId {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let mut parts = name.trim_start_matches("task-").split('-');
+    AttemptId {
+        task: TaskId(parts.next().unwrap().parse().unwrap()),
+        number: parts.next().unwrap().parse().unwrap(),
+    }
+}
+
+struct FakeGit(Shared);
+struct FakeJournal(Shared);
+struct FakeProcs(Shared);
+
+impl GitPort for FakeGit {
+    fn add_worktree(&self, _: &str, _: &CommitId, path: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())
+    }
+    fn commit_leftovers(
+        &self,
+        wt: &Path,
+        _: &str,
+        _: &CommitId,
+        _: &str,
+    ) -> Result<Leftovers, String> {
+        let a = attempt_of(wt);
+        let moved = self
+            .0
+            .lock()
+            .unwrap()
+            .script
+            .moves_branch
+            .contains(&a.task.0);
+        Ok(Leftovers {
+            head: CommitId(format!("head-{a}")),
+            committed: true,
+            empty: false,
+            branch_moved: moved.then(|| "main".into()),
+            rewrote_history: false,
+        })
+    }
+    fn checkout_detached(&self, _: &Path, _: &CommitId) -> Result<(), String> {
+        let mut w = self.0.lock().unwrap();
+        if w.script.broken_checkouts > 0 {
+            w.script.broken_checkouts -= 1;
+            return Err("No space left on device".into());
+        }
+        Ok(())
+    }
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        _: MergeStyle,
+        _: &str,
+    ) -> Result<MergeOutcome, String> {
+        Ok(MergeOutcome::Clean {
+            commit: CommitId(format!("{onto}+{head}")),
+        })
+    }
+    fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), RefError> {
+        let mut w = self.0.lock().unwrap();
+        if w.script.ref_stolen_after == Some(w.advances) {
+            w.refs.insert(reference.into(), CommitId("stolen".into()));
+        }
+        let actual = w
+            .refs
+            .get(reference)
+            .cloned()
+            .expect("the integration ref exists");
+        if &actual != expected {
+            return Err(RefError::LostRace { actual });
+        }
+        w.refs.insert(reference.into(), new.clone());
+        w.advances += 1;
+        Ok(())
+    }
+    fn remove_worktree(&self, _: &Path, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+    fn delete_branch(&self, _: &str, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String> {
+        Ok(self.0.lock().unwrap().refs.get(reference).cloned())
+    }
+    fn workdir(&self) -> PathBuf {
+        PathBuf::from("/nonexistent")
+    }
+}
+
+#[async_trait::async_trait]
+impl JournalPort for FakeJournal {
+    async fn append(&self, _: &RunId, events: &[Journaled]) -> Result<(), StoreError> {
+        let mut w = self.0.lock().unwrap();
+        if w.script
+            .busy_until
+            .is_some_and(|t| tokio::time::Instant::now() < t)
+        {
+            return Err(StoreError::Busy);
+        }
+        for j in events {
+            if let RunEvent::TaskMoved { task, from, to, .. } = &j.event {
+                let status = w.board.get(task).map(|t| t.status);
+                if *to == TaskStatus::InProgress && status != Some(*from) {
+                    return Err(StoreError::ClaimLost {
+                        task: *task,
+                        expected: from.as_str().into(),
+                        actual: status.map_or("removed".into(), |s| s.as_str().into()),
+                    });
+                }
+                if let Some(t) = w.board.get_mut(task).filter(|t| t.status == *from) {
+                    t.status = *to;
+                }
+            }
+        }
+        w.journal.extend(events.iter().cloned());
+        Ok(())
+    }
+    async fn board_version(&self, _: &RunId) -> Result<i64, StoreError> {
+        Ok(self.0.lock().unwrap().board_version)
+    }
+    async fn tasks(&self) -> Result<Vec<Task>, StoreError> {
+        Ok(self.0.lock().unwrap().board.values().cloned().collect())
+    }
+    async fn pending_controls(&self, _: &RunId) -> Result<Vec<Control>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn mark_control_handled(&self, _: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn renew_lease(&self, _: &RunId, _: &str, _: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn record_validations(
+        &self,
+        _: &RunId,
+        _: AttemptId,
+        _: Stage,
+        _: &[ValidationRecord],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn record_artifacts(
+        &self,
+        _: &RunId,
+        _: AttemptId,
+        _: &[(String, String, u64)],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+fn report(outcome: Outcome) -> Report {
+    Report {
+        outcome,
+        duration: Duration::ZERO,
+        log_path: PathBuf::new(),
+        output_bytes: 0,
+        log_truncated: false,
+        tail: Vec::new(),
+        stdout: None,
+    }
+}
+
+#[async_trait::async_trait]
+impl ProcessPort for FakeProcs {
+    async fn run(
+        &self,
+        spec: &CommandSpec,
+        term: &CancellationToken,
+        lines: Option<mpsc::Sender<Line>>,
+    ) -> Result<Report, RunError> {
+        let a = attempt_of(&spec.cwd);
+        let hangs = {
+            let mut w = self.0.lock().unwrap();
+            w.agents_run.push(a);
+            w.script.hangs_ignoring_sigterm.contains(&a.task.0)
+        };
+        if let Some(l) = lines {
+            let _ = l
+                .send(Line {
+                    stream: orch_validate::Stream::Stdout,
+                    text: format!("working on {a}"),
+                })
+                .await;
+        }
+        let kill = spec
+            .hard_kill
+            .clone()
+            .expect("the engine leaves SIGKILL to the core");
+        if !hangs {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(10)) => return Ok(report(Outcome::Exited(0))),
+                _ = term.cancelled() => {
+                    self.0.lock().unwrap().signals.push((a, "term"));
+                    return Ok(report(Outcome::Canceled));
+                }
+            }
+        }
+        term.cancelled().await;
+        self.0.lock().unwrap().signals.push((a, "term"));
+        kill.cancelled().await;
+        self.0.lock().unwrap().signals.push((a, "kill"));
+        Ok(report(Outcome::Canceled))
+    }
+    async fn run_gate(
+        &self,
+        spec: &GateSpec,
+        _: &CancellationToken,
+    ) -> Result<GateResult, RunError> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(GateResult {
+            stage: spec.stage,
+            passed: true,
+            commands: Vec::new(),
+            skipped: Vec::new(),
+        })
+    }
+}
+
+struct Fx {
+    world: Shared,
+    dir: tempfile::TempDir,
+    handle: RunHandle,
+}
+
+fn task(id: i64) -> Task {
+    Task {
+        id: TaskId(id),
+        key: format!("task-{id}"),
+        title: format!("t{id}"),
+        body: String::new(),
+        status: TaskStatus::Backlog,
+        priority: 0,
+        depends_on: Vec::new(),
+        labels: Vec::new(),
+        touches: Vec::new(),
+        created_at: orch_core::Timestamp(0),
+        updated_at: orch_core::Timestamp(0),
+    }
+}
+
+impl Fx {
+    fn new(tasks: &[i64], script: Script) -> Fx {
+        let mut w = World {
+            script,
+            ..World::default()
+        };
+        w.refs.insert(INTEGRATION.into(), CommitId("c0".into()));
+        for t in tasks {
+            w.board.insert(TaskId(*t), task(*t));
+        }
+        Fx {
+            world: Arc::new(Mutex::new(w)),
+            dir: tempfile::tempdir().unwrap(),
+            handle: RunHandle::new(),
+        }
+    }
+
+    fn driver(&self, patience: Duration) -> RunDriver {
+        let mut config = Config::default();
+        config.run.store_patience = orch_core::config::Duration(patience);
+        let board: Vec<Task> = self.world.lock().unwrap().board.values().cloned().collect();
+        let specs = board.iter().map(TaskSpec::from).collect();
+        let mut orch = Orchestrator::new(RunId("r".into()), Policy::from_config(&config), specs);
+        let _ = orch.handle(
+            orch_core::Timestamp(0),
+            Input::Start {
+                head: CommitId("c0".into()),
+            },
+        );
+        let ports = Ports {
+            git: Arc::new(FakeGit(self.world.clone())),
+            journal: Arc::new(FakeJournal(self.world.clone())),
+            procs: Arc::new(FakeProcs(self.world.clone())),
+        };
+        let setup = DriverSetup {
+            run: RunId("r".into()),
+            engine: EngineConfig {
+                config,
+                worktree_root: self.dir.path().join("wt"),
+                artifacts_root: self.dir.path().join("artifacts"),
+                agent_command: "agent".into(),
+                only_tasks: Vec::new(),
+                fetch_timeout: Duration::from_secs(1),
+            },
+            owner: "orch@test:1:1".into(),
+            lease_ttl: Duration::from_secs(30),
+            tasks: board
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect::<HashMap<_, _>>(),
+            bases: HashMap::new(),
+            template: None,
+        };
+        RunDriver::new(ports, setup, orch, &self.handle)
+    }
+
+    fn events(&self) -> Vec<RunEvent> {
+        self.world
+            .lock()
+            .unwrap()
+            .journal
+            .iter()
+            .map(|j| j.event.clone())
+            .collect()
+    }
+
+    fn status(&self, t: i64) -> Option<TaskStatus> {
+        self.world
+            .lock()
+            .unwrap()
+            .board
+            .get(&TaskId(t))
+            .map(|t| t.status)
+    }
+}
+
+fn patience() -> Duration {
+    Duration::from_secs(120)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_over_fake_ports_lands_every_task() {
+    let fx = Fx::new(&[1, 2], Script::default());
+    let mut sub = fx.handle.subscribe();
+    let orch = fx.driver(patience()).drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    assert_eq!(
+        (fx.status(1), fx.status(2)),
+        (Some(TaskStatus::Done), Some(TaskStatus::Done))
+    );
+    assert_eq!(fx.world.lock().unwrap().advances, 2);
+    // The stream carried the journal and the agents' lines.
+    let (mut journal, mut lines) = (0, 0);
+    while let Some(u) = sub.next().await {
+        match u {
+            RunUpdate::Journal(_) => journal += 1,
+            RunUpdate::Output { .. } => lines += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(journal, fx.events().len());
+    assert!(lines >= 1, "no output line reached the stream");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ref_moved_by_someone_else_halts_the_run_naming_both_commits() {
+    let fx = Fx::new(
+        &[1, 2],
+        Script {
+            ref_stolen_after: Some(1),
+            ..Script::default()
+        },
+    );
+    let orch = fx.driver(patience()).drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Halted);
+    let why = fx
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::RunMoved {
+                to: RunState::Draining,
+                reason,
+                ..
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        why.contains("it is at stolen, where orch left it at c0+head-task-"),
+        "{why}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_that_moves_its_branch_fails_as_the_agent() {
+    let fx = Fx::new(
+        &[1],
+        Script {
+            moves_branch: vec![1],
+            ..Script::default()
+        },
+    );
+    fx.driver(patience()).drive().await.unwrap();
+    assert!(fx.events().iter().any(|e| {
+        e.reason()
+            .contains("agent-error (the agent moved the worktree off its branch")
+    }));
+    assert_eq!(fx.status(1), Some(TaskStatus::Failed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_store_is_waited_out_and_no_work_is_redone() {
+    let fx = Fx::new(&[1, 2], Script::default());
+    fx.world.lock().unwrap().script.busy_until =
+        Some(tokio::time::Instant::now() + Duration::from_secs(5));
+    let orch = fx.driver(patience()).drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    assert_eq!(
+        fx.world.lock().unwrap().agents_run.len(),
+        2,
+        "work was redone"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_busy_past_its_patience_stops_the_run_and_its_agents() {
+    let fx = Fx::new(
+        &[1],
+        Script {
+            hangs_ignoring_sigterm: vec![1],
+            ..Script::default()
+        },
+    );
+    let driver = fx.driver(Duration::from_secs(30));
+    let world = fx.world.clone();
+    tokio::spawn(async move {
+        // Once the agent runs, the store goes away for good.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        world.lock().unwrap().script.busy_until =
+            Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+    });
+    let handle = fx.handle.clone();
+    tokio::spawn(async move {
+        // Its cancel needs a journal write, which the store refuses.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        handle.cancel(CancelScope::Task(TaskId(1)));
+    });
+    let err = driver.drive().await.unwrap_err();
+    assert!(matches!(err, EngineError::StoreUnavailable { .. }), "{err}");
+    assert!(err.to_string().contains("orch run resume r"), "{err}");
+    let signals = fx.world.lock().unwrap().signals.clone();
+    assert!(
+        signals.iter().any(|(_, s)| *s == "kill"),
+        "the agent outlived the driver: {signals:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_claim_skips_the_task_and_the_run_goes_on() {
+    let fx = Fx::new(&[1, 2], Script::default());
+    // A person canceled task 1 after the run read the board, before it claimed.
+    let driver = fx.driver(patience());
+    fx.world
+        .lock()
+        .unwrap()
+        .board
+        .get_mut(&TaskId(1))
+        .unwrap()
+        .status = TaskStatus::Canceled;
+    let orch = driver.drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    assert!(
+        fx.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::ClaimSkipped { task, .. } if *task == TaskId(1)))
+    );
+    assert_eq!(
+        (fx.status(1), fx.status(2)),
+        (Some(TaskStatus::Canceled), Some(TaskStatus::Done))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_integration_checkout_spends_no_attempt() {
+    let fx = Fx::new(
+        &[1],
+        Script {
+            broken_checkouts: 1,
+            ..Script::default()
+        },
+    );
+    let mut cfg_attempts = 0;
+    let orch = fx.driver(patience()).drive().await.unwrap();
+    for e in fx.events() {
+        if let RunEvent::AttemptCreated { .. } = e {
+            cfg_attempts += 1;
+        }
+    }
+    assert_eq!(orch.state(), RunState::Completed);
+    assert_eq!(
+        fx.status(1),
+        Some(TaskStatus::Done),
+        "max_attempts is 2, and only one counted"
+    );
+    assert_eq!(cfg_attempts, 2);
+    assert!(fx.events().iter().any(|e| {
+        e.reason()
+            .contains("the integration gate could not run: could not check out")
+    }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn sigkill_follows_sigterm_on_the_cores_timer() {
+    let fx = Fx::new(
+        &[1],
+        Script {
+            hangs_ignoring_sigterm: vec![1],
+            ..Script::default()
+        },
+    );
+    let driver = fx.driver(patience());
+    let handle = fx.handle.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        handle.cancel(CancelScope::Run);
+    });
+    let started = tokio::time::Instant::now();
+    let orch = driver.drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Canceled);
+    let a = AttemptId {
+        task: TaskId(1),
+        number: 1,
+    };
+    assert_eq!(
+        fx.world.lock().unwrap().signals,
+        vec![(a, "term"), (a, "kill")]
+    );
+    // The policy's kill_grace (10 s) passed between them, on the virtual clock.
+    assert!(
+        started.elapsed() >= Duration::from_secs(11),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fx.status(1),
+        Some(TaskStatus::Backlog),
+        "a canceled run releases its task"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn claiming_pauses_and_resumes_through_the_handle() {
+    let fx = Fx::new(&[1], Script::default());
+    fx.handle.pause_claims();
+    let driver = fx.driver(patience());
+    let (handle, world) = (fx.handle.clone(), fx.world.clone());
+    let resumed = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let ran = world.lock().unwrap().agents_run.len();
+        handle.resume_claims();
+        ran
+    });
+    let orch = driver.drive().await.unwrap();
+    assert_eq!(
+        resumed.await.unwrap(),
+        0,
+        "an agent ran while claiming was paused"
+    );
+    assert_eq!(orch.state(), RunState::Completed);
+    assert_eq!(fx.status(1), Some(TaskStatus::Done));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_removed_mid_run_is_let_go() {
+    let fx = Fx::new(
+        &[1],
+        Script {
+            hangs_ignoring_sigterm: vec![1],
+            ..Script::default()
+        },
+    );
+    let driver = fx.driver(patience());
+    let world = fx.world.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut w = world.lock().unwrap();
+        w.board.remove(&TaskId(1));
+        w.board_version += 1;
+    });
+    let orch = driver.drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    assert!(
+        fx.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::TaskTaken { task, status: None } if *task == TaskId(1)))
+    );
+    assert!(!fx.events().iter().any(|e| matches!(
+        e,
+        RunEvent::TaskMoved {
+            to: TaskStatus::Done,
+            ..
+        }
+    )));
+}
