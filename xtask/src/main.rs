@@ -13,6 +13,7 @@
 
 mod chaos;
 mod e2e;
+mod layers;
 mod tidy;
 
 use std::process::Command;

@@ -45,6 +45,9 @@ pub fn all() -> Result<Vec<String>> {
     problems.extend(core_sources()?);
     problems.extend(file_docs()?);
     problems.extend(library_attributes()?);
+    problems.extend(crate::layers::crate_layers()?);
+    problems.extend(crate::layers::import_cycles()?);
+    problems.extend(crate::layers::sizes()?);
     Ok(problems)
 }
 
@@ -83,7 +86,8 @@ pub fn core_dependencies() -> Result<Vec<String>> {
         .collect())
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every `.rs` file under `dir` (snapshots and build outputs aside).
+pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.is_dir() {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use orch_core::{TaskId, TaskStatus};
+use orch_engine::core::{TaskId, TaskStatus};
 
 /// orch: turn a Kanban board of coding tasks into merged, validated work.
 #[derive(Debug, Parser)]
@@ -121,10 +121,10 @@ pub struct RunArgs {
     pub concurrency: Option<std::num::NonZeroU32>,
     /// `parallel` or `incremental` (one task at a time, each on the last result).
     #[arg(long)]
-    pub mode: Option<orch_core::config::RunMode>,
+    pub mode: Option<orch_engine::core::config::RunMode>,
     /// An agent preset: claude, codex, gemini, aider or opencode.
     #[arg(long, value_name = "PRESET", conflicts_with = "agent_cmd")]
-    pub agent: Option<orch_core::config::Preset>,
+    pub agent: Option<orch_engine::core::config::Preset>,
     /// The agent command template, run with `sh -c`; may use {prompt_file},
     /// {worktree}, {task_id} and {attempt}. Overrides the preset.
     #[arg(long, value_name = "CMD")]
@@ -143,7 +143,7 @@ pub struct RunArgs {
     pub max_attempts: Option<std::num::NonZeroU32>,
     /// `retry`, `block` or `halt`.
     #[arg(long)]
-    pub on_conflict: Option<orch_core::config::OnConflict>,
+    pub on_conflict: Option<orch_engine::core::config::OnConflict>,
     /// Only these tasks (repeatable).
     #[arg(long = "task", value_name = "ID")]
     pub tasks: Vec<TaskId>,
@@ -154,6 +154,10 @@ pub struct RunArgs {
     /// Resume the newest interrupted run (as `orch run resume`) instead of starting one.
     #[arg(long, conflicts_with = "new")]
     pub resume: bool,
+    /// Stream the run's events on stdout as JSON lines (journal events, output lines,
+    /// heartbeats, then the summary), for machines.
+    #[arg(long)]
+    pub json_events: bool,
     /// Start a new run even though an interrupted one holds tasks (they stay with it).
     #[arg(long)]
     pub new: bool,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
 use figment::{Figment, Metadata, Profile};
-use orch_core::config::Config;
+use orch_engine::core::config::Config;
 
 use crate::error::BadInput;
 

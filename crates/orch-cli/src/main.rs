@@ -1,17 +1,17 @@
-//! The `orch` binary: a thin frontend that parses arguments, calls the store (and later
-//! the engine), and formats output.
+//! The `orch` binary: a thin frontend that parses arguments, calls the engine or the
+//! store, and formats output. It depends on `orch-engine` and `orch-store` only.
 //!
 //! Conventions: results on stdout, diagnostics on stderr; exit 0 on success, 2 on bad
 //! input or a refused move, 1 on other failures; `--json` for machine output.
 
 mod cli;
-mod commands;
+mod cmd;
 mod config;
-mod demo;
+mod ctx;
 mod error;
 mod output;
 mod repo;
-mod run;
+mod reporter;
 mod template;
 
 use std::process::ExitCode;
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime can always be built on a supported platform");
-    match rt.block_on(commands::run(cli)) {
+    match rt.block_on(cmd::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let code = error::exit_code(&err);

@@ -346,6 +346,66 @@ fn a_ref_moved_outside_orch_is_reported_not_trusted() {
     assert!(events.contains("moved outside orch"), "{events}");
 }
 
+#[test]
+fn json_events_stream_the_run_as_json_lines() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "one"]);
+    s.ok(&["task", "add", "two"]);
+    let agent = "echo hello from $ORCH_TASK_ID; echo x > t$ORCH_TASK_ID.txt";
+    let out = s
+        .cmd(&["run", "--json-events", "--agent-cmd", agent])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types.last(), Some(&"summary"), "{types:?}");
+    assert_eq!(types[types.len() - 2], "ended", "{types:?}");
+    let journal: Vec<&Value> = lines.iter().filter(|l| l["type"] == "journal").collect();
+    assert!(
+        journal.iter().any(|l| l["kind"] == "run.head_advanced"),
+        "{lines:#?}"
+    );
+    let dones = journal
+        .iter()
+        .filter(|l| l["event"]["event"] == "task_moved" && l["event"]["to"] == "done")
+        .count();
+    assert_eq!(dones, 2, "{lines:#?}");
+    // The journal on the stream is the journal in the store, event for event.
+    let stored = s.json(&[
+        "events",
+        "--run",
+        lines.last().unwrap()["run"].as_str().unwrap(),
+    ]);
+    let kinds = |v: &[&Value]| {
+        v.iter()
+            .map(|l| l["kind"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let stored: Vec<&Value> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !["run.created", "lease.acquired"].contains(&e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds(&journal), kinds(&stored));
+    assert!(
+        lines.iter().any(|l| l["type"] == "output"
+            && l["line"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("hello from"))),
+        "no agent output line: {lines:#?}"
+    );
+}
+
 /// SIGTERM and SIGHUP without another dependency.
 mod nix_signal {
     pub enum Sig {

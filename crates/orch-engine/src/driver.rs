@@ -24,11 +24,11 @@ use orch_validate::Artifacts;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::exec::{self, Ctx, Stop, Work};
+use crate::exec::{self, Ctx, Stop};
 use crate::handle::Steer;
 use crate::lease::{self, Owner};
 use crate::ports::Ports;
-use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now, planner};
+use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now};
 
 /// One store operation of the lane.
 enum Lane {
@@ -355,67 +355,13 @@ impl RunDriver {
         }
     }
 
-    /// Starts one command's work in the run's `JoinSet`.
+    /// Starts one command's work in the run's `JoinSet`; an abort signals at once.
     fn execute(&mut self, cmd: Command) {
-        let ctx = self.ctx.clone();
-        let work: Work = match cmd {
-            Command::Persist(_)
-            | Command::Claim { .. }
-            | Command::RefreshBoard
-            | Command::Finish { .. } => {
-                unreachable!("the lane and the loop handle these")
-            }
-            Command::Provision {
-                attempt,
-                branch,
-                base,
-            } => {
-                self.bases.insert(attempt, base.clone());
-                Box::pin(async move {
-                    Some(exec::worktree::provision(ctx, attempt, branch, base).await)
-                })
-            }
-            Command::SpawnAgent {
-                attempt,
-                note,
-                previous_failure,
-            } => {
-                let stop = self.stop_for(attempt);
-                let base = self
-                    .bases
-                    .get(&attempt)
-                    .cloned()
-                    .unwrap_or(CommitId(String::new()));
-                Box::pin(async move {
-                    Some(exec::agent::spawn(ctx, attempt, base, note, previous_failure, stop).await)
-                })
-            }
-            Command::RunGate {
-                attempt,
-                stage,
-                commit,
-            } => {
-                let stop = self.stop_for(attempt);
-                Box::pin(
-                    async move { Some(exec::gate::run(ctx, attempt, stage, commit, stop).await) },
-                )
-            }
-            Command::Merge {
-                attempt,
-                onto,
-                head,
-            } => Box::pin(async move { Some(exec::merge::merge(ctx, attempt, onto, head).await) }),
-            Command::AdvanceRef {
-                attempt,
-                expected,
-                new,
-            } => Box::pin(
-                async move { Some(exec::merge::advance(ctx, attempt, expected, new).await) },
-            ),
+        let stop = match &cmd {
             Command::Abort { attempt, hard } => {
                 // The core decides when SIGKILL follows SIGTERM; the runner has no grace.
-                if let Some(s) = self.stops.get(&attempt) {
-                    if hard {
+                if let Some(s) = self.stops.get(attempt) {
+                    if *hard {
                         s.kill.cancel()
                     } else {
                         s.term.cancel()
@@ -423,26 +369,21 @@ impl RunDriver {
                 }
                 return;
             }
-            Command::Cleanup {
-                attempt,
-                remove_worktree,
-                delete_branch,
-                retention,
-            } => Box::pin(async move {
-                Some(
-                    exec::cleanup::cleanup(ctx, attempt, remove_worktree, delete_branch, retention)
-                        .await,
-                )
-            }),
-            Command::AskPlanner {
-                request,
-                claimable,
-                free_slots,
-            } => Box::pin(async move {
-                Some(planner::ask(ctx, request, claimable, free_slots, Stop::default()).await)
-            }),
+            Command::Provision { attempt, base, .. } => {
+                self.bases.insert(*attempt, base.clone());
+                Stop::default()
+            }
+            Command::SpawnAgent { attempt, .. } | Command::RunGate { attempt, .. } => {
+                self.stop_for(*attempt)
+            }
+            _ => Stop::default(),
         };
-        self.work.spawn(work);
+        let base = match &cmd {
+            Command::SpawnAgent { attempt, .. } => self.bases.get(attempt).cloned(),
+            _ => None,
+        };
+        self.work
+            .spawn(exec::work(self.ctx.clone(), cmd, stop, base));
     }
 
     fn stop_for(&mut self, attempt: AttemptId) -> Stop {

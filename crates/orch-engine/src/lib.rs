@@ -9,6 +9,7 @@
 //! - [`ports`]: git, the journal and processes, as the driver sees them;
 //! - [`lease`]: the owner, the heartbeat, interrupted runs;
 //! - [`resume`]: resume and its reconciliation;
+//! - [`setup`]: the agent command, worktree root and run a frontend starts;
 //! - [`stored`]: the typed record of how a run was started;
 //! - [`layout`]: branch and worktree paths;
 //! - [`error`]: the engine's errors.
@@ -27,6 +28,7 @@ pub mod ports;
 pub mod presets;
 pub mod prompt;
 pub mod resume;
+pub mod setup;
 pub mod stored;
 
 use std::collections::HashMap;

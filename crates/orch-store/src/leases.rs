@@ -135,31 +135,7 @@ impl Store {
                 Acquired::TookOver { previous: l, why }
             }
         };
-        // A renewal is not journaled; an acquisition and a takeover are.
-        let journaled = match &acquired {
-            Acquired::Fresh => Some((LEASE_ACQUIRED, format!("{owner} drives the run"))),
-            Acquired::Renewed => None,
-            Acquired::TookOver { previous, why } => Some((
-                LEASE_TAKEN_OVER,
-                format!("{owner} took the run over from {}: {why}", previous.owner),
-            )),
-        };
-        if let Some((kind, reason)) = journaled {
-            event::ActiveModel {
-                seq: NotSet,
-                at: Set(at.as_millis()),
-                run_id: Set(Some(run.0.clone())),
-                task_id: Set(None),
-                attempt: Set(None),
-                kind: Set(kind.into()),
-                reason: Set(reason),
-                actor: Set(owner.into()),
-                payload: Set(serde_json::json!({ "owner": owner }).to_string()),
-            }
-            .insert(&txn)
-            .await
-            .map_err(|e| StoreError::from_db(e, "journaling a lease"))?;
-        }
+        journal_acquisition(&txn, run, owner, &acquired, at).await?;
         txn.commit()
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))?;
@@ -250,4 +226,37 @@ async fn bump(
             expires_in_ms: 0,
         })
     }
+}
+
+/// Journals an acquisition or a takeover; a renewal is not journaled.
+async fn journal_acquisition<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    run: &RunId,
+    owner: &str,
+    acquired: &Acquired,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let (kind, reason) = match acquired {
+        Acquired::Fresh => (LEASE_ACQUIRED, format!("{owner} drives the run")),
+        Acquired::Renewed => return Ok(()),
+        Acquired::TookOver { previous, why } => (
+            LEASE_TAKEN_OVER,
+            format!("{owner} took the run over from {}: {why}", previous.owner),
+        ),
+    };
+    event::ActiveModel {
+        seq: NotSet,
+        at: Set(at.as_millis()),
+        run_id: Set(Some(run.0.clone())),
+        task_id: Set(None),
+        attempt: Set(None),
+        kind: Set(kind.into()),
+        reason: Set(reason),
+        actor: Set(owner.into()),
+        payload: Set(serde_json::json!({ "owner": owner }).to_string()),
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| StoreError::from_db(e, "journaling a lease"))?;
+    Ok(())
 }

@@ -129,24 +129,7 @@ pub(crate) async fn project<C: ConnectionTrait>(
             attempt: a,
             branch,
             base,
-        } => {
-            attempt::ActiveModel {
-                run_id: Set(run.0.clone()),
-                task_id: Set(a.task.0),
-                number: Set(a.number as i32),
-                branch: Set(branch.clone()),
-                base: Set(base.0.clone()),
-                head: Set(None),
-                merge_commit: Set(None),
-                state: Set("queued".into()),
-                failure: Set(None),
-                created_at: Set(at.as_millis()),
-                updated_at: Set(at.as_millis()),
-            }
-            .insert(db_)
-            .await
-            .map_err(db("projecting an attempt"))?;
-        }
+        } => insert_attempt(db_, run, *a, branch, base, at).await?,
         RunEvent::AttemptMoved { attempt: a, to, .. } => {
             let mut m = key(a);
             m.state = Set(format!("{:?}", to.phase()).to_lowercase());
@@ -187,26 +170,63 @@ pub(crate) async fn project<C: ConnectionTrait>(
         RunEvent::ProposalJudged {
             proposal: p,
             verdict,
-        } => {
-            let (v, reason) = match verdict {
-                Verdict::Accepted => ("accepted", String::new()),
-                Verdict::Rejected { reason } => ("rejected", reason.clone()),
-            };
-            proposal::ActiveModel {
-                id: NotSet,
-                run_id: Set(run.0.clone()),
-                task_id: Set(e.task().map(|t| t.0)),
-                proposal: Set(serde_json::to_string(p).expect("proposals serialise")),
-                verdict: Set(v.into()),
-                reason: Set(reason),
-                at: Set(at.as_millis()),
-            }
-            .insert(db_)
-            .await
-            .map_err(db("projecting a proposal"))?;
-        }
+        } => insert_proposal(db_, run, e, p, verdict, at).await?,
         _ => {}
     }
+    Ok(())
+}
+
+async fn insert_attempt<C: ConnectionTrait>(
+    db_: &C,
+    run: &RunId,
+    a: AttemptId,
+    branch: &str,
+    base: &orch_core::run::CommitId,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    attempt::ActiveModel {
+        run_id: Set(run.0.clone()),
+        task_id: Set(a.task.0),
+        number: Set(a.number as i32),
+        branch: Set(branch.to_owned()),
+        base: Set(base.0.clone()),
+        head: Set(None),
+        merge_commit: Set(None),
+        state: Set("queued".into()),
+        failure: Set(None),
+        created_at: Set(at.as_millis()),
+        updated_at: Set(at.as_millis()),
+    }
+    .insert(db_)
+    .await
+    .map_err(db("projecting an attempt"))?;
+    Ok(())
+}
+
+async fn insert_proposal<C: ConnectionTrait>(
+    db_: &C,
+    run: &RunId,
+    e: &RunEvent,
+    p: &orch_core::run::Proposal,
+    verdict: &Verdict,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let (v, reason) = match verdict {
+        Verdict::Accepted => ("accepted", String::new()),
+        Verdict::Rejected { reason } => ("rejected", reason.clone()),
+    };
+    proposal::ActiveModel {
+        id: NotSet,
+        run_id: Set(run.0.clone()),
+        task_id: Set(e.task().map(|t| t.0)),
+        proposal: Set(serde_json::to_string(p).expect("proposals serialise")),
+        verdict: Set(v.into()),
+        reason: Set(reason),
+        at: Set(at.as_millis()),
+    }
+    .insert(db_)
+    .await
+    .map_err(db("projecting a proposal"))?;
     Ok(())
 }
 

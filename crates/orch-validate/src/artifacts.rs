@@ -189,56 +189,11 @@ impl Artifacts {
         retention: Retention,
         live: &BTreeSet<RunId>,
     ) -> Result<GcReport, ArtifactError> {
-        let mut runs: Vec<(SystemTime, PathBuf, bool)> = subdirs(&self.root)?
-            .into_iter()
-            .map(|p| {
-                let t = newest_file(&p)
-                    .or_else(|| p.metadata().and_then(|m| m.modified()).ok())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (t, p, live.contains(&RunId(name)))
-            })
-            .collect();
-        runs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-        let mut attempts = Vec::new();
-        for (i, (_, run, is_live)) in runs.iter().enumerate() {
-            for task in subdirs(run)? {
-                if task
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .map(TaskId)
-                    .is_none()
-                {
-                    continue;
-                }
-                for a in subdirs(&task)? {
-                    let kept = match std::fs::read_to_string(a.join(OUTCOME_FILE)) {
-                        Ok(s) if s.trim() == "succeeded" => Kept::Succeeded,
-                        _ => Kept::Failed,
-                    };
-                    attempts.push(AttemptDir {
-                        bytes: dir_bytes(&a),
-                        path: a,
-                        run_index: i,
-                        kept,
-                        live: *is_live,
-                    });
-                }
-            }
-        }
+        let runs = self.runs_newest_first(live)?;
+        let attempts = attempt_dirs(&runs)?;
         let keep_runs = retention.keep_runs as usize;
         let keep_failed = keep_runs.saturating_mul(retention.failed_factor.max(1) as usize);
         let mut report = GcReport::default();
-        let remove = |a: &AttemptDir, report: &mut GcReport| -> Result<(), ArtifactError> {
-            std::fs::remove_dir_all(&a.path).map_err(io("removing", &a.path))?;
-            report.freed_bytes += a.bytes;
-            report.removed.push(a.path.clone());
-            Ok(())
-        };
         let mut left = Vec::new();
         for a in attempts {
             let too_old = match a.kept {
@@ -279,4 +234,65 @@ impl Artifacts {
         }
         Ok(report)
     }
+
+    /// Every run directory, newest first by its newest file, and whether it is live.
+    fn runs_newest_first(
+        &self,
+        live: &BTreeSet<RunId>,
+    ) -> Result<Vec<(SystemTime, PathBuf, bool)>, ArtifactError> {
+        let mut runs: Vec<(SystemTime, PathBuf, bool)> = subdirs(&self.root)?
+            .into_iter()
+            .map(|p| {
+                let t = newest_file(&p)
+                    .or_else(|| p.metadata().and_then(|m| m.modified()).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (t, p, live.contains(&RunId(name)))
+            })
+            .collect();
+        runs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        Ok(runs)
+    }
+}
+
+/// Every attempt directory of `runs`, with its size and retention class.
+fn attempt_dirs(runs: &[(SystemTime, PathBuf, bool)]) -> Result<Vec<AttemptDir>, ArtifactError> {
+    let mut attempts = Vec::new();
+    for (i, (_, run, is_live)) in runs.iter().enumerate() {
+        for task in subdirs(run)? {
+            let is_task = task
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<i64>().ok())
+                .map(TaskId)
+                .is_some();
+            if !is_task {
+                continue;
+            }
+            for a in subdirs(&task)? {
+                let kept = match std::fs::read_to_string(a.join(OUTCOME_FILE)) {
+                    Ok(s) if s.trim() == "succeeded" => Kept::Succeeded,
+                    _ => Kept::Failed,
+                };
+                attempts.push(AttemptDir {
+                    bytes: dir_bytes(&a),
+                    path: a,
+                    run_index: i,
+                    kept,
+                    live: *is_live,
+                });
+            }
+        }
+    }
+    Ok(attempts)
+}
+
+fn remove(a: &AttemptDir, report: &mut GcReport) -> Result<(), ArtifactError> {
+    std::fs::remove_dir_all(&a.path).map_err(io("removing", &a.path))?;
+    report.freed_bytes += a.bytes;
+    report.removed.push(a.path.clone());
+    Ok(())
 }

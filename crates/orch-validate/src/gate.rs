@@ -7,7 +7,8 @@ use std::time::Duration;
 use orch_core::run::Stage;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{CommandSpec, Environment, Outcome, Program, RunError, run};
+use crate::pump::run;
+use crate::runner::{CommandSpec, Environment, Outcome, Program, RunError};
 
 /// A gate to run.
 #[derive(Debug, Clone)]

@@ -13,10 +13,12 @@ pub mod artifacts;
 pub mod gate;
 mod log;
 pub mod procs;
+mod pump;
 pub mod runner;
 
 pub use artifacts::{Artifacts, GcReport, Kept, Retention};
 pub use gate::{CommandResult, GateResult, GateSpec, run_gate};
 pub use procs::{RUN_TAG, Stopped, TaggedProcess};
-pub use runner::{CommandSpec, Environment, Line, Outcome, Program, Report, RunError, Stream, run};
+pub use pump::run;
+pub use runner::{CommandSpec, Environment, Line, Outcome, Program, Report, RunError, Stream};
 pub use tokio_util::sync::CancellationToken;

@@ -68,10 +68,9 @@ fn kept(k: &[orch_engine::core::cleanup::Kept]) -> Vec<KeptJson<'_>> {
         .collect()
 }
 
-/// Prints what a cleanup would do.
-pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
-    if json {
-        return super::print_json(&PreviewJson {
+impl<'a> PreviewJson<'a> {
+    fn new(p: &'a Preview) -> PreviewJson<'a> {
+        PreviewJson {
             worktrees: p
                 .worktrees
                 .iter()
@@ -109,7 +108,14 @@ pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
                 })
                 .collect(),
             kept: kept(&p.kept),
-        });
+        }
+    }
+}
+
+/// Prints what a cleanup would do.
+pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(&PreviewJson::new(p));
     }
     if p.worktrees.is_empty()
         && p.branches.is_empty()

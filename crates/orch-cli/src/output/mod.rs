@@ -2,11 +2,15 @@
 //! here, so a library change cannot silently change what scripts parse.
 
 pub mod cleanup;
+pub mod run;
+mod task;
+
+pub use task::{BoardJson, CancelRequested, ImportJson, Removed, TaskShowJson};
 
 use std::collections::BTreeMap;
 
-use orch_core::event::Event;
-use orch_core::{Task, TaskId, TaskStatus};
+use orch_engine::core::event::Event;
+use orch_engine::core::{Task, TaskId, TaskStatus};
 use serde::Serialize;
 
 /// A task in `task list --json` and `task show --json`.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::io::{Proposal, Verdict};
+use super::proposal::{Proposal, Verdict};
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, RunState};
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::Journaled;
+use super::proposal::Proposal;
 use super::types::{AttemptId, CommitId, FailureKind, RunState};
 use crate::task::{Task, TaskId, TaskStatus};
 
@@ -182,45 +183,6 @@ pub enum CancelScope {
     Run,
     /// One task's live attempt; the task becomes `canceled`.
     Task(TaskId),
-}
-
-/// A planner's proposal. The planner proposes; the core decides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Proposal {
-    /// Claim a task now, optionally with a note for the agent's prompt.
-    Claim {
-        /// The task.
-        task: TaskId,
-        /// Extra prompt text.
-        #[serde(default)]
-        note: Option<String>,
-    },
-    /// Leave a task for later.
-    Defer {
-        /// The task.
-        task: TaskId,
-        /// Why.
-        reason: String,
-    },
-    /// Claim nothing more in this run.
-    StopClaiming {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// The core's decision on a proposal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum Verdict {
-    /// Acted on.
-    Accepted,
-    /// Refused, with the reason.
-    Rejected {
-        /// Why.
-        reason: String,
-    },
 }
 
 /// An input, fed with the current time to [`super::Orchestrator::handle`].

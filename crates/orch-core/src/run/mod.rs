@@ -48,6 +48,7 @@ mod journal;
 mod outcome;
 mod planner;
 mod policy;
+mod proposal;
 mod resume;
 mod scheduler;
 mod timers;
@@ -57,12 +58,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use event::{Journaled, RunEvent};
 pub use io::{
-    AgentExit, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult, Proposal,
-    RefResult, Retention, Stage, TaskSpec, ValidationRecord, Verdict,
+    AgentExit, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult, RefResult,
+    Retention, Stage, TaskSpec, ValidationRecord,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
 pub use outcome::INFRA_STREAK_HALT;
 pub use policy::{Backoff, Policy, RetryPolicy, globs_may_overlap, touches_overlap};
+pub use proposal::{Proposal, Verdict};
 pub use types::{
     AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, IllegalTransition, RunId,
     RunState, check_attempt, check_run,
@@ -387,6 +389,30 @@ impl Orchestrator {
             }
         }
         Ok(())
+    }
+
+    /// Fires every deadline that has passed by `now`, earliest first.
+    fn fire_deadlines(&mut self, now: Timestamp) {
+        while let Some(d) = self.timers.pop_due(now) {
+            match d {
+                Deadline::Op(a) => match self.attempts.get(a).and_then(|at| at.op()) {
+                    Some(Op::Agent) => self.abort(a, Abort::Timeout("agent")),
+                    Some(Op::Gate(stage)) => self.abort(a, Abort::Timeout(stage.as_str())),
+                    _ => {}
+                },
+                Deadline::Grace(a) => {
+                    if self.attempts.get(a).is_some_and(|at| at.has_process()) {
+                        self.kill(a, true);
+                    }
+                }
+                Deadline::Retry(_) => self.planner.bump_epoch(),
+                Deadline::Planner(request) => {
+                    if self.planner.waiting == Some(request) {
+                        self.planner_fallback(request, "the planner timed out");
+                    }
+                }
+            }
+        }
     }
 
     fn begin_drain(&mut self, why: Drain, reason: &str) {

@@ -4,7 +4,8 @@
 
 use super::Orchestrator;
 use super::event::RunEvent;
-use super::io::{Command, Proposal, Verdict};
+use super::io::Command;
+use super::proposal::{Proposal, Verdict};
 use super::timers::{Deadline, after};
 use super::types::RunState;
 use super::{Drain, policy::touches_overlap};

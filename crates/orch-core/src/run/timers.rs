@@ -5,8 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::Orchestrator;
-use super::attempt::{Abort, Op};
 use super::types::AttemptId;
 use crate::task::TaskId;
 use crate::time::Timestamp;
@@ -66,7 +64,7 @@ impl Timers {
     }
 
     /// Removes and returns the earliest deadline due by `now`.
-    fn pop_due(&mut self, now: Timestamp) -> Option<Deadline> {
+    pub(super) fn pop_due(&mut self, now: Timestamp) -> Option<Deadline> {
         let &(t, d) = self.by_time.first()?;
         if t > now {
             return None;
@@ -74,31 +72,5 @@ impl Timers {
         self.by_time.remove(&(t, d));
         self.by_key.remove(&d);
         Some(d)
-    }
-}
-
-impl Orchestrator {
-    /// Fires every deadline that has passed by `now`, earliest first.
-    pub(super) fn fire_deadlines(&mut self, now: Timestamp) {
-        while let Some(d) = self.timers.pop_due(now) {
-            match d {
-                Deadline::Op(a) => match self.attempts.get(a).and_then(|at| at.op()) {
-                    Some(Op::Agent) => self.abort(a, Abort::Timeout("agent")),
-                    Some(Op::Gate(stage)) => self.abort(a, Abort::Timeout(stage.as_str())),
-                    _ => {}
-                },
-                Deadline::Grace(a) => {
-                    if self.attempts.get(a).is_some_and(|at| at.has_process()) {
-                        self.kill(a, true);
-                    }
-                }
-                Deadline::Retry(_) => self.planner.bump_epoch(),
-                Deadline::Planner(request) => {
-                    if self.planner.waiting == Some(request) {
-                        self.planner_fallback(request, "the planner timed out");
-                    }
-                }
-            }
-        }
     }
 }

@@ -7,13 +7,14 @@ pub(crate) mod agent;
 pub(crate) mod cleanup;
 pub(crate) mod gate;
 pub(crate) mod merge;
+pub(crate) mod planner;
 pub(crate) mod worktree;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use orch_core::run::{AttemptId, CommitId, Input, Policy, RunId};
+use orch_core::run::{AttemptId, Command, CommitId, Input, Policy, RunId};
 use orch_core::{Task, TaskId};
 use orch_validate::{Artifacts, CancellationToken, Environment};
 use tokio::sync::Semaphore;
@@ -111,3 +112,62 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// What a spawned piece of work returns: an input for the core, if any.
 pub(crate) type Work = std::pin::Pin<Box<dyn std::future::Future<Output = Option<Input>> + Send>>;
+
+/// The work of one command; `stop` signals its process, `base` is an agent's base.
+pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitId>) -> Work {
+    match cmd {
+        Command::Provision {
+            attempt,
+            branch,
+            base,
+        } => Box::pin(async move { Some(worktree::provision(ctx, attempt, branch, base).await) }),
+        Command::SpawnAgent {
+            attempt,
+            note,
+            previous_failure,
+        } => {
+            let base = base.unwrap_or(CommitId(String::new()));
+            Box::pin(async move {
+                Some(agent::spawn(ctx, attempt, base, note, previous_failure, stop).await)
+            })
+        }
+        Command::RunGate {
+            attempt,
+            stage,
+            commit,
+        } => Box::pin(async move { Some(gate::run(ctx, attempt, stage, commit, stop).await) }),
+        Command::Merge {
+            attempt,
+            onto,
+            head,
+        } => Box::pin(async move { Some(merge::merge(ctx, attempt, onto, head).await) }),
+        Command::AdvanceRef {
+            attempt,
+            expected,
+            new,
+        } => Box::pin(async move { Some(merge::advance(ctx, attempt, expected, new).await) }),
+        Command::Cleanup {
+            attempt,
+            remove_worktree,
+            delete_branch,
+            retention,
+        } => Box::pin(async move {
+            let r = cleanup::cleanup(ctx, attempt, remove_worktree, delete_branch, retention);
+            Some(r.await)
+        }),
+        Command::AskPlanner {
+            request,
+            claimable,
+            free_slots,
+        } => {
+            Box::pin(
+                async move { Some(planner::ask(ctx, request, claimable, free_slots, stop).await) },
+            )
+        }
+        Command::Persist(_)
+        | Command::Claim { .. }
+        | Command::RefreshBoard
+        | Command::Abort { .. }
+        | Command::Finish { .. } => unreachable!("the driver's loop and lane handle these"),
+    }
+}

@@ -11,16 +11,18 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use orch_store::Store;
+use orch_engine::setup::Target;
 
+use super::board::parse_board;
+use super::init::init_repo;
 use crate::cli::{DemoArgs, RunArgs};
-use crate::commands::{Ctx, init_repo, parse_board};
+use crate::ctx::Ctx;
 use crate::error::BadInput;
 use crate::output;
 use crate::repo::Repo;
 
 /// The demo board, also at `examples/demo/board.toml`.
-const DEMO_BOARD: &str = include_str!("../../../examples/demo/board.toml");
+const DEMO_BOARD: &str = include_str!("../../../../examples/demo/board.toml");
 
 const TESTS_SH: &str = r#"# The calculator's tests: each function is checked once it exists.
 set -e
@@ -62,8 +64,40 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
 }
 
 /// Runs the demo and returns the run's exit code.
-pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
-    let dir = match args.dir {
+pub(crate) async fn demo(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
+    let dir = demo_dir(args.dir)?;
+    let exe = std::env::current_exe().context("finding the orch binary")?;
+    make_repo(&dir, &exe)?;
+    let repo = Repo::discover(Some(&dir))?;
+    init_repo(&repo, &[]).await?;
+    let demo_ctx = Ctx {
+        repo: Some(dir.clone()),
+        set: Vec::new(),
+        json: ctx.json,
+    };
+    let opened = demo_ctx.open().await?;
+    let board = parse_board("examples/demo/board.toml", DEMO_BOARD)?;
+    let report = opened.store.import_board(&board, "demo").await?;
+    eprintln!("orch demo: a throwaway repository at {}", dir.display());
+    eprintln!(
+        "orch demo: {} tasks imported; running them with the scripted agent\n",
+        report.created.len()
+    );
+    let target = Target::New {
+        beside_interrupted: false,
+    };
+    let (code, summary) = super::run::start(&demo_ctx, &run_args(), &opened, target).await?;
+    let tasks = opened.store.tasks(&[]).await?;
+    opened.store.close().await?;
+    if !ctx.json {
+        tour(&dir, &exe, &summary, &tasks);
+    }
+    Ok(code)
+}
+
+/// `--dir`, which must be new or empty, or a fresh temporary directory.
+fn demo_dir(dir: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    match dir {
         Some(d) => {
             if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
                 return Err(BadInput(format!(
@@ -73,32 +107,28 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
                 .into());
             }
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-            d.canonicalize()?
+            Ok(d.canonicalize()?)
         }
-        None => tempfile::Builder::new()
+        None => Ok(tempfile::Builder::new()
             .prefix("orch-demo-")
             .tempdir()
             .context("creating a temporary directory")?
-            .keep(),
-    };
-    git(&dir, &["init", "-q", "-b", "main"])?;
+            .keep()),
+    }
+}
+
+/// The calculator repository, with its tests and an `orch.toml` for the demo.
+fn make_repo(dir: &Path, exe: &Path) -> Result<()> {
+    git(dir, &["init", "-q", "-b", "main"])?;
     std::fs::write(
         dir.join("README.md"),
         "# calc\n\nA tiny calculator, built by agents.\n",
     )?;
     std::fs::write(dir.join("calc.sh"), "# calc: arithmetic in sh\n")?;
     std::fs::write(dir.join("tests.sh"), TESTS_SH)?;
-    git(&dir, &["add", "-A"])?;
-    git(
-        &dir,
-        &[
-            "commit",
-            "-q",
-            "-m",
-            "A calculator with tests and no functions yet",
-        ],
-    )?;
-    let exe = std::env::current_exe().context("finding the orch binary")?;
+    git(dir, &["add", "-A"])?;
+    let message = "A calculator with tests and no functions yet";
+    git(dir, &["commit", "-q", "-m", message])?;
     let orch_toml = format!(
         "# Written by `orch demo`.\n\n[run]\nconcurrency = 4\n\n[agent]\n# The scripted agent runs each task's ```sh block.\ncommand = {}\ntimeout = \"2m\"\n\n[validate]\nworker = [\"sh tests.sh\"]\nintegration = [\"sh tests.sh\"]\ntimeout = \"1m\"\n\n[policy]\nmax_attempts = 2\nbackoff = \"1s\"\n\n[worktrees]\n# Beside the demo repository, so the demo leaves nothing in your data directory.\nroot = {}\n",
         toml_string(&format!(
@@ -108,26 +138,13 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
         toml_string(&format!("{}.worktrees", dir.display()))
     );
     std::fs::write(dir.join("orch.toml"), orch_toml)?;
-    git(&dir, &["add", "orch.toml"])?;
-    git(&dir, &["commit", "-q", "-m", "Configure orch"])?;
+    git(dir, &["add", "orch.toml"])?;
+    git(dir, &["commit", "-q", "-m", "Configure orch"])
+}
 
-    let repo = Repo::discover(Some(&dir))?;
-    let (_, loc) = init_repo(&repo, &[]).await?;
-    let board = parse_board("examples/demo/board.toml", DEMO_BOARD)?;
-    let store = Store::open(&loc).await?;
-    let report = store.import_board(&board, "demo").await?;
-    eprintln!("orch demo: a throwaway repository at {}", dir.display());
-    eprintln!(
-        "orch demo: {} tasks imported; running them with the scripted agent\n",
-        report.created.len()
-    );
-
-    let demo_ctx = Ctx {
-        repo: Some(dir.clone()),
-        set: Vec::new(),
-        json: ctx.json,
-    };
-    let args = RunArgs {
+/// `orch run` with no flags: the demo's `orch.toml` says it all.
+fn run_args() -> RunArgs {
+    RunArgs {
         command: None,
         concurrency: None,
         mode: None,
@@ -141,40 +158,37 @@ pub async fn run(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
         tasks: Vec::new(),
         planner: None,
         resume: false,
+        json_events: false,
         new: false,
-    };
-    let (code, summary) = crate::run::start(
-        &demo_ctx,
-        &args,
-        &repo,
-        store.clone(),
-        crate::run::Target::New,
-    )
-    .await?;
-    let run = &summary.run;
-    let tasks = store.tasks(&[]).await?;
-    store.close().await?;
-    if !ctx.json {
-        println!();
-        print!("{}", output::render_board(&tasks, 80));
-        println!();
-        println!("Look around:");
-        println!("  cd {}", dir.display());
-        println!(
-            "  git log --oneline --graph {}        # the validated work",
-            summary.integration_branch
-        );
-        println!(
-            "  {} run show {run}        # every attempt, and why some failed",
-            exe.display()
-        );
-        println!("  ls .orch/artifacts/{run}/*/*/        # prompts and logs");
-        println!(
-            "  ls {}.worktrees/{run}/        # failed attempts' worktrees, kept for inspection",
-            dir.display()
-        );
     }
-    Ok(code)
+}
+
+/// Where to look once the demo has run.
+fn tour(
+    dir: &Path,
+    exe: &Path,
+    summary: &orch_engine::RunSummary,
+    tasks: &[orch_engine::core::Task],
+) {
+    let run = &summary.run;
+    println!();
+    print!("{}", output::render_board(tasks, 80));
+    println!();
+    println!("Look around:");
+    println!("  cd {}", dir.display());
+    println!(
+        "  git log --oneline --graph {}        # the validated work",
+        summary.integration_branch
+    );
+    println!(
+        "  {} run show {run}        # every attempt, and why some failed",
+        exe.display()
+    );
+    println!("  ls .orch/artifacts/{run}/*/*/        # prompts and logs");
+    println!(
+        "  ls {}.worktrees/{run}/        # failed attempts' worktrees, kept for inspection",
+        dir.display()
+    );
 }
 
 /// A TOML basic string.

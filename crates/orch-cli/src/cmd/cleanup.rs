@@ -1,0 +1,28 @@
+//! `orch cleanup [--dry-run] [--force]`: removes what no live attempt uses; keeps
+//! integration branches, and says what it kept and why. The core plans it
+//! (`orch_engine::core::cleanup::plan`); the engine carries it out.
+
+use anyhow::Result;
+use orch_engine::cleanup::{CleanupOptions, apply, preview};
+
+use crate::cli::CleanupArgs;
+use crate::ctx::Ctx;
+use crate::output;
+
+/// Runs `orch cleanup`.
+pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
+    let opened = ctx.open().await?;
+    let cfg = &opened.config.config;
+    let opts = CleanupOptions {
+        worktree_root: cfg.worktrees.root.clone(),
+        keep_failed: cfg.worktrees.keep_failed,
+        force: args.force,
+    };
+    let (store, root) = (&opened.store, &opened.repo.root);
+    if args.dry_run {
+        let p = preview(store, root, &opts).await?;
+        return output::cleanup::print_preview(&p, ctx.json);
+    }
+    let r = apply(store, root, &opts).await?;
+    output::cleanup::print_report(&r, ctx.json)
+}

@@ -1,0 +1,43 @@
+//! One handler per command. Each parses nothing (clap did), opens what it needs through
+//! [`crate::ctx`], calls the engine or the store, and hands the result to `output`.
+
+mod agent;
+mod board;
+mod cleanup;
+mod config;
+pub(crate) mod demo;
+mod events;
+mod init;
+mod logs;
+pub(crate) mod run;
+mod runs;
+mod task;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, ConfigCommand, RunCommand};
+use crate::ctx::Ctx;
+
+/// Runs a parsed command line and returns the exit code.
+pub async fn dispatch(cli: Cli) -> Result<u8> {
+    let ctx = Ctx {
+        repo: cli.repo,
+        set: cli.set,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init => init::init(&ctx).await.map(|_| 0),
+        Command::Demo(args) => demo::demo(&ctx, args).await,
+        Command::Task(cmd) => task::task(&ctx, cmd).await.map(|_| 0),
+        Command::Board(args) => board::board(&ctx, args).await.map(|_| 0),
+        Command::Config(ConfigCommand::Show) => config::show(&ctx).map(|_| 0),
+        Command::Run(args) => match &args.command {
+            None | Some(RunCommand::Resume { .. }) => run::run(&ctx, &args).await,
+            Some(cmd) => runs::runs(&ctx, cmd).await.map(|_| 0),
+        },
+        Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
+        Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),
+        Command::Logs(args) => logs::logs(&ctx, &args).await.map(|_| 0),
+        Command::ScriptedAgent => agent::scripted_agent(),
+    }
+}

@@ -1,0 +1,176 @@
+//! `orch run` and `orch run resume`: flags over the configuration, the engine started
+//! with a [`RunHandle`], a reporter on its event stream, signals, the summary and the
+//! exit code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use orch_engine::core::TaskStatus;
+use orch_engine::core::config::Config;
+use orch_engine::core::run::{CancelScope, RunId, RunState};
+use orch_engine::setup::{self, Target};
+use orch_engine::{Engine, RunHandle, RunSummary};
+
+use crate::cli::{RunArgs, RunCommand};
+use crate::ctx::{Ctx, Opened};
+use crate::output;
+use crate::reporter::{self, Mode};
+
+/// The exit code of a run in which some claimed task did not end `done` (failed,
+/// blocked, or released to the backlog by a halt).
+pub const EXIT_SOME_FAILED: u8 = 3;
+/// The exit code when the integration ref was moved outside orch (it holds work no
+/// one validated).
+pub const EXIT_REF_MOVED: u8 = 1;
+/// The exit code after Ctrl-C (or SIGTERM, SIGHUP).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// `orch run [--resume]` and `orch run resume [RUN]`.
+pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
+    let opened = ctx.open().await?;
+    let target = match &args.command {
+        Some(RunCommand::Resume { run }) => Target::Resume(run.clone().map(RunId)),
+        _ if args.resume => Target::Resume(None),
+        _ => Target::New {
+            beside_interrupted: args.new,
+        },
+    };
+    let code = start(ctx, args, &opened, target)
+        .await
+        .map(|(code, _)| code);
+    opened.store.close().await?;
+    code
+}
+
+/// Starts (or resumes) a run, reports its progress and prints its summary. Returns the
+/// exit code and the summary.
+pub(crate) async fn start(
+    ctx: &Ctx,
+    args: &RunArgs,
+    opened: &Opened,
+    target: Target,
+) -> Result<(u8, RunSummary)> {
+    let (run, resuming) = setup::choose_run(&opened.store, &target).await?;
+    let mut cfg = opened.config.config.clone();
+    apply_flags(&mut cfg, args);
+    let artifacts = opened.repo.orch_dir().join("artifacts");
+    let ecfg = setup::engine_config(
+        &opened.repo.root,
+        artifacts,
+        cfg,
+        args.tasks.clone(),
+        resuming,
+    )?;
+    let engine = Engine::open(opened.store.clone(), &opened.repo.root, ecfg)?;
+    let handle = RunHandle::new();
+    let interrupted = watch_signals(&run, &handle)?;
+    let mode = Mode::choose(args.json_events);
+    let reporting = reporter::spawn(&handle, mode);
+    let summary = if resuming {
+        eprintln!("orch: resuming run {run}");
+        engine.resume_with(run, &handle).await
+    } else {
+        eprintln!("orch: run {run} starting");
+        engine.run_with(run, &handle).await
+    };
+    reporting.await.context("the progress reporter failed")?;
+    let summary = summary?;
+    for n in &summary.notes {
+        eprintln!("orch: {n}");
+    }
+    if mode == Mode::Json {
+        // With --json-events, stdout is the event stream: the summary is its last line.
+        output::run::print_summary_line(&summary)?;
+    } else {
+        output::run::print_summary(&summary, ctx.json)?;
+    }
+    Ok((
+        exit_code(&summary, interrupted.load(Ordering::SeqCst)),
+        summary,
+    ))
+}
+
+fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
+    if !summary.head_is_validated() {
+        EXIT_REF_MOVED
+    } else if interrupted || summary.state == RunState::Canceled {
+        EXIT_INTERRUPTED
+    } else if summary.tasks.iter().any(|(_, s)| *s != TaskStatus::Done) {
+        // Failed, blocked, or released by a halt: not every claimed task is done.
+        EXIT_SOME_FAILED
+    } else {
+        0
+    }
+}
+
+/// Applies `orch run` flags on top of the loaded configuration.
+fn apply_flags(c: &mut Config, a: &RunArgs) {
+    if let Some(n) = a.concurrency {
+        c.run.concurrency = n;
+    }
+    if let Some(m) = a.mode {
+        c.run.mode = m;
+    }
+    if let Some(p) = a.agent {
+        c.agent.preset = p;
+        c.agent.command.clear();
+    }
+    if let Some(cmd) = &a.agent_cmd {
+        c.agent.command = cmd.clone();
+    }
+    if let Some(b) = &a.base {
+        c.run.base = b.clone();
+    }
+    if !a.validate.is_empty() {
+        c.validate.worker = a.validate.clone();
+    }
+    if !a.integrate_validate.is_empty() {
+        c.validate.integration = a.integrate_validate.clone();
+    }
+    if let Some(n) = a.max_attempts {
+        c.policy.max_attempts = n;
+    }
+    if let Some(p) = a.on_conflict {
+        c.policy.on_conflict = p;
+    }
+    if let Some(p) = &a.planner {
+        c.run.planner = p.clone();
+    }
+}
+
+/// SIGINT (Ctrl-C), SIGTERM (`kill`, `timeout`) and SIGHUP (a closed terminal) all
+/// drain the run; a second one stops the run's processes at once and exits. The run's
+/// agents never outlive orch (only `kill -9` can do that, and a resume covers it).
+/// Returns whether a signal came.
+fn watch_signals(run: &RunId, handle: &RunHandle) -> Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing a signal handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing a signal handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing a signal handler")?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let (run, handle, flag) = (run.clone(), handle.clone(), interrupted.clone());
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+                _ = hup.recv() => "SIGHUP",
+            };
+            flag.store(true, Ordering::SeqCst);
+            if first {
+                first = false;
+                eprintln!(
+                    "orch: {name}: draining (no new claims, stopping agents); send it again to kill at once"
+                );
+                handle.cancel(CancelScope::Run);
+            } else {
+                eprintln!("orch: {name} again: stopping the run's processes now");
+                orch_engine::kill_run_processes(&run).await;
+                std::process::exit(EXIT_INTERRUPTED as i32);
+            }
+        }
+    });
+    Ok(interrupted)
+}

@@ -1,0 +1,100 @@
+//! `orch run list`, `orch run show`, `orch run cancel`.
+
+use anyhow::Result;
+use orch_engine::core::run::{RunId, RunSnapshot};
+use orch_store::{ControlKind, Store};
+
+use crate::cli::RunCommand;
+use crate::ctx::{Ctx, Opened};
+use crate::error::BadInput;
+use crate::output::{self, run::RunStory};
+
+/// Runs one of the run subcommands (not `resume`, which drives a run).
+pub(super) async fn runs(ctx: &Ctx, cmd: &RunCommand) -> Result<()> {
+    let opened = ctx.open().await?;
+    match cmd {
+        RunCommand::List => list(&opened.store, ctx.json).await?,
+        RunCommand::Show { run } => show(&opened, &RunId(run.clone()), ctx.json).await?,
+        RunCommand::Cancel { run } => cancel(&opened.store, &RunId(run.clone()), ctx.json).await?,
+        RunCommand::Resume { .. } => unreachable!("resume drives a run"),
+    }
+    opened.store.close().await?;
+    Ok(())
+}
+
+async fn list(store: &Store, json: bool) -> Result<()> {
+    let runs = store.runs().await?;
+    let stuck = orch_engine::interrupted_runs(store, &runs).await?;
+    if json {
+        let list: Vec<_> = runs
+            .iter()
+            .map(|r| output::run::RunListJson::new(r, stuck.contains(&r.id)))
+            .collect();
+        return output::print_json(&list);
+    }
+    if runs.is_empty() {
+        println!("No runs yet. Start one with `orch run`.");
+    }
+    for r in &runs {
+        let mut state = format!("{:?}", r.state).to_lowercase();
+        if stuck.contains(&r.id) {
+            state.push_str(" (interrupted: `orch run resume` resumes it)");
+        }
+        println!("{}  {:<10} {}", r.id, r.created_at, state);
+    }
+    Ok(())
+}
+
+async fn cancel(store: &Store, id: &RunId, json: bool) -> Result<()> {
+    let info = store.run(id).await?;
+    if info.state.is_terminal() {
+        return Err(BadInput(
+            format!("run {id} has already ended ({:?})", info.state).to_lowercase(),
+        )
+        .into());
+    }
+    store.post_control(id, ControlKind::CancelRun).await?;
+    if json {
+        return output::print_json(&output::CancelRequested::run(&id.0));
+    }
+    let interrupted = orch_engine::interrupted_runs(store, std::slice::from_ref(&info)).await?;
+    if interrupted.contains(id) {
+        println!(
+            "cancel requested, but run {id} is interrupted (no orch drives it): it takes effect when you resume it with `orch run resume {id}`"
+        );
+    } else {
+        println!(
+            "cancel requested: run {id} stops claiming, stops its agents and releases its tasks"
+        );
+    }
+    Ok(())
+}
+
+async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
+    let store = &opened.store;
+    let info = store.run(id).await?;
+    let interrupted = orch_engine::interrupted_runs(store, std::slice::from_ref(&info))
+        .await?
+        .contains(id);
+    let driven_by = store
+        .lease(id)
+        .await?
+        .filter(|_| !interrupted && !info.state.is_terminal())
+        .map(|l| l.owner);
+    let snap = RunSnapshot::from_events(&store.run_events(id).await?);
+    let (attempts, validations) = (store.attempts(id).await?, store.validations(id).await?);
+    let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
+    let real_head = orch_engine::setup::integration_head(&opened.repo.root, id)?;
+    let story = RunStory {
+        info: &info,
+        interrupted,
+        driven_by,
+        snap: &snap,
+        real_head,
+        attempts: &attempts,
+        validations: &validations,
+        merges: &merges,
+        proposals: &proposals,
+    };
+    story.print(json)
+}

@@ -1,0 +1,289 @@
+//! `orch task add/list/show/edit/move/retry/unblock/cancel/rm`.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use orch_engine::core::run::RunState;
+use orch_engine::core::task::{NewTask, TaskEdit};
+use orch_engine::core::transition::{self, Actor};
+use orch_engine::core::{TaskId, TaskStatus};
+use orch_store::{ControlKind, EventFilter, MoveRequest, Store};
+
+use crate::cli::{BodyArgs, TaskAdd, TaskCommand, TaskEditArgs, TaskMove};
+use crate::ctx::{Ctx, actor};
+use crate::error::BadInput;
+use crate::output::{self, TaskJson};
+
+/// Runs one `orch task` subcommand.
+pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
+    let store = ctx.open().await?.store;
+    let who = actor();
+    let json = ctx.json;
+    match cmd {
+        TaskCommand::Add(a) => add(&store, a, &who, json).await?,
+        TaskCommand::List(l) => list(&store, &l.status, json).await?,
+        TaskCommand::Show { id } => show(&store, id, json).await?,
+        TaskCommand::Edit(e) => edit(&store, e, &who, json).await?,
+        TaskCommand::Move(m) => move_task(&store, m, &who, json).await?,
+        TaskCommand::Retry { id, reason } => {
+            reopen(
+                &store,
+                id,
+                TaskStatus::Failed,
+                "retried",
+                reason,
+                &who,
+                json,
+            )
+            .await?
+        }
+        TaskCommand::Unblock { id, reason } => {
+            reopen(
+                &store,
+                id,
+                TaskStatus::Blocked,
+                "unblocked",
+                reason,
+                &who,
+                json,
+            )
+            .await?
+        }
+        TaskCommand::Cancel { id, reason } => cancel(&store, id, reason, &who, json).await?,
+        TaskCommand::Rm { id, force } => {
+            let t = store.remove_task(id, force, &who).await?;
+            if json {
+                output::print_json(&output::Removed {
+                    removed: TaskJson::from(&t),
+                })?;
+            } else {
+                println!("removed #{} {}", t.id, t.title);
+            }
+        }
+    }
+    store.close().await?;
+    Ok(())
+}
+
+fn print_task(
+    t: &orch_engine::core::Task,
+    json: bool,
+    line: impl FnOnce() -> String,
+) -> Result<()> {
+    if json {
+        output::print_json(&TaskJson::from(t))
+    } else {
+        println!("{}", line());
+        Ok(())
+    }
+}
+
+async fn add(store: &Store, a: TaskAdd, who: &str, json: bool) -> Result<()> {
+    let new = NewTask {
+        key: a.key,
+        title: a.title,
+        body: read_body(&a.body)?.unwrap_or_default(),
+        priority: a.priority,
+        depends_on: a.after,
+        labels: a.label,
+        touches: a.touches,
+    };
+    let t = store.add_task(new, who).await?;
+    print_task(&t, json, || t.id.to_string())
+}
+
+async fn list(store: &Store, status: &[TaskStatus], json: bool) -> Result<()> {
+    let tasks = store.tasks(status).await?;
+    if json {
+        return output::print_json(&tasks.iter().map(TaskJson::from).collect::<Vec<_>>());
+    }
+    // Waiting marks need the whole board, not just the filtered statuses.
+    let all = if status.is_empty() {
+        tasks.clone()
+    } else {
+        store.tasks(&[]).await?
+    };
+    print!(
+        "{}",
+        output::render_task_table(&tasks, &output::waiting_on(&all))
+    );
+    Ok(())
+}
+
+async fn show(store: &Store, id: TaskId, json: bool) -> Result<()> {
+    let t = store.task(id).await?;
+    let filter = EventFilter {
+        task: Some(id),
+        ..EventFilter::default()
+    };
+    let events = store.events(&filter).await?;
+    let board = store.tasks(&[]).await?;
+    if json {
+        return output::print_json(&output::TaskShowJson::new(&t, &board, &events));
+    }
+    print!("{}", output::render_task(&t, &board, &events));
+    Ok(())
+}
+
+async fn edit(store: &Store, e: TaskEditArgs, who: &str, json: bool) -> Result<()> {
+    let edit = TaskEdit {
+        title: e.title,
+        body: read_body(&e.body)?,
+        priority: e.priority,
+        add_deps: e.after,
+        remove_deps: e.rm_after,
+        add_labels: e.label,
+        remove_labels: e.rm_label,
+        add_touches: e.touches,
+        remove_touches: e.rm_touches,
+    };
+    if edit.is_empty() {
+        return Err(BadInput(
+            "nothing to change: pass --title, --body, --priority, --after, --rm-after, \
+             --label, --rm-label, --touches or --rm-touches"
+                .into(),
+        )
+        .into());
+    }
+    let t = store.edit_task(e.id, &edit, who).await?;
+    print_task(&t, json, || format!("updated #{} {}", t.id, t.title))
+}
+
+async fn move_task(store: &Store, m: TaskMove, who: &str, json: bool) -> Result<()> {
+    let before = store.task(m.id).await?;
+    let req = MoveRequest {
+        to: m.status,
+        actor: Actor::Human,
+        force: m.force,
+        reason: m.reason,
+    };
+    let t = store.move_task(m.id, &req, who).await?;
+    let forced =
+        m.force && transition::check_move(before.status, m.status, Actor::Human, false).is_err();
+    let note = if forced {
+        " (manual override, recorded)"
+    } else {
+        ""
+    };
+    print_task(&t, json, || {
+        format!(
+            "moved #{} {}: {} -> {}{note}",
+            t.id, t.title, before.status, t.status
+        )
+    })
+}
+
+/// Cancels a task; one that a live run is working on is stopped through that run.
+async fn cancel(
+    store: &Store,
+    id: TaskId,
+    reason: Option<String>,
+    who: &str,
+    json: bool,
+) -> Result<()> {
+    let t = store.task(id).await?;
+    if t.status != TaskStatus::InProgress {
+        let req = MoveRequest {
+            to: TaskStatus::Canceled,
+            actor: Actor::Human,
+            force: false,
+            reason: Some(reason.unwrap_or_else(|| "canceled".into())),
+        };
+        let t = store.move_task(id, &req, who).await?;
+        return print_task(&t, json, || format!("canceled #{} {}", t.id, t.title));
+    }
+    let all = store.runs().await?;
+    let live: Vec<_> = all
+        .iter()
+        .filter(|r| matches!(r.state, RunState::Running | RunState::Draining))
+        .collect();
+    if live.is_empty() {
+        return Err(BadInput(format!(
+            "task {id} is in_progress but no run is live to stop it; move it with `orch task move {id} canceled --force`"
+        ))
+        .into());
+    }
+    for r in &live {
+        store
+            .post_control(&r.id, ControlKind::CancelTask(id))
+            .await?;
+    }
+    let runs: Vec<String> = live.iter().map(|r| r.id.0.clone()).collect();
+    if json {
+        return output::print_json(&output::CancelRequested::task(id, runs));
+    }
+    println!(
+        "cancel requested: run {} stops task #{id} and goes on with the rest",
+        runs.join(", ")
+    );
+    for r in orch_engine::interrupted_runs(store, &all).await? {
+        if runs.contains(&r.0) {
+            println!(
+                "note: run {r} is interrupted (no orch drives it); the cancel takes effect when `orch run resume {r}` resumes it"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Moves a `from` task back to the backlog (retry, unblock), refusing any other status.
+async fn reopen(
+    store: &Store,
+    id: TaskId,
+    from: TaskStatus,
+    verb: &str,
+    reason: Option<String>,
+    who: &str,
+    json: bool,
+) -> Result<()> {
+    let t = store.task(id).await?;
+    if t.status != from {
+        let hint = if t.status == TaskStatus::Canceled {
+            " (a canceled one: orch task move ID backlog)"
+        } else {
+            ""
+        };
+        return Err(BadInput(format!(
+            "task {id} is {}; only a {from} task can be {verb}{hint}",
+            t.status
+        ))
+        .into());
+    }
+    let req = MoveRequest {
+        to: TaskStatus::Backlog,
+        actor: Actor::Human,
+        force: false,
+        reason: Some(format!(
+            "{verb}{}",
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        )),
+    };
+    let t = store.move_task(id, &req, who).await?;
+    print_task(&t, json, || {
+        format!("{verb} #{} {}: back in the backlog", t.id, t.title)
+    })
+}
+
+fn read_body(b: &BodyArgs) -> Result<Option<String>> {
+    if let Some(text) = &b.body {
+        return Ok(Some(text.clone()));
+    }
+    let Some(path) = &b.body_file else {
+        return Ok(None);
+    };
+    read_input(path).map(Some)
+}
+
+/// Reads a file argument, `-` meaning stdin. A missing file is bad input.
+pub(super) fn read_input(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())).into())
+}

@@ -1,0 +1,147 @@
+//! Getting a run ready, for every frontend alike: which agent command a configuration
+//! means (its own, or its preset's), that there is one, where worktrees go, which run
+//! to start or resume (never a new one beside an interrupted run unless asked), and a
+//! fresh run id.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orch_core::TaskId;
+use orch_core::TaskStatus;
+use orch_core::config::Config;
+use orch_core::run::{CommitId, RunId, RunSnapshot};
+use orch_git::Git;
+use orch_store::Store;
+
+use crate::{Engine, EngineConfig, EngineError, interrupted_runs, layout, now, presets};
+
+/// The agent command a configuration runs: `agent.command`, else its preset's.
+pub fn agent_command(config: &Config) -> Option<String> {
+    let own = config.agent.command.trim();
+    if !own.is_empty() {
+        return Some(own.to_owned());
+    }
+    presets::template(config.agent.preset).map(str::to_owned)
+}
+
+/// The engine settings of a run on `repo_root`. A new run needs an agent; a resumed
+/// one runs the command it was started with.
+pub fn engine_config(
+    repo_root: &Path,
+    artifacts_root: PathBuf,
+    mut config: Config,
+    only_tasks: Vec<TaskId>,
+    resuming: bool,
+) -> Result<EngineConfig, EngineError> {
+    let agent = agent_command(&config);
+    if agent.is_none() && !resuming {
+        return Err(EngineError::Config(
+            "no agent to run: set agent.preset (claude, codex, gemini, aider or opencode) or \
+             agent.command in orch.toml, or pass --agent-cmd CMD (a command run with sh -c that \
+             may use {prompt_file}, {worktree}, {task_id} and {attempt})"
+                .into(),
+        ));
+    }
+    let agent_command = agent.unwrap_or_default();
+    config.agent.command = agent_command.clone();
+    let worktree_root = match config.worktrees.root.trim() {
+        "" => orch_git::default_worktree_root(repo_root).ok_or_else(|| {
+            EngineError::Config(
+                "cannot find a data directory for worktrees: set HOME or XDG_DATA_HOME, or worktrees.root".into(),
+            )
+        })?,
+        r => PathBuf::from(r),
+    };
+    Ok(EngineConfig {
+        config,
+        worktree_root,
+        artifacts_root,
+        agent_command,
+        only_tasks,
+        fetch_timeout: Duration::from_secs(30),
+    })
+}
+
+/// What a frontend asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A new run; `beside_interrupted` starts it even if another run was interrupted.
+    New {
+        /// `--new`.
+        beside_interrupted: bool,
+    },
+    /// Resume this run, or the newest interrupted one.
+    Resume(Option<RunId>),
+}
+
+/// Which run to drive, and whether it is a resume.
+pub async fn choose_run(store: &Store, target: &Target) -> Result<(RunId, bool), EngineError> {
+    match target {
+        Target::New { beside_interrupted } => {
+            let runs = store.runs().await?;
+            let stuck = interrupted_runs(store, &runs).await?;
+            if let Some(r) = runs
+                .iter()
+                .find(|r| stuck.contains(&r.id))
+                .filter(|_| !beside_interrupted)
+            {
+                let held = RunSnapshot::from_events(&store.run_events(&r.id).await?)
+                    .tasks
+                    .values()
+                    .filter(|s| **s == TaskStatus::InProgress)
+                    .count();
+                return Err(EngineError::Config(format!(
+                    "run {} was interrupted (its orch stopped while it was {}; it holds {held} task(s)); \
+                     resume it with `orch run --resume` (or `orch run resume {}`), \
+                     or start another run beside it with `orch run --new`",
+                    r.id,
+                    format!("{:?}", r.state).to_lowercase(),
+                    r.id
+                )));
+            }
+            Ok((new_run_id(store).await?, false))
+        }
+        Target::Resume(Some(id)) => Ok((store.run(id).await?.id, true)),
+        Target::Resume(None) => {
+            let runs = store.runs().await?;
+            let stuck = interrupted_runs(store, &runs).await?;
+            let first = runs.into_iter().find(|r| stuck.contains(&r.id)).ok_or_else(|| {
+                EngineError::Config(
+                    "no interrupted run to resume: every run has finished or is being driven; `orch run list` shows them".into(),
+                )
+            })?;
+            Ok((first.id, true))
+        }
+    }
+}
+
+/// A run id from the clock, e.g. `r20261124-125320`, made unique against the store.
+pub async fn new_run_id(store: &Store) -> Result<RunId, EngineError> {
+    // 2026-11-24T12:53:20.123Z -> 20261124-125320
+    let digits: String = now()
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    let base = format!("r{}-{}", &digits[..8], &digits[8..14]);
+    let taken: Vec<String> = store.runs().await?.into_iter().map(|r| r.id.0).collect();
+    let mut id = base.clone();
+    let mut n = 2;
+    while taken.contains(&id) {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(RunId(id))
+}
+
+/// Where a run's integration ref really points, read from git.
+pub fn integration_head(repo_root: &Path, run: &RunId) -> Result<Option<CommitId>, EngineError> {
+    Ok(Git::open(repo_root)?.ref_target(&layout::integration_ref(run))?)
+}
+
+impl Engine {
+    /// An engine on the repository at `repo_root`.
+    pub fn open(store: Store, repo_root: &Path, cfg: EngineConfig) -> Result<Engine, EngineError> {
+        Ok(Engine::new(store, Git::open(repo_root)?, cfg))
+    }
+}
