@@ -18,9 +18,25 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout (and errors as JSON on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// orch's own diagnostics on stderr, apart from the progress: -v for info, -vv for
+    /// debug (`RUST_LOG` takes a full filter and wins).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// How diagnostics are written: `text` for people, `json` for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Top-level commands.

@@ -38,6 +38,30 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
+/// orch's own diagnostics (`tracing`), on stderr: warnings by default, `-v` info,
+/// `-vv` debug; `RUST_LOG` takes a full filter and wins.
+fn diagnostics(verbose: u8, format: cli::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,orch={level},orch_engine={level},orch_store={level}"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        cli::LogFormat::Text => builder.try_init(),
+        cli::LogFormat::Json => builder.json().try_init(),
+    };
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = match cli::Cli::try_parse() {
@@ -49,6 +73,7 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    diagnostics(cli.verbose, cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -353,7 +353,14 @@ fn json_events_stream_the_run_as_json_lines() {
     s.ok(&["task", "add", "two"]);
     let agent = "echo hello from $ORCH_TASK_ID; echo x > t$ORCH_TASK_ID.txt";
     let out = s
-        .cmd(&["run", "--json-events", "--agent-cmd", agent])
+        .cmd(&[
+            "run",
+            "--json-events",
+            "--agent-cmd",
+            agent,
+            "--validate",
+            "echo gate says hi",
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -404,6 +411,50 @@ fn json_events_stream_the_run_as_json_lines() {
                 .is_some_and(|x| x.starts_with("hello from"))),
         "no agent output line: {lines:#?}"
     );
+    assert!(
+        lines.iter().any(|l| l["type"] == "output"
+            && l["stage"] == "worker"
+            && l["line"] == "gate says hi"),
+        "no gate output line: {lines:#?}"
+    );
+}
+
+#[test]
+fn diagnostics_go_to_stderr_as_json_with_run_attempt_and_command_spans() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "one"]);
+    let out = s
+        .cmd(&[
+            "-v",
+            "--log-format",
+            "json",
+            "run",
+            "--agent-cmd",
+            "echo x > x.txt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let diag: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let started = diag
+        .iter()
+        .find(|d| d["fields"]["message"] == "started" && d["span"]["kind"] == "spawn_agent")
+        .unwrap_or_else(|| panic!("no spawn_agent span: {stderr}"));
+    let spans: Vec<&str> = started["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(spans, ["run", "attempt", "command"], "{started}");
+    // Without -v, orch says nothing of its own beyond the progress.
+    let quiet = s.cmd(&["run", "--agent-cmd", "true"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("INFO"));
 }
 
 /// SIGTERM and SIGHUP without another dependency.

@@ -23,6 +23,7 @@ use orch_store::{Control, ControlKind, StoreError};
 use orch_validate::Artifacts;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::exec::{self, Ctx, Stop};
 use crate::handle::Steer;
@@ -83,6 +84,8 @@ pub struct RunDriver {
     work: JoinSet<Option<Input>>,
     stops: HashMap<AttemptId, Stop>,
     bases: HashMap<AttemptId, CommitId>,
+    /// Each attempt's diagnostic span; its commands' spans are children of it.
+    spans: HashMap<AttemptId, tracing::Span>,
     board_seen: i64,
     board_due: bool,
     controls_due: bool,
@@ -126,6 +129,7 @@ impl RunDriver {
             work: JoinSet::new(),
             stops: HashMap::new(),
             bases: setup.bases,
+            spans: HashMap::new(),
             board_seen: 0,
             // The board is read at once: it may have changed since the run's snapshot
             // of it (a resume, a slow start).
@@ -241,8 +245,14 @@ impl RunDriver {
         {
             self.stops.remove(attempt);
         }
-        // A refusal is journaled by the core itself; nothing else to do here.
-        if let Handled::Refused(_) = self.orch.handle(now(), input) {}
+        let name = tracing::enabled!(tracing::Level::DEBUG).then(|| format!("{input:?}"));
+        if let Some(name) = &name {
+            tracing::debug!(input = %name, "input");
+        }
+        // A refusal is journaled by the core itself; here it is only a diagnostic.
+        if let Handled::Refused(why) = self.orch.handle(now(), input) {
+            tracing::debug!(%why, "input refused");
+        }
     }
 
     /// Executes commands from the front of the outbox until one must wait for the lane.
@@ -382,8 +392,33 @@ impl RunDriver {
             Command::SpawnAgent { attempt, .. } => self.bases.get(attempt).cloned(),
             _ => None,
         };
-        self.work
-            .spawn(exec::work(self.ctx.clone(), cmd, stop, base));
+        let span = self.span_for(&cmd);
+        let work = exec::work(self.ctx.clone(), cmd, stop, base);
+        self.work.spawn(
+            async move {
+                tracing::info!("started");
+                let input = work.await;
+                tracing::debug!(?input, "finished");
+                input
+            }
+            .instrument(span),
+        );
+    }
+
+    /// The span of a command: a child of its attempt's span, or of the run's.
+    fn span_for(&mut self, cmd: &Command) -> tracing::Span {
+        let Some(a) = cmd.attempt() else {
+            return tracing::info_span!("command", kind = cmd.name());
+        };
+        let attempt = self
+            .spans
+            .entry(a)
+            .or_insert_with(|| tracing::info_span!("attempt", attempt = %a))
+            .clone();
+        if matches!(cmd, Command::Cleanup { .. }) {
+            self.spans.remove(&a);
+        }
+        tracing::info_span!(parent: &attempt, "command", kind = cmd.name())
     }
 
     fn stop_for(&mut self, attempt: AttemptId) -> Stop {
@@ -463,13 +498,16 @@ where
             Ok(()) => return Ok(()),
             Err(e) if !transient(&e) => return Err(e.into()),
             Err(e) if started.elapsed() >= patience => {
+                tracing::error!(error = %e, "the store stayed unavailable past run.store_patience");
                 return Err(EngineError::StoreUnavailable {
                     run: ctx.run.0.clone(),
                     waited_secs: started.elapsed().as_secs(),
                     why: e.to_string(),
                 });
             }
-            Err(_) => {
+            Err(e) => {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::warn!(error = %e, waited_ms, "the store is busy; retrying the write");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }

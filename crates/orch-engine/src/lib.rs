@@ -45,6 +45,7 @@ use orch_git::Git;
 use orch_store::Store;
 use orch_validate::CancellationToken;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub use driver::{DriverSetup, RunDriver};
 pub use error::EngineError;
@@ -184,7 +185,11 @@ impl Engine {
         run: RunId,
         handle: &RunHandle,
     ) -> Result<RunSummary, EngineError> {
-        let r = self.run_inner(run, handle).await;
+        let span = tracing::info_span!("run", run = %run);
+        let r = self.run_inner(run, handle).instrument(span).await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "the run stopped");
+        }
         handle.publish(ended(&r));
         r
     }

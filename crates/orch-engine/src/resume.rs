@@ -44,7 +44,8 @@ impl Engine {
         run: RunId,
         handle: &RunHandle,
     ) -> Result<RunSummary, EngineError> {
-        let r = self.resume_inner(run, handle).await;
+        let span = tracing::info_span!("run", run = %run, resumed = true);
+        let r = tracing::Instrument::instrument(self.resume_inner(run, handle), span).await;
         handle.publish(crate::ended(&r));
         r
     }

@@ -33,6 +33,8 @@ pub struct GateSpec {
     pub keep_going: bool,
     /// When set, SIGKILL only when this fires (see [`CommandSpec::hard_kill`]).
     pub hard_kill: Option<CancellationToken>,
+    /// Where the commands' output lines go as they print them (lossy when full).
+    pub lines: Option<tokio::sync::mpsc::Sender<crate::runner::Line>>,
 }
 
 /// One command's result.
@@ -112,7 +114,7 @@ pub async fn run_gate(spec: &GateSpec, cancel: &CancellationToken) -> Result<Gat
             capture_stdout: None,
             hard_kill: spec.hard_kill.clone(),
         };
-        let report = run(&cmd, cancel, None).await?;
+        let report = run(&cmd, cancel, spec.lines.clone()).await?;
         failed |= !report.outcome.success();
         results.push(CommandResult {
             command: line.clone(),

@@ -351,6 +351,7 @@ fn gate(dir: &Path, commands: &[&str], keep_going: bool) -> GateSpec {
         log_cap: 1 << 20,
         keep_going,
         hard_kill: None,
+        lines: None,
     }
 }
 

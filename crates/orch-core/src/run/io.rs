@@ -403,3 +403,37 @@ pub enum Command {
         state: RunState,
     },
 }
+
+impl Command {
+    /// The command's name, for diagnostics: `provision`, `spawn_agent`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Persist(_) => "persist",
+            Command::Claim { .. } => "claim",
+            Command::Provision { .. } => "provision",
+            Command::SpawnAgent { .. } => "spawn_agent",
+            Command::RunGate { .. } => "run_gate",
+            Command::Merge { .. } => "merge",
+            Command::AdvanceRef { .. } => "advance_ref",
+            Command::Abort { .. } => "abort",
+            Command::Cleanup { .. } => "cleanup",
+            Command::RefreshBoard => "refresh_board",
+            Command::AskPlanner { .. } => "ask_planner",
+            Command::Finish { .. } => "finish",
+        }
+    }
+
+    /// The attempt it concerns, if any.
+    pub fn attempt(&self) -> Option<AttemptId> {
+        match self {
+            Command::Provision { attempt, .. }
+            | Command::SpawnAgent { attempt, .. }
+            | Command::RunGate { attempt, .. }
+            | Command::Merge { attempt, .. }
+            | Command::AdvanceRef { attempt, .. }
+            | Command::Abort { attempt, .. }
+            | Command::Cleanup { attempt, .. } => Some(*attempt),
+            _ => None,
+        }
+    }
+}

@@ -109,24 +109,38 @@ fn render(
     }
 }
 
-/// Runs a process, streaming its lines into the run's event stream.
-pub(crate) async fn run_streamed(
+/// A line feed for an attempt's process, and the future that forwards it into the
+/// run's event stream until the sender is dropped.
+pub(crate) fn forward(
     ctx: &Ctx,
     attempt: AttemptId,
-    spec: &CommandSpec,
-    stop: &Stop,
-) -> AgentExit {
+    stage: Option<Stage>,
+) -> (
+    mpsc::Sender<Line>,
+    impl std::future::Future<Output = ()> + use<>,
+) {
     let (tx, mut rx) = mpsc::channel::<Line>(256);
     let handle = ctx.handle.clone();
     let forward = async move {
         while let Some(l) = rx.recv().await {
             handle.publish(RunUpdate::Output {
                 attempt,
-                stage: None::<Stage>,
+                stage,
                 line: l.text,
             });
         }
     };
+    (tx, forward)
+}
+
+/// Runs the agent, streaming its lines into the run's event stream.
+pub(crate) async fn run_streamed(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    spec: &CommandSpec,
+    stop: &Stop,
+) -> AgentExit {
+    let (tx, forward) = forward(ctx, attempt, None);
     let (report, ()) = tokio::join!(ctx.procs.run(spec, &stop.term, Some(tx)), forward);
     match report {
         Ok(r) => match r.outcome {

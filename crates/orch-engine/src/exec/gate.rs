@@ -41,6 +41,7 @@ pub(crate) async fn run(
         }
     }
     let log_dir = ctx.log_dir(attempt);
+    let (tx, forward) = super::agent::forward(&ctx, attempt, Some(stage));
     let spec = GateSpec {
         stage,
         commands,
@@ -52,24 +53,18 @@ pub(crate) async fn run(
         log_cap: ctx.cfg.config.artifacts.log_cap.0,
         keep_going: false,
         hard_kill: Some(stop.kill.clone()),
+        lines: Some(tx),
     };
-    let r = match ctx.procs.run_gate(&spec, &stop.term).await {
+    // The gate owns the feed's sender and drops it when done, which ends the forward.
+    let (procs, term) = (ctx.procs.clone(), stop.term.clone());
+    let gate = async move { procs.run_gate(&spec, &term).await };
+    let (r, ()) = tokio::join!(gate, forward);
+    let r = match r {
         Ok(r) => r,
         Err(e) => return broken(e.to_string()),
     };
     // The evidence is recorded before the core hears the verdict.
-    let records: Vec<ValidationRecord> = r
-        .commands
-        .iter()
-        .map(|c| ValidationRecord {
-            command: c.command.clone(),
-            outcome: c.outcome.to_string(),
-            exit_code: c.exit_code,
-            duration_ms: c.duration.as_millis() as u64,
-            log_path: c.log_path.display().to_string(),
-            tail: c.tail.clone(),
-        })
-        .collect();
+    let records: Vec<ValidationRecord> = r.commands.iter().map(record).collect();
     if let Err(e) = ctx
         .journal
         .record_validations(&ctx.run, attempt, stage, &records)
@@ -82,5 +77,16 @@ pub(crate) async fn run(
         stage,
         passed: r.passed,
         summary: r.summary(),
+    }
+}
+
+fn record(c: &orch_validate::CommandResult) -> ValidationRecord {
+    ValidationRecord {
+        command: c.command.clone(),
+        outcome: c.outcome.to_string(),
+        exit_code: c.exit_code,
+        duration_ms: c.duration.as_millis() as u64,
+        log_path: c.log_path.display().to_string(),
+        tail: c.tail.clone(),
     }
 }
