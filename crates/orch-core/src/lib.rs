@@ -24,6 +24,7 @@ pub mod cleanup;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod lease;
 pub mod ports;
 pub mod run;
 pub mod task;

@@ -381,3 +381,33 @@ fn paused_claiming_claims_nothing_and_the_run_waits() {
         Handled::Refused("claiming is already on".into())
     );
 }
+
+#[test]
+fn a_finished_agent_is_trusted_only_while_its_branch_holds_the_work_it_names() {
+    use orch_core::run::{FinishedAgent, RunSnapshot, trusted_finished};
+    use std::collections::BTreeMap;
+    let mut journal = RunSnapshot::default();
+    for n in 1..=3 {
+        let mut rec = orch_core::run::AttemptRecord::queued(CommitId("c0".into()));
+        rec.state = orch_core::run::AttemptState::Running;
+        journal.attempts.insert(a(n, 1), rec);
+    }
+    let marker = |head: &str| FinishedAgent {
+        exit: AgentExit::Code(0),
+        changes: changes(head),
+    };
+    let markers = BTreeMap::from([
+        (a(1, 1), marker("h1")),
+        (a(2, 1), marker("h2")),
+        (a(3, 1), marker("h3")),
+    ]);
+    let heads = BTreeMap::from([
+        (a(1, 1), Some(CommitId("h1".into()))),
+        (a(2, 1), Some(CommitId("moved".into()))),
+        (a(3, 1), None),
+    ]);
+    let trusted: Vec<AttemptId> = trusted_finished(&journal, markers, &heads)
+        .into_keys()
+        .collect();
+    assert_eq!(trusted, vec![a(1, 1)]);
+}

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use orch_core::lease::{LeaseFacts, is_interrupted};
 use orch_core::run::RunId;
 use orch_store::{Store, StoreError};
 use tokio::sync::mpsc;
@@ -39,13 +40,8 @@ fn hostname() -> String {
 /// True if a lease `owner` is an orch process on this host that no longer exists. A
 /// recycled pid reads as alive, which only means waiting for the lease to expire.
 pub(crate) fn owner_is_dead(owner: &str) -> bool {
-    let Some(rest) = owner.strip_prefix("orch@") else {
-        return false;
-    };
-    let mut parts = rest.rsplitn(3, ':');
-    let (_nonce, pid, host) = (parts.next(), parts.next(), parts.next());
-    match (pid.and_then(|p| p.parse::<i32>().ok()), host) {
-        (Some(pid), Some(host)) if host == hostname() => !orch_validate::procs::pid_alive(pid),
+    match orch_core::lease::owner_process(owner) {
+        Some((host, pid)) if host == hostname() => !orch_validate::procs::pid_alive(pid),
         _ => false,
     }
 }
@@ -59,11 +55,12 @@ pub async fn interrupted_runs(
 ) -> Result<Vec<RunId>, EngineError> {
     let mut out = Vec::new();
     for r in runs.iter().filter(|r| !r.state.is_terminal()) {
-        let driven = store
-            .lease(&r.id)
-            .await?
-            .is_some_and(|l| !l.expired_at(now()) && !owner_is_dead(&l.owner));
-        if !driven {
+        let lease = store.lease(&r.id).await?.map(|l| LeaseFacts {
+            owner: l.owner,
+            expires_at: l.expires_at,
+        });
+        let dead = lease.as_ref().is_some_and(|l| owner_is_dead(&l.owner));
+        if is_interrupted(lease.as_ref(), now(), dead) {
             out.push(r.id.clone());
         }
     }

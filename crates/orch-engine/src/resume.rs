@@ -172,36 +172,29 @@ impl Engine {
         }
     }
 
-    /// Agents that had finished, their work committed, when orch stopped: trusted only
-    /// if the attempt's branch still holds the commit its marker names.
+    /// Agents that had finished, their work committed, when orch stopped: their
+    /// markers and their branches' tips, for the core to judge.
     fn finished_agents(
         &self,
         run: &RunId,
         snapshot: &RunSnapshot,
     ) -> Result<BTreeMap<AttemptId, FinishedAgent>, EngineError> {
         let artifacts = Artifacts::new(&self.cfg.artifacts_root);
-        let mut finished = BTreeMap::new();
+        let mut markers = BTreeMap::new();
+        let mut heads = BTreeMap::new();
         for (id, rec) in &snapshot.attempts {
             if rec.state != AttemptState::Running {
                 continue;
             }
-            let Some(f) = read_exit_marker(&artifacts, run, *id) else {
-                continue;
-            };
-            let holds = match &f.changes {
-                Some(ch) => {
-                    self.git
-                        .ref_target(&format!("refs/heads/{}", id.branch(run)))?
-                        .as_ref()
-                        == Some(&ch.head)
-                }
-                None => true,
-            };
-            if holds {
-                finished.insert(*id, f);
+            if let Some(f) = read_exit_marker(&artifacts, run, *id) {
+                let head = self
+                    .git
+                    .ref_target(&format!("refs/heads/{}", id.branch(run)))?;
+                heads.insert(*id, head);
+                markers.insert(*id, f);
             }
         }
-        Ok(finished)
+        Ok(orch_core::run::trusted_finished(snapshot, markers, &heads))
     }
 
     /// This engine with the settings `info` was started with.

@@ -13,6 +13,30 @@ use super::{Drain, Orchestrator};
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;
 
+/// Of the agents found finished after a crash (their `agent.exit` markers), those whose
+/// work can be trusted: running in the journal, and either with nothing committed or
+/// with the commit the marker names still at the tip of their branch (`branch_heads`).
+/// An agent whose branch moved since is run again.
+pub fn trusted_finished(
+    journal: &RunSnapshot,
+    markers: BTreeMap<AttemptId, FinishedAgent>,
+    branch_heads: &BTreeMap<AttemptId, Option<CommitId>>,
+) -> BTreeMap<AttemptId, FinishedAgent> {
+    markers
+        .into_iter()
+        .filter(|(id, _)| {
+            journal
+                .attempts
+                .get(id)
+                .is_some_and(|r| r.state == AttemptState::Running)
+        })
+        .filter(|(id, f)| match &f.changes {
+            Some(ch) => branch_heads.get(id).cloned().flatten().as_ref() == Some(&ch.head),
+            None => true,
+        })
+        .collect()
+}
+
 impl Orchestrator {
     /// Rebuilds a run from its journal after a crash and reconciles it with the real
     /// integration ref (`actual_head`, read from git):
