@@ -3,6 +3,7 @@
 //! past its busy timeout is waited out, and a ref moved outside orch is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -455,6 +456,161 @@ fn diagnostics_go_to_stderr_as_json_with_run_attempt_and_command_spans() {
     // Without -v, orch says nothing of its own beyond the progress.
     let quiet = s.cmd(&["run", "--agent-cmd", "true"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("INFO"));
+}
+
+/// splitmix64, for the seeded schedule of board changes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What a person asked of a task, and so what its end must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Done,
+    Canceled,
+    /// A cancel of a running task is a request to its run: if the task lands before
+    /// the run picks it up, it is done.
+    CancelRequested,
+    Blocked,
+    Removed,
+}
+
+/// A 20-task run while another terminal cancels, blocks, removes, edits and adds tasks
+/// at seeded moments (`ORCH_BOARD_SEED` replays one): every change the CLI accepted is
+/// obeyed, and the run never fails.
+#[test]
+fn a_run_obeys_every_change_another_terminal_makes() {
+    let seed = std::env::var("ORCH_BOARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::process::id() as u64);
+    eprintln!("board-change seed {seed} (replay with ORCH_BOARD_SEED={seed})");
+    let mut rng = Rng(seed);
+    let s = Sandbox::new();
+    let mut want: BTreeMap<i64, Want> = BTreeMap::new();
+    for i in 1..=20 {
+        s.ok(&["task", "add", &format!("t{i}")]);
+        want.insert(i, Want::Done);
+    }
+    let log = s.dir.path().join("log");
+    let agent = format!(
+        "echo start $ORCH_TASK_ID >> {l}; sleep 0.3; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt; echo end $ORCH_TASK_ID >> {l}",
+        l = log.display()
+    );
+    let run = s.spawn_run(&agent, &["--concurrency", "2"]);
+    let mut after: Vec<(i64, i64)> = Vec::new();
+    let mut next_id = 21;
+    for _ in 0..12 {
+        std::thread::sleep(Duration::from_millis(150 + rng.below(300)));
+        let t = 1 + rng.below(next_id as u64 - 1) as i64;
+        let status = s.status(t);
+        let accepted = |r: &Output| r.status.success();
+        match rng.below(5) {
+            0 if status.as_deref() != Some("done") => {
+                if accepted(&s.cmd(&["task", "cancel", &t.to_string()]).output().unwrap()) {
+                    let w = if status.as_deref() == Some("in_progress") {
+                        Want::CancelRequested
+                    } else {
+                        Want::Canceled
+                    };
+                    want.insert(t, w);
+                }
+            }
+            1 if status.as_deref() == Some("backlog") => {
+                if accepted(
+                    &s.cmd(&["task", "move", &t.to_string(), "blocked"])
+                        .output()
+                        .unwrap(),
+                ) {
+                    want.insert(t, Want::Blocked);
+                }
+            }
+            2 if status.as_deref() == Some("backlog") => {
+                if accepted(&s.cmd(&["task", "rm", &t.to_string()]).output().unwrap()) {
+                    want.insert(t, Want::Removed);
+                }
+            }
+            3 if status.as_deref() == Some("backlog") => {
+                // A new task the waiting one must now come after.
+                s.ok(&["task", "add", &format!("t{next_id}")]);
+                want.insert(next_id, Want::Done);
+                if accepted(
+                    &s.cmd(&[
+                        "task",
+                        "edit",
+                        &t.to_string(),
+                        "--after",
+                        &next_id.to_string(),
+                    ])
+                    .output()
+                    .unwrap(),
+                ) {
+                    after.push((t, next_id));
+                }
+                next_id += 1;
+            }
+            _ => {
+                s.ok(&["task", "add", &format!("t{next_id}"), "--priority", "5"]);
+                want.insert(next_id, Want::Done);
+                next_id += 1;
+            }
+        }
+    }
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "the run failed: {stderr}"
+    );
+    for (t, w) in &want {
+        let got = s.status(*t);
+        let expected = match w {
+            Want::Done => Some("done"),
+            Want::Canceled => Some("canceled"),
+            Want::CancelRequested if got.as_deref() == Some("done") => Some("done"),
+            Want::CancelRequested => Some("canceled"),
+            Want::Blocked => Some("blocked"),
+            Want::Removed => None,
+        };
+        // A task blocked after it depended on a canceled or blocked one waits forever:
+        // it stays in the backlog, which is obedience too.
+        let waiting = *w == Want::Done
+            && got.as_deref() == Some("backlog")
+            && after.iter().any(|(a, b)| a == t && want[b] != Want::Done);
+        assert!(
+            got.as_deref() == expected || waiting,
+            "task {t}: wanted {w:?}, got {got:?} (seed {seed})\n{stderr}"
+        );
+    }
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    let at = |what: &str| lines.lines().position(|l| l == what);
+    for (a, b) in after {
+        if let (Some(start), Some(end)) = (at(&format!("start {a}")), at(&format!("end {b}"))) {
+            assert!(
+                start > end,
+                "task {a} started before its new dependency {b} ended (seed {seed})"
+            );
+        }
+    }
+    for (t, w) in &want {
+        if matches!(w, Want::Blocked | Want::Removed) {
+            assert!(
+                at(&format!("start {t}")).is_none() || *w == Want::Blocked,
+                "removed task {t} ran (seed {seed})"
+            );
+        }
+    }
 }
 
 /// SIGTERM and SIGHUP without another dependency.

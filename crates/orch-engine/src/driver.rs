@@ -34,7 +34,8 @@ use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now};
 /// One store operation of the lane.
 enum Lane {
     Write(Vec<Journaled>),
-    Claim(TaskId, Journaled),
+    /// A claim, decided on this board version.
+    Claim(TaskId, Journaled, i64),
     /// Read the board if it changed; with `fresh`, read it in any case (the core asked).
     Board {
         fresh: bool,
@@ -77,6 +78,9 @@ pub struct RunDriver {
     orch: Orchestrator,
     owner: Owner,
     outbox: VecDeque<Command>,
+    /// For each claim in the outbox, the board version the core decided it on: the
+    /// store refuses it if the task changed since.
+    claim_seen: HashMap<TaskId, i64>,
     lane: Option<LaneFuture>,
     /// Every piece of work the run spawned. Dropping the driver (an embedder dropping
     /// the run's future) aborts them, and their process-group guards stop their
@@ -125,6 +129,7 @@ impl RunDriver {
                 ttl: setup.lease_ttl,
             },
             outbox: VecDeque::new(),
+            claim_seen: HashMap::new(),
             lane: None,
             work: JoinSet::new(),
             stops: HashMap::new(),
@@ -181,6 +186,9 @@ impl RunDriver {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             while let Some(c) = self.orch.poll_command() {
+                if let Command::Claim { task, .. } = &c {
+                    self.claim_seen.insert(*task, self.board_seen);
+                }
                 self.outbox.push_back(c);
             }
             self.dispatch();
@@ -274,7 +282,8 @@ impl RunDriver {
                     let Some(Command::Claim { task, event }) = self.outbox.pop_front() else {
                         unreachable!("just matched")
                     };
-                    self.start(Lane::Claim(task, event));
+                    let seen = self.claim_seen.remove(&task).unwrap_or(self.board_seen);
+                    self.start(Lane::Claim(task, event, seen));
                 }
                 Some(Command::RefreshBoard) => {
                     self.outbox.pop_front();
@@ -312,7 +321,11 @@ impl RunDriver {
                 self.publish(std::slice::from_ref(&event));
                 self.feed(Input::Claimed { task });
             }
-            Done::Claim(task, Err(why)) => self.feed(Input::ClaimRefused { task, why }),
+            Done::Claim(task, Err(why)) => {
+                // Someone moved or changed the task: the board is worth a look now.
+                self.board_due = true;
+                self.feed(Input::ClaimRefused { task, why })
+            }
             Done::Board(None) => {}
             Done::Board(Some((version, tasks))) => {
                 self.board_seen = version;
@@ -437,13 +450,12 @@ async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineErro
             patient(&ctx, patience, || store.append(&ctx.run, &batch)).await?;
             Ok(Done::Written(batch))
         }
-        Lane::Claim(task, event) => {
-            let one = std::slice::from_ref(&event);
-            match patient(&ctx, patience, || store.append(&ctx.run, one)).await {
+        Lane::Claim(task, event, seen) => {
+            match patient(&ctx, patience, || store.claim(&ctx.run, &event, seen)).await {
                 Ok(()) => Ok(Done::Claim(task, Ok(event))),
-                Err(EngineError::Store(e @ StoreError::ClaimLost { .. })) => {
-                    Ok(Done::Claim(task, Err(e.to_string())))
-                }
+                Err(EngineError::Store(
+                    e @ (StoreError::ClaimLost { .. } | StoreError::TaskChanged { .. }),
+                )) => Ok(Done::Claim(task, Err(e.to_string()))),
                 Err(e) => Err(e),
             }
         }

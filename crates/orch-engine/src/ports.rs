@@ -72,8 +72,11 @@ pub trait GitPort: Send + Sync + 'static {
 /// The store, as a live run uses it.
 #[async_trait::async_trait]
 pub trait JournalPort: Send + Sync + 'static {
-    /// Appends journal entries (a claim is a compare-and-swap: `ClaimLost`).
+    /// Appends journal entries.
     async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError>;
+    /// Appends a claim: a compare-and-swap on the task's status (`ClaimLost`), refused
+    /// too if the task changed after board version `seen` (`TaskChanged`).
+    async fn claim(&self, run: &RunId, event: &Journaled, seen: i64) -> Result<(), StoreError>;
     /// The newest event this run did not write.
     async fn board_version(&self, run: &RunId) -> Result<i64, StoreError>;
     /// Every task on the board.
@@ -208,6 +211,9 @@ impl GitPort for Git {
 impl JournalPort for Store {
     async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError> {
         self.append_run_events(run, events, "orchestrator").await
+    }
+    async fn claim(&self, run: &RunId, event: &Journaled, seen: i64) -> Result<(), StoreError> {
+        self.claim_task(run, event, seen, "orchestrator").await
     }
     async fn board_version(&self, run: &RunId) -> Result<i64, StoreError> {
         Store::board_version(self, run).await

@@ -181,6 +181,9 @@ impl JournalPort for FakeJournal {
         w.journal.extend(events.iter().cloned());
         Ok(())
     }
+    async fn claim(&self, run: &RunId, event: &Journaled, _: i64) -> Result<(), StoreError> {
+        self.append(run, std::slice::from_ref(event)).await
+    }
     async fn board_version(&self, _: &RunId) -> Result<i64, StoreError> {
         Ok(self.0.lock().unwrap().board_version)
     }

@@ -68,6 +68,15 @@ pub enum StoreError {
         /// Its status in the store.
         actual: String,
     },
+    /// A claim was refused because someone changed the task after the run last read
+    /// the board; the run reads it again and decides anew.
+    #[error("task {task} changed since the run read the board (event {seq}); the run looks again")]
+    TaskChanged {
+        /// The task.
+        task: TaskId,
+        /// The newest event about it.
+        seq: i64,
+    },
     /// The key belongs to another task.
     #[error("key {key:?} is already used by task {owner}")]
     KeyTaken {

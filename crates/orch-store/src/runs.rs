@@ -114,48 +114,7 @@ impl Store {
             return Ok(());
         }
         let txn = self.write().await?;
-        for Journaled { at, event: e } in events {
-            let at = *at;
-            event::ActiveModel {
-                seq: NotSet,
-                at: Set(at.as_millis()),
-                run_id: Set(Some(id.0.clone())),
-                task_id: Set(e.task().map(|t| t.0)),
-                attempt: Set(e.attempt().map(i64::from)),
-                kind: Set(e.kind().into()),
-                reason: Set(e.reason()),
-                actor: Set(actor.into()),
-                payload: Set(serde_json::to_string(e).expect("run events always serialise")),
-            }
-            .insert(&txn)
-            .await
-            .map_err(|err| StoreError::from_db(err, "journaling a run event"))?;
-            crate::projections::project(&txn, id, e, at).await?;
-            match e {
-                // A claim is a compare-and-swap: two runs never both take a task.
-                RunEvent::TaskMoved {
-                    task: t,
-                    from,
-                    to: TaskStatus::InProgress,
-                    ..
-                } => claim(&txn, *t, *from, at).await?,
-                RunEvent::TaskMoved {
-                    task: t, from, to, ..
-                } => set_status(&txn, *t, *from, *to, at).await?,
-                RunEvent::RunMoved { to, .. } => {
-                    run::ActiveModel {
-                        id: Set(id.0.clone()),
-                        state: Set(state_name(*to)),
-                        updated_at: Set(at.as_millis()),
-                        ..Default::default()
-                    }
-                    .update(&txn)
-                    .await
-                    .map_err(|err| StoreError::from_db(err, "updating a run"))?;
-                }
-                _ => {}
-            }
-        }
+        append_in(&txn, id, events, actor).await?;
         txn.commit()
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))
@@ -197,6 +156,43 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// A run's claim: `event` (a move to `in_progress`) appended as
+    /// [`Store::append_run_events`] does, but refused with [`StoreError::TaskChanged`]
+    /// if anyone but the run wrote an event about the task after board version `seen`
+    /// (an edit the run has not seen yet, say a new dependency).
+    pub async fn claim_task(
+        &self,
+        id: &RunId,
+        event: &Journaled,
+        seen: i64,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        use sea_orm::{QuerySelect, sea_query::Condition};
+        let txn = self.write().await?;
+        if let Some(task) = event.event.task() {
+            let newest: Option<Option<i64>> = event::Entity::find()
+                .select_only()
+                .column_as(event::Column::Seq.max(), "newest")
+                .filter(event::Column::TaskId.eq(task.0))
+                .filter(
+                    Condition::any()
+                        .add(event::Column::RunId.is_null())
+                        .add(event::Column::RunId.ne(id.0.clone())),
+                )
+                .into_tuple()
+                .one(&txn)
+                .await
+                .map_err(|e| StoreError::from_db(e, "reading a task's history"))?;
+            if let Some(seq) = newest.flatten().filter(|s| *s > seen) {
+                return Err(StoreError::TaskChanged { task, seq });
+            }
+        }
+        append_in(&txn, id, std::slice::from_ref(event), actor).await?;
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing"))
     }
 
     /// The newest event that this run did not write (a person's board change, another
@@ -294,4 +290,56 @@ async fn set_status<C: sea_orm::ConnectionTrait>(
         .await
         .map(|_| ())
         .map_err(|e| StoreError::from_db(e, "moving a task"))
+}
+
+/// Journals `events` in `txn` and applies their projections.
+async fn append_in<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    id: &RunId,
+    events: &[Journaled],
+    actor: &str,
+) -> Result<(), StoreError> {
+    for Journaled { at, event: e } in events {
+        let at = *at;
+        event::ActiveModel {
+            seq: NotSet,
+            at: Set(at.as_millis()),
+            run_id: Set(Some(id.0.clone())),
+            task_id: Set(e.task().map(|t| t.0)),
+            attempt: Set(e.attempt().map(i64::from)),
+            kind: Set(e.kind().into()),
+            reason: Set(e.reason()),
+            actor: Set(actor.into()),
+            payload: Set(serde_json::to_string(e).expect("run events always serialise")),
+        }
+        .insert(txn)
+        .await
+        .map_err(|err| StoreError::from_db(err, "journaling a run event"))?;
+        crate::projections::project(txn, id, e, at).await?;
+        match e {
+            // A claim is a compare-and-swap: two runs never both take a task.
+            RunEvent::TaskMoved {
+                task: t,
+                from,
+                to: TaskStatus::InProgress,
+                ..
+            } => claim(txn, *t, *from, at).await?,
+            RunEvent::TaskMoved {
+                task: t, from, to, ..
+            } => set_status(txn, *t, *from, *to, at).await?,
+            RunEvent::RunMoved { to, .. } => {
+                run::ActiveModel {
+                    id: Set(id.0.clone()),
+                    state: Set(state_name(*to)),
+                    updated_at: Set(at.as_millis()),
+                    ..Default::default()
+                }
+                .update(txn)
+                .await
+                .map_err(|err| StoreError::from_db(err, "updating a run"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

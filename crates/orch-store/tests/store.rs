@@ -928,3 +928,46 @@ async fn a_persons_move_wins_and_a_removed_task_cannot_be_claimed() {
     })
     .await;
 }
+
+/// A claim decided on an older board is refused once the task changed (an edit the
+/// run has not seen), and accepted on the board it was decided on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_on_a_stale_board_is_refused() {
+    use orch_core::run::{RunEvent, RunId};
+    each_backend(|s| async move {
+        let a = s.add_task(new("A"), "t").await.unwrap();
+        let b = s.add_task(new("B"), "t").await.unwrap();
+        let run = RunId("r1".into());
+        s.create_run(&run, &serde_json::json!({}), "o")
+            .await
+            .unwrap();
+        let claim = |t| RunEvent::TaskMoved {
+            task: t,
+            from: TaskStatus::Backlog,
+            to: TaskStatus::InProgress,
+            reason: "claimed".into(),
+        };
+        let seen = s.board_version(&run).await.unwrap();
+        let edit = orch_core::task::TaskEdit {
+            add_deps: vec![b.id],
+            ..Default::default()
+        };
+        s.edit_task(a.id, &edit, "person").await.unwrap();
+        let err = s
+            .claim_task(&run, &j(&[claim(a.id)])[0], seen, "o")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TaskChanged { .. }), "{err}");
+        assert_eq!(
+            s.task(a.id).await.unwrap().status,
+            TaskStatus::Backlog,
+            "nothing was written"
+        );
+        let now_seen = s.board_version(&run).await.unwrap();
+        s.claim_task(&run, &j(&[claim(b.id)])[0], now_seen, "o")
+            .await
+            .unwrap();
+        assert_eq!(s.task(b.id).await.unwrap().status, TaskStatus::InProgress);
+    })
+    .await;
+}
