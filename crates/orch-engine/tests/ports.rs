@@ -326,7 +326,10 @@ impl Fx {
     }
 
     fn driver(&self, patience: Duration) -> RunDriver {
-        let mut config = Config::default();
+        self.driver_with(patience, Config::default())
+    }
+
+    fn driver_with(&self, patience: Duration, mut config: Config) -> RunDriver {
         config.run.store_patience = orch_core::config::Duration(patience);
         let board: Vec<Task> = self.world.lock().unwrap().board.values().cloned().collect();
         let specs = board.iter().map(TaskSpec::from).collect();
@@ -651,4 +654,24 @@ async fn a_task_removed_mid_run_is_let_go() {
             ..
         }
     )));
+}
+
+/// With `worktrees.cleanup = "always"` a failed attempt's worktree goes, but its logs
+/// are still kept as a failure's (the retention class is the core's, not guessed from
+/// the cleanup flags).
+#[tokio::test(start_paused = true)]
+async fn a_failed_attempt_keeps_a_failures_retention_under_cleanup_always() {
+    let fx = Fx::new(
+        &[1],
+        Script {
+            moves_branch: vec![1],
+            ..Script::default()
+        },
+    );
+    let mut config = Config::default();
+    config.worktrees.cleanup = orch_core::config::Cleanup::Always;
+    config.policy.max_attempts = std::num::NonZeroU32::new(1).unwrap();
+    fx.driver_with(patience(), config).drive().await.unwrap();
+    let marker = fx.dir.path().join("artifacts/r/1/1/.outcome");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "failed");
 }
