@@ -90,6 +90,10 @@ impl Repo {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             changed.push("created .orch/".to_owned());
         }
+        // The database, prompts and logs are the user's alone, whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
         let exclude = self.common_dir.join("info").join("exclude");
         let current = match std::fs::read_to_string(&exclude) {
             Ok(s) => s,

@@ -1,6 +1,7 @@
-//! A live run against a changing world, through the real binary: board changes from
-//! another terminal are obeyed, SIGTERM and SIGHUP leave no process, a store locked
-//! past its busy timeout is waited out, and a ref moved outside orch is reported.
+//! A live run against a changing and hostile world, through the real binary: board
+//! changes from another terminal are obeyed, SIGTERM and SIGHUP leave no process, a
+//! store locked past its busy timeout is waited out, a ref moved outside orch is
+//! reported, hooks an agent plants never run, and hostile text and settings are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -610,6 +611,147 @@ fn a_run_obeys_every_change_another_terminal_makes() {
                 "removed task {t} ran (seed {seed})"
             );
         }
+    }
+}
+
+/// An agent plants a `post-commit` hook and an fsmonitor in the shared `.git`, and the
+/// user has a hook of their own: none of them runs when orch commits the agent's
+/// leftovers, so none sees orch's environment.
+#[test]
+fn hooks_and_fsmonitors_never_run_in_orchs_git_calls() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "plant"]);
+    let seen = s.dir.path().join("hook-saw-env");
+    let hooks = s.repo().join(".git/hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let user_hook = hooks.join("post-commit");
+    std::fs::write(
+        &user_hook,
+        format!("#!/bin/sh\nenv > {}.user\n", seen.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&user_hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = format!(
+        "d=$(git rev-parse --git-common-dir); printf '#!/bin/sh\\nenv > {s}.agent\\n' > $d/hooks/post-index-change; chmod +x $d/hooks/post-index-change; git config core.fsmonitor 'env > {s}.fsmonitor; true'; echo x > x.txt",
+        s = seen.display()
+    );
+    let out = s
+        .cmd(&["run", "--agent-cmd", &agent])
+        .env("SECRET_TOKEN", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for who in ["user", "agent", "fsmonitor"] {
+        let p = format!("{}.{who}", seen.display());
+        assert!(
+            !Path::new(&p).exists(),
+            "the {who} hook ran: {:?}",
+            std::fs::read_to_string(&p)
+        );
+    }
+}
+
+#[test]
+fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
+    let s = Sandbox::new();
+    // NUL and escape sequences in a title are bad input; in a body, NUL is. (A NUL
+    // cannot travel in argv, so it comes in a board file and a body file.)
+    let out = s.cmd(&["task", "add", "red \u{1b}[31m"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an escape sequence in a title was accepted"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("control characters"));
+    let board = s.dir.path().join("board.toml");
+    std::fs::write(&board, "[[task]]\nkey = \"k\"\ntitle = \"a\\u0000b\"\n").unwrap();
+    let out = s
+        .cmd(&["board", "import", board.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a NUL in a title was imported");
+    let body = s.dir.path().join("body.md");
+    std::fs::write(&body, b"x\0y").unwrap();
+    let out = s
+        .cmd(&["task", "add", "ok", "--body-file", body.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a NUL in a body was accepted");
+    // A body may hold an escape sequence; it is shown escaped, never sent raw.
+    s.ok(&["task", "add", "shown", "--body", "look \u{1b}]0;pwned\u{7}"]);
+    let shown = String::from_utf8(s.ok(&["task", "show", "1"]).stdout).unwrap();
+    assert!(
+        !shown.contains('\u{1b}') && shown.contains("\\x1b]0;pwned\\x07"),
+        "{shown}"
+    );
+    // .orch/ is private whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.repo().join(".orch"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // A database password is never printed.
+    let url = "database_url=postgres://orch:hunter2@127.0.0.1:1/db";
+    for args in [
+        &["-c", url, "config", "show"][..],
+        &["--json", "-c", url, "config", "show"][..],
+    ] {
+        let out = s.ok(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("hunter2") && text.contains("orch:***@127.0.0.1"),
+            "{text}"
+        );
+    }
+    // Worktrees inside the checkout are refused before anything is recorded.
+    let out = s
+        .cmd(&["-c", "worktrees.root=wt", "run", "--agent-cmd", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is inside the repository"));
+    assert_eq!(
+        s.json(&["run", "list"]).as_array().unwrap().len(),
+        0,
+        "a refused run left a record"
+    );
+}
+
+/// Two runs started at the same moment get distinct ids, and share the board.
+#[test]
+fn two_runs_started_at_once_do_not_collide() {
+    let s = Sandbox::new();
+    for i in 1..=6 {
+        s.ok(&["task", "add", &format!("t{i}")]);
+    }
+    let agent = "echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt";
+    let a = s.spawn_run(agent, &[]);
+    let b = s.spawn_run(agent, &[]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let runs = s.json(&["run", "list"]);
+    assert_eq!(runs.as_array().unwrap().len(), 2, "{runs:#}");
+    for t in 1..=6 {
+        assert_eq!(s.status(t).as_deref(), Some("done"));
     }
 }
 

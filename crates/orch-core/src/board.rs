@@ -116,6 +116,7 @@ pub fn plan_import(
         }
         let mut task = t.clone();
         task.title = task::validate_title(&t.title).map_err(err)?;
+        task::validate_body(&t.body).map_err(err)?;
         for l in &t.labels {
             task::validate_label(l).map_err(err)?;
         }

@@ -128,17 +128,26 @@ impl FieldError {
 /// Longest title accepted, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 
-/// Checks a task title: non-empty after trimming, one line, at most [`MAX_TITLE_CHARS`].
+/// Checks a task title: non-empty after trimming, one line, no control characters
+/// (NUL, escape sequences, carriage returns), at most [`MAX_TITLE_CHARS`].
 pub fn validate_title(title: &str) -> Result<String, FieldError> {
     let t = title.trim();
-    if t.is_empty() || t.contains('\n') || t.chars().count() > MAX_TITLE_CHARS {
+    if t.is_empty() || t.chars().any(char::is_control) || t.chars().count() > MAX_TITLE_CHARS {
         return Err(FieldError::new(
             "title",
             title,
-            "one non-empty line of at most 200 characters",
+            "one non-empty line of at most 200 characters, with no control characters",
         ));
     }
     Ok(t.to_owned())
+}
+
+/// Checks a task body: any text but a NUL byte, which no agent or prompt file takes.
+pub fn validate_body(body: &str) -> Result<(), FieldError> {
+    if body.contains('\0') {
+        return Err(FieldError::new("body", body, "text with no NUL byte"));
+    }
+    Ok(())
 }
 
 /// Checks a board key: 1–64 characters of `a-z A-Z 0-9 - _ .`, starting with a letter or digit.
@@ -167,14 +176,16 @@ pub fn validate_key(key: &str) -> Result<(), FieldError> {
 pub fn validate_label(label: &str) -> Result<(), FieldError> {
     let ok = !label.is_empty()
         && label.chars().count() <= 40
-        && !label.chars().any(|c| c.is_whitespace() || c == ',');
+        && !label
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',');
     if ok {
         Ok(())
     } else {
         Err(FieldError::new(
             "label",
             label,
-            "1-40 characters with no spaces or commas",
+            "1-40 characters with no spaces, commas or control characters",
         ))
     }
 }
@@ -186,6 +197,7 @@ pub fn validate_touches(glob: &str) -> Result<(), FieldError> {
     const ALLOWED: &str = "a relative path glob inside the repository (using *, **, ? or [...]), \
                            with no leading '/', no '..' and balanced brackets";
     let bad = glob.trim().is_empty()
+        || glob.chars().any(char::is_control)
         || glob.starts_with('/')
         || glob.contains('\\')
         || glob.split('/').any(|c| c == "..")
@@ -261,6 +273,7 @@ impl NewTask {
     /// Validates and normalises every field: trims the title, sorts and dedups the lists.
     pub fn validate(mut self) -> Result<NewTask, FieldError> {
         self.title = validate_title(&self.title)?;
+        validate_body(&self.body)?;
         if let Some(k) = &self.key {
             validate_key(k)?;
         }
@@ -321,6 +334,7 @@ impl TaskEdit {
         if let Some(b) = &self.body
             && *b != task.body
         {
+            validate_body(b)?;
             task.body = b.clone();
             changed.push("body");
         }
@@ -392,6 +406,12 @@ mod tests {
     fn validates_fields() {
         assert!(validate_title("  ").is_err());
         assert!(validate_title("a\nb").is_err());
+        assert!(validate_title("a\0b").is_err());
+        assert!(validate_title("red \x1b[31mtitle").is_err());
+        assert!(validate_title("a\rb").is_err());
+        assert!(validate_body("a\0b").is_err());
+        assert!(validate_body("line one\nline two\t").is_ok());
+        assert!(validate_label("a\x07").is_err());
         assert_eq!(validate_title(" Fix it ").unwrap(), "Fix it");
         assert!(validate_key("parser-2.0").is_ok());
         assert!(validate_key("-x").is_err());

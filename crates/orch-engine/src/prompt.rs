@@ -17,11 +17,40 @@ pub fn render_command(
     task_id: i64,
     attempt: u32,
 ) -> String {
-    template
-        .replace("{prompt_file}", &shell_quote(prompt_file))
-        .replace("{worktree}", &shell_quote(worktree))
-        .replace("{task_id}", &task_id.to_string())
-        .replace("{attempt}", &attempt.to_string())
+    // Each value is quoted exactly once and never scanned for placeholders again, so a
+    // path holding `{worktree}` or `$(...)` stays a path.
+    fill(
+        template,
+        &[
+            ("{prompt_file}", shell_quote(prompt_file)),
+            ("{worktree}", shell_quote(worktree)),
+            ("{task_id}", task_id.to_string()),
+            ("{attempt}", attempt.to_string()),
+        ],
+    )
+}
+
+/// Fills `template` in one pass: each placeholder is replaced by its value, and what a
+/// value holds is never filled again. Unknown `{...}` stay as they are.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        match values.iter().find(|(k, _)| rest.starts_with(k)) {
+            Some((k, v)) => {
+                out.push_str(v);
+                rest = &rest[k.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The built-in prompt: the task, the gates its work must pass, and on a retry why the
@@ -88,14 +117,18 @@ pub fn render_template(
             other => other.to_string(),
         })
         .unwrap_or_default();
-    template
-        .replace("{task_id}", &task.id.to_string())
-        .replace("{title}", &task.title)
-        .replace("{body}", &task.body)
-        .replace("{worker_validation}", &worker.join("\n"))
-        .replace("{integration_validation}", &integration.join("\n"))
-        .replace("{note}", note.unwrap_or(""))
-        .replace("{previous_failure}", &previous)
+    fill(
+        template,
+        &[
+            ("{task_id}", task.id.to_string()),
+            ("{title}", task.title.clone()),
+            ("{body}", task.body.clone()),
+            ("{worker_validation}", worker.join("\n")),
+            ("{integration_validation}", integration.join("\n")),
+            ("{note}", note.unwrap_or("").to_owned()),
+            ("{previous_failure}", previous),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -144,6 +177,22 @@ mod tests {
                 2
             ),
             "agent --prompt '/tmp/p q.md' --cwd '/w/it'\\''s' --id 3-2"
+        );
+    }
+
+    /// A value holding a placeholder or a command substitution is filled once, quoted.
+    #[test]
+    fn a_value_is_never_filled_twice() {
+        let out = render_command(
+            "agent {prompt_file} {worktree}",
+            "/data/$(touch pwned)/{worktree}/p.md",
+            "/repo/{prompt_file}",
+            1,
+            1,
+        );
+        assert_eq!(
+            out,
+            "agent '/data/$(touch pwned)/{worktree}/p.md' '/repo/{prompt_file}'"
         );
     }
 }

@@ -50,8 +50,15 @@ pub fn engine_config(
                 "cannot find a data directory for worktrees: set HOME or XDG_DATA_HOME, or worktrees.root".into(),
             )
         })?,
-        r => PathBuf::from(r),
+        r => repo_root.join(r),
     };
+    if inside(&worktree_root, repo_root) {
+        return Err(EngineError::Config(format!(
+            "worktrees.root {} is inside the repository {}: worktrees there would show up in your checkout and confuse tools that search parent directories; choose a directory outside it, or leave worktrees.root empty for the default",
+            worktree_root.display(),
+            repo_root.display()
+        )));
+    }
     Ok(EngineConfig {
         config,
         worktree_root,
@@ -60,6 +67,28 @@ pub fn engine_config(
         only_tasks,
         fetch_timeout: Duration::from_secs(30),
     })
+}
+
+/// True when `path` is `dir` or below it, comparing their real locations (symlinks
+/// resolved, as far as `path` exists).
+fn inside(path: &Path, dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let Some(name) = existing.file_name().map(|n| n.to_owned()) else {
+            break;
+        };
+        rest.push(name);
+        if !existing.pop() {
+            break;
+        }
+    }
+    let mut real = existing.canonicalize().unwrap_or(existing);
+    for n in rest.into_iter().rev() {
+        real.push(n);
+    }
+    real.starts_with(&dir)
 }
 
 /// What a frontend asks for.
@@ -115,15 +144,23 @@ pub async fn choose_run(store: &Store, target: &Target) -> Result<(RunId, bool),
     }
 }
 
-/// A run id from the clock, e.g. `r20261124-125320`, made unique against the store.
+/// A run id from the clock and a random tag, e.g. `r20261124-125320-3fa9`: two runs
+/// started in the same second, on one machine or several, do not collide; it is also
+/// made unique against the store.
 pub async fn new_run_id(store: &Store) -> Result<RunId, EngineError> {
+    use std::hash::{BuildHasher, Hasher};
     // 2026-11-24T12:53:20.123Z -> 20261124-125320
     let digits: String = now()
         .to_string()
         .chars()
         .filter(|c| c.is_ascii_digit())
         .collect();
-    let base = format!("r{}-{}", &digits[..8], &digits[8..14]);
+    // A randomly seeded hasher, fed the pid and the clock: random enough for a tag.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_i64(now().0);
+    let tag = h.finish() & 0xffff;
+    let base = format!("r{}-{}-{tag:04x}", &digits[..8], &digits[8..14]);
     let taken: Vec<String> = store.runs().await?.into_iter().map(|r| r.id.0).collect();
     let mut id = base.clone();
     let mut n = 2;

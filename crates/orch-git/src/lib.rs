@@ -211,8 +211,10 @@ pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
     })
 }
 
-/// `git -C dir` with none of the caller's `GIT_*` variables (I10): a `GIT_DIR` or
-/// `GIT_INDEX_FILE` in orch's environment must never redirect orch's own git calls.
+/// `git -C dir` with none of the caller's `GIT_*` variables, no hooks and no fsmonitor
+/// (I10): a `GIT_DIR` or `GIT_INDEX_FILE` in orch's environment must never redirect
+/// orch's own git calls, and a hook or an fsmonitor an agent planted in the shared
+/// `.git` (or the user's own hooks) must never run with orch's environment.
 fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     for (k, _) in std::env::vars_os() {
@@ -220,7 +222,12 @@ fn git_command(dir: &Path) -> Command {
             cmd.env_remove(&k);
         }
     }
-    cmd.arg("-C").arg(dir);
+    cmd.arg("-C").arg(dir).args([
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "core.fsmonitor=false",
+    ]);
     cmd
 }
 

@@ -81,8 +81,8 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// Hides the password in a URL for messages.
-fn redact(url: &str) -> String {
+/// Hides the password in a URL, for messages and `orch config show`.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

@@ -11,8 +11,17 @@ use crate::output;
 
 /// `orch config show`: every key, its value, and the layer it came from.
 pub(super) fn show(ctx: &Ctx) -> Result<()> {
-    let (repo, loaded) = ctx.load()?;
-    let entries = loaded.entries()?;
+    let (repo, mut loaded) = ctx.load()?;
+    // A database password is never printed.
+    loaded.config.database_url = orch_store::redact(&loaded.config.database_url);
+    let mut entries = loaded.entries()?;
+    for e in &mut entries {
+        if e.key == "database_url"
+            && let Some(url) = e.value.as_str()
+        {
+            e.value = serde_json::Value::String(orch_store::redact(url));
+        }
+    }
     if ctx.json {
         return output::print_json(&json!({
             "config": loaded.config,

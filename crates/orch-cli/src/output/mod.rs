@@ -77,6 +77,22 @@ impl From<&Event> for EventJson {
     }
 }
 
+/// Text from the board made safe for a terminal: control characters (escape
+/// sequences, carriage returns, NUL) are shown as `\x1b`-style escapes, never sent raw.
+/// Newlines and tabs stay.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => format!("\\x{:02x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
@@ -207,10 +223,13 @@ fn render_stacked(
             // "  #id  title  note"
             let room = width.saturating_sub(2 + id_w + 2);
             let line = if note.is_empty() {
-                truncate(&t.title, room)
+                truncate(&printable(&t.title), room)
             } else {
                 let title_room = room.saturating_sub(note.chars().count() + 2).max(12);
-                truncate(&format!("{}  {note}", truncate(&t.title, title_room)), room)
+                truncate(
+                    &format!("{}  {note}", truncate(&printable(&t.title), title_room)),
+                    room,
+                )
             };
             out.push_str(&format!("  {id}  {}\n", line.trim_end()));
         }
@@ -240,7 +259,10 @@ fn render_wide(
                 "─".repeat(col_w),
             ];
             for t in ts {
-                c.push(truncate(&format!("#{} {}", t.id, t.title), col_w));
+                c.push(truncate(
+                    &format!("#{} {}", t.id, printable(&t.title)),
+                    col_w,
+                ));
                 let note = card_note(t, waiting);
                 if !note.is_empty() {
                     c.push(truncate(&format!("  {note}"), col_w));
@@ -279,7 +301,7 @@ pub fn render_task_table(tasks: &[Task], waiting: &BTreeMap<TaskId, Vec<TaskId>>
                 status,
                 t.priority.to_string(),
                 ids(&t.depends_on),
-                t.title.clone(),
+                printable(&t.title),
             ]
         })
         .collect();
@@ -314,7 +336,7 @@ pub fn render_task_table(tasks: &[Task], waiting: &BTreeMap<TaskId, Vec<TaskId>>
 pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
     let by_id: BTreeMap<TaskId, &Task> = board.iter().map(|t| (t.id, t)).collect();
     let waiting = waiting_on(board);
-    let mut s = format!("#{} {}\n", t.id, t.title);
+    let mut s = format!("#{} {}\n", t.id, printable(&t.title));
     let status = match waiting.get(&t.id) {
         Some(w) => format!("{} (waiting on {})", t.status, ids(w)),
         None => t.status.to_string(),
@@ -348,7 +370,7 @@ pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
     field(&mut s, "updated", t.updated_at.to_string());
     if !t.body.is_empty() {
         s.push('\n');
-        for l in t.body.lines() {
+        for l in printable(&t.body).lines() {
             s.push_str(&format!("  {l}\n"));
         }
     }
