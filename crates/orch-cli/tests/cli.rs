@@ -7,6 +7,18 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
+/// environment sets.
+fn git_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new("git");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 /// A throwaway git repository with an isolated HOME and config.
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -26,7 +38,7 @@ impl Run {
 }
 
 fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
+    let ok = git_cmd()
         .arg("-C")
         .arg(dir)
         .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
@@ -180,7 +192,7 @@ fn init_is_idempotent_and_excludes_orch_dir() {
     let exclude = std::fs::read_to_string(s.repo().join(".git/info/exclude")).unwrap();
     assert_eq!(exclude.matches("/.orch/").count(), 1);
     // Only orch.toml shows up for git: the database is excluded.
-    let st = Command::new("git")
+    let st = git_cmd()
         .arg("-C")
         .arg(s.repo())
         .args(["status", "--porcelain"])
@@ -603,7 +615,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         .json();
     let run = runs[0]["id"].as_str().unwrap().to_owned();
     let branch = format!("orch/{run}/integration");
-    let calc = Command::new("git")
+    let calc = git_cmd()
         .arg("-C")
         .arg(&dir)
         .args(["show", &format!("{branch}:calc.sh")])
@@ -611,7 +623,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         .unwrap();
     let calc = String::from_utf8(calc.stdout).unwrap();
     assert!(calc.contains("add()") && calc.contains("sub()"), "{calc}");
-    let div = Command::new("git")
+    let div = git_cmd()
         .arg("-C")
         .arg(&dir)
         .args(["show", &format!("{branch}:div.sh")])
@@ -622,7 +634,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         "the retry fixed div"
     );
     // The user's branch of the demo repository is where it was: orch never touched it.
-    let main_log = Command::new("git")
+    let main_log = git_cmd()
         .arg("-C")
         .arg(&dir)
         .args(["log", "--format=%s", "main"])
@@ -632,7 +644,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         String::from_utf8(main_log.stdout).unwrap(),
         "Configure orch\nA calculator with tests and no functions yet\n"
     );
-    let head = Command::new("git")
+    let head = git_cmd()
         .arg("-C")
         .arg(&dir)
         .args(["rev-parse", &branch])
@@ -815,7 +827,7 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         .as_str()
         .unwrap()
         .to_owned();
-    let hello = Command::new("git")
+    let hello = git_cmd()
         .arg("-C")
         .arg(s.repo())
         .args(["show", &format!("orch/{run}/integration:hello.txt")])
@@ -995,7 +1007,7 @@ fn cleanup_removes_what_no_live_attempt_uses() {
     );
     assert_eq!(s.ok(&["cleanup"]).stdout, "Nothing to clean up.\n");
     // The integration branch, with the validated work, stays.
-    let branches = Command::new("git")
+    let branches = git_cmd()
         .arg("-C")
         .arg(s.repo())
         .args(["branch", "--list", "orch/*"])

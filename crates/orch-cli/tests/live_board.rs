@@ -729,6 +729,47 @@ fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
     );
 }
 
+/// Inputs a user can fix are exit 2, with a message that says how; nothing is recorded.
+#[test]
+fn fixable_run_inputs_exit_2_and_record_nothing() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "one"]);
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["run", "--agent-cmd", "true", "--base", "no-such-branch"],
+            "cannot resolve \"no-such-branch\"",
+        ),
+        (
+            &["run", "--agent-cmd", "true", "--task", "999"],
+            "--task 999: no such task",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = s.cmd(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(s.json(&["run", "list"]).as_array().unwrap().len(), 0);
+    // A repository with no commits says to make one.
+    let empty = s.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    git(&empty, &["init", "-q"]);
+    let repo = empty.to_str().unwrap();
+    s.ok(&["--repo", repo, "init"]);
+    s.ok(&["--repo", repo, "task", "add", "one"]);
+    let out = s
+        .cmd(&["--repo", repo, "run", "--agent-cmd", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no commits yet; make a first commit"),
+        "{stderr}"
+    );
+}
+
 /// Two runs started at the same moment get distinct ids, and share the board.
 #[test]
 fn two_runs_started_at_once_do_not_collide() {

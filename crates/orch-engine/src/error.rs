@@ -51,9 +51,8 @@ impl EngineError {
         match self {
             EngineError::Store(e) => e.is_refusal(),
             EngineError::Config(_) | EngineError::Unresumable(_) => true,
-            EngineError::Git(_)
-            | EngineError::LeaseExpired { .. }
-            | EngineError::StoreUnavailable { .. } => false,
+            EngineError::Git(e) => e.is_refusal(),
+            EngineError::LeaseExpired { .. } | EngineError::StoreUnavailable { .. } => false,
         }
     }
 }

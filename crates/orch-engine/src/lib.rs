@@ -195,7 +195,8 @@ impl Engine {
     }
 
     async fn run_inner(&self, run: RunId, handle: &RunHandle) -> Result<RunSummary, EngineError> {
-        // Resolve the base first: a run that cannot start leaves no record behind.
+        // Check what can be checked first: a run that cannot start leaves no record.
+        self.check_only_tasks().await?;
         let git = self.git.clone();
         let (base, offline) = (
             self.cfg.config.run.base.clone(),
@@ -248,6 +249,28 @@ impl Engine {
         let _ = orch.handle(now(), Input::Start { head: base });
         self.drive(run, orch, tasks, HashMap::new(), handle, owner)
             .await
+    }
+
+    /// `--task` names tasks on the board.
+    async fn check_only_tasks(&self) -> Result<(), EngineError> {
+        if self.cfg.only_tasks.is_empty() {
+            return Ok(());
+        }
+        let board = self.store.tasks(&[]).await?;
+        let missing: Vec<String> = self
+            .cfg
+            .only_tasks
+            .iter()
+            .filter(|t| !board.iter().any(|b| b.id == **t))
+            .map(|t| t.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Config(format!(
+            "--task {}: no such task on the board; `orch task list` shows them",
+            missing.join(", ")
+        )))
     }
 
     pub(crate) fn policy(&self) -> Policy {

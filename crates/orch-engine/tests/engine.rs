@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use orch_core::config::{Config, Duration as CfgDuration};
@@ -16,8 +15,20 @@ use orch_git::Git;
 use orch_store::{Location, Store};
 use orch_validate::CancellationToken;
 
+/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
+/// environment sets.
+fn git_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new("git");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
+    let o = git_cmd()
         .arg("-C")
         .arg(dir)
         .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])

@@ -4,7 +4,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -13,10 +12,22 @@ use orch_core::ports::MergeOutcome;
 use orch_core::run::CommitId;
 use orch_git::Git;
 
+/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
+/// environment sets.
+fn git_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new("git");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 const FILES: usize = 20_000;
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
+    let o = git_cmd()
         .arg("-C")
         .arg(dir)
         .args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"])

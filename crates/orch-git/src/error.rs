@@ -103,6 +103,18 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// True when the user can fix it: a revision that does not resolve, a remote branch
+    /// never fetched, a branch or path already taken.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            GitError::BadRevision { .. }
+                | GitError::NothingCached { .. }
+                | GitError::BranchExists(_)
+                | GitError::PathTaken(_)
+        )
+    }
+
     pub(crate) fn gix(doing: &'static str, e: impl std::fmt::Display) -> GitError {
         GitError::Gix {
             doing,

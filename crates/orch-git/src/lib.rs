@@ -98,12 +98,14 @@ impl Git {
     /// Resolves a revision to a commit id.
     pub fn rev_parse(&self, rev: &str) -> Result<CommitId, GitError> {
         let repo = self.repo();
-        let id = repo
-            .rev_parse_single(rev)
-            .map_err(|e| GitError::BadRevision {
-                rev: rev.into(),
-                message: e.to_string(),
-            })?;
+        let id = repo.rev_parse_single(rev).map_err(|e| GitError::BadRevision {
+            rev: rev.into(),
+            message: if rev == "HEAD" && repo.head_id().is_err() {
+                "the repository has no commits yet; make a first commit (for example `git commit --allow-empty -m init`), then run again".into()
+            } else {
+                e.to_string()
+            },
+        })?;
         let commit =
             id.object()
                 .and_then(|o| o.peel_to_commit())

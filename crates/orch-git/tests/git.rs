@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use orch_core::config::{MergeStyle, Offline};
@@ -13,8 +12,20 @@ use orch_core::ports::MergeOutcome;
 use orch_core::run::CommitId;
 use orch_git::{Git, GitError};
 
+/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
+/// environment sets.
+fn git_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new("git");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
+    let o = git_cmd()
         .arg("-C")
         .arg(dir)
         .args([
@@ -125,7 +136,7 @@ fn untouched<T>(fx: &Fixture, f: impl FnOnce() -> T) -> T {
 
 /// `git merge-tree --write-tree`: (clean, tree, conflicted paths).
 fn merge_tree(repo: &Path, ours: &CommitId, theirs: &CommitId) -> (bool, String, BTreeSet<String>) {
-    let o = Command::new("git")
+    let o = git_cmd()
         .arg("-C")
         .arg(repo)
         .args([

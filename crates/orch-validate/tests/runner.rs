@@ -561,8 +561,10 @@ fn leftover_groups_of_a_dead_run_are_found_and_stopped_whole() {
     // Other runs and untagged processes are not touched.
     assert!(bystander.try_wait().unwrap().is_none());
     assert!(untagged.try_wait().unwrap().is_none());
+    // Their whole groups go: `Child::kill` would stop only `sh`, and leave `sleep`.
     for c in [&mut bystander, &mut untagged] {
-        c.kill().unwrap();
+        let group = nix::unistd::Pid::from_raw(c.id() as i32);
+        nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
         c.wait().unwrap();
     }
     assert!(!pid_alive(bystander.id() as i32));

@@ -41,7 +41,14 @@ echo "all tests passed"
 "#;
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("git")
+    let mut cmd = Command::new("git");
+    // The caller's GIT_* variables must not point the demo at another repository.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
         .arg("-C")
         .arg(dir)
         .args([
