@@ -770,6 +770,48 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
     );
 }
 
+/// Output a person can follow: short commit ids in the progress, the failed tasks named
+/// with why and where their logs are, a history that does not repeat itself, and a dry
+/// cleanup that does not say "nothing" above what it keeps.
+#[test]
+fn output_a_person_can_follow() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "lands"]);
+    s.ok(&["task", "add", "fails"]);
+    let agent = "if [ \"$ORCH_TASK_TITLE\" = fails ]; then exit 3; fi; echo x > x$ORCH_TASK_ID.txt";
+    let out = s
+        .cmd(&["run", "--agent-cmd", agent, "--max-attempts", "1"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let long = stderr
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w.len() == 40 && w.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(!long, "a full commit id in the progress: {stderr}");
+    assert!(
+        stdout.contains("#2 failed: agent-error (exit code 3); logs: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("every attempt, and why: orch run show"),
+        "{stdout}"
+    );
+    let shown = String::from_utf8(s.ok(&["task", "show", "1"]).stdout).unwrap();
+    assert!(
+        !shown.contains("in_progress: backlog -> in_progress"),
+        "{shown}"
+    );
+    let dry = String::from_utf8(s.ok(&["cleanup", "--dry-run"]).stdout).unwrap();
+    assert!(
+        !(dry.contains("Nothing to clean up") && dry.contains("would keep")),
+        "{dry}"
+    );
+}
+
 /// Two runs started at the same moment get distinct ids, and share the board.
 #[test]
 fn two_runs_started_at_once_do_not_collide() {

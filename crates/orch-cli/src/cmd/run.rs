@@ -84,6 +84,10 @@ pub(crate) async fn start(
         output::run::print_summary_line(&summary)?;
     } else {
         output::run::print_summary(&summary, ctx.json)?;
+        if !ctx.json {
+            let attempts = opened.store.attempts(&summary.run).await?;
+            output::run::print_failures(&summary, &attempts);
+        }
     }
     Ok((
         exit_code(&summary, interrupted.load(Ordering::SeqCst)),

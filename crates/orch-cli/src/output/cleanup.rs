@@ -117,12 +117,14 @@ pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
     if json {
         return super::print_json(&PreviewJson::new(p));
     }
-    if p.worktrees.is_empty()
+    let nothing = p.worktrees.is_empty()
         && p.branches.is_empty()
         && p.strays.is_empty()
-        && p.processes.is_empty()
-    {
+        && p.processes.is_empty();
+    if nothing && p.kept.is_empty() {
         println!("Nothing to clean up.");
+    } else if nothing {
+        println!("Nothing to remove.");
     }
     for k in &p.kept {
         println!("would keep {}: {}", k.what, k.why);

@@ -375,14 +375,33 @@ pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
         }
     }
     s.push_str("\nHistory:\n");
+    // Columns as wide as their widest entry, so long kinds and actors stay aligned.
+    let kind_w = events
+        .iter()
+        .map(|e| e.kind.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(14);
+    let actor_w = events
+        .iter()
+        .map(|e| e.actor.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     for e in events {
         let what = match (e.payload["from"].as_str(), e.payload["to"].as_str()) {
-            (Some(from), Some(to)) => format!("{from} -> {to}: {}", e.reason),
+            // A run's own moves say where from and to in their reason already.
+            (Some(from), Some(to)) if !e.reason.starts_with(&format!("{from} -> {to}")) => {
+                format!("{from} -> {to}: {}", e.reason)
+            }
             _ => e.reason.clone(),
         };
         s.push_str(&format!(
-            "  {}  {:<14} {:<16} {}\n",
-            e.at, e.kind, e.actor, what
+            "  {}  {:<kind_w$} {:<actor_w$} {}\n",
+            e.at,
+            e.kind,
+            e.actor,
+            printable(&what)
         ));
     }
     s

@@ -113,6 +113,37 @@ pub fn print_summary(s: &RunSummary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After a summary: each task that did not end done, why, and where its logs are.
+pub fn print_failures(s: &RunSummary, attempts: &[AttemptRow]) {
+    let mut any = false;
+    for (task, status) in &s.tasks {
+        if !matches!(status, TaskStatus::Failed | TaskStatus::Blocked) {
+            continue;
+        }
+        let Some(last) = attempts
+            .iter()
+            .filter(|a| a.attempt.task == *task)
+            .max_by_key(|a| a.attempt.number)
+        else {
+            continue;
+        };
+        let why = last
+            .failure
+            .clone()
+            .and_then(|f| serde_json::from_value::<orch_engine::core::run::FailureKind>(f).ok())
+            .map_or_else(|| last.state.clone(), |k| k.to_string());
+        let logs = s
+            .artifacts
+            .join(task.0.to_string())
+            .join(last.attempt.number.to_string());
+        println!("  #{task} {status}: {why}; logs: {}", logs.display());
+        any = true;
+    }
+    if any {
+        println!("  every attempt, and why: orch run show {}", s.run);
+    }
+}
+
 /// One run of `run list --json`.
 #[derive(Serialize)]
 pub struct RunListJson<'a> {

@@ -59,7 +59,7 @@ impl Block {
             let _ = write!(err, "\x1b[1A\x1b[2K");
         }
         for line in scroll {
-            let _ = writeln!(err, "{line}");
+            let _ = writeln!(err, "{}", super::short_shas(&line));
         }
         for (name, (state, since)) in &self.live {
             let secs = since.elapsed().as_secs_f32();

@@ -25,7 +25,7 @@ pub(super) async fn report(mut sub: Subscription) {
         if let RunUpdate::Journal(j) = u
             && let Some(line) = progress_line(&j.event)
         {
-            eprintln!("{line}");
+            eprintln!("{}", super::short_shas(&line));
         }
     }
 }
