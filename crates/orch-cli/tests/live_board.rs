@@ -750,6 +750,13 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    // A branch named `orch` blocks orch's namespace: said plainly, before any record.
+    git(&s.repo(), &["branch", "orch"]);
+    let out = s.cmd(&["run", "--agent-cmd", "true"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("a branch named `orch` exists"), "{stderr}");
+    git(&s.repo(), &["branch", "-D", "orch"]);
     assert_eq!(s.json(&["run", "list"]).as_array().unwrap().len(), 0);
     // A repository with no commits says to make one.
     let empty = s.dir.path().join("empty");

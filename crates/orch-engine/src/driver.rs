@@ -169,6 +169,11 @@ impl RunDriver {
     async fn run_loop(mut self) -> Result<Orchestrator, EngineError> {
         let cancel = self.handle.cancel_token();
         let mut steer = self.steer.take();
+        // Requests made before the run was driven come first: a run paused before it
+        // starts claims nothing.
+        while let Some(s) = steer.as_mut().and_then(|r| r.try_recv().ok()) {
+            self.feed(steered(s));
+        }
         let (lost_tx, mut lost) = mpsc::unbounded_channel();
         let beat = lease::heartbeat(
             self.ctx.journal.clone(),
@@ -224,11 +229,7 @@ impl RunDriver {
                     self.beat();
                 }
                 Some(s) = async { steer.as_mut()?.recv().await }, if steer.is_some() => {
-                    self.feed(match s {
-                        Steer::CancelTask(t) => Input::Cancel { scope: CancelScope::Task(t) },
-                        Steer::Pause => Input::PauseClaims,
-                        Steer::Resume => Input::ResumeClaims,
-                    });
+                    self.feed(steered(s));
                 }
                 Some(e) = lost.recv() => return Err(self.stop_all(e)),
             }
@@ -438,6 +439,17 @@ impl RunDriver {
         let stop = Stop::default();
         self.stops.insert(attempt, stop.clone());
         stop
+    }
+}
+
+/// The core's input for a steering request.
+fn steered(s: Steer) -> Input {
+    match s {
+        Steer::CancelTask(t) => Input::Cancel {
+            scope: CancelScope::Task(t),
+        },
+        Steer::Pause => Input::PauseClaims,
+        Steer::Resume => Input::ResumeClaims,
     }
 }
 

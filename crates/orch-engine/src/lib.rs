@@ -197,6 +197,8 @@ impl Engine {
     async fn run_inner(&self, run: RunId, handle: &RunHandle) -> Result<RunSummary, EngineError> {
         // Check what can be checked first: a run that cannot start leaves no record.
         self.check_only_tasks().await?;
+        self.check_refs(&run)?;
+        self.template()?;
         let git = self.git.clone();
         let (base, offline) = (
             self.cfg.config.run.base.clone(),
@@ -223,9 +225,55 @@ impl Engine {
         self.store
             .acquire_lease(&run, &owner.id, owner.ttl, None)
             .await?;
+        let branch = layout::integration_branch(&run);
+        if let Err(e) = self.git.create_branch(&branch, &resolved.commit) {
+            // It never started: it ends here, so no later run waits on it.
+            let why = format!("could not create {branch}: {e}");
+            self.abandon(&run, &why).await;
+            let _ = self.store.release_lease(&run, &owner.id).await;
+            return Err(e.into());
+        }
         let result = self.start(&run, resolved.commit, handle, &owner).await;
         let _ = self.store.release_lease(&run, &owner.id).await;
         result
+    }
+
+    /// orch's branches can be made: no branch named `orch` stands in the way of the
+    /// `orch/...` namespace, and the run's integration branch does not exist yet (it
+    /// would be adopted silently otherwise).
+    fn check_refs(&self, run: &RunId) -> Result<(), EngineError> {
+        if self.git.ref_target("refs/heads/orch")?.is_some() {
+            return Err(EngineError::Config(
+                "a branch named `orch` exists, and orch keeps its branches under orch/...; rename it (`git branch -m orch <new-name>`) and run again".into(),
+            ));
+        }
+        let branch = layout::integration_branch(run);
+        if self
+            .git
+            .ref_target(&layout::integration_ref(run))?
+            .is_some()
+        {
+            return Err(EngineError::Config(format!(
+                "{branch} exists already, though run {run} is new; delete it (`git branch -D {branch}`) or start another run"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends a run that never started, so it is not left `created` (and interrupted).
+    async fn abandon(&self, run: &RunId, why: &str) {
+        let event = orch_core::run::Journaled {
+            at: now(),
+            event: RunEvent::RunMoved {
+                from: RunState::Created,
+                to: RunState::Canceled,
+                reason: format!("it could not start: {why}"),
+            },
+        };
+        let _ = self
+            .store
+            .append_run_events(run, std::slice::from_ref(&event), "orchestrator")
+            .await;
     }
 
     /// The part of [`Engine::run`] that holds the lease.
