@@ -30,6 +30,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--agent`: a real preset (the empty "no preset" of the config is not one to ask for).
+fn preset(s: &str) -> Result<orch_engine::core::config::Preset, String> {
+    use orch_engine::core::config::Preset;
+    let names: Vec<&str> = Preset::ALL
+        .iter()
+        .filter(|p| **p != Preset::None)
+        .map(|p| p.as_str())
+        .collect();
+    Preset::ALL
+        .iter()
+        .copied()
+        .find(|p| *p != Preset::None && p.as_str() == s)
+        .ok_or_else(|| format!("invalid preset {s:?}: expected one of {}", names.join(", ")))
+}
+
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -139,7 +154,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub mode: Option<orch_engine::core::config::RunMode>,
     /// An agent preset: claude, codex, gemini, aider or opencode.
-    #[arg(long, value_name = "PRESET", conflicts_with = "agent_cmd")]
+    #[arg(long, value_name = "PRESET", conflicts_with = "agent_cmd", value_parser = preset)]
     pub agent: Option<orch_engine::core::config::Preset>,
     /// The agent command template, run with `sh -c`; may use {prompt_file},
     /// {worktree}, {task_id} and {attempt}. Overrides the preset.

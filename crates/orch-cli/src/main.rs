@@ -68,7 +68,14 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
+            // With --json anywhere on the line, a refused command line is JSON too.
+            if code == 2 && std::env::args().any(|a| a == "--json") {
+                let message = e.render().to_string();
+                let v = serde_json::json!({ "error": { "message": message.trim(), "exit_code": code } });
+                eprintln!("{v}");
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(code);
         }
     };

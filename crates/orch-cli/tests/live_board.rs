@@ -758,6 +758,20 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
     assert!(stderr.contains("a branch named `orch` exists"), "{stderr}");
     git(&s.repo(), &["branch", "-D", "orch"]);
     assert_eq!(s.json(&["run", "list"]).as_array().unwrap().len(), 0);
+    // A bad preset lists only real ones; with --json, a refused command line is JSON.
+    let out = s.cmd(&["run", "--agent", "foo"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("expected one of claude, codex, gemini, aider, opencode"),
+        "{stderr}"
+    );
+    let out = s
+        .cmd(&["--json", "run", "--no-such-flag"])
+        .output()
+        .unwrap();
+    let err: Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
+    assert_eq!(err["error"]["exit_code"], 2);
     // A repository with no commits says to make one.
     let empty = s.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
