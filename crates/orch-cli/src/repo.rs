@@ -16,10 +16,10 @@ pub struct Repo {
     pub common_dir: PathBuf,
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+/// Runs `git -C dir ARGS` with none of the caller's `GIT_*` variables (`GIT_DIR`,
+/// `GIT_INDEX_FILE`, ...), which must not point orch at another repository.
+pub fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
     let mut cmd = Command::new("git");
-    // The caller's GIT_* variables (GIT_DIR, GIT_INDEX_FILE, ...) must not redirect
-    // orch to another repository.
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("GIT_") {
             cmd.env_remove(&k);

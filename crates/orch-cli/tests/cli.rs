@@ -2,6 +2,8 @@
 //! real processes. Output is snapshotted (insta), with times and paths redacted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -1019,29 +1021,6 @@ fn cleanup_removes_what_no_live_attempt_uses() {
     );
 }
 
-/// Pids of live processes whose environment tags them with `run`.
-fn tagged_with(run: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|kv| kv == format!("ORCH_RUN_ID={run}").as_bytes())
-            })
-        })
-        .filter(|pid| {
-            // Zombies are dead.
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| !r.trim_start().starts_with('Z'))
-            })
-        })
-        .collect()
-}
-
 /// Starts `orch run --agent-cmd AGENT` in the background.
 fn background_run(s: &Sandbox, agent: &str) -> std::process::Child {
     s.cmd(&["run", "--agent-cmd", agent])
@@ -1083,11 +1062,14 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
     let mut child = background_run(&s, &agent);
     // Wait until "quick" is done and "slow"'s agent runs, then SIGKILL orch.
     let run = wait_for_run(&s, |run| {
-        s.statuses() == ["in_progress", "done"] && !tagged_with(run).is_empty()
+        s.statuses() == ["in_progress", "done"] && !common::tagged_with(run).is_empty()
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!tagged_with(&run).is_empty(), "the agent outlives its orch");
+    assert!(
+        !common::tagged_with(&run).is_empty(),
+        "the agent outlives its orch"
+    );
 
     // A new run refuses, naming the interrupted one and the ways on.
     let r = s.run(&["run", "--agent-cmd", "true"]);
@@ -1126,7 +1108,7 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
         "{out}"
     );
     assert!(
-        tagged_with(&run).is_empty(),
+        common::tagged_with(&run).is_empty(),
         "cleanup stopped the leftovers"
     );
 

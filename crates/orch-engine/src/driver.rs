@@ -473,15 +473,11 @@ async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineErro
         }
         // The core asked for a fresh look: it waits for it, so it is patient.
         Lane::Board { fresh: true } => {
-            let read = std::sync::Mutex::new(None);
-            patient(&ctx, patience, || async {
-                let version = store.board_version(&ctx.run).await?;
-                let tasks = store.tasks().await?;
-                *read.lock().expect("never poisoned") = Some((version, tasks));
-                Ok(())
+            let read = patient(&ctx, patience, || async {
+                Ok((store.board_version(&ctx.run).await?, store.tasks().await?))
             })
             .await?;
-            Ok(Done::Board(read.into_inner().expect("never poisoned")))
+            Ok(Done::Board(Some(read)))
         }
         // Polls are best effort: a busy store only delays them to the next tick.
         Lane::Board { fresh: false } => {
@@ -510,16 +506,16 @@ async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineErro
 
 /// Retries `op` while the store is busy or unreachable, with backoff, for up to
 /// `patience`; a refusal (a lost claim, a lost lease) is returned at once.
-async fn patient<F, Fut>(ctx: &Ctx, patience: Duration, mut op: F) -> Result<(), EngineError>
+async fn patient<T, F, Fut>(ctx: &Ctx, patience: Duration, mut op: F) -> Result<T, EngineError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), StoreError>>,
+    Fut: Future<Output = Result<T, StoreError>>,
 {
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
         match op().await {
-            Ok(()) => return Ok(()),
+            Ok(v) => return Ok(v),
             Err(e) if !transient(&e) => return Err(e.into()),
             Err(e) if started.elapsed() >= patience => {
                 tracing::error!(error = %e, "the store stayed unavailable past run.store_patience");

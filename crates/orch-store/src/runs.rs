@@ -169,25 +169,13 @@ impl Store {
         seen: i64,
         actor: &str,
     ) -> Result<(), StoreError> {
-        use sea_orm::{QuerySelect, sea_query::Condition};
         let txn = self.write().await?;
-        if let Some(task) = event.event.task() {
-            let newest: Option<Option<i64>> = event::Entity::find()
-                .select_only()
-                .column_as(event::Column::Seq.max(), "newest")
-                .filter(event::Column::TaskId.eq(task.0))
-                .filter(
-                    Condition::any()
-                        .add(event::Column::RunId.is_null())
-                        .add(event::Column::RunId.ne(id.0.clone())),
-                )
-                .into_tuple()
-                .one(&txn)
-                .await
-                .map_err(|e| StoreError::from_db(e, "reading a task's history"))?;
-            if let Some(seq) = newest.flatten().filter(|s| *s > seen) {
-                return Err(StoreError::TaskChanged { task, seq });
-            }
+        if let Some(task) = event.event.task()
+            && let Some(seq) = newest_foreign_event(&txn, id, Some(task))
+                .await?
+                .filter(|s| *s > seen)
+        {
+            return Err(StoreError::TaskChanged { task, seq });
         }
         append_in(&txn, id, std::slice::from_ref(event), actor).await?;
         txn.commit()
@@ -198,20 +186,7 @@ impl Store {
     /// The newest event that this run did not write (a person's board change, another
     /// run's move): when it changes, the board may have. Polled by a live run.
     pub async fn board_version(&self, id: &RunId) -> Result<i64, StoreError> {
-        use sea_orm::{QuerySelect, sea_query::Condition};
-        let newest: Option<Option<i64>> = event::Entity::find()
-            .select_only()
-            .column_as(event::Column::Seq.max(), "newest")
-            .filter(
-                Condition::any()
-                    .add(event::Column::RunId.is_null())
-                    .add(event::Column::RunId.ne(id.0.clone())),
-            )
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(|e| StoreError::from_db(e, "reading the board's version"))?;
-        Ok(newest.flatten().unwrap_or(0))
+        Ok(newest_foreign_event(&self.db, id, None).await?.unwrap_or(0))
     }
 
     /// One run.
@@ -342,4 +317,30 @@ async fn append_in<C: sea_orm::ConnectionTrait>(
         }
     }
     Ok(())
+}
+
+/// The newest event (about `task`, or any) that run `id` did not write.
+async fn newest_foreign_event<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    id: &RunId,
+    task: Option<TaskId>,
+) -> Result<Option<i64>, StoreError> {
+    use sea_orm::{QuerySelect, sea_query::Condition};
+    let mut q = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Seq.max(), "newest")
+        .filter(
+            Condition::any()
+                .add(event::Column::RunId.is_null())
+                .add(event::Column::RunId.ne(id.0.clone())),
+        );
+    if let Some(t) = task {
+        q = q.filter(event::Column::TaskId.eq(t.0));
+    }
+    let newest: Option<Option<i64>> = q
+        .into_tuple()
+        .one(db)
+        .await
+        .map_err(|e| StoreError::from_db(e, "reading the board's version"))?;
+    Ok(newest.flatten())
 }

@@ -8,7 +8,6 @@
 //! the demo repository is never touched.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use orch_engine::setup::Target;
@@ -41,25 +40,14 @@ echo "all tests passed"
 "#;
 
 fn git(dir: &Path, args: &[&str]) -> Result<()> {
-    let mut cmd = Command::new("git");
-    // The caller's GIT_* variables must not point the demo at another repository.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=orch demo",
-            "-c",
-            "user.email=demo@orch.invalid",
-        ])
-        .args(args)
-        .output()
-        .context("running git (is it installed and on PATH?)")?;
+    let identity = [
+        "-c",
+        "user.name=orch demo",
+        "-c",
+        "user.email=demo@orch.invalid",
+    ];
+    let all: Vec<&str> = identity.iter().chain(args).copied().collect();
+    let out = crate::repo::git(dir, &all)?;
     if !out.status.success() {
         bail!(
             "git {} failed: {}",

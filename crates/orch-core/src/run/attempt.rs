@@ -130,6 +130,13 @@ impl Attempts {
         self.map.range(lo..=hi)
     }
 
+    /// The number of the task's last attempt, 0 if it has none.
+    pub(super) fn last_number(&self, task: TaskId) -> u32 {
+        self.of_task(task)
+            .next_back()
+            .map_or(0, |(id, _)| id.number)
+    }
+
     /// The task's live attempt, if any.
     pub(super) fn live_of(&self, task: TaskId) -> Option<AttemptId> {
         self.live.iter().copied().find(|a| a.task == task)

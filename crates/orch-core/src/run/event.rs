@@ -266,8 +266,8 @@ impl RunEvent {
         }
     }
 
-    /// The attempt number it concerns, if any.
-    pub fn attempt(&self) -> Option<u32> {
+    /// The attempt it concerns, if any.
+    pub fn attempt_id(&self) -> Option<AttemptId> {
         match self {
             RunEvent::HeadAdvanced { attempt, .. }
             | RunEvent::AttemptCreated { attempt, .. }
@@ -276,25 +276,25 @@ impl RunEvent {
             | RunEvent::MergeWritten { attempt, .. }
             | RunEvent::IntegrationPassed { attempt, .. }
             | RunEvent::CleanupRequested { attempt, .. }
-            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.number),
+            | RunEvent::CleanupDone { attempt, .. } => Some(*attempt),
             _ => None,
         }
     }
 
+    /// The attempt number it concerns, if any.
+    pub fn attempt(&self) -> Option<u32> {
+        self.attempt_id().map(|a| a.number)
+    }
+
     /// The task it concerns, if any.
     pub fn task(&self) -> Option<TaskId> {
+        if let Some(a) = self.attempt_id() {
+            return Some(a.task);
+        }
         match self {
             RunEvent::TaskMoved { task, .. }
             | RunEvent::ClaimSkipped { task, .. }
             | RunEvent::TaskTaken { task, .. } => Some(*task),
-            RunEvent::HeadAdvanced { attempt, .. }
-            | RunEvent::AttemptCreated { attempt, .. }
-            | RunEvent::AttemptMoved { attempt, .. }
-            | RunEvent::AttemptHead { attempt, .. }
-            | RunEvent::MergeWritten { attempt, .. }
-            | RunEvent::IntegrationPassed { attempt, .. }
-            | RunEvent::CleanupRequested { attempt, .. }
-            | RunEvent::CleanupDone { attempt, .. } => Some(attempt.task),
             RunEvent::ProposalJudged { proposal, .. } => match proposal {
                 Proposal::Claim { task, .. } | Proposal::Defer { task, .. } => Some(*task),
                 Proposal::StopClaiming { .. } => None,

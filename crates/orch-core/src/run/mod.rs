@@ -227,6 +227,7 @@ impl Orchestrator {
     pub fn handle(&mut self, now: Timestamp, input: Input) -> Handled {
         self.now = self.now.max(now);
         self.fire_deadlines(self.now);
+        // Only ids are kept here: the words are made only for a refusal.
         let (kind, about) = describe(&input);
         let r = self.apply(input);
         self.settle();
@@ -235,7 +236,7 @@ impl Orchestrator {
             Err(reason) => {
                 self.persist(RunEvent::InputRefused {
                     input: kind.into(),
-                    about,
+                    about: about.words(),
                     reason: reason.clone(),
                 });
                 Handled::Refused(reason)
@@ -515,35 +516,50 @@ fn infrastructure(message: String) -> FailureKind {
     FailureKind::Infrastructure { message }
 }
 
+/// What an input names, kept as ids until a refusal needs words.
+#[derive(Debug, Clone, Copy)]
+enum About {
+    Nothing,
+    Attempt(AttemptId),
+    Task(TaskId),
+    Request(u64),
+}
+
+impl About {
+    fn words(self) -> Option<String> {
+        match self {
+            About::Nothing => None,
+            About::Attempt(a) => Some(a.to_string()),
+            About::Task(t) => Some(format!("task {t}")),
+            About::Request(r) => Some(format!("request {r}")),
+        }
+    }
+}
+
 /// An input's kind and what it names, for the journal of refusals.
-fn describe(input: &Input) -> (&'static str, Option<String>) {
-    let attempt = |a: &AttemptId| Some(a.to_string());
-    let task = |t: &TaskId| Some(format!("task {t}"));
+fn describe(input: &Input) -> (&'static str, About) {
+    use About::{Attempt, Nothing, Request, Task};
     match input {
-        Input::Start { .. } => ("start", None),
-        Input::BoardChanged { .. } => ("board_changed", None),
-        Input::Claimed { task: t } => ("claimed", task(t)),
-        Input::ClaimRefused { task: t, .. } => ("claim_refused", task(t)),
-        Input::PauseClaims => ("pause_claims", None),
-        Input::ResumeClaims => ("resume_claims", None),
-        Input::PlannerProposed { request, .. } => {
-            ("planner_proposed", Some(format!("request {request}")))
-        }
-        Input::PlannerFailed { request, .. } => {
-            ("planner_failed", Some(format!("request {request}")))
-        }
-        Input::WorktreeReady { attempt: a } => ("worktree_ready", attempt(a)),
-        Input::WorktreeFailed { attempt: a, .. } => ("worktree_failed", attempt(a)),
-        Input::AgentExited { attempt: a, .. } => ("agent_exited", attempt(a)),
-        Input::GateFinished { attempt: a, .. } => ("gate_finished", attempt(a)),
-        Input::GateBroken { attempt: a, .. } => ("gate_broken", attempt(a)),
-        Input::MergeFinished { attempt: a, .. } => ("merge_finished", attempt(a)),
-        Input::RefUpdated { attempt: a, .. } => ("ref_updated", attempt(a)),
-        Input::CleanedUp { attempt: a, .. } => ("cleaned_up", attempt(a)),
+        Input::Start { .. } => ("start", Nothing),
+        Input::BoardChanged { .. } => ("board_changed", Nothing),
+        Input::Claimed { task } => ("claimed", Task(*task)),
+        Input::ClaimRefused { task, .. } => ("claim_refused", Task(*task)),
+        Input::PauseClaims => ("pause_claims", Nothing),
+        Input::ResumeClaims => ("resume_claims", Nothing),
+        Input::PlannerProposed { request, .. } => ("planner_proposed", Request(*request)),
+        Input::PlannerFailed { request, .. } => ("planner_failed", Request(*request)),
+        Input::WorktreeReady { attempt } => ("worktree_ready", Attempt(*attempt)),
+        Input::WorktreeFailed { attempt, .. } => ("worktree_failed", Attempt(*attempt)),
+        Input::AgentExited { attempt, .. } => ("agent_exited", Attempt(*attempt)),
+        Input::GateFinished { attempt, .. } => ("gate_finished", Attempt(*attempt)),
+        Input::GateBroken { attempt, .. } => ("gate_broken", Attempt(*attempt)),
+        Input::MergeFinished { attempt, .. } => ("merge_finished", Attempt(*attempt)),
+        Input::RefUpdated { attempt, .. } => ("ref_updated", Attempt(*attempt)),
+        Input::CleanedUp { attempt, .. } => ("cleaned_up", Attempt(*attempt)),
         Input::Cancel { scope } => match scope {
-            CancelScope::Run => ("cancel", None),
-            CancelScope::Task(t) => ("cancel", task(t)),
+            CancelScope::Run => ("cancel", Nothing),
+            CancelScope::Task(t) => ("cancel", Task(*t)),
         },
-        Input::Tick => ("tick", None),
+        Input::Tick => ("tick", Nothing),
     }
 }

@@ -213,11 +213,7 @@ impl Orchestrator {
             .remove(&task)
             .ok_or_else(|| format!("no claim of task {task} is pending"))?;
         self.journaled.insert(task, TaskStatus::InProgress);
-        let last = self
-            .attempts
-            .of_task(task)
-            .next_back()
-            .map_or(0, |(id, _)| id.number);
+        let last = self.attempts.last_number(task);
         self.claimed_after.insert(task, last);
         if self.drain.is_some() || self.paused {
             self.move_task(
@@ -248,11 +244,7 @@ impl Orchestrator {
         note: Option<String>,
         previous: Option<FailureKind>,
     ) {
-        let number = self
-            .attempts
-            .of_task(task)
-            .next_back()
-            .map_or(1, |(id, _)| id.number + 1);
+        let number = self.attempts.last_number(task) + 1;
         let attempt = AttemptId { task, number };
         let base = self.head.clone().expect("a running run has a head");
         let branch = attempt.branch(&self.run);

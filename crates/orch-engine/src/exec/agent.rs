@@ -5,14 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orch_core::run::{
-    AgentExit, AttemptId, Changes, CommitId, FailureKind, FinishedAgent, Input, Stage,
-};
-use orch_validate::{CommandSpec, Line, Outcome, Program};
-use tokio::sync::mpsc;
+use orch_core::run::{AgentExit, AttemptId, Changes, CommitId, FailureKind, FinishedAgent, Input};
+use orch_validate::{CommandSpec, Outcome, Program};
 
 use super::{Ctx, Stop, blocking};
-use crate::{EXIT_MARKER, RunUpdate, crash_point, prompt};
+use crate::{EXIT_MARKER, crash_point, prompt};
 
 /// Runs the agent of `attempt` and reports how it ended and what it left.
 pub(crate) async fn spawn(
@@ -109,30 +106,6 @@ fn render(
     }
 }
 
-/// A line feed for an attempt's process, and the future that forwards it into the
-/// run's event stream until the sender is dropped.
-pub(crate) fn forward(
-    ctx: &Ctx,
-    attempt: AttemptId,
-    stage: Option<Stage>,
-) -> (
-    mpsc::Sender<Line>,
-    impl std::future::Future<Output = ()> + use<>,
-) {
-    let (tx, mut rx) = mpsc::channel::<Line>(256);
-    let handle = ctx.handle.clone();
-    let forward = async move {
-        while let Some(l) = rx.recv().await {
-            handle.publish(RunUpdate::Output {
-                attempt,
-                stage,
-                line: l.text,
-            });
-        }
-    };
-    (tx, forward)
-}
-
 /// Runs the agent, streaming its lines into the run's event stream.
 pub(crate) async fn run_streamed(
     ctx: &Ctx,
@@ -140,7 +113,7 @@ pub(crate) async fn run_streamed(
     spec: &CommandSpec,
     stop: &Stop,
 ) -> AgentExit {
-    let (tx, forward) = forward(ctx, attempt, None);
+    let (tx, forward) = super::forward(ctx, attempt, None);
     let (report, ()) = tokio::join!(ctx.procs.run(spec, &stop.term, Some(tx)), forward);
     match report {
         Ok(r) => match r.outcome {

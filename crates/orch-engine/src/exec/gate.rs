@@ -41,7 +41,7 @@ pub(crate) async fn run(
         }
     }
     let log_dir = ctx.log_dir(attempt);
-    let (tx, forward) = super::agent::forward(&ctx, attempt, Some(stage));
+    let (tx, forward) = super::forward(&ctx, attempt, Some(stage));
     let spec = GateSpec {
         stage,
         commands,

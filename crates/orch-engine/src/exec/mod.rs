@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use orch_core::run::{AttemptId, Command, CommitId, Input, Policy, RunId};
+use orch_core::run::{AttemptId, Command, CommitId, Input, Policy, RunId, Stage};
 use orch_core::{Task, TaskId};
-use orch_validate::{Artifacts, CancellationToken, Environment};
-use tokio::sync::Semaphore;
+use orch_validate::{Artifacts, CancellationToken, Environment, Line};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::ports::{GitPort, JournalPort, ProcessPort};
-use crate::{EngineConfig, RunHandle, layout};
+use crate::{EngineConfig, RunHandle, RunUpdate, layout};
 
 /// What every command of one run needs, shared by its spawned work.
 pub(crate) struct Ctx {
@@ -97,6 +97,30 @@ impl Ctx {
         ];
         Environment::inherit(&self.cfg.config.agent.env_allow, set)
     }
+}
+
+/// A line feed for an attempt's process, and the future that forwards it into the
+/// run's event stream until the sender is dropped.
+pub(crate) fn forward(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    stage: Option<Stage>,
+) -> (
+    mpsc::Sender<Line>,
+    impl std::future::Future<Output = ()> + use<>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Line>(256);
+    let handle = ctx.handle.clone();
+    let forward = async move {
+        while let Some(l) = rx.recv().await {
+            handle.publish(RunUpdate::Output {
+                attempt,
+                stage,
+                line: l.text,
+            });
+        }
+    };
+    (tx, forward)
 }
 
 /// Runs blocking git work off the loop; a panic there is reported, not propagated.
