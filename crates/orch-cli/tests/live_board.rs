@@ -853,8 +853,9 @@ mod nix_signal {
             Sig::Term => "TERM",
             Sig::Hup => "HUP",
         };
-        let st = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &pid.to_string()])
+        // The shell's own `kill`: no procps package needed.
+        let st = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -{name} {pid}")])
             .status()
             .unwrap();
         assert!(st.success());
