@@ -25,6 +25,7 @@ const TOP_LEVEL: &[&str] = &[
     "policy",
     "worktrees",
     "artifacts",
+    "budget",
 ];
 
 /// The merged configuration and the layers it came from.
@@ -76,7 +77,7 @@ pub fn load(repo: &Path, overrides: &[String]) -> Result<Loaded> {
         }
         figment = figment.merge(CliOverride {
             key: key.to_owned(),
-            value: parse_value(raw),
+            value: parse_value(raw, is_list(key)),
         });
     }
     let config: Config = figment
@@ -101,8 +102,25 @@ impl figment::Provider for CliOverride {
     }
 }
 
-/// Reads a `-c` value as TOML (`8`, `true`, `["a"]`), falling back to a plain string.
-fn parse_value(raw: &str) -> Value {
+/// Whether the schema's `key` takes a list.
+fn is_list(key: &str) -> bool {
+    Figment::from(Serialized::defaults(Config::default()))
+        .find_value(key)
+        .is_ok_and(|v| matches!(v, Value::Array(..)))
+}
+
+/// Reads a `-c` value as TOML (`8`, `true`, `["a"]`), falling back to a plain string;
+/// for a list key, a plain `a,b,c` is the list of its parts.
+fn parse_value(raw: &str, list: bool) -> Value {
+    if list && !raw.trim_start().starts_with('[') {
+        let items: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        return Value::serialize(items).expect("a list of strings serialises");
+    }
     let wrapped = format!("v = {raw}");
     toml::from_str::<toml::Table>(&wrapped)
         .ok()

@@ -807,13 +807,14 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         "--body",
         "Write hello.txt.",
     ]);
-    // A stand-in `claude` that checks the preset's arguments and does the work.
+    // A stand-in `claude` that checks the preset's arguments, reads the prompt on
+    // stdin, does the work and reports its usage as the real one does.
     let bin = s.dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let fake = bin.join("claude");
     std::fs::write(
         &fake,
-        "#!/bin/sh\n[ \"$1\" = -p ] && [ \"$3\" = --permission-mode ] && [ \"$4\" = acceptEdits ] || exit 9\nprintf '%s\\n' \"$2\" | head -1 > hello.txt\n",
+        "#!/bin/sh\n[ \"$1\" = -p ] && [ \"$2\" = --output-format ] && [ \"$3\" = stream-json ] && [ \"$6\" = acceptEdits ] || exit 9\nhead -1 > hello.txt\necho '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":3,\"session_id\":\"s-1\",\"total_cost_usd\":0.0125,\"usage\":{\"input_tokens\":1000,\"output_tokens\":200}}'\n",
     )
     .unwrap();
     Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
@@ -839,6 +840,19 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         String::from_utf8(hello.stdout).unwrap(),
         "# Task #1: Greet the world\n"
     );
+    // What the CLI reported is kept: per attempt and per run, and per task.
+    let show = s.ok(&["--json", "run", "show", &run]).json();
+    assert_eq!(show["attempts"][0]["usage"]["session_id"], "s-1");
+    assert_eq!(show["usage"]["input_tokens"], 1000);
+    assert_eq!(show["usage"]["cost"], 0.0125);
+    let text = s.ok(&["run", "show", &run]).stdout;
+    assert!(
+        text.contains("1,200 tokens (1,000 in, 200 out, 0 cached), $0.0125, 3 turns"),
+        "{text}"
+    );
+    let task = s.ok(&["--json", "task", "show", "1"]).json();
+    assert_eq!(task["usage"]["output_tokens"], 200);
+    assert!(s.ok(&["task", "show", "1"]).stdout.contains("used:"));
 }
 
 #[test]

@@ -53,6 +53,7 @@ fn policy() -> Policy {
         kill_grace: Duration::from_secs(10),
         planner: false,
         planner_timeout: Duration::from_secs(60),
+        ..Policy::default()
     }
 }
 
@@ -121,6 +122,7 @@ impl Driver {
             attempt: a,
             exit: AgentExit::Code(0),
             changes: Some(Changes::new(head, false)),
+            report: Default::default(),
         });
         self.feed(Input::GateFinished {
             attempt: a,

@@ -28,6 +28,22 @@ pub struct Config {
     pub worktrees: WorktreesConfig,
     /// Log and artifact retention.
     pub artifacts: ArtifactsConfig,
+    /// Spending caps.
+    pub budget: BudgetConfig,
+}
+
+/// `[budget]`: caps on what agents spend, as they report it. 0 means no cap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    /// Dollars a run may spend; when spent, it stops claiming.
+    pub run_usd: crate::usage::Usd,
+    /// Dollars one task may spend over its attempts; an attempt past it is stopped.
+    pub task_usd: crate::usage::Usd,
+    /// Tokens a run may use.
+    pub run_tokens: u64,
+    /// Tokens one task may use.
+    pub task_tokens: u64,
 }
 
 /// `[run]`
@@ -82,8 +98,15 @@ pub struct AgentConfig {
     pub command: String,
     /// How long an agent may run.
     pub timeout: Duration,
-    /// Environment variables passed through to agents.
+    /// Environment variables passed through to agents: names or globs (`ANTHROPIC_*`).
+    /// A preset adds the variables its CLI reads.
     pub env_allow: Vec<String>,
+    /// More names or globs, added to `env_allow` without restating it.
+    pub env_extra: Vec<String>,
+    /// How to read the agent's output: empty for the preset's format.
+    pub output: AgentOutput,
+    /// A retry resumes the previous attempt's session, where the agent can.
+    pub resume_session: bool,
     /// A prompt template file; empty: the built-in template.
     pub prompt_template: String,
 }
@@ -97,6 +120,9 @@ impl Default for AgentConfig {
             env_allow: ["PATH", "HOME", "LANG", "TERM", "USER"]
                 .map(String::from)
                 .to_vec(),
+            env_extra: Vec::new(),
+            output: AgentOutput::Auto,
+            resume_session: true,
             prompt_template: String::new(),
         }
     }
@@ -138,6 +164,14 @@ pub struct PolicyConfig {
     pub on_conflict: OnConflict,
     /// `fail` or `done-if-valid`.
     pub empty_diff: EmptyDiff,
+    /// After a rate limit or exhausted quota, the wait before a probe; it doubles
+    /// with each failed probe, up to 16 times.
+    pub quota_backoff: Duration,
+    /// How long the quota breaker may stay open before the run halts.
+    pub quota_max_wait: Duration,
+    /// Text in a failed agent's output that means a rate limit or exhausted quota
+    /// (case-insensitive), besides what the CLI's structured output says.
+    pub quota_patterns: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -155,6 +189,17 @@ impl Default for PolicyConfig {
             backoff: Duration::from_secs(5),
             on_conflict: OnConflict::Retry,
             empty_diff: EmptyDiff::Fail,
+            quota_backoff: Duration::from_secs(60),
+            quota_max_wait: Duration::from_secs(3600),
+            quota_patterns: [
+                "rate_limit_error",
+                "overloaded_error",
+                "insufficient_quota",
+                "RESOURCE_EXHAUSTED",
+                "usage limit",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -265,6 +310,16 @@ string_enum!(
     Opencode = "opencode" }
 );
 string_enum!(
+    /// How orch reads an agent's output.
+    AgentOutput { /// The preset's format (text for a custom command).
+    Auto = "", /// Plain text: nothing is parsed.
+    Text = "text", /// Claude Code's `--output-format stream-json --verbose`.
+    ClaudeStreamJson = "claude-stream-json", /// Codex's `exec --json`.
+    CodexJson = "codex-json", /// Gemini CLI's `--output-format stream-json`.
+    GeminiStreamJson = "gemini-stream-json", /// opencode's `run --format json`.
+    OpencodeJson = "opencode-json" }
+);
+string_enum!(
     /// What a merge conflict leads to.
     OnConflict { /// A new attempt on the current integration head.
     Retry = "retry", /// The task becomes blocked.
@@ -294,7 +349,9 @@ string_enum!(
     WorkerValidation = "worker-validation", /// The merge conflicted.
     Conflict = "conflict", /// The integration gate failed.
     IntegrationValidation = "integration-validation", /// orch itself could not proceed.
-    Infrastructure = "infrastructure" }
+    Infrastructure = "infrastructure", /// The task's budget was spent.
+    Budget = "budget", /// A rate limit or exhausted quota.
+    Quota = "quota" }
 );
 
 /// A span of time, written like `30m`, `5s`, `1h30m` or `250ms`.

@@ -13,6 +13,7 @@
 //! - [`event`]: audit-log event kinds.
 //! - [`config`]: the configuration schema with its defaults and value types.
 //! - [`time`]: a millisecond timestamp that callers stamp inputs with.
+//! - [`usage`]: what agents report spending (tokens, dollars, sessions).
 //! - [`ports`]: the traits adapters implement for the engine (git), in core types.
 //! - [`run`]: the [`run::Orchestrator`], the run state machine in handle/poll style,
 //!   with its policy, inputs, commands and journal.
@@ -30,6 +31,7 @@ pub mod run;
 pub mod task;
 pub mod time;
 pub mod transition;
+pub mod usage;
 
 pub use task::{Task, TaskId, TaskStatus};
 pub use time::Timestamp;

@@ -133,6 +133,7 @@ fn an_agent_that_moves_its_branch_fails_as_the_agent_and_the_retry_says_why() {
         attempt: a(1, 1),
         exit: AgentExit::Code(0),
         changes: Some(moved),
+        report: Default::default(),
     });
     let failed = h.events().into_iter().any(|e| {
         matches!(e, RunEvent::AttemptMoved { to: orch_core::run::AttemptState::Failed(FailureKind::AgentError { detail }), .. }
@@ -164,6 +165,7 @@ fn an_agent_that_rewrites_history_fails_as_the_agent() {
         attempt: a(1, 1),
         exit: AgentExit::Code(0),
         changes: Some(rewrote),
+        report: Default::default(),
     });
     assert!(
         h.events()
@@ -184,6 +186,7 @@ fn a_broken_gate_spends_no_attempt() {
         attempt: a(1, 1),
         exit: AgentExit::Code(0),
         changes: changes("a1"),
+        report: Default::default(),
     });
     let _ = h.feed(Input::GateBroken {
         attempt: a(1, 1),
@@ -248,6 +251,7 @@ fn cleanup_carries_the_retention_class_the_core_decided() {
         attempt: a(1, 1),
         exit: AgentExit::Code(3),
         changes: None,
+        report: Default::default(),
     });
     let cleanup = h.out.iter().find_map(|c| match c {
         Command::Cleanup {
@@ -395,6 +399,7 @@ fn a_finished_agent_is_trusted_only_while_its_branch_holds_the_work_it_names() {
     let marker = |head: &str| FinishedAgent {
         exit: AgentExit::Code(0),
         changes: changes(head),
+        report: Default::default(),
     };
     let markers = BTreeMap::from([
         (a(1, 1), marker("h1")),
@@ -410,4 +415,159 @@ fn a_finished_agent_is_trusted_only_while_its_branch_holds_the_work_it_names() {
         .into_keys()
         .collect();
     assert_eq!(trusted, vec![a(1, 1)]);
+}
+
+fn report(tokens: u64, quota: Option<&str>) -> orch_core::run::AgentReport {
+    orch_core::run::AgentReport {
+        usage: Some(orch_core::usage::Usage {
+            input_tokens: tokens,
+            session_id: Some("s-1".into()),
+            ..Default::default()
+        }),
+        quota: quota.map(str::to_owned),
+        hint: None,
+    }
+}
+
+#[test]
+fn a_task_over_its_token_budget_has_its_agent_stopped_and_fails_as_budget() {
+    let mut p = policy();
+    p.budget.task_tokens = 1_000;
+    let mut h = H::new(p, &[1]);
+    h.settle_claims();
+    let _ = h.feed(Input::AgentProgress {
+        attempt: a(1, 1),
+        report: report(400, None),
+    });
+    assert!(!h.out.iter().any(|c| matches!(c, Command::Abort { .. })));
+    let _ = h.feed(Input::AgentProgress {
+        attempt: a(1, 1),
+        report: report(1_200, None),
+    });
+    assert!(
+        h.out
+            .iter()
+            .any(|c| matches!(c, Command::Abort { attempt, hard: false } if *attempt == a(1, 1)))
+    );
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Signal(15),
+        changes: changes("h1"),
+        report: report(1_300, None),
+    });
+    let ev = h.events();
+    assert!(ev.iter().any(|e| matches!(e, RunEvent::BudgetSpent { attempt: Some(_), detail } if detail.contains("1,200 of its 1,000 token budget"))), "{ev:#?}");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, RunEvent::AttemptUsage { usage, .. } if usage.input_tokens == 1_300)
+        )
+    );
+    assert!(ev.iter().any(|e| matches!(e, RunEvent::TaskMoved { to: TaskStatus::Failed, reason, .. } if reason.contains("budget"))), "{ev:#?}");
+}
+
+#[test]
+fn a_run_over_its_budget_stops_claiming_and_drains() {
+    let mut p = policy();
+    p.concurrency = 1;
+    p.budget.run_tokens = 500;
+    let mut h = H::new(p, &[1, 2]);
+    h.settle_claims();
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(1),
+        changes: changes("h1"),
+        report: report(600, None),
+    });
+    h.settle_claims();
+    assert!(
+        h.spawned(a(2, 1)).is_none(),
+        "task 2 was claimed after the budget was spent"
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::BudgetSpent { attempt: None, .. }))
+    );
+    assert_ne!(h.o.state(), RunState::Running);
+}
+
+#[test]
+fn a_quota_hit_pauses_claiming_requeues_for_free_probes_and_closes() {
+    let mut p = policy();
+    p.concurrency = 1;
+    p.retry.max_attempts = 1;
+    p.quota_backoff = Duration::from_secs(30);
+    let mut h = H::new(p, &[1, 2]);
+    h.settle_claims();
+    // Live: the CLI says it is being rate limited; the core stops it.
+    let _ = h.feed(Input::AgentProgress {
+        attempt: a(1, 1),
+        report: report(10, Some("rate_limit_error")),
+    });
+    assert!(h.out.iter().any(|c| matches!(c, Command::Abort { .. })));
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Signal(15),
+        changes: changes("h1"),
+        report: report(10, None),
+    });
+    h.settle_claims();
+    let ev = h.events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, RunEvent::QuotaBreaker { until: Some(_), .. })),
+        "{ev:#?}"
+    );
+    // One attempt allowed, yet the task is not failed: quota spends none.
+    assert!(!ev.iter().any(|e| matches!(
+        e,
+        RunEvent::TaskMoved {
+            to: TaskStatus::Failed,
+            ..
+        }
+    )));
+    assert!(h.spawned(a(2, 1)).is_none() && h.spawned(a(1, 2)).is_none());
+    // After the wait, exactly one probe runs, resuming the session.
+    let _ = h.at(h.now + 30_000, Input::Tick);
+    h.settle_claims();
+    let probe = h.spawned(a(1, 2)).expect("the probe runs the waiting task");
+    assert!(matches!(probe, Command::SpawnAgent { resume_session: Some(s), .. } if s == "s-1"));
+    assert!(h.spawned(a(2, 1)).is_none(), "only one probe at a time");
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 2),
+        exit: AgentExit::Code(0),
+        changes: changes("h2"),
+        report: report(10, None),
+    });
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::QuotaBreaker { until: None, .. }))
+    );
+}
+
+#[test]
+fn a_breaker_open_past_its_max_wait_halts_the_run() {
+    let mut p = policy();
+    p.concurrency = 1;
+    p.quota_backoff = Duration::from_secs(10);
+    p.quota_max_wait = Duration::from_secs(60);
+    let mut h = H::new(p, &[1]);
+    h.settle_claims();
+    for n in 1..=6 {
+        let _ = h.feed(Input::AgentExited {
+            attempt: a(1, n),
+            exit: AgentExit::Code(1),
+            changes: changes("h"),
+            report: report(1, Some("429 rate_limit_error")),
+        });
+        if h.o.state() != RunState::Running {
+            break;
+        }
+        let _ = h.at(h.now + 200_000, Input::Tick);
+        h.settle_claims();
+    }
+    let ev = h.events();
+    assert!(ev.iter().any(|e| matches!(e, RunEvent::QuotaBreaker { until: None, reason } if reason.contains("quota_max_wait"))), "{ev:#?}");
+    assert!(matches!(h.o.state(), RunState::Halted | RunState::Draining));
 }

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use common::{RandomOracle, Rng, World, task};
 use orch_core::TaskId;
-use orch_core::config::{Cleanup, EmptyDiff, FailureClass, OnConflict, RunMode};
-use orch_core::run::{Backoff, CancelScope, CommitId, Input, Policy, RetryPolicy, RunState};
+use orch_core::config::{BudgetConfig, Cleanup, EmptyDiff, FailureClass, OnConflict, RunMode};
+use orch_core::run::{
+    Backoff, CancelScope, CommitId, Input, Policy, RetryPolicy, RunEvent, RunState,
+};
 
 const TOUCHES: &[&str] = &[
     "src/a.rs",
@@ -83,6 +85,22 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         kill_grace: Duration::from_secs(5),
         planner: rng.pct(20),
         planner_timeout: Duration::from_secs(10),
+        budget: BudgetConfig {
+            task_tokens: if rng.pct(15) {
+                rng.range(1_000, 5_000)
+            } else {
+                0
+            },
+            run_tokens: if rng.pct(10) {
+                rng.range(2_000, 20_000)
+            } else {
+                0
+            },
+            ..BudgetConfig::default()
+        },
+        quota_backoff: Duration::from_secs(rng.range(1, 30)),
+        quota_max_wait: Duration::from_secs(rng.range(10, 300)),
+        resume_session: rng.pct(50),
     };
     let oracle = RandomOracle {
         rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),
@@ -217,11 +235,13 @@ fn random_scenarios_keep_every_invariant() {
 }
 
 /// The scenarios must actually exercise what they claim to: crashes, cancels,
-/// conflicts, retries, the planner, and every way a run ends.
+/// conflicts, retries, the planner, the quota breaker, budgets, and every way a run
+/// ends.
 #[test]
 fn scenarios_cover_the_lifecycle() {
     let mut ends = std::collections::BTreeSet::new();
     let (mut crashes, mut done, mut failed, mut blocked, mut proposals) = (0, 0, 0, 0, 0);
+    let (mut breaker_opened, mut breaker_closed, mut task_budget, mut run_budget) = (0, 0, 0, 0);
     for seed in 0..600 {
         let (r, w) = run(seed, false);
         r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -240,7 +260,22 @@ fn scenarios_cover_the_lifecycle() {
             .iter()
             .filter(|e| e.kind() == "planner.proposal")
             .count();
+        for e in &w.journal {
+            match e {
+                RunEvent::QuotaBreaker { until: Some(_), .. } => breaker_opened += 1,
+                RunEvent::QuotaBreaker { until: None, .. } => breaker_closed += 1,
+                RunEvent::BudgetSpent {
+                    attempt: Some(_), ..
+                } => task_budget += 1,
+                RunEvent::BudgetSpent { attempt: None, .. } => run_budget += 1,
+                _ => {}
+            }
+        }
     }
+    assert!(
+        breaker_opened > 20 && breaker_closed > 20 && task_budget > 5 && run_budget > 5,
+        "quota breaker opened {breaker_opened}, closed {breaker_closed}; budgets spent: task {task_budget}, run {run_budget}"
+    );
     for s in [RunState::Completed, RunState::Canceled, RunState::Halted] {
         assert!(
             ends.contains(&format!("{s:?}")),

@@ -98,6 +98,7 @@ fn policy() -> Policy {
         kill_grace: Duration::from_secs(5),
         planner: false,
         planner_timeout: Duration::from_secs(10),
+        ..Policy::default()
     }
 }
 

@@ -97,6 +97,8 @@ pub struct RunDriver {
     finished: Option<RunState>,
     handle: RunHandle,
     steer: Option<mpsc::UnboundedReceiver<Steer>>,
+    /// What running work reports before it ends (an agent's usage so far).
+    live: mpsc::UnboundedReceiver<Input>,
 }
 
 impl RunDriver {
@@ -108,7 +110,9 @@ impl RunDriver {
         handle: &RunHandle,
     ) -> RunDriver {
         let policy = Policy::from_config(&setup.engine.config);
+        let (live_tx, live) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
+            live: live_tx,
             run: setup.run,
             journal: ports.journal,
             git: ports.git,
@@ -144,6 +148,7 @@ impl RunDriver {
             finished: None,
             handle: handle.clone(),
             steer: handle.take_steer(),
+            live,
         }
     }
 
@@ -206,6 +211,10 @@ impl RunDriver {
                 .map(|t| Duration::from_millis((t.0 - now().0).max(0) as u64))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
+                // What work reports while it runs comes before its end: an agent's
+                // last progress is sent before its exit is.
+                biased;
+                Some(input) = self.live.recv() => self.feed(input),
                 done = async { self.lane.as_mut().expect("guarded").await }, if self.lane.is_some() => {
                     self.lane = None;
                     match done {

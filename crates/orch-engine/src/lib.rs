@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod agent_output;
 pub mod cleanup;
 pub mod driver;
 pub mod error;

@@ -34,13 +34,15 @@ pub enum RefError {
 pub trait GitPort: Send + Sync + 'static {
     /// Creates `branch` at `base` with a worktree at `path`.
     fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), String>;
-    /// Commits what an agent left in `worktree`, and says what it did to its branch.
+    /// Commits what an agent left in `worktree` (except the `scratch` pathspecs its
+    /// CLI writes for itself), and says what it did to its branch.
     fn commit_leftovers(
         &self,
         worktree: &Path,
         branch: &str,
         base: &CommitId,
         message: &str,
+        scratch: &[String],
     ) -> Result<Leftovers, String>;
     /// Checks `commit` out, detached, in `path` (created if missing).
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String>;
@@ -164,8 +166,9 @@ impl GitPort for Git {
         branch: &str,
         base: &CommitId,
         message: &str,
+        scratch: &[String],
     ) -> Result<Leftovers, String> {
-        Git::commit_leftovers(self, worktree, branch, base, message).map_err(text)
+        Git::commit_leftovers(self, worktree, branch, base, message, scratch).map_err(text)
     }
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
         Git::checkout_detached(self, path, commit).map_err(text)

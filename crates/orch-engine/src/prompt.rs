@@ -8,24 +8,63 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Fills a command template: `{prompt_file}`, `{worktree}`, `{task_id}` and
-/// `{attempt}` become shell-quoted values.
+/// The values a command template is filled with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandValues {
+    /// The prompt file.
+    pub prompt_file: String,
+    /// The attempt's worktree.
+    pub worktree: String,
+    /// The attempt's artifact directory.
+    pub artifacts: String,
+    /// The task.
+    pub task_id: i64,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The session a retry resumes, if it does.
+    pub session_id: Option<String>,
+    /// The worker gate commands, which the agent may run itself.
+    pub gates: Vec<String>,
+}
+
+/// Fills a command template: `{prompt_file}`, `{worktree}`, `{artifacts}`,
+/// `{task_id}`, `{attempt}` and `{session_id}` become shell-quoted values; with a
+/// preset, `{resume}` and `{allowed_tools}` become its fragments (or nothing).
 pub fn render_command(
     template: &str,
-    prompt_file: &str,
-    worktree: &str,
-    task_id: i64,
-    attempt: u32,
+    preset: Option<&crate::presets::PresetSpec>,
+    v: &CommandValues,
 ) -> String {
+    let session = v.session_id.as_deref().map(shell_quote);
+    let resume = match (preset.and_then(|p| p.resume), &session) {
+        (Some(r), Some(s)) => fill(r, &[("{session_id}", s.clone())]),
+        _ => String::new(),
+    };
+    let allowed = match preset.and_then(|p| p.allow) {
+        Some(a) if !v.gates.is_empty() => {
+            let rules: Vec<String> = v
+                .gates
+                .iter()
+                .flat_map(|g| [format!("Bash({g})"), format!("Bash({g}:*)")])
+                .map(|r| shell_quote(&r))
+                .collect();
+            fill(a, &[("{tools}", rules.join(" "))])
+        }
+        _ => String::new(),
+    };
     // Each value is quoted exactly once and never scanned for placeholders again, so a
     // path holding `{worktree}` or `$(...)` stays a path.
     fill(
         template,
         &[
-            ("{prompt_file}", shell_quote(prompt_file)),
-            ("{worktree}", shell_quote(worktree)),
-            ("{task_id}", task_id.to_string()),
-            ("{attempt}", attempt.to_string()),
+            ("{prompt_file}", shell_quote(&v.prompt_file)),
+            ("{worktree}", shell_quote(&v.worktree)),
+            ("{artifacts}", shell_quote(&v.artifacts)),
+            ("{task_id}", v.task_id.to_string()),
+            ("{attempt}", v.attempt.to_string()),
+            ("{session_id}", session.unwrap_or_default()),
+            ("{resume}", resume),
+            ("{allowed_tools}", allowed),
         ],
     )
 }
@@ -166,15 +205,23 @@ mod tests {
         );
     }
 
+    fn values(prompt: &str, worktree: &str, task_id: i64, attempt: u32) -> CommandValues {
+        CommandValues {
+            prompt_file: prompt.into(),
+            worktree: worktree.into(),
+            task_id,
+            attempt,
+            ..CommandValues::default()
+        }
+    }
+
     #[test]
     fn renders_quoted_commands() {
         assert_eq!(
             render_command(
                 "agent --prompt {prompt_file} --cwd {worktree} --id {task_id}-{attempt}",
-                "/tmp/p q.md",
-                "/w/it's",
-                3,
-                2
+                None,
+                &values("/tmp/p q.md", "/w/it's", 3, 2)
             ),
             "agent --prompt '/tmp/p q.md' --cwd '/w/it'\\''s' --id 3-2"
         );
@@ -185,14 +232,41 @@ mod tests {
     fn a_value_is_never_filled_twice() {
         let out = render_command(
             "agent {prompt_file} {worktree}",
-            "/data/$(touch pwned)/{worktree}/p.md",
-            "/repo/{prompt_file}",
-            1,
-            1,
+            None,
+            &values(
+                "/data/$(touch pwned)/{worktree}/p.md",
+                "/repo/{prompt_file}",
+                1,
+                1,
+            ),
         );
         assert_eq!(
             out,
             "agent '/data/$(touch pwned)/{worktree}/p.md' '/repo/{prompt_file}'"
         );
+    }
+
+    /// What each preset runs, with the placeholders filled in.
+    #[test]
+    fn rendered_command_lines() {
+        let mut out = String::new();
+        for p in crate::presets::ALL {
+            let v = CommandValues {
+                prompt_file: "/data/art/r1/3/2/prompt.md".into(),
+                worktree: "/data/wt/r1/task-3-2".into(),
+                artifacts: "/data/art/r1/3/2".into(),
+                task_id: 3,
+                attempt: 2,
+                session_id: Some("5e55-10n".into()),
+                gates: vec!["cargo test".into()],
+            };
+            let line = render_command(p.command, Some(p), &v);
+            out.push_str(&format!("{}: {line}\n", p.preset));
+        }
+        assert_eq!(
+            crate::presets::template(orch_core::config::Preset::None),
+            None
+        );
+        insta::assert_snapshot!(out);
     }
 }

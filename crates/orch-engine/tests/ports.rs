@@ -81,6 +81,7 @@ impl GitPort for FakeGit {
         _: &str,
         _: &CommitId,
         _: &str,
+        _: &[String],
     ) -> Result<Leftovers, String> {
         let a = attempt_of(wt);
         let moved = self

@@ -126,6 +126,7 @@ impl Git {
         branch: &str,
         base: &CommitId,
         message: &str,
+        scratch: &[String],
     ) -> Result<Leftovers, GitError> {
         let head_ref = git_cli(worktree, &["symbolic-ref", "--quiet", "HEAD"]).unwrap_or_default();
         let head_ref = head_ref.trim();
@@ -138,7 +139,10 @@ impl Git {
         });
         let mut committed = false;
         if branch_moved.is_none() {
-            git_cli_retrying(worktree, &["add", "--all"])?;
+            let excludes: Vec<String> = scratch.iter().map(|p| format!(":(exclude){p}")).collect();
+            let mut add = vec!["add", "--all", "--", "."];
+            add.extend(excludes.iter().map(String::as_str));
+            git_cli_retrying(worktree, &add)?;
             if !git_ok(worktree, &["diff", "--cached", "--quiet"]) {
                 git_cli_retrying(
                     worktree,

@@ -480,7 +480,7 @@ fn worktrees_for_attempts_and_their_leftovers() {
 
     // Nothing changed: an empty diff.
     let l = untouched(&fx, || {
-        g.commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1")
+        g.commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1", &[])
             .unwrap()
     });
     assert!(l.empty && !l.committed && l.branch_moved.is_none() && !l.rewrote_history);
@@ -488,9 +488,18 @@ fn worktrees_for_attempts_and_their_leftovers() {
     write(&wt, "src/lib.rs", "pub fn a() { 42 }\n");
     write(&wt, "src/new.rs", "pub fn n() {}\n");
     write(&wt, "target/debug/junk", "build output\n");
+    // An agent's own scratch files (aider's) stay out of the commit.
+    write(&wt, ".aider.chat.history.md", "# chat\n");
+    write(&wt, ".aider.tags.cache.v4/cache.db", "tags\n");
     let l = untouched(&fx, || {
-        g.commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1")
-            .unwrap()
+        g.commit_leftovers(
+            &wt,
+            "orch/r1/task-1-1",
+            &base,
+            "task 1",
+            &[".aider*".into()],
+        )
+        .unwrap()
     });
     assert!(!l.empty && l.committed);
     let files = git(&wt, &["show", "--name-only", "--format=", &l.head.0]);
@@ -503,13 +512,13 @@ fn worktrees_for_attempts_and_their_leftovers() {
     git(&wt, &["reset", "-q", "--hard", &base.0]);
     git(&wt, &["commit", "-q", "--amend", "-m", "rewritten"]);
     let l = g
-        .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1")
+        .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1", &[])
         .unwrap();
     assert!(l.rewrote_history);
     // An agent that switched branches.
     git(&wt, &["checkout", "-q", "-b", "elsewhere"]);
     let l = g
-        .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1")
+        .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1", &[])
         .unwrap();
     assert_eq!(l.branch_moved.as_deref(), Some("refs/heads/elsewhere"));
 }
@@ -574,7 +583,7 @@ fn removal_inventory_and_orphans() {
     // t1: merged by squash into the integration branch.
     write(&fx.wt("t1"), "one.txt", "1\n");
     let l1 = g
-        .commit_leftovers(&fx.wt("t1"), "orch/r1/task-1-1", &base, "one")
+        .commit_leftovers(&fx.wt("t1"), "orch/r1/task-1-1", &base, "one", &[])
         .unwrap();
     let MergeOutcome::Clean { commit } = g
         .merge(&base, &l1.head, MergeStyle::Squash, "squash")
@@ -586,7 +595,7 @@ fn removal_inventory_and_orphans() {
         .unwrap();
     // t2: work that is in no integration branch.
     write(&fx.wt("t2"), "two.txt", "2\n");
-    g.commit_leftovers(&fx.wt("t2"), "orch/r1/task-2-1", &base, "two")
+    g.commit_leftovers(&fx.wt("t2"), "orch/r1/task-2-1", &base, "two", &[])
         .unwrap();
     // t3: dirty. t4: its directory deleted by hand.
     write(&fx.wt("t3"), "dirty.txt", "uncommitted\n");

@@ -8,6 +8,7 @@ use orch_core::Timestamp;
 use orch_core::run::{
     AttemptId, AttemptState, FailureKind, RunEvent, RunId, Stage, ValidationRecord, Verdict,
 };
+use orch_core::usage::Usage;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, NotSet, QueryFilter, QueryOrder,
     Set,
@@ -35,6 +36,8 @@ pub struct AttemptRow {
     pub failure: Option<serde_json::Value>,
     /// When its state last changed (for a finished attempt: when it ended).
     pub updated_at: Timestamp,
+    /// What its agent reported using.
+    pub usage: Option<Usage>,
 }
 
 impl AttemptRow {
@@ -141,6 +144,15 @@ pub(crate) async fn project<C: ConnectionTrait>(
             }
             ignore_missing(m.update(db_).await, "projecting an attempt")?;
         }
+        RunEvent::AttemptUsage { attempt: a, usage } => {
+            let mut m = key(a);
+            m.usage = Set(Some(
+                serde_json::to_string(usage).expect("usage serialises"),
+            ));
+            m.tokens = Set(usage.tokens().min(i64::MAX as u64) as i64);
+            m.cost_micros = Set(usage.cost.map(|c| c.0.min(i64::MAX as u64) as i64));
+            ignore_missing(m.update(db_).await, "projecting an attempt's usage")?;
+        }
         RunEvent::AttemptHead {
             attempt: a, head, ..
         } => {
@@ -196,6 +208,9 @@ async fn insert_attempt<C: ConnectionTrait>(
         failure: Set(None),
         created_at: Set(at.as_millis()),
         updated_at: Set(at.as_millis()),
+        usage: Set(None),
+        tokens: Set(0),
+        cost_micros: Set(None),
     }
     .insert(db_)
     .await
@@ -363,6 +378,7 @@ impl Store {
                 state: r.state,
                 failure: r.failure.and_then(|f| serde_json::from_str(&f).ok()),
                 updated_at: Timestamp(r.updated_at),
+                usage: r.usage.and_then(|u| serde_json::from_str(&u).ok()),
             })
             .collect())
     }

@@ -635,6 +635,18 @@ async fn run_tables_project_the_journal_and_record_validations() {
                 head: c("h1"),
                 empty: false,
             },
+            RunEvent::AttemptUsage {
+                attempt: a1,
+                usage: orch_core::usage::Usage {
+                    model: "claude-x".into(),
+                    input_tokens: 1200,
+                    output_tokens: 34,
+                    cost: Some(orch_core::usage::Usd(16_020)),
+                    turns: 2,
+                    session_id: Some("s-1".into()),
+                    ..Default::default()
+                },
+            },
             RunEvent::MergeWritten {
                 attempt: a1,
                 commit: c("m1"),
@@ -680,6 +692,12 @@ async fn run_tables_project_the_journal_and_record_validations() {
             ),
             ("integrating", Some("h1"), Some("m1"))
         );
+        let u = attempts[0].usage.as_ref().expect("usage projected");
+        assert_eq!(
+            (u.tokens(), u.cost, u.session_id.as_deref()),
+            (1234, Some(orch_core::usage::Usd(16_020)), Some("s-1"))
+        );
+        assert!(attempts[1].usage.is_none());
         assert_eq!(attempts[1].state, "failed");
         assert_eq!(attempts[1].failure.as_ref().unwrap()["kind"], "conflict");
         let merges = s.merges(&run).await.unwrap();

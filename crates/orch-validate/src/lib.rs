@@ -20,5 +20,7 @@ pub use artifacts::{Artifacts, GcReport, Kept, Retention};
 pub use gate::{CommandResult, GateResult, GateSpec, run_gate};
 pub use procs::{RUN_TAG, Stopped, TaggedProcess};
 pub use pump::run;
-pub use runner::{CommandSpec, Environment, Line, Outcome, Program, Report, RunError, Stream};
+pub use runner::{
+    CommandSpec, Environment, Line, Outcome, Program, Report, RunError, Stream, name_matches,
+};
 pub use tokio_util::sync::CancellationToken;

@@ -43,7 +43,14 @@ impl CappedLog {
         })
     }
 
-    pub(crate) fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Writes `bytes` (whole lines), without terminal escape sequences: colours and
+    /// cursor moves are noise in a stored log.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let clean = strip_ansi(bytes);
+        self.write_plain(&clean)
+    }
+
+    fn write_plain(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.seen += bytes.len() as u64;
         push_bounded(&mut self.recent, bytes, TAIL_LINES_BYTES);
         let room = self.head_cap.saturating_sub(self.head_written) as usize;
@@ -76,6 +83,47 @@ impl CappedLog {
         self.file.flush()?;
         Ok((self.seen, cut > 0, self.recent.into_iter().collect()))
     }
+}
+
+/// `bytes` without ANSI escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL`
+/// or `ESC \\`, charset `ESC ( x`, and two-byte `ESC x`).
+pub(crate) fn strip_ansi(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !bytes.contains(&0x1b) {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != 0x1b {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'[') => {
+                i += 2;
+                while i < bytes.len() && !(0x40..=0x7e).contains(&bytes[i]) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(b']') => {
+                i += 2;
+                while i < bytes.len()
+                    && bytes[i] != 0x07
+                    && !(bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'\\'))
+                {
+                    i += 1;
+                }
+                i += if bytes.get(i) == Some(&0x07) { 1 } else { 2 };
+            }
+            // Character set designations: `ESC ( B`.
+            Some(b'(' | b')' | b'*' | b'+') => i += 3,
+            Some(_) => i += 2,
+            None => i += 1,
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn push_bounded(buf: &mut VecDeque<u8>, bytes: &[u8], cap: usize) {
@@ -119,6 +167,13 @@ mod tests {
             text,
             "abcde\n[orch: 16 bytes of output cut here; the log keeps its first and last bytes]\nvwxyz"
         );
+    }
+
+    #[test]
+    fn escape_sequences_are_stripped() {
+        let s = strip_ansi(b"\x1b[1;31mred\x1b[0m and \x1b]0;title\x07plain\x1b(B\n");
+        assert_eq!(&*s, b"red and plain\n");
+        assert!(matches!(strip_ansi(b"none"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -57,12 +57,36 @@ impl Environment {
         let mut vars: std::collections::BTreeMap<String, String> = self
             .parent
             .iter()
-            .filter(|(k, _)| self.allow.contains(k))
+            .filter(|(k, _)| self.allow.iter().any(|a| name_matches(a, k)))
             .cloned()
             .collect();
         vars.extend(self.set.iter().cloned());
         vars.into_iter().collect()
     }
+}
+
+/// Whether the variable `name` matches the allowlist entry `pattern`: a name, or a
+/// glob where `*` stands for any run of characters (`ANTHROPIC_*`, `*_API_KEY`).
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    if !pattern.contains('*') {
+        return pattern == name;
+    }
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, p) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(p);
+        }
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Everything about one run of a command.
@@ -218,5 +242,31 @@ pub fn is_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_globs() {
+        assert!(name_matches("ANTHROPIC_*", "ANTHROPIC_API_KEY"));
+        assert!(name_matches("*_API_KEY", "OPENAI_API_KEY"));
+        assert!(name_matches("A*B*C", "AxxBxxC"));
+        assert!(!name_matches("ANTHROPIC_*", "XANTHROPIC_KEY"));
+        assert!(!name_matches("PATH", "PATHS"));
+        let env = Environment {
+            parent: vec![
+                ("ANTHROPIC_API_KEY".into(), "k".into()),
+                ("SECRET".into(), "s".into()),
+            ],
+            allow: vec!["ANTHROPIC_*".into()],
+            set: vec![],
+        };
+        assert_eq!(
+            env.resolve(),
+            vec![("ANTHROPIC_API_KEY".into(), "k".into())]
+        );
     }
 }

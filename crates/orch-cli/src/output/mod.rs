@@ -366,6 +366,9 @@ pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
     field(&mut s, "needed by", dependents.join("; "));
     field(&mut s, "labels", t.labels.join(", "));
     field(&mut s, "touches", t.touches.join(", "));
+    if let Some(u) = usage_of(events) {
+        field(&mut s, "used", describe_usage(&u));
+    }
     field(&mut s, "created", t.created_at.to_string());
     field(&mut s, "updated", t.updated_at.to_string());
     if !t.body.is_empty() {
@@ -402,6 +405,55 @@ pub fn render_task(t: &Task, board: &[Task], events: &[Event]) -> String {
             e.kind,
             e.actor,
             printable(&what)
+        ));
+    }
+    s
+}
+
+/// Every attempt's usage among `events` (the `attempt.usage` entries), summed; `None`
+/// when none reported any.
+pub fn usage_of(events: &[Event]) -> Option<orch_engine::core::usage::Usage> {
+    use orch_engine::core::run::RunEvent;
+    let mut total: Option<orch_engine::core::usage::Usage> = None;
+    for e in events.iter().filter(|e| e.kind == "attempt.usage") {
+        if let Ok(RunEvent::AttemptUsage { usage, .. }) = serde_json::from_value(e.payload.clone())
+        {
+            total.get_or_insert_with(Default::default).add(&usage);
+        }
+    }
+    if let Some(t) = &mut total {
+        t.session_id = None;
+    }
+    total
+}
+
+/// An attempt's usage for people: `1,234 tokens (1,000 in, 200 out, 34 cached),
+/// $0.0125, 3 turns; claude-x; session 5e55…`.
+pub fn describe_usage(u: &orch_engine::core::usage::Usage) -> String {
+    use orch_engine::core::usage::thousands;
+    let mut s = format!(
+        "{} tokens ({} in, {} out, {} cached)",
+        thousands(u.tokens()),
+        thousands(u.input_tokens),
+        thousands(u.output_tokens),
+        thousands(u.cache_read_tokens + u.cache_write_tokens)
+    );
+    if let Some(c) = u.cost {
+        s.push_str(&format!(", {c}"));
+    }
+    if u.turns > 0 {
+        s.push_str(&format!(", {} turns", u.turns));
+    }
+    if !u.model.is_empty() {
+        s.push_str(&format!("; {}", printable(&u.model)));
+    }
+    if let Some(id) = &u.session_id {
+        s.push_str(&format!("; session {}", printable(id)));
+    }
+    if !u.denied_tools.is_empty() {
+        s.push_str(&format!(
+            "; denied: {}",
+            printable(&u.denied_tools.join(", "))
         ));
     }
     s

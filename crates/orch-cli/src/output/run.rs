@@ -3,7 +3,10 @@
 
 use orch_engine::core::TaskStatus;
 use orch_engine::core::run::{AttemptState, Journaled, RunSnapshot, RunState};
+use orch_engine::core::usage::Usage;
 use orch_engine::{RunSummary, RunUpdate};
+
+use super::describe_usage;
 use orch_store::{AttemptRow, MergeRow, ProposalRow, RunInfo, ValidationRow};
 use serde::Serialize;
 
@@ -174,6 +177,7 @@ struct AttemptJson<'a> {
     head: &'a Option<String>,
     merge: &'a Option<String>,
     failure: &'a Option<serde_json::Value>,
+    usage: &'a Option<Usage>,
 }
 
 #[derive(Serialize)]
@@ -238,6 +242,8 @@ struct RunShowJson<'a> {
     validated_head: Option<String>,
     head_is_validated: bool,
     tasks: Vec<TaskStateJson>,
+    /// Every attempt's usage, summed.
+    usage: Usage,
     attempts: Vec<AttemptJson<'a>>,
     validations: Vec<ValidationJson<'a>>,
     merges: Vec<MergeJson<'a>>,
@@ -263,6 +269,7 @@ impl<'a> RunStory<'a> {
                     status: *s,
                 })
                 .collect(),
+            usage: self.total_usage(),
             attempts: self
                 .attempts
                 .iter()
@@ -274,6 +281,7 @@ impl<'a> RunStory<'a> {
                     head: &a.head,
                     merge: &a.merge,
                     failure: &a.failure,
+                    usage: &a.usage,
                 })
                 .collect(),
             validations: self
@@ -337,6 +345,9 @@ impl<'a> RunStory<'a> {
                 other => format!("{:?}", other.phase()).to_lowercase(),
             };
             println!("  {:<14} {state}", a.to_string());
+            if let Some(u) = &r.usage {
+                println!("      used {}", describe_usage(u));
+            }
             for v in self.validations.iter().filter(|v| v.attempt == *a) {
                 let r = &v.record;
                 println!(
@@ -344,6 +355,10 @@ impl<'a> RunStory<'a> {
                     v.stage, v.position, r.command, r.outcome, r.duration_ms
                 );
             }
+        }
+        let total = self.total_usage();
+        if total.tokens() > 0 || total.cost.is_some() {
+            println!("  usage: {}", total.summary());
         }
         let rejected = self
             .proposals
@@ -357,6 +372,15 @@ impl<'a> RunStory<'a> {
             );
         }
         Ok(())
+    }
+
+    fn total_usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for u in self.attempts.iter().filter_map(|a| a.usage.as_ref()) {
+            total.add(u);
+        }
+        total.model.clear();
+        total
     }
 
     fn print_head(&self) {

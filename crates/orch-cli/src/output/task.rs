@@ -12,6 +12,8 @@ pub struct TaskShowJson {
     #[serde(flatten)]
     task: TaskJson,
     waiting_on: Vec<i64>,
+    /// Its attempts' usage, summed over every run.
+    usage: Option<orch_engine::core::usage::Usage>,
     events: Vec<EventJson>,
 }
 
@@ -24,6 +26,7 @@ impl TaskShowJson {
                 .get(&t.id)
                 .map(|w| w.iter().map(|d| d.0).collect())
                 .unwrap_or_default(),
+            usage: super::usage_of(events),
             events: events.iter().map(EventJson::from).collect(),
         }
     }

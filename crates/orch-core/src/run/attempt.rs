@@ -32,6 +32,10 @@ pub(super) enum Abort {
     CancelRun,
     /// A person moved or removed the task: the run let it go.
     Taken,
+    /// The task's budget is spent.
+    Budget,
+    /// The agent hit a rate limit or quota.
+    Quota,
 }
 
 /// One attempt, as the core tracks it.
@@ -182,14 +186,29 @@ impl Orchestrator {
 
     pub(super) fn on_worktree_ready(&mut self, attempt: AttemptId) {
         self.move_attempt(attempt, AttemptState::Running, "worktree ready");
+        let resume_session = self.session_to_resume(attempt);
         let a = self.attempts.at(attempt);
         let cmd = Command::SpawnAgent {
             attempt,
             note: a.note.clone(),
             previous_failure: a.previous_failure.clone(),
+            resume_session,
         };
         self.commands.push_back(cmd);
         self.start_op(attempt, Some(self.policy.agent_timeout));
+    }
+
+    /// The session a retry resumes: the newest earlier attempt's of the same task that
+    /// reported one, when `agent.resume_session` is on.
+    fn session_to_resume(&self, attempt: AttemptId) -> Option<String> {
+        if !self.policy.resume_session {
+            return None;
+        }
+        self.attempts
+            .of_task(attempt.task)
+            .rev()
+            .filter(|(id, _)| id.number < attempt.number)
+            .find_map(|(_, a)| a.rec.usage.as_ref()?.session_id.clone())
     }
 
     /// Judges what the agent left: its exit, and what it did to its branch.
@@ -198,6 +217,7 @@ impl Orchestrator {
         attempt: AttemptId,
         exit: AgentExit,
         changes: Option<Changes>,
+        hint: Option<String>,
     ) {
         let detail = match &exit {
             AgentExit::Code(0) => None,
@@ -205,7 +225,10 @@ impl Orchestrator {
             AgentExit::Signal(s) => Some(format!("killed by signal {s}")),
             AgentExit::FailedToStart(m) => Some(format!("failed to start: {m}")),
         };
-        if let Some(detail) = detail {
+        if let Some(mut detail) = detail {
+            if let Some(h) = hint {
+                detail = format!("{detail}; {h}");
+            }
             return self.fail(attempt, FailureKind::AgentError { detail });
         }
         let Some(changes) = changes else {
@@ -296,6 +319,14 @@ impl Orchestrator {
                 self.move_attempt(attempt, AttemptState::Canceled, "canceled");
                 self.end_attempt(attempt);
             }
+            Abort::Budget => {
+                let detail = self.spend.stopped.remove(&attempt).unwrap_or_default();
+                self.fail(attempt, FailureKind::Budget { detail });
+            }
+            Abort::Quota => {
+                let signature = self.breaker.stopped.remove(&attempt).unwrap_or_default();
+                self.fail(attempt, FailureKind::Quota { signature });
+            }
             Abort::Taken => {
                 self.move_attempt(
                     attempt,
@@ -339,6 +370,7 @@ impl Orchestrator {
     /// task's fate.
     pub(super) fn end_attempt(&mut self, attempt: AttemptId) {
         self.attempts.live.remove(&attempt);
+        self.breaker.attempt_ended(attempt);
         self.integrator.remove(attempt);
         self.timers.disarm_attempt(attempt);
         self.cleanup(attempt);

@@ -7,6 +7,7 @@ use super::proposal::{Proposal, Verdict};
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, RunState};
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;
+use crate::usage::Usage;
 
 /// A journal entry with the time the core decided it at: a replay of the journal
 /// reproduces the core's deadlines.
@@ -158,6 +159,28 @@ pub enum RunEvent {
         /// True when paused.
         paused: bool,
     },
+    /// What the agent reported it used, when it exited.
+    AttemptUsage {
+        /// The attempt.
+        attempt: AttemptId,
+        /// Its usage.
+        usage: Usage,
+    },
+    /// A budget cap was reached: the run stops claiming, or an attempt is stopped.
+    BudgetSpent {
+        /// The attempt stopped for its task's cap; `None` for the run's cap.
+        attempt: Option<AttemptId>,
+        /// Which cap, and what was spent.
+        detail: String,
+    },
+    /// The quota breaker opened (claiming waits until `until`, then one probe runs)
+    /// or closed.
+    QuotaBreaker {
+        /// The probe's time while open; `None` when it closed.
+        until: Option<Timestamp>,
+        /// Why.
+        reason: String,
+    },
     /// The run was resumed after a crash.
     Resumed {
         /// Attempts found in flight.
@@ -189,6 +212,9 @@ impl RunEvent {
             RunEvent::TaskTaken { .. } => "run.task_taken",
             RunEvent::ClaimsPaused { .. } => "run.claims_paused",
             RunEvent::Resumed { .. } => "run.resumed",
+            RunEvent::AttemptUsage { .. } => "attempt.usage",
+            RunEvent::BudgetSpent { .. } => "run.budget_spent",
+            RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
         }
     }
 
@@ -263,6 +289,26 @@ impl RunEvent {
             RunEvent::ClaimsPaused { paused: true } => "claiming paused".into(),
             RunEvent::ClaimsPaused { paused: false } => "claiming resumed".into(),
             RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
+            RunEvent::AttemptUsage { .. }
+            | RunEvent::BudgetSpent { .. }
+            | RunEvent::QuotaBreaker { .. } => self.spend_reason(),
+        }
+    }
+
+    fn spend_reason(&self) -> String {
+        match self {
+            RunEvent::AttemptUsage { attempt, usage } => {
+                format!("{attempt} used {}", usage.summary())
+            }
+            RunEvent::BudgetSpent { attempt, detail } => match attempt {
+                Some(a) => format!("{a} stopped: {detail}"),
+                None => format!("the run stops claiming: {detail}"),
+            },
+            RunEvent::QuotaBreaker { until, reason } => match until {
+                Some(t) => format!("quota breaker open until {t}: {reason}"),
+                None => format!("quota breaker closed: {reason}"),
+            },
+            _ => String::new(),
         }
     }
 
@@ -276,7 +322,12 @@ impl RunEvent {
             | RunEvent::MergeWritten { attempt, .. }
             | RunEvent::IntegrationPassed { attempt, .. }
             | RunEvent::CleanupRequested { attempt, .. }
-            | RunEvent::CleanupDone { attempt, .. } => Some(*attempt),
+            | RunEvent::CleanupDone { attempt, .. }
+            | RunEvent::AttemptUsage { attempt, .. }
+            | RunEvent::BudgetSpent {
+                attempt: Some(attempt),
+                ..
+            } => Some(*attempt),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ use super::event::Journaled;
 use super::proposal::Proposal;
 use super::types::{AttemptId, CommitId, FailureKind, RunState};
 use crate::task::{Task, TaskId, TaskStatus};
+use crate::usage::Usage;
 
 /// What the core needs to know about a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +78,23 @@ pub struct FinishedAgent {
     pub exit: AgentExit,
     /// Its committed work, as [`Input::AgentExited`] would have carried it.
     pub changes: Option<Changes>,
+    /// What it reported.
+    #[serde(default)]
+    pub report: AgentReport,
+}
+
+/// What an agent said about itself, read from its output by the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Its usage so far (or in all, once it exited), if its output tells.
+    pub usage: Option<Usage>,
+    /// A rate-limit or quota signature seen in its output: the CLI's error event, or
+    /// one of `policy.quota_patterns` in the output of an agent that failed.
+    pub quota: Option<String>,
+    /// What a failed agent's output suggests to fix (a credential not passed
+    /// through), for its failure's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// The agent's work, committed by the engine after the agent exited.
@@ -252,6 +270,16 @@ pub enum Input {
         exit: AgentExit,
         /// Its committed work; `None` if it could not be recorded.
         changes: Option<Changes>,
+        /// What it reported.
+        report: AgentReport,
+    },
+    /// A live agent's report so far (its usage up to now, a quota signature): the
+    /// core may stop it for its budget or open the quota breaker.
+    AgentProgress {
+        /// The attempt.
+        attempt: AttemptId,
+        /// What it reported so far.
+        report: AgentReport,
     },
     /// A gate finished (or was aborted).
     GateFinished {
@@ -337,6 +365,8 @@ pub enum Command {
         note: Option<String>,
         /// Why the previous attempt failed, for the retry prompt.
         previous_failure: Option<FailureKind>,
+        /// The previous attempt's agent session, to resume (`agent.resume_session`).
+        resume_session: Option<String>,
     },
     /// Run a gate on `commit`.
     RunGate {

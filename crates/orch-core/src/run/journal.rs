@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::event::RunEvent;
 use super::types::{AttemptId, AttemptState, CommitId, RunState};
 use crate::task::{TaskId, TaskStatus};
+use crate::usage::Usage;
 
 /// What the journal knows about one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub struct AttemptRecord {
     pub cleanup_requested: bool,
     /// Whether cleanup was confirmed done.
     pub cleaned: bool,
+    /// What its agent reported using, once it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
 impl AttemptRecord {
@@ -42,6 +46,7 @@ impl AttemptRecord {
             integration_passed: false,
             cleanup_requested: false,
             cleaned: false,
+            usage: None,
         }
     }
 }
@@ -160,6 +165,11 @@ impl RunSnapshot {
                 }
             }
             RunEvent::ClaimsPaused { paused } => self.paused = *paused,
+            RunEvent::AttemptUsage { attempt, usage } => {
+                if let Some(a) = self.attempts.get_mut(attempt) {
+                    a.usage = Some(usage.clone());
+                }
+            }
             RunEvent::TaskTaken { task, status } => match status {
                 Some(s) => {
                     self.tasks.insert(*task, *s);
@@ -172,6 +182,8 @@ impl RunSnapshot {
             | RunEvent::PlannerFallback { .. }
             | RunEvent::InputRefused { .. }
             | RunEvent::ClaimSkipped { .. }
+            | RunEvent::BudgetSpent { .. }
+            | RunEvent::QuotaBreaker { .. }
             | RunEvent::Resumed { .. } => {}
         }
     }

@@ -41,6 +41,7 @@
 //! - A stale or refused input changes nothing but the journal, which records it.
 
 mod attempt;
+mod breaker;
 mod event;
 mod integrator;
 mod io;
@@ -51,6 +52,7 @@ mod policy;
 mod proposal;
 mod resume;
 mod scheduler;
+mod spend;
 mod timers;
 mod types;
 
@@ -58,8 +60,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use event::{Journaled, RunEvent};
 pub use io::{
-    AgentExit, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult, RefResult,
-    Retention, Stage, TaskSpec, ValidationRecord,
+    AgentExit, AgentReport, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult,
+    RefResult, Retention, Stage, TaskSpec, ValidationRecord,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
 pub use outcome::INFRA_STREAK_HALT;
@@ -135,6 +137,8 @@ pub struct Orchestrator {
     timers: Timers,
     /// Cleanups requested and not yet confirmed; the run finishes only without any.
     cleaning: BTreeSet<AttemptId>,
+    spend: spend::Spend,
+    breaker: breaker::Breaker,
     commands: VecDeque<Command>,
 }
 
@@ -162,6 +166,8 @@ impl Orchestrator {
             planner: PlannerState::default(),
             timers: Timers::default(),
             cleaning: BTreeSet::new(),
+            spend: spend::Spend::default(),
+            breaker: breaker::Breaker::default(),
             commands: VecDeque::new(),
         }
     }
@@ -271,9 +277,19 @@ impl Orchestrator {
                 attempt,
                 exit,
                 changes,
-            } => self.returned(attempt, Op::Agent, |o| {
-                o.on_agent_exit(attempt, exit, changes)
-            }),
+                report,
+            } => {
+                self.expect_op(attempt, Op::Agent)?;
+                let hint = report.hint.clone();
+                self.on_agent_report(attempt, report);
+                self.returned(attempt, Op::Agent, |o| {
+                    o.on_agent_exit(attempt, exit, changes, hint)
+                })
+            }
+            Input::AgentProgress { attempt, report } => {
+                self.on_agent_progress(attempt, report);
+                Ok(())
+            }
             Input::GateFinished {
                 attempt,
                 stage,
@@ -407,7 +423,7 @@ impl Orchestrator {
                         self.kill(a, true);
                     }
                 }
-                Deadline::Retry(_) => self.planner.bump_epoch(),
+                Deadline::Retry(_) | Deadline::Breaker => self.planner.bump_epoch(),
                 Deadline::Planner(request) => {
                     if self.planner.waiting == Some(request) {
                         self.planner_fallback(request, "the planner timed out");
@@ -551,6 +567,7 @@ fn describe(input: &Input) -> (&'static str, About) {
         Input::WorktreeReady { attempt } => ("worktree_ready", Attempt(*attempt)),
         Input::WorktreeFailed { attempt, .. } => ("worktree_failed", Attempt(*attempt)),
         Input::AgentExited { attempt, .. } => ("agent_exited", Attempt(*attempt)),
+        Input::AgentProgress { attempt, .. } => ("agent_progress", Attempt(*attempt)),
         Input::GateFinished { attempt, .. } => ("gate_finished", Attempt(*attempt)),
         Input::GateBroken { attempt, .. } => ("gate_broken", Attempt(*attempt)),
         Input::MergeFinished { attempt, .. } => ("merge_finished", Attempt(*attempt)),

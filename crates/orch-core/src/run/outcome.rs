@@ -56,6 +56,15 @@ impl Orchestrator {
 
     fn after_failure(&mut self, attempt: AttemptId, kind: FailureKind) {
         let task = attempt.task;
+        if let Some(spent) = self.task_over_budget(task) {
+            let reason = format!("{attempt}: {kind}; not retried: {spent}");
+            self.move_task(task, TaskStatus::Failed, &reason);
+            return;
+        }
+        if matches!(kind, FailureKind::Quota { .. }) {
+            // Waits for the quota breaker; spends no attempt.
+            return self.retry_or_release(task, Some(kind));
+        }
         if matches!(kind, FailureKind::Infrastructure { .. }) {
             self.infra_streak += 1;
             if self.infra_streak >= INFRA_STREAK_HALT {

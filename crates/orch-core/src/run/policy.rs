@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Cleanup, Config, EmptyDiff, FailureClass, OnConflict, RunMode};
+use crate::config::{BudgetConfig, Cleanup, Config, EmptyDiff, FailureClass, OnConflict, RunMode};
 
 /// How long to wait before a retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,14 @@ pub struct Policy {
     pub planner: bool,
     /// How long the planner may take before the scheduler decides alone.
     pub planner_timeout: Duration,
+    /// Spending caps.
+    pub budget: BudgetConfig,
+    /// The quota breaker's first wait; it doubles per failed probe, up to 16 times.
+    pub quota_backoff: Duration,
+    /// How long the breaker may stay open before the run halts.
+    pub quota_max_wait: Duration,
+    /// Whether a retry resumes its previous attempt's agent session.
+    pub resume_session: bool,
 }
 
 impl Policy {
@@ -112,6 +120,10 @@ impl Policy {
             kill_grace: Duration::from_secs(10),
             planner: !c.run.planner.trim().is_empty(),
             planner_timeout: Duration::from_secs(60),
+            budget: c.budget.clone(),
+            quota_backoff: c.policy.quota_backoff.0,
+            quota_max_wait: c.policy.quota_max_wait.0,
+            resume_session: c.agent.resume_session,
         }
     }
 }

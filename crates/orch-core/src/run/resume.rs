@@ -203,7 +203,11 @@ impl Orchestrator {
                     reason.push(format!(
                         "{id}'s agent had finished before the crash; going on from its work"
                     ));
-                    self.on_agent_exit(id, f.exit, f.changes);
+                    let hint = f.report.hint.clone();
+                    self.on_agent_report(id, f.report);
+                    if !self.aborted(id) {
+                        self.on_agent_exit(id, f.exit, f.changes, hint);
+                    }
                 }
                 _ => {
                     self.move_attempt(

@@ -166,6 +166,10 @@ impl Orchestrator {
         if self.state != RunState::Running || self.paused || self.free_slots() == 0 {
             return;
         }
+        if self.breaker.is_open() {
+            // Only the breaker's probe, and no planner round for it.
+            return self.fill();
+        }
         if self.policy.planner {
             self.ask_planner();
             return;
@@ -175,7 +179,12 @@ impl Orchestrator {
 
     /// Claims by the scheduler's own order until the slots are full.
     pub(super) fn fill(&mut self) {
-        for t in self.claimable(self.free_slots() as usize) {
+        let slots = self.free_slots() as usize;
+        let allowed = self
+            .breaker
+            .claims_allowed(self.now, self.sched.claiming.len())
+            .unwrap_or(slots);
+        for t in self.claimable(slots.min(allowed)) {
             if self.free_slots() == 0 || self.state != RunState::Running || self.paused {
                 break;
             }
@@ -254,6 +263,7 @@ impl Orchestrator {
             base: base.clone(),
         });
         let rec = AttemptRecord::queued(base.clone());
+        self.breaker.attempt_created(attempt, self.now);
         self.attempts
             .insert(attempt, Attempt::new(rec, note, previous));
         self.attempts.live.insert(attempt);

@@ -20,6 +20,8 @@ pub(super) enum Deadline {
     Retry(TaskId),
     /// The planner did not answer this request in time.
     Planner(u64),
+    /// The quota breaker's wait is over: one probe may start.
+    Breaker,
 }
 
 /// Every armed deadline, by time and by key.

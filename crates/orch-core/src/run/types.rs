@@ -88,13 +88,27 @@ pub enum FailureKind {
         /// What failed.
         message: String,
     },
+    /// The task's budget was spent; the attempt was stopped.
+    Budget {
+        /// Which cap, and how much was spent.
+        detail: String,
+    },
+    /// The agent hit a rate limit or an exhausted quota: the quota breaker opened,
+    /// and the task waits for it without spending an attempt.
+    Quota {
+        /// What gave it away.
+        signature: String,
+    },
 }
 
 impl FailureKind {
     /// Whether the failure spends one of the task's attempts. orch's own failures
     /// (infrastructure) do not: they are not the agent's fault.
     pub fn counts(&self) -> bool {
-        !matches!(self, FailureKind::Infrastructure { .. })
+        !matches!(
+            self,
+            FailureKind::Infrastructure { .. } | FailureKind::Quota { .. }
+        )
     }
 
     /// The failure's class, as `policy.retry_on` names it.
@@ -107,6 +121,8 @@ impl FailureKind {
             FailureKind::Conflict { .. } => FailureClass::Conflict,
             FailureKind::IntegrationValidation { .. } => FailureClass::IntegrationValidation,
             FailureKind::Infrastructure { .. } => FailureClass::Infrastructure,
+            FailureKind::Budget { .. } => FailureClass::Budget,
+            FailureKind::Quota { .. } => FailureClass::Quota,
         }
     }
 }
@@ -121,6 +137,8 @@ impl fmt::Display for FailureKind {
             FailureKind::Conflict { paths } => write!(f, "conflict ({})", paths.join(", ")),
             FailureKind::IntegrationValidation { .. } => f.write_str("integration-validation"),
             FailureKind::Infrastructure { message } => write!(f, "infrastructure ({message})"),
+            FailureKind::Budget { detail } => write!(f, "budget ({detail})"),
+            FailureKind::Quota { signature } => write!(f, "quota ({signature})"),
         }
     }
 }
@@ -238,6 +256,8 @@ const ATTEMPT_FAILURES: &[(AttemptPhase, &[FailureClass])] = &[
             FailureClass::Timeout,
             FailureClass::NoChanges,
             FailureClass::Infrastructure,
+            FailureClass::Budget,
+            FailureClass::Quota,
         ],
     ),
     (
@@ -400,6 +420,12 @@ mod tests {
                 AttemptState::Failed(FailureKind::Infrastructure {
                     message: String::new(),
                 }),
+                AttemptState::Failed(FailureKind::Budget {
+                    detail: String::new(),
+                }),
+                AttemptState::Failed(FailureKind::Quota {
+                    signature: String::new(),
+                }),
             ],
         }
     }
@@ -427,9 +453,10 @@ mod tests {
                                 AttemptState::Canceled | AttemptState::Interrupted => true,
                                 AttemptState::Failed(k) => match k {
                                     FailureKind::Infrastructure { .. } => true,
-                                    FailureKind::AgentError { .. } | FailureKind::NoChanges => {
-                                        f == Running
-                                    }
+                                    FailureKind::AgentError { .. }
+                                    | FailureKind::NoChanges
+                                    | FailureKind::Budget { .. }
+                                    | FailureKind::Quota { .. } => f == Running,
                                     FailureKind::Timeout { .. } => {
                                         matches!(f, Running | Validating | Integrating)
                                     }
@@ -445,7 +472,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, 6 + 6 * 2 + 6 + 2 + 3 + 1 + 1 + 1);
+        assert_eq!(legal, 6 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1);
     }
 
     #[test]

@@ -8,10 +8,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use orch_core::run::{
-    AgentExit, AttemptId, CancelScope, Changes, Command, CommitId, FinishedAgent, Input,
-    MergeResult, Orchestrator, Policy, Proposal, RefResult, RunEvent, RunId, RunSnapshot, RunState,
-    Stage, TaskSpec,
+    AgentExit, AgentReport, AttemptId, CancelScope, Changes, Command, CommitId, FinishedAgent,
+    Input, MergeResult, Orchestrator, Policy, Proposal, RefResult, RunEvent, RunId, RunSnapshot,
+    RunState, Stage, TaskSpec,
 };
+use orch_core::usage::Usage;
 use orch_core::{TaskId, TaskStatus, Timestamp};
 
 /// splitmix64: small, fast, good enough for choosing outcomes.
@@ -49,8 +50,12 @@ impl Rng {
 /// What an agent does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AgentPlan {
-    Succeed { empty: bool },
+    Succeed {
+        empty: bool,
+    },
     Fail(i32),
+    /// Exits non-zero after hitting a rate limit.
+    Quota,
     NoStart,
     Hang,
 }
@@ -89,6 +94,10 @@ pub trait Oracle {
     fn finished_before_crash(&mut self, _: AttemptId) -> bool {
         false
     }
+    /// The tokens a running agent reports halfway, if it reports any.
+    fn progress_tokens(&mut self, _: AttemptId) -> Option<u64> {
+        None
+    }
 }
 
 /// Seeded-random outcomes.
@@ -101,12 +110,16 @@ impl Oracle for RandomOracle {
     fn provision_ok(&mut self, _: AttemptId) -> bool {
         !self.rng.pct(3)
     }
+    fn progress_tokens(&mut self, a: AttemptId) -> Option<u64> {
+        Some(600 * u64::from(a.task.0 as u32 % 4))
+    }
     fn agent(&mut self, _: AttemptId) -> AgentPlan {
         match self.rng.range(0, 99) {
             0..=69 => AgentPlan::Succeed { empty: false },
             70..=76 => AgentPlan::Fail(1),
             77..=81 => AgentPlan::Succeed { empty: true },
             82..=84 => AgentPlan::NoStart,
+            85..=87 => AgentPlan::Quota,
             _ => AgentPlan::Hang,
         }
     }
@@ -200,6 +213,7 @@ struct Proc {
     exit_at: Option<Timestamp>,
     kill_requested: Option<Timestamp>,
     killed: bool,
+    quota: bool,
     commit: CommitId,
 }
 
@@ -221,6 +235,16 @@ impl Proc {
                 },
                 self.empty,
             )),
+            report: AgentReport {
+                usage: Some(Usage {
+                    input_tokens: 1000,
+                    output_tokens: 100 + u64::from(a.number),
+                    session_id: Some(format!("session-{a}")),
+                    ..Usage::default()
+                }),
+                quota: (self.quota && !self.killed).then(|| "rate_limit_error".to_owned()),
+                hint: None,
+            },
         }
     }
 }
@@ -398,8 +422,21 @@ impl<O: Oracle> World<O> {
             self.log(format!(
                 "           agent {a} had finished before the crash"
             ));
-            if let Input::AgentExited { exit, changes, .. } = input {
-                finished.insert(a, FinishedAgent { exit, changes });
+            if let Input::AgentExited {
+                exit,
+                changes,
+                report,
+                ..
+            } = input
+            {
+                finished.insert(
+                    a,
+                    FinishedAgent {
+                        exit,
+                        changes,
+                        report,
+                    },
+                );
             }
         }
         self.gates.clear();
@@ -433,6 +470,12 @@ impl<O: Oracle> World<O> {
         let Some(&t) = rng.pick(&ids) else {
             return Ok(());
         };
+        // The engine reads the board and claims through one store lane, in turn: it
+        // never hears of a board between a claim's write and its answer, so a
+        // person's change in that window reaches the run only after the answer.
+        if self.claims_in_flight.contains(&t) {
+            return Ok(());
+        }
         let status = self.board[&t].status;
         let what = rng.range(0, 5);
         self.log(format!(
@@ -535,11 +578,16 @@ impl<O: Oracle> World<O> {
                     exit_at: Some(Timestamp(self.now.0 + d.as_millis() as i64)),
                     kill_requested: None,
                     killed: false,
+                    quota: false,
                     commit,
                 };
                 match plan {
                     AgentPlan::Succeed { empty } => p.empty = empty,
                     AgentPlan::Fail(code) => p.code = code,
+                    AgentPlan::Quota => {
+                        p.code = 1;
+                        p.quota = true;
+                    }
                     AgentPlan::Hang => p.exit_at = None,
                     AgentPlan::NoStart => {
                         let d = self.oracle.delay("spawn");
@@ -549,10 +597,25 @@ impl<O: Oracle> World<O> {
                                 attempt,
                                 exit: AgentExit::FailedToStart("no such program".into()),
                                 changes: None,
+                                report: AgentReport::default(),
                             },
                         );
                         return Ok(());
                     }
+                }
+                // Halfway (or soon, for one that hangs) it reports what it used so far,
+                // which may pass a budget; a late report (after it ended) is ignored.
+                if let Some(tokens) = self.oracle.progress_tokens(attempt) {
+                    let usage = Usage {
+                        input_tokens: tokens,
+                        ..Usage::default()
+                    };
+                    let report = AgentReport {
+                        usage: Some(usage),
+                        quota: None,
+                        hint: None,
+                    };
+                    self.deliver_at(d / 2, Input::AgentProgress { attempt, report });
                 }
                 self.agents.insert(attempt, p);
                 if self.agents.len() as u32 > self.policy.slots() {
@@ -579,6 +642,7 @@ impl<O: Oracle> World<O> {
                         .then(|| Timestamp(self.now.0 + d.as_millis() as i64)),
                     kill_requested: None,
                     killed: false,
+                    quota: false,
                     commit,
                 };
                 self.gates.insert(attempt, p);
@@ -983,13 +1047,20 @@ pub fn fmt_input(i: &Input) -> String {
             attempt,
             exit,
             changes,
+            report,
         } => format!(
-            "agent exited {attempt}: {exit:?}{}",
+            "agent exited {attempt}: {exit:?}{}{}",
             changes
                 .as_ref()
                 .map(|c| format!(", head {}{}", c.head, if c.empty { " (empty)" } else { "" }))
+                .unwrap_or_default(),
+            report
+                .quota
+                .as_ref()
+                .map(|q| format!(", quota {q:?}"))
                 .unwrap_or_default()
         ),
+        Input::AgentProgress { attempt, report } => format!("agent progress {attempt}: {report:?}"),
         Input::GateFinished {
             attempt,
             stage,
@@ -1021,6 +1092,9 @@ pub fn fmt_command(c: &Command) -> String {
                     write!(s, " {from:?} -> {to:?}: {reason}")
                 }
                 RunEvent::HeadSet { head } => write!(s, " {head}"),
+                RunEvent::AttemptUsage { .. }
+                | RunEvent::BudgetSpent { .. }
+                | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),
                 RunEvent::HeadAdvanced { attempt, from, to } => {
                     write!(s, " {attempt}: {from} -> {to}")
                 }
@@ -1083,8 +1157,13 @@ pub fn fmt_command(c: &Command) -> String {
             attempt,
             note,
             previous_failure,
+            resume_session,
         } => format!(
-            "spawn agent {attempt}{}{}",
+            "spawn agent {attempt}{}{}{}",
+            resume_session
+                .as_ref()
+                .map(|s| format!(" resuming {s}"))
+                .unwrap_or_default(),
             note.as_ref()
                 .map(|n| format!(" note={n:?}"))
                 .unwrap_or_default(),

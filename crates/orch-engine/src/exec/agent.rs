@@ -5,25 +5,33 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orch_core::run::{AgentExit, AttemptId, Changes, CommitId, FailureKind, FinishedAgent, Input};
+use orch_core::run::{
+    AgentExit, AgentReport, AttemptId, Changes, CommitId, FailureKind, FinishedAgent, Input,
+};
 use orch_validate::{CommandSpec, Outcome, Program};
 
-use super::{Ctx, Stop, blocking};
+use super::{Ctx, Stop, blocking, output};
 use crate::{EXIT_MARKER, crash_point, prompt};
 
-/// Runs the agent of `attempt` and reports how it ended and what it left.
-pub(crate) async fn spawn(
-    ctx: Arc<Ctx>,
-    attempt: AttemptId,
-    base: CommitId,
-    note: Option<String>,
-    previous_failure: Option<FailureKind>,
-    stop: Stop,
-) -> Input {
+/// What the core asked for: an attempt's agent, on its base, with a planner's note,
+/// the previous failure, and the session to resume.
+pub(crate) struct Ask {
+    pub(crate) attempt: AttemptId,
+    pub(crate) base: CommitId,
+    pub(crate) note: Option<String>,
+    pub(crate) previous_failure: Option<FailureKind>,
+    pub(crate) resume_session: Option<String>,
+}
+
+/// Runs the agent of `attempt` and reports how it ended, what it left and what it
+/// said about itself.
+pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
+    let attempt = ask.attempt;
     let failed = |why: String| Input::AgentExited {
         attempt,
         exit: AgentExit::FailedToStart(why),
         changes: None,
+        report: AgentReport::default(),
     };
     let dir = match ctx.artifacts.attempt_dir(&ctx.run, attempt) {
         Ok(d) => d,
@@ -36,22 +44,33 @@ pub(crate) async fn spawn(
         .await
         .expect("the semaphore is never closed");
     let prompt_path = dir.join("prompt.md");
-    let text = render(&ctx, attempt, note.as_deref(), previous_failure.as_ref());
+    let text = render(
+        &ctx,
+        attempt,
+        ask.note.as_deref(),
+        ask.previous_failure.as_ref(),
+    );
     if let Err(e) = std::fs::write(&prompt_path, text) {
         return failed(format!("writing the prompt: {e}"));
     }
     let wt = ctx.attempt_worktree(attempt);
-    let line = prompt::render_command(
-        &ctx.cfg.agent_command,
-        &prompt_path.display().to_string(),
-        &wt.display().to_string(),
-        attempt.task.0,
-        attempt.number,
-    );
+    let preset = ctx.preset();
+    let values = prompt::CommandValues {
+        prompt_file: prompt_path.display().to_string(),
+        worktree: wt.display().to_string(),
+        artifacts: dir.display().to_string(),
+        task_id: attempt.task.0,
+        attempt: attempt.number,
+        session_id: ask
+            .resume_session
+            .filter(|_| preset.is_none_or(|p| p.resume.is_some())),
+        gates: ctx.cfg.config.validate.worker.clone(),
+    };
+    let line = prompt::render_command(&ctx.cfg.agent_command, preset, &values);
     let spec = CommandSpec {
         program: Program::Shell(line),
         cwd: wt.clone(),
-        env: ctx.env(attempt, &wt, &prompt_path, &base),
+        env: ctx.env(attempt, &wt, &prompt_path, &ask.base),
         // The core's deadline decides; this is only a backstop.
         timeout: ctx.cfg.config.agent.timeout.0 + Duration::from_secs(60),
         kill_grace: ctx.policy.kill_grace,
@@ -62,10 +81,40 @@ pub(crate) async fn spawn(
         hard_kill: Some(stop.kill.clone()),
     };
     let exit = run_streamed(&ctx, attempt, &spec, &stop).await;
+    let report = output::final_report(&ctx, &spec, &exit);
+    let scratch = preset.map_or(vec![], |p| {
+        p.scratch.iter().map(|s| (*s).to_owned()).collect()
+    });
+    let changes = commit(&ctx, attempt, wt, ask.base.clone(), scratch).await;
+    // On disk before the core hears of it: a resume after a crash in between goes on
+    // from this work instead of running the agent again.
+    let f = FinishedAgent {
+        exit,
+        changes,
+        report,
+    };
+    let _ = write_exit_marker(&dir, &f);
+    crash_point("agent-exit-recorded");
+    Input::AgentExited {
+        attempt,
+        exit: f.exit,
+        changes: f.changes,
+        report: f.report,
+    }
+}
+
+/// Commits what the agent left, except its CLI's scratch files.
+async fn commit(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    wt: std::path::PathBuf,
+    base: CommitId,
+    scratch: Vec<String>,
+) -> Option<Changes> {
     let branch = attempt.branch(&ctx.run);
     let git = ctx.git.clone();
     let message = format!("orch: {attempt}");
-    let changes = blocking(move || git.commit_leftovers(&wt, &branch, &base, &message))
+    blocking(move || git.commit_leftovers(&wt, &branch, &base, &message, &scratch))
         .await
         .ok()
         .and_then(Result::ok)
@@ -74,17 +123,7 @@ pub(crate) async fn spawn(
             empty: l.empty,
             branch_moved: l.branch_moved,
             rewrote_history: l.rewrote_history,
-        });
-    // On disk before the core hears of it: a resume after a crash in between goes on
-    // from this work instead of running the agent again.
-    let f = FinishedAgent { exit, changes };
-    let _ = write_exit_marker(&dir, &f);
-    crash_point("agent-exit-recorded");
-    Input::AgentExited {
-        attempt,
-        exit: f.exit,
-        changes: f.changes,
-    }
+        })
 }
 
 fn render(
@@ -106,14 +145,15 @@ fn render(
     }
 }
 
-/// Runs the agent, streaming its lines into the run's event stream.
+/// Runs the agent, streaming its lines into the run's event stream, and its usage so
+/// far to the core.
 pub(crate) async fn run_streamed(
     ctx: &Ctx,
     attempt: AttemptId,
     spec: &CommandSpec,
     stop: &Stop,
 ) -> AgentExit {
-    let (tx, forward) = super::forward(ctx, attempt, None);
+    let (tx, forward) = output::forward_parsed(ctx, attempt);
     let (report, ()) = tokio::join!(ctx.procs.run(spec, &stop.term, Some(tx)), forward);
     match report {
         Ok(r) => match r.outcome {

@@ -7,6 +7,7 @@ pub(crate) mod agent;
 pub(crate) mod cleanup;
 pub(crate) mod gate;
 pub(crate) mod merge;
+pub(crate) mod output;
 pub(crate) mod planner;
 pub(crate) mod worktree;
 
@@ -39,6 +40,8 @@ pub(crate) struct Ctx {
     pub(crate) agents: Arc<Semaphore>,
     /// The run's event stream, for live output lines.
     pub(crate) handle: RunHandle,
+    /// Inputs that work reports while it runs (an agent's usage so far).
+    pub(crate) live: mpsc::UnboundedSender<Input>,
 }
 
 /// The two signals the core can send an attempt's process group: SIGTERM (`term`)
@@ -77,6 +80,23 @@ impl Ctx {
             .unwrap_or_else(|_| self.cfg.artifacts_root.clone())
     }
 
+    /// The preset the run's agent command is, if it is one (not a custom command).
+    pub(crate) fn preset(&self) -> Option<&'static crate::presets::PresetSpec> {
+        crate::presets::spec(self.cfg.config.agent.preset)
+            .filter(|p| p.command == self.cfg.agent_command)
+    }
+
+    /// The variables an agent may see: `agent.env_allow`, `agent.env_extra`, and
+    /// what the preset's CLI reads.
+    pub(crate) fn env_allow(&self) -> Vec<String> {
+        let a = &self.cfg.config.agent;
+        let mut allow: Vec<String> = a.env_allow.iter().chain(&a.env_extra).cloned().collect();
+        if let Some(p) = self.preset() {
+            allow.extend(p.env.iter().map(|s| (*s).to_owned()));
+        }
+        allow
+    }
+
     /// The environment of an attempt's processes: the allowlist plus orch's variables.
     pub(crate) fn env(
         &self,
@@ -95,7 +115,7 @@ impl Ctx {
             ("ORCH_TASK_TITLE".into(), title),
             ("ORCH_BASE_COMMIT".into(), base.0.clone()),
         ];
-        Environment::inherit(&self.cfg.config.agent.env_allow, set)
+        Environment::inherit(&self.env_allow(), set)
     }
 }
 
@@ -149,11 +169,17 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             attempt,
             note,
             previous_failure,
+            resume_session,
         } => {
             let base = base.unwrap_or(CommitId(String::new()));
-            Box::pin(async move {
-                Some(agent::spawn(ctx, attempt, base, note, previous_failure, stop).await)
-            })
+            let ask = agent::Ask {
+                attempt,
+                base,
+                note,
+                previous_failure,
+                resume_session,
+            };
+            Box::pin(async move { Some(agent::spawn(ctx, ask, stop).await) })
         }
         Command::RunGate {
             attempt,

@@ -19,6 +19,9 @@ pub struct Model {
     pub failure: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub usage: Option<String>,
+    pub tokens: i64,
+    pub cost_micros: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

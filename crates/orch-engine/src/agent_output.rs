@@ -1,0 +1,302 @@
+//! Reading what an agent CLI prints: its structured output parsed, line by line, into
+//! the attempt's usage (model, tokens, cost, turns, session, tools denied) and the
+//! signs of a rate limit or an exhausted quota; and each line rendered for people, as
+//! a transcript (`orch logs`). Text output is not parsed: only the quota patterns of a
+//! failed agent apply to it.
+
+use std::collections::BTreeMap;
+
+use orch_core::config::AgentOutput;
+use orch_core::run::AgentReport;
+use orch_core::usage::{Usage, Usd};
+use serde_json::Value;
+
+/// The CLI retrying a rate limit this many times is taken as a quota signal: its own
+/// backoff grows past what is worth waiting inside one attempt.
+const RATE_LIMIT_RETRIES: u64 = 3;
+
+/// HTTP statuses that mean "rate limited" or "overloaded".
+fn is_limit_status(s: u64) -> bool {
+    s == 429 || s == 529
+}
+
+/// One agent's output, read as it comes.
+#[derive(Debug, Clone)]
+pub struct OutputReader {
+    format: AgentOutput,
+    usage: Usage,
+    /// Per model message, its usage (a message may be printed in several parts).
+    messages: BTreeMap<String, Usage>,
+    /// Set once a final figure (a result event) replaced the running sum.
+    final_usage: bool,
+    seen_usage: bool,
+    quota: Option<String>,
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl OutputReader {
+    /// A reader for `format`.
+    pub fn new(format: AgentOutput) -> OutputReader {
+        OutputReader {
+            format,
+            usage: Usage::default(),
+            messages: BTreeMap::new(),
+            final_usage: false,
+            seen_usage: false,
+            quota: None,
+        }
+    }
+
+    /// Reads one line; true when the report changed.
+    pub fn line(&mut self, line: &str) -> bool {
+        let Ok(v) = serde_json::from_str::<Value>(line.trim()) else {
+            return false;
+        };
+        let before = (self.usage.clone(), self.quota.clone());
+        match self.format {
+            AgentOutput::ClaudeStreamJson => self.claude(&v),
+            AgentOutput::CodexJson => self.codex(&v),
+            AgentOutput::GeminiStreamJson => self.gemini(&v),
+            AgentOutput::OpencodeJson => self.opencode(&v),
+            AgentOutput::Auto | AgentOutput::Text => return false,
+        }
+        before != (self.usage.clone(), self.quota.clone())
+    }
+
+    /// What the agent reported so far.
+    pub fn report(&self) -> AgentReport {
+        AgentReport {
+            usage: self.seen_usage.then(|| self.usage.clone()),
+            quota: self.quota.clone(),
+            hint: None,
+        }
+    }
+
+    /// Sets a quota signature found elsewhere (a pattern in a failed agent's output).
+    pub fn set_quota(&mut self, signature: String) {
+        self.quota.get_or_insert(signature);
+    }
+
+    fn sum_messages(&mut self) {
+        if self.final_usage {
+            return;
+        }
+        let (model, session, denied) = (
+            std::mem::take(&mut self.usage.model),
+            self.usage.session_id.take(),
+            std::mem::take(&mut self.usage.denied_tools),
+        );
+        let mut total = Usage::default();
+        for m in self.messages.values() {
+            total.add(m);
+        }
+        total.turns = self.messages.len() as u32;
+        total.model = model;
+        total.session_id = session;
+        total.denied_tools = denied;
+        self.usage = total;
+        self.seen_usage = true;
+    }
+
+    fn claude(&mut self, v: &Value) {
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+        let sub = v.get("subtype").and_then(Value::as_str).unwrap_or("");
+        if let Some(id) = s(v, "session_id") {
+            self.usage.session_id = Some(id);
+        }
+        match (ty, sub) {
+            ("system", "init") => {
+                if let Some(m) = s(v, "model") {
+                    self.usage.model = m;
+                }
+            }
+            ("system", "api_retry") => {
+                let status = u(v, "error_status");
+                if is_limit_status(status) && u(v, "attempt") >= RATE_LIMIT_RETRIES {
+                    self.quota.get_or_insert(format!(
+                        "the API answered {status} ({}) {} times in a row",
+                        s(v, "error").unwrap_or_default(),
+                        u(v, "attempt")
+                    ));
+                }
+            }
+            ("assistant", _) => {
+                let m = &v["message"];
+                if let (Some(id), Some(us)) = (s(m, "id"), m.get("usage")) {
+                    self.messages.insert(id, claude_usage(us));
+                    self.sum_messages();
+                }
+            }
+            ("result", _) => {
+                let mut total = v.get("usage").map(claude_usage).unwrap_or_default();
+                total.cost = v
+                    .get("total_cost_usd")
+                    .and_then(Value::as_f64)
+                    .map(Usd::from_dollars);
+                total.turns = u(v, "num_turns") as u32;
+                total.session_id = s(v, "session_id").or(self.usage.session_id.take());
+                total.model = v
+                    .get("modelUsage")
+                    .and_then(Value::as_object)
+                    .and_then(|o| o.keys().next().cloned())
+                    .unwrap_or(std::mem::take(&mut self.usage.model));
+                if let Some(d) = v.get("permission_denials").and_then(Value::as_array) {
+                    for t in d.iter().filter_map(|x| s(x, "tool_name")) {
+                        if !total.denied_tools.contains(&t) {
+                            total.denied_tools.push(t);
+                        }
+                    }
+                }
+                self.usage = total;
+                self.final_usage = true;
+                self.seen_usage = true;
+                let status = u(v, "api_error_status");
+                if v.get("is_error").and_then(Value::as_bool) == Some(true)
+                    && is_limit_status(status)
+                {
+                    self.quota
+                        .get_or_insert(format!("{status}: {}", s(v, "result").unwrap_or_default()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn codex(&mut self, v: &Value) {
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "thread.started" => self.usage.session_id = s(v, "thread_id"),
+            "turn.completed" => {
+                let us = &v["usage"];
+                let n = self.messages.len();
+                self.messages.insert(
+                    format!("turn-{n:06}"),
+                    Usage {
+                        input_tokens: u(us, "input_tokens")
+                            .saturating_sub(u(us, "cached_input_tokens")),
+                        cache_read_tokens: u(us, "cached_input_tokens"),
+                        output_tokens: u(us, "output_tokens"),
+                        ..Usage::default()
+                    },
+                );
+                self.sum_messages();
+            }
+            "turn.failed" | "error" => {
+                let msg = s(&v["error"], "message")
+                    .or(s(v, "message"))
+                    .unwrap_or_default();
+                if looks_like_limit(&msg) {
+                    self.quota.get_or_insert(msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn gemini(&mut self, v: &Value) {
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "init" => {
+                self.usage.session_id = s(v, "session_id");
+                if let Some(m) = s(v, "model") {
+                    self.usage.model = m;
+                }
+            }
+            "result" => {
+                let st = &v["stats"];
+                let cached = u(st, "cached");
+                self.usage.input_tokens = u(st, "input_tokens").saturating_sub(cached);
+                self.usage.cache_read_tokens = cached;
+                self.usage.output_tokens = u(st, "output_tokens");
+                self.usage.turns = u(st, "turns").max(1) as u32;
+                self.seen_usage = true;
+                let err = s(&v["error"], "message").unwrap_or_default();
+                if looks_like_limit(&err) {
+                    self.quota.get_or_insert(err);
+                }
+            }
+            "error" => {
+                let msg = s(v, "message").unwrap_or_default();
+                if looks_like_limit(&msg) {
+                    self.quota.get_or_insert(msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn opencode(&mut self, v: &Value) {
+        if let Some(id) = s(v, "sessionID") {
+            self.usage.session_id = Some(id);
+        }
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "step_finish" => {
+                let p = &v["part"];
+                let t = &p["tokens"];
+                let n = self.messages.len();
+                self.messages.insert(
+                    format!("step-{n:06}"),
+                    Usage {
+                        input_tokens: u(t, "input"),
+                        output_tokens: u(t, "output") + u(t, "reasoning"),
+                        cache_read_tokens: u(&t["cache"], "read"),
+                        cache_write_tokens: u(&t["cache"], "write"),
+                        cost: p.get("cost").and_then(Value::as_f64).map(Usd::from_dollars),
+                        ..Usage::default()
+                    },
+                );
+                self.sum_messages();
+            }
+            "error" => {
+                let msg = v["error"].to_string();
+                if looks_like_limit(&msg) {
+                    self.quota.get_or_insert(msg);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn claude_usage(us: &Value) -> Usage {
+    Usage {
+        input_tokens: u(us, "input_tokens"),
+        output_tokens: u(us, "output_tokens"),
+        cache_read_tokens: u(us, "cache_read_input_tokens"),
+        cache_write_tokens: u(us, "cache_creation_input_tokens"),
+        ..Usage::default()
+    }
+}
+
+/// An error message that speaks of a rate limit or quota.
+fn looks_like_limit(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "429",
+        "rate limit",
+        "rate_limit",
+        "quota",
+        "resource_exhausted",
+        "overloaded",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// The first of `patterns` (case-insensitive) in `text`, as a quota signature.
+pub fn quota_pattern(text: &str, patterns: &[String]) -> Option<String> {
+    let lower = text.to_lowercase();
+    patterns
+        .iter()
+        .find(|p| !p.is_empty() && lower.contains(&p.to_lowercase()))
+        .map(|p| format!("{p:?} in the agent's output"))
+}
+
+#[cfg(test)]
+#[path = "agent_output_tests.rs"]
+mod tests;

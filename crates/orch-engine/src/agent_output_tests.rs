@@ -1,0 +1,124 @@
+//! The readers against real output: Claude Code 2.1.332's stream-json, recorded
+//! against the test suite's stand-in for the Messages API (a Write, then a reply; a
+//! 429), and the other CLIs' event shapes.
+
+use super::*;
+
+fn read(format: AgentOutput, text: &str) -> OutputReader {
+    let mut r = OutputReader::new(format);
+    for l in text.lines() {
+        r.line(l);
+    }
+    r
+}
+
+#[test]
+fn claude_stream_json_gives_cost_tokens_turns_and_session() {
+    let r = read(
+        AgentOutput::ClaudeStreamJson,
+        include_str!("../tests/fixtures/claude-2.1.332-write.jsonl"),
+    );
+    let u = r.report().usage.expect("a result event");
+    assert_eq!(u.input_tokens, 200);
+    assert_eq!(u.output_tokens, 40);
+    assert_eq!(u.cache_read_tokens, 10);
+    assert_eq!(u.cost, Some(Usd(1602)));
+    assert_eq!(u.turns, 2);
+    assert_eq!(u.model, "claude-opus-5-5");
+    assert_eq!(
+        u.session_id.as_deref(),
+        Some("52e67b07-55f1-470d-9707-d46a93bdef77")
+    );
+    assert!(r.report().quota.is_none());
+}
+
+#[test]
+fn claude_live_usage_sums_messages_before_the_result() {
+    let text = include_str!("../tests/fixtures/claude-2.1.332-write.jsonl");
+    let mut r = OutputReader::new(AgentOutput::ClaudeStreamJson);
+    let mut changed = 0;
+    for l in text.lines().filter(|l| !l.contains("\"type\":\"result\"")) {
+        changed += r.line(l) as u32;
+    }
+    let u = r.report().usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens, u.turns), (200, 2, 2));
+    assert!(changed >= 2);
+}
+
+#[test]
+fn claude_rate_limits_are_quota_signals() {
+    let r = read(
+        AgentOutput::ClaudeStreamJson,
+        include_str!("../tests/fixtures/claude-2.1.332-429.jsonl"),
+    );
+    assert!(r.report().quota.unwrap().starts_with("429: API Error"));
+    // Its own retries: the third in a row is a signal.
+    let retry = |n: u32| {
+        format!(
+            r#"{{"type":"system","subtype":"api_retry","attempt":{n},"max_retries":10,"retry_delay_ms":530,"error_status":429,"error":"rate_limit","session_id":"s"}}"#
+        )
+    };
+    let mut r = OutputReader::new(AgentOutput::ClaudeStreamJson);
+    r.line(&retry(1));
+    r.line(&retry(2));
+    assert!(r.report().quota.is_none());
+    assert!(r.line(&retry(3)));
+    assert!(
+        r.report()
+            .quota
+            .unwrap()
+            .contains("429 (rate_limit) 3 times")
+    );
+}
+
+#[test]
+fn permission_denials_are_kept() {
+    let r = read(
+        AgentOutput::ClaudeStreamJson,
+        r#"{"type":"result","subtype":"success","is_error":false,"num_turns":3,"session_id":"s","total_cost_usd":0.5,"usage":{"input_tokens":1,"output_tokens":2},"permission_denials":[{"tool_name":"Bash","tool_use_id":"t","tool_input":{"command":"cargo test"}}]}"#,
+    );
+    assert_eq!(r.report().usage.unwrap().denied_tools, vec!["Bash"]);
+}
+
+#[test]
+fn codex_gemini_and_opencode_events() {
+    let c = read(
+        AgentOutput::CodexJson,
+        "{\"type\":\"thread.started\",\"thread_id\":\"th-1\"}\n{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":1000,\"cached_input_tokens\":400,\"output_tokens\":50}}\n{\"type\":\"turn.failed\",\"error\":{\"message\":\"exceeded retry limit, last status: 429 Too Many Requests\"}}",
+    );
+    let u = c.report().usage.unwrap();
+    assert_eq!(
+        (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+        (600, 400, 50)
+    );
+    assert_eq!(u.session_id.as_deref(), Some("th-1"));
+    assert!(c.report().quota.is_some());
+    let g = read(
+        AgentOutput::GeminiStreamJson,
+        "{\"type\":\"init\",\"session_id\":\"g-1\",\"model\":\"gemini-2.5-pro\"}\n{\"type\":\"result\",\"status\":\"success\",\"stats\":{\"total_tokens\":130,\"input_tokens\":100,\"output_tokens\":30,\"cached\":0}}",
+    );
+    let u = g.report().usage.unwrap();
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.model.as_str()),
+        (100, 30, "gemini-2.5-pro")
+    );
+    let o = read(
+        AgentOutput::OpencodeJson,
+        "{\"type\":\"step_finish\",\"sessionID\":\"ses_1\",\"part\":{\"type\":\"step-finish\",\"cost\":0.25,\"tokens\":{\"input\":10,\"output\":5,\"reasoning\":1,\"cache\":{\"read\":3,\"write\":2}}}}",
+    );
+    let u = o.report().usage.unwrap();
+    assert_eq!(
+        (u.tokens(), u.cost, u.session_id.as_deref()),
+        (21, Some(Usd(250_000)), Some("ses_1"))
+    );
+}
+
+#[test]
+fn text_is_not_parsed_but_patterns_match() {
+    let mut r = OutputReader::new(AgentOutput::Text);
+    assert!(!r.line("{\"type\":\"result\"}"));
+    assert!(r.report().usage.is_none());
+    let pats = vec!["insufficient_quota".to_owned()];
+    assert!(quota_pattern("Error: INSUFFICIENT_QUOTA for org", &pats).is_some());
+    assert!(quota_pattern("all fine", &pats).is_none());
+}
