@@ -78,10 +78,26 @@ pub enum Command {
     Events(EventsArgs),
     /// An attempt's logs: the agent's output and the gates'.
     Logs(LogsArgs),
+    /// Check the agent CLIs: on PATH, at which version, every flag a preset uses
+    /// accepted, a credential there (by name; no value is printed).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
     /// The scripted agent used by `orch demo` and the tests: runs the ```sh block of
     /// the task body found in the prompt file.
     #[command(name = "scripted-agent", hide = true)]
     ScriptedAgent,
+}
+
+/// `orch agents`
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Check one preset (default: the configured one, else every preset). Exits 1
+    /// when a checked preset cannot run.
+    Check {
+        /// claude, codex, gemini, aider or opencode.
+        #[arg(value_parser = preset)]
+        preset: Option<orch_engine::core::config::Preset>,
+    },
 }
 
 /// `orch cleanup`
@@ -138,6 +154,9 @@ pub struct LogsArgs {
     /// Keep printing as the logs grow, until the run ends.
     #[arg(long, short)]
     pub follow: bool,
+    /// The agent's output as it printed it (its JSON stream), not as a transcript.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `orch run`

@@ -814,14 +814,33 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
     let fake = bin.join("claude");
     std::fs::write(
         &fake,
-        "#!/bin/sh\n[ \"$1\" = -p ] && [ \"$2\" = --output-format ] && [ \"$3\" = stream-json ] && [ \"$6\" = acceptEdits ] || exit 9\nhead -1 > hello.txt\necho '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":3,\"session_id\":\"s-1\",\"total_cost_usd\":0.0125,\"usage\":{\"input_tokens\":1000,\"output_tokens\":200}}'\n",
+        "#!/bin/sh\ncase \"$1\" in --version) echo '2.1.332 (Claude Code)'; exit 0;; --help) echo '--print --output-format --verbose --permission-mode --resume --allowedTools'; exit 0;; esac\n[ \"$1\" = -p ] && [ \"$2\" = --output-format ] && [ \"$3\" = stream-json ] && [ \"$6\" = acceptEdits ] || exit 9\nhead -1 > hello.txt\necho '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":3,\"session_id\":\"s-1\",\"total_cost_usd\":0.0125,\"usage\":{\"input_tokens\":1000,\"output_tokens\":200}}'\n",
     )
     .unwrap();
     Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // Without a credential, the preflight stops the run before any claim.
     let r = s.output(
         s.cmd(&["run", "--agent", "claude"])
-            .env("PATH", path)
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("no credential for claude: set ANTHROPIC_API_KEY"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        s.ok(&["--json", "task", "show", "1"]).json()["status"],
+        "backlog"
+    );
+    let r = s.output(
+        s.cmd(&["run", "--agent", "claude"])
+            .env("PATH", &path)
+            .env("ANTHROPIC_API_KEY", "sk-test")
             .output()
             .unwrap(),
     );

@@ -66,6 +66,8 @@ pub struct DriverSetup {
     pub lease_ttl: Duration,
     /// The board as last read, for prompts.
     pub tasks: HashMap<TaskId, Task>,
+    /// The board's version when it was read: claims are decided on it.
+    pub board_version: i64,
     /// Attempts' base commits known from the journal (a resume).
     pub bases: HashMap<AttemptId, CommitId>,
     /// The user's prompt template, if any.
@@ -139,7 +141,7 @@ impl RunDriver {
             stops: HashMap::new(),
             bases: setup.bases,
             spans: HashMap::new(),
-            board_seen: 0,
+            board_seen: setup.board_version,
             // The board is read at once: it may have changed since the run's snapshot
             // of it (a resume, a slow start).
             board_due: true,

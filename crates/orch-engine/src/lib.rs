@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_output;
+pub mod agents;
 pub mod cleanup;
 pub mod driver;
 pub mod error;
@@ -56,6 +57,9 @@ pub use lease::{interrupted_runs, kill_run_processes};
 pub use orch_core as core;
 pub use planner::parse_proposals;
 pub use stored::{StoredEngine, StoredRun};
+
+/// The board's version and its tasks by id, as a run read them.
+pub(crate) type Board = (i64, HashMap<TaskId, Task>);
 
 /// Everything a run needs besides the store and the repository.
 #[derive(Debug, Clone)]
@@ -293,7 +297,7 @@ impl Engine {
         {
             self.git.create_branch(&branch, &base)?;
         }
-        let (specs, tasks) = self.board().await?;
+        let (specs, tasks) = self.board(run).await?;
         let mut orch = Orchestrator::new(run.clone(), self.policy(), specs);
         let _ = orch.handle(now(), Input::Start { head: base });
         self.drive(run, orch, tasks, HashMap::new(), handle, owner)
@@ -346,10 +350,10 @@ impl Engine {
         })
     }
 
-    /// The board as the run sees it: the specs the core gets, and the tasks by id.
-    pub(crate) async fn board(
-        &self,
-    ) -> Result<(Vec<TaskSpec>, HashMap<TaskId, Task>), EngineError> {
+    /// The board as the run sees it: the specs the core gets, and the board's version
+    /// (read first, so a change after it is noticed) with the tasks by id.
+    pub(crate) async fn board(&self, run: &RunId) -> Result<(Vec<TaskSpec>, Board), EngineError> {
+        let version = self.store.board_version(run).await?;
         let board: Vec<Task> = self.store.tasks(&[]).await?;
         let only = &self.cfg.only_tasks;
         let specs: Vec<TaskSpec> = board
@@ -357,7 +361,10 @@ impl Engine {
             .filter(|t| only.is_empty() || only.contains(&t.id) || t.status == TaskStatus::Done)
             .map(TaskSpec::from)
             .collect();
-        Ok((specs, board.into_iter().map(|t| (t.id, t)).collect()))
+        Ok((
+            specs,
+            (version, board.into_iter().map(|t| (t.id, t)).collect()),
+        ))
     }
 
     /// Drives `orch` to its end, holding the run's lease, then checks the real ref.
@@ -365,7 +372,7 @@ impl Engine {
         &self,
         run: &RunId,
         orch: Orchestrator,
-        tasks: HashMap<TaskId, Task>,
+        (board_version, tasks): Board,
         bases: HashMap<AttemptId, CommitId>,
         handle: &RunHandle,
         owner: &lease::Owner,
@@ -378,6 +385,7 @@ impl Engine {
                 owner: owner.id.clone(),
                 lease_ttl: owner.ttl,
                 tasks,
+                board_version,
                 bases,
                 template: self.template()?,
             },

@@ -122,7 +122,7 @@ impl Engine {
             .iter()
             .map(|(id, r)| (*id, r.base.clone()))
             .collect();
-        let (specs, tasks) = self.board().await?;
+        let (specs, tasks) = self.board(run).await?;
         let orch = Orchestrator::resume(
             run.clone(),
             self.policy(),

@@ -24,6 +24,37 @@ pub fn agent_command(config: &Config) -> Option<String> {
     presets::template(config.agent.preset).map(str::to_owned)
 }
 
+/// The preset `agent_command` is, if it is one (not a custom command).
+pub fn preset_of(config: &Config, agent_command: &str) -> Option<&'static presets::PresetSpec> {
+    presets::spec(config.agent.preset).filter(|p| p.command == agent_command.trim())
+}
+
+/// The variables an agent may see: `agent.env_allow`, `agent.env_extra`, and what
+/// its preset's CLI reads.
+pub fn agent_env_allow(config: &Config, agent_command: &str) -> Vec<String> {
+    let a = &config.agent;
+    let mut allow: Vec<String> = a.env_allow.iter().chain(&a.env_extra).cloned().collect();
+    if let Some(p) = preset_of(config, agent_command) {
+        allow.extend(p.env.iter().map(|s| (*s).to_owned()));
+    }
+    allow
+}
+
+/// The preflight of a run's agent, when it is a preset: `None` for a custom command.
+pub fn agent_preflight(cfg: &EngineConfig) -> Option<crate::agents::AgentCheck> {
+    let spec = preset_of(&cfg.config, &cfg.agent_command)?;
+    Some(check_preset(&cfg.config, spec))
+}
+
+/// Checks `spec` as `config` would run it: with the environment its agent would see.
+pub fn check_preset(config: &Config, spec: &presets::PresetSpec) -> crate::agents::AgentCheck {
+    let mut c = config.clone();
+    c.agent.preset = spec.preset;
+    let env = orch_validate::Environment::inherit(&agent_env_allow(&c, spec.command), Vec::new());
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    crate::agents::check(spec, &env, home.as_deref())
+}
+
 /// The engine settings of a run on `repo_root`. A new run needs an agent; a resumed
 /// one runs the command it was started with.
 pub fn engine_config(

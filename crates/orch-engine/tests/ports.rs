@@ -358,6 +358,7 @@ impl Fx {
             },
             owner: "orch@test:1:1".into(),
             lease_ttl: Duration::from_secs(30),
+            board_version: 0,
             tasks: board
                 .into_iter()
                 .map(|t| (t.id, t))

@@ -22,9 +22,16 @@ pub(super) fn show(ctx: &Ctx) -> Result<()> {
             e.value = serde_json::Value::String(orch_store::redact(url));
         }
     }
+    let agent = orch_engine::setup::agent_command(&loaded.config);
+    let env = agent
+        .as_deref()
+        .map(|a| orch_engine::setup::agent_env_allow(&loaded.config, a))
+        .unwrap_or_default();
     if ctx.json {
         return output::print_json(&json!({
             "config": loaded.config,
+            "agent_command": agent,
+            "agent_env": env,
             "sources": entries.iter().map(|e| (e.key.clone(), json!(e.source))).collect::<serde_json::Map<_, _>>(),
         }));
     }
@@ -53,6 +60,13 @@ pub(super) fn show(ctx: &Ctx) -> Result<()> {
         .unwrap_or(0);
     for (line, source) in rendered {
         println!("{}  # {source}", output::pad(&line, w));
+    }
+    if let Some(a) = agent {
+        println!("# the agent runs (with sh -c, in its worktree): {a}");
+        println!(
+            "# it sees these variables of orch's environment: {}",
+            env.join(", ")
+        );
     }
     Ok(())
 }

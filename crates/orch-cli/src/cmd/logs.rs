@@ -12,6 +12,7 @@ use orch_store::Store;
 use crate::cli::{LogStage, LogsArgs};
 use crate::ctx::Ctx;
 use crate::error::BadInput;
+use crate::output;
 
 /// Prints (and with `--follow`, keeps printing) an attempt's logs.
 pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
@@ -42,7 +43,7 @@ pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
     let mut last_header: Option<PathBuf> = None;
     loop {
-        let grew = print_new(&dir, args.stage, &mut offsets, &mut last_header)?;
+        let grew = print_new(&dir, args, &mut offsets, &mut last_header)?;
         if !args.follow {
             return Ok(());
         }
@@ -118,25 +119,44 @@ fn log_files(dir: &Path, stage: Option<LogStage>) -> Result<Vec<PathBuf>> {
 }
 
 /// Prints what the logs gained since last time; true if anything did.
+/// The agent's log is shown as a transcript (unless `--raw`): whole lines only, so a
+/// line still being written waits for the next look.
 fn print_new(
     dir: &Path,
-    stage: Option<LogStage>,
+    args: &LogsArgs,
     offsets: &mut HashMap<PathBuf, u64>,
     last_header: &mut Option<PathBuf>,
 ) -> Result<bool> {
     let mut grew = false;
-    for f in log_files(dir, stage)? {
-        let seen = offsets.get(&f).copied().unwrap_or(0);
+    for f in log_files(dir, args.stage)? {
+        let seen = offsets.get(&f).copied().unwrap_or(0) as usize;
         let bytes = std::fs::read(&f)?;
-        if (bytes.len() as u64) > seen {
-            if last_header.as_ref() != Some(&f) {
-                println!("==> {} <==", f.display());
-                *last_header = Some(f.clone());
-            }
-            print!("{}", String::from_utf8_lossy(&bytes[seen as usize..]));
-            offsets.insert(f, bytes.len() as u64);
-            grew = true;
+        let transcript = !args.raw && f.file_name().is_some_and(|n| n == "agent.log");
+        let end = if transcript {
+            bytes[seen.min(bytes.len())..]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(seen, |i| seen + i + 1)
+        } else {
+            bytes.len()
+        };
+        if end <= seen {
+            continue;
         }
+        if last_header.as_ref() != Some(&f) {
+            println!("==> {} <==", f.display());
+            *last_header = Some(f.clone());
+        }
+        let new = String::from_utf8_lossy(&bytes[seen..end]);
+        if transcript {
+            for l in new.lines().filter_map(output::transcript::render).flatten() {
+                println!("{l}");
+            }
+        } else {
+            print!("{new}");
+        }
+        offsets.insert(f, end as u64);
+        grew = true;
     }
     Ok(grew)
 }

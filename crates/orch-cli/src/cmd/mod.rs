@@ -2,6 +2,7 @@
 //! [`crate::ctx`], calls the engine or the store, and hands the result to `output`.
 
 mod agent;
+mod agents;
 mod board;
 mod cleanup;
 mod config;
@@ -15,7 +16,7 @@ mod task;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ConfigCommand, RunCommand};
+use crate::cli::{AgentsCommand, Cli, Command, ConfigCommand, RunCommand};
 use crate::ctx::Ctx;
 
 /// Runs a parsed command line and returns the exit code.
@@ -38,6 +39,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),
         Command::Logs(args) => logs::logs(&ctx, &args).await.map(|_| 0),
+        Command::Agents(AgentsCommand::Check { preset }) => agents::check(&ctx, preset),
         Command::ScriptedAgent => agent::scripted_agent(),
     }
 }

@@ -62,6 +62,7 @@ pub(crate) async fn start(
         args.tasks.clone(),
         resuming,
     )?;
+    preflight(&ecfg)?;
     let engine = Engine::open(opened.store.clone(), &opened.repo.root, ecfg)?;
     let handle = RunHandle::new();
     let interrupted = watch_signals(&run, &handle)?;
@@ -109,6 +110,22 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
 }
 
 /// Applies `orch run` flags on top of the loaded configuration.
+/// Before anything is claimed: can the preset's CLI run at all?
+fn preflight(ecfg: &orch_engine::EngineConfig) -> Result<()> {
+    let Some(check) = setup::agent_preflight(ecfg) else {
+        return Ok(());
+    };
+    if check.ok() {
+        return Ok(());
+    }
+    Err(crate::error::BadInput(format!(
+        "the {} agent cannot run, so nothing was claimed:\n  - {}\n`orch agents check` shows the details",
+        check.preset,
+        check.problems.join("\n  - ")
+    ))
+    .into())
+}
+
 fn apply_flags(c: &mut Config, a: &RunArgs) {
     if let Some(n) = a.concurrency {
         c.run.concurrency = n;

@@ -4,6 +4,7 @@
 pub mod cleanup;
 pub mod run;
 mod task;
+pub mod transcript;
 
 pub use task::{BoardJson, CancelRequested, ImportJson, Removed, TaskShowJson};
 
@@ -455,6 +456,41 @@ pub fn describe_usage(u: &orch_engine::core::usage::Usage) -> String {
             "; denied: {}",
             printable(&u.denied_tools.join(", "))
         ));
+    }
+    s
+}
+
+/// One preset's preflight for people.
+pub fn render_agent_check(c: &orch_engine::agents::AgentCheck) -> String {
+    let mut s = format!(
+        "{}: {}\n",
+        c.preset,
+        if c.ok() { "ok" } else { "cannot run" }
+    );
+    let path = c
+        .path
+        .as_ref()
+        .map_or("not on PATH".to_owned(), |p| p.display().to_string());
+    s.push_str(&format!("  binary:     {} ({path})\n", c.binary));
+    s.push_str(&format!(
+        "  version:    {} (checked at {})\n",
+        c.version.as_deref().unwrap_or("unknown"),
+        c.checked
+    ));
+    if c.path.is_some() {
+        let flags = if c.missing_flags.is_empty() {
+            "every flag the preset uses is accepted".to_owned()
+        } else {
+            format!("missing {}", c.missing_flags.join(", "))
+        };
+        s.push_str(&format!("  flags:      {flags}\n"));
+    }
+    s.push_str(&format!(
+        "  credential: {}\n",
+        c.credential.as_deref().unwrap_or("none found")
+    ));
+    for p in &c.problems {
+        s.push_str(&format!("  fix:        {p}\n"));
     }
     s
 }

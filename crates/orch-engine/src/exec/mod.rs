@@ -82,19 +82,12 @@ impl Ctx {
 
     /// The preset the run's agent command is, if it is one (not a custom command).
     pub(crate) fn preset(&self) -> Option<&'static crate::presets::PresetSpec> {
-        crate::presets::spec(self.cfg.config.agent.preset)
-            .filter(|p| p.command == self.cfg.agent_command)
+        crate::setup::preset_of(&self.cfg.config, &self.cfg.agent_command)
     }
 
-    /// The variables an agent may see: `agent.env_allow`, `agent.env_extra`, and
-    /// what the preset's CLI reads.
+    /// The variables an agent may see.
     pub(crate) fn env_allow(&self) -> Vec<String> {
-        let a = &self.cfg.config.agent;
-        let mut allow: Vec<String> = a.env_allow.iter().chain(&a.env_extra).cloned().collect();
-        if let Some(p) = self.preset() {
-            allow.extend(p.env.iter().map(|s| (*s).to_owned()));
-        }
-        allow
+        crate::setup::agent_env_allow(&self.cfg.config, &self.cfg.agent_command)
     }
 
     /// The environment of an attempt's processes: the allowlist plus orch's variables.

@@ -1,0 +1,38 @@
+//! `orch agents check`: the preflight of one preset, or of every one.
+
+use anyhow::Result;
+use orch_engine::agents::AgentCheck;
+use orch_engine::core::config::{Config, Preset};
+use orch_engine::presets;
+use orch_engine::setup;
+
+use crate::ctx::Ctx;
+use crate::output;
+
+/// Checks `preset`, else the configured preset, else every preset. Exit code 1 when a
+/// preset checked by name (or the configured one) cannot run.
+pub(super) fn check(ctx: &Ctx, preset: Option<Preset>) -> Result<u8> {
+    // Outside a repository the defaults (and -c flags) still say what an agent sees.
+    let config: Config = match ctx.load() {
+        Ok((_, loaded)) => loaded.config,
+        Err(_) => Config::default(),
+    };
+    let chosen = preset.or((config.agent.preset != Preset::None).then_some(config.agent.preset));
+    let specs: Vec<&presets::PresetSpec> = match chosen {
+        Some(p) => presets::spec(p).into_iter().collect(),
+        None => presets::ALL.iter().collect(),
+    };
+    let checks: Vec<AgentCheck> = specs
+        .iter()
+        .map(|s| setup::check_preset(&config, s))
+        .collect();
+    let failed = chosen.is_some() && checks.iter().any(|c| !c.ok());
+    if ctx.json {
+        output::print_json(&checks)?;
+    } else {
+        for c in &checks {
+            print!("{}", output::render_agent_check(c));
+        }
+    }
+    Ok(u8::from(failed))
+}

@@ -1,0 +1,375 @@
+//! The real Claude Code CLI, as shipped, driven by `orch run --agent claude` against
+//! a loopback stand-in for the Messages API (`common/anthropic.rs`), with only
+//! `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY` in orch's environment: tasks written
+//! through Claude's Write tool and merged, cost and tokens captured, a gate failure
+//! retried by resuming the first session, the gate command allowed so Claude runs it,
+//! a 200 KB task and a prompt that starts with `-`, a 429 that opens the quota
+//! breaker, and a task budget that stops an agent.
+//!
+//! Claude Code is found as `$ORCH_TEST_CLAUDE` or `claude` on `PATH` (`.ci/run`
+//! installs a pinned version). Without it the tests say so and pass, except under CI,
+//! where they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/anthropic.rs"]
+mod anthropic;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anthropic::StandIn;
+use serde_json::Value;
+
+fn claude() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORCH_TEST_CLAUDE") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("claude"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The CLI, or `None` (and a note) when it is not installed outside CI.
+fn claude_or_skip() -> Option<PathBuf> {
+    let c = claude();
+    if c.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install Claude Code (see .ci/run)"
+        );
+        eprintln!("skipped: Claude Code is not installed (set ORCH_TEST_CLAUDE)");
+    }
+    c
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    path: String,
+    api: StandIn,
+}
+
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {out:?}");
+}
+
+impl Sandbox {
+    fn new(claude: &Path) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        // The project's gate: no task may leave status.txt saying "broken".
+        std::fs::write(
+            repo.join("gate.sh"),
+            "! grep -q broken status.txt 2>/dev/null\n",
+        )
+        .unwrap();
+        sh(
+            &repo,
+            "git init -q -b main && git add gate.sh && git -c user.name=t -c user.email=t@t commit -q -m init",
+        );
+        let bin = claude.parent().unwrap().display().to_string();
+        let s = Sandbox {
+            dir,
+            path: format!("{bin}:/usr/local/bin:/usr/bin:/bin"),
+            api: StandIn::start(),
+        };
+        s.ok(&["init"]);
+        s
+    }
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+        c.args(args)
+            .current_dir(self.repo())
+            .env_clear()
+            .env("PATH", &self.path)
+            .env("HOME", self.dir.path())
+            .env("ANTHROPIC_BASE_URL", &self.api.url)
+            .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "orch {args:?}: {}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        o
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
+    }
+    fn add(&self, title: &str, body: &str) {
+        let f = self.dir.path().join("body.md");
+        std::fs::write(&f, body).unwrap();
+        self.ok(&["task", "add", title, "--body-file", f.to_str().unwrap()]);
+    }
+    fn status(&self, id: i64) -> String {
+        self.json(&["task", "show", &id.to_string()])["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+    fn last_run(&self) -> Value {
+        let id = self.json(&["run", "list"])[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.json(&["run", "show", &id])
+    }
+    fn file_on(&self, branch: &str, path: &str) -> String {
+        let o = Command::new("git")
+            .args(["show", &format!("{branch}:{path}")])
+            .current_dir(self.repo())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        text(&o.stdout)
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn attempts_of(run: &Value, task: i64) -> Vec<Value> {
+    run["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["attempt"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("task-{task}-"))
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn claude_as_shipped_writes_merges_reports_cost_and_resumes_a_retry() {
+    let Some(claude) = claude_or_skip() else {
+        return;
+    };
+    let s = Sandbox::new(&claude);
+    s.add("Alpha", "Write a.txt.\nstand-in: write a.txt alpha\n");
+    s.add("Beta", "Write b.txt.\nstand-in: write b.txt beta\n");
+    // 200 KB of task, and Claude runs the gate itself (it is allowed to).
+    let filler = "Context line that the agent should read but not act on.\n".repeat(3600);
+    s.add(
+        "Gamma",
+        &format!("Write c.txt, then run the gate.\nstand-in: write c.txt gamma\nstand-in: bash sh gate.sh\n{filler}"),
+    );
+    // The first attempt breaks the gate; the retry resumes its session and fixes it.
+    s.add(
+        "Fix on retry",
+        "Write status.txt.\nstand-in: fresh-only write status.txt broken\nstand-in: resumed-only write status.txt fixed\n",
+    );
+    let out = s.run(&["run", "--agent", "claude", "--validate", "sh gate.sh"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for t in 1..=4 {
+        assert_eq!(s.status(t), "done", "task {t}: {}", text(&out.stdout));
+    }
+    let run = s.last_run();
+    let integration = format!("orch/{}/integration", run["id"].as_str().unwrap());
+    assert_eq!(s.file_on(&integration, "a.txt"), "alpha\n");
+    assert_eq!(s.file_on(&integration, "c.txt"), "gamma\n");
+    assert_eq!(s.file_on(&integration, "status.txt"), "fixed\n");
+
+    // Cost and tokens per attempt, summed per run.
+    let mut tokens = 0;
+    for a in run["attempts"].as_array().unwrap() {
+        let u = &a["usage"];
+        assert!(u["cost"].as_f64().unwrap() > 0.0, "{a}");
+        assert!(
+            u["session_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{a}"
+        );
+        tokens += u["input_tokens"].as_u64().unwrap() + u["output_tokens"].as_u64().unwrap();
+    }
+    let total = &run["usage"];
+    assert_eq!(
+        total["input_tokens"].as_u64().unwrap() + total["output_tokens"].as_u64().unwrap(),
+        tokens
+    );
+    assert!(text(&s.ok(&["run", "show", run["id"].as_str().unwrap()]).stdout).contains("usage: "));
+
+    // The retry resumed attempt 1's session: Claude sent its history back.
+    let fix = attempts_of(&run, 4);
+    assert_eq!(fix.len(), 2, "{fix:?}");
+    assert_eq!(fix[0]["failure"]["kind"], "worker-validation", "{fix:?}");
+    let first_session = fix[0]["usage"]["session_id"].as_str().unwrap();
+    assert_eq!(fix[1]["usage"]["session_id"].as_str(), Some(first_session));
+    let resumed = s.api.requests().iter().any(|r| {
+        let msgs = r["messages"].as_array().unwrap();
+        let body = serde_json::to_string(msgs).unwrap();
+        body.contains("fresh-only write status.txt broken")
+            && msgs.iter().filter(|m| m["role"] == "assistant").count() >= 2
+            && body.contains("The previous attempt failed")
+    });
+    assert!(
+        resumed,
+        "no request carried the first session back with the failure"
+    );
+
+    // Claude ran the gate itself: the Bash call was allowed, and nothing was denied.
+    let ran_gate = s.api.requests().iter().any(|r| {
+        let msgs = r["messages"].as_array().unwrap();
+        let parts = || {
+            msgs.iter()
+                .filter_map(|m| m["content"].as_array())
+                .flatten()
+        };
+        let bash: Vec<&Value> = parts()
+            .filter(|p| p["type"] == "tool_use" && p["name"] == "Bash")
+            .map(|p| &p["id"])
+            .collect();
+        parts().any(|p| {
+            p["type"] == "tool_result"
+                && bash.contains(&&p["tool_use_id"])
+                && p["is_error"] != true
+                && !p["content"]
+                    .to_string()
+                    .to_lowercase()
+                    .contains("permission")
+        })
+    });
+    assert!(ran_gate);
+    // The log reads as a transcript; --raw gives the stream as Claude printed it.
+    let log = text(&s.ok(&["logs", "--task", "1", "--stage", "agent"]).stdout);
+    assert!(log.contains("tool: Write(file_path=a.txt"), "{log}");
+    assert!(log.contains("result: success, $"), "{log}");
+    let raw = text(
+        &s.ok(&["logs", "--task", "1", "--stage", "agent", "--raw"])
+            .stdout,
+    );
+    assert!(raw.contains("\"type\":\"result\""), "{raw}");
+    let gamma = attempts_of(&run, 3);
+    assert!(gamma[0]["usage"].get("denied_tools").is_none(), "{gamma:?}");
+}
+
+#[test]
+fn a_rate_limit_opens_the_breaker_which_a_probe_closes() {
+    let Some(claude) = claude_or_skip() else {
+        return;
+    };
+    let s = Sandbox::new(&claude);
+    s.add("One", "stand-in: write one.txt 1\n");
+    s.add("Two", "stand-in: write two.txt 2\n");
+    // Claude retries a 429 itself; the third retry in a row is a quota signal.
+    s.api.rate_limit_next(3);
+    let out = s.run(&[
+        "run",
+        "--agent",
+        "claude",
+        "-c",
+        "run.concurrency=1",
+        "-c",
+        "policy.quota_backoff=1s",
+        "-c",
+        "policy.max_attempts=1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // One attempt allowed, yet both are done: the quota failure spent none.
+    assert_eq!((s.status(1), s.status(2)), ("done".into(), "done".into()));
+    let run = s.last_run();
+    let first = attempts_of(&run, 1);
+    assert_eq!(first[0]["failure"]["kind"], "quota", "{first:?}");
+    let events = text(
+        &s.ok(&["events", "--run", run["id"].as_str().unwrap()])
+            .stdout,
+    );
+    assert!(events.contains("quota breaker open until"), "{events}");
+    assert!(
+        events.contains("quota breaker closed: the probe"),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_task_budget_stops_the_agent_and_a_dash_prompt_is_not_an_option() {
+    let Some(claude) = claude_or_skip() else {
+        return;
+    };
+    let s = Sandbox::new(&claude);
+    // The first turn reports 9,000 input tokens, past the cap; then Claude would wait.
+    s.add(
+        "Expensive",
+        "stand-in: tokens 9000\nstand-in: write e.txt x\nstand-in: hang\n",
+    );
+    let out = s.run(&["run", "--agent", "claude", "-c", "budget.task_tokens=5000"]);
+    assert_eq!(
+        s.status(1),
+        "failed",
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("budget (task 1 used"),
+        "{}",
+        text(&out.stdout)
+    );
+    let run = s.last_run();
+    let a = attempts_of(&run, 1);
+    assert_eq!(a.len(), 1, "a budget failure is not retried: {a:?}");
+    assert_eq!(a[0]["failure"]["kind"], "budget", "{a:?}");
+
+    // A prompt whose first line starts with `-` reaches Claude as a prompt.
+    let tpl = s.dir.path().join("dash.md");
+    std::fs::write(&tpl, "--help {title}\n\n{body}\n").unwrap();
+    s.add("Dash", "stand-in: write dash.txt ok\n");
+    let out = s.run(&[
+        "run",
+        "--agent",
+        "claude",
+        "--task",
+        "2",
+        "-c",
+        &format!("agent.prompt_template={}", tpl.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(s.status(2), "done");
+    let seen = s.api.requests().iter().any(|r| {
+        serde_json::to_string(&r["messages"])
+            .unwrap()
+            .contains("--help Dash")
+    });
+    assert!(seen, "the prompt did not reach the model");
+}
