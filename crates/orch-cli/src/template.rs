@@ -24,7 +24,10 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # preset = ""                    # claude | codex | gemini | aider | opencode
 # command = ""                   # a command template; overrides the preset
 # timeout = "30m"
-# env_allow = ["PATH", "HOME", "LANG", "TERM", "USER"]
+# env_allow = ["PATH", "HOME", "LANG", "TERM", "USER"]  # names or globs; a preset adds its CLI's
+# env_extra = []                 # more names or globs, added to env_allow
+# output = ""                    # empty: the preset's; or claude-stream-json, codex-json, ...
+# resume_session = true          # a retry resumes the previous attempt's session
 # prompt_template = ""           # a file; empty: the built-in template
 
 [validate]
@@ -38,6 +41,9 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # backoff = "5s"
 # on_conflict = "retry"          # or "block", "halt"
 # empty_diff = "fail"            # or "done-if-valid"
+# quota_backoff = "1m"           # after a rate limit: the wait before one probe (doubling)
+# quota_max_wait = "1h"          # the quota breaker open this long halts the run
+# quota_patterns = ["rate_limit_error", "overloaded_error", "insufficient_quota", "RESOURCE_EXHAUSTED", "usage limit"]
 
 [worktrees]
 # root = ""                      # empty: $XDG_DATA_HOME/orch/worktrees/<repo-key>
@@ -48,6 +54,12 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # keep_runs = 20
 # max_bytes = "2GiB"
 # log_cap = "16MiB"
+
+[budget]                         # what agents report spending; 0 means no cap
+# run_usd = 0.0                  # the run stops claiming once spent
+# task_usd = 0.0                 # a task's live attempt past it is stopped
+# run_tokens = 0
+# task_tokens = 0
 "#;
 
 #[cfg(test)]

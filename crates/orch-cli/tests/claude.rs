@@ -373,3 +373,54 @@ fn a_task_budget_stops_the_agent_and_a_dash_prompt_is_not_an_option() {
     });
     assert!(seen, "the prompt did not reach the model");
 }
+
+#[test]
+fn claude_as_the_planner_orders_the_claims_and_its_usage_counts() {
+    let Some(claude) = claude_or_skip() else {
+        return;
+    };
+    let s = Sandbox::new(&claude);
+    s.add("First on the board", "stand-in: write first.txt 1\n");
+    s.add(
+        "The planner's pick",
+        "stand-in: plan-first\nstand-in: write pick.txt 2\n",
+    );
+    let out = s.run(&[
+        "run",
+        "--agent",
+        "claude",
+        "-c",
+        "run.planner=claude",
+        "-c",
+        "run.concurrency=1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!((s.status(1), s.status(2)), ("done".into(), "done".into()));
+    let run = s.last_run();
+    let id = run["id"].as_str().unwrap();
+    let events = text(&s.ok(&["events", "--run", id]).stdout);
+    // The planner's pick ran first, though task 1 is older.
+    let created = |a: &str| events.find(&format!("{a} created")).unwrap_or(usize::MAX);
+    assert!(created("task-2-1") < created("task-1-1"), "{events}");
+    assert!(
+        events.contains("the stand-in planner chose this"),
+        "{events}"
+    );
+    assert!(events.contains("the planner used"), "{events}");
+    // The planner's usage is part of the run's.
+    let attempts: u64 = run["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["usage"]["input_tokens"].as_u64().unwrap())
+        .sum();
+    assert!(
+        run["usage"]["input_tokens"].as_u64().unwrap() > attempts,
+        "{run}"
+    );
+}

@@ -571,3 +571,38 @@ fn a_breaker_open_past_its_max_wait_halts_the_run() {
     assert!(ev.iter().any(|e| matches!(e, RunEvent::QuotaBreaker { until: None, reason } if reason.contains("quota_max_wait"))), "{ev:#?}");
     assert!(matches!(h.o.state(), RunState::Halted | RunState::Draining));
 }
+
+#[test]
+fn the_planners_usage_counts_toward_the_run_budget() {
+    let mut p = policy();
+    p.planner = true;
+    p.budget.run_tokens = 1_000;
+    let mut h = H::new(p, &[1, 2]);
+    let request = h
+        .take()
+        .iter()
+        .find_map(|c| match c {
+            Command::AskPlanner { request, .. } => Some(*request),
+            _ => None,
+        })
+        .expect("the planner is asked first");
+    let _ = h.feed(Input::PlannerUsage {
+        request,
+        usage: orch_core::usage::Usage {
+            input_tokens: 1_500,
+            ..Default::default()
+        },
+    });
+    let ev = h.events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, RunEvent::PlannerUsage { .. }))
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, RunEvent::BudgetSpent { attempt: None, .. })),
+        "{ev:#?}"
+    );
+    assert_eq!(h.o.run_usage().input_tokens, 1_500);
+    assert_ne!(h.o.state(), RunState::Running);
+}

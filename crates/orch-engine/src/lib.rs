@@ -99,6 +99,8 @@ pub struct RunSummary {
     /// What resuming found and did (a takeover, leftover processes stopped, stale
     /// locks removed), for the operator; empty for a run that never crashed.
     pub notes: Vec<String>,
+    /// What its agents reported using, summed.
+    pub usage: orch_core::usage::Usage,
 }
 
 impl RunSummary {
@@ -418,6 +420,7 @@ impl Engine {
             tasks: snapshot.tasks.into_iter().collect(),
             artifacts: self.cfg.artifacts_root.join(&run.0),
             run: run.clone(),
+            usage: orch.run_usage(),
             state: orch.state(),
             notes: Vec::new(),
         })

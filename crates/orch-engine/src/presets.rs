@@ -202,6 +202,45 @@ const OPENCODE: PresetSpec = PresetSpec {
     checked: "1.18.33",
 };
 
+/// A CLI as the run's planner (`run.planner = "claude"`): it gets the planner prompt
+/// on stdin and must answer in the planner schema (`{schema}`, where the CLI can
+/// enforce one); it may not edit anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannerSpec {
+    /// The preset whose CLI it is.
+    pub preset: Preset,
+    /// The command; `{schema}` is the planner JSON Schema, shell-quoted.
+    pub command: &'static str,
+    /// Its output, for usage.
+    pub output: AgentOutput,
+}
+
+/// The planner presets.
+pub const PLANNERS: &[PlannerSpec] = &[
+    PlannerSpec {
+        preset: Preset::Claude,
+        command: "claude -p --output-format json --json-schema {schema} --permission-mode plan",
+        output: AgentOutput::ClaudeStreamJson,
+    },
+    PlannerSpec {
+        preset: Preset::Codex,
+        command: "codex exec --json --skip-git-repo-check -c sandbox_mode=\"read-only\" -",
+        output: AgentOutput::CodexJson,
+    },
+    PlannerSpec {
+        preset: Preset::Gemini,
+        command: "gemini --skip-trust --approval-mode plan --output-format json -p 'Answer with the JSON described above.'",
+        output: AgentOutput::GeminiStreamJson,
+    },
+];
+
+/// The planner preset `run.planner` names, if it names one.
+pub fn planner(setting: &str) -> Option<&'static PlannerSpec> {
+    PLANNERS
+        .iter()
+        .find(|p| p.preset.as_str() == setting.trim())
+}
+
 /// Every preset, in the order of the docs.
 pub const ALL: &[PresetSpec] = &[CLAUDE, CODEX, GEMINI, AIDER, OPENCODE];
 

@@ -32,6 +32,7 @@ pub struct SummaryJson<'a> {
     tasks: Vec<TaskStateJson>,
     artifacts: &'a std::path::Path,
     notes: &'a [String],
+    usage: &'a Usage,
 }
 
 impl<'a> From<&'a RunSummary> for SummaryJson<'a> {
@@ -53,6 +54,7 @@ impl<'a> From<&'a RunSummary> for SummaryJson<'a> {
                 .collect(),
             artifacts: &s.artifacts,
             notes: &s.notes,
+            usage: &s.usage,
         }
     }
 }
@@ -111,6 +113,9 @@ pub fn print_summary(s: &RunSummary, json: bool) -> anyhow::Result<()> {
             s.integration_branch,
             s.head.as_ref().map_or("nothing", |h| h.0.as_str()),
         );
+    }
+    if s.usage.tokens() > 0 || s.usage.cost.is_some() {
+        println!("  agents used: {}", s.usage.summary());
     }
     println!("  logs: {}", s.artifacts.display());
     Ok(())
@@ -374,8 +379,9 @@ impl<'a> RunStory<'a> {
         Ok(())
     }
 
+    /// The attempts' usage and the planner's.
     fn total_usage(&self) -> Usage {
-        let mut total = Usage::default();
+        let mut total = self.snap.planner_usage.clone();
         for u in self.attempts.iter().filter_map(|a| a.usage.as_ref()) {
             total.add(u);
         }

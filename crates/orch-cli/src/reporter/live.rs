@@ -47,7 +47,10 @@ impl Block {
             }
             RunEvent::RunMoved { .. }
             | RunEvent::ClaimSkipped { .. }
-            | RunEvent::TaskTaken { .. } => Some(format!("{} {}", self.stamp(), e.reason())),
+            | RunEvent::TaskTaken { .. }
+            | RunEvent::AttemptUsage { .. }
+            | RunEvent::BudgetSpent { .. }
+            | RunEvent::QuotaBreaker { .. } => Some(format!("{} {}", self.stamp(), e.reason())),
             _ => None,
         }
     }

@@ -14,7 +14,10 @@ pub fn progress_line(e: &RunEvent) -> Option<String> {
         | RunEvent::PlannerFallback { .. }
         | RunEvent::ClaimSkipped { .. }
         | RunEvent::TaskTaken { .. }
-        | RunEvent::ClaimsPaused { .. } => Some(e.reason()),
+        | RunEvent::ClaimsPaused { .. }
+        | RunEvent::AttemptUsage { .. }
+        | RunEvent::BudgetSpent { .. }
+        | RunEvent::QuotaBreaker { .. } => Some(e.reason()),
         RunEvent::CleanupDone { error: Some(_), .. } => Some(e.reason()),
         _ => None,
     }

@@ -209,7 +209,60 @@ fn is_prompt(m: &Value) -> bool {
     m["role"] == "user" && no_results && text_of(&m["content"]).contains("stand-in: ")
 }
 
+/// As orch's planner (Claude with `--json-schema` has a StructuredOutput tool): claim
+/// the claimable tasks whose body says `stand-in: plan-first` first, then the rest in
+/// the scheduler's order, up to the free slots.
+fn planner_turn(req: &Value) -> Option<Turn> {
+    let tools = req["tools"].as_array()?;
+    if !tools.iter().any(|t| t["name"] == "StructuredOutput") {
+        return None;
+    }
+    let msgs = req["messages"].as_array()?;
+    let last = msgs.last()?;
+    let answered = last["content"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|x| x["type"] == "tool_result"));
+    if answered {
+        return Some(Turn {
+            content: vec![json!({"type":"text","text":"Planned."})],
+            stop: "end_turn",
+            input_tokens: 300,
+            hang_first: false,
+        });
+    }
+    let prompt = text_of(&msgs.iter().find(|m| m["role"] == "user")?["content"]);
+    let block = prompt.split("```json\n").nth(1)?.split("\n```").next()?;
+    let request: Value = serde_json::from_str(block).ok()?;
+    let mut tasks: Vec<&Value> = request["claimable"].as_array()?.iter().collect();
+    tasks.sort_by_key(|t| {
+        !t["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stand-in: plan-first")
+    });
+    let slots = request["free_slots"].as_u64().unwrap_or(1) as usize;
+    let proposals: Vec<Value> = tasks
+        .iter()
+        .take(slots)
+        .map(|t| json!({"action":"claim","task":t["id"],"note":"the stand-in planner chose this"}))
+        .collect();
+    Some(Turn {
+        content: vec![json!({
+            "type": "tool_use",
+            "id": format!("toolu_plan_{}", msgs.len()),
+            "name": "StructuredOutput",
+            "input": {"proposals": proposals},
+        })],
+        stop: "tool_use",
+        input_tokens: 300,
+        hang_first: false,
+    })
+}
+
 fn next_turn(req: &Value) -> Turn {
+    if let Some(t) = planner_turn(req) {
+        return t;
+    }
     let msgs = req["messages"].as_array().cloned().unwrap_or_default();
     // The newest prompt (not a tool result) holds the script; what came after it is
     // how far the script has got.

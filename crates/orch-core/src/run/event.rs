@@ -166,6 +166,13 @@ pub enum RunEvent {
         /// Its usage.
         usage: Usage,
     },
+    /// What the planner reported using for a request (part of the run's spending).
+    PlannerUsage {
+        /// The request.
+        request: u64,
+        /// Its usage.
+        usage: Usage,
+    },
     /// A budget cap was reached: the run stops claiming, or an attempt is stopped.
     BudgetSpent {
         /// The attempt stopped for its task's cap; `None` for the run's cap.
@@ -214,6 +221,7 @@ impl RunEvent {
             RunEvent::Resumed { .. } => "run.resumed",
             RunEvent::AttemptUsage { .. } => "attempt.usage",
             RunEvent::BudgetSpent { .. } => "run.budget_spent",
+            RunEvent::PlannerUsage { .. } => "planner.usage",
             RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
         }
     }
@@ -290,6 +298,7 @@ impl RunEvent {
             RunEvent::ClaimsPaused { paused: false } => "claiming resumed".into(),
             RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
             RunEvent::AttemptUsage { .. }
+            | RunEvent::PlannerUsage { .. }
             | RunEvent::BudgetSpent { .. }
             | RunEvent::QuotaBreaker { .. } => self.spend_reason(),
         }
@@ -299,6 +308,9 @@ impl RunEvent {
         match self {
             RunEvent::AttemptUsage { attempt, usage } => {
                 format!("{attempt} used {}", usage.summary())
+            }
+            RunEvent::PlannerUsage { request, usage } => {
+                format!("the planner used {} for request {request}", usage.summary())
             }
             RunEvent::BudgetSpent { attempt, detail } => match attempt {
                 Some(a) => format!("{a} stopped: {detail}"),

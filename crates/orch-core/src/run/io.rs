@@ -273,6 +273,13 @@ pub enum Input {
         /// What it reported.
         report: AgentReport,
     },
+    /// What a planner reported using for a request; it counts toward the run's budget.
+    PlannerUsage {
+        /// The request.
+        request: u64,
+        /// Its usage.
+        usage: Usage,
+    },
     /// A live agent's report so far (its usage up to now, a quota signature): the
     /// core may stop it for its budget or open the quota breaker.
     AgentProgress {
@@ -426,6 +433,8 @@ pub enum Command {
         claimable: Vec<TaskId>,
         /// How many attempts may start.
         free_slots: u32,
+        /// Why the last attempt of each task waiting to retry failed.
+        failures: Vec<(TaskId, FailureKind)>,
     },
     /// The run is over.
     Finish {

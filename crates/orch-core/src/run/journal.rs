@@ -69,6 +69,9 @@ pub struct RunSnapshot {
     /// latest claim (0 if none): attempts above it belong to that claim.
     #[serde(default)]
     pub claimed_after: BTreeMap<TaskId, u32>,
+    /// What the planner used, over every request.
+    #[serde(default)]
+    pub planner_usage: Usage,
 }
 
 impl RunSnapshot {
@@ -95,6 +98,7 @@ impl Default for RunSnapshot {
             attempts: BTreeMap::new(),
             paused: false,
             claimed_after: BTreeMap::new(),
+            planner_usage: Usage::default(),
         }
     }
 }
@@ -165,6 +169,7 @@ impl RunSnapshot {
                 }
             }
             RunEvent::ClaimsPaused { paused } => self.paused = *paused,
+            RunEvent::PlannerUsage { usage, .. } => self.planner_usage.add(usage),
             RunEvent::AttemptUsage { attempt, usage } => {
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.usage = Some(usage.clone());

@@ -225,6 +225,7 @@ impl Orchestrator {
                 .collect(),
             paused: self.paused,
             claimed_after: self.claimed_after.clone(),
+            planner_usage: self.spend.planner.clone(),
         }
     }
 
@@ -286,10 +287,8 @@ impl Orchestrator {
                     o.on_agent_exit(attempt, exit, changes, hint)
                 })
             }
-            Input::AgentProgress { attempt, report } => {
-                self.on_agent_progress(attempt, report);
-                Ok(())
-            }
+            Input::AgentProgress { attempt, report } => self.on_agent_progress(attempt, report),
+            Input::PlannerUsage { request, usage } => self.on_planner_usage(request, usage),
             Input::GateFinished {
                 attempt,
                 stage,
@@ -568,6 +567,7 @@ fn describe(input: &Input) -> (&'static str, About) {
         Input::WorktreeFailed { attempt, .. } => ("worktree_failed", Attempt(*attempt)),
         Input::AgentExited { attempt, .. } => ("agent_exited", Attempt(*attempt)),
         Input::AgentProgress { attempt, .. } => ("agent_progress", Attempt(*attempt)),
+        Input::PlannerUsage { request, .. } => ("planner_usage", Request(*request)),
         Input::GateFinished { attempt, .. } => ("gate_finished", Attempt(*attempt)),
         Input::GateBroken { attempt, .. } => ("gate_broken", Attempt(*attempt)),
         Input::MergeFinished { attempt, .. } => ("merge_finished", Attempt(*attempt)),

@@ -71,10 +71,15 @@ impl Orchestrator {
             Deadline::Planner(request),
             after(self.now, self.policy.planner_timeout),
         );
+        let failures = claimable
+            .iter()
+            .filter_map(|t| Some((*t, self.sched.retries.get(t)?.previous.clone()?)))
+            .collect();
         self.commands.push_back(Command::AskPlanner {
             request,
             claimable,
             free_slots: self.free_slots(),
+            failures,
         });
     }
 

@@ -74,6 +74,7 @@ impl Orchestrator {
         o.state = journal.state;
         o.head = journal.head.clone();
         o.paused = journal.paused;
+        o.spend.planner = journal.planner_usage.clone();
         for (id, rec) in &journal.attempts {
             o.attempts
                 .insert(*id, Attempt::new(rec.clone(), None, None));

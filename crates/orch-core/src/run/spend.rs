@@ -24,6 +24,8 @@ pub(super) struct Spend {
     run_spent: bool,
     /// Attempts stopped for their task's cap, with the words for their failure.
     pub(super) stopped: BTreeMap<AttemptId, String>,
+    /// What the planner used, over every request.
+    pub(super) planner: Usage,
 }
 
 /// The first cap of `caps` that `used` reaches, in words.
@@ -58,9 +60,9 @@ impl Orchestrator {
         total
     }
 
-    /// Everything the run's attempts used.
+    /// Everything the run's attempts and its planner used.
     pub fn run_usage(&self) -> Usage {
-        let mut total = Usage::default();
+        let mut total = self.spend.planner.clone();
         for (id, a) in self.attempts.iter() {
             if let Some(u) = self.spend.live.get(id).or(a.rec.usage.as_ref()) {
                 total.add(u);
@@ -72,11 +74,15 @@ impl Orchestrator {
     /// A live agent's report: its usage so far is checked against the caps, and a
     /// quota signature opens the breaker. Reports for attempts whose agent is no
     /// longer running are late, and ignored.
-    pub(super) fn on_agent_progress(&mut self, attempt: AttemptId, report: AgentReport) {
+    pub(super) fn on_agent_progress(
+        &mut self,
+        attempt: AttemptId,
+        report: AgentReport,
+    ) -> Result<(), String> {
         let running = self.attempts.live.contains(&attempt)
             && self.attempts.get(attempt).and_then(|a| a.op()) == Some(super::attempt::Op::Agent);
         if !running {
-            return;
+            return Ok(());
         }
         if let Some(u) = report.usage {
             self.spend.live.insert(attempt, u);
@@ -85,6 +91,7 @@ impl Orchestrator {
         if let Some(sig) = report.quota {
             self.quota_hit(attempt, sig, true);
         }
+        Ok(())
     }
 
     /// The agent exited with `report`: its usage is journaled, the caps checked, and
@@ -114,6 +121,14 @@ impl Orchestrator {
             &self.task_usage(task),
             &format!("task {task}"),
         )
+    }
+
+    /// The planner's usage for a request counts toward the run's cap.
+    pub(super) fn on_planner_usage(&mut self, request: u64, usage: Usage) -> Result<(), String> {
+        self.spend.planner.add(&usage);
+        self.persist(RunEvent::PlannerUsage { request, usage });
+        self.check_budgets(None);
+        Ok(())
     }
 
     /// Stops `live` if its task is over its cap; drains the run if the run is.

@@ -734,6 +734,7 @@ impl<O: Oracle> World<O> {
                 request,
                 claimable,
                 free_slots,
+                ..
             } => match self.oracle.planner(&claimable, free_slots) {
                 None => {}
                 Some(Err(reason)) => {
@@ -1061,6 +1062,9 @@ pub fn fmt_input(i: &Input) -> String {
                 .unwrap_or_default()
         ),
         Input::AgentProgress { attempt, report } => format!("agent progress {attempt}: {report:?}"),
+        Input::PlannerUsage { request, usage } => {
+            format!("planner #{request} used {}", usage.summary())
+        }
         Input::GateFinished {
             attempt,
             stage,
@@ -1093,6 +1097,7 @@ pub fn fmt_command(c: &Command) -> String {
                 }
                 RunEvent::HeadSet { head } => write!(s, " {head}"),
                 RunEvent::AttemptUsage { .. }
+                | RunEvent::PlannerUsage { .. }
                 | RunEvent::BudgetSpent { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),
                 RunEvent::HeadAdvanced { attempt, from, to } => {
@@ -1206,6 +1211,7 @@ pub fn fmt_command(c: &Command) -> String {
             request,
             claimable,
             free_slots,
+            ..
         } => format!("ask planner #{request}: {claimable:?}, {free_slots} free"),
         Command::RefreshBoard => "refresh board".into(),
         Command::Finish { state } => format!("finish {state:?}"),

@@ -202,10 +202,15 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             request,
             claimable,
             free_slots,
+            failures,
         } => {
-            Box::pin(
-                async move { Some(planner::ask(ctx, request, claimable, free_slots, stop).await) },
-            )
+            let ask = planner::Ask {
+                request,
+                claimable,
+                free_slots,
+                failures,
+            };
+            Box::pin(async move { Some(planner::ask(ctx, ask, stop).await) })
         }
         Command::Persist(_)
         | Command::Claim { .. }
