@@ -122,6 +122,31 @@ fn probe(spec: &PresetSpec, bin: &Path, vars: &[(String, String)], c: &mut Agent
     }
 }
 
+/// Runs the preset's warm-up once (its CLI's first-use setup), with the agent's
+/// environment, so agents started together do not race it.
+pub fn warm_up(spec: &PresetSpec, env: &Environment) -> Result<(), String> {
+    if spec.warm_up.is_empty() {
+        return Ok(());
+    }
+    let vars = env.resolve();
+    let path_var = vars
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let bin = std::env::split_paths(&path_var)
+        .map(|d| d.join(spec.binary))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("`{}` is not on PATH", spec.binary))?;
+    run(&bin, spec.warm_up, &vars).map(|_| ()).map_err(|e| {
+        format!(
+            "`{} {}` (its first-use setup) failed: {e}",
+            spec.binary,
+            spec.warm_up.join(" ")
+        )
+    })
+}
+
 /// The first `N.N.N` in `text`.
 fn version_in(text: &str) -> Option<String> {
     text.split(|c: char| !(c.is_ascii_digit() || c == '.'))

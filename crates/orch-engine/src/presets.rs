@@ -35,6 +35,9 @@ pub struct PresetSpec {
     pub help: &'static [(&'static [&'static str], &'static [&'static str])],
     /// Paths it writes for itself in the worktree, kept out of the task's commit.
     pub scratch: &'static [&'static str],
+    /// Run once before a run's first agent: a CLI that sets up its own state on first
+    /// use, racing itself when several start at once.
+    pub warm_up: &'static [&'static str],
     /// What to install, for messages and docs.
     pub install: &'static str,
     /// The versions the preset was checked at.
@@ -70,6 +73,7 @@ const CLAUDE: PresetSpec = PresetSpec {
         ],
     )],
     scratch: &[],
+    warm_up: &[],
     install: "npm install -g @anthropic-ai/claude-code",
     checked: "2.1.197, 2.1.332",
 };
@@ -94,6 +98,7 @@ const CODEX: PresetSpec = PresetSpec {
         (&["exec", "resume", "--help"], &["--json", "--config"]),
     ],
     scratch: &[],
+    warm_up: &[],
     install: "npm install -g @openai/codex",
     checked: "0.169.0, 0.171.0",
 };
@@ -124,6 +129,7 @@ const GEMINI: PresetSpec = PresetSpec {
         ],
     )],
     scratch: &[],
+    warm_up: &[],
     install: "npm install -g @google/gemini-cli",
     checked: "0.61.0",
 };
@@ -166,6 +172,7 @@ const AIDER: PresetSpec = PresetSpec {
         ],
     )],
     scratch: &[".aider*"],
+    warm_up: &[],
     install: "pip install aider-chat",
     checked: "0.86.2",
 };
@@ -176,7 +183,9 @@ const OPENCODE: PresetSpec = PresetSpec {
     // `run` is non-interactive; the task goes as an attached file, the message says
     // to do it (so nothing in argv starts with `-`).
     command: "opencode run 'Do the task described in the attached file.' --file {prompt_file} --format json --dir {worktree} {resume}",
-    resume: Some("--session {session_id}"),
+    // Not `--session`: a session is bound to its directory, and in another worktree
+    // opencode 1.18.33 waits for a permission that no one can give.
+    resume: None,
     allow: None,
     env: &[
         "OPENCODE_*",
@@ -198,6 +207,9 @@ const OPENCODE: PresetSpec = PresetSpec {
         &["--file", "--format", "--dir", "--session"],
     )],
     scratch: &[],
+    // Its first start creates its database; two at once collide ("Failed query:
+    // CREATE TABLE `workspace`") and one spins. Once, before the agents, it is set.
+    warm_up: &["session", "list"],
     install: "npm install -g opencode-ai",
     checked: "1.18.33",
 };

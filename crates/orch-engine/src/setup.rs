@@ -41,9 +41,20 @@ pub fn agent_env_allow(config: &Config, agent_command: &str) -> Vec<String> {
 }
 
 /// The preflight of a run's agent, when it is a preset: `None` for a custom command.
+/// A preset that passes is warmed up (`PresetSpec::warm_up`).
 pub fn agent_preflight(cfg: &EngineConfig) -> Option<crate::agents::AgentCheck> {
     let spec = preset_of(&cfg.config, &cfg.agent_command)?;
-    Some(check_preset(&cfg.config, spec))
+    let mut check = check_preset(&cfg.config, spec);
+    if check.ok() {
+        let env = orch_validate::Environment::inherit(
+            &agent_env_allow(&cfg.config, spec.command),
+            Vec::new(),
+        );
+        if let Err(e) = crate::agents::warm_up(spec, &env) {
+            check.problems.push(e);
+        }
+    }
+    Some(check)
 }
 
 /// Checks `spec` as `config` would run it: with the environment its agent would see.

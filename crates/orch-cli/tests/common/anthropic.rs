@@ -1,12 +1,14 @@
-//! A loopback stand-in for the Anthropic Messages API, for the real Claude Code CLI.
+//! A loopback stand-in for the Anthropic Messages API, for the real Claude Code and
+//! opencode CLIs (its tool calls use whichever tool names the request offers).
 //!
 //! It answers `POST /v1/messages` (streaming as server-sent events, or one JSON
 //! body) from a script written in the conversation's newest user prompt, one line per
 //! step: `stand-in: write PATH TEXT` (a Write tool call), `stand-in: bash COMMAND` (a
 //! Bash tool call), `stand-in: tokens N` (report N input tokens on that turn) and
 //! `stand-in: hang` (wait before the next answer, so orch must stop the agent).
-//! `stand-in: fresh-only ...` applies a step only to a new conversation,
-//! `stand-in: resumed-only ...` only to a resumed one. When the script is done, it replies "Done.". It can be told to answer
+//! `stand-in: first-only ...` applies a step only to a first attempt,
+//! `stand-in: retry-only ...` only to a retry (resumed, or saying why the last one
+//! failed). When the script is done, it replies "Done.". It can be told to answer
 //! the next N requests with 429. It records every request, so a test can see what
 //! Claude sent: resumed histories, tool results, permission answers.
 #![allow(dead_code)]
@@ -84,23 +86,31 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
     r.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let mut len = 0usize;
+    let (mut len, mut chunked) = (0usize, false);
     loop {
         let mut h = String::new();
         r.read_line(&mut h)?;
         if h.trim().is_empty() {
             break;
         }
-        if let Some((k, v)) = h.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap_or(0);
+            } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+            }
         }
     }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
+    let body = if chunked {
+        read_chunked(&mut r)?
+    } else {
+        let mut b = vec![0; len];
+        r.read_exact(&mut b)?;
+        b
+    };
     let mut w = conn;
-    if method != "POST" || !path.starts_with("/v1/messages") {
+    // Claude Code adds `/v1` to its base URL; opencode (the AI SDK) takes it as given.
+    if method != "POST" || !(path.starts_with("/v1/messages") || path.starts_with("/messages")) {
         return respond(&mut w, 200, "application/json", b"{}", &[]);
     }
     if path.contains("count_tokens") {
@@ -149,6 +159,25 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             m.to_string().as_bytes(),
             &[],
         )
+    }
+}
+
+/// A chunked request body (Bun's fetch sends one).
+fn read_chunked(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size)?;
+        let n =
+            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        if n == 0 {
+            let mut end = String::new();
+            r.read_line(&mut end)?;
+            return Ok(body);
+        }
+        let mut chunk = vec![0; n + 2];
+        r.read_exact(&mut chunk)?;
+        body.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -264,6 +293,21 @@ fn next_turn(req: &Value) -> Turn {
         return t;
     }
     let msgs = req["messages"].as_array().cloned().unwrap_or_default();
+    let tools: Vec<&str> = req["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|x| x["name"].as_str()).collect())
+        .unwrap_or_default();
+    // A side request with no tools (opencode titles its session): a short answer.
+    if tools.is_empty() {
+        return Turn {
+            content: vec![json!({"type":"text","text":"A title"})],
+            stop: "end_turn",
+            input_tokens: 10,
+            hang_first: false,
+        };
+    }
+    // opencode names its tools in lower case, with its own argument names.
+    let lower = tools.contains(&"write");
     // The newest prompt (not a tool result) holds the script; what came after it is
     // how far the script has got.
     let at = msgs.iter().rposition(is_prompt).unwrap_or(0);
@@ -271,7 +315,10 @@ fn next_turn(req: &Value) -> Turn {
         .get(at)
         .map(|m| text_of(&m["content"]))
         .unwrap_or_default();
-    let resumed = msgs[..at].iter().any(|m| m["role"] == "assistant");
+    // A retry: a resumed conversation, or a new one whose prompt says why the last
+    // attempt failed.
+    let retry = msgs[..at].iter().any(|m| m["role"] == "assistant")
+        || prompt.contains("The previous attempt failed");
     let done = msgs[at..]
         .iter()
         .filter(|m| m["role"] == "assistant")
@@ -280,16 +327,18 @@ fn next_turn(req: &Value) -> Turn {
     let mut tokens = 100;
     let mut hang_after = None;
     for l in prompt.lines() {
-        let Some(rest) = l.trim().strip_prefix("stand-in: ") else {
+        // opencode shows an attached file with line numbers (`3: stand-in: ...`).
+        let Some(at) = l.find("stand-in: ") else {
             continue;
         };
-        let rest = if let Some(r) = rest.strip_prefix("fresh-only ") {
-            if resumed {
+        let rest = l[at + "stand-in: ".len()..].trim_end();
+        let rest = if let Some(r) = rest.strip_prefix("first-only ") {
+            if retry {
                 continue;
             }
             r
-        } else if let Some(r) = rest.strip_prefix("resumed-only ") {
-            if !resumed {
+        } else if let Some(r) = rest.strip_prefix("retry-only ") {
+            if !retry {
                 continue;
             }
             r
@@ -302,11 +351,15 @@ fn next_turn(req: &Value) -> Turn {
             hang_after = Some(steps.len());
         } else if let Some(w) = rest.strip_prefix("write ") {
             let (path, text) = w.split_once(' ').unwrap_or((w, ""));
-            steps.push(
-                json!({"name":"Write","input":{"file_path":path,"content":format!("{text}\n")}}),
-            );
+            let content = format!("{text}\n");
+            steps.push(if lower {
+                json!({"name":"write","input":{"filePath":path,"content":content}})
+            } else {
+                json!({"name":"Write","input":{"file_path":path,"content":content}})
+            });
         } else if let Some(cmd) = rest.strip_prefix("bash ") {
-            steps.push(json!({"name":"Bash","input":{"command":cmd,"description":"run the gate"}}));
+            let name = if lower { "bash" } else { "Bash" };
+            steps.push(json!({"name":name,"input":{"command":cmd,"description":"run the gate"}}));
         }
     }
     let hang_first = hang_after.is_some_and(|h| done >= h && done > 0);

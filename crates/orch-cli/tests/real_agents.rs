@@ -1,14 +1,19 @@
-//! The real Claude Code CLI, as shipped, driven by `orch run --agent claude` against
+//! The real agent CLIs, as shipped, against a loopback stand-in for the Messages API.
+//!
+//! Claude Code, driven by `orch run --agent claude` against
 //! a loopback stand-in for the Messages API (`common/anthropic.rs`), with only
 //! `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY` in orch's environment: tasks written
 //! through Claude's Write tool and merged, cost and tokens captured, a gate failure
 //! retried by resuming the first session, the gate command allowed so Claude runs it,
 //! a 200 KB task and a prompt that starts with `-`, a 429 that opens the quota
-//! breaker, and a task budget that stops an agent.
+//! breaker, a task budget that stops an agent, and Claude as the planner. opencode,
+//! driven by `orch run --agent opencode` with the same two variables: tasks written
+//! through its write tool and merged, tokens and cost captured, a failed attempt
+//! retried.
 //!
-//! Claude Code is found as `$ORCH_TEST_CLAUDE` or `claude` on `PATH` (`.ci/run`
-//! installs a pinned version). Without it the tests say so and pass, except under CI,
-//! where they fail.
+//! Each CLI is found as `$ORCH_TEST_CLAUDE` (or `$ORCH_TEST_OPENCODE`) or on `PATH`
+//! (`.ci/run` installs pinned versions). Without it the tests say so and pass, except
+//! under CI, where they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/anthropic.rs"]
@@ -20,28 +25,32 @@ use std::process::{Command, Output};
 use anthropic::StandIn;
 use serde_json::Value;
 
-fn claude() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORCH_TEST_CLAUDE") {
+fn find(bin: &str, var: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p));
     }
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
-            .map(|d| d.join("claude"))
+            .map(|d| d.join(bin))
             .find(|p| p.is_file())
     })
 }
 
 /// The CLI, or `None` (and a note) when it is not installed outside CI.
-fn claude_or_skip() -> Option<PathBuf> {
-    let c = claude();
+fn cli_or_skip(bin: &str, var: &str) -> Option<PathBuf> {
+    let c = find(bin, var);
     if c.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI must install Claude Code (see .ci/run)"
+            "CI must install {bin} (see .ci/run)"
         );
-        eprintln!("skipped: Claude Code is not installed (set ORCH_TEST_CLAUDE)");
+        eprintln!("skipped: {bin} is not installed (set {var})");
     }
     c
+}
+
+fn claude_or_skip() -> Option<PathBuf> {
+    cli_or_skip("claude", "ORCH_TEST_CLAUDE")
 }
 
 struct Sandbox {
@@ -184,7 +193,7 @@ fn claude_as_shipped_writes_merges_reports_cost_and_resumes_a_retry() {
     // The first attempt breaks the gate; the retry resumes its session and fixes it.
     s.add(
         "Fix on retry",
-        "Write status.txt.\nstand-in: fresh-only write status.txt broken\nstand-in: resumed-only write status.txt fixed\n",
+        "Write status.txt.\nstand-in: first-only write status.txt broken\nstand-in: retry-only write status.txt fixed\n",
     );
     let out = s.run(&["run", "--agent", "claude", "--validate", "sh gate.sh"]);
     assert!(
@@ -229,7 +238,7 @@ fn claude_as_shipped_writes_merges_reports_cost_and_resumes_a_retry() {
     let resumed = s.api.requests().iter().any(|r| {
         let msgs = r["messages"].as_array().unwrap();
         let body = serde_json::to_string(msgs).unwrap();
-        body.contains("fresh-only write status.txt broken")
+        body.contains("first-only write status.txt broken")
             && msgs.iter().filter(|m| m["role"] == "assistant").count() >= 2
             && body.contains("The previous attempt failed")
     });
@@ -423,4 +432,46 @@ fn claude_as_the_planner_orders_the_claims_and_its_usage_counts() {
         run["usage"]["input_tokens"].as_u64().unwrap() > attempts,
         "{run}"
     );
+}
+
+#[test]
+fn opencode_as_shipped_writes_merges_reports_cost_and_retries() {
+    let Some(opencode) = cli_or_skip("opencode", "ORCH_TEST_OPENCODE") else {
+        return;
+    };
+    let s = Sandbox::new(&opencode);
+    s.add("Alpha", "Write a.txt.\nstand-in: write a.txt alpha\n");
+    s.add(
+        "Fix on retry",
+        "Write status.txt.\nstand-in: first-only write status.txt broken\nstand-in: retry-only write status.txt fixed\n",
+    );
+    let out = s.run(&["run", "--agent", "opencode", "--validate", "sh gate.sh"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!((s.status(1), s.status(2)), ("done".into(), "done".into()));
+    let run = s.last_run();
+    let integration = format!("orch/{}/integration", run["id"].as_str().unwrap());
+    assert_eq!(s.file_on(&integration, "a.txt"), "alpha\n");
+    assert_eq!(s.file_on(&integration, "status.txt"), "fixed\n");
+    for a in run["attempts"].as_array().unwrap() {
+        assert!(a["usage"]["cost"].as_f64().unwrap() > 0.0, "{a}");
+        assert!(
+            a["usage"]["session_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("ses_"),
+            "{a}"
+        );
+    }
+    // The retry starts a new session: an opencode session is bound to its directory,
+    // and each attempt has its own worktree.
+    let fix = attempts_of(&run, 2);
+    assert_eq!(fix.len(), 2, "{fix:?}");
+    assert_ne!(fix[1]["usage"]["session_id"], fix[0]["usage"]["session_id"]);
+    let log = text(&s.ok(&["logs", "--task", "1", "--stage", "agent"]).stdout);
+    assert!(log.contains("tool: write("), "{log}");
 }
