@@ -871,6 +871,15 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
     );
     let task = s.ok(&["--json", "task", "show", "1"]).json();
     assert_eq!(task["usage"]["output_tokens"], 200);
+    let board = s.ok(&["--json", "board"]).json();
+    let done = board["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "done")
+        .unwrap();
+    assert_eq!(done["tasks"][0]["usage"]["cost"], 0.0125);
+    assert!(s.ok(&["board", "--width", "80"]).stdout.contains("$0.0125"));
     assert!(s.ok(&["task", "show", "1"]).stdout.contains("used:"));
 }
 
@@ -1204,4 +1213,34 @@ fn a_live_run_cannot_be_driven_twice() {
     std::fs::write(&flag, "").unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(s.statuses(), ["done"]);
+}
+
+#[test]
+fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "Anything"]);
+    let r = s.run(&[
+        "run",
+        "--agent-cmd",
+        "echo 'Not logged in · Please run /login'; exit 1",
+        "--max-attempts",
+        "1",
+    ]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("agent.env_extra"), "{}", r.stdout);
+    // A list key takes a comma list on the command line.
+    let shown = s
+        .ok(&[
+            "--json",
+            "config",
+            "show",
+            "-c",
+            "agent.env_extra=MY_KEY,MY_*",
+        ])
+        .json();
+    assert_eq!(
+        shown["config"]["agent"]["env_extra"],
+        serde_json::json!(["MY_KEY", "MY_*"])
+    );
 }

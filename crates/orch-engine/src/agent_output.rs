@@ -214,6 +214,9 @@ impl OutputReader {
                 self.usage.cache_read_tokens = cached;
                 self.usage.output_tokens = u(st, "output_tokens");
                 self.usage.turns = u(st, "turns").max(1) as u32;
+                if let Some(m) = st["models"].as_object().and_then(|o| o.keys().next()) {
+                    self.usage.model = m.clone();
+                }
                 self.seen_usage = true;
                 let err = s(&v["error"], "message").unwrap_or_default();
                 if looks_like_limit(&err) {

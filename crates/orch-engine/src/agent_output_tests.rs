@@ -1,7 +1,7 @@
 //! The readers against real output: Claude Code 2.1.332's stream-json, recorded
 //! against the test suite's stand-in for the Messages API (a Write, then a reply; a
-//! 429), opencode 1.18.33's JSON events (recorded the same way), and Codex's and
-//! Gemini CLI's event shapes as their docs give them (not recorded here).
+//! 429), and opencode 1.18.33, Codex 0.171.0 and Gemini CLI 0.61.0 recorded the same
+//! way against stand-ins for their APIs (`tests/fixtures`).
 
 use super::*;
 
@@ -81,28 +81,41 @@ fn permission_denials_are_kept() {
     assert_eq!(r.report().usage.unwrap().denied_tools, vec!["Bash"]);
 }
 
+/// Codex 0.171.0's `exec --json` and Gemini CLI 0.61.0's `stream-json`, recorded
+/// against stand-ins for their APIs (a reply; a write_file call, then a reply).
 #[test]
-fn codex_and_gemini_events() {
+fn codex_and_gemini_streams_give_their_usage() {
     let c = read(
         AgentOutput::CodexJson,
-        "{\"type\":\"thread.started\",\"thread_id\":\"th-1\"}\n{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":1000,\"cached_input_tokens\":400,\"output_tokens\":50}}\n{\"type\":\"turn.failed\",\"error\":{\"message\":\"exceeded retry limit, last status: 429 Too Many Requests\"}}",
+        include_str!("../tests/fixtures/codex-0.171.0-exec.jsonl"),
     );
     let u = c.report().usage.unwrap();
     assert_eq!(
         (u.input_tokens, u.cache_read_tokens, u.output_tokens),
-        (600, 400, 50)
+        (190, 10, 40)
     );
-    assert_eq!(u.session_id.as_deref(), Some("th-1"));
-    assert!(c.report().quota.is_some());
+    assert_eq!(
+        u.session_id.as_deref(),
+        Some("01a233d0-26e6-7bd0-968f-41117855fcff")
+    );
+    assert!(c.report().quota.is_none());
     let g = read(
         AgentOutput::GeminiStreamJson,
-        "{\"type\":\"init\",\"session_id\":\"g-1\",\"model\":\"gemini-2.5-pro\"}\n{\"type\":\"result\",\"status\":\"success\",\"stats\":{\"total_tokens\":130,\"input_tokens\":100,\"output_tokens\":30,\"cached\":0}}",
+        include_str!("../tests/fixtures/gemini-0.61.0-write.jsonl"),
     );
     let u = g.report().usage.unwrap();
     assert_eq!(
-        (u.input_tokens, u.output_tokens, u.model.as_str()),
-        (100, 30, "gemini-2.5-pro")
+        (u.input_tokens, u.cache_read_tokens, u.output_tokens),
+        (285, 15, 60)
     );
+    assert_eq!(u.model, "gemini-2.5-pro");
+    assert!(u.session_id.is_some());
+    // Their error events speak of limits in words.
+    let q = read(
+        AgentOutput::CodexJson,
+        "{\"type\":\"turn.failed\",\"error\":{\"message\":\"exceeded retry limit, last status: 429 Too Many Requests\"}}",
+    );
+    assert!(q.report().quota.is_some());
 }
 
 #[test]

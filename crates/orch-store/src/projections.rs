@@ -355,6 +355,28 @@ impl Store {
             .collect())
     }
 
+    /// Each task's attempts' usage, summed over every run (tasks whose agents reported
+    /// none are absent).
+    pub async fn task_usage(
+        &self,
+    ) -> Result<std::collections::BTreeMap<TaskId, Usage>, StoreError> {
+        let rows = attempt::Entity::find()
+            .filter(attempt::Column::Usage.is_not_null())
+            .all(&self.db)
+            .await
+            .map_err(db("reading attempts' usage"))?;
+        let mut out = std::collections::BTreeMap::<TaskId, Usage>::new();
+        for r in rows {
+            if let Some(u) = r.usage.and_then(|u| serde_json::from_str::<Usage>(&u).ok()) {
+                out.entry(TaskId(r.task_id)).or_default().add(&u);
+            }
+        }
+        for u in out.values_mut() {
+            u.session_id = None;
+        }
+        Ok(out)
+    }
+
     /// A run's attempts, by task and number.
     pub async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRow>, StoreError> {
         let rows = attempt::Entity::find()

@@ -17,11 +17,12 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
     match args.command {
         None => {
             let tasks = store.tasks(&[]).await?;
+            let usage = store.task_usage().await?;
             if ctx.json {
-                output::print_json(&output::BoardJson::new(&tasks))?;
+                output::print_json(&output::BoardJson::new(&tasks, &usage))?;
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                print!("{}", output::render_board(&tasks, width));
+                print!("{}", output::render_board(&tasks, &usage, width));
             }
         }
         Some(BoardCommand::Import { file }) => import(&store, &file, ctx.json).await?,

@@ -167,7 +167,10 @@ fn tour(
 ) {
     let run = &summary.run;
     println!();
-    print!("{}", output::render_board(tasks, 80));
+    print!(
+        "{}",
+        output::render_board(tasks, &output::TaskUsage::new(), 80)
+    );
     println!();
     println!("Look around:");
     println!("  cd {}", dir.display());

@@ -167,8 +167,11 @@ pub fn board_order(tasks: &[Task]) -> Vec<&Task> {
 pub const WIDE_BOARD: usize = 120;
 
 /// Renders the Kanban board for a terminal `width` columns wide.
-pub fn render_board(tasks: &[Task], width: usize) -> String {
-    let waiting = waiting_on(tasks);
+pub fn render_board(tasks: &[Task], usage: &TaskUsage, width: usize) -> String {
+    let notes = CardNotes {
+        waiting: waiting_on(tasks),
+        usage,
+    };
     let ordered = board_order(tasks);
     let columns: Vec<(TaskStatus, Vec<&Task>)> = TaskStatus::ALL
         .iter()
@@ -183,28 +186,39 @@ pub fn render_board(tasks: &[Task], width: usize) -> String {
         return "The board is empty. Add a task with `orch task add TITLE`, or import a board file with `orch board import FILE`.\n".to_owned();
     }
     if width >= WIDE_BOARD {
-        render_wide(&columns, &waiting, width)
+        render_wide(&columns, &notes, width)
     } else {
-        render_stacked(&columns, &waiting, width.max(40))
+        render_stacked(&columns, &notes, width.max(40))
     }
 }
 
-fn card_note(t: &Task, waiting: &BTreeMap<TaskId, Vec<TaskId>>) -> String {
+/// Each task's agents' usage, summed over every run.
+pub type TaskUsage = BTreeMap<TaskId, orch_engine::core::usage::Usage>;
+
+/// What a card notes besides its title: what it waits on, what it has cost.
+struct CardNotes<'a> {
+    waiting: BTreeMap<TaskId, Vec<TaskId>>,
+    usage: &'a TaskUsage,
+}
+
+fn card_note(t: &Task, notes: &CardNotes) -> String {
     let mut parts = Vec::new();
     if t.priority != 0 {
         parts.push(format!("p{}", t.priority));
     }
-    if let Some(w) = waiting.get(&t.id) {
+    if let Some(w) = notes.waiting.get(&t.id) {
         parts.push(format!("waiting on {}", ids(w)));
+    }
+    if let Some(u) = notes.usage.get(&t.id) {
+        parts.push(match u.cost {
+            Some(c) => c.to_string(),
+            None => format!("{} tok", orch_engine::core::usage::thousands(u.tokens())),
+        });
     }
     parts.join(" · ")
 }
 
-fn render_stacked(
-    columns: &[(TaskStatus, Vec<&Task>)],
-    waiting: &BTreeMap<TaskId, Vec<TaskId>>,
-    width: usize,
-) -> String {
+fn render_stacked(columns: &[(TaskStatus, Vec<&Task>)], notes: &CardNotes, width: usize) -> String {
     let id_w = columns
         .iter()
         .flat_map(|(_, ts)| ts.iter().map(|t| t.id.to_string().len() + 1))
@@ -220,7 +234,7 @@ fn render_stacked(
         out.push_str(&format!("{} ({})\n", column_title(*status), ts.len()));
         for t in ts {
             let id = pad(&format!("#{}", t.id), id_w);
-            let note = card_note(t, waiting);
+            let note = card_note(t, notes);
             // "  #id  title  note"
             let room = width.saturating_sub(2 + id_w + 2);
             let line = if note.is_empty() {
@@ -244,11 +258,7 @@ fn render_stacked(
     out
 }
 
-fn render_wide(
-    columns: &[(TaskStatus, Vec<&Task>)],
-    waiting: &BTreeMap<TaskId, Vec<TaskId>>,
-    width: usize,
-) -> String {
+fn render_wide(columns: &[(TaskStatus, Vec<&Task>)], notes: &CardNotes, width: usize) -> String {
     const GAP: usize = 2;
     let n = columns.len();
     let col_w = (width - GAP * (n - 1)) / n;
@@ -264,7 +274,7 @@ fn render_wide(
                     &format!("#{} {}", t.id, printable(&t.title)),
                     col_w,
                 ));
-                let note = card_note(t, waiting);
+                let note = card_note(t, notes);
                 if !note.is_empty() {
                     c.push(truncate(&format!("  {note}"), col_w));
                 }

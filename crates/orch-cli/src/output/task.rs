@@ -80,6 +80,9 @@ struct CardJson<'a> {
     title: &'a str,
     priority: i32,
     waiting_on: Vec<i64>,
+    /// Its agents' usage over every run, if any reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<&'a orch_engine::core::usage::Usage>,
 }
 
 #[derive(Serialize)]
@@ -96,7 +99,7 @@ pub struct BoardJson<'a> {
 
 impl<'a> BoardJson<'a> {
     /// The board of `tasks`.
-    pub fn new(tasks: &'a [Task]) -> BoardJson<'a> {
+    pub fn new(tasks: &'a [Task], usage: &'a super::TaskUsage) -> BoardJson<'a> {
         let waiting = waiting_on(tasks);
         let ordered = board_order(tasks);
         let columns = TaskStatus::ALL
@@ -115,6 +118,7 @@ impl<'a> BoardJson<'a> {
                             .get(&t.id)
                             .map(|w| w.iter().map(|d| d.0).collect())
                             .unwrap_or_default(),
+                        usage: usage.get(&t.id),
                     })
                     .collect(),
             })

@@ -184,4 +184,31 @@ mod tests {
             vec!["plain \\x1b[31mtext"]
         );
     }
+
+    #[test]
+    fn the_other_clis_read_as_transcripts_too() {
+        let all =
+            |text: &str| -> Vec<String> { text.lines().filter_map(render).flatten().collect() };
+        let o = all(include_str!(
+            "../../../orch-engine/tests/fixtures/opencode-1.18.33-write.jsonl"
+        ));
+        assert!(o.iter().any(|l| l.starts_with("tool: write(")), "{o:?}");
+        assert!(o.contains(&"assistant: Done.".to_owned()), "{o:?}");
+        let g = all(include_str!(
+            "../../../orch-engine/tests/fixtures/gemini-0.61.0-write.jsonl"
+        ));
+        assert!(
+            g.iter().any(|l| l.starts_with("tool: write_file(")),
+            "{g:?}"
+        );
+        assert!(g.iter().any(|l| l.starts_with("result: ")), "{g:?}");
+        let c = all(include_str!(
+            "../../../orch-engine/tests/fixtures/codex-0.171.0-exec.jsonl"
+        ));
+        assert!(c.contains(&"assistant: Done.".to_owned()), "{c:?}");
+        assert!(
+            c.iter().any(|l| l.starts_with("turn done: 200 tokens in")),
+            "{c:?}"
+        );
+    }
 }
