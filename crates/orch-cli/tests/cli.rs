@@ -1243,4 +1243,21 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
         shown["config"]["agent"]["env_extra"],
         serde_json::json!(["MY_KEY", "MY_*"])
     );
+    // An agent that printed nothing: its log says so, and a gate's log says what ran.
+    s.ok(&["task", "add", "Quiet"]);
+    let r = s.run(&[
+        "run",
+        "--agent-cmd",
+        "touch quiet.txt",
+        "--validate",
+        "test -f quiet.txt",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let agent = s.ok(&["logs", "--task", "2", "--stage", "agent"]).stdout;
+    assert!(agent.contains("(empty: nothing was printed)"), "{agent}");
+    let gate = s.ok(&["logs", "--task", "2", "--stage", "worker"]).stdout;
+    assert!(
+        gate.contains("$ test -f quiet.txt") && gate.contains("[orch: exited with code 0 after"),
+        "{gate}"
+    );
 }

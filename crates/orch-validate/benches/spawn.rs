@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
         stdin: None,
         capture_stdout: None,
         hard_kill: None,
+        log_frame: false,
     };
     let cancel = CancellationToken::new();
     let mut g = c.benchmark_group("spawn true");

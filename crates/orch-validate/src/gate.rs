@@ -113,6 +113,7 @@ pub async fn run_gate(spec: &GateSpec, cancel: &CancellationToken) -> Result<Gat
             stdin: None,
             capture_stdout: None,
             hard_kill: spec.hard_kill.clone(),
+            log_frame: true,
         };
         let report = run(&cmd, cancel, spec.lines.clone()).await?;
         failed |= !report.outcome.success();

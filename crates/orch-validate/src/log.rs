@@ -43,6 +43,16 @@ impl CappedLog {
         })
     }
 
+    /// Writes a line of orch's own at the top of the log (what ran), kept out of the
+    /// output's tail lines.
+    pub(crate) fn preamble(&mut self, line: &str) -> io::Result<()> {
+        let bytes = strip_ansi(line.as_bytes()).into_owned();
+        self.file.write_all(&bytes)?;
+        self.head_written += bytes.len() as u64;
+        self.seen += bytes.len() as u64;
+        Ok(())
+    }
+
     /// Writes `bytes` (whole lines), without terminal escape sequences: colours and
     /// cursor moves are noise in a stored log.
     pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {

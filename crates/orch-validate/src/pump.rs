@@ -242,6 +242,14 @@ pub async fn run(
         source,
     };
     let mut log = CappedLog::create(&spec.log_path, spec.log_cap).map_err(log_err)?;
+    if spec.log_frame {
+        let what = match &spec.program {
+            Program::Shell(line) => line.clone(),
+            other => other.describe(),
+        };
+        log.preamble(&format!("$ {}\n", what.replace('\n', "; ")))
+            .map_err(log_err)?;
+    }
     if !spec.cwd.is_dir() {
         return Err(RunError::NoCwd {
             program: spec.program.describe(),
@@ -280,9 +288,18 @@ pub async fn run(
         },
     };
     let (output_bytes, log_truncated, recent) = log.finish().map_err(log_err)?;
+    let duration = started.elapsed();
+    if spec.log_frame {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&spec.log_path)
+            .map_err(log_err)?;
+        writeln!(f, "[orch: {outcome} after {:.1} s]", duration.as_secs_f64()).map_err(log_err)?;
+    }
     Ok(Report {
         outcome,
-        duration: started.elapsed(),
+        duration,
         log_path: spec.log_path.clone(),
         output_bytes,
         log_truncated,

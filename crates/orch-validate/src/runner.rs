@@ -116,6 +116,9 @@ pub struct CommandSpec {
     /// its own (`kill_grace` is then unused). When unset, SIGKILL follows SIGTERM after
     /// `kill_grace`.
     pub hard_kill: Option<CancellationToken>,
+    /// Open the log with `$ <command>` and close it with how the command ended (gate
+    /// logs); off for a log that is a stream to parse (an agent's).
+    pub log_frame: bool,
 }
 
 /// Which stream a line came from.

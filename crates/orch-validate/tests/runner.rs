@@ -26,6 +26,7 @@ fn spec(dir: &Path, program: Program, timeout_ms: u64) -> CommandSpec {
         stdin: None,
         capture_stdout: None,
         hard_kill: None,
+        log_frame: false,
     }
 }
 
@@ -569,4 +570,24 @@ fn leftover_groups_of_a_dead_run_are_found_and_stopped_whole() {
     }
     assert!(!pid_alive(bystander.id() as i32));
     assert!(pid_alive(std::process::id() as i32));
+}
+
+/// A gate's log says what ran and how it ended, around the command's own output.
+#[tokio::test]
+async fn a_gate_log_opens_with_its_command_and_closes_with_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = gate(dir.path(), &["echo checking; exit 3"], false);
+    let result = orch_validate::run_gate(&spec, &CancellationToken::new())
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(&result.commands[0].log_path).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], "$ echo checking; exit 3");
+    assert_eq!(lines[1], "checking");
+    assert!(
+        lines[2].starts_with("[orch: exited with code 3 after "),
+        "{log}"
+    );
+    // The frame is not the command's output: its tail is only what it printed.
+    assert_eq!(result.commands[0].tail, vec!["checking"]);
 }

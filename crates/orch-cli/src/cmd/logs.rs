@@ -140,6 +140,11 @@ fn print_new(
         } else {
             bytes.len()
         };
+        if bytes.is_empty() && !args.follow {
+            println!("==> {} <==", f.display());
+            println!("(empty: nothing was printed)");
+            continue;
+        }
         if end <= seen {
             continue;
         }

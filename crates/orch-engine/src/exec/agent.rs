@@ -79,6 +79,7 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         stdin: None,
         capture_stdout: None,
         hard_kill: Some(stop.kill.clone()),
+        log_frame: false,
     };
     let exit = run_streamed(&ctx, attempt, &spec, &stop).await;
     let report = output::final_report(&ctx, &spec, &exit);

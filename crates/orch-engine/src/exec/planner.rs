@@ -134,5 +134,6 @@ fn command(ctx: &Ctx, planner: &str, preset: Option<&PlannerSpec>, req: &Request
         stdin: Some(stdin),
         capture_stdout: Some(1 << 20),
         hard_kill: None,
+        log_frame: false,
     }
 }
