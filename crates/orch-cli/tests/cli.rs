@@ -1243,6 +1243,11 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
         shown["config"]["agent"]["env_extra"],
         serde_json::json!(["MY_KEY", "MY_*"])
     );
+    // A retry at once is a natural setting.
+    let shown = s
+        .ok(&["--json", "config", "show", "-c", "policy.backoff=0s"])
+        .json();
+    assert_eq!(shown["config"]["policy"]["backoff"], "0s");
     // An agent that printed nothing: its log says so, and a gate's log says what ran.
     s.ok(&["task", "add", "Quiet"]);
     let r = s.run(&[

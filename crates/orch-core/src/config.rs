@@ -8,7 +8,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,15 +158,15 @@ pub struct PolicyConfig {
     pub max_attempts: NonZeroU32,
     /// Failure kinds that are retried.
     pub retry_on: Vec<FailureClass>,
-    /// Delay before a retry.
-    pub backoff: Duration,
+    /// Delay before a retry (`0s`: at once).
+    pub backoff: Delay,
     /// `retry`, `block` or `halt`.
     pub on_conflict: OnConflict,
     /// `fail` or `done-if-valid`.
     pub empty_diff: EmptyDiff,
     /// After a rate limit or exhausted quota, the wait before a probe; it doubles
     /// with each failed probe, up to 16 times.
-    pub quota_backoff: Duration,
+    pub quota_backoff: Delay,
     /// How long the quota breaker may stay open before the run halts.
     pub quota_max_wait: Duration,
     /// Text in a failed agent's output that means a rate limit or exhausted quota
@@ -186,10 +186,10 @@ impl Default for PolicyConfig {
                 FailureClass::Conflict,
                 FailureClass::Infrastructure,
             ],
-            backoff: Duration::from_secs(5),
+            backoff: Delay::from_secs(5),
             on_conflict: OnConflict::Retry,
             empty_diff: EmptyDiff::Fail,
-            quota_backoff: Duration::from_secs(60),
+            quota_backoff: Delay::from_secs(60),
             quota_max_wait: Duration::from_secs(3600),
             quota_patterns: [
                 "rate_limit_error",
@@ -354,193 +354,11 @@ string_enum!(
     Quota = "quota" }
 );
 
-/// A span of time, written like `30m`, `5s`, `1h30m` or `250ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Duration(pub std::time::Duration);
-
-impl Duration {
-    /// Whole seconds.
-    pub const fn from_secs(s: u64) -> Duration {
-        Duration(std::time::Duration::from_secs(s))
-    }
-}
-
-const DURATION_ALLOWED: &str =
-    "a positive duration such as \"30m\", \"90s\", \"1h30m\" or \"250ms\" (units: ms, s, m, h, d)";
-
-impl FromStr for Duration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid duration {s:?}: expected {DURATION_ALLOWED}");
-        let mut total: u128 = 0;
-        let mut rest = s.trim();
-        if rest.is_empty() {
-            return Err(bad());
-        }
-        while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-            if digits == 0 {
-                return Err(bad());
-            }
-            let n: u128 = rest[..digits].parse().map_err(|_| bad())?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let ms = match &rest[..unit_len] {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                _ => return Err(bad()),
-            };
-            total = total
-                .checked_add(n.checked_mul(ms).ok_or_else(bad)?)
-                .ok_or_else(bad)?;
-            rest = &rest[unit_len..];
-        }
-        if total == 0 || total > u64::MAX as u128 {
-            return Err(bad());
-        }
-        Ok(Duration(std::time::Duration::from_millis(total as u64)))
-    }
-}
-
-impl fmt::Display for Duration {
-    /// The shortest form in the largest units: `1h30m`, `5s`, `250ms`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ms = self.0.as_millis();
-        if ms == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("m", 60_000),
-            ("s", 1000),
-            ("ms", 1),
-        ] {
-            if ms >= size {
-                write!(f, "{}{unit}", ms / size)?;
-                ms %= size;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A number of bytes, written like `16MiB`, `2GiB`, `500KB` or `1024`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ByteSize(pub u64);
-
-const BYTES_ALLOWED: &str = "a size such as \"16MiB\", \"2GiB\", \"500KB\" or a number of bytes \
-                             (units: B, KB, MB, GB, KiB, MiB, GiB, TiB)";
-
-impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid size {s:?}: expected {BYTES_ALLOWED}");
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        if split == 0 {
-            return Err(bad());
-        }
-        let n: u64 = t[..split].parse().map_err(|_| bad())?;
-        let mult: u64 = match t[split..].trim() {
-            "" | "B" => 1,
-            "KB" => 1000,
-            "MB" => 1000_u64.pow(2),
-            "GB" => 1000_u64.pow(3),
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            _ => return Err(bad()),
-        };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(bad)
-    }
-}
-
-impl fmt::Display for ByteSize {
-    /// The largest binary unit that divides the size exactly.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (unit, size) in [
-            ("TiB", 1u64 << 40),
-            ("GiB", 1 << 30),
-            ("MiB", 1 << 20),
-            ("KiB", 1 << 10),
-        ] {
-            if self.0 >= size && self.0.is_multiple_of(size) {
-                return write!(f, "{}{unit}", self.0 / size);
-            }
-        }
-        write!(f, "{}B", self.0)
-    }
-}
-
-macro_rules! serde_via_str {
-    ($t:ty, $expect:expr) => {
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl serde::de::Visitor<'_> for V {
-                    type Value = $t;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str($expect)
-                    }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$t, E> {
-                        v.parse().map_err(E::custom)
-                    }
-                    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$t, E> {
-                        v.to_string().parse().map_err(E::custom)
-                    }
-                    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$t, E> {
-                        v.to_string().parse().map_err(E::custom)
-                    }
-                }
-                d.deserialize_any(V)
-            }
-        }
-    };
-}
-
-serde_via_str!(Duration, DURATION_ALLOWED);
-serde_via_str!(ByteSize, BYTES_ALLOWED);
+pub use crate::units::{ByteSize, Delay, Duration};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            "30m".parse::<Duration>().unwrap(),
-            Duration::from_secs(1800)
-        );
-        assert_eq!("1h30m".parse::<Duration>().unwrap().to_string(), "1h30m");
-        assert_eq!("90s".parse::<Duration>().unwrap().to_string(), "1m30s");
-        assert_eq!("250ms".parse::<Duration>().unwrap().to_string(), "250ms");
-        for bad in ["", "5", "m", "5x", "0s", "-5s", "1.5h"] {
-            let err = bad.parse::<Duration>().unwrap_err();
-            assert!(err.contains("units: ms, s, m, h, d"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!("16MiB".parse::<ByteSize>().unwrap(), ByteSize(16 << 20));
-        assert_eq!("500KB".parse::<ByteSize>().unwrap(), ByteSize(500_000));
-        assert_eq!("1024".parse::<ByteSize>().unwrap().to_string(), "1KiB");
-        assert_eq!(ByteSize(1500).to_string(), "1500B");
-        assert!("2 PB".parse::<ByteSize>().is_err());
-        assert!("99999999999TiB".parse::<ByteSize>().is_err());
-    }
 
     #[test]
     fn defaults_round_trip_through_toml() {

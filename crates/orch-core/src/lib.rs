@@ -13,6 +13,7 @@
 //! - [`event`]: audit-log event kinds.
 //! - [`config`]: the configuration schema with its defaults and value types.
 //! - [`time`]: a millisecond timestamp that callers stamp inputs with.
+//! - [`units`]: durations and sizes as config files write them.
 //! - [`usage`]: what agents report spending (tokens, dollars, sessions).
 //! - [`ports`]: the traits adapters implement for the engine (git), in core types.
 //! - [`run`]: the [`run::Orchestrator`], the run state machine in handle/poll style,
@@ -31,6 +32,7 @@ pub mod run;
 pub mod task;
 pub mod time;
 pub mod transition;
+pub mod units;
 pub mod usage;
 
 pub use task::{Task, TaskId, TaskStatus};

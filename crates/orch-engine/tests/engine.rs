@@ -103,7 +103,7 @@ fn user_checkout(repo: &Path) -> BTreeMap<String, String> {
 fn config() -> Config {
     let mut c = Config::default();
     c.run.concurrency = std::num::NonZeroU32::new(2).unwrap();
-    c.policy.backoff = CfgDuration(Duration::from_millis(100));
+    c.policy.backoff = orch_core::config::Delay(Duration::from_millis(100));
     c.validate.worker = vec!["test -s \"task-$ORCH_TASK_ID.txt\"".into()];
     c.validate.integration = vec!["test -f README.md".into(), "ls task-*.txt".into()];
     c
