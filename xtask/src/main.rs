@@ -6,8 +6,9 @@
 //!   The same checks run as this crate's tests, so `cargo test --workspace` enforces them.
 //! - `e2e [FILTER]`: builds the CLI and drives it through end-to-end scenarios against
 //!   fresh repositories (see `e2e.rs`).
-//! - `bench [core|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
-//!   `handle` on a 10,000-task board; `validate`: the runner's spawn overhead; `git`:
+//! - `bench [core|import|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
+//!   `handle` on a 10,000-task board; `import`: a board file's dependency check on
+//!   2,000- and 8,000-task chains; `validate`: the runner's spawn overhead; `git`:
 //!   worktree, switch, merge and ref update on a 20,000-file repository, against the
 //!   git CLI). Report ratios from one run: these machines are noisy.
 
@@ -23,6 +24,7 @@ use anyhow::{Context, Result, bail};
 /// The benchmark suites: name, package, bench target.
 const BENCHES: &[(&str, &str, &str)] = &[
     ("core", "orch-core", "handle"),
+    ("import", "orch-core", "import"),
     ("validate", "orch-validate", "spawn"),
     ("git", "orch-git", "git"),
 ];
@@ -73,7 +75,7 @@ fn main() -> Result<()> {
         Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
         None => bail!(
-            "usage: cargo xtask <task>; available: tidy, bench [core|validate|git], e2e [FILTER]"
+            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git], e2e [FILTER]"
         ),
     }
 }

@@ -5,11 +5,11 @@
 //! plans an import that is idempotent by key: existing keys are updated, new keys
 //! created, nothing duplicated. A file with any error is rejected with nothing planned.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deps::{DepError, DepGraph};
+use crate::deps::DepGraph;
 use crate::task::{self, FieldError, TaskId};
 
 /// A parsed board file.
@@ -156,24 +156,15 @@ pub fn plan_import(
     Ok(planned)
 }
 
-/// Builds the board's graph as it would be after the import and checks it for cycles.
-/// New tasks get provisional negative ids that never collide with store ids.
+/// Builds the board's graph as it would be after the import and checks it for cycles,
+/// in time linear in the board's size. New tasks get provisional negative ids that never
+/// collide with store ids. A cycle is reported at the task of the file that comes last
+/// in it (the one whose `after` closed it), starting from that task.
 fn check_cycles(planned: &[PlannedTask], board: &[ExistingTask]) -> Result<(), BoardError> {
     let id_of = |i: usize| planned[i].existing.unwrap_or(TaskId(-(i as i64) - 1));
-    let replaced: BTreeSet<TaskId> = planned.iter().filter_map(|p| p.existing).collect();
-    let mut graph = DepGraph::new(
-        board
-            .iter()
-            .map(|t| (t.id, t.depends_on.clone()))
-            .chain((0..planned.len()).map(|i| (id_of(i), Vec::new()))),
-    );
-    // Existing edges of untouched tasks are already in; add the file's edges one task at
-    // a time, so the first task that closes a cycle is the one reported.
-    for t in board.iter().filter(|t| replaced.contains(&t.id)) {
-        graph
-            .set_deps(t.id, &[])
-            .expect("clearing a task's dependencies cannot create a cycle");
-    }
+    let index_of: BTreeMap<TaskId, usize> = (0..planned.len()).map(|i| (id_of(i), i)).collect();
+    let mut edges: BTreeMap<TaskId, Vec<TaskId>> =
+        board.iter().map(|t| (t.id, t.depends_on.clone())).collect();
     for (index, p) in planned.iter().enumerate() {
         let deps: Vec<TaskId> = p
             .deps
@@ -183,26 +174,65 @@ fn check_cycles(planned: &[PlannedTask], board: &[ExistingTask]) -> Result<(), B
                 DepRef::InFile(i) => id_of(*i),
             })
             .collect();
-        if let Err(e) = graph.set_deps(id_of(index), &deps) {
-            let message = match e {
-                DepError::SelfDependency(_) => "`after` names the task itself".to_owned(),
-                DepError::Cycle { path } => format!(
-                    "`after` creates a dependency cycle: {}",
-                    path.iter()
-                        .map(|id| key_of(*id, planned, board))
-                        .collect::<Vec<_>>()
-                        .join(" -> ")
-                ),
-                DepError::UnknownTask(id) => format!("`after` names unknown task {id}"),
-            };
-            return Err(BoardError {
-                index,
-                key: Some(p.task.key.clone()),
-                message,
-            });
+        let fail = |message: String| BoardError {
+            index,
+            key: Some(p.task.key.clone()),
+            message,
+        };
+        if deps.contains(&id_of(index)) {
+            return Err(fail("`after` names the task itself".to_owned()));
         }
+        edges.insert(id_of(index), deps);
     }
-    Ok(())
+    if let Some(unknown) = edges
+        .iter()
+        .find_map(|(t, ds)| ds.iter().find(|d| !edges.contains_key(d)).map(|d| (*t, *d)))
+    {
+        let index = index_of.get(&unknown.0).copied().unwrap_or(0);
+        return Err(BoardError {
+            index,
+            key: Some(planned[index].task.key.clone()),
+            message: format!("`after` names unknown task {}", unknown.1),
+        });
+    }
+    let Some(cycle) = DepGraph::new(edges).find_cycle() else {
+        return Ok(());
+    };
+    // Start the cycle at its task that comes last in the file.
+    let ring = &cycle[..cycle.len() - 1];
+    let at = (0..ring.len())
+        .max_by_key(|k| index_of.get(&ring[*k]).map_or(-1, |i| *i as i64))
+        .unwrap_or(0);
+    let mut path: Vec<TaskId> = ring[at..].iter().chain(&ring[..at]).copied().collect();
+    path.push(path[0]);
+    let index = index_of.get(&path[0]).copied().unwrap_or(0);
+    Err(BoardError {
+        index,
+        key: Some(planned[index].task.key.clone()),
+        message: format!(
+            "`after` creates a dependency cycle: {}",
+            cycle_words(&path, |id| key_of(id, planned, board))
+        ),
+    })
+}
+
+/// `a -> b -> a`; a long cycle shows its first few tasks and its length.
+fn cycle_words(path: &[TaskId], name: impl Fn(TaskId) -> String) -> String {
+    const SHOWN: usize = 6;
+    let n = path.len() - 1;
+    if n <= SHOWN {
+        return path
+            .iter()
+            .map(|t| name(*t))
+            .collect::<Vec<_>>()
+            .join(" -> ");
+    }
+    let first: Vec<String> = path[..SHOWN].iter().map(|t| name(*t)).collect();
+    format!(
+        "{} -> ... -> {} (a cycle of {n} tasks)",
+        first.join(" -> "),
+        name(path[0])
+    )
 }
 
 fn key_of(id: TaskId, planned: &[PlannedTask], board: &[ExistingTask]) -> String {
@@ -320,5 +350,26 @@ mod tests {
         let err = toml::from_str::<BoardFile>("[[task]]\nkey = \"a\"\ntitle = \"A\"\nprio = 2\n")
             .unwrap_err();
         assert!(err.to_string().contains("unknown field `prio`"), "{err}");
+    }
+
+    /// A cycle through a long chain is named by its first tasks and its length.
+    #[test]
+    fn a_long_cycle_is_shown_short() {
+        let n = 10_000;
+        let key = |i: usize| format!("t{i}");
+        let tasks: Vec<BoardTask> = (0..n)
+            .map(|i| {
+                let dep = key((i + 1) % n);
+                t(&key(i), &[dep.as_str()])
+            })
+            .collect();
+        let e = plan_import(&BoardFile { tasks }, &[]).unwrap_err();
+        assert!(
+            e.message.ends_with("(a cycle of 10000 tasks)"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.len() < 200, "{}", e.message);
+        assert_eq!(e.key.as_deref(), Some("t9999"));
     }
 }

@@ -97,6 +97,46 @@ impl DepGraph {
         None
     }
 
+    /// Some cycle in the whole graph, as `a -> ... -> a`, found in one pass over every
+    /// task and edge (an iterative depth-first search with three colours), so checking a
+    /// whole board costs time linear in its size.
+    pub fn find_cycle(&self) -> Option<Vec<TaskId>> {
+        // 1: on the current path, 2: done.
+        let mut colour: BTreeMap<TaskId, u8> = BTreeMap::new();
+        for &root in self.edges.keys() {
+            if colour.contains_key(&root) {
+                continue;
+            }
+            let mut stack: Vec<(TaskId, Vec<TaskId>)> = vec![(root, self.children(root))];
+            colour.insert(root, 1);
+            while let Some((node, children)) = stack.last_mut() {
+                let node = *node;
+                match children.pop() {
+                    Some(c) => match colour.get(&c) {
+                        Some(1) => {
+                            let from = stack.iter().position(|(n, _)| *n == c).unwrap_or(0);
+                            let mut p: Vec<TaskId> =
+                                stack[from..].iter().map(|(n, _)| *n).collect();
+                            p.push(c);
+                            return Some(p);
+                        }
+                        Some(_) => {}
+                        None => {
+                            colour.insert(c, 1);
+                            let cc = self.children(c);
+                            stack.push((c, cc));
+                        }
+                    },
+                    None => {
+                        colour.insert(node, 2);
+                        stack.pop();
+                    }
+                }
+            }
+        }
+        None
+    }
+
     fn children(&self, t: TaskId) -> Vec<TaskId> {
         let mut v: Vec<TaskId> = self
             .edges
