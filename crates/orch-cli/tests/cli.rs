@@ -859,6 +859,15 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         String::from_utf8(hello.stdout).unwrap(),
         "# Task #1: Greet the world\n"
     );
+    // The merge candidate's pin against git gc went with its attempt's cleanup.
+    let pins = git_cmd()
+        .arg("-C")
+        .arg(s.repo())
+        .args(["for-each-ref", "refs/orch/"])
+        .output()
+        .unwrap();
+    assert!(pins.status.success() && pins.stdout.is_empty(), "{pins:?}");
+
     // What the CLI reported is kept: per attempt and per run, and per task.
     let show = s.ok(&["--json", "run", "show", &run]).json();
     assert_eq!(show["attempts"][0]["usage"]["session_id"], "s-1");

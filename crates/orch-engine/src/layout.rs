@@ -14,6 +14,12 @@ pub fn integration_ref(run: &RunId) -> String {
     format!("refs/heads/{}", integration_branch(run))
 }
 
+/// `refs/orch/<run>/candidates/<attempt>`: the pin that keeps an attempt's merge commit
+/// reachable from when it is written until the attempt is cleaned up.
+pub fn candidate_ref(run: &RunId, a: AttemptId) -> String {
+    format!("refs/orch/{}/candidates/{a}", run.0)
+}
+
 /// `<root>/<run>/<attempt>`.
 pub fn attempt_worktree(root: &Path, run: &RunId, a: AttemptId) -> PathBuf {
     root.join(&run.0).join(a.to_string())

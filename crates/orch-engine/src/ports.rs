@@ -61,6 +61,10 @@ pub trait GitPort: Send + Sync + 'static {
         expected: &CommitId,
         new: &CommitId,
     ) -> Result<(), RefError>;
+    /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
+    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String>;
+    /// Removes a pin.
+    fn unpin(&self, reference: &str) -> Result<(), String>;
     /// Removes a worktree (a dirty one only if `force`).
     fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String>;
     /// Deletes a branch (unmerged work only if `force`).
@@ -172,6 +176,12 @@ impl GitPort for Git {
     }
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
         Git::checkout_detached(self, path, commit).map_err(text)
+    }
+    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String> {
+        Git::pin(self, reference, commit).map_err(text)
+    }
+    fn unpin(&self, reference: &str) -> Result<(), String> {
+        Git::unpin(self, reference).map_err(text)
     }
     fn merge(
         &self,

@@ -99,6 +99,13 @@ impl GitPort for FakeGit {
             rewrote_history: false,
         })
     }
+    fn pin(&self, _: &str, _: &CommitId) -> Result<(), String> {
+        // The fake keeps every object; pins only matter to a real git gc.
+        Ok(())
+    }
+    fn unpin(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
     fn checkout_detached(&self, _: &Path, _: &CommitId) -> Result<(), String> {
         let mut w = self.0.lock().unwrap();
         if w.script.broken_checkouts > 0 {

@@ -74,6 +74,11 @@ pub enum GitError {
     /// Not a linked worktree of this repository.
     #[error("{0} is not a linked worktree of this repository")]
     NotAWorktree(PathBuf),
+    /// The commit is not in the object database (pruned by `git gc`, or never written).
+    #[error(
+        "commit {0} is missing from the repository's objects (pruned by `git gc`?); the ref was not moved"
+    )]
+    MissingCommit(CommitId),
     /// The compare-and-swap lost.
     #[error("{reference} moved: orch expected {expected}, but it is at {}", actual.as_ref().map(|a| a.0.as_str()).unwrap_or("(deleted)"))]
     LostRace {

@@ -171,6 +171,10 @@ impl Git {
     ) -> Result<(), GitError> {
         let repo = self.repo();
         let exp = oid(expected)?;
+        // A ref to a missing commit is a corrupt repository: refuse, do not move.
+        if repo.find_commit(oid(new)?).is_err() {
+            return Err(GitError::MissingCommit(new.clone()));
+        }
         let result = repo.reference(
             reference,
             oid(new)?,
@@ -195,6 +199,30 @@ impl Git {
                 Some(_) => Err(GitError::gix("updating a reference", e)),
             },
         }
+    }
+}
+
+impl Git {
+    /// Points `reference` (a full name under `refs/orch/`) at `commit`, whatever it
+    /// pointed at: a pin that keeps a commit no branch holds yet (a merge candidate)
+    /// reachable, so `git gc` cannot prune it.
+    pub fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), GitError> {
+        let _admin = self.admin();
+        self.repo()
+            .reference(
+                reference,
+                oid(commit)?,
+                gix::refs::transaction::PreviousValue::Any,
+                format!("orch: pin {commit}"),
+            )
+            .map(|_| ())
+            .map_err(|e| GitError::gix("pinning a commit", e))
+    }
+
+    /// Removes a pin (nothing if there is none).
+    pub fn unpin(&self, reference: &str) -> Result<(), GitError> {
+        let _admin = self.admin();
+        self.delete_ref(reference)
     }
 }
 

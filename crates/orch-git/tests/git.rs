@@ -738,3 +738,37 @@ fn after_a_crash_stale_locks_and_half_added_worktrees_go_and_nothing_else() {
     assert!(g.remove_worktree(&wt2, true).is_err());
     assert!(wt2.exists());
 }
+
+/// A pinned merge candidate survives `git gc --prune=now`; an unpinned one is pruned,
+/// and the integration ref is never advanced to a commit that is gone.
+#[test]
+fn a_pinned_merge_survives_gc_and_a_pruned_one_is_never_advanced_to() {
+    let fx = Fixture::new();
+    let g = fx.git();
+    let base = fx.head();
+    let (a, b) = diverge(
+        &fx,
+        |d| write(d, "a.txt", "a\n"),
+        |d| write(d, "b.txt", "b\n"),
+    );
+    let merged = |message: &str| match g.merge(&a, &b, MergeStyle::Merge, message).unwrap() {
+        MergeOutcome::Clean { commit } => commit,
+        other => panic!("{other:?}"),
+    };
+    let pinned = merged("pinned");
+    let pin = "refs/orch/r1/candidates/task-1-1";
+    g.pin(pin, &pinned).unwrap();
+    let loose = merged("not pinned");
+    git(&fx.repo(), &["gc", "--quiet", "--prune=now"]);
+    g.create_branch("orch/r1/integration", &base).unwrap();
+    let integration = "refs/heads/orch/r1/integration";
+    match g.advance_ref(integration, &base, &loose) {
+        Err(GitError::MissingCommit(c)) => assert_eq!(c, loose),
+        other => panic!("advanced to a pruned commit: {other:?}"),
+    }
+    assert_eq!(g.ref_target(integration).unwrap(), Some(base.clone()));
+    g.advance_ref(integration, &base, &pinned).unwrap();
+    g.unpin(pin).unwrap();
+    assert_eq!(g.ref_target(pin).unwrap(), None);
+    git(&fx.repo(), &["fsck", "--no-progress"]);
+}

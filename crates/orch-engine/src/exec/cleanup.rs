@@ -37,6 +37,10 @@ pub(crate) async fn cleanup(
         if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
             errors.push(e.to_string());
         }
+        // The merge candidate is in the integration branch now, or abandoned.
+        if let Err(e) = git.unpin(&crate::layout::candidate_ref(&run, attempt)) {
+            errors.push(e);
+        }
         let _ = artifacts.set_outcome(&run, attempt, kept);
         errors
     })

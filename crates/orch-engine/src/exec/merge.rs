@@ -17,7 +17,17 @@ pub(crate) async fn merge(
 ) -> Input {
     let (git, style) = (ctx.git.clone(), ctx.cfg.config.run.merge_style);
     let message = format!("orch: merge {attempt}");
-    let result = blocking(move || git.merge(&onto, &head, style, &message)).await;
+    let pin = layout::candidate_ref(&ctx.run, attempt);
+    // Written and pinned in one go: between the two, `git gc --prune=now` could take
+    // the new commit, which no branch holds yet.
+    let result = blocking(move || {
+        let r = git.merge(&onto, &head, style, &message)?;
+        if let MergeOutcome::Clean { commit } = &r {
+            git.pin(&pin, commit)?;
+        }
+        Ok::<_, String>(r)
+    })
+    .await;
     let result = match result {
         Ok(Ok(MergeOutcome::Clean { commit })) => MergeResult::Clean { commit },
         Ok(Ok(MergeOutcome::Conflicted { conflicts })) => MergeResult::Conflict {
