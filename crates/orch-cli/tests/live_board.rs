@@ -861,3 +861,31 @@ mod nix_signal {
         assert!(st.success());
     }
 }
+
+/// The database removed under a live run: the run notices at its next write and
+/// stops with the reason, instead of completing into a file no one will read; and
+/// nothing writes a new database in its place.
+#[test]
+fn a_database_removed_mid_run_stops_the_run_with_the_reason() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "gate"]);
+    let (agent, order, release) = agent(&s);
+    let run = s.spawn_run(&agent, &[]);
+    wait_for("the agent", 30, || order.exists());
+    let db = s.repo().join(".orch/orch.db");
+    for f in ["orch.db", "orch.db-wal", "orch.db-shm"] {
+        let _ = std::fs::remove_file(s.repo().join(".orch").join(f));
+    }
+    std::fs::write(&release, "").unwrap();
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("was removed while orch had it open"),
+        "{stderr}"
+    );
+    assert!(
+        !db.exists(),
+        "a new database was written in place of the removed one"
+    );
+}

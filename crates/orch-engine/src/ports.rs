@@ -223,12 +223,15 @@ impl GitPort for Git {
 #[async_trait::async_trait]
 impl JournalPort for Store {
     async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError> {
+        self.check_file()?;
         self.append_run_events(run, events, "orchestrator").await
     }
     async fn claim(&self, run: &RunId, event: &Journaled, seen: i64) -> Result<(), StoreError> {
+        self.check_file()?;
         self.claim_task(run, event, seen, "orchestrator").await
     }
     async fn board_version(&self, run: &RunId) -> Result<i64, StoreError> {
+        self.check_file()?;
         Store::board_version(self, run).await
     }
     async fn tasks(&self) -> Result<Vec<Task>, StoreError> {

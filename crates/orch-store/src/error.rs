@@ -15,6 +15,17 @@ pub enum StoreError {
         "database_url {0:?} is not supported: use an empty value (the SQLite file <repo>/.orch/orch.db), sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB"
     )]
     BadLocation(String),
+    /// The SQLite file was removed or replaced while the store was open.
+    #[error(
+        "the database {} was {what} while orch had it open; orch stopped without writing to another file: put the original back and resume (`orch run --resume`), or start again with `orch init`",
+        path.display()
+    )]
+    Replaced {
+        /// The file.
+        path: std::path::PathBuf,
+        /// `removed` or `replaced by another file`.
+        what: &'static str,
+    },
     /// The database could not be opened.
     #[error("cannot open the database at {location}: {message}")]
     Open {

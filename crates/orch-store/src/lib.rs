@@ -100,6 +100,9 @@ pub fn redact(url: &str) -> String {
 pub struct Store {
     db: DatabaseConnection,
     location: Location,
+    /// The SQLite file's device and inode when it was opened: a file removed or
+    /// replaced under an open store is noticed (`check_file`), not written past.
+    file_id: Option<(u64, u64)>,
 }
 
 impl Store {
@@ -140,10 +143,34 @@ impl Store {
         migration::Migrator::up(&db, None)
             .await
             .map_err(|e| StoreError::from_db(e, "running migrations"))?;
+        let file_id = match location {
+            Location::Sqlite(path) => file_id(path),
+            Location::Postgres(_) => None,
+        };
         Ok(Store {
             db,
             location: location.clone(),
+            file_id,
         })
+    }
+
+    /// Checks that the SQLite file is still the one opened: `Replaced` when it was
+    /// removed or swapped for another (the writes would go to a file no one reads).
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        let (Location::Sqlite(path), Some(opened)) = (&self.location, self.file_id) else {
+            return Ok(());
+        };
+        match file_id(path) {
+            Some(now) if now == opened => Ok(()),
+            now => Err(StoreError::Replaced {
+                path: path.clone(),
+                what: if now.is_none() {
+                    "removed"
+                } else {
+                    "replaced by another file"
+                },
+            }),
+        }
     }
 
     /// Where this store lives.
@@ -207,6 +234,12 @@ fn now() -> Timestamp {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     Timestamp(ms)
+}
+
+/// A file's device and inode, if it exists.
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(test)]
