@@ -889,3 +889,34 @@ fn a_database_removed_mid_run_stops_the_run_with_the_reason() {
         "a new database was written in place of the removed one"
     );
 }
+
+/// A task a person cancels during a run is not a failure of the run: the summary
+/// says it was canceled, and the run exits 0 when the rest is done.
+#[test]
+fn a_task_canceled_during_a_run_is_counted_as_canceled_not_failed() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "gate"]);
+    s.ok(&["task", "add", "two"]);
+    let (agent, order, _release) = agent(&s);
+    let child = s
+        .cmd(&["run", "--agent-cmd", &agent, "--concurrency", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("task 1's agent", 30, || order.exists());
+    s.ok(&["task", "cancel", "1"]);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("done: 1   failed: 0") && stdout.contains("canceled: 1"),
+        "{stdout}"
+    );
+    assert_eq!(s.status(1).as_deref(), Some("canceled"));
+}

@@ -18,7 +18,8 @@ use crate::output;
 use crate::reporter::{self, Mode};
 
 /// The exit code of a run in which some claimed task did not end `done` (failed,
-/// blocked, or released to the backlog by a halt).
+/// blocked, or released to the backlog by a halt). A task a person canceled is not a
+/// failure.
 pub const EXIT_SOME_FAILED: u8 = 3;
 /// The exit code when the integration ref was moved outside orch (it holds work no
 /// one validated).
@@ -101,7 +102,11 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
         EXIT_REF_MOVED
     } else if interrupted || summary.state == RunState::Canceled {
         EXIT_INTERRUPTED
-    } else if summary.tasks.iter().any(|(_, s)| *s != TaskStatus::Done) {
+    } else if summary
+        .tasks
+        .iter()
+        .any(|(_, s)| !matches!(s, TaskStatus::Done | TaskStatus::Canceled))
+    {
         // Failed, blocked, or released by a halt: not every claimed task is done.
         EXIT_SOME_FAILED
     } else {

@@ -90,8 +90,12 @@ pub fn print_summary(s: &RunSummary, json: bool) -> anyhow::Result<()> {
         _ => "ended",
     };
     println!("Run {} {state}.", s.run);
+    let canceled = match count(TaskStatus::Canceled) {
+        0 => String::new(),
+        n => format!("   canceled: {n}"),
+    };
     println!(
-        "  done: {}   failed: {}   blocked: {}   back in the backlog: {}",
+        "  done: {}   failed: {}   blocked: {}   back in the backlog: {}{canceled}",
         count(TaskStatus::Done),
         count(TaskStatus::Failed),
         count(TaskStatus::Blocked),
