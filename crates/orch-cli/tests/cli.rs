@@ -993,7 +993,8 @@ fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
         r.stdout
     );
     let status = run.wait().unwrap();
-    assert_eq!(status.code(), Some(3), "a canceled task is not done");
+    // A person's cancel is not a failure of the run: the other task is done.
+    assert_eq!(status.code(), Some(0));
     let st = s.statuses();
     assert_eq!(st, vec!["canceled", "done"]);
     let pid: u32 = std::fs::read_to_string(&pid_file)
