@@ -601,7 +601,7 @@ fn a_run_obeys_every_change_another_terminal_makes() {
 /// user has a hook of their own: none of them runs when orch commits the agent's
 /// leftovers, so none sees orch's environment.
 #[test]
-fn hooks_and_fsmonitors_never_run_in_orchs_git_calls() {
+fn hooks_and_fsmonitors_never_run_and_what_an_agent_plants_is_undone() {
     let s = Sandbox::new();
     s.ok(&["task", "add", "plant"]);
     let seen = s.dir.path().join("hook-saw-env");
@@ -624,12 +624,20 @@ fn hooks_and_fsmonitors_never_run_in_orchs_git_calls() {
         .env("SECRET_TOKEN", "hunter2")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // Planting them is the agent's failure, and orch undoes it.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("changed the repository's shared git files (config changed; hooks/post-index-change added); orch undid it"),
+        "{stderr}"
     );
+    assert!(
+        !hooks.join("post-index-change").exists(),
+        "the planted hook stayed"
+    );
+    let config = std::fs::read_to_string(s.repo().join(".git/config")).unwrap();
+    assert!(!config.contains("fsmonitor"), "{config}");
+    assert!(user_hook.exists(), "the user's own hook was touched");
     for who in ["user", "agent", "fsmonitor"] {
         let p = format!("{}.{who}", seen.display());
         assert!(

@@ -95,3 +95,8 @@ pub struct Inventory {
     /// `orch/*` branches, integration branches included.
     pub branches: Vec<BranchInfo>,
 }
+
+/// The repository's shared git files an agent must not change (`config`, `hooks/`,
+/// `info/` under the common git directory), by path relative to it, with their bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedGitState(pub std::collections::BTreeMap<String, Vec<u8>>);

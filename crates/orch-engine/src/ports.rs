@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use orch_core::Task;
 use orch_core::config::MergeStyle;
-use orch_core::ports::{Leftovers, MergeOutcome};
+use orch_core::ports::{Leftovers, MergeOutcome, SharedGitState};
 use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
 use orch_git::{Git, GitError};
 use orch_store::{Control, Store, StoreError};
@@ -61,6 +61,10 @@ pub trait GitPort: Send + Sync + 'static {
         expected: &CommitId,
         new: &CommitId,
     ) -> Result<(), RefError>;
+    /// The repository's shared git files (config, hooks, `info/`), before an agent runs.
+    fn shared_state(&self) -> Result<SharedGitState, String>;
+    /// Puts back what differs from `before`, and names it.
+    fn restore_shared_state(&self, before: &SharedGitState) -> Result<Vec<String>, String>;
     /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String>;
     /// Removes a pin.
@@ -179,6 +183,12 @@ impl GitPort for Git {
     }
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String> {
         Git::pin(self, reference, commit).map_err(text)
+    }
+    fn shared_state(&self) -> Result<SharedGitState, String> {
+        Git::shared_state(self).map_err(text)
+    }
+    fn restore_shared_state(&self, before: &SharedGitState) -> Result<Vec<String>, String> {
+        Git::restore_shared_state(self, before).map_err(text)
     }
     fn unpin(&self, reference: &str) -> Result<(), String> {
         Git::unpin(self, reference).map_err(text)

@@ -99,6 +99,15 @@ impl GitPort for FakeGit {
             rewrote_history: false,
         })
     }
+    fn shared_state(&self) -> Result<orch_core::ports::SharedGitState, String> {
+        Ok(Default::default())
+    }
+    fn restore_shared_state(
+        &self,
+        _: &orch_core::ports::SharedGitState,
+    ) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
     fn pin(&self, _: &str, _: &CommitId) -> Result<(), String> {
         // The fake keeps every object; pins only matter to a real git gc.
         Ok(())

@@ -74,6 +74,9 @@ pub enum GitError {
     /// Not a linked worktree of this repository.
     #[error("{0} is not a linked worktree of this repository")]
     NotAWorktree(PathBuf),
+    /// The repository's shared git files could not be read or put back.
+    #[error("cannot put back the repository's shared git files: {0}")]
+    SharedFiles(String),
     /// The commit is not in the object database (pruned by `git gc`, or never written).
     #[error(
         "commit {0} is missing from the repository's objects (pruned by `git gc`?); the ref was not moved"

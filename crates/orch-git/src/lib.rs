@@ -18,6 +18,7 @@ mod base;
 mod error;
 mod inventory;
 mod merge;
+mod shared;
 mod worktree;
 
 use std::path::{Path, PathBuf};

@@ -427,6 +427,12 @@ impl Orchestrator {
 
 /// What the agent did to its branch that it must not: the retry prompt quotes it.
 fn misbehaviour(c: &Changes) -> Option<String> {
+    if !c.tampered.is_empty() {
+        return Some(format!(
+            "the agent changed the repository's shared git files ({}); orch undid it. An agent may change only its worktree",
+            c.tampered.join("; ")
+        ));
+    }
     if let Some(to) = &c.branch_moved {
         return Some(format!(
             "the agent moved the worktree off its branch (HEAD is now {to}); it must commit on the branch it was given, without switching branches or detaching HEAD"

@@ -112,6 +112,10 @@ pub struct Changes {
     /// history (reset, rebase, amend of the base). The agent's failure.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rewrote_history: bool,
+    /// What the agent changed in the repository's shared git files (hooks, config,
+    /// `info/`), found and undone by the engine. The agent's failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tampered: Vec<String>,
 }
 
 impl Changes {
@@ -122,6 +126,7 @@ impl Changes {
             empty,
             branch_moved: None,
             rewrote_history: false,
+            tampered: Vec::new(),
         }
     }
 }

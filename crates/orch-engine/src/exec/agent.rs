@@ -44,12 +44,7 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         .await
         .expect("the semaphore is never closed");
     let prompt_path = dir.join("prompt.md");
-    let text = render(
-        &ctx,
-        attempt,
-        ask.note.as_deref(),
-        ask.previous_failure.as_ref(),
-    );
+    let text = render(&ctx, &ask);
     if let Err(e) = std::fs::write(&prompt_path, text) {
         return failed(format!("writing the prompt: {e}"));
     }
@@ -61,12 +56,10 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         artifacts: dir.display().to_string(),
         task_id: attempt.task.0,
         attempt: attempt.number,
-        session_id: ask
-            .resume_session
-            .filter(|_| preset.is_none_or(|p| p.resume.is_some())),
+        session_id: ask.resume_session.clone(),
         gates: ctx.cfg.config.validate.worker.clone(),
     };
-    let line = prompt::render_command(&ctx.cfg.agent_command, preset, &values);
+    let line = command_line(&ctx, values);
     let spec = CommandSpec {
         program: Program::Shell(line),
         cwd: wt.clone(),
@@ -81,12 +74,18 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         hard_kill: Some(stop.kill.clone()),
         log_frame: false,
     };
+    // What the agent could plant in the shared .git (hooks, config, info/), to undo.
+    let git = ctx.git.clone();
+    let shared = blocking(move || git.shared_state())
+        .await
+        .ok()
+        .and_then(Result::ok);
     let exit = run_streamed(&ctx, attempt, &spec, &stop).await;
     let report = output::final_report(&ctx, &spec, &exit);
     let scratch = preset.map_or(vec![], |p| {
         p.scratch.iter().map(|s| (*s).to_owned()).collect()
     });
-    let changes = commit(&ctx, attempt, wt, ask.base.clone(), scratch).await;
+    let changes = commit(&ctx, attempt, wt, ask.base.clone(), scratch, shared).await;
     // On disk before the core hears of it: a resume after a crash in between goes on
     // from this work instead of running the agent again.
     let f = FinishedAgent {
@@ -104,8 +103,38 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     }
 }
 
-/// Commits what the agent left, except its CLI's scratch files.
+/// The agent's command line: the template filled in (a session to resume only where
+/// the preset can).
+fn command_line(ctx: &Ctx, mut values: prompt::CommandValues) -> String {
+    let preset = ctx.preset();
+    if preset.is_some_and(|p| p.resume.is_none()) {
+        values.session_id = None;
+    }
+    prompt::render_command(&ctx.cfg.agent_command, preset, &values)
+}
+
+/// Commits what the agent left, except its CLI's scratch files, and puts back what
+/// it changed in the shared git files since `shared` was taken (naming it).
 async fn commit(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    wt: std::path::PathBuf,
+    base: CommitId,
+    scratch: Vec<String>,
+    shared: Option<orch_core::ports::SharedGitState>,
+) -> Option<Changes> {
+    let mut changes = commit_leftovers(ctx, attempt, wt, base, scratch).await;
+    if let (Some(before), Some(c)) = (shared, changes.as_mut()) {
+        let git = ctx.git.clone();
+        match blocking(move || git.restore_shared_state(&before)).await {
+            Ok(Ok(undone)) => c.tampered = undone,
+            Ok(Err(e)) | Err(e) => c.tampered = vec![e],
+        }
+    }
+    changes
+}
+
+async fn commit_leftovers(
     ctx: &Ctx,
     attempt: AttemptId,
     wt: std::path::PathBuf,
@@ -124,15 +153,16 @@ async fn commit(
             empty: l.empty,
             branch_moved: l.branch_moved,
             rewrote_history: l.rewrote_history,
+            tampered: Vec::new(),
         })
 }
 
-fn render(
-    ctx: &Ctx,
-    attempt: AttemptId,
-    note: Option<&str>,
-    failure: Option<&FailureKind>,
-) -> String {
+fn render(ctx: &Ctx, ask: &Ask) -> String {
+    let (attempt, note, failure) = (
+        ask.attempt,
+        ask.note.as_deref(),
+        ask.previous_failure.as_ref(),
+    );
     let Some(t) = ctx.task(attempt.task) else {
         return String::new();
     };
