@@ -928,3 +928,38 @@ fn a_task_canceled_during_a_run_is_counted_as_canceled_not_failed() {
     );
     assert_eq!(s.status(1).as_deref(), Some("canceled"));
 }
+
+/// A daemon an agent starts with `setsid env -i` (no run tag, its own session) does
+/// not outlive the run: orch is a child subreaper, so the daemon becomes its child,
+/// and orch stops what is left when the run ends.
+#[test]
+fn a_setsid_daemon_an_agent_leaves_does_not_outlive_the_run() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "daemon"]);
+    // A sleep long and odd enough to be this test's alone.
+    let secs = 3000 + std::process::id() % 1000;
+    let marker = format!("sleep\0{secs}\0");
+    let agent = format!(
+        "setsid env -i /bin/sleep {secs} </dev/null >/dev/null 2>&1 & sleep 1; echo x > x.txt"
+    );
+    let out = s.cmd(&["run", "--agent-cmd", &agent]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let alive: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.ends_with(marker.as_bytes()))
+        })
+        .collect();
+    for pid in &alive {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(
+        alive.is_empty(),
+        "the daemon outlived the run: {alive:?}\n{stderr}"
+    );
+    assert!(stderr.contains("that agents left running"), "{stderr}");
+}

@@ -55,6 +55,7 @@ pub use handle::{Progress, RunHandle, RunUpdate, Subscription};
 pub use lease::{interrupted_runs, kill_run_processes};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
+pub use orch_validate::{become_subreaper, stop_orphans};
 pub use planner::parse_proposals;
 pub use stored::{StoredEngine, StoredRun};
 

@@ -18,7 +18,7 @@ pub mod runner;
 
 pub use artifacts::{Artifacts, GcReport, Kept, Retention};
 pub use gate::{CommandResult, GateResult, GateSpec, run_gate};
-pub use procs::{RUN_TAG, Stopped, TaggedProcess};
+pub use procs::{RUN_TAG, Stopped, TaggedProcess, become_subreaper, stop_orphans};
 pub use pump::run;
 pub use runner::{
     CommandSpec, Environment, Line, Outcome, Program, Report, RunError, Stream, name_matches,

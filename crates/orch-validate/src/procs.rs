@@ -159,3 +159,72 @@ fn is_zombie(pid: i32) -> bool {
 pub fn pid_alive(pid: i32) -> bool {
     pid > 0 && !is_zombie(pid) && nix::sys::signal::kill(Pid::from_raw(pid), None::<Signal>).is_ok()
 }
+
+/// Makes this process a child subreaper: a process an agent starts and abandons
+/// (`setsid`, a double fork) becomes this process's child instead of init's, so
+/// [`stop_orphans`] finds it even without a run tag. False where the kernel refuses.
+pub fn become_subreaper() -> bool {
+    nix::sys::prctl::set_child_subreaper(true).is_ok()
+}
+
+/// Ends every process left as this process's child (with a subreaper, what agents
+/// abandoned): SIGTERM, up to `grace`, then SIGKILL, and again for what they in turn
+/// leave, a few rounds. Returns the pids it stopped. Call it when nothing of this
+/// process's own should be running (a run has ended).
+pub fn stop_orphans(grace: Duration) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut stopped = Vec::new();
+    for _ in 0..4 {
+        let children: Vec<i32> = all_pids()
+            .filter(|p| parent_of(*p) == Some(me) && !is_zombie(*p))
+            .collect();
+        if children.is_empty() {
+            break;
+        }
+        for c in &children {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*c), Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(Pid::from_raw(*c), Signal::SIGCONT);
+        }
+        let deadline = Instant::now() + grace;
+        while children.iter().any(|c| pid_alive(*c)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            reap();
+        }
+        for c in &children {
+            if pid_alive(*c) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*c), Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        reap();
+        stopped.extend(children);
+    }
+    stopped
+}
+
+/// Collects the exit status of any child that has ended, so it is not left a zombie.
+fn reap() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(s) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+fn all_pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

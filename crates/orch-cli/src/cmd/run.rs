@@ -29,6 +29,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// `orch run [--resume]` and `orch run resume [RUN]`.
 pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
+    // What an agent starts and abandons (a `setsid` daemon) becomes orch's child, so
+    // it is found and stopped when the run ends.
+    let subreaper = orch_engine::become_subreaper();
     let opened = ctx.open().await?;
     let target = match &args.command {
         Some(RunCommand::Resume { run }) => Target::Resume(run.clone().map(RunId)),
@@ -40,6 +43,19 @@ pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
     let code = start(ctx, args, &opened, target)
         .await
         .map(|(code, _)| code);
+    if subreaper {
+        let left = tokio::task::spawn_blocking(|| {
+            orch_engine::stop_orphans(std::time::Duration::from_secs(2))
+        })
+        .await
+        .unwrap_or_default();
+        if !left.is_empty() {
+            eprintln!(
+                "orch: stopped {} process(es) that agents left running: {left:?}",
+                left.len()
+            );
+        }
+    }
     opened.store.close().await?;
     code
 }
