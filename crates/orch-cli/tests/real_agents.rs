@@ -195,13 +195,7 @@ fn claude_as_shipped_writes_merges_reports_cost_and_resumes_a_retry() {
         "Fix on retry",
         "Write status.txt.\nstand-in: first-only write status.txt broken\nstand-in: retry-only write status.txt fixed\n",
     );
-    let out = s.run(&["run", "--agent", "claude", "--validate", "sh gate.sh"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = s.ok(&["run", "--agent", "claude", "--validate", "sh gate.sh"]);
     for t in 1..=4 {
         assert_eq!(s.status(t), "done", "task {t}: {}", text(&out.stdout));
     }
@@ -293,7 +287,7 @@ fn a_rate_limit_opens_the_breaker_which_a_probe_closes() {
     s.add("Two", "stand-in: write two.txt 2\n");
     // Claude retries a 429 itself; the third retry in a row is a quota signal.
     s.api.rate_limit_next(3);
-    let out = s.run(&[
+    s.ok(&[
         "run",
         "--agent",
         "claude",
@@ -304,12 +298,6 @@ fn a_rate_limit_opens_the_breaker_which_a_probe_closes() {
         "-c",
         "policy.max_attempts=1",
     ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
     // One attempt allowed, yet both are done: the quota failure spent none.
     assert_eq!((s.status(1), s.status(2)), ("done".into(), "done".into()));
     let run = s.last_run();
@@ -359,7 +347,7 @@ fn a_task_budget_stops_the_agent_and_a_dash_prompt_is_not_an_option() {
     let tpl = s.dir.path().join("dash.md");
     std::fs::write(&tpl, "--help {title}\n\n{body}\n").unwrap();
     s.add("Dash", "stand-in: write dash.txt ok\n");
-    let out = s.run(&[
+    s.ok(&[
         "run",
         "--agent",
         "claude",
@@ -368,12 +356,6 @@ fn a_task_budget_stops_the_agent_and_a_dash_prompt_is_not_an_option() {
         "-c",
         &format!("agent.prompt_template={}", tpl.display()),
     ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
     assert_eq!(s.status(2), "done");
     let seen = s.api.requests().iter().any(|r| {
         serde_json::to_string(&r["messages"])
@@ -394,7 +376,7 @@ fn claude_as_the_planner_orders_the_claims_and_its_usage_counts() {
         "The planner's pick",
         "stand-in: plan-first\nstand-in: write pick.txt 2\n",
     );
-    let out = s.run(&[
+    s.ok(&[
         "run",
         "--agent",
         "claude",
@@ -403,12 +385,6 @@ fn claude_as_the_planner_orders_the_claims_and_its_usage_counts() {
         "-c",
         "run.concurrency=1",
     ]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
     assert_eq!((s.status(1), s.status(2)), ("done".into(), "done".into()));
     let run = s.last_run();
     let id = run["id"].as_str().unwrap();
@@ -445,13 +421,7 @@ fn opencode_as_shipped_writes_merges_reports_cost_and_retries() {
         "Fix on retry",
         "Write status.txt.\nstand-in: first-only write status.txt broken\nstand-in: retry-only write status.txt fixed\n",
     );
-    let out = s.run(&["run", "--agent", "opencode", "--validate", "sh gate.sh"]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    s.ok(&["run", "--agent", "opencode", "--validate", "sh gate.sh"]);
     assert_eq!((s.status(1), s.status(2)), ("done".into(), "done".into()));
     let run = s.last_run();
     let integration = format!("orch/{}/integration", run["id"].as_str().unwrap());

@@ -47,14 +47,7 @@ impl AgentCheck {
 /// home directory `home` would run it.
 pub fn check(spec: &PresetSpec, env: &Environment, home: Option<&Path>) -> AgentCheck {
     let vars = env.resolve();
-    let path_var = vars
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let found = std::env::split_paths(&path_var)
-        .map(|d| d.join(spec.binary))
-        .find(|p| p.is_file());
+    let found = on_path(spec.binary, &vars);
     let mut c = AgentCheck {
         preset: spec.preset.to_string(),
         binary: spec.binary.to_owned(),
@@ -129,15 +122,8 @@ pub fn warm_up(spec: &PresetSpec, env: &Environment) -> Result<(), String> {
         return Ok(());
     }
     let vars = env.resolve();
-    let path_var = vars
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
-    let bin = std::env::split_paths(&path_var)
-        .map(|d| d.join(spec.binary))
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("`{}` is not on PATH", spec.binary))?;
+    let bin =
+        on_path(spec.binary, &vars).ok_or_else(|| format!("`{}` is not on PATH", spec.binary))?;
     run(&bin, spec.warm_up, &vars).map(|_| ()).map_err(|e| {
         format!(
             "`{} {}` (its first-use setup) failed: {e}",
@@ -145,6 +131,14 @@ pub fn warm_up(spec: &PresetSpec, env: &Environment) -> Result<(), String> {
             spec.warm_up.join(" ")
         )
     })
+}
+
+/// Where the `PATH` among `vars` finds `binary`.
+fn on_path(binary: &str, vars: &[(String, String)]) -> Option<PathBuf> {
+    let path = vars.iter().find(|(k, _)| k == "PATH")?;
+    std::env::split_paths(&path.1)
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
 }
 
 /// The first `N.N.N` in `text`.

@@ -32,12 +32,26 @@ pub fn preset_of(config: &Config, agent_command: &str) -> Option<&'static preset
 /// The variables an agent may see: `agent.env_allow`, `agent.env_extra`, and what
 /// its preset's CLI reads.
 pub fn agent_env_allow(config: &Config, agent_command: &str) -> Vec<String> {
-    let a = &config.agent;
-    let mut allow: Vec<String> = a.env_allow.iter().chain(&a.env_extra).cloned().collect();
-    if let Some(p) = preset_of(config, agent_command) {
-        allow.extend(p.env.iter().map(|s| (*s).to_owned()));
+    match preset_of(config, agent_command) {
+        Some(p) => preset_env_allow(config, p),
+        None => {
+            let a = &config.agent;
+            a.env_allow.iter().chain(&a.env_extra).cloned().collect()
+        }
     }
-    allow
+}
+
+/// The variables `spec`'s CLI may see under `config`, whichever agent `config` runs:
+/// `agent.env_allow`, `agent.env_extra`, and what the CLI reads.
+pub fn preset_env_allow(config: &Config, spec: &presets::PresetSpec) -> Vec<String> {
+    let a = &config.agent;
+    let own = spec.env.iter().map(|s| (*s).to_owned());
+    a.env_allow
+        .iter()
+        .chain(&a.env_extra)
+        .cloned()
+        .chain(own)
+        .collect()
 }
 
 /// The preflight of a run's agent, when it is a preset: `None` for a custom command.
@@ -46,10 +60,7 @@ pub fn agent_preflight(cfg: &EngineConfig) -> Option<crate::agents::AgentCheck> 
     let spec = preset_of(&cfg.config, &cfg.agent_command)?;
     let mut check = check_preset(&cfg.config, spec);
     if check.ok() {
-        let env = orch_validate::Environment::inherit(
-            &agent_env_allow(&cfg.config, spec.command),
-            Vec::new(),
-        );
+        let env = orch_validate::Environment::inherit(&preset_env_allow(&cfg.config, spec), vec![]);
         if let Err(e) = crate::agents::warm_up(spec, &env) {
             check.problems.push(e);
         }
@@ -59,9 +70,7 @@ pub fn agent_preflight(cfg: &EngineConfig) -> Option<crate::agents::AgentCheck> 
 
 /// Checks `spec` as `config` would run it: with the environment its agent would see.
 pub fn check_preset(config: &Config, spec: &presets::PresetSpec) -> crate::agents::AgentCheck {
-    let mut c = config.clone();
-    c.agent.preset = spec.preset;
-    let env = orch_validate::Environment::inherit(&agent_env_allow(&c, spec.command), Vec::new());
+    let env = orch_validate::Environment::inherit(&preset_env_allow(config, spec), vec![]);
     let home = std::env::var_os("HOME").map(PathBuf::from);
     crate::agents::check(spec, &env, home.as_deref())
 }

@@ -11,7 +11,6 @@
 //! crash can leave agents running until they exit on their own.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -34,11 +33,18 @@ pub struct TaggedProcess {
 }
 
 /// Reads `/proc/<pid>/stat`'s process group (field 5, after the parenthesised name).
-fn pgid_of(pid: i32) -> Option<i32> {
+/// Field `n` of `/proc/<pid>/stat` after the command name: 0 state, 1 ppid, 2 pgrp.
+fn stat_field(pid: i32, n: usize) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // state ppid pgrp ...
-    rest.split_whitespace().nth(2)?.parse().ok()
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(n)?
+        .parse()
+        .ok()
+}
+
+fn pgid_of(pid: i32) -> Option<i32> {
+    stat_field(pid, 2)
 }
 
 fn tag_of(pid: i32) -> Option<String> {
@@ -66,12 +72,7 @@ fn command_of(pid: i32) -> String {
 pub fn tagged(wanted: impl Fn(&str) -> bool) -> Vec<TaggedProcess> {
     let me = std::process::id() as i32;
     let my_group = pgid_of(me);
-    let Ok(dir) = std::fs::read_dir(Path::new("/proc")) else {
-        return Vec::new();
-    };
-    let mut found: Vec<TaggedProcess> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    let mut found: Vec<TaggedProcess> = all_pids()
         .filter(|pid| *pid != me)
         .filter_map(|pid| {
             let run = tag_of(pid).filter(|r| wanted(r))?;
@@ -137,12 +138,7 @@ pub fn stop_groups(wanted: impl Fn(&str) -> bool, grace: Duration) -> Stopped {
 fn group_alive(pgid: i32) -> bool {
     // Signal 0 checks for existence without sending anything.
     killpg(Pid::from_raw(pgid), None::<Signal>).is_ok()
-        && std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .any(|pid| pgid_of(pid) == Some(pgid) && !is_zombie(pid))
+        && all_pids().any(|pid| pgid_of(pid) == Some(pgid) && !is_zombie(pid))
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -176,7 +172,7 @@ pub fn stop_orphans(grace: Duration) -> Vec<i32> {
     let mut stopped = Vec::new();
     for _ in 0..4 {
         let children: Vec<i32> = all_pids()
-            .filter(|p| parent_of(*p) == Some(me) && !is_zombie(*p))
+            .filter(|p| stat_field(*p, 1) == Some(me) && !is_zombie(*p))
             .collect();
         if children.is_empty() {
             break;
@@ -218,13 +214,4 @@ fn all_pids() -> impl Iterator<Item = i32> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

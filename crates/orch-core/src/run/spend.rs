@@ -115,6 +115,9 @@ impl Orchestrator {
     /// The task's cap, in words, if its attempts have reached it.
     pub(super) fn task_over_budget(&self, task: TaskId) -> Option<String> {
         let caps = self.caps();
+        if caps.task_usd.is_zero() && caps.task_tokens == 0 {
+            return None;
+        }
         over(
             caps.task_usd,
             caps.task_tokens,
@@ -144,10 +147,11 @@ impl Orchestrator {
             self.spend.stopped.insert(a, detail);
             self.abort(a, Abort::Budget);
         }
-        if self.spend.run_spent {
+        let caps = self.caps();
+        // Without a run cap there is nothing to sum (this runs on every agent report).
+        if self.spend.run_spent || (caps.run_usd.is_zero() && caps.run_tokens == 0) {
             return;
         }
-        let caps = self.caps();
         if let Some(detail) = over(caps.run_usd, caps.run_tokens, &self.run_usage(), "the run") {
             self.spend.run_spent = true;
             self.persist(RunEvent::BudgetSpent {

@@ -101,14 +101,12 @@ fn request(ctx: &Ctx, ask: &Ask) -> Request {
 fn command(ctx: &Ctx, planner: &str, preset: Option<&PlannerSpec>, req: &Request) -> CommandSpec {
     let (line, stdin, allow) = match preset {
         Some(p) => {
-            let mut c = ctx.cfg.config.clone();
-            c.agent.preset = p.preset;
-            let cli = crate::presets::template(p.preset).unwrap_or_default();
             let schema = crate::prompt::shell_quote(crate::planner::SCHEMA);
+            let cli = crate::presets::spec(p.preset).expect("every planner preset is a preset");
             (
                 p.command.replace("{schema}", &schema),
                 crate::planner::prompt(req).into_bytes(),
-                crate::setup::agent_env_allow(&c, cli),
+                crate::setup::preset_env_allow(&ctx.cfg.config, cli),
             )
         }
         None => (
