@@ -180,9 +180,9 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
         "only {killed} of {kills} kills landed before the run finished (in round {round}); it needs more tasks"
     );
     println!("      chaos: {killed} kills in {round} rounds; run {run}");
-    check(s, &run, tasks)?;
+    check(s, tasks)?;
     // Resuming a finished run again changes nothing.
-    let head = sh(&s.repo(), &format!("git rev-parse orch/{run}/integration"))?;
+    let head = sh(&s.repo(), "git rev-parse orch/integration")?;
     let before = s.statuses()?;
     let o = s.orch(&["run", "resume", &run])?;
     ensure!(
@@ -193,13 +193,13 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
     );
     ensure!(s.statuses()? == before, "a second resume changed the board");
     ensure!(
-        sh(&s.repo(), &format!("git rev-parse orch/{run}/integration"))? == head,
+        sh(&s.repo(), "git rev-parse orch/integration")? == head,
         "a second resume moved the integration branch"
     );
     Ok(())
 }
 
-fn check(s: &Sandbox, run: &str, tasks_added: usize) -> Result<()> {
+fn check(s: &Sandbox, tasks_added: usize) -> Result<()> {
     // Every task done: the agents always succeed, and interrupted attempts do not
     // spend the budget.
     let statuses = s.statuses()?;
@@ -208,24 +208,21 @@ fn check(s: &Sandbox, run: &str, tasks_added: usize) -> Result<()> {
         "not every task is done: {statuses:?}"
     );
     // Each task's change is in the integration branch, and merged exactly once.
-    let subjects = sh(
-        &s.repo(),
-        &format!("git log --format=%s orch/{run}/integration"),
-    )?;
+    let subjects = sh(&s.repo(), "git log --format=%s orch/integration")?;
     let tasks: Value = serde_json::from_str(&s.ok(&["task", "list", "--json"])?)?;
     for t in tasks.as_array().context("task list")? {
         let (id, title) = (
             t["id"].as_i64().context("id")?,
             t["title"].as_str().context("title")?,
         );
-        let content = s.integration_file(run, &format!("{title}.txt"));
+        let content = s.integration_file(&format!("{title}.txt"));
         ensure!(
             content.as_deref() == Some(title),
             "{title}.txt in the integration branch is {content:?}"
         );
         let merges = subjects
             .lines()
-            .filter(|l| l.starts_with(&format!("orch: merge task-{id}-")))
+            .filter(|l| l.starts_with(&format!("Merge task-{id}: ")))
             .count();
         ensure!(merges == 1, "task {id} was merged {merges} times");
     }
@@ -349,7 +346,7 @@ fn check(s: &Sandbox, run: &str, tasks_added: usize) -> Result<()> {
     )?;
     let unexpected: Vec<&str> = branches
         .lines()
-        .filter(|b| *b != format!("orch/{run}/integration") && !retained.contains(b))
+        .filter(|b| *b != "orch/integration" && !retained.contains(b))
         .collect();
     ensure!(unexpected.is_empty(), "branches left: {branches}");
     // No orch and no agent is alive.

@@ -140,12 +140,8 @@ impl Sandbox {
         Ok(v[0]["id"].as_str().context("a run exists")?.to_owned())
     }
 
-    pub(crate) fn integration_file(&self, run: &str, file: &str) -> Option<String> {
-        sh(
-            &self.repo(),
-            &format!("git show orch/{run}/integration:{file}"),
-        )
-        .ok()
+    pub(crate) fn integration_file(&self, file: &str) -> Option<String> {
+        sh(&self.repo(), &format!("git show orch/integration:{file}")).ok()
     }
 
     /// The checks that follow every scenario.
@@ -160,10 +156,7 @@ impl Sandbox {
             "processes left running: {leftovers:?}"
         );
         if let Ok(run) = self.last_run() {
-            let head = sh(
-                &self.repo(),
-                &format!("git rev-parse orch/{run}/integration"),
-            )?;
+            let head = sh(&self.repo(), "git rev-parse orch/integration")?;
             let base = sh(&self.repo(), "git rev-parse main")?;
             if head != base {
                 let events = self.ok(&["--json", "events", "--run", &run])?;
@@ -234,10 +227,9 @@ const SCENARIOS: &[Scenario] = &[
             code == 0 && st.iter().all(|(_, s)| s == "done"),
             "{code} {st:?}"
         );
-        let run = s.last_run()?;
         for t in ["alpha", "beta", "gamma"] {
             ensure!(
-                s.integration_file(&run, &format!("{t}.txt")).as_deref() == Some(t),
+                s.integration_file(&format!("{t}.txt")).as_deref() == Some(t),
                 "{t}.txt missing"
             );
         }
@@ -274,8 +266,7 @@ const SCENARIOS: &[Scenario] = &[
                 "! grep -rq BREAK --include=*.txt .",
             ])?;
             ensure!(code == 3 && s.status_of("breaker")? == "failed", "{code}");
-            let run = s.last_run()?;
-            let head = sh(&s.repo(), &format!("git rev-parse orch/{run}/integration"))?;
+            let head = sh(&s.repo(), "git rev-parse orch/integration")?;
             ensure!(
                 head == sh(&s.repo(), "git rev-parse main")?,
                 "the integration ref moved to unvalidated work"
@@ -298,9 +289,7 @@ const SCENARIOS: &[Scenario] = &[
             "test -f chain.txt",
         ])?;
         ensure!(code == 0, "{code}");
-        let chain = s
-            .integration_file(&s.last_run()?, "chain.txt")
-            .unwrap_or_default();
+        let chain = s.integration_file("chain.txt").unwrap_or_default();
         ensure!(chain == "one\ntwo\nthree", "chain.txt is {chain:?}");
         Ok(())
     }),

@@ -74,6 +74,13 @@ pub enum Command {
     /// Remove the worktrees and branches that no live attempt uses, and report what was
     /// kept and why. Integration branches are kept for review.
     Cleanup(CleanupArgs),
+    /// The integration line: where it is, how far ahead of the base and the target,
+    /// which tasks it holds, and what waits to land.
+    Status,
+    /// Land the integration line's validated work: fast-forward the target branch (by
+    /// compare-and-swap; a target that moved on is merged in and validated first),
+    /// and with --push, push the line and the target to run.remote.
+    Land(LandArgs),
     /// The audit log: every change to the board and every decision of every run.
     Events(EventsArgs),
     /// An attempt's logs: the agent's output and the gates'.
@@ -98,6 +105,21 @@ pub enum AgentsCommand {
         #[arg(value_parser = preset)]
         preset: Option<orch_engine::core::config::Preset>,
     },
+}
+
+/// `orch land`
+#[derive(Debug, Args)]
+pub struct LandArgs {
+    /// Also push the line (and the landed target) to run.remote; never forced.
+    #[arg(long)]
+    pub push: bool,
+    /// Only push; leave the target branch alone.
+    #[arg(long, requires = "push")]
+    pub no_fast_forward: bool,
+    /// When the target is checked out and clean, update its files too (as
+    /// `git merge --ff-only` would); without it, orch prints the command to run.
+    #[arg(long)]
+    pub update_checkout: bool,
 }
 
 /// `orch cleanup`

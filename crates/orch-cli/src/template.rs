@@ -15,7 +15,11 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # base = "HEAD"                  # a branch, tag, commit, or origin/<branch>
 # offline = "use-cached"         # or "fail"
 # merge_style = "merge"          # or "squash"
-# finish = "leave"               # or "fast-forward" (main, by compare-and-swap)
+# finish = "leave"               # or "fast-forward" (the target, by compare-and-swap), "push", "fast-forward+push"
+# integration_branch = "orch/integration"  # the line every run builds on; or "per-run"
+# target = ""                    # the branch finish lands on; empty: the branch run.base names
+# remote = "origin"              # where finish = "push" pushes
+# commit_template = ""           # a task commit's first lines: {title} {body} {key} {task_id} {run} {attempt}
 # planner = ""                   # empty: the built-in scheduler; else a command
 # lease_ttl = "30s"              # a crashed orch's run is taken over after this
 # store_patience = "2m"          # a busy or unreachable database is waited out this long

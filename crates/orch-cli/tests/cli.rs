@@ -616,7 +616,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         .ok(&["--repo", dir.to_str().unwrap(), "--json", "run", "list"])
         .json();
     let run = runs[0]["id"].as_str().unwrap().to_owned();
-    let branch = format!("orch/{run}/integration");
+    let branch = "orch/integration";
     let calc = git_cmd()
         .arg("-C")
         .arg(&dir)
@@ -649,7 +649,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
     let head = git_cmd()
         .arg("-C")
         .arg(&dir)
-        .args(["rev-parse", &branch])
+        .args(["rev-parse", branch])
         .output()
         .unwrap();
     let head = String::from_utf8(head.stdout).unwrap().trim().to_owned();
@@ -852,7 +852,7 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
     let hello = git_cmd()
         .arg("-C")
         .arg(s.repo())
-        .args(["show", &format!("orch/{run}/integration:hello.txt")])
+        .args(["show", "orch/integration:hello.txt"])
         .output()
         .unwrap();
     assert_eq!(
@@ -1031,7 +1031,7 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         "{dry}"
     );
     assert!(
-        !dry.contains("integration\n") && !dry.contains(&format!("orch/{run}/integration")),
+        !dry.contains("integration\n") && !dry.contains("orch/integration"),
         "{dry}"
     );
     let out = s.ok(&["cleanup"]).stdout;
@@ -1069,7 +1069,7 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         .unwrap();
     assert_eq!(
         String::from_utf8(branches.stdout).unwrap().trim(),
-        format!("orch/{run}/integration")
+        "orch/integration"
     );
 }
 

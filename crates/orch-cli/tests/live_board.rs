@@ -317,7 +317,7 @@ fn a_ref_moved_outside_orch_is_reported_not_trusted() {
     let s = Sandbox::new();
     s.ok(&["task", "add", "mover"]);
     // The agent moves the integration ref behind orch's back.
-    let agent = "echo x > x.txt; evil=$(git -c user.name=a -c user.email=a@a commit-tree 'HEAD^{tree}' -p HEAD -m evil) && git update-ref refs/heads/orch/$ORCH_RUN_ID/integration $evil";
+    let agent = "echo x > x.txt; evil=$(git -c user.name=a -c user.email=a@a commit-tree 'HEAD^{tree}' -p HEAD -m evil) && git update-ref refs/heads/orch/integration $evil";
     let out = s.cmd(&["run", "--agent-cmd", agent]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(

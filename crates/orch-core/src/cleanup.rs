@@ -31,6 +31,8 @@ pub struct RunFacts {
     pub state: RunState,
     /// Not finished, and no live orch drives it (its orch crashed).
     pub interrupted: bool,
+    /// Its integration branch (the long-lived line, or its own per-run branch).
+    pub line: String,
     /// Its attempts.
     pub attempts: Vec<AttemptFacts>,
 }
@@ -84,7 +86,7 @@ pub fn plan(f: &CleanupFacts<'_>) -> CleanupPlan {
     let wt = |run: &RunId, name: String| f.worktree_root.map(|r| r.join(&run.0).join(name));
     let keep_ms = f.keep_failed.0.as_millis().min(i64::MAX as u128) as i64;
     for r in f.runs {
-        p.live_branches.insert(format!("orch/{}/integration", r.id));
+        p.live_branches.insert(r.line.clone());
         for a in &r.attempts {
             if !matches!(a.phase, AttemptPhase::Failed | AttemptPhase::Canceled) {
                 continue;
@@ -167,6 +169,7 @@ mod tests {
                 id: RunId("r".into()),
                 state: RunState::Running,
                 interrupted: true,
+                line: "orch/r/integration".into(),
                 attempts: vec![
                     attempt(1, AttemptPhase::Running, 0),
                     attempt(2, AttemptPhase::Failed, 9_000),
@@ -178,6 +181,7 @@ mod tests {
                 id: RunId("done".into()),
                 state: RunState::Completed,
                 interrupted: false,
+                line: "orch/done/integration".into(),
                 attempts: vec![],
             },
         ];

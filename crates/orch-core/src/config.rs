@@ -60,8 +60,21 @@ pub struct RunConfig {
     pub offline: Offline,
     /// `merge` or `squash`.
     pub merge_style: MergeStyle,
-    /// `leave` the integration branch, or `fast-forward` main.
+    /// What a run does with its validated work at the end: `leave` it on the
+    /// integration line, `fast-forward` the target branch to it, `push` the line to
+    /// `run.remote`, or `fast-forward+push` both.
     pub finish: Finish,
+    /// The integration line: a long-lived branch every run builds on and advances by
+    /// compare-and-swap, or `per-run` for a fresh `orch/<run>/integration` each run.
+    pub integration_branch: String,
+    /// The branch `finish` fast-forwards; empty: the branch `run.base` names.
+    pub target: String,
+    /// The remote `finish = "push"` pushes to.
+    pub remote: String,
+    /// The first lines of a task's commit message (`{title}`, `{body}`, `{key}`,
+    /// `{task_id}`, `{run}`, `{attempt}`); empty: the task's title. orch's trailers
+    /// (`Orch-Task`, `Orch-Run`, `Orch-Attempt`, `Co-authored-by`) always follow.
+    pub commit_template: String,
     /// Empty: the built-in scheduler; else a planner command.
     pub planner: String,
     /// How long a run's lease outlives its owner's last heartbeat. Another process
@@ -81,11 +94,83 @@ impl Default for RunConfig {
             offline: Offline::UseCached,
             merge_style: MergeStyle::Merge,
             finish: Finish::Leave,
+            integration_branch: DEFAULT_INTEGRATION_BRANCH.into(),
+            target: String::new(),
+            remote: "origin".into(),
+            commit_template: String::new(),
             planner: String::new(),
             lease_ttl: Duration::from_secs(30),
             store_patience: Duration::from_secs(120),
         }
     }
+}
+
+/// The default integration line.
+pub const DEFAULT_INTEGRATION_BRANCH: &str = "orch/integration";
+/// The `run.integration_branch` value for a fresh integration branch per run.
+pub const PER_RUN: &str = "per-run";
+
+impl Finish {
+    /// Whether it moves the target branch.
+    pub fn fast_forwards(self) -> bool {
+        matches!(self, Finish::FastForward | Finish::FastForwardPush)
+    }
+
+    /// Whether it pushes.
+    pub fn pushes(self) -> bool {
+        matches!(self, Finish::Push | Finish::FastForwardPush)
+    }
+}
+
+impl RunConfig {
+    /// The integration branch of `run`: the configured line, or
+    /// `orch/<run>/integration` when it is `per-run`.
+    pub fn line_branch(&self, run: &str) -> String {
+        match self.integration_branch.trim() {
+            PER_RUN => format!("orch/{run}/integration"),
+            b => b.to_owned(),
+        }
+    }
+
+    /// Checks the branch names: what is wrong, naming the key and what is allowed.
+    pub fn check_branches(&self) -> Result<(), String> {
+        let line = self.integration_branch.trim();
+        if line != PER_RUN {
+            check_branch_name("run.integration_branch", line)
+                .map_err(|e| format!("{e}, or \"{PER_RUN}\""))?;
+        }
+        if !self.target.is_empty() {
+            check_branch_name("run.target", &self.target)?;
+            if self.target == line {
+                return Err(format!(
+                    "run.target {:?} is the integration line itself; name the branch work lands on (for example \"main\")",
+                    self.target
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A short branch name git accepts (`git check-ref-format --branch`, in brief).
+pub fn check_branch_name(key: &str, name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.starts_with(['-', '/', '.'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.contains("/.")
+        || name
+            .chars()
+            .any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c));
+    if bad {
+        return Err(format!(
+            "{key} {name:?} is not a branch name git accepts; use letters, digits, `-`, `_`, `.` and `/` (for example \"orch/integration\")"
+        ));
+    }
+    Ok(())
 }
 
 /// `[agent]`
@@ -296,8 +381,10 @@ string_enum!(
 string_enum!(
     /// What happens to the integration branch when a run finishes.
     Finish { /// Leave it for review.
-    Leave = "leave", /// Fast-forward main to it, by compare-and-swap.
-    FastForward = "fast-forward" }
+    Leave = "leave", /// Fast-forward the target branch to it, by compare-and-swap.
+    FastForward = "fast-forward", /// Push the integration line to `run.remote`.
+    Push = "push", /// Both: fast-forward the target, then push the line and the target.
+    FastForwardPush = "fast-forward+push" }
 );
 string_enum!(
     /// Agent presets.

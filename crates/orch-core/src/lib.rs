@@ -26,6 +26,7 @@ pub mod cleanup;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod landing;
 pub mod lease;
 pub mod ports;
 pub mod run;

@@ -606,3 +606,79 @@ fn the_planners_usage_counts_toward_the_run_budget() {
     assert_eq!(h.o.run_usage().input_tokens, 1_500);
     assert_ne!(h.o.state(), RunState::Running);
 }
+
+/// On a shared integration line another run can land first: the candidate is merged
+/// again onto the new head and validated again before it lands; nothing is failed.
+#[test]
+fn a_line_another_run_moved_on_is_merged_onto_again() {
+    use orch_core::run::{MergeResult, RefResult};
+    let mut h = H::new(policy(), &[1]);
+    h.settle_claims();
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(0),
+        changes: changes("a1"),
+        report: Default::default(),
+    });
+    let gate = |h: &mut H, stage| {
+        h.feed(Input::GateFinished {
+            attempt: a(1, 1),
+            stage,
+            passed: true,
+            summary: String::new(),
+        })
+    };
+    let _ = gate(&mut h, Stage::Worker);
+    let merged = |h: &mut H, commit: &str| {
+        h.feed(Input::MergeFinished {
+            attempt: a(1, 1),
+            result: MergeResult::Clean {
+                commit: CommitId(commit.into()),
+            },
+        })
+    };
+    let _ = merged(&mut h, "m1");
+    let _ = gate(&mut h, Stage::Integration);
+    h.take();
+    let _ = h.feed(Input::RefUpdated {
+        attempt: a(1, 1),
+        result: RefResult::Overtaken {
+            actual: CommitId("other".into()),
+        },
+    });
+    let again = h.take();
+    assert!(
+        again
+            .iter()
+            .any(|c| matches!(c, Command::Merge { onto, head, .. }
+            if onto.0 == "other" && head.0 == "a1")),
+        "{again:#?}"
+    );
+    let _ = merged(&mut h, "m2");
+    assert!(
+        h.out.iter().any(|c| matches!(c, Command::RunGate { stage: Stage::Integration, commit, .. } if commit.0 == "m2")),
+        "the new merge is validated: {:#?}",
+        h.out
+    );
+    let _ = gate(&mut h, Stage::Integration);
+    assert!(
+        h.out
+            .iter()
+            .any(|c| matches!(c, Command::AdvanceRef { expected, new, .. }
+            if expected.0 == "other" && new.0 == "m2")),
+        "{:#?}",
+        h.out
+    );
+    let _ = h.feed(Input::RefUpdated {
+        attempt: a(1, 1),
+        result: RefResult::Advanced,
+    });
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        RunEvent::TaskMoved {
+            to: TaskStatus::Done,
+            ..
+        }
+    )));
+    assert_eq!(h.o.head().map(|c| c.0.as_str()), Some("m2"));
+}

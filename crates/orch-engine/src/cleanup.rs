@@ -127,6 +127,9 @@ async fn gather(
             id: r.id.clone(),
             state: r.state,
             interrupted: stuck.contains(&r.id),
+            line: crate::StoredRun::from_json(&r.id.0, &r.config)
+                .map(|s| s.config.run.line_branch(&r.id.0))
+                .unwrap_or_else(|_| format!("orch/{}/integration", r.id)),
             attempts,
         });
     }

@@ -42,6 +42,13 @@ pub enum EngineError {
     /// The run cannot be resumed as it is.
     #[error("{0}")]
     Unresumable(String),
+    /// The integration line or the target could not take the work: a base or target
+    /// that moved on conflicts with it or fails the integration gate.
+    #[error("{0}")]
+    Landing(String),
+    /// A new run would find nothing to claim, so none was started.
+    #[error("{0}")]
+    NothingToClaim(crate::land::Idle),
 }
 
 impl EngineError {
@@ -50,7 +57,10 @@ impl EngineError {
     pub fn is_refusal(&self) -> bool {
         match self {
             EngineError::Store(e) => e.is_refusal(),
-            EngineError::Config(_) | EngineError::Unresumable(_) => true,
+            EngineError::Config(_)
+            | EngineError::Unresumable(_)
+            | EngineError::Landing(_)
+            | EngineError::NothingToClaim(_) => true,
             EngineError::Git(e) => e.is_refusal(),
             EngineError::LeaseExpired { .. } | EngineError::StoreUnavailable { .. } => false,
         }

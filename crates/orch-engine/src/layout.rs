@@ -2,16 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
+use orch_core::config::RunConfig;
 use orch_core::run::{AttemptId, RunId};
 
-/// `orch/<run>/integration`.
-pub fn integration_branch(run: &RunId) -> String {
-    format!("orch/{run}/integration")
+/// The integration branch `run` advances: `run.integration_branch` (the long-lived
+/// line, `orch/integration` by default), or `orch/<run>/integration` for `per-run`.
+pub fn integration_branch(cfg: &RunConfig, run: &RunId) -> String {
+    cfg.line_branch(&run.0)
 }
 
-/// `refs/heads/orch/<run>/integration`.
-pub fn integration_ref(run: &RunId) -> String {
-    format!("refs/heads/{}", integration_branch(run))
+/// `refs/heads/<integration branch>`.
+pub fn integration_ref(cfg: &RunConfig, run: &RunId) -> String {
+    format!("refs/heads/{}", integration_branch(cfg, run))
 }
 
 /// `refs/orch/<run>/candidates/<attempt>`: the pin that keeps an attempt's merge commit

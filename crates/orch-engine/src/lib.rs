@@ -23,6 +23,8 @@ pub mod driver;
 pub mod error;
 mod exec;
 pub mod handle;
+pub mod history;
+pub mod land;
 pub mod layout;
 pub mod lease;
 pub mod planner;
@@ -31,6 +33,7 @@ pub mod presets;
 pub mod prompt;
 pub mod resume;
 pub mod setup;
+pub mod status;
 pub mod stored;
 
 use std::collections::HashMap;
@@ -40,7 +43,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orch_core::config::Config;
 use orch_core::run::{
-    AttemptId, CommitId, Input, Orchestrator, Policy, RunEvent, RunId, RunState, TaskSpec,
+    AttemptId, CommitId, Input, Orchestrator, Policy, RunEvent, RunId, RunSnapshot, RunState,
+    TaskSpec,
 };
 use orch_core::{Task, TaskId, TaskStatus, Timestamp};
 use orch_git::Git;
@@ -87,7 +91,7 @@ pub struct RunSummary {
     pub run: RunId,
     /// Its final state.
     pub state: RunState,
-    /// `orch/<run>/integration`.
+    /// The integration branch it advanced (`run.integration_branch`).
     pub integration_branch: String,
     /// Where the integration ref really points, read from git at the end.
     pub head: Option<CommitId>,
@@ -102,13 +106,19 @@ pub struct RunSummary {
     pub notes: Vec<String>,
     /// What its agents reported using, summed.
     pub usage: orch_core::usage::Usage,
+    /// Why `run.finish` could not land the work, if it could not (the work stays on
+    /// the integration line; `orch land` retries).
+    pub land_error: Option<String>,
+    /// The integration ref holds validated work: at the run's last validated head, or
+    /// past it only by other runs' validated work (a shared line).
+    pub holds_validated: bool,
 }
 
 impl RunSummary {
     /// True when the integration ref is where the run left it, at validated work. When
     /// false, something outside orch moved it: do not merge it without checking.
     pub fn head_is_validated(&self) -> bool {
-        self.head == self.validated_head
+        self.holds_validated
     }
 }
 
@@ -207,6 +217,9 @@ impl Engine {
         self.check_only_tasks().await?;
         self.check_refs(&run)?;
         self.template()?;
+        if let Some(idle) = self.idle().await? {
+            return Err(EngineError::NothingToClaim(idle));
+        }
         let git = self.git.clone();
         let (base, offline) = (
             self.cfg.config.run.base.clone(),
@@ -233,33 +246,36 @@ impl Engine {
         self.store
             .acquire_lease(&run, &owner.id, owner.ttl, None)
             .await?;
-        let branch = layout::integration_branch(&run);
-        if let Err(e) = self.git.create_branch(&branch, &resolved.commit) {
-            // It never started: it ends here, so no later run waits on it.
-            let why = format!("could not create {branch}: {e}");
-            self.abandon(&run, &why).await;
-            let _ = self.store.release_lease(&run, &owner.id).await;
-            return Err(e.into());
-        }
         let result = self.start(&run, resolved.commit, handle, &owner).await;
+        if let Err(e) = &result
+            && RunSnapshot::from_events(&self.store.run_events(&run).await.unwrap_or_default())
+                .state
+                == RunState::Created
+        {
+            // It never started: it ends here, so no later run waits on it.
+            self.abandon(&run, &e.to_string()).await;
+        }
         let _ = self.store.release_lease(&run, &owner.id).await;
         result
     }
 
     /// orch's branches can be made: no branch named `orch` stands in the way of the
-    /// `orch/...` namespace, and the run's integration branch does not exist yet (it
-    /// would be adopted silently otherwise).
+    /// `orch/...` namespace, the branch names are valid, and a per-run integration
+    /// branch does not exist yet (it would be adopted silently otherwise).
     fn check_refs(&self, run: &RunId) -> Result<(), EngineError> {
+        let cfg = &self.cfg.config.run;
+        cfg.check_branches().map_err(EngineError::Config)?;
         if self.git.ref_target("refs/heads/orch")?.is_some() {
             return Err(EngineError::Config(
                 "a branch named `orch` exists, and orch keeps its branches under orch/...; rename it (`git branch -m orch <new-name>`) and run again".into(),
             ));
         }
-        let branch = layout::integration_branch(run);
-        if self
-            .git
-            .ref_target(&layout::integration_ref(run))?
-            .is_some()
+        let branch = layout::integration_branch(cfg, run);
+        if cfg.integration_branch.trim() == orch_core::config::PER_RUN
+            && self
+                .git
+                .ref_target(&layout::integration_ref(cfg, run))?
+                .is_some()
         {
             return Err(EngineError::Config(format!(
                 "{branch} exists already, though run {run} is new; delete it (`git branch -D {branch}`) or start another run"
@@ -292,23 +308,16 @@ impl Engine {
         handle: &RunHandle,
         owner: &lease::Owner,
     ) -> Result<RunSummary, EngineError> {
-        let branch = layout::integration_branch(run);
-        if self
-            .git
-            .ref_target(&layout::integration_ref(run))?
-            .is_none()
-        {
-            self.git.create_branch(&branch, &base)?;
-        }
+        let head = self.open_line(run, &base, handle).await?;
         let (specs, tasks) = self.board(run).await?;
         let mut orch = Orchestrator::new(run.clone(), self.policy(), specs);
-        let _ = orch.handle(now(), Input::Start { head: base });
+        let _ = orch.handle(now(), Input::Start { head });
         self.drive(run, orch, tasks, HashMap::new(), handle, owner)
             .await
     }
 
     /// `--task` names tasks on the board.
-    async fn check_only_tasks(&self) -> Result<(), EngineError> {
+    pub(crate) async fn check_only_tasks(&self) -> Result<(), EngineError> {
         if self.cfg.only_tasks.is_empty() {
             return Ok(());
         }
@@ -396,11 +405,40 @@ impl Engine {
             handle,
         );
         let orch = driver.drive().await?;
-        self.finish(run, &orch).await
+        self.finish(run, &orch, handle).await
     }
 
-    /// The run's end: its scratch worktree goes, and the summary names the real ref.
-    async fn finish(&self, run: &RunId, orch: &Orchestrator) -> Result<RunSummary, EngineError> {
+    /// The run's end: its validated work lands as `run.finish` says, its scratch
+    /// worktree goes, and the summary names the real ref.
+    async fn finish(
+        &self,
+        run: &RunId,
+        orch: &Orchestrator,
+        handle: &RunHandle,
+    ) -> Result<RunSummary, EngineError> {
+        let cfg = &self.cfg.config.run;
+        let reference = layout::integration_ref(cfg, run);
+        let (mut notes, mut land_error) = (Vec::new(), None);
+        let mut validated_head = orch.head().cloned();
+        let real = self.git.ref_target(&reference)?;
+        let validated = self.line_holds(orch.head(), real.as_ref()).await;
+        if cfg.finish != orch_core::config::Finish::Leave
+            && orch.state() == RunState::Completed
+            && validated
+        {
+            let opts = land::LandOptions {
+                fast_forward: cfg.finish.fast_forwards(),
+                push: cfg.finish.pushes(),
+                update_checkout: false,
+            };
+            match self.land(run, opts, handle).await {
+                Ok((n, line)) => {
+                    notes.extend(n);
+                    validated_head = Some(line);
+                }
+                Err(e) => land_error = Some(e.to_string()),
+            }
+        }
         // The integration worktree is orch's scratch space; the branch stays for review.
         let git = self.git.clone();
         let iwt = layout::integration_worktree(&self.cfg.worktree_root, run);
@@ -412,18 +450,23 @@ impl Engine {
             }
         })
         .await;
-        let head = self.git.ref_target(&layout::integration_ref(run))?;
+        let head = self.git.ref_target(&reference)?;
+        let holds_validated = self
+            .line_holds(validated_head.as_ref(), head.as_ref())
+            .await;
         let snapshot = orch.snapshot();
         Ok(RunSummary {
-            integration_branch: layout::integration_branch(run),
+            integration_branch: layout::integration_branch(cfg, run),
+            land_error,
+            holds_validated,
             head,
-            validated_head: orch.head().cloned(),
+            validated_head,
             tasks: snapshot.tasks.into_iter().collect(),
             artifacts: self.cfg.artifacts_root.join(&run.0),
             run: run.clone(),
             usage: orch.run_usage(),
             state: orch.state(),
-            notes: Vec::new(),
+            notes,
         })
     }
 }

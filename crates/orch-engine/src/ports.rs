@@ -75,6 +75,10 @@ pub trait GitPort: Send + Sync + 'static {
     fn delete_branch(&self, branch: &str, force: bool) -> Result<(), String>;
     /// Where `reference` points.
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String>;
+    /// Whether `a` is `b` or one of its ancestors.
+    fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool;
+    /// Whether a pin (`refs/orch/...`) holds `commit`.
+    fn pinned(&self, commit: &CommitId) -> Result<bool, String>;
     /// The repository's working directory.
     fn workdir(&self) -> PathBuf;
 }
@@ -105,6 +109,8 @@ pub trait JournalPort: Send + Sync + 'static {
         stage: Stage,
         records: &[ValidationRecord],
     ) -> Result<(), StoreError>;
+    /// Whether some run validated `commit` for its integration branch.
+    async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError>;
     /// Records an attempt's files.
     async fn record_artifacts(
         &self,
@@ -225,6 +231,12 @@ impl GitPort for Git {
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String> {
         Git::ref_target(self, reference).map_err(text)
     }
+    fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
+        Git::is_ancestor(self, a, b)
+    }
+    fn pinned(&self, commit: &CommitId) -> Result<bool, String> {
+        Git::pinned(self, commit).map_err(text)
+    }
     fn workdir(&self) -> PathBuf {
         Git::workdir(self).to_path_buf()
     }
@@ -272,6 +284,9 @@ impl JournalPort for Store {
         files: &[(String, String, u64)],
     ) -> Result<(), StoreError> {
         Store::record_artifacts(self, run, attempt, files).await
+    }
+    async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError> {
+        Store::validated_by_a_run(self, commit).await
     }
 }
 

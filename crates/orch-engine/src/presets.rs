@@ -42,6 +42,8 @@ pub struct PresetSpec {
     pub install: &'static str,
     /// The versions the preset was checked at.
     pub checked: &'static str,
+    /// The agent, as a `Co-authored-by:` trailer of its tasks' commits credits it.
+    pub co_author: &'static str,
 }
 
 const CLAUDE: PresetSpec = PresetSpec {
@@ -76,6 +78,7 @@ const CLAUDE: PresetSpec = PresetSpec {
     warm_up: &[],
     install: "npm install -g @anthropic-ai/claude-code",
     checked: "2.1.197, 2.1.332",
+    co_author: "Claude <noreply@anthropic.com>",
 };
 
 const CODEX: PresetSpec = PresetSpec {
@@ -101,6 +104,7 @@ const CODEX: PresetSpec = PresetSpec {
     warm_up: &[],
     install: "npm install -g @openai/codex",
     checked: "0.169.0, 0.171.0",
+    co_author: "Codex <noreply@openai.com>",
 };
 
 const GEMINI: PresetSpec = PresetSpec {
@@ -132,6 +136,7 @@ const GEMINI: PresetSpec = PresetSpec {
     warm_up: &[],
     install: "npm install -g @google/gemini-cli",
     checked: "0.61.0",
+    co_author: "Gemini CLI <gemini-cli@google.com>",
 };
 
 const AIDER: PresetSpec = PresetSpec {
@@ -175,6 +180,7 @@ const AIDER: PresetSpec = PresetSpec {
     warm_up: &[],
     install: "pip install aider-chat",
     checked: "0.86.2",
+    co_author: "aider <aider@aider.chat>",
 };
 
 const OPENCODE: PresetSpec = PresetSpec {
@@ -212,6 +218,7 @@ const OPENCODE: PresetSpec = PresetSpec {
     warm_up: &["session", "list"],
     install: "npm install -g opencode-ai",
     checked: "1.18.33",
+    co_author: "opencode <noreply@opencode.ai>",
 };
 
 /// A CLI as the run's planner (`run.planner = "claude"`): it gets the planner prompt

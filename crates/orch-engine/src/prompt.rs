@@ -71,7 +71,7 @@ pub fn render_command(
 
 /// Fills `template` in one pass: each placeholder is replaced by its value, and what a
 /// value holds is never filled again. Unknown `{...}` stay as they are.
-fn fill(template: &str, values: &[(&str, String)]) -> String {
+pub(crate) fn fill(template: &str, values: &[(&str, String)]) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find('{') {

@@ -105,8 +105,9 @@ impl Engine {
             notes.push("the run had not started; starting it".into());
             return self.start(run, base, handle, owner).await;
         }
-        let branch = layout::integration_branch(run);
-        let actual = match self.git.ref_target(&layout::integration_ref(run))? {
+        let cfg = &self.cfg.config.run;
+        let branch = layout::integration_branch(cfg, run);
+        let actual = match self.git.ref_target(&layout::integration_ref(cfg, run))? {
             Some(c) => c,
             None if snapshot.state.is_terminal() => snapshot.head.clone().expect("checked above"),
             None => {

@@ -222,9 +222,39 @@ pub async fn new_run_id(store: &Store) -> Result<RunId, EngineError> {
     Ok(RunId(id))
 }
 
-/// Where a run's integration ref really points, read from git.
-pub fn integration_head(repo_root: &Path, run: &RunId) -> Result<Option<CommitId>, EngineError> {
-    Ok(Git::open(repo_root)?.ref_target(&layout::integration_ref(run))?)
+/// A run's integration branch as git has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineHead {
+    /// The branch.
+    pub branch: String,
+    /// Where it points; `None` if it is gone.
+    pub head: Option<CommitId>,
+    /// It holds the run's validated head: at it while the run is live, at it or past
+    /// it (later runs built on it) once the run has finished.
+    pub holds_validated: bool,
+}
+
+/// Where `info`'s integration branch really points, read from git, and whether it
+/// still holds `validated`, the head the run's journal says it left.
+pub fn integration_head(
+    repo_root: &Path,
+    info: &orch_store::RunInfo,
+    validated: Option<&CommitId>,
+) -> Result<LineHead, EngineError> {
+    let stored = crate::StoredRun::from_json(&info.id.0, &info.config)?;
+    let cfg = &stored.config.run;
+    let git = Git::open(repo_root)?;
+    let head = git.ref_target(&layout::integration_ref(cfg, &info.id))?;
+    let holds_validated = match (&head, validated) {
+        (_, None) | (None, _) => true,
+        (Some(h), Some(v)) if h == v => true,
+        (Some(h), Some(v)) => info.state.is_terminal() && git.is_ancestor(v, h),
+    };
+    Ok(LineHead {
+        branch: layout::integration_branch(cfg, &info.id),
+        head,
+        holds_validated,
+    })
 }
 
 impl Engine {

@@ -102,8 +102,13 @@ impl StoredRun {
             Some(o) => (o.remove(BASE), o.remove(ENGINE)),
             None => (None, None),
         };
-        let config: Config =
+        // Runs recorded before the integration line had a branch of their own each.
+        let per_run = v["run"].is_object() && v["run"].get("integration_branch").is_none();
+        let mut config: Config =
             serde_json::from_value(v).map_err(|e| unreadable("configuration", e))?;
+        if per_run {
+            config.run.integration_branch = orch_core::config::PER_RUN.into();
+        }
         let base = match base {
             Some(b) => serde_json::from_value(b).map_err(|e| unreadable("base", e))?,
             None => None,

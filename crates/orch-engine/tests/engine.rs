@@ -160,7 +160,7 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
     // The integration branch holds exactly the validated work.
     let head = summary.head.clone().unwrap();
     assert_eq!(
-        git(&fx.repo(), &["rev-parse", "refs/heads/orch/r1/integration"]),
+        git(&fx.repo(), &["rev-parse", "refs/heads/orch/integration"]),
         head.0
     );
     let files = git(&fx.repo(), &["ls-tree", "--name-only", &head.0]);
@@ -315,7 +315,7 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
         "only the broken task's attempts should have failed; failures: {failures:?}"
     );
     let branches: Vec<&str> = inv.branches.iter().map(|b| b.name.as_str()).collect();
-    assert!(branches.contains(&"orch/r1/integration"));
+    assert!(branches.contains(&"orch/integration"));
     assert!(
         !branches
             .iter()
@@ -704,7 +704,7 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
     );
     let content = git(
         &fx.repo(),
-        &["show", &format!("orch/{run}/integration:task-{}.txt", t.id)],
+        &["show", &format!("orch/integration:task-{}.txt", t.id)],
     );
     assert_eq!(content, "from before the crash");
     // Resuming a finished run is idempotent.

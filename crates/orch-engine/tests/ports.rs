@@ -26,7 +26,7 @@ use orch_validate::{
 };
 use tokio::sync::mpsc;
 
-const INTEGRATION: &str = "refs/heads/orch/r/integration";
+const INTEGRATION: &str = "refs/heads/orch/integration";
 
 /// What the fake world does; everything not scripted succeeds.
 #[derive(Default)]
@@ -39,6 +39,9 @@ struct Script {
     broken_checkouts: usize,
     /// Tasks whose agent runs until killed, ignoring SIGTERM.
     hangs_ignoring_sigterm: Vec<i64>,
+    /// Before this many advances, another run lands on the line first: the ref moves on
+    /// to `<expected>+other`, which that run's journal says it validated.
+    overtaken_after: Option<usize>,
     /// The journal refuses writes as busy until this virtual instant.
     busy_until: Option<tokio::time::Instant>,
 }
@@ -51,6 +54,8 @@ struct World {
     board: BTreeMap<TaskId, Task>,
     board_version: i64,
     advances: usize,
+    /// Commits another run validated.
+    validated_elsewhere: Vec<CommitId>,
     agents_run: Vec<AttemptId>,
     /// (attempt, what) for every signal a fake process saw: `term` or `kill`.
     signals: Vec<(AttemptId, &'static str)>,
@@ -144,6 +149,12 @@ impl GitPort for FakeGit {
         if w.script.ref_stolen_after == Some(w.advances) {
             w.refs.insert(reference.into(), CommitId("stolen".into()));
         }
+        if w.script.overtaken_after == Some(w.advances) {
+            w.script.overtaken_after = None;
+            let theirs = CommitId(format!("{expected}+other"));
+            w.refs.insert(reference.into(), theirs.clone());
+            w.validated_elsewhere.push(theirs);
+        }
         let actual = w
             .refs
             .get(reference)
@@ -168,10 +179,22 @@ impl GitPort for FakeGit {
     fn workdir(&self) -> PathBuf {
         PathBuf::from("/nonexistent")
     }
+    fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
+        // Merges are named `<onto>+<head>`: a commit's ancestors are its prefixes.
+        b.0.starts_with(&a.0)
+    }
+    fn pinned(&self, _: &CommitId) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 #[async_trait::async_trait]
 impl JournalPort for FakeJournal {
+    async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError> {
+        let w = self.0.lock().unwrap();
+        Ok(w.validated_elsewhere.contains(commit)
+            || w.journal.iter().any(|j| matches!(&j.event, RunEvent::IntegrationPassed { commit: c, .. } if c == commit)))
+    }
     async fn append(&self, _: &RunId, events: &[Journaled]) -> Result<(), StoreError> {
         let mut w = self.0.lock().unwrap();
         if w.script
@@ -459,6 +482,28 @@ async fn a_ref_moved_by_someone_else_halts_the_run_naming_both_commits() {
     assert!(
         why.contains("it is at stolen, where orch left it at c0+head-task-"),
         "{why}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_run_landing_first_on_the_line_is_built_on_not_a_halt() {
+    let fx = Fx::new(
+        &[1, 2],
+        Script {
+            overtaken_after: Some(1),
+            ..Script::default()
+        },
+    );
+    let orch = fx.driver(patience()).drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    let head = orch.head().unwrap().0.clone();
+    assert!(head.contains("+other+head-task-"), "{head}");
+    assert!(
+        fx.events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::LineMovedOn { to, .. } if to.0.ends_with("+other"))),
+        "{:#?}",
+        fx.events()
     );
 }
 

@@ -92,6 +92,15 @@ pub enum GitError {
         /// Where it is.
         actual: Option<CommitId>,
     },
+    /// A push the remote refused: someone else pushed first, and nothing was
+    /// overwritten.
+    #[error("pushing to {remote} was refused, and nothing there was overwritten: {message}")]
+    PushRefused {
+        /// The remote.
+        remote: String,
+        /// What the remote said, per ref.
+        message: String,
+    },
     /// The git CLI failed.
     #[error("`{command}` failed: {message}")]
     Cli {
@@ -120,6 +129,7 @@ impl GitError {
                 | GitError::NothingCached { .. }
                 | GitError::BranchExists(_)
                 | GitError::PathTaken(_)
+                | GitError::PushRefused { .. }
         )
     }
 

@@ -17,6 +17,7 @@
 mod base;
 mod error;
 mod inventory;
+mod land;
 mod merge;
 mod shared;
 mod worktree;
@@ -27,6 +28,7 @@ use std::process::Command;
 use orch_core::run::CommitId;
 
 pub use error::GitError;
+pub use land::CheckedOut;
 pub use worktree::default_worktree_root;
 
 /// The author and committer orch uses for the commits it makes.
@@ -34,11 +36,23 @@ pub const ORCH_NAME: &str = "orch";
 /// The email of [`ORCH_NAME`].
 pub const ORCH_EMAIL: &str = "orch@localhost";
 
+/// Who orch's commits are by: the repository's `user.name` and `user.email`, else
+/// [`ORCH_NAME`] and [`ORCH_EMAIL`]. Never the caller's `GIT_AUTHOR_*` or
+/// `GIT_COMMITTER_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `user.name`.
+    pub name: String,
+    /// `user.email`.
+    pub email: String,
+}
+
 /// A repository orch works on.
 #[derive(Debug, Clone)]
 pub struct Git {
     repo: gix::ThreadSafeRepository,
     workdir: PathBuf,
+    identity: Identity,
     /// Serialises every operation that can take a git lock: worktree administration
     /// (`.git/worktrees`), ref edits (packed-refs), checkouts and commits (index
     /// locks). Concurrent ones race otherwise; reads and in-memory merges (which only
@@ -74,11 +88,32 @@ impl Git {
             message: "it is a bare repository; orch needs a working tree".into(),
         })?;
         let workdir = workdir.canonicalize().unwrap_or(workdir);
+        let identity = {
+            let local = repo.to_thread_local();
+            let config = local.config_snapshot();
+            let get = |key: &str, fallback: &str| {
+                config
+                    .string(key)
+                    .map(|v| v.to_string())
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| fallback.to_owned())
+            };
+            Identity {
+                name: get("user.name", ORCH_NAME),
+                email: get("user.email", ORCH_EMAIL),
+            }
+        };
         Ok(Git {
             repo,
             workdir,
+            identity,
             admin: Default::default(),
         })
+    }
+
+    /// Who orch's commits are by.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The main working tree (the user's checkout).
@@ -220,6 +255,25 @@ impl Git {
             .map_err(|e| GitError::gix("pinning a commit", e))
     }
 
+    /// Whether some ref under `refs/orch/` (a pin) holds `commit`.
+    pub fn pinned(&self, commit: &CommitId) -> Result<bool, GitError> {
+        let repo = self.repo();
+        let refs = repo
+            .references()
+            .map_err(|e| GitError::gix("listing pins", e))?;
+        let want = oid(commit)?;
+        for r in refs
+            .prefixed("refs/orch/")
+            .map_err(|e| GitError::gix("listing pins", e))?
+        {
+            let mut r = r.map_err(|e| GitError::gix("listing pins", e))?;
+            if r.peel_to_id().is_ok_and(|id| id.detach() == want) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes a pin (nothing if there is none).
     pub fn unpin(&self, reference: &str) -> Result<(), GitError> {
         let _admin = self.admin();
@@ -246,7 +300,7 @@ pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
 /// (I10): a `GIT_DIR` or `GIT_INDEX_FILE` in orch's environment must never redirect
 /// orch's own git calls, and a hook or an fsmonitor an agent planted in the shared
 /// `.git` (or the user's own hooks) must never run with orch's environment.
-fn git_command(dir: &Path) -> Command {
+pub(crate) fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("GIT_") {

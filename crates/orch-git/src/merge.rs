@@ -4,7 +4,7 @@ use orch_core::config::MergeStyle;
 use orch_core::ports::{ConflictPath, MergeOutcome};
 use orch_core::run::CommitId;
 
-use crate::{Git, GitError, ORCH_EMAIL, ORCH_NAME, oid};
+use crate::{Git, GitError, oid};
 
 /// The conflict's kind, from gix's resolution (for a content conflict) or its failure.
 fn kind(c: &gix::merge::tree::Conflict) -> String {
@@ -81,8 +81,8 @@ impl Git {
             MergeStyle::Squash => vec![ours],
         };
         let sig = gix::actor::Signature {
-            name: ORCH_NAME.into(),
-            email: ORCH_EMAIL.into(),
+            name: self.identity().name.as_str().into(),
+            email: self.identity().email.as_str().into(),
             time: gix::date::Time::now_local_or_utc(),
         };
         let mut buf = gix::date::parse::TimeBuf::default();

@@ -7,9 +7,7 @@ use std::sync::atomic::AtomicBool;
 use orch_core::ports::Leftovers;
 use orch_core::run::CommitId;
 
-use crate::{
-    Git, GitError, ORCH_EMAIL, ORCH_NAME, full_branch, git_cli, git_cli_retrying, git_ok, oid,
-};
+use crate::{Git, GitError, full_branch, git_cli, git_cli_retrying, git_ok, oid};
 
 /// The default root for a repository's worktrees: `$XDG_DATA_HOME/orch/worktrees/<key>`
 /// (or `~/.local/share/...`), outside the repository so that tools which search parent
@@ -148,9 +146,9 @@ impl Git {
                     worktree,
                     &[
                         "-c",
-                        &format!("user.name={ORCH_NAME}"),
+                        &format!("user.name={}", self.identity().name),
                         "-c",
-                        &format!("user.email={ORCH_EMAIL}"),
+                        &format!("user.email={}", self.identity().email),
                         "commit",
                         "--quiet",
                         "--no-verify",

@@ -456,6 +456,9 @@ fn base_ref_policy_with_a_remote_and_offline() {
 #[test]
 fn worktrees_for_attempts_and_their_leftovers() {
     let fx = Fixture::new();
+    // orch commits as the repository's user, never as the caller's GIT_AUTHOR_*.
+    git(&fx.repo(), &["config", "user.name", "Ada Lovelace"]);
+    git(&fx.repo(), &["config", "user.email", "ada@example.com"]);
     let g = fx.git();
     let base = fx.head();
     let wt = fx.wt("task-1-1");
@@ -505,8 +508,8 @@ fn worktrees_for_attempts_and_their_leftovers() {
     let files = git(&wt, &["show", "--name-only", "--format=", &l.head.0]);
     assert_eq!(files, "src/lib.rs\nsrc/new.rs");
     assert_eq!(
-        git(&wt, &["log", "-1", "--format=%an <%ae>"]),
-        "orch <orch@localhost>"
+        git(&wt, &["log", "-1", "--format=%an <%ae> %cn <%ce>"]),
+        "Ada Lovelace <ada@example.com> Ada Lovelace <ada@example.com>"
     );
     // An agent that rewrote history below the base.
     git(&wt, &["reset", "-q", "--hard", &base.0]);

@@ -2,7 +2,7 @@
 //! core `RunEvent`s also applies their projections (task statuses, the run's state) in
 //! the same transaction, so the board and the journal never disagree.
 
-use orch_core::run::{Journaled, RunEvent, RunId, RunState};
+use orch_core::run::{CommitId, Journaled, RunEvent, RunId, RunState};
 use orch_core::{TaskId, TaskStatus, Timestamp};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, QueryFilter, QueryOrder, Set};
 
@@ -128,6 +128,20 @@ impl Store {
             .into_iter()
             .map(|j| j.event)
             .collect())
+    }
+
+    /// Whether some run validated `commit` for its integration branch: an attempt's
+    /// merge that passed the integration gate (journaled before its ref moves), or a
+    /// branch a run landed there. How a run on a shared line tells another run's
+    /// landing from a ref moved outside orch.
+    pub async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError> {
+        let found = event::Entity::find()
+            .filter(event::Column::Kind.is_in(["attempt.integration_passed", "run.landed"]))
+            .filter(event::Column::Payload.contains(&commit.0))
+            .one(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "looking for a validated commit"))?;
+        Ok(found.is_some())
     }
 
     /// A run's journal, in order, each event with the time the core decided it at:

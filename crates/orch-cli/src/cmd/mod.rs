@@ -9,6 +9,7 @@ mod config;
 pub(crate) mod demo;
 mod events;
 mod init;
+mod land;
 mod logs;
 pub(crate) mod run;
 mod runs;
@@ -37,6 +38,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Some(cmd) => runs::runs(&ctx, cmd).await.map(|_| 0),
         },
         Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
+        Command::Status => land::status(&ctx).await.map(|_| 0),
+        Command::Land(args) => land::land(&ctx, &args).await,
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),
         Command::Logs(args) => logs::logs(&ctx, &args).await.map(|_| 0),
         Command::Agents(AgentsCommand::Check { preset }) => agents::check(&ctx, preset),

@@ -40,9 +40,15 @@ pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
             beside_interrupted: args.new,
         },
     };
-    let code = start(ctx, args, &opened, target)
-        .await
-        .map(|(code, _)| code);
+    let code = match start(ctx, args, &opened, target).await {
+        Ok((code, _)) => Ok(code),
+        Err(e) => match e.downcast_ref::<orch_engine::EngineError>() {
+            Some(orch_engine::EngineError::NothingToClaim(idle)) => {
+                output::run::print_idle(idle, ctx.json).map(|()| 0)
+            }
+            _ => Err(e),
+        },
+    };
     if subreaper {
         let left = tokio::task::spawn_blocking(|| {
             orch_engine::stop_orphans(std::time::Duration::from_secs(2))
@@ -81,6 +87,10 @@ pub(crate) async fn start(
     )?;
     preflight(&ecfg)?;
     let engine = Engine::open(opened.store.clone(), &opened.repo.root, ecfg)?;
+    if !resuming && let Some(idle) = engine.idle().await? {
+        // Nothing is created: no run, no branch.
+        return Err(orch_engine::EngineError::NothingToClaim(idle).into());
+    }
     let handle = RunHandle::new();
     let interrupted = watch_signals(&run, &handle)?;
     let mode = Mode::choose(args.json_events);
@@ -96,6 +106,12 @@ pub(crate) async fn start(
     let summary = summary?;
     for n in &summary.notes {
         eprintln!("orch: {n}");
+    }
+    if let Some(e) = &summary.land_error {
+        eprintln!(
+            "orch: the work stays on {}, not landed: {e}; `orch land` tries again",
+            summary.integration_branch
+        );
     }
     if mode == Mode::Json {
         // With --json-events, stdout is the event stream: the summary is its last line.
@@ -114,7 +130,7 @@ pub(crate) async fn start(
 }
 
 fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
-    if !summary.head_is_validated() {
+    if !summary.head_is_validated() || summary.land_error.is_some() {
         EXIT_REF_MOVED
     } else if interrupted || summary.state == RunState::Canceled {
         EXIT_INTERRUPTED

@@ -84,7 +84,8 @@ async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
     let snap = RunSnapshot::from_events(&store.run_events(id).await?);
     let (attempts, validations) = (store.attempts(id).await?, store.validations(id).await?);
     let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
-    let real_head = orch_engine::setup::integration_head(&opened.repo.root, id)?;
+    let real_head =
+        orch_engine::setup::integration_head(&opened.repo.root, &info, snap.head.as_ref())?;
     let story = RunStory {
         info: &info,
         interrupted,

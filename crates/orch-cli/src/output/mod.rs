@@ -2,6 +2,7 @@
 //! here, so a library change cannot silently change what scripts parse.
 
 pub mod cleanup;
+pub mod land;
 pub mod run;
 mod task;
 pub mod transcript;

@@ -228,8 +228,8 @@ pub struct RunStory<'a> {
     pub driven_by: Option<String>,
     /// Its journal, folded.
     pub snap: &'a RunSnapshot,
-    /// Where the integration ref really is.
-    pub real_head: Option<orch_engine::core::run::CommitId>,
+    /// Where the integration branch really is.
+    pub real_head: orch_engine::setup::LineHead,
     /// Its attempts, validations, merges and proposals.
     pub attempts: &'a [AttemptRow],
     /// Gate commands.
@@ -247,6 +247,7 @@ struct RunShowJson<'a> {
     state: RunState,
     interrupted: bool,
     driven_by: &'a Option<String>,
+    integration_branch: &'a str,
     head: Option<String>,
     validated_head: Option<String>,
     head_is_validated: bool,
@@ -266,9 +267,10 @@ impl<'a> RunStory<'a> {
             state: self.info.state,
             interrupted: self.interrupted,
             driven_by: &self.driven_by,
-            head: short(&self.real_head),
+            integration_branch: &self.real_head.branch,
+            head: short(&self.real_head.head),
             validated_head: short(&self.snap.head),
-            head_is_validated: self.real_head.is_none() || self.real_head == self.snap.head,
+            head_is_validated: self.real_head.holds_validated,
             tasks: self
                 .snap
                 .tasks
@@ -395,13 +397,34 @@ impl<'a> RunStory<'a> {
 
     fn print_head(&self) {
         let Some(h) = &self.snap.head else { return };
-        match &self.real_head {
-            Some(real) if real != h => println!(
-                "  integration head: {real}, NOT validated: it was moved outside orch (the run left it at {h})"
+        let line = &self.real_head;
+        match &line.head {
+            Some(real) if !line.holds_validated => println!(
+                "  integration head: {real}, NOT validated: {} was moved outside orch (the run left it at {h})",
+                line.branch
             ),
-            _ => println!("  integration head: {h}"),
+            Some(real) if real != h => println!(
+                "  integration head: {h} ({} has moved on to {} since)",
+                line.branch,
+                real.short()
+            ),
+            _ => println!("  integration head: {h} ({})", line.branch),
         }
     }
+}
+
+/// `orch run` with nothing to claim: what is stuck, and how to move it.
+pub fn print_idle(idle: &orch_engine::land::Idle, json: bool) -> anyhow::Result<()> {
+    if json {
+        return super::print_json(&serde_json::json!({
+            "nothing_to_claim": true,
+            "failed": idle.failed,
+            "blocked": idle.blocked,
+            "waiting": idle.waiting,
+        }));
+    }
+    println!("{idle}");
+    Ok(())
 }
 
 /// One line of `orch run --json-events`.

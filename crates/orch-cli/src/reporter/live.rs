@@ -50,6 +50,7 @@ impl Block {
             | RunEvent::TaskTaken { .. }
             | RunEvent::AttemptUsage { .. }
             | RunEvent::BudgetSpent { .. }
+            | RunEvent::Landed { .. }
             | RunEvent::QuotaBreaker { .. } => Some(format!("{} {}", self.stamp(), e.reason())),
             _ => None,
         }

@@ -188,6 +188,29 @@ pub enum RunEvent {
         /// Why.
         reason: String,
     },
+    /// The integration line moved on, by another orch run's validated work, while
+    /// `attempt` was landing: the run builds on `to` from now on.
+    LineMovedOn {
+        /// The attempt merged again onto `to`.
+        attempt: AttemptId,
+        /// Where this run had left the line.
+        from: CommitId,
+        /// Where another run left it.
+        to: CommitId,
+    },
+    /// A branch moved outside the integration queue: the integration line opened at
+    /// the start (created, fast-forwarded to a base that moved on, or the base merged
+    /// in and validated), or the finish (the target fast-forwarded, a push).
+    Landed {
+        /// The branch, or `<remote>/<branch>` for a push.
+        branch: String,
+        /// Where it was; `None` when it was created.
+        from: Option<CommitId>,
+        /// Where it is now.
+        to: CommitId,
+        /// What happened, for people.
+        how: String,
+    },
     /// The run was resumed after a crash.
     Resumed {
         /// Attempts found in flight.
@@ -223,6 +246,8 @@ impl RunEvent {
             RunEvent::BudgetSpent { .. } => "run.budget_spent",
             RunEvent::PlannerUsage { .. } => "planner.usage",
             RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
+            RunEvent::Landed { .. } => "run.landed",
+            RunEvent::LineMovedOn { .. } => "run.line_moved_on",
         }
     }
 
@@ -297,15 +322,32 @@ impl RunEvent {
             RunEvent::ClaimsPaused { paused: true } => "claiming paused".into(),
             RunEvent::ClaimsPaused { paused: false } => "claiming resumed".into(),
             RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
+            RunEvent::Landed { .. } | RunEvent::LineMovedOn { .. } => {
+                self.spend_and_landing_reason()
+            }
             RunEvent::AttemptUsage { .. }
             | RunEvent::PlannerUsage { .. }
             | RunEvent::BudgetSpent { .. }
-            | RunEvent::QuotaBreaker { .. } => self.spend_reason(),
+            | RunEvent::QuotaBreaker { .. } => self.spend_and_landing_reason(),
         }
     }
 
-    fn spend_reason(&self) -> String {
+    fn spend_and_landing_reason(&self) -> String {
         match self {
+            RunEvent::LineMovedOn { attempt, from, to } => format!(
+                "the integration line moved on from {} to {} (another run landed work); {attempt} is merged again onto it",
+                from.short(),
+                to.short()
+            ),
+            RunEvent::Landed {
+                branch,
+                from,
+                to,
+                how,
+            } => match from {
+                Some(f) => format!("{branch} {} -> {}: {how}", f.short(), to.short()),
+                None => format!("{branch} at {}: {how}", to.short()),
+            },
             RunEvent::AttemptUsage { attempt, usage } => {
                 format!("{attempt} used {}", usage.summary())
             }

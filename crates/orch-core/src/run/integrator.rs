@@ -71,6 +71,11 @@ impl Orchestrator {
             return;
         };
         let onto = self.head.clone().expect("a running run has a head");
+        self.merge_onto(attempt, onto);
+    }
+
+    /// Asks for the attempt's work to be merged onto `onto`.
+    fn merge_onto(&mut self, attempt: AttemptId, onto: CommitId) {
         let head = self
             .attempts
             .rec(attempt)
@@ -130,9 +135,14 @@ impl Orchestrator {
     }
 
     pub(super) fn on_ref(&mut self, attempt: AttemptId, result: RefResult) {
-        // A cancel during the ref update is moot: the work is validated.
-        self.attempts.at(attempt).abort = None;
+        // A cancel during the ref update is moot: the work is validated. (Unless the
+        // line moved on and the work must be merged again: then it holds.)
+        let abort = self.attempts.at(attempt).abort.take();
         match result {
+            RefResult::Overtaken { actual } => {
+                self.attempts.at(attempt).abort = abort;
+                self.merge_again(attempt, actual);
+            }
             RefResult::Advanced => {
                 let from = self.head.clone().expect("a running run has a head");
                 let to = self.merge_of(attempt);
@@ -158,6 +168,24 @@ impl Orchestrator {
                 },
             ),
         }
+    }
+
+    /// Another run landed on the shared line first: build on its head, and merge the
+    /// candidate again onto it (and validate that merge) before it lands.
+    fn merge_again(&mut self, attempt: AttemptId, actual: CommitId) {
+        let from = self.head.clone().expect("a running run has a head");
+        self.persist(RunEvent::LineMovedOn {
+            attempt,
+            from,
+            to: actual.clone(),
+        });
+        self.head = Some(actual.clone());
+        self.move_attempt(
+            attempt,
+            AttemptState::Merging,
+            "the integration line moved on",
+        );
+        self.merge_onto(attempt, actual);
     }
 
     pub(super) fn succeed(&mut self, attempt: AttemptId, from: CommitId, to: CommitId) {

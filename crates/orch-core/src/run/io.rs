@@ -174,6 +174,12 @@ pub enum RefResult {
         /// Where it was.
         actual: CommitId,
     },
+    /// The ref moved on from where this run left it to validated work another orch
+    /// run landed (a shared integration line): the candidate is merged again onto it.
+    Overtaken {
+        /// Where it is now.
+        actual: CommitId,
+    },
     /// The update failed.
     Failed {
         /// Why.

@@ -118,7 +118,9 @@ impl RunSnapshot {
         match e {
             RunEvent::RunMoved { to, .. } => self.state = *to,
             RunEvent::HeadSet { head } => self.head = Some(head.clone()),
-            RunEvent::HeadAdvanced { to, .. } => self.head = Some(to.clone()),
+            RunEvent::HeadAdvanced { to, .. } | RunEvent::LineMovedOn { to, .. } => {
+                self.head = Some(to.clone())
+            }
             RunEvent::TaskMoved { task, from, to, .. } => {
                 if *to == TaskStatus::InProgress && *from != TaskStatus::InProgress {
                     let last = RunSnapshot::last_attempt(&self.attempts, *task);
@@ -126,6 +128,38 @@ impl RunSnapshot {
                 }
                 self.tasks.insert(*task, *to);
             }
+            RunEvent::AttemptCreated { .. }
+            | RunEvent::AttemptMoved { .. }
+            | RunEvent::AttemptHead { .. }
+            | RunEvent::MergeWritten { .. }
+            | RunEvent::IntegrationPassed { .. }
+            | RunEvent::CleanupRequested { .. }
+            | RunEvent::CleanupDone { .. }
+            | RunEvent::AttemptUsage { .. } => self.apply_to_attempt(e),
+            RunEvent::ClaimsPaused { paused } => self.paused = *paused,
+            RunEvent::PlannerUsage { usage, .. } => self.planner_usage.add(usage),
+            RunEvent::TaskTaken { task, status } => match status {
+                Some(s) => {
+                    self.tasks.insert(*task, *s);
+                }
+                None => {
+                    self.tasks.remove(task);
+                }
+            },
+            RunEvent::ProposalJudged { .. }
+            | RunEvent::PlannerFallback { .. }
+            | RunEvent::InputRefused { .. }
+            | RunEvent::ClaimSkipped { .. }
+            | RunEvent::BudgetSpent { .. }
+            | RunEvent::QuotaBreaker { .. }
+            | RunEvent::Landed { .. }
+            | RunEvent::Resumed { .. } => {}
+        }
+    }
+
+    /// Applies an event about one attempt.
+    fn apply_to_attempt(&mut self, e: &RunEvent) {
+        match e {
             RunEvent::AttemptCreated { attempt, base, .. } => {
                 self.attempts
                     .insert(*attempt, AttemptRecord::queued(base.clone()));
@@ -168,28 +202,12 @@ impl RunSnapshot {
                     a.cleaned = true;
                 }
             }
-            RunEvent::ClaimsPaused { paused } => self.paused = *paused,
-            RunEvent::PlannerUsage { usage, .. } => self.planner_usage.add(usage),
             RunEvent::AttemptUsage { attempt, usage } => {
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.usage = Some(usage.clone());
                 }
             }
-            RunEvent::TaskTaken { task, status } => match status {
-                Some(s) => {
-                    self.tasks.insert(*task, *s);
-                }
-                None => {
-                    self.tasks.remove(task);
-                }
-            },
-            RunEvent::ProposalJudged { .. }
-            | RunEvent::PlannerFallback { .. }
-            | RunEvent::InputRefused { .. }
-            | RunEvent::ClaimSkipped { .. }
-            | RunEvent::BudgetSpent { .. }
-            | RunEvent::QuotaBreaker { .. }
-            | RunEvent::Resumed { .. } => {}
+            _ => {}
         }
     }
 }

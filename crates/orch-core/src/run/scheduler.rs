@@ -44,6 +44,14 @@ pub(super) struct Scheduler {
     skipped: BTreeSet<TaskId>,
 }
 
+/// Whether a run started on `board` would find anything to claim: a backlog task
+/// whose dependencies are all done. A run that would not is not started.
+pub fn has_claimable(board: Vec<TaskSpec>) -> bool {
+    let mut s = Scheduler::default();
+    s.set_board(board);
+    !s.ready.is_empty()
+}
+
 impl Scheduler {
     /// Replaces the board and recomputes the ready set.
     pub(super) fn set_board(&mut self, board: Vec<TaskSpec>) {

@@ -46,6 +46,13 @@ impl AttemptId {
 #[serde(transparent)]
 pub struct CommitId(pub String);
 
+impl CommitId {
+    /// Its first 12 hex digits, for people.
+    pub fn short(&self) -> &str {
+        self.0.get(..12).unwrap_or(&self.0)
+    }
+}
+
 impl fmt::Display for CommitId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -291,6 +298,8 @@ const ATTEMPT_TABLE: &[(AttemptPhase, AttemptPhase)] = &[
     (AttemptPhase::Validating, AttemptPhase::Merging),
     (AttemptPhase::Merging, AttemptPhase::Integrating),
     (AttemptPhase::Integrating, AttemptPhase::Succeeded),
+    // Another run landed first on a shared line: merged again onto its new head.
+    (AttemptPhase::Integrating, AttemptPhase::Merging),
 ];
 
 /// An illegal state change: a bug in the caller, reported as a value.
@@ -441,6 +450,7 @@ mod tests {
             (Validating, Merging),
             (Merging, Integrating),
             (Integrating, Succeeded),
+            (Integrating, Merging),
         ];
         let mut legal = 0;
         for f in AttemptPhase::ALL {
@@ -472,7 +482,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, 6 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1);
+        assert_eq!(legal, 7 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1);
     }
 
     #[test]

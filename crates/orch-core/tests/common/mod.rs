@@ -1099,6 +1099,8 @@ pub fn fmt_command(c: &Command) -> String {
                 RunEvent::AttemptUsage { .. }
                 | RunEvent::PlannerUsage { .. }
                 | RunEvent::BudgetSpent { .. }
+                | RunEvent::Landed { .. }
+                | RunEvent::LineMovedOn { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),
                 RunEvent::HeadAdvanced { attempt, from, to } => {
                     write!(s, " {attempt}: {from} -> {to}")

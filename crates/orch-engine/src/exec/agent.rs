@@ -143,7 +143,7 @@ async fn commit_leftovers(
 ) -> Option<Changes> {
     let branch = attempt.branch(&ctx.run);
     let git = ctx.git.clone();
-    let message = format!("orch: {attempt}");
+    let message = ctx.commit_message(attempt, None);
     blocking(move || git.commit_leftovers(&wt, &branch, &base, &message, &scratch))
         .await
         .ok()

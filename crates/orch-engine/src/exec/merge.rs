@@ -16,7 +16,7 @@ pub(crate) async fn merge(
     head: CommitId,
 ) -> Input {
     let (git, style) = (ctx.git.clone(), ctx.cfg.config.run.merge_style);
-    let message = format!("orch: merge {attempt}");
+    let message = ctx.commit_message(attempt, Some(style));
     let pin = layout::candidate_ref(&ctx.run, attempt);
     // Written and pinned in one go: between the two, `git gc --prune=now` could take
     // the new commit, which no branch holds yet.
@@ -45,16 +45,42 @@ pub(crate) async fn advance(
     expected: CommitId,
     new: CommitId,
 ) -> Input {
-    let (git, reference) = (ctx.git.clone(), layout::integration_ref(&ctx.run));
-    let result = blocking(move || git.advance_ref(&reference, &expected, &new)).await;
+    let (git, reference) = (
+        ctx.git.clone(),
+        layout::integration_ref(&ctx.cfg.config.run, &ctx.run),
+    );
+    let e = expected.clone();
+    let result = blocking(move || git.advance_ref(&reference, &e, &new)).await;
     let result = match result {
         Ok(Ok(())) => {
             crash_point("ref-advanced");
             RefResult::Advanced
+        }
+        Ok(Err(RefError::LostRace { actual }))
+            if landed_by_orch(&ctx, &expected, &actual).await =>
+        {
+            RefResult::Overtaken { actual }
         }
         Ok(Err(RefError::LostRace { actual })) => RefResult::LostRace { actual },
         Ok(Err(RefError::Failed(message))) => RefResult::Failed { message },
         Err(message) => RefResult::Failed { message },
     };
     Input::RefUpdated { attempt, result }
+}
+
+/// Whether the line moved from `expected` to `actual` by another orch run's validated
+/// work: `actual` builds on `expected`, and a pin holds it (checked first: a run unpins
+/// its merge only after journaling it) or a run's journal says it validated it.
+async fn landed_by_orch(ctx: &Ctx, expected: &CommitId, actual: &CommitId) -> bool {
+    let (git, e, a) = (ctx.git.clone(), expected.clone(), actual.clone());
+    let (descends, pinned) = blocking(move || (git.is_ancestor(&e, &a), git.pinned(&a)))
+        .await
+        .unwrap_or((false, Ok(false)));
+    descends
+        && (pinned == Ok(true)
+            || ctx
+                .journal
+                .validated_by_a_run(actual)
+                .await
+                .unwrap_or(false))
 }

@@ -85,6 +85,25 @@ impl Ctx {
         crate::setup::preset_of(&self.cfg.config, &self.cfg.agent_command)
     }
 
+    /// The message of `a`'s task commit (`None`), or of its merge in `style`.
+    pub(crate) fn commit_message(
+        &self,
+        a: AttemptId,
+        style: Option<orch_core::config::MergeStyle>,
+    ) -> String {
+        let task = self.task(a.task);
+        let s = crate::history::Subject {
+            run: &self.run,
+            attempt: a,
+            task: task.as_ref(),
+            co_author: self.preset().map(|p| p.co_author),
+        };
+        match style {
+            None => crate::history::task_commit(&self.cfg.config.run, &s),
+            Some(style) => crate::history::merge_commit(style, &s),
+        }
+    }
+
     /// The variables an agent may see.
     pub(crate) fn env_allow(&self) -> Vec<String> {
         crate::setup::agent_env_allow(&self.cfg.config, &self.cfg.agent_command)

@@ -1,0 +1,371 @@
+//! How work lands, through the real binary and real git: one integration line across
+//! runs, `run.finish` and `orch land` (a checkout never touched unless clean and asked,
+//! a target that moved on merged and validated first, pushes never forced), history
+//! people can read whatever `GIT_*` the caller has set, and a run with nothing to claim
+//! that creates nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+/// git as the user runs it, with a clean environment.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let s = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir(s.repo()).unwrap();
+        git(&s.repo(), &["init", "-q", "-b", "main"]);
+        git(&s.repo(), &["config", "user.name", "Ada Lovelace"]);
+        git(&s.repo(), &["config", "user.email", "ada@example.com"]);
+        git(&s.repo(), &["commit", "-q", "--allow-empty", "-m", "init"]);
+        s.ok(&["init"]);
+        git(&s.repo(), &["add", "orch.toml"]);
+        git(&s.repo(), &["commit", "-q", "-m", "Configure orch"]);
+        s
+    }
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+        c.args(args)
+            .current_dir(self.repo())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            // None of this may change what orch writes, or where.
+            .env("GIT_AUTHOR_NAME", "Mallory")
+            .env("GIT_COMMITTER_EMAIL", "mallory@evil.example")
+            .env("GIT_DIR", "/nonexistent")
+            .env("GIT_INDEX_FILE", "/nonexistent/index");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "orch {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
+    }
+    fn add(&self, title: &str, extra: &[&str]) {
+        let mut a = vec!["task", "add", title];
+        a.extend_from_slice(extra);
+        self.ok(&a);
+    }
+    fn statuses(&self) -> Vec<String> {
+        let tasks = self.json(&["task", "list"]);
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+    fn rev(&self, rev: &str) -> String {
+        git(&self.repo(), &["rev-parse", rev])
+    }
+    /// Commits `file` on `branch` the way a person would, in a checkout of their own,
+    /// which is then removed: `branch` moves on and no worktree has it checked out.
+    fn commit_on(&self, branch: &str, file: &str) {
+        let wt = self.dir.path().join("elsewhere");
+        git(
+            &self.repo(),
+            &["worktree", "add", "-q", wt.to_str().unwrap(), branch],
+        );
+        std::fs::write(wt.join(file), "by hand\n").unwrap();
+        git(&wt, &["add", file]);
+        git(&wt, &["commit", "-q", "-m", &format!("Add {file}")]);
+        git(&self.repo(), &["worktree", "remove", wt.to_str().unwrap()]);
+    }
+}
+
+/// An agent that writes `t<id>.txt`; a task whose body says `needs N` fails unless
+/// `tN.txt` is in its worktree.
+const AGENT: &str = "n=$(sed -n 's/.*needs \\([0-9]*\\).*/\\1/p' \"$ORCH_PROMPT_FILE\" | head -1); if [ -n \"$n\" ] && [ ! -e t$n.txt ]; then echo \"t$n.txt is missing\"; exit 1; fi; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt";
+
+fn run_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["run", "--agent-cmd", AGENT, "--max-attempts", "1"];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn one_line_across_runs_reads_like_history_and_lands_on_main() {
+    let s = Sandbox::new();
+    for t in ["Add the lexer", "Add the parser", "Write the docs"] {
+        s.add(t, &[]);
+    }
+    s.ok(&run_args(&[]));
+    // Run B builds on run A's work: task 4 needs task 1's file.
+    s.add("Use the lexer", &["--after", "1", "--body", "needs 1"]);
+    s.ok(&run_args(&[]));
+    assert_eq!(s.statuses(), ["done"; 4]);
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert_eq!(files, "orch.toml\nt1.txt\nt2.txt\nt3.txt\nt4.txt");
+    let log = git(
+        &s.repo(),
+        &["log", "--format=%an <%ae> %cn %s", "orch/integration"],
+    );
+    assert!(
+        log.contains("Ada Lovelace <ada@example.com> Ada Lovelace Merge task-4: Use the lexer")
+            && log.contains("Ada Lovelace <ada@example.com> Ada Lovelace Add the lexer"),
+        "{log}"
+    );
+    assert!(!log.contains("Mallory") && !log.contains("orch:"), "{log}");
+    let trailers = git(
+        &s.repo(),
+        &["log", "-1", "--format=%(trailers)", "orch/integration^2"],
+    );
+    assert!(
+        trailers.starts_with("Orch-Task: task-4\nOrch-Run: r"),
+        "{trailers}"
+    );
+    // The user works on another branch; main is checked out nowhere.
+    git(&s.repo(), &["switch", "-q", "-c", "feature"]);
+    std::fs::write(s.repo().join("notes.txt"), "mine\n").unwrap();
+    let status = s.json(&["-c", "run.base=main", "status"]);
+    assert_eq!(status["target"]["name"], "main");
+    assert_eq!(status["target"]["ahead"].as_u64(), Some(8), "{status}");
+    assert_eq!(status["target"]["tasks"].as_array().unwrap().len(), 4);
+    s.ok(&["-c", "run.base=main", "land"]);
+    assert_eq!(s.rev("main"), s.rev("orch/integration"));
+    assert_eq!(git(&s.repo(), &["branch", "--show-current"]), "feature");
+    assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "?? notes.txt");
+    assert!(
+        !s.repo().join("t1.txt").exists(),
+        "the user's files were touched"
+    );
+    let text = String::from_utf8(s.ok(&["-c", "run.base=main", "status"]).stdout).unwrap();
+    assert!(text.contains("main holds all of it"), "{text}");
+}
+
+#[test]
+fn a_checked_out_target_moves_only_when_clean_and_asked() {
+    let s = Sandbox::new();
+    s.add("One", &[]);
+    let before = s.rev("main");
+    let o = s.ok(&run_args(&["-c", "run.finish=fast-forward"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("merge --ff-only"), "{err}");
+    assert_eq!(s.rev("main"), before, "a checked-out main was moved");
+    // Dirty: refused, nothing touched.
+    std::fs::write(s.repo().join("wip.txt"), "wip\n").unwrap();
+    let out = String::from_utf8(s.ok(&["land", "--update-checkout"]).stdout).unwrap();
+    assert!(out.contains("uncommitted changes"), "{out}");
+    assert_eq!(s.rev("main"), before);
+    assert!(!s.repo().join("t1.txt").exists());
+    // Clean and asked: the ref and the files.
+    std::fs::remove_file(s.repo().join("wip.txt")).unwrap();
+    s.ok(&["land", "--update-checkout"]);
+    assert_eq!(s.rev("main"), s.rev("orch/integration"));
+    assert!(s.repo().join("t1.txt").exists());
+    assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn a_base_that_moved_on_is_merged_validated_and_landed() {
+    let s = Sandbox::new();
+    git(&s.repo(), &["switch", "-q", "-c", "feature"]);
+    let release = s.dir.path().join("release");
+    let started = s.dir.path().join("started");
+    // Task "Wait" holds its agent until the test has moved main on.
+    let agent = format!(
+        "if [ \"$ORCH_TASK_TITLE\" = Wait ]; then touch {}; while [ ! -e {} ]; do sleep 0.1; done; fi; {AGENT}",
+        started.display(),
+        release.display()
+    );
+    let args = |finish: &'static str| {
+        vec![
+            "run".to_owned(),
+            "--agent-cmd".into(),
+            agent.clone(),
+            "-c".into(),
+            "run.base=main".into(),
+            "-c".into(),
+            format!("run.finish={finish}"),
+            "--integrate-validate".into(),
+            "test ! -e broken.txt".into(),
+        ]
+    };
+    let run = |finish: &'static str| {
+        let a = args(finish);
+        s.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    s.add("One", &[]);
+    assert!(run("leave").status.success());
+    // The user commits to main beside the line: the next run merges main in and
+    // validates the merge before it builds on it, then lands on main at its end.
+    s.commit_on("main", "user.txt");
+    let (line, user_main) = (s.rev("orch/integration"), s.rev("main"));
+    s.add("Two", &[]);
+    assert!(run("fast-forward").status.success());
+    let head = s.rev("main");
+    assert_eq!(head, s.rev("orch/integration"));
+    for f in ["t1.txt", "t2.txt", "user.txt"] {
+        git(&s.repo(), &["cat-file", "-e", &format!("{head}:{f}")]);
+    }
+    git(
+        &s.repo(),
+        &["merge-base", "--is-ancestor", &user_main, &head],
+    );
+    git(&s.repo(), &["merge-base", "--is-ancestor", &line, &head]);
+    // Mid-run, the user commits to main again: the finish merges it in, validates the
+    // merge, and lands.
+    s.add("Wait", &[]);
+    let a = args("fast-forward");
+    let child = s
+        .cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.commit_on("main", "midrun.txt");
+    let moved = s.rev("main");
+    std::fs::write(&release, "").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let head = s.rev("main");
+    assert_eq!(head, s.rev("orch/integration"));
+    git(&s.repo(), &["merge-base", "--is-ancestor", &moved, &head]);
+    git(&s.repo(), &["cat-file", "-e", &format!("{head}:t3.txt")]);
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    for what in [
+        "merged the base (main)",
+        "merged the target main",
+        "fast-forwarded to the validated",
+    ] {
+        assert!(events.contains(what), "{what}: {events}");
+    }
+    // A base whose merge fails the integration gate stops the run before it claims.
+    s.commit_on("orch/integration", "line.txt");
+    s.commit_on("main", "broken.txt");
+    s.add("Four", &[]);
+    let o = run("leave");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("fails the integration gate"), "{err}");
+    assert_eq!(s.statuses()[3], "backlog");
+}
+
+#[test]
+fn a_push_never_overwrites_what_someone_else_pushed() {
+    let s = Sandbox::new();
+    let remote = s.dir.path().join("remote.git");
+    git(
+        s.dir.path(),
+        &["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    git(
+        &s.repo(),
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    git(&s.repo(), &["push", "-q", "origin", "main"]);
+    s.add("One", &[]);
+    s.ok(&run_args(&["-c", "run.finish=push"]));
+    assert_eq!(
+        git(&remote, &["rev-parse", "orch/integration"]),
+        s.rev("orch/integration")
+    );
+    // Someone else pushes to the line first.
+    let other = s.dir.path().join("other");
+    git(
+        s.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "orch/integration",
+            remote.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(other.join("theirs.txt"), "theirs\n").unwrap();
+    git(&other, &["add", "theirs.txt"]);
+    git(
+        &other,
+        &[
+            "-c",
+            "user.name=B",
+            "-c",
+            "user.email=b@b",
+            "commit",
+            "-q",
+            "-m",
+            "theirs",
+        ],
+    );
+    git(&other, &["push", "-q", "origin", "orch/integration"]);
+    let theirs = git(&other, &["rev-parse", "HEAD"]);
+    s.add("Two", &[]);
+    let o = s.run(&run_args(&["-c", "run.finish=push"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("orch land"),
+        "{err}"
+    );
+    assert_eq!(git(&remote, &["rev-parse", "orch/integration"]), theirs);
+    assert_eq!(s.statuses(), ["done", "done"]);
+}
+
+#[test]
+fn a_run_with_nothing_to_claim_creates_nothing() {
+    let s = Sandbox::new();
+    s.add("Broken", &["--body", "needs 9"]);
+    let o = s.run(&run_args(&[]));
+    assert_eq!(o.status.code(), Some(3));
+    let runs = s.json(&["run", "list"]).as_array().unwrap().len();
+    let branches = git(&s.repo(), &["branch", "--list", "orch/*"]);
+    let o = s.ok(&run_args(&[]));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("nothing to claim")
+            && out.contains("failed: task-1")
+            && out.contains("orch task retry task-1"),
+        "{out}"
+    );
+    assert_eq!(s.json(&["run", "list"]).as_array().unwrap().len(), runs);
+    assert_eq!(git(&s.repo(), &["branch", "--list", "orch/*"]), branches);
+    let j = s.json(&run_args(&[]));
+    assert_eq!(j["nothing_to_claim"], true);
+    assert_eq!(j["failed"][0], "task-1");
+}

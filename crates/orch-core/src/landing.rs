@@ -1,0 +1,197 @@
+//! Landing policy: how a run opens the integration line it builds on, and what its
+//! finish may do to the target branch. Decided from facts the engine reads from git
+//! (in the style of [`crate::cleanup::plan`]); nothing here touches git.
+
+use crate::run::CommitId;
+
+/// Where the integration line and the base stand when a run starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineFacts {
+    /// The line's head; `None` when the branch does not exist yet.
+    pub line: Option<CommitId>,
+    /// The base the run resolved.
+    pub base: CommitId,
+    /// The base is the line's head or one of its ancestors.
+    pub base_in_line: bool,
+    /// The line's head is an ancestor of the base (the line was landed, and the base
+    /// moved on since).
+    pub line_in_base: bool,
+}
+
+/// How a run opens its integration line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineOpen {
+    /// No line yet: create it at the base.
+    Create,
+    /// The line holds the base: build on its head.
+    Continue(CommitId),
+    /// Everything on the line is in the base already: move the line to the base
+    /// (compare-and-swap from its head). Nothing new needs validating.
+    FastForward {
+        /// The line's head.
+        from: CommitId,
+    },
+    /// The base moved on beside the line: merge the base into the line in memory,
+    /// validate the merge with the integration gate, and advance the line to it.
+    MergeBase {
+        /// The line's head.
+        onto: CommitId,
+    },
+}
+
+/// Decides how a run opens the line.
+pub fn open_line(f: &LineFacts) -> LineOpen {
+    match &f.line {
+        None => LineOpen::Create,
+        Some(l) if f.base_in_line => LineOpen::Continue(l.clone()),
+        Some(l) if f.line_in_base => LineOpen::FastForward { from: l.clone() },
+        Some(l) => LineOpen::MergeBase { onto: l.clone() },
+    }
+}
+
+/// The user's checkout of the target branch, if they have it checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The worktree's path, for messages.
+    pub path: String,
+    /// No changes and no untracked files.
+    pub clean: bool,
+}
+
+/// Where the target branch and the line stand when a run finishes (or `orch land`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFacts {
+    /// The target branch.
+    pub target: String,
+    /// Its head.
+    pub head: CommitId,
+    /// The line's validated head.
+    pub line: CommitId,
+    /// The line's head is the target's head or an ancestor: nothing to land.
+    pub landed: bool,
+    /// The target's head is an ancestor of the line: a fast-forward lands it.
+    pub fast_forward: bool,
+    /// The target's checkout, if some worktree has it checked out.
+    pub checkout: Option<Checkout>,
+    /// `--update-checkout`: update a clean checkout's files too.
+    pub update_checkout: bool,
+}
+
+/// What a finish does with the target branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Land {
+    /// The target holds the line already.
+    UpToDate,
+    /// The target moved on beside the line: merge it into the line, validate, and
+    /// decide again.
+    MergeTargetFirst,
+    /// Move the target's ref by compare-and-swap; no checkout is touched.
+    MoveRef,
+    /// Move the ref and update the user's clean checkout (`--update-checkout`).
+    MoveRefAndCheckout,
+    /// The target is checked out: orch does not touch the user's files, and says what
+    /// to run instead.
+    Instruct {
+        /// What to run, in the checkout.
+        command: String,
+        /// Why orch did not.
+        why: String,
+    },
+}
+
+/// Decides what a finish does with the target branch.
+pub fn land(f: &TargetFacts) -> Land {
+    if f.landed {
+        return Land::UpToDate;
+    }
+    if !f.fast_forward {
+        return Land::MergeTargetFirst;
+    }
+    let Some(c) = &f.checkout else {
+        return Land::MoveRef;
+    };
+    let command = format!("git -C {} merge --ff-only {}", c.path, f.line);
+    match (c.clean, f.update_checkout) {
+        (true, true) => Land::MoveRefAndCheckout,
+        (false, true) => Land::Instruct {
+            command,
+            why: format!(
+                "{} is checked out in {} with uncommitted changes, so orch touches nothing; commit or stash them and run",
+                f.target, c.path
+            ),
+        },
+        (_, false) => Land::Instruct {
+            command,
+            why: format!(
+                "{} is checked out in {}, and orch never changes your files unless asked (`orch land --update-checkout` does, when the checkout is clean); run",
+                f.target, c.path
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> CommitId {
+        CommitId(s.into())
+    }
+
+    #[test]
+    fn the_line_opens_by_ancestry() {
+        let f = |line: Option<&str>, base_in_line, line_in_base| LineFacts {
+            line: line.map(c),
+            base: c("b"),
+            base_in_line,
+            line_in_base,
+        };
+        assert_eq!(open_line(&f(None, false, false)), LineOpen::Create);
+        assert_eq!(
+            open_line(&f(Some("l"), true, false)),
+            LineOpen::Continue(c("l"))
+        );
+        assert_eq!(
+            open_line(&f(Some("l"), false, true)),
+            LineOpen::FastForward { from: c("l") }
+        );
+        assert_eq!(
+            open_line(&f(Some("l"), false, false)),
+            LineOpen::MergeBase { onto: c("l") }
+        );
+    }
+
+    #[test]
+    fn a_checked_out_target_is_never_touched_unless_asked_and_clean() {
+        let f = |checkout: Option<bool>, update| TargetFacts {
+            target: "main".into(),
+            head: c("m"),
+            line: c("l"),
+            landed: false,
+            fast_forward: true,
+            checkout: checkout.map(|clean| Checkout {
+                path: "/src".into(),
+                clean,
+            }),
+            update_checkout: update,
+        };
+        assert_eq!(land(&f(None, false)), Land::MoveRef);
+        assert_eq!(land(&f(Some(true), true)), Land::MoveRefAndCheckout);
+        assert!(
+            matches!(land(&f(Some(false), true)), Land::Instruct { why, .. } if why.contains("uncommitted"))
+        );
+        assert!(
+            matches!(land(&f(Some(true), false)), Land::Instruct { command, .. } if command == "git -C /src merge --ff-only l")
+        );
+        let moved = TargetFacts {
+            fast_forward: false,
+            ..f(None, false)
+        };
+        assert_eq!(land(&moved), Land::MergeTargetFirst);
+        let done = TargetFacts {
+            landed: true,
+            ..moved
+        };
+        assert_eq!(land(&done), Land::UpToDate);
+    }
+}

@@ -1,0 +1,172 @@
+//! Landing: ancestry, who has a branch checked out, a clean fast-forward of a user's
+//! checkout, and pushes that never overwrite what someone else pushed.
+
+use std::path::{Path, PathBuf};
+
+use orch_core::run::CommitId;
+
+use crate::{Git, GitError, full_branch, git_cli, git_command, git_ok};
+
+/// A worktree (the main one or a linked one) that has a branch checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedOut {
+    /// Its path.
+    pub path: PathBuf,
+    /// No changes to tracked files and no untracked files.
+    pub clean: bool,
+}
+
+impl Git {
+    /// The local branch a base names: `HEAD`'s branch in the main worktree, a branch
+    /// itself, or for `<remote>/<branch>` the local `<branch>`; `None` for a detached
+    /// `HEAD`, a tag or a commit.
+    pub fn branch_of(&self, base: &str) -> Option<String> {
+        let base = base.trim();
+        let exists = |b: &str| matches!(self.ref_target(&full_branch(b)), Ok(Some(_)));
+        if base == "HEAD" {
+            let b = git_cli(
+                &self.workdir,
+                &["symbolic-ref", "--quiet", "--short", "HEAD"],
+            )
+            .ok()?;
+            return Some(b.trim().to_owned()).filter(|b| !b.is_empty());
+        }
+        if let Some(b) = base.strip_prefix("refs/heads/") {
+            return exists(b).then(|| b.to_owned());
+        }
+        if exists(base) {
+            return Some(base.to_owned());
+        }
+        let (remote, branch) = base.split_once('/')?;
+        (self.repo().find_remote(remote).is_ok() && exists(branch)).then(|| branch.to_owned())
+    }
+
+    /// Whether `a` is `b` or one of its ancestors.
+    pub fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
+        git_ok(&self.workdir, &["merge-base", "--is-ancestor", &a.0, &b.0])
+    }
+
+    /// How many commits `head` has that `base` lacks.
+    pub fn count_ahead(&self, base: &CommitId, head: &CommitId) -> Result<u64, GitError> {
+        let out = git_cli(
+            &self.workdir,
+            &["rev-list", "--count", &format!("{}..{}", base.0, head.0)],
+        )?;
+        Ok(out.trim().parse().unwrap_or(0))
+    }
+
+    /// The `Orch-Task` trailers of the commits `head` has that `base` lacks, newest
+    /// first, without repeats: the tasks a line holds beyond the base.
+    pub fn tasks_between(&self, base: &CommitId, head: &CommitId) -> Result<Vec<String>, GitError> {
+        let out = git_cli(
+            &self.workdir,
+            &[
+                "log",
+                "--format=%(trailers:key=Orch-Task,valueonly,separator=%x00)",
+                &format!("{}..{}", base.0, head.0),
+            ],
+        )?;
+        let mut tasks: Vec<String> = Vec::new();
+        for t in out
+            .split(['\n', '\0'])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            if !tasks.iter().any(|x| x == t) {
+                tasks.push(t.to_owned());
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// The worktree that has `branch` checked out, if one does, and whether it is clean.
+    pub fn checked_out(&self, branch: &str) -> Result<Option<CheckedOut>, GitError> {
+        let list = git_cli(&self.workdir, &["worktree", "list", "--porcelain"])?;
+        let want = format!("branch {}", full_branch(branch));
+        let mut path: Option<PathBuf> = None;
+        for line in list.lines() {
+            if let Some(p) = line.strip_prefix("worktree ") {
+                path = Some(PathBuf::from(p));
+            } else if line == want
+                && let Some(p) = path.take()
+            {
+                let status = git_cli(
+                    &p,
+                    &[
+                        "--no-optional-locks",
+                        "status",
+                        "--porcelain",
+                        "--untracked-files=normal",
+                    ],
+                )?;
+                return Ok(Some(CheckedOut {
+                    clean: status.trim().is_empty(),
+                    path: p,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fast-forwards the branch checked out (and clean) at `checkout` from `expected`
+    /// to `new`: its ref and its files, as `git merge --ff-only` does. Refused when the
+    /// branch is no longer at `expected`, or the checkout has changes.
+    pub fn fast_forward_checkout(
+        &self,
+        checkout: &Path,
+        branch: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), GitError> {
+        let _admin = self.admin();
+        let actual = self.ref_target(&full_branch(branch))?;
+        if actual.as_ref() != Some(expected) {
+            return Err(GitError::LostRace {
+                reference: full_branch(branch),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        git_cli(
+            checkout,
+            &["merge", "--quiet", "--ff-only", "--no-edit", &new.0],
+        )?;
+        Ok(())
+    }
+
+    /// Pushes `commit` to each `branch` on `remote`, all or none (`--atomic`), and never
+    /// forced: a remote branch someone else moved on is refused, not overwritten.
+    pub fn push(&self, remote: &str, refs: &[(&str, &CommitId)]) -> Result<(), GitError> {
+        let specs: Vec<String> = refs
+            .iter()
+            .map(|(b, c)| format!("{}:{}", c.0, full_branch(b)))
+            .collect();
+        let mut cmd = git_command(&self.workdir);
+        cmd.args(["push", "--porcelain", "--atomic", "--no-verify", remote])
+            .args(&specs)
+            .env("GIT_TERMINAL_PROMPT", "0");
+        let out = cmd.output().map_err(|e| GitError::Cli {
+            command: "git push".into(),
+            message: format!("cannot run git: {e}"),
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rejected: Vec<&str> = text.lines().filter(|l| l.starts_with('!')).collect();
+        if rejected.is_empty() {
+            return Err(GitError::Cli {
+                command: format!("git push {remote} {}", specs.join(" ")),
+                message: text.trim().to_owned(),
+            });
+        }
+        Err(GitError::PushRefused {
+            remote: remote.to_owned(),
+            message: rejected.join("; "),
+        })
+    }
+}
