@@ -131,6 +131,11 @@ pub struct CleanupArgs {
     /// Also remove dirty worktrees and branches whose work is in no integration branch.
     #[arg(long)]
     pub force: bool,
+    /// Only apply artifact retention (`artifacts.keep_runs`, `artifacts.max_bytes`;
+    /// failed attempts' logs stay twice as long), and list what went and what stayed,
+    /// with sizes.
+    #[arg(long, conflicts_with_all = ["dry_run", "force"])]
+    pub artifacts: bool,
 }
 
 /// `orch events`

@@ -369,3 +369,84 @@ fn a_run_with_nothing_to_claim_creates_nothing() {
     assert_eq!(j["nothing_to_claim"], true);
     assert_eq!(j["failed"][0], "task-1");
 }
+
+fn bytes_under(p: &Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => bytes_under(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Retention runs at the end of every run: over 30 runs the artifacts stay under
+/// `artifacts.max_bytes`, the newest `keep_runs` runs stay, and a failed attempt stays
+/// twice as long as a successful one.
+#[test]
+fn retention_keeps_the_artifacts_in_budget_over_thirty_runs() {
+    let s = Sandbox::new();
+    let noisy = format!("head -c 3000 /dev/zero | tr '\\0' x; {AGENT}");
+    let limits = [
+        "-c",
+        "artifacts.max_bytes=64KiB",
+        "-c",
+        "artifacts.keep_runs=5",
+    ];
+    let root = s.repo().join(".orch/artifacts");
+    let mut failed_run = String::new();
+    for i in 1..=30 {
+        let body = if i == 25 { "needs 99" } else { "fine" };
+        s.add(&format!("Task {i}"), &["--body", body]);
+        let mut a = vec!["run", "--agent-cmd", &noisy, "--max-attempts", "1"];
+        a.extend_from_slice(&limits);
+        let o = s.run(&a);
+        assert_eq!(
+            o.status.code(),
+            Some(if i == 25 { 3 } else { 0 }),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if i == 25 {
+            failed_run = s.json(&["run", "list"])[0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        let used = bytes_under(&root);
+        assert!(used <= 64 * 1024, "run {i}: {used} bytes of artifacts");
+    }
+    let mut runs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    runs.sort();
+    let newest: Vec<String> = s.json(&["run", "list"]).as_array().unwrap()[..5]
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    for r in &newest {
+        assert!(runs.contains(r), "the newest runs stay: {runs:?}");
+    }
+    assert!(
+        runs.contains(&failed_run),
+        "the failure stays longer: {runs:?}"
+    );
+    assert_eq!(runs.len(), 6, "{runs:?}");
+    let mut a = vec!["--json", "cleanup", "--artifacts"];
+    a.extend_from_slice(&limits);
+    let report: Value = serde_json::from_slice(&s.ok(&a).stdout).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{report}");
+    assert_eq!(report["kept_runs"].as_array().unwrap().len(), 6, "{report}");
+    // A tighter budget at cleanup: successes go before the failure.
+    let tight = ["cleanup", "--artifacts", "-c", "artifacts.max_bytes=10KiB"];
+    let out = String::from_utf8(s.ok(&tight).stdout).unwrap();
+    assert!(out.contains("removed ") && out.contains("freed"), "{out}");
+    assert!(root.join(&failed_run).exists(), "{out}");
+    assert!(bytes_under(&root) <= 10 * 1024);
+}

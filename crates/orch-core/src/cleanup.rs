@@ -132,6 +132,54 @@ pub fn plan(f: &CleanupFacts<'_>) -> CleanupPlan {
     p
 }
 
+/// One attempt's artifact directory, as retention sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactFacts {
+    /// Its run's place among the runs, newest first (0: the newest).
+    pub run_index: usize,
+    /// Its attempt failed (or was canceled, interrupted, or never said).
+    pub failed: bool,
+    /// Its size.
+    pub bytes: u64,
+    /// Its run is not finished: never removed.
+    pub live: bool,
+}
+
+/// How much of the artifacts to keep (`[artifacts]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactRetention {
+    /// The newest runs whose successful attempts stay.
+    pub keep_runs: u32,
+    /// Failed attempts stay for this many times as many runs.
+    pub failed_factor: u32,
+    /// The byte budget for all of them.
+    pub max_bytes: u64,
+}
+
+/// Which artifact directories go (indexes into the facts, in the order they go) and
+/// the bytes left. Past their run's retention they go; then, while over the budget,
+/// the oldest go first, successful before failed; a live run's never.
+pub fn plan_artifacts(dirs: &[ArtifactFacts], r: ArtifactRetention) -> (Vec<usize>, u64) {
+    let keep_runs = r.keep_runs as usize;
+    let keep_failed = keep_runs.saturating_mul(r.failed_factor.max(1) as usize);
+    let (mut gone, mut left): (Vec<usize>, Vec<usize>) = (0..dirs.len()).partition(|i| {
+        let d = &dirs[*i];
+        let limit = if d.failed { keep_failed } else { keep_runs };
+        !d.live && d.run_index >= limit
+    });
+    let mut total: u64 = left.iter().map(|i| dirs[*i].bytes).sum();
+    left.retain(|i| !dirs[*i].live);
+    left.sort_by_key(|i| (dirs[*i].failed, std::cmp::Reverse(dirs[*i].run_index), *i));
+    for i in left {
+        if total <= r.max_bytes {
+            break;
+        }
+        total -= dirs[i].bytes;
+        gone.push(i);
+    }
+    (gone, total)
+}
+
 impl AttemptFacts {
     fn phase_is_terminal(&self) -> bool {
         matches!(
@@ -146,6 +194,35 @@ impl AttemptFacts {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn artifacts_go_by_age_then_budget_successful_first_live_never() {
+        use super::{ArtifactFacts, ArtifactRetention, plan_artifacts};
+        let d = |run_index, failed, live| ArtifactFacts {
+            run_index,
+            failed,
+            bytes: 10,
+            live,
+        };
+        let dirs = [
+            d(0, false, true),
+            d(1, false, false),
+            d(1, true, false),
+            d(2, false, false),
+            d(3, true, false),
+            d(4, true, false),
+        ];
+        let r = ArtifactRetention {
+            keep_runs: 2,
+            failed_factor: 2,
+            max_bytes: 1000,
+        };
+        // Run 2's success is past keep_runs; failures stay for 4 runs.
+        assert_eq!(plan_artifacts(&dirs, r), (vec![3, 5], 40));
+        let tight = ArtifactRetention { max_bytes: 15, ..r };
+        // Then the oldest successful, then the oldest failed; the live run stays.
+        assert_eq!(plan_artifacts(&dirs, tight), (vec![3, 5, 1, 4, 2], 10));
+    }
+
     use super::*;
     use crate::TaskId;
 

@@ -114,6 +114,23 @@ impl FromStr for ByteSize {
     }
 }
 
+impl ByteSize {
+    /// The size for people, to one decimal: `1.5 MiB`, `512 B`.
+    pub fn approx(self) -> String {
+        for (unit, size) in [
+            ("TiB", 1u64 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ] {
+            if self.0 >= size {
+                return format!("{:.1} {unit}", self.0 as f64 / size as f64);
+            }
+        }
+        format!("{} B", self.0)
+    }
+}
+
 impl fmt::Display for ByteSize {
     /// The largest binary unit that divides the size exactly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -46,6 +46,9 @@ pub enum EngineError {
     /// that moved on conflicts with it or fails the integration gate.
     #[error("{0}")]
     Landing(String),
+    /// Artifact retention could not read or remove something.
+    #[error("artifact retention: {0}")]
+    Artifacts(String),
     /// A new run would find nothing to claim, so none was started.
     #[error("{0}")]
     NothingToClaim(crate::land::Idle),
@@ -62,7 +65,9 @@ impl EngineError {
             | EngineError::Landing(_)
             | EngineError::NothingToClaim(_) => true,
             EngineError::Git(e) => e.is_refusal(),
-            EngineError::LeaseExpired { .. } | EngineError::StoreUnavailable { .. } => false,
+            EngineError::LeaseExpired { .. }
+            | EngineError::StoreUnavailable { .. }
+            | EngineError::Artifacts(_) => false,
         }
     }
 }

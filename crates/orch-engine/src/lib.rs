@@ -32,6 +32,7 @@ pub mod ports;
 pub mod presets;
 pub mod prompt;
 pub mod resume;
+pub mod retention;
 pub mod setup;
 pub mod status;
 pub mod stored;
@@ -59,7 +60,7 @@ pub use handle::{Progress, RunHandle, RunUpdate, Subscription};
 pub use lease::{interrupted_runs, kill_run_processes};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
-pub use orch_validate::{become_subreaper, stop_orphans};
+pub use orch_validate::{GcReport, become_subreaper, stop_orphans};
 pub use planner::parse_proposals;
 pub use stored::{StoredEngine, StoredRun};
 
@@ -450,6 +451,7 @@ impl Engine {
             }
         })
         .await;
+        notes.extend(self.retain_artifacts().await);
         let head = self.git.ref_target(&reference)?;
         let holds_validated = self
             .line_holds(validated_head.as_ref(), head.as_ref())

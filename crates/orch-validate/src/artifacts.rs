@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use orch_core::TaskId;
+use orch_core::cleanup::{ArtifactFacts, ArtifactRetention, plan_artifacts};
 use orch_core::run::{AttemptId, RunId};
 
 /// The marker file an attempt's outcome is written to.
@@ -72,12 +73,14 @@ pub struct Retention {
 /// What a garbage collection did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
-    /// Attempt directories removed.
-    pub removed: Vec<PathBuf>,
+    /// Attempt directories removed, with their bytes.
+    pub removed: Vec<(PathBuf, u64)>,
     /// Bytes freed.
     pub freed_bytes: u64,
     /// Bytes left.
     pub kept_bytes: u64,
+    /// The runs whose artifacts stay, newest first, with their bytes.
+    pub kept_runs: Vec<(String, u64)>,
 }
 
 #[derive(Debug)]
@@ -182,8 +185,8 @@ impl Artifacts {
         std::fs::write(&p, text).map_err(io("writing", &p))
     }
 
-    /// Applies `retention`. Runs in `live` are never touched. Runs are ordered newest
-    /// first by their newest file.
+    /// Applies `retention`, as the core's [`plan_artifacts`] decides. Runs in `live` are
+    /// never touched. Runs are ordered newest first by their newest file.
     pub fn gc(
         &self,
         retention: Retention,
@@ -191,40 +194,43 @@ impl Artifacts {
     ) -> Result<GcReport, ArtifactError> {
         let runs = self.runs_newest_first(live)?;
         let attempts = attempt_dirs(&runs)?;
-        let keep_runs = retention.keep_runs as usize;
-        let keep_failed = keep_runs.saturating_mul(retention.failed_factor.max(1) as usize);
-        let mut report = GcReport::default();
-        let mut left = Vec::new();
-        for a in attempts {
-            let too_old = match a.kept {
-                Kept::Succeeded => a.run_index >= keep_runs,
-                Kept::Failed => a.run_index >= keep_failed,
-            };
-            if too_old && !a.live {
-                remove(&a, &mut report)?;
-            } else {
-                left.push(a);
+        let facts: Vec<ArtifactFacts> = attempts
+            .iter()
+            .map(|a| ArtifactFacts {
+                run_index: a.run_index,
+                failed: a.kept == Kept::Failed,
+                bytes: a.bytes,
+                live: a.live,
+            })
+            .collect();
+        let (gone, kept_bytes) = plan_artifacts(
+            &facts,
+            ArtifactRetention {
+                keep_runs: retention.keep_runs,
+                failed_factor: retention.failed_factor,
+                max_bytes: retention.max_bytes,
+            },
+        );
+        let mut report = GcReport {
+            kept_bytes,
+            ..GcReport::default()
+        };
+        for i in &gone {
+            remove(&attempts[*i], &mut report)?;
+        }
+        let root_len = self.root.components().count();
+        for (_, run, _) in &runs {
+            let bytes: u64 = attempts
+                .iter()
+                .enumerate()
+                .filter(|(i, a)| a.path.starts_with(run) && !gone.contains(i))
+                .map(|(_, a)| a.bytes)
+                .sum();
+            if bytes > 0 {
+                let name = run.components().skip(root_len).collect::<PathBuf>();
+                report.kept_runs.push((name.display().to_string(), bytes));
             }
         }
-        // The byte budget: oldest first, successful before failed, live never.
-        let mut total: u64 = left.iter().map(|a| a.bytes).sum();
-        let mut order: Vec<usize> = (0..left.len()).filter(|i| !left[*i].live).collect();
-        order.sort_by_key(|i| {
-            let a = &left[*i];
-            (
-                a.kept == Kept::Failed,
-                std::cmp::Reverse(a.run_index),
-                a.path.clone(),
-            )
-        });
-        for i in order {
-            if total <= retention.max_bytes {
-                break;
-            }
-            total -= left[i].bytes;
-            remove(&left[i], &mut report)?;
-        }
-        report.kept_bytes = total;
         // Remove directories the removals emptied.
         for (_, run, _) in &runs {
             for task in subdirs(run)? {
@@ -293,6 +299,6 @@ fn attempt_dirs(runs: &[(SystemTime, PathBuf, bool)]) -> Result<Vec<AttemptDir>,
 fn remove(a: &AttemptDir, report: &mut GcReport) -> Result<(), ArtifactError> {
     std::fs::remove_dir_all(&a.path).map_err(io("removing", &a.path))?;
     report.freed_bytes += a.bytes;
-    report.removed.push(a.path.clone());
+    report.removed.push((a.path.clone(), a.bytes));
     Ok(())
 }

@@ -1,9 +1,12 @@
-//! `orch cleanup [--dry-run] [--force]`: removes what no live attempt uses; keeps
-//! integration branches, and says what it kept and why. The core plans it
+//! `orch cleanup [--dry-run] [--force] [--artifacts]`: removes what no live attempt
+//! uses; keeps integration branches, and says what it kept and why; applies artifact
+//! retention. The core plans it
 //! (`orch_engine::core::cleanup::plan`); the engine carries it out.
 
 use anyhow::Result;
 use orch_engine::cleanup::{CleanupOptions, apply, preview};
+use orch_engine::core::units::ByteSize;
+use orch_engine::retention::gc_artifacts;
 
 use crate::cli::CleanupArgs;
 use crate::ctx::Ctx;
@@ -19,10 +22,24 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
         force: args.force,
     };
     let (store, root) = (&opened.store, &opened.repo.root);
+    let artifacts = opened.repo.orch_dir().join("artifacts");
+    if args.artifacts {
+        let r = gc_artifacts(store, &artifacts, &cfg.artifacts).await?;
+        return output::cleanup::print_artifacts(&r, ctx.json);
+    }
     if args.dry_run {
         let p = preview(store, root, &opts).await?;
         return output::cleanup::print_preview(&p, ctx.json);
     }
     let r = apply(store, root, &opts).await?;
-    output::cleanup::print_report(&r, ctx.json)
+    output::cleanup::print_report(&r, ctx.json)?;
+    let g = gc_artifacts(store, &artifacts, &cfg.artifacts).await?;
+    if !ctx.json && !g.removed.is_empty() {
+        println!(
+            "removed {} old attempt log directories ({}); `orch cleanup --artifacts` lists them",
+            g.removed.len(),
+            ByteSize(g.freed_bytes).approx()
+        );
+    }
+    Ok(())
 }

@@ -196,3 +196,57 @@ pub fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Serialize)]
+struct ArtifactsJson<'a> {
+    removed: Vec<SizedJson<'a>>,
+    freed_bytes: u64,
+    kept_bytes: u64,
+    kept_runs: Vec<SizedJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SizedJson<'a> {
+    path: &'a str,
+    bytes: u64,
+}
+
+/// Prints what artifact retention removed and kept.
+pub fn print_artifacts(r: &orch_engine::GcReport, json: bool) -> anyhow::Result<()> {
+    let removed: Vec<(String, u64)> = r
+        .removed
+        .iter()
+        .map(|(p, b)| (p.display().to_string(), *b))
+        .collect();
+    if json {
+        return super::print_json(&ArtifactsJson {
+            removed: sized(&removed),
+            freed_bytes: r.freed_bytes,
+            kept_bytes: r.kept_bytes,
+            kept_runs: sized(&r.kept_runs),
+        });
+    }
+    let size = |b: u64| orch_engine::core::units::ByteSize(b).approx();
+    for (p, b) in &removed {
+        println!("removed {p} ({})", size(*b));
+    }
+    for (run, b) in &r.kept_runs {
+        println!("kept run {run} ({})", size(*b));
+    }
+    println!(
+        "artifacts: {} removed, {} freed, {} kept",
+        removed.len(),
+        size(r.freed_bytes),
+        size(r.kept_bytes)
+    );
+    Ok(())
+}
+
+fn sized(v: &[(String, u64)]) -> Vec<SizedJson<'_>> {
+    v.iter()
+        .map(|(path, bytes)| SizedJson {
+            path,
+            bytes: *bytes,
+        })
+        .collect()
+}
