@@ -75,7 +75,7 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
     );
 
     s.config(
-        "[run]\nconcurrency = 3\nlease_ttl = \"30s\"\n[agent]\ntimeout = \"60s\"\n[policy]\nmax_attempts = 3\nbackoff = \"100ms\"\n",
+        "[run]\nconcurrency = 3\nintegration_depth = 3\nlease_ttl = \"30s\"\n[agent]\ntimeout = \"60s\"\n[policy]\nmax_attempts = 3\nbackoff = \"100ms\"\n",
     )?;
     for i in 1..=tasks {
         let title = format!("t{i:02}");

@@ -35,7 +35,7 @@ pub(crate) fn sh(dir: &Path, cmd: &str) -> Result<String> {
 }
 
 impl Sandbox {
-    fn new(orch: &Path) -> Result<Sandbox> {
+    pub(crate) fn new(orch: &Path) -> Result<Sandbox> {
         let tmp = tempfile::Builder::new().prefix("orch-e2e-").tempdir()?;
         let s = Sandbox {
             tmp,
@@ -441,17 +441,30 @@ fn conflict(s: &Sandbox, policy: &str) -> Result<()> {
 }
 
 /// Builds the CLI and runs every scenario; `filter` keeps the ones whose name contains it.
-pub fn run(filter: Option<&str>) -> Result<()> {
+/// Builds `orch` (`release` or the debug profile) and returns its path.
+pub(crate) fn build_orch(release: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build", "-q", "-p", "orch-cli"];
+    if release {
+        args.push("--release");
+    }
     let status = Command::new(&cargo)
         .current_dir(root())
-        .args(["build", "-q", "-p", "orch-cli"])
+        .args(&args)
         .status()?;
     ensure!(status.success(), "building orch failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target"));
-    let orch = target.join("debug/orch");
+    Ok(target.join(if release {
+        "release/orch"
+    } else {
+        "debug/orch"
+    }))
+}
+
+pub fn run(filter: Option<&str>) -> Result<()> {
+    let orch = build_orch(false)?;
     let mut failed = Vec::new();
     let selected: Vec<&Scenario> = SCENARIOS
         .iter()

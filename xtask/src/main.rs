@@ -6,6 +6,8 @@
 //!   The same checks run as this crate's tests, so `cargo test --workspace` enforces them.
 //! - `e2e [FILTER]`: builds the CLI and drives it through end-to-end scenarios against
 //!   fresh repositories (see `e2e.rs`).
+//! - `bench gate` (P3): landed tasks per hour at integration depth 1 against 4, with a
+//!   scripted gate that sleeps `ORCH_BENCH_GATE_SECS` (2 s) and fails bad candidates.
 //! - `bench [core|import|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
 //!   `handle` on a 10,000-task board; `import`: a board file's dependency check on
 //!   2,000- and 8,000-task chains; `validate`: the runner's spawn overhead; `git`:
@@ -14,6 +16,7 @@
 
 mod chaos;
 mod e2e;
+mod gatebench;
 mod layers;
 mod tidy;
 
@@ -30,12 +33,20 @@ const BENCHES: &[(&str, &str, &str)] = &[
 ];
 
 fn bench(which: Option<&str>) -> Result<()> {
+    if which == Some("gate") {
+        let secs = std::env::var("ORCH_BENCH_GATE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2.0);
+        return gatebench::run(secs);
+    }
     let selected: Vec<_> = BENCHES
         .iter()
         .filter(|(name, _, _)| which.is_none_or(|w| w == *name))
         .collect();
     if selected.is_empty() {
-        let names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+        let mut names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
+        names.push("gate");
         bail!(
             "unknown benchmark {:?}; available: {}",
             which.unwrap_or(""),
@@ -75,7 +86,7 @@ fn main() -> Result<()> {
         Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
         None => bail!(
-            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git], e2e [FILTER]"
+            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate], e2e [FILTER]"
         ),
     }
 }

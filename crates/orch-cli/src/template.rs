@@ -16,6 +16,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # offline = "use-cached"         # or "fail"
 # merge_style = "merge"          # or "squash"
 # finish = "leave"               # or "fast-forward" (the target, by compare-and-swap), "push", "fast-forward+push"
+# integration_depth = 1          # candidates validated at once, stacked on the head (1-16)
 # integration_branch = "orch/integration"  # the line every run builds on; or "per-run"
 # target = ""                    # the branch finish lands on; empty: the branch run.base names
 # remote = "origin"              # where finish = "push" pushes
@@ -38,6 +39,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # worker = []                    # commands run in the task worktree
 # integration = []               # commands run on the merge commit
 # timeout = "20m"
+# integration_retries = 0        # reruns of a failing integration gate; a later pass is "flaky"
 
 [policy]
 # max_attempts = 2

@@ -450,3 +450,80 @@ fn retention_keeps_the_artifacts_in_budget_over_thirty_runs() {
     assert!(root.join(&failed_run).exists(), "{out}");
     assert!(bytes_under(&root) <= 10 * 1024);
 }
+
+/// `run.integration_depth = 3`: candidates validated at once, a bad one failed and
+/// the ones above it stacked again, exactly the good work on the line; and a flaky gate
+/// (`validate.integration_retries`) rerun, journaled and shown in `run show`.
+#[test]
+fn a_speculative_stack_lands_only_the_good_work_and_reruns_flaky_gates() {
+    let s = Sandbox::new();
+    for i in 1..=5 {
+        let title = if i == 2 {
+            "bad two".to_owned()
+        } else {
+            format!("good {i}")
+        };
+        s.add(&title, &[]);
+    }
+    let agent = "case \"$ORCH_TASK_TITLE\" in bad*) echo x > bad.txt;; esac; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt";
+    let marks = s.dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    // Fails the first run on each commit, then passes (unless the candidate is bad).
+    let gate = format!(
+        "test ! -e bad.txt && {{ c=$(git rev-parse HEAD); test -e {m}/$c || {{ touch {m}/$c; exit 1; }}; }}",
+        m = marks.display()
+    );
+    let o = s.run(&[
+        "run",
+        "--agent-cmd",
+        agent,
+        "--max-attempts",
+        "1",
+        "--concurrency",
+        "5",
+        "-c",
+        "run.integration_depth=3",
+        "-c",
+        "validate.integration_retries=1",
+        "--integrate-validate",
+        &gate,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert_eq!(
+        s.statuses(),
+        ["done", "failed", "done", "done", "done"],
+        "{err}"
+    );
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert_eq!(files, "orch.toml\nt1.txt\nt3.txt\nt4.txt\nt5.txt");
+    let run = s.json(&["run", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let show = s.json(&["run", "show", &run]);
+    assert!(!show["flaky"].as_array().unwrap().is_empty(), "{show}");
+    let text = String::from_utf8(s.ok(&["run", "show", &run]).stdout).unwrap();
+    assert!(text.contains("flaky: task-"), "{text}");
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    assert!(events.contains("attempt.gate_rerun"), "{events}");
+    // Some candidate was merged onto another's merge: the stack was deeper than one.
+    let merges: Vec<(String, String)> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "attempt.merge_written")
+        .map(|e| {
+            let p = &e["payload"];
+            (
+                p["commit"].as_str().unwrap().to_owned(),
+                p["onto"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        merges
+            .iter()
+            .any(|(_, onto)| merges.iter().any(|(c, _)| c == onto)),
+        "{merges:?}"
+    );
+}

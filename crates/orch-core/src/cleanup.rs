@@ -80,6 +80,15 @@ pub struct CleanupPlan {
     pub expired: BTreeSet<String>,
 }
 
+/// The name of integration slot `slot`'s worktree under a run's directory:
+/// `integration`, then `integration-2`, ... up to the deepest stack.
+pub fn integration_slot_name(slot: usize) -> String {
+    match slot {
+        0 => "integration".into(),
+        n => format!("integration-{}", n + 1),
+    }
+}
+
 /// Plans a cleanup.
 pub fn plan(f: &CleanupFacts<'_>) -> CleanupPlan {
     let mut p = CleanupPlan::default();
@@ -110,7 +119,10 @@ pub fn plan(f: &CleanupFacts<'_>) -> CleanupPlan {
             p.stop_processes_of.insert(r.id.clone());
             continue;
         }
-        p.live_worktrees.extend(wt(&r.id, "integration".into()));
+        for slot in 0..crate::config::MAX_INTEGRATION_DEPTH as usize {
+            p.live_worktrees
+                .extend(wt(&r.id, integration_slot_name(slot)));
+        }
         for a in r.attempts.iter().filter(|a| !a.phase_is_terminal()) {
             p.live_branches.insert(a.branch.clone());
             p.live_worktrees.extend(wt(&r.id, a.attempt.to_string()));

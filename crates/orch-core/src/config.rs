@@ -64,6 +64,9 @@ pub struct RunConfig {
     /// integration line, `fast-forward` the target branch to it, `push` the line to
     /// `run.remote`, or `fast-forward+push` both.
     pub finish: Finish,
+    /// How many candidates are validated at once, stacked on the integration head
+    /// (1..=16): 1 integrates one attempt at a time.
+    pub integration_depth: NonZeroU32,
     /// The integration line: a long-lived branch every run builds on and advances by
     /// compare-and-swap, or `per-run` for a fresh `orch/<run>/integration` each run.
     pub integration_branch: String,
@@ -94,6 +97,7 @@ impl Default for RunConfig {
             offline: Offline::UseCached,
             merge_style: MergeStyle::Merge,
             finish: Finish::Leave,
+            integration_depth: NonZeroU32::new(1).expect("1 is not zero"),
             integration_branch: DEFAULT_INTEGRATION_BRANCH.into(),
             target: String::new(),
             remote: "origin".into(),
@@ -104,6 +108,9 @@ impl Default for RunConfig {
         }
     }
 }
+
+/// The deepest speculative stack (`run.integration_depth`).
+pub const MAX_INTEGRATION_DEPTH: u32 = 16;
 
 /// The default integration line.
 pub const DEFAULT_INTEGRATION_BRANCH: &str = "orch/integration";
@@ -134,6 +141,12 @@ impl RunConfig {
 
     /// Checks the branch names: what is wrong, naming the key and what is allowed.
     pub fn check_branches(&self) -> Result<(), String> {
+        if self.integration_depth.get() > MAX_INTEGRATION_DEPTH {
+            return Err(format!(
+                "run.integration_depth {} is too deep: allowed 1 to {MAX_INTEGRATION_DEPTH}",
+                self.integration_depth
+            ));
+        }
         let line = self.integration_branch.trim();
         if line != PER_RUN {
             check_branch_name("run.integration_branch", line)
@@ -223,6 +236,9 @@ pub struct ValidateConfig {
     pub integration: Vec<String>,
     /// Per-command timeout.
     pub timeout: Duration,
+    /// How many times a failing integration gate is run again before its candidate
+    /// counts as failed; a pass after a failure is journaled as flaky.
+    pub integration_retries: u32,
 }
 
 impl Default for ValidateConfig {
@@ -231,6 +247,7 @@ impl Default for ValidateConfig {
             worker: Vec::new(),
             integration: Vec::new(),
             timeout: Duration::from_secs(20 * 60),
+            integration_retries: 0,
         }
     }
 }

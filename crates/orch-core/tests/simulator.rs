@@ -101,6 +101,16 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         quota_backoff: Duration::from_secs(rng.range(1, 30)),
         quota_max_wait: Duration::from_secs(rng.range(10, 300)),
         resume_session: rng.pct(50),
+        integration_depth: if rng.pct(40) {
+            1
+        } else {
+            rng.range(2, 8) as usize
+        },
+        integration_retries: if rng.pct(25) {
+            rng.range(1, 2) as u32
+        } else {
+            0
+        },
     };
     let oracle = RandomOracle {
         rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),
@@ -242,6 +252,7 @@ fn scenarios_cover_the_lifecycle() {
     let mut ends = std::collections::BTreeSet::new();
     let (mut crashes, mut done, mut failed, mut blocked, mut proposals) = (0, 0, 0, 0, 0);
     let (mut breaker_opened, mut breaker_closed, mut task_budget, mut run_budget) = (0, 0, 0, 0);
+    let (mut stacked, mut restacked, mut reruns, mut flaky) = (0, 0, 0, 0);
     for seed in 0..600 {
         let (r, w) = run(seed, false);
         r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -255,6 +266,20 @@ fn scenarios_cover_the_lifecycle() {
                 _ => {}
             }
         }
+        // A merge made on another candidate's merge: a stack deeper than one.
+        let merges: std::collections::BTreeSet<&orch_core::run::CommitId> = w
+            .journal
+            .iter()
+            .filter_map(|e| match e {
+                RunEvent::MergeWritten { commit, .. } => Some(commit),
+                _ => None,
+            })
+            .collect();
+        stacked += w
+            .journal
+            .iter()
+            .filter(|e| matches!(e, RunEvent::MergeWritten { onto, .. } if merges.contains(onto)))
+            .count();
         proposals += w
             .journal
             .iter()
@@ -268,6 +293,13 @@ fn scenarios_cover_the_lifecycle() {
                     attempt: Some(_), ..
                 } => task_budget += 1,
                 RunEvent::BudgetSpent { attempt: None, .. } => run_budget += 1,
+                RunEvent::GateRerun { .. } => reruns += 1,
+                RunEvent::Flaky { .. } => flaky += 1,
+                RunEvent::AttemptMoved { reason, .. }
+                    if reason.contains("re-stacked") || reason.contains("left the stack") =>
+                {
+                    restacked += 1
+                }
                 _ => {}
             }
         }
@@ -288,4 +320,8 @@ fn scenarios_cover_the_lifecycle() {
         "done {done}, failed {failed}, blocked {blocked}"
     );
     assert!(proposals > 50, "only {proposals} planner proposals");
+    assert!(
+        stacked > 100 && restacked > 5 && reruns > 20 && flaky > 5,
+        "stacked merges {stacked}, re-stacked candidates {restacked}, gate reruns {reruns}, flaky passes {flaky}"
+    );
 }

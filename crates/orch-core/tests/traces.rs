@@ -20,6 +20,8 @@ use orch_core::run::{
 struct Script {
     agents: BTreeMap<(i64, u32), AgentPlan>,
     gates: BTreeMap<(i64, u32, Stage), GatePlan>,
+    /// Gate outcomes run by run, before `gates` is asked.
+    gate_runs: BTreeMap<(i64, u32, Stage), VecDeque<GatePlan>>,
     merges: BTreeMap<(i64, u32), MergePlan>,
     ignore_sigterm: bool,
     finished_before_crash: bool,
@@ -41,6 +43,13 @@ impl Oracle for Script {
             .unwrap_or(AgentPlan::Succeed { empty: false })
     }
     fn gate(&mut self, a: AttemptId, stage: Stage) -> GatePlan {
+        if let Some(p) = self
+            .gate_runs
+            .get_mut(&(a.task.0, a.number, stage))
+            .and_then(VecDeque::pop_front)
+        {
+            return p;
+        }
         self.gates
             .get(&(a.task.0, a.number, stage))
             .copied()
@@ -382,5 +391,70 @@ fn resume_interrupts_an_agent_that_had_not_finished() {
         .filter(|e| e.kind() == "attempt.created")
         .count();
     assert_eq!(attempts, 2, "interrupted, then run again");
+    insta::assert_snapshot!(t);
+}
+
+fn stacked(depth: usize, retries: u32) -> Policy {
+    Policy {
+        concurrency: 3,
+        integration_depth: depth,
+        integration_retries: retries,
+        ..policy()
+    }
+}
+
+fn three_tasks() -> Vec<orch_core::run::TaskSpec> {
+    (1..=3).map(|t| task(t, 0, &[], &[])).collect()
+}
+
+/// Depth 3: the three candidates are validated at once; the middle one fails, so the
+/// one above it is stacked again on the first, and the first lands without waiting.
+#[test]
+fn a_stack_with_a_failure_in_the_middle() {
+    let mut s = Script::default();
+    s.gates.insert((2, 1, Stage::Integration), GatePlan::Fail);
+    let w = World::new(s, stacked(3, 0), three_tasks(), true);
+    let (t, w) = trace(w, |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert!(t.contains("Integrating -> Merging"), "{t}");
+    assert!(
+        w.statuses()
+            .values()
+            .all(|s| *s == orch_core::TaskStatus::Done)
+    );
+    insta::assert_snapshot!(t);
+}
+
+/// A conflict inside the stack: the conflicting candidate follows the conflict
+/// policy (a retry on the new head); the others land.
+#[test]
+fn a_conflict_in_the_stack() {
+    let mut s = Script::default();
+    s.merges
+        .insert((2, 1), MergePlan::Conflict(vec!["src/shared.rs".into()]));
+    let w = World::new(s, stacked(3, 0), three_tasks(), true);
+    let (t, w) = trace(w, |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert!(
+        w.statuses()
+            .values()
+            .all(|s| *s == orch_core::TaskStatus::Done)
+    );
+    insta::assert_snapshot!(t);
+}
+
+/// A failing integration gate is run again (`validate.integration_retries`); its pass
+/// is journaled as flaky, and the task lands on its first attempt.
+#[test]
+fn a_flaky_integration_gate_is_run_again() {
+    let mut s = Script::default();
+    s.gate_runs.insert(
+        (1, 1, Stage::Integration),
+        VecDeque::from([GatePlan::Fail, GatePlan::Pass]),
+    );
+    let w = World::new(s, stacked(1, 1), vec![task(1, 0, &[], &[])], true);
+    let (t, w) = trace(w, |_| {});
+    assert!(t.contains("attempt.flaky"), "{t}");
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
     insta::assert_snapshot!(t);
 }

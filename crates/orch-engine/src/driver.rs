@@ -126,6 +126,7 @@ impl RunDriver {
             tasks: RwLock::new(Arc::new(setup.tasks)),
             template: setup.template,
             handle: handle.clone(),
+            integration_slots: Default::default(),
         });
         RunDriver {
             ctx,

@@ -29,5 +29,12 @@ pub fn attempt_worktree(root: &Path, run: &RunId, a: AttemptId) -> PathBuf {
 
 /// `<root>/<run>/integration`: the run's scratch checkout for integration gates.
 pub fn integration_worktree(root: &Path, run: &RunId) -> PathBuf {
-    root.join(&run.0).join("integration")
+    integration_slot(root, run, 0)
+}
+
+/// The checkout of integration slot `slot`: `integration` for the first, then
+/// `integration-2`, ... (one per candidate validated at once, `run.integration_depth`).
+pub fn integration_slot(root: &Path, run: &RunId, slot: usize) -> PathBuf {
+    root.join(&run.0)
+        .join(orch_core::cleanup::integration_slot_name(slot))
 }

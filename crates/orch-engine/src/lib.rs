@@ -442,12 +442,13 @@ impl Engine {
         }
         // The integration worktree is orch's scratch space; the branch stays for review.
         let git = self.git.clone();
-        let iwt = layout::integration_worktree(&self.cfg.worktree_root, run);
+        let (root, id) = (self.cfg.worktree_root.clone(), run.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            if iwt.exists() {
-                git.remove_worktree(&iwt, true)
-            } else {
-                Ok(())
+            for slot in 0..orch_core::config::MAX_INTEGRATION_DEPTH as usize {
+                let iwt = layout::integration_slot(&root, &id, slot);
+                if iwt.exists() {
+                    let _ = git.remove_worktree(&iwt, true);
+                }
             }
         })
         .await;

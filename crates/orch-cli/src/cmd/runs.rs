@@ -81,7 +81,19 @@ async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
         .await?
         .filter(|_| !interrupted && !info.state.is_terminal())
         .map(|l| l.owner);
-    let snap = RunSnapshot::from_events(&store.run_events(id).await?);
+    let journal = store.run_events(id).await?;
+    let snap = RunSnapshot::from_events(&journal);
+    let flaky: Vec<(String, u32, String)> = journal
+        .iter()
+        .filter_map(|e| match e {
+            orch_engine::core::run::RunEvent::Flaky {
+                attempt,
+                failures,
+                summary,
+            } => Some((attempt.to_string(), *failures, summary.clone())),
+            _ => None,
+        })
+        .collect();
     let (attempts, validations) = (store.attempts(id).await?, store.validations(id).await?);
     let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
     let real_head =
@@ -96,6 +108,7 @@ async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
         validations: &validations,
         merges: &merges,
         proposals: &proposals,
+        flaky: &flaky,
     };
     story.print(json)
 }

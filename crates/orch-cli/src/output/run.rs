@@ -238,6 +238,8 @@ pub struct RunStory<'a> {
     pub merges: &'a [MergeRow],
     /// Planner proposals.
     pub proposals: &'a [ProposalRow],
+    /// Integration gates that passed after failing: attempt, failures, first failure.
+    pub flaky: &'a [(String, u32, String)],
 }
 
 /// `run show --json`.
@@ -258,6 +260,14 @@ struct RunShowJson<'a> {
     validations: Vec<ValidationJson<'a>>,
     merges: Vec<MergeJson<'a>>,
     proposals: Vec<ProposalJson<'a>>,
+    flaky: Vec<FlakyJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct FlakyJson<'a> {
+    attempt: &'a str,
+    failures: u32,
+    first_failure: &'a str,
 }
 
 impl<'a> RunStory<'a> {
@@ -330,6 +340,15 @@ impl<'a> RunStory<'a> {
                     reason: &p.reason,
                 })
                 .collect(),
+            flaky: self
+                .flaky
+                .iter()
+                .map(|(attempt, failures, why)| FlakyJson {
+                    attempt,
+                    failures: *failures,
+                    first_failure: why,
+                })
+                .collect(),
         }
     }
 
@@ -350,6 +369,9 @@ impl<'a> RunStory<'a> {
             println!("  driven by {owner}");
         }
         self.print_head();
+        for (a, n, why) in self.flaky {
+            println!("  flaky: {a}'s integration gate passed after {n} failure(s); first: {why}");
+        }
         for (a, r) in &self.snap.attempts {
             let state = match &r.state {
                 AttemptState::Failed(k) => format!("failed: {k}"),

@@ -36,6 +36,9 @@ pub(super) enum Abort {
     Budget,
     /// The agent hit a rate limit or quota.
     Quota,
+    /// A candidate below it in the integration stack left: its gate's or merge's
+    /// result no longer counts, and it is stacked again.
+    Restack,
 }
 
 /// One attempt, as the core tracks it.
@@ -272,9 +275,7 @@ impl Orchestrator {
             }
             (Stage::Worker, false) => self.fail(attempt, FailureKind::WorkerValidation { summary }),
             (Stage::Integration, true) => self.integration_passed(attempt),
-            (Stage::Integration, false) => {
-                self.fail(attempt, FailureKind::IntegrationValidation { summary })
-            }
+            (Stage::Integration, false) => self.integration_failed(attempt, summary),
         }
     }
 
@@ -335,22 +336,35 @@ impl Orchestrator {
                 );
                 self.end_attempt(attempt);
             }
+            Abort::Restack => self.restacked(attempt),
         }
         true
     }
 
     pub(super) fn abort(&mut self, attempt: AttemptId, why: Abort) {
+        let covered = self.covered_by_advance(attempt);
         let a = self.attempts.at(attempt);
-        if a.abort.is_some() || a.rec.state.is_terminal() {
+        if a.rec.state.is_terminal() {
             return;
+        }
+        match (a.abort, why) {
+            (None, _) => {}
+            // A re-stack gives way to a person's or the run's reason, which then
+            // decides when the stopped operation comes back.
+            (Some(Abort::Restack), w) if !matches!(w, Abort::Timeout(_) | Abort::Restack) => {
+                a.abort = Some(w);
+                return;
+            }
+            (Some(_), _) => return,
         }
         a.abort = Some(why);
         match a.op() {
             Some(Op::Agent | Op::Gate(_)) => self.kill(attempt, false),
             // These finish quickly and cannot be interrupted; the result decides.
             Some(Op::Provision | Op::Merge | Op::AdvanceRef) => {}
+            // Validated, and landing with an advance that is out: its result decides.
+            None if covered => {}
             None => {
-                self.integrator.remove(attempt);
                 self.aborted(attempt);
             }
         }
@@ -371,7 +385,8 @@ impl Orchestrator {
     pub(super) fn end_attempt(&mut self, attempt: AttemptId) {
         self.attempts.live.remove(&attempt);
         self.breaker.attempt_ended(attempt);
-        self.integrator.remove(attempt);
+        let landed = self.attempts.rec(attempt).state == AttemptState::Succeeded;
+        self.leave_queue(attempt, landed);
         self.timers.disarm_attempt(attempt);
         self.cleanup(attempt);
         self.planner.bump_epoch();

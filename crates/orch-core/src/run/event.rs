@@ -188,6 +188,25 @@ pub enum RunEvent {
         /// Why.
         reason: String,
     },
+    /// A candidate's integration gate failed and is run again
+    /// (`validate.integration_retries`).
+    GateRerun {
+        /// The candidate.
+        attempt: AttemptId,
+        /// Which rerun this is (1 for the first).
+        rerun: u32,
+        /// What failed.
+        summary: String,
+    },
+    /// A candidate's integration gate passed after failing: a flaky gate.
+    Flaky {
+        /// The candidate.
+        attempt: AttemptId,
+        /// How many runs failed before the pass.
+        failures: u32,
+        /// What failed first.
+        summary: String,
+    },
     /// The integration line moved on, by another orch run's validated work, while
     /// `attempt` was landing: the run builds on `to` from now on.
     LineMovedOn {
@@ -248,6 +267,8 @@ impl RunEvent {
             RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
             RunEvent::Landed { .. } => "run.landed",
             RunEvent::LineMovedOn { .. } => "run.line_moved_on",
+            RunEvent::GateRerun { .. } => "attempt.gate_rerun",
+            RunEvent::Flaky { .. } => "attempt.flaky",
         }
     }
 
@@ -322,9 +343,10 @@ impl RunEvent {
             RunEvent::ClaimsPaused { paused: true } => "claiming paused".into(),
             RunEvent::ClaimsPaused { paused: false } => "claiming resumed".into(),
             RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
-            RunEvent::Landed { .. } | RunEvent::LineMovedOn { .. } => {
-                self.spend_and_landing_reason()
-            }
+            RunEvent::Landed { .. }
+            | RunEvent::LineMovedOn { .. }
+            | RunEvent::GateRerun { .. }
+            | RunEvent::Flaky { .. } => self.spend_and_landing_reason(),
             RunEvent::AttemptUsage { .. }
             | RunEvent::PlannerUsage { .. }
             | RunEvent::BudgetSpent { .. }
@@ -334,6 +356,20 @@ impl RunEvent {
 
     fn spend_and_landing_reason(&self) -> String {
         match self {
+            RunEvent::GateRerun {
+                attempt,
+                rerun,
+                summary,
+            } => format!(
+                "{attempt}: the integration gate failed ({summary}); running it again ({rerun})"
+            ),
+            RunEvent::Flaky {
+                attempt,
+                failures,
+                summary,
+            } => format!(
+                "{attempt}: the integration gate passed after {failures} failure(s): flaky ({summary})"
+            ),
             RunEvent::LineMovedOn { attempt, from, to } => format!(
                 "the integration line moved on from {} to {} (another run landed work); {attempt} is merged again onto it",
                 from.short(),

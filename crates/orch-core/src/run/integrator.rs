@@ -1,34 +1,34 @@
 //! The integration queue: attempts that passed their worker gate wait here, are merged
-//! onto the integration head in memory, validated, and land by a compare-and-swap of
-//! the ref. It is shaped as a stack of candidates on the head; today its depth is 1
-//! (one candidate at a time, in the order attempts passed the worker gate).
+//! in memory as a speculative stack on the integration head (C1 = head + A1, C2 = C1 +
+//! A2, ... up to `run.integration_depth`), each candidate validated at once, and land
+//! by a compare-and-swap of the ref to the top of the longest validated prefix, in one
+//! step. A candidate that leaves the stack any other way (a failed gate, a conflict, a
+//! cancel) re-stacks every candidate above it on the one below it; nothing below is
+//! validated again. A failing integration gate is run again up to
+//! `validate.integration_retries` times, and a pass after a failure is journaled as
+//! flaky.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::Orchestrator;
+use super::attempt::{Abort, Op};
 use super::event::RunEvent;
 use super::io::{Command, MergeResult, RefResult, Stage};
-use super::types::{AttemptId, AttemptState, CommitId, FailureKind};
+use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind};
 
 /// Waiting attempts and the candidates being integrated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Integrator {
-    /// Passed the worker gate, waiting for a candidate slot, in order.
+    /// Passed the worker gate, waiting for a place in the stack, in order.
     waiting: VecDeque<AttemptId>,
-    /// Being merged, validated or landed, bottom of the stack first.
+    /// The stack, bottom first: each is merged onto the one below (the bottom onto
+    /// the head).
     candidates: Vec<AttemptId>,
-    /// How many candidates may be in flight at once.
-    depth: usize,
-}
-
-impl Default for Integrator {
-    fn default() -> Self {
-        Integrator {
-            waiting: VecDeque::new(),
-            candidates: Vec::new(),
-            depth: 1,
-        }
-    }
+    /// Failed integration gate runs so far, by candidate, with the first failure.
+    reruns: BTreeMap<AttemptId, (u32, String)>,
+    /// Candidates whose gate failed while one below them had not passed yet: the
+    /// failure may be that one's, so its verdict waits for theirs.
+    held: BTreeMap<AttemptId, String>,
 }
 
 impl Integrator {
@@ -39,7 +39,8 @@ impl Integrator {
         }
     }
 
-    /// Makes `a` a candidate directly (resume: it was being integrated).
+    /// Makes `a` a candidate directly, on top of the stack (resume: it was being
+    /// integrated).
     pub(super) fn adopt(&mut self, a: AttemptId) {
         self.waiting.retain(|w| *w != a);
         if !self.candidates.contains(&a) {
@@ -47,31 +48,40 @@ impl Integrator {
         }
     }
 
-    /// Forgets an attempt (it ended, or was aborted while waiting).
-    pub(super) fn remove(&mut self, a: AttemptId) {
+    /// Forgets an attempt that is waiting, not yet stacked.
+    fn forget(&mut self, a: AttemptId) {
         self.waiting.retain(|w| *w != a);
-        self.candidates.retain(|c| *c != a);
-    }
-
-    /// The next waiting attempt, if a candidate slot is free.
-    fn next(&mut self) -> Option<AttemptId> {
-        if self.candidates.len() >= self.depth {
-            return None;
-        }
-        let a = self.waiting.pop_front()?;
-        self.candidates.push(a);
-        Some(a)
+        self.reruns.remove(&a);
+        self.held.remove(&a);
     }
 }
 
 impl Orchestrator {
-    /// Starts the next candidate's merge, if a slot is free.
+    /// Fills the stack from the queue, then lands what is validated.
     pub(super) fn try_integrate(&mut self) {
-        let Some(attempt) = self.integrator.next() else {
-            return;
-        };
-        let onto = self.head.clone().expect("a running run has a head");
-        self.merge_onto(attempt, onto);
+        while self.integrator.candidates.len() < self.policy.integration_depth.max(1) {
+            let onto = match self.integrator.candidates.last() {
+                None => self.head.clone().expect("a running run has a head"),
+                // Stack on the top only once its merge is written.
+                Some(top) => match self.attempts.rec(*top) {
+                    r if r.state == AttemptState::Integrating => {
+                        r.merge.clone().expect("integrating attempts have a merge")
+                    }
+                    _ => break,
+                },
+            };
+            let Some(&next) = self.integrator.waiting.front() else {
+                break;
+            };
+            if self.attempts.at(next).busy {
+                // A re-stacked candidate whose last operation has not come back yet.
+                break;
+            }
+            self.integrator.waiting.pop_front();
+            self.integrator.candidates.push(next);
+            self.merge_onto(next, onto);
+        }
+        self.try_advance();
     }
 
     /// Asks for the attempt's work to be merged onto `onto`.
@@ -93,17 +103,19 @@ impl Orchestrator {
     pub(super) fn on_merge(&mut self, attempt: AttemptId, result: MergeResult) {
         match result {
             MergeResult::Clean { commit } => {
-                let onto = self.head.clone().expect("a running run has a head");
+                let onto = self.onto_of(attempt);
                 self.persist(RunEvent::MergeWritten {
                     attempt,
                     commit: commit.clone(),
-                    onto,
+                    onto: onto.clone(),
                 });
                 let rec = &mut self.attempts.at(attempt).rec;
                 rec.merge = Some(commit.clone());
+                rec.onto = Some(onto);
                 rec.integration_passed = false;
                 self.move_attempt(attempt, AttemptState::Integrating, "merged cleanly");
                 self.run_gate(attempt, Stage::Integration, commit);
+                self.try_integrate();
             }
             MergeResult::Conflict { paths } => self.fail(attempt, FailureKind::Conflict { paths }),
             MergeResult::Failed { message } => self.fail(
@@ -115,14 +127,110 @@ impl Orchestrator {
         }
     }
 
-    /// The integration gate passed on the candidate: journal it, then land it.
-    pub(super) fn integration_passed(&mut self, attempt: AttemptId) {
-        let commit = self.merge_of(attempt);
-        self.persist(RunEvent::IntegrationPassed { attempt, commit });
-        self.attempts.at(attempt).rec.integration_passed = true;
-        self.advance(attempt);
+    /// What the candidate `attempt` is stacked on: the merge below it, or the head.
+    fn onto_of(&self, attempt: AttemptId) -> CommitId {
+        let c = &self.integrator.candidates;
+        match c.iter().position(|x| *x == attempt) {
+            Some(i) if i > 0 => self
+                .attempts
+                .rec(c[i - 1])
+                .merge
+                .clone()
+                .expect("candidates below the top have a merge"),
+            _ => self.head.clone().expect("a running run has a head"),
+        }
     }
 
+    /// A candidate's integration gate failed. While a candidate below it has not
+    /// passed, the failure may be that one's: the verdict waits. Otherwise the gate is
+    /// run again while retries are left, else the candidate fails.
+    pub(super) fn integration_failed(&mut self, attempt: AttemptId, summary: String) {
+        if !self.below_passed(attempt) {
+            self.integrator.held.insert(attempt, summary);
+            return;
+        }
+        let reruns = self
+            .integrator
+            .reruns
+            .entry(attempt)
+            .or_insert((0, summary.clone()));
+        if reruns.0 < self.policy.integration_retries {
+            reruns.0 += 1;
+            let n = reruns.0;
+            self.persist(RunEvent::GateRerun {
+                attempt,
+                rerun: n,
+                summary,
+            });
+            let commit = self.merge_of(attempt);
+            self.run_gate(attempt, Stage::Integration, commit);
+            return;
+        }
+        self.fail(attempt, FailureKind::IntegrationValidation { summary });
+    }
+
+    /// The integration gate passed on the candidate: journal it, then land what can.
+    pub(super) fn integration_passed(&mut self, attempt: AttemptId) {
+        let commit = self.merge_of(attempt);
+        if let Some((failures, summary)) = self.integrator.reruns.remove(&attempt) {
+            self.persist(RunEvent::Flaky {
+                attempt,
+                failures,
+                summary,
+            });
+        }
+        self.persist(RunEvent::IntegrationPassed { attempt, commit });
+        self.attempts.at(attempt).rec.integration_passed = true;
+        self.try_advance();
+    }
+
+    /// Whether every candidate below `attempt` passed its gate.
+    fn below_passed(&self, attempt: AttemptId) -> bool {
+        self.integrator
+            .candidates
+            .iter()
+            .take_while(|c| **c != attempt)
+            .all(|c| self.attempts.rec(*c).integration_passed)
+    }
+
+    /// Advances the ref to the top of the longest validated prefix of the stack, if no
+    /// advance is out already. A held failure just above that prefix is now its
+    /// candidate's own, and is judged first.
+    fn try_advance(&mut self) {
+        let first_open = self
+            .integrator
+            .candidates
+            .iter()
+            .copied()
+            .find(|a| !self.attempts.rec(*a).integration_passed);
+        if let Some(a) = first_open
+            && let Some(summary) = self.integrator.held.remove(&a)
+        {
+            return self.integration_failed(a, summary);
+        }
+        let c = &self.integrator.candidates;
+        if c.iter()
+            .any(|a| self.attempts.get(*a).and_then(|x| x.op()) == Some(Op::AdvanceRef))
+        {
+            return;
+        }
+        let prefix = c
+            .iter()
+            .take_while(|a| {
+                let x = self.attempts.get(**a).expect("candidates exist");
+                x.rec.state == AttemptState::Integrating
+                    && x.rec.integration_passed
+                    && !x.busy
+                    && x.abort.is_none()
+            })
+            .count();
+        if prefix == 0 || self.state.is_terminal() {
+            return;
+        }
+        self.advance(c[prefix - 1]);
+    }
+
+    /// Asks for the ref to move to `attempt`'s merge, from the head.
     pub(super) fn advance(&mut self, attempt: AttemptId) {
         let expected = self.head.clone().expect("a running run has a head");
         let new = self.merge_of(attempt);
@@ -134,20 +242,20 @@ impl Orchestrator {
         self.start_advance(attempt);
     }
 
+    /// The candidates an advance to `top`'s merge lands: the stack up to `top`.
+    fn landing(&self, top: AttemptId) -> Vec<AttemptId> {
+        let c = &self.integrator.candidates;
+        match c.iter().position(|x| *x == top) {
+            Some(i) => c[..=i].to_vec(),
+            None => vec![top],
+        }
+    }
+
     pub(super) fn on_ref(&mut self, attempt: AttemptId, result: RefResult) {
-        // A cancel during the ref update is moot: the work is validated. (Unless the
-        // line moved on and the work must be merged again: then it holds.)
-        let abort = self.attempts.at(attempt).abort.take();
+        let landing = self.landing(attempt);
         match result {
-            RefResult::Overtaken { actual } => {
-                self.attempts.at(attempt).abort = abort;
-                self.merge_again(attempt, actual);
-            }
-            RefResult::Advanced => {
-                let from = self.head.clone().expect("a running run has a head");
-                let to = self.merge_of(attempt);
-                self.succeed(attempt, from, to);
-            }
+            RefResult::Advanced => self.land_prefix(landing),
+            RefResult::Overtaken { actual } => self.overtaken(attempt, actual),
             RefResult::LostRace { actual } => {
                 let expected = self.head.clone().expect("a running run has a head");
                 let why = format!(
@@ -160,42 +268,129 @@ impl Orchestrator {
                     },
                 );
                 self.begin_drain(super::Drain::Halt, &why);
+                self.aborts_held_by(&landing);
             }
-            RefResult::Failed { message } => self.fail(
-                attempt,
-                FailureKind::Infrastructure {
-                    message: format!("ref update: {message}"),
-                },
-            ),
+            RefResult::Failed { message } => {
+                self.fail(
+                    attempt,
+                    FailureKind::Infrastructure {
+                        message: format!("ref update: {message}"),
+                    },
+                );
+                self.aborts_held_by(&landing);
+            }
         }
     }
 
-    /// Another run landed on the shared line first: build on its head, and merge the
-    /// candidate again onto it (and validate that merge) before it lands.
-    fn merge_again(&mut self, attempt: AttemptId, actual: CommitId) {
+    /// Whether `attempt` is a validated candidate an advance that is out would land.
+    pub(super) fn covered_by_advance(&self, attempt: AttemptId) -> bool {
+        let c = &self.integrator.candidates;
+        let advancing = c
+            .iter()
+            .position(|a| self.attempts.get(*a).and_then(|x| x.op()) == Some(Op::AdvanceRef));
+        match (advancing, c.iter().position(|a| *a == attempt)) {
+            (Some(top), Some(i)) => i <= top,
+            _ => false,
+        }
+    }
+
+    /// Aborts that waited on an advance that did not happen take effect now.
+    fn aborts_held_by(&mut self, landing: &[AttemptId]) {
+        for a in landing {
+            let held = self
+                .attempts
+                .get(*a)
+                .is_some_and(|x| x.abort.is_some() && !x.busy && !x.rec.state.is_terminal());
+            if held {
+                self.integrator.candidates.retain(|c| c != a);
+                self.aborted(*a);
+            }
+        }
+    }
+
+    /// Another run landed first on a shared line: build on its head, and stack every
+    /// candidate again on it (each merged and validated again before it lands).
+    fn overtaken(&mut self, attempt: AttemptId, actual: CommitId) {
         let from = self.head.clone().expect("a running run has a head");
         self.persist(RunEvent::LineMovedOn {
             attempt,
             from,
             to: actual.clone(),
         });
-        self.head = Some(actual.clone());
-        self.move_attempt(
-            attempt,
-            AttemptState::Merging,
-            "the integration line moved on",
-        );
-        self.merge_onto(attempt, actual);
+        self.head = Some(actual);
+        self.restack_from(0, "the integration line moved on");
+        self.try_integrate();
     }
 
-    pub(super) fn succeed(&mut self, attempt: AttemptId, from: CommitId, to: CommitId) {
-        self.persist(RunEvent::HeadAdvanced {
-            attempt,
-            from,
-            to: to.clone(),
-        });
-        self.head = Some(to);
-        self.complete(attempt);
+    /// Takes `attempt` out of the integration queue as it ends. Unless it landed, the
+    /// candidates above it are stacked again on the one below it.
+    pub(super) fn leave_queue(&mut self, attempt: AttemptId, landed: bool) {
+        self.integrator.forget(attempt);
+        let Some(i) = self
+            .integrator
+            .candidates
+            .iter()
+            .position(|c| *c == attempt)
+        else {
+            return;
+        };
+        self.integrator.candidates.remove(i);
+        if !landed {
+            self.restack_from(i, "a candidate below it left the stack");
+        }
+    }
+
+    /// Re-stacks every candidate from position `from` up: each goes back to the front
+    /// of the queue, in order, to be merged again on its new predecessor. One whose
+    /// gate or merge is out is stopped first (its result is discarded).
+    fn restack_from(&mut self, from: usize, why: &str) {
+        let moved: Vec<AttemptId> = self.integrator.candidates.drain(from..).collect();
+        for a in moved.iter().rev() {
+            self.integrator.waiting.push_front(*a);
+        }
+        for a in moved {
+            self.integrator.reruns.remove(&a);
+            self.integrator.held.remove(&a);
+            let x = self.attempts.at(a);
+            match (x.rec.state.phase(), x.busy) {
+                (_, true) => self.abort(a, Abort::Restack),
+                (AttemptPhase::Integrating, false) => {
+                    self.move_attempt(a, AttemptState::Merging, why);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A re-stacked candidate's stopped gate or discarded merge came back: it waits in
+    /// the queue, as a merge to do.
+    pub(super) fn restacked(&mut self, attempt: AttemptId) {
+        self.attempts.at(attempt).abort = None;
+        if self.attempts.rec(attempt).state.phase() == AttemptPhase::Integrating {
+            self.move_attempt(attempt, AttemptState::Merging, "re-stacked");
+        }
+        self.try_integrate();
+    }
+
+    /// The ref reached the top of `landing`, a validated prefix of the stack: the
+    /// journal says so candidate by candidate, bottom first, and then each succeeds.
+    /// (The head is the top before any of their tasks' consequences, such as a new
+    /// claim, are decided.) A cancel during the ref update is moot: the work landed.
+    pub(super) fn land_prefix(&mut self, landing: Vec<AttemptId>) {
+        for a in &landing {
+            let from = self.head.clone().expect("a running run has a head");
+            let to = self.merge_of(*a);
+            self.persist(RunEvent::HeadAdvanced {
+                attempt: *a,
+                from,
+                to: to.clone(),
+            });
+            self.head = Some(to);
+        }
+        for a in landing {
+            self.attempts.at(a).abort = None;
+            self.complete(a);
+        }
     }
 
     /// The ref has advanced to the attempt's merge: it succeeds, and its task is done.

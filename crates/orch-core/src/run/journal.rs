@@ -23,6 +23,9 @@ pub struct AttemptRecord {
     pub empty: bool,
     /// The merge commit, once written.
     pub merge: Option<CommitId>,
+    /// What `merge` was made on: the head, or the candidate below it in the stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onto: Option<CommitId>,
     /// Whether the integration gate passed on `merge`.
     pub integration_passed: bool,
     /// Whether cleanup was requested.
@@ -43,6 +46,7 @@ impl AttemptRecord {
             head: None,
             empty: false,
             merge: None,
+            onto: None,
             integration_passed: false,
             cleanup_requested: false,
             cleaned: false,
@@ -153,6 +157,8 @@ impl RunSnapshot {
             | RunEvent::BudgetSpent { .. }
             | RunEvent::QuotaBreaker { .. }
             | RunEvent::Landed { .. }
+            | RunEvent::GateRerun { .. }
+            | RunEvent::Flaky { .. }
             | RunEvent::Resumed { .. } => {}
         }
     }
@@ -180,10 +186,13 @@ impl RunSnapshot {
                 }
             }
             RunEvent::MergeWritten {
-                attempt, commit, ..
+                attempt,
+                commit,
+                onto,
             } => {
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.merge = Some(commit.clone());
+                    a.onto = Some(onto.clone());
                     a.integration_passed = false;
                 }
             }

@@ -85,6 +85,10 @@ pub struct Policy {
     pub quota_max_wait: Duration,
     /// Whether a retry resumes its previous attempt's agent session.
     pub resume_session: bool,
+    /// Candidates validated at once, stacked on the head (`run.integration_depth`).
+    pub integration_depth: usize,
+    /// Reruns of a failing integration gate before it counts (`validate.integration_retries`).
+    pub integration_retries: u32,
 }
 
 impl Policy {
@@ -124,6 +128,12 @@ impl Policy {
             quota_backoff: c.policy.quota_backoff.0,
             quota_max_wait: c.policy.quota_max_wait.0,
             resume_session: c.agent.resume_session,
+            integration_depth: c
+                .run
+                .integration_depth
+                .get()
+                .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
+            integration_retries: c.validate.integration_retries,
         }
     }
 }

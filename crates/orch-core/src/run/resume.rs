@@ -125,43 +125,70 @@ impl Orchestrator {
         o
     }
 
-    /// The attempt being integrated first: it decides where the head is.
+    /// The integration stack, rebuilt from the journal (each candidate's merge made on
+    /// the one below it, the bottom on the head), decides where the head is: a prefix
+    /// of validated candidates the ref reached before the crash could record it
+    /// succeeds; the rest of the stack is adopted, its unvalidated merges validated
+    /// again. Candidates off the stack are stacked again by `reconcile_rest`.
     fn reconcile_integrating(&mut self, in_flight: &[AttemptId], actual: &CommitId) -> Vec<String> {
         let mut reason = Vec::new();
-        for id in in_flight {
+        let integrating: Vec<AttemptId> = in_flight
+            .iter()
+            .copied()
+            .filter(|id| self.attempts.rec(*id).state.phase() == AttemptPhase::Integrating)
+            .collect();
+        for id in &integrating {
             let rec = self.attempts.rec(*id);
-            if rec.state.phase() != AttemptPhase::Integrating {
-                continue;
-            }
-            let (merge, passed) = (rec.merge.clone(), rec.integration_passed);
-            let at_head = self.head.as_ref() == Some(actual);
-            if passed && merge.as_ref() == Some(actual) {
-                if at_head {
-                    // The advance was journaled; only its consequences were not.
-                    reason.push(format!("{id} was integrated just before the crash"));
-                    self.complete(*id);
-                } else {
-                    reason.push(format!(
-                        "{id} had advanced the integration ref before the crash"
-                    ));
-                    let from = self.head.clone().expect("a running run has a head");
-                    self.succeed(*id, from, actual.clone());
-                }
-            } else if passed && at_head {
-                reason.push(format!("{id} passed integration; advancing the ref again"));
-                self.attempts.live.insert(*id);
-                self.integrator.adopt(*id);
-                self.advance(*id);
-            } else if let Some(commit) = merge.filter(|_| at_head) {
-                reason.push(format!(
-                    "{id} had a merge commit not yet validated; validating again"
-                ));
-                self.attempts.live.insert(*id);
-                self.integrator.adopt(*id);
-                self.run_gate(*id, Stage::Integration, commit);
+            if rec.integration_passed && rec.merge == self.head {
+                // The advance was journaled; only its consequences were not.
+                reason.push(format!("{id} was integrated just before the crash"));
+                self.complete(*id);
             }
         }
-        if self.head.as_ref() != Some(actual) {
+        let mut chain: Vec<AttemptId> = Vec::new();
+        let mut at = self.head.clone();
+        while let Some(id) = integrating.iter().copied().find(|id| {
+            let r = self.attempts.rec(*id);
+            !chain.contains(id) && !r.state.is_terminal() && r.merge.is_some() && r.onto == at
+        }) {
+            chain.push(id);
+            at = self.attempts.rec(id).merge.clone();
+        }
+        let reached = chain
+            .iter()
+            .position(|id| self.attempts.rec(*id).merge.as_ref() == Some(actual));
+        if let Some(j) = reached.filter(|_| self.head.as_ref() != Some(actual))
+            && chain[..=j]
+                .iter()
+                .all(|id| self.attempts.rec(*id).integration_passed)
+        {
+            let landed: Vec<AttemptId> = chain.drain(..=j).collect();
+            for id in &landed {
+                reason.push(format!(
+                    "{id} had advanced the integration ref before the crash"
+                ));
+            }
+            self.land_prefix(landed);
+        }
+        if self.head.as_ref() == Some(actual) {
+            for id in chain {
+                self.attempts.live.insert(id);
+                self.integrator.adopt(id);
+                let rec = self.attempts.rec(id);
+                match (rec.integration_passed, rec.merge.clone()) {
+                    (true, _) => {
+                        reason.push(format!("{id} passed integration; advancing the ref again"))
+                    }
+                    (false, Some(commit)) => {
+                        reason.push(format!(
+                            "{id} had a merge commit not yet validated; validating again"
+                        ));
+                        self.run_gate(id, Stage::Integration, commit);
+                    }
+                    (false, None) => {}
+                }
+            }
+        } else {
             let journaled = self.head.clone().expect("a running run has a head");
             reason.push(format!(
                 "the integration ref is at {actual}, which this run never validated (it left it at {journaled}); halting"
@@ -194,6 +221,11 @@ impl Orchestrator {
             match (phase, head) {
                 // Passed the worker gate: queue for integration again.
                 (AttemptPhase::Merging, Some(_)) if going => self.integrator.enqueue(id),
+                // A candidate off the rebuilt stack: stacked again.
+                (AttemptPhase::Integrating, Some(_)) if going => {
+                    self.move_attempt(id, AttemptState::Merging, "stacked again after a crash");
+                    self.integrator.enqueue(id);
+                }
                 // In the worker gate: run it again on the same head.
                 (AttemptPhase::Validating, Some(head)) if going => {
                     self.run_gate(id, Stage::Worker, head)

@@ -293,13 +293,17 @@ pub struct World<O: Oracle> {
     passed_integration: BTreeSet<CommitId>,
     /// Every commit the integration ref has pointed at.
     ref_history: BTreeSet<CommitId>,
+    /// Each merge commit's first parent (what it was made on) and its attempt.
+    merges: BTreeMap<CommitId, (CommitId, AttemptId)>,
     facts: BTreeMap<AttemptId, Vec<Fact>>,
     pub journal: Vec<RunEvent>,
     folded: RunSnapshot,
     provisioned: BTreeSet<AttemptId>,
     cleaned: BTreeSet<AttemptId>,
     done_count: BTreeMap<TaskId, u32>,
-    last_advanced: Option<AttemptId>,
+    /// Attempts whose advance is journaled and whose task is not yet done (a landed
+    /// prefix of the stack journals every advance, then every task).
+    advanced: BTreeSet<AttemptId>,
     pub finished: Option<RunState>,
     pub crashes: u32,
     pub steps: u64,
@@ -335,19 +339,32 @@ impl<O: Oracle> World<O> {
             gates: BTreeMap::new(),
             passed_integration: BTreeSet::new(),
             ref_history: BTreeSet::from([CommitId("c0".into())]),
+            merges: BTreeMap::new(),
             facts: BTreeMap::new(),
             journal: Vec::new(),
             folded: RunSnapshot::default(),
             provisioned: BTreeSet::new(),
             cleaned: BTreeSet::new(),
             done_count: BTreeMap::new(),
-            last_advanced: None,
+            advanced: BTreeSet::new(),
             finished: None,
             crashes: 0,
             steps: 0,
             crash_in: None,
             trace: trace.then(String::new),
         }
+    }
+
+    /// The candidates from `c` down to the ref's head (each merge with its attempt,
+    /// top first), if `c` is the head or stacked on it; `None` otherwise.
+    fn stack_below(&self, c: &CommitId) -> Option<Vec<(CommitId, AttemptId)>> {
+        let (mut at, mut out) = (c.clone(), Vec::new());
+        while at != self.head {
+            let (onto, a) = self.merges.get(&at)?;
+            out.push((at.clone(), *a));
+            at = onto.clone();
+        }
+        Some(out)
     }
 
     fn commit(&mut self, prefix: &str) -> CommitId {
@@ -648,9 +665,9 @@ impl<O: Oracle> World<O> {
                 self.gates.insert(attempt, p);
             }
             Command::Merge { attempt, onto, .. } => {
-                if onto != self.head {
+                if self.stack_below(&onto).is_none() {
                     return Err(format!(
-                        "{attempt} merged onto {onto}, but the ref is at {}",
+                        "{attempt} merged onto {onto}, which is neither the ref ({}) nor a candidate stacked on it",
                         self.head
                     ));
                 }
@@ -658,6 +675,7 @@ impl<O: Oracle> World<O> {
                 let result = match plan {
                     MergePlan::Clean => {
                         let c = self.commit("m");
+                        self.merges.insert(c.clone(), (onto.clone(), attempt));
                         self.facts
                             .entry(attempt)
                             .or_default()
@@ -683,12 +701,19 @@ impl<O: Oracle> World<O> {
                     ));
                 }
                 let result = if self.head == expected {
+                    let landed = self.stack_below(&new).ok_or_else(|| {
+                        format!("the ref would move to {new}, which is not stacked on {expected}")
+                    })?;
+                    for (m, a) in landed {
+                        if !self.passed_integration.contains(&m) {
+                            return Err(format!(
+                                "I2: the ref would move past {m} ({a}), whose integration validation did not pass"
+                            ));
+                        }
+                        self.facts.entry(a).or_default().push(Fact::RefAdvanced(m));
+                    }
                     self.head = new.clone();
-                    self.ref_history.insert(new.clone());
-                    self.facts
-                        .entry(attempt)
-                        .or_default()
-                        .push(Fact::RefAdvanced(new));
+                    self.ref_history.insert(new);
                     RefResult::Advanced
                 } else {
                     RefResult::LostRace {
@@ -775,7 +800,7 @@ impl<O: Oracle> World<O> {
                         ));
                     }
                 }
-                self.last_advanced = Some(*attempt);
+                self.advanced.insert(*attempt);
             }
             RunEvent::TaskMoved { task, from, to, .. } if *to != TaskStatus::Done => {
                 if let Some(spec) = self.board.get_mut(task)
@@ -795,11 +820,12 @@ impl<O: Oracle> World<O> {
                 {
                     spec.status = TaskStatus::Done;
                 }
-                if self.last_advanced.map(|a| a.task) != Some(*task) {
+                let Some(a) = self.advanced.iter().find(|a| a.task == *task).copied() else {
                     return Err(format!(
-                        "I1: task {task} done without its attempt advancing the ref just before"
+                        "I1: task {task} done without its attempt advancing the ref before"
                     ));
-                }
+                };
+                self.advanced.remove(&a);
                 let n = self.done_count.entry(*task).or_default();
                 *n += 1;
                 if *n > 1 {
@@ -1101,6 +1127,8 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::BudgetSpent { .. }
                 | RunEvent::Landed { .. }
                 | RunEvent::LineMovedOn { .. }
+                | RunEvent::GateRerun { .. }
+                | RunEvent::Flaky { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),
                 RunEvent::HeadAdvanced { attempt, from, to } => {
                     write!(s, " {attempt}: {from} -> {to}")

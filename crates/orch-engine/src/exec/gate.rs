@@ -23,15 +23,13 @@ pub(crate) async fn run(
         stage,
         message,
     };
-    let (cwd, commands) = match stage {
-        Stage::Worker => (
+    let lease = (stage == Stage::Integration).then(|| ctx.lease_integration());
+    let (cwd, commands) = match &lease {
+        None => (
             ctx.attempt_worktree(attempt),
             ctx.cfg.config.validate.worker.clone(),
         ),
-        Stage::Integration => (
-            ctx.integration_worktree(),
-            ctx.cfg.config.validate.integration.clone(),
-        ),
+        Some(l) => (l.path.clone(), ctx.cfg.config.validate.integration.clone()),
     };
     if stage == Stage::Integration {
         let (git, c, p) = (ctx.git.clone(), commit.clone(), cwd.clone());

@@ -42,6 +42,22 @@ pub(crate) struct Ctx {
     pub(crate) handle: RunHandle,
     /// Inputs that work reports while it runs (an agent's usage so far).
     pub(crate) live: mpsc::UnboundedSender<Input>,
+    /// Which integration slots' checkouts a gate is using.
+    pub(crate) integration_slots: std::sync::Mutex<Vec<bool>>,
+}
+
+/// An integration slot's checkout, held for one gate run.
+pub(crate) struct IntegrationLease {
+    ctx: Arc<Ctx>,
+    slot: usize,
+    pub(crate) path: PathBuf,
+}
+
+impl Drop for IntegrationLease {
+    fn drop(&mut self) {
+        let mut used = self.ctx.integration_slots.lock().expect("never poisoned");
+        used[self.slot] = false;
+    }
 }
 
 /// The two signals the core can send an attempt's process group: SIGTERM (`term`)
@@ -69,8 +85,24 @@ impl Ctx {
         layout::attempt_worktree(&self.cfg.worktree_root, &self.run, a)
     }
 
-    pub(crate) fn integration_worktree(&self) -> PathBuf {
-        layout::integration_worktree(&self.cfg.worktree_root, &self.run)
+    /// Takes a free integration slot's checkout for one gate run; it is given back
+    /// when the lease drops. With `run.integration_depth` candidates validated at once,
+    /// each has its own checkout, reused (only differing files are written).
+    pub(crate) fn lease_integration(self: &Arc<Self>) -> IntegrationLease {
+        let mut used = self.integration_slots.lock().expect("never poisoned");
+        let slot = match used.iter().position(|u| !*u) {
+            Some(i) => i,
+            None => {
+                used.push(false);
+                used.len() - 1
+            }
+        };
+        used[slot] = true;
+        IntegrationLease {
+            ctx: self.clone(),
+            slot,
+            path: layout::integration_slot(&self.cfg.worktree_root, &self.run, slot),
+        }
     }
 
     /// The attempt's log directory, falling back to the artifacts root.
