@@ -1,5 +1,6 @@
 //! `cargo xtask bench gate` (P3): landed tasks per hour through the integration queue,
-//! at depth 1 against a speculative stack of depth 4, on 40 scripted tasks whose
+//! at depth 1 against a speculative stack of depth 4 and a batch of 4, on 40 scripted
+//! tasks whose
 //! integration gate sleeps T and fails every candidate holding one of a seeded 10% of
 //! "bad" tasks. It checks that exactly the good tasks land, and reports the measured
 //! ratio beside the model's prediction, (1-p)(1-(1-p)^D)/p per gate time against 1-p.
@@ -19,16 +20,16 @@ const BAD_EVERY: usize = 10;
 const AGENT: &str = "case \"$ORCH_TASK_TITLE\" in bad*) echo x > bad-$ORCH_TASK_ID.txt;; *) echo x > ok-$ORCH_TASK_ID.txt;; esac";
 
 struct Measured {
-    depth: u32,
+    name: String,
     secs: f64,
     landed: usize,
     gate_runs: usize,
 }
 
-fn one(orch: &std::path::Path, depth: u32, gate_secs: f64) -> Result<Measured> {
+fn one(orch: &std::path::Path, depth: u32, batch: u32, gate_secs: f64) -> Result<Measured> {
     let s = Sandbox::new(orch)?;
     s.config(&format!(
-        "[run]\nconcurrency = 8\nintegration_depth = {depth}\n[policy]\nmax_attempts = 1\n"
+        "[run]\nconcurrency = 8\nintegration_depth = {depth}\nintegration_batch = {batch}\n[policy]\nmax_attempts = 1\n"
     ))?;
     let mut bad = Vec::new();
     for i in 1..=TASKS {
@@ -63,7 +64,10 @@ fn one(orch: &std::path::Path, depth: u32, gate_secs: f64) -> Result<Measured> {
         v.iter().filter(|r| r["stage"] == "integration").count()
     });
     Ok(Measured {
-        depth,
+        name: match batch {
+            1 => format!("depth {depth}"),
+            b => format!("batch {b}"),
+        },
         secs,
         landed,
         gate_runs,
@@ -78,23 +82,26 @@ fn model(p: f64, d: u32) -> f64 {
 /// Runs P3 and prints its ratios.
 pub fn run(gate_secs: f64) -> Result<()> {
     let orch = build_orch(true)?;
-    let serial = one(&orch, 1, gate_secs)?;
-    let deep = one(&orch, 4, gate_secs)?;
-    for m in [&serial, &deep] {
+    let serial = one(&orch, 1, 1, gate_secs)?;
+    let deep = one(&orch, 4, 1, gate_secs)?;
+    let batch = one(&orch, 1, 4, gate_secs)?;
+    for m in [&serial, &deep, &batch] {
         println!(
-            "depth {}: {} tasks landed in {:.1} s ({:.0} an hour), {} integration gate runs",
-            m.depth,
+            "{}: {} tasks landed in {:.1} s ({:.0} an hour), {} integration gate runs",
+            m.name,
             m.landed,
             m.secs,
             m.landed as f64 * 3600.0 / m.secs,
             m.gate_runs
         );
     }
-    let measured = (deep.landed as f64 / deep.secs) / (serial.landed as f64 / serial.secs);
+    let rate = |m: &Measured| m.landed as f64 / m.secs;
     let p = 1.0 / BAD_EVERY as f64;
     println!(
-        "P3: depth 4 / depth 1 = {measured:.2}x landed per hour (model: {:.2}x); gate T = {gate_secs} s",
-        model(p, 4) / model(p, 1)
+        "P3: depth 4 / depth 1 = {:.2}x landed per hour (model: {:.2}x); batch 4 / depth 1 = {:.2}x; gate T = {gate_secs} s",
+        rate(&deep) / rate(&serial),
+        model(p, 4) / model(p, 1),
+        rate(&batch) / rate(&serial)
     );
     Ok(())
 }

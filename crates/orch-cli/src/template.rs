@@ -17,6 +17,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # merge_style = "merge"          # or "squash"
 # finish = "leave"               # or "fast-forward" (the target, by compare-and-swap), "push", "fast-forward+push"
 # integration_depth = 1          # candidates validated at once, stacked on the head (1-16)
+# integration_batch = 1          # attempts validated together; a failing batch is bisected
 # integration_branch = "orch/integration"  # the line every run builds on; or "per-run"
 # target = ""                    # the branch finish lands on; empty: the branch run.base names
 # remote = "origin"              # where finish = "push" pushes

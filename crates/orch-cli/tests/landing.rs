@@ -456,6 +456,17 @@ fn retention_keeps_the_artifacts_in_budget_over_thirty_runs() {
 /// (`validate.integration_retries`) rerun, journaled and shown in `run show`.
 #[test]
 fn a_speculative_stack_lands_only_the_good_work_and_reruns_flaky_gates() {
+    stack_lands_only_good_work("run.integration_depth=3", true);
+}
+
+/// `run.integration_batch = 4`: the batch with the bad task fails and is bisected to
+/// it; the rest lands.
+#[test]
+fn a_failing_batch_is_bisected_and_the_rest_lands() {
+    stack_lands_only_good_work("run.integration_batch=4", false);
+}
+
+fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
     let s = Sandbox::new();
     for i in 1..=5 {
         let title = if i == 2 {
@@ -482,7 +493,7 @@ fn a_speculative_stack_lands_only_the_good_work_and_reruns_flaky_gates() {
         "--concurrency",
         "5",
         "-c",
-        "run.integration_depth=3",
+        setting,
         "-c",
         "validate.integration_retries=1",
         "--integrate-validate",
@@ -507,6 +518,9 @@ fn a_speculative_stack_lands_only_the_good_work_and_reruns_flaky_gates() {
     assert!(text.contains("flaky: task-"), "{text}");
     let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
     assert!(events.contains("attempt.gate_rerun"), "{events}");
+    if !check_stacked {
+        return;
+    }
     // Some candidate was merged onto another's merge: the stack was deeper than one.
     let merges: Vec<(String, String)> = events
         .lines()

@@ -67,6 +67,9 @@ pub struct RunConfig {
     /// How many candidates are validated at once, stacked on the integration head
     /// (1..=16): 1 integrates one attempt at a time.
     pub integration_depth: NonZeroU32,
+    /// Attempts merged into one candidate and validated together (1..=16); a failing
+    /// batch is bisected to find the culprit. Above 1 it replaces the depth.
+    pub integration_batch: NonZeroU32,
     /// The integration line: a long-lived branch every run builds on and advances by
     /// compare-and-swap, or `per-run` for a fresh `orch/<run>/integration` each run.
     pub integration_branch: String,
@@ -98,6 +101,7 @@ impl Default for RunConfig {
             merge_style: MergeStyle::Merge,
             finish: Finish::Leave,
             integration_depth: NonZeroU32::new(1).expect("1 is not zero"),
+            integration_batch: NonZeroU32::new(1).expect("1 is not zero"),
             integration_branch: DEFAULT_INTEGRATION_BRANCH.into(),
             target: String::new(),
             remote: "origin".into(),
@@ -141,11 +145,15 @@ impl RunConfig {
 
     /// Checks the branch names: what is wrong, naming the key and what is allowed.
     pub fn check_branches(&self) -> Result<(), String> {
-        if self.integration_depth.get() > MAX_INTEGRATION_DEPTH {
-            return Err(format!(
-                "run.integration_depth {} is too deep: allowed 1 to {MAX_INTEGRATION_DEPTH}",
-                self.integration_depth
-            ));
+        for (key, v) in [
+            ("run.integration_depth", self.integration_depth),
+            ("run.integration_batch", self.integration_batch),
+        ] {
+            if v.get() > MAX_INTEGRATION_DEPTH {
+                return Err(format!(
+                    "{key} {v} is too large: allowed 1 to {MAX_INTEGRATION_DEPTH}"
+                ));
+            }
         }
         let line = self.integration_branch.trim();
         if line != PER_RUN {

@@ -111,6 +111,11 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         } else {
             0
         },
+        integration_batch: if rng.pct(70) {
+            1
+        } else {
+            rng.range(2, 8) as usize
+        },
     };
     let oracle = RandomOracle {
         rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),
@@ -252,7 +257,7 @@ fn scenarios_cover_the_lifecycle() {
     let mut ends = std::collections::BTreeSet::new();
     let (mut crashes, mut done, mut failed, mut blocked, mut proposals) = (0, 0, 0, 0, 0);
     let (mut breaker_opened, mut breaker_closed, mut task_budget, mut run_budget) = (0, 0, 0, 0);
-    let (mut stacked, mut restacked, mut reruns, mut flaky) = (0, 0, 0, 0);
+    let (mut stacked, mut restacked, mut reruns, mut flaky, mut implied) = (0, 0, 0, 0, 0);
     for seed in 0..600 {
         let (r, w) = run(seed, false);
         r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -295,6 +300,7 @@ fn scenarios_cover_the_lifecycle() {
                 RunEvent::BudgetSpent { attempt: None, .. } => run_budget += 1,
                 RunEvent::GateRerun { .. } => reruns += 1,
                 RunEvent::Flaky { .. } => flaky += 1,
+                RunEvent::IntegrationImplied { .. } => implied += 1,
                 RunEvent::AttemptMoved { reason, .. }
                     if reason.contains("re-stacked") || reason.contains("left the stack") =>
                 {
@@ -321,7 +327,7 @@ fn scenarios_cover_the_lifecycle() {
     );
     assert!(proposals > 50, "only {proposals} planner proposals");
     assert!(
-        stacked > 100 && restacked > 5 && reruns > 20 && flaky > 5,
-        "stacked merges {stacked}, re-stacked candidates {restacked}, gate reruns {reruns}, flaky passes {flaky}"
+        stacked > 100 && restacked > 5 && reruns > 20 && flaky > 5 && implied > 3,
+        "stacked merges {stacked}, re-stacked candidates {restacked}, gate reruns {reruns}, flaky passes {flaky}, batch passes implied {implied}"
     );
 }

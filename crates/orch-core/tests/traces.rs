@@ -403,6 +403,35 @@ fn stacked(depth: usize, retries: u32) -> Policy {
     }
 }
 
+/// A batch of four is validated once, on its top; it fails (task 3 is bad), so it is
+/// bisected: task 2's candidate passes (tasks 1 and 2 land), task 3's fails with only
+/// validated work below it (the culprit), and task 4 is stacked again and lands.
+#[test]
+fn a_failing_batch_is_bisected_to_its_culprit() {
+    let mut s = Script::default();
+    s.gates.insert((3, 1, Stage::Integration), GatePlan::Fail);
+    s.gate_runs.insert(
+        (4, 1, Stage::Integration),
+        VecDeque::from([GatePlan::Fail, GatePlan::Pass]),
+    );
+    let p = Policy {
+        concurrency: 4,
+        integration_batch: 4,
+        ..policy()
+    };
+    let w = World::new(s, p, (1..=4).map(|t| task(t, 0, &[], &[])).collect(), true);
+    let (t, w) = trace(w, |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert!(t.contains("attempt.integration_implied"), "{t}");
+    assert!(t.contains("task-3-1 Integrating -> Failed"), "{t}");
+    assert!(
+        w.statuses()
+            .values()
+            .all(|s| *s == orch_core::TaskStatus::Done)
+    );
+    insta::assert_snapshot!(t);
+}
+
 fn three_tasks() -> Vec<orch_core::run::TaskSpec> {
     (1..=3).map(|t| task(t, 0, &[], &[])).collect()
 }

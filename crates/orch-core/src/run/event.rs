@@ -198,6 +198,16 @@ pub enum RunEvent {
         /// What failed.
         summary: String,
     },
+    /// A batch's candidate counts as validated: the gate passed on a candidate stacked
+    /// above it, which holds its work (`run.integration_batch`).
+    IntegrationImplied {
+        /// The candidate.
+        attempt: AttemptId,
+        /// The candidate whose gate passed.
+        by: AttemptId,
+        /// That candidate's merge commit.
+        commit: CommitId,
+    },
     /// A candidate's integration gate passed after failing: a flaky gate.
     Flaky {
         /// The candidate.
@@ -269,6 +279,7 @@ impl RunEvent {
             RunEvent::LineMovedOn { .. } => "run.line_moved_on",
             RunEvent::GateRerun { .. } => "attempt.gate_rerun",
             RunEvent::Flaky { .. } => "attempt.flaky",
+            RunEvent::IntegrationImplied { .. } => "attempt.integration_implied",
         }
     }
 
@@ -343,18 +354,13 @@ impl RunEvent {
             RunEvent::ClaimsPaused { paused: true } => "claiming paused".into(),
             RunEvent::ClaimsPaused { paused: false } => "claiming resumed".into(),
             RunEvent::Resumed { reason, .. } => format!("resumed: {reason}"),
-            RunEvent::Landed { .. }
-            | RunEvent::LineMovedOn { .. }
-            | RunEvent::GateRerun { .. }
-            | RunEvent::Flaky { .. } => self.spend_and_landing_reason(),
-            RunEvent::AttemptUsage { .. }
-            | RunEvent::PlannerUsage { .. }
-            | RunEvent::BudgetSpent { .. }
-            | RunEvent::QuotaBreaker { .. } => self.spend_and_landing_reason(),
+            _ => self.later_reason(),
         }
     }
 
-    fn spend_and_landing_reason(&self) -> String {
+    /// The reasons of usage, landing and integration-stack events (an event without
+    /// one of its own here has none).
+    fn later_reason(&self) -> String {
         match self {
             RunEvent::GateRerun {
                 attempt,
@@ -362,6 +368,14 @@ impl RunEvent {
                 summary,
             } => format!(
                 "{attempt}: the integration gate failed ({summary}); running it again ({rerun})"
+            ),
+            RunEvent::IntegrationImplied {
+                attempt,
+                by,
+                commit,
+            } => format!(
+                "{attempt} is validated with its batch: the gate passed on {by}'s merge {}, which holds its work",
+                commit.short()
             ),
             RunEvent::Flaky {
                 attempt,

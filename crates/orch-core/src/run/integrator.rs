@@ -20,15 +20,15 @@ use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind}
 #[derive(Debug, Clone, Default)]
 pub(super) struct Integrator {
     /// Passed the worker gate, waiting for a place in the stack, in order.
-    waiting: VecDeque<AttemptId>,
+    pub(super) waiting: VecDeque<AttemptId>,
     /// The stack, bottom first: each is merged onto the one below (the bottom onto
     /// the head).
-    candidates: Vec<AttemptId>,
+    pub(super) candidates: Vec<AttemptId>,
     /// Failed integration gate runs so far, by candidate, with the first failure.
     reruns: BTreeMap<AttemptId, (u32, String)>,
     /// Candidates whose gate failed while one below them had not passed yet: the
     /// failure may be that one's, so its verdict waits for theirs.
-    held: BTreeMap<AttemptId, String>,
+    pub(super) held: BTreeMap<AttemptId, String>,
 }
 
 impl Integrator {
@@ -59,7 +59,7 @@ impl Integrator {
 impl Orchestrator {
     /// Fills the stack from the queue, then lands what is validated.
     pub(super) fn try_integrate(&mut self) {
-        while self.integrator.candidates.len() < self.policy.integration_depth.max(1) {
+        while self.integrator.candidates.len() < self.stack_capacity() {
             let onto = match self.integrator.candidates.last() {
                 None => self.head.clone().expect("a running run has a head"),
                 // Stack on the top only once its merge is written.
@@ -81,6 +81,7 @@ impl Orchestrator {
             self.integrator.candidates.push(next);
             self.merge_onto(next, onto);
         }
+        self.schedule_batch_gate();
         self.try_advance();
     }
 
@@ -114,7 +115,9 @@ impl Orchestrator {
                 rec.onto = Some(onto);
                 rec.integration_passed = false;
                 self.move_attempt(attempt, AttemptState::Integrating, "merged cleanly");
-                self.run_gate(attempt, Stage::Integration, commit);
+                if !self.batching() {
+                    self.run_gate(attempt, Stage::Integration, commit);
+                }
                 self.try_integrate();
             }
             MergeResult::Conflict { paths } => self.fail(attempt, FailureKind::Conflict { paths }),
@@ -147,6 +150,8 @@ impl Orchestrator {
     pub(super) fn integration_failed(&mut self, attempt: AttemptId, summary: String) {
         if !self.below_passed(attempt) {
             self.integrator.held.insert(attempt, summary);
+            // In a batch, bisect: validate a candidate below it.
+            self.schedule_batch_gate();
             return;
         }
         let reruns = self
@@ -179,9 +184,15 @@ impl Orchestrator {
                 summary,
             });
         }
-        self.persist(RunEvent::IntegrationPassed { attempt, commit });
+        self.persist(RunEvent::IntegrationPassed {
+            attempt,
+            commit: commit.clone(),
+        });
         self.attempts.at(attempt).rec.integration_passed = true;
-        self.try_advance();
+        if self.batching() {
+            self.imply_below(attempt, &commit);
+        }
+        self.try_integrate();
     }
 
     /// Whether every candidate below `attempt` passed its gate.
@@ -387,6 +398,9 @@ impl Orchestrator {
             });
             self.head = Some(to);
         }
+        // Out of the stack before any completes: what a completion sets off must not
+        // see them as a prefix still to land.
+        self.integrator.candidates.retain(|c| !landing.contains(c));
         for a in landing {
             self.attempts.at(a).abort = None;
             self.complete(a);

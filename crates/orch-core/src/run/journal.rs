@@ -137,6 +137,7 @@ impl RunSnapshot {
             | RunEvent::AttemptHead { .. }
             | RunEvent::MergeWritten { .. }
             | RunEvent::IntegrationPassed { .. }
+            | RunEvent::IntegrationImplied { .. }
             | RunEvent::CleanupRequested { .. }
             | RunEvent::CleanupDone { .. }
             | RunEvent::AttemptUsage { .. } => self.apply_to_attempt(e),
@@ -196,7 +197,8 @@ impl RunSnapshot {
                     a.integration_passed = false;
                 }
             }
-            RunEvent::IntegrationPassed { attempt, .. } => {
+            RunEvent::IntegrationPassed { attempt, .. }
+            | RunEvent::IntegrationImplied { attempt, .. } => {
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.integration_passed = true;
                 }

@@ -24,7 +24,8 @@
 //! - [`attempt`]: the attempt lifecycle, with the attempt's state as the one source of
 //!   truth for what it waits on;
 //! - [`outcome`]: what an attempt's end means for its task, and retries;
-//! - [`integrator`]: the integration queue;
+//! - [`integrator`]: the integration queue, its speculative stack; [`batch`]: batches
+//!   validated together and bisected;
 //! - [`planner`]: planner requests, epochs and verdicts;
 //! - [`timers`]: one table for every deadline;
 //! - [`resume`]: crash reconciliation.
@@ -41,6 +42,7 @@
 //! - A stale or refused input changes nothing but the journal, which records it.
 
 mod attempt;
+mod batch;
 mod breaker;
 mod event;
 mod integrator;

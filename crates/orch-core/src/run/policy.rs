@@ -87,6 +87,9 @@ pub struct Policy {
     pub resume_session: bool,
     /// Candidates validated at once, stacked on the head (`run.integration_depth`).
     pub integration_depth: usize,
+    /// Attempts validated together as one candidate (`run.integration_batch`); above
+    /// 1, a failing batch is bisected.
+    pub integration_batch: usize,
     /// Reruns of a failing integration gate before it counts (`validate.integration_retries`).
     pub integration_retries: u32,
 }
@@ -131,6 +134,11 @@ impl Policy {
             integration_depth: c
                 .run
                 .integration_depth
+                .get()
+                .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
+            integration_batch: c
+                .run
+                .integration_batch
                 .get()
                 .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
             integration_retries: c.validate.integration_retries,

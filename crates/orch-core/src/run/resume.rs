@@ -179,6 +179,8 @@ impl Orchestrator {
                     (true, _) => {
                         reason.push(format!("{id} passed integration; advancing the ref again"))
                     }
+                    // A batch gates its top (`schedule_batch_gate`), not each one.
+                    (false, Some(_)) if self.batching() => {}
                     (false, Some(commit)) => {
                         reason.push(format!(
                             "{id} had a merge commit not yet validated; validating again"

@@ -700,6 +700,11 @@ impl<O: Oracle> World<O> {
                         "I2: the ref would move to {new}, whose integration validation did not pass"
                     ));
                 }
+                if new == expected {
+                    return Err(format!(
+                        "{attempt} asked to move the ref from {expected} to itself"
+                    ));
+                }
                 let result = if self.head == expected {
                     let landed = self.stack_below(&new).ok_or_else(|| {
                         format!("the ref would move to {new}, which is not stacked on {expected}")
@@ -1031,6 +1036,17 @@ impl<O: Oracle> World<O> {
                     else {
                         return;
                     };
+                    if self.policy.integration_batch > 1 {
+                        // A batch's pass validates every candidate below it, whose
+                        // work its merge holds.
+                        for (m, a) in self.stack_below(&c).unwrap_or_default().into_iter().skip(1) {
+                            self.passed_integration.insert(m.clone());
+                            self.facts
+                                .entry(a)
+                                .or_default()
+                                .push(Fact::IntegrationPassed(m));
+                        }
+                    }
                     Fact::IntegrationPassed(c)
                 }
             };
@@ -1128,6 +1144,7 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::Landed { .. }
                 | RunEvent::LineMovedOn { .. }
                 | RunEvent::GateRerun { .. }
+                | RunEvent::IntegrationImplied { .. }
                 | RunEvent::Flaky { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),
                 RunEvent::HeadAdvanced { attempt, from, to } => {
