@@ -326,6 +326,7 @@ const SCENARIOS: &[Scenario] = &[
         ensure!(show.contains("failed: no-changes"), "{show}");
         Ok(())
     }),
+    ("hostile agents", hostile),
     ("an agent that leaves a background grandchild", |s| {
         s.config(BASE_CONFIG)?;
         s.add("spawner", &[])?;
@@ -440,7 +441,66 @@ fn conflict(s: &Sandbox, policy: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds the CLI and runs every scenario; `filter` keeps the ones whose name contains it.
+/// Hostile agents: one plants a hook and an fsmonitor, one moves `main` onto its work,
+/// one leaves a `setsid` daemon, one detaches its branch; one does honest work. Each
+/// hostile one fails and what it did is undone; the honest one lands; no secret of
+/// orch's environment reaches a file under `.orch` or the worktrees.
+fn hostile(s: &Sandbox) -> Result<()> {
+    // One agent at a time: a change to the shared .git is pinned on the attempt that
+    // ends first after it, so concurrent agents would share the blame.
+    let config = BASE_CONFIG
+        .replace("max_attempts = 2", "max_attempts = 1")
+        .replace("concurrency = 3", "concurrency = 1");
+    s.config(&config)?;
+    for t in ["plant", "mover", "daemon", "detach", "honest"] {
+        s.add(t, &[])?;
+    }
+    let main = sh(&s.repo(), "git rev-parse main")?;
+    let agent = r#"echo "$ORCH_TASK_TITLE" > "$ORCH_TASK_TITLE.txt"; env > env-seen.txt
+case "$ORCH_TASK_TITLE" in
+plant) d=$(git rev-parse --git-common-dir); printf '#!/bin/sh
+env > /tmp/orch-hostile-hook
+' > $d/hooks/post-commit; chmod +x $d/hooks/post-commit; git config core.fsmonitor 'env > /tmp/orch-hostile-fsmonitor';;
+mover) git add -A; git -c user.name=a -c user.email=a@a commit -qm evil; git update-ref refs/heads/main HEAD;;
+daemon) setsid env -i sh -c 'sleep 300' </dev/null >/dev/null 2>&1 &;;
+detach) git checkout -q --detach;;
+esac"#;
+    let o = s
+        .cmd(&["run", "--agent-cmd", agent])
+        .env("SECRET_TOKEN", "hunter2-hostile")
+        .output()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    ensure!(
+        o.status.code() == Some(3),
+        "exit {:?}: {err}",
+        o.status.code()
+    );
+    for t in ["plant", "mover", "daemon", "detach"] {
+        let want = if t == "daemon" { "done" } else { "failed" };
+        ensure!(s.status_of(t)? == want, "{t} is {}: {err}", s.status_of(t)?);
+    }
+    ensure!(s.status_of("honest")? == "done", "{err}");
+    ensure!(sh(&s.repo(), "git rev-parse main")? == main, "main moved");
+    let common = s.repo().join(".git");
+    ensure!(
+        !common.join("hooks/post-commit").exists(),
+        "the hook stayed"
+    );
+    let config = std::fs::read_to_string(common.join("config"))?;
+    ensure!(
+        !config.contains("fsmonitor"),
+        "the fsmonitor stayed: {config}"
+    );
+    for dir in [s.repo().join(".orch"), s.tmp.path().join("data")] {
+        let hits = sh(
+            s.tmp.path(),
+            &format!("grep -rl hunter2-hostile {} || true", dir.display()),
+        )?;
+        ensure!(hits.is_empty(), "the secret reached {hits}");
+    }
+    Ok(())
+}
+
 /// Builds `orch` (`release` or the debug profile) and returns its path.
 pub(crate) fn build_orch(release: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -463,6 +523,7 @@ pub(crate) fn build_orch(release: bool) -> Result<PathBuf> {
     }))
 }
 
+/// Builds the CLI and runs every scenario; `filter` keeps the ones whose name contains it.
 pub fn run(filter: Option<&str>) -> Result<()> {
     let orch = build_orch(false)?;
     let mut failed = Vec::new();

@@ -648,6 +648,65 @@ fn hooks_and_fsmonitors_never_run_and_what_an_agent_plants_is_undone() {
     }
 }
 
+/// An agent that moves the user's branches onto its work or makes tags fails, and each
+/// is put back (what it pointed at stays under refs/orch/undone/), a checked-out branch
+/// too when the checkout's files did not follow the move.
+#[test]
+fn refs_an_agent_moves_outside_its_branch_are_put_back_and_named() {
+    let rev = |s: &Sandbox, r: &str| {
+        let o = Command::new("git")
+            .args(["rev-parse", "--verify", "--quiet", r])
+            .current_dir(s.repo())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+    let agent = "echo x > x.txt; git add x.txt; git -c user.name=a -c user.email=a@a commit -qm work; git update-ref refs/heads/main HEAD; git tag evil HEAD";
+    // main checked out nowhere: put back.
+    let s = Sandbox::new();
+    git(&s.repo(), &["switch", "-q", "-c", "feature"]);
+    s.ok(&["task", "add", "mover"]);
+    let main = rev(&s, "main");
+    let out = s
+        .cmd(&["run", "--agent-cmd", agent, "--max-attempts", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("refs/heads/main moved from"), "{stderr}");
+    assert!(stderr.contains("put back"), "{stderr}");
+    assert_eq!(rev(&s, "main"), main, "main was not put back");
+    assert_eq!(rev(&s, "refs/tags/evil"), "", "the tag stayed");
+    assert_ne!(
+        rev(&s, "refs/orch/undone/heads/main"),
+        "",
+        "the agent's commit was lost"
+    );
+    // main checked out by the user, whose files did not follow the move: put back,
+    // which makes the checkout consistent again.
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "mover"]);
+    let main = rev(&s, "main");
+    let out = s
+        .cmd(&["run", "--agent-cmd", agent, "--max-attempts", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("put back"), "{stderr}");
+    assert_eq!(rev(&s, "main"), main);
+    let status = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(s.repo())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    assert!(status.stdout.is_empty(), "{status:?}");
+}
+
 #[test]
 fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
     let s = Sandbox::new();

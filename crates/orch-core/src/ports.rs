@@ -96,7 +96,14 @@ pub struct Inventory {
     pub branches: Vec<BranchInfo>,
 }
 
-/// The repository's shared git files an agent must not change (`config`, `hooks/`,
-/// `info/` under the common git directory), by path relative to it, with their bytes.
+/// What of the shared repository an agent must not change: the files `config`,
+/// `hooks/` and `info/` under the common git directory (by path relative to it, with
+/// their bytes), and every ref outside orch's own (`refs/heads/orch/`, `refs/orch/`):
+/// the user's branches, tags and remote-tracking refs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SharedGitState(pub std::collections::BTreeMap<String, Vec<u8>>);
+pub struct SharedGitState {
+    /// The shared files.
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+    /// The refs outside orch's namespaces, by full name.
+    pub refs: std::collections::BTreeMap<String, crate::run::CommitId>,
+}

@@ -64,7 +64,12 @@ pub trait GitPort: Send + Sync + 'static {
     /// The repository's shared git files (config, hooks, `info/`), before an agent runs.
     fn shared_state(&self) -> Result<SharedGitState, String>;
     /// Puts back what differs from `before`, and names it.
-    fn restore_shared_state(&self, before: &SharedGitState) -> Result<Vec<String>, String>;
+    /// `agent_head` is the agent's branch tip: a ref moved onto its work is its doing.
+    fn restore_shared_state(
+        &self,
+        before: &SharedGitState,
+        agent_head: Option<&CommitId>,
+    ) -> Result<Vec<String>, String>;
     /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String>;
     /// Removes a pin.
@@ -193,8 +198,12 @@ impl GitPort for Git {
     fn shared_state(&self) -> Result<SharedGitState, String> {
         Git::shared_state(self).map_err(text)
     }
-    fn restore_shared_state(&self, before: &SharedGitState) -> Result<Vec<String>, String> {
-        Git::restore_shared_state(self, before).map_err(text)
+    fn restore_shared_state(
+        &self,
+        before: &SharedGitState,
+        agent_head: Option<&CommitId>,
+    ) -> Result<Vec<String>, String> {
+        Git::restore_shared_state(self, before, agent_head).map_err(text)
     }
     fn unpin(&self, reference: &str) -> Result<(), String> {
         Git::unpin(self, reference).map_err(text)

@@ -110,6 +110,7 @@ impl GitPort for FakeGit {
     fn restore_shared_state(
         &self,
         _: &orch_core::ports::SharedGitState,
+        _: Option<&CommitId>,
     ) -> Result<Vec<String>, String> {
         Ok(Vec::new())
     }

@@ -126,7 +126,8 @@ async fn commit(
     let mut changes = commit_leftovers(ctx, attempt, wt, base, scratch).await;
     if let (Some(before), Some(c)) = (shared, changes.as_mut()) {
         let git = ctx.git.clone();
-        match blocking(move || git.restore_shared_state(&before)).await {
+        let head = c.head.clone();
+        match blocking(move || git.restore_shared_state(&before, Some(&head))).await {
             Ok(Ok(undone)) => c.tampered = undone,
             Ok(Err(e)) | Err(e) => c.tampered = vec![e],
         }
