@@ -56,6 +56,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # root = ""                      # empty: $XDG_DATA_HOME/orch/worktrees/<repo-key>
 # cleanup = "on-success"         # or "always", "never"
 # keep_failed = "7d"             # orch cleanup keeps failed attempts this long
+# submodules = true              # check out submodules in worktrees (from .git/modules when there)
 
 [artifacts]
 # keep_runs = 20

@@ -707,6 +707,103 @@ fn refs_an_agent_moves_outside_its_branch_are_put_back_and_named() {
     assert!(status.stdout.is_empty(), "{status:?}");
 }
 
+/// Submodules are checked out in attempt and integration worktrees, from the local
+/// `.git/modules` copy (the URL in `.gitmodules` is unreachable here), so gates that
+/// need their files pass; `worktrees.submodules = false` leaves them empty.
+#[test]
+fn submodules_are_checked_out_from_the_local_copy() {
+    let s = Sandbox::new();
+    let sub = s.dir.path().join("sub-src");
+    std::fs::create_dir(&sub).unwrap();
+    git(&sub, &["init", "-q", "-b", "main"]);
+    std::fs::write(sub.join("lib.txt"), "library\n").unwrap();
+    git(&sub, &["add", "lib.txt"]);
+    git(
+        &sub,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "lib",
+        ],
+    );
+    let url = sub.display().to_string();
+    git(
+        &s.repo(),
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &url,
+            "vendor/lib",
+        ],
+    );
+    git(
+        &s.repo(),
+        &[
+            "config",
+            "--file",
+            ".gitmodules",
+            "submodule.vendor/lib.url",
+            "https://invalid.example/lib.git",
+        ],
+    );
+    git(&s.repo(), &["add", ".gitmodules", "vendor/lib"]);
+    git(
+        &s.repo(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "vendor lib",
+        ],
+    );
+    s.ok(&["task", "add", "uses the library"]);
+    let gate = "test -f vendor/lib/lib.txt";
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--agent-cmd",
+            "echo x > x.txt",
+            "--validate",
+            gate,
+            "--integrate-validate",
+            gate,
+            "--max-attempts",
+            "1",
+        ];
+        a.extend_from_slice(extra);
+        s.cmd(&a).output().unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.status(1).as_deref(), Some("done"));
+    s.ok(&["task", "add", "without submodules"]);
+    let out = run(&["-c", "worktrees.submodules=false"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.status(2).as_deref(), Some("failed"));
+}
+
 #[test]
 fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
     let s = Sandbox::new();

@@ -325,6 +325,9 @@ pub struct WorktreesConfig {
     /// How long `orch cleanup` keeps the worktree and branch of a failed or canceled
     /// attempt (for a look at what went wrong) before removing them.
     pub keep_failed: Duration,
+    /// Check out submodules in orch's worktrees (from the local `.git/modules` copy
+    /// when there is one).
+    pub submodules: bool,
 }
 
 impl Default for WorktreesConfig {
@@ -333,6 +336,7 @@ impl Default for WorktreesConfig {
             root: String::new(),
             cleanup: Cleanup::OnSuccess,
             keep_failed: Duration::from_secs(7 * 24 * 3600),
+            submodules: true,
         }
     }
 }

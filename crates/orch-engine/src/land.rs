@@ -222,10 +222,17 @@ impl Engine {
         }
         let cwd = layout::integration_worktree(&self.cfg.worktree_root, run);
         let (git, c, p) = (self.git.clone(), commit.clone(), cwd.clone());
-        tokio::task::spawn_blocking(move || git.checkout_detached(&p, &c))
-            .await
-            .expect("a checkout does not panic")
-            .map_err(|e| format!("could not check out {commit}: {e}"))?;
+        let submodules = self.cfg.config.worktrees.submodules;
+        tokio::task::spawn_blocking(move || {
+            git.checkout_detached(&p, &c)?;
+            if submodules {
+                git.init_submodules(&p)?;
+            }
+            Ok::<(), orch_git::GitError>(())
+        })
+        .await
+        .expect("a checkout does not panic")
+        .map_err(|e| format!("could not check out {commit}: {e}"))?;
         let log_dir = self.cfg.artifacts_root.join(&run.0).join("line");
         let env = Environment::inherit(
             &self.cfg.config.agent.env_allow,

@@ -46,6 +46,8 @@ pub trait GitPort: Send + Sync + 'static {
     ) -> Result<Leftovers, String>;
     /// Checks `commit` out, detached, in `path` (created if missing).
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String>;
+    /// Checks out the submodules the worktree at `path` records.
+    fn init_submodules(&self, path: &Path) -> Result<(), String>;
     /// Merges `head` onto `onto` in memory; moves no ref.
     fn merge(
         &self,
@@ -191,6 +193,9 @@ impl GitPort for Git {
     }
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
         Git::checkout_detached(self, path, commit).map_err(text)
+    }
+    fn init_submodules(&self, path: &Path) -> Result<(), String> {
+        Git::init_submodules(self, path).map_err(text)
     }
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String> {
         Git::pin(self, reference, commit).map_err(text)

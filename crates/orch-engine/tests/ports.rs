@@ -121,6 +121,9 @@ impl GitPort for FakeGit {
     fn unpin(&self, _: &str) -> Result<(), String> {
         Ok(())
     }
+    fn init_submodules(&self, _: &Path) -> Result<(), String> {
+        Ok(())
+    }
     fn checkout_detached(&self, _: &Path, _: &CommitId) -> Result<(), String> {
         let mut w = self.0.lock().unwrap();
         if w.script.broken_checkouts > 0 {

@@ -20,6 +20,7 @@ mod inventory;
 mod land;
 mod merge;
 mod shared;
+mod submodules;
 mod worktree;
 
 use std::path::{Path, PathBuf};

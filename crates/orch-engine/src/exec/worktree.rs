@@ -14,9 +14,13 @@ pub(crate) async fn provision(
     base: CommitId,
 ) -> Input {
     let (git, path) = (ctx.git.clone(), ctx.attempt_worktree(attempt));
+    let submodules = ctx.cfg.config.worktrees.submodules;
     match blocking(move || {
-        git.add_worktree(&branch, &base, &path)
-            .map_err(|e| e.to_string())
+        git.add_worktree(&branch, &base, &path)?;
+        if submodules {
+            git.init_submodules(&path)?;
+        }
+        Ok::<(), String>(())
     })
     .await
     {
