@@ -47,6 +47,8 @@ impl Sandbox {
             &s.repo(),
             "git init -q -b main && printf 'hello\\n' > README.md && printf 'line one\\n' > notes.txt && git add -A && git -c user.name=u -c user.email=u@u.invalid commit -q -m init",
         )?;
+        // Only `orch init` creates the database.
+        s.ok(&["init"])?;
         // The user's own uncommitted edit: orch must leave it alone.
         std::fs::write(s.repo().join("README.md"), "hello, edited by the user\n")?;
         Ok(s)

@@ -47,10 +47,9 @@ impl Ctx {
     pub async fn open(&self) -> Result<Opened> {
         let (repo, config) = self.load()?;
         let loc = Location::from_setting(&config.config.database_url, &repo.root)?;
-        if matches!(&loc, Location::Sqlite(p) if *p == repo.orch_dir().join("orch.db")) {
-            repo.ensure_orch_dir()?;
-        }
-        let store = Store::open(&loc).await?;
+        // Only `orch init` creates the database: a missing one is a setup to do, and a
+        // file removed behind orch's back is not silently replaced by an empty board.
+        let store = Store::open_existing(&loc).await?;
         Ok(Opened {
             repo,
             config,

@@ -385,6 +385,16 @@ fn board_renders_at_80_and_200_columns() {
     insta::assert_snapshot!("board_200", wide);
     insta::assert_snapshot!("board_json", s.ok(&["board", "--json"]).stdout);
     let empty = Sandbox::new();
+    // Only `orch init` makes a database: before it, a command says so.
+    let before = empty.run(&["board"]);
+    assert_eq!(before.code, 2);
+    assert!(
+        before.stderr.contains("run `orch init`"),
+        "{}",
+        before.stderr
+    );
+    assert!(!empty.repo().join(".orch/orch.db").exists());
+    empty.ok(&["init"]);
     insta::assert_snapshot!("board_empty", empty.ok(&["board"]).stdout);
 }
 

@@ -26,6 +26,11 @@ pub enum StoreError {
         /// `removed` or `replaced by another file`.
         what: &'static str,
     },
+    /// There is no database where one was expected, and only `orch init` creates one.
+    #[error(
+        "no orch database at {0}: run `orch init` in the repository first (it sets up .orch/, orch.toml and the database)"
+    )]
+    NotSetUp(String),
     /// The database could not be opened.
     #[error("cannot open the database at {location}: {message}")]
     Open {
@@ -158,6 +163,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::BadLocation(_)
+                | StoreError::NotSetUp(_)
                 | StoreError::TaskNotFound(_)
                 | StoreError::RunNotFound(_)
                 | StoreError::RunExists(_)

@@ -106,6 +106,18 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens a database that exists: a SQLite file that is missing is
+    /// [`StoreError::NotSetUp`], not a new empty board (only [`Store::open`] creates
+    /// one, for `orch init`).
+    pub async fn open_existing(location: &Location) -> Result<Store, StoreError> {
+        if let Location::Sqlite(path) = location
+            && !path.exists()
+        {
+            return Err(StoreError::NotSetUp(path.display().to_string()));
+        }
+        Store::open(location).await
+    }
+
     /// Opens (creating if needed) the database and runs pending migrations.
     pub async fn open(location: &Location) -> Result<Store, StoreError> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
