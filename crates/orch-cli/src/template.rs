@@ -21,6 +21,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # integration_branch = "orch/integration"  # the line every run builds on; or "per-run"
 # target = ""                    # the branch finish lands on; empty: the branch run.base names
 # remote = "origin"              # where finish = "push" pushes
+# update_checkout = false        # a fast-forward may update your clean checkout of the target
 # commit_template = ""           # a task commit's first lines: {title} {body} {key} {task_id} {run} {attempt}
 # planner = ""                   # empty: the built-in scheduler; else a command
 # lease_ttl = "30s"              # a crashed orch's run is taken over after this

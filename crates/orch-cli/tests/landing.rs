@@ -188,9 +188,10 @@ fn a_checked_out_target_moves_only_when_clean_and_asked() {
     assert!(out.contains("uncommitted changes"), "{out}");
     assert_eq!(s.rev("main"), before);
     assert!(!s.repo().join("t1.txt").exists());
-    // Clean and asked: the ref and the files.
+    // Clean and asked (run.update_checkout, as a run's finish would be): the ref and
+    // the files.
     std::fs::remove_file(s.repo().join("wip.txt")).unwrap();
-    s.ok(&["land", "--update-checkout"]);
+    s.ok(&["-c", "run.update_checkout=true", "land"]);
     assert_eq!(s.rev("main"), s.rev("orch/integration"));
     assert!(s.repo().join("t1.txt").exists());
     assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");

@@ -77,6 +77,9 @@ pub struct RunConfig {
     pub target: String,
     /// The remote `finish = "push"` pushes to.
     pub remote: String,
+    /// A fast-forward finish may also update a clean checkout of the target (as
+    /// `git merge --ff-only` would); off, orch prints the command instead.
+    pub update_checkout: bool,
     /// The first lines of a task's commit message (`{title}`, `{body}`, `{key}`,
     /// `{task_id}`, `{run}`, `{attempt}`); empty: the task's title. orch's trailers
     /// (`Orch-Task`, `Orch-Run`, `Orch-Attempt`, `Co-authored-by`) always follow.
@@ -105,6 +108,7 @@ impl Default for RunConfig {
             integration_branch: DEFAULT_INTEGRATION_BRANCH.into(),
             target: String::new(),
             remote: "origin".into(),
+            update_checkout: false,
             commit_template: String::new(),
             planner: String::new(),
             lease_ttl: Duration::from_secs(30),

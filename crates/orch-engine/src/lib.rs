@@ -430,7 +430,7 @@ impl Engine {
             let opts = land::LandOptions {
                 fast_forward: cfg.finish.fast_forwards(),
                 push: cfg.finish.pushes(),
-                update_checkout: false,
+                update_checkout: cfg.update_checkout,
             };
             match self.land(run, opts, handle).await {
                 Ok((n, line)) => {

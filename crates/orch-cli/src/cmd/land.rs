@@ -29,7 +29,7 @@ pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
     let opts = LandOptions {
         fast_forward: !args.no_fast_forward,
         push: args.push,
-        update_checkout: args.update_checkout,
+        update_checkout: args.update_checkout || opened.config.config.run.update_checkout,
     };
     let notes = engine(&opened)?.land_now(opts).await?;
     output::land::print_landed(&notes, ctx.json)?;
