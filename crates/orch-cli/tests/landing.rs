@@ -542,3 +542,40 @@ fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
         "{merges:?}"
     );
 }
+
+/// A run that crashed while another run went on landing work on the shared line is
+/// resumed onto the moved line (not halted as if the ref were moved outside orch):
+/// its finished agent's work is merged onto the other run's and lands.
+#[test]
+fn a_run_resumed_after_another_run_moved_the_line_builds_on_it() {
+    let s = Sandbox::new();
+    s.add("First", &[]);
+    let crashed = s
+        .cmd(&run_args(&[]))
+        .env("ORCH_CRASH_AT", "agent-exit-recorded")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the crash point was not reached");
+    let base = s.rev("orch/integration");
+    s.add("Second", &[]);
+    // Beside the interrupted run, another lands task 2 on the line.
+    let o = s.run(&run_args(&["--new"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let moved = s.rev("orch/integration");
+    assert_ne!(moved, base);
+    let o = s.run(&["run", "--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("moved on to") && err.contains("builds on it"),
+        "{err}"
+    );
+    assert_eq!(s.statuses(), ["done", "done"]);
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert_eq!(files, "orch.toml\nt1.txt\nt2.txt");
+    git(
+        &s.repo(),
+        &["merge-base", "--is-ancestor", &moved, "orch/integration"],
+    );
+}

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use orch_core::run::{
-    AttemptId, AttemptState, CommitId, FinishedAgent, Orchestrator, RunId, RunSnapshot, RunState,
+    AttemptId, AttemptState, CommitId, FinishedAgent, LineMoved, Orchestrator, RunId, RunSnapshot,
+    RunState,
 };
 use orch_store::RunInfo;
 use orch_validate::{Artifacts, CancellationToken};
@@ -117,6 +118,13 @@ impl Engine {
                 )));
             }
         };
+        let moved = self.line_moved(&snapshot, &actual).await;
+        if let Some(m) = &moved {
+            notes.push(format!(
+                "{branch} moved on to {} while the run was down (another run landed work); the run builds on it",
+                m.to.short()
+            ));
+        }
         let finished = self.finished_agents(run, &snapshot)?;
         let bases: HashMap<AttemptId, CommitId> = snapshot
             .attempts
@@ -130,10 +138,40 @@ impl Engine {
             specs,
             &snapshot,
             actual,
+            moved,
             finished,
             now(),
         );
         self.drive(run, orch, tasks, bases, handle, owner).await
+    }
+
+    /// Whether a shared line moved on while the run was down, by another run's validated
+    /// work (not this run's own advance, not a move outside orch), and which of this
+    /// run's in-flight merges it holds.
+    async fn line_moved(&self, snapshot: &RunSnapshot, actual: &CommitId) -> Option<LineMoved> {
+        let head = snapshot.head.as_ref()?;
+        let own = snapshot
+            .attempts
+            .values()
+            .any(|r| r.merge.as_ref() == Some(actual));
+        if head == actual || own || !self.line_holds(Some(head), Some(actual)).await {
+            return None;
+        }
+        let landed = snapshot
+            .attempts
+            .iter()
+            .filter(|(_, r)| !r.state.is_terminal() && r.integration_passed)
+            .filter(|(_, r)| {
+                r.merge
+                    .as_ref()
+                    .is_some_and(|m| self.git.is_ancestor(m, actual))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        Some(LineMoved {
+            to: actual.clone(),
+            landed,
+        })
     }
 
     /// Stops the dead owner's processes (nothing of it may still write) and removes

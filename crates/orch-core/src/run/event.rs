@@ -220,8 +220,9 @@ pub enum RunEvent {
     /// The integration line moved on, by another orch run's validated work, while
     /// `attempt` was landing: the run builds on `to` from now on.
     LineMovedOn {
-        /// The attempt merged again onto `to`.
-        attempt: AttemptId,
+        /// The attempt merged again onto `to`; `None` when a resume found the line
+        /// moved on while the run was down.
+        attempt: Option<AttemptId>,
         /// Where this run had left the line.
         from: CommitId,
         /// Where another run left it.
@@ -385,9 +386,13 @@ impl RunEvent {
                 "{attempt}: the integration gate passed after {failures} failure(s): flaky ({summary})"
             ),
             RunEvent::LineMovedOn { attempt, from, to } => format!(
-                "the integration line moved on from {} to {} (another run landed work); {attempt} is merged again onto it",
+                "the integration line moved on from {} to {} (another run landed work); {}",
                 from.short(),
-                to.short()
+                to.short(),
+                match attempt {
+                    Some(a) => format!("{a} is merged again onto it"),
+                    None => "the run builds on it".to_owned(),
+                }
             ),
             RunEvent::Landed {
                 branch,

@@ -324,7 +324,7 @@ impl Orchestrator {
     fn overtaken(&mut self, attempt: AttemptId, actual: CommitId) {
         let from = self.head.clone().expect("a running run has a head");
         self.persist(RunEvent::LineMovedOn {
-            attempt,
+            attempt: Some(attempt),
             from,
             to: actual.clone(),
         });

@@ -69,7 +69,7 @@ pub use journal::{AttemptRecord, RunSnapshot};
 pub use outcome::INFRA_STREAK_HALT;
 pub use policy::{Backoff, Policy, RetryPolicy, globs_may_overlap, touches_overlap};
 pub use proposal::{Proposal, Verdict};
-pub use resume::trusted_finished;
+pub use resume::{LineMoved, trusted_finished};
 pub use scheduler::has_claimable;
 pub use types::{
     AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, IllegalTransition, RunId,

@@ -37,6 +37,17 @@ pub fn trusted_finished(
         .collect()
 }
 
+/// What the engine found of a shared integration line that moved on while the run was
+/// down: another run's validated work is at `to` (a descendant of the journal's head),
+/// and `landed` are this run's candidates whose merges the line already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineMoved {
+    /// Where the line is.
+    pub to: CommitId,
+    /// In-flight candidates of this run whose merges `to` holds.
+    pub landed: Vec<AttemptId>,
+}
+
 impl Orchestrator {
     /// Rebuilds a run from its journal after a crash and reconciles it with the real
     /// integration ref (`actual_head`, read from git):
@@ -50,13 +61,17 @@ impl Orchestrator {
     /// - an agent that had finished with its work committed (`finished`) goes on to
     ///   its worker gate;
     /// - every other attempt in flight is `interrupted`, and its task retried without
-    ///   counting against the retry budget.
+    ///   counting against the retry budget;
+    /// - a shared line another run moved on (`moved`) is built on: this run's
+    ///   candidates it holds succeed, the rest are stacked again on it.
+    #[allow(clippy::too_many_arguments)]
     pub fn resume(
         run: RunId,
         policy: Policy,
         board: Vec<TaskSpec>,
         journal: &RunSnapshot,
         actual_head: CommitId,
+        moved: Option<LineMoved>,
         finished: BTreeMap<AttemptId, FinishedAgent>,
         now: Timestamp,
     ) -> Orchestrator {
@@ -98,7 +113,7 @@ impl Orchestrator {
             .filter(|(_, a)| !a.rec.state.is_terminal())
             .map(|(id, _)| *id)
             .collect();
-        let mut reason = o.reconcile_integrating(&in_flight, &actual_head);
+        let mut reason = o.reconcile_integrating(&in_flight, &actual_head, moved.as_ref());
         let interrupted = o.reconcile_rest(in_flight, finished, &mut reason);
         o.persist(RunEvent::Resumed {
             interrupted,
@@ -130,7 +145,12 @@ impl Orchestrator {
     /// of validated candidates the ref reached before the crash could record it
     /// succeeds; the rest of the stack is adopted, its unvalidated merges validated
     /// again. Candidates off the stack are stacked again by `reconcile_rest`.
-    fn reconcile_integrating(&mut self, in_flight: &[AttemptId], actual: &CommitId) -> Vec<String> {
+    fn reconcile_integrating(
+        &mut self,
+        in_flight: &[AttemptId],
+        actual: &CommitId,
+        moved: Option<&LineMoved>,
+    ) -> Vec<String> {
         let mut reason = Vec::new();
         let integrating: Vec<AttemptId> = in_flight
             .iter()
@@ -145,15 +165,7 @@ impl Orchestrator {
                 self.complete(*id);
             }
         }
-        let mut chain: Vec<AttemptId> = Vec::new();
-        let mut at = self.head.clone();
-        while let Some(id) = integrating.iter().copied().find(|id| {
-            let r = self.attempts.rec(*id);
-            !chain.contains(id) && !r.state.is_terminal() && r.merge.is_some() && r.onto == at
-        }) {
-            chain.push(id);
-            at = self.attempts.rec(id).merge.clone();
-        }
+        let mut chain = self.rebuild_stack(&integrating);
         let reached = chain
             .iter()
             .position(|id| self.attempts.rec(*id).merge.as_ref() == Some(actual));
@@ -170,26 +182,11 @@ impl Orchestrator {
             }
             self.land_prefix(landed);
         }
+        if let Some(m) = moved.filter(|m| self.head.as_ref() != Some(&m.to) && m.to == *actual) {
+            self.build_on_moved_line(&mut chain, m, &mut reason);
+        }
         if self.head.as_ref() == Some(actual) {
-            for id in chain {
-                self.attempts.live.insert(id);
-                self.integrator.adopt(id);
-                let rec = self.attempts.rec(id);
-                match (rec.integration_passed, rec.merge.clone()) {
-                    (true, _) => {
-                        reason.push(format!("{id} passed integration; advancing the ref again"))
-                    }
-                    // A batch gates its top (`schedule_batch_gate`), not each one.
-                    (false, Some(_)) if self.batching() => {}
-                    (false, Some(commit)) => {
-                        reason.push(format!(
-                            "{id} had a merge commit not yet validated; validating again"
-                        ));
-                        self.run_gate(id, Stage::Integration, commit);
-                    }
-                    (false, None) => {}
-                }
-            }
+            self.adopt_stack(chain, &mut reason);
         } else {
             let journaled = self.head.clone().expect("a running run has a head");
             reason.push(format!(
@@ -201,6 +198,79 @@ impl Orchestrator {
             self.begin_drain(Drain::Halt, &why);
         }
         reason
+    }
+
+    /// The in-flight candidates stacked on the journal's head, bottom first: each
+    /// merge made on the one below it.
+    fn rebuild_stack(&self, integrating: &[AttemptId]) -> Vec<AttemptId> {
+        let mut chain: Vec<AttemptId> = Vec::new();
+        let mut at = self.head.clone();
+        while let Some(id) = integrating.iter().copied().find(|id| {
+            let r = self.attempts.rec(*id);
+            !chain.contains(id) && !r.state.is_terminal() && r.merge.is_some() && r.onto == at
+        }) {
+            chain.push(id);
+            at = self.attempts.rec(id).merge.clone();
+        }
+        chain
+    }
+
+    /// Another run moved the shared line on while this one was down: what of the stack
+    /// it holds succeeds, the run builds on its head, and the rest is stacked again
+    /// (`reconcile_rest`).
+    fn build_on_moved_line(
+        &mut self,
+        chain: &mut Vec<AttemptId>,
+        m: &LineMoved,
+        reason: &mut Vec<String>,
+    ) {
+        let landed: Vec<AttemptId> = chain
+            .iter()
+            .copied()
+            .take_while(|id| m.landed.contains(id) && self.attempts.rec(*id).integration_passed)
+            .collect();
+        for id in &landed {
+            reason.push(format!(
+                "{id} had landed before the crash; another run built on it"
+            ));
+        }
+        self.land_prefix(landed);
+        let from = self.head.clone().expect("a running run has a head");
+        self.persist(RunEvent::LineMovedOn {
+            attempt: None,
+            from,
+            to: m.to.clone(),
+        });
+        self.head = Some(m.to.clone());
+        reason.push(format!(
+            "the integration line moved on to {} (another run landed work); building on it",
+            m.to
+        ));
+        chain.clear();
+    }
+
+    /// The rebuilt stack, on the head the ref is at, adopted: validated candidates wait
+    /// to land, unvalidated merges are validated again.
+    fn adopt_stack(&mut self, chain: Vec<AttemptId>, reason: &mut Vec<String>) {
+        for id in chain {
+            self.attempts.live.insert(id);
+            self.integrator.adopt(id);
+            let rec = self.attempts.rec(id);
+            match (rec.integration_passed, rec.merge.clone()) {
+                (true, _) => {
+                    reason.push(format!("{id} passed integration; advancing the ref again"))
+                }
+                // A batch gates its top (`schedule_batch_gate`), not each one.
+                (false, Some(_)) if self.batching() => {}
+                (false, Some(commit)) => {
+                    reason.push(format!(
+                        "{id} had a merge commit not yet validated; validating again"
+                    ));
+                    self.run_gate(id, Stage::Integration, commit);
+                }
+                (false, None) => {}
+            }
+        }
     }
 
     /// Every other attempt in flight: re-queued, re-validated, gone on from, or

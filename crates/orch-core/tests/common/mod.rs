@@ -466,6 +466,7 @@ impl<O: Oracle> World<O> {
             board,
             &snapshot,
             self.head.clone(),
+            None,
             finished,
             self.now,
         );
