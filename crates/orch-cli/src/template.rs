@@ -35,6 +35,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # env_extra = []                 # more names or globs, added to env_allow
 # output = ""                    # empty: the preset's; or claude-stream-json, codex-json, ...
 # resume_session = true          # a retry resumes the previous attempt's session
+# sandbox = "none"               # or "bwrap": read-only but its worktree (needs bubblewrap)
 # prompt_template = ""           # a file; empty: the built-in template
 
 [validate]

@@ -804,6 +804,51 @@ fn submodules_are_checked_out_from_the_local_copy() {
     assert_eq!(s.status(2).as_deref(), Some("failed"));
 }
 
+/// `agent.sandbox = "bwrap"`: the agent can commit on its own branch, but cannot
+/// write into the user's checkout, the user's home or the shared .git. Skipped where
+/// `bwrap` is not installed (`.ci/run` installs it).
+#[test]
+fn a_sandboxed_agent_writes_only_its_worktree() {
+    // bubblewrap installed and able to make a sandbox here (orch's own preflight).
+    if let Err(why) = orch_engine::sandbox::check_bwrap() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "boxed"]);
+    let (repo, home) = (s.repo(), s.dir.path().to_path_buf());
+    let agent = format!(
+        "echo x > {r}/evil.txt; echo x > {h}/evil.txt; echo x > $(git rev-parse --git-common-dir)/hooks/evil; echo work > work.txt; git add work.txt && git -c user.name=a -c user.email=a@a commit -qm 'agent work'",
+        r = repo.display(),
+        h = home.display()
+    );
+    let out = s
+        .cmd(&["run", "--agent-cmd", &agent, "-c", "agent.sandbox=bwrap"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(s.status(1).as_deref(), Some("done"));
+    for p in [
+        repo.join("evil.txt"),
+        home.join("evil.txt"),
+        repo.join(".git/hooks/evil"),
+    ] {
+        assert!(!p.exists(), "the sandboxed agent wrote {}", p.display());
+    }
+    let log = Command::new("git")
+        .args(["log", "--format=%s", "orch/integration"])
+        .current_dir(&repo)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&log.stdout).contains("agent work"),
+        "its own commit"
+    );
+}
+
 #[test]
 fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
     let s = Sandbox::new();

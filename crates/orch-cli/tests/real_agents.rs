@@ -445,3 +445,47 @@ fn opencode_as_shipped_writes_merges_reports_cost_and_retries() {
     let log = text(&s.ok(&["logs", "--task", "1", "--stage", "agent"]).stdout);
     assert!(log.contains("tool: write("), "{log}");
 }
+
+/// Claude Code as shipped works inside `agent.sandbox = "bwrap"`: it writes its file,
+/// its retry resumes its session (kept in its own writable `~/.claude`), and the work
+/// lands. Skipped where `bwrap` is not installed.
+#[test]
+fn claude_works_inside_the_bwrap_sandbox() {
+    let Some(claude) = claude_or_skip() else {
+        return;
+    };
+    // bubblewrap installed and able to make a sandbox here (orch's own preflight).
+    if let Err(why) = orch_engine::sandbox::check_bwrap() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let s = Sandbox::new(&claude);
+    s.add("Alpha", "Write a.txt.\nstand-in: write a.txt alpha\n");
+    s.add(
+        "Fix on retry",
+        "Write status.txt.\nstand-in: first-only write status.txt broken\nstand-in: retry-only write status.txt fixed\n",
+    );
+    let out = s.ok(&[
+        "run",
+        "--agent",
+        "claude",
+        "-c",
+        "agent.sandbox=bwrap",
+        "--validate",
+        "sh gate.sh",
+    ]);
+    for t in 1..=2 {
+        assert_eq!(s.status(t), "done", "task {t}: {}", text(&out.stdout));
+    }
+    let integration = "orch/integration".to_string();
+    assert_eq!(s.file_on(&integration, "a.txt"), "alpha\n");
+    assert_eq!(s.file_on(&integration, "status.txt"), "fixed\n");
+    let run = s.last_run();
+    let fix = attempts_of(&run, 2);
+    assert_eq!(fix.len(), 2, "{fix:?}");
+    assert_eq!(
+        fix[1]["usage"]["session_id"].as_str(),
+        fix[0]["usage"]["session_id"].as_str(),
+        "the retry resumed inside the sandbox"
+    );
+}

@@ -217,6 +217,9 @@ pub struct AgentConfig {
     pub output: AgentOutput,
     /// A retry resumes the previous attempt's session, where the agent can.
     pub resume_session: bool,
+    /// `none`, or `bwrap`: the agent runs in a bubblewrap sandbox that sees the file
+    /// system read-only but for its worktree, a private /tmp and its CLI's own dirs.
+    pub sandbox: Sandbox,
     /// A prompt template file; empty: the built-in template.
     pub prompt_template: String,
 }
@@ -233,6 +236,7 @@ impl Default for AgentConfig {
             env_extra: Vec::new(),
             output: AgentOutput::Auto,
             resume_session: true,
+            sandbox: Sandbox::None,
             prompt_template: String::new(),
         }
     }
@@ -428,6 +432,12 @@ string_enum!(
     Gemini = "gemini", /// Aider.
     Aider = "aider", /// opencode.
     Opencode = "opencode" }
+);
+string_enum!(
+    /// Where an agent runs.
+    Sandbox { /// As orch's child, with the user's permissions.
+    None = "none", /// In a bubblewrap sandbox (`bwrap` on PATH).
+    Bwrap = "bwrap" }
 );
 string_enum!(
     /// How orch reads an agent's output.

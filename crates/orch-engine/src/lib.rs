@@ -33,6 +33,7 @@ pub mod presets;
 pub mod prompt;
 pub mod resume;
 pub mod retention;
+pub mod sandbox;
 pub mod setup;
 pub mod status;
 pub mod stored;

@@ -88,6 +88,8 @@ pub trait GitPort: Send + Sync + 'static {
     fn pinned(&self, commit: &CommitId) -> Result<bool, String>;
     /// The repository's working directory.
     fn workdir(&self) -> PathBuf;
+    /// The shared git directory (`.git` of the main worktree).
+    fn common_dir(&self) -> PathBuf;
 }
 
 /// The store, as a live run uses it.
@@ -253,6 +255,9 @@ impl GitPort for Git {
     }
     fn workdir(&self) -> PathBuf {
         Git::workdir(self).to_path_buf()
+    }
+    fn common_dir(&self) -> PathBuf {
+        Git::common_dir(self)
     }
 }
 

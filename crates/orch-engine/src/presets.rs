@@ -44,6 +44,9 @@ pub struct PresetSpec {
     pub checked: &'static str,
     /// The agent, as a `Co-authored-by:` trailer of its tasks' commits credits it.
     pub co_author: &'static str,
+    /// Under `$HOME`, what its CLI must be able to write in the sandbox (its config,
+    /// sessions, caches); created if missing.
+    pub sandbox_dirs: &'static [&'static str],
 }
 
 const CLAUDE: PresetSpec = PresetSpec {
@@ -79,6 +82,7 @@ const CLAUDE: PresetSpec = PresetSpec {
     install: "npm install -g @anthropic-ai/claude-code",
     checked: "2.1.197, 2.1.332",
     co_author: "Claude <noreply@anthropic.com>",
+    sandbox_dirs: &[".claude", ".cache/claude"],
 };
 
 const CODEX: PresetSpec = PresetSpec {
@@ -105,6 +109,7 @@ const CODEX: PresetSpec = PresetSpec {
     install: "npm install -g @openai/codex",
     checked: "0.169.0, 0.171.0",
     co_author: "Codex <noreply@openai.com>",
+    sandbox_dirs: &[".codex"],
 };
 
 const GEMINI: PresetSpec = PresetSpec {
@@ -137,6 +142,7 @@ const GEMINI: PresetSpec = PresetSpec {
     install: "npm install -g @google/gemini-cli",
     checked: "0.61.0",
     co_author: "Gemini CLI <gemini-cli@google.com>",
+    sandbox_dirs: &[".gemini"],
 };
 
 const AIDER: PresetSpec = PresetSpec {
@@ -181,6 +187,7 @@ const AIDER: PresetSpec = PresetSpec {
     install: "pip install aider-chat",
     checked: "0.86.2",
     co_author: "aider <aider@aider.chat>",
+    sandbox_dirs: &[".aider", ".cache"],
 };
 
 const OPENCODE: PresetSpec = PresetSpec {
@@ -219,6 +226,12 @@ const OPENCODE: PresetSpec = PresetSpec {
     install: "npm install -g opencode-ai",
     checked: "1.18.33",
     co_author: "opencode <noreply@opencode.ai>",
+    sandbox_dirs: &[
+        ".local/share/opencode",
+        ".config/opencode",
+        ".cache/opencode",
+        ".local/state/opencode",
+    ],
 };
 
 /// A CLI as the run's planner (`run.planner = "claude"`): it gets the planner prompt

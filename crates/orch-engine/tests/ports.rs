@@ -183,6 +183,9 @@ impl GitPort for FakeGit {
     fn workdir(&self) -> PathBuf {
         PathBuf::from("/nonexistent")
     }
+    fn common_dir(&self) -> PathBuf {
+        PathBuf::from("/nonexistent/.git")
+    }
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
         // Merges are named `<onto>+<head>`: a commit's ancestors are its prefixes.
         b.0.starts_with(&a.0)

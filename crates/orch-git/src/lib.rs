@@ -117,6 +117,11 @@ impl Git {
         &self.identity
     }
 
+    /// The shared git directory (the main worktree's `.git`).
+    pub fn common_dir(&self) -> PathBuf {
+        self.repo().common_dir().to_path_buf()
+    }
+
     /// The main working tree (the user's checkout).
     pub fn workdir(&self) -> &Path {
         &self.workdir

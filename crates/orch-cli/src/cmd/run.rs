@@ -149,6 +149,9 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
 /// Applies `orch run` flags on top of the loaded configuration.
 /// Before anything is claimed: can the preset's CLI run at all?
 fn preflight(ecfg: &orch_engine::EngineConfig) -> Result<()> {
+    if ecfg.config.agent.sandbox == orch_engine::core::config::Sandbox::Bwrap {
+        orch_engine::sandbox::check_bwrap().map_err(crate::error::BadInput)?;
+    }
     let Some(check) = setup::agent_preflight(ecfg) else {
         return Ok(());
     };

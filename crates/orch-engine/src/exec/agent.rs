@@ -61,7 +61,7 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     };
     let line = command_line(&ctx, values);
     let spec = CommandSpec {
-        program: Program::Shell(line),
+        program: program(&ctx, line, &wt, &dir),
         cwd: wt.clone(),
         env: ctx.env(attempt, &wt, &prompt_path, &ask.base),
         // The core's deadline decides; this is only a backstop.
@@ -100,6 +100,26 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         exit: f.exit,
         changes: f.changes,
         report: f.report,
+    }
+}
+
+/// How the agent's command line runs: with `sh -c`, or inside the sandbox.
+fn program(ctx: &Ctx, line: String, wt: &Path, dir: &Path) -> Program {
+    match ctx.cfg.config.agent.sandbox {
+        orch_core::config::Sandbox::None => Program::Shell(line),
+        orch_core::config::Sandbox::Bwrap => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            let dirs = ctx.preset().map_or(&[][..], |p| p.sandbox_dirs);
+            let sb = crate::sandbox::Sandbox::for_attempt(
+                wt,
+                dir,
+                &ctx.git.common_dir(),
+                &ctx.run.0,
+                home.as_deref(),
+                dirs,
+            );
+            Program::Argv(sb.argv(&line))
+        }
     }
 }
 
