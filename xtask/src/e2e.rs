@@ -444,9 +444,10 @@ fn conflict(s: &Sandbox, policy: &str) -> Result<()> {
 }
 
 /// Hostile agents: one plants a hook and an fsmonitor, one moves `main` onto its work,
-/// one leaves a `setsid` daemon, one detaches its branch; one does honest work. Each
-/// hostile one fails and what it did is undone; the honest one lands; no secret of
-/// orch's environment reaches a file under `.orch` or the worktrees.
+/// one leaves a `setsid` daemon, one detaches its branch; one does honest work; and,
+/// sandboxed, one writes into the user's checkout. Each hostile one fails or is
+/// stopped and what it did is undone; the honest one lands; no secret of orch's
+/// environment reaches a file under `.orch` or the worktrees.
 fn hostile(s: &Sandbox) -> Result<()> {
     // One agent at a time: a change to the shared .git is pinned on the attempt that
     // ends first after it, so concurrent agents would share the blame.
@@ -493,6 +494,25 @@ esac"#;
         !config.contains("fsmonitor"),
         "the fsmonitor stayed: {config}"
     );
+    // Sandboxed, an agent cannot write into the user's checkout (where bwrap works).
+    if std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        s.add("intruder", &[])?;
+        let intruder = format!(
+            "echo owned > {}/README.md; echo mine > mine.txt",
+            s.repo().display()
+        );
+        let o = s.orch(&["run", "--agent-cmd", &intruder, "-c", "agent.sandbox=bwrap"])?;
+        ensure!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ensure!(
+            s.status_of("intruder")? == "done",
+            "the sandboxed task did not land"
+        );
+        // check_after compares the user's README byte for byte.
+    }
     for dir in [s.repo().join(".orch"), s.tmp.path().join("data")] {
         let hits = sh(
             s.tmp.path(),
