@@ -174,6 +174,12 @@ impl RunDriver {
         r
     }
 
+    /// [`RunDriver::drive`] without its `Ended`: the engine publishes that after the
+    /// run's finish (landing, retention), whose journal events come first.
+    pub(crate) async fn drive_to_finish(self) -> Result<Orchestrator, EngineError> {
+        self.run_loop().await
+    }
+
     async fn run_loop(mut self) -> Result<Orchestrator, EngineError> {
         let cancel = self.handle.cancel_token();
         let mut steer = self.steer.take();

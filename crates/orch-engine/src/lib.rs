@@ -406,7 +406,7 @@ impl Engine {
             orch,
             handle,
         );
-        let orch = driver.drive().await?;
+        let orch = driver.drive_to_finish().await?;
         self.finish(run, &orch, handle).await
     }
 
