@@ -166,7 +166,7 @@ impl Engine {
         );
         let message = format!("Merge {what} into {branch}\n\nOrch-Run: {run}\n");
         let (git, o, t) = (self.git.clone(), onto.clone(), other.clone());
-        let pin = format!("refs/orch/{}/candidates/line", run.0);
+        let pin = layout::line_candidate_ref(run);
         let merged = tokio::task::spawn_blocking(move || {
             let r = git.merge(&o, &t, MergeStyle::Merge, &message)?;
             if let MergeOutcome::Clean { commit } = &r {
@@ -190,10 +190,7 @@ impl Engine {
         let validated = self.validate_line(run, &commit).await;
         // The pin stays until the landing is journaled: until then it is how another
         // run on the line tells this merge from a ref moved outside orch.
-        let unpin = || {
-            self.git
-                .unpin(&format!("refs/orch/{}/candidates/line", run.0))
-        };
+        let unpin = || self.git.unpin(&layout::line_candidate_ref(run));
         if let Err(why) = validated {
             let _ = unpin();
             return Err(EngineError::Landing(format!(
@@ -224,11 +221,7 @@ impl Engine {
         let (git, c, p) = (self.git.clone(), commit.clone(), cwd.clone());
         let submodules = self.cfg.config.worktrees.submodules;
         tokio::task::spawn_blocking(move || {
-            git.checkout_detached(&p, &c)?;
-            if submodules {
-                git.init_submodules(&p)?;
-            }
-            Ok::<(), orch_git::GitError>(())
+            crate::ports::GitPort::checkout_for_gate(&*git, &p, &c, submodules)
         })
         .await
         .expect("a checkout does not panic")
@@ -274,9 +267,7 @@ impl Engine {
         match (validated, real) {
             (v, r) if v == r => true,
             (Some(v), Some(r)) => {
-                self.git.is_ancestor(v, r)
-                    && (self.git.pinned(r).unwrap_or(false)
-                        || self.store.validated_by_a_run(r).await.unwrap_or(false))
+                crate::ports::moved_by_orch(self.git.clone(), &self.store, v, r).await
             }
             _ => false,
         }
@@ -355,30 +346,24 @@ impl Engine {
             }
         }
         if opts.push {
-            let mut refs = vec![(branch.as_str(), &line)];
-            if let Some(t) = &landed_target {
-                refs.push((t.as_str(), &line));
-            }
+            let branches: Vec<String> = std::iter::once(branch.clone())
+                .chain(landed_target)
+                .collect();
             let remote = cfg.remote.clone();
-            let (git, owned): (_, Vec<(String, CommitId)>) = (
+            let (git, r, b, at) = (
                 self.git.clone(),
-                refs.iter()
-                    .map(|(b, c)| ((*b).to_owned(), (*c).clone()))
-                    .collect(),
+                remote.clone(),
+                branches.clone(),
+                line.clone(),
             );
-            let r = remote.clone();
-            tokio::task::spawn_blocking(move || {
-                let refs: Vec<(&str, &CommitId)> =
-                    owned.iter().map(|(b, c)| (b.as_str(), c)).collect();
-                git.push(&r, &refs)
-            })
-            .await
-            .expect("a push does not panic")?;
-            for (b, c) in refs {
+            tokio::task::spawn_blocking(move || git.push(&r, &b, &at))
+                .await
+                .expect("a push does not panic")?;
+            for b in branches {
                 let name = format!("{remote}/{b}");
-                self.journal_landed(run, handle, &name, None, c, "pushed".into())
+                self.journal_landed(run, handle, &name, None, &line, "pushed".into())
                     .await?;
-                notes.push(format!("pushed {b} to {remote} at {}", c.short()));
+                notes.push(format!("pushed {b} to {remote} at {}", line.short()));
             }
         }
         Ok((notes, line))

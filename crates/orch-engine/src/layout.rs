@@ -22,6 +22,12 @@ pub fn candidate_ref(run: &RunId, a: AttemptId) -> String {
     format!("refs/orch/{}/candidates/{a}", run.0)
 }
 
+/// `refs/orch/<run>/candidates/line`: the pin of a base (or target) merged into the
+/// line, from its merge until its landing is journaled.
+pub fn line_candidate_ref(run: &RunId) -> String {
+    format!("refs/orch/{}/candidates/line", run.0)
+}
+
 /// `<root>/<run>/<attempt>`.
 pub fn attempt_worktree(root: &Path, run: &RunId, a: AttemptId) -> PathBuf {
     root.join(&run.0).join(a.to_string())

@@ -48,6 +48,20 @@ pub trait GitPort: Send + Sync + 'static {
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String>;
     /// Checks out the submodules the worktree at `path` records.
     fn init_submodules(&self, path: &Path) -> Result<(), String>;
+    /// An integration checkout for a gate: `commit` detached in `path`, with its
+    /// submodules when `submodules` (`worktrees.submodules`).
+    fn checkout_for_gate(
+        &self,
+        path: &Path,
+        commit: &CommitId,
+        submodules: bool,
+    ) -> Result<(), String> {
+        self.checkout_detached(path, commit)?;
+        if submodules {
+            self.init_submodules(path)?;
+        }
+        Ok(())
+    }
     /// Merges `head` onto `onto` in memory; moves no ref.
     fn merge(
         &self,
@@ -127,6 +141,24 @@ pub trait JournalPort: Send + Sync + 'static {
         attempt: AttemptId,
         files: &[(String, String, u64)],
     ) -> Result<(), StoreError>;
+}
+
+/// Whether the line moved from `from` to `to` by orch's own validated work (a shared
+/// line another run landed on): `to` builds on `from`, and a pin holds it (checked
+/// first: a run unpins a merge only after journaling it) or a run's journal says it
+/// validated it. Anything else is a ref moved outside orch.
+pub(crate) async fn moved_by_orch(
+    git: Arc<dyn GitPort>,
+    journal: &dyn JournalPort,
+    from: &CommitId,
+    to: &CommitId,
+) -> bool {
+    let (f, t) = (from.clone(), to.clone());
+    let (descends, pinned) =
+        tokio::task::spawn_blocking(move || (git.is_ancestor(&f, &t), git.pinned(&t)))
+            .await
+            .unwrap_or((false, Ok(false)));
+    descends && (pinned == Ok(true) || journal.validated_by_a_run(to).await.unwrap_or(false))
 }
 
 /// Running other programs.

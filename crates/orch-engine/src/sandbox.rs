@@ -8,19 +8,23 @@
 
 use std::path::{Path, PathBuf};
 
+/// What every sandbox starts from: all of it read-only, its own /dev and /proc.
+const BASE: [&str; 8] = [
+    "--die-with-parent",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+];
+
 /// Whether bubblewrap can make a sandbox here; why not, with the fix, if it cannot.
 pub fn check_bwrap() -> Result<(), String> {
     let out = std::process::Command::new("bwrap")
-        .args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "true",
-        ])
+        .args(BASE)
+        .arg("true")
         .stdin(std::process::Stdio::null())
         .output();
     match out {
@@ -85,21 +89,11 @@ impl Sandbox {
 
     /// `bwrap ... -- sh -c LINE`.
     pub(crate) fn argv(&self, line: &str) -> Vec<String> {
-        let mut a: Vec<String> = [
-            "bwrap",
-            "--die-with-parent",
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/tmp",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut a: Vec<String> = std::iter::once("bwrap")
+            .chain(BASE)
+            .chain(["--tmpfs", "/tmp"])
+            .map(String::from)
+            .collect();
         let mut bind = |flag: &str, p: &Path| {
             if p.exists() {
                 let p = p.display().to_string();

@@ -30,11 +30,7 @@ impl Git {
             self.worktrees_locked(true)?
         };
         let raw = self.orch_branches()?;
-        let integrations: Vec<CommitId> = raw
-            .iter()
-            .filter(|(n, _)| n.ends_with("/integration"))
-            .map(|(_, c)| c.clone())
-            .collect();
+        let integrations = integration_tips(&raw);
         let mut branches = Vec::new();
         for (name, head) in raw {
             let merged =
@@ -124,6 +120,11 @@ impl Git {
         Ok(out)
     }
 
+    /// The tips of every integration branch (`orch/integration`, `orch/<run>/integration`).
+    pub(crate) fn integration_lines(&self) -> Result<Vec<CommitId>, GitError> {
+        Ok(integration_tips(&self.orch_branches()?))
+    }
+
     /// Whether `head`'s work is in any of the integration tips.
     pub(crate) fn contained_in_any(
         &self,
@@ -206,4 +207,13 @@ impl Git {
         }
         Ok(report)
     }
+}
+
+/// The integration branches' tips among `orch/*` branches.
+fn integration_tips(branches: &[(String, CommitId)]) -> Vec<CommitId> {
+    branches
+        .iter()
+        .filter(|(n, _)| n.ends_with("/integration"))
+        .map(|(_, c)| c.clone())
+        .collect()
 }

@@ -134,12 +134,17 @@ impl Git {
         Ok(())
     }
 
-    /// Pushes `commit` to each `branch` on `remote`, all or none (`--atomic`), and never
-    /// forced: a remote branch someone else moved on is refused, not overwritten.
-    pub fn push(&self, remote: &str, refs: &[(&str, &CommitId)]) -> Result<(), GitError> {
-        let specs: Vec<String> = refs
+    /// Pushes `commit` to each of `branches` on `remote`, all or none (`--atomic`), and
+    /// never forced: a remote branch someone else moved on is refused, not overwritten.
+    pub fn push(
+        &self,
+        remote: &str,
+        branches: &[String],
+        commit: &CommitId,
+    ) -> Result<(), GitError> {
+        let specs: Vec<String> = branches
             .iter()
-            .map(|(b, c)| format!("{}:{}", c.0, full_branch(b)))
+            .map(|b| format!("{}:{}", commit.0, full_branch(b)))
             .collect();
         let mut cmd = git_command(&self.workdir);
         cmd.args(["push", "--porcelain", "--atomic", "--no-verify", remote])

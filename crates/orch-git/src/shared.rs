@@ -94,18 +94,18 @@ impl Git {
         }
         let names: std::collections::BTreeSet<&String> =
             before.refs.keys().chain(now.refs.keys()).collect();
-        let lines: Vec<CommitId> = self
-            .orch_branches()?
-            .into_iter()
-            .filter(|(n, _)| n.ends_with("/integration"))
-            .map(|(_, c)| c)
-            .collect();
+        // Read only when a ref moved (the usual agent moves none).
+        let mut lines: Option<Vec<CommitId>> = None;
         for name in names {
             let (was, is) = (before.refs.get(name), now.refs.get(name));
             let agents = |c: &CommitId| agent_head.is_some_and(|h| self.is_ancestor(c, h));
             let tampered = match (was, is) {
                 (Some(w), Some(c)) if w != c => {
-                    let landed = lines.iter().any(|l| self.is_ancestor(c, l));
+                    if lines.is_none() {
+                        lines = Some(self.integration_lines()?);
+                    }
+                    let tips = lines.as_deref().unwrap_or_default();
+                    let landed = tips.iter().any(|l| self.is_ancestor(c, l));
                     let forward = self.is_ancestor(w, c);
                     !forward || (agents(c) && !landed)
                 }

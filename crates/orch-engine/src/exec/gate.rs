@@ -34,14 +34,7 @@ pub(crate) async fn run(
     if stage == Stage::Integration {
         let (git, c, p) = (ctx.git.clone(), commit.clone(), cwd.clone());
         let submodules = ctx.cfg.config.worktrees.submodules;
-        let checkout = move || {
-            git.checkout_detached(&p, &c)?;
-            if submodules {
-                git.init_submodules(&p)?;
-            }
-            Ok::<(), String>(())
-        };
-        match blocking(checkout).await {
+        match blocking(move || git.checkout_for_gate(&p, &c, submodules)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) | Err(e) => return broken(format!("could not check out {commit}: {e}")),
         }

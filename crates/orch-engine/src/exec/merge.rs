@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Ctx, blocking};
-use crate::ports::RefError;
+use crate::ports::{RefError, moved_by_orch};
 use crate::{crash_point, layout};
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{AttemptId, CommitId, Input, MergeResult, RefResult};
@@ -57,7 +57,7 @@ pub(crate) async fn advance(
             RefResult::Advanced
         }
         Ok(Err(RefError::LostRace { actual }))
-            if landed_by_orch(&ctx, &expected, &actual).await =>
+            if moved_by_orch(ctx.git.clone(), &*ctx.journal, &expected, &actual).await =>
         {
             RefResult::Overtaken { actual }
         }
@@ -66,21 +66,4 @@ pub(crate) async fn advance(
         Err(message) => RefResult::Failed { message },
     };
     Input::RefUpdated { attempt, result }
-}
-
-/// Whether the line moved from `expected` to `actual` by another orch run's validated
-/// work: `actual` builds on `expected`, and a pin holds it (checked first: a run unpins
-/// its merge only after journaling it) or a run's journal says it validated it.
-async fn landed_by_orch(ctx: &Ctx, expected: &CommitId, actual: &CommitId) -> bool {
-    let (git, e, a) = (ctx.git.clone(), expected.clone(), actual.clone());
-    let (descends, pinned) = blocking(move || (git.is_ancestor(&e, &a), git.pinned(&a)))
-        .await
-        .unwrap_or((false, Ok(false)));
-    descends
-        && (pinned == Ok(true)
-            || ctx
-                .journal
-                .validated_by_a_run(actual)
-                .await
-                .unwrap_or(false))
 }
