@@ -74,6 +74,9 @@ pub enum Command {
     /// Remove the worktrees and branches that no live attempt uses, and report what was
     /// kept and why. Integration branches are kept for review.
     Cleanup(CleanupArgs),
+    /// The worktree pool: each pooled worktree with its state (free, leased,
+    /// retired), who holds it, its size on disk and the last attempt that used it.
+    Pool,
     /// The integration line: where it is, how far ahead of the base and the target,
     /// which tasks it holds, and what waits to land.
     Status,
@@ -136,6 +139,10 @@ pub struct CleanupArgs {
     /// with sizes.
     #[arg(long, conflicts_with_all = ["dry_run", "force"])]
     pub artifacts: bool,
+    /// Also remove the worktree pool (every pooled worktree no unfinished run holds),
+    /// and report the bytes freed. Without it the pool stays, caches and all.
+    #[arg(long, conflicts_with_all = ["dry_run", "artifacts"])]
+    pub pool: bool,
 }
 
 /// `orch events`

@@ -1049,14 +1049,11 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         out.contains(&format!("kept orch/{run}/task-2-1: a failed attempt")),
         "{out}"
     );
-    // Past it, its worktree and branch go, unmerged work and all.
+    // Past it, its branch goes, unmerged work and all (its worktree went back to the
+    // pool when the attempt ended).
     let dry = s
         .ok(&["-c", "worktrees.keep_failed=1ms", "cleanup", "--dry-run"])
         .stdout;
-    assert!(
-        dry.contains("would remove worktree") && dry.contains("task-2-1"),
-        "{dry}"
-    );
     assert!(
         dry.contains(&format!(
             "would delete branch orch/{run}/task-2-1 (work in no integration branch"
@@ -1065,11 +1062,21 @@ fn cleanup_removes_what_no_live_attempt_uses() {
     );
     let out = s.ok(&["-c", "worktrees.keep_failed=1ms", "cleanup"]).stdout;
     assert!(
-        out.contains("removed worktree")
-            && out.contains(&format!("deleted branch orch/{run}/task-2-1")),
+        out.contains(&format!("deleted branch orch/{run}/task-2-1")),
         "{out}"
     );
     assert_eq!(s.ok(&["cleanup"]).stdout, "Nothing to clean up.\n");
+    // The pool stays until asked; then nothing of it is left.
+    let out = s.ok(&["cleanup", "--pool"]).stdout;
+    assert!(out.contains("pool: 3 worktrees removed"), "{out}");
+    let list = git_cmd()
+        .arg("-C")
+        .arg(s.repo())
+        .args(["worktree", "list", "--porcelain"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert_eq!(list.matches("worktree ").count(), 1, "{list}");
     // The integration branch, with the validated work, stays.
     let branches = git_cmd()
         .arg("-C")

@@ -177,6 +177,29 @@ impl RunConfig {
     }
 }
 
+impl WorktreesConfig {
+    /// Checks the pool's values: what is wrong, naming the key and what is allowed.
+    pub fn check(&self) -> Result<(), String> {
+        if self.ports_per_slot == 0 {
+            return Err("worktrees.ports_per_slot 0 is too small: allowed 1 or more".into());
+        }
+        if !(1..=65535).contains(&self.port_base) {
+            return Err(format!(
+                "worktrees.port_base {} is not a port: allowed 1 to 65535",
+                self.port_base
+            ));
+        }
+        for g in &self.include {
+            if g.trim().is_empty() || g.starts_with('/') || g.split('/').any(|c| c == "..") {
+                return Err(format!(
+                    "worktrees.include {g:?} is not a path inside the repository: use a relative glob such as \".env\" or \"config/*.local\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A short branch name git accepts (`git check-ref-format --branch`, in brief).
 pub fn check_branch_name(key: &str, name: &str) -> Result<(), String> {
     let bad = name.is_empty()
@@ -336,6 +359,31 @@ pub struct WorktreesConfig {
     /// Check out submodules in orch's worktrees (from the local `.git/modules` copy
     /// when there is one).
     pub submodules: bool,
+    /// Reuse pooled worktrees across attempts and runs (switched, scrubbed, caches
+    /// kept); off: a fresh worktree per attempt, removed after it.
+    pub reuse: bool,
+    /// Idle attempt worktrees the pool keeps; 0: `run.concurrency` plus
+    /// `run.integration_depth`. Integration checkouts keep `run.integration_depth`.
+    pub pool: u32,
+    /// Most pooled worktrees alive at once, of both kinds (0: no cap).
+    pub pool_max: u32,
+    /// Past this size on disk the largest idle worktrees are retired (0: no cap).
+    pub max_bytes: ByteSize,
+    /// Ignored paths kept across attempts as caches (`.gitignore` patterns); empty:
+    /// everything git ignores but `scrub`.
+    pub keep: Vec<String>,
+    /// Ignored paths removed before every reuse all the same (`.gitignore` patterns).
+    pub scrub: Vec<String>,
+    /// Ignored files copied from the user's checkout into every worktree (globs
+    /// relative to the repository, like `.env` or `config/*.local`).
+    pub include: Vec<String>,
+    /// Commands run in a worktree when it is made (`npm ci`); their logs are the
+    /// attempt's artifacts, and a failure is orch's, not the agent's.
+    pub setup: Vec<String>,
+    /// `ORCH_PORT` of slot 0; slot `n` gets `port_base + n * ports_per_slot`.
+    pub port_base: u32,
+    /// Ports each slot owns, from its `ORCH_PORT` on (at least 1).
+    pub ports_per_slot: u32,
 }
 
 impl Default for WorktreesConfig {
@@ -345,6 +393,16 @@ impl Default for WorktreesConfig {
             cleanup: Cleanup::OnSuccess,
             keep_failed: Duration::from_secs(7 * 24 * 3600),
             submodules: true,
+            reuse: true,
+            pool: 0,
+            pool_max: 0,
+            max_bytes: ByteSize(0),
+            keep: Vec::new(),
+            scrub: Vec::new(),
+            include: Vec::new(),
+            setup: Vec::new(),
+            port_base: 41000,
+            ports_per_slot: 10,
         }
     }
 }

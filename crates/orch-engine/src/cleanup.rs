@@ -133,13 +133,22 @@ async fn gather(
             attempts,
         });
     }
-    let plan = plan(&CleanupFacts {
+    let mut plan = plan(&CleanupFacts {
         runs: &facts,
         now: now(),
         keep_failed: opts.keep_failed,
         force: opts.force,
         worktree_root: root.as_deref(),
     });
+    // The pool's worktrees are the pool's: `orch cleanup --pool` removes them.
+    plan.live_worktrees.extend(
+        store
+            .pool_slots()
+            .await?
+            .into_iter()
+            .filter(|s| s.state != orch_core::pool::SlotState::Retired)
+            .map(|s| s.path),
+    );
     let dead: BTreeSet<String> = plan.stop_processes_of.iter().map(|r| r.0.clone()).collect();
     let processes = orch_validate::procs::tagged(|r| dead.contains(r))
         .into_iter()
@@ -233,6 +242,7 @@ pub async fn apply(
     repo: &Path,
     opts: &CleanupOptions,
 ) -> Result<Report, EngineError> {
+    crate::pool::tidy(store, repo).await?;
     let g = gather(store, repo, opts).await?;
     let inventory = g.git.inventory()?;
     let dead: BTreeSet<String> = g

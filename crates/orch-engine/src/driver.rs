@@ -127,6 +127,7 @@ impl RunDriver {
             template: setup.template,
             handle: handle.clone(),
             integration_slots: Default::default(),
+            slots: Default::default(),
         });
         RunDriver {
             ctx,
@@ -182,6 +183,7 @@ impl RunDriver {
 
     async fn run_loop(mut self) -> Result<Orchestrator, EngineError> {
         let cancel = self.handle.cancel_token();
+        self.ctx.adopt_pool().await;
         let mut steer = self.steer.take();
         // Requests made before the run was driven come first: a run paused before it
         // starts claims nothing.
@@ -212,6 +214,8 @@ impl RunDriver {
             }
             self.dispatch();
             if self.finished.is_some() && self.lane.is_none() && self.outbox.is_empty() {
+                // Whatever the run still holds of the pool goes back: it is over.
+                self.ctx.release_pool().await;
                 return Ok(self.orch);
             }
             let wait = self

@@ -12,6 +12,7 @@
 //! - [`setup`]: the agent command, worktree root and run a frontend starts;
 //! - [`stored`]: the typed record of how a run was started;
 //! - [`layout`]: branch and worktree paths;
+//! - [`pool`]: the worktree pool outside a run (`orch pool`, cleanup);
 //! - [`error`]: the engine's errors.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod land;
 pub mod layout;
 pub mod lease;
 pub mod planner;
+pub mod pool;
 pub mod ports;
 pub mod presets;
 pub mod prompt;
@@ -267,6 +269,11 @@ impl Engine {
     fn check_refs(&self, run: &RunId) -> Result<(), EngineError> {
         let cfg = &self.cfg.config.run;
         cfg.check_branches().map_err(EngineError::Config)?;
+        self.cfg
+            .config
+            .worktrees
+            .check()
+            .map_err(EngineError::Config)?;
         if self.git.ref_target("refs/heads/orch")?.is_some() {
             return Err(EngineError::Config(
                 "a branch named `orch` exists, and orch keeps its branches under orch/...; rename it (`git branch -m orch <new-name>`) and run again".into(),

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use orch_core::Task;
 use orch_core::config::MergeStyle;
+use orch_core::pool::{CacheRules, Holder, PoolKind, PoolLimits, PoolSlot};
 use orch_core::ports::{Leftovers, MergeOutcome, SharedGitState};
 use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
 use orch_git::{Git, GitError};
-use orch_store::{Control, Store, StoreError};
+use orch_store::{Control, PoolLease, Store, StoreError};
 use orch_validate::{CancellationToken, CommandSpec, GateResult, GateSpec, Line, Report, RunError};
 use tokio::sync::mpsc;
 
@@ -90,6 +91,21 @@ pub trait GitPort: Send + Sync + 'static {
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String>;
     /// Removes a pin.
     fn unpin(&self, reference: &str) -> Result<(), String>;
+    /// Switches the pooled worktree at `path` onto `branch`, made at `base`, and
+    /// scrubs it by `rules`; an error means it could not be made clean.
+    fn switch_worktree(
+        &self,
+        path: &Path,
+        branch: &str,
+        base: &CommitId,
+        rules: &CacheRules,
+    ) -> Result<(), String>;
+    /// Removes what `rules` do not keep from the worktree at `path`.
+    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), String>;
+    /// Detaches the worktree at `path` where it is, freeing its branch.
+    fn detach_worktree(&self, path: &Path) -> Result<(), String>;
+    /// The user's ignored files that `pathspecs` match, relative to the checkout.
+    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, String>;
     /// Removes a worktree (a dirty one only if `force`).
     fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String>;
     /// Deletes a branch (unmerged work only if `force`).
@@ -141,6 +157,33 @@ pub trait JournalPort: Send + Sync + 'static {
         attempt: AttemptId,
         files: &[(String, String, u64)],
     ) -> Result<(), StoreError>;
+    /// Every pooled worktree.
+    async fn pool_slots(&self) -> Result<Vec<PoolSlot>, StoreError>;
+    /// Leases a pooled worktree of `kind` to `holder` (written ahead).
+    async fn lease_pool(
+        &self,
+        kind: PoolKind,
+        holder: &Holder,
+        limits: &PoolLimits,
+        root: &Path,
+    ) -> Result<PoolLease, StoreError>;
+    /// Records that `worktrees.setup` ran to the end in `slot`.
+    async fn pool_set_up(&self, slot: u32) -> Result<(), StoreError>;
+    /// Gives `slot` back, with its size when measured.
+    async fn release_pool(
+        &self,
+        slot: u32,
+        holder: &Holder,
+        bytes: Option<u64>,
+    ) -> Result<bool, StoreError>;
+    /// Retires what the pool's policy says (and `also`), for the caller to remove.
+    async fn retire_pool(
+        &self,
+        limits: &PoolLimits,
+        also: Option<(u32, &Holder)>,
+    ) -> Result<Vec<PoolSlot>, StoreError>;
+    /// Forgets a retired worktree that is gone from disk.
+    async fn forget_pool(&self, slot: u32) -> Result<(), StoreError>;
 }
 
 /// Whether the line moved from `from` to `to` by orch's own validated work (a shared
@@ -270,6 +313,24 @@ impl GitPort for Git {
             e => RefError::Failed(e.to_string()),
         })
     }
+    fn switch_worktree(
+        &self,
+        path: &Path,
+        branch: &str,
+        base: &CommitId,
+        rules: &CacheRules,
+    ) -> Result<(), String> {
+        Git::switch_worktree(self, path, branch, base, rules).map_err(text)
+    }
+    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), String> {
+        Git::scrub(self, path, rules).map_err(text)
+    }
+    fn detach_worktree(&self, path: &Path) -> Result<(), String> {
+        Git::detach_worktree(self, path).map_err(text)
+    }
+    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, String> {
+        Git::ignored_files(self, pathspecs).map_err(text)
+    }
     fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String> {
         Git::remove_worktree(self, path, force).map_err(text)
     }
@@ -338,6 +399,40 @@ impl JournalPort for Store {
     }
     async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError> {
         Store::validated_by_a_run(self, commit).await
+    }
+    async fn pool_slots(&self) -> Result<Vec<PoolSlot>, StoreError> {
+        Store::pool_slots(self).await
+    }
+    async fn lease_pool(
+        &self,
+        kind: PoolKind,
+        holder: &Holder,
+        limits: &PoolLimits,
+        root: &Path,
+    ) -> Result<PoolLease, StoreError> {
+        self.check_file()?;
+        Store::lease_pool_slot(self, kind, holder, limits, root).await
+    }
+    async fn pool_set_up(&self, slot: u32) -> Result<(), StoreError> {
+        Store::pool_set_up(self, slot).await
+    }
+    async fn release_pool(
+        &self,
+        slot: u32,
+        holder: &Holder,
+        bytes: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        Store::release_pool_slot(self, slot, holder, bytes).await
+    }
+    async fn retire_pool(
+        &self,
+        limits: &PoolLimits,
+        also: Option<(u32, &Holder)>,
+    ) -> Result<Vec<PoolSlot>, StoreError> {
+        Store::retire_pool_slots(self, limits, also).await
+    }
+    async fn forget_pool(&self, slot: u32) -> Result<(), StoreError> {
+        Store::forget_pool_slot(self, slot).await
     }
 }
 

@@ -195,13 +195,24 @@ impl Engine {
             format!("orch/{run}/"),
             self.cfg.worktree_root.join(&run.0),
         );
+        // The pooled worktrees it held, too.
+        let pooled: Vec<PathBuf> = self
+            .store
+            .pool_slots()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| matches!(&s.state, orch_core::pool::SlotState::Leased(h) if h.run == run.0))
+            .map(|s| s.path)
+            .collect();
         let removed = tokio::task::spawn_blocking(move || {
-            let worktrees: Vec<PathBuf> = std::fs::read_dir(&dir)
+            let mut worktrees: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .into_iter()
                 .flatten()
                 .flatten()
                 .map(|e| e.path())
                 .collect();
+            worktrees.extend(pooled);
             git.clear_stale_locks(&prefix, &worktrees, Duration::from_secs(1))
         })
         .await

@@ -27,6 +27,21 @@ fn git_cmd() -> std::process::Command {
     c
 }
 
+/// The worktree that has `branch` checked out (a pooled one).
+fn worktree_of(repo: &Path, branch: &str) -> PathBuf {
+    let list = git(repo, &["worktree", "list", "--porcelain"]);
+    let mut path = None;
+    for line in list.lines() {
+        if let Some(p) = line.strip_prefix("worktree ") {
+            path = Some(PathBuf::from(p));
+        }
+        if line == format!("branch refs/heads/{branch}") {
+            return path.unwrap();
+        }
+    }
+    panic!("no worktree has {branch}: {list}")
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = git_cmd()
         .arg("-C")
@@ -288,12 +303,19 @@ async fn a_run_merges_validated_work_and_fails_what_does_not_pass() {
         })
         .collect();
     assert!(cleanup_errors.is_empty(), "{cleanup_errors:?}");
-    // Succeeded attempts' worktrees and branches are gone; failed ones are kept.
+    // Succeeded attempts' branches are gone; failed ones are kept. Every worktree is
+    // back in the pool, detached, its branch free.
     let inv = Git::open(&fx.repo()).unwrap().inventory().unwrap();
+    assert!(
+        inv.worktrees.iter().all(|w| w.branch.is_none()),
+        "{:?}",
+        inv.worktrees
+    );
     let kept: Vec<String> = inv
-        .worktrees
+        .branches
         .iter()
-        .filter_map(|w| w.branch.clone())
+        .map(|b| b.name.clone())
+        .filter(|b| b.starts_with("orch/r1/task-"))
         .collect();
     let failures: Vec<String> = journal
         .iter()
@@ -642,12 +664,7 @@ async fn a_dropped_run_resumes_after_its_lease_expires_and_keeps_finished_work()
         task: t.id,
         number: 1,
     };
-    let wt = fx
-        .tmp
-        .path()
-        .join("worktrees")
-        .join(&run.0)
-        .join(a.to_string());
+    let wt = worktree_of(&fx.repo(), &a.branch(&run));
     std::fs::write(
         wt.join(format!("task-{}.txt", t.id)),
         "from before the crash\n",

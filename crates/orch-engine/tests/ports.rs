@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orch_core::config::{Config, MergeStyle};
+use orch_core::pool::{CacheRules, Choice, Holder, PoolKind, PoolLimits, PoolSlot, SlotState};
 use orch_core::ports::{Leftovers, MergeOutcome};
 use orch_core::run::{
     AttemptId, CancelScope, CommitId, Input, Journaled, Orchestrator, Policy, RunEvent, RunId,
@@ -20,7 +21,7 @@ use orch_core::run::{
 use orch_core::{Task, TaskId, TaskStatus};
 use orch_engine::ports::{GitPort, JournalPort, Ports, ProcessPort, RefError};
 use orch_engine::{DriverSetup, EngineConfig, EngineError, RunDriver, RunHandle, RunUpdate};
-use orch_store::{Control, StoreError};
+use orch_store::{Control, PoolLease, StoreError};
 use orch_validate::{
     CancellationToken, CommandSpec, GateResult, GateSpec, Line, Outcome, Report, RunError,
 };
@@ -59,12 +60,16 @@ struct World {
     agents_run: Vec<AttemptId>,
     /// (attempt, what) for every signal a fake process saw: `term` or `kill`.
     signals: Vec<(AttemptId, &'static str)>,
+    /// The pool's rows, as the store keeps them.
+    pool: Vec<PoolSlot>,
+    /// Which attempt's branch each worktree has checked out.
+    checked_out: HashMap<PathBuf, AttemptId>,
 }
 
 type Shared = Arc<Mutex<World>>;
 
-fn attempt_of(path: &Path) -> AttemptId {
-    let name = path.file_name().unwrap().to_str().unwrap();
+/// `task-3-1` (a worktree's or a branch's last part) as an attempt.
+fn attempt_named(name: &str) -> AttemptId {
     let mut parts = name.trim_start_matches("task-").split('-');
     AttemptId {
         task: TaskId(parts.next().unwrap().parse().unwrap()),
@@ -72,13 +77,51 @@ fn attempt_of(path: &Path) -> AttemptId {
     }
 }
 
+fn attempt_of(w: &World, path: &Path) -> AttemptId {
+    w.checked_out
+        .get(path)
+        .copied()
+        .unwrap_or_else(|| attempt_named(path.file_name().unwrap().to_str().unwrap()))
+}
+
+fn check_out(shared: &Shared, path: &Path, branch: &str) {
+    let a = attempt_named(branch.rsplit('/').next().unwrap());
+    shared
+        .lock()
+        .unwrap()
+        .checked_out
+        .insert(path.to_path_buf(), a);
+}
+
 struct FakeGit(Shared);
 struct FakeJournal(Shared);
 struct FakeProcs(Shared);
 
 impl GitPort for FakeGit {
-    fn add_worktree(&self, _: &str, _: &CommitId, path: &Path) -> Result<(), String> {
-        std::fs::create_dir_all(path).map_err(|e| e.to_string())
+    fn add_worktree(&self, branch: &str, _: &CommitId, path: &Path) -> Result<(), String> {
+        check_out(&self.0, path, branch);
+        std::fs::create_dir_all(path.join(".git")).map_err(|e| e.to_string())?;
+        std::fs::write(path.join(".git/HEAD"), branch).map_err(|e| e.to_string())
+    }
+    fn switch_worktree(
+        &self,
+        path: &Path,
+        branch: &str,
+        _: &CommitId,
+        _: &CacheRules,
+    ) -> Result<(), String> {
+        check_out(&self.0, path, branch);
+        Ok(())
+    }
+    fn scrub(&self, _: &Path, _: &CacheRules) -> Result<(), String> {
+        Ok(())
+    }
+    fn detach_worktree(&self, path: &Path) -> Result<(), String> {
+        self.0.lock().unwrap().checked_out.remove(path);
+        Ok(())
+    }
+    fn ignored_files(&self, _: &[String]) -> Result<Vec<PathBuf>, String> {
+        Ok(Vec::new())
     }
     fn commit_leftovers(
         &self,
@@ -88,14 +131,9 @@ impl GitPort for FakeGit {
         _: &str,
         _: &[String],
     ) -> Result<Leftovers, String> {
-        let a = attempt_of(wt);
-        let moved = self
-            .0
-            .lock()
-            .unwrap()
-            .script
-            .moves_branch
-            .contains(&a.task.0);
+        let w = self.0.lock().unwrap();
+        let a = attempt_of(&w, wt);
+        let moved = w.script.moves_branch.contains(&a.task.0);
         Ok(Leftovers {
             head: CommitId(format!("head-{a}")),
             committed: true,
@@ -263,6 +301,90 @@ impl JournalPort for FakeJournal {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn pool_slots(&self) -> Result<Vec<PoolSlot>, StoreError> {
+        Ok(self.0.lock().unwrap().pool.clone())
+    }
+    async fn lease_pool(
+        &self,
+        kind: PoolKind,
+        holder: &Holder,
+        limits: &PoolLimits,
+        root: &Path,
+    ) -> Result<PoolLease, StoreError> {
+        let mut w = self.0.lock().unwrap();
+        let leased = SlotState::Leased(holder.clone());
+        let (slot, fresh) = match orch_core::pool::choose(&w.pool, kind, limits, root) {
+            Choice::Full { held } => {
+                return Err(StoreError::PoolFull {
+                    held,
+                    max: limits.max,
+                });
+            }
+            Choice::Reuse(n) => (n, false),
+            Choice::Create(n, path) => {
+                w.pool.push(PoolSlot {
+                    slot: n,
+                    kind,
+                    path,
+                    state: SlotState::Free,
+                    set_up: false,
+                    last_holder: None,
+                    last_used: orch_core::Timestamp(0),
+                    bytes: 0,
+                });
+                (n, true)
+            }
+        };
+        let s = w.pool.iter_mut().find(|s| s.slot == slot).unwrap();
+        s.state = leased;
+        Ok(PoolLease {
+            slot,
+            path: s.path.clone(),
+            fresh,
+            set_up: s.set_up,
+        })
+    }
+    async fn pool_set_up(&self, slot: u32) -> Result<(), StoreError> {
+        let mut w = self.0.lock().unwrap();
+        w.pool
+            .iter_mut()
+            .filter(|s| s.slot == slot)
+            .for_each(|s| s.set_up = true);
+        Ok(())
+    }
+    async fn release_pool(
+        &self,
+        slot: u32,
+        holder: &Holder,
+        _: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.0.lock().unwrap();
+        let held = SlotState::Leased(holder.clone());
+        let s = w
+            .pool
+            .iter_mut()
+            .find(|s| s.slot == slot && s.state == held);
+        Ok(s.map(|s| s.state = SlotState::Free).is_some())
+    }
+    async fn retire_pool(
+        &self,
+        limits: &PoolLimits,
+        also: Option<(u32, &Holder)>,
+    ) -> Result<Vec<PoolSlot>, StoreError> {
+        let mut w = self.0.lock().unwrap();
+        let mut chosen = orch_core::pool::to_retire(&w.pool, limits);
+        chosen.extend(also.map(|(n, _)| n));
+        let mut out = Vec::new();
+        for s in w.pool.iter_mut().filter(|s| chosen.contains(&s.slot)) {
+            s.state = SlotState::Retired;
+            out.push(s.clone());
+        }
+        Ok(out)
+    }
+    async fn forget_pool(&self, slot: u32) -> Result<(), StoreError> {
+        self.0.lock().unwrap().pool.retain(|s| s.slot != slot);
+        Ok(())
+    }
 }
 
 fn report(outcome: Outcome) -> Report {
@@ -285,11 +407,11 @@ impl ProcessPort for FakeProcs {
         term: &CancellationToken,
         lines: Option<mpsc::Sender<Line>>,
     ) -> Result<Report, RunError> {
-        let a = attempt_of(&spec.cwd);
-        let hangs = {
+        let (a, hangs) = {
             let mut w = self.0.lock().unwrap();
+            let a = attempt_of(&w, &spec.cwd);
             w.agents_run.push(a);
-            w.script.hangs_ignoring_sigterm.contains(&a.task.0)
+            (a, w.script.hangs_ignoring_sigterm.contains(&a.task.0))
         };
         if let Some(l) = lines {
             let _ = l

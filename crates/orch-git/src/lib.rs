@@ -19,6 +19,7 @@ mod error;
 mod inventory;
 mod land;
 mod merge;
+mod pool;
 mod shared;
 mod submodules;
 mod worktree;

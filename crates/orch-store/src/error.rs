@@ -64,6 +64,16 @@ pub enum StoreError {
         /// How long until the lease expires without a heartbeat.
         expires_in_ms: i64,
     },
+    /// Every pooled worktree is held and the pool is at `worktrees.pool_max`.
+    #[error(
+        "the worktree pool is full: {held} worktrees are held and worktrees.pool_max is {max}; raise worktrees.pool_max or lower run.concurrency"
+    )]
+    PoolFull {
+        /// How many are held.
+        held: usize,
+        /// The cap.
+        max: u32,
+    },
     /// The caller's lease was taken over (it missed its heartbeats).
     #[error("run {run}: this process lost its lease to {holder}; it stops driving the run")]
     LeaseLost {

@@ -1,6 +1,7 @@
-//! `orch cleanup [--dry-run] [--force] [--artifacts]`: removes what no live attempt
-//! uses; keeps integration branches, and says what it kept and why; applies artifact
-//! retention. The core plans it
+//! `orch cleanup [--dry-run] [--force] [--artifacts] [--pool]`: removes what no live
+//! attempt uses; keeps integration branches and the worktree pool (unless `--pool`),
+//! and says what it kept and why; applies artifact retention. `orch pool` lists the
+//! pool. The core plans it
 //! (`orch_engine::core::cleanup::plan`); the engine carries it out.
 
 use anyhow::Result;
@@ -32,7 +33,11 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
         return output::cleanup::print_preview(&p, ctx.json);
     }
     let r = apply(store, root, &opts).await?;
-    output::cleanup::print_report(&r, ctx.json)?;
+    let pool = match args.pool {
+        true => Some(orch_engine::pool::remove(store, root).await?),
+        false => None,
+    };
+    output::cleanup::print_report(&r, pool.as_ref(), ctx.json)?;
     let g = gc_artifacts(store, &artifacts, &cfg.artifacts).await?;
     if !ctx.json && !g.removed.is_empty() {
         println!(
@@ -42,4 +47,11 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `orch pool`.
+pub(super) async fn pool(ctx: &Ctx) -> Result<()> {
+    let opened = ctx.open().await?;
+    let entries = orch_engine::pool::list(&opened.store).await?;
+    output::pool::print(&entries, ctx.json)
 }

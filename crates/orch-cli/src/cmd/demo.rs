@@ -184,8 +184,11 @@ fn tour(
     );
     println!("  ls .orch/artifacts/{run}/*/*/        # prompts and logs");
     println!(
-        "  ls {}.worktrees/{run}/        # failed attempts' worktrees, kept for inspection",
-        dir.display()
+        "  git branch --list 'orch/{run}/*'        # failed attempts' branches, kept for inspection"
+    );
+    println!(
+        "  {} pool        # the pooled worktrees, reused by the next run",
+        exe.display()
     );
 }
 

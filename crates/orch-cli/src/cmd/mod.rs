@@ -38,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Some(cmd) => runs::runs(&ctx, cmd).await.map(|_| 0),
         },
         Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
+        Command::Pool => cleanup::pool(&ctx).await.map(|_| 0),
         Command::Status => land::status(&ctx).await.map(|_| 0),
         Command::Land(args) => land::land(&ctx, &args).await,
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use orch_engine::cleanup::{Preview, Report};
+use orch_engine::pool::PoolRemoval;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -56,6 +57,16 @@ struct ReportJson<'a> {
     deleted_branches: &'a [String],
     removed_directories: &'a [PathBuf],
     stopped_process_groups: &'a [i32],
+    kept: Vec<KeptJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<PoolRemovalJson<'a>>,
+}
+
+/// `orch cleanup --pool --json`'s `pool`.
+#[derive(Serialize)]
+struct PoolRemovalJson<'a> {
+    removed: Vec<SizedJson<'a>>,
+    freed_bytes: u64,
     kept: Vec<KeptJson<'a>>,
 }
 
@@ -165,8 +176,14 @@ pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints what a cleanup did.
-pub fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
+/// Prints what a cleanup did, and what `--pool` removed of the pool.
+pub fn print_report(r: &Report, pool: Option<&PoolRemoval>, json: bool) -> anyhow::Result<()> {
+    let pool_paths: Option<Vec<(String, u64)>> = pool.map(|p| {
+        p.removed
+            .iter()
+            .map(|(path, b)| (path.display().to_string(), *b))
+            .collect()
+    });
     if json {
         return super::print_json(&ReportJson {
             removed_worktrees: &r.removed_worktrees,
@@ -174,6 +191,13 @@ pub fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
             removed_directories: &r.removed_directories,
             stopped_process_groups: &r.stopped_process_groups,
             kept: kept(&r.kept),
+            pool: pool
+                .zip(pool_paths.as_ref())
+                .map(|(p, paths)| PoolRemovalJson {
+                    removed: sized(paths),
+                    freed_bytes: p.bytes_freed(),
+                    kept: kept(&p.kept),
+                }),
         });
     }
     for w in &r.removed_worktrees {
@@ -191,7 +215,20 @@ pub fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     for k in &r.kept {
         println!("kept {}: {}", k.what, k.why);
     }
-    if r.is_empty() {
+    let size = |b: u64| orch_engine::core::units::ByteSize(b).approx();
+    if let (Some(p), Some(paths)) = (pool, &pool_paths) {
+        for (path, b) in paths {
+            println!("removed pooled worktree {path} ({})", size(*b));
+        }
+        for k in &p.kept {
+            println!("kept pooled worktree {}: {}", k.what, k.why);
+        }
+        println!(
+            "pool: {} worktrees removed, {} freed",
+            paths.len(),
+            size(p.bytes_freed())
+        );
+    } else if r.is_empty() {
         println!("Nothing to clean up.");
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod cleanup;
 pub mod land;
+pub mod pool;
 pub mod run;
 mod task;
 pub mod transcript;

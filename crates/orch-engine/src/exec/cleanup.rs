@@ -1,4 +1,5 @@
-//! `Cleanup`: what the core's cleanup policy says to remove, the retention class it
+//! `Cleanup`: what the core's cleanup policy says to remove (a pooled worktree goes
+//! back to the pool instead), the retention class it
 //! decided for the attempt's logs, and the attempt's evidence recorded.
 
 use std::sync::Arc;
@@ -26,26 +27,37 @@ pub(crate) async fn cleanup(
         Retention::Success => Kept::Succeeded,
         Retention::Failure => Kept::Failed,
     };
-    let mut errors = blocking(move || {
-        let mut errors = Vec::new();
-        if remove_worktree
-            && path.exists()
-            && let Err(e) = git.remove_worktree(&path, true)
-        {
-            errors.push(e.to_string());
-        }
-        if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
-            errors.push(e.to_string());
-        }
-        // The merge candidate is in the integration branch now, or abandoned.
-        if let Err(e) = git.unpin(&crate::layout::candidate_ref(&run, attempt)) {
-            errors.push(e);
-        }
-        let _ = artifacts.set_outcome(&run, attempt, kept);
-        errors
-    })
-    .await
-    .unwrap_or_else(|e| vec![e]);
+    // A pooled worktree goes back to the pool whatever the policy keeps: the attempt's
+    // work is on its branch, which stays as the policy says.
+    let pooled = ctx.held(attempt).is_some();
+    let mut errors = match pooled {
+        true => super::pool::release(&ctx, attempt, delete_branch).await,
+        false => Vec::new(),
+    };
+    let delete_branch = delete_branch && !pooled;
+    errors.extend(
+        blocking(move || {
+            let mut errors = Vec::new();
+            if remove_worktree
+                && !pooled
+                && path.exists()
+                && let Err(e) = git.remove_worktree(&path, true)
+            {
+                errors.push(e.to_string());
+            }
+            if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
+                errors.push(e.to_string());
+            }
+            // The merge candidate is in the integration branch now, or abandoned.
+            if let Err(e) = git.unpin(&crate::layout::candidate_ref(&run, attempt)) {
+                errors.push(e);
+            }
+            let _ = artifacts.set_outcome(&run, attempt, kept);
+            errors
+        })
+        .await
+        .unwrap_or_else(|e| vec![e]),
+    );
     // The attempt's evidence: every file in its artifacts directory.
     if let Ok(dir) = ctx.artifacts.attempt_dir(&ctx.run, attempt) {
         let files: Vec<(String, String, u64)> = std::fs::read_dir(&dir)

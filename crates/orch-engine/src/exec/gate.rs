@@ -3,8 +3,10 @@
 //! all (no worktree, a failed checkout, results that cannot be recorded) is
 //! `GateBroken`: orch's fault, which never spends the task's attempts.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use orch_core::pool::CacheRules;
 use orch_core::run::{AttemptId, CommitId, Input, Stage, ValidationRecord};
 use orch_validate::GateSpec;
 
@@ -23,28 +25,72 @@ pub(crate) async fn run(
         stage,
         message,
     };
-    let lease = (stage == Stage::Integration).then(|| ctx.lease_integration());
-    let (cwd, commands) = match &lease {
-        None => (
-            ctx.attempt_worktree(attempt),
-            ctx.cfg.config.validate.worker.clone(),
-        ),
-        Some(l) => (l.path.clone(), ctx.cfg.config.validate.integration.clone()),
-    };
-    if stage == Stage::Integration {
-        let (git, c, p) = (ctx.git.clone(), commit.clone(), cwd.clone());
-        let submodules = ctx.cfg.config.worktrees.submodules;
-        match blocking(move || git.checkout_for_gate(&p, &c, submodules)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => return broken(format!("could not check out {commit}: {e}")),
-        }
+    if stage == Stage::Worker {
+        let slot = ctx.held(attempt).map(|p| p.slot);
+        let cwd = ctx.attempt_worktree(attempt);
+        let commands = ctx.cfg.config.validate.worker.clone();
+        return run_in(ctx, attempt, stage, commit, stop, (cwd, slot, commands)).await;
     }
+    let commands = ctx.cfg.config.validate.integration.clone();
+    if !ctx.pooled() {
+        let lease = ctx.lease_integration();
+        if let Err(e) = checkout(&ctx, &lease.path, &commit, false).await {
+            return broken(format!("could not check out {commit}: {e}"));
+        }
+        let at = (lease.path.clone(), None, commands);
+        return run_in(ctx, attempt, stage, commit, stop, at).await;
+    }
+    let p = match super::pool::lease_integration(&ctx, attempt).await {
+        Ok(p) => p,
+        Err(e) => return broken(format!("no integration checkout: {e}")),
+    };
+    if let Err(e) = checkout(&ctx, &p.path, &commit, true).await {
+        super::pool::release_integration(&ctx, attempt, &p, true).await;
+        return broken(format!("could not check out {commit}: {e}"));
+    }
+    let at = (p.path.clone(), Some(p.slot), commands);
+    let input = run_in(ctx.clone(), attempt, stage, commit, stop, at).await;
+    super::pool::release_integration(&ctx, attempt, &p, false).await;
+    input
+}
+
+/// Checks `commit` out in an integration checkout, scrubbed by the cache rules when
+/// it is pooled.
+async fn checkout(ctx: &Ctx, path: &Path, commit: &CommitId, scrub: bool) -> Result<(), String> {
+    let (git, c, p) = (ctx.git.clone(), commit.clone(), path.to_path_buf());
+    let submodules = ctx.cfg.config.worktrees.submodules;
+    let rules = CacheRules::from_config(&ctx.cfg.config.worktrees);
+    blocking(move || {
+        git.checkout_for_gate(&p, &c, submodules)?;
+        if scrub {
+            git.scrub(&p, &rules)?;
+        }
+        Ok(())
+    })
+    .await
+    .and_then(|r| r)
+}
+
+/// Runs the gate's `commands` in `cwd` (pooled slot `slot`, if any).
+async fn run_in(
+    ctx: Arc<Ctx>,
+    attempt: AttemptId,
+    stage: Stage,
+    commit: CommitId,
+    stop: Stop,
+    (cwd, slot, commands): (PathBuf, Option<u32>, Vec<String>),
+) -> Input {
+    let broken = |message: String| Input::GateBroken {
+        attempt,
+        stage,
+        message,
+    };
     let log_dir = ctx.log_dir(attempt);
     let (tx, forward) = super::forward(&ctx, attempt, Some(stage));
     let spec = GateSpec {
         stage,
         commands,
-        env: ctx.env(attempt, &cwd, &log_dir.join("prompt.md"), &commit),
+        env: ctx.env_in(attempt, &cwd, &log_dir.join("prompt.md"), &commit, slot),
         cwd,
         timeout: ctx.cfg.config.validate.timeout.0,
         kill_grace: ctx.policy.kill_grace,

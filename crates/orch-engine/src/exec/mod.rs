@@ -9,6 +9,7 @@ pub(crate) mod gate;
 pub(crate) mod merge;
 pub(crate) mod output;
 pub(crate) mod planner;
+pub(crate) mod pool;
 pub(crate) mod worktree;
 
 use std::collections::HashMap;
@@ -42,8 +43,10 @@ pub(crate) struct Ctx {
     pub(crate) handle: RunHandle,
     /// Inputs that work reports while it runs (an agent's usage so far).
     pub(crate) live: mpsc::UnboundedSender<Input>,
-    /// Which integration slots' checkouts a gate is using.
+    /// Which integration slots' checkouts a gate is using (without the pool).
     pub(crate) integration_slots: std::sync::Mutex<Vec<bool>>,
+    /// The pooled worktrees the run's attempts hold, by attempt (`task-3-1`).
+    pub(crate) slots: std::sync::Mutex<HashMap<String, pool::Pooled>>,
 }
 
 /// An integration slot's checkout, held for one gate run.
@@ -81,8 +84,12 @@ impl Ctx {
         *self.tasks.write().expect("the task map is never poisoned") = Arc::new(tasks);
     }
 
+    /// The attempt's worktree: the pooled one it holds, or its own.
     pub(crate) fn attempt_worktree(&self, a: AttemptId) -> PathBuf {
-        layout::attempt_worktree(&self.cfg.worktree_root, &self.run, a)
+        match self.held(a) {
+            Some(p) => p.path,
+            None => layout::attempt_worktree(&self.cfg.worktree_root, &self.run, a),
+        }
     }
 
     /// Takes a free integration slot's checkout for one gate run; it is given back
@@ -141,7 +148,8 @@ impl Ctx {
         crate::setup::agent_env_allow(&self.cfg.config, &self.cfg.agent_command)
     }
 
-    /// The environment of an attempt's processes: the allowlist plus orch's variables.
+    /// The environment of an attempt's processes: the allowlist plus orch's variables,
+    /// with the slot of the pooled worktree it holds.
     pub(crate) fn env(
         &self,
         a: AttemptId,
@@ -149,8 +157,21 @@ impl Ctx {
         prompt: &Path,
         base: &CommitId,
     ) -> Environment {
+        let slot = self.held(a).map(|p| p.slot);
+        self.env_in(a, worktree, prompt, base, slot)
+    }
+
+    /// As [`Ctx::env`], in pooled slot `slot` (`ORCH_SLOT`, `ORCH_PORT`).
+    pub(crate) fn env_in(
+        &self,
+        a: AttemptId,
+        worktree: &Path,
+        prompt: &Path,
+        base: &CommitId,
+        slot: Option<u32>,
+    ) -> Environment {
         let title = self.task(a.task).map(|t| t.title).unwrap_or_default();
-        let set = vec![
+        let mut set = vec![
             ("ORCH_RUN_ID".into(), self.run.0.clone()),
             ("ORCH_TASK_ID".into(), a.task.0.to_string()),
             ("ORCH_ATTEMPT".into(), a.number.to_string()),
@@ -159,6 +180,9 @@ impl Ctx {
             ("ORCH_TASK_TITLE".into(), title),
             ("ORCH_BASE_COMMIT".into(), base.0.clone()),
         ];
+        if let Some(slot) = slot {
+            set.extend(orch_core::pool::slot_env(&self.cfg.config.worktrees, slot));
+        }
         Environment::inherit(&self.env_allow(), set)
     }
 }

@@ -1,4 +1,5 @@
-//! `Provision`: the attempt's branch and worktree.
+//! `Provision`: the attempt's branch and worktree, from the pool (`worktrees.reuse`)
+//! or made for it alone.
 
 use std::sync::Arc;
 
@@ -13,6 +14,12 @@ pub(crate) async fn provision(
     branch: String,
     base: CommitId,
 ) -> Input {
+    if ctx.pooled() {
+        return match super::pool::provision(&ctx, attempt, &branch, &base).await {
+            Ok(_) => Input::WorktreeReady { attempt },
+            Err(error) => Input::WorktreeFailed { attempt, error },
+        };
+    }
     let (git, path) = (ctx.git.clone(), ctx.attempt_worktree(attempt));
     let submodules = ctx.cfg.config.worktrees.submodules;
     match blocking(move || {

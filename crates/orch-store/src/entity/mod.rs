@@ -6,6 +6,7 @@ pub(crate) mod control;
 pub(crate) mod event;
 pub(crate) mod lease;
 pub(crate) mod merge;
+pub(crate) mod pool_slot;
 pub(crate) mod proposal;
 pub(crate) mod run;
 pub(crate) mod task;

@@ -16,6 +16,7 @@ mod m20261124_000009_create_validations;
 mod m20261124_000010_create_artifacts;
 mod m20261125_000011_create_leases;
 mod m20261201_000012_attempt_usage;
+mod m20261204_000013_create_pool;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000010_create_artifacts::Migration),
             Box::new(m20261125_000011_create_leases::Migration),
             Box::new(m20261201_000012_attempt_usage::Migration),
+            Box::new(m20261204_000013_create_pool::Migration),
         ]
     }
 

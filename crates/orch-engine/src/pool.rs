@@ -1,0 +1,153 @@
+//! The worktree pool outside a run: `orch pool` (each pooled worktree with its state,
+//! holder and size on disk), what `orch cleanup` does to it (leases left by runs that
+//! ended are given back; retired worktrees a crash left are removed), and `orch
+//! cleanup --pool` (every worktree no unfinished run holds removed, bytes reported).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use orch_core::cleanup::Kept;
+use orch_core::pool::{PoolSlot, SlotState};
+use orch_git::Git;
+use orch_store::Store;
+
+use crate::EngineError;
+use crate::exec::pool::dir_bytes;
+
+/// One pooled worktree, as `orch pool` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolEntry {
+    /// The store's row.
+    pub slot: PoolSlot,
+    /// Bytes on disk now (0 when the directory is gone).
+    pub bytes: u64,
+    /// Whether its directory exists.
+    pub exists: bool,
+}
+
+/// Every pooled worktree, measured (off the async threads).
+pub async fn list(store: &Store) -> Result<Vec<PoolEntry>, EngineError> {
+    let slots = store.pool_slots().await?;
+    Ok(tokio::task::spawn_blocking(move || {
+        slots
+            .into_iter()
+            .map(|slot| PoolEntry {
+                bytes: dir_bytes(&slot.path),
+                exists: slot.path.exists(),
+                slot,
+            })
+            .collect()
+    })
+    .await
+    .expect("measuring does not panic"))
+}
+
+/// What `orch cleanup --pool` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolRemoval {
+    /// The worktrees removed, with the bytes each held.
+    pub removed: Vec<(PathBuf, u64)>,
+    /// What stayed, and why.
+    pub kept: Vec<Kept>,
+}
+
+impl PoolRemoval {
+    /// Bytes freed in all.
+    pub fn bytes_freed(&self) -> u64 {
+        self.removed.iter().map(|(_, b)| b).sum()
+    }
+}
+
+/// The runs that have not ended (live or interrupted): what they hold stays.
+async fn unfinished(store: &Store) -> Result<BTreeSet<String>, EngineError> {
+    Ok(store
+        .runs()
+        .await?
+        .into_iter()
+        .filter(|r| !r.state.is_terminal())
+        .map(|r| r.id.0)
+        .collect())
+}
+
+/// For `orch cleanup`: leases held by runs that ended are given back (a run killed
+/// after its last cleanup), and worktrees retired but left on disk by a crash are
+/// removed. Returns the paths the pool keeps, which cleanup must not touch.
+pub async fn tidy(store: &Store, repo: &Path) -> Result<BTreeSet<PathBuf>, EngineError> {
+    let open = unfinished(store).await?;
+    for s in store.pool_slots().await? {
+        if let SlotState::Leased(h) = &s.state
+            && !open.contains(&h.run)
+        {
+            store.release_pool_slot(s.slot, h, None).await?;
+        }
+    }
+    let retired: Vec<PoolSlot> = store
+        .pool_slots()
+        .await?
+        .into_iter()
+        .filter(|s| s.state == SlotState::Retired)
+        .collect();
+    remove_all(store, repo, retired).await?;
+    Ok(store
+        .pool_slots()
+        .await?
+        .into_iter()
+        .map(|s| s.path)
+        .collect())
+}
+
+/// `orch cleanup --pool`: every pooled worktree that no unfinished run holds is
+/// retired and removed, and its bytes counted.
+pub async fn remove(store: &Store, repo: &Path) -> Result<PoolRemoval, EngineError> {
+    let open = unfinished(store).await?;
+    let (gone, held) = store.retire_whole_pool(|run| open.contains(run)).await?;
+    let removed = remove_all(store, repo, gone).await?;
+    let kept = held
+        .into_iter()
+        .map(|s| {
+            let run = match &s.state {
+                SlotState::Leased(h) => h.run.clone(),
+                _ => String::new(),
+            };
+            Kept {
+                what: s.path.display().to_string(),
+                why: format!(
+                    "held by run {run}, which has not ended; `orch run resume {run}` or `orch run cancel {run}` first"
+                ),
+            }
+        })
+        .collect();
+    Ok(PoolRemoval { removed, kept })
+}
+
+async fn remove_all(
+    store: &Store,
+    repo: &Path,
+    slots: Vec<PoolSlot>,
+) -> Result<Vec<(PathBuf, u64)>, EngineError> {
+    let git = Git::open(repo)?;
+    let paths: Vec<PathBuf> = slots.iter().map(|s| s.path.clone()).collect();
+    let removed = tokio::task::spawn_blocking(move || {
+        paths
+            .into_iter()
+            .map(|p| {
+                let bytes = dir_bytes(&p);
+                if p.exists() {
+                    let _ = git.remove_worktree(&p, true);
+                    let _ = std::fs::remove_dir_all(&p);
+                }
+                // The registration of a directory someone removed by hand.
+                let _ = git.remove_worktree(&p, true);
+                (p, bytes)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("removing worktrees does not panic");
+    for (s, (p, _)) in slots.iter().zip(&removed) {
+        if !p.exists() {
+            store.forget_pool_slot(s.slot).await?;
+        }
+    }
+    Ok(removed.into_iter().filter(|(p, _)| !p.exists()).collect())
+}

@@ -1,0 +1,107 @@
+//! Pooled worktrees: switching one onto a new attempt's branch (only the files that
+//! differ are written), scrubbing what the last attempt left while keeping the caches
+//! the rules allow, and detaching one so its old branch can go.
+
+use std::path::Path;
+
+use orch_core::pool::CacheRules;
+use orch_core::run::CommitId;
+
+use crate::{Git, GitError, full_branch, git_cli, git_cli_retrying};
+
+impl Git {
+    /// Switches the pooled worktree at `path` onto `branch`, created at `at` (it must
+    /// not exist), then scrubs it by `rules`. Fails with [`GitError::Dirty`] if it is
+    /// not clean afterwards; on any failure the new branch is deleted again unless the
+    /// worktree has it checked out (the caller then retires the worktree).
+    pub fn switch_worktree(
+        &self,
+        path: &Path,
+        branch: &str,
+        at: &CommitId,
+        rules: &CacheRules,
+    ) -> Result<(), GitError> {
+        if !path.join(".git").is_file() {
+            return Err(GitError::NotAWorktree(path.to_path_buf()));
+        }
+        {
+            let _admin = self.admin();
+            self.create_branch_locked(branch, at)?;
+        }
+        let switched = git_cli_retrying(path, &["checkout", "--quiet", "--force", branch]);
+        if let Err(e) = switched {
+            let _admin = self.admin();
+            let _ = self.delete_ref(&full_branch(branch));
+            return Err(e);
+        }
+        self.scrub(path, rules)
+    }
+
+    /// Removes from the worktree at `path` every untracked file git does not ignore,
+    /// and the ignored ones `rules` do not keep; then checks that it is clean.
+    pub fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), GitError> {
+        git_cli_retrying(path, &["clean", "-ffdq"])?;
+        if !rules.keep.is_empty() {
+            let mut args = vec!["clean", "-ffdxq"];
+            for k in &rules.keep {
+                args.extend(["-e", k.as_str()]);
+            }
+            git_cli_retrying(path, &args)?;
+        }
+        if !rules.scrub.is_empty() {
+            let mut args = vec!["clean", "-ffdXq", "--"];
+            args.extend(rules.scrub.iter().map(String::as_str));
+            git_cli_retrying(path, &args)?;
+        }
+        let status = git_cli(
+            path,
+            &[
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+            ],
+        )?;
+        if !status.trim().is_empty() {
+            return Err(GitError::Dirty(path.to_path_buf()));
+        }
+        Ok(())
+    }
+
+    /// Detaches `HEAD` of the worktree at `path` where it is (no file changes), so the
+    /// branch it had checked out can be deleted while the worktree waits in the pool.
+    pub fn detach_worktree(&self, path: &Path) -> Result<(), GitError> {
+        if !path.join(".git").is_file() {
+            return Err(GitError::NotAWorktree(path.to_path_buf()));
+        }
+        git_cli_retrying(path, &["checkout", "--quiet", "--detach"])?;
+        Ok(())
+    }
+}
+
+impl Git {
+    /// The files of the user's checkout that git ignores and `pathspecs` match (like
+    /// `.env` or `config/*.local`), relative to it: what `worktrees.include` copies into
+    /// orch's worktrees. Nothing is written.
+    pub fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<std::path::PathBuf>, GitError> {
+        if pathspecs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![
+            "--no-optional-locks",
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+            "--",
+        ];
+        args.extend(pathspecs.iter().map(String::as_str));
+        let out = git_cli(&self.workdir, &args)?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect())
+    }
+}
