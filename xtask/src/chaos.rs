@@ -321,9 +321,30 @@ fn check(s: &Sandbox, tasks_added: usize) -> Result<()> {
         *seen.entry("agents interrupted").or_default() += interrupted;
     }
     println!("      chaos: recoveries {seen:?}");
-    // After cleanup, git holds nothing that no live attempt uses.
+    // No pooled worktree is left leased to an attempt of a run that has ended, and
+    // git knows no worktree the pool does not.
+    let pool: Value = serde_json::from_str(&s.ok(&["--json", "pool"])?)?;
+    let pool = pool.as_array().context("the pool")?;
+    let leased: Vec<&Value> = pool.iter().filter(|p| p["state"] != "free").collect();
+    ensure!(leased.is_empty(), "pooled worktrees still held: {leased:?}");
+    let registered = sh(
+        &s.repo(),
+        "git worktree list --porcelain | grep '^worktree ' | wc -l",
+    )?;
+    ensure!(
+        registered.parse::<usize>()? == 1 + pool.len(),
+        "worktrees outside the pool: {}",
+        sh(&s.repo(), "git worktree list")?
+    );
+    // After cleanup (the pool's too), git holds nothing that no live attempt uses.
     // Failed attempts (there should be none) are kept for worktrees.keep_failed.
-    let report: Value = serde_json::from_str(&s.ok(&["--json", "cleanup"])?)?;
+    let report: Value = serde_json::from_str(&s.ok(&["--json", "cleanup", "--pool"])?)?;
+    ensure!(
+        report["pool"]["removed"].as_array().map(Vec::len) == Some(pool.len()),
+        "cleanup --pool removed {} of {} pooled worktrees",
+        report["pool"]["removed"],
+        pool.len()
+    );
     let retained: Vec<&str> = report["kept"]
         .as_array()
         .context("kept")?
@@ -390,13 +411,15 @@ fn since_resume(journal: &[Value], start: usize) -> &[Value] {
     }
 }
 
-/// The journal kinds a kill may follow: the agent phase, the worker gate, the
-/// integration gate, the ref advance, and cleanup.
+/// The journal kinds a kill may follow: provisioning (a pooled worktree leased, not
+/// yet switched), the agent phase, the worker gate, the integration gate, the ref
+/// advance, and cleanup.
 ///
 /// `crash:<point>` instead makes `orch` abort itself at an engine crash point
 /// (`ORCH_CRASH_AT`), for the windows too narrow for a kill from outside.
 const KILL_AFTER: &[&str] = &[
     "crash:agent-exit-recorded",
+    "crash:pool-leased",
     "crash:ref-advanced",
     "attempt.created",
     "attempt.head",

@@ -59,6 +59,16 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # cleanup = "on-success"         # or "always", "never"
 # keep_failed = "7d"             # orch cleanup keeps failed attempts this long
 # submodules = true              # check out submodules in worktrees (from .git/modules when there)
+# reuse = true                   # a pool of worktrees reused across attempts and runs
+# pool = 0                       # idle attempt worktrees kept; 0: concurrency + integration_depth
+# pool_max = 0                   # most pooled worktrees at once; 0: no cap
+# max_bytes = "0B"               # past this on disk, the largest idle worktrees go; 0: no cap
+# keep = []                      # ignored paths kept as caches; empty: every ignored path
+# scrub = []                     # ignored paths removed before each reuse all the same
+# include = []                   # ignored files copied from your checkout, like ".env"
+# setup = []                     # commands run when a worktree is made, like "npm ci"
+# port_base = 41000              # ORCH_PORT = port_base + ORCH_SLOT * ports_per_slot
+# ports_per_slot = 10
 
 [artifacts]
 # keep_runs = 20

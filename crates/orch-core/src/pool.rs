@@ -221,7 +221,7 @@ pub fn to_retire(slots: &[PoolSlot], limits: &PoolLimits) -> Vec<u32> {
 pub struct CacheRules {
     /// `worktrees.keep`: `.gitignore` patterns; empty keeps every ignored path.
     pub keep: Vec<String>,
-    /// `worktrees.scrub`: pathspecs of ignored paths removed all the same.
+    /// `worktrees.scrub`: `.gitignore` patterns of ignored paths removed all the same.
     pub scrub: Vec<String>,
 }
 

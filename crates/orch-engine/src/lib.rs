@@ -159,9 +159,10 @@ pub const EXIT_MARKER: &str = "agent.exit";
 /// Fault injection for crash tests: with `ORCH_CRASH_AT=<point>` in its environment,
 /// the process aborts (no destructors, no cleanup, like a SIGKILL) the first time the
 /// engine reaches `point`. The points are the narrow windows a random kill rarely
-/// hits: `agent-exit-recorded` (the agent's work is committed and its `agent.exit`
-/// written, the core not yet told) and `ref-advanced` (the integration ref moved, not
-/// yet journaled). Unset, this is one string comparison.
+/// hits: `pool-leased` (a pooled worktree leased to an attempt, not yet switched onto
+/// its branch), `agent-exit-recorded` (the agent's work is committed and its
+/// `agent.exit` written, the core not yet told) and `ref-advanced` (the integration
+/// ref moved, not yet journaled). Unset, this is one string comparison.
 pub fn crash_point(point: &str) {
     static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if AT

@@ -45,6 +45,8 @@ struct Script {
     overtaken_after: Option<usize>,
     /// The journal refuses writes as busy until this virtual instant.
     busy_until: Option<tokio::time::Instant>,
+    /// Pooled worktrees that will not come clean when switched, counted down.
+    dirty_switches: usize,
 }
 
 #[derive(Default)]
@@ -64,6 +66,8 @@ struct World {
     pool: Vec<PoolSlot>,
     /// Which attempt's branch each worktree has checked out.
     checked_out: HashMap<PathBuf, AttemptId>,
+    /// Pooled worktrees retired because their holder could not use them.
+    retired_unusable: usize,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -100,8 +104,9 @@ struct FakeProcs(Shared);
 impl GitPort for FakeGit {
     fn add_worktree(&self, branch: &str, _: &CommitId, path: &Path) -> Result<(), String> {
         check_out(&self.0, path, branch);
-        std::fs::create_dir_all(path.join(".git")).map_err(|e| e.to_string())?;
-        std::fs::write(path.join(".git/HEAD"), branch).map_err(|e| e.to_string())
+        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        // A linked worktree's `.git` is a file naming its administrative directory.
+        std::fs::write(path.join(".git"), "gitdir: /nonexistent").map_err(|e| e.to_string())
     }
     fn switch_worktree(
         &self,
@@ -110,6 +115,13 @@ impl GitPort for FakeGit {
         _: &CommitId,
         _: &CacheRules,
     ) -> Result<(), String> {
+        {
+            let mut w = self.0.lock().unwrap();
+            if w.script.dirty_switches > 0 {
+                w.script.dirty_switches -= 1;
+                return Err("a file in it is locked: not clean".into());
+            }
+        }
         check_out(&self.0, path, branch);
         Ok(())
     }
@@ -374,6 +386,7 @@ impl JournalPort for FakeJournal {
         let mut w = self.0.lock().unwrap();
         let mut chosen = orch_core::pool::to_retire(&w.pool, limits);
         chosen.extend(also.map(|(n, _)| n));
+        w.retired_unusable += usize::from(also.is_some());
         let mut out = Vec::new();
         for s in w.pool.iter_mut().filter(|s| chosen.contains(&s.slot)) {
             s.state = SlotState::Retired;
@@ -583,6 +596,49 @@ async fn a_run_over_fake_ports_lands_every_task() {
     }
     assert_eq!(journal, fx.events().len());
     assert!(lines >= 1, "no output line reached the stream");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pooled_worktrees_are_reused_and_one_that_will_not_come_clean_is_replaced() {
+    let tasks = [1, 2, 3, 4, 5, 6];
+    let fx = Fx::new(
+        &tasks,
+        Script {
+            dirty_switches: 1,
+            ..Script::default()
+        },
+    );
+    let mut config = Config::default();
+    config.run.concurrency = std::num::NonZeroU32::new(2).unwrap();
+    let orch = fx.driver_with(patience(), config).drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    assert!(
+        tasks
+            .iter()
+            .all(|t| fx.status(*t) == Some(TaskStatus::Done))
+    );
+    let w = fx.world.lock().unwrap();
+    // Six attempts in at most concurrency + depth attempt worktrees, every one back
+    // in the pool; the one that would not come clean was replaced, costing no
+    // attempt of its task.
+    let attempts = w
+        .pool
+        .iter()
+        .filter(|s| s.kind == PoolKind::Attempt)
+        .count();
+    assert!((1..=3).contains(&attempts), "{:?}", w.pool);
+    assert!(
+        w.pool.iter().all(|s| s.state == SlotState::Free),
+        "{:?}",
+        w.pool
+    );
+    assert_eq!(w.retired_unusable, 1);
+    assert_eq!(w.agents_run.len(), tasks.len());
+    assert!(
+        w.checked_out.is_empty(),
+        "worktrees still on a branch: {:?}",
+        w.checked_out
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -69,21 +69,30 @@ impl Git {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        let mut repo = gix::ThreadSafeRepository::discover(path).map_err(open_err)?;
-        if repo.to_thread_local().committer().is_none() {
-            // No identity configured (a fresh machine, CI): ref edits could not write
-            // their reflogs, and gix re-opens the repository internally for some
-            // operations, so the fallback identity must be part of how it is opened.
-            let opts = gix::open::Options::default().config_overrides([
-                format!("committer.name={ORCH_NAME}"),
-                format!("committer.email={ORCH_EMAIL}"),
-            ]);
+        // The caller's `GIT_*` variables (`GIT_WORK_TREE`, `GIT_INDEX_FILE`, ...) never
+        // change which repository, worktree or index orch works on (I10).
+        let opened = |overrides: Vec<String>| {
+            let mut permissions = gix::open::Permissions::default();
+            permissions.env.git_prefix = gix::sec::Permission::Deny;
+            let opts = gix::open::Options::default()
+                .permissions(permissions)
+                .config_overrides(overrides);
             let trust = gix::sec::trust::Mapping {
                 full: opts.clone(),
                 reduced: opts,
             };
-            repo = gix::ThreadSafeRepository::discover_opts(path, Default::default(), trust)
-                .map_err(open_err)?;
+            gix::ThreadSafeRepository::discover_opts(path, Default::default(), trust)
+                .map_err(open_err)
+        };
+        let mut repo = opened(Vec::new())?;
+        if repo.to_thread_local().committer().is_none() {
+            // No identity configured (a fresh machine, CI): ref edits could not write
+            // their reflogs, and gix re-opens the repository internally for some
+            // operations, so the fallback identity must be part of how it is opened.
+            repo = opened(vec![
+                format!("committer.name={ORCH_NAME}"),
+                format!("committer.email={ORCH_EMAIL}"),
+            ])?;
         }
         let workdir = repo.work_tree.clone().ok_or_else(|| GitError::Open {
             path: path.to_path_buf(),

@@ -2,6 +2,7 @@
 //! differ are written), scrubbing what the last attempt left while keeping the caches
 //! the rules allow, and detaching one so its old branch can go.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use orch_core::pool::CacheRules;
@@ -38,20 +39,33 @@ impl Git {
     }
 
     /// Removes from the worktree at `path` every untracked file git does not ignore,
-    /// and the ignored ones `rules` do not keep; then checks that it is clean.
+    /// and the ignored ones `rules` do not keep; then checks that it is clean. (Not
+    /// `git clean -X` with patterns: it removes an ignored directory whole, even
+    /// when only a path inside it matches.)
     pub fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), GitError> {
         git_cli_retrying(path, &["clean", "-ffdq"])?;
+        let mut remove = BTreeSet::new();
         if !rules.keep.is_empty() {
-            let mut args = vec!["clean", "-ffdxq"];
-            for k in &rules.keep {
-                args.extend(["-e", k.as_str()]);
-            }
-            git_cli_retrying(path, &args)?;
+            let kept = untracked_matching(path, &rules.keep)?;
+            let ignored = untracked(path, &["--exclude-standard"])?;
+            remove.extend(ignored.into_iter().filter(|f| !kept.contains(f)));
         }
         if !rules.scrub.is_empty() {
-            let mut args = vec!["clean", "-ffdXq", "--"];
-            args.extend(rules.scrub.iter().map(String::as_str));
-            git_cli_retrying(path, &args)?;
+            remove.extend(untracked_matching(path, &rules.scrub)?);
+        }
+        for f in &remove {
+            let file = path.join(f);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(GitError::gix("scrubbing a pooled worktree", e)),
+            }
+            // Directories left empty go too (a non-empty one refuses).
+            for dir in file.ancestors().skip(1).take_while(|d| *d != path) {
+                if std::fs::remove_dir(dir).is_err() {
+                    break;
+                }
+            }
         }
         let status = git_cli(
             path,
@@ -104,4 +118,28 @@ impl Git {
             .map(std::path::PathBuf::from)
             .collect())
     }
+}
+
+/// The untracked files (each, not their directories) of the worktree at `path` that
+/// the exclude options `how` select.
+fn untracked(path: &Path, how: &[&str]) -> Result<BTreeSet<String>, GitError> {
+    let mut args = vec![
+        "--no-optional-locks",
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+    ];
+    args.extend_from_slice(how);
+    Ok(git_cli(path, &args)?
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The untracked files that `.gitignore`-style `patterns` match.
+fn untracked_matching(path: &Path, patterns: &[String]) -> Result<BTreeSet<String>, GitError> {
+    let how: Vec<String> = patterns.iter().map(|p| format!("--exclude={p}")).collect();
+    untracked(path, &how.iter().map(String::as_str).collect::<Vec<_>>())
 }

@@ -570,6 +570,86 @@ fn the_integration_worktree_switches_touching_only_what_differs() {
 }
 
 #[test]
+fn a_pooled_worktree_switches_branches_keeping_only_what_the_rules_keep() {
+    use orch_core::pool::CacheRules;
+    let fx = Fixture::new();
+    let g = fx.git();
+    let base = fx.head();
+    let wt = fx.wt("pool/attempt-0");
+    untouched(&fx, || {
+        g.add_worktree("orch/r1/task-1-1", &base, &wt).unwrap()
+    });
+    // What attempt 1 leaves: a commit, build caches, an ignored scratch file, an
+    // untracked file and a change to a tracked one.
+    write(&wt, "one.txt", "attempt 1\n");
+    let one = commit_all(&wt, "attempt 1");
+    write(&wt, "target/debug/app", "binary\n");
+    write(&wt, "target/debug/incremental/x", "stale\n");
+    write(&wt, "target/tmp.log", "log\n");
+    write(&wt, "stray.txt", "left over\n");
+    write(&wt, "README.md", "changed\n");
+    let readme_mtime = || {
+        std::fs::metadata(wt.join("src/lib.rs"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = readme_mtime();
+    std::thread::sleep(Duration::from_millis(20));
+    untouched(&fx, || g.detach_worktree(&wt).unwrap());
+    // Its branch is free to go while the worktree waits in the pool.
+    g.delete_branch("orch/r1/task-1-1", true).unwrap();
+    let rules = CacheRules {
+        keep: vec!["target/debug/".into()],
+        scrub: vec!["target/debug/incremental".into()],
+    };
+    untouched(&fx, || {
+        g.switch_worktree(&wt, "orch/r1/task-2-1", &base, &rules)
+            .unwrap()
+    });
+    assert_eq!(
+        git(&wt, &["symbolic-ref", "HEAD"]),
+        "refs/heads/orch/r1/task-2-1"
+    );
+    assert_eq!(git(&wt, &["rev-parse", "HEAD"]), base.0);
+    assert_ne!(one, base);
+    assert!(
+        !wt.join("one.txt").exists(),
+        "attempt 1's committed file is gone"
+    );
+    assert!(!wt.join("stray.txt").exists(), "untracked leftovers go");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("README.md")).unwrap(),
+        "hello\n"
+    );
+    assert!(wt.join("target/debug/app").exists(), "kept caches stay");
+    assert!(
+        !wt.join("target/debug/incremental").exists(),
+        "scrubbed caches go"
+    );
+    assert!(
+        !wt.join("target/tmp.log").exists(),
+        "ignored files not kept go"
+    );
+    assert_eq!(readme_mtime(), before, "an unchanged file was rewritten");
+    // The branch exists now: a second switch onto it is refused, and nothing moves.
+    g.detach_worktree(&wt).unwrap();
+    let again = g.switch_worktree(&wt, "orch/r1/task-2-1", &base, &rules);
+    assert!(matches!(again, Err(GitError::BranchExists(_))), "{again:?}");
+    // A worktree that is gone is not a worktree.
+    let gone = fx.wt("pool/attempt-9");
+    assert!(matches!(
+        g.switch_worktree(&gone, "orch/r1/task-3-1", &base, &rules),
+        Err(GitError::NotAWorktree(_))
+    ));
+    assert!(
+        g.ref_target("refs/heads/orch/r1/task-3-1")
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
 fn removal_inventory_and_orphans() {
     let fx = Fixture::new();
     let g = fx.git();

@@ -291,7 +291,10 @@ async fn take_free(
     let done = pool_slot::Entity::update_many()
         .col_expr(pool_slot::Column::State, Expr::value("leased"))
         .col_expr(pool_slot::Column::RunId, Expr::value(holder.run.clone()))
-        .col_expr(pool_slot::Column::Holder, Expr::value(holder.holder.clone()))
+        .col_expr(
+            pool_slot::Column::Holder,
+            Expr::value(holder.holder.clone()),
+        )
         .col_expr(pool_slot::Column::LastUsed, Expr::value(at))
         .filter(pool_slot::Column::Slot.eq(slot as i64))
         .filter(pool_slot::Column::State.eq("free"))

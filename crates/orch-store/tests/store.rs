@@ -989,3 +989,108 @@ async fn a_claim_on_a_stale_board_is_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_worktrees_are_leased_once_given_back_and_retired() {
+    use orch_core::pool::{Holder, PoolKind, PoolLimits, SlotState};
+    each_backend(|s| async move {
+        let limits = PoolLimits {
+            keep_attempt: 2,
+            keep_integration: 1,
+            max: 3,
+            max_bytes: 0,
+        };
+        let h = |n: &str| Holder {
+            run: "r1".into(),
+            holder: n.into(),
+        };
+        // Five holders race for a pool capped at three: each slot goes to one of them,
+        // and the others are told the pool is full.
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..5 {
+            let (s, holder) = (s.clone(), h(&format!("task-{i}-1")));
+            racers.spawn(async move {
+                let root = std::path::Path::new("/wt");
+                s.lease_pool_slot(PoolKind::Attempt, &holder, &limits, root)
+                    .await
+            });
+        }
+        let (mut slots, mut full) = (Vec::new(), 0);
+        while let Some(r) = racers.join_next().await {
+            match r.unwrap() {
+                Ok(l) => {
+                    assert!(l.fresh && !l.set_up);
+                    slots.push(l.slot);
+                }
+                Err(StoreError::PoolFull { held: 3, max: 3 }) => full += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        slots.sort();
+        assert_eq!((slots, full), (vec![0, 1, 2], 2));
+        let holder_of = |slot: u32, pool: &[orch_core::pool::PoolSlot]| match &pool
+            .iter()
+            .find(|p| p.slot == slot)
+            .unwrap()
+            .state
+        {
+            SlotState::Leased(h) => h.holder.clone(),
+            s => panic!("{s:?}"),
+        };
+        let pool = s.pool_slots().await.unwrap();
+        let first = holder_of(0, &pool);
+        // A holder that asks again gets the slot it holds (a resumed attempt).
+        let again = s
+            .lease_pool_slot(PoolKind::Attempt, &h(&first), &limits, "/wt".as_ref())
+            .await
+            .unwrap();
+        assert_eq!((again.slot, again.fresh), (0, false));
+        // Only its holder gives a slot back.
+        assert!(
+            !s.release_pool_slot(0, &h("someone-else"), None)
+                .await
+                .unwrap()
+        );
+        s.pool_set_up(0).await.unwrap();
+        assert!(
+            s.release_pool_slot(0, &h(&first), Some(4096))
+                .await
+                .unwrap()
+        );
+        // The next taker reuses it, set up and warm.
+        let next = s
+            .lease_pool_slot(PoolKind::Attempt, &h("task-9-1"), &limits, "/wt".as_ref())
+            .await
+            .unwrap();
+        assert_eq!((next.slot, next.fresh, next.set_up), (0, false, true));
+        // Three free attempt worktrees where the pool keeps two: the least recently
+        // used goes.
+        for slot in [1, 2, 0] {
+            let pool = s.pool_slots().await.unwrap();
+            let holder = holder_of(slot, &pool);
+            assert!(s.release_pool_slot(slot, &h(&holder), None).await.unwrap());
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        let gone = s.retire_pool_slots(&limits, None).await.unwrap();
+        assert_eq!(gone.iter().map(|g| g.slot).collect::<Vec<_>>(), vec![1]);
+        s.forget_pool_slot(gone[0].slot).await.unwrap();
+        assert_eq!(s.pool_slots().await.unwrap().len(), 2);
+        // cleanup --pool: a live run's lease stays, the rest goes.
+        let live = s
+            .lease_pool_slot(
+                PoolKind::Integration,
+                &h("integration:x"),
+                &limits,
+                "/wt".as_ref(),
+            )
+            .await
+            .unwrap();
+        let (gone, kept) = s.retire_whole_pool(|run| run == "r1").await.unwrap();
+        assert_eq!(
+            kept.iter().map(|k| k.slot).collect::<Vec<_>>(),
+            vec![live.slot]
+        );
+        assert_eq!(gone.len(), 2);
+    })
+    .await;
+}

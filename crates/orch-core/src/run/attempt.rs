@@ -270,6 +270,8 @@ impl Orchestrator {
         match (stage, passed) {
             (Stage::Worker, true) => {
                 self.move_attempt(attempt, AttemptState::Merging, "worker validation passed");
+                self.commands
+                    .push_back(Command::ReleaseWorktree { attempt });
                 self.integrator.enqueue(attempt);
                 self.try_integrate();
             }

@@ -422,6 +422,13 @@ pub enum Command {
         /// Kill at once.
         hard: bool,
     },
+    /// The attempt no longer needs its worktree (its work is committed on its branch
+    /// and passed the worker gate; merges happen in memory): a pooled worktree goes
+    /// back to the pool now, warm for the next attempt. Nothing answers it.
+    ReleaseWorktree {
+        /// The attempt.
+        attempt: AttemptId,
+    },
     /// The attempt is over: remove what the cleanup policy says.
     Cleanup {
         /// The attempt.
@@ -466,6 +473,7 @@ impl Command {
             Command::Merge { .. } => "merge",
             Command::AdvanceRef { .. } => "advance_ref",
             Command::Abort { .. } => "abort",
+            Command::ReleaseWorktree { .. } => "release_worktree",
             Command::Cleanup { .. } => "cleanup",
             Command::RefreshBoard => "refresh_board",
             Command::AskPlanner { .. } => "ask_planner",
@@ -482,6 +490,7 @@ impl Command {
             | Command::Merge { attempt, .. }
             | Command::AdvanceRef { attempt, .. }
             | Command::Abort { attempt, .. }
+            | Command::ReleaseWorktree { attempt }
             | Command::Cleanup { attempt, .. } => Some(*attempt),
             _ => None,
         }

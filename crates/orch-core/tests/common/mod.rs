@@ -649,6 +649,9 @@ impl<O: Oracle> World<O> {
                 stage,
                 commit,
             } => {
+                if stage == Stage::Worker && !self.provisioned.contains(&attempt) {
+                    return Err(format!("{attempt}'s worker gate ran without its worktree"));
+                }
                 let plan = self.oracle.gate(attempt, stage);
                 let d = self.oracle.delay("gate");
                 let p = Proc {
@@ -748,6 +751,12 @@ impl<O: Oracle> World<O> {
                         p.exit_at = Some(p.exit_at.map_or(t, |e| e.min(t)));
                         p.killed = true;
                     }
+                }
+            }
+            Command::ReleaseWorktree { attempt } => {
+                // Its worktree is another attempt's from now on: it must not be used.
+                if !self.provisioned.remove(&attempt) {
+                    return Err(format!("{attempt} released a worktree it did not hold"));
                 }
             }
             Command::Cleanup { attempt, .. } => {
@@ -1243,6 +1252,7 @@ pub fn fmt_command(c: &Command) -> String {
         Command::Abort { attempt, hard } => {
             format!("abort {attempt}{}", if *hard { " (hard)" } else { "" })
         }
+        Command::ReleaseWorktree { attempt } => format!("release the worktree of {attempt}"),
         Command::Cleanup {
             attempt,
             remove_worktree,

@@ -264,6 +264,12 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             expected,
             new,
         } => Box::pin(async move { Some(merge::advance(ctx, attempt, expected, new).await) }),
+        Command::ReleaseWorktree { attempt } => Box::pin(async move {
+            for e in pool::release(&ctx, attempt, false).await {
+                tracing::warn!(%attempt, error = %e, "giving a worktree back to the pool");
+            }
+            None
+        }),
         Command::Cleanup {
             attempt,
             remove_worktree,

@@ -1,0 +1,259 @@
+//! The worktree pool end to end, through the `orch` binary on real repositories: a
+//! reused worktree keeps its caches and nothing else an earlier attempt left,
+//! `worktrees.include` and `worktrees.setup` run, concurrent attempts get their own
+//! `ORCH_PORT`, a kill while a worktree is being provisioned leaks nothing, and
+//! `orch cleanup --pool` leaves nothing. The caller's `GIT_*` variables are hostile.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+/// git as the user runs it, with a clean environment.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Sandbox {
+    /// A repository that ignores `target/`, `.env` and `.setup-count`, with orch set
+    /// up and `worktrees` configured by `config` (TOML).
+    fn new(config: &str) -> Sandbox {
+        let s = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir(s.repo()).unwrap();
+        git(&s.repo(), &["init", "-q", "-b", "main"]);
+        std::fs::write(s.repo().join(".gitignore"), "target/\n.env\n.setup-count\n").unwrap();
+        std::fs::write(s.repo().join("README.md"), "hello\n").unwrap();
+        git(&s.repo(), &["add", "."]);
+        git(&s.repo(), &["commit", "-q", "-m", "init"]);
+        s.ok(&["init"]);
+        std::fs::write(s.repo().join("orch.toml"), config).unwrap();
+        git(&s.repo(), &["add", "orch.toml"]);
+        git(&s.repo(), &["commit", "-q", "-m", "Configure orch"]);
+        s
+    }
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+        c.args(args)
+            .current_dir(self.repo())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("GIT_DIR", "/nonexistent")
+            .env("GIT_INDEX_FILE", "/nonexistent/index")
+            .env("GIT_WORK_TREE", "/nonexistent");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).stdin(Stdio::null()).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "orch {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
+    }
+    /// A file of the integration line.
+    fn landed(&self, path: &str) -> String {
+        git(&self.repo(), &["show", &format!("orch/integration:{path}")])
+    }
+    fn pool(&self) -> Vec<Value> {
+        self.json(&["pool"]).as_array().unwrap().clone()
+    }
+    fn registered_worktrees(&self) -> usize {
+        git(&self.repo(), &["worktree", "list", "--porcelain"])
+            .lines()
+            .filter(|l| l.starts_with("worktree "))
+            .count()
+    }
+}
+
+/// Each task's agent runs the shell snippet its title names.
+const AGENT: &str = r#"case "$ORCH_TASK_TITLE" in
+  first) mkdir -p target && echo built > target/cache.bin && echo one > one.txt ;;
+  second) { ls target/cache.bin; test -e gate-scratch.txt || echo no-scratch; cat README.md .env .setup-count; } > seen.txt ;;
+  port*) echo "$ORCH_SLOT $ORCH_PORT" > "$ORCH_TASK_TITLE.txt"; sleep 1 ;;
+esac"#;
+
+/// The worker gate leaves an untracked file and a change to a tracked one behind.
+const GATE: &str = "echo scratch > gate-scratch.txt && echo changed >> README.md";
+
+#[test]
+fn a_reused_worktree_keeps_its_caches_and_nothing_else() {
+    let s = Sandbox::new(
+        "[run]\nconcurrency = 1\n[worktrees]\ninclude = [\".env\"]\nsetup = [\"echo once >> .setup-count\"]\n",
+    );
+    std::fs::write(s.repo().join(".env"), "SECRET=from-the-user\n").unwrap();
+    s.ok(&["task", "add", "first"]);
+    s.ok(&["task", "add", "second"]);
+    s.ok(&["run", "--agent-cmd", AGENT, "--validate", GATE]);
+    let seen = s.landed("seen.txt");
+    // The ignored build cache stayed warm; the gate's untracked file and its change
+    // to a tracked file did not.
+    assert!(seen.contains("target/cache.bin"), "{seen}");
+    assert!(seen.contains("no-scratch"), "{seen}");
+    assert!(!seen.contains("changed"), "{seen}");
+    // .env came from the user's checkout; setup ran once, when the worktree was made.
+    assert!(seen.contains("SECRET=from-the-user"), "{seen}");
+    assert_eq!(seen.matches("once").count(), 1, "{seen}");
+    // One attempt worktree served both tasks, and it waits in the pool.
+    let pool = s.pool();
+    let attempts: Vec<&Value> = pool.iter().filter(|p| p["kind"] == "attempt").collect();
+    assert_eq!(attempts.len(), 1, "{pool:?}");
+    assert!(pool.iter().all(|p| p["state"] == "free"), "{pool:?}");
+    let log = std::fs::read_dir(s.repo().join(".orch/artifacts"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path()
+        .join("1/1/setup-1.log");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("echo once"));
+    // A second run reuses it too: no new worktree.
+    s.ok(&["task", "add", "port-a"]);
+    s.ok(&["run", "--agent-cmd", AGENT]);
+    assert_eq!(s.pool().len(), pool.len());
+    // The user's checkout is as it was.
+    assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");
+    // orch cleanup keeps the pool; --pool removes it and says how much it freed.
+    s.ok(&["cleanup"]);
+    assert_eq!(s.pool().len(), pool.len());
+    let out = s.json(&["cleanup", "--pool"]);
+    assert_eq!(out["pool"]["removed"].as_array().unwrap().len(), pool.len());
+    assert!(out["pool"]["freed_bytes"].as_u64().unwrap() > 0, "{out}");
+    assert!(s.pool().is_empty());
+    assert_eq!(s.registered_worktrees(), 1);
+    let root = s.dir.path().join("data/orch/worktrees");
+    let left: Vec<_> = walk(&root);
+    assert!(left.is_empty(), "left under the worktree root: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn concurrent_attempts_get_their_own_slots_and_ports() {
+    let s = Sandbox::new("[run]\nconcurrency = 3\n[worktrees]\nport_base = 42000\n");
+    for t in ["port-a", "port-b", "port-c"] {
+        s.ok(&["task", "add", t]);
+    }
+    // The gate sees the slot's port too.
+    let gate = "test -n \"$ORCH_PORT\" && test -s \"$ORCH_TASK_TITLE.txt\"";
+    s.ok(&["run", "--agent-cmd", AGENT, "--validate", gate]);
+    let mut seen: Vec<(u32, u32)> = ["port-a", "port-b", "port-c"]
+        .iter()
+        .map(|t| {
+            let line = s.landed(&format!("{t}.txt"));
+            let (slot, port) = line.split_once(' ').unwrap();
+            (slot.parse().unwrap(), port.parse().unwrap())
+        })
+        .collect();
+    seen.sort();
+    seen.dedup_by_key(|(_, port)| *port);
+    assert_eq!(seen.len(), 3, "ports shared: {seen:?}");
+    for (slot, port) in seen {
+        assert_eq!(port, 42000 + slot * 10);
+    }
+}
+
+#[test]
+fn a_failing_setup_is_orchs_failure_not_the_agents() {
+    let s = Sandbox::new("[worktrees]\nsetup = [\"echo no network; exit 3\"]\n");
+    s.ok(&["task", "add", "first"]);
+    let out = s.run(&["run", "--agent-cmd", AGENT]);
+    assert!(!out.status.success());
+    let events = String::from_utf8(s.ok(&["events"]).stdout).unwrap();
+    assert!(events.contains("infrastructure"), "{events}");
+    assert!(
+        events.contains("worktrees.setup `echo no network; exit 3` failed"),
+        "{events}"
+    );
+    // No agent ran, and the task is not failed for it.
+    let tasks = s.json(&["task", "list"]);
+    assert_ne!(tasks[0]["status"], "done");
+    assert_ne!(tasks[0]["status"], "failed");
+    assert!(
+        !s.repo()
+            .join(".orch/artifacts")
+            .read_dir()
+            .unwrap()
+            .any(|r| {
+                walk(&r.unwrap().path())
+                    .iter()
+                    .any(|p| p.ends_with("agent.log"))
+            })
+    );
+}
+
+#[test]
+fn a_kill_while_provisioning_leaks_nothing_after_resume() {
+    let s = Sandbox::new("[run]\nconcurrency = 2\n");
+    s.ok(&["task", "add", "first"]);
+    s.ok(&["task", "add", "port-b"]);
+    // orch aborts (as a SIGKILL would) once a pooled worktree is leased, before it
+    // is switched onto the attempt's branch.
+    let out = s
+        .cmd(&["run", "--agent-cmd", AGENT])
+        .env("ORCH_CRASH_AT", "pool-leased")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        s.pool().iter().any(|p| p["state"] == "leased"),
+        "the lease is written ahead"
+    );
+    s.ok(&["run", "--resume"]);
+    let tasks = s.json(&["task", "list"]);
+    assert!(
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "done")
+    );
+    let pool = s.pool();
+    assert!(pool.iter().all(|p| p["state"] == "free"), "{pool:?}");
+    assert_eq!(s.registered_worktrees(), 1 + pool.len());
+    s.ok(&["cleanup", "--pool"]);
+    assert_eq!(s.registered_worktrees(), 1);
+}
