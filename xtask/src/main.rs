@@ -8,6 +8,9 @@
 //!   fresh repositories (see `e2e.rs`).
 //! - `bench gate` (P3): landed tasks per hour at integration depth 1 against 4, with a
 //!   scripted gate that sleeps `ORCH_BENCH_GATE_SECS` (2 s) and fails bad candidates.
+//! - `bench run [--tasks N] [--files N]` (P1, P2, P6, disk): the worktree pool on a
+//!   generated 20,000-file repository against a pooled bare-git script, provisioning
+//!   against `git worktree add`, and warm `cargo build` gates (see `poolbench.rs`).
 //! - `bench [core|import|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
 //!   `handle` on a 10,000-task board; `import`: a board file's dependency check on
 //!   2,000- and 8,000-task chains; `validate`: the runner's spawn overhead; `git`:
@@ -18,6 +21,7 @@ mod chaos;
 mod e2e;
 mod gatebench;
 mod layers;
+mod poolbench;
 mod tidy;
 
 use std::process::Command;
@@ -32,7 +36,10 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("git", "orch-git", "git"),
 ];
 
-fn bench(which: Option<&str>) -> Result<()> {
+fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
+    if which == Some("run") {
+        return poolbench::run(rest);
+    }
     if which == Some("gate") {
         let secs = std::env::var("ORCH_BENCH_GATE_SECS")
             .ok()
@@ -46,7 +53,7 @@ fn bench(which: Option<&str>) -> Result<()> {
         .collect();
     if selected.is_empty() {
         let mut names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
-        names.push("gate");
+        names.extend(["gate", "run"]);
         bail!(
             "unknown benchmark {:?}; available: {}",
             which.unwrap_or(""),
@@ -82,11 +89,14 @@ fn main() -> Result<()> {
                 bail!("{} tidy problem(s)", problems.len())
             }
         }
-        Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("bench") => bench(
+            args.get(1).map(String::as_str),
+            args.get(2..).unwrap_or(&[]),
+        ),
         Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
         None => bail!(
-            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate], e2e [FILTER]"
+            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|run], e2e [FILTER]"
         ),
     }
 }

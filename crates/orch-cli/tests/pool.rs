@@ -257,3 +257,16 @@ fn a_kill_while_provisioning_leaks_nothing_after_resume() {
     s.ok(&["cleanup", "--pool"]);
     assert_eq!(s.registered_worktrees(), 1);
 }
+
+#[test]
+fn without_reuse_every_attempt_has_its_own_worktree_and_the_pool_stays_empty() {
+    let s = Sandbox::new("[worktrees]\nreuse = false\n");
+    s.ok(&["task", "add", "first"]);
+    s.ok(&["task", "add", "port-b"]);
+    s.ok(&["run", "--agent-cmd", AGENT]);
+    assert!(s.pool().is_empty());
+    // Succeeded attempts' worktrees were removed as they ended; the run's
+    // integration checkout at its end.
+    assert_eq!(s.registered_worktrees(), 1);
+    assert_eq!(s.landed("one.txt"), "one");
+}

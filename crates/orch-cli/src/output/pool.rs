@@ -53,8 +53,8 @@ pub fn print(entries: &[PoolEntry], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<5} {:<12} {:<22} {:>10}  {:<26} path",
-        "slot", "kind", "state", "size", "last used by"
+        "{:<5} {:<12} {:<20} {:>10}  path (last used by)",
+        "slot", "kind", "state", "size"
     );
     let mut total = 0;
     for e in entries {
@@ -64,13 +64,18 @@ pub fn print(entries: &[PoolEntry], json: bool) -> anyhow::Result<()> {
             s => s.name().to_owned(),
         };
         let missing = if e.exists { "" } else { " (missing)" };
+        let last = e
+            .slot
+            .last_holder
+            .as_deref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
         println!(
-            "{:<5} {:<12} {:<22} {:>10}  {:<26} {}{missing}",
+            "{:<5} {:<12} {:<20} {:>10}  {}{missing}{last}",
             e.slot.slot,
             e.slot.kind.to_string(),
             state,
             ByteSize(e.bytes).approx(),
-            e.slot.last_holder.as_deref().unwrap_or("-"),
             e.slot.path.display()
         );
     }
