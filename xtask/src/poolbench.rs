@@ -36,9 +36,11 @@ git update-ref refs/heads/bare/integration "$base"
 git worktree add -q --detach "$root/integration" "$base"
 for k in $(seq 1 "$c"); do git worktree add -q --detach "$root/w$k" "$base"; done
 worker() {
-  k=$1; wt="$root/w$k"; i=$k
+  k=$1; wt="$root/w$k"; i=$k; prev=""
   while [ "$i" -le "$n" ]; do
     git -C "$wt" checkout -q -f -B "bare/task-$i" "$(git rev-parse bare/integration)"
+    if [ -n "$prev" ]; then git branch -q -D "$prev"; fi
+    prev="bare/task-$i"
     git -C "$wt" clean -qfd
     echo "$i" > "$wt/task-$i.txt"
     git -C "$wt" add -A && git -C "$wt" commit -q -m "task $i"
@@ -52,7 +54,6 @@ worker() {
       true
       git update-ref refs/heads/bare/integration "$new" "$old"
     ) 9>"$root/lock"
-    git -C "$wt" checkout -q --detach && git branch -q -D "bare/task-$i"
     i=$((i + c))
   done
 }

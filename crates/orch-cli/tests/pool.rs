@@ -270,3 +270,50 @@ fn without_reuse_every_attempt_has_its_own_worktree_and_the_pool_stays_empty() {
     assert_eq!(s.registered_worktrees(), 1);
     assert_eq!(s.landed("one.txt"), "one");
 }
+
+#[test]
+fn a_worktree_that_cannot_be_made_clean_is_retired_and_replaced() {
+    let s = Sandbox::new("[run]\nconcurrency = 1\n");
+    s.ok(&["task", "add", "first"]);
+    s.ok(&["run", "--agent-cmd", AGENT]);
+    let pool = s.pool();
+    let first = PathBuf::from(pool[0]["path"].as_str().unwrap());
+    // Something the next attempt must not see, that no one can remove.
+    let stuck = first.join("stuck.txt");
+    std::fs::write(&stuck, "left behind\n").unwrap();
+    let immutable = |flag: &str| {
+        Command::new("chattr")
+            .args([flag, stuck.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !immutable("+i") {
+        eprintln!("chattr +i is not available here (needs root on ext4): not tested");
+        return;
+    }
+    s.ok(&["task", "add", "port-second"]);
+    let out = s.run(&["run", "--agent-cmd", AGENT]);
+    immutable("-i");
+    assert!(out.status.success(), "{out:?}");
+    // The task ran in a new worktree; the stuck one is retired, never handed out.
+    assert!(!s.landed("port-second.txt").is_empty());
+    let tree = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert!(
+        !tree.contains("stuck.txt"),
+        "the leftover was committed: {tree}"
+    );
+    let pool = s.pool();
+    let old = pool
+        .iter()
+        .find(|p| p["path"] == first.to_str().unwrap())
+        .expect("the stuck worktree stays known");
+    assert_eq!(old["state"], "retired", "{pool:?}");
+    assert!(
+        pool.iter()
+            .any(|p| p["state"] == "free" && p["kind"] == "attempt")
+    );
+    // Once it can go, cleanup removes it.
+    s.ok(&["cleanup"]);
+    assert!(!first.exists());
+    assert!(s.pool().iter().all(|p| p["state"] != "retired"));
+}

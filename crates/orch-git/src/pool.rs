@@ -12,9 +12,9 @@ use crate::{Git, GitError, full_branch, git_cli, git_cli_retrying};
 
 impl Git {
     /// Switches the pooled worktree at `path` onto `branch`, created at `at` (it must
-    /// not exist), then scrubs it by `rules`. Fails with [`GitError::Dirty`] if it is
-    /// not clean afterwards; on any failure the new branch is deleted again unless the
-    /// worktree has it checked out (the caller then retires the worktree).
+    /// not exist), then scrubs it by `rules`. Fails if it cannot be made clean; the new
+    /// branch is then deleted again unless the worktree has it checked out (the caller
+    /// retires the worktree).
     pub fn switch_worktree(
         &self,
         path: &Path,
@@ -39,9 +39,10 @@ impl Git {
     }
 
     /// Removes from the worktree at `path` every untracked file git does not ignore,
-    /// and the ignored ones `rules` do not keep; then checks that it is clean. (Not
-    /// `git clean -X` with patterns: it removes an ignored directory whole, even
-    /// when only a path inside it matches.)
+    /// and the ignored ones `rules` do not keep. A file that cannot be removed (locked,
+    /// immutable) is an error: `git clean` says so in its exit status. (Not `git clean
+    /// -X` with patterns: it removes an ignored directory whole, even when only a path
+    /// inside it matches.)
     pub fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), GitError> {
         git_cli_retrying(path, &["clean", "-ffdq"])?;
         let mut remove = BTreeSet::new();
@@ -67,28 +68,18 @@ impl Git {
                 }
             }
         }
-        let status = git_cli(
-            path,
-            &[
-                "--no-optional-locks",
-                "status",
-                "--porcelain",
-                "--untracked-files=all",
-            ],
-        )?;
-        if !status.trim().is_empty() {
-            return Err(GitError::Dirty(path.to_path_buf()));
-        }
         Ok(())
     }
 
-    /// Detaches `HEAD` of the worktree at `path` where it is (no file changes), so the
-    /// branch it had checked out can be deleted while the worktree waits in the pool.
+    /// Detaches `HEAD` of the worktree at `path` where it is, so the branch it had
+    /// checked out can be deleted while the worktree waits in the pool. Only `HEAD` is
+    /// written (no index refresh, no file touched).
     pub fn detach_worktree(&self, path: &Path) -> Result<(), GitError> {
         if !path.join(".git").is_file() {
             return Err(GitError::NotAWorktree(path.to_path_buf()));
         }
-        git_cli_retrying(path, &["checkout", "--quiet", "--detach"])?;
+        let head = git_cli(path, &["rev-parse", "--verify", "HEAD"])?;
+        git_cli_retrying(path, &["update-ref", "--no-deref", "HEAD", head.trim()])?;
         Ok(())
     }
 }

@@ -106,7 +106,7 @@ impl Git {
             path,
             &["checkout", "--quiet", "--force", "--detach", &commit.0],
         )?;
-        git_cli_retrying(path, &["clean", "--quiet", "-d", "--force"])?;
+        git_cli_retrying(path, &["clean", "--quiet", "-d", "--force", "--force"])?;
         Ok(())
     }
 

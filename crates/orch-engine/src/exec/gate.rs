@@ -61,8 +61,10 @@ async fn checkout(ctx: &Ctx, path: &Path, commit: &CommitId, scrub: bool) -> Res
     let submodules = ctx.cfg.config.worktrees.submodules;
     let rules = CacheRules::from_config(&ctx.cfg.config.worktrees);
     blocking(move || {
+        // The checkout removed untracked files already: only cache rules that narrow
+        // what is kept need the scrub's second pass.
         git.checkout_for_gate(&p, &c, submodules)?;
-        if scrub {
+        if scrub && rules != CacheRules::default() {
             git.scrub(&p, &rules)?;
         }
         Ok(())

@@ -352,14 +352,19 @@ async fn retire(ctx: &Ctx, also: Option<(u32, &Holder)>, branch: Option<&str>) {
     };
     for s in gone {
         let (git, path, b) = (ctx.git.clone(), s.path.clone(), branch.map(str::to_owned));
-        let _ = blocking(move || {
+        let removed = blocking(move || {
             remove_dir(&*git, &path);
             if let Some(b) = b {
                 let _ = git.delete_branch(&b, true);
             }
+            !path.exists()
         })
         .await;
-        let _ = ctx.journal.forget_pool(s.slot).await;
+        // One that will not go (an immutable file) stays retired, never handed out,
+        // for `orch cleanup` to try again.
+        if removed == Ok(true) {
+            let _ = ctx.journal.forget_pool(s.slot).await;
+        }
     }
 }
 
