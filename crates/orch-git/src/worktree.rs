@@ -67,10 +67,8 @@ impl Git {
         Ok(())
     }
 
-    /// `git worktree add` with a parallel checkout: on a 20,000-file repository it
-    /// writes the files about ten times as fast as gix's checkout did here (see
-    /// `cargo xtask bench run`). A failed add is removed again. Callers hold the admin
-    /// lock.
+    /// `git worktree add` with git's parallel checkout (`checkout.workers=0`: one
+    /// worker per core). A failed add is removed again. Callers hold the admin lock.
     fn new_worktree(&self, path: &Path, how: &[&str], what: &str) -> Result<(), GitError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
