@@ -20,7 +20,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "orch-engine",
         &["orch-core", "orch-git", "orch-store", "orch-validate"],
     ),
-    ("orch-cli", &["orch-engine", "orch-store"]),
+    // The CLI starts the dashboard (`orch serve`); the dashboard never uses the CLI.
+    ("orch-cli", &["orch-engine", "orch-store", "orch-web"]),
     ("orch-web", &["orch-engine", "orch-store"]),
 ];
 

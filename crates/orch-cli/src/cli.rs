@@ -77,6 +77,9 @@ pub enum Command {
     /// The worktree pool: each pooled worktree with its state (free, leased,
     /// retired), who holds it, its size on disk and the last attempt that used it.
     Pool,
+    /// The dashboard: the board, the runs and the audit log in a browser, live, with
+    /// controls. Prints the URL to open (it carries a random token); Ctrl-C stops it.
+    Serve(ServeArgs),
     /// The integration line: where it is, how far ahead of the base and the target,
     /// which tasks it holds, and what waits to land.
     Status,
@@ -123,6 +126,18 @@ pub struct LandArgs {
     /// `git merge --ff-only` would); without it, orch prints the command to run.
     #[arg(long)]
     pub update_checkout: bool,
+}
+
+/// `orch serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on. Anything but a loopback address exposes the board
+    /// (and its controls) to whoever can reach it and has the token.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// The port (0: any free one).
+    #[arg(long, default_value_t = 7321)]
+    pub port: u16,
 }
 
 /// `orch cleanup`

@@ -1293,3 +1293,46 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
         "{gate}"
     );
 }
+
+#[test]
+fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
+    use std::io::{BufRead, Read, Write};
+    use std::os::unix::process::CommandExt;
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "shown on the board"]);
+    let mut child = s
+        .cmd(&["serve", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_owned();
+    let (base, token) = url.split_once("/?token=").expect("a URL with its token");
+    let addr = base.trim_start_matches("http://").to_owned();
+    let get = |cookie: &str| {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    let without = get("");
+    let with = get(&format!("Cookie: orch_token={token}\r\n"));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+    assert!(without.starts_with("HTTP/1.1 401"), "{without}");
+    assert!(with.starts_with("HTTP/1.1 200"), "{with}");
+    assert!(with.contains("shown on the board"), "{with}");
+}

@@ -12,6 +12,7 @@
 //! - [`setup`]: the agent command, worktree root and run a frontend starts;
 //! - [`stored`]: the typed record of how a run was started;
 //! - [`layout`]: branch and worktree paths;
+//! - [`steer`]: what a person asks of tasks and runs (retry, cancel, ...), for every frontend;
 //! - [`pool`]: the worktree pool outside a run (`orch pool`, cleanup);
 //! - [`error`]: the engine's errors.
 #![warn(missing_docs)]
@@ -38,6 +39,7 @@ pub mod retention;
 pub mod sandbox;
 pub mod setup;
 pub mod status;
+pub mod steer;
 pub mod stored;
 
 use std::collections::HashMap;

@@ -73,6 +73,16 @@ impl Store {
             .map_err(|e| StoreError::from_db(e, "reading events"))?;
         rows.into_iter().map(to_domain).collect()
     }
+
+    /// The newest event's `seq` (0 for an empty log): where a live view starts.
+    pub async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let row = event::Entity::find()
+            .order_by_desc(event::Column::Seq)
+            .one(&self.db)
+            .await
+            .map_err(|e| StoreError::from_db(e, "reading the newest event"))?;
+        Ok(row.map_or(0, |r| r.seq))
+    }
 }
 
 fn to_domain(m: event::Model) -> Result<Event, StoreError> {

@@ -13,6 +13,7 @@ mod land;
 mod logs;
 pub(crate) mod run;
 mod runs;
+mod serve;
 mod task;
 
 use anyhow::Result;
@@ -39,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         },
         Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
         Command::Pool => cleanup::pool(&ctx).await.map(|_| 0),
+        Command::Serve(args) => serve::serve(&ctx, &args).await.map(|_| 0),
         Command::Status => land::status(&ctx).await.map(|_| 0),
         Command::Land(args) => land::land(&ctx, &args).await,
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),

@@ -2,11 +2,10 @@
 
 use anyhow::Result;
 use orch_engine::core::run::{RunId, RunSnapshot};
-use orch_store::{ControlKind, Store};
+use orch_store::Store;
 
 use crate::cli::RunCommand;
 use crate::ctx::{Ctx, Opened};
-use crate::error::BadInput;
 use crate::output::{self, run::RunStory};
 
 /// Runs one of the run subcommands (not `resume`, which drives a run).
@@ -46,14 +45,8 @@ async fn list(store: &Store, json: bool) -> Result<()> {
 }
 
 async fn cancel(store: &Store, id: &RunId, json: bool) -> Result<()> {
+    orch_engine::steer::cancel_run(store, id).await?;
     let info = store.run(id).await?;
-    if info.state.is_terminal() {
-        return Err(BadInput(
-            format!("run {id} has already ended ({:?})", info.state).to_lowercase(),
-        )
-        .into());
-    }
-    store.post_control(id, ControlKind::CancelRun).await?;
     if json {
         return output::print_json(&output::CancelRequested::run(&id.0));
     }

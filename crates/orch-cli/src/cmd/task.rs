@@ -4,11 +4,11 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use orch_engine::core::run::RunState;
 use orch_engine::core::task::{NewTask, TaskEdit};
 use orch_engine::core::transition::{self, Actor};
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_store::{ControlKind, EventFilter, MoveRequest, Store};
+use orch_engine::steer::{self, Canceled};
+use orch_store::{EventFilter, MoveRequest, Store};
 
 use crate::cli::{BodyArgs, TaskAdd, TaskCommand, TaskEditArgs, TaskMove};
 use crate::ctx::{Ctx, actor};
@@ -182,34 +182,13 @@ async fn cancel(
     who: &str,
     json: bool,
 ) -> Result<()> {
-    let t = store.task(id).await?;
-    if t.status != TaskStatus::InProgress {
-        let req = MoveRequest {
-            to: TaskStatus::Canceled,
-            actor: Actor::Human,
-            force: false,
-            reason: Some(reason.unwrap_or_else(|| "canceled".into())),
-        };
-        let t = store.move_task(id, &req, who).await?;
-        return print_task(&t, json, || format!("canceled #{} {}", t.id, t.title));
-    }
-    let all = store.runs().await?;
-    let live: Vec<_> = all
-        .iter()
-        .filter(|r| matches!(r.state, RunState::Running | RunState::Draining))
-        .collect();
-    if live.is_empty() {
-        return Err(BadInput(format!(
-            "task {id} is in_progress but no run is live to stop it; move it with `orch task move {id} canceled --force`"
-        ))
-        .into());
-    }
-    for r in &live {
-        store
-            .post_control(&r.id, ControlKind::CancelTask(id))
-            .await?;
-    }
-    let runs: Vec<String> = live.iter().map(|r| r.id.0.clone()).collect();
+    let (runs, interrupted) = match steer::cancel_task(store, id, reason, who).await? {
+        Canceled::Moved(t) => {
+            return print_task(&t, json, || format!("canceled #{} {}", t.id, t.title));
+        }
+        Canceled::Requested { runs, interrupted } => (runs, interrupted),
+    };
+    let runs: Vec<String> = runs.into_iter().map(|r| r.0).collect();
     if json {
         return output::print_json(&output::CancelRequested::task(id, runs));
     }
@@ -217,12 +196,10 @@ async fn cancel(
         "cancel requested: run {} stops task #{id} and goes on with the rest",
         runs.join(", ")
     );
-    for r in orch_engine::interrupted_runs(store, &all).await? {
-        if runs.contains(&r.0) {
-            println!(
-                "note: run {r} is interrupted (no orch drives it); the cancel takes effect when `orch run resume {r}` resumes it"
-            );
-        }
+    for r in interrupted {
+        println!(
+            "note: run {r} is interrupted (no orch drives it); the cancel takes effect when `orch run resume {r}` resumes it"
+        );
     }
     Ok(())
 }
@@ -237,29 +214,7 @@ async fn reopen(
     who: &str,
     json: bool,
 ) -> Result<()> {
-    let t = store.task(id).await?;
-    if t.status != from {
-        let hint = if t.status == TaskStatus::Canceled {
-            " (a canceled one: orch task move ID backlog)"
-        } else {
-            ""
-        };
-        return Err(BadInput(format!(
-            "task {id} is {}; only a {from} task can be {verb}{hint}",
-            t.status
-        ))
-        .into());
-    }
-    let req = MoveRequest {
-        to: TaskStatus::Backlog,
-        actor: Actor::Human,
-        force: false,
-        reason: Some(format!(
-            "{verb}{}",
-            reason.map(|r| format!(": {r}")).unwrap_or_default()
-        )),
-    };
-    let t = store.move_task(id, &req, who).await?;
+    let t = steer::reopen(store, id, from, verb, reason, who).await?;
     print_task(&t, json, || {
         format!("{verb} #{} {}: back in the backlog", t.id, t.title)
     })

@@ -1,0 +1,43 @@
+//! `orch serve [--bind IP] [--port N]`: starts the dashboard on the repository's
+//! store, prints its URL (with the token) and serves until Ctrl-C or SIGTERM.
+
+use anyhow::Result;
+
+use crate::cli::ServeArgs;
+use crate::ctx::{Ctx, actor};
+
+/// Runs `orch serve`.
+pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
+    let opened = ctx.open().await?;
+    if !args.bind.is_loopback() {
+        eprintln!(
+            "orch: warning: listening on {} makes the board and its controls reachable from other machines; anyone with the URL's token can change it",
+            args.bind
+        );
+    }
+    let opts = orch_web::Options {
+        bind: std::net::SocketAddr::new(args.bind, args.port),
+        token: None,
+        actor: actor(),
+    };
+    let served = orch_web::start(opened.store, opts).await?;
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({ "url": served.url, "addr": served.addr })
+        );
+    } else {
+        println!("{}", served.url);
+        eprintln!(
+            "orch: the dashboard of {} is at the URL above; Ctrl-C stops it",
+            opened.repo.root.display()
+        );
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = served.wait() => r?,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

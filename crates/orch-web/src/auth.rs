@@ -1,0 +1,118 @@
+//! Who may use the dashboard: whoever holds the token printed at start (Jupyter
+//! style). `/?token=T` sets it as an HttpOnly, SameSite=Strict cookie and redirects to
+//! the page without it; every request without the cookie gets 401. State-changing
+//! requests are POSTs that must carry the page's CSRF token and come from the
+//! dashboard's own origin.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::AppState;
+
+/// The cookie that carries the token.
+pub const COOKIE: &str = "orch_token";
+
+/// A random token: 128 bits from the operating system, as hex.
+pub fn random_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// The token check, before every handler.
+pub(crate) async fn require_token(
+    State(app): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v.to_owned())
+    });
+    if let Some(t) = from_query {
+        if !same(&t, &app.token) {
+            return unauthorized();
+        }
+        let cookie = format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/");
+        let path = req.uri().path().to_owned();
+        let mut r = Redirect::to(&path).into_response();
+        if let Ok(v) = cookie.parse() {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        return r;
+    }
+    match cookie_token(req.headers()) {
+        Some(t) if same(t, &app.token) => next.run(req).await,
+        _ => unauthorized(),
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "401: open the dashboard with the URL `orch serve` printed (it carries the token)\n",
+    )
+        .into_response()
+}
+
+/// Whether a POST may change state: its form's `csrf` is the page's, and its `Origin`
+/// (which browsers send with every POST) is this server's.
+pub(crate) fn csrf_ok(
+    app: &AppState,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+) -> Result<(), String> {
+    if !csrf.is_some_and(|c| same(c, &app.csrf)) {
+        return Err("the form's CSRF token is missing or stale: reload the page".into());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if origin != format!("http://{host}") {
+        return Err(format!(
+            "the request came from {origin:?}, not from this dashboard (http://{host})"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_compared_whole() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(same(&a, &a.clone()));
+        assert!(!same(&a, &b));
+        assert!(!same(&a, &a[..31]));
+    }
+}

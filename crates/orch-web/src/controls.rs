@@ -1,0 +1,111 @@
+//! The dashboard's buttons: POSTs checked for their CSRF token and origin, carried out
+//! through `orch_engine::steer` (or the store's task edit, for a priority) and
+//! journaled as `human:<user> (dashboard)`. A refusal shows the page again with the
+//! policy's reason.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use orch_engine::core::run::RunId;
+use orch_engine::core::task::TaskEdit;
+use orch_engine::core::{TaskId, TaskStatus};
+use orch_engine::{EngineError, steer};
+use serde::Deserialize;
+
+use crate::auth::csrf_ok;
+use crate::html::page;
+use crate::{AppState, pages};
+
+/// A control's form.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ControlForm {
+    csrf: Option<String>,
+    priority: Option<String>,
+}
+
+fn forbidden(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(page("Refused", "", Some(why), "")),
+    )
+        .into_response()
+}
+
+/// `POST /tasks/{id}/{retry|unblock|block|cancel|priority}`.
+pub(crate) async fn task(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(i64, String)>,
+    Form(f): Form<ControlForm>,
+) -> Response {
+    if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
+        return forbidden(&why);
+    }
+    let (store, who, id) = (&app.store, app.actor.as_ref(), TaskId(id));
+    let done: Result<(), EngineError> = match action.as_str() {
+        "retry" => steer::reopen(store, id, TaskStatus::Failed, "retried", None, who)
+            .await
+            .map(drop),
+        "unblock" => steer::reopen(store, id, TaskStatus::Blocked, "unblocked", None, who)
+            .await
+            .map(drop),
+        "block" => steer::move_task(store, id, TaskStatus::Blocked, "blocked", who)
+            .await
+            .map(drop),
+        "cancel" => steer::cancel_task(store, id, None, who).await.map(drop),
+        "priority" => match f.priority.as_deref().map(str::trim).map(str::parse::<i32>) {
+            Some(Ok(p)) => {
+                let edit = TaskEdit {
+                    priority: Some(p),
+                    ..TaskEdit::default()
+                };
+                store
+                    .edit_task(id, &edit, who)
+                    .await
+                    .map(drop)
+                    .map_err(Into::into)
+            }
+            _ => Err(EngineError::Config(
+                "a priority is a whole number, such as 2 or -1".into(),
+            )),
+        },
+        other => Err(EngineError::Config(format!(
+            "unknown control {other:?}: allowed are retry, unblock, block, cancel and priority"
+        ))),
+    };
+    finish(&app, &headers, done, "/").await
+}
+
+/// `POST /runs/{id}/cancel`: the run drains, whichever process drives it.
+pub(crate) async fn cancel_run(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ControlForm>,
+) -> Response {
+    if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
+        return forbidden(&why);
+    }
+    let done = steer::cancel_run(&app.store, &RunId(id)).await;
+    finish(&app, &headers, done, "/runs").await
+}
+
+/// Back to the page on success; on a refusal, the page again with its reason (409).
+async fn finish(
+    app: &AppState,
+    headers: &HeaderMap,
+    done: Result<(), EngineError>,
+    back: &str,
+) -> Response {
+    let why = match done {
+        Ok(()) => return Redirect::to(back).into_response(),
+        Err(e) => e.to_string(),
+    };
+    let q = pages::BoardQuery::with_notice(why);
+    let mut r = match back {
+        "/runs" => pages::runs(State(app.clone()), headers.clone(), Query(q)).await,
+        _ => pages::board(State(app.clone()), headers.clone(), Query(q)).await,
+    };
+    *r.status_mut() = StatusCode::CONFLICT;
+    r
+}

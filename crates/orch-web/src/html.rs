@@ -1,0 +1,113 @@
+//! HTML by hand: escaping (every piece of task or run text goes through [`esc`]), the
+//! page frame, and the embedded stylesheet and script. No template engine and no
+//! build step: the assets are constants compiled into the binary.
+
+use std::fmt::Write as _;
+
+/// `s` escaped for HTML text and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole page: the navigation, an optional message (a refusal's reason), the body,
+/// and the script that keeps it live. `csrf` goes into every form.
+pub fn page(title: &str, active: &str, notice: Option<&str>, body: &str) -> String {
+    let mut nav = String::new();
+    for (href, name) in [("/", "Board"), ("/runs", "Runs"), ("/events", "Events")] {
+        let class = if name == active { " class=\"on\"" } else { "" };
+        let _ = write!(nav, "<a href=\"{href}\"{class}>{name}</a>");
+    }
+    let notice = notice
+        .map(|n| format!("<p class=\"notice\" role=\"alert\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · orch</title><style>{STYLE}</style></head>\
+         <body><header><strong>orch</strong><nav>{nav}</nav>\
+         <span id=\"live\" title=\"live updates\">○</span></header>\
+         <main id=\"main\">{notice}{body}</main><script>{SCRIPT}</script></body></html>\n",
+        title = esc(title),
+    )
+}
+
+/// A POST form with one button; `fields` are hidden inputs (name, value).
+pub fn button(action: &str, label: &str, csrf: &str, fields: &[(&str, &str)]) -> String {
+    let mut hidden = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(csrf)
+    );
+    for (k, v) in fields {
+        let _ = write!(
+            hidden,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            esc(k),
+            esc(v)
+        );
+    }
+    format!(
+        "<form method=\"post\" action=\"{}\">{hidden}<button>{}</button></form>",
+        esc(action),
+        esc(label)
+    )
+}
+
+const STYLE: &str = "
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f4}
+header{display:flex;gap:1.5em;align-items:center;padding:.6em 1em;background:#223;color:#eee}
+header a{color:#ccd;margin-right:1em;text-decoration:none}header a.on{color:#fff;font-weight:600}
+#live{margin-left:auto}#live.on{color:#7d7}
+main{padding:1em}
+.notice{background:#fee;border:1px solid #c66;padding:.5em}
+.board{display:flex;gap:.8em;align-items:flex-start;overflow-x:auto}
+.col{flex:1 1 0;min-width:12em;background:#eceae4;border-radius:6px;padding:.5em}
+.col h2{font-size:13px;text-transform:uppercase;margin:.2em 0 .5em}
+.card{background:#fff;border-radius:4px;padding:.5em;margin-bottom:.5em;box-shadow:0 1px 2px #0002;overflow-wrap:anywhere}
+.card .meta{color:#666;font-size:12px}
+.label{background:#dde;border-radius:3px;padding:0 .3em;margin-right:.2em;font-size:12px}
+.waiting{color:#a60}.ready{color:#383}
+form{display:inline}button{font-size:12px;margin:.2em .2em 0 0}
+table{border-collapse:collapse;width:100%;background:#fff}
+td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
+.filters{margin-bottom:.8em}
+";
+
+/// Keeps the page live: the server pushes a message on every change (Server-Sent
+/// Events, resumed from the last id by the browser), and the page fetches its own
+/// main part again. Elapsed times tick locally.
+const SCRIPT: &str = "
+(function(){
+  var live=document.getElementById('live');
+  var pending=false;
+  function refresh(){
+    if(pending)return;pending=true;
+    fetch(location.href,{headers:{'X-Orch-Partial':'1'},credentials:'same-origin'})
+      .then(function(r){return r.text()})
+      .then(function(t){var m=document.getElementById('main');if(m)m.innerHTML=t;pending=false;tick();})
+      .catch(function(){pending=false});
+  }
+  function tick(){
+    var now=Date.now();
+    document.querySelectorAll('[data-since]').forEach(function(e){
+      var s=Math.max(0,Math.round((now-Number(e.dataset.since))/1000));
+      e.textContent=(s>=60?Math.floor(s/60)+'m ':'')+(s%60)+'s';
+    });
+  }
+  setInterval(tick,1000);tick();
+  var es=new EventSource('/live');
+  es.onopen=function(){live.className='on';live.textContent='●'};
+  es.onerror=function(){live.className='';live.textContent='○'};
+  es.onmessage=function(){refresh()};
+})();
+";

@@ -1,0 +1,137 @@
+//! The orch dashboard (`orch serve`): the board, the runs and the audit log as
+//! server-rendered pages kept live over Server-Sent Events, with controls. It is thin:
+//! it reads through `orch-store`'s board and run API, asks for changes through
+//! `orch_engine::steer` (the transition table decides; a refusal is shown with its
+//! reason), and formats. Runs driven by another `orch` process, even on another
+//! machine with PostgreSQL, are steered through the store's controls table.
+//!
+//! - `auth`: the token (URL, then an HttpOnly SameSite=Strict cookie; 401 without)
+//!   and the CSRF and Origin checks of every POST;
+//! - `html`: escaping, the page frame, the embedded assets;
+//! - `pages`: the board, runs and events pages;
+//! - `live`: `/live`, the event stream, resumed from `Last-Event-ID`;
+//! - `controls`: the POST handlers.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod controls;
+mod html;
+mod live;
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use orch_store::Store;
+
+/// What `orch serve` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen (127.0.0.1 by default; another address is the caller's choice,
+    /// which `orch serve` warns about).
+    pub bind: SocketAddr,
+    /// The token to require; `None`: a random one.
+    pub token: Option<String>,
+    /// Who the dashboard's changes are journaled as (`human:<user>`), with ` (dashboard)`.
+    pub actor: String,
+}
+
+/// The dashboard's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No random token could be made.
+    #[error("cannot make a random token: {0}")]
+    Random(String),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+    pub(crate) token: Arc<str>,
+    /// Put into every form and required back: a POST from another page has not got it.
+    pub(crate) csrf: Arc<str>,
+    pub(crate) actor: Arc<str>,
+}
+
+/// A running dashboard.
+#[derive(Debug)]
+pub struct Served {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The URL to open, with the token.
+    pub url: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Serves until the process ends or the server fails.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+    }
+
+    /// Stops serving (open event streams are cut).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Binds and starts serving `store`.
+pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
+    let random = || auth::random_token().map_err(|e| WebError::Random(e.to_string()));
+    let token = match opts.token {
+        Some(t) => t,
+        None => random()?,
+    };
+    let state = AppState {
+        store,
+        token: token.as_str().into(),
+        csrf: random()?.into(),
+        actor: format!("{} (dashboard)", opts.actor).into(),
+    };
+    let listener = tokio::net::TcpListener::bind(opts.bind)
+        .await
+        .map_err(|source| WebError::Bind {
+            addr: opts.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| WebError::Bind {
+        addr: opts.bind,
+        source,
+    })?;
+    let app = router(state);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Served {
+        addr,
+        url: format!("http://{addr}/?token={token}"),
+        task,
+    })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::board))
+        .route("/runs", get(pages::runs))
+        .route("/events", get(pages::events))
+        .route("/live", get(live::stream))
+        .route("/tasks/{id}/{action}", post(controls::task))
+        .route("/runs/{id}/cancel", post(controls::cancel_run))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,319 @@
+//! The pages: the board (a column per status, filterable by label and status), the
+//! runs, and the audit log (filterable by run, task and kind). Each renders whole, or
+//! only its main part when the page's script asks for it again after a live update.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use orch_engine::core::run::RunId;
+use orch_engine::core::{Task, TaskId, TaskStatus};
+use orch_store::EventFilter;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::html::{button, esc, page};
+
+/// The board's filters, and a notice to show (a refused control's reason).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct BoardQuery {
+    label: Option<String>,
+    status: Option<String>,
+    notice: Option<String>,
+}
+
+impl BoardQuery {
+    /// No filter, and `notice` shown.
+    pub(crate) fn with_notice(notice: String) -> BoardQuery {
+        BoardQuery {
+            notice: Some(notice),
+            ..BoardQuery::default()
+        }
+    }
+}
+
+/// The whole page, or its main part when the page's script asks.
+fn respond(headers: &HeaderMap, title: &str, notice: Option<&str>, body: String) -> Response {
+    if headers.contains_key("x-orch-partial") {
+        let notice = notice
+            .map(|n| format!("<p class=\"notice\" role=\"alert\">{}</p>", esc(n)))
+            .unwrap_or_default();
+        return Html(format!("{notice}{body}")).into_response();
+    }
+    Html(page(title, title, notice, &body)).into_response()
+}
+
+fn failed(e: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(page("Error", "", Some(&e.to_string()), "")),
+    )
+        .into_response()
+}
+
+/// Who holds each task now: the run, its live attempt, and since when (ms).
+async fn holders(app: &AppState) -> HashMap<TaskId, (RunId, String, i64)> {
+    let mut out = HashMap::new();
+    let runs = app.store.runs().await.unwrap_or_default();
+    for r in runs.iter().filter(|r| !r.state.is_terminal()) {
+        for a in app.store.attempts(&r.id).await.unwrap_or_default() {
+            if a.phase().is_some_and(|p| !p.is_terminal()) {
+                let since = a.updated_at.as_millis();
+                out.insert(a.attempt.task, (r.id.clone(), a.attempt.to_string(), since));
+            }
+        }
+    }
+    out
+}
+
+/// `GET /`: the board.
+pub(crate) async fn board(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<BoardQuery>,
+) -> Response {
+    let tasks = match app.store.tasks(&[]).await {
+        Ok(t) => t,
+        Err(e) => return failed(e),
+    };
+    let usage = app.store.task_usage().await.unwrap_or_default();
+    let held = holders(&app).await;
+    let status: BTreeMap<TaskId, TaskStatus> = tasks.iter().map(|t| (t.id, t.status)).collect();
+    let only = q.status.as_deref().filter(|s| !s.is_empty());
+    let label = q.label.as_deref().filter(|s| !s.is_empty());
+    let mut body = filters(&q);
+    body.push_str("<div class=\"board\">");
+    for s in TaskStatus::ALL {
+        if only.is_some_and(|o| o != s.as_str()) {
+            continue;
+        }
+        let cards: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.status == s)
+            .filter(|t| label.is_none_or(|l| t.labels.iter().any(|x| x == l)))
+            .collect();
+        let _ = write!(
+            body,
+            "<section class=\"col\" data-status=\"{s}\"><h2>{s} ({})</h2>",
+            cards.len()
+        );
+        for t in cards {
+            body.push_str(&card(&app, t, &status, held.get(&t.id), usage.get(&t.id)));
+        }
+        body.push_str("</section>");
+    }
+    body.push_str("</div>");
+    respond(&headers, "Board", q.notice.as_deref(), body)
+}
+
+fn filters(q: &BoardQuery) -> String {
+    let mut options = String::from("<option value=\"\">every status</option>");
+    for s in TaskStatus::ALL {
+        let sel = if q.status.as_deref() == Some(s.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(options, "<option{sel}>{s}</option>");
+    }
+    format!(
+        "<form class=\"filters\" method=\"get\" action=\"/\">label <input name=\"label\" value=\"{}\"> \
+         <select name=\"status\">{options}</select> <button>filter</button></form>",
+        esc(q.label.as_deref().unwrap_or(""))
+    )
+}
+
+fn card(
+    app: &AppState,
+    t: &Task,
+    status: &BTreeMap<TaskId, TaskStatus>,
+    held: Option<&(RunId, String, i64)>,
+    usage: Option<&orch_engine::core::usage::Usage>,
+) -> String {
+    let mut c = format!(
+        "<div class=\"card\" id=\"task-{id}\" data-task=\"{id}\"><div><b>#{id}</b> <span class=\"title\">{}</span></div><div class=\"meta\">p{}",
+        esc(&t.title),
+        t.priority,
+        id = t.id,
+    );
+    for l in &t.labels {
+        let _ = write!(c, " <span class=\"label\">{}</span>", esc(l));
+    }
+    if !t.depends_on.is_empty() {
+        let waiting: Vec<String> = t
+            .depends_on
+            .iter()
+            .filter(|d| status.get(d) != Some(&TaskStatus::Done))
+            .map(|d| format!("#{d}"))
+            .collect();
+        match waiting.is_empty() {
+            true => c.push_str(" <span class=\"ready\">ready</span>"),
+            false => {
+                let _ = write!(
+                    c,
+                    " <span class=\"waiting\">waiting on {}</span>",
+                    waiting.join(", ")
+                );
+            }
+        }
+    }
+    c.push_str("</div>");
+    if let Some((run, attempt, since)) = held {
+        let _ = write!(
+            c,
+            "<div class=\"meta holder\">{} in run {} · <span data-since=\"{since}\"></span></div>",
+            esc(attempt),
+            esc(&run.0)
+        );
+    }
+    if let Some(u) = usage {
+        let cost = u
+            .cost
+            .map(|c| format!(" · ${:.2}", c.dollars()))
+            .unwrap_or_default();
+        let tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens;
+        let _ = write!(c, "<div class=\"meta\">{tokens} tokens{cost}</div>");
+    }
+    c.push_str(&task_controls(app, t));
+    c.push_str("</div>");
+    c
+}
+
+fn task_controls(app: &AppState, t: &Task) -> String {
+    let id = t.id;
+    let act = |a: &str, label: &str| button(&format!("/tasks/{id}/{a}"), label, &app.csrf, &[]);
+    let mut out = String::from("<div>");
+    match t.status {
+        TaskStatus::Failed => out.push_str(&act("retry", "retry")),
+        TaskStatus::Blocked => out.push_str(&act("unblock", "unblock")),
+        TaskStatus::Backlog => out.push_str(&act("block", "block")),
+        _ => {}
+    }
+    if matches!(
+        t.status,
+        TaskStatus::Backlog | TaskStatus::InProgress | TaskStatus::Blocked | TaskStatus::Failed
+    ) {
+        out.push_str(&act("cancel", "cancel"));
+    }
+    if t.status != TaskStatus::Done {
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"/tasks/{id}/priority\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input name=\"priority\" size=\"3\" value=\"{}\" aria-label=\"priority\"><button>set priority</button></form>",
+            esc(&app.csrf),
+            t.priority
+        );
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// `GET /runs`: every run with its state, outcomes, duration and integration branch.
+pub(crate) async fn runs(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<BoardQuery>,
+) -> Response {
+    let runs = match app.store.runs().await {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let mut body = String::from(
+        "<table><tr><th>run</th><th>state</th><th>attempts</th><th>cost</th><th>started</th><th>duration</th><th>integration branch</th><th></th></tr>",
+    );
+    for r in &runs {
+        let attempts = app.store.attempts(&r.id).await.unwrap_or_default();
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        let mut cost = 0.0;
+        for a in &attempts {
+            *by.entry(a.state.clone()).or_default() += 1;
+            cost += a
+                .usage
+                .as_ref()
+                .and_then(|u| u.cost)
+                .map_or(0.0, |c| c.dollars());
+        }
+        let counts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let line = orch_engine::StoredRun::from_json(&r.id.0, &r.config)
+            .map(|s| s.config.run.line_branch(&r.id.0))
+            .unwrap_or_default();
+        let secs = (r.updated_at.as_millis() - r.created_at.as_millis()) / 1000;
+        let state = serde_json::to_value(r.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let cancel = match r.state.is_terminal() {
+            true => String::new(),
+            false => button(&format!("/runs/{}/cancel", r.id), "cancel", &app.csrf, &[]),
+        };
+        let _ = write!(
+            body,
+            "<tr data-run=\"{id}\"><td><a href=\"/events?run={id}\">{id}</a></td><td class=\"state\">{state}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{}m {}s</td><td>{}</td><td>{cancel}</td></tr>",
+            esc(&counts.join(", ")),
+            r.created_at,
+            secs / 60,
+            secs % 60,
+            esc(&line),
+            id = esc(&r.id.0),
+        );
+    }
+    body.push_str("</table>");
+    if runs.is_empty() {
+        body.push_str("<p>No run yet: <code>orch run</code> starts one.</p>");
+    }
+    respond(&headers, "Runs", q.notice.as_deref(), body)
+}
+
+/// The audit log's filters.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct EventsQuery {
+    run: Option<String>,
+    task: Option<i64>,
+    kind: Option<String>,
+}
+
+/// `GET /events`: the newest 500 events that pass the filters, newest first.
+pub(crate) async fn events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let filter = EventFilter {
+        task: q.task.map(TaskId),
+        run: q.run.clone().filter(|r| !r.is_empty()),
+        ..EventFilter::default()
+    };
+    let events = match app.store.events(&filter).await {
+        Ok(e) => e,
+        Err(e) => return failed(e),
+    };
+    let kind = q.kind.as_deref().filter(|k| !k.is_empty());
+    let mut body = format!(
+        "<form class=\"filters\" method=\"get\" action=\"/events\">run <input name=\"run\" value=\"{}\"> task <input name=\"task\" size=\"5\" value=\"{}\"> kind <input name=\"kind\" value=\"{}\"> <button>filter</button></form><table><tr><th>#</th><th>at</th><th>run</th><th>task</th><th>kind</th><th>who</th><th>what</th></tr>",
+        esc(q.run.as_deref().unwrap_or("")),
+        q.task.map(|t| t.to_string()).unwrap_or_default(),
+        esc(kind.unwrap_or("")),
+    );
+    for e in events
+        .iter()
+        .rev()
+        .filter(|e| kind.is_none_or(|k| e.kind.starts_with(k)))
+        .take(500)
+    {
+        let _ = write!(
+            body,
+            "<tr data-seq=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.seq,
+            e.seq,
+            e.at,
+            esc(e.run_id.as_deref().unwrap_or("")),
+            e.task_id.map(|t| format!("#{t}")).unwrap_or_default(),
+            esc(&e.kind),
+            esc(&e.actor),
+            esc(&e.reason),
+        );
+    }
+    body.push_str("</table>");
+    respond(&headers, "Events", None, body)
+}

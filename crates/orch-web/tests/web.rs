@@ -1,0 +1,323 @@
+//! The dashboard over real HTTP on loopback, against a real SQLite file (and a real
+//! PostgreSQL database when `ORCH_TEST_DATABASE_URL` names a server): the token, the
+//! CSRF and origin checks, escaping, controls and their refusals, and the live event
+//! stream resumed from `Last-Event-ID` with no gap and no duplicate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use orch_engine::core::task::NewTask;
+use orch_engine::core::transition::Actor;
+use orch_engine::core::{TaskId, TaskStatus};
+use orch_store::{EventFilter, Location, MoveRequest, Store};
+use orch_web::{Options, Served};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Reply {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    Reply {
+        status: head[9..12].parse().unwrap(),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+fn cookie() -> String {
+    format!("Cookie: orch_token={TOKEN}")
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[&cookie()], "").await
+}
+
+/// The CSRF token the page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..at + 32].to_owned()
+}
+
+async fn start(store: Store) -> Served {
+    orch_web::start(
+        store,
+        Options {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            token: Some(TOKEN.into()),
+            actor: "human:tester".into(),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn task(store: &Store, title: &str) -> TaskId {
+    let t = NewTask {
+        title: title.into(),
+        ..NewTask::default()
+    };
+    store.add_task(t, "human:tester").await.unwrap().id
+}
+
+async fn the_dashboard(store: Store) {
+    let served = start(store.clone()).await;
+    let addr = served.addr;
+    // The token: nothing without it, a cookie from the URL, then the pages.
+    assert_eq!(request(addr, "GET", "/", &[], "").await.status, 401);
+    assert_eq!(
+        request(addr, "GET", "/runs", &["Cookie: orch_token=wrong"], "")
+            .await
+            .status,
+        401
+    );
+    let r = request(addr, "GET", &format!("/?token={TOKEN}"), &[], "").await;
+    assert_eq!(r.status, 303);
+    assert!(r.head.contains("HttpOnly; SameSite=Strict"), "{}", r.head);
+    // Task text is text.
+    let evil = task(&store, "<script>alert(1)</script> & \"quotes\"").await;
+    let failed = task(&store, "fails").await;
+    let force = |to| MoveRequest {
+        to,
+        actor: Actor::Human,
+        force: true,
+        reason: Some("set up by the test".into()),
+    };
+    store
+        .move_task(failed, &force(TaskStatus::Failed), "human:tester")
+        .await
+        .unwrap();
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>alert"), "unescaped title");
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;")
+    );
+    assert!(!page.body.contains(TOKEN), "the token is in the page");
+    let csrf = csrf_of(&page.body);
+    let origin = format!("Origin: http://{addr}");
+    // A POST without the page's CSRF token, or from elsewhere, changes nothing.
+    let path = format!("/tasks/{failed}/retry");
+    let r = request(addr, "POST", &path, &[&cookie(), &origin], "csrf=nope").await;
+    assert_eq!(r.status, 403);
+    let elsewhere = "Origin: http://evil.example";
+    let r = request(
+        addr,
+        "POST",
+        &path,
+        &[&cookie(), elsewhere],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(store.task(failed).await.unwrap().status, TaskStatus::Failed);
+    // With both, the retry happens, journaled as the person, from the dashboard.
+    let r = request(
+        addr,
+        "POST",
+        &path,
+        &[&cookie(), &origin],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(
+        store.task(failed).await.unwrap().status,
+        TaskStatus::Backlog
+    );
+    let events = store
+        .events(&EventFilter {
+            task: Some(failed),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.last().unwrap().actor, "human:tester (dashboard)");
+    // A control the policy refuses says why.
+    let r = request(
+        addr,
+        "POST",
+        &path,
+        &[&cookie(), &origin],
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(
+        r.body.contains("only a failed task can be retried"),
+        "{}",
+        r.body
+    );
+    let prio = format!("/tasks/{evil}/priority");
+    let r = request(
+        addr,
+        "POST",
+        &prio,
+        &[&cookie(), &origin],
+        &format!("csrf={csrf}&priority=7"),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(store.task(evil).await.unwrap().priority, 7);
+    let r = request(
+        addr,
+        "POST",
+        &prio,
+        &[&cookie(), &origin],
+        &format!("csrf={csrf}&priority=high"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(
+        r.body.contains("a priority is a whole number"),
+        "{}",
+        r.body
+    );
+    // Filters.
+    let only = get(addr, "/?status=backlog").await.body;
+    assert!(only.contains("data-status=\"backlog\"") && !only.contains("data-status=\"done\""));
+    for p in ["/runs", "/events", &format!("/events?task={evil}")] {
+        assert_eq!(get(addr, p).await.status, 200, "{p}");
+    }
+    served.stop();
+}
+
+/// Reads SSE messages' ids until `n` arrived.
+async fn ids(lines: &mut (impl AsyncBufReadExt + Unpin), n: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), lines.read_line(&mut line)).await;
+        let line = match read {
+            Ok(Ok(0)) | Err(_) => panic!("the stream ended or stalled after {out:?}"),
+            Ok(r) => {
+                r.unwrap();
+                line
+            }
+        };
+        if let Some(id) = line.trim().strip_prefix("id:") {
+            out.push(id.trim().parse().unwrap());
+        }
+    }
+    out
+}
+
+async fn live(addr: SocketAddr, last: Option<i64>) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let resume = last
+        .map(|l| format!("Last-Event-ID: {l}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "GET /live HTTP/1.1\r\nHost: {addr}\r\n{}\r\n{resume}\r\n",
+        cookie()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).await.unwrap();
+    assert!(status.contains("200"), "{status}");
+    r
+}
+
+async fn the_live_stream(store: Store) {
+    let served = start(store.clone()).await;
+    let addr = served.addr;
+    let first = store.last_event_seq().await.unwrap();
+    let mut stream = live(addr, Some(first)).await;
+    for i in 0..3 {
+        task(&store, &format!("t{i}")).await;
+    }
+    let got = ids(&mut stream, 3).await;
+    drop(stream);
+    // Written while no one listened, then a reconnect from the last id seen.
+    for i in 3..6 {
+        task(&store, &format!("t{i}")).await;
+    }
+    let mut stream = live(addr, Some(*got.last().unwrap())).await;
+    let more = ids(&mut stream, 3).await;
+    let all: Vec<i64> = got.into_iter().chain(more).collect();
+    let want: Vec<i64> = store
+        .events(&EventFilter {
+            after_seq: Some(first),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(all, want, "a gap or a duplicate");
+    served.stop();
+}
+
+async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Location::Sqlite(dir.path().join("orch.db")))
+        .await
+        .unwrap();
+    body(store).await;
+    if let Ok(url) = std::env::var("ORCH_TEST_DATABASE_URL") {
+        let store = fresh_postgres(&url).await;
+        body(store).await;
+    }
+}
+
+/// A fresh database on the test server (left for the server's teardown).
+async fn fresh_postgres(admin_url: &str) -> Store {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "orch_web_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let made = std::process::Command::new("psql")
+        .args([admin_url, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql, PostgreSQL's client, is installed with the server");
+    assert!(made.success(), "creating database {name}");
+    let base = admin_url.split('?').next().unwrap();
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    Store::open(&Location::Postgres(url)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_csrf_escaping_and_controls() {
+    each_backend(the_dashboard).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_resumes_without_gaps_or_duplicates() {
+    each_backend(the_live_stream).await;
+}
