@@ -81,6 +81,7 @@ form{display:inline}button{font-size:12px;margin:.2em .2em 0 0}
 table{border-collapse:collapse;width:100%;background:#fff}
 td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
 .filters{margin-bottom:.8em}
+pre.log{background:#111;color:#ddd;padding:.5em;max-height:30em;overflow:auto;white-space:pre-wrap}
 ";
 
 /// Keeps the page live: the server pushes a message on every change (Server-Sent
@@ -94,7 +95,7 @@ const SCRIPT: &str = "
     if(pending)return;pending=true;
     fetch(location.href,{headers:{'X-Orch-Partial':'1'},credentials:'same-origin'})
       .then(function(r){return r.text()})
-      .then(function(t){var m=document.getElementById('main');if(m)m.innerHTML=t;pending=false;tick();})
+      .then(function(t){var m=document.getElementById('main');if(m)m.innerHTML=t;pending=false;tick();attachLogs();})
       .catch(function(){pending=false});
   }
   function tick(){
@@ -104,7 +105,16 @@ const SCRIPT: &str = "
       e.textContent=(s>=60?Math.floor(s/60)+'m ':'')+(s%60)+'s';
     });
   }
-  setInterval(tick,1000);tick();
+  var logs=[];
+  function attachLogs(){
+    logs.forEach(function(s){s.close()});logs=[];
+    document.querySelectorAll('pre.log[data-log]').forEach(function(pre){
+      var s=new EventSource(pre.dataset.log+'?from='+pre.dataset.bytes);
+      s.onmessage=function(m){pre.textContent+=m.data+'\\n';pre.dataset.bytes=m.lastEventId;};
+      logs.push(s);
+    });
+  }
+  setInterval(tick,1000);tick();attachLogs();
   var es=new EventSource('/live');
   es.onopen=function(){live.className='on';live.textContent='●'};
   es.onerror=function(){live.className='';live.textContent='○'};

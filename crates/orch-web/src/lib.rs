@@ -9,6 +9,8 @@
 //!   and the CSRF and Origin checks of every POST;
 //! - `html`: escaping, the page frame, the embedded assets;
 //! - `pages`: the board, runs and events pages;
+//! - `run`: one run (timeline, gates, merges, proposals, the ref's history) and one
+//!   attempt (its prompt, its logs streamed as they grow);
 //! - `live`: `/live`, the event stream, resumed from `Last-Event-ID`;
 //! - `controls`: the POST handlers.
 #![warn(missing_docs)]
@@ -19,6 +21,7 @@ mod controls;
 mod html;
 mod live;
 mod pages;
+mod run;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +40,9 @@ pub struct Options {
     pub token: Option<String>,
     /// Who the dashboard's changes are journaled as (`human:<user>`), with ` (dashboard)`.
     pub actor: String,
+    /// The repository's artifacts directory (`.orch/artifacts`): attempts' prompts and
+    /// logs.
+    pub artifacts: std::path::PathBuf,
 }
 
 /// The dashboard's errors.
@@ -63,6 +69,7 @@ pub(crate) struct AppState {
     /// Put into every form and required back: a POST from another page has not got it.
     pub(crate) csrf: Arc<str>,
     pub(crate) actor: Arc<str>,
+    pub(crate) artifacts: Arc<std::path::Path>,
 }
 
 /// A running dashboard.
@@ -101,6 +108,7 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         token: token.as_str().into(),
         csrf: random()?.into(),
         actor: format!("{} (dashboard)", opts.actor).into(),
+        artifacts: opts.artifacts.into(),
     };
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await
@@ -125,6 +133,9 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::board))
         .route("/runs", get(pages::runs))
+        .route("/runs/{id}", get(run::show))
+        .route("/runs/{id}/attempts/{task}/{n}", get(run::attempt))
+        .route("/runs/{id}/attempts/{task}/{n}/log/{file}", get(run::log))
         .route("/events", get(pages::events))
         .route("/live", get(live::stream))
         .route("/tasks/{id}/{action}", post(controls::task))

@@ -161,11 +161,13 @@ fn card(
     }
     c.push_str("</div>");
     if let Some((run, attempt, since)) = held {
+        let (task, n) = (t.id, attempt.rsplit('-').next().unwrap_or("1"));
         let _ = write!(
             c,
-            "<div class=\"meta holder\">{} in run {} · <span data-since=\"{since}\"></span></div>",
+            "<div class=\"meta holder\"><a href=\"/runs/{r}/attempts/{task}/{n}\">{}</a> in run <a href=\"/runs/{r}\">{r}</a> · <span data-since=\"{since}\"></span></div>",
             esc(attempt),
-            esc(&run.0)
+            r = esc(&run.0),
+            n = esc(n),
         );
     }
     if let Some(u) = usage {
@@ -249,7 +251,7 @@ pub(crate) async fn runs(
         };
         let _ = write!(
             body,
-            "<tr data-run=\"{id}\"><td><a href=\"/events?run={id}\">{id}</a></td><td class=\"state\">{state}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{}m {}s</td><td>{}</td><td>{cancel}</td></tr>",
+            "<tr data-run=\"{id}\"><td><a href=\"/runs/{id}\">{id}</a></td><td class=\"state\">{state}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{}m {}s</td><td>{}</td><td>{cancel}</td></tr>",
             esc(&counts.join(", ")),
             r.created_at,
             secs / 60,

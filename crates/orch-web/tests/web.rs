@@ -72,6 +72,7 @@ async fn start(store: Store) -> Served {
             bind: "127.0.0.1:0".parse().unwrap(),
             token: Some(TOKEN.into()),
             actor: "human:tester".into(),
+            artifacts: std::env::temp_dir().join("orch-web-no-artifacts"),
         },
     )
     .await

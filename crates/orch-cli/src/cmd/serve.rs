@@ -19,6 +19,7 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         bind: std::net::SocketAddr::new(args.bind, args.port),
         token: None,
         actor: actor(),
+        artifacts: opened.repo.orch_dir().join("artifacts"),
     };
     let served = orch_web::start(opened.store, opts).await?;
     if ctx.json {

@@ -1,27 +1,21 @@
-//! The dashboard in a real headless Chromium, driven over WebDriver (chromedriver,
-//! spoken to in plain HTTP and JSON): the board loads with the token and is refused
-//! without it, a task added and moved in the store appears and moves live without a
-//! reload, a `<script>` title shows as text, and the retry button works. Screenshots
-//! go to `target/screenshots/`. Needs Debian's `chromium` and `chromium-driver`
-//! (`.ci/run` installs them); without them it says so and passes, except under CI.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! A WebDriver client for the dashboard's browser tests, spoken in plain HTTP and
+//! JSON to Debian's chromedriver, with headless Chromium: no client crate, no
+//! downloaded browser. The driver and every browser process of its profile are
+//! killed when it drops.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use orch_engine::core::task::NewTask;
-use orch_engine::core::transition::Actor;
-use orch_engine::core::{TaskId, TaskStatus};
-use orch_store::{Location, MoveRequest, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// chromedriver in its own process group, stopped (group and all) when dropped, with
 /// every browser process of this test's profile (Chromium starts its own groups).
-struct Driver {
+pub struct Driver {
     child: Child,
     addr: SocketAddr,
     profile: tempfile::TempDir,
@@ -55,7 +49,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn driver() -> Option<Driver> {
+/// chromedriver, started; `None` (and a note) where Chromium is not installed,
+/// which fails under CI.
+pub fn driver() -> Option<Driver> {
     let found = |p: &str| std::path::Path::new(p).exists();
     if !found("/usr/bin/chromedriver") || !found("/usr/bin/chromium") {
         assert!(
@@ -112,13 +108,13 @@ async fn wd(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> 
     v["value"].clone()
 }
 
-struct Browser {
+pub struct Browser {
     addr: SocketAddr,
     session: String,
 }
 
 impl Browser {
-    async fn open(d: &Driver) -> Browser {
+    pub async fn open(d: &Driver) -> Browser {
         let profile = d.profile.path();
         // chromedriver takes a moment to listen.
         let started = Instant::now();
@@ -158,19 +154,19 @@ impl Browser {
         }
     }
 
-    async fn go(&self, url: &str) {
+    pub async fn go(&self, url: &str) {
         let path = format!("/session/{}/url", self.session);
         wd(self.addr, "POST", &path, Some(json!({ "url": url }))).await;
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub async fn js(&self, script: &str) -> Value {
         let path = format!("/session/{}/execute/sync", self.session);
         let body = json!({"script": format!("return ({script});"), "args": []});
         wd(self.addr, "POST", &path, Some(body)).await
     }
 
     /// Waits up to 5 s for `script` to return true.
-    async fn until(&self, what: &str, script: &str) -> Duration {
+    pub async fn until(&self, what: &str, script: &str) -> Duration {
         let started = Instant::now();
         loop {
             if self.js(script).await == json!(true) {
@@ -184,7 +180,7 @@ impl Browser {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub async fn screenshot(&self, name: &str) {
         use std::io::Write as _;
         let path = format!("/session/{}/screenshot", self.session);
         let b64 = wd(self.addr, "GET", &path, None).await;
@@ -197,7 +193,7 @@ impl Browser {
             .unwrap();
     }
 
-    async fn close(self) {
+    pub async fn close(self) {
         wd(
             self.addr,
             "DELETE",
@@ -229,127 +225,4 @@ fn decode_base64(s: &str) -> Vec<u8> {
         out.extend(&n.to_be_bytes()[1..chunk.len()]);
     }
     out
-}
-
-async fn task(store: &Store, title: &str) -> TaskId {
-    let t = NewTask {
-        title: title.into(),
-        ..NewTask::default()
-    };
-    store.add_task(t, "human:tester").await.unwrap().id
-}
-
-fn column_of(id: TaskId) -> String {
-    format!(
-        "(function(){{var c=document.getElementById('task-{id}');return c?c.closest('section').dataset.status:null}})()"
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_board_in_a_real_browser() {
-    let Some(d) = driver() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&Location::Sqlite(tmp.path().join("orch.db")))
-        .await
-        .unwrap();
-    let evil = task(&store, "<script>document.title='owned'</script>").await;
-    let failed = task(&store, "fails first").await;
-    let force = MoveRequest {
-        to: TaskStatus::Failed,
-        actor: Actor::Human,
-        force: true,
-        reason: None,
-    };
-    store
-        .move_task(failed, &force, "human:tester")
-        .await
-        .unwrap();
-    let opts = orch_web::Options {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        token: None,
-        actor: "human:tester".into(),
-    };
-    let served = orch_web::start(store.clone(), opts).await.unwrap();
-    let base = format!("http://{}", served.addr);
-    let b = Browser::open(&d).await;
-    // No token, no board.
-    b.go(&format!("{base}/")).await;
-    b.until(
-        "a 401 without the token",
-        "document.body.innerText.indexOf('401')>=0",
-    )
-    .await;
-    // The URL with the token: the board, its title text as text.
-    b.go(&served.url).await;
-    b.until("the board", "!!document.querySelector('.board')")
-        .await;
-    assert_eq!(b.js("document.title").await, json!("Board · orch"));
-    let title = b
-        .js(&format!(
-            "document.querySelector('#task-{evil} .title').textContent"
-        ))
-        .await;
-    assert_eq!(title, json!("<script>document.title='owned'</script>"));
-    b.until(
-        "the live stream open",
-        "document.getElementById('live').className==='on'",
-    )
-    .await;
-    // Changes reach the page live, without a reload.
-    b.js("window.notReloaded=true").await;
-    let added = task(&store, "added while watching").await;
-    let took = b
-        .until(
-            "the new card",
-            &format!("!!document.getElementById('task-{added}')"),
-        )
-        .await;
-    let start = MoveRequest {
-        to: TaskStatus::Blocked,
-        actor: Actor::Human,
-        force: false,
-        reason: None,
-    };
-    store
-        .move_task(added, &start, "human:tester")
-        .await
-        .unwrap();
-    b.until(
-        "the card moved to blocked",
-        &format!("{}==='blocked'", column_of(added)),
-    )
-    .await;
-    assert_eq!(
-        b.js("window.notReloaded===true").await,
-        json!(true),
-        "the page reloaded"
-    );
-    eprintln!("a new task reached the page in {took:?}");
-    b.screenshot("board.png").await;
-    // The retry button, through the CSRF-checked POST.
-    b.js(&format!(
-        "document.querySelector('#task-{failed} form[action$=\"/retry\"] button').click()"
-    ))
-    .await;
-    b.until(
-        "the retried card in the backlog",
-        &format!("{}==='backlog'", column_of(failed)),
-    )
-    .await;
-    assert_eq!(
-        store.task(failed).await.unwrap().status,
-        TaskStatus::Backlog
-    );
-    b.go(&format!("{base}/runs")).await;
-    b.until("the runs page", "document.title==='Runs · orch'")
-        .await;
-    b.go(&format!("{base}/events")).await;
-    b.until(
-        "the events page",
-        "document.querySelectorAll('tr[data-seq]').length>=4",
-    )
-    .await;
-    b.screenshot("events.png").await;
-    b.close().await;
-    served.stop();
 }

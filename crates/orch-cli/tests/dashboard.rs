@@ -1,0 +1,183 @@
+//! `orch serve` in a real headless Chromium, beside an `orch run` in another process:
+//! the board needs the token, a `<script>` title shows as text, the run's cards move
+//! across the columns live while a scripted agent works, its output streams into the
+//! attempt page as it prints, the cancel button stops a running attempt, and the retry
+//! button works. Screenshots of the board, the run and an attempt go to
+//! `target/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+use webdriver::{Browser, driver};
+
+/// A process group stopped when dropped.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "git {args:?}");
+}
+
+fn orch(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
+    c.args(args)
+        .current_dir(dir.join("repo"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", dir)
+        .env("USER", "tester")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("GIT_DIR", "/nonexistent")
+        .stdin(Stdio::null());
+    c
+}
+
+fn ok(dir: &Path, args: &[&str]) {
+    let o = orch(dir, args).output().unwrap();
+    assert!(o.status.success(), "orch {args:?}: {o:?}");
+}
+
+/// The agent: `slow` prints a line every 0.3 s, `long` waits to be canceled.
+const AGENT: &str = r#"case "$ORCH_TASK_TITLE" in
+  slow) for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i"; sleep 0.3; done; echo x > slow.txt ;;
+  long) echo started; sleep 60 ;;
+  *) echo y > "$ORCH_TASK_ID.txt" ;;
+esac"#;
+
+fn column_of(title: &str) -> String {
+    format!(
+        "(function(){{var c=[].find.call(document.querySelectorAll('.card'),function(c){{return c.querySelector('.title').textContent==={title:?}}});return c?c.closest('section').dataset.status:null}})()"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_beside_a_run_in_a_real_browser() {
+    let Some(d) = driver() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let repo: PathBuf = dir.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    ok(dir, &["init"]);
+    for t in ["slow", "long", "<script>document.title='owned'</script>"] {
+        ok(dir, &["task", "add", t]);
+    }
+    let mut serve = orch(dir, &["serve", "--port", "0"]);
+    let mut serve = Group(
+        serve
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut url = String::new();
+    std::io::BufReader::new(serve.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    let base = url.split("/?").next().unwrap().to_owned();
+    let b = Browser::open(&d).await;
+    // No token, no board; the URL with it: the board, a title's markup as text.
+    b.go(&format!("{base}/")).await;
+    b.until(
+        "a 401 without the token",
+        "document.body.innerText.indexOf('401')>=0",
+    )
+    .await;
+    b.go(&url).await;
+    b.until(
+        "the live board",
+        "document.getElementById('live').className==='on'",
+    )
+    .await;
+    let title = b
+        .js("document.querySelector('#task-3 .title').textContent")
+        .await;
+    assert_eq!(title, json!("<script>document.title='owned'</script>"));
+    b.js("window.notReloaded=true").await;
+    // A run from the CLI, in another process.
+    let run = Group(
+        orch(dir, &["run", "--agent-cmd", AGENT, "--concurrency", "3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    b.until(
+        "slow in progress",
+        &format!("{}==='in_progress'", column_of("slow")),
+    )
+    .await;
+    b.until(
+        "long in progress",
+        &format!("{}==='in_progress'", column_of("long")),
+    )
+    .await;
+    assert_eq!(b.js("window.notReloaded===true").await, json!(true));
+    b.screenshot("board.png").await;
+    // The attempt page: the agent's lines arrive as it prints them.
+    let attempt = b
+        .js("document.querySelector('#task-1 .holder a').href")
+        .await;
+    b.go(attempt.as_str().unwrap()).await;
+    b.until("the agent's log", "!!document.querySelector('pre.log')")
+        .await;
+    b.js("window.notReloaded=true").await;
+    let log = "document.querySelector('pre.log').textContent";
+    b.until("line 3", &format!("{log}.indexOf('line 3')>=0"))
+        .await;
+    b.until("line 9, later", &format!("{log}.indexOf('line 9')>=0"))
+        .await;
+    assert_eq!(b.js("window.notReloaded===true").await, json!(true));
+    b.screenshot("attempt.png").await;
+    // Back on the board: slow lands; long is canceled by its button.
+    b.go(&format!("{base}/")).await;
+    b.until("slow done", &format!("{}==='done'", column_of("slow")))
+        .await;
+    b.js("document.querySelector('#task-2 form[action$=\"/cancel\"] button').click()")
+        .await;
+    b.until(
+        "long canceled",
+        &format!("{}==='canceled'", column_of("long")),
+    )
+    .await;
+    let runs = "document.querySelectorAll('tr[data-run]').length===1";
+    b.go(&format!("{base}/runs")).await;
+    b.until("the run listed", runs).await;
+    b.js("document.querySelector('tr[data-run] a').click()")
+        .await;
+    b.until("the run page", "document.title.indexOf('Run ')===0")
+        .await;
+    b.screenshot("run.png").await;
+    drop(run);
+    b.close().await;
+    drop(serve);
+}

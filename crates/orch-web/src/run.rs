@@ -1,0 +1,298 @@
+//! One run and one attempt. The run page: its configuration as resolved, its attempts
+//! as a timeline (each state with its time), the gates' results with a failing
+//! command's tail, merges and conflicts with their paths, planner proposals with their
+//! verdicts, and the integration ref's history. The attempt page: its prompt, and the
+//! agent's and the gates' logs, which `/runs/{run}/attempts/{task}/{n}/log/{file}`
+//! streams as Server-Sent Events while they grow.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use futures_util::Stream;
+use orch_engine::core::TaskId;
+use orch_engine::core::run::{AttemptId, RunId};
+use orch_store::EventFilter;
+
+use crate::AppState;
+use crate::html::{button, esc, page};
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(page("Not found", "", Some(what), "")),
+    )
+        .into_response()
+}
+
+fn partial_or_page(headers: &HeaderMap, title: &str, body: String) -> Response {
+    if headers.contains_key("x-orch-partial") {
+        return Html(body).into_response();
+    }
+    Html(page(title, "Runs", None, &body)).into_response()
+}
+
+/// `GET /runs/{run}`.
+pub(crate) async fn show(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(run): Path<String>,
+) -> Response {
+    let id = RunId(run);
+    let Ok(info) = app.store.run(&id).await else {
+        return not_found(&format!("no run {}", id.0));
+    };
+    let attempts = app.store.attempts(&id).await.unwrap_or_default();
+    let events = app
+        .store
+        .events(&EventFilter {
+            run: Some(id.0.clone()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap_or_default();
+    let state = serde_json::to_value(info.state).unwrap_or_default();
+    let mut body = format!(
+        "<h1>Run {}</h1><p class=\"state\">{} · started {}</p>",
+        esc(&id.0),
+        esc(state.as_str().unwrap_or("")),
+        info.created_at
+    );
+    if !info.state.is_terminal() {
+        body.push_str(&button(
+            &format!("/runs/{}/cancel", id.0),
+            "cancel the run",
+            &app.csrf,
+            &[],
+        ));
+    }
+    body.push_str(&config(&id, &info.config));
+    body.push_str("<h2>Attempts</h2><table><tr><th>attempt</th><th>state</th><th>timeline</th><th>failure</th><th>spent</th></tr>");
+    for a in &attempts {
+        let timeline: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind == "attempt.moved" && e.task_id == Some(a.attempt.task))
+            .filter(|e| e.attempt == Some(i64::from(a.attempt.number)))
+            .filter_map(|e| Some(format!("{} {}", e.payload["to"]["state"].as_str()?, e.at)))
+            .collect();
+        let failure = a
+            .failure
+            .as_ref()
+            .map(|f| f.to_string())
+            .unwrap_or_default();
+        let spent = a
+            .usage
+            .as_ref()
+            .and_then(|u| u.cost)
+            .map(|c| format!("${:.2}", c.dollars()))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<tr data-attempt=\"{a}\"><td><a href=\"/runs/{run}/attempts/{task}/{n}\">{a}</a></td><td class=\"state\">{}</td><td>{}</td><td>{}</td><td>{spent}</td></tr>",
+            esc(&a.state),
+            esc(&timeline.join(" → ")),
+            esc(&failure),
+            a = a.attempt,
+            run = esc(&id.0),
+            task = a.attempt.task,
+            n = a.attempt.number,
+        );
+    }
+    body.push_str("</table>");
+    body.push_str(&story(&app, &id).await);
+    body.push_str("<h2>The integration ref</h2><ul>");
+    for e in events
+        .iter()
+        .filter(|e| e.kind == "run.head_advanced" || e.kind == "run.landed")
+    {
+        let _ = write!(body, "<li>{} {}</li>", e.at, esc(&e.reason));
+    }
+    body.push_str("</ul>");
+    partial_or_page(&headers, &format!("Run {}", id.0), body)
+}
+
+/// The run's configuration as resolved, as the run recorded it.
+fn config(id: &RunId, raw: &serde_json::Value) -> String {
+    let Ok(stored) = orch_engine::StoredRun::from_json(&id.0, raw) else {
+        return "<p>Its configuration could not be read.</p>".into();
+    };
+    let c = &stored.config;
+    let rows = [
+        ("agent", stored.engine.agent_command.clone()),
+        ("concurrency", c.run.concurrency.to_string()),
+        ("base", c.run.base.clone()),
+        ("integration branch", c.run.line_branch(&id.0)),
+        ("integration depth", c.run.integration_depth.to_string()),
+        ("worker gate", c.validate.worker.join(" && ")),
+        ("integration gate", c.validate.integration.join(" && ")),
+        ("max attempts", c.policy.max_attempts.to_string()),
+        (
+            "on conflict",
+            format!("{:?}", c.policy.on_conflict).to_lowercase(),
+        ),
+    ];
+    let mut out = String::from("<h2>Configuration</h2><table>");
+    for (k, v) in rows {
+        let _ = write!(
+            out,
+            "<tr><th>{k}</th><td><code>{}</code></td></tr>",
+            esc(&v)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Gates, merges and proposals.
+async fn story(app: &AppState, id: &RunId) -> String {
+    let mut out = String::from(
+        "<h2>Gates</h2><table><tr><th>attempt</th><th>stage</th><th>command</th><th>outcome</th><th>ms</th><th>tail</th></tr>",
+    );
+    for v in app.store.validations(id).await.unwrap_or_default() {
+        let r = &v.record;
+        let tail = match r.outcome.as_str() {
+            "passed" => String::new(),
+            _ => r.tail.join("\n"),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+            v.attempt,
+            esc(&v.stage),
+            esc(&r.command),
+            esc(&r.outcome),
+            r.duration_ms,
+            esc(&tail)
+        );
+    }
+    out.push_str("</table><h2>Merges</h2><ul>");
+    for m in app.store.merges(id).await.unwrap_or_default() {
+        let what = match (&m.commit, m.conflicts.is_empty()) {
+            (Some(c), true) => format!("merged cleanly as {c}"),
+            _ => format!("conflicts in {}", m.conflicts.join(", ")),
+        };
+        let _ = write!(out, "<li>{}: {}</li>", m.attempt, esc(&what));
+    }
+    out.push_str("</ul><h2>Planner proposals</h2><ul>");
+    for p in app.store.proposals(id).await.unwrap_or_default() {
+        let _ = write!(
+            out,
+            "<li>{}: {} {}</li>",
+            esc(&p.proposal.to_string()),
+            esc(&p.verdict),
+            esc(&p.reason)
+        );
+    }
+    out.push_str("</ul>");
+    out
+}
+
+/// The attempt's artifacts directory, from parts that cannot name anything else.
+fn attempt_dir(app: &AppState, run: &str, task: i64, n: u32) -> Option<PathBuf> {
+    let safe = !run.is_empty() && run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    safe.then(|| {
+        app.artifacts
+            .join(run)
+            .join(task.to_string())
+            .join(n.to_string())
+    })
+}
+
+/// `GET /runs/{run}/attempts/{task}/{n}`.
+pub(crate) async fn attempt(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((run, task, n)): Path<(String, i64, u32)>,
+) -> Response {
+    let Some(dir) = attempt_dir(&app, &run, task, n) else {
+        return not_found("no such attempt");
+    };
+    let a = AttemptId {
+        task: TaskId(task),
+        number: n,
+    };
+    let prompt = std::fs::read_to_string(dir.join("prompt.md")).unwrap_or_default();
+    let mut logs: BTreeMap<String, String> = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            logs.insert(name, std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    let mut body = format!(
+        "<h1>Attempt {a} of run <a href=\"/runs/{r}\">{r}</a></h1>",
+        r = esc(&run)
+    );
+    body.push_str(&button(
+        &format!("/tasks/{task}/cancel"),
+        "cancel this task",
+        &app.csrf,
+        &[],
+    ));
+    for (name, text) in &logs {
+        let _ = write!(
+            body,
+            "<h2>{n}</h2><pre class=\"log\" data-log=\"/runs/{r}/attempts/{task}/{num}/log/{n}\" data-bytes=\"{}\">{}</pre>",
+            text.len(),
+            esc(text),
+            n = esc(name),
+            r = esc(&run),
+            num = n,
+        );
+    }
+    let _ = write!(body, "<h2>The prompt</h2><pre>{}</pre>", esc(&prompt));
+    partial_or_page(&headers, &format!("Attempt {a}"), body)
+}
+
+/// `GET /runs/{run}/attempts/{task}/{n}/log/{file}?from=BYTES`: the log's lines past
+/// `from` (or `Last-Event-ID`), as they are written; each message's id is the byte
+/// offset after it, so a reconnect goes on where it stopped.
+pub(crate) async fn log(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path((run, task, n, file)): Path<(String, i64, u32, String)>,
+    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    let safe_file = file.ends_with(".log") && !file.contains('/') && !file.starts_with('.');
+    let Some(dir) = attempt_dir(&app, &run, task, n).filter(|_| safe_file) else {
+        return not_found("no such log");
+    };
+    let from = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or(q.get("from").map(String::as_str))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Sse::new(tail(dir.join(file), from))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn tail(path: PathBuf, from: u64) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(
+        (path, from, String::new()),
+        |(path, mut at, mut partial)| async move {
+            loop {
+                let text = std::fs::read(&path).unwrap_or_default();
+                if (text.len() as u64) > at {
+                    partial.push_str(&String::from_utf8_lossy(&text[at as usize..]));
+                    at = text.len() as u64;
+                }
+                if let Some(end) = partial.rfind('\n') {
+                    let lines: String = partial.drain(..=end).collect();
+                    let ev = Event::default()
+                        .id((at - partial.len() as u64).to_string())
+                        .data(lines.trim_end_matches('\n'));
+                    return Some((Ok(ev), (path, at, partial)));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+}
