@@ -88,6 +88,7 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     for t in ["slow", "long", "<script>document.title='owned'</script>"] {
         ok(dir, &["task", "add", t]);
     }
+    ok(dir, &["task", "add", "after slow", "--after", "1"]);
     let mut serve = orch(dir, &["serve", "--port", "0"]);
     let mut serve = Group(
         serve
@@ -143,7 +144,24 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     .await;
     assert_eq!(b.js("window.notReloaded===true").await, json!(true));
     b.screenshot("board.png").await;
+    // Claiming paused from the runs page, through the store's controls.
+    b.go(&format!("{base}/runs")).await;
+    b.until(
+        "the run listed",
+        "document.querySelectorAll('tr[data-run]').length===1",
+    )
+    .await;
+    b.js("document.querySelector('form[action$=\"/pause\"] button').click()")
+        .await;
+    b.until("back on the runs page", "document.title==='Runs · orch'")
+        .await;
     // The attempt page: the agent's lines arrive as it prints them.
+    b.go(&format!("{base}/")).await;
+    b.until(
+        "slow's holder",
+        "!!document.querySelector('#task-1 .holder a')",
+    )
+    .await;
     let attempt = b
         .js("document.querySelector('#task-1 .holder a').href")
         .await;
@@ -162,6 +180,20 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     b.go(&format!("{base}/")).await;
     b.until("slow done", &format!("{}==='done'", column_of("slow")))
         .await;
+    // Its dependent is ready, but a paused run claims nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(b.js(&column_of("after slow")).await, json!("backlog"));
+    b.go(&format!("{base}/runs")).await;
+    b.until(
+        "the run listed",
+        "document.querySelectorAll('tr[data-run]').length===1",
+    )
+    .await;
+    b.js("document.querySelector('form[action$=\"/resume\"] button').click()")
+        .await;
+    b.go(&format!("{base}/")).await;
+    let after = format!("{}==='done'", column_of("after slow"));
+    b.until("after slow done once resumed", &after).await;
     b.js("document.querySelector('#task-2 form[action$=\"/cancel\"] button').click()")
         .await;
     b.until(

@@ -359,11 +359,16 @@ impl RunDriver {
             }
             Done::Controls(controls) => {
                 for c in controls {
-                    let scope = match c.kind {
-                        ControlKind::CancelRun => CancelScope::Run,
-                        ControlKind::CancelTask(t) => CancelScope::Task(t),
-                    };
-                    self.feed(Input::Cancel { scope });
+                    self.feed(match c.kind {
+                        ControlKind::CancelRun => Input::Cancel {
+                            scope: CancelScope::Run,
+                        },
+                        ControlKind::CancelTask(t) => Input::Cancel {
+                            scope: CancelScope::Task(t),
+                        },
+                        ControlKind::PauseClaims => Input::PauseClaims,
+                        ControlKind::ResumeClaims => Input::ResumeClaims,
+                    });
                 }
             }
         }

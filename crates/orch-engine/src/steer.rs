@@ -124,12 +124,31 @@ pub async fn cancel_task(
 /// Asks a run to cancel (it drains: no new claims, its agents stopped, its tasks
 /// released). Refused for a run that has ended.
 pub async fn cancel_run(store: &Store, run: &RunId) -> Result<(), EngineError> {
+    live(store, run).await?;
+    store.post_control(run, ControlKind::CancelRun).await?;
+    Ok(())
+}
+
+/// Refuses a run that has ended.
+async fn live(store: &Store, run: &RunId) -> Result<(), EngineError> {
     let info = store.run(run).await?;
     if info.state.is_terminal() {
         return Err(EngineError::Config(
             format!("run {run} has already ended ({:?})", info.state).to_lowercase(),
         ));
     }
-    store.post_control(run, ControlKind::CancelRun).await?;
+    Ok(())
+}
+
+/// Pauses (or, with `resume`, resumes) a live run's claiming, whichever process drives
+/// it: it claims nothing new meanwhile, and its live attempts go on. Refused for a run
+/// that has ended.
+pub async fn pause_claims(store: &Store, run: &RunId, resume: bool) -> Result<(), EngineError> {
+    live(store, run).await?;
+    let kind = match resume {
+        true => ControlKind::ResumeClaims,
+        false => ControlKind::PauseClaims,
+    };
+    store.post_control(run, kind).await?;
     Ok(())
 }

@@ -14,6 +14,10 @@ pub enum ControlKind {
     CancelRun,
     /// Cancel one task's live attempt.
     CancelTask(TaskId),
+    /// Claim nothing new until resumed (live attempts go on).
+    PauseClaims,
+    /// Claim again after a pause.
+    ResumeClaims,
 }
 
 /// A pending control.
@@ -31,6 +35,8 @@ impl Store {
         let (name, task) = match kind {
             ControlKind::CancelRun => ("cancel-run", None),
             ControlKind::CancelTask(t) => ("cancel-task", Some(t.0)),
+            ControlKind::PauseClaims => ("pause-claims", None),
+            ControlKind::ResumeClaims => ("resume-claims", None),
         };
         let m = control::ActiveModel {
             id: NotSet,
@@ -61,6 +67,8 @@ impl Store {
                 let kind = match (r.kind.as_str(), r.task_id) {
                     ("cancel-run", _) => ControlKind::CancelRun,
                     ("cancel-task", Some(t)) => ControlKind::CancelTask(TaskId(t)),
+                    ("pause-claims", _) => ControlKind::PauseClaims,
+                    ("resume-claims", _) => ControlKind::ResumeClaims,
                     _ => return None,
                 };
                 Some(Control { id: r.id, kind })

@@ -26,7 +26,7 @@ pub(crate) struct ControlForm {
 fn forbidden(why: &str) -> Response {
     (
         StatusCode::FORBIDDEN,
-        Html(page("Refused", "", Some(why), "")),
+        Html(page("Refused", "", Some(why), "", None)),
     )
         .into_response()
 }
@@ -76,17 +76,26 @@ pub(crate) async fn task(
     finish(&app, &headers, done, "/").await
 }
 
-/// `POST /runs/{id}/cancel`: the run drains, whichever process drives it.
-pub(crate) async fn cancel_run(
+/// `POST /runs/{id}/{cancel|pause|resume}`: the run drains, or stops or starts
+/// claiming, whichever process drives it.
+pub(crate) async fn run(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(f): Form<ControlForm>,
 ) -> Response {
     if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
         return forbidden(&why);
     }
-    let done = steer::cancel_run(&app.store, &RunId(id)).await;
+    let (store, id) = (&app.store, RunId(id));
+    let done = match action.as_str() {
+        "cancel" => steer::cancel_run(store, &id).await,
+        "pause" => steer::pause_claims(store, &id, false).await,
+        "resume" => steer::pause_claims(store, &id, true).await,
+        other => Err(EngineError::Config(format!(
+            "unknown control {other:?}: allowed are cancel, pause and resume"
+        ))),
+    };
     finish(&app, &headers, done, "/runs").await
 }
 

@@ -21,8 +21,15 @@ pub fn esc(s: &str) -> String {
 }
 
 /// A whole page: the navigation, an optional message (a refusal's reason), the body,
-/// and the script that keeps it live. `csrf` goes into every form.
-pub fn page(title: &str, active: &str, notice: Option<&str>, body: &str) -> String {
+/// and the script that keeps it live from event `seq` on (the newest event when the
+/// page was read, so nothing written meanwhile is missed); `None`: not live.
+pub fn page(
+    title: &str,
+    active: &str,
+    notice: Option<&str>,
+    body: &str,
+    seq: Option<i64>,
+) -> String {
     let mut nav = String::new();
     for (href, name) in [("/", "Board"), ("/runs", "Runs"), ("/events", "Events")] {
         let class = if name == active { " class=\"on\"" } else { "" };
@@ -37,8 +44,9 @@ pub fn page(title: &str, active: &str, notice: Option<&str>, body: &str) -> Stri
          <title>{title} · orch</title><style>{STYLE}</style></head>\
          <body><header><strong>orch</strong><nav>{nav}</nav>\
          <span id=\"live\" title=\"live updates\">○</span></header>\
-         <main id=\"main\">{notice}{body}</main><script>{SCRIPT}</script></body></html>\n",
+         <main id=\"main\" data-seq=\"{seq}\">{notice}{body}</main><script>{SCRIPT}</script></body></html>\n",
         title = esc(title),
+        seq = seq.map(|s| s.to_string()).unwrap_or_default(),
     )
 }
 
@@ -115,9 +123,14 @@ const SCRIPT: &str = "
     });
   }
   setInterval(tick,1000);tick();attachLogs();
-  var es=new EventSource('/live');
+  var seq=document.getElementById('main').dataset.seq;
+  if(seq===''||seq===undefined)return;
+  var es=new EventSource('/live?after='+seq);
   es.onopen=function(){live.className='on';live.textContent='●'};
   es.onerror=function(){live.className='';live.textContent='○'};
   es.onmessage=function(){refresh()};
+  // A browser holds six connections per server over HTTP/1.1: a page left (or kept in
+  // the back-forward cache) gives its streams back.
+  window.addEventListener('pagehide',function(){es.close();logs.forEach(function(s){s.close()});});
 })();
 ";

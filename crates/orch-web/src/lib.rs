@@ -139,7 +139,7 @@ fn router(state: AppState) -> Router {
         .route("/events", get(pages::events))
         .route("/live", get(live::stream))
         .route("/tasks/{id}/{action}", post(controls::task))
-        .route("/runs/{id}/cancel", post(controls::cancel_run))
+        .route("/runs/{id}/{action}", post(controls::run))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -35,20 +35,26 @@ impl BoardQuery {
 }
 
 /// The whole page, or its main part when the page's script asks.
-fn respond(headers: &HeaderMap, title: &str, notice: Option<&str>, body: String) -> Response {
+fn respond(
+    headers: &HeaderMap,
+    title: &str,
+    notice: Option<&str>,
+    body: String,
+    seq: i64,
+) -> Response {
     if headers.contains_key("x-orch-partial") {
         let notice = notice
             .map(|n| format!("<p class=\"notice\" role=\"alert\">{}</p>", esc(n)))
             .unwrap_or_default();
         return Html(format!("{notice}{body}")).into_response();
     }
-    Html(page(title, title, notice, &body)).into_response()
+    Html(page(title, title, notice, &body, Some(seq))).into_response()
 }
 
 fn failed(e: impl std::fmt::Display) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        Html(page("Error", "", Some(&e.to_string()), "")),
+        Html(page("Error", "", Some(&e.to_string()), "", None)),
     )
         .into_response()
 }
@@ -74,6 +80,7 @@ pub(crate) async fn board(
     headers: HeaderMap,
     Query(q): Query<BoardQuery>,
 ) -> Response {
+    let seq = app.store.last_event_seq().await.unwrap_or(0);
     let tasks = match app.store.tasks(&[]).await {
         Ok(t) => t,
         Err(e) => return failed(e),
@@ -105,7 +112,7 @@ pub(crate) async fn board(
         body.push_str("</section>");
     }
     body.push_str("</div>");
-    respond(&headers, "Board", q.notice.as_deref(), body)
+    respond(&headers, "Board", q.notice.as_deref(), body, seq)
 }
 
 fn filters(q: &BoardQuery) -> String {
@@ -217,6 +224,7 @@ pub(crate) async fn runs(
     headers: HeaderMap,
     Query(q): Query<BoardQuery>,
 ) -> Response {
+    let seq = app.store.last_event_seq().await.unwrap_or(0);
     let runs = match app.store.runs().await {
         Ok(r) => r,
         Err(e) => return failed(e),
@@ -247,7 +255,10 @@ pub(crate) async fn runs(
             .unwrap_or_default();
         let cancel = match r.state.is_terminal() {
             true => String::new(),
-            false => button(&format!("/runs/{}/cancel", r.id), "cancel", &app.csrf, &[]),
+            false => ["pause", "resume", "cancel"]
+                .iter()
+                .map(|a| button(&format!("/runs/{}/{a}", r.id), a, &app.csrf, &[]))
+                .collect(),
         };
         let _ = write!(
             body,
@@ -264,7 +275,7 @@ pub(crate) async fn runs(
     if runs.is_empty() {
         body.push_str("<p>No run yet: <code>orch run</code> starts one.</p>");
     }
-    respond(&headers, "Runs", q.notice.as_deref(), body)
+    respond(&headers, "Runs", q.notice.as_deref(), body, seq)
 }
 
 /// The audit log's filters.
@@ -286,6 +297,7 @@ pub(crate) async fn events(
         run: q.run.clone().filter(|r| !r.is_empty()),
         ..EventFilter::default()
     };
+    let seq = app.store.last_event_seq().await.unwrap_or(0);
     let events = match app.store.events(&filter).await {
         Ok(e) => e,
         Err(e) => return failed(e),
@@ -317,5 +329,5 @@ pub(crate) async fn events(
         );
     }
     body.push_str("</table>");
-    respond(&headers, "Events", None, body)
+    respond(&headers, "Events", None, body, seq)
 }

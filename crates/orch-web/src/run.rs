@@ -26,16 +26,16 @@ use crate::html::{button, esc, page};
 fn not_found(what: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
-        Html(page("Not found", "", Some(what), "")),
+        Html(page("Not found", "", Some(what), "", None)),
     )
         .into_response()
 }
 
-fn partial_or_page(headers: &HeaderMap, title: &str, body: String) -> Response {
+fn partial_or_page(headers: &HeaderMap, title: &str, body: String, seq: i64) -> Response {
     if headers.contains_key("x-orch-partial") {
         return Html(body).into_response();
     }
-    Html(page(title, "Runs", None, &body)).into_response()
+    Html(page(title, "Runs", None, &body, Some(seq))).into_response()
 }
 
 /// `GET /runs/{run}`.
@@ -44,6 +44,7 @@ pub(crate) async fn show(
     headers: HeaderMap,
     Path(run): Path<String>,
 ) -> Response {
+    let seq = app.store.last_event_seq().await.unwrap_or(0);
     let id = RunId(run);
     let Ok(info) = app.store.run(&id).await else {
         return not_found(&format!("no run {}", id.0));
@@ -114,7 +115,7 @@ pub(crate) async fn show(
         let _ = write!(body, "<li>{} {}</li>", e.at, esc(&e.reason));
     }
     body.push_str("</ul>");
-    partial_or_page(&headers, &format!("Run {}", id.0), body)
+    partial_or_page(&headers, &format!("Run {}", id.0), body, seq)
 }
 
 /// The run's configuration as resolved, as the run recorded it.
@@ -210,6 +211,7 @@ pub(crate) async fn attempt(
     headers: HeaderMap,
     Path((run, task, n)): Path<(String, i64, u32)>,
 ) -> Response {
+    let seq = app.store.last_event_seq().await.unwrap_or(0);
     let Some(dir) = attempt_dir(&app, &run, task, n) else {
         return not_found("no such attempt");
     };
@@ -247,7 +249,7 @@ pub(crate) async fn attempt(
         );
     }
     let _ = write!(body, "<h2>The prompt</h2><pre>{}</pre>", esc(&prompt));
-    partial_or_page(&headers, &format!("Attempt {a}"), body)
+    partial_or_page(&headers, &format!("Attempt {a}"), body, seq)
 }
 
 /// `GET /runs/{run}/attempts/{task}/{n}/log/{file}?from=BYTES`: the log's lines past
