@@ -11,6 +11,8 @@
 //! - `bench run [--tasks N] [--files N]` (P1, P2, P6, disk): the worktree pool on a
 //!   generated 20,000-file repository against a pooled bare-git script, provisioning
 //!   against `git worktree add`, and warm `cargo build` gates (see `poolbench.rs`).
+//! - `bench web`: the dashboard's board with 10,000 tasks, and 100 live clients
+//!   during a 16-agent run (see `webbench.rs`).
 //! - `bench [core|import|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
 //!   `handle` on a 10,000-task board; `import`: a board file's dependency check on
 //!   2,000- and 8,000-task chains; `validate`: the runner's spawn overhead; `git`:
@@ -23,6 +25,7 @@ mod gatebench;
 mod layers;
 mod poolbench;
 mod tidy;
+mod webbench;
 
 use std::process::Command;
 
@@ -40,6 +43,9 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
     if which == Some("run") {
         return poolbench::run(rest);
     }
+    if which == Some("web") {
+        return webbench::run();
+    }
     if which == Some("gate") {
         let secs = std::env::var("ORCH_BENCH_GATE_SECS")
             .ok()
@@ -53,7 +59,7 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
         .collect();
     if selected.is_empty() {
         let mut names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
-        names.extend(["gate", "run"]);
+        names.extend(["gate", "run", "web"]);
         bail!(
             "unknown benchmark {:?}; available: {}",
             which.unwrap_or(""),
@@ -96,7 +102,7 @@ fn main() -> Result<()> {
         Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
         None => bail!(
-            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|run], e2e [FILTER]"
+            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|run|web], e2e [FILTER]"
         ),
     }
 }

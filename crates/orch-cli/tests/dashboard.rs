@@ -1,8 +1,8 @@
 //! `orch serve` in a real headless Chromium, beside an `orch run` in another process:
 //! the board needs the token, a `<script>` title shows as text, the run's cards move
 //! across the columns live while a scripted agent works, its output streams into the
-//! attempt page as it prints, the cancel button stops a running attempt, and the retry
-//! button works. Screenshots of the board, the run and an attempt go to
+//! attempt page as it prints, the cancel button stops a running attempt, and pausing
+//! claiming holds a ready task back. Screenshots of the board, the run and an attempt go to
 //! `target/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -194,7 +194,7 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     b.go(&format!("{base}/")).await;
     let after = format!("{}==='done'", column_of("after slow"));
     b.until("after slow done once resumed", &after).await;
-    b.js("document.querySelector('#task-2 form[action$=\"/cancel\"] button').click()")
+    b.js("document.querySelector('#task-2 button[value=\"cancel\"]').click()")
         .await;
     b.until(
         "long canceled",

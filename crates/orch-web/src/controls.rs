@@ -20,6 +20,7 @@ use crate::{AppState, pages};
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ControlForm {
     csrf: Option<String>,
+    action: Option<String>,
     priority: Option<String>,
 }
 
@@ -31,13 +32,14 @@ fn forbidden(why: &str) -> Response {
         .into_response()
 }
 
-/// `POST /tasks/{id}/{retry|unblock|block|cancel|priority}`.
+/// `POST /tasks/{id}` with `action` = retry, unblock, block, cancel or priority.
 pub(crate) async fn task(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Path((id, action)): Path<(i64, String)>,
+    Path(id): Path<i64>,
     Form(f): Form<ControlForm>,
 ) -> Response {
+    let action = f.action.clone().unwrap_or_default();
     if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
         return forbidden(&why);
     }

@@ -70,6 +70,10 @@ pub(crate) struct AppState {
     pub(crate) csrf: Arc<str>,
     pub(crate) actor: Arc<str>,
     pub(crate) artifacts: Arc<std::path::Path>,
+    /// Every new event of the log, read once for all live clients.
+    pub(crate) feed: tokio::sync::broadcast::Sender<live::Message>,
+    /// The board's data as of the newest event when it was last read.
+    pub(crate) board: Arc<std::sync::Mutex<Option<Arc<pages::BoardData>>>>,
 }
 
 /// A running dashboard.
@@ -80,19 +84,23 @@ pub struct Served {
     /// The URL to open, with the token.
     pub url: String,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    poller: tokio::task::JoinHandle<()>,
 }
 
 impl Served {
     /// Serves until the process ends or the server fails.
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task
+        let r = (&mut { self.task })
             .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        self.poller.abort();
+        r
     }
 
     /// Stops serving (open event streams are cut).
     pub fn stop(self) {
         self.task.abort();
+        self.poller.abort();
     }
 }
 
@@ -103,7 +111,10 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         Some(t) => t,
         None => random()?,
     };
+    let (feed, poller) = live::spawn_poller(store.clone());
     let state = AppState {
+        feed,
+        board: Arc::default(),
         store,
         token: token.as_str().into(),
         csrf: random()?.into(),
@@ -126,6 +137,7 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         addr,
         url: format!("http://{addr}/?token={token}"),
         task,
+        poller,
     })
 }
 
@@ -138,7 +150,7 @@ fn router(state: AppState) -> Router {
         .route("/runs/{id}/attempts/{task}/{n}/log/{file}", get(run::log))
         .route("/events", get(pages::events))
         .route("/live", get(live::stream))
-        .route("/tasks/{id}/{action}", post(controls::task))
+        .route("/tasks/{id}", post(controls::task))
         .route("/runs/{id}/{action}", post(controls::run))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -59,6 +59,39 @@ fn failed(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// What the board shows, read as of one event `seq`.
+pub(crate) struct BoardData {
+    seq: i64,
+    tasks: Vec<Task>,
+    usage: BTreeMap<TaskId, orch_engine::core::usage::Usage>,
+    held: HashMap<TaskId, (RunId, String, i64)>,
+    status: BTreeMap<TaskId, TaskStatus>,
+}
+
+/// The board's data, read again only when the log moved past what was read last:
+/// every change to a task or a run appends an event in the same transaction, so the
+/// same newest `seq` means the same board.
+async fn board_data(
+    app: &AppState,
+    seq: i64,
+) -> Result<std::sync::Arc<BoardData>, orch_store::StoreError> {
+    if let Some(d) = app.board.lock().expect("never poisoned").as_ref()
+        && d.seq == seq
+    {
+        return Ok(d.clone());
+    }
+    let tasks = app.store.tasks(&[]).await?;
+    let data = std::sync::Arc::new(BoardData {
+        seq,
+        usage: app.store.task_usage().await.unwrap_or_default(),
+        held: holders(app).await,
+        status: tasks.iter().map(|t| (t.id, t.status)).collect(),
+        tasks,
+    });
+    *app.board.lock().expect("never poisoned") = Some(data.clone());
+    Ok(data)
+}
+
 /// Who holds each task now: the run, its live attempt, and since when (ms).
 async fn holders(app: &AppState) -> HashMap<TaskId, (RunId, String, i64)> {
     let mut out = HashMap::new();
@@ -81,13 +114,11 @@ pub(crate) async fn board(
     Query(q): Query<BoardQuery>,
 ) -> Response {
     let seq = app.store.last_event_seq().await.unwrap_or(0);
-    let tasks = match app.store.tasks(&[]).await {
-        Ok(t) => t,
+    let data = match board_data(&app, seq).await {
+        Ok(d) => d,
         Err(e) => return failed(e),
     };
-    let usage = app.store.task_usage().await.unwrap_or_default();
-    let held = holders(&app).await;
-    let status: BTreeMap<TaskId, TaskStatus> = tasks.iter().map(|t| (t.id, t.status)).collect();
+    let (tasks, usage, held, status) = (&data.tasks, &data.usage, &data.held, &data.status);
     let only = q.status.as_deref().filter(|s| !s.is_empty());
     let label = q.label.as_deref().filter(|s| !s.is_empty());
     let mut body = filters(&q);
@@ -107,7 +138,7 @@ pub(crate) async fn board(
             cards.len()
         );
         for t in cards {
-            body.push_str(&card(&app, t, &status, held.get(&t.id), usage.get(&t.id)));
+            body.push_str(&card(&app, t, status, held.get(&t.id), usage.get(&t.id)));
         }
         body.push_str("</section>");
     }
@@ -190,31 +221,33 @@ fn card(
     c
 }
 
+/// A card's buttons, in one form: each button names its action.
 fn task_controls(app: &AppState, t: &Task) -> String {
-    let id = t.id;
-    let act = |a: &str, label: &str| button(&format!("/tasks/{id}/{a}"), label, &app.csrf, &[]);
-    let mut out = String::from("<div>");
+    if t.status == TaskStatus::Done {
+        return String::new();
+    }
+    let mut out = format!(
+        "<form method=\"post\" action=\"/tasks/{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        t.id,
+        esc(&app.csrf)
+    );
+    let mut act = |a: &str| {
+        let _ = write!(out, "<button name=\"action\" value=\"{a}\">{a}</button>");
+    };
     match t.status {
-        TaskStatus::Failed => out.push_str(&act("retry", "retry")),
-        TaskStatus::Blocked => out.push_str(&act("unblock", "unblock")),
-        TaskStatus::Backlog => out.push_str(&act("block", "block")),
+        TaskStatus::Failed => act("retry"),
+        TaskStatus::Blocked => act("unblock"),
+        TaskStatus::Backlog => act("block"),
         _ => {}
     }
-    if matches!(
-        t.status,
-        TaskStatus::Backlog | TaskStatus::InProgress | TaskStatus::Blocked | TaskStatus::Failed
-    ) {
-        out.push_str(&act("cancel", "cancel"));
+    if t.status != TaskStatus::Canceled {
+        act("cancel");
     }
-    if t.status != TaskStatus::Done {
-        let _ = write!(
-            out,
-            "<form method=\"post\" action=\"/tasks/{id}/priority\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input name=\"priority\" size=\"3\" value=\"{}\" aria-label=\"priority\"><button>set priority</button></form>",
-            esc(&app.csrf),
-            t.priority
-        );
-    }
-    out.push_str("</div>");
+    let _ = write!(
+        out,
+        "<input name=\"priority\" size=\"3\" value=\"{}\" aria-label=\"priority\"><button name=\"action\" value=\"priority\">set priority</button></form>",
+        t.priority
+    );
     out
 }
 

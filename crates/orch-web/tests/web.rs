@@ -125,8 +125,15 @@ async fn the_dashboard(store: Store) {
     let csrf = csrf_of(&page.body);
     let origin = format!("Origin: http://{addr}");
     // A POST without the page's CSRF token, or from elsewhere, changes nothing.
-    let path = format!("/tasks/{failed}/retry");
-    let r = request(addr, "POST", &path, &[&cookie(), &origin], "csrf=nope").await;
+    let path = format!("/tasks/{failed}");
+    let r = request(
+        addr,
+        "POST",
+        &path,
+        &[&cookie(), &origin],
+        "action=retry&csrf=nope",
+    )
+    .await;
     assert_eq!(r.status, 403);
     let elsewhere = "Origin: http://evil.example";
     let r = request(
@@ -134,7 +141,7 @@ async fn the_dashboard(store: Store) {
         "POST",
         &path,
         &[&cookie(), elsewhere],
-        &format!("csrf={csrf}"),
+        &format!("action=retry&csrf={csrf}"),
     )
     .await;
     assert_eq!(r.status, 403);
@@ -145,7 +152,7 @@ async fn the_dashboard(store: Store) {
         "POST",
         &path,
         &[&cookie(), &origin],
-        &format!("csrf={csrf}"),
+        &format!("action=retry&csrf={csrf}"),
     )
     .await;
     assert_eq!(r.status, 303, "{}", r.body);
@@ -167,7 +174,7 @@ async fn the_dashboard(store: Store) {
         "POST",
         &path,
         &[&cookie(), &origin],
-        &format!("csrf={csrf}"),
+        &format!("action=retry&csrf={csrf}"),
     )
     .await;
     assert_eq!(r.status, 409);
@@ -176,13 +183,13 @@ async fn the_dashboard(store: Store) {
         "{}",
         r.body
     );
-    let prio = format!("/tasks/{evil}/priority");
+    let prio = format!("/tasks/{evil}");
     let r = request(
         addr,
         "POST",
         &prio,
         &[&cookie(), &origin],
-        &format!("csrf={csrf}&priority=7"),
+        &format!("action=priority&csrf={csrf}&priority=7"),
     )
     .await;
     assert_eq!(r.status, 303);
@@ -192,7 +199,7 @@ async fn the_dashboard(store: Store) {
         "POST",
         &prio,
         &[&cookie(), &origin],
-        &format!("csrf={csrf}&priority=high"),
+        &format!("action=priority&csrf={csrf}&priority=high"),
     )
     .await;
     assert_eq!(r.status, 409);
