@@ -26,6 +26,7 @@ const TOP_LEVEL: &[&str] = &[
     "worktrees",
     "artifacts",
     "budget",
+    "notify",
 ];
 
 /// The merged configuration and the layers it came from.

@@ -75,6 +75,10 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # max_bytes = "2GiB"
 # log_cap = "16MiB"
 
+[notify]                         # when a run ends, a task fails or is blocked, the quota breaker opens
+# command = ""                   # a shell command, the event as JSON on its stdin
+# webhook = ""                   # an http:// URL the event is POSTed to as JSON
+
 [budget]                         # what agents report spending; 0 means no cap
 # run_usd = 0.0                  # the run stops claiming once spent
 # task_usd = 0.0                 # a task's live attempt past it is stopped

@@ -1336,3 +1336,103 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
     assert!(with.starts_with("HTTP/1.1 200"), "{with}");
     assert!(with.contains("shown on the board"), "{with}");
 }
+
+#[test]
+fn a_run_tells_notify_command_and_webhook_about_failures_and_its_end() {
+    use std::io::{Read, Write};
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "good"]);
+    s.ok(&["task", "add", "bad"]);
+    // A webhook receiver on loopback that answers 200 and keeps every body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        listener.set_nonblocking(false).unwrap();
+        for conn in listener.incoming().take(3) {
+            let mut c = conn.unwrap();
+            let mut buf = vec![0; 65536];
+            let mut got = 0;
+            // Read until the body's announced length has arrived.
+            loop {
+                let n = c.read(&mut buf[got..]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    if body.len() >= len {
+                        bodies.push(body.to_owned());
+                        break;
+                    }
+                }
+            }
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+        }
+        bodies
+    });
+    let told = s.dir.path().join("told.jsonl");
+    let command = format!("notify.command=cat >> {}", told.display());
+    let webhook = format!("notify.webhook={hook}");
+    let agent = "echo x > out.txt; [ \"$ORCH_TASK_TITLE\" = good ]";
+    let r = s.run(&[
+        "-c",
+        &command,
+        "-c",
+        &webhook,
+        "run",
+        "--agent-cmd",
+        agent,
+        "--max-attempts",
+        "1",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let lines = std::fs::read_to_string(&told).unwrap();
+    let kinds: Vec<(String, String)> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_owned(),
+                v["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 2, "{lines}");
+    assert!(
+        kinds[0].0 == "task.moved" && kinds[0].1.contains("failed"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds[1].0 == "run.moved" && kinds[1].1.contains("completed"),
+        "{kinds:?}"
+    );
+    // The webhook got the same two (a third never came: the receiver is done).
+    let _ =
+        std::net::TcpStream::connect(hook.trim_start_matches("http://").trim_end_matches("/hook"));
+    let bodies = received.join().unwrap();
+    assert!(
+        bodies[0].contains("\"task.moved\"") && bodies[1].contains("\"run.moved\""),
+        "{bodies:?}"
+    );
+    // A webhook orch cannot speak to is refused up front, naming the key.
+    s.ok(&["task", "add", "third"]);
+    let r = s.run(&[
+        "-c",
+        "notify.webhook=https://example.com/x",
+        "run",
+        "--agent-cmd",
+        "true",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("notify.webhook"), "{}", r.stderr);
+}

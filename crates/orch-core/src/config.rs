@@ -30,6 +30,8 @@ pub struct Config {
     pub artifacts: ArtifactsConfig,
     /// Spending caps.
     pub budget: BudgetConfig,
+    /// Who is told when a run ends or a task fails.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// `[budget]`: caps on what agents spend, as they report it. 0 means no cap.

@@ -15,6 +15,7 @@
 //! - [`time`]: a millisecond timestamp that callers stamp inputs with.
 //! - [`units`]: durations and sizes as config files write them.
 //! - [`usage`]: what agents report spending (tokens, dollars, sessions).
+//! - [`notify`]: which events notify, and `[notify]`.
 //! - [`pool`]: the worktree pool's policy: which worktree to take, which to retire.
 //! - [`ports`]: the traits adapters implement for the engine (git), in core types.
 //! - [`run`]: the [`run::Orchestrator`], the run state machine in handle/poll style,
@@ -29,6 +30,7 @@ pub mod deps;
 pub mod event;
 pub mod landing;
 pub mod lease;
+pub mod notify;
 pub mod pool;
 pub mod ports;
 pub mod run;

@@ -101,6 +101,8 @@ pub struct RunDriver {
     steer: Option<mpsc::UnboundedReceiver<Steer>>,
     /// What running work reports before it ends (an agent's usage so far).
     live: mpsc::UnboundedReceiver<Input>,
+    /// Notifications on their way; the run's end waits for them (10 s at most).
+    notices: JoinSet<()>,
 }
 
 impl RunDriver {
@@ -153,6 +155,7 @@ impl RunDriver {
             handle: handle.clone(),
             steer: handle.take_steer(),
             live,
+            notices: JoinSet::new(),
         }
     }
 
@@ -216,6 +219,8 @@ impl RunDriver {
             if self.finished.is_some() && self.lane.is_none() && self.outbox.is_empty() {
                 // Whatever the run still holds of the pool goes back: it is over.
                 self.ctx.release_pool().await;
+                let notices = async { while self.notices.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(Duration::from_secs(10), notices).await;
                 return Ok(self.orch);
             }
             let wait = self
@@ -387,9 +392,14 @@ impl RunDriver {
             .collect()
     }
 
-    fn publish(&self, events: &[Journaled]) {
+    fn publish(&mut self, events: &[Journaled]) {
+        let notify = self.ctx.cfg.config.notify.is_set();
         for e in events {
             self.handle.publish(RunUpdate::Journal(e.clone()));
+            if notify && orch_core::notify::notifies(&e.event) {
+                let send = crate::notify::send(self.ctx.clone(), e.clone());
+                self.notices.spawn(send);
+            }
         }
     }
 

@@ -29,6 +29,7 @@ pub mod history;
 pub mod land;
 pub mod layout;
 pub mod lease;
+mod notify;
 pub mod planner;
 pub mod pool;
 pub mod ports;
@@ -275,6 +276,11 @@ impl Engine {
         self.cfg
             .config
             .worktrees
+            .check()
+            .map_err(EngineError::Config)?;
+        self.cfg
+            .config
+            .notify
             .check()
             .map_err(EngineError::Config)?;
         if self.git.ref_target("refs/heads/orch")?.is_some() {
