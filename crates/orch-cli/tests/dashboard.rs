@@ -194,6 +194,16 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     b.go(&format!("{base}/")).await;
     let after = format!("{}==='done'", column_of("after slow"));
     b.until("after slow done once resumed", &after).await;
+    // The finished attempt's page shows what it changed.
+    b.go(attempt.as_str().unwrap()).await;
+    b.until(
+        "the attempt's diff",
+        "(document.querySelector('pre.diff')||{textContent:''}).textContent.indexOf('slow.txt')>=0",
+    )
+    .await;
+    b.go(&format!("{base}/")).await;
+    b.until("the board again", "!!document.querySelector('#task-2')")
+        .await;
     b.js("document.querySelector('#task-2 button[value=\"cancel\"]').click()")
         .await;
     b.until(

@@ -152,3 +152,16 @@ pub async fn pause_claims(store: &Store, run: &RunId, resume: bool) -> Result<()
     store.post_control(run, kind).await?;
     Ok(())
 }
+
+/// What an attempt changed: its head against its base, as a stat and a patch cut at
+/// `cap` bytes, from the repository at `repo`.
+pub fn attempt_diff(
+    repo: &std::path::Path,
+    base: &str,
+    head: &str,
+    cap: usize,
+) -> Result<String, EngineError> {
+    use orch_core::run::CommitId;
+    let git = orch_git::Git::open(repo)?;
+    Ok(git.diff(&CommitId(base.to_owned()), &CommitId(head.to_owned()), cap)?)
+}

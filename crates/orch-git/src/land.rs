@@ -46,6 +46,32 @@ impl Git {
         git_ok(&self.workdir, &["merge-base", "--is-ancestor", &a.0, &b.0])
     }
 
+    /// What `head` changed since `base`: a stat, then the patch, cut at `cap` bytes
+    /// (with a line saying so). Nothing is written.
+    pub fn diff(&self, base: &CommitId, head: &CommitId, cap: usize) -> Result<String, GitError> {
+        let mut out = git_cli(
+            &self.workdir,
+            &[
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--stat",
+                "--patch",
+                &base.0,
+                &head.0,
+            ],
+        )?;
+        if out.len() > cap {
+            let mut end = cap;
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            out.push_str("\n[the diff goes on; cut here]\n");
+        }
+        Ok(out)
+    }
+
     /// How many commits `head` has that `base` lacks.
     pub fn count_ahead(&self, base: &CommitId, head: &CommitId) -> Result<u64, GitError> {
         let out = git_cli(

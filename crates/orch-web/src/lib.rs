@@ -43,6 +43,8 @@ pub struct Options {
     /// The repository's artifacts directory (`.orch/artifacts`): attempts' prompts and
     /// logs.
     pub artifacts: std::path::PathBuf,
+    /// The repository, for attempts' diffs.
+    pub repo: std::path::PathBuf,
 }
 
 /// The dashboard's errors.
@@ -70,6 +72,7 @@ pub(crate) struct AppState {
     pub(crate) csrf: Arc<str>,
     pub(crate) actor: Arc<str>,
     pub(crate) artifacts: Arc<std::path::Path>,
+    pub(crate) repo: Arc<std::path::Path>,
     /// Every new event of the log, read once for all live clients.
     pub(crate) feed: tokio::sync::broadcast::Sender<live::Message>,
     /// The board's data as of the newest event when it was last read.
@@ -120,6 +123,7 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         csrf: random()?.into(),
         actor: format!("{} (dashboard)", opts.actor).into(),
         artifacts: opts.artifacts.into(),
+        repo: opts.repo.into(),
     };
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await

@@ -248,6 +248,31 @@ pub(crate) async fn attempt(
             num = n,
         );
     }
+    let row = app
+        .store
+        .attempts(&RunId(run.clone()))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.attempt == a);
+    if let Some(head) = row.as_ref().and_then(|r| r.head.clone()) {
+        let (repo, base) = (
+            app.repo.to_path_buf(),
+            row.map(|r| r.base).unwrap_or_default(),
+        );
+        let diff = tokio::task::spawn_blocking(move || {
+            orch_engine::steer::attempt_diff(&repo, &base, &head, 1 << 20)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| format!("the diff could not be read: {e}"));
+        let _ = write!(
+            body,
+            "<h2>Its change</h2><pre class=\"diff\">{}</pre>",
+            esc(&diff)
+        );
+    }
     let _ = write!(body, "<h2>The prompt</h2><pre>{}</pre>", esc(&prompt));
     partial_or_page(&headers, &format!("Attempt {a}"), body, seq)
 }

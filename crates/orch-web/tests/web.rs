@@ -73,6 +73,7 @@ async fn start(store: Store) -> Served {
             token: Some(TOKEN.into()),
             actor: "human:tester".into(),
             artifacts: std::env::temp_dir().join("orch-web-no-artifacts"),
+            repo: std::env::temp_dir(),
         },
     )
     .await

@@ -20,6 +20,7 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         token: None,
         actor: actor(),
         artifacts: opened.repo.orch_dir().join("artifacts"),
+        repo: opened.repo.root.clone(),
     };
     let served = orch_web::start(opened.store, opts).await?;
     if ctx.json {
