@@ -1328,6 +1328,20 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
     };
     let without = get("");
     let with = get(&format!("Cookie: orch_token={token}\r\n"));
+    // Starting a run from the dashboard: with no agent configured, `orch run` refuses,
+    // and the page says why.
+    let at = with.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = &with[at..at + 32];
+    let body = format!("csrf={csrf}");
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        c,
+        "POST /runs/start HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nCookie: orch_token={token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut started = String::new();
+    c.read_to_string(&mut started).unwrap();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", "--", &format!("-{}", child.id())])
         .status();
@@ -1335,6 +1349,9 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
     assert!(without.starts_with("HTTP/1.1 401"), "{without}");
     assert!(with.starts_with("HTTP/1.1 200"), "{with}");
     assert!(with.contains("shown on the board"), "{with}");
+    assert!(started.starts_with("HTTP/1.1 409"), "{started}");
+    assert!(started.contains("the run did not start"), "{started}");
+    assert!(started.contains("agent"), "{started}");
 }
 
 #[test]

@@ -219,7 +219,27 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     b.until("the run page", "document.title.indexOf('Run ')===0")
         .await;
     b.screenshot("run.png").await;
+    b.until(
+        "the run completed",
+        "document.querySelector('p.state').textContent.indexOf('completed')===0",
+    )
+    .await;
     drop(run);
+    // A run started from the dashboard, with the configured defaults.
+    let toml = format!("[agent]\ncommand = {:?}\n", AGENT);
+    std::fs::write(repo.join("orch.toml"), toml).unwrap();
+    ok(dir, &["task", "add", "from the dashboard"]);
+    b.go(&format!("{base}/runs")).await;
+    b.until(
+        "the start button",
+        "!!document.querySelector('form[action=\"/runs/start\"]')",
+    )
+    .await;
+    b.js("document.querySelector('form[action=\"/runs/start\"] button').click()")
+        .await;
+    b.go(&format!("{base}/")).await;
+    let started = format!("{}==='done'", column_of("from the dashboard"));
+    b.until("the dashboard's run done", &started).await;
     b.close().await;
     drop(serve);
 }

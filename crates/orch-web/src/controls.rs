@@ -120,3 +120,58 @@ async fn finish(
     *r.status_mut() = StatusCode::CONFLICT;
     r
 }
+
+/// `POST /runs/start`: `orch run` with the configured defaults, in its own process
+/// group. One that fails at once (no agent configured, nothing to claim) is shown
+/// with its output; otherwise the runs page, where the new run appears.
+pub(crate) async fn start_run(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<ControlForm>,
+) -> Response {
+    if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
+        return forbidden(&why);
+    }
+    let Some(start) = app.start.clone() else {
+        let why = "this dashboard cannot start runs: start one with `orch run`".to_owned();
+        return finish(&app, &headers, Err(EngineError::Config(why)), "/runs").await;
+    };
+    let spawned = tokio::task::spawn_blocking(move || spawn(&start)).await;
+    let done = match spawned {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(EngineError::Config(why)),
+        Err(e) => Err(EngineError::Config(e.to_string())),
+    };
+    finish(&app, &headers, done, "/runs").await
+}
+
+/// Starts `start` detached; waits a second for an early failure, whose output it
+/// returns.
+fn spawn(start: &crate::StartRun) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let log =
+        std::fs::File::create(&start.log).map_err(|e| format!("{}: {e}", start.log.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(&start.program)
+        .args(&start.args)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting a run: {e}"))?;
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(1) {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = std::fs::read_to_string(&start.log).unwrap_or_default();
+            return match status.success() {
+                true => Ok(()),
+                false => Err(format!("the run did not start: {}", out.trim())),
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // It runs on its own; a thread reaps it when it ends.
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}

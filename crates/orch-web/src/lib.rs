@@ -45,6 +45,21 @@ pub struct Options {
     pub artifacts: std::path::PathBuf,
     /// The repository, for attempts' diffs.
     pub repo: std::path::PathBuf,
+    /// How to start a run with the configured defaults (the `orch run` of the binary
+    /// serving), if the dashboard may.
+    pub start: Option<StartRun>,
+}
+
+/// A run started from the dashboard: a program run in its own process group, detached,
+/// its output to `log`.
+#[derive(Debug, Clone)]
+pub struct StartRun {
+    /// The program (`orch`).
+    pub program: std::path::PathBuf,
+    /// Its arguments (`--repo PATH run`).
+    pub args: Vec<String>,
+    /// Where its output goes.
+    pub log: std::path::PathBuf,
 }
 
 /// The dashboard's errors.
@@ -73,6 +88,7 @@ pub(crate) struct AppState {
     pub(crate) actor: Arc<str>,
     pub(crate) artifacts: Arc<std::path::Path>,
     pub(crate) repo: Arc<std::path::Path>,
+    pub(crate) start: Option<Arc<StartRun>>,
     /// Every new event of the log, read once for all live clients.
     pub(crate) feed: tokio::sync::broadcast::Sender<live::Message>,
     /// The board's data as of the newest event when it was last read.
@@ -124,6 +140,7 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         actor: format!("{} (dashboard)", opts.actor).into(),
         artifacts: opts.artifacts.into(),
         repo: opts.repo.into(),
+        start: opts.start.map(Arc::new),
     };
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await
@@ -155,6 +172,7 @@ fn router(state: AppState) -> Router {
         .route("/events", get(pages::events))
         .route("/live", get(live::stream))
         .route("/tasks/{id}", post(controls::task))
+        .route("/runs/start", post(controls::start_run))
         .route("/runs/{id}/{action}", post(controls::run))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -305,6 +305,14 @@ pub(crate) async fn runs(
         );
     }
     body.push_str("</table>");
+    if app.start.is_some() {
+        body.push_str(&button(
+            "/runs/start",
+            "start a run (configured defaults)",
+            &app.csrf,
+            &[],
+        ));
+    }
     if runs.is_empty() {
         body.push_str("<p>No run yet: <code>orch run</code> starts one.</p>");
     }

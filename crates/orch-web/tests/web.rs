@@ -74,6 +74,7 @@ async fn start(store: Store) -> Served {
             actor: "human:tester".into(),
             artifacts: std::env::temp_dir().join("orch-web-no-artifacts"),
             repo: std::env::temp_dir(),
+            start: None,
         },
     )
     .await

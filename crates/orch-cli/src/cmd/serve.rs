@@ -21,6 +21,15 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         actor: actor(),
         artifacts: opened.repo.orch_dir().join("artifacts"),
         repo: opened.repo.root.clone(),
+        start: Some(orch_web::StartRun {
+            program: std::env::current_exe()?,
+            args: vec![
+                "--repo".into(),
+                opened.repo.root.display().to_string(),
+                "run".into(),
+            ],
+            log: opened.repo.orch_dir().join("dashboard-run.log"),
+        }),
     };
     let served = orch_web::start(opened.store, opts).await?;
     if ctx.json {
