@@ -165,14 +165,14 @@ impl Browser {
         wd(self.addr, "POST", &path, Some(body)).await
     }
 
-    /// Waits up to 5 s for `script` to return true.
+    /// Waits up to 10 s for `script` to return true.
     pub async fn until(&self, what: &str, script: &str) -> Duration {
         let started = Instant::now();
         loop {
             if self.js(script).await == json!(true) {
                 return started.elapsed();
             }
-            if started.elapsed() > Duration::from_secs(5) {
+            if started.elapsed() > Duration::from_secs(10) {
                 let seen = self.js("document.documentElement.outerHTML").await;
                 panic!("never: {what}; the page: {seen}");
             }
