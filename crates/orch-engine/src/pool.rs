@@ -71,29 +71,21 @@ async fn unfinished(store: &Store) -> Result<BTreeSet<String>, EngineError> {
 
 /// For `orch cleanup`: leases held by runs that ended are given back (a run killed
 /// after its last cleanup), and worktrees retired but left on disk by a crash are
-/// removed. Returns the paths the pool keeps, which cleanup must not touch.
-pub async fn tidy(store: &Store, repo: &Path) -> Result<BTreeSet<PathBuf>, EngineError> {
+/// removed.
+pub async fn tidy(store: &Store, repo: &Path) -> Result<(), EngineError> {
     let open = unfinished(store).await?;
+    let mut retired = Vec::new();
     for s in store.pool_slots().await? {
-        if let SlotState::Leased(h) = &s.state
-            && !open.contains(&h.run)
-        {
-            store.release_pool_slot(s.slot, h, None).await?;
+        match &s.state {
+            SlotState::Leased(h) if !open.contains(&h.run) => {
+                store.release_pool_slot(s.slot, h, None).await?;
+            }
+            SlotState::Retired => retired.push(s),
+            _ => {}
         }
     }
-    let retired: Vec<PoolSlot> = store
-        .pool_slots()
-        .await?
-        .into_iter()
-        .filter(|s| s.state == SlotState::Retired)
-        .collect();
     remove_all(store, repo, retired).await?;
-    Ok(store
-        .pool_slots()
-        .await?
-        .into_iter()
-        .map(|s| s.path)
-        .collect())
+    Ok(())
 }
 
 /// `orch cleanup --pool`: every pooled worktree that no unfinished run holds is

@@ -197,26 +197,6 @@ impl Store {
         Ok(done.rows_affected == 1)
     }
 
-    /// Gives back every worktree `run` holds whose holder `keep` refuses (all, for
-    /// `|_| false`). Returns the slots given back.
-    pub async fn release_pool_run(
-        &self,
-        run: &str,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<Vec<u32>, StoreError> {
-        let mut out = Vec::new();
-        for s in read_all(&self.db).await? {
-            if let SlotState::Leased(h) = &s.state
-                && h.run == run
-                && !keep(&h.holder)
-                && self.release_pool_slot(s.slot, h, None).await?
-            {
-                out.push(s.slot);
-            }
-        }
-        Ok(out)
-    }
-
     /// Marks as retired the idle worktrees the core's `pool::to_retire` names, plus
     /// `also` (a worktree its holder could not make clean), and returns them: the
     /// caller removes each from disk and then [`Store::forget_pool_slot`]s it.

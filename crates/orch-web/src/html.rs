@@ -35,9 +35,7 @@ pub fn page(
         let class = if name == active { " class=\"on\"" } else { "" };
         let _ = write!(nav, "<a href=\"{href}\"{class}>{name}</a>");
     }
-    let notice = notice
-        .map(|n| format!("<p class=\"notice\" role=\"alert\">{}</p>", esc(n)))
-        .unwrap_or_default();
+    let notice = notice_html(notice);
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -48,6 +46,13 @@ pub fn page(
         title = esc(title),
         seq = seq.map(|s| s.to_string()).unwrap_or_default(),
     )
+}
+
+/// A refusal's reason, or nothing.
+pub fn notice_html(notice: Option<&str>) -> String {
+    notice
+        .map(|n| format!("<p class=\"notice\" role=\"alert\">{}</p>", esc(n)))
+        .unwrap_or_default()
 }
 
 /// A POST form with one button; `fields` are hidden inputs (name, value).

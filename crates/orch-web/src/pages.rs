@@ -14,7 +14,7 @@ use orch_store::EventFilter;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::html::{button, esc, page};
+use crate::html::{button, esc, notice_html, page};
 
 /// The board's filters, and a notice to show (a refused control's reason).
 #[derive(Debug, Default, Deserialize)]
@@ -35,20 +35,17 @@ impl BoardQuery {
 }
 
 /// The whole page, or its main part when the page's script asks.
-fn respond(
+pub(crate) fn respond(
     headers: &HeaderMap,
-    title: &str,
+    (title, active): (&str, &str),
     notice: Option<&str>,
     body: String,
     seq: i64,
 ) -> Response {
     if headers.contains_key("x-orch-partial") {
-        let notice = notice
-            .map(|n| format!("<p class=\"notice\" role=\"alert\">{}</p>", esc(n)))
-            .unwrap_or_default();
-        return Html(format!("{notice}{body}")).into_response();
+        return Html(format!("{}{body}", notice_html(notice))).into_response();
     }
-    Html(page(title, title, notice, &body, Some(seq))).into_response()
+    Html(page(title, active, notice, &body, Some(seq))).into_response()
 }
 
 fn failed(e: impl std::fmt::Display) -> Response {
@@ -143,7 +140,7 @@ pub(crate) async fn board(
         body.push_str("</section>");
     }
     body.push_str("</div>");
-    respond(&headers, "Board", q.notice.as_deref(), body, seq)
+    respond(&headers, ("Board", "Board"), q.notice.as_deref(), body, seq)
 }
 
 fn filters(q: &BoardQuery) -> String {
@@ -316,7 +313,7 @@ pub(crate) async fn runs(
     if runs.is_empty() {
         body.push_str("<p>No run yet: <code>orch run</code> starts one.</p>");
     }
-    respond(&headers, "Runs", q.notice.as_deref(), body, seq)
+    respond(&headers, ("Runs", "Runs"), q.notice.as_deref(), body, seq)
 }
 
 /// The audit log's filters.
@@ -370,5 +367,5 @@ pub(crate) async fn events(
         );
     }
     body.push_str("</table>");
-    respond(&headers, "Events", None, body, seq)
+    respond(&headers, ("Events", "Events"), None, body, seq)
 }

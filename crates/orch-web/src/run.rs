@@ -22,6 +22,7 @@ use orch_store::EventFilter;
 
 use crate::AppState;
 use crate::html::{button, esc, page};
+use crate::pages::respond;
 
 fn not_found(what: &str) -> Response {
     (
@@ -29,13 +30,6 @@ fn not_found(what: &str) -> Response {
         Html(page("Not found", "", Some(what), "", None)),
     )
         .into_response()
-}
-
-fn partial_or_page(headers: &HeaderMap, title: &str, body: String, seq: i64) -> Response {
-    if headers.contains_key("x-orch-partial") {
-        return Html(body).into_response();
-    }
-    Html(page(title, "Runs", None, &body, Some(seq))).into_response()
 }
 
 /// `GET /runs/{run}`.
@@ -115,7 +109,8 @@ pub(crate) async fn show(
         let _ = write!(body, "<li>{} {}</li>", e.at, esc(&e.reason));
     }
     body.push_str("</ul>");
-    partial_or_page(&headers, &format!("Run {}", id.0), body, seq)
+    let title = format!("Run {}", id.0);
+    respond(&headers, (&title, "Runs"), None, body, seq)
 }
 
 /// The run's configuration as resolved, as the run recorded it.
@@ -274,7 +269,8 @@ pub(crate) async fn attempt(
         );
     }
     let _ = write!(body, "<h2>The prompt</h2><pre>{}</pre>", esc(&prompt));
-    partial_or_page(&headers, &format!("Attempt {a}"), body, seq)
+    let title = format!("Attempt {a}");
+    respond(&headers, (&title, "Runs"), None, body, seq)
 }
 
 /// `GET /runs/{run}/attempts/{task}/{n}/log/{file}?from=BYTES`: the log's lines past

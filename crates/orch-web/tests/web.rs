@@ -59,6 +59,11 @@ async fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, &[&cookie()], "").await
 }
 
+/// A form POST with the token's cookie, from `origin`.
+async fn post(addr: SocketAddr, path: &str, origin: &str, form: &str) -> Reply {
+    request(addr, "POST", path, &[&cookie(), origin], form).await
+}
+
 /// The CSRF token the page's forms carry.
 fn csrf_of(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
@@ -128,35 +133,14 @@ async fn the_dashboard(store: Store) {
     let origin = format!("Origin: http://{addr}");
     // A POST without the page's CSRF token, or from elsewhere, changes nothing.
     let path = format!("/tasks/{failed}");
-    let r = request(
-        addr,
-        "POST",
-        &path,
-        &[&cookie(), &origin],
-        "action=retry&csrf=nope",
-    )
-    .await;
+    let r = post(addr, &path, &origin, "action=retry&csrf=nope").await;
     assert_eq!(r.status, 403);
     let elsewhere = "Origin: http://evil.example";
-    let r = request(
-        addr,
-        "POST",
-        &path,
-        &[&cookie(), elsewhere],
-        &format!("action=retry&csrf={csrf}"),
-    )
-    .await;
+    let r = post(addr, &path, elsewhere, &format!("action=retry&csrf={csrf}")).await;
     assert_eq!(r.status, 403);
     assert_eq!(store.task(failed).await.unwrap().status, TaskStatus::Failed);
     // With both, the retry happens, journaled as the person, from the dashboard.
-    let r = request(
-        addr,
-        "POST",
-        &path,
-        &[&cookie(), &origin],
-        &format!("action=retry&csrf={csrf}"),
-    )
-    .await;
+    let r = post(addr, &path, &origin, &format!("action=retry&csrf={csrf}")).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(
         store.task(failed).await.unwrap().status,
@@ -171,14 +155,7 @@ async fn the_dashboard(store: Store) {
         .unwrap();
     assert_eq!(events.last().unwrap().actor, "human:tester (dashboard)");
     // A control the policy refuses says why.
-    let r = request(
-        addr,
-        "POST",
-        &path,
-        &[&cookie(), &origin],
-        &format!("action=retry&csrf={csrf}"),
-    )
-    .await;
+    let r = post(addr, &path, &origin, &format!("action=retry&csrf={csrf}")).await;
     assert_eq!(r.status, 409);
     assert!(
         r.body.contains("only a failed task can be retried"),
@@ -186,21 +163,19 @@ async fn the_dashboard(store: Store) {
         r.body
     );
     let prio = format!("/tasks/{evil}");
-    let r = request(
+    let r = post(
         addr,
-        "POST",
         &prio,
-        &[&cookie(), &origin],
+        &origin,
         &format!("action=priority&csrf={csrf}&priority=7"),
     )
     .await;
     assert_eq!(r.status, 303);
     assert_eq!(store.task(evil).await.unwrap().priority, 7);
-    let r = request(
+    let r = post(
         addr,
-        "POST",
         &prio,
-        &[&cookie(), &origin],
+        &origin,
         &format!("action=priority&csrf={csrf}&priority=high"),
     )
     .await;

@@ -63,52 +63,54 @@ impl Ctx {
         );
     }
 
+    /// The pooled worktrees this run holds, as the store says, with their holders.
+    async fn leases(&self) -> Vec<(orch_core::pool::PoolSlot, Holder)> {
+        let slots = self.journal.pool_slots().await.unwrap_or_default();
+        slots
+            .into_iter()
+            .filter_map(|s| match &s.state {
+                orch_core::pool::SlotState::Leased(h) if h.run == self.run.0 => {
+                    let h = h.clone();
+                    Some((s, h))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Takes up the worktrees this run held when it stopped (a resume): its
     /// attempts' are theirs again, its integration checkouts go back (no gate is out).
     pub(crate) async fn adopt_pool(&self) {
         if !self.pooled() {
             return;
         }
-        let Ok(slots) = self.journal.pool_slots().await else {
-            return;
-        };
-        for s in slots {
-            let orch_core::pool::SlotState::Leased(h) = &s.state else {
-                continue;
-            };
-            if h.run != self.run.0 {
-                continue;
-            }
+        for (s, h) in self.leases().await {
             match s.kind {
                 PoolKind::Attempt => {
                     let p = Pooled {
                         slot: s.slot,
-                        path: s.path.clone(),
+                        path: s.path,
                     };
-                    let mut slots = self.slots.lock().expect("never poisoned");
-                    slots.insert(h.holder.clone(), p);
+                    self.slots
+                        .lock()
+                        .expect("never poisoned")
+                        .insert(h.holder, p);
                 }
                 PoolKind::Integration => {
-                    let _ = self.journal.release_pool(s.slot, h, None).await;
+                    let _ = self.journal.release_pool(s.slot, &h, None).await;
                 }
             }
         }
     }
-}
 
-impl Ctx {
     /// Gives back every pooled worktree the run still holds (its end).
     pub(crate) async fn release_pool(&self) {
         if !self.pooled() {
             return;
         }
         self.slots.lock().expect("never poisoned").clear();
-        for s in self.journal.pool_slots().await.unwrap_or_default() {
-            if let orch_core::pool::SlotState::Leased(h) = &s.state
-                && h.run == self.run.0
-            {
-                let _ = self.journal.release_pool(s.slot, h, None).await;
-            }
+        for (s, h) in self.leases().await {
+            let _ = self.journal.release_pool(s.slot, &h, None).await;
         }
     }
 }
