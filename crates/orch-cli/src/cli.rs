@@ -78,7 +78,8 @@ pub enum Command {
     /// retired), who holds it, its size on disk and the last attempt that used it.
     Pool,
     /// The dashboard: the board, the runs and the audit log in a browser, live, with
-    /// controls. Prints the URL to open (it carries a random token); Ctrl-C stops it.
+    /// controls. Prints the URL to open (it carries a random token, or
+    /// `ORCH_SERVE_TOKEN` for a URL that survives restarts); Ctrl-C stops it.
     Serve(ServeArgs),
     /// The integration line: where it is, how far ahead of the base and the target,
     /// which tasks it holds, and what waits to land.

@@ -796,6 +796,15 @@ fn a_run_can_be_canceled_from_another_terminal() {
     assert_eq!(tasks[0]["status"], "backlog", "released, not lost");
     let show = s.ok(&["run", "show", &run_id]).stdout;
     assert!(show.contains("(canceled)"), "{show}");
+    // The journal says who asked.
+    let events = s.ok(&["--json", "events", "--run", &run_id]).stdout;
+    let asked = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["kind"] == "control.requested")
+        .expect("the cancel request journaled");
+    assert_eq!(asked["actor"], "human:tester");
+    assert_eq!(asked["reason"], "cancel-run requested");
     // Canceling an ended run is refused.
     let again = s.run(&["run", "cancel", &run_id]);
     assert_eq!(again.code, 2);

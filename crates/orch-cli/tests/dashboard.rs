@@ -2,8 +2,10 @@
 //! the board needs the token, a `<script>` title shows as text, the run's cards move
 //! across the columns live while a scripted agent works, its output streams into the
 //! attempt page as it prints, the cancel button stops a running attempt, and pausing
-//! claiming holds a ready task back. Screenshots of the board, the run and an attempt go to
-//! `target/screenshots/`.
+//! claiming holds a ready task back, and a board left open across a restart of the
+//! server resumes its stream with no event missed or doubled. On SQLite, and on
+//! PostgreSQL when `ORCH_TEST_DATABASE_URL` names a server. Screenshots of the board,
+//! the run and an attempt go to `target/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/webdriver.rs"]
@@ -15,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
-use webdriver::{Browser, driver};
+use webdriver::{Browser, Driver, driver};
+
+/// The token the server is started with, so a restarted one takes the same URL.
+const TOKEN: &str = "dashboard-test-token-0123456789";
 
 /// A process group stopped when dropped.
 struct Group(Child);
@@ -53,8 +58,39 @@ fn orch(dir: &Path, args: &[&str]) -> Command {
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("GIT_DIR", "/nonexistent")
+        .env("ORCH_SERVE_TOKEN", TOKEN)
         .stdin(Stdio::null());
     c
+}
+
+/// `orch serve` on `port` (0: any); with the URL it printed.
+fn serve(dir: &Path, port: u16) -> (Group, String) {
+    let mut serve = orch(dir, &["serve", "--port", &port.to_string()]);
+    let mut serve = Group(
+        serve
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let mut url = String::new();
+    std::io::BufReader::new(serve.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    (serve, url.trim().to_owned())
+}
+
+/// Makes a database on the PostgreSQL server `admin_url` names, and returns its URL.
+fn fresh_postgres(admin_url: &str) -> String {
+    let name = format!("orch_dashboard_{}", std::process::id());
+    let made = Command::new("psql")
+        .args([admin_url, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql, PostgreSQL's client, is installed with the server");
+    assert!(made.success(), "creating database {name}");
+    let base = admin_url.split('?').next().unwrap();
+    format!("{}/{name}", &base[..base.rfind('/').unwrap()])
 }
 
 fn ok(dir: &Path, args: &[&str]) {
@@ -78,33 +114,33 @@ fn column_of(title: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_beside_a_run_in_a_real_browser() {
     let Some(d) = driver() else { return };
+    scenario(&d, None).await;
+    match std::env::var("ORCH_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => scenario(&d, Some(fresh_postgres(&url))).await,
+        _ => eprintln!("ORCH_TEST_DATABASE_URL is not set: PostgreSQL not covered"),
+    }
+}
+
+async fn scenario(d: &Driver, database: Option<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let repo: PathBuf = dir.join("repo");
     std::fs::create_dir(&repo).unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    if let Some(url) = &database {
+        std::fs::create_dir_all(dir.join("config/orch")).unwrap();
+        let toml = format!("database_url = {url:?}\n");
+        std::fs::write(dir.join("config/orch/config.toml"), toml).unwrap();
+    }
     ok(dir, &["init"]);
     for t in ["slow", "long", "<script>document.title='owned'</script>"] {
         ok(dir, &["task", "add", t]);
     }
     ok(dir, &["task", "add", "after slow", "--after", "1"]);
-    let mut serve = orch(dir, &["serve", "--port", "0"]);
-    let mut serve = Group(
-        serve
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
-    let mut url = String::new();
-    std::io::BufReader::new(serve.0.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    let url = url.trim().to_owned();
+    let (server, url) = serve(dir, 0);
     let base = url.split("/?").next().unwrap().to_owned();
-    let b = Browser::open(&d).await;
+    let b = Browser::open(d).await;
     // No token, no board; the URL with it: the board, a title's markup as text.
     b.go(&format!("{base}/")).await;
     b.until(
@@ -214,6 +250,11 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     let runs = "document.querySelectorAll('tr[data-run]').length===1";
     b.go(&format!("{base}/runs")).await;
     b.until("the run listed", runs).await;
+    b.until(
+        "the run's integration head",
+        "/ at [0-9a-f]{10}$/.test(document.querySelectorAll('tr[data-run] td')[6].textContent)",
+    )
+    .await;
     b.js("document.querySelector('tr[data-run] a').click()")
         .await;
     b.until("the run page", "document.title.indexOf('Run ')===0")
@@ -225,6 +266,7 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     )
     .await;
     drop(run);
+    let server = restart(dir, &b, &base, server).await;
     // A run started from the dashboard, with the configured defaults.
     let toml = format!("[agent]\ncommand = {:?}\n", AGENT);
     std::fs::write(repo.join("orch.toml"), toml).unwrap();
@@ -241,5 +283,49 @@ async fn the_dashboard_beside_a_run_in_a_real_browser() {
     let started = format!("{}==='done'", column_of("from the dashboard"));
     b.until("the dashboard's run done", &started).await;
     b.close().await;
-    drop(serve);
+    drop(server);
+}
+
+/// The server stops while the board is open and changes are made; one started again
+/// on the same address brings the page every change, each once, without a reload.
+async fn restart(dir: &Path, b: &Browser, base: &str, server: Group) -> Group {
+    b.go(&format!("{base}/")).await;
+    let on = "document.getElementById('live').className==='on'";
+    b.until("the live board", on).await;
+    b.js("window.notReloaded=true").await;
+    let count = "(Number(document.getElementById('live').dataset.count)||0)";
+    ok(dir, &["task", "add", "before the restart"]);
+    b.until("one event", &format!("{count}===1")).await;
+    let last = b.js("document.getElementById('live').dataset.last").await;
+    let last: i64 = last.as_str().unwrap().parse().unwrap();
+    drop(server);
+    b.until("the stream down", &format!("!({on})")).await;
+    ok(dir, &["task", "add", "while down"]);
+    ok(dir, &["task", "add", "while down, too"]);
+    ok(dir, &["task", "cancel", "5"]);
+    let port = base.rsplit(':').next().unwrap().parse().unwrap();
+    let (server, _) = serve(dir, port);
+    let o = orch(dir, &["--json", "events"]).output().unwrap();
+    let since = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .filter(|&seq| seq > last)
+        .count();
+    assert_eq!(since, 3, "the changes made while the server was down");
+    b.until("every missed event", &format!("{count}===4")).await;
+    b.until(
+        "the board caught up",
+        &format!("{}==='canceled'", column_of("before the restart")),
+    )
+    .await;
+    assert_eq!(b.js(&column_of("while down, too")).await, json!("backlog"));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(b.js(count).await, json!(4), "an event came twice");
+    assert_eq!(b.js("window.notReloaded===true").await, json!(true));
+    server
 }

@@ -20,6 +20,11 @@ pub mod kind {
     pub const TASK_REMOVED: &str = "task.removed";
     /// A board file was imported.
     pub const BOARD_IMPORTED: &str = "board.imported";
+    /// A person asked a run to do something (cancel, pause, resume); the run journals
+    /// what it did about it.
+    pub const CONTROL_REQUESTED: &str = "control.requested";
+    /// A person asked for a run to be started (from the dashboard).
+    pub const RUN_REQUESTED: &str = "run.requested";
 }
 
 /// One row of the append-only audit log.

@@ -111,7 +111,9 @@ pub async fn cancel_task(
         )));
     }
     for r in &live {
-        store.post_control(r, ControlKind::CancelTask(id)).await?;
+        store
+            .post_control(r, ControlKind::CancelTask(id), who)
+            .await?;
     }
     let stuck = crate::interrupted_runs(store, &all).await?;
     let interrupted = live.iter().filter(|r| stuck.contains(r)).cloned().collect();
@@ -122,10 +124,10 @@ pub async fn cancel_task(
 }
 
 /// Asks a run to cancel (it drains: no new claims, its agents stopped, its tasks
-/// released). Refused for a run that has ended.
-pub async fn cancel_run(store: &Store, run: &RunId) -> Result<(), EngineError> {
+/// released), journaled as asked by `who`. Refused for a run that has ended.
+pub async fn cancel_run(store: &Store, run: &RunId, who: &str) -> Result<(), EngineError> {
     live(store, run).await?;
-    store.post_control(run, ControlKind::CancelRun).await?;
+    store.post_control(run, ControlKind::CancelRun, who).await?;
     Ok(())
 }
 
@@ -141,15 +143,20 @@ async fn live(store: &Store, run: &RunId) -> Result<(), EngineError> {
 }
 
 /// Pauses (or, with `resume`, resumes) a live run's claiming, whichever process drives
-/// it: it claims nothing new meanwhile, and its live attempts go on. Refused for a run
-/// that has ended.
-pub async fn pause_claims(store: &Store, run: &RunId, resume: bool) -> Result<(), EngineError> {
+/// it: it claims nothing new meanwhile, and its live attempts go on. Journaled as
+/// asked by `who`; refused for a run that has ended.
+pub async fn pause_claims(
+    store: &Store,
+    run: &RunId,
+    resume: bool,
+    who: &str,
+) -> Result<(), EngineError> {
     live(store, run).await?;
     let kind = match resume {
         true => ControlKind::ResumeClaims,
         false => ControlKind::PauseClaims,
     };
-    store.post_control(run, kind).await?;
+    store.post_control(run, kind, who).await?;
     Ok(())
 }
 

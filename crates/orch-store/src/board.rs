@@ -138,6 +138,7 @@ async fn log_created<C: ConnectionTrait>(
     events::append(
         txn,
         NewEvent {
+            run_id: None,
             at,
             task_id: Some(id),
             kind: kind::TASK_CREATED,
@@ -187,6 +188,7 @@ async fn update<C: ConnectionTrait>(
     events::append(
         txn,
         NewEvent {
+            run_id: None,
             at,
             task_id: Some(before.id),
             kind: kind::TASK_UPDATED,
@@ -209,6 +211,7 @@ async fn log_import<C: ConnectionTrait>(
     events::append(
         txn,
         NewEvent {
+            run_id: None,
             at,
             task_id: None,
             kind: kind::BOARD_IMPORTED,

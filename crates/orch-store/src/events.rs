@@ -12,6 +12,7 @@ use crate::{Store, StoreError};
 
 /// An event about to be appended. `seq` is assigned by the database.
 pub(crate) struct NewEvent<'a> {
+    pub run_id: Option<String>,
     pub at: Timestamp,
     pub task_id: Option<TaskId>,
     pub kind: &'a str,
@@ -24,7 +25,7 @@ pub(crate) async fn append<C: ConnectionTrait>(db: &C, e: NewEvent<'_>) -> Resul
     event::ActiveModel {
         seq: NotSet,
         at: Set(e.at.as_millis()),
-        run_id: Set(None),
+        run_id: Set(e.run_id),
         task_id: Set(e.task_id.map(|t| t.0)),
         attempt: Set(None),
         kind: Set(e.kind.to_owned()),

@@ -153,6 +153,7 @@ impl Store {
                 RUN_CREATED,
                 crate::LEASE_ACQUIRED,
                 crate::LEASE_TAKEN_OVER,
+                orch_core::event::kind::CONTROL_REQUESTED,
             ]))
             .order_by_asc(event::Column::Seq)
             .all(&self.db)

@@ -280,6 +280,7 @@ impl Store {
         events::append(
             &txn,
             NewEvent {
+                run_id: None,
                 at,
                 task_id: Some(id),
                 kind: kind::TASK_CREATED,
@@ -326,6 +327,7 @@ impl Store {
         events::append(
             &txn,
             NewEvent {
+                run_id: None,
                 at: after.updated_at,
                 task_id: Some(id),
                 kind: kind::TASK_UPDATED,
@@ -370,6 +372,7 @@ impl Store {
         events::append(
             &txn,
             NewEvent {
+                run_id: None,
                 at: t.updated_at,
                 task_id: Some(id),
                 kind,
@@ -421,6 +424,7 @@ impl Store {
         events::append(
             &txn,
             NewEvent {
+                run_id: None,
                 at: now(),
                 task_id: Some(id),
                 kind: kind::TASK_REMOVED,

@@ -21,6 +21,16 @@ pub fn random_token() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A token given by the operator (for a URL that survives restarts): at least 16
+/// characters, each safe in a URL and a cookie.
+pub fn checked_token(t: String) -> Result<String, crate::WebError> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    match t.len() >= 16 && t.chars().all(safe) {
+        true => Ok(t),
+        false => Err(crate::WebError::Token(t.chars().count())),
+    }
+}
+
 /// Compares without stopping at the first difference.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0

@@ -89,11 +89,11 @@ pub(crate) async fn run(
     if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
         return forbidden(&why);
     }
-    let (store, id) = (&app.store, RunId(id));
+    let (store, id, who) = (&app.store, RunId(id), app.actor.as_ref());
     let done = match action.as_str() {
-        "cancel" => steer::cancel_run(store, &id).await,
-        "pause" => steer::pause_claims(store, &id, false).await,
-        "resume" => steer::pause_claims(store, &id, true).await,
+        "cancel" => steer::cancel_run(store, &id, who).await,
+        "pause" => steer::pause_claims(store, &id, false, who).await,
+        "resume" => steer::pause_claims(store, &id, true, who).await,
         other => Err(EngineError::Config(format!(
             "unknown control {other:?}: allowed are cancel, pause and resume"
         ))),
@@ -136,6 +136,10 @@ pub(crate) async fn start_run(
         let why = "this dashboard cannot start runs: start one with `orch run`".to_owned();
         return finish(&app, &headers, Err(EngineError::Config(why)), "/runs").await;
     };
+    let how = format!("{} {}", start.program.display(), start.args.join(" "));
+    if let Err(e) = app.store.journal_run_request(&app.actor, &how).await {
+        return finish(&app, &headers, Err(e.into()), "/runs").await;
+    }
     let spawned = tokio::task::spawn_blocking(move || spawn(&start)).await;
     let done = match spawned {
         Ok(Ok(())) => Ok(()),

@@ -133,7 +133,11 @@ const SCRIPT: &str = "
   var es=new EventSource('/live?after='+seq);
   es.onopen=function(){live.className='on';live.textContent='●'};
   es.onerror=function(){live.className='';live.textContent='○'};
-  es.onmessage=function(){refresh()};
+  // How many events arrived and the newest, for whoever checks the stream missed none.
+  es.onmessage=function(m){
+    live.dataset.last=m.lastEventId;live.dataset.count=(Number(live.dataset.count)||0)+1;
+    live.title='live: up to event '+m.lastEventId;refresh();
+  };
   // A browser holds six connections per server over HTTP/1.1: a page left (or kept in
   // the back-forward cache) gives its streams back.
   window.addEventListener('pagehide',function(){es.close();logs.forEach(function(s){s.close()});});

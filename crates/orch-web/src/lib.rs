@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod board;
 mod controls;
 mod html;
 mod live;
@@ -76,6 +77,11 @@ pub enum WebError {
     /// No random token could be made.
     #[error("cannot make a random token: {0}")]
     Random(String),
+    /// The token given is too easy to guess or cannot go in a URL.
+    #[error(
+        "the dashboard token must be at least 16 characters of A-Z, a-z, 0-9, '-' and '_' (got {0} characters)"
+    )]
+    Token(usize),
 }
 
 /// What every handler shares.
@@ -92,7 +98,7 @@ pub(crate) struct AppState {
     /// Every new event of the log, read once for all live clients.
     pub(crate) feed: tokio::sync::broadcast::Sender<live::Message>,
     /// The board's data as of the newest event when it was last read.
-    pub(crate) board: Arc<std::sync::Mutex<Option<Arc<pages::BoardData>>>>,
+    pub(crate) board: Arc<std::sync::Mutex<Option<Arc<board::BoardData>>>>,
 }
 
 /// A running dashboard.
@@ -127,7 +133,7 @@ impl Served {
 pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
     let random = || auth::random_token().map_err(|e| WebError::Random(e.to_string()));
     let token = match opts.token {
-        Some(t) => t,
+        Some(t) => auth::checked_token(t)?,
         None => random()?,
     };
     let (feed, poller) = live::spawn_poller(store.clone());

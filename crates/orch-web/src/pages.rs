@@ -2,7 +2,7 @@
 //! runs, and the audit log (filterable by run, task and kind). Each renders whole, or
 //! only its main part when the page's script asks for it again after a live update.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
@@ -14,6 +14,7 @@ use orch_store::EventFilter;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::board::board_data;
 use crate::html::{button, esc, notice_html, page};
 
 /// The board's filters, and a notice to show (a refused control's reason).
@@ -54,54 +55,6 @@ fn failed(e: impl std::fmt::Display) -> Response {
         Html(page("Error", "", Some(&e.to_string()), "", None)),
     )
         .into_response()
-}
-
-/// What the board shows, read as of one event `seq`.
-pub(crate) struct BoardData {
-    seq: i64,
-    tasks: Vec<Task>,
-    usage: BTreeMap<TaskId, orch_engine::core::usage::Usage>,
-    held: HashMap<TaskId, (RunId, String, i64)>,
-    status: BTreeMap<TaskId, TaskStatus>,
-}
-
-/// The board's data, read again only when the log moved past what was read last:
-/// every change to a task or a run appends an event in the same transaction, so the
-/// same newest `seq` means the same board.
-async fn board_data(
-    app: &AppState,
-    seq: i64,
-) -> Result<std::sync::Arc<BoardData>, orch_store::StoreError> {
-    if let Some(d) = app.board.lock().expect("never poisoned").as_ref()
-        && d.seq == seq
-    {
-        return Ok(d.clone());
-    }
-    let tasks = app.store.tasks(&[]).await?;
-    let data = std::sync::Arc::new(BoardData {
-        seq,
-        usage: app.store.task_usage().await.unwrap_or_default(),
-        held: holders(app).await,
-        status: tasks.iter().map(|t| (t.id, t.status)).collect(),
-        tasks,
-    });
-    *app.board.lock().expect("never poisoned") = Some(data.clone());
-    Ok(data)
-}
-
-/// Who holds each task now: the run, its live attempt, and since when (ms).
-async fn holders(app: &AppState) -> HashMap<TaskId, (RunId, String, i64)> {
-    let mut out = HashMap::new();
-    let runs = app.store.runs().await.unwrap_or_default();
-    for r in runs.iter().filter(|r| !r.state.is_terminal()) {
-        for a in app.store.attempts(&r.id).await.unwrap_or_default() {
-            if a.phase().is_some_and(|p| !p.is_terminal()) {
-                let since = a.updated_at.as_millis();
-                out.insert(a.attempt.task, (r.id.clone(), a.attempt.to_string(), since));
-            }
-        }
-    }
-    out
 }
 
 /// `GET /`: the board.
@@ -248,7 +201,8 @@ fn task_controls(app: &AppState, t: &Task) -> String {
     out
 }
 
-/// `GET /runs`: every run with its state, outcomes, duration and integration branch.
+/// `GET /runs`: every run with its state, outcomes, duration and integration branch
+/// with the commit it is at.
 pub(crate) async fn runs(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -260,7 +214,7 @@ pub(crate) async fn runs(
         Err(e) => return failed(e),
     };
     let mut body = String::from(
-        "<table><tr><th>run</th><th>state</th><th>attempts</th><th>cost</th><th>started</th><th>duration</th><th>integration branch</th><th></th></tr>",
+        "<table><tr><th>run</th><th>state</th><th>attempts</th><th>cost</th><th>started</th><th>duration</th><th>integration head</th><th></th></tr>",
     );
     for r in &runs {
         let attempts = app.store.attempts(&r.id).await.unwrap_or_default();
@@ -275,9 +229,13 @@ pub(crate) async fn runs(
                 .map_or(0.0, |c| c.dollars());
         }
         let counts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let line = orch_engine::StoredRun::from_json(&r.id.0, &r.config)
-            .map(|s| s.config.run.line_branch(&r.id.0))
-            .unwrap_or_default();
+        let line = match orch_engine::setup::integration_head(&app.repo, r, None) {
+            Ok(l) => match l.head {
+                Some(h) => format!("{} at {}", l.branch, h.0.get(..10).unwrap_or(&h.0)),
+                None => format!("{} (gone)", l.branch),
+            },
+            Err(e) => format!("unreadable: {e}"),
+        };
         let secs = (r.updated_at.as_millis() - r.created_at.as_millis()) / 1000;
         let state = serde_json::to_value(r.state)
             .ok()

@@ -7,10 +7,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use orch_engine::core::task::NewTask;
+use orch_engine::core::run::RunId;
+use orch_engine::core::task::{NewTask, TaskEdit};
 use orch_engine::core::transition::Actor;
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_store::{EventFilter, Location, MoveRequest, Store};
+use orch_store::{ControlKind, EventFilter, Location, MoveRequest, Store};
 use orch_web::{Options, Served};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -185,6 +186,39 @@ async fn the_dashboard(store: Store) {
         "{}",
         r.body
     );
+    // A run's controls are posted for whichever process drives it, journaled as the
+    // person who asked.
+    let run = RunId("r-web".into());
+    store
+        .create_run(&run, &serde_json::json!({}), "orchestrator")
+        .await
+        .unwrap();
+    let r = post(addr, "/runs/r-web/pause", &origin, &format!("csrf={csrf}")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let pending = store.pending_controls(&run).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind, ControlKind::PauseClaims);
+    let asked = store
+        .events(&EventFilter {
+            run: Some("r-web".into()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    let asked = asked.last().unwrap();
+    assert_eq!(
+        (asked.kind.as_str(), asked.actor.as_str()),
+        ("control.requested", "human:tester (dashboard)")
+    );
+    let r = post(
+        addr,
+        "/runs/r-web/explode",
+        &origin,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(r.body.contains("allowed are cancel, pause and resume"));
     // Filters.
     let only = get(addr, "/?status=backlog").await.body;
     assert!(only.contains("data-status=\"backlog\"") && !only.contains("data-status=\"done\""));
@@ -262,6 +296,52 @@ async fn the_live_stream(store: Store) {
     served.stop();
 }
 
+/// The board part of a page, without the server's CSRF token.
+async fn board_of(addr: SocketAddr) -> String {
+    let r = request(addr, "GET", "/", &[&cookie(), "X-Orch-Partial: 1"], "").await;
+    assert_eq!(r.status, 200);
+    let csrf = csrf_of(&r.body);
+    r.body.replace(&csrf, "CSRF")
+}
+
+/// A board kept up to date change by change shows what one read whole shows.
+async fn the_board_patched(store: Store) {
+    let served = start(store.clone()).await;
+    let (a, b) = (task(&store, "a").await, task(&store, "b").await);
+    board_of(served.addr).await;
+    let c = task(&store, "c").await;
+    let edit = TaskEdit {
+        priority: Some(9),
+        add_deps: vec![a],
+        add_labels: vec!["ui".into()],
+        ..TaskEdit::default()
+    };
+    store.edit_task(c, &edit, "human:tester").await.unwrap();
+    let done = MoveRequest {
+        to: TaskStatus::Done,
+        actor: Actor::Human,
+        force: true,
+        reason: Some("by hand".into()),
+    };
+    store.move_task(a, &done, "human:tester").await.unwrap();
+    let patched = board_of(served.addr).await;
+    assert!(
+        patched.contains("<span class=\"label\">ui</span>"),
+        "{patched}"
+    );
+    let fresh = start(store.clone()).await;
+    assert_eq!(patched, board_of(fresh.addr).await);
+    fresh.stop();
+    // A removal, which can change other tasks too, reads the board whole.
+    store.remove_task(b, true, "human:tester").await.unwrap();
+    let patched = board_of(served.addr).await;
+    assert!(!patched.contains("id=\"task-2\""));
+    let fresh = start(store).await;
+    assert_eq!(patched, board_of(fresh.addr).await);
+    fresh.stop();
+    served.stop();
+}
+
 async fn each_backend<F, Fut>(body: F)
 where
     F: Fn(Store) -> Fut,
@@ -300,6 +380,11 @@ async fn fresh_postgres(admin_url: &str) -> Store {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_csrf_escaping_and_controls() {
     each_backend(the_dashboard).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_patched_by_events_matches_one_read_whole() {
+    each_backend(the_board_patched).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

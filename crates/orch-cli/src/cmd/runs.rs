@@ -45,7 +45,7 @@ async fn list(store: &Store, json: bool) -> Result<()> {
 }
 
 async fn cancel(store: &Store, id: &RunId, json: bool) -> Result<()> {
-    orch_engine::steer::cancel_run(store, id).await?;
+    orch_engine::steer::cancel_run(store, id, &crate::ctx::actor()).await?;
     let info = store.run(id).await?;
     if json {
         return output::print_json(&output::CancelRequested::run(&id.0));

@@ -1,5 +1,6 @@
 //! `orch serve [--bind IP] [--port N]`: starts the dashboard on the repository's
-//! store, prints its URL (with the token) and serves until Ctrl-C or SIGTERM.
+//! store, prints its URL (with the token, random or `ORCH_SERVE_TOKEN`) and serves
+//! until Ctrl-C or SIGTERM.
 
 use anyhow::Result;
 
@@ -17,7 +18,11 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     }
     let opts = orch_web::Options {
         bind: std::net::SocketAddr::new(args.bind, args.port),
-        token: None,
+        // A fixed token (a URL that survives restarts) comes from the environment,
+        // never the command line, where other users could read it.
+        token: std::env::var("ORCH_SERVE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
         actor: actor(),
         artifacts: opened.repo.orch_dir().join("artifacts"),
         repo: opened.repo.root.clone(),
