@@ -27,6 +27,7 @@ const TOP_LEVEL: &[&str] = &[
     "artifacts",
     "budget",
     "notify",
+    "worker",
 ];
 
 /// The merged configuration and the layers it came from.

@@ -32,6 +32,8 @@ pub struct Config {
     pub budget: BudgetConfig,
     /// Who is told when a run ends or a task fails.
     pub notify: crate::notify::NotifyConfig,
+    /// How `orch worker` holds its jobs.
+    pub worker: crate::jobs::WorkerConfig,
 }
 
 /// `[budget]`: caps on what agents spend, as they report it. 0 means no cap.
@@ -77,8 +79,11 @@ pub struct RunConfig {
     pub integration_branch: String,
     /// The branch `finish` fast-forwards; empty: the branch `run.base` names.
     pub target: String,
-    /// The remote `finish = "push"` pushes to.
+    /// The remote `finish = "push"` pushes to, and workers share branches through.
     pub remote: String,
+    /// Who runs attempts: `local` (this process) or `workers` (`orch worker`s on any
+    /// machine, through a PostgreSQL store and `run.remote`).
+    pub executors: Executors,
     /// A fast-forward finish may also update a clean checkout of the target (as
     /// `git merge --ff-only` would); off, orch prints the command instead.
     pub update_checkout: bool,
@@ -110,6 +115,7 @@ impl Default for RunConfig {
             integration_branch: DEFAULT_INTEGRATION_BRANCH.into(),
             target: String::new(),
             remote: "origin".into(),
+            executors: Executors::Local,
             update_checkout: false,
             commit_template: String::new(),
             planner: String::new(),
@@ -482,6 +488,12 @@ string_enum!(
     FastForward = "fast-forward", /// Push the integration line to `run.remote`.
     Push = "push", /// Both: fast-forward the target, then push the line and the target.
     FastForwardPush = "fast-forward+push" }
+);
+string_enum!(
+    /// Who runs a run's attempts.
+    Executors { /// The run's own process.
+    Local = "local", /// `orch worker`s, through the store's job queue.
+    Workers = "workers" }
 );
 string_enum!(
     /// Agent presets.

@@ -28,6 +28,7 @@ pub mod cleanup;
 pub mod config;
 pub mod deps;
 pub mod event;
+pub mod jobs;
 pub mod landing;
 pub mod lease;
 pub mod notify;

@@ -45,6 +45,22 @@ pub enum StoreError {
     /// No task has that id.
     #[error("task {0} does not exist")]
     TaskNotFound(TaskId),
+    /// A worker's heartbeat or result for a job it no longer holds (its lease ran out,
+    /// and the job went back to the queue or to another worker).
+    #[error(
+        "job {job} is no longer this worker's: its lease (epoch {epoch}) ran out or was taken over; its result is refused"
+    )]
+    JobFenced {
+        /// The job.
+        job: i64,
+        /// The epoch the worker claimed it under.
+        epoch: i64,
+    },
+    /// `run.executors = "workers"` on a store that cannot serve workers.
+    #[error(
+        "run.executors = \"workers\" needs a PostgreSQL database (database_url = \"postgres://...\"), which workers on other machines reach; this repository uses SQLite at {0}"
+    )]
+    WorkersNeedPostgres(String),
     /// No run has that id.
     #[error("run {0} does not exist; `orch run list` shows the runs")]
     RunNotFound(String),
@@ -177,6 +193,8 @@ impl StoreError {
                 | StoreError::TaskNotFound(_)
                 | StoreError::RunNotFound(_)
                 | StoreError::RunExists(_)
+                | StoreError::JobFenced { .. }
+                | StoreError::WorkersNeedPostgres(_)
                 | StoreError::LeaseHeld { .. }
                 | StoreError::KeyTaken { .. }
                 | StoreError::Field(_)

@@ -154,6 +154,7 @@ impl Store {
                 crate::LEASE_ACQUIRED,
                 crate::LEASE_TAKEN_OVER,
                 orch_core::event::kind::CONTROL_REQUESTED,
+                crate::JOB_INTERRUPTED,
             ]))
             .order_by_asc(event::Column::Seq)
             .all(&self.db)

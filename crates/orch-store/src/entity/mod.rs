@@ -4,6 +4,7 @@ pub(crate) mod artifact;
 pub(crate) mod attempt;
 pub(crate) mod control;
 pub(crate) mod event;
+pub(crate) mod job;
 pub(crate) mod lease;
 pub(crate) mod merge;
 pub(crate) mod pool_slot;

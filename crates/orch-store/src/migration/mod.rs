@@ -17,6 +17,7 @@ mod m20261124_000010_create_artifacts;
 mod m20261125_000011_create_leases;
 mod m20261201_000012_attempt_usage;
 mod m20261204_000013_create_pool;
+mod m20261204_000014_create_jobs;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000011_create_leases::Migration),
             Box::new(m20261201_000012_attempt_usage::Migration),
             Box::new(m20261204_000013_create_pool::Migration),
+            Box::new(m20261204_000014_create_jobs::Migration),
         ]
     }
 
