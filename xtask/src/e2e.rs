@@ -17,7 +17,7 @@ use crate::tidy::root;
 /// One scenario's sandbox: a repository, an isolated HOME, and the built `orch`.
 pub(crate) struct Sandbox {
     pub(crate) tmp: tempfile::TempDir,
-    orch: PathBuf,
+    pub(crate) orch: PathBuf,
 }
 
 pub(crate) fn sh(dir: &Path, cmd: &str) -> Result<String> {
@@ -214,6 +214,10 @@ const BASE_CONFIG: &str = "[run]\nconcurrency = 3\n[agent]\ntimeout = \"20s\"\n[
 type Scenario = (&'static str, fn(&Sandbox) -> Result<()>);
 
 const SCENARIOS: &[Scenario] = &[
+    (
+        "workers on three clones survive kills",
+        crate::workers::scenario,
+    ),
     ("parallel tasks merge cleanly", |s| {
         s.config(BASE_CONFIG)?;
         for t in ["alpha", "beta", "gamma"] {

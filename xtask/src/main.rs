@@ -13,6 +13,8 @@
 //!   against `git worktree add`, and warm `cargo build` gates (see `poolbench.rs`).
 //! - `bench web`: the dashboard's board with 10,000 tasks, and 100 live clients
 //!   during a 16-agent run (see `webbench.rs`).
+//! - `bench workers`: the worker path (claim, fetch, push, post) against a local
+//!   attempt, and tasks per minute with 1 and 3 workers (see `workerbench.rs`).
 //! - `bench [core|import|validate|git]`: the criterion benchmarks (`core`: the orchestrator's
 //!   `handle` on a 10,000-task board; `import`: a board file's dependency check on
 //!   2,000- and 8,000-task chains; `validate`: the runner's spawn overhead; `git`:
@@ -26,6 +28,8 @@ mod layers;
 mod poolbench;
 mod tidy;
 mod webbench;
+mod workerbench;
+mod workers;
 
 use std::process::Command;
 
@@ -46,6 +50,9 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
     if which == Some("web") {
         return webbench::run();
     }
+    if which == Some("workers") {
+        return workerbench::run();
+    }
     if which == Some("gate") {
         let secs = std::env::var("ORCH_BENCH_GATE_SECS")
             .ok()
@@ -59,7 +66,7 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
         .collect();
     if selected.is_empty() {
         let mut names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
-        names.extend(["gate", "run", "web"]);
+        names.extend(["gate", "run", "web", "workers"]);
         bail!(
             "unknown benchmark {:?}; available: {}",
             which.unwrap_or(""),
@@ -102,7 +109,7 @@ fn main() -> Result<()> {
         Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
         None => bail!(
-            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|run|web], e2e [FILTER]"
+            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|run|web|workers], e2e [FILTER]"
         ),
     }
 }

@@ -81,6 +81,10 @@ pub enum Command {
     /// controls. Prints the URL to open (it carries a random token, or
     /// `ORCH_SERVE_TOKEN` for a URL that survives restarts); Ctrl-C stops it.
     Serve(ServeArgs),
+    /// Runs the attempts of runs with `run.executors = "workers"`, on this machine:
+    /// claims jobs from the shared PostgreSQL store, fetches and pushes branches through
+    /// `run.remote`, and posts results. Ctrl-C finishes the jobs it holds, then exits.
+    Worker(WorkerArgs),
     /// The integration line: where it is, how far ahead of the base and the target,
     /// which tasks it holds, and what waits to land.
     Status,
@@ -139,6 +143,24 @@ pub struct ServeArgs {
     /// The port (0: any free one).
     #[arg(long, default_value_t = 7321)]
     pub port: u16,
+}
+
+/// `orch worker`
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Only jobs of tasks carrying one of these labels (comma-separated), such as
+    /// `gpu` or `macos`.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// How many jobs it holds at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Exit once no job is left to claim and its own are done.
+    #[arg(long)]
+    pub drain: bool,
+    /// Its name in the journal and `orch` output (default: host:pid).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// `orch cleanup`

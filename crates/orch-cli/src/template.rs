@@ -20,7 +20,8 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # integration_batch = 1          # attempts validated together; a failing batch is bisected
 # integration_branch = "orch/integration"  # the line every run builds on; or "per-run"
 # target = ""                    # the branch finish lands on; empty: the branch run.base names
-# remote = "origin"              # where finish = "push" pushes
+# remote = "origin"              # where finish = "push" pushes, and workers share branches
+# executors = "local"            # or "workers": orch worker on any machine (PostgreSQL; docs/scale-out.md)
 # update_checkout = false        # a fast-forward may update your clean checkout of the target
 # commit_template = ""           # a task commit's first lines: {title} {body} {key} {task_id} {run} {attempt}
 # planner = ""                   # empty: the built-in scheduler; else a command
@@ -84,6 +85,10 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # task_usd = 0.0                 # a task's live attempt past it is stopped
 # run_tokens = 0
 # task_tokens = 0
+
+[worker]                         # orch worker, with run.executors = "workers"
+# lease_ttl = "30s"              # a silent worker's job goes to another after this
+# poll = "500ms"                 # how often idle workers and coordinators look
 "#;
 
 #[cfg(test)]

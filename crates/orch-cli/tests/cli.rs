@@ -816,6 +816,30 @@ fn a_run_can_be_canceled_from_another_terminal() {
 }
 
 #[test]
+fn workers_need_postgresql() {
+    let s = Sandbox::new();
+    s.ok(&["init"]);
+    s.ok(&["task", "add", "one"]);
+    let r = s.run(&["-c", "run.executors=workers", "run", "--agent-cmd", "true"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("needs a PostgreSQL database"),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&["worker", "--drain"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("needs a PostgreSQL database"),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&["-c", "worker.lease_ttl=1s", "worker"]);
+    assert_ne!(r.code, 0);
+    assert_eq!(s.statuses(), vec!["backlog"], "nothing claimed");
+}
+
+#[test]
 fn a_preset_runs_its_agent_cli_with_the_prompt() {
     let s = Sandbox::new();
     s.ok(&["init"]);

@@ -130,6 +130,7 @@ impl RunDriver {
             handle: handle.clone(),
             integration_slots: Default::default(),
             slots: Default::default(),
+            process_tag: None,
         });
         RunDriver {
             ctx,

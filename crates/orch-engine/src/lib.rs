@@ -42,6 +42,8 @@ pub mod setup;
 pub mod status;
 pub mod steer;
 pub mod stored;
+mod takeover;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -283,6 +285,20 @@ impl Engine {
             .notify
             .check()
             .map_err(EngineError::Config)?;
+        if cfg.executors == orch_core::config::Executors::Workers {
+            self.store.check_serves_workers()?;
+            self.cfg
+                .config
+                .worker
+                .check()
+                .map_err(EngineError::Config)?;
+            if let Err(e) = self.git.remote_ref(&cfg.remote, "HEAD") {
+                return Err(EngineError::Config(format!(
+                    "run.executors = \"workers\" moves branches through run.remote {:?}, which cannot be reached: {e}",
+                    cfg.remote
+                )));
+            }
+        }
         if self.git.ref_target("refs/heads/orch")?.is_some() {
             return Err(EngineError::Config(
                 "a branch named `orch` exists, and orch keeps its branches under orch/...; rename it (`git branch -m orch <new-name>`) and run again".into(),

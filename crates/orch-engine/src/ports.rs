@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use orch_core::Task;
 use orch_core::config::MergeStyle;
+use orch_core::jobs::{Job, JobSpec, JobState};
 use orch_core::pool::{CacheRules, Holder, PoolKind, PoolLimits, PoolSlot};
 use orch_core::ports::{Leftovers, MergeOutcome, SharedGitState};
 use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
-use orch_git::{Git, GitError};
+use orch_git::{Expect, Git, GitError};
 use orch_store::{Control, PoolLease, Store, StoreError};
 use orch_validate::{CancellationToken, CommandSpec, GateResult, GateSpec, Line, Report, RunError};
 use tokio::sync::mpsc;
@@ -120,6 +121,35 @@ pub trait GitPort: Send + Sync + 'static {
     fn workdir(&self) -> PathBuf;
     /// The shared git directory (`.git` of the main worktree).
     fn common_dir(&self) -> PathBuf;
+    /// Pushes `commit` to `reference` on `remote` if the remote ref is as `expect`
+    /// says (`LostRace` with where it is, if not). A git without remotes refuses.
+    fn push_ref(
+        &self,
+        remote: &str,
+        commit: &CommitId,
+        reference: &str,
+        expect: &Expect,
+    ) -> Result<(), RefError> {
+        let _ = (commit, reference, expect);
+        Err(RefError::Failed(format!(
+            "this repository cannot reach remote {remote}"
+        )))
+    }
+    /// Fetches `refspecs` from `remote`.
+    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), String> {
+        let _ = refspecs;
+        Err(format!("this repository cannot reach remote {remote}"))
+    }
+    /// Where `reference` is on `remote`.
+    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, String> {
+        let _ = reference;
+        Err(format!("this repository cannot reach remote {remote}"))
+    }
+    /// Deletes `reference` on `remote` (gone already: no error).
+    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), String> {
+        let _ = reference;
+        Err(format!("this repository cannot reach remote {remote}"))
+    }
 }
 
 /// The store, as a live run uses it.
@@ -184,6 +214,30 @@ pub trait JournalPort: Send + Sync + 'static {
     ) -> Result<Vec<PoolSlot>, StoreError>;
     /// Forgets a retired worktree that is gone from disk.
     async fn forget_pool(&self, slot: u32) -> Result<(), StoreError>;
+    /// Posts an attempt's job for the workers (again: the one there). A journal that
+    /// cannot serve workers refuses this and the other job calls.
+    async fn post_job(&self, spec: &JobSpec) -> Result<Job, StoreError> {
+        Err(StoreError::WorkersNeedPostgres(spec.run.clone()))
+    }
+    /// An attempt's job, if posted.
+    async fn job(&self, run: &RunId, a: AttemptId) -> Result<Option<Job>, StoreError> {
+        let _ = a;
+        Err(StoreError::WorkersNeedPostgres(run.0.clone()))
+    }
+    /// Asks an attempt's job stopped; `None`: it was still queued, and is gone.
+    async fn cancel_job(&self, run: &RunId, a: AttemptId) -> Result<Option<JobState>, StoreError> {
+        let _ = a;
+        Err(StoreError::WorkersNeedPostgres(run.0.clone()))
+    }
+    /// Removes an attempt's job.
+    async fn forget_job(&self, run: &RunId, a: AttemptId) -> Result<(), StoreError> {
+        let _ = a;
+        Err(StoreError::WorkersNeedPostgres(run.0.clone()))
+    }
+    /// The database's clock (ms), which job leases run on.
+    async fn db_clock(&self) -> Result<i64, StoreError> {
+        Err(StoreError::WorkersNeedPostgres(String::new()))
+    }
 }
 
 /// Whether the line moved from `from` to `to` by orch's own validated work (a shared
@@ -352,6 +406,33 @@ impl GitPort for Git {
     fn common_dir(&self) -> PathBuf {
         Git::common_dir(self)
     }
+    fn push_ref(
+        &self,
+        remote: &str,
+        commit: &CommitId,
+        reference: &str,
+        expect: &Expect,
+    ) -> Result<(), RefError> {
+        match Git::push_ref(self, remote, commit, reference, expect) {
+            Ok(()) => Ok(()),
+            Err(GitError::PushRefused { .. }) => match Git::remote_ref(self, remote, reference) {
+                Ok(at) => Err(RefError::LostRace {
+                    actual: at.unwrap_or(CommitId(String::new())),
+                }),
+                Err(e) => Err(RefError::Failed(e.to_string())),
+            },
+            Err(e) => Err(RefError::Failed(e.to_string())),
+        }
+    }
+    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), String> {
+        Git::fetch_refs(self, remote, refspecs).map_err(text)
+    }
+    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, String> {
+        Git::remote_ref(self, remote, reference).map_err(text)
+    }
+    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), String> {
+        Git::delete_remote_ref(self, remote, reference).map_err(text)
+    }
 }
 
 #[async_trait::async_trait]
@@ -423,6 +504,21 @@ impl JournalPort for Store {
         bytes: Option<u64>,
     ) -> Result<bool, StoreError> {
         Store::release_pool_slot(self, slot, holder, bytes).await
+    }
+    async fn post_job(&self, spec: &JobSpec) -> Result<Job, StoreError> {
+        Store::post_job(self, spec).await
+    }
+    async fn job(&self, run: &RunId, a: AttemptId) -> Result<Option<Job>, StoreError> {
+        Store::job(self, &run.0, a.task, a.number).await
+    }
+    async fn cancel_job(&self, run: &RunId, a: AttemptId) -> Result<Option<JobState>, StoreError> {
+        Store::cancel_job(self, &run.0, a.task, a.number).await
+    }
+    async fn forget_job(&self, run: &RunId, a: AttemptId) -> Result<(), StoreError> {
+        Store::forget_job(self, &run.0, a.task, a.number).await
+    }
+    async fn db_clock(&self) -> Result<i64, StoreError> {
+        Store::db_clock(self).await
     }
     async fn retire_pool(
         &self,

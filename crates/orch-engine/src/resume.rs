@@ -94,6 +94,7 @@ impl Engine {
         notes: &mut Vec<String>,
     ) -> Result<RunSummary, EngineError> {
         self.clear_leftovers(run, notes).await;
+        self.await_jobs(run, notes).await;
         let journal = self.store.run_events(run).await?;
         let snapshot = RunSnapshot::from_events(&journal);
         if snapshot.state == RunState::Created || snapshot.head.is_none() {
@@ -106,6 +107,8 @@ impl Engine {
             notes.push("the run had not started; starting it".into());
             return self.start(run, base, handle, owner).await;
         }
+        self.sync_line(run, &snapshot).await?;
+        self.fetch_in_flight(run, &snapshot).await;
         let cfg = &self.cfg.config.run;
         let branch = layout::integration_branch(cfg, run);
         let actual = match self.git.ref_target(&layout::integration_ref(cfg, run))? {
@@ -125,7 +128,10 @@ impl Engine {
                 m.to.short()
             ));
         }
-        let finished = self.finished_agents(run, &snapshot)?;
+        let finished = match cfg.executors {
+            orch_core::config::Executors::Workers => self.finished_jobs(run, &snapshot).await?,
+            orch_core::config::Executors::Local => self.finished_agents(run, &snapshot)?,
+        };
         let bases: HashMap<AttemptId, CommitId> = snapshot
             .attempts
             .iter()
@@ -256,7 +262,9 @@ impl Engine {
             cfg.agent_command = stored.engine.agent_command.clone();
         }
         cfg.only_tasks = stored.only_tasks();
-        if let Some(root) = stored.worktree_root() {
+        // A coordinator of workers may resume on another machine: its own worktrees.
+        let workers = cfg.config.run.executors == orch_core::config::Executors::Workers;
+        if let Some(root) = stored.worktree_root().filter(|_| !workers) {
             cfg.worktree_root = root;
         }
         let engine = Engine {

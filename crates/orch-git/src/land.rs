@@ -174,30 +174,7 @@ impl Git {
             .collect();
         let mut cmd = git_command(&self.workdir);
         cmd.args(["push", "--porcelain", "--atomic", "--no-verify", remote])
-            .args(&specs)
-            .env("GIT_TERMINAL_PROMPT", "0");
-        let out = cmd.output().map_err(|e| GitError::Cli {
-            command: "git push".into(),
-            message: format!("cannot run git: {e}"),
-        })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rejected: Vec<&str> = text.lines().filter(|l| l.starts_with('!')).collect();
-        if rejected.is_empty() {
-            return Err(GitError::Cli {
-                command: format!("git push {remote} {}", specs.join(" ")),
-                message: text.trim().to_owned(),
-            });
-        }
-        Err(GitError::PushRefused {
-            remote: remote.to_owned(),
-            message: rejected.join("; "),
-        })
+            .args(&specs);
+        crate::remote::run_push(cmd, remote, &specs.join(" "))
     }
 }

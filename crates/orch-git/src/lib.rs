@@ -20,6 +20,7 @@ mod inventory;
 mod land;
 mod merge;
 mod pool;
+mod remote;
 mod shared;
 mod submodules;
 mod worktree;
@@ -31,6 +32,7 @@ use orch_core::run::CommitId;
 
 pub use error::GitError;
 pub use land::CheckedOut;
+pub use remote::Expect;
 pub use worktree::default_worktree_root;
 
 /// The author and committer orch uses for the commits it makes.

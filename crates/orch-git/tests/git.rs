@@ -10,7 +10,7 @@ use std::time::Duration;
 use orch_core::config::{MergeStyle, Offline};
 use orch_core::ports::MergeOutcome;
 use orch_core::run::CommitId;
-use orch_git::{Git, GitError};
+use orch_git::{Expect, Git, GitError};
 
 /// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
 /// environment sets.
@@ -854,4 +854,59 @@ fn a_pinned_merge_survives_gc_and_a_pruned_one_is_never_advanced_to() {
     g.unpin(pin).unwrap();
     assert_eq!(g.ref_target(pin).unwrap(), None);
     git(&fx.repo(), &["fsck", "--no-progress"]);
+}
+
+#[test]
+fn pushes_to_a_shared_remote_are_compare_and_swap() {
+    let f = Fixture::new();
+    let remote = f.tmp.path().join("remote.git");
+    git(
+        f.tmp.path(),
+        &["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
+    git(
+        &f.repo(),
+        &["remote", "add", "shared", remote.to_str().unwrap()],
+    );
+    let g = f.git();
+    let (a, r) = (f.head(), "refs/heads/orch/line");
+    assert_eq!(g.remote_ref("shared", r).unwrap(), None);
+    g.push_ref("shared", &a, r, &Expect::Absent).unwrap();
+    assert_eq!(g.remote_ref("shared", r).unwrap(), Some(a.clone()));
+    // Pushing it again changes nothing; expecting it absent, or somewhere else, is
+    // refused and moves nothing.
+    g.push_ref("shared", &a, r, &Expect::Absent).unwrap();
+    let b = commit_all(&f.repo(), "b");
+    let again = g.push_ref("shared", &b, r, &Expect::Absent);
+    assert!(
+        matches!(again, Err(GitError::PushRefused { .. })),
+        "{again:?}"
+    );
+    let wrong = g.push_ref("shared", &b, r, &Expect::At(b.clone()));
+    assert!(
+        matches!(wrong, Err(GitError::PushRefused { .. })),
+        "{wrong:?}"
+    );
+    assert_eq!(g.remote_ref("shared", r).unwrap(), Some(a.clone()));
+    g.push_ref("shared", &b, r, &Expect::At(a.clone())).unwrap();
+    // Another clone fetches it, and works on from it.
+    let other = f.tmp.path().join("other");
+    git(
+        f.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            remote.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    let o = Git::open(&other).unwrap();
+    o.fetch_refs("origin", &[format!("+{r}:refs/heads/orch/line")])
+        .unwrap();
+    assert_eq!(o.ref_target(r).unwrap(), Some(b.clone()));
+    g.push_ref("shared", &a, r, &Expect::Any).unwrap();
+    assert_eq!(g.remote_ref("shared", r).unwrap(), Some(a));
+    g.delete_remote_ref("shared", r).unwrap();
+    g.delete_remote_ref("shared", r).unwrap();
+    assert_eq!(g.remote_ref("shared", r).unwrap(), None);
 }

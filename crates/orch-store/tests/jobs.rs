@@ -267,8 +267,10 @@ async fn claimer(store: Store, w: u64, tally: Arc<Mutex<Tally>>) {
         {
             let mut t = tally.lock().unwrap();
             t.claims += 1;
+            // A claim that "dies" has a lease of 1 ms: by now another claimer may have
+            // taken the job over and finished it. One held for a minute, never.
             assert!(
-                !t.finished.contains_key(&id),
+                dies || !t.finished.contains_key(&id),
                 "job {id} claimed after its result"
             );
         }

@@ -7,6 +7,10 @@
 //! grace period, then SIGKILL. A group is only signalled while one of its members
 //! still carries the tag, so a recycled process-group id is never hit.
 //!
+//! A process an `orch worker` starts for a run's job carries `ORCH_PROCESS_TAG=<run>
+//! @worker:<name>` too, which stands for its tag: a coordinator resumed on the same
+//! machine stops its own dead predecessor's processes, not the workers'.
+//!
 //! This reads `/proc`, so it finds nothing on systems without it (macOS); there a
 //! crash can leave agents running until they exit on their own.
 
@@ -18,6 +22,8 @@ use nix::unistd::Pid;
 
 /// The environment variable that tags a process with its run.
 pub const RUN_TAG: &str = "ORCH_RUN_ID";
+/// The variable that, when set, tags a process instead of [`RUN_TAG`] (a worker's).
+pub const PROCESS_TAG: &str = "ORCH_PROCESS_TAG";
 
 /// A process that carries a run tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +55,13 @@ fn pgid_of(pid: i32) -> Option<i32> {
 
 fn tag_of(pid: i32) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{RUN_TAG}=");
-    env.split(|b| *b == 0)
-        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    let value = |var: &str| {
+        let prefix = format!("{var}=");
+        env.split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    value(PROCESS_TAG).or_else(|| value(RUN_TAG))
 }
 
 fn command_of(pid: i32) -> String {

@@ -15,6 +15,7 @@ pub(crate) mod run;
 mod runs;
 mod serve;
 mod task;
+mod worker;
 
 use anyhow::Result;
 
@@ -41,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
         Command::Pool => cleanup::pool(&ctx).await.map(|_| 0),
         Command::Serve(args) => serve::serve(&ctx, &args).await.map(|_| 0),
+        Command::Worker(args) => worker::worker(&ctx, &args).await.map(|_| 0),
         Command::Status => land::status(&ctx).await.map(|_| 0),
         Command::Land(args) => land::land(&ctx, &args).await,
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),

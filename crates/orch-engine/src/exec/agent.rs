@@ -21,6 +21,9 @@ pub(crate) struct Ask {
     pub(crate) note: Option<String>,
     pub(crate) previous_failure: Option<FailureKind>,
     pub(crate) resume_session: Option<String>,
+    /// The prompt as rendered elsewhere (a coordinator's, for a worker); `None`: from
+    /// the task.
+    pub(crate) prompt: Option<String>,
 }
 
 /// Runs the agent of `attempt` and reports how it ended, what it left and what it
@@ -44,7 +47,7 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         .await
         .expect("the semaphore is never closed");
     let prompt_path = dir.join("prompt.md");
-    let text = render(&ctx, &ask);
+    let text = ask.prompt.clone().unwrap_or_else(|| render(&ctx, &ask));
     if let Err(e) = std::fs::write(&prompt_path, text) {
         return failed(format!("writing the prompt: {e}"));
     }
@@ -178,7 +181,7 @@ async fn commit_leftovers(
         })
 }
 
-fn render(ctx: &Ctx, ask: &Ask) -> String {
+pub(crate) fn render(ctx: &Ctx, ask: &Ask) -> String {
     let (attempt, note, failure) = (
         ask.attempt,
         ask.note.as_deref(),
@@ -219,7 +222,7 @@ pub(crate) async fn run_streamed(
 }
 
 /// Writes the exit marker atomically (a temporary file, then a rename).
-fn write_exit_marker(dir: &Path, f: &FinishedAgent) -> std::io::Result<()> {
+pub(crate) fn write_exit_marker(dir: &Path, f: &FinishedAgent) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{EXIT_MARKER}.tmp"));
     std::fs::write(
         &tmp,

@@ -34,6 +34,9 @@ pub(crate) async fn cleanup(
         true => super::pool::release(&ctx, attempt, delete_branch).await,
         false => Vec::new(),
     };
+    if super::remote::on_workers(&ctx) {
+        errors.extend(super::remote::cleanup(&ctx, attempt, delete_branch).await);
+    }
     let delete_branch = delete_branch && !pooled;
     errors.extend(
         blocking(move || {

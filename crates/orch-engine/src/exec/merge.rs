@@ -18,12 +18,20 @@ pub(crate) async fn merge(
     let (git, style) = (ctx.git.clone(), ctx.cfg.config.run.merge_style);
     let message = ctx.commit_message(attempt, Some(style));
     let pin = layout::candidate_ref(&ctx.run, attempt);
+    // With workers, the pin goes to the remote too: a coordinator resumed from
+    // another clone validates (or advances to) the same commit.
+    let remote = super::remote::on_workers(&ctx).then(|| ctx.cfg.config.run.remote.clone());
     // Written and pinned in one go: between the two, `git gc --prune=now` could take
     // the new commit, which no branch holds yet.
     let result = blocking(move || {
         let r = git.merge(&onto, &head, style, &message)?;
         if let MergeOutcome::Clean { commit } = &r {
             git.pin(&pin, commit)?;
+            if let Some(remote) = remote {
+                let any = orch_git::Expect::Any;
+                git.push_ref(&remote, commit, &pin, &any)
+                    .map_err(|e| format!("pinning the candidate on the remote: {e:?}"))?;
+            }
         }
         Ok::<_, String>(r)
     })
@@ -50,7 +58,14 @@ pub(crate) async fn advance(
         layout::integration_ref(&ctx.cfg.config.run, &ctx.run),
     );
     let e = expected.clone();
-    let result = blocking(move || git.advance_ref(&reference, &e, &new)).await;
+    let pushed = match super::remote::on_workers(&ctx) {
+        true => super::remote::advance_remote(&ctx, &expected, &new).await,
+        false => Ok(()),
+    };
+    let result = match pushed {
+        Ok(()) => blocking(move || git.advance_ref(&reference, &e, &new)).await,
+        Err(e) => Ok(Err(e)),
+    };
     let result = match result {
         Ok(Ok(())) => {
             crash_point("ref-advanced");

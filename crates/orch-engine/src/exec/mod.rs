@@ -10,6 +10,7 @@ pub(crate) mod merge;
 pub(crate) mod output;
 pub(crate) mod planner;
 pub(crate) mod pool;
+pub(crate) mod remote;
 pub(crate) mod worktree;
 
 use std::collections::HashMap;
@@ -47,6 +48,9 @@ pub(crate) struct Ctx {
     pub(crate) integration_slots: std::sync::Mutex<Vec<bool>>,
     /// The pooled worktrees the run's attempts hold, by attempt (`task-3-1`).
     pub(crate) slots: std::sync::Mutex<HashMap<String, pool::Pooled>>,
+    /// The tag its processes carry instead of the run's (`<run>@worker:<name>` on a
+    /// worker), so that only their own orch stops them after a crash.
+    pub(crate) process_tag: Option<String>,
 }
 
 /// An integration slot's checkout, held for one gate run.
@@ -183,6 +187,9 @@ impl Ctx {
         if let Some(slot) = slot {
             set.extend(orch_core::pool::slot_env(&self.cfg.config.worktrees, slot));
         }
+        if let Some(tag) = &self.process_tag {
+            set.push((orch_validate::procs::PROCESS_TAG.into(), tag.clone()));
+        }
         Environment::inherit(&self.env_allow(), set)
     }
 }
@@ -227,6 +234,10 @@ pub(crate) type Work = std::pin::Pin<Box<dyn std::future::Future<Output = Option
 
 /// The work of one command; `stop` signals its process, `base` is an agent's base.
 pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitId>) -> Work {
+    let cmd = match remote::work(ctx.clone(), cmd, &stop, base.clone()) {
+        Ok(w) => return w,
+        Err(cmd) => *cmd,
+    };
     match cmd {
         Command::Provision {
             attempt,
@@ -246,6 +257,7 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
                 note,
                 previous_failure,
                 resume_session,
+                prompt: None,
             };
             Box::pin(async move { Some(agent::spawn(ctx, ask, stop).await) })
         }

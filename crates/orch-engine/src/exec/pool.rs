@@ -29,8 +29,11 @@ pub(crate) struct Pooled {
 
 impl Ctx {
     /// Whether this run's worktrees come from the pool.
+    /// Whether worktrees come from the pool. Not with workers: the pool's rows are one
+    /// machine's worktrees, and a store shared by several machines would hand one's
+    /// paths to another.
     pub(crate) fn pooled(&self) -> bool {
-        self.cfg.config.worktrees.reuse
+        self.cfg.config.worktrees.reuse && !super::remote::on_workers(self)
     }
 
     pub(crate) fn pool_limits(&self) -> PoolLimits {
