@@ -131,6 +131,7 @@ impl RunDriver {
             integration_slots: Default::default(),
             slots: Default::default(),
             process_tag: None,
+            job_changes: Default::default(),
         });
         RunDriver {
             ctx,

@@ -238,6 +238,10 @@ pub trait JournalPort: Send + Sync + 'static {
     async fn db_clock(&self) -> Result<i64, StoreError> {
         Err(StoreError::WorkersNeedPostgres(String::new()))
     }
+    /// A signal bumped whenever a job is posted or done (`None`: poll).
+    async fn job_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// Whether the line moved from `from` to `to` by orch's own validated work (a shared
@@ -519,6 +523,9 @@ impl JournalPort for Store {
     }
     async fn db_clock(&self) -> Result<i64, StoreError> {
         Store::db_clock(self).await
+    }
+    async fn job_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Store::job_changes(self).await
     }
     async fn retire_pool(
         &self,

@@ -111,8 +111,15 @@ pub async fn run_worker(
     let slots = Arc::new(Semaphore::new(w.opts.concurrency.max(1)));
     let mut jobs = tokio::task::JoinSet::new();
     let mut summary = WorkerSummary::default();
+    // An idle worker looks when a job is announced, and every `worker.poll` anyway.
     let poll = w.opts.config.worker.poll.0;
+    let mut changes = w
+        .store
+        .job_changes()
+        .await
+        .unwrap_or_else(|| tokio::sync::watch::channel(0).1);
     loop {
+        changes.borrow_and_update();
         let mut idle = !stop.is_cancelled();
         while !stop.is_cancelled() {
             let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -142,6 +149,7 @@ pub async fn run_worker(
                 Err(e) => tracing::error!(error = %e, "a job's task failed"),
             },
             _ = tokio::time::sleep(poll) => {}
+            Ok(()) = changes.changed() => {}
             _ = stop.cancelled(), if !stop.is_cancelled() => {}
         }
     }
@@ -428,6 +436,7 @@ impl Shared {
             integration_slots: Default::default(),
             slots: Default::default(),
             process_tag: Some(format!("{}@worker:{}", job.spec.run, self.opts.name)),
+            job_changes: Default::default(),
             cfg: EngineConfig {
                 agent_command: stored.engine.agent_command.clone(),
                 config,

@@ -115,6 +115,7 @@ impl Store {
         .insert(&self.db)
         .await
         .map_err(err("posting a job"))?;
+        self.announce().await;
         to_job(m)
     }
 
@@ -279,7 +280,10 @@ impl Store {
             .await
             .map_err(err("posting a job's result"))?;
         match r.rows_affected() {
-            1 => Ok(()),
+            1 => {
+                self.announce().await;
+                Ok(())
+            }
             _ => Err(StoreError::JobFenced { job: id, epoch }),
         }
     }
@@ -329,5 +333,50 @@ impl Store {
             .await
             .map_err(err("removing a job"))?;
         Ok(())
+    }
+}
+
+/// The channel job changes are announced on (PostgreSQL `NOTIFY`).
+const CHANNEL: &str = "orch_jobs";
+
+impl Store {
+    /// Announces a change to the jobs (posted, done) to whoever listens: idle workers
+    /// and waiting coordinators look at once instead of at their next poll. Best
+    /// effort; SQLite has no listeners.
+    async fn announce(&self) {
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let _ = self
+                .db
+                .execute_unprepared(&format!("NOTIFY {CHANNEL}"))
+                .await;
+        }
+    }
+
+    /// A signal that bumps on every announced job change, from a PostgreSQL `LISTEN`
+    /// on a connection of its own (`None` on SQLite: poll). The listener stops when
+    /// the last receiver is dropped; a lost connection bumps it too, so waiters look.
+    pub async fn job_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return None;
+        }
+        let pool = self.db.get_postgres_connection_pool();
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        let (tx, rx) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    n = listener.recv() => {
+                        if n.is_err() {
+                            // The listener reconnects on its next recv; meanwhile, look.
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                        tx.send_modify(|v| *v += 1);
+                    }
+                }
+            }
+        });
+        Some(rx)
     }
 }

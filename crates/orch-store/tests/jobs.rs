@@ -136,6 +136,13 @@ async fn the_queue(store: Store) {
         .collect();
     assert_eq!(left, vec![2, 3]);
     assert!(store.db_clock().await.unwrap() > 1_700_000_000_000);
+    // On PostgreSQL a posted job is announced to listeners at once.
+    if let Some(mut changes) = store.job_changes().await {
+        changes.borrow_and_update();
+        store.post_job(&spec(5, &[])).await.unwrap();
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed());
+        woke.await.expect("announced within 5 s").unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,8 @@ pub(crate) struct Ctx {
     /// The tag its processes carry instead of the run's (`<run>@worker:<name>` on a
     /// worker), so that only their own orch stops them after a crash.
     pub(crate) process_tag: Option<String>,
+    /// Announced job changes, listened for once per run (with workers).
+    pub(crate) job_changes: tokio::sync::OnceCell<Option<tokio::sync::watch::Receiver<u64>>>,
 }
 
 /// An integration slot's checkout, held for one gate run.

@@ -148,9 +148,17 @@ pub(crate) async fn agent(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
 
 /// The job's result, or `None` when it was stopped before it gave one.
 async fn wait(ctx: &Ctx, attempt: AttemptId, stop: &Stop) -> Result<Option<JobResult>, String> {
+    // Woken by the store's announcements, and every `worker.poll` in any case.
     let poll = ctx.cfg.config.worker.poll.0;
+    let changes = ctx
+        .job_changes
+        .get_or_init(|| ctx.journal.job_changes())
+        .await
+        .clone();
+    let mut changes = changes.unwrap_or_else(|| tokio::sync::watch::channel(0).1);
     let mut asked = false;
     loop {
+        changes.borrow_and_update();
         if !asked && stop.term.is_cancelled() {
             asked = true;
             match ctx.journal.cancel_job(&ctx.run, attempt).await {
@@ -178,6 +186,7 @@ async fn wait(ctx: &Ctx, attempt: AttemptId, stop: &Stop) -> Result<Option<JobRe
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
+            Ok(()) = changes.changed() => {}
             _ = stop.term.cancelled(), if !asked => {}
         }
     }
@@ -286,12 +295,17 @@ pub(crate) async fn advance_remote(
     let reference = crate::layout::integration_ref(&ctx.cfg.config.run, &ctx.run);
     let (git, remote, e, n) = (ctx.git.clone(), remote(ctx), expected.clone(), new.clone());
     blocking(move || {
-        let at = git
+        // The usual case in one round trip; the remote is asked only on a refusal.
+        let refused = match git.push_ref(&remote, &n, &reference, &Expect::At(e)) {
+            Ok(()) => return Ok(()),
+            Err(r) => r,
+        };
+        match git
             .remote_ref(&remote, &reference)
-            .map_err(RefError::Failed)?;
-        match at {
+            .map_err(RefError::Failed)?
+        {
             Some(a) if a == n => Ok(()),
-            Some(_) => git.push_ref(&remote, &n, &reference, &Expect::At(e)),
+            Some(_) => Err(refused),
             None => git.push_ref(&remote, &n, &reference, &Expect::Absent),
         }
     })
