@@ -18,7 +18,7 @@ use crate::e2e::{Sandbox, sh};
 
 const TASKS: usize = 30;
 const TTL_S: u64 = 3;
-const AGENT: &str = "sleep 1.5; echo \"$ORCH_TASK_ID\" > \"f$ORCH_TASK_ID.txt\"";
+const AGENT: &str = "echo \"agent of task $ORCH_TASK_ID\"; sleep 1.5; echo \"$ORCH_TASK_ID\" > \"f$ORCH_TASK_ID.txt\"";
 
 /// A process group killed when dropped.
 pub(crate) struct Group(Child);
@@ -313,6 +313,13 @@ fn check_end(c: &Cluster) -> Result<()> {
         )?;
         ensure!(wts == "1", "{w} has {wts} worktrees");
     }
+    // A machine that ran nothing shows any attempt's logs, from the store.
+    c.clone_of("viewer")?;
+    let logs = c.ok("viewer", &["logs", "--task", "7", "--raw"])?;
+    ensure!(
+        logs.contains("agent of task 7"),
+        "orch logs elsewhere:\n{logs}"
+    );
     let interrupted = c.psql("SELECT count(*) FROM events WHERE kind = 'job.interrupted'")?;
     ensure!(interrupted != "0", "no job.interrupted in the journal");
     Ok(())

@@ -35,6 +35,7 @@ pub mod pool;
 pub mod ports;
 pub mod presets;
 pub mod prompt;
+pub mod remote_logs;
 pub mod resume;
 pub mod retention;
 pub mod sandbox;

@@ -362,6 +362,15 @@ impl Shared {
     /// Posts the result, retrying while the store cannot be reached; false when the
     /// lease was lost meanwhile.
     async fn post(&self, job: &Job, r: &JobResult) -> bool {
+        // Its logs first, for `orch logs` and the dashboard on any machine.
+        let s = &job.spec;
+        let saved = self
+            .store
+            .save_logs(&s.run, s.task, s.attempt, &self.opts.name, &r.logs)
+            .await;
+        if let Err(e) = saved {
+            tracing::warn!(job = job.id, error = %e, "saving a job's logs");
+        }
         let mut wait = Duration::from_millis(200);
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         loop {

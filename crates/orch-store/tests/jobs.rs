@@ -136,6 +136,29 @@ async fn the_queue(store: Store) {
         .collect();
     assert_eq!(left, vec![2, 3]);
     assert!(store.db_clock().await.unwrap() > 1_700_000_000_000);
+    // Logs saved by a worker replace an earlier owner's, and read back by task.
+    let logs = |t: &str| vec![("agent.log".to_owned(), t.to_owned())];
+    store
+        .save_logs("r1", TaskId(3), 1, "w1", &logs("first"))
+        .await
+        .unwrap();
+    store
+        .save_logs("r1", TaskId(3), 1, "w2", &logs("second"))
+        .await
+        .unwrap();
+    let read = store.stored_logs(None, TaskId(3)).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].worker.as_str(), read[0].text.as_str()),
+        ("w2", "second")
+    );
+    assert!(
+        store
+            .stored_logs(Some("r2"), TaskId(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // On PostgreSQL a posted job is announced to listeners at once.
     if let Some(mut changes) = store.job_changes().await {
         changes.borrow_and_update();

@@ -214,6 +214,12 @@ pub(crate) async fn attempt(
         task: TaskId(task),
         number: n,
     };
+    if !dir.is_dir() {
+        // It ran on a worker elsewhere: its logs are in the store.
+        let _ =
+            orch_engine::remote_logs::materialize(&app.store, &app.artifacts, Some(&run), a.task)
+                .await;
+    }
     let prompt = std::fs::read_to_string(dir.join("prompt.md")).unwrap_or_default();
     let mut logs: BTreeMap<String, String> = BTreeMap::new();
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -1,5 +1,6 @@
 //! `orch logs --task ID [--attempt N] [--stage S] [--follow]`: an attempt's agent and
-//! gate logs from its artifacts directory.
+//! gate logs from its artifacts directory (filled from the store for attempts that
+//! ran on workers on other machines).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let opened = ctx.open().await?;
     let store = &opened.store;
     let root = opened.repo.orch_dir().join("artifacts");
+    // Attempts that ran on workers elsewhere: their logs come from the store.
+    orch_engine::remote_logs::materialize(store, &root, args.run.as_deref(), args.task).await?;
     let run = match &args.run {
         Some(r) => r.clone(),
         None => newest_run_with_logs(store, &root, args).await?,

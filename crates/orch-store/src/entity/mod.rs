@@ -2,6 +2,7 @@
 
 pub(crate) mod artifact;
 pub(crate) mod attempt;
+pub(crate) mod attempt_log;
 pub(crate) mod control;
 pub(crate) mod event;
 pub(crate) mod job;

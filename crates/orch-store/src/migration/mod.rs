@@ -18,6 +18,7 @@ mod m20261125_000011_create_leases;
 mod m20261201_000012_attempt_usage;
 mod m20261204_000013_create_pool;
 mod m20261204_000014_create_jobs;
+mod m20261204_000015_create_attempt_logs;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_attempt_usage::Migration),
             Box::new(m20261204_000013_create_pool::Migration),
             Box::new(m20261204_000014_create_jobs::Migration),
+            Box::new(m20261204_000015_create_attempt_logs::Migration),
         ]
     }
 
