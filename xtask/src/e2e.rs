@@ -218,6 +218,10 @@ const SCENARIOS: &[Scenario] = &[
         "workers on three clones survive kills",
         crate::workers::scenario,
     ),
+    (
+        "workers: a cancel stops the agent on its worker",
+        crate::workers::cancel,
+    ),
     ("parallel tasks merge cleanly", |s| {
         s.config(BASE_CONFIG)?;
         for t in ["alpha", "beta", "gamma"] {

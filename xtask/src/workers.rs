@@ -197,7 +197,7 @@ pub(crate) fn scenario(s: &Sandbox) -> Result<()> {
     let coord = c.spawn("coord1", &run_args)?;
     kill_a_worker(&c, &mut workers)?;
     // The coordinator dies twice; another clone takes the run over each time.
-    let run_id = run_id(&c)?;
+    let run_id = run_id_in(&c, "coord1")?;
     let mut coord = Some(coord);
     for (after, next) in [(8, "coord2"), (16, "coord3")] {
         until("tasks done", Duration::from_secs(120), || {
@@ -276,16 +276,6 @@ fn kill_a_worker(c: &Cluster, workers: &mut [Option<Group>]) -> Result<()> {
     Ok(())
 }
 
-fn run_id(c: &Cluster) -> Result<String> {
-    let mut id = String::new();
-    until("the run's id", Duration::from_secs(30), || {
-        let runs: Value = serde_json::from_str(&c.ok("coord1", &["run", "list", "--json"])?)?;
-        id = runs[0]["id"].as_str().unwrap_or_default().to_owned();
-        Ok(!id.is_empty())
-    })?;
-    Ok(id)
-}
-
 /// Every task merged once on the remote's line, with its file; no job, no worktree.
 fn check_end(c: &Cluster) -> Result<()> {
     let remote = c.dir.join("remote.git");
@@ -323,4 +313,55 @@ fn check_end(c: &Cluster) -> Result<()> {
     let interrupted = c.psql("SELECT count(*) FROM events WHERE kind = 'job.interrupted'")?;
     ensure!(interrupted != "0", "no job.interrupted in the journal");
     Ok(())
+}
+
+/// `orch run cancel` on a run whose agent works on a worker: the worker stops the
+/// agent at once (the cancel is announced), posts, and the run ends canceled with its
+/// task back in the backlog and no job left.
+pub(crate) fn cancel(s: &Sandbox) -> Result<()> {
+    let Ok(admin) = std::env::var("ORCH_TEST_DATABASE_URL") else {
+        println!("      (skipped: ORCH_TEST_DATABASE_URL names no PostgreSQL server)");
+        return Ok(());
+    };
+    let name = format!("orch_e2e_cancel_{}", std::process::id());
+    let c = Cluster::new(&s.tmp.path().join("cluster"), s.orch.clone(), &admin, &name)?;
+    for clone in ["coord", "w1"] {
+        c.clone_of(clone)?;
+    }
+    c.ok("coord", &["init"])?;
+    c.ok("coord", &["task", "add", "long"])?;
+    let worker = c.spawn("w1", &["worker", "--name", "w1"])?;
+    let agent = "echo started; sleep 60";
+    let run = c.spawn("coord", &["run", "--agent-cmd", agent])?;
+    until("the agent on w1", Duration::from_secs(60), || {
+        Ok(c.log("w1").contains("claimed job"))
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    let id = run_id_in(&c, "coord")?;
+    c.ok("coord", &["run", "cancel", &id])?;
+    let took = until("the run's end", Duration::from_secs(30), || {
+        Ok(c.log("coord").contains("canceled."))
+    })?;
+    ensure!(took < Duration::from_secs(5), "the cancel took {took:?}");
+    ensure!(c.log("w1").contains("Signal(15)"), "w1: {}", c.log("w1"));
+    ensure!(c.psql("SELECT count(*) FROM jobs")? == "0", "jobs are left");
+    let tasks: Value = serde_json::from_str(&c.ok("coord", &["task", "list", "--json"])?)?;
+    ensure!(tasks[0]["status"] == "backlog", "{tasks}");
+    println!(
+        "      a cancel stopped the agent on its worker; the run ended {:.1}s later",
+        took.as_secs_f64()
+    );
+    drop(run);
+    drop(worker);
+    Ok(())
+}
+
+fn run_id_in(c: &Cluster, clone: &str) -> Result<String> {
+    let mut id = String::new();
+    until("the run's id", Duration::from_secs(30), || {
+        let runs: Value = serde_json::from_str(&c.ok(clone, &["run", "list", "--json"])?)?;
+        id = runs[0]["id"].as_str().unwrap_or_default().to_owned();
+        Ok(!id.is_empty())
+    })?;
+    Ok(id)
 }

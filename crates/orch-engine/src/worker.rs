@@ -102,7 +102,9 @@ pub async fn run_worker(
     orch_core::jobs::check_labels(&opts.labels).map_err(EngineError::Config)?;
     let git = Arc::new(Git::open(repo_root)?);
     clear_leftovers(&git, &opts.worktree_root, &opts.name).await;
+    let cancels = store.job_cancels().await;
     let w = Arc::new(Shared {
+        cancels: cancels.unwrap_or_else(|| tokio::sync::watch::channel(0).1),
         store,
         git,
         opts,
@@ -157,6 +159,8 @@ pub async fn run_worker(
 
 struct Shared {
     store: Store,
+    /// Announced cancels, one listener for all the worker's heartbeats.
+    cancels: tokio::sync::watch::Receiver<u64>,
     git: Arc<Git>,
     opts: WorkerOptions,
     events: mpsc::UnboundedSender<WorkerEvent>,
@@ -465,12 +469,19 @@ fn attempt_of(job: &Job) -> AttemptId {
     }
 }
 
-/// Renews the job's lease every third of its TTL: a cancel stops the agent, a lost
-/// lease kills it at once. A store it cannot reach is tried again at the next beat.
+/// Renews the job's lease every third of its TTL, and at once when a cancel is
+/// announced: a cancel stops the agent, a lost lease kills it at once. A store it
+/// cannot reach is tried again at the next beat.
 async fn heartbeat(w: Arc<Shared>, job: Job, stop: Stop, fenced: CancellationToken) {
     let every = w.opts.config.worker.heartbeat();
+    let mut cancels = w.cancels.clone();
     loop {
-        tokio::time::sleep(every).await;
+        cancels.borrow_and_update();
+        // A cancel announced for any job makes the beat come at once.
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            Ok(()) = cancels.changed() => {}
+        }
         match w.store.heartbeat_job(job.id, job.epoch, w.ttl_ms()).await {
             Ok(Beat::Live) => {}
             Ok(Beat::Cancel) => stop.term.cancel(),

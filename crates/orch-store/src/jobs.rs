@@ -315,6 +315,7 @@ impl Store {
             .execute_raw(Statement::from_sql_and_values(b, sql, vals))
             .await
             .map_err(err("canceling a job"))?;
+        self.announce_on(CANCELS).await;
         Ok(self.job(run, task, attempt).await?.map(|j| j.state))
     }
 
@@ -336,32 +337,46 @@ impl Store {
     }
 }
 
-/// The channel job changes are announced on (PostgreSQL `NOTIFY`).
+/// The channel job changes are announced on (PostgreSQL `NOTIFY`): posted, done.
 const CHANNEL: &str = "orch_jobs";
+/// The channel cancels are announced on, for the workers holding the jobs.
+const CANCELS: &str = "orch_job_cancels";
 
 impl Store {
-    /// Announces a change to the jobs (posted, done) to whoever listens: idle workers
-    /// and waiting coordinators look at once instead of at their next poll. Best
-    /// effort; SQLite has no listeners.
-    async fn announce(&self) {
+    /// Announces on `channel` to whoever listens, so they look at once instead of at
+    /// their next poll. Best effort; SQLite has no listeners.
+    async fn announce_on(&self, channel: &str) {
         if self.db.get_database_backend() == DbBackend::Postgres {
             let _ = self
                 .db
-                .execute_unprepared(&format!("NOTIFY {CHANNEL}"))
+                .execute_unprepared(&format!("NOTIFY {channel}"))
                 .await;
         }
     }
 
-    /// A signal that bumps on every announced job change, from a PostgreSQL `LISTEN`
-    /// on a connection of its own (`None` on SQLite: poll). The listener stops when
-    /// the last receiver is dropped; a lost connection bumps it too, so waiters look.
+    async fn announce(&self) {
+        self.announce_on(CHANNEL).await;
+    }
+
+    /// A signal that bumps on every job posted or done, from a PostgreSQL `LISTEN` on
+    /// a connection of its own (`None` on SQLite: poll). The listener stops when the
+    /// last receiver is dropped; a lost connection bumps it too, so waiters look.
     pub async fn job_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.listen(CHANNEL).await
+    }
+
+    /// As [`Store::job_changes`], for cancels: a worker's heartbeat goes at once.
+    pub async fn job_cancels(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.listen(CANCELS).await
+    }
+
+    async fn listen(&self, channel: &'static str) -> Option<tokio::sync::watch::Receiver<u64>> {
         if self.db.get_database_backend() != DbBackend::Postgres {
             return None;
         }
         let pool = self.db.get_postgres_connection_pool();
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await.ok()?;
-        listener.listen(CHANNEL).await.ok()?;
+        listener.listen(channel).await.ok()?;
         let (tx, rx) = tokio::sync::watch::channel(0u64);
         tokio::spawn(async move {
             loop {
