@@ -2,8 +2,8 @@
 //! overhead and its scaling, with the release build, on PostgreSQL and a bare remote.
 //!
 //! - Overhead: the same trivial tasks run by a local run, then by a coordinator and
-//!   one worker (claim, fetch, push, post on top), both at concurrency 1; the ratio of
-//!   their wall times (goal: ≤ 1.5×).
+//!   one worker (claim, fetch, push, post on top), both at concurrency 1 with their
+//!   worktree pools; the ratio of their wall times (goal: ≤ 1.5×).
 //! - Scaling: agents that sleep 5 s, run by 1 and then 3 workers; tasks per minute of
 //!   each, and their ratio (near-linear: close to 3).
 
@@ -38,7 +38,6 @@ fn timed(
     c.env = vec![
         ("ORCH_RUN__EXECUTORS".into(), executors.into()),
         ("ORCH_RUN__CONCURRENCY".into(), concurrency),
-        ("ORCH_WORKTREES__REUSE".into(), "false".into()),
     ];
     c.clone_of("coord")?;
     c.ok("coord", &["init"])?;

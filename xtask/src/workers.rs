@@ -296,13 +296,17 @@ fn check_end(c: &Cluster) -> Result<()> {
         "the line: {local} here, {on_remote} on the remote"
     );
     ensure!(c.psql("SELECT count(*) FROM jobs")? == "0", "jobs are left");
+    // Each worker keeps only its pool's worktrees, none of them held.
     for w in ["w1", "w2", "w3"] {
-        let wts = sh(
-            &c.dir.join(w),
-            "git worktree list --porcelain | grep -c '^worktree ' || true",
-        )?;
-        ensure!(wts == "1", "{w} has {wts} worktrees");
+        let list = "git worktree list --porcelain | sed -n 's/^worktree //p'";
+        let wts = sh(&c.dir.join(w), list)?;
+        for wt in wts.lines().skip(1) {
+            let pooled = wt.contains(&format!("/workers/{w}/pool/"));
+            ensure!(pooled, "{w} left the worktree {wt}");
+        }
     }
+    let leased = c.psql("SELECT count(*) FROM pool WHERE state = 'leased'")?;
+    ensure!(leased == "0", "{leased} pooled worktrees still leased");
     // A machine that ran nothing shows any attempt's logs, from the store.
     c.clone_of("viewer")?;
     let logs = c.ok("viewer", &["logs", "--task", "7", "--raw"])?;

@@ -151,21 +151,26 @@ pub fn slot_path(root: &Path, kind: PoolKind, slot: u32) -> PathBuf {
     root.join("pool").join(format!("{kind}-{slot}"))
 }
 
-/// Which worktree a taker of `kind` gets. A free one of its kind first, the one used
-/// most recently (its caches are the warmest; ties by the lower slot); else a new
-/// one under the lowest unused slot number, unless `limits.max` live worktrees exist.
+/// Whether `slot` is one of the pool under `root`: one clone's, on one machine. A
+/// store shared by several machines (or clones, or workers) holds several pools, and
+/// each takes, counts and retires only its own.
+pub fn is_under(slot: &PoolSlot, root: &Path) -> bool {
+    slot.path.starts_with(root.join("pool"))
+}
+
+/// Which worktree a taker of `kind` in the pool under `root` gets. A free one of its
+/// kind first, the one used most recently (its caches are the warmest; ties by the
+/// lower slot); else a new one under the lowest slot number no pool uses, unless
+/// `limits.max` live worktrees exist in this pool.
 pub fn choose(slots: &[PoolSlot], kind: PoolKind, limits: &PoolLimits, root: &Path) -> Choice {
-    let free = slots
-        .iter()
+    let mine = || slots.iter().filter(|s| is_under(s, root));
+    let free = mine()
         .filter(|s| s.kind == kind && s.state == SlotState::Free)
         .max_by_key(|s| (s.last_used, std::cmp::Reverse(s.slot)));
     if let Some(s) = free {
         return Choice::Reuse(s.slot);
     }
-    let live = slots
-        .iter()
-        .filter(|s| s.state != SlotState::Retired)
-        .count();
+    let live = mine().filter(|s| s.state != SlotState::Retired).count();
     if limits.max > 0 && live >= limits.max as usize {
         return Choice::Full { held: live };
     }
@@ -175,10 +180,13 @@ pub fn choose(slots: &[PoolSlot], kind: PoolKind, limits: &PoolLimits, root: &Pa
     Choice::Create(slot, slot_path(root, kind, slot))
 }
 
-/// The idle worktrees to retire: of each kind, the free ones past the number the pool
-/// keeps (least recently used first); then, while the pool's measured size is over
-/// `max_bytes`, the largest free ones. Held worktrees are never retired.
-pub fn to_retire(slots: &[PoolSlot], limits: &PoolLimits) -> Vec<u32> {
+/// The idle worktrees of the pool under `root` to retire: of each kind, the free ones
+/// past the number the pool keeps (least recently used first); then, while the pool's
+/// measured size is over `max_bytes`, the largest free ones. Held worktrees, and
+/// other pools' worktrees, are never retired.
+pub fn to_retire(all: &[PoolSlot], limits: &PoolLimits, root: &Path) -> Vec<u32> {
+    let slots: Vec<PoolSlot> = all.iter().filter(|s| is_under(s, root)).cloned().collect();
+    let slots = &slots[..];
     let mut out = Vec::new();
     for kind in [PoolKind::Attempt, PoolKind::Integration] {
         let live: Vec<&PoolSlot> = slots
@@ -253,7 +261,7 @@ mod tests {
         PoolSlot {
             slot: n,
             kind,
-            path: PathBuf::from(format!("/p/{n}")),
+            path: PathBuf::from(format!("/p/pool/{n}")),
             state,
             set_up: true,
             last_holder: None,
@@ -287,7 +295,7 @@ mod tests {
             slot(2, Integration, SlotState::Free, 50, 0),
             slot(3, Attempt, held(), 60, 0),
         ];
-        let root = Path::new("/r");
+        let root = Path::new("/p");
         assert_eq!(
             choose(&slots, Attempt, &limits(2, 0, 0), root),
             Choice::Reuse(1)
@@ -306,18 +314,40 @@ mod tests {
             slot(2, Attempt, held(), 1, 0),
             slot(1, Attempt, SlotState::Retired, 1, 0),
         ];
-        let root = Path::new("/r");
+        let root = Path::new("/p");
         assert_eq!(
             choose(&slots, Attempt, &limits(2, 0, 0), root),
-            Choice::Create(3, PathBuf::from("/r/pool/attempt-3"))
+            Choice::Create(3, PathBuf::from("/p/pool/attempt-3"))
         );
         assert_eq!(
             choose(&slots[..2], Integration, &limits(2, 0, 0), root),
-            Choice::Create(1, PathBuf::from("/r/pool/integration-1"))
+            Choice::Create(1, PathBuf::from("/p/pool/integration-1"))
         );
         assert_eq!(
             choose(&slots, Attempt, &limits(2, 2, 0), root),
             Choice::Full { held: 2 }
+        );
+    }
+
+    #[test]
+    fn each_root_is_a_pool_of_its_own_and_slot_numbers_stay_unique() {
+        use PoolKind::*;
+        // Another machine's (or clone's) pool: a free worktree, and one over the cap.
+        let mut other = slot(0, Attempt, SlotState::Free, 99, 0);
+        other.path = PathBuf::from("/q/pool/attempt-0");
+        let mut big = slot(1, Attempt, SlotState::Free, 1, 1 << 40);
+        big.path = PathBuf::from("/q/pool/attempt-1");
+        let slots = [other, big];
+        let root = Path::new("/p");
+        assert_eq!(
+            choose(&slots, Attempt, &limits(2, 1, 0), root),
+            Choice::Create(2, PathBuf::from("/p/pool/attempt-2")),
+            "not reused, not counted against the cap, its numbers not taken"
+        );
+        assert_eq!(to_retire(&slots, &limits(0, 0, 1), root), Vec::<u32>::new());
+        assert_eq!(
+            to_retire(&slots, &limits(0, 0, 1), Path::new("/q")),
+            vec![1, 0]
         );
     }
 
@@ -331,8 +361,14 @@ mod tests {
             slot(3, Attempt, SlotState::Free, 20, 0),
             slot(4, Integration, SlotState::Free, 1, 0),
         ];
-        assert_eq!(to_retire(&slots, &limits(2, 0, 0)), vec![1, 3]);
-        assert_eq!(to_retire(&slots, &limits(4, 0, 0)), Vec::<u32>::new());
+        assert_eq!(
+            to_retire(&slots, &limits(2, 0, 0), Path::new("/p")),
+            vec![1, 3]
+        );
+        assert_eq!(
+            to_retire(&slots, &limits(4, 0, 0), Path::new("/p")),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]
@@ -345,9 +381,15 @@ mod tests {
             slot(3, Attempt, SlotState::Free, 4, 300),
         ];
         // 1800 in all; the cap is 1000: 500 goes (1300), then 300 (1000).
-        assert_eq!(to_retire(&slots, &limits(8, 0, 1000)), vec![1, 3]);
+        assert_eq!(
+            to_retire(&slots, &limits(8, 0, 1000), Path::new("/p")),
+            vec![1, 3]
+        );
         // Only the held one would fit: every free one goes, the held one stays.
-        assert_eq!(to_retire(&slots, &limits(8, 0, 10)), vec![1, 3, 0]);
+        assert_eq!(
+            to_retire(&slots, &limits(8, 0, 10), Path::new("/p")),
+            vec![1, 3, 0]
+        );
     }
 
     #[test]

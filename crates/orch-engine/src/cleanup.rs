@@ -102,10 +102,7 @@ async fn gather(
     opts: &CleanupOptions,
 ) -> Result<Gathered, EngineError> {
     let git = Git::open(repo)?;
-    let root = match opts.worktree_root.trim() {
-        "" => orch_git::default_worktree_root(git.workdir()),
-        r => Some(PathBuf::from(r)),
-    };
+    let root = worktree_root(repo, opts);
     let runs = store.runs().await?;
     let stuck = interrupted_runs(store, &runs).await?;
     let mut facts = Vec::new();
@@ -236,13 +233,24 @@ pub async fn preview(
     })
 }
 
+/// The worktree root `opts` name for the repository at `repo` (the default under the
+/// user's data directory when empty), where its pool is.
+pub fn worktree_root(repo: &Path, opts: &CleanupOptions) -> Option<PathBuf> {
+    match opts.worktree_root.trim() {
+        "" => orch_git::default_worktree_root(repo),
+        r => Some(repo.join(r)),
+    }
+}
+
 /// Carries a cleanup out.
 pub async fn apply(
     store: &Store,
     repo: &Path,
     opts: &CleanupOptions,
 ) -> Result<Report, EngineError> {
-    crate::pool::tidy(store, repo).await?;
+    if let Some(root) = worktree_root(repo, opts) {
+        crate::pool::tidy(store, repo, &root).await?;
+    }
     let g = gather(store, repo, opts).await?;
     let inventory = g.git.inventory()?;
     let dead: BTreeSet<String> = g

@@ -69,13 +69,17 @@ async fn unfinished(store: &Store) -> Result<BTreeSet<String>, EngineError> {
         .collect())
 }
 
-/// For `orch cleanup`: leases held by runs that ended are given back (a run killed
-/// after its last cleanup), and worktrees retired but left on disk by a crash are
-/// removed.
-pub async fn tidy(store: &Store, repo: &Path) -> Result<(), EngineError> {
+/// For `orch cleanup`, in the pool under `root`: leases held by runs that ended are
+/// given back (a run killed after its last cleanup), and worktrees retired but left on
+/// disk by a crash are removed.
+pub async fn tidy(store: &Store, repo: &Path, root: &Path) -> Result<(), EngineError> {
     let open = unfinished(store).await?;
     let mut retired = Vec::new();
-    for s in store.pool_slots().await? {
+    let slots = store.pool_slots().await?;
+    for s in slots
+        .into_iter()
+        .filter(|s| orch_core::pool::is_under(s, root))
+    {
         match &s.state {
             SlotState::Leased(h) if !open.contains(&h.run) => {
                 store.release_pool_slot(s.slot, h, None).await?;
@@ -88,11 +92,13 @@ pub async fn tidy(store: &Store, repo: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// `orch cleanup --pool`: every pooled worktree that no unfinished run holds is
-/// retired and removed, and its bytes counted.
-pub async fn remove(store: &Store, repo: &Path) -> Result<PoolRemoval, EngineError> {
+/// `orch cleanup --pool`: every worktree of the pool under `root` that no unfinished
+/// run holds is retired and removed, and its bytes counted.
+pub async fn remove(store: &Store, repo: &Path, root: &Path) -> Result<PoolRemoval, EngineError> {
     let open = unfinished(store).await?;
-    let (gone, held) = store.retire_whole_pool(|run| open.contains(run)).await?;
+    let (gone, held) = store
+        .retire_whole_pool(|run| open.contains(run), root)
+        .await?;
     let removed = remove_all(store, repo, gone).await?;
     let kept = held
         .into_iter()

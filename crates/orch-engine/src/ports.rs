@@ -211,6 +211,7 @@ pub trait JournalPort: Send + Sync + 'static {
         &self,
         limits: &PoolLimits,
         also: Option<(u32, &Holder)>,
+        root: &Path,
     ) -> Result<Vec<PoolSlot>, StoreError>;
     /// Forgets a retired worktree that is gone from disk.
     async fn forget_pool(&self, slot: u32) -> Result<(), StoreError>;
@@ -531,8 +532,9 @@ impl JournalPort for Store {
         &self,
         limits: &PoolLimits,
         also: Option<(u32, &Holder)>,
+        root: &Path,
     ) -> Result<Vec<PoolSlot>, StoreError> {
-        Store::retire_pool_slots(self, limits, also).await
+        Store::retire_pool_slots(self, limits, also, root).await
     }
     async fn forget_pool(&self, slot: u32) -> Result<(), StoreError> {
         Store::forget_pool_slot(self, slot).await

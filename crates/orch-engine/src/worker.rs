@@ -101,7 +101,7 @@ pub async fn run_worker(
     opts.config.worker.check().map_err(EngineError::Config)?;
     orch_core::jobs::check_labels(&opts.labels).map_err(EngineError::Config)?;
     let git = Arc::new(Git::open(repo_root)?);
-    clear_leftovers(&git, &opts.worktree_root, &opts.name).await;
+    clear_leftovers(&git, &store, &opts.worktree_root, &opts.name).await;
     let cancels = store.job_cancels().await;
     let w = Arc::new(Shared {
         cancels: cancels.unwrap_or_else(|| tokio::sync::watch::channel(0).1),
@@ -351,8 +351,15 @@ impl Shared {
         .and_then(|r| r)
     }
 
-    /// Removes the job's worktree and local branch: the work is on the remote.
-    async fn tidy(&self, ctx: &Ctx, a: AttemptId) {
+    /// Gives the job's worktree back to the pool (warm for the next job), or removes
+    /// it, and deletes the local branch: the work is on the remote.
+    async fn tidy(&self, ctx: &Arc<Ctx>, a: AttemptId) {
+        if ctx.held(a).is_some() {
+            for e in exec::pool::release(ctx, a, true).await {
+                tracing::warn!(attempt = %a, error = %e, "giving a worktree back to the pool");
+            }
+            return;
+        }
         let (git, path, branch) = (ctx.git.clone(), ctx.attempt_worktree(a), a.branch(&ctx.run));
         let _ = exec::blocking(move || {
             if path.exists() {
@@ -429,7 +436,8 @@ impl Shared {
         let mut config = stored.config.clone();
         config.agent.env_allow = self.opts.config.agent.env_allow.clone();
         config.agent.env_extra = self.opts.config.agent.env_extra.clone();
-        config.worktrees.reuse = false;
+        // This machine's worktrees: its own pool (`worktrees.reuse`), caches and setup.
+        config.worktrees = self.opts.config.worktrees.clone();
         let task = self.store.task(job.spec.task).await?;
         let policy = Policy::from_config(&config);
         let (live, _) = mpsc::unbounded_channel();
@@ -521,12 +529,14 @@ fn tails(dir: &Path) -> Vec<(String, String)> {
 /// worktrees under
 /// its own root (`<run>/<attempt>`) and their branches. Its jobs went back to the queue
 /// when their leases ran out.
-async fn clear_leftovers(git: &Arc<Git>, root: &Path, name: &str) {
-    let (git, root) = (git.clone(), root.to_path_buf());
+async fn clear_leftovers(git: &Arc<Git>, store: &Store, root: &Path, name: &str) {
+    let (git, dir) = (git.clone(), root.to_path_buf());
     let mine = format!("@worker:{name}");
     let _ = exec::blocking(move || {
         orch_validate::procs::stop_groups(|t| t.ends_with(&mine), Duration::from_secs(5));
-        for run in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        // The pool's worktrees stay (the next lease scrubs them); the rest go.
+        let runs = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        for run in runs.filter(|r| r.file_name() != "pool") {
             for a in std::fs::read_dir(run.path())
                 .into_iter()
                 .flatten()
@@ -545,6 +555,14 @@ async fn clear_leftovers(git: &Arc<Git>, root: &Path, name: &str) {
         }
     })
     .await;
+    // Its pooled worktrees' leases: no job of its predecessor is held any more.
+    for s in store.pool_slots().await.unwrap_or_default() {
+        if let orch_core::pool::SlotState::Leased(h) = &s.state
+            && orch_core::pool::is_under(&s, root)
+        {
+            let _ = store.release_pool_slot(s.slot, h, None).await;
+        }
+    }
 }
 
 /// Where the worker named `name` keeps its worktrees under `root`: a directory of its

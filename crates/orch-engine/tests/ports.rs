@@ -382,9 +382,10 @@ impl JournalPort for FakeJournal {
         &self,
         limits: &PoolLimits,
         also: Option<(u32, &Holder)>,
+        root: &Path,
     ) -> Result<Vec<PoolSlot>, StoreError> {
         let mut w = self.0.lock().unwrap();
-        let mut chosen = orch_core::pool::to_retire(&w.pool, limits);
+        let mut chosen = orch_core::pool::to_retire(&w.pool, limits, root);
         chosen.extend(also.map(|(n, _)| n));
         w.retired_unusable += usize::from(also.is_some());
         let mut out = Vec::new();

@@ -204,10 +204,11 @@ impl Store {
         &self,
         limits: &PoolLimits,
         also: Option<(u32, &Holder)>,
+        root: &Path,
     ) -> Result<Vec<PoolSlot>, StoreError> {
         let txn = self.write().await?;
         let slots = read_all(&txn).await?;
-        let mut chosen = pool::to_retire(&slots, limits);
+        let mut chosen = pool::to_retire(&slots, limits, root);
         if let Some((slot, h)) = also
             && slots
                 .iter()
@@ -229,17 +230,20 @@ impl Store {
             .collect())
     }
 
-    /// Marks every worktree that no live run holds as retired (`orch cleanup --pool`),
-    /// where `live` says which runs are live; returns those retired (and those retired
-    /// before) for removal, and the ones kept.
+    /// Marks every worktree of the pool under `root` that no live run holds as retired
+    /// (`orch cleanup --pool`), where `live` says which runs are live; returns those
+    /// retired (and those retired before) for removal, and the ones kept. Other pools
+    /// (other machines', clones', workers') are left alone.
     pub async fn retire_whole_pool(
         &self,
         live: impl Fn(&str) -> bool,
+        root: &Path,
     ) -> Result<(Vec<PoolSlot>, Vec<PoolSlot>), StoreError> {
         let txn = self.write().await?;
         let slots = read_all(&txn).await?;
         let (kept, gone): (Vec<PoolSlot>, Vec<PoolSlot>) = slots
             .into_iter()
+            .filter(|s| pool::is_under(s, root))
             .partition(|s| matches!(&s.state, SlotState::Leased(h) if live(&h.run)));
         let numbers: Vec<u32> = gone.iter().map(|s| s.slot).collect();
         retire(&txn, &numbers).await?;

@@ -1071,7 +1071,10 @@ async fn pooled_worktrees_are_leased_once_given_back_and_retired() {
             assert!(s.release_pool_slot(slot, &h(&holder), None).await.unwrap());
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
-        let gone = s.retire_pool_slots(&limits, None).await.unwrap();
+        let gone = s
+            .retire_pool_slots(&limits, None, "/wt".as_ref())
+            .await
+            .unwrap();
         assert_eq!(gone.iter().map(|g| g.slot).collect::<Vec<_>>(), vec![1]);
         s.forget_pool_slot(gone[0].slot).await.unwrap();
         assert_eq!(s.pool_slots().await.unwrap().len(), 2);
@@ -1085,7 +1088,10 @@ async fn pooled_worktrees_are_leased_once_given_back_and_retired() {
             )
             .await
             .unwrap();
-        let (gone, kept) = s.retire_whole_pool(|run| run == "r1").await.unwrap();
+        let (gone, kept) = s
+            .retire_whole_pool(|run| run == "r1", "/wt".as_ref())
+            .await
+            .unwrap();
         assert_eq!(
             kept.iter().map(|k| k.slot).collect::<Vec<_>>(),
             vec![live.slot]

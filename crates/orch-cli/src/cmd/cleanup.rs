@@ -34,7 +34,14 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
     }
     let r = apply(store, root, &opts).await?;
     let pool = match args.pool {
-        true => Some(orch_engine::pool::remove(store, root).await?),
+        true => {
+            let pool_root = orch_engine::cleanup::worktree_root(root, &opts).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "cannot find the worktree root: set HOME or XDG_DATA_HOME, or worktrees.root"
+                )
+            })?;
+            Some(orch_engine::pool::remove(store, root, &pool_root).await?)
+        }
         false => None,
     };
     output::cleanup::print_report(&r, pool.as_ref(), ctx.json)?;

@@ -29,11 +29,10 @@ pub(crate) struct Pooled {
 
 impl Ctx {
     /// Whether this run's worktrees come from the pool.
-    /// Whether worktrees come from the pool. Not with workers: the pool's rows are one
-    /// machine's worktrees, and a store shared by several machines would hand one's
-    /// paths to another.
+    /// Whether worktrees come from the pool (the one under this run's worktree root:
+    /// each machine, clone and worker has its own).
     pub(crate) fn pooled(&self) -> bool {
-        self.cfg.config.worktrees.reuse && !super::remote::on_workers(self)
+        self.cfg.config.worktrees.reuse
     }
 
     pub(crate) fn pool_limits(&self) -> PoolLimits {
@@ -66,11 +65,14 @@ impl Ctx {
         );
     }
 
-    /// The pooled worktrees this run holds, as the store says, with their holders.
+    /// The pooled worktrees this run holds in this machine's pool, as the store says,
+    /// with their holders (a worker elsewhere holds the run's attempts' in its own).
     async fn leases(&self) -> Vec<(orch_core::pool::PoolSlot, Holder)> {
         let slots = self.journal.pool_slots().await.unwrap_or_default();
+        let root = &self.cfg.worktree_root;
         slots
             .into_iter()
+            .filter(|s| orch_core::pool::is_under(s, root))
             .filter_map(|s| match &s.state {
                 orch_core::pool::SlotState::Leased(h) if h.run == self.run.0 => {
                     let h = h.clone();
@@ -348,7 +350,11 @@ pub(crate) async fn release_integration(
 /// `branch` deleted after the worktree, and forgets it.
 async fn retire(ctx: &Ctx, also: Option<(u32, &Holder)>, branch: Option<&str>) {
     let limits = ctx.pool_limits();
-    let gone = match ctx.journal.retire_pool(&limits, also).await {
+    let gone = match ctx
+        .journal
+        .retire_pool(&limits, also, &ctx.cfg.worktree_root)
+        .await
+    {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(error = %e, "the pool could not be trimmed");
