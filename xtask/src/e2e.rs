@@ -222,6 +222,10 @@ const SCENARIOS: &[Scenario] = &[
         "workers: a cancel stops the agent on its worker",
         crate::workers::cancel,
     ),
+    (
+        "workers: a job past its deadline is not run",
+        crate::workers::deadline,
+    ),
     ("parallel tasks merge cleanly", |s| {
         s.config(BASE_CONFIG)?;
         for t in ["alpha", "beta", "gamma"] {

@@ -369,3 +369,52 @@ fn run_id_in(c: &Cluster, clone: &str) -> Result<String> {
     })?;
     Ok(id)
 }
+
+/// A job left queued past its deadline (its coordinator died, no worker was up) is not
+/// run when a worker comes: it is posted failed, and the resumed run tries the task
+/// again, which a worker then runs.
+pub(crate) fn deadline(s: &Sandbox) -> Result<()> {
+    let Ok(admin) = std::env::var("ORCH_TEST_DATABASE_URL") else {
+        println!("      (skipped: ORCH_TEST_DATABASE_URL names no PostgreSQL server)");
+        return Ok(());
+    };
+    let name = format!("orch_e2e_deadline_{}", std::process::id());
+    let c = Cluster::new(&s.tmp.path().join("cluster"), s.orch.clone(), &admin, &name)?;
+    for clone in ["coord", "w1"] {
+        c.clone_of(clone)?;
+    }
+    c.ok("coord", &["init"])?;
+    c.ok("coord", &["task", "add", "late"])?;
+    let agent = "echo ran >> \"$HOME/../ran.log\"; echo x > late.txt";
+    let args = ["-c", "agent.timeout=3s", "run", "--agent-cmd", agent];
+    let coord = c.spawn("coord", &args)?;
+    until("the job", Duration::from_secs(30), || {
+        Ok(c.psql("SELECT count(*) FROM jobs")? == "1")
+    })?;
+    drop(coord);
+    std::thread::sleep(Duration::from_secs(4));
+    let worker = c.spawn("w1", &["worker", "--name", "w1"])?;
+    until("the stale job posted", Duration::from_secs(30), || {
+        Ok(c.log("w1").contains("posted job"))
+    })?;
+    ensure!(
+        c.log("w1").contains("deadline passed"),
+        "w1: {}",
+        c.log("w1")
+    );
+    let id = run_id_in(&c, "coord")?;
+    let resume = c.spawn("coord", &["run", "resume", &id])?;
+    until("the task done", Duration::from_secs(60), || {
+        let tasks: Value = serde_json::from_str(&c.ok("coord", &["task", "list", "--json"])?)?;
+        Ok(tasks[0]["status"] == "done")
+    })?;
+    let ran = std::fs::read_to_string(c.dir.join("ran.log")).unwrap_or_default();
+    ensure!(
+        ran.lines().count() == 1,
+        "the agent ran {} times",
+        ran.lines().count()
+    );
+    drop(resume);
+    drop(worker);
+    Ok(())
+}

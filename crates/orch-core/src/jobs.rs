@@ -78,6 +78,18 @@ pub struct JobSpec {
     pub labels: Vec<String>,
     /// A previous agent session to resume, where the agent can.
     pub resume_session: Option<String>,
+    /// After this (ms, on the database's clock) the job is not worth starting: its
+    /// attempt's agent deadline has passed.
+    #[serde(default)]
+    pub deadline: Option<i64>,
+}
+
+impl JobSpec {
+    /// Whether a worker claiming the job at `now` (the database's clock) finds its
+    /// deadline passed, and must post it failed instead of running it.
+    pub fn expired(&self, now: i64) -> bool {
+        self.deadline.is_some_and(|d| d < now)
+    }
 }
 
 /// A gate's verdict, as the worker saw it.
@@ -244,6 +256,7 @@ mod tests {
                 gates: vec![],
                 labels: vec![],
                 resume_session: None,
+                deadline: Some(10),
             },
             state,
             epoch,
@@ -261,6 +274,7 @@ mod tests {
         assert!(!owns(&j, 2, 101), "a lease run out");
         assert!(owns(&job(JobState::Canceling, 2, Some(100)), 2, 10));
         assert!(!owns(&job(JobState::Done, 2, Some(100)), 2, 10));
+        assert!(!j.spec.expired(10) && j.spec.expired(11));
     }
 
     #[test]

@@ -232,6 +232,12 @@ impl Shared {
     ) -> Option<JobResult> {
         let s = &job.spec;
         let a = attempt_of(job);
+        if let Ok(now) = self.store.db_clock().await
+            && s.expired(now)
+        {
+            let why = "its deadline passed before a worker took it (no worker was free for agent.timeout)";
+            return Some(self.failed(why.into()));
+        }
         let ctx = match self.context(job).await {
             Ok(c) => c,
             Err(e) => return Some(self.failed(e.to_string())),

@@ -25,6 +25,7 @@ fn spec(task: i64, labels: &[&str]) -> JobSpec {
         gates: vec!["true".into()],
         labels: labels.iter().map(|l| (*l).to_owned()).collect(),
         resume_session: None,
+        deadline: None,
     }
 }
 

@@ -127,6 +127,9 @@ pub(crate) async fn agent(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         gates: ctx.cfg.config.validate.worker.clone(),
         labels: ctx.task(attempt.task).map(|t| t.labels).unwrap_or_default(),
         resume_session: ask.resume_session.clone(),
+        deadline: ctx.journal.db_clock().await.ok().map(|now| {
+            now + i64::try_from(ctx.cfg.config.agent.timeout.0.as_millis()).unwrap_or(i64::MAX / 2)
+        }),
     };
     if let Err(e) = ctx.journal.post_job(&spec).await {
         return failed(format!("posting the job: {e}"));
