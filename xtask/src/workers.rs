@@ -305,8 +305,18 @@ fn check_end(c: &Cluster) -> Result<()> {
             ensure!(pooled, "{w} left the worktree {wt}");
         }
     }
-    let leased = c.psql("SELECT count(*) FROM pool WHERE state = 'leased'")?;
-    ensure!(leased == "0", "{leased} pooled worktrees still leased");
+    for w in ["w1", "w2", "w3"] {
+        let list = "git for-each-ref refs/remotes/origin/orch refs/heads/orch";
+        let refs = sh(&c.dir.join(w), list)?;
+        ensure!(refs.is_empty(), "{w} kept refs:\n{refs}\n{}", c.log(w));
+    }
+    // No worker's pool lends a worktree any more. (A killed coordinator's pool may
+    // still lend its integration checkout to the run until that clone's next
+    // `orch cleanup`.)
+    let leased = c.psql(
+        "SELECT string_agg(path, ', ') FROM pool WHERE state = 'leased' AND path LIKE '%/workers/%'",
+    )?;
+    ensure!(leased.is_empty(), "pooled worktrees still leased: {leased}");
     // A machine that ran nothing shows any attempt's logs, from the store.
     c.clone_of("viewer")?;
     let logs = c.ok("viewer", &["logs", "--task", "7", "--raw"])?;

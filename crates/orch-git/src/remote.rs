@@ -49,9 +49,18 @@ impl Git {
         run_push(cmd, remote, &spec)
     }
 
-    /// Fetches `refspecs` (`+src:dst`) from `remote`.
+    /// Fetches `refspecs` (`+src:dst`, or `src` for the objects alone) from `remote`.
+    /// `FETCH_HEAD` is not written, so fetches run side by side in one clone, and no
+    /// remote-tracking ref is updated besides what the refspecs name.
     pub fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), GitError> {
-        let mut args = vec!["fetch", "--no-tags", "--quiet", remote];
+        let mut args = vec![
+            "fetch",
+            "--no-tags",
+            "--quiet",
+            "--no-write-fetch-head",
+            "--refmap=",
+            remote,
+        ];
         args.extend(refspecs.iter().map(String::as_str));
         git_cli(self.workdir(), &args).map(|_| ())
     }
@@ -108,6 +117,11 @@ pub(crate) fn run_push(
         String::from_utf8_lossy(&out.stderr)
     );
     let rejected: Vec<&str> = text.lines().filter(|l| l.starts_with('!')).collect();
+    // Why the remote refused, when it said (an unpacker's or a hook's error).
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("error:") || l.contains("fatal:"))
+        .collect();
     match rejected.is_empty() {
         true => Err(GitError::Cli {
             command: format!("git push {remote} {what}"),
@@ -115,7 +129,12 @@ pub(crate) fn run_push(
         }),
         false => Err(GitError::PushRefused {
             remote: remote.to_owned(),
-            message: rejected.join("; "),
+            message: rejected
+                .iter()
+                .chain(&said)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; "),
         }),
     }
 }

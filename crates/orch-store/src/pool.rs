@@ -93,7 +93,10 @@ impl Store {
         let txn = self.write().await?;
         let slots = read_all(&txn).await?;
         let held = SlotState::Leased(holder.clone());
-        if let Some(s) = slots.iter().find(|s| s.kind == kind && s.state == held) {
+        // The holder's own lease again (a resume), in this pool only: another pool's
+        // lease of the same attempt is another machine's (a worker that died with it).
+        let again = |s: &&PoolSlot| s.kind == kind && s.state == held && pool::is_under(s, root);
+        if let Some(s) = slots.iter().find(again) {
             return Ok(PoolLease {
                 slot: s.slot,
                 path: s.path.clone(),

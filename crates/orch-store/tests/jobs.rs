@@ -343,3 +343,44 @@ async fn claimer(store: Store, w: u64, tally: Arc<Mutex<Tally>>) {
         }
     }
 }
+
+/// Two machines' pools in one store: a worker taking over an attempt whose dead owner
+/// still holds a worktree elsewhere gets one of its own pool, never the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_over_attempt_gets_a_worktree_of_its_own_pool() {
+    use orch_core::pool::{Holder, PoolKind, PoolLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Location::Sqlite(dir.path().join("orch.db")))
+        .await
+        .unwrap();
+    let limits = PoolLimits {
+        keep_attempt: 4,
+        keep_integration: 1,
+        max: 0,
+        max_bytes: 0,
+    };
+    let h = Holder {
+        run: "r1".into(),
+        holder: "task-1-1".into(),
+    };
+    let (a, b) = (std::path::Path::new("/m1/w"), std::path::Path::new("/m2/w"));
+    let first = store
+        .lease_pool_slot(PoolKind::Attempt, &h, &limits, a)
+        .await
+        .unwrap();
+    assert!(first.path.starts_with("/m1/w/pool"));
+    let again = store
+        .lease_pool_slot(PoolKind::Attempt, &h, &limits, a)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.slot, first.slot,
+        "its own lease again, in its own pool"
+    );
+    let other = store
+        .lease_pool_slot(PoolKind::Attempt, &h, &limits, b)
+        .await
+        .unwrap();
+    assert!(other.path.starts_with("/m2/w/pool"), "{:?}", other.path);
+    assert_ne!(other.slot, first.slot);
+}

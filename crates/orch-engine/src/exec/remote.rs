@@ -298,19 +298,26 @@ pub(crate) async fn advance_remote(
     let reference = crate::layout::integration_ref(&ctx.cfg.config.run, &ctx.run);
     let (git, remote, e, n) = (ctx.git.clone(), remote(ctx), expected.clone(), new.clone());
     blocking(move || {
-        // The usual case in one round trip; the remote is asked only on a refusal.
-        let refused = match git.push_ref(&remote, &n, &reference, &Expect::At(e)) {
-            Ok(()) => return Ok(()),
-            Err(r) => r,
-        };
-        match git
-            .remote_ref(&remote, &reference)
-            .map_err(RefError::Failed)?
-        {
-            Some(a) if a == n => Ok(()),
-            Some(_) => Err(refused),
-            None => git.push_ref(&remote, &n, &reference, &Expect::Absent),
+        // The usual case in one round trip; the remote is asked only on a refusal. A
+        // refusal with the ref still where expected (another push held its lock) is
+        // tried again.
+        for i in 1..=5u64 {
+            let refused = match git.push_ref(&remote, &n, &reference, &Expect::At(e.clone())) {
+                Ok(()) => return Ok(()),
+                Err(r) => r,
+            };
+            match git
+                .remote_ref(&remote, &reference)
+                .map_err(RefError::Failed)?
+            {
+                Some(a) if a == n => return Ok(()),
+                Some(a) if a == e && i < 5 => {}
+                Some(_) => return Err(refused),
+                None => return git.push_ref(&remote, &n, &reference, &Expect::Absent),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * i));
         }
+        unreachable!("the fifth refusal returns")
     })
     .await
     .map_err(RefError::Failed)?

@@ -15,7 +15,7 @@ use std::time::Duration;
 use orch_core::config::Config;
 use orch_core::jobs::{Beat, GateVerdict, Job, JobResult};
 use orch_core::run::{AgentExit, AttemptId, CommitId, FinishedAgent, Input, Policy, RunId, Stage};
-use orch_git::{Expect, Git};
+use orch_git::Git;
 use orch_store::{Store, StoreError};
 use orch_validate::Artifacts;
 pub use orch_validate::CancellationToken;
@@ -24,6 +24,9 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::exec::{self, Ctx, Stop};
 use crate::ports::{GitPort, RealProcesses};
 use crate::{EngineConfig, EngineError, RunHandle, StoredRun};
+
+mod chores;
+use chores::{clear_leftovers, push_over, tails};
 
 /// How a worker works.
 #[derive(Debug, Clone)]
@@ -244,7 +247,8 @@ impl Shared {
         };
         let remote = ctx.cfg.config.run.remote.clone();
         let (git, branch, path) = (ctx.git.clone(), s.branch.clone(), ctx.attempt_worktree(a));
-        let fetch = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
+        // The objects only: no ref is left behind for the job.
+        let fetch = format!("refs/heads/{branch}");
         let prepared = exec::blocking(move || {
             git.fetch_refs(&remote, &[fetch])?;
             // A worktree or branch this machine left for the job under an older epoch.
@@ -344,34 +348,32 @@ impl Shared {
         let (git, remote) = (ctx.git.clone(), ctx.cfg.config.run.remote.clone());
         let (head, base) = (head.clone(), job.spec.base.clone());
         let reference = format!("refs/heads/{}", job.spec.branch);
-        exec::blocking(
-            move || match git.push_ref(&remote, &head, &reference, &Expect::At(base)) {
-                Ok(()) => Ok(()),
-                Err(crate::ports::RefError::LostRace { actual }) => git
-                    .push_ref(&remote, &head, &reference, &Expect::At(actual))
-                    .map_err(|e| format!("{e:?}")),
-                Err(e) => Err(format!("{e:?}")),
-            },
-        )
-        .await
-        .and_then(|r| r)
+        exec::blocking(move || push_over(&*git, &remote, &head, &reference, base))
+            .await
+            .and_then(|r| r)
     }
 
     /// Gives the job's worktree back to the pool (warm for the next job), or removes
     /// it, and deletes the local branch: the work is on the remote.
     async fn tidy(&self, ctx: &Arc<Ctx>, a: AttemptId) {
-        if ctx.held(a).is_some() {
+        let (git, branch) = (ctx.git.clone(), a.branch(&ctx.run));
+        // The remote-tracking ref the job's push left.
+        let tracking = format!("refs/remotes/{}/{branch}", ctx.cfg.config.run.remote);
+        let pooled = ctx.held(a).is_some();
+        if pooled {
             for e in exec::pool::release(ctx, a, true).await {
                 tracing::warn!(attempt = %a, error = %e, "giving a worktree back to the pool");
             }
-            return;
         }
-        let (git, path, branch) = (ctx.git.clone(), ctx.attempt_worktree(a), a.branch(&ctx.run));
+        let path = ctx.attempt_worktree(a);
         let _ = exec::blocking(move || {
-            if path.exists() {
-                let _ = git.remove_worktree(&path, true);
+            if !pooled {
+                if path.exists() {
+                    let _ = git.remove_worktree(&path, true);
+                }
+                let _ = git.delete_branch(&branch, true);
             }
-            let _ = git.delete_branch(&branch, true);
+            let _ = git.unpin(&tracking);
         })
         .await;
     }
@@ -508,65 +510,6 @@ async fn heartbeat(w: Arc<Shared>, job: Job, stop: Stop, fenced: CancellationTok
             Err(e) => w.say(WorkerEvent::StoreDown {
                 error: e.to_string(),
             }),
-        }
-    }
-}
-
-/// The last 64 KiB of each log in an attempt's directory.
-fn tails(dir: &Path) -> Vec<(String, String)> {
-    const CAP: u64 = 64 << 10;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".log") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(e.path()) else {
-            continue;
-        };
-        let from = bytes.len().saturating_sub(CAP as usize);
-        out.push((name, String::from_utf8_lossy(&bytes[from..]).into_owned()));
-    }
-    out.sort();
-    out
-}
-
-/// Removes what a worker of this name left when it died mid-job: its processes, the
-/// worktrees under
-/// its own root (`<run>/<attempt>`) and their branches. Its jobs went back to the queue
-/// when their leases ran out.
-async fn clear_leftovers(git: &Arc<Git>, store: &Store, root: &Path, name: &str) {
-    let (git, dir) = (git.clone(), root.to_path_buf());
-    let mine = format!("@worker:{name}");
-    let _ = exec::blocking(move || {
-        orch_validate::procs::stop_groups(|t| t.ends_with(&mine), Duration::from_secs(5));
-        // The pool's worktrees stay (the next lease scrubs them); the rest go.
-        let runs = std::fs::read_dir(&dir).into_iter().flatten().flatten();
-        for run in runs.filter(|r| r.file_name() != "pool") {
-            for a in std::fs::read_dir(run.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let _ = git.remove_worktree(&a.path(), true);
-                let _ = std::fs::remove_dir_all(a.path());
-                let branch = format!(
-                    "orch/{}/{}",
-                    run.file_name().to_string_lossy(),
-                    a.file_name().to_string_lossy()
-                );
-                let _ = git.delete_branch(&branch, true);
-            }
-            let _ = std::fs::remove_dir(run.path());
-        }
-    })
-    .await;
-    // Its pooled worktrees' leases: no job of its predecessor is held any more.
-    for s in store.pool_slots().await.unwrap_or_default() {
-        if let orch_core::pool::SlotState::Leased(h) = &s.state
-            && orch_core::pool::is_under(&s, root)
-        {
-            let _ = store.release_pool_slot(s.slot, h, None).await;
         }
     }
 }
