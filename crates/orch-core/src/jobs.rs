@@ -118,6 +118,20 @@ pub struct JobResult {
     pub provision_error: Option<String>,
 }
 
+impl JobResult {
+    /// The agent's end as the coordinator takes it: a worktree that could not be made
+    /// is an agent that failed to start, with nothing committed.
+    pub fn finished(self) -> FinishedAgent {
+        let mut f = self.agent;
+        if let Some(e) = self.provision_error {
+            f.exit =
+                crate::run::AgentExit::FailedToStart(format!("on worker {}: {e}", self.worker));
+            f.changes = None;
+        }
+        f
+    }
+}
+
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -296,5 +310,28 @@ mod tests {
         assert_eq!(label_patterns(&gpu), vec!["%,gpu,%".to_owned()]);
         assert!(check_labels(&["a,b".into()]).is_err());
         assert!(WorkerConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn worker_settings_are_checked() {
+        let ms = |n| Duration(std::time::Duration::from_millis(n));
+        let short = WorkerConfig {
+            lease_ttl: ms(1000),
+            ..WorkerConfig::default()
+        };
+        assert!(short.check().unwrap_err().contains("at least 3s"));
+        let slow = WorkerConfig {
+            lease_ttl: ms(3000),
+            poll: ms(3000),
+        };
+        assert!(
+            slow.check()
+                .unwrap_err()
+                .contains("shorter than worker.lease_ttl")
+        );
+        assert_eq!(
+            WorkerConfig::default().heartbeat(),
+            std::time::Duration::from_secs(10)
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orch_core::jobs::JobState;
-use orch_core::run::{AgentExit, AttemptId, AttemptState, FinishedAgent, RunId, RunSnapshot};
+use orch_core::run::{AttemptId, AttemptState, FinishedAgent, RunId, RunSnapshot};
 
 use crate::{Engine, EngineError, layout};
 
@@ -103,7 +103,8 @@ impl Engine {
     }
 
     /// The agents of running attempts whose jobs are done: their results as exit
-    /// markers, with their branches fetched and their tips, for the core to judge.
+    /// markers, with their branches' tips (fetched by [`Engine::fetch_in_flight`]),
+    /// for the core to judge.
     pub(crate) async fn finished_jobs(
         &self,
         run: &RunId,
@@ -111,7 +112,6 @@ impl Engine {
     ) -> Result<BTreeMap<AttemptId, FinishedAgent>, EngineError> {
         let mut markers = BTreeMap::new();
         let mut heads = BTreeMap::new();
-        let remote = self.cfg.config.run.remote.clone();
         for (id, rec) in &snapshot.attempts {
             if rec.state != AttemptState::Running {
                 continue;
@@ -120,21 +120,11 @@ impl Engine {
             let Some(r) = job.and_then(|j| j.result) else {
                 continue;
             };
-            let mut f = r.agent;
-            if let Some(e) = r.provision_error {
-                f.exit = AgentExit::FailedToStart(format!("on worker {}: {e}", r.worker));
-                f.changes = None;
-            }
-            let branch = format!("refs/heads/{}", id.branch(run));
-            let (git, remote, b) = (self.git.clone(), remote.clone(), branch.clone());
-            let head = tokio::task::spawn_blocking(move || {
-                let _ = git.fetch_refs(&remote, &[format!("+{b}:{b}")]);
-                git.ref_target(&b)
-            })
-            .await
-            .expect("fetching a branch does not panic")?;
+            let head = self
+                .git
+                .ref_target(&format!("refs/heads/{}", id.branch(run)))?;
             heads.insert(*id, head);
-            markers.insert(*id, f);
+            markers.insert(*id, r.finished());
         }
         Ok(orch_core::run::trusted_finished(snapshot, markers, &heads))
     }

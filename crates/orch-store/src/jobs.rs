@@ -164,15 +164,14 @@ impl Store {
         let b = txn.get_database_backend();
         let clock = db_now(b);
         let patterns = jobs::label_patterns(labels);
-        let mut values: Vec<Value> = vec![worker.into(), ttl_ms.into()];
         let mut filter = String::new();
         if !patterns.is_empty() {
-            let likes: Vec<String> = (0..patterns.len())
-                .map(|i| format!("labels LIKE ${}", i + 3))
+            let likes: Vec<String> = (1..=patterns.len())
+                .map(|i| format!("labels LIKE ${i}"))
                 .collect();
             filter = format!(" AND ({})", likes.join(" OR "));
-            values.extend(patterns.into_iter().map(Value::from));
         }
+        let values: Vec<Value> = patterns.into_iter().map(Value::from).collect();
         // SKIP LOCKED: claimers pass over each other's rows instead of queueing on them.
         // SQLite has one writer at a time (this transaction holds the lock), so it
         // needs no row locks.
@@ -184,7 +183,7 @@ impl Store {
             "SELECT id, state, worker FROM jobs WHERE (state = 'queued' OR (state = 'claimed' AND lease_until < {clock})){filter} ORDER BY id LIMIT 1{lock}"
         );
         let Some(row) = txn
-            .query_one_raw(Statement::from_sql_and_values(b, pick, values.clone()))
+            .query_one_raw(Statement::from_sql_and_values(b, pick, values))
             .await
             .map_err(err("claiming a job"))?
         else {

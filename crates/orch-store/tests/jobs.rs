@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use orch_core::TaskId;
 use orch_core::jobs::{Beat, JobResult, JobSpec, JobState};
 use orch_core::run::{AgentExit, AgentReport, CommitId, FinishedAgent};
+mod common;
+use common::fresh_postgres;
 use orch_store::{EventFilter, JOB_INTERRUPTED, Location, Store, StoreError};
-use sea_orm::{ConnectionTrait, Database};
 
 fn spec(task: i64, labels: &[&str]) -> JobSpec {
     JobSpec {
@@ -41,21 +42,6 @@ fn result(worker: &str) -> JobResult {
         logs: vec![("agent.log".into(), "done\n".into())],
         provision_error: None,
     }
-}
-
-async fn fresh_postgres(admin_url: &str, name: &str) -> Location {
-    let admin = Database::connect(admin_url).await.unwrap();
-    let name = format!("{name}_{}", std::process::id());
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = admin_url.split('?').next().unwrap();
-    Location::Postgres(format!("{}/{name}", &base[..base.rfind('/').unwrap()]))
 }
 
 async fn the_queue(store: Store) {
@@ -181,11 +167,11 @@ async fn jobs_are_claimed_held_canceled_and_fenced() {
     ));
     the_queue(store).await;
     if let Ok(url) = std::env::var("ORCH_TEST_DATABASE_URL") {
-        let store = Store::open(&fresh_postgres(&url, "orch_jobs").await)
-            .await
-            .unwrap();
+        let (loc, drop) = fresh_postgres(&url).await;
+        let store = Store::open(&loc).await.unwrap();
         store.check_serves_workers().unwrap();
         the_queue(store).await;
+        std::thread::spawn(drop).join().unwrap();
     }
 }
 
@@ -218,7 +204,7 @@ async fn eight_claimers_never_share_or_lose_a_job() {
         eprintln!("ORCH_TEST_DATABASE_URL is not set: the PostgreSQL stress test is skipped");
         return;
     };
-    let loc = fresh_postgres(&url, "orch_jobs_stress").await;
+    let (loc, drop_db) = fresh_postgres(&url).await;
     let store = Store::open(&loc).await.unwrap();
     let mut posts = tokio::task::JoinSet::new();
     for part in 0..8 {
@@ -270,6 +256,7 @@ async fn eight_claimers_never_share_or_lose_a_job() {
         t.claims as f64 / secs,
         t.late.0
     );
+    std::thread::spawn(drop_db).join().unwrap();
 }
 
 /// Claims until the queue is empty. One claim in ten "dies": its lease runs out at

@@ -30,12 +30,7 @@ pub(crate) struct Ask {
 /// said about itself.
 pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     let attempt = ask.attempt;
-    let failed = |why: String| Input::AgentExited {
-        attempt,
-        exit: AgentExit::FailedToStart(why),
-        changes: None,
-        report: AgentReport::default(),
-    };
+    let failed = |why: String| no_work(attempt, AgentExit::FailedToStart(why));
     let dir = match ctx.artifacts.attempt_dir(&ctx.run, attempt) {
         Ok(d) => d,
         Err(e) => return failed(e.to_string()),
@@ -103,6 +98,16 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         exit: f.exit,
         changes: f.changes,
         report: f.report,
+    }
+}
+
+/// An agent that ended (or never started) with nothing committed and nothing reported.
+pub(crate) fn no_work(attempt: AttemptId, exit: AgentExit) -> Input {
+    Input::AgentExited {
+        attempt,
+        exit,
+        changes: None,
+        report: AgentReport::default(),
     }
 }
 

@@ -9,12 +9,10 @@
 use std::sync::Arc;
 
 use orch_core::jobs::{JobResult, JobSpec, JobState};
-use orch_core::run::{
-    AgentExit, AgentReport, AttemptId, Command, CommitId, FinishedAgent, Input, Stage,
-};
+use orch_core::run::{AgentExit, AttemptId, Command, CommitId, FinishedAgent, Input, Stage};
 use orch_git::Expect;
 
-use super::agent::Ask;
+use super::agent::{Ask, no_work};
 use super::{Ctx, Stop, blocking};
 use crate::ports::RefError;
 
@@ -103,12 +101,7 @@ fn remote_name(ctx: &Ctx) -> String {
 /// Posts the attempt's job and waits for its result; `stop` asks the worker to stop.
 pub(crate) async fn agent(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     let attempt = ask.attempt;
-    let failed = |why: String| Input::AgentExited {
-        attempt,
-        exit: AgentExit::FailedToStart(why),
-        changes: None,
-        report: AgentReport::default(),
-    };
+    let failed = |why: String| no_work(attempt, AgentExit::FailedToStart(why));
     let dir = match ctx.artifacts.attempt_dir(&ctx.run, attempt) {
         Ok(d) => d,
         Err(e) => return failed(e.to_string()),
@@ -136,14 +129,7 @@ pub(crate) async fn agent(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     }
     let result = match wait(&ctx, attempt, &stop).await {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            return Input::AgentExited {
-                attempt,
-                exit: AgentExit::Signal(15),
-                changes: None,
-                report: AgentReport::default(),
-            };
-        }
+        Ok(None) => return no_work(attempt, AgentExit::Signal(15)),
         Err(e) => return failed(e),
     };
     take_result(&ctx, attempt, &spec.branch, &dir, result).await
@@ -210,11 +196,8 @@ async fn take_result(
             let _ = std::fs::write(dir.join(name), tail);
         }
     }
-    let mut agent = r.agent;
-    if let Some(e) = r.provision_error {
-        agent.exit = AgentExit::FailedToStart(format!("on worker {}: {e}", r.worker));
-        agent.changes = None;
-    }
+    let worker = r.worker.clone();
+    let mut agent = r.finished();
     if let Some(head) = agent.changes.as_ref().map(|c| c.head.clone()) {
         let (git, remote) = (ctx.git.clone(), remote(ctx));
         let spec = format!("+refs/heads/{branch}:refs/heads/{branch}");
@@ -228,8 +211,7 @@ async fn take_result(
             Ok(Ok(Some(at))) if at == head => {}
             Ok(Ok(at)) => {
                 agent.exit = AgentExit::FailedToStart(format!(
-                    "worker {} reported {head} but the remote's {branch} is at {at:?}",
-                    r.worker
+                    "worker {worker} reported {head} but the remote's {branch} is at {at:?}"
                 ));
                 agent.changes = None;
             }
