@@ -22,7 +22,8 @@ use crate::e2e::{Sandbox, build_orch};
 struct Serving {
     child: Child,
     addr: String,
-    token: String,
+    /// The token's cookie, as the server names it (after its port).
+    cookie: String,
 }
 
 impl Drop for Serving {
@@ -41,9 +42,11 @@ fn serve(s: &Sandbox) -> Result<Serving> {
     let mut url = String::new();
     BufReader::new(child.stdout.take().context("serve's stdout")?).read_line(&mut url)?;
     let (base, token) = url.trim().split_once("/?token=").context("serve's URL")?;
+    let addr = base.trim_start_matches("http://").trim_end_matches("/orch");
+    let port = addr.rsplit(':').next().context("serve's port")?;
     Ok(Serving {
-        addr: base.trim_start_matches("http://").to_owned(),
-        token: token.to_owned(),
+        cookie: format!("orch_token_{port}={token}"),
+        addr: addr.to_owned(),
         child,
     })
 }
@@ -53,8 +56,8 @@ fn get(srv: &Serving, path: &str) -> Result<(Duration, usize)> {
     let mut c = TcpStream::connect(&srv.addr)?;
     write!(
         c,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: orch_token={}\r\n\r\n",
-        srv.addr, srv.token
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nCookie: {}\r\n\r\n",
+        srv.addr, srv.cookie
     )?;
     let mut out = Vec::new();
     c.read_to_end(&mut out)?;
@@ -80,8 +83,8 @@ fn listen(srv: &Serving, tx: mpsc::Sender<i64>) -> Result<()> {
     let mut c = TcpStream::connect(&srv.addr)?;
     write!(
         c,
-        "GET /live HTTP/1.1\r\nHost: {}\r\nCookie: orch_token={}\r\n\r\n",
-        srv.addr, srv.token
+        "GET /orch/live HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\n\r\n",
+        srv.addr, srv.cookie
     )?;
     c.set_read_timeout(Some(Duration::from_secs(120)))?;
     std::thread::spawn(move || {
@@ -123,17 +126,17 @@ pub fn run() -> Result<()> {
     std::fs::write(&file, board)?;
     s.ok(&["board", "import", &file.display().to_string()])?;
     let srv = serve(&s)?;
-    get(&srv, "/")?;
+    get(&srv, "/orch/")?;
     let mut times: Vec<Duration> = (0..30)
-        .map(|_| get(&srv, "/").map(|t| t.0))
+        .map(|_| get(&srv, "/orch/").map(|t| t.0))
         .collect::<Result<_>>()?;
     times.sort();
-    let bytes = get(&srv, "/")?.1;
+    let bytes = get(&srv, "/orch/")?.1;
     // Right after a change, the board is read from the store again.
     let mut changed = Vec::new();
     for i in 0..9 {
         s.ok(&["task", "edit", "1", "--priority", &i.to_string()])?;
-        changed.push(get(&srv, "/")?.0);
+        changed.push(get(&srv, "/orch/")?.0);
     }
     changed.sort();
     println!(

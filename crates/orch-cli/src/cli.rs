@@ -131,6 +131,11 @@ pub struct LandArgs {
     /// `git merge --ff-only` would); without it, orch prints the command to run.
     #[arg(long)]
     pub update_checkout: bool,
+    /// Put an integration line that no run validated (an agent or a person moved it)
+    /// back on its last validated commit, by compare-and-swap; what it was on is kept
+    /// under refs/orch/undone/. Lands nothing.
+    #[arg(long, conflicts_with_all = ["push", "update_checkout", "no_fast_forward"])]
+    pub reset_line: bool,
 }
 
 /// `orch serve`

@@ -85,7 +85,9 @@ pub fn load(repo: &Path, overrides: &[String]) -> Result<Loaded> {
     let config: Config = figment
         .extract()
         .map_err(|e| BadInput(format!("invalid configuration: {}", render_errors(e))))?;
-    Ok(Loaded { config, figment })
+    let loaded = Loaded { config, figment };
+    loaded.check()?;
+    Ok(loaded)
 }
 
 /// One `-c KEY=VALUE` flag as a figment layer, so provenance names the command line.
@@ -217,6 +219,18 @@ impl Loaded {
                 Entry { key, value, source }
             })
             .collect())
+    }
+
+    /// The values that parse but are out of range (durations, ports), named with the
+    /// file or variable they came from.
+    fn check(&self) -> Result<()> {
+        let c = &self.config;
+        if let Err(e) = c.check_durations().and_then(|()| c.check_ports()) {
+            let key = e.split_whitespace().next().unwrap_or_default();
+            let source = self.source_of(key);
+            return Err(BadInput(format!("invalid configuration: {source}: {e}")).into());
+        }
+        Ok(())
     }
 
     fn source_of(&self, key: &str) -> String {

@@ -1345,12 +1345,16 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
         .unwrap();
     let url = line.trim().to_owned();
     let (base, token) = url.split_once("/?token=").expect("a URL with its token");
-    let addr = base.trim_start_matches("http://").to_owned();
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/orch")
+        .to_owned();
+    let port = addr.rsplit(':').next().unwrap().to_owned();
     let get = |cookie: &str| {
         let mut c = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             c,
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n"
+            "GET /orch/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n"
         )
         .unwrap();
         let mut out = String::new();
@@ -1358,7 +1362,7 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
         out
     };
     let without = get("");
-    let with = get(&format!("Cookie: orch_token={token}\r\n"));
+    let with = get(&format!("Cookie: orch_token_{port}={token}\r\n"));
     // Starting a run from the dashboard: with no agent configured, `orch run` refuses,
     // and the page says why.
     let at = with.find("name=\"csrf\" value=\"").unwrap() + 19;
@@ -1367,7 +1371,7 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
     let mut c = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         c,
-        "POST /runs/start HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nCookie: orch_token={token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /orch/runs/start HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nCookie: orch_token_{port}={token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -274,10 +274,10 @@ async fn scenario(d: &Driver, database: Option<String>) {
     b.go(&format!("{base}/runs")).await;
     b.until(
         "the start button",
-        "!!document.querySelector('form[action=\"/runs/start\"]')",
+        "!!document.querySelector('form[action=\"/orch/runs/start\"]')",
     )
     .await;
-    b.js("document.querySelector('form[action=\"/runs/start\"] button').click()")
+    b.js("document.querySelector('form[action=\"/orch/runs/start\"] button').click()")
         .await;
     b.go(&format!("{base}/")).await;
     let started = format!("{}==='done'", column_of("from the dashboard"));
@@ -303,7 +303,13 @@ async fn restart(dir: &Path, b: &Browser, base: &str, server: Group) -> Group {
     ok(dir, &["task", "add", "while down"]);
     ok(dir, &["task", "add", "while down, too"]);
     ok(dir, &["task", "cancel", "5"]);
-    let port = base.rsplit(':').next().unwrap().parse().unwrap();
+    let port = base
+        .trim_end_matches("/orch")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (server, _) = serve(dir, port);
     let o = orch(dir, &["--json", "events"]).output().unwrap();
     let since = String::from_utf8(o.stdout)

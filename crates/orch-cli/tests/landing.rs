@@ -277,14 +277,15 @@ fn a_base_that_moved_on_is_merged_validated_and_landed() {
         assert!(events.contains(what), "{what}: {events}");
     }
     // A base whose merge fails the integration gate stops the run before it claims.
-    s.commit_on("orch/integration", "line.txt");
+    s.add("On the line", &[]);
+    assert!(run("leave").status.success());
     s.commit_on("main", "broken.txt");
-    s.add("Four", &[]);
+    s.add("Five", &[]);
     let o = run("leave");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("fails the integration gate"), "{err}");
-    assert_eq!(s.statuses()[3], "backlog");
+    assert_eq!(s.statuses()[4], "backlog");
 }
 
 #[test]
@@ -578,4 +579,58 @@ fn a_run_resumed_after_another_run_moved_the_line_builds_on_it() {
         &s.repo(),
         &["merge-base", "--is-ancestor", &moved, "orch/integration"],
     );
+}
+
+/// An agent moves the integration line onto a commit of its own: the run halts, and
+/// then `orch status` says the line is not validated and names its last validated
+/// commit, `orch land` and `orch run` refuse it (exit 2), and `orch land --reset-line`
+/// puts the line back by compare-and-swap, keeping the agent's commit under
+/// `refs/orch/undone/`; after that the line lands as usual.
+#[test]
+fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
+    let s = Sandbox::new();
+    s.add("One", &[]);
+    s.ok(&run_args(&[]));
+    let validated = s.rev("orch/integration");
+    s.add("Hijack", &[]);
+    let hijack = "echo evil > evil.txt; git add evil.txt; git -c user.name=a -c user.email=a@a commit -qm evil; git update-ref refs/heads/orch/integration HEAD";
+    let out = s.run(&["run", "--agent-cmd", hijack, "--max-attempts", "1"]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let evil = s.rev("orch/integration");
+    assert_ne!(evil, validated, "the agent did not move the line");
+    let short = |c: &str| c[..10].to_owned();
+    // Reported.
+    let status = s.json(&["-c", "run.base=main", "status"]);
+    assert_eq!(status["untrusted"]["head"], evil.as_str(), "{status}");
+    assert_eq!(status["untrusted"]["last_validated"], validated.as_str());
+    let text = String::from_utf8(s.ok(&["-c", "run.base=main", "status"]).stdout).unwrap();
+    assert!(text.contains("NOT VALIDATED"), "{text}");
+    assert!(text.contains("orch land --reset-line"), "{text}");
+    // Refused: nothing lands, no run builds on it.
+    let main = s.rev("main");
+    let out = s.run(&["-c", "run.base=main", "land"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("which no orch run validated"), "{stderr}");
+    assert!(stderr.contains(&short(&validated)), "{stderr}");
+    assert_eq!(s.rev("main"), main, "main moved onto unvalidated work");
+    s.add("Later", &[]);
+    let out = s.run(&run_args(&[]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no run builds on it"), "{stderr}");
+    // Put back, with the agent's commit kept.
+    let out = s.ok(&["land", "--reset-line"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("put back"), "{said}");
+    assert_eq!(s.rev("orch/integration"), validated);
+    assert_eq!(s.rev(&format!("refs/orch/undone/line-{evil}")), evil);
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    assert!(events.contains("line.reset"), "the reset is not journaled");
+    // And the line lands again, without the agent's file.
+    s.ok(&run_args(&[]));
+    s.ok(&["-c", "run.base=main", "land", "--update-checkout"]);
+    assert_eq!(s.rev("main"), s.rev("orch/integration"));
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "main"]);
+    assert!(!files.contains("evil.txt"), "{files}");
 }

@@ -926,7 +926,7 @@ fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
 fn fixable_run_inputs_exit_2_and_record_nothing() {
     let s = Sandbox::new();
     s.ok(&["task", "add", "one"]);
-    let cases: [(&[&str], &str); 2] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["run", "--agent-cmd", "true", "--base", "no-such-branch"],
             "cannot resolve \"no-such-branch\"",
@@ -934,6 +934,44 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
         (
             &["run", "--agent-cmd", "true", "--task", "999"],
             "--task 999: no such task",
+        ),
+        // The user's checked-out branch as the integration line would move under
+        // their checkout.
+        (
+            &[
+                "-c",
+                "run.integration_branch=main",
+                "run",
+                "--agent-cmd",
+                "true",
+            ],
+            "run.integration_branch \"main\" is checked out in ",
+        ),
+        // Durations past their sane maximum, and ports past 65535, name the key and
+        // where it was set.
+        (
+            &[
+                "-c",
+                "policy.backoff=999999999999h",
+                "run",
+                "--agent-cmd",
+                "true",
+            ],
+            "command line (-c policy.backoff): policy.backoff 41666666666d15h is too long: allowed up to 1d",
+        ),
+        (
+            &["-c", "agent.timeout=30d", "task", "list"],
+            "agent.timeout 30d is too long: allowed up to 7d",
+        ),
+        (
+            &[
+                "-c",
+                "worktrees.port_base=65530",
+                "run",
+                "--agent-cmd",
+                "true",
+            ],
+            "gives 5 slots (worktrees.pool_max, or run.concurrency + run.integration_depth when it is 0) ports up to 65579",
         ),
     ];
     for (args, says) in cases {
@@ -1163,4 +1201,275 @@ fn a_setsid_daemon_an_agent_leaves_does_not_outlive_the_run() {
         "the daemon outlived the run: {alive:?}\n{stderr}"
     );
     assert!(stderr.contains("that agents left running"), "{stderr}");
+}
+
+/// An agent plants links in its artifacts directory: `x.log` to a secret (read by
+/// whoever looks at its logs) and `worker-1.log` to a file of the user's (which the
+/// worker gate's log would overwrite), and links a later attempt's directory to
+/// elsewhere. `orch logs` names the link and serves nothing through it; the gate's log
+/// replaces the link, and the user's file stays as it was.
+#[test]
+fn links_an_agent_plants_among_its_logs_are_never_followed() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "plant"]);
+    let secret = s.dir.path().join("secret.txt");
+    std::fs::write(&secret, "the-secret-line\n").unwrap();
+    let victim = s.dir.path().join("victim.txt");
+    std::fs::write(&victim, "the user's own file\n").unwrap();
+    let elsewhere = s.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let agent = format!(
+        "d=$(dirname \"$ORCH_PROMPT_FILE\"); ln -s {secret} $d/x.log; ln -s {victim} $d/worker-1.log; ln -s {elsewhere} $d/../2; echo x > x.txt",
+        secret = secret.display(),
+        victim = victim.display(),
+        elsewhere = elsewhere.display(),
+    );
+    let out = s
+        .cmd(&[
+            "run",
+            "--agent-cmd",
+            &agent,
+            "--validate",
+            "echo gate-ran; false",
+            "--max-attempts",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "the user's own file\n",
+        "the gate's log was written through a link"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "the second attempt's files went through a linked directory"
+    );
+    let logs = s
+        .cmd(&["logs", "--task", "1", "--attempt", "1"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr),
+    );
+    assert!(logs.status.success(), "{stderr}");
+    assert!(!stdout.contains("the-secret-line"), "{stdout}");
+    assert!(stderr.contains("x.log is not a regular file"), "{stderr}");
+    assert!(stdout.contains("gate-ran"), "{stdout}");
+}
+
+/// An agent whose structured output reports `u64::MAX` tokens and a negative cost:
+/// the sums saturate (no panic, no wrap), the cost is refused as malformed and
+/// journaled, and the run ends as usual instead of waiting for ever.
+#[test]
+fn absurd_usage_saturates_and_a_negative_cost_is_refused_not_a_wedge() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "absurd"]);
+    let max = u64::MAX;
+    let result = format!(
+        r#"{{"type":"assistant","message":{{"id":"m1","usage":{{"input_tokens":{max},"output_tokens":{max}}}}}}}
+{{"type":"assistant","message":{{"id":"m2","usage":{{"input_tokens":{max}}}}}}}
+{{"type":"result","usage":{{"input_tokens":{max},"output_tokens":{max}}},"total_cost_usd":-1,"num_turns":{max}}}"#
+    );
+    let script = s.dir.path().join("agent.sh");
+    std::fs::write(
+        &script,
+        format!("cat <<'EOF'\n{result}\nEOF\necho x > x.txt\n"),
+    )
+    .unwrap();
+    let agent = format!("sh {}", script.display());
+    let mut child = s
+        .cmd(&[
+            "run",
+            "--agent-cmd",
+            &agent,
+            "-c",
+            "agent.output=claude-stream-json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run never ended: its attempt stayed running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(s.status(1).as_deref(), Some("done"));
+    let events = s.json(&["events"]);
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"attempt.report_refused"), "{kinds:?}");
+    let usage = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "attempt.usage")
+        .expect("the attempt's usage is journaled");
+    let text = usage.to_string();
+    assert!(text.contains(&max.to_string()), "{text}");
+    assert!(!text.contains("cost"), "a negative cost was kept: {text}");
+}
+
+/// The bytes of the user's HEAD and index, and what `git status` says.
+fn checkout_state(repo: &Path) -> (Vec<u8>, Vec<u8>, String) {
+    let status = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(repo)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    (
+        std::fs::read(repo.join(".git/HEAD")).unwrap(),
+        std::fs::read(repo.join(".git/index")).unwrap(),
+        String::from_utf8(status.stdout).unwrap(),
+    )
+}
+
+/// An agent points its worktree's `.git` at the user's repository, or deletes its
+/// worktree: orch runs no git in it (the user's HEAD, index and files stay byte for
+/// byte), the attempt fails as the agent's (`agent-error`, naming what it did, not
+/// `infrastructure`), the pool replaces the worktree, and the retry lands.
+#[test]
+fn an_agent_that_breaks_its_worktree_fails_and_the_users_checkout_is_untouched() {
+    let s = Sandbox::new();
+    std::fs::write(s.repo().join("notes.txt"), "the user's own\n").unwrap();
+    let before = checkout_state(&s.repo());
+    let cases = [
+        (
+            "hijack",
+            "c=$(git rev-parse --git-common-dir); echo x > x.txt; printf 'gitdir: %s\\n' \"$c\" > .git",
+            "its .git points at",
+        ),
+        (
+            "vanish",
+            "cd / && rm -rf \"$ORCH_WORKTREE\"",
+            "the worktree is gone",
+        ),
+    ];
+    for (task, (title, hostile, says)) in cases.into_iter().enumerate() {
+        let task_id = format!("\"task_id\":{}", task + 1);
+        s.ok(&["task", "add", title]);
+        let agent =
+            format!("if [ \"$ORCH_ATTEMPT\" = 1 ]; then {hostile}; else echo ok > {title}.txt; fi");
+        let out = s
+            .cmd(&[
+                "run",
+                "--agent-cmd",
+                &agent,
+                "--max-attempts",
+                "2",
+                "-c",
+                "policy.backoff=0s",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{title}: {stderr}");
+        let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+        let failed = events
+            .lines()
+            .filter(|l| l.contains(&task_id))
+            .find(|l| l.contains("agent-error") && l.contains("broke its worktree"))
+            .unwrap_or_else(|| panic!("{title}: no agent-error for the broken worktree"));
+        assert!(failed.contains(says), "{title}: {failed}");
+        assert_eq!(
+            checkout_state(&s.repo()),
+            before,
+            "{title}: the user's checkout changed"
+        );
+    }
+    let statuses: Vec<String> = (1..=2).map(|t| s.status(t).unwrap()).collect();
+    assert_eq!(statuses, ["done", "done"]);
+    assert!(!s.repo().join("x.txt").exists());
+    let log = Command::new("git")
+        .args(["log", "--format=%s", "main"])
+        .current_dir(s.repo())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "init");
+}
+
+/// The user deletes the run's base branch while an agent runs: that is the user's
+/// doing, not the agent's. The attempt is not failed, the move is journaled, and main
+/// is not re-created (its commit is kept under refs/orch/undone/).
+#[test]
+fn a_base_the_user_deletes_mid_run_is_not_blamed_on_the_agent_or_recreated() {
+    let s = Sandbox::new();
+    git(&s.repo(), &["switch", "-q", "-c", "feature"]);
+    s.ok(&["task", "add", "slow"]);
+    let (started, release) = (s.dir.path().join("started"), s.dir.path().join("release"));
+    let agent = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done; echo x > x.txt",
+        started.display(),
+        release.display()
+    );
+    let child = s
+        .cmd(&["run", "--agent-cmd", &agent, "-c", "run.base=main"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the agent", 30, || started.exists());
+    let main = {
+        let o = Command::new("git")
+            .args(["rev-parse", "main"])
+            .current_dir(s.repo())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+    git(&s.repo(), &["branch", "-q", "-D", "main"]);
+    std::fs::write(&release, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(s.status(1).as_deref(), Some("done"), "{stderr}");
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    assert!(
+        !events
+            .lines()
+            .any(|l| l.contains("attempt.moved") && l.contains("agent-error")),
+        "{events}"
+    );
+    let moved = events
+        .lines()
+        .find(|l| l.contains("run.user_refs_moved"))
+        .expect("the user's deletion is journaled");
+    assert!(moved.contains("refs/heads/main moved from"), "{moved}");
+    let refs = Command::new("git")
+        .args(["for-each-ref", "--format=%(refname) %(objectname)"])
+        .current_dir(s.repo())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    let refs = String::from_utf8(refs.stdout).unwrap();
+    assert!(
+        !refs.contains("refs/heads/main "),
+        "main was re-created: {refs}"
+    );
+    assert!(
+        refs.contains(&format!("refs/orch/undone/heads/main {main}")),
+        "{refs}"
+    );
 }

@@ -49,6 +49,34 @@ pub fn open_line(f: &LineFacts) -> LineOpen {
     }
 }
 
+/// Whether the integration line's head is work orch put there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineTrust {
+    /// A run started from it, validated it or landed it, or the base holds it.
+    Trusted,
+    /// Nothing orch did put it there: an agent or a person moved the line. Nothing
+    /// lands from it, and no run builds on it, until it is put back.
+    Untrusted {
+        /// The line's head.
+        head: CommitId,
+        /// The newest trusted commit below it on its first-parent history, if any
+        /// was found: where `orch land --reset-line` puts the line back.
+        last_validated: Option<CommitId>,
+    },
+}
+
+/// Judges the line from its first-parent history, head first, each commit with
+/// whether it is trusted (see [`LineTrust::Trusted`]).
+pub fn trust_line(history: &[(CommitId, bool)]) -> LineTrust {
+    match history.first() {
+        None | Some((_, true)) => LineTrust::Trusted,
+        Some((head, false)) => LineTrust::Untrusted {
+            head: head.clone(),
+            last_validated: history.iter().find(|(_, t)| *t).map(|(c, _)| c.clone()),
+        },
+    }
+}
+
 /// The user's checkout of the target branch, if they have it checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkout {
@@ -158,6 +186,26 @@ mod tests {
         assert_eq!(
             open_line(&f(Some("l"), false, false)),
             LineOpen::MergeBase { onto: c("l") }
+        );
+    }
+
+    #[test]
+    fn a_line_on_work_nothing_validated_names_the_last_validated_commit() {
+        assert_eq!(trust_line(&[]), LineTrust::Trusted);
+        assert_eq!(trust_line(&[(c("v"), true)]), LineTrust::Trusted);
+        assert_eq!(
+            trust_line(&[(c("x"), false), (c("y"), false), (c("v"), true)]),
+            LineTrust::Untrusted {
+                head: c("x"),
+                last_validated: Some(c("v")),
+            }
+        );
+        assert_eq!(
+            trust_line(&[(c("x"), false)]),
+            LineTrust::Untrusted {
+                head: c("x"),
+                last_validated: None,
+            }
         );
     }
 

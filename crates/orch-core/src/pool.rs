@@ -245,12 +245,15 @@ impl CacheRules {
 
 /// The slot's variables: `ORCH_SLOT`, and `ORCH_PORT`, the first of its block of
 /// `worktrees.ports_per_slot` ports from `worktrees.port_base`.
-pub fn slot_env(w: &WorktreesConfig, slot: u32) -> [(String, String); 2] {
+pub fn slot_env(w: &WorktreesConfig, slot: u32) -> Vec<(String, String)> {
     let port = w.port_base as u64 + slot as u64 * w.ports_per_slot as u64;
-    [
-        ("ORCH_SLOT".to_owned(), slot.to_string()),
-        ("ORCH_PORT".to_owned(), port.to_string()),
-    ]
+    let mut env = vec![("ORCH_SLOT".to_owned(), slot.to_string())];
+    // The configured range was checked for the slots a run uses; a slot past it (a
+    // pool grown by other clones and workers) gets no port rather than a bad one.
+    if port + w.ports_per_slot as u64 - 1 <= 65535 {
+        env.push(("ORCH_PORT".to_owned(), port.to_string()));
+    }
+    env
 }
 
 #[cfg(test)]

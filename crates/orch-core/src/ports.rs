@@ -106,4 +106,19 @@ pub struct SharedGitState {
     pub files: std::collections::BTreeMap<String, Vec<u8>>,
     /// The refs outside orch's namespaces, by full name.
     pub refs: std::collections::BTreeMap<String, crate::run::CommitId>,
+    /// The user's own branches among them (the run's base and target, by full name):
+    /// what happens to these while an agent runs is the user's doing.
+    pub users: std::collections::BTreeSet<String>,
+}
+
+/// What changed in the shared git files and refs while an agent ran, once put right.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// What the agent did, each put back (or, for a checked-out branch, how to undo
+    /// it): the agent's failure.
+    pub undone: Vec<String>,
+    /// What the user did: the run's base or target branch moved or deleted while the
+    /// agent ran. No agent is blamed and nothing is put back (what a deleted branch
+    /// pointed at is kept under `refs/orch/undone/`).
+    pub users: Vec<String>,
 }

@@ -1,6 +1,8 @@
 //! What an agent reports about its own work: model, tokens, cost, turns, its session
 //! and the tools it was denied. Money is kept in whole micro-dollars ([`Usd`]), so
-//! usage sums exactly and compares for equality like every other core value.
+//! usage sums exactly and compares for equality like every other core value. Sums
+//! saturate: an absurd report (a CLI's `u64::MAX` tokens) caps at the largest count,
+//! which is over every budget, and never wraps around below one.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,6 +21,11 @@ impl Usd {
         } else {
             Usd(0)
         }
+    }
+
+    /// The sum, capped at the largest amount.
+    pub fn saturating_add(self, other: Usd) -> Usd {
+        Usd(self.0.saturating_add(other.0))
     }
 
     /// The amount in dollars.
@@ -111,7 +118,10 @@ pub struct Usage {
 impl Usage {
     /// Every token it used: input, output and both cache kinds.
     pub fn tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+        self.input_tokens
+            .saturating_add(self.output_tokens)
+            .saturating_add(self.cache_read_tokens)
+            .saturating_add(self.cache_write_tokens)
     }
 
     /// The cost, $0 when unreported.
@@ -121,14 +131,15 @@ impl Usage {
 
     /// Adds `other`'s counts to these (for per-task and per-run totals).
     pub fn add(&mut self, other: &Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.cache_write_tokens += other.cache_write_tokens;
-        self.turns += other.turns;
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.input_tokens, other.input_tokens);
+        add(&mut self.output_tokens, other.output_tokens);
+        add(&mut self.cache_read_tokens, other.cache_read_tokens);
+        add(&mut self.cache_write_tokens, other.cache_write_tokens);
+        self.turns = self.turns.saturating_add(other.turns);
         self.cost = match (self.cost, other.cost) {
             (None, None) => None,
-            (a, b) => Some(Usd(a.unwrap_or_default().0 + b.unwrap_or_default().0)),
+            (a, b) => Some(a.unwrap_or_default().saturating_add(b.unwrap_or_default())),
         };
         if self.model.is_empty() {
             self.model = other.model.clone();
@@ -200,5 +211,22 @@ mod tests {
         });
         assert_eq!(a.cost, Some(Usd(3)));
         assert_eq!(a.summary(), "1,234 tokens, $0.0000, 1 turn");
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping_past_a_budget() {
+        let huge = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            cost: Some(Usd(u64::MAX)),
+            turns: u32::MAX,
+            ..Usage::default()
+        };
+        assert_eq!(huge.tokens(), u64::MAX);
+        let mut total = huge.clone();
+        total.add(&huge);
+        assert_eq!(total.tokens(), u64::MAX);
+        assert_eq!(total.cost, Some(Usd(u64::MAX)));
+        assert_eq!(total.turns, u32::MAX);
     }
 }

@@ -426,6 +426,7 @@ fn report(tokens: u64, quota: Option<&str>) -> orch_core::run::AgentReport {
         }),
         quota: quota.map(str::to_owned),
         hint: None,
+        malformed: None,
     }
 }
 

@@ -31,10 +31,39 @@ pub struct OutputReader {
     final_usage: bool,
     seen_usage: bool,
     quota: Option<String>,
+    /// The first figure that could not be true, in words.
+    malformed: Option<String>,
 }
 
 fn u(v: &Value, k: &str) -> u64 {
     v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// `v[k]` as a count of turns, capped at the largest.
+fn turns(v: &Value, k: &str) -> u32 {
+    u32::try_from(u(v, k)).unwrap_or(u32::MAX)
+}
+
+/// Checks a usage object's counts: each present one a whole number, at least 0.
+fn bad_count(us: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| {
+        let v = us.get(*k)?;
+        (!v.is_null() && v.as_u64().is_none())
+            .then(|| format!("{k} {v} is not a token count: expected a whole number, at least 0"))
+    })
+}
+
+/// `v[k]` as a cost: `Ok(None)` when absent, an error for a figure that cannot be one.
+fn cost(v: &Value, k: &str) -> Result<Option<Usd>, String> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => match x.as_f64() {
+            Some(d) if d.is_finite() && d >= 0.0 => Ok(Some(Usd::from_dollars(d))),
+            _ => Err(format!(
+                "{k} {x} is not a cost: expected dollars, at least 0"
+            )),
+        },
+    }
 }
 
 fn s(v: &Value, k: &str) -> Option<String> {
@@ -51,6 +80,7 @@ impl OutputReader {
             final_usage: false,
             seen_usage: false,
             quota: None,
+            malformed: None,
         }
     }
 
@@ -59,7 +89,11 @@ impl OutputReader {
         let Ok(v) = serde_json::from_str::<Value>(line.trim()) else {
             return false;
         };
-        let before = (self.usage.clone(), self.quota.clone());
+        let before = (
+            self.usage.clone(),
+            self.quota.clone(),
+            self.malformed.clone(),
+        );
         match self.format {
             AgentOutput::ClaudeStreamJson => self.claude(&v),
             AgentOutput::CodexJson => self.codex(&v),
@@ -67,7 +101,12 @@ impl OutputReader {
             AgentOutput::OpencodeJson => self.opencode(&v),
             AgentOutput::Auto | AgentOutput::Text => return false,
         }
-        before != (self.usage.clone(), self.quota.clone())
+        before
+            != (
+                self.usage.clone(),
+                self.quota.clone(),
+                self.malformed.clone(),
+            )
     }
 
     /// What the agent reported so far.
@@ -76,7 +115,23 @@ impl OutputReader {
             usage: self.seen_usage.then(|| self.usage.clone()),
             quota: self.quota.clone(),
             hint: None,
+            malformed: self.malformed.clone(),
         }
+    }
+
+    /// Notes the first figure that could not be true.
+    fn refuse(&mut self, why: Option<String>) {
+        if let Some(why) = why {
+            self.malformed.get_or_insert(why);
+        }
+    }
+
+    /// The cost at `v[k]`, or none (and a note) for one that cannot be a cost.
+    fn cost(&mut self, v: &Value, k: &str) -> Option<Usd> {
+        cost(v, k).unwrap_or_else(|why| {
+            self.refuse(Some(why));
+            None
+        })
     }
 
     /// Sets a quota signature found elsewhere (a pattern in a failed agent's output).
@@ -130,17 +185,16 @@ impl OutputReader {
             ("assistant", _) => {
                 let m = &v["message"];
                 if let (Some(id), Some(us)) = (s(m, "id"), m.get("usage")) {
+                    self.refuse(bad_count(us, CLAUDE_COUNTS));
                     self.messages.insert(id, claude_usage(us));
                     self.sum_messages();
                 }
             }
             ("result", _) => {
                 let mut total = v.get("usage").map(claude_usage).unwrap_or_default();
-                total.cost = v
-                    .get("total_cost_usd")
-                    .and_then(Value::as_f64)
-                    .map(Usd::from_dollars);
-                total.turns = u(v, "num_turns") as u32;
+                self.refuse(v.get("usage").and_then(|us| bad_count(us, CLAUDE_COUNTS)));
+                total.cost = self.cost(v, "total_cost_usd");
+                total.turns = turns(v, "num_turns");
                 total.session_id = s(v, "session_id").or(self.usage.session_id.take());
                 total.model = v
                     .get("modelUsage")
@@ -174,6 +228,10 @@ impl OutputReader {
             "thread.started" => self.usage.session_id = s(v, "thread_id"),
             "turn.completed" => {
                 let us = &v["usage"];
+                self.refuse(bad_count(
+                    us,
+                    &["input_tokens", "cached_input_tokens", "output_tokens"],
+                ));
                 let n = self.messages.len();
                 self.messages.insert(
                     format!("turn-{n:06}"),
@@ -209,11 +267,12 @@ impl OutputReader {
             }
             "result" => {
                 let st = &v["stats"];
+                self.refuse(bad_count(st, &["input_tokens", "cached", "output_tokens"]));
                 let cached = u(st, "cached");
                 self.usage.input_tokens = u(st, "input_tokens").saturating_sub(cached);
                 self.usage.cache_read_tokens = cached;
                 self.usage.output_tokens = u(st, "output_tokens");
-                self.usage.turns = u(st, "turns").max(1) as u32;
+                self.usage.turns = turns(st, "turns").max(1);
                 if let Some(m) = st["models"].as_object().and_then(|o| o.keys().next()) {
                     self.usage.model = m.clone();
                 }
@@ -241,15 +300,18 @@ impl OutputReader {
             "step_finish" => {
                 let p = &v["part"];
                 let t = &p["tokens"];
+                self.refuse(bad_count(t, &["input", "output", "reasoning"]));
+                self.refuse(bad_count(&t["cache"], &["read", "write"]));
                 let n = self.messages.len();
+                let cost = self.cost(p, "cost");
                 self.messages.insert(
                     format!("step-{n:06}"),
                     Usage {
                         input_tokens: u(t, "input"),
-                        output_tokens: u(t, "output") + u(t, "reasoning"),
+                        output_tokens: u(t, "output").saturating_add(u(t, "reasoning")),
                         cache_read_tokens: u(&t["cache"], "read"),
                         cache_write_tokens: u(&t["cache"], "write"),
-                        cost: p.get("cost").and_then(Value::as_f64).map(Usd::from_dollars),
+                        cost,
                         ..Usage::default()
                     },
                 );
@@ -265,6 +327,14 @@ impl OutputReader {
         }
     }
 }
+
+/// The counts of a Claude Code usage object.
+const CLAUDE_COUNTS: &[&str] = &[
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+];
 
 fn claude_usage(us: &Value) -> Usage {
     Usage {

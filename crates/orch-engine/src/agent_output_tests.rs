@@ -148,3 +148,96 @@ fn opencode_json_gives_tokens_cost_and_session() {
         Some("ses_dcc4c51ecffe1kNX0X7Dznon15")
     );
 }
+
+/// A figure from JSON: whole numbers of any size and sign, fractions, and the
+/// extremes (`u64::MAX`, `-1`, `1e308`).
+fn figure() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>()
+            .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+            .prop_map(|f| format!("{f:e}")),
+        Just(u64::MAX.to_string()),
+        Just("-1".to_owned()),
+        Just("1e308".to_owned()),
+        Just("-0.0".to_owned()),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever numbers a CLI prints, reading never panics, sums saturate instead of
+    /// wrapping (a token budget is never slipped past by an overflow), and a cost that
+    /// cannot be one never reaches the usage: it is reported as malformed.
+    #[test]
+    fn usage_from_random_and_extreme_numbers(
+        figures in proptest::collection::vec(figure(), 10),
+        format in 0usize..4,
+    ) {
+        let f = |i: usize| figures[i].as_str();
+        let lines = match format {
+            0 => vec![
+                format!(r#"{{"type":"assistant","message":{{"id":"m1","usage":{{"input_tokens":{},"output_tokens":{}}}}}}}"#, f(0), f(1)),
+                format!(r#"{{"type":"assistant","message":{{"id":"m2","usage":{{"input_tokens":{},"cache_read_input_tokens":{}}}}}}}"#, f(2), f(3)),
+                format!(r#"{{"type":"result","usage":{{"input_tokens":{},"output_tokens":{},"cache_creation_input_tokens":{}}},"total_cost_usd":{},"num_turns":{}}}"#, f(4), f(5), f(6), f(7), f(8)),
+            ],
+            1 => (0..3).map(|i| format!(r#"{{"type":"turn.completed","usage":{{"input_tokens":{},"cached_input_tokens":{},"output_tokens":{}}}}}"#, f(i), f(i + 3), f(i + 6))).collect(),
+            2 => vec![format!(r#"{{"type":"result","stats":{{"input_tokens":{},"cached":{},"output_tokens":{},"turns":{}}}}}"#, f(0), f(1), f(2), f(3))],
+            _ => (0..3).map(|i| format!(r#"{{"type":"step_finish","part":{{"cost":{},"tokens":{{"input":{},"output":{},"reasoning":{},"cache":{{"read":{},"write":{}}}}}}}}}"#, f(i), f(i + 1), f(i + 2), f(i + 3), f(i + 4), f(i + 5))).collect(),
+        };
+        let format = [
+            AgentOutput::ClaudeStreamJson,
+            AgentOutput::CodexJson,
+            AgentOutput::GeminiStreamJson,
+            AgentOutput::OpencodeJson,
+        ][format];
+        let mut r = OutputReader::new(format);
+        for l in &lines {
+            r.line(l);
+        }
+        let report = r.report();
+        let u = report.usage.unwrap_or_default();
+        // The sum of the parts, saturating: never less than any one of them.
+        let parts = [u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens];
+        proptest::prop_assert!(parts.iter().all(|p| u.tokens() >= *p));
+        let costs: Vec<f64> = lines
+            .iter()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                v.get("total_cost_usd").or(v["part"].get("cost"))?.as_f64()
+            })
+            .collect();
+        if costs.iter().any(|c| !c.is_finite() || *c < 0.0) {
+            proptest::prop_assert!(report.malformed.is_some(), "{lines:?}");
+        }
+    }
+}
+
+#[test]
+fn absurd_figures_saturate_and_a_negative_cost_is_refused() {
+    let max = u64::MAX;
+    let r = read(
+        AgentOutput::ClaudeStreamJson,
+        &format!(
+            r#"{{"type":"result","usage":{{"input_tokens":{max},"output_tokens":{max},"cache_read_input_tokens":-5}},"total_cost_usd":-1,"num_turns":{max}}}"#
+        ),
+    );
+    let report = r.report();
+    let u = report.usage.unwrap();
+    assert_eq!(u.tokens(), u64::MAX);
+    assert_eq!(u.turns, u32::MAX);
+    assert_eq!(u.cost, None);
+    assert_eq!(
+        report.malformed.as_deref(),
+        Some(
+            "cache_read_input_tokens -5 is not a token count: expected a whole number, at least 0"
+        )
+    );
+}

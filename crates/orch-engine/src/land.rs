@@ -114,6 +114,12 @@ impl Engine {
             layout::integration_ref(cfg, run),
         );
         let line = self.git.ref_target(&reference)?;
+        // No run builds on work nothing validated.
+        if line.is_some()
+            && let Some(u) = self.untrusted_line(run).await?
+        {
+            return Err(EngineError::Landing(u.to_string()));
+        }
         let facts = LineFacts {
             base_in_line: line.as_ref().is_some_and(|l| self.git.is_ancestor(base, l)),
             line_in_base: line.as_ref().is_some_and(|l| self.git.is_ancestor(l, base)),
@@ -322,6 +328,10 @@ impl Engine {
     ) -> Result<(Vec<String>, CommitId), EngineError> {
         let cfg = &self.cfg.config.run;
         let branch = layout::integration_branch(cfg, run);
+        // A line nothing validated (an agent or a person moved it) never lands.
+        if let Some(u) = self.untrusted_line(run).await? {
+            return Err(EngineError::Landing(u.to_string()));
+        }
         let mut line = self
             .git
             .ref_target(&layout::integration_ref(cfg, run))?

@@ -69,7 +69,7 @@ pub use handle::{Progress, RunHandle, RunUpdate, Subscription};
 pub use lease::{interrupted_runs, kill_run_processes};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
-pub use orch_validate::{GcReport, become_subreaper, stop_orphans};
+pub use orch_validate::{GcReport, become_subreaper, files, stop_orphans};
 pub use planner::parse_proposals;
 pub use stored::{StoredEngine, StoredRun};
 
@@ -275,24 +275,9 @@ impl Engine {
     /// branch does not exist yet (it would be adopted silently otherwise).
     fn check_refs(&self, run: &RunId) -> Result<(), EngineError> {
         let cfg = &self.cfg.config.run;
-        cfg.check_branches().map_err(EngineError::Config)?;
-        self.cfg
-            .config
-            .worktrees
-            .check()
-            .map_err(EngineError::Config)?;
-        self.cfg
-            .config
-            .notify
-            .check()
-            .map_err(EngineError::Config)?;
+        self.cfg.config.check().map_err(EngineError::Config)?;
         if cfg.executors == orch_core::config::Executors::Workers {
             self.store.check_serves_workers()?;
-            self.cfg
-                .config
-                .worker
-                .check()
-                .map_err(EngineError::Config)?;
             if let Err(e) = self.git.remote_ref(&cfg.remote, "HEAD") {
                 return Err(EngineError::Config(format!(
                     "run.executors = \"workers\" moves branches through run.remote {:?}, which cannot be reached: {e}",
@@ -314,6 +299,13 @@ impl Engine {
         {
             return Err(EngineError::Config(format!(
                 "{branch} exists already, though run {run} is new; delete it (`git branch -D {branch}`) or start another run"
+            )));
+        }
+        if let Some(worktree) = self.git.checkout_of(&layout::integration_ref(cfg, run)) {
+            return Err(EngineError::Config(format!(
+                "run.integration_branch {branch:?} is checked out in {}; orch moves the integration line by itself, which would leave that checkout's files behind (its next commit would undo the work); use a branch no one has checked out, such as the default \"{}\", or switch that checkout to another branch",
+                worktree.display(),
+                orch_core::config::DEFAULT_INTEGRATION_BRANCH
             )));
         }
         Ok(())

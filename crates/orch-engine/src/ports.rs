@@ -28,7 +28,19 @@ pub enum RefError {
         /// Where it was.
         actual: CommitId,
     },
+    /// The ref may not move: a worktree has the branch checked out.
+    Refused(String),
     /// The update failed.
+    Failed(String),
+}
+
+/// Why an agent's leftovers were not committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitError {
+    /// The worktree is gone, unreadable, or no longer linked to the repository both
+    /// ways (its `.git` rewritten): what the agent did to it, so its failure.
+    WorktreeBroken(String),
+    /// git failed: orch's failure.
     Failed(String),
 }
 
@@ -45,7 +57,7 @@ pub trait GitPort: Send + Sync + 'static {
         base: &CommitId,
         message: &str,
         scratch: &[String],
-    ) -> Result<Leftovers, String>;
+    ) -> Result<Leftovers, CommitError>;
     /// Checks `commit` out, detached, in `path` (created if missing).
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String>;
     /// Checks out the submodules the worktree at `path` records.
@@ -79,15 +91,17 @@ pub trait GitPort: Send + Sync + 'static {
         expected: &CommitId,
         new: &CommitId,
     ) -> Result<(), RefError>;
-    /// The repository's shared git files (config, hooks, `info/`), before an agent runs.
-    fn shared_state(&self) -> Result<SharedGitState, String>;
+    /// The repository's shared git files (config, hooks, `info/`) and refs, before an
+    /// agent runs; `users` names the run's base and target, whose branches are the
+    /// user's.
+    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, String>;
     /// Puts back what differs from `before`, and names it.
     /// `agent_head` is the agent's branch tip: a ref moved onto its work is its doing.
     fn restore_shared_state(
         &self,
         before: &SharedGitState,
         agent_head: Option<&CommitId>,
-    ) -> Result<Vec<String>, String>;
+    ) -> Result<orch_core::ports::Restored, String>;
     /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String>;
     /// Removes a pin.
@@ -324,8 +338,11 @@ impl GitPort for Git {
         base: &CommitId,
         message: &str,
         scratch: &[String],
-    ) -> Result<Leftovers, String> {
-        Git::commit_leftovers(self, worktree, branch, base, message, scratch).map_err(text)
+    ) -> Result<Leftovers, CommitError> {
+        Git::commit_leftovers(self, worktree, branch, base, message, scratch).map_err(|e| match e {
+            e @ GitError::WorktreeBroken { .. } => CommitError::WorktreeBroken(e.to_string()),
+            e => CommitError::Failed(e.to_string()),
+        })
     }
     fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
         Git::checkout_detached(self, path, commit).map_err(text)
@@ -336,14 +353,14 @@ impl GitPort for Git {
     fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String> {
         Git::pin(self, reference, commit).map_err(text)
     }
-    fn shared_state(&self) -> Result<SharedGitState, String> {
-        Git::shared_state(self).map_err(text)
+    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, String> {
+        Git::shared_state(self, users).map_err(text)
     }
     fn restore_shared_state(
         &self,
         before: &SharedGitState,
         agent_head: Option<&CommitId>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<orch_core::ports::Restored, String> {
         Git::restore_shared_state(self, before, agent_head).map_err(text)
     }
     fn unpin(&self, reference: &str) -> Result<(), String> {
@@ -369,6 +386,7 @@ impl GitPort for Git {
                 actual: Some(actual),
                 ..
             } => RefError::LostRace { actual },
+            e @ GitError::BranchCheckedOut { .. } => RefError::Refused(e.to_string()),
             e => RefError::Failed(e.to_string()),
         })
     }

@@ -28,13 +28,16 @@ pub async fn materialize(
             .join(task.0.to_string())
             .join(l.attempt.to_string());
         let path = dir.join(&l.name);
-        if path.exists() {
+        if path.symlink_metadata().is_ok_and(|m| m.is_file()) {
             continue;
         }
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            EngineError::Config(format!("cannot write logs to {}: {e}", dir.display()))
-        })?;
-        std::fs::write(&path, &l.text)
+        let (task, attempt) = (task.0.to_string(), l.attempt.to_string());
+        orch_validate::files::real_dirs(artifacts_root, &[&l.run, &task, &attempt]).map_err(
+            |e| EngineError::Config(format!("cannot write logs to {}: {e}", dir.display())),
+        )?;
+        // Whatever stands there that is not a file (a link planted to send this write
+        // elsewhere) is replaced, never written through.
+        orch_validate::files::write(&path, l.text.as_bytes())
             .map_err(|e| EngineError::Config(format!("cannot write {}: {e}", path.display())))?;
         wrote += 1;
     }

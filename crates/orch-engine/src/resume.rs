@@ -256,6 +256,13 @@ impl Engine {
     /// This engine with the settings `info` was started with.
     fn for_stored(&self, info: &RunInfo) -> Result<(Engine, StoredRun), EngineError> {
         let stored = StoredRun::from_json(&info.id.0, &info.config)?;
+        // A run stored before a value was checked is not driven on it.
+        stored.config.check().map_err(|e| {
+            EngineError::Config(format!(
+                "run {} was started with a setting orch no longer accepts: {e}; `orch run cancel {}` ends it, and a new run uses the current configuration",
+                info.id, info.id
+            ))
+        })?;
         let mut cfg = self.cfg.clone();
         cfg.config = stored.config.clone();
         if !stored.engine.agent_command.is_empty() {
@@ -278,5 +285,7 @@ impl Engine {
 
 fn read_exit_marker(artifacts: &Artifacts, run: &RunId, a: AttemptId) -> Option<FinishedAgent> {
     let dir = artifacts.attempt_dir(run, a).ok()?;
-    serde_json::from_slice(&std::fs::read(dir.join(EXIT_MARKER)).ok()?).ok()
+    let bytes =
+        orch_validate::files::read_under(artifacts.root(), &dir.join(EXIT_MARKER), 0, 1 << 20);
+    serde_json::from_slice(&bytes.ok()?).ok()
 }

@@ -47,6 +47,8 @@ struct Script {
     busy_until: Option<tokio::time::Instant>,
     /// Pooled worktrees that will not come clean when switched, counted down.
     dirty_switches: usize,
+    /// Tasks whose first attempt's agent work panics (a bug in orch, injected).
+    panics_in_agent: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -142,7 +144,7 @@ impl GitPort for FakeGit {
         _: &CommitId,
         _: &str,
         _: &[String],
-    ) -> Result<Leftovers, String> {
+    ) -> Result<Leftovers, orch_engine::ports::CommitError> {
         let w = self.0.lock().unwrap();
         let a = attempt_of(&w, wt);
         let moved = w.script.moves_branch.contains(&a.task.0);
@@ -154,15 +156,15 @@ impl GitPort for FakeGit {
             rewrote_history: false,
         })
     }
-    fn shared_state(&self) -> Result<orch_core::ports::SharedGitState, String> {
+    fn shared_state(&self, _: &[String]) -> Result<orch_core::ports::SharedGitState, String> {
         Ok(Default::default())
     }
     fn restore_shared_state(
         &self,
         _: &orch_core::ports::SharedGitState,
         _: Option<&CommitId>,
-    ) -> Result<Vec<String>, String> {
-        Ok(Vec::new())
+    ) -> Result<orch_core::ports::Restored, String> {
+        Ok(Default::default())
     }
     fn pin(&self, _: &str, _: &CommitId) -> Result<(), String> {
         // The fake keeps every object; pins only matter to a real git gc.
@@ -427,6 +429,16 @@ impl ProcessPort for FakeProcs {
             w.agents_run.push(a);
             (a, w.script.hangs_ignoring_sigterm.contains(&a.task.0))
         };
+        let panics = self
+            .0
+            .lock()
+            .unwrap()
+            .script
+            .panics_in_agent
+            .contains(&a.task.0);
+        if panics && a.number == 1 {
+            panic!("injected: the agent's output reader overflowed");
+        }
         if let Some(l) = lines {
             let _ = l
                 .send(Line {
@@ -779,6 +791,45 @@ async fn a_refused_claim_skips_the_task_and_the_run_goes_on() {
     assert_eq!(
         (fx.status(1), fx.status(2)),
         (Some(TaskStatus::Canceled), Some(TaskStatus::Done))
+    );
+}
+
+/// A panic in the engine's work for an attempt (here its agent's) fails that attempt
+/// as orch's own (`infrastructure`, no attempt spent) instead of leaving it running for
+/// ever: the retry lands, and the run ends.
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_an_attempts_work_fails_it_as_infrastructure_and_the_run_goes_on() {
+    let fx = Fx::new(
+        &[1, 2],
+        Script {
+            panics_in_agent: vec![1],
+            ..Script::default()
+        },
+    );
+    let drive = fx.driver(patience()).drive();
+    let orch = tokio::time::timeout(Duration::from_secs(6 * 3600), drive)
+        .await
+        .expect("the run ends although an attempt's work panicked")
+        .unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    assert_eq!(
+        (fx.status(1), fx.status(2)),
+        (Some(TaskStatus::Done), Some(TaskStatus::Done))
+    );
+    let failed = fx.events().into_iter().find_map(|e| match e {
+        RunEvent::AttemptMoved {
+            attempt,
+            to,
+            reason,
+            ..
+        } if attempt.number == 1 && attempt.task == TaskId(1) && to.is_terminal() => Some(reason),
+        _ => None,
+    });
+    let failed = failed.expect("the first attempt ended");
+    assert!(
+        failed.contains("infrastructure")
+            && failed.contains("injected: the agent's output reader overflowed"),
+        "{failed}"
     );
 }
 

@@ -71,6 +71,15 @@ pub enum GitError {
         "the worktree {0} has uncommitted changes or untracked files; use --force to remove it anyway"
     )]
     Dirty(PathBuf),
+    /// One of orch's worktrees is gone, unreadable, or no longer linked to this
+    /// repository both ways (its `.git` rewritten): orch runs no git in it.
+    #[error("the worktree {path} cannot be used: {why}")]
+    WorktreeBroken {
+        /// The worktree.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Not a linked worktree of this repository.
     #[error("{0} is not a linked worktree of this repository")]
     NotAWorktree(PathBuf),

@@ -81,6 +81,22 @@ impl Git {
         Ok(out.trim().parse().unwrap_or(0))
     }
 
+    /// `head` and up to `n - 1` of its first-parent ancestors, newest first; with
+    /// `except`, only those it does not hold.
+    pub fn first_parents(
+        &self,
+        head: &CommitId,
+        n: usize,
+        except: Option<&CommitId>,
+    ) -> Result<Vec<CommitId>, GitError> {
+        let n = n.to_string();
+        let not = except.map(|e| format!("^{}", e.0));
+        let mut args = vec!["rev-list", "--first-parent", "-n", &n, &head.0];
+        args.extend(not.as_deref());
+        let out = git_cli(&self.workdir, &args)?;
+        Ok(out.lines().map(|l| CommitId(l.trim().to_owned())).collect())
+    }
+
     /// The `Orch-Task` trailers of the commits `head` has that `base` lacks, newest
     /// first, without repeats: the tasks a line holds beyond the base.
     pub fn tasks_between(&self, base: &CommitId, head: &CommitId) -> Result<Vec<String>, GitError> {
@@ -132,6 +148,30 @@ impl Git {
             }
         }
         Ok(None)
+    }
+
+    /// The worktree that has `reference` (`refs/heads/...`) checked out, if any: the
+    /// main one or a linked one, read from their `HEAD` files (no process started).
+    pub fn checkout_of(&self, reference: &str) -> Option<PathBuf> {
+        let repo = self.repo();
+        let common = repo.common_dir().to_path_buf();
+        let on = |head: &Path| {
+            std::fs::read_to_string(head)
+                .is_ok_and(|h| h.trim().strip_prefix("ref:").map(str::trim) == Some(reference))
+        };
+        if !repo.is_bare() && on(&common.join("HEAD")) {
+            return Some(common.parent().unwrap_or(&common).to_path_buf());
+        }
+        let linked = std::fs::read_dir(common.join("worktrees")).ok()?;
+        linked.flatten().map(|e| e.path()).find_map(|admin| {
+            on(&admin.join("HEAD")).then(|| {
+                std::fs::read_to_string(admin.join("gitdir"))
+                    .ok()
+                    .map(|g| PathBuf::from(g.trim()))
+                    .and_then(|g| g.parent().map(Path::to_path_buf))
+                    .unwrap_or(admin)
+            })
+        })
     }
 
     /// Fast-forwards the branch checked out (and clean) at `checkout` from `expected`

@@ -18,6 +18,7 @@ mod base;
 mod error;
 mod inventory;
 mod land;
+mod linked;
 mod merge;
 mod pool;
 mod remote;
@@ -223,6 +224,17 @@ impl Git {
         expected: &CommitId,
         new: &CommitId,
     ) -> Result<(), GitError> {
+        // A branch checked out in a worktree is someone's working branch: moving it
+        // would leave their index and files behind (their next commit would undo the
+        // move). orch moves such a branch only with its checkout, when asked.
+        if reference.starts_with("refs/heads/")
+            && let Some(worktree) = self.checkout_of(reference)
+        {
+            return Err(GitError::BranchCheckedOut {
+                branch: reference.trim_start_matches("refs/heads/").to_owned(),
+                worktree,
+            });
+        }
         let repo = self.repo();
         let exp = oid(expected)?;
         // A ref to a missing commit is a corrupt repository: refuse, do not move.
@@ -273,7 +285,8 @@ impl Git {
             .map_err(|e| GitError::gix("pinning a commit", e))
     }
 
-    /// Whether some ref under `refs/orch/` (a pin) holds `commit`.
+    /// Whether some ref under `refs/orch/` (a pin) holds `commit`. What is kept under
+    /// `refs/orch/undone/` (work taken off a ref) is not a pin: it vouches for nothing.
     pub fn pinned(&self, commit: &CommitId) -> Result<bool, GitError> {
         let repo = self.repo();
         let refs = repo
@@ -285,6 +298,9 @@ impl Git {
             .map_err(|e| GitError::gix("listing pins", e))?
         {
             let mut r = r.map_err(|e| GitError::gix("listing pins", e))?;
+            if r.name().as_bstr().starts_with(b"refs/orch/undone/") {
+                continue;
+            }
             if r.peel_to_id().is_ok_and(|id| id.detach() == want) {
                 return Ok(true);
             }
@@ -336,7 +352,12 @@ pub(crate) fn git_command(dir: &Path) -> Command {
 
 /// Runs the git CLI in `dir` and returns its stdout; a failure carries its stderr.
 pub(crate) fn git_cli(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let out = git_command(dir)
+    run_cli(git_command(dir), args)
+}
+
+/// Runs `cmd` (a [`git_command`]) with `args`; stdout, or the failure with stderr.
+pub(crate) fn run_cli(mut cmd: Command, args: &[&str]) -> Result<String, GitError> {
+    let out = cmd
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()
@@ -353,16 +374,19 @@ pub(crate) fn git_cli(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// [`git_cli`], retried while another git process holds a lock file (`index.lock`,
-/// a ref lock): up to about 5 s, then the last error. The collisions seen while building
-/// the engine came from orch's own inventory running `git status` (which refreshes the
-/// index under its lock) without `--no-optional-locks`; that is fixed, and this retry
-/// stays for git processes outside orch (an editor, a background `gc --auto`).
-pub(crate) fn git_cli_retrying(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+/// Runs `op` again while it fails on another git process's lock file (`index.lock`,
+/// a ref lock): up to about 5 s, then the last error. The collisions seen while
+/// building the engine came from orch's own inventory running `git status` (which
+/// refreshes the index under its lock) without `--no-optional-locks`; that is fixed,
+/// and this retry stays for git processes outside orch (an editor, a background
+/// `gc --auto`).
+pub(crate) fn retry_locked(
+    mut op: impl FnMut() -> Result<String, GitError>,
+) -> Result<String, GitError> {
     let mut wait = std::time::Duration::from_millis(20);
     let mut waited = std::time::Duration::ZERO;
     loop {
-        match git_cli(dir, args) {
+        match op() {
             Err(GitError::Cli { message, .. })
                 if message.contains(".lock': File exists")
                     && waited < std::time::Duration::from_secs(5) =>

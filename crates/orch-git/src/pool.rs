@@ -8,7 +8,8 @@ use std::path::Path;
 use orch_core::pool::CacheRules;
 use orch_core::run::CommitId;
 
-use crate::{Git, GitError, full_branch, git_cli, git_cli_retrying};
+use crate::linked::Linked;
+use crate::{Git, GitError, full_branch, git_cli};
 
 impl Git {
     /// Switches the pooled worktree at `path` onto `branch`, created at `at` (it must
@@ -22,14 +23,14 @@ impl Git {
         at: &CommitId,
         rules: &CacheRules,
     ) -> Result<(), GitError> {
-        if !path.join(".git").is_file() {
-            return Err(GitError::NotAWorktree(path.to_path_buf()));
-        }
+        // Its link is checked first: a worktree an agent pointed at the user's
+        // repository is retired by the caller, never switched.
+        let wt = self.linked(path)?;
         {
             let _admin = self.admin();
             self.create_branch_locked(branch, at)?;
         }
-        let switched = git_cli_retrying(path, &["checkout", "--quiet", "--force", branch]);
+        let switched = wt.cli_retrying(&["checkout", "--quiet", "--force", branch]);
         if let Err(e) = switched {
             let _admin = self.admin();
             let _ = self.delete_ref(&full_branch(branch));
@@ -44,15 +45,16 @@ impl Git {
     /// -X` with patterns: it removes an ignored directory whole, even when only a path
     /// inside it matches.)
     pub fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), GitError> {
-        git_cli_retrying(path, &["clean", "-ffdq"])?;
+        let wt = self.linked(path)?;
+        wt.cli_retrying(&["clean", "-ffdq"])?;
         let mut remove = BTreeSet::new();
         if !rules.keep.is_empty() {
-            let kept = untracked_matching(path, &rules.keep)?;
-            let ignored = untracked(path, &["--exclude-standard"])?;
+            let kept = untracked_matching(&wt, &rules.keep)?;
+            let ignored = untracked(&wt, &["--exclude-standard"])?;
             remove.extend(ignored.into_iter().filter(|f| !kept.contains(f)));
         }
         if !rules.scrub.is_empty() {
-            remove.extend(untracked_matching(path, &rules.scrub)?);
+            remove.extend(untracked_matching(&wt, &rules.scrub)?);
         }
         for f in &remove {
             let file = path.join(f);
@@ -75,11 +77,9 @@ impl Git {
     /// checked out can be deleted while the worktree waits in the pool. Only `HEAD` is
     /// written (no index refresh, no file touched).
     pub fn detach_worktree(&self, path: &Path) -> Result<(), GitError> {
-        if !path.join(".git").is_file() {
-            return Err(GitError::NotAWorktree(path.to_path_buf()));
-        }
-        let head = git_cli(path, &["rev-parse", "--verify", "HEAD"])?;
-        git_cli_retrying(path, &["update-ref", "--no-deref", "HEAD", head.trim()])?;
+        let wt = self.linked(path)?;
+        let head = wt.cli(&["rev-parse", "--verify", "HEAD"])?;
+        wt.cli_retrying(&["update-ref", "--no-deref", "HEAD", head.trim()])?;
         Ok(())
     }
 }
@@ -113,7 +113,7 @@ impl Git {
 
 /// The untracked files (each, not their directories) of the worktree at `path` that
 /// the exclude options `how` select.
-fn untracked(path: &Path, how: &[&str]) -> Result<BTreeSet<String>, GitError> {
+fn untracked(wt: &Linked, how: &[&str]) -> Result<BTreeSet<String>, GitError> {
     let mut args = vec![
         "--no-optional-locks",
         "ls-files",
@@ -122,7 +122,8 @@ fn untracked(path: &Path, how: &[&str]) -> Result<BTreeSet<String>, GitError> {
         "--ignored",
     ];
     args.extend_from_slice(how);
-    Ok(git_cli(path, &args)?
+    Ok(wt
+        .cli(&args)?
         .split('\0')
         .filter(|f| !f.is_empty())
         .map(str::to_owned)
@@ -130,7 +131,7 @@ fn untracked(path: &Path, how: &[&str]) -> Result<BTreeSet<String>, GitError> {
 }
 
 /// The untracked files that `.gitignore`-style `patterns` match.
-fn untracked_matching(path: &Path, patterns: &[String]) -> Result<BTreeSet<String>, GitError> {
+fn untracked_matching(wt: &Linked, patterns: &[String]) -> Result<BTreeSet<String>, GitError> {
     let how: Vec<String> = patterns.iter().map(|p| format!("--exclude={p}")).collect();
-    untracked(path, &how.iter().map(String::as_str).collect::<Vec<_>>())
+    untracked(wt, &how.iter().map(String::as_str).collect::<Vec<_>>())
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use orch_core::ports::SharedGitState;
+use orch_core::ports::{Restored, SharedGitState};
 
 use orch_core::run::CommitId;
 
@@ -20,8 +20,10 @@ use crate::{Git, GitError};
 const MAX_FILE: u64 = 1 << 20;
 
 impl Git {
-    /// The shared git files as they are now.
-    pub fn shared_state(&self) -> Result<SharedGitState, GitError> {
+    /// The shared git files and refs as they are now; `users` names the run's base
+    /// and target (as configured: `HEAD`, `main`, `origin/main`), whose branches are
+    /// the user's.
+    pub fn shared_state(&self, users: &[String]) -> Result<SharedGitState, GitError> {
         let common = self.repo().common_dir().to_path_buf();
         let mut files = BTreeMap::new();
         read_into(&common, "config", &mut files);
@@ -31,6 +33,11 @@ impl Git {
         Ok(SharedGitState {
             files,
             refs: self.user_refs()?,
+            users: users
+                .iter()
+                .filter_map(|u| self.branch_of(u))
+                .map(|b| crate::full_branch(&b))
+                .collect(),
         })
     }
 
@@ -64,13 +71,16 @@ impl Git {
     /// onto the agent's own work (reachable from `agent_head`), or when an existing
     /// branch was moved in a way that is no fast-forward. A branch fast-forwarded onto
     /// an integration line is a landing; a person's commit on their branch meanwhile is
-    /// neither, and is left alone.
+    /// neither, and is left alone. The user's branches of the snapshot (the run's base
+    /// and target) are theirs unless moved onto the agent's work: whatever else
+    /// happened to them is reported and left as it is (a deleted one's commit kept
+    /// under `refs/orch/undone/`).
     pub fn restore_shared_state(
         &self,
         before: &SharedGitState,
         agent_head: Option<&CommitId>,
-    ) -> Result<Vec<String>, GitError> {
-        let now = self.shared_state()?;
+    ) -> Result<Restored, GitError> {
+        let now = self.shared_state(&[])?;
         let common = self.repo().common_dir().to_path_buf();
         let io = |e: std::io::Error| GitError::SharedFiles(e.to_string());
         let mut changed = Vec::new();
@@ -96,9 +106,16 @@ impl Git {
             before.refs.keys().chain(now.refs.keys()).collect();
         // Read only when a ref moved (the usual agent moves none).
         let mut lines: Option<Vec<CommitId>> = None;
+        let mut theirs = Vec::new();
         for name in names {
             let (was, is) = (before.refs.get(name), now.refs.get(name));
             let agents = |c: &CommitId| agent_head.is_some_and(|h| self.is_ancestor(c, h));
+            // The user's own branch, deleted or moved onto anything but the agent's
+            // work: no agent's process would, so it is the user's doing.
+            if was != is && before.users.contains(name) && !is.is_some_and(agents) {
+                theirs.push(self.users_ref(name, was, is)?);
+                continue;
+            }
             let tampered = match (was, is) {
                 (Some(w), Some(c)) if w != c => {
                     if lines.is_none() {
@@ -117,7 +134,33 @@ impl Git {
                 changed.push(self.put_back_ref(name, was, is)?);
             }
         }
-        Ok(changed)
+        Ok(Restored {
+            undone: changed,
+            users: theirs,
+        })
+    }
+
+    /// A branch of the user's (the run's base or target) that moved or went while an
+    /// agent ran: left as it is; a deleted one's commit is kept under
+    /// `refs/orch/undone/`, so nothing becomes unreachable.
+    fn users_ref(
+        &self,
+        name: &str,
+        was: Option<&CommitId>,
+        is: Option<&CommitId>,
+    ) -> Result<String, GitError> {
+        let short = |c: Option<&CommitId>| c.map_or("(none)".to_owned(), |c| c.short().to_owned());
+        let mut what = format!(
+            "{name} moved from {} to {} while the agent ran; it is the run's base or target, so that was the user's doing, and orch left it",
+            short(was),
+            short(is)
+        );
+        if let (Some(w), None) = (was, is) {
+            let kept = format!("refs/orch/undone/{}", name.trim_start_matches("refs/"));
+            self.pin(&kept, w)?;
+            what.push_str(&format!(" (its commit is kept as {kept})"));
+        }
+        Ok(what)
     }
 
     /// Puts a ref an agent moved, made or deleted back as it was, keeping what it

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use orch_core::ports::Leftovers;
 use orch_core::run::CommitId;
 
-use crate::{Git, GitError, full_branch, git_cli, git_cli_retrying, git_ok, oid};
+use crate::{Git, GitError, full_branch, git_cli, oid};
 
 /// The default root for a repository's worktrees: `$XDG_DATA_HOME/orch/worktrees/<key>`
 /// (or `~/.local/share/...`), outside the repository so that tools which search parent
@@ -100,18 +100,18 @@ impl Git {
             oid(commit)?;
             return self.new_worktree(path, &["--quiet", "--detach"], &commit.0);
         }
-        git_cli_retrying(
-            path,
-            &["checkout", "--quiet", "--force", "--detach", &commit.0],
-        )?;
-        git_cli_retrying(path, &["clean", "--quiet", "-d", "--force", "--force"])?;
+        let wt = self.linked(path)?;
+        wt.cli_retrying(&["checkout", "--quiet", "--force", "--detach", &commit.0])?;
+        wt.cli_retrying(&["clean", "--quiet", "-d", "--force", "--force"])?;
         Ok(())
     }
 
     /// Commits everything an agent left in `worktree` (tracked and untracked files,
     /// respecting `.gitignore`) as orch, and reports on the branch: its head, whether it
     /// changed anything since `base`, and whether the agent moved `HEAD` off `branch` or
-    /// rewrote history below `base`. Hooks are not run.
+    /// rewrote history below `base`. Hooks are not run. A worktree that is gone or no
+    /// longer linked to the repository both ways (its `.git` rewritten) is
+    /// `WorktreeBroken`, and nothing runs in it.
     pub fn commit_leftovers(
         &self,
         worktree: &Path,
@@ -120,7 +120,10 @@ impl Git {
         message: &str,
         scratch: &[String],
     ) -> Result<Leftovers, GitError> {
-        let head_ref = git_cli(worktree, &["symbolic-ref", "--quiet", "HEAD"]).unwrap_or_default();
+        let wt = self.linked(worktree)?;
+        let head_ref = wt
+            .cli(&["symbolic-ref", "--quiet", "HEAD"])
+            .unwrap_or_default();
         let head_ref = head_ref.trim();
         let branch_moved = (head_ref != full_branch(branch)).then(|| {
             if head_ref.is_empty() {
@@ -134,27 +137,24 @@ impl Git {
             let excludes: Vec<String> = scratch.iter().map(|p| format!(":(exclude){p}")).collect();
             let mut add = vec!["add", "--all", "--", "."];
             add.extend(excludes.iter().map(String::as_str));
-            git_cli_retrying(worktree, &add)?;
-            if !git_ok(worktree, &["diff", "--cached", "--quiet"]) {
-                git_cli_retrying(
-                    worktree,
-                    &[
-                        "-c",
-                        &format!("user.name={}", self.identity().name),
-                        "-c",
-                        &format!("user.email={}", self.identity().email),
-                        "commit",
-                        "--quiet",
-                        "--no-verify",
-                        "--message",
-                        message,
-                    ],
-                )?;
+            wt.cli_retrying(&add)?;
+            if !wt.ok(&["diff", "--cached", "--quiet"]) {
+                wt.cli_retrying(&[
+                    "-c",
+                    &format!("user.name={}", self.identity().name),
+                    "-c",
+                    &format!("user.email={}", self.identity().email),
+                    "commit",
+                    "--quiet",
+                    "--no-verify",
+                    "--message",
+                    message,
+                ])?;
                 committed = true;
             }
         }
-        let head = CommitId(git_cli(worktree, &["rev-parse", "HEAD"])?.trim().to_owned());
-        let rewrote_history = !git_ok(worktree, &["merge-base", "--is-ancestor", &base.0, &head.0]);
+        let head = CommitId(wt.cli(&["rev-parse", "HEAD"])?.trim().to_owned());
+        let rewrote_history = !wt.ok(&["merge-base", "--is-ancestor", &base.0, &head.0]);
         let empty = {
             let repo = self.repo();
             let tree = |c: &CommitId| -> Option<gix::ObjectId> {
@@ -208,18 +208,28 @@ impl Git {
                 .map_err(|e| GitError::gix("removing a half-added worktree", e))?;
             return Ok(());
         }
-        let dirty = !git_cli(
-            path,
-            &[
+        // A worktree whose link was tampered with: no git runs in it (that could be the
+        // user's checkout); its directory goes, and git forgets its admin directory.
+        let wt = match self.linked(path) {
+            Ok(wt) => wt,
+            Err(GitError::WorktreeBroken { .. }) if force => {
+                std::fs::remove_dir_all(path)
+                    .map_err(|e| GitError::gix("removing a worktree", e))?;
+                git_cli(&self.workdir, &["worktree", "prune"])?;
+                return Ok(());
+            }
+            Err(_) => return Err(GitError::NotAWorktree(path.to_path_buf())),
+        };
+        let dirty = !wt
+            .cli(&[
                 "--no-optional-locks",
                 "status",
                 "--porcelain",
                 "--untracked-files=normal",
-            ],
-        )
-        .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?
-        .trim()
-        .is_empty();
+            ])
+            .map_err(|_| GitError::NotAWorktree(path.to_path_buf()))?
+            .trim()
+            .is_empty();
         if dirty && !force {
             return Err(GitError::Dirty(path.to_path_buf()));
         }

@@ -367,6 +367,41 @@ fn compare_and_swap_ref_updates() {
         g.create_branch("orch/r1/integration", &base),
         Err(GitError::BranchExists(_))
     ));
+    // A branch checked out in any worktree never moves under it: the user's main
+    // checkout, or a linked worktree someone made of the line.
+    let main = fx.head();
+    let refused = untouched(&fx, || g.advance_ref("refs/heads/main", &main, &b));
+    match refused {
+        Err(GitError::BranchCheckedOut { branch, worktree }) => {
+            assert_eq!(branch, "main");
+            assert_eq!(
+                worktree.canonicalize().unwrap(),
+                fx.repo().canonicalize().unwrap()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g.ref_target("refs/heads/main").unwrap(), Some(main));
+    let other = fx.wt("looking-at-the-line");
+    git(
+        &fx.repo(),
+        &[
+            "worktree",
+            "add",
+            "-q",
+            other.to_str().unwrap(),
+            "orch/r1/integration",
+        ],
+    );
+    let at = g
+        .ref_target("refs/heads/orch/r1/integration")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        g.advance_ref("refs/heads/orch/r1/integration", &at, &b),
+        Err(GitError::BranchCheckedOut { worktree, .. }) if worktree.ends_with("looking-at-the-line")
+    ));
+    assert_eq!(g.checkout_of("refs/heads/orch/r1/other"), None);
 }
 
 #[test]
@@ -640,13 +675,36 @@ fn a_pooled_worktree_switches_branches_keeping_only_what_the_rules_keep() {
     let gone = fx.wt("pool/attempt-9");
     assert!(matches!(
         g.switch_worktree(&gone, "orch/r1/task-3-1", &base, &rules),
-        Err(GitError::NotAWorktree(_))
+        Err(GitError::WorktreeBroken { .. })
     ));
     assert!(
         g.ref_target("refs/heads/orch/r1/task-3-1")
             .unwrap()
             .is_none()
     );
+    // An agent pointed the worktree's .git at the user's repository: nothing of orch's
+    // runs git there (no commit, no switch, no scrub, no detach), and the user's HEAD,
+    // index and files stay as they were; removal takes the directory only.
+    write(&wt, "left.txt", "the agent's\n");
+    let users = fx.repo().join(".git");
+    std::fs::write(wt.join(".git"), format!("gitdir: {}\n", users.display())).unwrap();
+    untouched(&fx, || {
+        let commit = g.commit_leftovers(&wt, "orch/r1/task-1-1", &base, "m", &[]);
+        assert!(
+            matches!(&commit, Err(GitError::WorktreeBroken { why, .. }) if why.contains("not at one of the repository's worktrees")),
+            "{commit:?}"
+        );
+        let switch = g.switch_worktree(&wt, "orch/r1/task-4-1", &base, &rules);
+        assert!(
+            matches!(switch, Err(GitError::WorktreeBroken { .. })),
+            "{switch:?}"
+        );
+        assert!(g.scrub(&wt, &rules).is_err());
+        assert!(g.detach_worktree(&wt).is_err());
+        g.remove_worktree(&wt, true).unwrap();
+    });
+    assert!(!wt.exists());
+    assert!(fx.repo().join(".git/HEAD").exists());
 }
 
 #[test]

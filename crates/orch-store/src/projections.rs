@@ -386,23 +386,23 @@ impl Store {
             .all(&self.db)
             .await
             .map_err(db("reading attempts"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AttemptRow {
-                attempt: AttemptId {
-                    task: TaskId(r.task_id),
-                    number: r.number as u32,
-                },
-                branch: r.branch,
-                base: r.base,
-                head: r.head,
-                merge: r.merge_commit,
-                state: r.state,
-                failure: r.failure.and_then(|f| serde_json::from_str(&f).ok()),
-                updated_at: Timestamp(r.updated_at),
-                usage: r.usage.and_then(|u| serde_json::from_str(&u).ok()),
-            })
-            .collect())
+        Ok(rows.into_iter().map(attempt_row).collect())
+    }
+
+    /// One attempt of a run, if the run's journal has it.
+    pub async fn attempt(
+        &self,
+        run: &RunId,
+        a: AttemptId,
+    ) -> Result<Option<AttemptRow>, StoreError> {
+        let row = attempt::Entity::find()
+            .filter(attempt::Column::RunId.eq(run.0.clone()))
+            .filter(attempt::Column::TaskId.eq(a.task.0))
+            .filter(attempt::Column::Number.eq(a.number as i64))
+            .one(&self.db)
+            .await
+            .map_err(db("reading an attempt"))?;
+        Ok(row.map(attempt_row))
     }
 
     /// A run's validation commands, in the order they ran.
@@ -480,5 +480,22 @@ impl Store {
                 reason: r.reason,
             })
             .collect())
+    }
+}
+
+fn attempt_row(r: attempt::Model) -> AttemptRow {
+    AttemptRow {
+        attempt: AttemptId {
+            task: TaskId(r.task_id),
+            number: r.number as u32,
+        },
+        branch: r.branch,
+        base: r.base,
+        head: r.head,
+        merge: r.merge_commit,
+        state: r.state,
+        failure: r.failure.and_then(|f| serde_json::from_str(&f).ok()),
+        updated_at: Timestamp(r.updated_at),
+        usage: r.usage.and_then(|u| serde_json::from_str(&u).ok()),
     }
 }

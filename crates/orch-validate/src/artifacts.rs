@@ -161,13 +161,10 @@ impl Artifacts {
         if !valid_run_id(&run.0) {
             return Err(ArtifactError::BadRunId(run.0.clone()));
         }
-        let dir = self
-            .root
-            .join(&run.0)
-            .join(attempt.task.0.to_string())
-            .join(attempt.number.to_string());
-        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-        Ok(dir)
+        let (task, number) = (attempt.task.0.to_string(), attempt.number.to_string());
+        let parts = [run.0.as_str(), task.as_str(), number.as_str()];
+        crate::files::real_dirs(&self.root, &parts)
+            .map_err(io("creating", &self.root.join(parts.join("/"))))
     }
 
     /// Records an attempt's outcome for retention.
@@ -182,7 +179,7 @@ impl Artifacts {
             Kept::Succeeded => "succeeded\n",
             Kept::Failed => "failed\n",
         };
-        std::fs::write(&p, text).map_err(io("writing", &p))
+        crate::files::write(&p, text.as_bytes()).map_err(io("writing", &p))
     }
 
     /// Applies `retention`, as the core's [`plan_artifacts`] decides. Runs in `live` are

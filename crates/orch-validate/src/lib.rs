@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod artifacts;
+pub mod files;
 pub mod gate;
 mod log;
 pub mod procs;

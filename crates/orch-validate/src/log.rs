@@ -33,7 +33,7 @@ impl CappedLog {
         }
         let cap = cap.max(2);
         Ok(CappedLog {
-            file: File::create(path)?,
+            file: crate::files::create(path)?,
             head_written: 0,
             head_cap: cap / 2,
             tail: VecDeque::new(),

@@ -291,10 +291,7 @@ pub async fn run(
     let duration = started.elapsed();
     if spec.log_frame {
         use std::io::Write as _;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&spec.log_path)
-            .map_err(log_err)?;
+        let mut f = crate::files::append(&spec.log_path).map_err(log_err)?;
         writeln!(f, "[orch: {outcome} after {:.1} s]", duration.as_secs_f64()).map_err(log_err)?;
     }
     Ok(Report {

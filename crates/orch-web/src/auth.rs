@@ -1,8 +1,12 @@
 //! Who may use the dashboard: whoever holds the token printed at start (Jupyter
-//! style). `/?token=T` sets it as an HttpOnly, SameSite=Strict cookie and redirects to
-//! the page without it; every request without the cookie gets 401. State-changing
-//! requests are POSTs that must carry the page's CSRF token and come from the
-//! dashboard's own origin.
+//! style). `/orch/?token=T` sets it as an HttpOnly, SameSite=Strict cookie and
+//! redirects to the page without it; every request without the cookie gets 401. The
+//! cookie is named after the server's port (`orch_token_7321`), so two dashboards on
+//! one host keep their own, and its path is the dashboard's (`/orch`), so other
+//! services on the host (an agent's dev server on `ORCH_PORT`) are not sent it with
+//! their own pages' requests. Redirects only ever go to a path of the dashboard.
+//! State-changing requests are POSTs that must carry the page's CSRF token and come
+//! from the dashboard's own origin.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,8 +15,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::AppState;
 
-/// The cookie that carries the token.
-pub const COOKIE: &str = "orch_token";
+/// The path every page of the dashboard is under, and its cookie's path.
+pub const BASE: &str = "/orch";
+
+/// The name of the cookie that carries the token of the dashboard on `port`.
+pub fn cookie_name(port: u16) -> String {
+    format!("orch_token_{port}")
+}
 
 /// A random token: 128 bits from the operating system, as hex.
 pub fn random_token() -> Result<String, getrandom::Error> {
@@ -36,15 +45,29 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+fn cookie_token<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// Where a request for `path` may be sent on: the path itself when it is one of the
+/// dashboard's, else the board. Never another host (`//evil.example/`), never a
+/// path outside the dashboard.
+fn local_path(path: &str) -> String {
+    let ours = path.starts_with(&format!("{BASE}/"))
+        && !path.contains("//")
+        && !path.contains('\\')
+        && !path.split('/').any(|c| c == "..");
+    match ours {
+        true => path.to_owned(),
+        false => format!("{BASE}/"),
+    }
 }
 
 /// The token check, before every handler.
@@ -63,15 +86,18 @@ pub(crate) async fn require_token(
         if !same(&t, &app.token) {
             return unauthorized();
         }
-        let cookie = format!("{COOKIE}={t}; HttpOnly; SameSite=Strict; Path=/");
-        let path = req.uri().path().to_owned();
-        let mut r = Redirect::to(&path).into_response();
+        let cookie = format!("{}={t}; HttpOnly; SameSite=Strict; Path={BASE}", app.cookie);
+        let mut r = Redirect::to(&local_path(req.uri().path())).into_response();
         if let Ok(v) = cookie.parse() {
             r.headers_mut().insert(header::SET_COOKIE, v);
         }
         return r;
     }
-    match cookie_token(req.headers()) {
+    if !req.uri().path().starts_with(&format!("{BASE}/")) {
+        // The dashboard lives under BASE; an old bookmark of `/` finds it.
+        return Redirect::to(&local_path(req.uri().path())).into_response();
+    }
+    match cookie_token(req.headers(), &app.cookie) {
         Some(t) if same(t, &app.token) => next.run(req).await,
         _ => unauthorized(),
     }
@@ -124,5 +150,20 @@ mod tests {
         assert!(same(&a, &a.clone()));
         assert!(!same(&a, &b));
         assert!(!same(&a, &a[..31]));
+    }
+
+    #[test]
+    fn redirects_stay_on_the_dashboard() {
+        assert_eq!(local_path("/orch/runs/r1"), "/orch/runs/r1");
+        for away in [
+            "//evil.example/",
+            "/orch//evil.example/",
+            "/\\evil.example/",
+            "/orch/../etc",
+            "/",
+            "/other",
+        ] {
+            assert_eq!(local_path(away), "/orch/", "{away}");
+        }
     }
 }

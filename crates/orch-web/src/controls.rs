@@ -75,7 +75,7 @@ pub(crate) async fn task(
             "unknown control {other:?}: allowed are retry, unblock, block, cancel and priority"
         ))),
     };
-    finish(&app, &headers, done, "/").await
+    finish(&app, &headers, done, "/orch/").await
 }
 
 /// `POST /runs/{id}/{cancel|pause|resume}`: the run drains, or stops or starts
@@ -98,7 +98,7 @@ pub(crate) async fn run(
             "unknown control {other:?}: allowed are cancel, pause and resume"
         ))),
     };
-    finish(&app, &headers, done, "/runs").await
+    finish(&app, &headers, done, "/orch/runs").await
 }
 
 /// Back to the page on success; on a refusal, the page again with its reason (409).
@@ -114,7 +114,7 @@ async fn finish(
     };
     let q = pages::BoardQuery::with_notice(why);
     let mut r = match back {
-        "/runs" => pages::runs(State(app.clone()), headers.clone(), Query(q)).await,
+        "/orch/runs" => pages::runs(State(app.clone()), headers.clone(), Query(q)).await,
         _ => pages::board(State(app.clone()), headers.clone(), Query(q)).await,
     };
     *r.status_mut() = StatusCode::CONFLICT;
@@ -134,11 +134,11 @@ pub(crate) async fn start_run(
     }
     let Some(start) = app.start.clone() else {
         let why = "this dashboard cannot start runs: start one with `orch run`".to_owned();
-        return finish(&app, &headers, Err(EngineError::Config(why)), "/runs").await;
+        return finish(&app, &headers, Err(EngineError::Config(why)), "/orch/runs").await;
     };
     let how = format!("{} {}", start.program.display(), start.args.join(" "));
     if let Err(e) = app.store.journal_run_request(&app.actor, &how).await {
-        return finish(&app, &headers, Err(e.into()), "/runs").await;
+        return finish(&app, &headers, Err(e.into()), "/orch/runs").await;
     }
     let spawned = tokio::task::spawn_blocking(move || spawn(&start)).await;
     let done = match spawned {
@@ -146,7 +146,7 @@ pub(crate) async fn start_run(
         Ok(Err(why)) => Err(EngineError::Config(why)),
         Err(e) => Err(EngineError::Config(e.to_string())),
     };
-    finish(&app, &headers, done, "/runs").await
+    finish(&app, &headers, done, "/orch/runs").await
 }
 
 /// Starts `start` detached; waits a second for an early failure, whose output it

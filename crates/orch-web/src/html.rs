@@ -31,7 +31,11 @@ pub fn page(
     seq: Option<i64>,
 ) -> String {
     let mut nav = String::new();
-    for (href, name) in [("/", "Board"), ("/runs", "Runs"), ("/events", "Events")] {
+    for (href, name) in [
+        ("/orch/", "Board"),
+        ("/orch/runs", "Runs"),
+        ("/orch/events", "Events"),
+    ] {
         let class = if name == active { " class=\"on\"" } else { "" };
         let _ = write!(nav, "<a href=\"{href}\"{class}>{name}</a>");
     }
@@ -124,13 +128,14 @@ const SCRIPT: &str = "
     document.querySelectorAll('pre.log[data-log]').forEach(function(pre){
       var s=new EventSource(pre.dataset.log+'?from='+pre.dataset.bytes);
       s.onmessage=function(m){pre.textContent+=m.data+'\\n';pre.dataset.bytes=m.lastEventId;};
+      s.addEventListener('end',function(){s.close();pre.dataset.ended='1';});
       logs.push(s);
     });
   }
   setInterval(tick,1000);tick();attachLogs();
   var seq=document.getElementById('main').dataset.seq;
   if(seq===''||seq===undefined)return;
-  var es=new EventSource('/live?after='+seq);
+  var es=new EventSource('/orch/live?after='+seq);
   es.onopen=function(){live.className='on';live.textContent='●'};
   es.onerror=function(){live.className='';live.textContent='○'};
   // How many events arrived and the newest, for whoever checks the stream missed none.

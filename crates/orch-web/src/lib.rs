@@ -89,6 +89,8 @@ pub enum WebError {
 pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) token: Arc<str>,
+    /// The token cookie's name: this server's own (`auth::cookie_name`).
+    pub(crate) cookie: Arc<str>,
     /// Put into every form and required back: a POST from another page has not got it.
     pub(crate) csrf: Arc<str>,
     pub(crate) actor: Arc<str>,
@@ -136,18 +138,6 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         Some(t) => auth::checked_token(t)?,
         None => random()?,
     };
-    let (feed, poller) = live::spawn_poller(store.clone());
-    let state = AppState {
-        feed,
-        board: Arc::default(),
-        store,
-        token: token.as_str().into(),
-        csrf: random()?.into(),
-        actor: format!("{} (dashboard)", opts.actor).into(),
-        artifacts: opts.artifacts.into(),
-        repo: opts.repo.into(),
-        start: opts.start.map(Arc::new),
-    };
     let listener = tokio::net::TcpListener::bind(opts.bind)
         .await
         .map_err(|source| WebError::Bind {
@@ -158,11 +148,24 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         addr: opts.bind,
         source,
     })?;
+    let (feed, poller) = live::spawn_poller(store.clone());
+    let state = AppState {
+        feed,
+        board: Arc::default(),
+        store,
+        token: token.as_str().into(),
+        cookie: auth::cookie_name(addr.port()).into(),
+        csrf: random()?.into(),
+        actor: format!("{} (dashboard)", opts.actor).into(),
+        artifacts: opts.artifacts.into(),
+        repo: opts.repo.into(),
+        start: opts.start.map(Arc::new),
+    };
     let app = router(state);
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Served {
         addr,
-        url: format!("http://{addr}/?token={token}"),
+        url: format!("http://{addr}{}/?token={token}", auth::BASE),
         task,
         poller,
     })
@@ -170,16 +173,19 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
 
 fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(pages::board))
-        .route("/runs", get(pages::runs))
-        .route("/runs/{id}", get(run::show))
-        .route("/runs/{id}/attempts/{task}/{n}", get(run::attempt))
-        .route("/runs/{id}/attempts/{task}/{n}/log/{file}", get(run::log))
-        .route("/events", get(pages::events))
-        .route("/live", get(live::stream))
-        .route("/tasks/{id}", post(controls::task))
-        .route("/runs/start", post(controls::start_run))
-        .route("/runs/{id}/{action}", post(controls::run))
+        .route("/orch/", get(pages::board))
+        .route("/orch/runs", get(pages::runs))
+        .route("/orch/runs/{id}", get(run::show))
+        .route("/orch/runs/{id}/attempts/{task}/{n}", get(run::attempt))
+        .route(
+            "/orch/runs/{id}/attempts/{task}/{n}/log/{file}",
+            get(run::log),
+        )
+        .route("/orch/events", get(pages::events))
+        .route("/orch/live", get(live::stream))
+        .route("/orch/tasks/{id}", post(controls::task))
+        .route("/orch/runs/start", post(controls::start_run))
+        .route("/orch/runs/{id}/{action}", post(controls::run))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -107,7 +107,7 @@ fn filters(q: &BoardQuery) -> String {
         let _ = write!(options, "<option{sel}>{s}</option>");
     }
     format!(
-        "<form class=\"filters\" method=\"get\" action=\"/\">label <input name=\"label\" value=\"{}\"> \
+        "<form class=\"filters\" method=\"get\" action=\"/orch/\">label <input name=\"label\" value=\"{}\"> \
          <select name=\"status\">{options}</select> <button>filter</button></form>",
         esc(q.label.as_deref().unwrap_or(""))
     )
@@ -152,7 +152,7 @@ fn card(
         let (task, n) = (t.id, attempt.rsplit('-').next().unwrap_or("1"));
         let _ = write!(
             c,
-            "<div class=\"meta holder\"><a href=\"/runs/{r}/attempts/{task}/{n}\">{}</a> in run <a href=\"/runs/{r}\">{r}</a> · <span data-since=\"{since}\"></span></div>",
+            "<div class=\"meta holder\"><a href=\"/orch/runs/{r}/attempts/{task}/{n}\">{}</a> in run <a href=\"/orch/runs/{r}\">{r}</a> · <span data-since=\"{since}\"></span></div>",
             esc(attempt),
             r = esc(&run.0),
             n = esc(n),
@@ -177,7 +177,7 @@ fn task_controls(app: &AppState, t: &Task) -> String {
         return String::new();
     }
     let mut out = format!(
-        "<form method=\"post\" action=\"/tasks/{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        "<form method=\"post\" action=\"/orch/tasks/{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
         t.id,
         esc(&app.csrf)
     );
@@ -245,12 +245,12 @@ pub(crate) async fn runs(
             true => String::new(),
             false => ["pause", "resume", "cancel"]
                 .iter()
-                .map(|a| button(&format!("/runs/{}/{a}", r.id), a, &app.csrf, &[]))
+                .map(|a| button(&format!("/orch/runs/{}/{a}", r.id), a, &app.csrf, &[]))
                 .collect(),
         };
         let _ = write!(
             body,
-            "<tr data-run=\"{id}\"><td><a href=\"/runs/{id}\">{id}</a></td><td class=\"state\">{state}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{}m {}s</td><td>{}</td><td>{cancel}</td></tr>",
+            "<tr data-run=\"{id}\"><td><a href=\"/orch/runs/{id}\">{id}</a></td><td class=\"state\">{state}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{}m {}s</td><td>{}</td><td>{cancel}</td></tr>",
             esc(&counts.join(", ")),
             r.created_at,
             secs / 60,
@@ -262,7 +262,7 @@ pub(crate) async fn runs(
     body.push_str("</table>");
     if app.start.is_some() {
         body.push_str(&button(
-            "/runs/start",
+            "/orch/runs/start",
             "start a run (configured defaults)",
             &app.csrf,
             &[],
@@ -300,7 +300,7 @@ pub(crate) async fn events(
     };
     let kind = q.kind.as_deref().filter(|k| !k.is_empty());
     let mut body = format!(
-        "<form class=\"filters\" method=\"get\" action=\"/events\">run <input name=\"run\" value=\"{}\"> task <input name=\"task\" size=\"5\" value=\"{}\"> kind <input name=\"kind\" value=\"{}\"> <button>filter</button></form><table><tr><th>#</th><th>at</th><th>run</th><th>task</th><th>kind</th><th>who</th><th>what</th></tr>",
+        "<form class=\"filters\" method=\"get\" action=\"/orch/events\">run <input name=\"run\" value=\"{}\"> task <input name=\"task\" size=\"5\" value=\"{}\"> kind <input name=\"kind\" value=\"{}\"> <button>filter</button></form><table><tr><th>#</th><th>at</th><th>run</th><th>task</th><th>kind</th><th>who</th><th>what</th></tr>",
         esc(q.run.as_deref().unwrap_or("")),
         q.task.map(|t| t.to_string()).unwrap_or_default(),
         esc(kind.unwrap_or("")),

@@ -18,6 +18,7 @@ use axum::response::{Html, IntoResponse, Response};
 use futures_util::Stream;
 use orch_engine::core::TaskId;
 use orch_engine::core::run::{AttemptId, RunId};
+use orch_engine::files;
 use orch_store::EventFilter;
 
 use crate::AppState;
@@ -61,7 +62,7 @@ pub(crate) async fn show(
     );
     if !info.state.is_terminal() {
         body.push_str(&button(
-            &format!("/runs/{}/cancel", id.0),
+            &format!("/orch/runs/{}/cancel", id.0),
             "cancel the run",
             &app.csrf,
             &[],
@@ -89,7 +90,7 @@ pub(crate) async fn show(
             .unwrap_or_default();
         let _ = write!(
             body,
-            "<tr data-attempt=\"{a}\"><td><a href=\"/runs/{run}/attempts/{task}/{n}\">{a}</a></td><td class=\"state\">{}</td><td>{}</td><td>{}</td><td>{spent}</td></tr>",
+            "<tr data-attempt=\"{a}\"><td><a href=\"/orch/runs/{run}/attempts/{task}/{n}\">{a}</a></td><td class=\"state\">{}</td><td>{}</td><td>{}</td><td>{spent}</td></tr>",
             esc(&a.state),
             esc(&timeline.join(" → ")),
             esc(&failure),
@@ -220,42 +221,26 @@ pub(crate) async fn attempt(
             orch_engine::remote_logs::materialize(&app.store, &app.artifacts, Some(&run), a.task)
                 .await;
     }
-    let prompt = std::fs::read_to_string(dir.join("prompt.md")).unwrap_or_default();
-    let mut logs: BTreeMap<String, String> = BTreeMap::new();
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".log") {
-            logs.insert(name, std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
+    let prompt = files::read_under(&app.artifacts, &dir.join("prompt.md"), 0, u64::MAX)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let mut body = format!(
-        "<h1>Attempt {a} of run <a href=\"/runs/{r}\">{r}</a></h1>",
+        "<h1>Attempt {a} of run <a href=\"/orch/runs/{r}\">{r}</a></h1>",
         r = esc(&run)
     );
     body.push_str(&button(
-        &format!("/tasks/{task}/cancel"),
+        &format!("/orch/tasks/{task}/cancel"),
         "cancel this task",
         &app.csrf,
         &[],
     ));
-    for (name, text) in &logs {
-        let _ = write!(
-            body,
-            "<h2>{n}</h2><pre class=\"log\" data-log=\"/runs/{r}/attempts/{task}/{num}/log/{n}\" data-bytes=\"{}\">{}</pre>",
-            text.len(),
-            esc(text),
-            n = esc(name),
-            r = esc(&run),
-            num = n,
-        );
-    }
+    body.push_str(&logs_html(&app, &dir, &run, a));
     let row = app
         .store
-        .attempts(&RunId(run.clone()))
+        .attempt(&RunId(run.clone()), a)
         .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|r| r.attempt == a);
+        .ok()
+        .flatten();
     if let Some(head) = row.as_ref().and_then(|r| r.head.clone()) {
         let (repo, base) = (
             app.repo.to_path_buf(),
@@ -279,9 +264,54 @@ pub(crate) async fn attempt(
     respond(&headers, (&title, "Runs"), None, body, seq)
 }
 
-/// `GET /runs/{run}/attempts/{task}/{n}/log/{file}?from=BYTES`: the log's lines past
-/// `from` (or `Last-Event-ID`), as they are written; each message's id is the byte
-/// offset after it, so a reconnect goes on where it stopped.
+/// The attempt's logs, each in a `<pre>` that streams what is added. Only regular
+/// files under the artifacts are shown: a link an agent planted (`x.log ->
+/// /etc/passwd`) is named and refused, never followed.
+fn logs_html(app: &AppState, dir: &std::path::Path, run: &str, a: AttemptId) -> String {
+    let mut logs: BTreeMap<String, Result<String, String>> = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            let text = files::read_under(&app.artifacts, &e.path(), 0, u64::MAX)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .map_err(|e| e.to_string());
+            logs.insert(name, text);
+        }
+    }
+    let mut body = String::new();
+    for (name, text) in &logs {
+        let text = match text {
+            Ok(t) => t,
+            Err(why) => {
+                let _ = write!(
+                    body,
+                    "<h2>{}</h2><p class=\"notice\">not shown: {}</p>",
+                    esc(name),
+                    esc(why)
+                );
+                continue;
+            }
+        };
+        let _ = write!(
+            body,
+            "<h2>{n}</h2><pre class=\"log\" data-log=\"/orch/runs/{r}/attempts/{}/{num}/log/{n}\" data-bytes=\"{}\">{}</pre>",
+            a.task,
+            text.len(),
+            esc(text),
+            n = esc(name),
+            r = esc(run),
+            num = a.number,
+        );
+    }
+    body
+}
+
+/// `GET /orch/runs/{run}/attempts/{task}/{n}/log/{file}?from=BYTES`: the log's lines
+/// past `from` (or `Last-Event-ID`), as they are written; each message's id is the
+/// byte offset after it, so a reconnect goes on where it stopped. Only what is new is
+/// read; once the attempt has ended and the log stopped growing, an `end` event closes
+/// the stream (the page does not reconnect). A log that is not a regular file under
+/// the artifacts (a planted link) is refused.
 pub(crate) async fn log(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -292,36 +322,88 @@ pub(crate) async fn log(
     let Some(dir) = attempt_dir(&app, &run, task, n).filter(|_| safe_file) else {
         return not_found("no such log");
     };
+    let path = dir.join(file);
+    if let Err(e) = files::open_under(&app.artifacts, &path) {
+        return not_found(&e.to_string());
+    }
     let from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .or(q.get("from").map(String::as_str))
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    Sse::new(tail(dir.join(file), from))
+    let attempt = AttemptId {
+        task: TaskId(task),
+        number: n,
+    };
+    let tail = Tail {
+        app,
+        run: RunId(run),
+        attempt,
+        path,
+        at: from,
+        partial: String::new(),
+        ended: false,
+    };
+    Sse::new(tail.stream())
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
-fn tail(path: PathBuf, from: u64) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(
-        (path, from, String::new()),
-        |(path, mut at, mut partial)| async move {
+/// How much of a log one poll reads at most.
+const CHUNK: u64 = 256 << 10;
+
+/// One log stream's position.
+struct Tail {
+    app: AppState,
+    run: RunId,
+    attempt: AttemptId,
+    path: PathBuf,
+    /// The offset read up to.
+    at: u64,
+    /// Bytes past the last whole line.
+    partial: String,
+    ended: bool,
+}
+
+impl Tail {
+    fn stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+        futures_util::stream::unfold(self, |mut t| async move {
+            if t.ended {
+                return None;
+            }
+            let mut idle = 0u32;
             loop {
-                let text = std::fs::read(&path).unwrap_or_default();
-                if (text.len() as u64) > at {
-                    partial.push_str(&String::from_utf8_lossy(&text[at as usize..]));
-                    at = text.len() as u64;
-                }
-                if let Some(end) = partial.rfind('\n') {
-                    let lines: String = partial.drain(..=end).collect();
+                let new =
+                    files::read_under(&t.app.artifacts, &t.path, t.at, CHUNK).unwrap_or_default();
+                t.at += new.len() as u64;
+                t.partial.push_str(&String::from_utf8_lossy(&new));
+                if let Some(end) = t.partial.rfind('\n') {
+                    let lines: String = t.partial.drain(..=end).collect();
                     let ev = Event::default()
-                        .id((at - partial.len() as u64).to_string())
+                        .id((t.at - t.partial.len() as u64).to_string())
                         .data(lines.trim_end_matches('\n'));
-                    return Some((Ok(ev), (path, at, partial)));
+                    return Some((Ok(ev), t));
+                }
+                if new.is_empty() {
+                    idle += 1;
+                    // About once a second of quiet: has the attempt ended?
+                    if idle % 10 == 1 && t.finished().await {
+                        t.ended = true;
+                        return Some((Ok(Event::default().event("end").data("")), t));
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        },
-    )
+        })
+    }
+
+    /// The attempt ended (or the store no longer knows it): its logs are whole.
+    async fn finished(&self) -> bool {
+        match self.app.store.attempt(&self.run, self.attempt).await {
+            Ok(Some(row)) => row.phase().is_none_or(|p| p.is_terminal()),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
 }

@@ -52,17 +52,17 @@ async fn request(
     }
 }
 
-fn cookie() -> String {
-    format!("Cookie: orch_token={TOKEN}")
+fn cookie(addr: SocketAddr) -> String {
+    format!("Cookie: orch_token_{}={TOKEN}", addr.port())
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Reply {
-    request(addr, "GET", path, &[&cookie()], "").await
+    request(addr, "GET", path, &[&cookie(addr)], "").await
 }
 
 /// A form POST with the token's cookie, from `origin`.
 async fn post(addr: SocketAddr, path: &str, origin: &str, form: &str) -> Reply {
-    request(addr, "POST", path, &[&cookie(), origin], form).await
+    request(addr, "POST", path, &[&cookie(addr), origin], form).await
 }
 
 /// The CSRF token the page's forms carry.
@@ -72,13 +72,17 @@ fn csrf_of(page: &str) -> String {
 }
 
 async fn start(store: Store) -> Served {
+    start_on(store, std::env::temp_dir().join("orch-web-no-artifacts")).await
+}
+
+async fn start_on(store: Store, artifacts: std::path::PathBuf) -> Served {
     orch_web::start(
         store,
         Options {
             bind: "127.0.0.1:0".parse().unwrap(),
             token: Some(TOKEN.into()),
             actor: "human:tester".into(),
-            artifacts: std::env::temp_dir().join("orch-web-no-artifacts"),
+            artifacts,
             repo: std::env::temp_dir(),
             start: None,
         },
@@ -99,16 +103,55 @@ async fn the_dashboard(store: Store) {
     let served = start(store.clone()).await;
     let addr = served.addr;
     // The token: nothing without it, a cookie from the URL, then the pages.
-    assert_eq!(request(addr, "GET", "/", &[], "").await.status, 401);
+    assert_eq!(request(addr, "GET", "/orch/", &[], "").await.status, 401);
     assert_eq!(
-        request(addr, "GET", "/runs", &["Cookie: orch_token=wrong"], "")
-            .await
-            .status,
+        request(
+            addr,
+            "GET",
+            "/orch/runs",
+            &[&format!("Cookie: orch_token_{}=wrong", addr.port())],
+            ""
+        )
+        .await
+        .status,
         401
     );
-    let r = request(addr, "GET", &format!("/?token={TOKEN}"), &[], "").await;
+    let r = request(addr, "GET", &format!("/orch/?token={TOKEN}"), &[], "").await;
     assert_eq!(r.status, 303);
-    assert!(r.head.contains("HttpOnly; SameSite=Strict"), "{}", r.head);
+    // The cookie is this server's (named after its port) and the dashboard's path's
+    // only: a second dashboard, or a dev server on another port, gets none of it.
+    let set = format!(
+        "orch_token_{}={TOKEN}; HttpOnly; SameSite=Strict; Path=/orch",
+        addr.port()
+    );
+    assert!(r.head.contains(&set), "{}", r.head);
+    // A token on any path sends the browser to a page of the dashboard, never away.
+    for away in [
+        "//evil.example/",
+        "/\\evil.example/",
+        "/orch//evil.example/x",
+        "/x",
+    ] {
+        let r = request(addr, "GET", &format!("{away}?token={TOKEN}"), &[], "").await;
+        assert_eq!(r.status, 303, "{away}");
+        assert!(
+            r.head.contains("\r\nlocation: /orch/\r\n"),
+            "{away}: {}",
+            r.head
+        );
+    }
+    // An old bookmark of `/` finds the dashboard; the cookie of another port is not it.
+    let r = request(addr, "GET", "/", &[], "").await;
+    assert!(
+        r.status == 303 && r.head.contains("location: /orch/"),
+        "{}",
+        r.head
+    );
+    let other = format!("Cookie: orch_token_1={TOKEN}");
+    assert_eq!(
+        request(addr, "GET", "/orch/", &[&other], "").await.status,
+        401
+    );
     // Task text is text.
     let evil = task(&store, "<script>alert(1)</script> & \"quotes\"").await;
     let failed = task(&store, "fails").await;
@@ -122,7 +165,7 @@ async fn the_dashboard(store: Store) {
         .move_task(failed, &force(TaskStatus::Failed), "human:tester")
         .await
         .unwrap();
-    let page = get(addr, "/").await;
+    let page = get(addr, "/orch/").await;
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("<script>alert"), "unescaped title");
     assert!(
@@ -133,7 +176,7 @@ async fn the_dashboard(store: Store) {
     let csrf = csrf_of(&page.body);
     let origin = format!("Origin: http://{addr}");
     // A POST without the page's CSRF token, or from elsewhere, changes nothing.
-    let path = format!("/tasks/{failed}");
+    let path = format!("/orch/tasks/{failed}");
     let r = post(addr, &path, &origin, "action=retry&csrf=nope").await;
     assert_eq!(r.status, 403);
     let elsewhere = "Origin: http://evil.example";
@@ -163,7 +206,7 @@ async fn the_dashboard(store: Store) {
         "{}",
         r.body
     );
-    let prio = format!("/tasks/{evil}");
+    let prio = format!("/orch/tasks/{evil}");
     let r = post(
         addr,
         &prio,
@@ -193,7 +236,13 @@ async fn the_dashboard(store: Store) {
         .create_run(&run, &serde_json::json!({}), "orchestrator")
         .await
         .unwrap();
-    let r = post(addr, "/runs/r-web/pause", &origin, &format!("csrf={csrf}")).await;
+    let r = post(
+        addr,
+        "/orch/runs/r-web/pause",
+        &origin,
+        &format!("csrf={csrf}"),
+    )
+    .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let pending = store.pending_controls(&run).await.unwrap();
     assert_eq!(pending.len(), 1);
@@ -212,7 +261,7 @@ async fn the_dashboard(store: Store) {
     );
     let r = post(
         addr,
-        "/runs/r-web/explode",
+        "/orch/runs/r-web/explode",
         &origin,
         &format!("csrf={csrf}"),
     )
@@ -220,9 +269,13 @@ async fn the_dashboard(store: Store) {
     assert_eq!(r.status, 409);
     assert!(r.body.contains("allowed are cancel, pause and resume"));
     // Filters.
-    let only = get(addr, "/?status=backlog").await.body;
+    let only = get(addr, "/orch/?status=backlog").await.body;
     assert!(only.contains("data-status=\"backlog\"") && !only.contains("data-status=\"done\""));
-    for p in ["/runs", "/events", &format!("/events?task={evil}")] {
+    for p in [
+        "/orch/runs",
+        "/orch/events",
+        &format!("/orch/events?task={evil}"),
+    ] {
         assert_eq!(get(addr, p).await.status, 200, "{p}");
     }
     served.stop();
@@ -254,8 +307,8 @@ async fn live(addr: SocketAddr, last: Option<i64>) -> BufReader<TcpStream> {
         .map(|l| format!("Last-Event-ID: {l}\r\n"))
         .unwrap_or_default();
     let req = format!(
-        "GET /live HTTP/1.1\r\nHost: {addr}\r\n{}\r\n{resume}\r\n",
-        cookie()
+        "GET /orch/live HTTP/1.1\r\nHost: {addr}\r\n{}\r\n{resume}\r\n",
+        cookie(addr)
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut r = BufReader::new(s);
@@ -298,7 +351,14 @@ async fn the_live_stream(store: Store) {
 
 /// The board part of a page, without the server's CSRF token.
 async fn board_of(addr: SocketAddr) -> String {
-    let r = request(addr, "GET", "/", &[&cookie(), "X-Orch-Partial: 1"], "").await;
+    let r = request(
+        addr,
+        "GET",
+        "/orch/",
+        &[&cookie(addr), "X-Orch-Partial: 1"],
+        "",
+    )
+    .await;
     assert_eq!(r.status, 200);
     let csrf = csrf_of(&r.body);
     r.body.replace(&csrf, "CSRF")
@@ -390,4 +450,49 @@ async fn a_board_patched_by_events_matches_one_read_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_resumes_without_gaps_or_duplicates() {
     each_backend(the_live_stream).await;
+}
+
+/// An agent can write in its attempt's artifacts directory: a log it links to another
+/// file is refused, on the attempt page and as a stream, and the file is not served.
+/// A log stream sends what is new from its offset and ends (an `end` event) once the
+/// attempt is over, instead of rereading the file for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_regular_files_and_their_streams_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Location::Sqlite(dir.path().join("orch.db")))
+        .await
+        .unwrap();
+    let artifacts = dir.path().join("artifacts");
+    let attempt = artifacts.join("r-logs/1/1");
+    std::fs::create_dir_all(&attempt).unwrap();
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "the-secret-line\n").unwrap();
+    std::os::unix::fs::symlink(&secret, attempt.join("x.log")).unwrap();
+    std::fs::write(attempt.join("agent.log"), "one\ntwo\nthree\n").unwrap();
+    let served = start_on(store, artifacts).await;
+    let addr = served.addr;
+    let page = get(addr, "/orch/runs/r-logs/attempts/1/1").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("the-secret-line"), "{}", page.body);
+    assert!(page.body.contains("not shown"), "{}", page.body);
+    assert!(page.body.contains("symbolic link"), "{}", page.body);
+    let r = get(addr, "/orch/runs/r-logs/attempts/1/1/log/x.log").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(!r.body.contains("the-secret-line"));
+    // From byte 4 on: "two" and "three", then the end (the store knows no such
+    // attempt, so it is over); the request returns instead of streaming for ever.
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        get(addr, "/orch/runs/r-logs/attempts/1/1/log/agent.log?from=4"),
+    )
+    .await
+    .expect("the stream of a finished attempt's log ends");
+    assert!(
+        stream.body.contains("data: two\ndata: three"),
+        "{}",
+        stream.body
+    );
+    assert!(!stream.body.contains("data: one"), "{}", stream.body);
+    assert!(stream.body.contains("event: end"), "{}", stream.body);
+    served.stop();
 }

@@ -26,6 +26,12 @@ pub(super) async fn status(ctx: &Ctx) -> Result<()> {
 /// `orch land`: what it did, or the command to run where it may not touch a checkout.
 pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
     let opened = ctx.open().await?;
+    if args.reset_line {
+        let note = engine(&opened)?.reset_line(&crate::ctx::actor()).await?;
+        output::land::print_landed(&[note], ctx.json)?;
+        opened.store.close().await?;
+        return Ok(0);
+    }
     let opts = LandOptions {
         fast_forward: !args.no_fast_forward,
         push: args.push,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use orch_engine::core::run::RunId;
+use orch_engine::files;
 use orch_store::Store;
 
 use crate::cli::{LogStage, LogsArgs};
@@ -46,7 +47,7 @@ pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
     let mut last_header: Option<PathBuf> = None;
     loop {
-        let grew = print_new(&dir, args, &mut offsets, &mut last_header)?;
+        let grew = print_new(&root, &dir, args, &mut offsets, &mut last_header)?;
         if !args.follow {
             return Ok(());
         }
@@ -121,10 +122,16 @@ fn log_files(dir: &Path, stage: Option<LogStage>) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The offset of a log that was refused (not a regular file): it is not looked at again.
+const REFUSED: u64 = u64::MAX;
+
 /// Prints what the logs gained since last time; true if anything did.
 /// The agent's log is shown as a transcript (unless `--raw`): whole lines only, so a
-/// line still being written waits for the next look.
+/// line still being written waits for the next look. Only regular files under the
+/// artifacts root are read (no link followed): a link an agent planted is named and
+/// skipped.
 fn print_new(
+    root: &Path,
     dir: &Path,
     args: &LogsArgs,
     offsets: &mut HashMap<PathBuf, u64>,
@@ -132,38 +139,49 @@ fn print_new(
 ) -> Result<bool> {
     let mut grew = false;
     for f in log_files(dir, args.stage)? {
-        let seen = offsets.get(&f).copied().unwrap_or(0) as usize;
-        let bytes = std::fs::read(&f)?;
+        let seen = offsets.get(&f).copied().unwrap_or(0);
+        if seen == REFUSED {
+            continue;
+        }
+        let bytes = match files::read_under(root, &f, seen, u64::MAX) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("orch: not shown: {e}");
+                offsets.insert(f, REFUSED);
+                continue;
+            }
+        };
         let transcript = !args.raw && f.file_name().is_some_and(|n| n == "agent.log");
-        let end = if transcript {
-            bytes[seen.min(bytes.len())..]
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(seen, |i| seen + i + 1)
+        let new = if transcript {
+            bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
         } else {
             bytes.len()
         };
-        if bytes.is_empty() && !args.follow {
+        if seen == 0 && bytes.is_empty() && !args.follow {
             println!("==> {} <==", f.display());
             println!("(empty: nothing was printed)");
             continue;
         }
-        if end <= seen {
+        if new == 0 {
             continue;
         }
         if last_header.as_ref() != Some(&f) {
             println!("==> {} <==", f.display());
             *last_header = Some(f.clone());
         }
-        let new = String::from_utf8_lossy(&bytes[seen..end]);
+        let text = String::from_utf8_lossy(&bytes[..new]);
         if transcript {
-            for l in new.lines().filter_map(output::transcript::render).flatten() {
+            for l in text
+                .lines()
+                .filter_map(output::transcript::render)
+                .flatten()
+            {
                 println!("{l}");
             }
         } else {
-            print!("{new}");
+            print!("{text}");
         }
-        offsets.insert(f, end as u64);
+        offsets.insert(f, seen + new as u64);
         grew = true;
     }
     Ok(grew)

@@ -17,6 +17,15 @@ struct StatusJson<'a> {
     head: Option<&'a str>,
     base: Option<BehindJson<'a>>,
     target: Option<BehindJson<'a>>,
+    /// Set when the line's head is not work orch put there.
+    untrusted: Option<UntrustedJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct UntrustedJson<'a> {
+    head: &'a str,
+    last_validated: Option<&'a str>,
+    message: String,
 }
 
 fn behind(b: &Option<Behind>) -> Option<BehindJson<'_>> {
@@ -36,6 +45,11 @@ pub fn print_status(s: &LineStatus, json: bool) -> anyhow::Result<()> {
             head: s.head.as_ref().map(|h| h.0.as_str()),
             base: behind(&s.base),
             target: behind(&s.target),
+            untrusted: s.untrusted.as_ref().map(|u| UntrustedJson {
+                head: &u.head.0,
+                last_validated: u.last_validated.as_ref().map(|c| c.0.as_str()),
+                message: u.to_string(),
+            }),
         });
     }
     let Some(head) = &s.head else {
@@ -46,6 +60,10 @@ pub fn print_status(s: &LineStatus, json: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     println!("integration line: {} at {}", s.branch, head.short());
+    if let Some(u) = &s.untrusted {
+        println!("  NOT VALIDATED: {u}");
+        return Ok(());
+    }
     if let Some(b) = &s.base {
         println!(
             "  ahead of the base ({} at {}): {} commit(s)",

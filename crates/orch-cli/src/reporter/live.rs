@@ -50,6 +50,8 @@ impl Block {
             | RunEvent::TaskTaken { .. }
             | RunEvent::AttemptUsage { .. }
             | RunEvent::BudgetSpent { .. }
+            | RunEvent::ReportRefused { .. }
+            | RunEvent::UserRefsMoved { .. }
             | RunEvent::Landed { .. }
             | RunEvent::QuotaBreaker { .. } => Some(format!("{} {}", self.stamp(), e.reason())),
             _ => None,

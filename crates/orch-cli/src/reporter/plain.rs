@@ -26,6 +26,8 @@ pub fn progress_line(e: &RunEvent) -> Option<String> {
         | RunEvent::AttemptUsage { .. }
         | RunEvent::PlannerUsage { .. }
         | RunEvent::BudgetSpent { .. }
+        | RunEvent::ReportRefused { .. }
+        | RunEvent::UserRefsMoved { .. }
         | RunEvent::Landed { .. }
         | RunEvent::QuotaBreaker { .. } => Some(e.reason()),
         RunEvent::CleanupDone { error: Some(_), .. } => Some(e.reason()),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Orchestrator;
 use super::event::RunEvent;
-use super::io::{AgentExit, Changes, Command, Retention, Stage};
+use super::io::{AgentExit, Changes, Command, MergeResult, RefResult, Retention, Stage};
 use super::journal::AttemptRecord;
 use super::timers::{Deadline, after};
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, check_attempt};
@@ -163,6 +163,31 @@ impl Orchestrator {
         }
     }
 
+    /// The engine's work for the attempt's operation out ended without a result: the
+    /// operation fails as orch's own (a merge or ref update as such a failure).
+    pub(super) fn on_work_failed(&mut self, attempt: AttemptId, why: String) -> Result<(), String> {
+        let op = self
+            .attempts
+            .get(attempt)
+            .and_then(|a| a.op())
+            .filter(|_| self.attempts.live.contains(&attempt))
+            .ok_or_else(|| format!("{attempt} has no operation out"))?;
+        let message = format!("orch's own work for it ({op:?}) failed: {why}");
+        match op {
+            Op::AdvanceRef => {
+                self.op_done(attempt);
+                self.on_ref(attempt, RefResult::Failed { message });
+                Ok(())
+            }
+            Op::Merge => self.returned(attempt, op, |o| {
+                o.on_merge(attempt, MergeResult::Failed { message })
+            }),
+            _ => self.returned(attempt, op, |o| {
+                o.fail(attempt, FailureKind::Infrastructure { message })
+            }),
+        }
+    }
+
     /// The attempt's operation came back: it waits on nothing, and its deadlines go.
     pub(super) fn op_done(&mut self, attempt: AttemptId) {
         self.attempts.at(attempt).busy = false;
@@ -222,6 +247,12 @@ impl Orchestrator {
         changes: Option<Changes>,
         hint: Option<String>,
     ) {
+        if let Some(c) = changes.as_ref().filter(|c| !c.users_refs.is_empty()) {
+            self.persist(RunEvent::UserRefsMoved {
+                attempt,
+                moves: c.users_refs.clone(),
+            });
+        }
         let detail = match &exit {
             AgentExit::Code(0) => None,
             AgentExit::Code(c) => Some(format!("exit code {c}")),
@@ -444,6 +475,11 @@ impl Orchestrator {
 
 /// What the agent did to its branch that it must not: the retry prompt quotes it.
 fn misbehaviour(c: &Changes) -> Option<String> {
+    if let Some(why) = &c.worktree_broken {
+        return Some(format!(
+            "the agent broke its worktree ({why}); nothing of it was committed, and orch replaces the worktree. An agent may change its worktree's files, not remove it or its .git"
+        ));
+    }
     if !c.tampered.is_empty() {
         return Some(format!(
             "the agent changed the repository's shared git files ({}); orch undid it. An agent may change only its worktree",

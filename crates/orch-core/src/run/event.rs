@@ -173,6 +173,23 @@ pub enum RunEvent {
         /// Its usage.
         usage: Usage,
     },
+    /// An agent's report held a figure that cannot be true (a negative, NaN or
+    /// infinite cost, a token count that is not a whole number): it was left out of
+    /// the attempt's usage. Journaled once per attempt.
+    ReportRefused {
+        /// The attempt.
+        attempt: AttemptId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The user moved or deleted their own branch (the run's base or target) while an
+    /// attempt's agent ran: no one's failure, and orch left it as it is.
+    UserRefsMoved {
+        /// The attempt whose agent was running.
+        attempt: AttemptId,
+        /// What moved, in words.
+        moves: Vec<String>,
+    },
     /// A budget cap was reached: the run stops claiming, or an attempt is stopped.
     BudgetSpent {
         /// The attempt stopped for its task's cap; `None` for the run's cap.
@@ -274,6 +291,8 @@ impl RunEvent {
             RunEvent::Resumed { .. } => "run.resumed",
             RunEvent::AttemptUsage { .. } => "attempt.usage",
             RunEvent::BudgetSpent { .. } => "run.budget_spent",
+            RunEvent::ReportRefused { .. } => "attempt.report_refused",
+            RunEvent::UserRefsMoved { .. } => "run.user_refs_moved",
             RunEvent::PlannerUsage { .. } => "planner.usage",
             RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
             RunEvent::Landed { .. } => "run.landed",
@@ -409,6 +428,10 @@ impl RunEvent {
             RunEvent::PlannerUsage { request, usage } => {
                 format!("the planner used {} for request {request}", usage.summary())
             }
+            RunEvent::UserRefsMoved { moves, .. } => moves.join("; "),
+            RunEvent::ReportRefused { attempt, reason } => {
+                format!("{attempt}'s report was refused, its figure left out: {reason}")
+            }
             RunEvent::BudgetSpent { attempt, detail } => match attempt {
                 Some(a) => format!("{a} stopped: {detail}"),
                 None => format!("the run stops claiming: {detail}"),
@@ -433,6 +456,8 @@ impl RunEvent {
             | RunEvent::CleanupRequested { attempt, .. }
             | RunEvent::CleanupDone { attempt, .. }
             | RunEvent::AttemptUsage { attempt, .. }
+            | RunEvent::ReportRefused { attempt, .. }
+            | RunEvent::UserRefsMoved { attempt, .. }
             | RunEvent::BudgetSpent {
                 attempt: Some(attempt),
                 ..

@@ -281,6 +281,17 @@ impl Orchestrator {
                 self.begin_drain(super::Drain::Halt, &why);
                 self.aborts_held_by(&landing);
             }
+            RefResult::Refused { message } => {
+                let why = format!("the integration line cannot move: {message}");
+                self.fail(
+                    attempt,
+                    FailureKind::Infrastructure {
+                        message: why.clone(),
+                    },
+                );
+                self.begin_drain(super::Drain::Halt, &why);
+                self.aborts_held_by(&landing);
+            }
             RefResult::Failed { message } => {
                 self.fail(
                     attempt,

@@ -95,6 +95,11 @@ pub struct AgentReport {
     /// through), for its failure's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// A figure of its report that cannot be true (a negative, NaN or infinite cost;
+    /// a token count that is not a whole number), left out of `usage`; the core
+    /// journals it once per attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed: Option<String>,
 }
 
 /// The agent's work, committed by the engine after the agent exited.
@@ -116,6 +121,14 @@ pub struct Changes {
     /// `info/`), found and undone by the engine. The agent's failure.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tampered: Vec<String>,
+    /// What made the worktree unusable (the agent deleted it, made it unreadable, or
+    /// pointed its `.git` elsewhere): nothing of it was committed. The agent's failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree_broken: Option<String>,
+    /// What the user did to their own branches (the run's base or target) while the
+    /// agent ran: journaled, and no one's failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users_refs: Vec<String>,
 }
 
 impl Changes {
@@ -127,6 +140,8 @@ impl Changes {
             branch_moved: None,
             rewrote_history: false,
             tampered: Vec::new(),
+            worktree_broken: None,
+            users_refs: Vec::new(),
         }
     }
 }
@@ -179,6 +194,12 @@ pub enum RefResult {
     Overtaken {
         /// Where it is now.
         actual: CommitId,
+    },
+    /// The ref may not move at all (a worktree has the branch checked out): the
+    /// candidate fails as orch's own, and the run halts with the reason.
+    Refused {
+        /// Why.
+        message: String,
     },
     /// The update failed.
     Failed {
@@ -333,6 +354,15 @@ pub enum Input {
         attempt: AttemptId,
         /// Its result.
         result: RefResult,
+    },
+    /// The engine's work for the attempt's operation out (provisioning, its agent, a
+    /// gate, a merge, a ref update) ended without a result: it panicked. orch's fault:
+    /// the attempt fails as `infrastructure` and never stays waiting.
+    WorkFailed {
+        /// The attempt.
+        attempt: AttemptId,
+        /// What happened.
+        why: String,
     },
     /// The attempt's cleanup ran (idempotent; `error` if something was left behind).
     CleanedUp {

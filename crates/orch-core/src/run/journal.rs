@@ -156,6 +156,8 @@ impl RunSnapshot {
             | RunEvent::InputRefused { .. }
             | RunEvent::ClaimSkipped { .. }
             | RunEvent::BudgetSpent { .. }
+            | RunEvent::ReportRefused { .. }
+            | RunEvent::UserRefsMoved { .. }
             | RunEvent::QuotaBreaker { .. }
             | RunEvent::Landed { .. }
             | RunEvent::GateRerun { .. }

@@ -320,6 +320,7 @@ impl Orchestrator {
                 self.on_ref(attempt, result);
                 Ok(())
             }
+            Input::WorkFailed { attempt, why } => self.on_work_failed(attempt, why),
             Input::CleanedUp { attempt, error } => {
                 if !self.cleaning.remove(&attempt) {
                     return Err(format!("no cleanup of {attempt} is pending"));
@@ -576,6 +577,7 @@ fn describe(input: &Input) -> (&'static str, About) {
         Input::MergeFinished { attempt, .. } => ("merge_finished", Attempt(*attempt)),
         Input::RefUpdated { attempt, .. } => ("ref_updated", Attempt(*attempt)),
         Input::CleanedUp { attempt, .. } => ("cleaned_up", Attempt(*attempt)),
+        Input::WorkFailed { attempt, .. } => ("work_failed", Attempt(*attempt)),
         Input::Cancel { scope } => match scope {
             CancelScope::Run => ("cancel", Nothing),
             CancelScope::Task(t) => ("cancel", Task(*t)),

@@ -26,6 +26,8 @@ pub(super) struct Spend {
     pub(super) stopped: BTreeMap<AttemptId, String>,
     /// What the planner used, over every request.
     pub(super) planner: Usage,
+    /// Attempts whose malformed report was journaled (once each).
+    refused: std::collections::BTreeSet<AttemptId>,
 }
 
 /// The first cap of `caps` that `used` reaches, in words.
@@ -84,6 +86,7 @@ impl Orchestrator {
         if !running {
             return Ok(());
         }
+        self.report_refused(attempt, report.malformed);
         if let Some(u) = report.usage {
             self.spend.live.insert(attempt, u);
             self.check_budgets(Some(attempt));
@@ -98,6 +101,7 @@ impl Orchestrator {
     /// a quota signature marks the attempt for the breaker.
     pub(super) fn on_agent_report(&mut self, attempt: AttemptId, report: AgentReport) {
         let live = self.spend.live.remove(&attempt);
+        self.report_refused(attempt, report.malformed);
         if let Some(u) = report.usage.or(live) {
             self.persist(RunEvent::AttemptUsage {
                 attempt,
@@ -109,6 +113,15 @@ impl Orchestrator {
         match report.quota {
             Some(sig) => self.quota_hit(attempt, sig, false),
             None => self.got_through(attempt),
+        }
+    }
+
+    /// Journals, once per attempt, a figure of its report that could not be true.
+    fn report_refused(&mut self, attempt: AttemptId, why: Option<String>) {
+        if let Some(reason) = why
+            && self.spend.refused.insert(attempt)
+        {
+            self.persist(RunEvent::ReportRefused { attempt, reason });
         }
     }
 

@@ -74,6 +74,8 @@ pub enum MergePlan {
     Clean,
     Conflict(Vec<String>),
     Fail,
+    /// The engine's merge work panics: no result, only `WorkFailed`.
+    Panic,
 }
 
 /// Chooses the world's outcomes.
@@ -135,6 +137,7 @@ impl Oracle for RandomOracle {
         match self.rng.range(0, 99) {
             0..=11 => MergePlan::Conflict(vec![format!("src/f{}.rs", self.rng.range(0, 3))]),
             12..=14 => MergePlan::Fail,
+            15 => MergePlan::Panic,
             _ => MergePlan::Clean,
         }
     }
@@ -244,6 +247,7 @@ impl Proc {
                 }),
                 quota: (self.quota && !self.killed).then(|| "rate_limit_error".to_owned()),
                 hint: None,
+                malformed: None,
             },
         }
     }
@@ -573,6 +577,10 @@ impl<O: Oracle> World<O> {
                 let d = self.oracle.delay("provision");
                 let input = if ok {
                     Input::WorktreeReady { attempt }
+                } else if attempt.task.0 % 2 == 0 {
+                    // The engine's provisioning task panicked.
+                    let why = "provisioning panicked".into();
+                    Input::WorkFailed { attempt, why }
                 } else {
                     Input::WorktreeFailed {
                         attempt,
@@ -632,6 +640,7 @@ impl<O: Oracle> World<O> {
                         usage: Some(usage),
                         quota: None,
                         hint: None,
+                        malformed: None,
                     };
                     self.deliver_at(d / 2, Input::AgentProgress { attempt, report });
                 }
@@ -690,6 +699,12 @@ impl<O: Oracle> World<O> {
                     MergePlan::Fail => MergeResult::Failed {
                         message: "object missing".into(),
                     },
+                    MergePlan::Panic => {
+                        let d = self.oracle.delay("merge");
+                        let why = "the merge's task panicked".into();
+                        self.deliver_at(d, Input::WorkFailed { attempt, why });
+                        return Ok(());
+                    }
                 };
                 let d = self.oracle.delay("merge");
                 self.deliver_at(d, Input::MergeFinished { attempt, result });
@@ -1096,6 +1111,7 @@ pub fn fmt_input(i: &Input) -> String {
         Input::PlannerFailed { request, reason } => format!("planner #{request} failed: {reason}"),
         Input::WorktreeReady { attempt } => format!("worktree ready {attempt}"),
         Input::WorktreeFailed { attempt, error } => format!("worktree failed {attempt}: {error}"),
+        Input::WorkFailed { attempt, why } => format!("work failed {attempt}: {why}"),
         Input::AgentExited {
             attempt,
             exit,
@@ -1151,6 +1167,8 @@ pub fn fmt_command(c: &Command) -> String {
                 RunEvent::AttemptUsage { .. }
                 | RunEvent::PlannerUsage { .. }
                 | RunEvent::BudgetSpent { .. }
+                | RunEvent::ReportRefused { .. }
+                | RunEvent::UserRefsMoved { .. }
                 | RunEvent::Landed { .. }
                 | RunEvent::LineMovedOn { .. }
                 | RunEvent::GateRerun { .. }

@@ -11,6 +11,7 @@ use orch_core::run::{
 use orch_validate::{CommandSpec, Outcome, Program};
 
 use super::{Ctx, Stop, blocking, output};
+use crate::ports::CommitError;
 use crate::{EXIT_MARKER, crash_point, prompt};
 
 /// What the core asked for: an attempt's agent, on its base, with a planner's note,
@@ -43,7 +44,7 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         .expect("the semaphore is never closed");
     let prompt_path = dir.join("prompt.md");
     let text = ask.prompt.clone().unwrap_or_else(|| render(&ctx, &ask));
-    if let Err(e) = std::fs::write(&prompt_path, text) {
+    if let Err(e) = orch_validate::files::write(&prompt_path, text.as_bytes()) {
         return failed(format!("writing the prompt: {e}"));
     }
     let wt = ctx.attempt_worktree(attempt);
@@ -74,7 +75,9 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     };
     // What the agent could plant in the shared .git (hooks, config, info/), to undo.
     let git = ctx.git.clone();
-    let shared = blocking(move || git.shared_state())
+    let run_cfg = &ctx.cfg.config.run;
+    let users = vec![run_cfg.base.clone(), run_cfg.target.clone()];
+    let shared = blocking(move || git.shared_state(&users))
         .await
         .ok()
         .and_then(Result::ok);
@@ -156,7 +159,10 @@ async fn commit(
         let git = ctx.git.clone();
         let head = c.head.clone();
         match blocking(move || git.restore_shared_state(&before, Some(&head))).await {
-            Ok(Ok(undone)) => c.tampered = undone,
+            Ok(Ok(r)) => {
+                c.tampered = r.undone;
+                c.users_refs = r.users;
+            }
             Ok(Err(e)) | Err(e) => c.tampered = vec![e],
         }
     }
@@ -173,17 +179,24 @@ async fn commit_leftovers(
     let branch = attempt.branch(&ctx.run);
     let git = ctx.git.clone();
     let message = ctx.commit_message(attempt, None);
-    blocking(move || git.commit_leftovers(&wt, &branch, &base, &message, &scratch))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|l| Changes {
-            head: l.head,
-            empty: l.empty,
+    let at = base.clone();
+    match blocking(move || git.commit_leftovers(&wt, &branch, &at, &message, &scratch)).await {
+        Ok(Ok(l)) => Some(Changes {
             branch_moved: l.branch_moved,
             rewrote_history: l.rewrote_history,
-            tampered: Vec::new(),
-        })
+            ..Changes::new(l.head, l.empty)
+        }),
+        // The agent deleted its worktree or pointed its `.git` elsewhere: nothing of
+        // it is committed, and it is the agent's doing (the pool replaces the worktree).
+        Ok(Err(CommitError::WorktreeBroken(why))) => Some(Changes {
+            worktree_broken: Some(why),
+            ..Changes::new(base, true)
+        }),
+        Ok(Err(CommitError::Failed(e))) | Err(e) => {
+            tracing::warn!(error = %e, "the agent's work could not be committed");
+            None
+        }
+    }
 }
 
 pub(crate) fn render(ctx: &Ctx, ask: &Ask) -> String {
@@ -226,12 +239,8 @@ pub(crate) async fn run_streamed(
     }
 }
 
-/// Writes the exit marker atomically (a temporary file, then a rename).
+/// Writes the exit marker whole (a new file, then a rename; no link followed).
 pub(crate) fn write_exit_marker(dir: &Path, f: &FinishedAgent) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{EXIT_MARKER}.tmp"));
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(f).expect("exit markers always serialise"),
-    )?;
-    std::fs::rename(&tmp, dir.join(EXIT_MARKER))
+    let bytes = serde_json::to_vec(f).expect("exit markers always serialise");
+    orch_validate::files::write(&dir.join(EXIT_MARKER), &bytes)
 }

@@ -77,6 +77,7 @@ pub(crate) async fn advance(
             RefResult::Overtaken { actual }
         }
         Ok(Err(RefError::LostRace { actual })) => RefResult::LostRace { actual },
+        Ok(Err(RefError::Refused(message))) => RefResult::Refused { message },
         Ok(Err(RefError::Failed(message))) => RefResult::Failed { message },
         Err(message) => RefResult::Failed { message },
     };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use orch_core::config::AgentOutput;
 use orch_core::run::{AgentExit, AgentReport, AttemptId, Input};
-use orch_validate::{CommandSpec, Line};
+use orch_validate::{CommandSpec, Line, files};
 use tokio::sync::mpsc;
 
 use super::Ctx;
@@ -79,7 +79,8 @@ pub(crate) fn forward_parsed(
 /// The final report of an agent run by `spec` that ended with `exit`.
 pub(crate) fn final_report(ctx: &Ctx, spec: &CommandSpec, exit: &AgentExit) -> AgentReport {
     let mut reader = OutputReader::new(format_of(ctx));
-    if let Ok(text) = std::fs::read(&spec.log_path) {
+    let root = &ctx.cfg.artifacts_root;
+    if let Ok(text) = files::read_under(root, &spec.log_path, 0, u64::MAX) {
         for l in String::from_utf8_lossy(&text).lines() {
             reader.line(l);
         }
@@ -87,7 +88,7 @@ pub(crate) fn final_report(ctx: &Ctx, spec: &CommandSpec, exit: &AgentExit) -> A
     let failed = !matches!(exit, AgentExit::Code(0));
     let mut hint = None;
     if failed {
-        let tail = tail(&spec.log_path);
+        let tail = tail(root, &spec.log_path);
         if let Some(sig) = quota_pattern(&tail, &ctx.cfg.config.policy.quota_patterns) {
             reader.set_quota(sig);
         }
@@ -99,15 +100,11 @@ pub(crate) fn final_report(ctx: &Ctx, spec: &CommandSpec, exit: &AgentExit) -> A
     }
 }
 
-fn tail(path: &std::path::Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)));
-    let mut buf = Vec::new();
-    let _ = f.read_to_end(&mut buf);
+/// The end of the log at `path` (a regular file under `root`, or nothing).
+fn tail(root: &std::path::Path, path: &std::path::Path) -> String {
+    let len = path.symlink_metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(TAIL_BYTES);
+    let buf = files::read_under(root, path, from, TAIL_BYTES).unwrap_or_default();
     String::from_utf8_lossy(&buf).into_owned()
 }
 

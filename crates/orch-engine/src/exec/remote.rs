@@ -83,6 +83,7 @@ pub(crate) async fn provision(
         Ok(Ok(())) => Input::WorktreeReady { attempt },
         Ok(Err(
             RefError::Failed(e)
+            | RefError::Refused(e)
             | RefError::LostRace {
                 actual: CommitId(e),
             },
@@ -107,7 +108,7 @@ pub(crate) async fn agent(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         Err(e) => return failed(e.to_string()),
     };
     let prompt = super::agent::render(&ctx, &ask);
-    if let Err(e) = std::fs::write(dir.join("prompt.md"), &prompt) {
+    if let Err(e) = orch_validate::files::write(&dir.join("prompt.md"), prompt.as_bytes()) {
         return failed(format!("writing the prompt: {e}"));
     }
     let spec = JobSpec {
@@ -193,7 +194,7 @@ async fn take_result(
     for (name, tail) in &r.logs {
         let safe = !name.contains('/') && !name.starts_with('.');
         if safe {
-            let _ = std::fs::write(dir.join(name), tail);
+            let _ = orch_validate::files::write(&dir.join(name), tail.as_bytes());
         }
     }
     let worker = r.worker.clone();

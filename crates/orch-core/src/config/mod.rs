@@ -154,79 +154,6 @@ impl RunConfig {
             b => b.to_owned(),
         }
     }
-
-    /// Checks the branch names: what is wrong, naming the key and what is allowed.
-    pub fn check_branches(&self) -> Result<(), String> {
-        for (key, v) in [
-            ("run.integration_depth", self.integration_depth),
-            ("run.integration_batch", self.integration_batch),
-        ] {
-            if v.get() > MAX_INTEGRATION_DEPTH {
-                return Err(format!(
-                    "{key} {v} is too large: allowed 1 to {MAX_INTEGRATION_DEPTH}"
-                ));
-            }
-        }
-        let line = self.integration_branch.trim();
-        if line != PER_RUN {
-            check_branch_name("run.integration_branch", line)
-                .map_err(|e| format!("{e}, or \"{PER_RUN}\""))?;
-        }
-        if !self.target.is_empty() {
-            check_branch_name("run.target", &self.target)?;
-            if self.target == line {
-                return Err(format!(
-                    "run.target {:?} is the integration line itself; name the branch work lands on (for example \"main\")",
-                    self.target
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl WorktreesConfig {
-    /// Checks the pool's values: what is wrong, naming the key and what is allowed.
-    pub fn check(&self) -> Result<(), String> {
-        if self.ports_per_slot == 0 {
-            return Err("worktrees.ports_per_slot 0 is too small: allowed 1 or more".into());
-        }
-        if !(1..=65535).contains(&self.port_base) {
-            return Err(format!(
-                "worktrees.port_base {} is not a port: allowed 1 to 65535",
-                self.port_base
-            ));
-        }
-        for g in &self.include {
-            if g.trim().is_empty() || g.starts_with('/') || g.split('/').any(|c| c == "..") {
-                return Err(format!(
-                    "worktrees.include {g:?} is not a path inside the repository: use a relative glob such as \".env\" or \"config/*.local\""
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A short branch name git accepts (`git check-ref-format --branch`, in brief).
-pub fn check_branch_name(key: &str, name: &str) -> Result<(), String> {
-    let bad = name.is_empty()
-        || name.starts_with(['-', '/', '.'])
-        || name.ends_with(['/', '.'])
-        || name.ends_with(".lock")
-        || name.contains("..")
-        || name.contains("//")
-        || name.contains("@{")
-        || name.contains("/.")
-        || name
-            .chars()
-            .any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c));
-    if bad {
-        return Err(format!(
-            "{key} {name:?} is not a branch name git accepts; use letters, digits, `-`, `_`, `.` and `/` (for example \"orch/integration\")"
-        ));
-    }
-    Ok(())
 }
 
 /// `[agent]`
@@ -556,7 +483,10 @@ string_enum!(
     Quota = "quota" }
 );
 
+mod check;
+
 pub use crate::units::{ByteSize, Delay, Duration};
+pub use check::check_branch_name;
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,6 @@
 //! it reads is never older than what the core already wrote.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,39 +17,20 @@ use orch_core::run::{
     RunId, RunState, TaskSpec,
 };
 use orch_core::{Task, TaskId, TaskStatus};
-use orch_store::{Control, ControlKind, StoreError};
+use orch_store::ControlKind;
 use orch_validate::Artifacts;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::exec::{self, Ctx, Stop};
+
+mod lane;
 use crate::handle::Steer;
 use crate::lease::{self, Owner};
 use crate::ports::Ports;
 use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now};
-
-/// One store operation of the lane.
-enum Lane {
-    Write(Vec<Journaled>),
-    /// A claim, decided on this board version.
-    Claim(TaskId, Journaled, i64),
-    /// Read the board if it changed; with `fresh`, read it in any case (the core asked).
-    Board {
-        fresh: bool,
-    },
-    Controls,
-}
-
-/// What a lane operation came back with.
-enum Done {
-    Written(Vec<Journaled>),
-    Claim(TaskId, Result<Journaled, String>),
-    Board(Option<(i64, Vec<Task>)>),
-    Controls(Vec<Control>),
-}
-
-type LaneFuture = Pin<Box<dyn Future<Output = Result<Done, EngineError>> + Send>>;
+use lane::{Done, Lane, LaneFuture, run_lane};
 
 /// What a driver needs besides its ports and the orchestrator.
 #[derive(Debug, Clone)]
@@ -88,6 +67,9 @@ pub struct RunDriver {
     /// the run's future) aborts them, and their process-group guards stop their
     /// processes, so nothing the run started outlives it or acts for it afterwards.
     work: JoinSet<Option<Input>>,
+    /// What each piece of work in `work` was started for, so that one that panics is
+    /// answered with its failure instead of leaving the core waiting for ever.
+    owners: HashMap<tokio::task::Id, WorkFor>,
     stops: HashMap<AttemptId, Stop>,
     bases: HashMap<AttemptId, CommitId>,
     /// Each attempt's diagnostic span; its commands' spans are children of it.
@@ -144,6 +126,7 @@ impl RunDriver {
             claim_seen: HashMap::new(),
             lane: None,
             work: JoinSet::new(),
+            owners: HashMap::new(),
             stops: HashMap::new(),
             bases: setup.bases,
             spans: HashMap::new(),
@@ -242,10 +225,8 @@ impl RunDriver {
                         Err(e) => return Err(self.stop_all(e)),
                     }
                 }
-                Some(joined) = self.work.join_next(), if !self.work.is_empty() => {
-                    if let Ok(Some(input)) = joined {
-                        self.feed(input);
-                    }
+                Some(joined) = self.work.join_next_with_id(), if !self.work.is_empty() => {
+                    self.joined(joined);
                 }
                 _ = tokio::time::sleep(wait) => self.feed(Input::Tick),
                 _ = cancel.cancelled(), if !cancel_sent => {
@@ -262,6 +243,42 @@ impl RunDriver {
                 }
                 Some(e) = lost.recv() => return Err(self.stop_all(e)),
             }
+        }
+    }
+
+    /// A piece of work ended: its input goes to the core. One that panicked is its
+    /// command's failure, orch's own (an attempt's operation fails as
+    /// `infrastructure`), so nothing waits on it for ever.
+    fn joined(&mut self, joined: Result<(tokio::task::Id, Option<Input>), tokio::task::JoinError>) {
+        let (id, result) = match joined {
+            Ok((id, input)) => (id, Ok(input)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        let owner = self.owners.remove(&id);
+        let e = match result {
+            Ok(Some(input)) => return self.feed(input),
+            Ok(None) => return,
+            Err(e) => e,
+        };
+        if !e.is_panic() {
+            return;
+        }
+        let why = panic_words(e.into_panic());
+        tracing::error!(%why, ?owner, "a piece of the run's work panicked");
+        match owner {
+            Some(WorkFor::Op(attempt)) => {
+                self.stops.remove(&attempt);
+                self.feed(Input::WorkFailed { attempt, why });
+            }
+            Some(WorkFor::Cleanup(attempt)) => self.feed(Input::CleanedUp {
+                attempt,
+                error: Some(format!("the cleanup panicked: {why}")),
+            }),
+            Some(WorkFor::Planner(request)) => self.feed(Input::PlannerFailed {
+                request,
+                reason: format!("asking the planner panicked: {why}"),
+            }),
+            None => {}
         }
     }
 
@@ -446,8 +463,9 @@ impl RunDriver {
             _ => None,
         };
         let span = self.span_for(&cmd);
+        let owner = WorkFor::of(&cmd);
         let work = exec::work(self.ctx.clone(), cmd, stop, base);
-        self.work.spawn(
+        let spawned = self.work.spawn(
             async move {
                 tracing::info!("started");
                 let input = work.await;
@@ -456,6 +474,9 @@ impl RunDriver {
             }
             .instrument(span),
         );
+        if let Some(o) = owner {
+            self.owners.insert(spawned.id(), o);
+        }
     }
 
     /// The span of a command: a child of its attempt's span, or of the run's.
@@ -481,6 +502,42 @@ impl RunDriver {
     }
 }
 
+/// What a piece of work was started for.
+#[derive(Debug, Clone, Copy)]
+enum WorkFor {
+    /// An attempt's operation: provisioning, its agent, a gate, a merge, a ref update.
+    Op(AttemptId),
+    Cleanup(AttemptId),
+    Planner(u64),
+}
+
+impl WorkFor {
+    fn of(cmd: &Command) -> Option<WorkFor> {
+        Some(match cmd {
+            Command::Provision { attempt, .. }
+            | Command::SpawnAgent { attempt, .. }
+            | Command::RunGate { attempt, .. }
+            | Command::Merge { attempt, .. }
+            | Command::AdvanceRef { attempt, .. } => WorkFor::Op(*attempt),
+            Command::Cleanup { attempt, .. } => WorkFor::Cleanup(*attempt),
+            Command::AskPlanner { request, .. } => WorkFor::Planner(*request),
+            _ => return None,
+        })
+    }
+}
+
+/// A panic's message, as far as it is text.
+fn panic_words(p: Box<dyn std::any::Any + Send>) -> String {
+    let words = p
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned());
+    format!(
+        "it panicked: {}",
+        words.unwrap_or_else(|| "(no message)".into())
+    )
+}
+
 /// The core's input for a steering request.
 fn steered(s: Steer) -> Input {
     match s {
@@ -490,91 +547,4 @@ fn steered(s: Steer) -> Input {
         Steer::Pause => Input::PauseClaims,
         Steer::Resume => Input::ResumeClaims,
     }
-}
-
-/// Runs one lane operation, waiting out a busy or unreachable store.
-async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineError> {
-    let store = &ctx.journal;
-    let patience = ctx.cfg.config.run.store_patience.0;
-    match op {
-        Lane::Write(batch) => {
-            patient(&ctx, patience, || store.append(&ctx.run, &batch)).await?;
-            Ok(Done::Written(batch))
-        }
-        Lane::Claim(task, event, seen) => {
-            match patient(&ctx, patience, || store.claim(&ctx.run, &event, seen)).await {
-                Ok(()) => Ok(Done::Claim(task, Ok(event))),
-                Err(EngineError::Store(
-                    e @ (StoreError::ClaimLost { .. } | StoreError::TaskChanged { .. }),
-                )) => Ok(Done::Claim(task, Err(e.to_string()))),
-                Err(e) => Err(e),
-            }
-        }
-        // The core asked for a fresh look: it waits for it, so it is patient.
-        Lane::Board { fresh: true } => {
-            let read = patient(&ctx, patience, || async {
-                Ok((store.board_version(&ctx.run).await?, store.tasks().await?))
-            })
-            .await?;
-            Ok(Done::Board(Some(read)))
-        }
-        // Polls are best effort: a busy store only delays them to the next tick.
-        Lane::Board { fresh: false } => {
-            let Ok(version) = store.board_version(&ctx.run).await else {
-                return Ok(Done::Board(None));
-            };
-            if version == seen {
-                return Ok(Done::Board(None));
-            }
-            Ok(Done::Board(store.tasks().await.ok().map(|t| (version, t))))
-        }
-        Lane::Controls => {
-            let Ok(controls) = store.pending_controls(&ctx.run).await else {
-                return Ok(Done::Controls(Vec::new()));
-            };
-            let mut handled = Vec::new();
-            for c in controls {
-                if store.mark_control_handled(c.id).await.is_ok() {
-                    handled.push(c);
-                }
-            }
-            Ok(Done::Controls(handled))
-        }
-    }
-}
-
-/// Retries `op` while the store is busy or unreachable, with backoff, for up to
-/// `patience`; a refusal (a lost claim, a lost lease) is returned at once.
-async fn patient<T, F, Fut>(ctx: &Ctx, patience: Duration, mut op: F) -> Result<T, EngineError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if !transient(&e) => return Err(e.into()),
-            Err(e) if started.elapsed() >= patience => {
-                tracing::error!(error = %e, "the store stayed unavailable past run.store_patience");
-                return Err(EngineError::StoreUnavailable {
-                    run: ctx.run.0.clone(),
-                    waited_secs: started.elapsed().as_secs(),
-                    why: e.to_string(),
-                });
-            }
-            Err(e) => {
-                let waited_ms = started.elapsed().as_millis() as u64;
-                tracing::warn!(error = %e, waited_ms, "the store is busy; retrying the write");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// A busy database, or one that could not be reached: worth waiting out.
-fn transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Busy | StoreError::Database { .. })
 }

@@ -1,0 +1,126 @@
+//! The run's store lane: one store operation at a time (a batch of journal writes, a
+//! claim, a board read, the controls), each in order with the others, so a command
+//! never runs before the writes that license it are durable and a read is never
+//! older than what the core already wrote. A busy or unreachable store is waited out
+//! with backoff, up to `run.store_patience`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch_core::run::Journaled;
+use orch_core::{Task, TaskId};
+use orch_store::{Control, StoreError};
+
+use crate::EngineError;
+use crate::exec::Ctx;
+
+/// One store operation of the lane.
+pub(super) enum Lane {
+    Write(Vec<Journaled>),
+    /// A claim, decided on this board version.
+    Claim(TaskId, Journaled, i64),
+    /// Read the board if it changed; with `fresh`, read it in any case (the core asked).
+    Board {
+        fresh: bool,
+    },
+    Controls,
+}
+
+/// What a lane operation came back with.
+pub(super) enum Done {
+    Written(Vec<Journaled>),
+    Claim(TaskId, Result<Journaled, String>),
+    Board(Option<(i64, Vec<Task>)>),
+    Controls(Vec<Control>),
+}
+
+pub(super) type LaneFuture = Pin<Box<dyn Future<Output = Result<Done, EngineError>> + Send>>;
+
+/// Runs one lane operation, waiting out a busy or unreachable store.
+pub(super) async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done, EngineError> {
+    let store = &ctx.journal;
+    let patience = ctx.cfg.config.run.store_patience.0;
+    match op {
+        Lane::Write(batch) => {
+            patient(&ctx, patience, || store.append(&ctx.run, &batch)).await?;
+            Ok(Done::Written(batch))
+        }
+        Lane::Claim(task, event, seen) => {
+            match patient(&ctx, patience, || store.claim(&ctx.run, &event, seen)).await {
+                Ok(()) => Ok(Done::Claim(task, Ok(event))),
+                Err(EngineError::Store(
+                    e @ (StoreError::ClaimLost { .. } | StoreError::TaskChanged { .. }),
+                )) => Ok(Done::Claim(task, Err(e.to_string()))),
+                Err(e) => Err(e),
+            }
+        }
+        // The core asked for a fresh look: it waits for it, so it is patient.
+        Lane::Board { fresh: true } => {
+            let read = patient(&ctx, patience, || async {
+                Ok((store.board_version(&ctx.run).await?, store.tasks().await?))
+            })
+            .await?;
+            Ok(Done::Board(Some(read)))
+        }
+        // Polls are best effort: a busy store only delays them to the next tick.
+        Lane::Board { fresh: false } => {
+            let Ok(version) = store.board_version(&ctx.run).await else {
+                return Ok(Done::Board(None));
+            };
+            if version == seen {
+                return Ok(Done::Board(None));
+            }
+            Ok(Done::Board(store.tasks().await.ok().map(|t| (version, t))))
+        }
+        Lane::Controls => {
+            let Ok(controls) = store.pending_controls(&ctx.run).await else {
+                return Ok(Done::Controls(Vec::new()));
+            };
+            let mut handled = Vec::new();
+            for c in controls {
+                if store.mark_control_handled(c.id).await.is_ok() {
+                    handled.push(c);
+                }
+            }
+            Ok(Done::Controls(handled))
+        }
+    }
+}
+
+/// Retries `op` while the store is busy or unreachable, with backoff, for up to
+/// `patience`; a refusal (a lost claim, a lost lease) is returned at once.
+async fn patient<T, F, Fut>(ctx: &Ctx, patience: Duration, mut op: F) -> Result<T, EngineError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if !transient(&e) => return Err(e.into()),
+            Err(e) if started.elapsed() >= patience => {
+                tracing::error!(error = %e, "the store stayed unavailable past run.store_patience");
+                return Err(EngineError::StoreUnavailable {
+                    run: ctx.run.0.clone(),
+                    waited_secs: started.elapsed().as_secs(),
+                    why: e.to_string(),
+                });
+            }
+            Err(e) => {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::warn!(error = %e, waited_ms, "the store is busy; retrying the write");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A busy database, or one that could not be reached: worth waiting out.
+fn transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Busy | StoreError::Database { .. })
+}
