@@ -4,6 +4,44 @@
 //! Conventions: results on stdout, diagnostics on stderr; exit 0 on success, 2 on bad
 //! input or a refused move, 1 on other failures; `--json` for machine output.
 
+/// `eprintln!` that never panics: a diagnostic that cannot be written (stderr on a
+/// full disk, a closed pipe) is dropped, never the process with it. Defined before
+/// the modules, it stands for std's in the whole crate.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` that never panics: output that cannot be written is dropped, except a
+/// closed pipe (`orch events | head`), which ends the process quietly as SIGPIPE
+/// would (141).
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::written(writeln!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// `print!`, as [`println!`].
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::written(write!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// What a write to stdout came to: a closed pipe ends the process (141, as SIGPIPE
+/// would); anything else (a full disk) drops the output, not the process.
+fn written(r: std::io::Result<()>) {
+    if let Err(e) = r
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(141);
+    }
+}
+
 mod cli;
 mod cmd;
 mod config;

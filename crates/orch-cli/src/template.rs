@@ -54,6 +54,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # quota_backoff = "1m"           # after a rate limit: the wait before one probe (doubling)
 # quota_max_wait = "1h"          # the quota breaker open this long halts the run
 # quota_patterns = ["rate_limit_error", "overloaded_error", "insufficient_quota", "RESOURCE_EXHAUSTED", "usage limit"]
+# symlinks = "inside"            # or "allow": symlinks out of the repository land
 
 [worktrees]
 # root = ""                      # empty: $XDG_DATA_HOME/orch/worktrees/<repo-key>

@@ -1473,3 +1473,136 @@ fn a_base_the_user_deletes_mid_run_is_not_blamed_on_the_agent_or_recreated() {
         "{refs}"
     );
 }
+
+/// An agent commits symlinks out of the repository: the attempt fails, naming each;
+/// a link inside the repository lands; `policy.symlinks = "allow"` lets them all land.
+#[test]
+fn symlinks_out_of_the_repository_fail_the_attempt_unless_allowed() {
+    let s = Sandbox::new();
+    s.ok(&["task", "add", "links"]);
+    let agent =
+        "mkdir -p d; echo hi > d/f; ln -s /etc/passwd pw; ln -s ../../x d/up; ln -s d/f inside";
+    let out = s
+        .cmd(&["run", "--agent-cmd", agent, "--max-attempts", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("symlinks that leave the repository (d/up -> ../../x, pw -> /etc/passwd)"),
+        "{stderr}"
+    );
+    s.ok(&["task", "add", "inside only"]);
+    s.ok(&[
+        "run",
+        "--agent-cmd",
+        "echo hi > g; ln -s g link",
+        "--task",
+        "2",
+    ]);
+    assert_eq!(s.status(2).as_deref(), Some("done"));
+    s.ok(&["task", "retry", "1"]);
+    s.ok(&["run", "--agent-cmd", agent, "-c", "policy.symlinks=allow"]);
+    assert_eq!(s.status(1).as_deref(), Some("done"));
+}
+
+/// The disk fills up mid-run (the agent fills a small tmpfs that holds the repository,
+/// its database and its worktrees; the user frees it two seconds later): the full disk
+/// is named as such, never as a missing agent or a held lock; it spends no attempt (the
+/// task lands with `--max-attempts 1`); claiming and the store's writes wait for space,
+/// and the run ends well once it returns. Run inside a private mount namespace
+/// (`unshare`), so the test needs no privileges beyond user namespaces.
+#[test]
+fn a_full_disk_is_named_waited_out_and_spends_no_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (disk, out) = (tmp.path().join("disk"), tmp.path().join("out"));
+    std::fs::create_dir_all(&disk).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    let agent = format!(
+        "if [ ! -e {o}/filled ]; then dd if=/dev/zero of={d}/filler bs=1M count=64 2>/dev/null; touch {o}/filled; fi; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt",
+        o = out.display(),
+        d = disk.display()
+    );
+    let script = format!(
+        r#"set -e
+mount -t tmpfs -o size=24m tmpfs {d}
+export HOME={d} XDG_DATA_HOME={d}/data XDG_CONFIG_HOME={d}/config
+mkdir {d}/repo && cd {d}/repo
+git init -q -b main && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init
+{orch} init > /dev/null
+{orch} task add one > /dev/null && {orch} task add two > /dev/null
+set +e
+(while [ ! -e {o}/filled ]; do sleep 0.05; done; sleep 2; rm -f {d}/filler) &
+{orch} run --agent-cmd '{agent}' --max-attempts 1 -c run.store_patience=60s -c policy.quota_backoff=1s > {o}/stdout 2> {o}/stderr
+echo $? > {o}/rc
+{orch} --json task list > {o}/tasks.json
+{orch} --json events > {o}/events.json
+"#,
+        d = disk.display(),
+        o = out.display(),
+        orch = env!("CARGO_BIN_EXE_orch"),
+    );
+    let ran = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "the scenario could not run: {ran:?}");
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_default();
+    let (stderr, events) = (read("stderr"), read("events.json"));
+    assert!(
+        out.join("filled").exists(),
+        "the agent never filled the disk"
+    );
+    assert_eq!(read("rc").trim(), "0", "{stderr}");
+    let tasks: Value = serde_json::from_str(&read("tasks.json")).unwrap();
+    let statuses: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["done", "done"], "{stderr}");
+    assert!(
+        events.contains("no space left on device (ENOSPC)"),
+        "{events}"
+    );
+    for wrong in [
+        "not found on PATH",
+        "held the write lock",
+        "held its write lock",
+    ] {
+        assert!(!stderr.contains(wrong), "{wrong}: {stderr}");
+        assert!(!events.contains(wrong), "{wrong}: {events}");
+    }
+}
+
+/// Diagnostics that cannot be written (stderr on a full disk: `/dev/full`) are
+/// dropped, never a panic: the exit code is the command's own.
+#[test]
+fn an_unwritable_stderr_never_panics() {
+    let s = Sandbox::new();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let refused = s
+        .cmd(&["task", "move", "999", "done"])
+        .stderr(full())
+        .status()
+        .unwrap();
+    assert_eq!(refused.code(), Some(2), "a refusal, not a panic");
+    s.ok(&["task", "add", "one"]);
+    let run = s
+        .cmd(&["run", "--agent-cmd", "echo x > x.txt"])
+        .stdout(full())
+        .stderr(full())
+        .status()
+        .unwrap();
+    assert_eq!(run.code(), Some(0));
+    assert_eq!(s.status(1).as_deref(), Some("done"));
+}

@@ -317,3 +317,35 @@ fn a_worktree_that_cannot_be_made_clean_is_retired_and_replaced() {
     assert!(!first.exists());
     assert!(s.pool().iter().all(|p| p["state"] != "retired"));
 }
+
+/// A worktree git is still registering (its admin directory has no `gitdir` yet, as
+/// in the moment a live run's `git worktree add` is making it) is left alone and named
+/// by `orch cleanup --force --pool`, which goes on and exits 0.
+#[test]
+fn cleanup_beside_a_worktree_being_made_skips_it_and_succeeds() {
+    let s = Sandbox::new("");
+    s.ok(&["task", "add", "first"]);
+    s.ok(&["run", "--agent-cmd", AGENT]);
+    let admin = s.repo().join(".git/worktrees/being-made");
+    std::fs::create_dir_all(&admin).unwrap();
+    std::fs::write(admin.join("locked"), "initializing\n").unwrap();
+    for args in [
+        &["cleanup", "--force", "--pool"][..],
+        &["cleanup", "--force"],
+    ] {
+        let out = s.run(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
+        assert!(!stderr.contains("gitdir"), "{args:?}: {stderr}");
+        assert!(
+            admin.exists(),
+            "{args:?}: the half-made worktree was removed"
+        );
+    }
+    let out = s.ok(&["cleanup", "--force"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("a worktree being made right now"), "{said}");
+}

@@ -47,6 +47,7 @@ fn policy() -> Policy {
         },
         on_conflict: OnConflict::Retry,
         empty_diff: EmptyDiff::Fail,
+        symlinks_inside: true,
         cleanup: Cleanup::OnSuccess,
         agent_timeout: Duration::from_secs(1800),
         gate_timeout: Duration::from_secs(1200),

@@ -35,6 +35,7 @@ pub mod notify;
 pub mod pool;
 pub mod ports;
 pub mod run;
+pub mod symlinks;
 pub mod task;
 pub mod time;
 pub mod transition;

@@ -33,6 +33,8 @@ pub struct Leftovers {
     pub branch_moved: Option<String>,
     /// True when the base is no longer an ancestor of the head (history rewritten).
     pub rewrote_history: bool,
+    /// The symlinks the attempt's commits add or change (base to head).
+    pub symlinks: Vec<crate::symlinks::Symlink>,
 }
 
 /// One unresolved conflict of a merge.
@@ -94,6 +96,10 @@ pub struct Inventory {
     pub worktrees: Vec<WorktreeInfo>,
     /// `orch/*` branches, integration branches included.
     pub branches: Vec<BranchInfo>,
+    /// Worktrees git has begun to register and not finished (their admin
+    /// directory's `gitdir` not written yet): being made right now, by a run's
+    /// `git worktree add`. Left alone.
+    pub half_made: Vec<String>,
 }
 
 /// What of the shared repository an agent must not change: the files `config`,

@@ -77,6 +77,7 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         } else {
             EmptyDiff::DoneIfValid
         },
+        symlinks_inside: true,
         cleanup: *rng
             .pick(&[Cleanup::OnSuccess, Cleanup::Always, Cleanup::Never])
             .unwrap(),

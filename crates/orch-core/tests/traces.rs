@@ -101,6 +101,7 @@ fn policy() -> Policy {
         },
         on_conflict: OnConflict::Retry,
         empty_diff: EmptyDiff::Fail,
+        symlinks_inside: true,
         cleanup: Cleanup::OnSuccess,
         agent_timeout: Duration::from_secs(60),
         gate_timeout: Duration::from_secs(60),

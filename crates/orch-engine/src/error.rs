@@ -29,7 +29,7 @@ pub enum EngineError {
     /// The store stayed busy or unreachable for longer than `run.store_patience`; the
     /// run was stopped cleanly, with nothing half-written.
     #[error(
-        "run {run}: the database stayed busy or unreachable for {waited_secs} s (run.store_patience), last: {why}; the run stopped cleanly and `orch run resume {run}` goes on"
+        "run {run}: the database could not be written for {waited_secs} s (run.store_patience), last: {why}; the run stopped cleanly and `orch run resume {run}` goes on"
     )]
     StoreUnavailable {
         /// The run.

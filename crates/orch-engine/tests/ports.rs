@@ -154,6 +154,7 @@ impl GitPort for FakeGit {
             empty: false,
             branch_moved: moved.then(|| "main".into()),
             rewrote_history: false,
+            symlinks: Vec::new(),
         })
     }
     fn shared_state(&self, _: &[String]) -> Result<orch_core::ports::SharedGitState, String> {

@@ -49,6 +49,7 @@ impl Git {
         Ok(Inventory {
             worktrees,
             branches,
+            half_made: self.half_made(),
         })
     }
 
@@ -61,9 +62,10 @@ impl Git {
             .worktrees()
             .map_err(|e| GitError::gix("listing worktrees", e))?
         {
-            let path = proxy
-                .base()
-                .map_err(|e| GitError::gix("reading a worktree", e))?;
+            // One being made has no `gitdir` yet: it is not listed (see `half_made`).
+            let Ok(path) = proxy.base() else {
+                continue;
+            };
             let prunable = !path.exists();
             let locked = proxy.is_locked();
             let branch = proxy
@@ -97,6 +99,19 @@ impl Git {
             });
         }
         Ok(worktrees)
+    }
+
+    /// The admin directories under `<common>/worktrees/` whose `gitdir` cannot be
+    /// read: worktrees being made.
+    fn half_made(&self) -> Vec<String> {
+        let dir = self.common_dir().join("worktrees");
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| std::fs::read_to_string(e.path().join("gitdir")).is_err())
+            .map(|e| e.path().display().to_string())
+            .collect()
     }
 
     /// Every `orch/*` branch with its tip.
@@ -166,6 +181,7 @@ impl Git {
                 .into_iter()
                 .filter(|b| !live_branches.contains(&b.name))
                 .collect(),
+            half_made: inv.half_made,
         })
     }
 
@@ -181,6 +197,12 @@ impl Git {
     ) -> Result<OrphanReport, GitError> {
         let orphans = self.orphans(live_branches, live_worktrees)?;
         let mut report = OrphanReport::default();
+        for h in &orphans.half_made {
+            report.kept.push((
+                h.clone(),
+                "a worktree being made right now (git has not finished registering it); left for whoever is making it".into(),
+            ));
+        }
         for w in &orphans.worktrees {
             match self.remove_worktree(&w.path, force(w.branch.as_deref())) {
                 Ok(()) => report.removed_worktrees.push(w.path.clone()),
@@ -188,7 +210,11 @@ impl Git {
                     w.path.display().to_string(),
                     "the worktree has uncommitted changes".into(),
                 )),
-                Err(e) => return Err(e),
+                // Another process (a live run) is changing it under us: its business.
+                Err(e) => report.kept.push((
+                    w.path.display().to_string(),
+                    format!("it could not be removed now ({e}); `orch cleanup` again later"),
+                )),
             }
         }
         for b in &orphans.branches {
@@ -202,7 +228,10 @@ impl Git {
                     b.name.clone(),
                     format!("checked out in {}", worktree.display()),
                 )),
-                Err(e) => return Err(e),
+                Err(e) => report.kept.push((
+                    b.name.clone(),
+                    format!("it could not be deleted now ({e}); `orch cleanup` again later"),
+                )),
             }
         }
         Ok(report)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use orch_core::ports::Leftovers;
 use orch_core::run::CommitId;
+use orch_core::symlinks::Symlink;
 
 use crate::{Git, GitError, full_branch, git_cli, oid};
 
@@ -167,12 +168,47 @@ impl Git {
             tree(&head) == tree(base)
         };
         Ok(Leftovers {
+            symlinks: self.symlinks_added(base, &head)?,
             head,
             committed,
             empty,
             branch_moved,
             rewrote_history,
         })
+    }
+
+    /// The symlinks `head` adds or changes since `base`, with their targets.
+    pub fn symlinks_added(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+    ) -> Result<Vec<Symlink>, GitError> {
+        let out = git_cli(
+            &self.workdir,
+            &[
+                "diff-tree",
+                "-r",
+                "-z",
+                "--no-renames",
+                "--diff-filter=AMT",
+                &base.0,
+                &head.0,
+            ],
+        )?;
+        // `:<old mode> <new mode> <old sha> <new sha> <status>` NUL `<path>` NUL ...
+        let mut fields = out.split('\0');
+        let mut links = Vec::new();
+        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
+            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
+            if let [_, "120000", _, sha, _] = parts[..] {
+                let target = git_cli(&self.workdir, &["cat-file", "blob", sha])?;
+                links.push(Symlink {
+                    path: path.to_owned(),
+                    target,
+                });
+            }
+        }
+        Ok(links)
     }
 
     /// Removes the linked worktree at `path`. A dirty one (changes or untracked files)

@@ -40,8 +40,16 @@ pub enum StoreError {
         message: String,
     },
     /// Another process held SQLite's write lock past the busy timeout.
-    #[error("the database is busy: another orch process held the write lock for over {}s; nothing was changed, try again", crate::SQLITE_BUSY_TIMEOUT.as_secs())]
+    #[error("the database is busy: another process held its write lock past SQLite's own wait ({}s); nothing was changed, try again", crate::SQLITE_BUSY_TIMEOUT.as_secs())]
     Busy,
+    /// The disk holding the database is full: nothing was written.
+    #[error(
+        "no space left on the disk holding the database (ENOSPC) while {doing}; nothing was written: free some space, and orch goes on"
+    )]
+    DiskFull {
+        /// What the store was doing.
+        doing: &'static str,
+    },
     /// No task has that id.
     #[error("task {0} does not exist")]
     TaskNotFound(TaskId),
@@ -206,12 +214,28 @@ impl StoreError {
         )
     }
 
+    /// True when nothing could be written for want of space: worth waiting out.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
+    }
+
     pub(crate) fn from_db(e: sea_orm::DbErr, doing: &'static str) -> StoreError {
         let message = e.to_string();
         if message.contains("database is locked") || message.contains("SQLITE_BUSY") {
             StoreError::Busy
+        } else if is_disk_full(&message) {
+            StoreError::DiskFull { doing }
         } else {
             StoreError::Database { doing, message }
         }
     }
+}
+
+/// SQLite's "database or disk is full" (`SQLITE_FULL`, code 13), PostgreSQL's
+/// `disk_full` (53100), or the operating system's ENOSPC, in a driver's words.
+fn is_disk_full(message: &str) -> bool {
+    message.contains("database or disk is full")
+        || message.contains("No space left on device")
+        || message.contains("53100")
+        || message.contains("could not extend file")
 }

@@ -141,14 +141,16 @@ impl Store {
                 // The URL only selects the driver; `filename` sets the real path, so paths
                 // need no URL escaping. (A `:memory:` URL would leave sqlx in memory mode.)
                 let mut o = ConnectOptions::new("sqlite://orch.db");
-                o.max_connections(4).map_sqlx_sqlite_opts(move |o| {
-                    o.filename(&path)
-                        .create_if_missing(true)
-                        .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
-                        .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                        .foreign_keys(true)
-                });
+                o.max_connections(4)
+                    .map_sqlx_sqlite_opts(move |o| {
+                        o.filename(&path)
+                            .create_if_missing(true)
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Normal)
+                            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                            .foreign_keys(true)
+                    })
+                    .map_sqlx_sqlite_pool_opts(|p| p.after_release(close_if_in_transaction));
                 o
             }
             Location::Postgres(url) => {
@@ -245,6 +247,19 @@ impl Store {
             .await
             .map_err(|e| StoreError::from_db(e, "starting a write"))
     }
+}
+
+/// A connection given back with its transaction still open (a COMMIT that failed for
+/// want of space, whose ROLLBACK found nothing to roll back and left the driver's count
+/// behind) would hold SQLite's write lock for every other writer, orch's own among
+/// them, which then see "busy". It is closed instead of reused: closing rolls back
+/// whatever it still holds.
+fn close_if_in_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    let open = sqlx::Connection::is_in_transaction(conn);
+    Box::pin(async move { Ok(!open) })
 }
 
 /// The wall clock, as the store stamps rows and events with it.

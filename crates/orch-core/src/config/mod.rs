@@ -248,6 +248,10 @@ pub struct PolicyConfig {
     /// Text in a failed agent's output that means a rate limit or exhausted quota
     /// (case-insensitive), besides what the CLI's structured output says.
     pub quota_patterns: Vec<String>,
+    /// `inside`: an attempt that commits a symlink whose target leaves the repository
+    /// fails (agent-error, naming it); `allow`: such links land. With
+    /// `agent.sandbox = "bwrap"` it is always `inside`.
+    pub symlinks: Symlinks,
 }
 
 impl Default for PolicyConfig {
@@ -276,6 +280,7 @@ impl Default for PolicyConfig {
             ]
             .map(String::from)
             .to_vec(),
+            symlinks: Symlinks::Inside,
         }
     }
 }
@@ -460,6 +465,12 @@ string_enum!(
     EmptyDiff { /// The attempt fails with `no-changes`.
     Fail = "fail", /// Done, if the gates pass on the unchanged tree.
     DoneIfValid = "done-if-valid" }
+);
+string_enum!(
+    /// Which symlinks an attempt may commit.
+    Symlinks { /// Only links whose target stays inside the repository.
+    Inside = "inside", /// Any link.
+    Allow = "allow" }
 );
 string_enum!(
     /// When worktrees are removed.

@@ -266,15 +266,25 @@ impl Orchestrator {
             return self.fail(attempt, FailureKind::AgentError { detail });
         }
         let Some(changes) = changes else {
+            let why = hint.map(|h| format!(": {h}")).unwrap_or_default();
             return self.fail(
                 attempt,
                 FailureKind::Infrastructure {
-                    message: "the agent's work could not be committed".into(),
+                    message: format!("the agent's work could not be committed{why}"),
                 },
             );
         };
         if let Some(misdeed) = misbehaviour(&changes) {
             return self.fail(attempt, FailureKind::AgentError { detail: misdeed });
+        }
+        let escaping = crate::symlinks::refused(&changes.symlinks);
+        if self.policy.symlinks_inside && !escaping.is_empty() {
+            let links: Vec<String> = escaping.iter().map(|l| l.to_string()).collect();
+            let detail = format!(
+                "the agent committed symlinks that leave the repository ({}); policy.symlinks = \"inside\" allows only links to paths inside it",
+                links.join(", ")
+            );
+            return self.fail(attempt, FailureKind::AgentError { detail });
         }
         self.persist(RunEvent::AttemptHead {
             attempt,

@@ -119,7 +119,7 @@ impl Orchestrator {
         self.persist(RunEvent::QuotaBreaker {
             until: Some(self.breaker.until),
             reason: format!(
-                "{attempt} hit a rate limit or quota ({signature}); claiming waits {}s, then one probe runs",
+                "{attempt} hit a rate limit, a quota or a full disk ({signature}); claiming waits {}s, then one probe runs",
                 wait.as_secs()
             ),
         });

@@ -129,6 +129,9 @@ pub struct Changes {
     /// agent ran: journaled, and no one's failure.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users_refs: Vec<String>,
+    /// The symlinks the agent's work adds or changes; `policy.symlinks` judges them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<crate::symlinks::Symlink>,
 }
 
 impl Changes {
@@ -142,6 +145,7 @@ impl Changes {
             tampered: Vec::new(),
             worktree_broken: None,
             users_refs: Vec::new(),
+            symlinks: Vec::new(),
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct Policy {
     pub on_conflict: OnConflict,
     /// What an agent that changed nothing leads to.
     pub empty_diff: EmptyDiff,
+    /// Whether a committed symlink may point outside the repository.
+    pub symlinks_inside: bool,
     /// Worktree cleanup.
     pub cleanup: Cleanup,
     /// The agent's deadline.
@@ -121,6 +123,8 @@ impl Policy {
             },
             on_conflict: c.policy.on_conflict,
             empty_diff: c.policy.empty_diff,
+            symlinks_inside: c.policy.symlinks == crate::config::Symlinks::Inside
+                || c.agent.sandbox == crate::config::Sandbox::Bwrap,
             cleanup: c.worktrees.cleanup,
             agent_timeout: c.agent.timeout.0,
             gate_timeout: c.validate.timeout.0.saturating_mul(gates),

@@ -112,7 +112,14 @@ where
             }
             Err(e) => {
                 let waited_ms = started.elapsed().as_millis() as u64;
-                tracing::warn!(error = %e, waited_ms, "the store is busy; retrying the write");
+                match e.is_disk_full() {
+                    true => {
+                        tracing::warn!(error = %e, waited_ms, "no space left for the store's write; waiting for space")
+                    }
+                    false => {
+                        tracing::warn!(error = %e, waited_ms, "the store is busy; retrying the write")
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -122,5 +129,8 @@ where
 
 /// A busy database, or one that could not be reached: worth waiting out.
 fn transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Busy | StoreError::Database { .. })
+    matches!(
+        e,
+        StoreError::Busy | StoreError::DiskFull { .. } | StoreError::Database { .. }
+    )
 }

@@ -31,7 +31,7 @@ pub(crate) struct Ask {
 /// said about itself.
 pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
     let attempt = ask.attempt;
-    let failed = |why: String| no_work(attempt, AgentExit::FailedToStart(why));
+    let failed = |why: String| not_started(attempt, why);
     let dir = match ctx.artifacts.attempt_dir(&ctx.run, attempt) {
         Ok(d) => d,
         Err(e) => return failed(e.to_string()),
@@ -82,11 +82,17 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         .ok()
         .and_then(Result::ok);
     let exit = run_streamed(&ctx, attempt, &spec, &stop).await;
-    let report = output::final_report(&ctx, &spec, &exit);
     let scratch = preset.map_or(vec![], |p| {
         p.scratch.iter().map(|s| (*s).to_owned()).collect()
     });
-    let changes = commit(&ctx, attempt, wt, ask.base.clone(), scratch, shared).await;
+    let left = Left {
+        attempt,
+        wt,
+        base: ask.base.clone(),
+        scratch,
+        shared,
+    };
+    let (report, changes) = after_the_agent(&ctx, &spec, &exit, left).await;
     // On disk before the core hears of it: a resume after a crash in between goes on
     // from this work instead of running the agent again.
     let f = FinishedAgent {
@@ -101,6 +107,66 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         exit: f.exit,
         changes: f.changes,
         report: f.report,
+    }
+}
+
+/// An agent that could not start: a full disk (no space for its prompt or log) is no
+/// one's fault, and nothing is gained by trying before there is space, so it goes to
+/// the quota breaker (which waits; no attempt is spent).
+fn not_started(attempt: AttemptId, why: String) -> Input {
+    if !super::disk_full(&why) {
+        return no_work(attempt, AgentExit::FailedToStart(why));
+    }
+    Input::AgentExited {
+        attempt,
+        report: AgentReport {
+            quota: Some(super::no_space(&why)),
+            ..AgentReport::default()
+        },
+        exit: AgentExit::FailedToStart(why),
+        changes: None,
+    }
+}
+
+/// What an agent left behind, to commit.
+struct Left {
+    attempt: AttemptId,
+    wt: std::path::PathBuf,
+    base: CommitId,
+    scratch: Vec<String>,
+    shared: Option<orch_core::ports::SharedGitState>,
+}
+
+/// Once the agent exited: its report, and its work committed (or why not: the
+/// failure's words; a full disk waits for space in the breaker instead of failing).
+async fn after_the_agent(
+    ctx: &Ctx,
+    spec: &CommandSpec,
+    exit: &AgentExit,
+    left: Left,
+) -> (AgentReport, Option<Changes>) {
+    let mut report = output::final_report(ctx, spec, exit);
+    if let AgentExit::FailedToStart(why) = exit
+        && super::disk_full(why)
+    {
+        report.quota = Some(super::no_space(why));
+    }
+    let Left {
+        attempt,
+        wt,
+        base,
+        scratch,
+        shared,
+    } = left;
+    match commit(ctx, attempt, wt, base, scratch, shared).await {
+        Ok(c) => (report, Some(c)),
+        Err(e) => {
+            if super::disk_full(&e) {
+                report.quota = Some(super::no_space(&e));
+            }
+            report.hint.get_or_insert(e);
+            (report, None)
+        }
     }
 }
 
@@ -153,9 +219,9 @@ async fn commit(
     base: CommitId,
     scratch: Vec<String>,
     shared: Option<orch_core::ports::SharedGitState>,
-) -> Option<Changes> {
+) -> Result<Changes, String> {
     let mut changes = commit_leftovers(ctx, attempt, wt, base, scratch).await;
-    if let (Some(before), Some(c)) = (shared, changes.as_mut()) {
+    if let (Some(before), Ok(c)) = (shared, changes.as_mut()) {
         let git = ctx.git.clone();
         let head = c.head.clone();
         match blocking(move || git.restore_shared_state(&before, Some(&head))).await {
@@ -175,26 +241,27 @@ async fn commit_leftovers(
     wt: std::path::PathBuf,
     base: CommitId,
     scratch: Vec<String>,
-) -> Option<Changes> {
+) -> Result<Changes, String> {
     let branch = attempt.branch(&ctx.run);
     let git = ctx.git.clone();
     let message = ctx.commit_message(attempt, None);
     let at = base.clone();
     match blocking(move || git.commit_leftovers(&wt, &branch, &at, &message, &scratch)).await {
-        Ok(Ok(l)) => Some(Changes {
+        Ok(Ok(l)) => Ok(Changes {
             branch_moved: l.branch_moved,
             rewrote_history: l.rewrote_history,
+            symlinks: l.symlinks,
             ..Changes::new(l.head, l.empty)
         }),
         // The agent deleted its worktree or pointed its `.git` elsewhere: nothing of
         // it is committed, and it is the agent's doing (the pool replaces the worktree).
-        Ok(Err(CommitError::WorktreeBroken(why))) => Some(Changes {
+        Ok(Err(CommitError::WorktreeBroken(why))) => Ok(Changes {
             worktree_broken: Some(why),
             ..Changes::new(base, true)
         }),
         Ok(Err(CommitError::Failed(e))) | Err(e) => {
             tracing::warn!(error = %e, "the agent's work could not be committed");
-            None
+            Err(e)
         }
     }
 }

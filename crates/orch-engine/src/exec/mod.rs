@@ -220,6 +220,18 @@ pub(crate) fn forward(
     (tx, forward)
 }
 
+/// Whether an error's words say the disk is full (ENOSPC: "No space left on device",
+/// or SQLite's "database or disk is full").
+pub(crate) fn disk_full(why: &str) -> bool {
+    why.contains("No space left on device") || why.contains("disk is full")
+}
+
+/// A full disk, as the quota breaker's signature: it waits for space, and the
+/// attempt it stopped spends nothing.
+pub(crate) fn no_space(why: &str) -> String {
+    format!("no space left on device (ENOSPC): {why}")
+}
+
 /// Runs blocking git work off the loop; a panic there is reported, not propagated.
 /// The blocking thread is not the run's to abort, but the future that awaits it lives
 /// in the run's `JoinSet`, so a result for a dropped run goes nowhere.

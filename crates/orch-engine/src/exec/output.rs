@@ -112,7 +112,12 @@ fn tail(root: &std::path::Path, path: &std::path::Path) -> String {
 /// what to set, naming `agent.env_allow` and the variables its preset reads.
 fn credential_hint(ctx: &Ctx, spec: &CommandSpec, tail: &str, exit: &AgentExit) -> Option<String> {
     let preset = ctx.preset();
-    if let AgentExit::Code(127) | AgentExit::FailedToStart(_) = exit {
+    let not_found = match exit {
+        AgentExit::Code(127) => true,
+        AgentExit::FailedToStart(why) => why.contains("No such file") || why.contains("not found"),
+        _ => false,
+    };
+    if not_found {
         let what = preset.map_or("the agent command".to_owned(), |p| {
             format!("`{}` (install: {})", p.binary, p.install)
         });
