@@ -329,6 +329,8 @@ fn cleanup_beside_a_worktree_being_made_skips_it_and_succeeds() {
     let admin = s.repo().join(".git/worktrees/being-made");
     std::fs::create_dir_all(&admin).unwrap();
     std::fs::write(admin.join("locked"), "initializing\n").unwrap();
+    // git has made the file and not yet written where the worktree is.
+    std::fs::write(admin.join("gitdir"), "").unwrap();
     for args in [
         &["cleanup", "--force", "--pool"][..],
         &["cleanup", "--force"],

@@ -101,15 +101,18 @@ impl Git {
         Ok(worktrees)
     }
 
-    /// The admin directories under `<common>/worktrees/` whose `gitdir` cannot be
-    /// read: worktrees being made.
+    /// The admin directories under `<common>/worktrees/` whose `gitdir` is missing or
+    /// empty: worktrees being made (git writes it while `worktree add` runs).
     fn half_made(&self) -> Vec<String> {
         let dir = self.common_dir().join("worktrees");
         std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| std::fs::read_to_string(e.path().join("gitdir")).is_err())
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("gitdir"))
+                    .map_or(true, |g| g.trim().is_empty())
+            })
             .map(|e| e.path().display().to_string())
             .collect()
     }
