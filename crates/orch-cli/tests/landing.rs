@@ -593,9 +593,13 @@ fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
     s.ok(&run_args(&[]));
     let validated = s.rev("orch/integration");
     s.add("Hijack", &[]);
-    let hijack = "echo evil > evil.txt; git add evil.txt; git -c user.name=a -c user.email=a@a commit -qm evil; git update-ref refs/heads/orch/integration HEAD";
+    // It pins its commit where orch pins merge candidates, too: a pin vouches for
+    // nothing, so the run still halts instead of building on it.
+    let hijack = "echo evil > evil.txt; git add evil.txt; git -c user.name=a -c user.email=a@a commit -qm evil; git update-ref \"refs/orch/$ORCH_RUN_ID/candidates/evil\" HEAD; git update-ref refs/heads/orch/integration HEAD";
     let out = s.run(&["run", "--agent-cmd", hijack, "--max-attempts", "1"]);
     assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("moved outside orch"), "{stderr}");
     let evil = s.rev("orch/integration");
     assert_ne!(evil, validated, "the agent did not move the line");
     let short = |c: &str| c[..10].to_owned();

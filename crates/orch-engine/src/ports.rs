@@ -129,8 +129,6 @@ pub trait GitPort: Send + Sync + 'static {
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String>;
     /// Whether `a` is `b` or one of its ancestors.
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool;
-    /// Whether a pin (`refs/orch/...`) holds `commit`.
-    fn pinned(&self, commit: &CommitId) -> Result<bool, String>;
     /// The repository's working directory.
     fn workdir(&self) -> PathBuf;
     /// The shared git directory (`.git` of the main worktree).
@@ -260,9 +258,10 @@ pub trait JournalPort: Send + Sync + 'static {
 }
 
 /// Whether the line moved from `from` to `to` by orch's own validated work (a shared
-/// line another run landed on): `to` builds on `from`, and a pin holds it (checked
-/// first: a run unpins a merge only after journaling it) or a run's journal says it
-/// validated it. Anything else is a ref moved outside orch.
+/// line another run landed on): `to` builds on `from`, and a run's journal says it
+/// validated it (journaled before that run's advance, which it licensed). A pin is not
+/// enough: `refs/orch/` is writable by any agent, so one could pin its own commit.
+/// Anything else is a ref moved outside orch.
 pub(crate) async fn moved_by_orch(
     git: Arc<dyn GitPort>,
     journal: &dyn JournalPort,
@@ -270,11 +269,10 @@ pub(crate) async fn moved_by_orch(
     to: &CommitId,
 ) -> bool {
     let (f, t) = (from.clone(), to.clone());
-    let (descends, pinned) =
-        tokio::task::spawn_blocking(move || (git.is_ancestor(&f, &t), git.pinned(&t)))
-            .await
-            .unwrap_or((false, Ok(false)));
-    descends && (pinned == Ok(true) || journal.validated_by_a_run(to).await.unwrap_or(false))
+    let descends = tokio::task::spawn_blocking(move || git.is_ancestor(&f, &t))
+        .await
+        .unwrap_or(false);
+    descends && journal.validated_by_a_run(to).await.unwrap_or(false)
 }
 
 /// Running other programs.
@@ -419,9 +417,6 @@ impl GitPort for Git {
     }
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
         Git::is_ancestor(self, a, b)
-    }
-    fn pinned(&self, commit: &CommitId) -> Result<bool, String> {
-        Git::pinned(self, commit).map_err(text)
     }
     fn workdir(&self) -> PathBuf {
         Git::workdir(self).to_path_buf()

@@ -243,9 +243,6 @@ impl GitPort for FakeGit {
         // Merges are named `<onto>+<head>`: a commit's ancestors are its prefixes.
         b.0.starts_with(&a.0)
     }
-    fn pinned(&self, _: &CommitId) -> Result<bool, String> {
-        Ok(false)
-    }
 }
 
 #[async_trait::async_trait]

@@ -285,29 +285,6 @@ impl Git {
             .map_err(|e| GitError::gix("pinning a commit", e))
     }
 
-    /// Whether some ref under `refs/orch/` (a pin) holds `commit`. What is kept under
-    /// `refs/orch/undone/` (work taken off a ref) is not a pin: it vouches for nothing.
-    pub fn pinned(&self, commit: &CommitId) -> Result<bool, GitError> {
-        let repo = self.repo();
-        let refs = repo
-            .references()
-            .map_err(|e| GitError::gix("listing pins", e))?;
-        let want = oid(commit)?;
-        for r in refs
-            .prefixed("refs/orch/")
-            .map_err(|e| GitError::gix("listing pins", e))?
-        {
-            let mut r = r.map_err(|e| GitError::gix("listing pins", e))?;
-            if r.name().as_bstr().starts_with(b"refs/orch/undone/") {
-                continue;
-            }
-            if r.peel_to_id().is_ok_and(|id| id.detach() == want) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// Removes a pin (nothing if there is none).
     pub fn unpin(&self, reference: &str) -> Result<(), GitError> {
         let _admin = self.admin();
