@@ -49,6 +49,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # max_attempts = 2
 # retry_on = ["agent-error", "timeout", "worker-validation", "integration-validation", "conflict", "infrastructure"]
 # backoff = "5s"
+# stale_retries = 3              # failures on a stale head that spend no attempt
 # on_conflict = "retry"          # or "block", "halt"
 # empty_diff = "fail"            # or "done-if-valid"
 # quota_backoff = "1m"           # after a rate limit: the wait before one probe (doubling)

@@ -638,3 +638,49 @@ fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
     let files = git(&s.repo(), &["ls-tree", "--name-only", "main"]);
     assert!(!files.contains("evil.txt"), "{files}");
 }
+
+/// A change that cannot be made until another task's lands (nothing on the board says
+/// so): its agent gives up while the other is in flight, its retry waits for that
+/// work, and runs on the head that has it. With one attempt allowed, both land in
+/// the same run: the failure was the stale head's, not the task's.
+#[test]
+fn a_dependent_change_lands_in_the_same_run_with_one_attempt() {
+    let s = Sandbox::new();
+    s.add("Add the lexer", &[]);
+    s.add("Use the lexer", &["--body", "needs 1"]);
+    // The lexer's agent takes a moment, so the second task fails while it is in flight.
+    let agent = format!("[ \"$ORCH_TASK_ID\" = 1 ] && sleep 1; {AGENT}");
+    let out = s.run(&[
+        "run",
+        "--agent-cmd",
+        &agent,
+        "--max-attempts",
+        "1",
+        "--concurrency",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(s.statuses(), ["done", "done"], "{stderr}");
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    assert!(events.contains("run.retry_waits"), "{events}");
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert!(
+        files.contains("t1.txt") && files.contains("t2.txt"),
+        "{files}"
+    );
+    // The retry was told what landed since its first attempt, and what it changed.
+    let runs = s.repo().join(".orch/artifacts");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let prompt = std::fs::read_to_string(run.join("2/2/prompt.md")).unwrap();
+    assert!(
+        prompt.contains("## What landed since the last attempt")
+            && prompt.contains("- #1 Add the lexer (t1.txt)"),
+        "{prompt}"
+    );
+}

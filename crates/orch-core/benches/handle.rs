@@ -44,6 +44,7 @@ fn policy() -> Policy {
             max_attempts: 2,
             backoff: Backoff::Fixed(Duration::from_secs(1)),
             retry_on: vec![],
+            stale_retries: 0,
         },
         on_conflict: OnConflict::Retry,
         empty_diff: EmptyDiff::Fail,

@@ -37,6 +37,16 @@ pub struct Leftovers {
     pub symlinks: Vec<crate::symlinks::Symlink>,
 }
 
+/// One landing on the integration line: the tasks it holds (keys) and the files it
+/// changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landing {
+    /// The tasks, by key (its commit's `Orch-Task` trailers).
+    pub tasks: Vec<String>,
+    /// The files it changed, against the line before it.
+    pub files: Vec<String>,
+}
+
 /// One unresolved conflict of a merge.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConflictPath {

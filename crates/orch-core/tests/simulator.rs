@@ -68,6 +68,7 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
                 .copied()
                 .filter(|_| rng.pct(75))
                 .collect(),
+            stale_retries: rng.range(0, 3) as u32,
         },
         on_conflict: *rng
             .pick(&[OnConflict::Retry, OnConflict::Block, OnConflict::Halt])

@@ -98,6 +98,7 @@ fn policy() -> Policy {
                 FailureClass::Conflict,
                 FailureClass::Infrastructure,
             ],
+            stale_retries: 0,
         },
         on_conflict: OnConflict::Retry,
         empty_diff: EmptyDiff::Fail,
@@ -486,5 +487,41 @@ fn a_flaky_integration_gate_is_run_again() {
     let (t, w) = trace(w, |_| {});
     assert!(t.contains("attempt.flaky"), "{t}");
     assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    insta::assert_snapshot!(t);
+}
+
+fn stale_policy(stale_retries: u32) -> Policy {
+    let mut p = policy();
+    p.retry.max_attempts = 1;
+    p.retry.stale_retries = stale_retries;
+    p
+}
+
+/// Task 2 cannot be done until task 1 lands (its agent gives up): it fails while task
+/// 1 is in flight, its retry waits (`run.retry_waits`), and once task 1 lands it runs
+/// at once on the new head. The failure was the stale head's: with one attempt
+/// allowed, task 2 is still done.
+#[test]
+fn a_retry_waits_for_work_in_flight_and_spends_no_attempt() {
+    let mut s = Script::default();
+    s.agents.insert((2, 1), AgentPlan::Fail(1));
+    let (t, w) = trace(World::new(s, stale_policy(3), two_tasks(), true), |_| {});
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Done);
+    assert!(t.contains("run.retry_waits task-2-1"), "{t}");
+    insta::assert_snapshot!(t);
+}
+
+/// The stale budget is bounded: with one stale retry allowed, task 2's first failure
+/// (while task 1 was in flight) spends it; its retry on the new head fails too, with
+/// nothing left in flight, and that failure counts: task 2 is out of attempts.
+#[test]
+fn the_stale_budget_is_bounded_then_failures_count() {
+    let mut s = Script::default();
+    s.agents.insert((2, 1), AgentPlan::Fail(1));
+    s.agents.insert((2, 2), AgentPlan::Fail(1));
+    let (t, w) = trace(World::new(s, stale_policy(1), two_tasks(), true), |_| {});
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Failed);
     insta::assert_snapshot!(t);
 }

@@ -129,6 +129,13 @@ pub trait GitPort: Send + Sync + 'static {
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String>;
     /// Whether `a` is `b` or one of its ancestors.
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool;
+    /// What landed on the line from `from` to `to`, oldest first: each landing's tasks
+    /// (keys) and the files it changed.
+    fn landed_since(
+        &self,
+        from: &CommitId,
+        to: &CommitId,
+    ) -> Result<Vec<orch_core::ports::Landing>, String>;
     /// The repository's working directory.
     fn workdir(&self) -> PathBuf;
     /// The shared git directory (`.git` of the main worktree).
@@ -417,6 +424,13 @@ impl GitPort for Git {
     }
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
         Git::is_ancestor(self, a, b)
+    }
+    fn landed_since(
+        &self,
+        from: &CommitId,
+        to: &CommitId,
+    ) -> Result<Vec<orch_core::ports::Landing>, String> {
+        Git::landed_since(self, from, to).map_err(text)
     }
     fn workdir(&self) -> PathBuf {
         Git::workdir(self).to_path_buf()

@@ -92,82 +92,145 @@ pub(crate) fn fill(template: &str, values: &[(&str, String)]) -> String {
     out
 }
 
-/// The built-in prompt: the task, the gates its work must pass, and on a retry why the
-/// last attempt failed.
-pub fn render_prompt(
-    task: &Task,
-    worker: &[String],
-    integration: &[String],
-    note: Option<&str>,
-    previous: Option<&FailureKind>,
-) -> String {
-    let list = |v: &[String]| {
-        if v.is_empty() {
-            "  (none)\n".to_owned()
-        } else {
-            v.iter().map(|c| format!("  $ {c}\n")).collect()
-        }
-    };
-    let mut s = format!("# Task #{}: {}\n\n", task.id, task.title);
-    if !task.body.is_empty() {
-        s.push_str(&task.body);
-        s.push_str("\n\n");
-    }
-    s.push_str("## Done means\n\nWork in this directory. When you exit, orch commits what you changed. It must pass\nthe worker validation, run here:\n");
-    s.push_str(&list(worker));
-    s.push_str("and, after it is merged with the other tasks' work, the integration validation:\n");
-    s.push_str(&list(integration));
-    if let Some(n) = note {
-        s.push_str(&format!("\n## Note from the planner\n\n{n}\n"));
-    }
-    if let Some(f) = previous {
-        s.push_str("\n## The previous attempt failed\n\n");
-        match f {
-            FailureKind::Conflict { paths } => s.push_str(&format!(
-                "Its work conflicted with work merged meanwhile, in: {}. You start from the\nnew integration head; redo the task on top of it.\n",
-                paths.join(", ")
-            )),
-            FailureKind::WorkerValidation { summary } | FailureKind::IntegrationValidation { summary } => {
-                s.push_str(summary);
-                s.push('\n');
-            }
-            other => s.push_str(&format!("{other}\n")),
-        }
-    }
-    s
+/// What a retry is told besides why the last attempt failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryContext {
+    /// What landed on the line since the last attempt's base, oldest first: each
+    /// landing's tasks (`#3 Add the parser`, or the key of one no longer on the
+    /// board) and the files it changed.
+    pub landed: Vec<orch_core::ports::Landing>,
+    /// Where the agent works now, said when it resumes a session whose history
+    /// names another directory.
+    pub workdir: Option<String>,
 }
 
-/// Fills a user's prompt template: `{task_id}`, `{title}`, `{body}`,
-/// `{worker_validation}`, `{integration_validation}` (one command per line), `{note}` and
-/// `{previous_failure}` (both empty when there is none). Other braces are left alone.
-pub fn render_template(
-    template: &str,
-    task: &Task,
-    worker: &[String],
-    integration: &[String],
-    note: Option<&str>,
-    previous: Option<&FailureKind>,
-) -> String {
-    let previous = previous
-        .map(|f| match f {
-            FailureKind::WorkerValidation { summary }
-            | FailureKind::IntegrationValidation { summary } => summary.clone(),
-            FailureKind::Conflict { paths } => format!("conflict in: {}", paths.join(", ")),
-            other => other.to_string(),
-        })
-        .unwrap_or_default();
-    fill(
-        template,
-        &[
-            ("{task_id}", task.id.to_string()),
-            ("{title}", task.title.clone()),
-            ("{body}", task.body.clone()),
-            ("{worker_validation}", worker.join("\n")),
-            ("{integration_validation}", integration.join("\n")),
-            ("{note}", note.unwrap_or("").to_owned()),
-            ("{previous_failure}", previous),
-        ],
-    )
+/// The most files named per landing.
+const FILES_NAMED: usize = 10;
+
+impl RetryContext {
+    /// The sections it adds to a prompt (empty when it says nothing).
+    pub fn words(&self) -> String {
+        let mut s = String::new();
+        if !self.landed.is_empty() {
+            s.push_str("## What landed since the last attempt\n\nThe integration line moved on, and you start from it. Keep these changes:\n");
+            for orch_core::ports::Landing { tasks, files } in &self.landed {
+                let mut named: Vec<&str> =
+                    files.iter().take(FILES_NAMED).map(String::as_str).collect();
+                let more = files.len().saturating_sub(FILES_NAMED);
+                let extra = format!("{more} more");
+                if more > 0 {
+                    named.push(&extra);
+                }
+                s.push_str(&format!("- {} ({})\n", tasks.join(", "), named.join(", ")));
+            }
+        }
+        if let Some(dir) = &self.workdir {
+            if !s.is_empty() {
+                s.push('\n');
+            }
+            s.push_str(&format!(
+                "## Where you work now\n\nYou resume an earlier session, but you now work in {dir}. The directory named earlier in this session is gone: read and write only here.\n"
+            ));
+        }
+        s
+    }
+}
+
+/// Everything an agent's prompt is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompt<'a> {
+    /// The task.
+    pub task: &'a Task,
+    /// The worker gate's commands.
+    pub worker: &'a [String],
+    /// The integration gate's commands.
+    pub integration: &'a [String],
+    /// A planner's note.
+    pub note: Option<&'a str>,
+    /// Why the previous attempt failed.
+    pub previous: Option<&'a FailureKind>,
+    /// What a retry is told besides.
+    pub retry: &'a RetryContext,
+}
+
+impl Prompt<'_> {
+    /// The built-in prompt: the task, the gates its work must pass, and on a retry why
+    /// the last attempt failed, what landed since, and where it works.
+    pub fn render(&self) -> String {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "  (none)\n".to_owned()
+            } else {
+                v.iter().map(|c| format!("  $ {c}\n")).collect()
+            }
+        };
+        let task = self.task;
+        let mut s = format!("# Task #{}: {}\n\n", task.id, task.title);
+        if !task.body.is_empty() {
+            s.push_str(&task.body);
+            s.push_str("\n\n");
+        }
+        s.push_str("## Done means\n\nWork in this directory. When you exit, orch commits what you changed. It must pass\nthe worker validation, run here:\n");
+        s.push_str(&list(self.worker));
+        s.push_str(
+            "and, after it is merged with the other tasks' work, the integration validation:\n",
+        );
+        s.push_str(&list(self.integration));
+        if let Some(n) = self.note {
+            s.push_str(&format!("\n## Note from the planner\n\n{n}\n"));
+        }
+        if let Some(f) = self.previous {
+            s.push_str("\n## The previous attempt failed\n\n");
+            match f {
+                FailureKind::Conflict { paths } => s.push_str(&format!(
+                    "Its work conflicted with work merged meanwhile, in: {}. You start from the\nnew integration head; redo the task on top of it.\n",
+                    paths.join(", ")
+                )),
+                FailureKind::WorkerValidation { summary }
+                | FailureKind::IntegrationValidation { summary } => {
+                    s.push_str(summary);
+                    s.push('\n');
+                }
+                other => s.push_str(&format!("{other}\n")),
+            }
+        }
+        let retry = self.retry.words();
+        if !retry.is_empty() {
+            s.push('\n');
+            s.push_str(&retry);
+        }
+        s
+    }
+
+    /// Fills a user's prompt template: `{task_id}`, `{title}`, `{body}`,
+    /// `{worker_validation}`, `{integration_validation}` (one command per line),
+    /// `{note}`, `{previous_failure}` and `{since_last_attempt}` (what landed since, and
+    /// where it works now; each empty when there is none). Other braces are left alone.
+    pub fn render_template(&self, template: &str) -> String {
+        let previous = self
+            .previous
+            .map(|f| match f {
+                FailureKind::WorkerValidation { summary }
+                | FailureKind::IntegrationValidation { summary } => summary.clone(),
+                FailureKind::Conflict { paths } => format!("conflict in: {}", paths.join(", ")),
+                other => other.to_string(),
+            })
+            .unwrap_or_default();
+        let task = self.task;
+        fill(
+            template,
+            &[
+                ("{task_id}", task.id.to_string()),
+                ("{title}", task.title.clone()),
+                ("{body}", task.body.clone()),
+                ("{worker_validation}", self.worker.join("\n")),
+                ("{integration_validation}", self.integration.join("\n")),
+                ("{note}", self.note.unwrap_or("").to_owned()),
+                ("{previous_failure}", previous),
+                ("{since_last_attempt}", self.retry.words()),
+            ],
+        )
+    }
 }
 
 #[cfg(test)]
@@ -189,15 +252,19 @@ mod tests {
             created_at: orch_core::Timestamp(0),
             updated_at: orch_core::Timestamp(0),
         };
-        let out = render_template(
+        let failure = FailureKind::Conflict {
+            paths: vec!["a.rs".into()],
+        };
+        let prompt = Prompt {
+            task: &task,
+            worker: &["cargo test".into(), "cargo clippy".into()],
+            integration: &[],
+            note: None,
+            previous: Some(&failure),
+            retry: &RetryContext::default(),
+        };
+        let out = prompt.render_template(
             "#{task_id} {title}: {body}\nchecks:\n{worker_validation}\nlast time: {previous_failure}{note} {unknown}",
-            &task,
-            &["cargo test".into(), "cargo clippy".into()],
-            &[],
-            None,
-            Some(&FailureKind::Conflict {
-                paths: vec!["a.rs".into()],
-            }),
         );
         assert_eq!(
             out,

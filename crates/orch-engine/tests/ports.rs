@@ -243,6 +243,13 @@ impl GitPort for FakeGit {
         // Merges are named `<onto>+<head>`: a commit's ancestors are its prefixes.
         b.0.starts_with(&a.0)
     }
+    fn landed_since(
+        &self,
+        _: &CommitId,
+        _: &CommitId,
+    ) -> Result<Vec<orch_core::ports::Landing>, String> {
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait::async_trait]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use orch_core::ports::Landing;
 use orch_core::run::CommitId;
 
 use crate::{Git, GitError, full_branch, git_cli, git_command, git_ok};
@@ -119,6 +120,52 @@ impl Git {
             }
         }
         Ok(tasks)
+    }
+
+    /// What landed on the line from `from` to `to`, oldest first: each first-parent
+    /// commit carrying an `Orch-Task` trailer, with its tasks (keys) and the files it
+    /// changed (against its first parent).
+    pub fn landed_since(&self, from: &CommitId, to: &CommitId) -> Result<Vec<Landing>, GitError> {
+        let out = git_cli(
+            &self.workdir,
+            &[
+                "log",
+                "--first-parent",
+                "--reverse",
+                "--format=%H%x00%(trailers:key=Orch-Task,valueonly,separator=%x2C)",
+                &format!("{}..{}", from.0, to.0),
+            ],
+        )?;
+        let mut landed = Vec::new();
+        for line in out.lines() {
+            let Some((commit, keys)) = line.split_once('\0') else {
+                continue;
+            };
+            let tasks: Vec<String> = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            let files = git_cli(
+                &self.workdir,
+                &[
+                    "diff",
+                    "--name-only",
+                    "--no-renames",
+                    &format!("{commit}^1"),
+                    commit,
+                ],
+            )?;
+            landed.push(Landing {
+                tasks,
+                files: files.lines().map(str::to_owned).collect(),
+            });
+        }
+        Ok(landed)
     }
 
     /// The worktree that has `branch` checked out, if one does, and whether it is clean.

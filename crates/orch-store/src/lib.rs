@@ -24,6 +24,7 @@ mod logs;
 mod migration;
 mod pool;
 mod projections;
+mod retries;
 mod runs;
 mod tasks;
 

@@ -28,6 +28,8 @@ pub(crate) struct BoardData {
     pub usage: BTreeMap<TaskId, Usage>,
     /// Who holds each task now: the run, its live attempt, and since when (ms).
     pub held: HashMap<TaskId, (RunId, String, i64)>,
+    /// Tasks whose retry waits for other tasks' work in flight, with those tasks.
+    pub retrying: BTreeMap<TaskId, Vec<TaskId>>,
     /// Each task's status, for its dependents' readiness.
     pub status: BTreeMap<TaskId, TaskStatus>,
 }
@@ -57,6 +59,7 @@ async fn whole(app: &AppState, seq: i64) -> Result<BoardData, StoreError> {
         seq,
         usage: app.store.task_usage().await.unwrap_or_default(),
         held: holders(app).await,
+        retrying: app.store.retries_waiting().await.unwrap_or_default(),
         status: tasks.iter().map(|t| (t.id, t.status)).collect(),
         tasks,
     })
@@ -104,6 +107,7 @@ async fn patched(app: &AppState, old: &BoardData, seq: i64) -> Option<BoardData>
     if touched_runs {
         next.usage = app.store.task_usage().await.ok()?;
         next.held = holders(app).await;
+        next.retrying = app.store.retries_waiting().await.unwrap_or_default();
     }
     Some(next)
 }

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::board::BoardData;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use orch_engine::core::run::RunId;
 use orch_engine::core::{Task, TaskId, TaskStatus};
 use orch_store::EventFilter;
 use serde::Deserialize;
@@ -68,7 +68,7 @@ pub(crate) async fn board(
         Ok(d) => d,
         Err(e) => return failed(e),
     };
-    let (tasks, usage, held, status) = (&data.tasks, &data.usage, &data.held, &data.status);
+    let tasks = &data.tasks;
     let only = q.status.as_deref().filter(|s| !s.is_empty());
     let label = q.label.as_deref().filter(|s| !s.is_empty());
     let mut body = filters(&q);
@@ -88,7 +88,7 @@ pub(crate) async fn board(
             cards.len()
         );
         for t in cards {
-            body.push_str(&card(&app, t, status, held.get(&t.id), usage.get(&t.id)));
+            body.push_str(&card(&app, t, &data));
         }
         body.push_str("</section>");
     }
@@ -113,13 +113,8 @@ fn filters(q: &BoardQuery) -> String {
     )
 }
 
-fn card(
-    app: &AppState,
-    t: &Task,
-    status: &BTreeMap<TaskId, TaskStatus>,
-    held: Option<&(RunId, String, i64)>,
-    usage: Option<&orch_engine::core::usage::Usage>,
-) -> String {
+fn card(app: &AppState, t: &Task, data: &BoardData) -> String {
+    let (status, held, usage) = (&data.status, data.held.get(&t.id), data.usage.get(&t.id));
     let mut c = format!(
         "<div class=\"card\" id=\"task-{id}\" data-task=\"{id}\"><div><b>#{id}</b> <span class=\"title\">{}</span></div><div class=\"meta\">p{}",
         esc(&t.title),
@@ -146,6 +141,14 @@ fn card(
                 );
             }
         }
+    }
+    if let Some(on) = data.retrying.get(&t.id) {
+        let on: Vec<String> = on.iter().map(|d| format!("#{d}")).collect();
+        let _ = write!(
+            c,
+            " <span class=\"waiting\">retry waits for {}</span>",
+            on.join(", ")
+        );
     }
     c.push_str("</div>");
     if let Some((run, attempt, since)) = held {

@@ -18,11 +18,12 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
         None => {
             let tasks = store.tasks(&[]).await?;
             let usage = store.task_usage().await?;
+            let retrying = store.retries_waiting().await?;
             if ctx.json {
-                output::print_json(&output::BoardJson::new(&tasks, &usage))?;
+                output::print_json(&output::BoardJson::new(&tasks, &usage, &retrying))?;
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                print!("{}", output::render_board(&tasks, &usage, width));
+                print!("{}", output::render_board(&tasks, &usage, &retrying, width));
             }
         }
         Some(BoardCommand::Import { file }) => import(&store, &file, ctx.json).await?,

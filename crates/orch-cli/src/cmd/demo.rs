@@ -169,7 +169,12 @@ fn tour(
     println!();
     print!(
         "{}",
-        output::render_board(tasks, &output::TaskUsage::new(), 80)
+        output::render_board(
+            tasks,
+            &output::TaskUsage::new(),
+            &output::Retrying::new(),
+            80
+        )
     );
     println!();
     println!("Look around:");

@@ -169,9 +169,15 @@ pub fn board_order(tasks: &[Task]) -> Vec<&Task> {
 pub const WIDE_BOARD: usize = 120;
 
 /// Renders the Kanban board for a terminal `width` columns wide.
-pub fn render_board(tasks: &[Task], usage: &TaskUsage, width: usize) -> String {
+pub fn render_board(
+    tasks: &[Task],
+    usage: &TaskUsage,
+    retrying: &Retrying,
+    width: usize,
+) -> String {
     let notes = CardNotes {
         waiting: waiting_on(tasks),
+        retrying,
         usage,
     };
     let ordered = board_order(tasks);
@@ -197,9 +203,13 @@ pub fn render_board(tasks: &[Task], usage: &TaskUsage, width: usize) -> String {
 /// Each task's agents' usage, summed over every run.
 pub type TaskUsage = BTreeMap<TaskId, orch_engine::core::usage::Usage>;
 
+/// Tasks whose retry waits for other tasks' work in flight, with those tasks.
+pub type Retrying = BTreeMap<TaskId, Vec<TaskId>>;
+
 /// What a card notes besides its title: what it waits on, what it has cost.
 struct CardNotes<'a> {
     waiting: BTreeMap<TaskId, Vec<TaskId>>,
+    retrying: &'a Retrying,
     usage: &'a TaskUsage,
 }
 
@@ -210,6 +220,9 @@ fn card_note(t: &Task, notes: &CardNotes) -> String {
     }
     if let Some(w) = notes.waiting.get(&t.id) {
         parts.push(format!("waiting on {}", ids(w)));
+    }
+    if let Some(w) = notes.retrying.get(&t.id) {
+        parts.push(format!("retry waits for {}", ids(w)));
     }
     if let Some(u) = notes.usage.get(&t.id) {
         parts.push(match u.cost {

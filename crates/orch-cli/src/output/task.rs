@@ -83,6 +83,9 @@ struct CardJson<'a> {
     /// Its agents' usage over every run, if any reported one.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<&'a orch_engine::core::usage::Usage>,
+    /// Tasks whose work in flight its retry waits for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    retry_waits_for: Vec<i64>,
 }
 
 #[derive(Serialize)]
@@ -99,7 +102,11 @@ pub struct BoardJson<'a> {
 
 impl<'a> BoardJson<'a> {
     /// The board of `tasks`.
-    pub fn new(tasks: &'a [Task], usage: &'a super::TaskUsage) -> BoardJson<'a> {
+    pub fn new(
+        tasks: &'a [Task],
+        usage: &'a super::TaskUsage,
+        retrying: &'a super::Retrying,
+    ) -> BoardJson<'a> {
         let waiting = waiting_on(tasks);
         let ordered = board_order(tasks);
         let columns = TaskStatus::ALL
@@ -119,6 +126,10 @@ impl<'a> BoardJson<'a> {
                             .map(|w| w.iter().map(|d| d.0).collect())
                             .unwrap_or_default(),
                         usage: usage.get(&t.id),
+                        retry_waits_for: retrying
+                            .get(&t.id)
+                            .map(|w| w.iter().map(|d| d.0).collect())
+                            .unwrap_or_default(),
                     })
                     .collect(),
             })

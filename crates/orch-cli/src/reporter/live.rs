@@ -52,6 +52,7 @@ impl Block {
             | RunEvent::BudgetSpent { .. }
             | RunEvent::ReportRefused { .. }
             | RunEvent::UserRefsMoved { .. }
+            | RunEvent::RetryWaits { .. }
             | RunEvent::Landed { .. }
             | RunEvent::QuotaBreaker { .. } => Some(format!("{} {}", self.stamp(), e.reason())),
             _ => None,

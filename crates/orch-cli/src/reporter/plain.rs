@@ -28,6 +28,7 @@ pub fn progress_line(e: &RunEvent) -> Option<String> {
         | RunEvent::BudgetSpent { .. }
         | RunEvent::ReportRefused { .. }
         | RunEvent::UserRefsMoved { .. }
+        | RunEvent::RetryWaits { .. }
         | RunEvent::Landed { .. }
         | RunEvent::QuotaBreaker { .. } => Some(e.reason()),
         RunEvent::CleanupDone { error: Some(_), .. } => Some(e.reason()),

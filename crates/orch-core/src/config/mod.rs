@@ -236,6 +236,10 @@ pub struct PolicyConfig {
     pub retry_on: Vec<FailureClass>,
     /// Delay before a retry (`0s`: at once).
     pub backoff: Delay,
+    /// Retries after failures on a stale head (the integration line moved on since the
+    /// attempt's base, or work in flight when it failed landed before its retry): these
+    /// spend no attempt, up to this many per task.
+    pub stale_retries: u32,
     /// `retry`, `block` or `halt`.
     pub on_conflict: OnConflict,
     /// `fail` or `done-if-valid`.
@@ -267,6 +271,7 @@ impl Default for PolicyConfig {
                 FailureClass::Infrastructure,
             ],
             backoff: Delay::from_secs(5),
+            stale_retries: 3,
             on_conflict: OnConflict::Retry,
             empty_diff: EmptyDiff::Fail,
             quota_backoff: Delay::from_secs(60),

@@ -215,12 +215,19 @@ impl Orchestrator {
     pub(super) fn on_worktree_ready(&mut self, attempt: AttemptId) {
         self.move_attempt(attempt, AttemptState::Running, "worktree ready");
         let resume_session = self.session_to_resume(attempt);
+        let previous_base = self
+            .attempts
+            .of_task(attempt.task)
+            .rev()
+            .find(|(id, _)| id.number < attempt.number)
+            .map(|(_, a)| a.rec.base.clone());
         let a = self.attempts.at(attempt);
         let cmd = Command::SpawnAgent {
             attempt,
             note: a.note.clone(),
             previous_failure: a.previous_failure.clone(),
             resume_session,
+            previous_base,
         };
         self.commands.push_back(cmd);
         self.start_op(attempt, Some(self.policy.agent_timeout));

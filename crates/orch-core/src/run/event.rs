@@ -182,6 +182,17 @@ pub enum RunEvent {
         /// What was wrong.
         reason: String,
     },
+    /// A failed task's retry waits for other tasks' work in flight: it runs once that
+    /// work lands (on the new head, spending no attempt) or, if none lands, after it
+    /// all ended.
+    RetryWaits {
+        /// The task.
+        task: TaskId,
+        /// The attempt that failed.
+        attempt: AttemptId,
+        /// The tasks whose work it waits for.
+        on: Vec<TaskId>,
+    },
     /// The user moved or deleted their own branch (the run's base or target) while an
     /// attempt's agent ran: no one's failure, and orch left it as it is.
     UserRefsMoved {
@@ -293,6 +304,7 @@ impl RunEvent {
             RunEvent::BudgetSpent { .. } => "run.budget_spent",
             RunEvent::ReportRefused { .. } => "attempt.report_refused",
             RunEvent::UserRefsMoved { .. } => "run.user_refs_moved",
+            RunEvent::RetryWaits { .. } => "run.retry_waits",
             RunEvent::PlannerUsage { .. } => "planner.usage",
             RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
             RunEvent::Landed { .. } => "run.landed",
@@ -429,6 +441,13 @@ impl RunEvent {
                 format!("the planner used {} for request {request}", usage.summary())
             }
             RunEvent::UserRefsMoved { moves, .. } => moves.join("; "),
+            RunEvent::RetryWaits { attempt, on, .. } => {
+                let on: Vec<String> = on.iter().map(|t| format!("#{t}")).collect();
+                format!(
+                    "{attempt} failed while {} was in flight: its retry waits for that work to land or fail",
+                    on.join(", ")
+                )
+            }
             RunEvent::ReportRefused { attempt, reason } => {
                 format!("{attempt}'s report was refused, its figure left out: {reason}")
             }
@@ -458,6 +477,7 @@ impl RunEvent {
             | RunEvent::AttemptUsage { attempt, .. }
             | RunEvent::ReportRefused { attempt, .. }
             | RunEvent::UserRefsMoved { attempt, .. }
+            | RunEvent::RetryWaits { attempt, .. }
             | RunEvent::BudgetSpent {
                 attempt: Some(attempt),
                 ..

@@ -419,6 +419,9 @@ pub enum Command {
         previous_failure: Option<FailureKind>,
         /// The previous attempt's agent session, to resume (`agent.resume_session`).
         resume_session: Option<String>,
+        /// The base the previous attempt started from: what landed since is worth
+        /// telling the retry.
+        previous_base: Option<CommitId>,
     },
     /// Run a gate on `commit`.
     RunGate {

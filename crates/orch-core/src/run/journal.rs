@@ -158,6 +158,7 @@ impl RunSnapshot {
             | RunEvent::BudgetSpent { .. }
             | RunEvent::ReportRefused { .. }
             | RunEvent::UserRefsMoved { .. }
+            | RunEvent::RetryWaits { .. }
             | RunEvent::QuotaBreaker { .. }
             | RunEvent::Landed { .. }
             | RunEvent::GateRerun { .. }

@@ -454,6 +454,7 @@ impl Orchestrator {
 
     /// After every input: claim what can be claimed, and finish if nothing is left.
     fn settle(&mut self) {
+        self.wake_waiting();
         self.schedule();
         let busy = !self.attempts.live.is_empty()
             || !self.cleaning.is_empty()

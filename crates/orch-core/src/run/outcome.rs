@@ -2,14 +2,25 @@
 //! infrastructure failure (orch's fault: a missing worktree, a full disk, a broken
 //! gate) is retried without spending the task's attempts; a streak of them halts the
 //! run instead of looping.
+//!
+//! A retry runs on a head that can make a difference (parallelism never costs a task
+//! a sequential run would land, I15): a failure on a head the line has since moved
+//! on from is retried at once on the new head; one while other tasks' work is in
+//! flight waits for that work (the task shows as waiting), and is retried on the new
+//! head if any of it lands. Either way the failure was the stale head's, not the
+//! task's: it spends none of `policy.max_attempts` but one of `policy.stale_retries`.
+//! Only when nothing is left in flight does a retry run on the same head again,
+//! after `policy.backoff`, and then the failure counts.
 
 use super::Drain;
 use super::Orchestrator;
-use super::scheduler::Retry;
+use super::event::RunEvent;
+use super::scheduler::{Retry, Wait};
 use super::timers::{Deadline, after};
 use super::types::{AttemptId, AttemptPhase, AttemptState, FailureKind};
-use crate::config::OnConflict;
+use crate::config::{FailureClass, OnConflict};
 use crate::task::{TaskId, TaskStatus};
+use crate::time::Timestamp;
 
 /// This many infrastructure failures in a row, with no success between, halt the run:
 /// orch cannot do its part, and retrying would only loop.
@@ -81,6 +92,9 @@ impl Orchestrator {
                 return;
             }
         }
+        if self.retry_on_a_newer_head(attempt, &kind) {
+            return;
+        }
         let used = self.counted_attempts(task);
         let budget_left = used < self.policy.retry.max_attempts;
         let retry = match &kind {
@@ -116,31 +130,166 @@ impl Orchestrator {
         }
     }
 
+    /// Whether `kind` is retried at all, as policy says (the conflict policy for a
+    /// conflict, `policy.retry_on` for the rest).
+    fn retried(&self, kind: &FailureKind) -> bool {
+        match kind {
+            FailureKind::Conflict { .. } => self.policy.on_conflict == OnConflict::Retry,
+            other => self.policy.retry.retry_on.contains(&other.class()),
+        }
+    }
+
+    /// A failure of a kind a newer head may cure, with the task's stale budget left:
+    /// retried at once if the line moved on since the attempt's base, or made to wait
+    /// for the other tasks' work in flight. Either way it spends no attempt (if a
+    /// newer head is what its retry runs on). False when the usual rules apply.
+    fn retry_on_a_newer_head(&mut self, attempt: AttemptId, kind: &FailureKind) -> bool {
+        let curable = matches!(
+            kind.class(),
+            FailureClass::AgentError
+                | FailureClass::WorkerValidation
+                | FailureClass::Conflict
+                | FailureClass::IntegrationValidation
+        );
+        let task = attempt.task;
+        if !curable || !self.retried(kind) || self.drain.is_some() || !self.stale_left(task) {
+            return false;
+        }
+        let base = self.attempts.rec(attempt).base.clone();
+        if self.head.as_ref() != Some(&base) {
+            self.retry_or_release(task, Some(kind.clone()));
+            return true;
+        }
+        let on: std::collections::BTreeSet<AttemptId> = self
+            .attempts
+            .live
+            .iter()
+            .copied()
+            .filter(|a| a.task != task)
+            .collect();
+        if on.is_empty() {
+            return false;
+        }
+        self.persist(RunEvent::RetryWaits {
+            task,
+            attempt,
+            on: on.iter().map(|a| a.task).collect(),
+        });
+        let wait = Wait { attempt, base, on };
+        let retry = Retry {
+            due: Timestamp(i64::MAX),
+            previous: Some(kind.clone()),
+            wait: Some(wait),
+        };
+        self.sched.retries.insert(task, retry);
+        true
+    }
+
+    /// Wakes the retries whose wait is over: the line moved on (retried at once, on the
+    /// new head), or the work they waited for all ended without moving it (the
+    /// failure counts, and the usual rules apply: a retry after `policy.backoff`, or
+    /// the task fails out of attempts).
+    pub(super) fn wake_waiting(&mut self) {
+        let over: Vec<(TaskId, bool)> = self
+            .sched
+            .retries
+            .iter()
+            .filter_map(|(t, r)| {
+                let w = r.wait.as_ref()?;
+                let moved = self.head.as_ref() != Some(&w.base);
+                let ended = w.on.iter().all(|a| !self.attempts.live.contains(a));
+                (moved || ended).then_some((*t, moved))
+            })
+            .collect();
+        for (task, moved) in over {
+            let r = self.sched.retries.remove(&task).expect("just found");
+            let w = r.wait.expect("just found waiting");
+            let kind = r.previous.expect("a waiting retry follows a failure");
+            if moved || self.drain.is_some() {
+                self.retry_or_release(task, Some(kind));
+                continue;
+            }
+            let used = self.counted_attempts(task);
+            let left = match &kind {
+                FailureKind::Conflict { .. } => used < self.policy.retry.max_attempts,
+                k => self.policy.retry.should_retry(k.class(), used),
+            };
+            if left {
+                self.retry_or_release(task, Some(kind));
+            } else {
+                let reason = format!(
+                    "{}: {kind}; out of attempts (the work in flight it waited for landed nothing)",
+                    w.attempt
+                );
+                self.move_task(task, TaskStatus::Failed, &reason);
+            }
+        }
+    }
+
     pub(super) fn retry_or_release(&mut self, task: TaskId, previous: Option<FailureKind>) {
         if self.drain.is_some() {
             self.move_task(task, TaskStatus::Backlog, "released: the run is draining");
             return;
         }
+        // A retry on a head the failed attempt did not have runs at once; the backoff
+        // is for a retry on the same head.
+        let last_base = self
+            .attempts
+            .of_task(task)
+            .next_back()
+            .map(|(_, a)| &a.rec.base);
+        let newer = last_base.is_some_and(|b| self.head.as_ref() != Some(b));
         let counted = previous.as_ref().is_some_and(|k| k.counts());
-        let due = if counted {
+        let due = if counted && !newer {
             let used = self.counted_attempts(task);
             after(self.now, self.policy.retry.backoff.delay(used.max(1)))
         } else {
             self.now
         };
-        self.sched.retries.insert(task, Retry { due, previous });
+        let retry = Retry {
+            due,
+            previous,
+            wait: None,
+        };
+        self.sched.retries.insert(task, retry);
         self.timers.arm(Deadline::Retry(task), due);
     }
 
     /// The task's attempts that count against its budget: those that failed for the
-    /// agent's reasons or succeeded; interruptions and orch's own failures do not.
+    /// agent's reasons or succeeded. Interruptions and orch's own failures do not, nor
+    /// (up to `policy.stale_retries` of them) failures whose retry ran on a newer head:
+    /// those were the stale head's.
     pub(super) fn counted_attempts(&self, task: TaskId) -> u32 {
-        self.attempts
-            .of_task(task)
-            .filter(|(_, a)| match &a.rec.state {
-                AttemptState::Failed(k) => k.counts(),
-                s => s.phase() == AttemptPhase::Succeeded,
-            })
-            .count() as u32
+        self.attempt_tally(task).0
+    }
+
+    /// Whether the task may still spend a failure on a stale head.
+    fn stale_left(&self, task: TaskId) -> bool {
+        self.attempt_tally(task).1 < self.policy.retry.stale_retries
+    }
+
+    /// (counted attempts, failures spent from the stale budget), in attempt order: a
+    /// failure whose next attempt started on another base is stale while the budget
+    /// lasts.
+    fn attempt_tally(&self, task: TaskId) -> (u32, u32) {
+        let attempts: Vec<_> = self.attempts.of_task(task).map(|(_, a)| &a.rec).collect();
+        let (mut counted, mut stale) = (0, 0);
+        for (i, rec) in attempts.iter().enumerate() {
+            match &rec.state {
+                AttemptState::Failed(k) if k.counts() => {
+                    let next_base = attempts.get(i + 1).map(|n| &n.base);
+                    if next_base.is_some_and(|b| *b != rec.base)
+                        && stale < self.policy.retry.stale_retries
+                    {
+                        stale += 1;
+                    } else {
+                        counted += 1;
+                    }
+                }
+                s if s.phase() == AttemptPhase::Succeeded => counted += 1,
+                _ => {}
+            }
+        }
+        (counted, stale)
     }
 }

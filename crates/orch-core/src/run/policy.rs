@@ -43,6 +43,8 @@ pub struct RetryPolicy {
     pub backoff: Backoff,
     /// The failure classes that are retried.
     pub retry_on: Vec<FailureClass>,
+    /// Failures on a stale head that spend no attempt, per task (`policy.stale_retries`).
+    pub stale_retries: u32,
 }
 
 impl RetryPolicy {
@@ -120,6 +122,7 @@ impl Policy {
                 max_attempts: c.policy.max_attempts.get(),
                 backoff: Backoff::Fixed(c.policy.backoff.0),
                 retry_on: c.policy.retry_on.clone(),
+                stale_retries: c.policy.stale_retries,
             },
             on_conflict: c.policy.on_conflict,
             empty_diff: c.policy.empty_diff,
@@ -210,6 +213,7 @@ mod tests {
             max_attempts: 2,
             backoff: Backoff::Fixed(Duration::ZERO),
             retry_on: vec![FailureClass::Timeout],
+            stale_retries: 0,
         };
         assert!(r.should_retry(FailureClass::Timeout, 1));
         assert!(!r.should_retry(FailureClass::Timeout, 2));

@@ -157,13 +157,24 @@ impl Orchestrator {
             .copied()
             .filter(|id| self.attempts.rec(*id).state.phase() == AttemptPhase::Integrating)
             .collect();
-        for id in &integrating {
+        // Advances that were journaled, only their consequences not: the candidate
+        // the head is at, and (an advance lands a whole prefix of the stack) each one
+        // below it, down the merges they were made on.
+        let mut advanced = Vec::new();
+        let mut at = self.head.clone();
+        while let Some(id) = integrating.iter().copied().find(|id| {
             let rec = self.attempts.rec(*id);
-            if rec.integration_passed && rec.merge == self.head {
-                // The advance was journaled; only its consequences were not.
-                reason.push(format!("{id} was integrated just before the crash"));
-                self.complete(*id);
-            }
+            !advanced.contains(id)
+                && rec.integration_passed
+                && rec.merge.is_some()
+                && rec.merge == at
+        }) {
+            advanced.push(id);
+            at = self.attempts.rec(id).onto.clone();
+        }
+        for id in advanced.into_iter().rev() {
+            reason.push(format!("{id} was integrated just before the crash"));
+            self.complete(id);
         }
         let mut chain = self.rebuild_stack(&integrating);
         let reached = chain
@@ -252,6 +263,13 @@ impl Orchestrator {
     /// The rebuilt stack, on the head the ref is at, adopted: validated candidates wait
     /// to land, unvalidated merges are validated again.
     fn adopt_stack(&mut self, chain: Vec<AttemptId>, reason: &mut Vec<String>) {
+        // A batch's top passed, and the crash came before what it implies for those
+        // below it (its merge holds their work) was journaled: it is, now.
+        let top_passed = chain
+            .iter()
+            .rev()
+            .copied()
+            .find(|id| self.attempts.rec(*id).integration_passed);
         for id in chain {
             self.attempts.live.insert(id);
             self.integrator.adopt(id);
@@ -269,6 +287,12 @@ impl Orchestrator {
                     self.run_gate(id, Stage::Integration, commit);
                 }
                 (false, None) => {}
+            }
+        }
+        if let Some(top) = top_passed.filter(|_| self.batching()) {
+            let merge = self.attempts.rec(top).merge.clone();
+            if let Some(commit) = merge {
+                self.imply_below(top, &commit);
             }
         }
     }

@@ -24,6 +24,18 @@ use crate::transition::{self, Actor};
 pub(super) struct Retry {
     pub(super) due: crate::time::Timestamp,
     pub(super) previous: Option<FailureKind>,
+    /// Set while the retry waits for work in flight (it is not due meanwhile).
+    pub(super) wait: Option<Wait>,
+}
+
+/// What a retry waits for: the integration line to move on from `base` (the failed
+/// attempt's), or else every attempt of `on` (other tasks' work in flight when it
+/// failed) to end.
+#[derive(Debug, Clone)]
+pub(super) struct Wait {
+    pub(super) attempt: AttemptId,
+    pub(super) base: super::types::CommitId,
+    pub(super) on: BTreeSet<AttemptId>,
 }
 
 /// The board as the run sees it, and what waits to be claimed.

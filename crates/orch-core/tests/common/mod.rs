@@ -1169,6 +1169,7 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::BudgetSpent { .. }
                 | RunEvent::ReportRefused { .. }
                 | RunEvent::UserRefsMoved { .. }
+                | RunEvent::RetryWaits { .. }
                 | RunEvent::Landed { .. }
                 | RunEvent::LineMovedOn { .. }
                 | RunEvent::GateRerun { .. }
@@ -1238,6 +1239,7 @@ pub fn fmt_command(c: &Command) -> String {
             note,
             previous_failure,
             resume_session,
+            ..
         } => format!(
             "spawn agent {attempt}{}{}{}",
             resume_session

@@ -22,9 +22,37 @@ pub(crate) struct Ask {
     pub(crate) note: Option<String>,
     pub(crate) previous_failure: Option<FailureKind>,
     pub(crate) resume_session: Option<String>,
+    /// The previous attempt's base: what landed since is told to the retry.
+    pub(crate) previous_base: Option<CommitId>,
     /// The prompt as rendered elsewhere (a coordinator's, for a worker); `None`: from
     /// the task.
     pub(crate) prompt: Option<String>,
+}
+
+impl Ask {
+    /// What a `SpawnAgent` asks for, on the attempt's `base` (`None` for any other
+    /// command).
+    pub(crate) fn of(cmd: orch_core::run::Command, base: Option<CommitId>) -> Option<Ask> {
+        let orch_core::run::Command::SpawnAgent {
+            attempt,
+            note,
+            previous_failure,
+            resume_session,
+            previous_base,
+        } = cmd
+        else {
+            return None;
+        };
+        Some(Ask {
+            attempt,
+            base: base.unwrap_or(CommitId(String::new())),
+            note,
+            previous_failure,
+            resume_session,
+            previous_base,
+            prompt: None,
+        })
+    }
 }
 
 /// Runs the agent of `attempt` and reports how it ended, what it left and what it
@@ -43,36 +71,16 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         .await
         .expect("the semaphore is never closed");
     let prompt_path = dir.join("prompt.md");
-    let text = ask.prompt.clone().unwrap_or_else(|| render(&ctx, &ask));
+    let text = match ask.prompt.clone() {
+        Some(p) => p,
+        None => render(&ctx, &ask).await,
+    };
     if let Err(e) = orch_validate::files::write(&prompt_path, text.as_bytes()) {
         return failed(format!("writing the prompt: {e}"));
     }
     let wt = ctx.attempt_worktree(attempt);
     let preset = ctx.preset();
-    let values = prompt::CommandValues {
-        prompt_file: prompt_path.display().to_string(),
-        worktree: wt.display().to_string(),
-        artifacts: dir.display().to_string(),
-        task_id: attempt.task.0,
-        attempt: attempt.number,
-        session_id: ask.resume_session.clone(),
-        gates: ctx.cfg.config.validate.worker.clone(),
-    };
-    let line = command_line(&ctx, values);
-    let spec = CommandSpec {
-        program: program(&ctx, line, &wt, &dir),
-        cwd: wt.clone(),
-        env: ctx.env(attempt, &wt, &prompt_path, &ask.base),
-        // The core's deadline decides; this is only a backstop.
-        timeout: ctx.cfg.config.agent.timeout.0 + Duration::from_secs(60),
-        kill_grace: ctx.policy.kill_grace,
-        log_path: dir.join("agent.log"),
-        log_cap: ctx.cfg.config.artifacts.log_cap.0,
-        stdin: None,
-        capture_stdout: None,
-        hard_kill: Some(stop.kill.clone()),
-        log_frame: false,
-    };
+    let spec = agent_spec(&ctx, &ask, &wt, &dir, &stop);
     // What the agent could plant in the shared .git (hooks, config, info/), to undo.
     let git = ctx.git.clone();
     let run_cfg = &ctx.cfg.config.run;
@@ -107,6 +115,36 @@ pub(crate) async fn spawn(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         exit: f.exit,
         changes: f.changes,
         report: f.report,
+    }
+}
+
+/// How the agent of `ask` runs: its command line in its worktree, its environment,
+/// its log beside its prompt, and SIGKILL when the core says.
+fn agent_spec(ctx: &Ctx, ask: &Ask, wt: &Path, dir: &Path, stop: &Stop) -> CommandSpec {
+    let (attempt, prompt_path) = (ask.attempt, dir.join("prompt.md"));
+    let values = prompt::CommandValues {
+        prompt_file: prompt_path.display().to_string(),
+        worktree: wt.display().to_string(),
+        artifacts: dir.display().to_string(),
+        task_id: attempt.task.0,
+        attempt: attempt.number,
+        session_id: ask.resume_session.clone(),
+        gates: ctx.cfg.config.validate.worker.clone(),
+    };
+    let line = command_line(ctx, values);
+    CommandSpec {
+        program: program(ctx, line, wt, dir),
+        cwd: wt.to_path_buf(),
+        env: ctx.env(attempt, wt, &prompt_path, &ask.base),
+        // The core's deadline decides; this is only a backstop.
+        timeout: ctx.cfg.config.agent.timeout.0 + Duration::from_secs(60),
+        kill_grace: ctx.policy.kill_grace,
+        log_path: dir.join("agent.log"),
+        log_cap: ctx.cfg.config.artifacts.log_cap.0,
+        stdin: None,
+        capture_stdout: None,
+        hard_kill: Some(stop.kill.clone()),
+        log_frame: false,
     }
 }
 
@@ -266,23 +304,59 @@ async fn commit_leftovers(
     }
 }
 
-pub(crate) fn render(ctx: &Ctx, ask: &Ask) -> String {
-    let (attempt, note, failure) = (
-        ask.attempt,
-        ask.note.as_deref(),
-        ask.previous_failure.as_ref(),
-    );
-    let Some(t) = ctx.task(attempt.task) else {
+/// The attempt's prompt: its task, its gates, and on a retry what failed, what landed
+/// since, and where it works.
+pub(crate) async fn render(ctx: &Ctx, ask: &Ask) -> String {
+    let Some(t) = ctx.task(ask.attempt.task) else {
         return String::new();
     };
-    let (w, i) = (
-        &ctx.cfg.config.validate.worker,
-        &ctx.cfg.config.validate.integration,
-    );
+    let retry = retry_context(ctx, ask).await;
+    let p = prompt::Prompt {
+        task: &t,
+        worker: &ctx.cfg.config.validate.worker,
+        integration: &ctx.cfg.config.validate.integration,
+        note: ask.note.as_deref(),
+        previous: ask.previous_failure.as_ref(),
+        retry: &retry,
+    };
     match &ctx.template {
-        Some(tpl) => prompt::render_template(tpl, &t, w, i, note, failure),
-        None => prompt::render_prompt(&t, w, i, note, failure),
+        Some(tpl) => p.render_template(tpl),
+        None => p.render(),
     }
+}
+
+/// What a retry is told besides its failure: the tasks that landed since its last
+/// attempt's base (titles from the board, where they are still on it) with the files
+/// they changed, and, when it resumes a session, the directory it works in now.
+async fn retry_context(ctx: &Ctx, ask: &Ask) -> prompt::RetryContext {
+    let mut retry = prompt::RetryContext::default();
+    if let Some(from) = ask.previous_base.clone().filter(|b| *b != ask.base) {
+        let (git, to) = (ctx.git.clone(), ask.base.clone());
+        let landed = blocking(move || git.landed_since(&from, &to))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let tasks = ctx.tasks_by_key();
+        retry.landed = landed
+            .into_iter()
+            .map(|l| orch_core::ports::Landing {
+                tasks: l
+                    .tasks
+                    .iter()
+                    .map(|k| match tasks.get(k) {
+                        Some((id, title)) => format!("#{id} {title}"),
+                        None => k.clone(),
+                    })
+                    .collect(),
+                files: l.files,
+            })
+            .collect();
+    }
+    if ask.resume_session.is_some() {
+        retry.workdir = Some(ctx.attempt_worktree(ask.attempt).display().to_string());
+    }
+    retry
 }
 
 /// Runs the agent, streaming its lines into the run's event stream, and its usage so

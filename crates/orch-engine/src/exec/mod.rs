@@ -86,6 +86,15 @@ impl Ctx {
             .cloned()
     }
 
+    /// The board's tasks by key: their ids and titles.
+    pub(crate) fn tasks_by_key(&self) -> HashMap<String, (TaskId, String)> {
+        let tasks = self.tasks.read().expect("the task map is never poisoned");
+        tasks
+            .values()
+            .map(|t| (t.key.clone(), (t.id, t.title.clone())))
+            .collect()
+    }
+
     pub(crate) fn set_tasks(&self, tasks: HashMap<TaskId, Task>) {
         *self.tasks.write().expect("the task map is never poisoned") = Arc::new(tasks);
     }
@@ -258,21 +267,8 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             branch,
             base,
         } => Box::pin(async move { Some(worktree::provision(ctx, attempt, branch, base).await) }),
-        Command::SpawnAgent {
-            attempt,
-            note,
-            previous_failure,
-            resume_session,
-        } => {
-            let base = base.unwrap_or(CommitId(String::new()));
-            let ask = agent::Ask {
-                attempt,
-                base,
-                note,
-                previous_failure,
-                resume_session,
-                prompt: None,
-            };
+        cmd @ Command::SpawnAgent { .. } => {
+            let ask = agent::Ask::of(cmd, base).expect("just matched");
             Box::pin(async move { Some(agent::spawn(ctx, ask, stop).await) })
         }
         Command::RunGate {

@@ -44,20 +44,8 @@ pub(crate) fn work(
         } => Ok(Box::pin(async move {
             Some(provision(ctx, attempt, branch, base).await)
         })),
-        Command::SpawnAgent {
-            attempt,
-            note,
-            previous_failure,
-            resume_session,
-        } => {
-            let ask = Ask {
-                attempt,
-                base: base.unwrap_or(CommitId(String::new())),
-                note,
-                previous_failure,
-                resume_session,
-                prompt: None,
-            };
+        cmd @ Command::SpawnAgent { .. } => {
+            let ask = Ask::of(cmd, base).expect("just matched");
             let stop = stop.clone();
             Ok(Box::pin(async move { Some(agent(ctx, ask, stop).await) }))
         }
@@ -107,7 +95,7 @@ pub(crate) async fn agent(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         Ok(d) => d,
         Err(e) => return failed(e.to_string()),
     };
-    let prompt = super::agent::render(&ctx, &ask);
+    let prompt = super::agent::render(&ctx, &ask).await;
     if let Err(e) = orch_validate::files::write(&dir.join("prompt.md"), prompt.as_bytes()) {
         return failed(format!("writing the prompt: {e}"));
     }

@@ -293,6 +293,8 @@ impl Shared {
             note: None,
             previous_failure: None,
             resume_session: job.spec.resume_session.clone(),
+            // The coordinator rendered the prompt, with what landed since.
+            previous_base: None,
             prompt: Some(job.spec.prompt.clone()),
         };
         let Input::AgentExited {
