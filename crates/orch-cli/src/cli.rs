@@ -407,6 +407,10 @@ pub struct TaskAdd {
     /// A stable key for board files (default: task-<id>).
     #[arg(long)]
     pub key: Option<String>,
+    /// A task whose landed work this one may undo (repeatable): the revert guard lets
+    /// it. Written into the body as a `Reverts:` line.
+    #[arg(long, value_name = "ID")]
+    pub reverts: Vec<TaskId>,
 }
 
 /// `orch task list`

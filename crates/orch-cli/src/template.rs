@@ -44,12 +44,14 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # integration = []               # commands run on the merge commit
 # timeout = "20m"
 # integration_retries = 0        # reruns of a failing integration gate; a later pass is "flaky"
+# reuse = true                   # a tree that passed a gate is not gated again
 
 [policy]
 # max_attempts = 2
 # retry_on = ["agent-error", "timeout", "worker-validation", "integration-validation", "conflict", "infrastructure"]
 # backoff = "5s"
 # stale_retries = 3              # failures on a stale head that spend no attempt
+# on_revert = "retry"            # undoing landed work: retry told what to keep, or "block", "allow"
 # on_conflict = "retry"          # or "block", "halt"
 # empty_diff = "fail"            # or "done-if-valid"
 # quota_backoff = "1m"           # after a rate limit: the wait before one probe (doubling)

@@ -1097,9 +1097,11 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         "{out}"
     );
     assert_eq!(s.ok(&["cleanup"]).stdout, "Nothing to clean up.\n");
-    // The pool stays until asked; then nothing of it is left.
+    // The pool stays until asked; then nothing of it is left. (Two attempt worktrees:
+    // the good task's merge had the tree its worker gate passed, with the same, empty,
+    // commands, so no integration checkout was made.)
     let out = s.ok(&["cleanup", "--pool"]).stdout;
-    assert!(out.contains("pool: 3 worktrees removed"), "{out}");
+    assert!(out.contains("pool: 2 worktrees removed"), "{out}");
     let list = git_cmd()
         .arg("-C")
         .arg(s.repo())

@@ -684,3 +684,178 @@ fn a_dependent_change_lands_in_the_same_run_with_one_attempt() {
         "{prompt}"
     );
 }
+
+/// A tree is gated once: with the same commands in both gates, a merge onto the
+/// attempt's own base (nothing landed meanwhile) has the tree its worker gate passed,
+/// so the integration gate does not run (`attempt.gate_reused`). A changed command is
+/// another gate: its verdict is not reused. `validate.reuse = false` gates every time.
+#[test]
+fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
+    let s = Sandbox::new();
+    let gate = "echo gate-ran; test -e t1.txt -o -e t2.txt -o -e t3.txt";
+    let gated = |task: u32| -> Vec<String> {
+        let runs = s.repo().join(".orch/artifacts");
+        let mut logs = Vec::new();
+        for run in std::fs::read_dir(&runs).unwrap().flatten() {
+            let dir = run.path().join(format!("{task}/1"));
+            for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                logs.push(f.file_name().to_string_lossy().into_owned());
+            }
+        }
+        logs.sort();
+        logs
+    };
+    let events = || String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    s.add("One", &[]);
+    s.ok(&run_args(&[
+        "--validate",
+        gate,
+        "--integrate-validate",
+        gate,
+    ]));
+    let reused: Vec<String> = events()
+        .lines()
+        .filter(|l| l.contains("attempt.gate_reused"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(reused.len(), 1, "{reused:?}");
+    assert!(
+        reused[0].contains("task-1-1's integration gate was not run"),
+        "{reused:?}"
+    );
+    assert!(
+        gated(1).contains(&"worker-1.log".to_owned()),
+        "{:?}",
+        gated(1)
+    );
+    assert!(
+        !gated(1).contains(&"integration-1.log".to_owned()),
+        "{:?}",
+        gated(1)
+    );
+    // Another integration command: the worker's pass does not stand for it.
+    s.add("Two", &[]);
+    let other = format!("{gate}; echo and more");
+    s.ok(&run_args(&[
+        "--validate",
+        gate,
+        "--integrate-validate",
+        &other,
+    ]));
+    assert!(
+        gated(2).contains(&"integration-1.log".to_owned()),
+        "{:?}",
+        gated(2)
+    );
+    // Reuse off: both gates run, though the commands match.
+    s.add("Three", &[]);
+    s.ok(&run_args(&[
+        "--validate",
+        gate,
+        "--integrate-validate",
+        gate,
+        "-c",
+        "validate.reuse=false",
+    ]));
+    assert!(
+        gated(3).contains(&"integration-1.log".to_owned()),
+        "{:?}",
+        gated(3)
+    );
+    let count = events().matches("attempt.gate_reused").count();
+    assert_eq!(count, 1, "only task 1's gate was reused");
+}
+
+/// An attempt that writes a file from an old view undoes another task's landed change
+/// (a version bump taken back): it fails as `reverts-landed-work`, naming the task and
+/// the lines, and its retry, told what to keep, keeps both changes. One that, told,
+/// undoes the same work again meant it: it lands, journaled as `attempt.reverts`.
+#[test]
+fn an_attempt_that_undoes_landed_work_is_caught_and_its_retry_keeps_both() {
+    let s = Sandbox::new();
+    std::fs::write(s.repo().join("version.txt"), "version = 1.0\n").unwrap();
+    git(&s.repo(), &["add", "version.txt"]);
+    git(&s.repo(), &["commit", "-q", "-m", "Add the version"]);
+    s.add("Bump", &[]);
+    s.ok(&["run", "--agent-cmd", "sed -i 's/1.0/2.0/' version.txt"]);
+    // From its old view (1.0), the first attempt writes the whole file; told, the
+    // retry adds its line to the file as it is.
+    s.add("Feature", &["--after", "1"]);
+    let agent = "if [ \"$ORCH_ATTEMPT\" = 1 ]; then printf 'version = 1.0\\nfeature = on\\n' > version.txt; else echo 'feature = on' >> version.txt; fi";
+    let out = s.run(&[
+        "run",
+        "--agent-cmd",
+        agent,
+        "--max-attempts",
+        "2",
+        "-c",
+        "policy.backoff=0s",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    let failed = events
+        .lines()
+        .find(|l| l.contains("reverts-landed-work"))
+        .expect("the undo was caught");
+    assert!(
+        failed.contains("task-1's change to version.txt line 1 (puts back what it replaced)"),
+        "{failed}"
+    );
+    let landed = git(&s.repo(), &["show", "orch/integration:version.txt"]);
+    assert_eq!(landed, "version = 2.0\nfeature = on");
+    let run = std::fs::read_dir(s.repo().join(".orch/artifacts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("2/2/prompt.md").exists())
+        .unwrap();
+    let prompt = std::fs::read_to_string(run.join("2/2/prompt.md")).unwrap();
+    assert!(
+        prompt.contains("Keep that work:\n- task-1's change to version.txt line 1"),
+        "{prompt}"
+    );
+    // Told, and done again: meant. It lands, and the undo is on the record.
+    s.add("Downgrade", &[]);
+    let again = "printf 'version = 1.0\\nfeature = on\\n' > version.txt";
+    s.ok(&["run", "--agent-cmd", again, "-c", "policy.backoff=0s"]);
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    assert!(events.contains("attempt.reverts"), "{events}");
+    assert!(events.contains("taken as meant"), "{events}");
+    assert_eq!(
+        git(&s.repo(), &["show", "orch/integration:version.txt"]),
+        "version = 1.0\nfeature = on"
+    );
+}
+
+/// A task that says it reverts another lands its undo on the first attempt, on the
+/// record; `--reverts` names a task that exists.
+#[test]
+fn a_task_that_declares_a_revert_lands_it_at_once() {
+    let s = Sandbox::new();
+    s.add("Add a flag", &[]);
+    s.ok(&["run", "--agent-cmd", "echo 'flag = on' > flags.txt"]);
+    let bad = s.run(&["task", "add", "Undo", "--reverts", "9"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--reverts 9: task 9 does not exist"),
+        "{stderr}"
+    );
+    s.add("Take the flag out", &["--reverts", "1"]);
+    let shown = String::from_utf8(s.ok(&["task", "show", "2"]).stdout).unwrap();
+    assert!(shown.contains("Reverts: task-1"), "{shown}");
+    s.ok(&["run", "--agent-cmd", "rm flags.txt", "--max-attempts", "1"]);
+    let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
+    assert!(!events.contains("reverts-landed-work"), "{events}");
+    let reverts = events
+        .lines()
+        .find(|l| l.contains("attempt.reverts"))
+        .expect("the undo is on the record");
+    assert!(
+        reverts.contains("its task says it reverts that work"),
+        "{reverts}"
+    );
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert!(!files.contains("flags.txt"), "{files}");
+}

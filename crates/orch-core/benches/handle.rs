@@ -32,6 +32,7 @@ fn board() -> Vec<TaskSpec> {
                 vec![]
             },
             touches: vec![format!("src/m{}/**", i % 97)],
+            reverts: vec![],
         })
         .collect()
 }
@@ -131,16 +132,21 @@ impl Driver {
             stage: Stage::Worker,
             passed: true,
             summary: String::new(),
+            reused: None,
         });
         self.feed(Input::MergeFinished {
             attempt: a,
-            result: MergeResult::Clean { commit: merge },
+            result: MergeResult::Clean {
+                commit: merge,
+                undoes: Vec::new(),
+            },
         });
         self.feed(Input::GateFinished {
             attempt: a,
             stage: Stage::Integration,
             passed: true,
             summary: String::new(),
+            reused: None,
         });
         self.feed(Input::RefUpdated {
             attempt: a,

@@ -44,6 +44,11 @@ pub struct BoardTask {
     /// Touched-path globs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub touches: Vec<String>,
+    /// Keys of landed tasks whose work this one may undo (the revert guard lets it):
+    /// in this file or already on the board. The import writes them into the body as
+    /// a `Reverts:` line, which is where the run reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverts: Vec<String>,
 }
 
 /// A task already on the board, as the import check needs it.
@@ -127,6 +132,19 @@ pub fn plan_import(
             list.sort();
             list.dedup();
         }
+        for k in &t.reverts {
+            if !file.tasks.iter().any(|f| f.key == *k) && !by_key.contains_key(k.as_str()) {
+                return Err(BoardError {
+                    index,
+                    key: Some(t.key.clone()),
+                    message: format!(
+                        "`reverts` names {k:?}, which is neither a key in this file nor on the board"
+                    ),
+                });
+            }
+        }
+        task.body = task::with_reverts(&t.body, &t.reverts);
+        task.reverts.clear();
         planned.push(PlannedTask {
             task,
             existing: by_key.get(t.key.as_str()).map(|e| e.id),
@@ -350,6 +368,22 @@ mod tests {
         let err = toml::from_str::<BoardFile>("[[task]]\nkey = \"a\"\ntitle = \"A\"\nprio = 2\n")
             .unwrap_err();
         assert!(err.to_string().contains("unknown field `prio`"), "{err}");
+    }
+
+    #[test]
+    fn reverts_become_a_body_line_and_must_name_a_known_task() {
+        let mut undo = t("undo", &[]);
+        undo.body = "Take the cache out.".into();
+        undo.reverts = vec!["cache".into()];
+        let file = BoardFile {
+            tasks: vec![t("cache", &[]), undo.clone()],
+        };
+        let plan = plan_import(&file, &[]).unwrap();
+        assert_eq!(plan[1].task.body, "Take the cache out.\n\nReverts: cache");
+        assert!(plan[1].task.reverts.is_empty());
+        undo.reverts = vec!["cahce".into()];
+        let e = plan_import(&BoardFile { tasks: vec![undo] }, &[]).unwrap_err();
+        assert!(e.message.contains("`reverts` names \"cahce\""), "{e}");
     }
 
     /// A cycle through a long chain is named by its first tasks and its length.

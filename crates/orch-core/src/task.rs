@@ -381,9 +381,53 @@ fn normalise(list: &mut Vec<String>) {
     list.dedup();
 }
 
+/// The tasks (keys) a task's body says it may undo: each `Reverts: KEY, KEY` line
+/// (what `orch task add --reverts` and a board file's `reverts = [...]` write).
+pub fn declared_reverts(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| {
+            let (head, rest) = l.trim().split_once(':')?;
+            head.trim().eq_ignore_ascii_case("reverts").then_some(rest)
+        })
+        .flat_map(|rest| rest.split([',', ' ']))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `body` with a `Reverts: KEY, KEY` line for those of `keys` it does not declare yet.
+pub fn with_reverts(body: &str, keys: &[String]) -> String {
+    let declared = declared_reverts(body);
+    let new: Vec<&str> = keys
+        .iter()
+        .filter(|k| !declared.contains(k))
+        .map(String::as_str)
+        .collect();
+    if new.is_empty() {
+        return body.to_owned();
+    }
+    let line = format!("Reverts: {}", new.join(", "));
+    match body.trim_end() {
+        "" => line,
+        text => format!("{text}\n\n{line}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_declares_the_tasks_it_reverts_once() {
+        let body = with_reverts("Undo the cache.\n", &["add-cache".to_owned()]);
+        assert_eq!(body, "Undo the cache.\n\nReverts: add-cache");
+        assert_eq!(with_reverts(&body, &["add-cache".to_owned()]), body);
+        let both = with_reverts(&body, &["add-cache".to_owned(), "task-3".to_owned()]);
+        assert_eq!(declared_reverts(&both), ["add-cache", "task-3"]);
+        assert_eq!(with_reverts("", &["a".to_owned()]), "Reverts: a");
+        assert!(declared_reverts("It reverts nothing: see above.").is_empty());
+    }
 
     #[test]
     fn parses_ids_and_statuses() {

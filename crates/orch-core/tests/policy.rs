@@ -26,6 +26,7 @@ fn spec(id: i64) -> TaskSpec {
         priority: 0,
         depends_on: vec![],
         touches: vec![],
+        reverts: vec![],
     }
 }
 
@@ -336,6 +337,7 @@ fn a_stale_input_is_refused_and_journaled_with_the_time_the_core_decided_at() {
             stage: Stage::Worker,
             passed: true,
             summary: String::new(),
+            reused: None,
         },
     );
     assert!(
@@ -627,6 +629,7 @@ fn a_line_another_run_moved_on_is_merged_onto_again() {
             stage,
             passed: true,
             summary: String::new(),
+            reused: None,
         })
     };
     let _ = gate(&mut h, Stage::Worker);
@@ -635,6 +638,7 @@ fn a_line_another_run_moved_on_is_merged_onto_again() {
             attempt: a(1, 1),
             result: MergeResult::Clean {
                 commit: CommitId(commit.into()),
+                undoes: Vec::new(),
             },
         })
     };

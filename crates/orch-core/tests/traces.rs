@@ -103,6 +103,8 @@ fn policy() -> Policy {
         on_conflict: OnConflict::Retry,
         empty_diff: EmptyDiff::Fail,
         symlinks_inside: true,
+        // Each trace shows every gate run; `a_tree_is_gated_once` shows reuse.
+        reuse_verdicts: false,
         cleanup: Cleanup::OnSuccess,
         agent_timeout: Duration::from_secs(60),
         gate_timeout: Duration::from_secs(60),
@@ -523,5 +525,34 @@ fn the_stale_budget_is_bounded_then_failures_count() {
     let (t, w) = trace(World::new(s, stale_policy(1), two_tasks(), true), |_| {});
     assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
     assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Failed);
+    insta::assert_snapshot!(t);
+}
+
+/// With `validate.reuse` (both gates run the same commands here): task 1's merge onto
+/// its own base has the tree its worker gate passed, so its integration gate does not
+/// run (`attempt.gate_reused`); task 2, merged after task 1 landed, has a new tree and
+/// is gated.
+#[test]
+fn a_tree_is_gated_once() {
+    let p = Policy {
+        reuse_verdicts: true,
+        ..policy()
+    };
+    let (t, w) = trace(World::new(Script::default(), p, two_tasks(), true), |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert!(t.contains("attempt.gate_reused task-1-1"), "{t}");
+    insta::assert_snapshot!(t);
+}
+
+/// The revert guard: task 2's first attempt undoes task 1's landed work, so it fails as
+/// `reverts-landed-work` (nothing merged lands), and its retry, whose change keeps that
+/// work, lands.
+#[test]
+fn an_attempt_that_undoes_landed_work_is_retried() {
+    let mut s = Script::default();
+    s.merges.insert((2, 1), MergePlan::Undoes);
+    let (t, w) = trace(World::new(s, policy(), two_tasks(), true), |_| {});
+    assert_eq!(w.statuses()[&TaskId(2)], orch_core::TaskStatus::Done);
+    assert!(t.contains("reverts-landed-work"), "{t}");
     insta::assert_snapshot!(t);
 }

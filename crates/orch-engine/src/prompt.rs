@@ -191,6 +191,13 @@ impl Prompt<'_> {
                     s.push_str(summary);
                     s.push('\n');
                 }
+                FailureKind::RevertsLandedWork { undone } => {
+                    s.push_str("Its change undid work other tasks had already landed. Keep that work:\n");
+                    for u in undone {
+                        s.push_str(&format!("- {u}\n"));
+                    }
+                    s.push_str("Start from the files as they are now and change only what your task needs; if it needs those lines changed, change them into something new, not back to what they were. If undoing that work is what your task asks for, do it again, and it lands.\n");
+                }
                 other => s.push_str(&format!("{other}\n")),
             }
         }

@@ -70,6 +70,10 @@ struct World {
     checked_out: HashMap<PathBuf, AttemptId>,
     /// Pooled worktrees retired because their holder could not use them.
     retired_unusable: usize,
+    /// Gate passes by (tree, recipe), as the store keeps them.
+    verdicts: BTreeMap<(String, String), String>,
+    /// Gates the fake ran, by stage.
+    gates_run: Vec<Stage>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -250,6 +254,21 @@ impl GitPort for FakeGit {
     ) -> Result<Vec<orch_core::ports::Landing>, String> {
         Ok(Vec::new())
     }
+    fn undoes(
+        &self,
+        _: &CommitId,
+        _: &CommitId,
+        _: &str,
+    ) -> Result<Vec<orch_core::ports::Undo>, String> {
+        Ok(Vec::new())
+    }
+    fn tree_of(&self, commit: &CommitId) -> Result<String, String> {
+        // A merge onto its own base has its head's tree: `<onto>+<head>` names it.
+        Ok(format!(
+            "tree-{}",
+            commit.0.rsplit('+').next().unwrap_or(&commit.0)
+        ))
+    }
 }
 
 #[async_trait::async_trait]
@@ -310,6 +329,19 @@ impl JournalPort for FakeJournal {
         _: Stage,
         _: &[ValidationRecord],
     ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn gate_verdict(&self, tree: &str, recipe: &str) -> Result<Option<String>, StoreError> {
+        let w = self.0.lock().unwrap();
+        Ok(w.verdicts
+            .get(&(tree.to_owned(), recipe.to_owned()))
+            .cloned())
+    }
+    async fn record_gate_pass(&self, tree: &str, recipe: &str, by: &str) -> Result<(), StoreError> {
+        let mut w = self.0.lock().unwrap();
+        w.verdicts
+            .entry((tree.to_owned(), recipe.to_owned()))
+            .or_insert_with(|| by.to_owned());
         Ok(())
     }
     async fn record_artifacts(
@@ -476,6 +508,7 @@ impl ProcessPort for FakeProcs {
         spec: &GateSpec,
         _: &CancellationToken,
     ) -> Result<GateResult, RunError> {
+        self.0.lock().unwrap().gates_run.push(spec.stage);
         tokio::time::sleep(Duration::from_secs(2)).await;
         Ok(GateResult {
             stage: spec.stage,
@@ -838,6 +871,31 @@ async fn a_panic_in_an_attempts_work_fails_it_as_infrastructure_and_the_run_goes
     );
 }
 
+/// The same commands in both gates: an attempt merged onto its own base (one at a
+/// time, nothing lands in between) has the tree its worker gate passed, and its
+/// integration gate does not run; with `validate.reuse = false` every gate runs.
+#[tokio::test(start_paused = true)]
+async fn a_tree_that_passed_the_worker_gate_skips_the_same_integration_gate() {
+    for (reuse, integration_gates) in [(true, 0), (false, 2)] {
+        let fx = Fx::new(&[1, 2], Script::default());
+        let mut config = Config::default();
+        config.run.concurrency = std::num::NonZeroU32::new(1).unwrap();
+        config.validate.reuse = reuse;
+        let orch = fx.driver_with(patience(), config).drive().await.unwrap();
+        assert_eq!(orch.state(), RunState::Completed);
+        let w = fx.world.lock().unwrap();
+        let ran = |s: Stage| w.gates_run.iter().filter(|g| **g == s).count();
+        assert_eq!(ran(Stage::Worker), 2);
+        assert_eq!(ran(Stage::Integration), integration_gates, "reuse {reuse}");
+        let reused = w
+            .journal
+            .iter()
+            .filter(|j| matches!(j.event, RunEvent::GateReused { .. }))
+            .count();
+        assert_eq!(reused, 2 - integration_gates, "reuse {reuse}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_broken_integration_checkout_spends_no_attempt() {
     let fx = Fx::new(
@@ -848,7 +906,10 @@ async fn a_broken_integration_checkout_spends_no_attempt() {
         },
     );
     let mut cfg_attempts = 0;
-    let orch = fx.driver(patience()).drive().await.unwrap();
+    // The integration gate must run (and need its checkout): no verdict reuse.
+    let mut config = Config::default();
+    config.validate.reuse = false;
+    let orch = fx.driver_with(patience(), config).drive().await.unwrap();
     for e in fx.events() {
         if let RunEvent::AttemptCreated { .. } = e {
             cfg_attempts += 1;

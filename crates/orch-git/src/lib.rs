@@ -22,6 +22,7 @@ mod linked;
 mod merge;
 mod pool;
 mod remote;
+mod revert;
 mod shared;
 mod submodules;
 mod worktree;
@@ -289,6 +290,27 @@ impl Git {
     pub fn unpin(&self, reference: &str) -> Result<(), GitError> {
         let _admin = self.admin();
         self.delete_ref(reference)
+    }
+}
+
+/// The id git would give `data` as a blob: a stable content hash (SHA-1), for keys
+/// that must not hold what they are made of (a gate's environment).
+pub fn content_id(data: &[u8]) -> String {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, data)
+        .map(|id| id.to_string())
+        .expect("hashing bytes in memory does not fail")
+}
+
+impl Git {
+    /// The tree `commit` records.
+    pub fn tree_of(&self, commit: &CommitId) -> Result<String, GitError> {
+        let repo = self.repo();
+        let c = repo
+            .find_commit(oid(commit)?)
+            .map_err(|e| GitError::gix("reading a commit", e))?;
+        c.tree_id()
+            .map(|t| t.to_string())
+            .map_err(|e| GitError::gix("reading a commit's tree", e))
     }
 }
 

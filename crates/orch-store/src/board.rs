@@ -94,6 +94,8 @@ impl Store {
                     priority: t.priority,
                     labels: t.labels,
                     touches: t.touches,
+                    // Already in the body, as the `Reverts:` line the import wrote.
+                    reverts: Vec::new(),
                 })
                 .collect(),
         })

@@ -27,6 +27,7 @@ mod projections;
 mod retries;
 mod runs;
 mod tasks;
+mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

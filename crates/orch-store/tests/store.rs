@@ -1063,3 +1063,27 @@ async fn pooled_worktrees_are_leased_once_given_back_and_retired() {
     })
     .await;
 }
+
+/// Gate verdicts by tree: only a pass is kept, the first one stays, and another recipe
+/// on the same tree finds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_passes_are_kept_by_tree_and_recipe() {
+    each_backend(|store| async move {
+        assert_eq!(store.gate_verdict("t1", "r1").await.unwrap(), None);
+        store
+            .record_gate_pass("t1", "r1", "task-1-1")
+            .await
+            .unwrap();
+        store
+            .record_gate_pass("t1", "r1", "task-2-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.gate_verdict("t1", "r1").await.unwrap().as_deref(),
+            Some("task-1-1")
+        );
+        assert_eq!(store.gate_verdict("t1", "r2").await.unwrap(), None);
+        assert_eq!(store.gate_verdict("t2", "r1").await.unwrap(), None);
+    })
+    .await;
+}

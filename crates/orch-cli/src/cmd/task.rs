@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use orch_engine::core::task::{NewTask, TaskEdit};
+use orch_engine::core::task::{self, NewTask, TaskEdit};
 use orch_engine::core::transition::{self, Actor};
 use orch_engine::core::{TaskId, TaskStatus};
 use orch_engine::steer::{self, Canceled};
@@ -80,10 +80,19 @@ fn print_task(
 }
 
 async fn add(store: &Store, a: TaskAdd, who: &str, json: bool) -> Result<()> {
+    let mut reverts = Vec::with_capacity(a.reverts.len());
+    for id in a.reverts {
+        let t = store
+            .task(id)
+            .await
+            .with_context(|| format!("--reverts {id}"))?;
+        reverts.push(t.key);
+    }
+    let body = read_body(&a.body)?.unwrap_or_default();
     let new = NewTask {
         key: a.key,
         title: a.title,
-        body: read_body(&a.body)?.unwrap_or_default(),
+        body: task::with_reverts(&body, &reverts),
         priority: a.priority,
         depends_on: a.after,
         labels: a.label,

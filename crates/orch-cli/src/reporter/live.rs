@@ -53,6 +53,8 @@ impl Block {
             | RunEvent::ReportRefused { .. }
             | RunEvent::UserRefsMoved { .. }
             | RunEvent::RetryWaits { .. }
+            | RunEvent::GateReused { .. }
+            | RunEvent::Reverts { .. }
             | RunEvent::Landed { .. }
             | RunEvent::QuotaBreaker { .. } => Some(format!("{} {}", self.stamp(), e.reason())),
             _ => None,

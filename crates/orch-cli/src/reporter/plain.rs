@@ -29,6 +29,8 @@ pub fn progress_line(e: &RunEvent) -> Option<String> {
         | RunEvent::ReportRefused { .. }
         | RunEvent::UserRefsMoved { .. }
         | RunEvent::RetryWaits { .. }
+        | RunEvent::GateReused { .. }
+        | RunEvent::Reverts { .. }
         | RunEvent::Landed { .. }
         | RunEvent::QuotaBreaker { .. } => Some(e.reason()),
         RunEvent::CleanupDone { error: Some(_), .. } => Some(e.reason()),

@@ -213,6 +213,9 @@ pub struct ValidateConfig {
     /// How many times a failing integration gate is run again before its candidate
     /// counts as failed; a pass after a failure is journaled as flaky.
     pub integration_retries: u32,
+    /// A tree that passed a gate (the same commands, the same named environment) is
+    /// not gated again; `false` for gates that depend on more than the tree.
+    pub reuse: bool,
 }
 
 impl Default for ValidateConfig {
@@ -222,6 +225,7 @@ impl Default for ValidateConfig {
             integration: Vec::new(),
             timeout: Duration::from_secs(20 * 60),
             integration_retries: 0,
+            reuse: true,
         }
     }
 }
@@ -242,6 +246,9 @@ pub struct PolicyConfig {
     pub stale_retries: u32,
     /// `retry`, `block` or `halt`.
     pub on_conflict: OnConflict,
+    /// `retry`, `block` or `allow`: what an attempt that undoes another task's
+    /// landed work leads to.
+    pub on_revert: OnRevert,
     /// `fail` or `done-if-valid`.
     pub empty_diff: EmptyDiff,
     /// After a rate limit or exhausted quota, the wait before a probe; it doubles
@@ -273,6 +280,7 @@ impl Default for PolicyConfig {
             backoff: Delay::from_secs(5),
             stale_retries: 3,
             on_conflict: OnConflict::Retry,
+            on_revert: OnRevert::Retry,
             empty_diff: EmptyDiff::Fail,
             quota_backoff: Delay::from_secs(60),
             quota_max_wait: Duration::from_secs(3600),
@@ -466,6 +474,14 @@ string_enum!(
     Halt = "halt" }
 );
 string_enum!(
+    /// What an attempt that undoes another task's landed work leads to.
+    OnRevert { /// It fails, and is retried on the current head told what to keep; a
+    /// retry that undoes the same work again is taken as meant, merged and flagged.
+    Retry = "retry", /// The task is blocked for a person.
+    Block = "block", /// It is merged, journaled and flagged (`attempt.reverts`).
+    Allow = "allow" }
+);
+string_enum!(
     /// What an agent that changed nothing leads to.
     EmptyDiff { /// The attempt fails with `no-changes`.
     Fail = "fail", /// Done, if the gates pass on the unchanged tree.
@@ -496,7 +512,8 @@ string_enum!(
     IntegrationValidation = "integration-validation", /// orch itself could not proceed.
     Infrastructure = "infrastructure", /// The task's budget was spent.
     Budget = "budget", /// A rate limit or exhausted quota.
-    Quota = "quota" }
+    Quota = "quota", /// The change undoes another task's landed work.
+    RevertsLandedWork = "reverts-landed-work" }
 );
 
 mod check;

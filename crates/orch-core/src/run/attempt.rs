@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Orchestrator;
 use super::event::RunEvent;
-use super::io::{AgentExit, Changes, Command, MergeResult, RefResult, Retention, Stage};
+use super::io::{AgentExit, Changes, Command, Input, MergeResult, RefResult, Retention, Stage};
 use super::journal::AttemptRecord;
 use super::timers::{Deadline, after};
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, check_attempt};
@@ -308,6 +308,37 @@ impl Orchestrator {
         self.run_gate(attempt, Stage::Worker, changes.head);
     }
 
+    /// A gate's result: its verdict (a reused pass journaled as such), or that it could
+    /// not run at all (orch's failure).
+    pub(super) fn on_gate_result(&mut self, input: Input) -> Result<(), String> {
+        match input {
+            Input::GateFinished {
+                attempt,
+                stage,
+                passed,
+                summary,
+                reused,
+            } => self.returned(attempt, Op::Gate(stage), |o| {
+                if let Some(by) = reused.filter(|_| passed) {
+                    o.persist(RunEvent::GateReused { attempt, stage, by });
+                }
+                o.on_gate(attempt, stage, passed, summary)
+            }),
+            Input::GateBroken {
+                attempt,
+                stage,
+                message,
+            } => {
+                let kind = super::infrastructure(format!(
+                    "the {} gate could not run: {message}",
+                    stage.as_str()
+                ));
+                self.returned(attempt, Op::Gate(stage), |o| o.fail(attempt, kind))
+            }
+            other => unreachable!("not a gate's result: {other:?}"),
+        }
+    }
+
     pub(super) fn on_gate(
         &mut self,
         attempt: AttemptId,
@@ -330,10 +361,13 @@ impl Orchestrator {
     }
 
     pub(super) fn run_gate(&mut self, attempt: AttemptId, stage: Stage, commit: CommitId) {
+        // A rerun of a failing gate (a flaky one) runs: no earlier pass stands for it.
+        let rerun = stage == Stage::Integration && self.integrator.rerunning(attempt);
         self.commands.push_back(Command::RunGate {
             attempt,
             stage,
             commit,
+            reuse: self.policy.reuse_verdicts && !rerun,
         });
         self.start_op(attempt, Some(self.policy.gate_timeout));
     }

@@ -182,6 +182,26 @@ pub enum RunEvent {
         /// What was wrong.
         reason: String,
     },
+    /// An attempt lands although its change undoes other tasks' landed work: policy
+    /// allows it, its task declares it, or its retry, told, did it again.
+    Reverts {
+        /// The attempt.
+        attempt: AttemptId,
+        /// What it undoes.
+        undone: Vec<crate::ports::Undo>,
+        /// Why it may.
+        why: String,
+    },
+    /// A gate did not run: a pass of the same commands, with the same named
+    /// environment, on the same tree stands for it (`validate.reuse`).
+    GateReused {
+        /// The attempt.
+        attempt: AttemptId,
+        /// Which gate.
+        stage: super::types::Stage,
+        /// Who earned the pass (run and attempt).
+        by: String,
+    },
     /// A failed task's retry waits for other tasks' work in flight: it runs once that
     /// work lands (on the new head, spending no attempt) or, if none lands, after it
     /// all ended.
@@ -305,6 +325,8 @@ impl RunEvent {
             RunEvent::ReportRefused { .. } => "attempt.report_refused",
             RunEvent::UserRefsMoved { .. } => "run.user_refs_moved",
             RunEvent::RetryWaits { .. } => "run.retry_waits",
+            RunEvent::GateReused { .. } => "attempt.gate_reused",
+            RunEvent::Reverts { .. } => "attempt.reverts",
             RunEvent::PlannerUsage { .. } => "planner.usage",
             RunEvent::QuotaBreaker { .. } => "run.quota_breaker",
             RunEvent::Landed { .. } => "run.landed",
@@ -441,15 +463,24 @@ impl RunEvent {
                 format!("the planner used {} for request {request}", usage.summary())
             }
             RunEvent::UserRefsMoved { moves, .. } => moves.join("; "),
+            RunEvent::Reverts {
+                attempt,
+                undone,
+                why,
+            } => {
+                let each: Vec<String> = undone.iter().map(|u| u.to_string()).collect();
+                format!("{attempt} undoes {} ({why})", each.join("; "))
+            }
+            RunEvent::GateReused { attempt, stage, by } => format!(
+                "{attempt}'s {} gate was not run: {by} passed it on the same tree",
+                stage.as_str()
+            ),
             RunEvent::RetryWaits { attempt, on, .. } => {
                 let on: Vec<String> = on.iter().map(|t| format!("#{t}")).collect();
                 format!(
                     "{attempt} failed while {} was in flight: its retry waits for that work to land or fail",
                     on.join(", ")
                 )
-            }
-            RunEvent::ReportRefused { attempt, reason } => {
-                format!("{attempt}'s report was refused, its figure left out: {reason}")
             }
             RunEvent::BudgetSpent { attempt, detail } => match attempt {
                 Some(a) => format!("{a} stopped: {detail}"),
@@ -459,6 +490,17 @@ impl RunEvent {
                 Some(t) => format!("quota breaker open until {t}: {reason}"),
                 None => format!("quota breaker closed: {reason}"),
             },
+            _ => self.guard_reason(),
+        }
+    }
+
+    /// The reasons of what orch's guards journal: refused reports, the user's refs,
+    /// waiting retries, reused verdicts and undone work.
+    fn guard_reason(&self) -> String {
+        match self {
+            RunEvent::ReportRefused { attempt, reason } => {
+                format!("{attempt}'s report was refused, its figure left out: {reason}")
+            }
             _ => String::new(),
         }
     }
@@ -478,6 +520,8 @@ impl RunEvent {
             | RunEvent::ReportRefused { attempt, .. }
             | RunEvent::UserRefsMoved { attempt, .. }
             | RunEvent::RetryWaits { attempt, .. }
+            | RunEvent::GateReused { attempt, .. }
+            | RunEvent::Reverts { attempt, .. }
             | RunEvent::BudgetSpent {
                 attempt: Some(attempt),
                 ..

@@ -41,6 +41,11 @@ impl Integrator {
 
     /// Makes `a` a candidate directly, on top of the stack (resume: it was being
     /// integrated).
+    /// Whether `a`'s integration gate failed and is being run again (flaky reruns).
+    pub(super) fn rerunning(&self, a: AttemptId) -> bool {
+        self.reruns.contains_key(&a)
+    }
+
     pub(super) fn adopt(&mut self, a: AttemptId) {
         self.waiting.retain(|w| *w != a);
         if !self.candidates.contains(&a) {
@@ -87,23 +92,27 @@ impl Orchestrator {
 
     /// Asks for the attempt's work to be merged onto `onto`.
     fn merge_onto(&mut self, attempt: AttemptId, onto: CommitId) {
-        let head = self
-            .attempts
-            .rec(attempt)
+        let rec = self.attempts.rec(attempt);
+        let head = rec
             .head
             .clone()
             .expect("attempts past the worker gate have a head");
+        let base = rec.base.clone();
         self.commands.push_back(Command::Merge {
             attempt,
             onto,
             head,
+            base,
         });
         self.start_merge(attempt);
     }
 
     pub(super) fn on_merge(&mut self, attempt: AttemptId, result: MergeResult) {
         match result {
-            MergeResult::Clean { commit } => {
+            MergeResult::Clean { commit, undoes } => {
+                if !undoes.is_empty() && !self.undo_accepted(attempt, &undoes) {
+                    return self.fail(attempt, FailureKind::RevertsLandedWork { undone: undoes });
+                }
                 let onto = self.onto_of(attempt);
                 self.persist(RunEvent::MergeWritten {
                     attempt,

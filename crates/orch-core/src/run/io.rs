@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::Journaled;
 use super::proposal::Proposal;
+pub use super::types::Stage;
 use super::types::{AttemptId, CommitId, FailureKind, RunState};
 use crate::task::{Task, TaskId, TaskStatus};
 use crate::usage::Usage;
@@ -22,6 +23,8 @@ pub struct TaskSpec {
     pub depends_on: Vec<TaskId>,
     /// Paths it expects to change.
     pub touches: Vec<String>,
+    /// Tasks (keys) whose landed work it may undo: its body's `Reverts:` lines.
+    pub reverts: Vec<String>,
 }
 
 impl From<&Task> for TaskSpec {
@@ -32,26 +35,7 @@ impl From<&Task> for TaskSpec {
             priority: t.priority,
             depends_on: t.depends_on.clone(),
             touches: t.touches.clone(),
-        }
-    }
-}
-
-/// A validation stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// In the task worktree, on the attempt's head.
-    Worker,
-    /// On the merge commit, in the integration worktree.
-    Integration,
-}
-
-impl Stage {
-    /// `worker` or `integration`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Worker => "worker",
-            Stage::Integration => "integration",
+            reverts: crate::task::declared_reverts(&t.body),
         }
     }
 }
@@ -169,6 +153,10 @@ pub enum MergeResult {
     Clean {
         /// The written commit.
         commit: CommitId,
+        /// What of other tasks' landed work the attempt's change undoes (the revert
+        /// guard's finding; `policy.on_revert` judges it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        undoes: Vec<crate::ports::Undo>,
     },
     /// Conflicted on these paths.
     Conflict {
@@ -334,6 +322,9 @@ pub enum Input {
         passed: bool,
         /// The failing command and the tail of its output, for the retry prompt.
         summary: String,
+        /// Set when the gate did not run: a pass of the same commands, with the same
+        /// named environment, on the same tree stands for it; who earned that pass.
+        reused: Option<String>,
     },
     /// A gate could not run at all (its worktree is missing, the checkout failed, the
     /// disk is full, its results could not be recorded): orch's fault, not the agent's.
@@ -431,6 +422,9 @@ pub enum Command {
         stage: Stage,
         /// The commit to validate.
         commit: CommitId,
+        /// Whether a pass of the same gate on the same tree may stand for this run
+        /// (`validate.reuse`; never for a rerun of a failing gate).
+        reuse: bool,
     },
     /// Merge `head` into `onto` in memory; write the commit, move no ref.
     Merge {
@@ -440,6 +434,9 @@ pub enum Command {
         onto: CommitId,
         /// The attempt's head.
         head: CommitId,
+        /// The attempt's base: its change (base to head) is what the revert guard
+        /// checks against other tasks' landed work.
+        base: CommitId,
     },
     /// Move the integration ref from `expected` to `new`, by compare-and-swap.
     AdvanceRef {

@@ -159,6 +159,8 @@ impl RunSnapshot {
             | RunEvent::ReportRefused { .. }
             | RunEvent::UserRefsMoved { .. }
             | RunEvent::RetryWaits { .. }
+            | RunEvent::GateReused { .. }
+            | RunEvent::Reverts { .. }
             | RunEvent::QuotaBreaker { .. }
             | RunEvent::Landed { .. }
             | RunEvent::GateRerun { .. }

@@ -53,6 +53,7 @@ mod planner;
 mod policy;
 mod proposal;
 mod resume;
+mod revert;
 mod scheduler;
 mod spend;
 mod timers;
@@ -292,25 +293,7 @@ impl Orchestrator {
             }
             Input::AgentProgress { attempt, report } => self.on_agent_progress(attempt, report),
             Input::PlannerUsage { request, usage } => self.on_planner_usage(request, usage),
-            Input::GateFinished {
-                attempt,
-                stage,
-                passed,
-                summary,
-            } => self.returned(attempt, Op::Gate(stage), |o| {
-                o.on_gate(attempt, stage, passed, summary)
-            }),
-            Input::GateBroken {
-                attempt,
-                stage,
-                message,
-            } => {
-                let kind = infrastructure(format!(
-                    "the {} gate could not run: {message}",
-                    stage.as_str()
-                ));
-                self.returned(attempt, Op::Gate(stage), |o| o.fail(attempt, kind))
-            }
+            i @ (Input::GateFinished { .. } | Input::GateBroken { .. }) => self.on_gate_result(i),
             Input::MergeFinished { attempt, result } => {
                 self.returned(attempt, Op::Merge, |o| o.on_merge(attempt, result))
             }

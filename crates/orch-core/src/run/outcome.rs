@@ -18,7 +18,7 @@ use super::event::RunEvent;
 use super::scheduler::{Retry, Wait};
 use super::timers::{Deadline, after};
 use super::types::{AttemptId, AttemptPhase, AttemptState, FailureKind};
-use crate::config::{FailureClass, OnConflict};
+use crate::config::{FailureClass, OnConflict, OnRevert};
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;
 
@@ -115,6 +115,14 @@ impl Orchestrator {
                     return;
                 }
             },
+            FailureKind::RevertsLandedWork { .. } => match self.policy.on_revert {
+                OnRevert::Block => {
+                    let reason = format!("{attempt}: {kind}; revert policy is block");
+                    self.move_task(task, TaskStatus::Blocked, &reason);
+                    return;
+                }
+                OnRevert::Retry | OnRevert::Allow => budget_left,
+            },
             other => self.policy.retry.should_retry(other.class(), used),
         };
         if retry {
@@ -135,6 +143,7 @@ impl Orchestrator {
     fn retried(&self, kind: &FailureKind) -> bool {
         match kind {
             FailureKind::Conflict { .. } => self.policy.on_conflict == OnConflict::Retry,
+            FailureKind::RevertsLandedWork { .. } => self.policy.on_revert == OnRevert::Retry,
             other => self.policy.retry.retry_on.contains(&other.class()),
         }
     }
@@ -149,6 +158,7 @@ impl Orchestrator {
             FailureClass::AgentError
                 | FailureClass::WorkerValidation
                 | FailureClass::Conflict
+                | FailureClass::RevertsLandedWork
                 | FailureClass::IntegrationValidation
         );
         let task = attempt.task;
@@ -211,7 +221,9 @@ impl Orchestrator {
             }
             let used = self.counted_attempts(task);
             let left = match &kind {
-                FailureKind::Conflict { .. } => used < self.policy.retry.max_attempts,
+                FailureKind::Conflict { .. } | FailureKind::RevertsLandedWork { .. } => {
+                    used < self.policy.retry.max_attempts
+                }
                 k => self.policy.retry.should_retry(k.class(), used),
             };
             if left {

@@ -65,10 +65,14 @@ pub struct Policy {
     pub retry: RetryPolicy,
     /// What a merge conflict leads to.
     pub on_conflict: OnConflict,
+    /// What undoing another task's landed work leads to.
+    pub on_revert: crate::config::OnRevert,
     /// What an agent that changed nothing leads to.
     pub empty_diff: EmptyDiff,
     /// Whether a committed symlink may point outside the repository.
     pub symlinks_inside: bool,
+    /// Whether a gate's pass on a tree stands for later runs of it on the same tree.
+    pub reuse_verdicts: bool,
     /// Worktree cleanup.
     pub cleanup: Cleanup,
     /// The agent's deadline.
@@ -125,7 +129,9 @@ impl Policy {
                 stale_retries: c.policy.stale_retries,
             },
             on_conflict: c.policy.on_conflict,
+            on_revert: c.policy.on_revert,
             empty_diff: c.policy.empty_diff,
+            reuse_verdicts: c.validate.reuse,
             symlinks_inside: c.policy.symlinks == crate::config::Symlinks::Inside
                 || c.agent.sandbox == crate::config::Sandbox::Bwrap,
             cleanup: c.worktrees.cleanup,

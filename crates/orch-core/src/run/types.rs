@@ -106,6 +106,11 @@ pub enum FailureKind {
         /// What gave it away.
         signature: String,
     },
+    /// The attempt's change undoes other tasks' landed work (`policy.on_revert`).
+    RevertsLandedWork {
+        /// Each hunk that does, with the task whose work it undoes.
+        undone: Vec<crate::ports::Undo>,
+    },
 }
 
 impl FailureKind {
@@ -130,6 +135,7 @@ impl FailureKind {
             FailureKind::Infrastructure { .. } => FailureClass::Infrastructure,
             FailureKind::Budget { .. } => FailureClass::Budget,
             FailureKind::Quota { .. } => FailureClass::Quota,
+            FailureKind::RevertsLandedWork { .. } => FailureClass::RevertsLandedWork,
         }
     }
 }
@@ -146,6 +152,10 @@ impl fmt::Display for FailureKind {
             FailureKind::Infrastructure { message } => write!(f, "infrastructure ({message})"),
             FailureKind::Budget { detail } => write!(f, "budget ({detail})"),
             FailureKind::Quota { signature } => write!(f, "quota ({signature})"),
+            FailureKind::RevertsLandedWork { undone } => {
+                let each: Vec<String> = undone.iter().map(|u| u.to_string()).collect();
+                write!(f, "reverts-landed-work (it undoes {})", each.join("; "))
+            }
         }
     }
 }
@@ -277,7 +287,11 @@ const ATTEMPT_FAILURES: &[(AttemptPhase, &[FailureClass])] = &[
     ),
     (
         AttemptPhase::Merging,
-        &[FailureClass::Conflict, FailureClass::Infrastructure],
+        &[
+            FailureClass::Conflict,
+            FailureClass::RevertsLandedWork,
+            FailureClass::Infrastructure,
+        ],
     ),
     (
         AttemptPhase::Integrating,
@@ -398,6 +412,26 @@ pub fn check_run(from: RunState, to: RunState) -> Result<(), IllegalTransition> 
     }
 }
 
+/// A validation stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// In the task worktree, on the attempt's head.
+    Worker,
+    /// On the merge commit, in the integration worktree.
+    Integration,
+}
+
+impl Stage {
+    /// `worker` or `integration`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Worker => "worker",
+            Stage::Integration => "integration",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +469,7 @@ mod tests {
                 AttemptState::Failed(FailureKind::Quota {
                     signature: String::new(),
                 }),
+                AttemptState::Failed(FailureKind::RevertsLandedWork { undone: vec![] }),
             ],
         }
     }
@@ -471,7 +506,8 @@ mod tests {
                                         matches!(f, Running | Validating | Integrating)
                                     }
                                     FailureKind::WorkerValidation { .. } => f == Validating,
-                                    FailureKind::Conflict { .. } => f == Merging,
+                                    FailureKind::Conflict { .. }
+                                    | FailureKind::RevertsLandedWork { .. } => f == Merging,
                                     FailureKind::IntegrationValidation { .. } => f == Integrating,
                                 },
                                 _ => forward.contains(&(f, t)),
@@ -482,7 +518,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, 7 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1);
+        assert_eq!(legal, 8 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub enum MergePlan {
     Fail,
     /// The engine's merge work panics: no result, only `WorkFailed`.
     Panic,
+    /// Clean, but the attempt's change undoes another task's landed work.
+    Undoes,
 }
 
 /// Chooses the world's outcomes.
@@ -138,6 +140,7 @@ impl Oracle for RandomOracle {
             0..=11 => MergePlan::Conflict(vec![format!("src/f{}.rs", self.rng.range(0, 3))]),
             12..=14 => MergePlan::Fail,
             15 => MergePlan::Panic,
+            16..=19 => MergePlan::Undoes,
             _ => MergePlan::Clean,
         }
     }
@@ -295,6 +298,14 @@ pub struct World<O: Oracle> {
     agents: BTreeMap<AttemptId, Proc>,
     gates: BTreeMap<AttemptId, Proc>,
     passed_integration: BTreeSet<CommitId>,
+    /// Each commit's tree, where it is not its own: an empty change has its base's, a
+    /// merge onto its attempt's own base its head's.
+    trees: BTreeMap<CommitId, CommitId>,
+    /// Trees a gate passed on (both gates run the same commands here).
+    passed_trees: BTreeSet<CommitId>,
+    /// Each attempt's base and agent head, as provisioned and reported.
+    bases: BTreeMap<AttemptId, CommitId>,
+    heads: BTreeMap<AttemptId, CommitId>,
     /// Every commit the integration ref has pointed at.
     ref_history: BTreeSet<CommitId>,
     /// Each merge commit's first parent (what it was made on) and its attempt.
@@ -342,6 +353,10 @@ impl<O: Oracle> World<O> {
             agents: BTreeMap::new(),
             gates: BTreeMap::new(),
             passed_integration: BTreeSet::new(),
+            trees: BTreeMap::new(),
+            passed_trees: BTreeSet::new(),
+            bases: BTreeMap::new(),
+            heads: BTreeMap::new(),
             ref_history: BTreeSet::from([CommitId("c0".into())]),
             merges: BTreeMap::new(),
             facts: BTreeMap::new(),
@@ -375,6 +390,11 @@ impl<O: Oracle> World<O> {
         let c = CommitId(format!("{prefix}{}", self.next_commit));
         self.next_commit += 1;
         c
+    }
+
+    /// The tree `c` records.
+    fn tree(&self, c: &CommitId) -> CommitId {
+        self.trees.get(c).cloned().unwrap_or_else(|| c.clone())
     }
 
     fn deliver_at(&mut self, after: Duration, input: Input) {
@@ -573,6 +593,7 @@ impl<O: Oracle> World<O> {
                     ));
                 }
                 self.provisioned.insert(attempt);
+                self.bases.insert(attempt, base.clone());
                 let ok = self.oracle.provision_ok(attempt);
                 let d = self.oracle.delay("provision");
                 let input = if ok {
@@ -657,9 +678,27 @@ impl<O: Oracle> World<O> {
                 attempt,
                 stage,
                 commit,
+                reuse,
             } => {
                 if stage == Stage::Worker && !self.provisioned.contains(&attempt) {
                     return Err(format!("{attempt}'s worker gate ran without its worktree"));
+                }
+                let tree = self.tree(&commit);
+                if reuse && self.policy.reuse_verdicts && self.passed_trees.contains(&tree) {
+                    // A pass on the same tree stands for this gate: it does not run.
+                    if stage == Stage::Integration {
+                        self.passed_integration.insert(commit.clone());
+                    }
+                    let d = self.oracle.delay("verdict");
+                    let input = Input::GateFinished {
+                        attempt,
+                        stage,
+                        passed: true,
+                        summary: String::new(),
+                        reused: Some(format!("tree {tree}")),
+                    };
+                    self.deliver_at(d, input);
+                    return Ok(());
                 }
                 let plan = self.oracle.gate(attempt, stage);
                 let d = self.oracle.delay("gate");
@@ -688,12 +727,40 @@ impl<O: Oracle> World<O> {
                 let result = match plan {
                     MergePlan::Clean => {
                         let c = self.commit("m");
+                        // Onto its own base, the merge has the head's tree.
+                        if self.bases.get(&attempt) == Some(&onto)
+                            && let Some(h) = self.heads.get(&attempt).cloned()
+                        {
+                            let t = self.tree(&h);
+                            self.trees.insert(c.clone(), t);
+                        }
                         self.merges.insert(c.clone(), (onto.clone(), attempt));
                         self.facts
                             .entry(attempt)
                             .or_default()
                             .push(Fact::MergeClean(c.clone()));
-                        MergeResult::Clean { commit: c }
+                        MergeResult::Clean {
+                            commit: c,
+                            undoes: Vec::new(),
+                        }
+                    }
+                    MergePlan::Undoes => {
+                        let c = self.commit("m");
+                        self.merges.insert(c.clone(), (onto.clone(), attempt));
+                        self.facts
+                            .entry(attempt)
+                            .or_default()
+                            .push(Fact::MergeClean(c.clone()));
+                        let undo = orch_core::ports::Undo {
+                            task: "task-landed".into(),
+                            file: "src/shared.rs".into(),
+                            lines: (3, 4),
+                            restores: true,
+                        };
+                        MergeResult::Clean {
+                            commit: c,
+                            undoes: vec![undo],
+                        }
                     }
                     MergePlan::Conflict(paths) => MergeResult::Conflict { paths },
                     MergePlan::Fail => MergeResult::Failed {
@@ -1023,15 +1090,32 @@ impl<O: Oracle> World<O> {
                     } else {
                         "test failed: 1 of 10".into()
                     },
+                    reused: None,
                 },
             };
             if let Input::GateFinished {
-                stage: Stage::Integration,
+                stage,
                 passed: true,
                 ..
             } = &input
             {
-                self.passed_integration.insert(p.commit.clone());
+                if *stage == Stage::Integration {
+                    self.passed_integration.insert(p.commit.clone());
+                }
+                let t = self.tree(&p.commit);
+                self.passed_trees.insert(t);
+            }
+            if let Input::AgentExited {
+                changes: Some(c), ..
+            } = &input
+            {
+                self.heads.insert(a, c.head.clone());
+                if c.empty
+                    && let Some(b) = self.bases.get(&a).cloned()
+                {
+                    let t = self.tree(&b);
+                    self.trees.insert(c.head.clone(), t);
+                }
             }
             self.record_fact(&input);
             return self.feed(input).map(|_| true);
@@ -1145,7 +1229,19 @@ pub fn fmt_input(i: &Input) -> String {
                 if *passed { "passed" } else { "failed" }
             )
         }
-        Input::MergeFinished { attempt, result } => format!("merge {attempt}: {result:?}"),
+        Input::MergeFinished { attempt, result } => match result {
+            MergeResult::Clean { commit, undoes } if undoes.is_empty() => {
+                format!("merge {attempt}: Clean {{ commit: {commit:?} }}")
+            }
+            MergeResult::Clean { commit, undoes } => {
+                let u: Vec<String> = undoes.iter().map(|u| u.to_string()).collect();
+                format!(
+                    "merge {attempt}: Clean {{ commit: {commit:?} }}, undoing {}",
+                    u.join("; ")
+                )
+            }
+            other => format!("merge {attempt}: {other:?}"),
+        },
         Input::RefUpdated { attempt, result } => format!("ref update {attempt}: {result:?}"),
         Input::CleanedUp { attempt, .. } => format!("cleaned up {attempt}"),
         Input::Cancel { scope } => format!("cancel {scope:?}"),
@@ -1170,6 +1266,8 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::ReportRefused { .. }
                 | RunEvent::UserRefsMoved { .. }
                 | RunEvent::RetryWaits { .. }
+                | RunEvent::GateReused { .. }
+                | RunEvent::Reverts { .. }
                 | RunEvent::Landed { .. }
                 | RunEvent::LineMovedOn { .. }
                 | RunEvent::GateRerun { .. }
@@ -1258,11 +1356,13 @@ pub fn fmt_command(c: &Command) -> String {
             attempt,
             stage,
             commit,
+            ..
         } => format!("run {} gate {attempt} on {commit}", stage.as_str()),
         Command::Merge {
             attempt,
             onto,
             head,
+            ..
         } => format!("merge {attempt} {head} onto {onto}"),
         Command::AdvanceRef {
             attempt,
@@ -1304,5 +1404,6 @@ pub fn task(id: i64, priority: i32, deps: &[i64], touches: &[&str]) -> TaskSpec 
         priority,
         depends_on: deps.iter().map(|d| TaskId(*d)).collect(),
         touches: touches.iter().map(|s| s.to_string()).collect(),
+        reverts: Vec::new(),
     }
 }

@@ -12,33 +12,88 @@ use orch_validate::GateSpec;
 
 use super::{Ctx, Stop, blocking};
 
-/// Runs the `stage` gate of `attempt` on `commit`.
-pub(crate) async fn run(
-    ctx: Arc<Ctx>,
-    attempt: AttemptId,
-    stage: Stage,
-    commit: CommitId,
-    stop: Stop,
-) -> Input {
+/// A gate to run: `stage` of `attempt` on `commit`, and whether a pass of the same
+/// recipe on the same tree may stand for it.
+#[derive(Debug, Clone)]
+pub(crate) struct GateAsk {
+    pub(crate) attempt: AttemptId,
+    pub(crate) stage: Stage,
+    pub(crate) commit: CommitId,
+    pub(crate) reuse: bool,
+}
+
+impl GateAsk {
+    /// The gate a `RunGate` command asks for; `None` for any other command.
+    pub(crate) fn of(cmd: orch_core::run::Command) -> Option<GateAsk> {
+        let orch_core::run::Command::RunGate {
+            attempt,
+            stage,
+            commit,
+            reuse,
+        } = cmd
+        else {
+            return None;
+        };
+        Some(GateAsk {
+            attempt,
+            stage,
+            commit,
+            reuse,
+        })
+    }
+}
+
+/// Runs the gate `ask` names, unless a pass of the same commands with the same named
+/// environment on the same tree stands for it (`validate.reuse`).
+pub(crate) async fn run(ctx: Arc<Ctx>, ask: GateAsk, stop: Stop) -> Input {
+    let GateAsk {
+        attempt,
+        stage,
+        commit,
+        reuse,
+    } = ask;
     let broken = |message: String| Input::GateBroken {
         attempt,
         stage,
         message,
     };
+    let commands = match stage {
+        Stage::Worker => ctx.cfg.config.validate.worker.clone(),
+        Stage::Integration => ctx.cfg.config.validate.integration.clone(),
+    };
+    let verdict = match reuse {
+        true => verdict_key(&ctx, attempt, &commit, &commands).await,
+        false => None,
+    };
+    if let Some(v) = &verdict
+        && let Ok(Some(by)) = ctx.journal.gate_verdict(&v.tree, &v.recipe).await
+    {
+        return Input::GateFinished {
+            attempt,
+            stage,
+            passed: true,
+            summary: format!("not run: {by} passed it on the same tree"),
+            reused: Some(by),
+        };
+    }
+    let run = Gate {
+        attempt,
+        stage,
+        commit: commit.clone(),
+        verdict,
+    };
     if stage == Stage::Worker {
         let slot = ctx.held(attempt).map(|p| p.slot);
         let cwd = ctx.attempt_worktree(attempt);
-        let commands = ctx.cfg.config.validate.worker.clone();
-        return run_in(ctx, attempt, stage, commit, stop, (cwd, slot, commands)).await;
+        return run_in(ctx, run, stop, (cwd, slot, commands)).await;
     }
-    let commands = ctx.cfg.config.validate.integration.clone();
     if !ctx.pooled() {
         let lease = ctx.lease_integration();
         if let Err(e) = checkout(&ctx, &lease.path, &commit, false).await {
             return broken(format!("could not check out {commit}: {e}"));
         }
         let at = (lease.path.clone(), None, commands);
-        return run_in(ctx, attempt, stage, commit, stop, at).await;
+        return run_in(ctx, run, stop, at).await;
     }
     let p = match super::pool::lease_integration(&ctx, attempt).await {
         Ok(p) => p,
@@ -49,9 +104,49 @@ pub(crate) async fn run(
         return broken(format!("could not check out {commit}: {e}"));
     }
     let at = (p.path.clone(), Some(p.slot), commands);
-    let input = run_in(ctx.clone(), attempt, stage, commit, stop, at).await;
+    let input = run_in(ctx.clone(), run, stop, at).await;
     super::pool::release_integration(&ctx, attempt, &p, false).await;
     input
+}
+
+/// What a gate's verdict is kept by: the tree, and the recipe (its commands and the
+/// environment it inherits by name, orch's per-attempt variables left out), hashed so
+/// the store never holds a secret the environment carries.
+#[derive(Debug, Clone)]
+struct VerdictKey {
+    tree: String,
+    recipe: String,
+}
+
+async fn verdict_key(
+    ctx: &Ctx,
+    attempt: AttemptId,
+    commit: &CommitId,
+    commands: &[String],
+) -> Option<VerdictKey> {
+    let (git, c) = (ctx.git.clone(), commit.clone());
+    let tree = blocking(move || git.tree_of(&c)).await.ok()?.ok()?;
+    let here = std::path::Path::new("");
+    let env: Vec<(String, String)> = ctx
+        .env_in(attempt, here, here, commit, None)
+        .resolve()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("ORCH_"))
+        .collect();
+    let recipe = serde_json::json!({ "commands": commands, "env": env }).to_string();
+    Some(VerdictKey {
+        tree,
+        recipe: orch_git::content_id(recipe.as_bytes()),
+    })
+}
+
+/// A gate being run.
+struct Gate {
+    attempt: AttemptId,
+    stage: Stage,
+    commit: CommitId,
+    /// Set when its pass is kept for others (`validate.reuse`).
+    verdict: Option<VerdictKey>,
 }
 
 /// Checks `commit` out in an integration checkout, scrubbed by the cache rules when
@@ -73,15 +168,20 @@ async fn checkout(ctx: &Ctx, path: &Path, commit: &CommitId, scrub: bool) -> Res
     .and_then(|r| r)
 }
 
-/// Runs the gate's `commands` in `cwd` (pooled slot `slot`, if any).
+/// Runs the gate's `commands` in `cwd` (pooled slot `slot`, if any); a pass is kept
+/// by its tree and recipe, for others to stand on.
 async fn run_in(
     ctx: Arc<Ctx>,
-    attempt: AttemptId,
-    stage: Stage,
-    commit: CommitId,
+    gate: Gate,
     stop: Stop,
     (cwd, slot, commands): (PathBuf, Option<u32>, Vec<String>),
 ) -> Input {
+    let Gate {
+        attempt,
+        stage,
+        commit,
+        verdict,
+    } = gate;
     let broken = |message: String| Input::GateBroken {
         attempt,
         stage,
@@ -119,11 +219,18 @@ async fn run_in(
     {
         return broken(format!("the validation results could not be recorded: {e}"));
     }
+    if let Some(v) = verdict.filter(|_| r.passed) {
+        let by = format!("{attempt} of run {} ({} gate)", ctx.run, stage.as_str());
+        if let Err(e) = ctx.journal.record_gate_pass(&v.tree, &v.recipe, &by).await {
+            tracing::warn!(error = %e, "a gate's pass could not be kept for reuse");
+        }
+    }
     Input::GateFinished {
         attempt,
         stage,
         passed: r.passed,
         summary: r.summary(),
+        reused: None,
     }
 }
 

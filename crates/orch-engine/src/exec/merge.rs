@@ -8,22 +8,63 @@ use crate::{crash_point, layout};
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{AttemptId, CommitId, Input, MergeResult, RefResult};
 
-/// Merges `head` onto `onto` in memory and writes the merge commit.
-pub(crate) async fn merge(
-    ctx: Arc<Ctx>,
-    attempt: AttemptId,
-    onto: CommitId,
-    head: CommitId,
-) -> Input {
+/// A merge to make: `attempt`'s `head` (made from `base`) onto `onto`.
+#[derive(Debug, Clone)]
+pub(crate) struct MergeAsk {
+    pub(crate) attempt: AttemptId,
+    pub(crate) onto: CommitId,
+    pub(crate) head: CommitId,
+    pub(crate) base: CommitId,
+}
+
+impl MergeAsk {
+    /// The merge a `Merge` command asks for; `None` for any other command.
+    pub(crate) fn of(cmd: orch_core::run::Command) -> Option<MergeAsk> {
+        let orch_core::run::Command::Merge {
+            attempt,
+            onto,
+            head,
+            base,
+        } = cmd
+        else {
+            return None;
+        };
+        Some(MergeAsk {
+            attempt,
+            onto,
+            head,
+            base,
+        })
+    }
+}
+
+/// Merges the attempt's head onto `onto` in memory and writes the merge commit; and
+/// says what of other tasks' landed work its change undoes (the revert guard), for the
+/// core to judge.
+pub(crate) async fn merge(ctx: Arc<Ctx>, m: MergeAsk) -> Input {
+    let MergeAsk {
+        attempt,
+        onto,
+        head,
+        base,
+    } = m;
     let (git, style) = (ctx.git.clone(), ctx.cfg.config.run.merge_style);
     let message = ctx.commit_message(attempt, Some(style));
     let pin = layout::candidate_ref(&ctx.run, attempt);
+    let own = ctx
+        .task(attempt.task)
+        .map(|t| t.key)
+        .unwrap_or_else(|| format!("task-{}", attempt.task));
     // With workers, the pin goes to the remote too: a coordinator resumed from
     // another clone validates (or advances to) the same commit.
     let remote = super::remote::on_workers(&ctx).then(|| ctx.cfg.config.run.remote.clone());
     // Written and pinned in one go: between the two, `git gc --prune=now` could take
     // the new commit, which no branch holds yet.
     let result = blocking(move || {
+        let undoes = git.undoes(&base, &head, &own).unwrap_or_else(|e| {
+            tracing::warn!(%attempt, error = %e, "the revert guard could not read the change");
+            Vec::new()
+        });
         let r = git.merge(&onto, &head, style, &message)?;
         if let MergeOutcome::Clean { commit } = &r {
             git.pin(&pin, commit)?;
@@ -33,12 +74,12 @@ pub(crate) async fn merge(
                     .map_err(|e| format!("pinning the candidate on the remote: {e:?}"))?;
             }
         }
-        Ok::<_, String>(r)
+        Ok::<_, String>((r, undoes))
     })
     .await;
     let result = match result {
-        Ok(Ok(MergeOutcome::Clean { commit })) => MergeResult::Clean { commit },
-        Ok(Ok(MergeOutcome::Conflicted { conflicts })) => MergeResult::Conflict {
+        Ok(Ok((MergeOutcome::Clean { commit }, undoes))) => MergeResult::Clean { commit, undoes },
+        Ok(Ok((MergeOutcome::Conflicted { conflicts }, _))) => MergeResult::Conflict {
             paths: conflicts.into_iter().map(|c| c.path).collect(),
         },
         Ok(Err(message)) | Err(message) => MergeResult::Failed { message },

@@ -271,16 +271,14 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             let ask = agent::Ask::of(cmd, base).expect("just matched");
             Box::pin(async move { Some(agent::spawn(ctx, ask, stop).await) })
         }
-        Command::RunGate {
-            attempt,
-            stage,
-            commit,
-        } => Box::pin(async move { Some(gate::run(ctx, attempt, stage, commit, stop).await) }),
-        Command::Merge {
-            attempt,
-            onto,
-            head,
-        } => Box::pin(async move { Some(merge::merge(ctx, attempt, onto, head).await) }),
+        cmd @ Command::RunGate { .. } => {
+            let ask = gate::GateAsk::of(cmd).expect("just matched");
+            Box::pin(async move { Some(gate::run(ctx, ask, stop).await) })
+        }
+        cmd @ Command::Merge { .. } => {
+            let ask = merge::MergeAsk::of(cmd).expect("just matched");
+            Box::pin(async move { Some(merge::merge(ctx, ask).await) })
+        }
         Command::AdvanceRef {
             attempt,
             expected,

@@ -244,6 +244,7 @@ pub(crate) async fn gate(ctx: Arc<Ctx>, attempt: AttemptId) -> Input {
             stage,
             passed: v.passed,
             summary: v.summary,
+            reused: None,
         },
         Some(v) => Input::GateBroken {
             attempt,

@@ -312,7 +312,14 @@ impl Shared {
             .map(|c| c.head.clone());
         let gate = match (&exit, head) {
             (AgentExit::Code(0), Some(head)) if !stop.term.is_cancelled() => {
-                let g = exec::gate::run(ctx.clone(), a, Stage::Worker, head, stop.clone()).await;
+                // A worker gates what it is given: verdicts are its coordinator's.
+                let ask = exec::gate::GateAsk {
+                    attempt: a,
+                    stage: Stage::Worker,
+                    commit: head,
+                    reuse: false,
+                };
+                let g = exec::gate::run(ctx.clone(), ask, stop.clone()).await;
                 Some(match g {
                     Input::GateFinished {
                         passed, summary, ..

@@ -5,6 +5,7 @@ pub(crate) mod attempt;
 pub(crate) mod attempt_log;
 pub(crate) mod control;
 pub(crate) mod event;
+pub(crate) mod gate_verdict;
 pub(crate) mod job;
 pub(crate) mod lease;
 pub(crate) mod merge;

@@ -19,6 +19,7 @@ mod m20261201_000012_attempt_usage;
 mod m20261204_000013_create_pool;
 mod m20261204_000014_create_jobs;
 mod m20261204_000015_create_attempt_logs;
+mod m20261205_000016_create_gate_verdicts;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000013_create_pool::Migration),
             Box::new(m20261204_000014_create_jobs::Migration),
             Box::new(m20261204_000015_create_attempt_logs::Migration),
+            Box::new(m20261205_000016_create_gate_verdicts::Migration),
         ]
     }
 

@@ -15,7 +15,7 @@ use orch_core::jobs::{Job, JobSpec, JobState};
 use orch_core::pool::{CacheRules, Holder, PoolKind, PoolLimits, PoolSlot};
 use orch_core::ports::{Leftovers, MergeOutcome, SharedGitState};
 use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
-use orch_git::{Expect, Git, GitError};
+use orch_git::{Expect, Git};
 use orch_store::{Control, PoolLease, Store, StoreError};
 use orch_validate::{CancellationToken, CommandSpec, GateResult, GateSpec, Line, Report, RunError};
 use tokio::sync::mpsc;
@@ -129,6 +129,16 @@ pub trait GitPort: Send + Sync + 'static {
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String>;
     /// Whether `a` is `b` or one of its ancestors.
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool;
+    /// The tree `commit` records.
+    fn tree_of(&self, commit: &CommitId) -> Result<String, String>;
+    /// The hunks of `head`'s change since `base` that undo the landed work of a task
+    /// other than `own` (the revert guard's finding).
+    fn undoes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        own: &str,
+    ) -> Result<Vec<orch_core::ports::Undo>, String>;
     /// What landed on the line from `from` to `to`, oldest first: each landing's tasks
     /// (keys) and the files it changed.
     fn landed_since(
@@ -199,6 +209,10 @@ pub trait JournalPort: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Whether some run validated `commit` for its integration branch.
     async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError>;
+    /// Who earned a pass of the gate `recipe` on `tree`, if anyone did.
+    async fn gate_verdict(&self, tree: &str, recipe: &str) -> Result<Option<String>, StoreError>;
+    /// Records that `by` passed the gate `recipe` on `tree`.
+    async fn record_gate_pass(&self, tree: &str, recipe: &str, by: &str) -> Result<(), StoreError>;
     /// Records an attempt's files.
     async fn record_artifacts(
         &self,
@@ -328,265 +342,5 @@ impl Ports {
     }
 }
 
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-impl GitPort for Git {
-    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), String> {
-        Git::add_worktree(self, branch, base, path).map_err(text)
-    }
-    fn commit_leftovers(
-        &self,
-        worktree: &Path,
-        branch: &str,
-        base: &CommitId,
-        message: &str,
-        scratch: &[String],
-    ) -> Result<Leftovers, CommitError> {
-        Git::commit_leftovers(self, worktree, branch, base, message, scratch).map_err(|e| match e {
-            e @ GitError::WorktreeBroken { .. } => CommitError::WorktreeBroken(e.to_string()),
-            e => CommitError::Failed(e.to_string()),
-        })
-    }
-    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
-        Git::checkout_detached(self, path, commit).map_err(text)
-    }
-    fn init_submodules(&self, path: &Path) -> Result<(), String> {
-        Git::init_submodules(self, path).map_err(text)
-    }
-    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String> {
-        Git::pin(self, reference, commit).map_err(text)
-    }
-    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, String> {
-        Git::shared_state(self, users).map_err(text)
-    }
-    fn restore_shared_state(
-        &self,
-        before: &SharedGitState,
-        agent_head: Option<&CommitId>,
-    ) -> Result<orch_core::ports::Restored, String> {
-        Git::restore_shared_state(self, before, agent_head).map_err(text)
-    }
-    fn unpin(&self, reference: &str) -> Result<(), String> {
-        Git::unpin(self, reference).map_err(text)
-    }
-    fn merge(
-        &self,
-        onto: &CommitId,
-        head: &CommitId,
-        style: MergeStyle,
-        message: &str,
-    ) -> Result<MergeOutcome, String> {
-        Git::merge(self, onto, head, style, message).map_err(text)
-    }
-    fn advance_ref(
-        &self,
-        reference: &str,
-        expected: &CommitId,
-        new: &CommitId,
-    ) -> Result<(), RefError> {
-        Git::advance_ref(self, reference, expected, new).map_err(|e| match e {
-            GitError::LostRace {
-                actual: Some(actual),
-                ..
-            } => RefError::LostRace { actual },
-            e @ GitError::BranchCheckedOut { .. } => RefError::Refused(e.to_string()),
-            e => RefError::Failed(e.to_string()),
-        })
-    }
-    fn switch_worktree(
-        &self,
-        path: &Path,
-        branch: &str,
-        base: &CommitId,
-        rules: &CacheRules,
-    ) -> Result<(), String> {
-        Git::switch_worktree(self, path, branch, base, rules).map_err(text)
-    }
-    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), String> {
-        Git::scrub(self, path, rules).map_err(text)
-    }
-    fn detach_worktree(&self, path: &Path) -> Result<(), String> {
-        Git::detach_worktree(self, path).map_err(text)
-    }
-    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, String> {
-        Git::ignored_files(self, pathspecs).map_err(text)
-    }
-    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String> {
-        Git::remove_worktree(self, path, force).map_err(text)
-    }
-    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), String> {
-        Git::delete_branch(self, branch, force).map_err(text)
-    }
-    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String> {
-        Git::ref_target(self, reference).map_err(text)
-    }
-    fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
-        Git::is_ancestor(self, a, b)
-    }
-    fn landed_since(
-        &self,
-        from: &CommitId,
-        to: &CommitId,
-    ) -> Result<Vec<orch_core::ports::Landing>, String> {
-        Git::landed_since(self, from, to).map_err(text)
-    }
-    fn workdir(&self) -> PathBuf {
-        Git::workdir(self).to_path_buf()
-    }
-    fn common_dir(&self) -> PathBuf {
-        Git::common_dir(self)
-    }
-    fn push_ref(
-        &self,
-        remote: &str,
-        commit: &CommitId,
-        reference: &str,
-        expect: &Expect,
-    ) -> Result<(), RefError> {
-        match Git::push_ref(self, remote, commit, reference, expect) {
-            Ok(()) => Ok(()),
-            Err(GitError::PushRefused { .. }) => match Git::remote_ref(self, remote, reference) {
-                Ok(at) => Err(RefError::LostRace {
-                    actual: at.unwrap_or(CommitId(String::new())),
-                }),
-                Err(e) => Err(RefError::Failed(e.to_string())),
-            },
-            Err(e) => Err(RefError::Failed(e.to_string())),
-        }
-    }
-    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), String> {
-        Git::fetch_refs(self, remote, refspecs).map_err(text)
-    }
-    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, String> {
-        Git::remote_ref(self, remote, reference).map_err(text)
-    }
-    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), String> {
-        Git::delete_remote_ref(self, remote, reference).map_err(text)
-    }
-}
-
-#[async_trait::async_trait]
-impl JournalPort for Store {
-    async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError> {
-        self.check_file()?;
-        self.append_run_events(run, events, "orchestrator").await
-    }
-    async fn claim(&self, run: &RunId, event: &Journaled, seen: i64) -> Result<(), StoreError> {
-        self.check_file()?;
-        self.claim_task(run, event, seen, "orchestrator").await
-    }
-    async fn board_version(&self, run: &RunId) -> Result<i64, StoreError> {
-        self.check_file()?;
-        Store::board_version(self, run).await
-    }
-    async fn tasks(&self) -> Result<Vec<Task>, StoreError> {
-        Store::tasks(self, &[]).await
-    }
-    async fn pending_controls(&self, run: &RunId) -> Result<Vec<Control>, StoreError> {
-        Store::pending_controls(self, run).await
-    }
-    async fn mark_control_handled(&self, id: i64) -> Result<(), StoreError> {
-        Store::mark_control_handled(self, id).await
-    }
-    async fn renew_lease(&self, run: &RunId, owner: &str, ttl: Duration) -> Result<(), StoreError> {
-        Store::renew_lease(self, run, owner, ttl).await
-    }
-    async fn record_validations(
-        &self,
-        run: &RunId,
-        attempt: AttemptId,
-        stage: Stage,
-        records: &[ValidationRecord],
-    ) -> Result<(), StoreError> {
-        Store::record_validations(self, run, attempt, stage, records).await
-    }
-    async fn record_artifacts(
-        &self,
-        run: &RunId,
-        attempt: AttemptId,
-        files: &[(String, String, u64)],
-    ) -> Result<(), StoreError> {
-        Store::record_artifacts(self, run, attempt, files).await
-    }
-    async fn validated_by_a_run(&self, commit: &CommitId) -> Result<bool, StoreError> {
-        Store::validated_by_a_run(self, commit).await
-    }
-    async fn pool_slots(&self) -> Result<Vec<PoolSlot>, StoreError> {
-        Store::pool_slots(self).await
-    }
-    async fn lease_pool(
-        &self,
-        kind: PoolKind,
-        holder: &Holder,
-        limits: &PoolLimits,
-        root: &Path,
-    ) -> Result<PoolLease, StoreError> {
-        self.check_file()?;
-        Store::lease_pool_slot(self, kind, holder, limits, root).await
-    }
-    async fn pool_set_up(&self, slot: u32) -> Result<(), StoreError> {
-        Store::pool_set_up(self, slot).await
-    }
-    async fn release_pool(
-        &self,
-        slot: u32,
-        holder: &Holder,
-        bytes: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        Store::release_pool_slot(self, slot, holder, bytes).await
-    }
-    async fn post_job(&self, spec: &JobSpec) -> Result<Job, StoreError> {
-        Store::post_job(self, spec).await
-    }
-    async fn job(&self, run: &RunId, a: AttemptId) -> Result<Option<Job>, StoreError> {
-        Store::job(self, &run.0, a.task, a.number).await
-    }
-    async fn cancel_job(&self, run: &RunId, a: AttemptId) -> Result<Option<JobState>, StoreError> {
-        Store::cancel_job(self, &run.0, a.task, a.number).await
-    }
-    async fn forget_job(&self, run: &RunId, a: AttemptId) -> Result<(), StoreError> {
-        Store::forget_job(self, &run.0, a.task, a.number).await
-    }
-    async fn db_clock(&self) -> Result<i64, StoreError> {
-        Store::db_clock(self).await
-    }
-    async fn job_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        Store::job_changes(self).await
-    }
-    async fn retire_pool(
-        &self,
-        limits: &PoolLimits,
-        also: Option<(u32, &Holder)>,
-        root: &Path,
-    ) -> Result<Vec<PoolSlot>, StoreError> {
-        Store::retire_pool_slots(self, limits, also, root).await
-    }
-    async fn forget_pool(&self, slot: u32) -> Result<(), StoreError> {
-        Store::forget_pool_slot(self, slot).await
-    }
-}
-
-/// [`orch_validate`]'s runner.
-#[derive(Debug, Clone, Copy)]
-pub struct RealProcesses;
-
-#[async_trait::async_trait]
-impl ProcessPort for RealProcesses {
-    async fn run(
-        &self,
-        spec: &CommandSpec,
-        term: &CancellationToken,
-        lines: Option<mpsc::Sender<Line>>,
-    ) -> Result<Report, RunError> {
-        orch_validate::run(spec, term, lines).await
-    }
-    async fn run_gate(
-        &self,
-        spec: &GateSpec,
-        term: &CancellationToken,
-    ) -> Result<GateResult, RunError> {
-        orch_validate::run_gate(spec, term).await
-    }
-}
+mod real;
+pub use real::RealProcesses;

@@ -1,0 +1,205 @@
+//! The revert guard's finding: which hunks of an attempt's change undo another task's
+//! landed work. A landing is a first-parent commit of the line with an `Orch-Task`
+//! trailer; what it did is its diff against its first parent. A hunk of the attempt's
+//! change (its base to its head) undoes a landing when it removes lines that landing
+//! added, still there in the attempt's base, and puts back a line the landing
+//! replaced, or nothing in their place. Changing another task's line into something new is
+//! ordinary work (a version bump after another bump), not an undo. Nothing is checked
+//! out: only diffs of commits.
+
+use std::collections::BTreeMap;
+
+use orch_core::ports::Undo;
+use orch_core::run::CommitId;
+
+use crate::{Git, GitError, git_cli};
+
+/// How many landings that touched the attempt's files are looked at, newest first.
+const LANDINGS: usize = 200;
+
+/// One hunk of a unified diff with no context.
+#[derive(Debug, Clone, Default)]
+struct Hunk {
+    /// The first old line (1-based) and how many.
+    old: (u32, u32),
+    removed: Vec<String>,
+    added: Vec<String>,
+}
+
+/// A line worth matching: a blank line or a lone brace says nothing about whose work
+/// it is.
+fn telling(line: &str) -> bool {
+    line.trim().len() >= 3
+}
+
+impl Git {
+    /// The hunks of `head`'s change since `base` that undo the landed work of a task
+    /// other than `own` (its key), newest landing first where two could claim a line.
+    pub fn undoes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+        own: &str,
+    ) -> Result<Vec<Undo>, GitError> {
+        let change = self.hunks(&format!("{}..{}", base.0, head.0), &[])?;
+        let touched: Vec<&str> = change
+            .iter()
+            .filter(|(_, h)| h.iter().any(|x| !x.removed.is_empty()))
+            .map(|(f, _)| f.as_str())
+            .collect();
+        if touched.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for (commit, tasks) in self.landings(base, &touched)? {
+            let Some(task) = tasks.into_iter().find(|t| t != own) else {
+                continue;
+            };
+            let landed = self.hunks(&format!("{commit}^1..{commit}"), &touched)?;
+            for (file, hunks) in &change {
+                let Some(theirs) = landed.get(file) else {
+                    continue;
+                };
+                let added: Vec<&String> = theirs.iter().flat_map(|h| &h.added).collect();
+                let replaced: Vec<&String> = theirs.iter().flat_map(|h| &h.removed).collect();
+                for h in hunks {
+                    let takes = h.removed.iter().any(|l| telling(l) && added.contains(&l));
+                    let restores = h.added.iter().any(|l| telling(l) && replaced.contains(&l));
+                    let undo = takes && (h.added.is_empty() || restores);
+                    let claimed = found
+                        .iter()
+                        .any(|u: &Undo| u.file == *file && u.lines.0 == h.old.0);
+                    if undo && !claimed {
+                        found.push(Undo {
+                            task: task.clone(),
+                            file: file.clone(),
+                            lines: (h.old.0, h.old.0 + h.old.1.max(1) - 1),
+                            restores,
+                        });
+                    }
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The landings on the first-parent line up to `base` that touched `files`,
+    /// newest first: each commit with its `Orch-Task` keys.
+    fn landings(
+        &self,
+        base: &CommitId,
+        files: &[&str],
+    ) -> Result<Vec<(String, Vec<String>)>, GitError> {
+        let n = LANDINGS.to_string();
+        let mut args = vec![
+            "log",
+            "--first-parent",
+            "-n",
+            &n,
+            "--format=%H%x00%(trailers:key=Orch-Task,valueonly,separator=%x2C)",
+            &base.0,
+            "--",
+        ];
+        args.extend_from_slice(files);
+        let out = git_cli(&self.workdir, &args)?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\0'))
+            .map(|(c, keys)| {
+                let keys = keys
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>();
+                (c.to_owned(), keys)
+            })
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect())
+    }
+
+    /// The hunks of `range`'s diff (no context, no renames), by file, for `files`
+    /// (every file when empty).
+    fn hunks(&self, range: &str, files: &[&str]) -> Result<BTreeMap<String, Vec<Hunk>>, GitError> {
+        let mut args = vec![
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-renames",
+            "-U0",
+            range,
+            "--",
+        ];
+        args.extend_from_slice(files);
+        let out = git_cli(&self.workdir, &args)?;
+        Ok(parse(&out))
+    }
+}
+
+/// A `-U0` unified diff, by file (the new path, or the old one of a deleted file),
+/// into hunks.
+fn parse(diff: &str) -> BTreeMap<String, Vec<Hunk>> {
+    let mut out: BTreeMap<String, Vec<Hunk>> = BTreeMap::new();
+    let mut old_path: Option<String> = None;
+    let mut file: Option<String> = None;
+    for line in diff.lines() {
+        if let Some(p) = line.strip_prefix("--- ") {
+            old_path = p.strip_prefix("a/").map(str::to_owned);
+            continue;
+        }
+        if let Some(p) = line.strip_prefix("+++ ") {
+            file = p.strip_prefix("b/").map(str::to_owned).or(old_path.take());
+            continue;
+        }
+        if line.starts_with("diff --git") {
+            file = None;
+            continue;
+        }
+        let Some(f) = &file else { continue };
+        if let Some(h) = line.strip_prefix("@@ ") {
+            let old = h.split_whitespace().next().unwrap_or("-0");
+            let mut nums = old.trim_start_matches('-').split(',');
+            let start = nums.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let count = nums.next().map_or(1, |n| n.parse().unwrap_or(1));
+            out.entry(f.clone()).or_default().push(Hunk {
+                old: (start, count),
+                ..Hunk::default()
+            });
+            continue;
+        }
+        let Some(h) = out.get_mut(f).and_then(|v| v.last_mut()) else {
+            continue;
+        };
+        if let Some(l) = line.strip_prefix('-') {
+            h.removed.push(l.to_owned());
+        } else if let Some(l) = line.strip_prefix('+') {
+            h.added.push(l.to_owned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_zero_context_hunks() {
+        let d = "diff --git a/v.py b/v.py\n--- a/v.py\n+++ b/v.py\n@@ -3 +3 @@\n-v = 1\n+v = 2\n@@ -9,2 +8,0 @@\n-x\n-y\n";
+        let h = &parse(d)["v.py"];
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            (h[0].old, h[0].removed.clone(), h[0].added.clone()),
+            ((3, 1), vec!["v = 1".to_owned()], vec!["v = 2".to_owned()])
+        );
+        assert_eq!((h[1].old, h[1].added.len()), ((9, 2), 0));
+    }
+
+    #[test]
+    fn a_deleted_file_is_named_by_its_old_path() {
+        let d = "diff --git a/f.txt b/f.txt\ndeleted file mode 100644\n--- a/f.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-flag = on\n";
+        let h = &parse(d)["f.txt"];
+        assert_eq!(h[0].removed, ["flag = on"]);
+    }
+}
