@@ -856,6 +856,27 @@ fn a_task_that_declares_a_revert_lands_it_at_once() {
         reverts.contains("its task says it reverts that work"),
         "{reverts}"
     );
+    // `orch run show` flags it, in text and in JSON.
+    let runs = s.json(&["run", "list"]);
+    let shows: Vec<(String, Value)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap();
+            let text = String::from_utf8(s.ok(&["run", "show", id]).stdout).unwrap();
+            (text, s.json(&["run", "show", id]))
+        })
+        .collect();
+    let (text, json) = shows
+        .iter()
+        .find(|(_, j)| !j["reverts"].as_array().unwrap().is_empty())
+        .expect("one run flags the undo");
+    assert!(
+        text.contains("reverts: task-2-1 undid task-1's change to flags.txt line 1 (removes what it added) (its task says it reverts that work)"),
+        "{text}"
+    );
+    assert_eq!(json["reverts"][0]["undone"][0]["file"], "flags.txt");
     let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
     assert!(!files.contains("flags.txt"), "{files}");
 }

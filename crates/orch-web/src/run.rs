@@ -101,6 +101,7 @@ pub(crate) async fn show(
         );
     }
     body.push_str("</table>");
+    body.push_str(&flags(&events));
     body.push_str(&story(&app, &id).await);
     body.push_str("<h2>The integration ref</h2><ul>");
     for e in events
@@ -112,6 +113,29 @@ pub(crate) async fn show(
     body.push_str("</ul>");
     let title = format!("Run {}", id.0);
     respond(&headers, (&title, "Runs"), None, body, seq)
+}
+
+/// What a person should look at: landed undos of other tasks' work, flaky gates.
+fn flags(events: &[orch_engine::core::event::Event]) -> String {
+    let flagged: Vec<&orch_engine::core::event::Event> = events
+        .iter()
+        .filter(|e| e.kind == "attempt.reverts" || e.kind == "attempt.flaky")
+        .collect();
+    if flagged.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<h2>Flags</h2><ul class=\"flags\">");
+    for e in flagged {
+        let _ = write!(
+            out,
+            "<li class=\"{}\">{} {}</li>",
+            esc(e.kind.trim_start_matches("attempt.")),
+            e.at,
+            esc(&e.reason)
+        );
+    }
+    out.push_str("</ul>");
+    out
 }
 
 /// The run's configuration as resolved, as the run recorded it.

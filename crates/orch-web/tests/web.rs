@@ -7,7 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use orch_engine::core::run::RunId;
+use orch_engine::core::ports::Undo;
+use orch_engine::core::run::{AttemptId, Journaled, RunEvent, RunId};
 use orch_engine::core::task::{NewTask, TaskEdit};
 use orch_engine::core::transition::Actor;
 use orch_engine::core::{TaskId, TaskStatus};
@@ -268,6 +269,32 @@ async fn the_dashboard(store: Store) {
     .await;
     assert_eq!(r.status, 409);
     assert!(r.body.contains("allowed are cancel, pause and resume"));
+    // An undo of landed work that landed anyway is flagged on the run's page.
+    let page = get(addr, "/orch/runs/r-web").await.body;
+    assert!(!page.contains("<h2>Flags</h2>"), "nothing to flag yet");
+    let undo = RunEvent::Reverts {
+        attempt: AttemptId {
+            task: failed,
+            number: 1,
+        },
+        undone: vec![Undo {
+            task: "add-<cache>".into(),
+            file: "src/cache.rs".into(),
+            lines: (3, 4),
+            restores: false,
+        }],
+        why: "its task says it reverts that work".into(),
+    };
+    let at = orch_engine::core::Timestamp(1_764_000_000_000);
+    store
+        .append_run_events(&run, &[Journaled { at, event: undo }], "orchestrator")
+        .await
+        .unwrap();
+    let page = get(addr, "/orch/runs/r-web").await.body;
+    assert!(
+        page.contains("task-2-1 undoes add-&lt;cache&gt;&#39;s change to src/cache.rs lines 3-4 (removes what it added) (its task says it reverts that work)"),
+        "{page}"
+    );
     // Filters.
     let only = get(addr, "/orch/?status=backlog").await.body;
     assert!(only.contains("data-status=\"backlog\"") && !only.contains("data-status=\"done\""));

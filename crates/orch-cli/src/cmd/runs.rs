@@ -1,7 +1,8 @@
 //! `orch run list`, `orch run show`, `orch run cancel`.
 
 use anyhow::Result;
-use orch_engine::core::run::{RunId, RunSnapshot};
+use orch_engine::core::ports::Undo;
+use orch_engine::core::run::{RunEvent, RunId, RunSnapshot};
 use orch_store::Store;
 
 use crate::cli::RunCommand;
@@ -79,11 +80,22 @@ async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
     let flaky: Vec<(String, u32, String)> = journal
         .iter()
         .filter_map(|e| match e {
-            orch_engine::core::run::RunEvent::Flaky {
+            RunEvent::Flaky {
                 attempt,
                 failures,
                 summary,
             } => Some((attempt.to_string(), *failures, summary.clone())),
+            _ => None,
+        })
+        .collect();
+    let reverts: Vec<(String, Vec<Undo>, String)> = journal
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Reverts {
+                attempt,
+                undone,
+                why,
+            } => Some((attempt.to_string(), undone.clone(), why.clone())),
             _ => None,
         })
         .collect();
@@ -102,6 +114,7 @@ async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
         merges: &merges,
         proposals: &proposals,
         flaky: &flaky,
+        reverts: &reverts,
     };
     story.print(json)
 }

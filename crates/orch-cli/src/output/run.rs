@@ -2,6 +2,7 @@
 //! JSON lines of `orch run --json-events`.
 
 use orch_engine::core::TaskStatus;
+use orch_engine::core::ports::Undo;
 use orch_engine::core::run::{AttemptState, Journaled, RunSnapshot, RunState};
 use orch_engine::core::usage::Usage;
 use orch_engine::{RunSummary, RunUpdate};
@@ -240,6 +241,8 @@ pub struct RunStory<'a> {
     pub proposals: &'a [ProposalRow],
     /// Integration gates that passed after failing: attempt, failures, first failure.
     pub flaky: &'a [(String, u32, String)],
+    /// Attempts that landed although they undid landed work: attempt, what, why.
+    pub reverts: &'a [(String, Vec<Undo>, String)],
 }
 
 /// `run show --json`.
@@ -261,6 +264,14 @@ struct RunShowJson<'a> {
     merges: Vec<MergeJson<'a>>,
     proposals: Vec<ProposalJson<'a>>,
     flaky: Vec<FlakyJson<'a>>,
+    reverts: Vec<RevertJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct RevertJson<'a> {
+    attempt: &'a str,
+    undone: &'a [Undo],
+    why: &'a str,
 }
 
 #[derive(Serialize)]
@@ -340,16 +351,33 @@ impl<'a> RunStory<'a> {
                     reason: &p.reason,
                 })
                 .collect(),
-            flaky: self
-                .flaky
-                .iter()
-                .map(|(attempt, failures, why)| FlakyJson {
-                    attempt,
-                    failures: *failures,
-                    first_failure: why,
-                })
-                .collect(),
+            flaky: self.flaky_json(),
+            reverts: self.reverts_json(),
         }
+    }
+
+    /// Integration gates that passed after failing.
+    fn flaky_json(&self) -> Vec<FlakyJson<'_>> {
+        self.flaky
+            .iter()
+            .map(|(attempt, failures, why)| FlakyJson {
+                attempt,
+                failures: *failures,
+                first_failure: why,
+            })
+            .collect()
+    }
+
+    /// Undos of landed work that landed anyway.
+    fn reverts_json(&self) -> Vec<RevertJson<'_>> {
+        self.reverts
+            .iter()
+            .map(|(attempt, undone, why)| RevertJson {
+                attempt,
+                undone,
+                why,
+            })
+            .collect()
     }
 
     /// Prints the story.
@@ -371,6 +399,10 @@ impl<'a> RunStory<'a> {
         self.print_head();
         for (a, n, why) in self.flaky {
             println!("  flaky: {a}'s integration gate passed after {n} failure(s); first: {why}");
+        }
+        for (a, undone, why) in self.reverts {
+            let what: Vec<String> = undone.iter().map(Undo::to_string).collect();
+            println!("  reverts: {a} undid {} ({why})", what.join("; "));
         }
         for (a, r) in &self.snap.attempts {
             let state = match &r.state {
