@@ -712,6 +712,8 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
         gate,
         "--integrate-validate",
         gate,
+        "-c",
+        "validate.integration_stands_in=false",
     ]));
     let reused: Vec<String> = events()
         .lines()
@@ -756,6 +758,8 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
         gate,
         "-c",
         "validate.reuse=false",
+        "-c",
+        "validate.integration_stands_in=false",
     ]));
     assert!(
         gated(3).contains(&"integration-1.log".to_owned()),
@@ -764,6 +768,20 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
     );
     let count = events().matches("attempt.gate_reused").count();
     assert_eq!(count, 1, "only task 1's gate was reused");
+    // By default the integration gate stands in for the same worker gate: one run.
+    s.add("Four", &[]);
+    s.ok(&run_args(&[
+        "--validate",
+        gate,
+        "--integrate-validate",
+        gate,
+    ]));
+    let logs: Vec<String> = gated(4)
+        .into_iter()
+        .filter(|l| l.ends_with("-1.log"))
+        .collect();
+    assert_eq!(logs, ["integration-1.log"]);
+    assert!(events().contains("the integration gate on its merge commit stands in"));
 }
 
 /// An attempt that writes a file from an old view undoes another task's landed change

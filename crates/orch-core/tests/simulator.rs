@@ -73,6 +73,7 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
             stale_retries: rng.range(0, 3) as u32,
         },
         reuse_verdicts: rng.pct(50),
+        worker_stands_in: rng.pct(30),
         on_revert: *rng
             .pick(&[OnRevert::Retry, OnRevert::Block, OnRevert::Allow])
             .unwrap(),

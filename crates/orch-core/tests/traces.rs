@@ -556,3 +556,19 @@ fn an_attempt_that_undoes_landed_work_is_retried() {
     assert!(t.contains("reverts-landed-work"), "{t}");
     insta::assert_snapshot!(t);
 }
+
+/// With `validate.integration_stands_in` (both gates run the same commands here): no
+/// worker gate runs; each attempt goes from its agent to the integration queue, and
+/// the integration gate on its merge commit is its only gate.
+#[test]
+fn the_integration_gate_stands_in_for_the_same_worker_gate() {
+    let p = Policy {
+        worker_stands_in: true,
+        ..policy()
+    };
+    let (t, w) = trace(World::new(Script::default(), p, two_tasks(), true), |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert!(!t.contains("run worker gate"), "{t}");
+    assert_eq!(t.matches("run integration gate").count(), 2, "{t}");
+    insta::assert_snapshot!(t);
+}

@@ -216,6 +216,11 @@ pub struct ValidateConfig {
     /// A tree that passed a gate (the same commands, the same named environment) is
     /// not gated again; `false` for gates that depend on more than the tree.
     pub reuse: bool,
+    /// When `worker` and `integration` are the same commands, an attempt goes to the
+    /// integration queue without its worker gate: the integration gate on its merge
+    /// commit runs those commands on a tree holding its change, and stands in for it.
+    /// Not with `run.executors = "workers"` (a worker gates on its own machine).
+    pub integration_stands_in: bool,
 }
 
 impl Default for ValidateConfig {
@@ -226,6 +231,7 @@ impl Default for ValidateConfig {
             timeout: Duration::from_secs(20 * 60),
             integration_retries: 0,
             reuse: true,
+            integration_stands_in: true,
         }
     }
 }

@@ -305,7 +305,31 @@ impl Orchestrator {
             return self.fail(attempt, FailureKind::NoChanges);
         }
         self.move_attempt(attempt, AttemptState::Validating, "the agent finished");
-        self.run_gate(attempt, Stage::Worker, changes.head);
+        self.worker_gate(attempt, changes.head);
+    }
+
+    /// Runs the worker gate on `head`, or, when the integration gate stands in for it
+    /// (the same commands, `validate.integration_stands_in`), queues the attempt for
+    /// integration at once: its merge commit is gated with those commands on a tree
+    /// that holds its change, so I1 holds with one gate run instead of two.
+    pub(super) fn worker_gate(&mut self, attempt: AttemptId, head: CommitId) {
+        if !self.policy.worker_stands_in {
+            return self.run_gate(attempt, Stage::Worker, head);
+        }
+        self.move_attempt(
+            attempt,
+            AttemptState::Merging,
+            "the worker gate is the integration gate's commands: the integration gate on its merge commit stands in for it",
+        );
+        self.queue_for_integration(attempt);
+    }
+
+    /// Gives the attempt's worktree back and queues it for integration.
+    fn queue_for_integration(&mut self, attempt: AttemptId) {
+        self.commands
+            .push_back(Command::ReleaseWorktree { attempt });
+        self.integrator.enqueue(attempt);
+        self.try_integrate();
     }
 
     /// A gate's result: its verdict (a reused pass journaled as such), or that it could
@@ -349,10 +373,7 @@ impl Orchestrator {
         match (stage, passed) {
             (Stage::Worker, true) => {
                 self.move_attempt(attempt, AttemptState::Merging, "worker validation passed");
-                self.commands
-                    .push_back(Command::ReleaseWorktree { attempt });
-                self.integrator.enqueue(attempt);
-                self.try_integrate();
+                self.queue_for_integration(attempt);
             }
             (Stage::Worker, false) => self.fail(attempt, FailureKind::WorkerValidation { summary }),
             (Stage::Integration, true) => self.integration_passed(attempt),

@@ -73,6 +73,9 @@ pub struct Policy {
     pub symlinks_inside: bool,
     /// Whether a gate's pass on a tree stands for later runs of it on the same tree.
     pub reuse_verdicts: bool,
+    /// Whether an attempt skips its worker gate for the integration gate, the same
+    /// commands, on its merge commit (`validate.integration_stands_in`).
+    pub worker_stands_in: bool,
     /// Worktree cleanup.
     pub cleanup: Cleanup,
     /// The agent's deadline.
@@ -132,6 +135,10 @@ impl Policy {
             on_revert: c.policy.on_revert,
             empty_diff: c.policy.empty_diff,
             reuse_verdicts: c.validate.reuse,
+            worker_stands_in: c.validate.integration_stands_in
+                && !c.validate.worker.is_empty()
+                && c.validate.worker == c.validate.integration
+                && c.run.executors == crate::config::Executors::Local,
             symlinks_inside: c.policy.symlinks == crate::config::Symlinks::Inside
                 || c.agent.sandbox == crate::config::Sandbox::Bwrap,
             cleanup: c.worktrees.cleanup,

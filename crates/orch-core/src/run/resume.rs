@@ -323,9 +323,7 @@ impl Orchestrator {
                     self.integrator.enqueue(id);
                 }
                 // In the worker gate: run it again on the same head.
-                (AttemptPhase::Validating, Some(head)) if going => {
-                    self.run_gate(id, Stage::Worker, head)
-                }
+                (AttemptPhase::Validating, Some(head)) if going => self.worker_gate(id, head),
                 // The agent had finished and its work was committed: go on from there.
                 (AttemptPhase::Running, _) if going && finished.contains_key(&id) => {
                     let f = finished.remove(&id).expect("just checked");

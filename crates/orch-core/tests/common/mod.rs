@@ -683,6 +683,11 @@ impl<O: Oracle> World<O> {
                 if stage == Stage::Worker && !self.provisioned.contains(&attempt) {
                     return Err(format!("{attempt}'s worker gate ran without its worktree"));
                 }
+                if stage == Stage::Worker && self.policy.worker_stands_in {
+                    return Err(format!(
+                        "{attempt}'s worker gate ran, though the integration gate stands in"
+                    ));
+                }
                 let tree = self.tree(&commit);
                 if reuse && self.policy.reuse_verdicts && self.passed_trees.contains(&tree) {
                     // A pass on the same tree stands for this gate: it does not run.
@@ -889,8 +894,10 @@ impl<O: Oracle> World<O> {
                     .iter()
                     .position(|x| *x == Fact::IntegrationPassed(to.clone()));
                 let r = f.iter().position(|x| *x == Fact::RefAdvanced(to.clone()));
+                // The integration gate stands in for a worker gate of the same commands.
+                let w = w.or(self.policy.worker_stands_in.then_some(0));
                 match (w, m, i, r) {
-                    (Some(w), Some(m), Some(i), Some(r)) if w < m && m < i && i < r => {}
+                    (Some(w), Some(m), Some(i), Some(r)) if w <= m && m < i && i < r => {}
                     _ => {
                         return Err(format!(
                             "I1: {attempt} recorded as integrated at {to} with facts {f:?}"
