@@ -36,6 +36,18 @@ pub(crate) fn sh(dir: &Path, cmd: &str) -> Result<String> {
 
 impl Sandbox {
     pub(crate) fn new(orch: &Path) -> Result<Sandbox> {
+        let s = Sandbox::with_repo(
+            orch,
+            "git init -q -b main && printf 'hello\\n' > README.md && printf 'line one\\n' > notes.txt && git add -A && git -c user.name=u -c user.email=u@u.invalid commit -q -m init",
+        )?;
+        // The user's own uncommitted edit: orch must leave it alone.
+        std::fs::write(s.repo().join("README.md"), "hello, edited by the user\n")?;
+        Ok(s)
+    }
+
+    /// A sandbox whose repository `setup` (a shell command run in its empty
+    /// directory) makes, with `orch init` run in it.
+    pub(crate) fn with_repo(orch: &Path, setup: &str) -> Result<Sandbox> {
         let tmp = tempfile::Builder::new().prefix("orch-e2e-").tempdir()?;
         let s = Sandbox {
             tmp,
@@ -43,14 +55,9 @@ impl Sandbox {
         };
         std::fs::create_dir_all(s.home())?;
         std::fs::create_dir_all(s.repo())?;
-        sh(
-            &s.repo(),
-            "git init -q -b main && printf 'hello\\n' > README.md && printf 'line one\\n' > notes.txt && git add -A && git -c user.name=u -c user.email=u@u.invalid commit -q -m init",
-        )?;
+        sh(&s.repo(), setup)?;
         // Only `orch init` creates the database.
         s.ok(&["init"])?;
-        // The user's own uncommitted edit: orch must leave it alone.
-        std::fs::write(s.repo().join("README.md"), "hello, edited by the user\n")?;
         Ok(s)
     }
 

@@ -11,6 +11,8 @@
 //! - `bench run [--tasks N] [--files N]` (P1, P2, P6, disk): the worktree pool on a
 //!   generated 20,000-file repository against a pooled bare-git script, provisioning
 //!   against `git worktree add`, and warm `cargo build` gates (see `poolbench.rs`).
+//! - `bench replay [--whole-file]`: 24 commits of a real project's history as a
+//!   backlog, its own suite as both gates, by hand against orch (see `replay.rs`).
 //! - `bench web`: the dashboard's board with 10,000 tasks, and 100 live clients
 //!   during a 16-agent run (see `webbench.rs`).
 //! - `bench workers`: the worker path (claim, fetch, push, post) against a local
@@ -26,6 +28,7 @@ mod e2e;
 mod gatebench;
 mod layers;
 mod poolbench;
+mod replay;
 mod tidy;
 mod webbench;
 mod workerbench;
@@ -47,6 +50,9 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
     if which == Some("run") {
         return poolbench::run(rest);
     }
+    if which == Some("replay") {
+        return replay::run(rest);
+    }
     if which == Some("web") {
         return webbench::run();
     }
@@ -66,7 +72,7 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
         .collect();
     if selected.is_empty() {
         let mut names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
-        names.extend(["gate", "run", "web", "workers"]);
+        names.extend(["gate", "replay", "run", "web", "workers"]);
         bail!(
             "unknown benchmark {:?}; available: {}",
             which.unwrap_or(""),
@@ -109,7 +115,7 @@ fn main() -> Result<()> {
         Some("e2e") => e2e::run(args.get(1).map(String::as_str)),
         Some(other) => bail!("unknown task {other:?}; available: tidy, bench, e2e"),
         None => bail!(
-            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|run|web|workers], e2e [FILTER]"
+            "usage: cargo xtask <task>; available: tidy, bench [core|import|validate|git|gate|replay|run|web|workers], e2e [FILTER]"
         ),
     }
 }
