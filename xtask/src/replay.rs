@@ -5,7 +5,8 @@
 //! (exit 1) when it does not apply, and the project's own test suite as both gates.
 //!
 //! It times the same work by hand (apply, test, commit, one after another) and orch at
-//! concurrency 1, (4, depth 1) and (4, depth 4), and prints for each: the wall time and
+//! concurrency 1, (4, depth 1), (4, depth 4), and (4, depth 4) with the integration
+//! gate standing in for the worker gate, and prints for each: the wall time and
 //! its ratio to by hand, tasks done and failed, attempts by failure kind, gate runs,
 //! whether the final tree is the project's, whether every first-parent commit of the
 //! line passes the suite, and any landed line a later commit of the line took out.
@@ -30,11 +31,18 @@ const BUNDLE: &str = "xtask/replay/more-itertools.bundle";
 const BRANCH: &str = "replay";
 /// The project's own suite, both gates.
 const GATE: &str = "PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests -q";
-/// The orch runs: name, concurrency, integration depth.
-const SETTINGS: [(&str, u32, u32); 3] = [
-    ("orch, concurrency 1", 1, 1),
-    ("orch, concurrency 4", 4, 1),
-    ("orch, concurrency 4, depth 4", 4, 4),
+/// The orch runs: name, concurrency, integration depth, whether the integration gate
+/// stands in for the worker gate.
+const SETTINGS: [(&str, u32, u32, bool); 4] = [
+    ("orch, concurrency 1", 1, 1, false),
+    ("orch, concurrency 4", 4, 1, false),
+    ("orch, concurrency 4, depth 4", 4, 4, false),
+    (
+        "orch, concurrency 4, depth 4, integration stands in",
+        4,
+        4,
+        true,
+    ),
 ];
 
 /// How the scripted agent makes its change.
@@ -202,7 +210,7 @@ fn through_orch(
     orch: &Path,
     h: &History,
     mode: Mode,
-    (name, concurrency, depth): (&str, u32, u32),
+    (name, concurrency, depth, stands_in): (&str, u32, u32, bool),
 ) -> Result<Outcome> {
     let base = &h.commits[0];
     let s = Sandbox::with_repo(
@@ -219,7 +227,7 @@ fn through_orch(
         Mode::WholeFile => "[policy]\nempty_diff = \"done-if-valid\"\n",
     };
     s.config(&format!(
-        "[run]\nconcurrency = {concurrency}\nintegration_depth = {depth}\n[validate]\nworker = [{gate}]\nintegration = [{gate}]\n{empty}"
+        "[run]\nconcurrency = {concurrency}\nintegration_depth = {depth}\n[validate]\nworker = [{gate}]\nintegration = [{gate}]\nintegration_stands_in = {stands_in}\n{empty}"
     ))?;
     for (title, c) in h.titles.iter().zip(&h.commits[1..]) {
         s.add(

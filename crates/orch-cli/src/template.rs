@@ -45,7 +45,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # timeout = "20m"
 # integration_retries = 0        # reruns of a failing integration gate; a later pass is "flaky"
 # reuse = true                   # a tree that passed a gate is not gated again
-# integration_stands_in = true   # same worker and integration commands: gate once, on the merge
+# integration_stands_in = false  # same worker and integration commands: gate once, on the merge
 
 [policy]
 # max_attempts = 2

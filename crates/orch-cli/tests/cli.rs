@@ -602,7 +602,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
     assert!(r.stdout.contains("done: 6   failed: 0"), "{}", r.stdout);
     assert!(
         r.stderr
-            .contains("task-4-1 integrating -> failed: integration-validation"),
+            .contains("task-4-1 validating -> failed: worker-validation"),
         "{}",
         r.stderr
     );
@@ -675,7 +675,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         .ok(&["--repo", dir.to_str().unwrap(), "run", "show", &run])
         .stdout;
     assert!(
-        show.contains("task-4-1       failed: integration-validation"),
+        show.contains("task-4-1       failed: worker-validation"),
         "{show}"
     );
     // The logs say why div's first attempt failed; the events tell the whole story.
@@ -689,7 +689,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
             "--attempt",
             "1",
             "--stage",
-            "integration",
+            "worker",
         ])
         .stdout;
     assert!(logs.contains("FAIL: div 9 3 gave 27, expected 3"), "{logs}");

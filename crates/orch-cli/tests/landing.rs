@@ -712,8 +712,6 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
         gate,
         "--integrate-validate",
         gate,
-        "-c",
-        "validate.integration_stands_in=false",
     ]));
     let reused: Vec<String> = events()
         .lines()
@@ -758,8 +756,6 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
         gate,
         "-c",
         "validate.reuse=false",
-        "-c",
-        "validate.integration_stands_in=false",
     ]));
     assert!(
         gated(3).contains(&"integration-1.log".to_owned()),
@@ -768,13 +764,15 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
     );
     let count = events().matches("attempt.gate_reused").count();
     assert_eq!(count, 1, "only task 1's gate was reused");
-    // By default the integration gate stands in for the same worker gate: one run.
+    // Standing in, the integration gate is the same worker gate's one run.
     s.add("Four", &[]);
     s.ok(&run_args(&[
         "--validate",
         gate,
         "--integrate-validate",
         gate,
+        "-c",
+        "validate.integration_stands_in=true",
     ]));
     let logs: Vec<String> = gated(4)
         .into_iter()

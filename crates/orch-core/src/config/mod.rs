@@ -219,7 +219,8 @@ pub struct ValidateConfig {
     /// When `worker` and `integration` are the same commands, an attempt goes to the
     /// integration queue without its worker gate: the integration gate on its merge
     /// commit runs those commands on a tree holding its change, and stands in for it.
-    /// Not with `run.executors = "workers"` (a worker gates on its own machine).
+    /// Not with `run.executors = "workers"` (a worker gates on its own machine). Off by
+    /// default: a change that fails alone can pass once merged (see workflow.md).
     pub integration_stands_in: bool,
 }
 
@@ -231,7 +232,7 @@ impl Default for ValidateConfig {
             timeout: Duration::from_secs(20 * 60),
             integration_retries: 0,
             reuse: true,
-            integration_stands_in: true,
+            integration_stands_in: false,
         }
     }
 }
