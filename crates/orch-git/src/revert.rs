@@ -32,6 +32,43 @@ fn telling(line: &str) -> bool {
     line.trim().len() >= 3
 }
 
+/// Whether `new` is `old` edited rather than replaced: they share at least half of
+/// `old` from its start (`version = "26.1.0"` after `version = "26.0.1"`).
+fn edited_into(old: &str, new: &str) -> bool {
+    let (old, new) = (old.trim(), new.trim());
+    let common = old
+        .chars()
+        .zip(new.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    common * 2 >= old.chars().count()
+}
+
+impl Hunk {
+    /// Whether this hunk undoes a landing that added `added` in place of `replaced`:
+    /// it removes a telling line the landing added and either puts back a line the
+    /// landing replaced, or leaves nothing that edits the removed line (it is gone,
+    /// whatever else the hunk adds). `Some(restores)` when it does.
+    fn undoes(&self, added: &[&String], replaced: &[&String]) -> Option<bool> {
+        let taken: Vec<&String> = self
+            .removed
+            .iter()
+            .filter(|l| telling(l) && added.contains(l))
+            .collect();
+        if taken.is_empty() {
+            return None;
+        }
+        let restores = self
+            .added
+            .iter()
+            .any(|l| telling(l) && replaced.contains(&l));
+        let gone = taken
+            .iter()
+            .any(|t| !self.added.iter().any(|a| edited_into(t, a)));
+        (restores || gone).then_some(restores)
+    }
+}
+
 impl Git {
     /// The hunks of `head`'s change since `base` that undo the landed work of a task
     /// other than `own` (its key), newest landing first where two could claim a line.
@@ -63,13 +100,13 @@ impl Git {
                 let added: Vec<&String> = theirs.iter().flat_map(|h| &h.added).collect();
                 let replaced: Vec<&String> = theirs.iter().flat_map(|h| &h.removed).collect();
                 for h in hunks {
-                    let takes = h.removed.iter().any(|l| telling(l) && added.contains(&l));
-                    let restores = h.added.iter().any(|l| telling(l) && replaced.contains(&l));
-                    let undo = takes && (h.added.is_empty() || restores);
+                    let Some(restores) = h.undoes(&added, &replaced) else {
+                        continue;
+                    };
                     let claimed = found
                         .iter()
                         .any(|u: &Undo| u.file == *file && u.lines.0 == h.old.0);
-                    if undo && !claimed {
+                    if !claimed {
                         found.push(Undo {
                             task: task.clone(),
                             file: file.clone(),
@@ -194,6 +231,32 @@ mod tests {
             ((3, 1), vec!["v = 1".to_owned()], vec!["v = 2".to_owned()])
         );
         assert_eq!((h[1].old, h[1].added.len()), ((9, 2), 0));
+    }
+
+    fn hunk(removed: &[&str], added: &[&str]) -> Hunk {
+        Hunk {
+            old: (1, removed.len() as u32),
+            removed: removed.iter().map(|l| l.to_string()).collect(),
+            added: added.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_undo_restores_or_removes_without_editing() {
+        let v1 = "version = \"26.0.1dev\"".to_owned();
+        let v0 = "version = \"26.0.0\"".to_owned();
+        let guard = "    if n > 20:".to_owned();
+        // A bump that follows another bump edits the line: ordinary work.
+        let next = hunk(&[&v1], &["version = \"26.1.0dev\""]);
+        assert_eq!(next.undoes(&[&v1], &[&v0]), None);
+        // A bump back restores what the landing replaced.
+        assert_eq!(hunk(&[&v1], &[&v0]).undoes(&[&v1], &[&v0]), Some(true));
+        // The landing's lines removed, with the attempt's own new lines beside them.
+        let mixed = hunk(&[&guard, "        return 1"], &["def other(x):", "    return x"]);
+        let landed = ["        return 1".to_owned()];
+        assert_eq!(mixed.undoes(&[&guard, &landed[0]], &[]), Some(false));
+        // Lines no landing added are no one's.
+        assert_eq!(mixed.undoes(&[], &[]), None);
     }
 
     #[test]
