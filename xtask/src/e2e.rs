@@ -221,6 +221,7 @@ const BASE_CONFIG: &str = "[run]\nconcurrency = 3\n[agent]\ntimeout = \"20s\"\n[
 type Scenario = (&'static str, fn(&Sandbox) -> Result<()>);
 
 const SCENARIOS: &[Scenario] = &[
+    ("the embedding example", crate::embed::scenario),
     (
         "workers on three clones survive kills",
         crate::workers::scenario,

@@ -25,6 +25,7 @@
 
 mod chaos;
 mod e2e;
+mod embed;
 mod gatebench;
 mod layers;
 mod poolbench;

@@ -1,4 +1,6 @@
 //! Command-line arguments (clap derive). Parsing only: no behaviour lives here.
+//! The doc comments are the terminal's help text, not HTML: `<branch>` is a placeholder.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 

@@ -26,6 +26,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             // chain; it classifies its own.
             || e.downcast_ref::<orch_engine::EngineError>()
                 .is_some_and(orch_engine::EngineError::is_refusal)
+            || e.downcast_ref::<orch_engine::OpenError>()
+                .is_some_and(orch_engine::OpenError::is_refusal)
     });
     if refused { 2 } else { 1 }
 }

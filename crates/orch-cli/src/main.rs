@@ -44,13 +44,10 @@ fn written(r: std::io::Result<()>) {
 
 mod cli;
 mod cmd;
-mod config;
 mod ctx;
 mod error;
 mod output;
-mod repo;
 mod reporter;
-mod template;
 
 use std::process::ExitCode;
 

@@ -270,6 +270,14 @@ pub struct NewTask {
 }
 
 impl NewTask {
+    /// A task with `title` and nothing else set.
+    pub fn titled(title: impl Into<String>) -> NewTask {
+        NewTask {
+            title: title.into(),
+            ..NewTask::default()
+        }
+    }
+
     /// Validates and normalises every field: trims the title, sorts and dedups the lists.
     pub fn validate(mut self) -> Result<NewTask, FieldError> {
         self.title = validate_title(&self.title)?;

@@ -1,103 +1,50 @@
-//! Embedding the engine in another program: a throwaway repository with two tasks, an
-//! agent that is a shell command, and the run's events streamed to this program as
-//! they are journaled.
-//!
+//! Embedding orch, with `orch-engine` the one orch dependency: a repository with an
+//! `orch.toml` (the agent is a shell command; the gate checks what it wrote), two
+//! tasks, a run whose typed events name each task, and its summary.
 //! `cargo run -p orch-engine --example embed`
-#![allow(clippy::expect_used)]
+use orch_engine::core::task::NewTask;
+use orch_engine::{OpenOptions, Repo, RunOptions, RunUpdate};
 
-use std::process::Command;
-use std::time::Duration;
-
-use orch_core::config::Config;
-use orch_core::run::{RunEvent, RunId};
-use orch_core::task::NewTask;
-use orch_engine::{Engine, EngineConfig};
-use orch_git::Git;
-use orch_store::{Location, Store};
-use orch_validate::CancellationToken;
+const ORCH_TOML: &str = r#"
+agent.command = 'echo "$ORCH_TASK_TITLE, from an embedded run" > "$ORCH_TASK_TITLE.txt"'
+validate.worker = ['test -s "$ORCH_TASK_TITLE.txt"']
+worktrees.root = "../worktrees"
+"#;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).expect("creating the repository directory");
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args([
-                "-c",
-                "user.name=embed",
-                "-c",
-                "user.email=embed@example.invalid",
-            ])
-            .args(args)
-            .status()
-            .expect("git runs");
-        assert!(ok.success(), "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("README.md"), "embedded\n").expect("writing README.md");
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "init"]);
-
-    // The board lives in the store; any frontend can fill it.
-    let store = Store::open(&Location::Sqlite(repo.join(".orch/orch.db")))
-        .await
-        .expect("the store opens");
-    for title in ["greet", "farewell"] {
-        let task = NewTask {
-            title: title.into(),
-            ..NewTask::default()
-        };
-        store
-            .add_task(task, "example")
-            .await
-            .expect("adding a task");
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("repo");
+    std::fs::create_dir(&root)?;
+    std::fs::write(root.join("orch.toml"), ORCH_TOML)?;
+    let id = ["-c", "user.name=embed", "-c", "user.email=embed@x.invalid"];
+    for cmd in ["init -qb main", "add -A", "commit -qm init"] {
+        let args: Vec<&str> = id.iter().copied().chain(cmd.split(' ')).collect();
+        let out = orch_engine::repo::git(&root, &args)?;
+        assert!(out.status.success(), "git {cmd}");
     }
-
-    let mut config = Config::default();
-    config.validate.worker = vec!["test -s \"$ORCH_TASK_TITLE.txt\"".into()];
-    let engine = Engine::new(
-        store.clone(),
-        Git::open(&repo).expect("the repository opens"),
-        EngineConfig {
-            config,
-            worktree_root: dir.path().join("worktrees"),
-            artifacts_root: repo.join(".orch/artifacts"),
-            agent_command:
-                "echo \"$ORCH_TASK_TITLE from an embedded run\" > \"$ORCH_TASK_TITLE.txt\"".into(),
-            only_tasks: vec![],
-            fetch_timeout: Duration::from_secs(10),
-        },
-    );
-
-    // Events arrive as they are journaled; the embedding program decides what to show.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RunEvent>();
+    let (repo, _created) = Repo::init(&root, &OpenOptions::default()).await?;
+    let board = repo.board("human:embed");
+    for title in ["hello", "goodbye"] {
+        board.add(NewTask::titled(title)).await?;
+    }
+    let run = repo.start(RunOptions::default()).await?;
+    let mut events = run.subscribe();
     let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            if matches!(
-                e,
-                RunEvent::TaskMoved { .. } | RunEvent::HeadAdvanced { .. }
-            ) {
-                println!("event: {}", e.reason());
+        while let Some(update) = events.next().await {
+            if let RunUpdate::Journal(j) = update
+                && let (Some(task), Some(n)) = (j.event.task(), j.event.attempt())
+            {
+                println!("#{task}.{n}: {}", j.event.reason());
             }
         }
     });
-    let summary = engine
-        .run(
-            RunId("embedded-1".into()),
-            CancellationToken::new(),
-            Some(tx),
-        )
-        .await
-        .expect("the run completes");
-    printer.await.expect("the printer ends with the run");
-    println!(
-        "run {} ended {:?}; integration branch {} at {:?}",
-        summary.run, summary.state, summary.integration_branch, summary.head
-    );
-    for (task, status) in summary.tasks {
-        println!("  task {task}: {status}");
+    let summary = run.drive().await?;
+    printer.await?;
+    println!("run {} ended {:?}", summary.run, summary.state);
+    for (task, status) in &summary.tasks {
+        println!("  task #{task}: {status}");
     }
+    repo.close().await?;
+    Ok(())
 }

@@ -15,6 +15,7 @@ use crate::{EngineError, interrupted_runs, now};
 
 /// What to clean.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CleanupOptions {
     /// `worktrees.root`; empty for the default under the user's data directory.
     pub worktree_root: String,
@@ -22,6 +23,17 @@ pub struct CleanupOptions {
     pub keep_failed: orch_core::config::Duration,
     /// Remove dirty worktrees, unmerged branches and strays holding files too.
     pub force: bool,
+}
+
+impl CleanupOptions {
+    /// What `config` asks for, not forced.
+    pub fn from_config(config: &orch_core::config::Config) -> CleanupOptions {
+        CleanupOptions {
+            worktree_root: config.worktrees.root.clone(),
+            keep_failed: config.worktrees.keep_failed,
+            force: false,
+        }
+    }
 }
 
 /// A directory under the worktree root that git does not know.

@@ -1,20 +1,67 @@
-//! orch's async shell: it drives the pure [`Orchestrator`] with tokio, executing its
-//! commands against git ([`orch_git`]), processes ([`orch_validate`]) and the store
-//! ([`orch_store`]), and feeding the results back as inputs.
+//! orch's engine, and its front door for embedding programs.
 //!
-//! - [`driver`]: the loop and the write-ahead store lane;
-//! - [`cleanup`]: `orch cleanup`, planned by the core and carried out here;
-//! - [`exec`]: one module per command family, each returning the `Input` it produces;
-//! - [`planner`]: the planner's typed request and its parsed answer;
-//! - [`ports`]: git, the journal and processes, as the driver sees them;
-//! - [`lease`]: the owner, the heartbeat, interrupted runs;
-//! - [`resume`]: resume and its reconciliation;
-//! - [`setup`]: the agent command, worktree root and run a frontend starts;
-//! - [`stored`]: the typed record of how a run was started;
-//! - [`layout`]: branch and worktree paths;
-//! - [`steer`]: what a person asks of tasks and runs (retry, cancel, ...), for every frontend;
-//! - [`pool`]: the worktree pool outside a run (`orch pool`, cleanup);
-//! - [`error`]: the engine's errors.
+//! orch turns a board of coding tasks into merged, validated work: it claims tasks,
+//! runs an agent on each in its own git worktree, merges the branches into an
+//! integration branch, and marks a task done only once its gates pass. This crate
+//! drives the pure orchestrator ([`core`]) over git, processes and the store
+//! ([`store`]); the `orch` CLI and its dashboard are thin frontends over it.
+//!
+//! # Embedding
+//!
+//! [`Repo`] is the way in, for the CLI, the dashboard and any other program:
+//! 1. [`Repo::init`] sets orch up in a repository (`.orch/`, git-excluded; a commented
+//!    `orch.toml`; the database), or [`Repo::open`] opens one set up before. Both read
+//!    the configuration as `orch` does: defaults, the user's file, `orch.toml`,
+//!    `ORCH_*` variables, then [`OpenOptions::set`] overrides.
+//! 2. [`Repo::board`] adds, edits, moves, imports and lists tasks.
+//! 3. [`Repo::start`] checks that the agent can run and that there is work, and gives
+//!    a [`Run`]: [`Run::subscribe`] to its typed events ([`RunUpdate`]; each journal
+//!    event names its task and attempt), [`Run::cancel`] it, and [`Run::drive`] it to
+//!    its [`RunSummary`]. [`RunOptions::resume`] picks an interrupted run up.
+//! 4. [`Repo::status`] and [`Repo::land`] look at and land the integration line;
+//!    [`Repo::cleanup`] removes what finished runs left.
+//!
+//! ```
+//! use orch_engine::core::task::NewTask;
+//! use orch_engine::{OpenOptions, Repo, RunOptions, RunUpdate};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let tmp = tempfile::tempdir()?;
+//! # let root = tmp.path().join("repo");
+//! # std::fs::create_dir(&root)?;
+//! # for cmd in ["init -q", "-c user.name=a -c user.email=a@x.invalid commit -q --allow-empty -m init"] {
+//! #     let args: Vec<&str> = cmd.split(' ').collect();
+//! #     assert!(orch_engine::repo::git(&root, &args)?.status.success());
+//! # }
+//! // `root` is a git repository with one commit.
+//! let opts = OpenOptions::default()
+//!     .set("agent.command=echo hello > hello.txt")
+//!     .set("worktrees.root=../worktrees");
+//! let (repo, _created) = Repo::init(&root, &opts).await?;
+//! let task = repo.board("human:me").add(NewTask::titled("Say hello")).await?;
+//!
+//! let run = repo.start(RunOptions::default()).await?;
+//! let mut events = run.subscribe();
+//! let watcher = tokio::spawn(async move {
+//!     let mut seen = Vec::new();
+//!     while let Some(update) = events.next().await {
+//!         if let RunUpdate::Journal(j) = update {
+//!             seen.extend(j.event.task());
+//!         }
+//!     }
+//!     seen
+//! });
+//! let summary = run.drive().await?;
+//! assert!(watcher.await?.contains(&task.id));
+//! assert_eq!(summary.tasks, vec![(task.id, orch_engine::core::TaskStatus::Done)]);
+//! repo.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The layers below the front door ([`Engine`], [`setup`], [`steer`]) stay public for
+//! the dashboard and the tests; `ARCHITECTURE.md` maps them.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -36,6 +83,7 @@ pub mod ports;
 pub mod presets;
 pub mod prompt;
 pub mod remote_logs;
+pub mod repo;
 pub mod resume;
 pub mod retention;
 pub mod sandbox;
@@ -69,12 +117,15 @@ pub use handle::{Progress, RunHandle, RunUpdate, Subscription};
 pub use lease::{interrupted_runs, kill_run_processes};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
+/// The store's types, for frontends that reach orch only through the engine.
+pub use orch_store as store;
 pub use orch_validate::{GcReport, become_subreaper, files, stop_orphans};
 pub use planner::parse_proposals;
+pub use repo::{Board, OpenError, OpenOptions, Repo, Run, RunOptions};
 pub use stored::{StoredEngine, StoredRun};
 
 /// The board's version and its tasks by id, as a run read them.
-pub(crate) type Board = (i64, HashMap<TaskId, Task>);
+pub(crate) type BoardRead = (i64, HashMap<TaskId, Task>);
 
 /// Everything a run needs besides the store and the repository.
 #[derive(Debug, Clone)]
@@ -181,6 +232,11 @@ pub fn crash_point(point: &str) {
 }
 
 impl Engine {
+    /// The settings it runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
     /// An engine over `store` and `git`.
     pub fn new(store: Store, git: Git, cfg: EngineConfig) -> Engine {
         Engine {
@@ -391,7 +447,10 @@ impl Engine {
 
     /// The board as the run sees it: the specs the core gets, and the board's version
     /// (read first, so a change after it is noticed) with the tasks by id.
-    pub(crate) async fn board(&self, run: &RunId) -> Result<(Vec<TaskSpec>, Board), EngineError> {
+    pub(crate) async fn board(
+        &self,
+        run: &RunId,
+    ) -> Result<(Vec<TaskSpec>, BoardRead), EngineError> {
         let version = self.store.board_version(run).await?;
         let board: Vec<Task> = self.store.tasks(&[]).await?;
         let only = &self.cfg.only_tasks;
@@ -411,7 +470,7 @@ impl Engine {
         &self,
         run: &RunId,
         orch: Orchestrator,
-        (board_version, tasks): Board,
+        (board_version, tasks): BoardRead,
         bases: HashMap<AttemptId, CommitId>,
         handle: &RunHandle,
         owner: &lease::Owner,

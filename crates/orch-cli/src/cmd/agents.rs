@@ -14,7 +14,7 @@ use crate::output;
 pub(super) fn check(ctx: &Ctx, preset: Option<Preset>) -> Result<u8> {
     // Outside a repository the defaults (and -c flags) still say what an agent sees.
     let config: Config = match ctx.load() {
-        Ok((_, loaded)) => loaded.config,
+        Ok((_, settings)) => settings.config,
         Err(_) => Config::default(),
     };
     let chosen = preset.or((config.agent.preset != Preset::None).then_some(config.agent.preset));

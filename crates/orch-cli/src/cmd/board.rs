@@ -9,11 +9,10 @@ use crate::cli::{BoardArgs, BoardCommand, ExportFormat};
 use crate::ctx::Ctx;
 use crate::error::BadInput;
 use crate::output;
-use crate::repo;
 
 /// Runs `orch board` or one of its subcommands.
 pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
-    let store = ctx.open().await?.store;
+    let store = ctx.open().await?.store().clone();
     match args.command {
         None => {
             let tasks = store.tasks(&[]).await?;
@@ -74,7 +73,8 @@ async fn export(store: &Store, format: ExportFormat, out: Option<&std::path::Pat
     };
     match out {
         Some(path) => {
-            repo::write_atomic(path, text.as_bytes())?;
+            orch_engine::repo::write_atomic(path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("exported {} tasks to {}", board.tasks.len(), path.display());
         }
         None => print!("{text}"),

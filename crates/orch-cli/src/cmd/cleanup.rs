@@ -5,7 +5,6 @@
 //! (`orch_engine::core::cleanup::plan`); the engine carries it out.
 
 use anyhow::Result;
-use orch_engine::cleanup::{CleanupOptions, apply, preview};
 use orch_engine::core::units::ByteSize;
 use orch_engine::retention::gc_artifacts;
 
@@ -15,24 +14,21 @@ use crate::output;
 
 /// Runs `orch cleanup`.
 pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
-    let opened = ctx.open().await?;
-    let cfg = &opened.config.config;
-    let opts = CleanupOptions {
-        worktree_root: cfg.worktrees.root.clone(),
-        keep_failed: cfg.worktrees.keep_failed,
-        force: args.force,
-    };
-    let (store, root) = (&opened.store, &opened.repo.root);
-    let artifacts = opened.repo.orch_dir().join("artifacts");
+    let repo = ctx.open().await?;
+    let cfg = repo.config();
+    let mut opts = repo.cleanup_options();
+    opts.force = args.force;
+    let (store, root) = (repo.store(), repo.root());
+    let artifacts = repo.artifacts();
     if args.artifacts {
         let r = gc_artifacts(store, &artifacts, &cfg.artifacts).await?;
         return output::cleanup::print_artifacts(&r, ctx.json);
     }
     if args.dry_run {
-        let p = preview(store, root, &opts).await?;
+        let p = repo.cleanup_preview(&opts).await?;
         return output::cleanup::print_preview(&p, ctx.json);
     }
-    let r = apply(store, root, &opts).await?;
+    let r = repo.cleanup(&opts).await?;
     let pool = match args.pool {
         true => {
             let pool_root = orch_engine::cleanup::worktree_root(root, &opts).ok_or_else(|| {
@@ -58,7 +54,7 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
 
 /// Runs `orch pool`.
 pub(super) async fn pool(ctx: &Ctx) -> Result<()> {
-    let opened = ctx.open().await?;
-    let entries = orch_engine::pool::list(&opened.store).await?;
+    let repo = ctx.open().await?;
+    let entries = orch_engine::pool::list(repo.store()).await?;
     output::pool::print(&entries, ctx.json)
 }

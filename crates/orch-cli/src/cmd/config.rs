@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::config;
 use crate::ctx::Ctx;
 use crate::output;
 
@@ -14,7 +13,7 @@ pub(super) fn show(ctx: &Ctx) -> Result<()> {
     let (repo, mut loaded) = ctx.load()?;
     // A database password is never printed.
     loaded.config.database_url = orch_store::redact(&loaded.config.database_url);
-    let mut entries = loaded.entries()?;
+    let mut entries = loaded.entries();
     for e in &mut entries {
         if e.key == "database_url"
             && let Some(url) = e.value.as_str()
@@ -35,7 +34,7 @@ pub(super) fn show(ctx: &Ctx) -> Result<()> {
             "sources": entries.iter().map(|e| (e.key.clone(), json!(e.source))).collect::<serde_json::Map<_, _>>(),
         }));
     }
-    let user = config::user_file()
+    let user = orch_engine::repo::user_file()
         .map(|p| describe_file(&p))
         .unwrap_or_else(|| "(no HOME)".into());
     println!(

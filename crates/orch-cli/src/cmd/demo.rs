@@ -13,12 +13,11 @@ use anyhow::{Context, Result, bail};
 use orch_engine::setup::Target;
 
 use super::board::parse_board;
-use super::init::init_repo;
 use crate::cli::{DemoArgs, RunArgs};
 use crate::ctx::Ctx;
 use crate::error::BadInput;
 use crate::output;
-use crate::repo::Repo;
+use orch_engine::Repo;
 
 /// The demo board, also at `examples/demo/board.toml`.
 const DEMO_BOARD: &str = include_str!("../../../../examples/demo/board.toml");
@@ -47,7 +46,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
         "user.email=demo@orch.invalid",
     ];
     let all: Vec<&str> = identity.iter().chain(args).copied().collect();
-    let out = crate::repo::git(dir, &all)?;
+    let out = orch_engine::repo::git(dir, &all).context("running git")?;
     if !out.status.success() {
         bail!(
             "git {} failed: {}",
@@ -63,16 +62,14 @@ pub(crate) async fn demo(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
     let dir = demo_dir(args.dir)?;
     let exe = std::env::current_exe().context("finding the orch binary")?;
     make_repo(&dir, &exe)?;
-    let repo = Repo::discover(Some(&dir))?;
-    init_repo(&repo, &[]).await?;
     let demo_ctx = Ctx {
         repo: Some(dir.clone()),
         set: Vec::new(),
         json: ctx.json,
     };
-    let opened = demo_ctx.open().await?;
+    let (mut repo, _) = Repo::init(&dir, &demo_ctx.options()).await?;
     let board = parse_board("examples/demo/board.toml", DEMO_BOARD)?;
-    let report = opened.store.import_board(&board, "demo").await?;
+    let report = repo.board("demo").import(&board).await?;
     eprintln!("orch demo: a throwaway repository at {}", dir.display());
     eprintln!(
         "orch demo: {} tasks imported; running them with the scripted agent\n",
@@ -81,9 +78,9 @@ pub(crate) async fn demo(ctx: &Ctx, args: DemoArgs) -> Result<u8> {
     let target = Target::New {
         beside_interrupted: false,
     };
-    let (code, summary) = super::run::start(&demo_ctx, &run_args(), &opened, target).await?;
-    let tasks = opened.store.tasks(&[]).await?;
-    opened.store.close().await?;
+    let (code, summary) = super::run::start(&demo_ctx, &run_args(), &mut repo, target).await?;
+    let tasks = repo.board("demo").list(&[]).await?;
+    repo.close().await?;
     if !ctx.json {
         tour(&dir, &exe, &summary, &tasks);
     }

@@ -10,7 +10,7 @@ use crate::output;
 
 /// `orch events`: the audit log, optionally followed.
 pub(super) async fn events(ctx: &Ctx, args: &EventsArgs) -> Result<()> {
-    let store = ctx.open().await?.store;
+    let store = ctx.open().await?.store().clone();
     let mut filter = orch_store::EventFilter {
         task: args.task,
         run: args.run.clone(),

@@ -18,9 +18,9 @@ use crate::output;
 
 /// Prints (and with `--follow`, keeps printing) an attempt's logs.
 pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
-    let opened = ctx.open().await?;
-    let store = &opened.store;
-    let root = opened.repo.orch_dir().join("artifacts");
+    let repo = ctx.open().await?;
+    let store = repo.store();
+    let root = repo.artifacts();
     // Attempts that ran on workers elsewhere: their logs come from the store.
     orch_engine::remote_logs::materialize(store, &root, args.run.as_deref(), args.task).await?;
     let run = match &args.run {

@@ -9,11 +9,11 @@ use anyhow::{Context, Result};
 use orch_engine::core::TaskStatus;
 use orch_engine::core::config::Config;
 use orch_engine::core::run::{CancelScope, RunId, RunState};
-use orch_engine::setup::{self, Target};
-use orch_engine::{Engine, RunHandle, RunSummary};
+use orch_engine::setup::Target;
+use orch_engine::{Repo, RunHandle, RunOptions, RunSummary};
 
 use crate::cli::{RunArgs, RunCommand};
-use crate::ctx::{Ctx, Opened};
+use crate::ctx::Ctx;
 use crate::output;
 use crate::reporter::{self, Mode};
 
@@ -32,7 +32,7 @@ pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
     // What an agent starts and abandons (a `setsid` daemon) becomes orch's child, so
     // it is found and stopped when the run ends.
     let subreaper = orch_engine::become_subreaper();
-    let opened = ctx.open().await?;
+    let mut repo = ctx.open().await?;
     let target = match &args.command {
         Some(RunCommand::Resume { run }) => Target::Resume(run.clone().map(RunId)),
         _ if args.resume => Target::Resume(None),
@@ -40,7 +40,7 @@ pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
             beside_interrupted: args.new,
         },
     };
-    let code = match start(ctx, args, &opened, target).await {
+    let code = match start(ctx, args, &mut repo, target).await {
         Ok((code, _)) => Ok(code),
         Err(e) => match e.downcast_ref::<orch_engine::EngineError>() {
             Some(orch_engine::EngineError::NothingToClaim(idle)) => {
@@ -62,46 +62,33 @@ pub(super) async fn run(ctx: &Ctx, args: &RunArgs) -> Result<u8> {
             );
         }
     }
-    opened.store.close().await?;
+    repo.close().await?;
     code
 }
 
-/// Starts (or resumes) a run, reports its progress and prints its summary. Returns the
-/// exit code and the summary.
+/// Starts (or resumes) a run through the front door, reports its progress and prints
+/// its summary. Returns the exit code and the summary.
 pub(crate) async fn start(
     ctx: &Ctx,
     args: &RunArgs,
-    opened: &Opened,
+    repo: &mut Repo,
     target: Target,
 ) -> Result<(u8, RunSummary)> {
-    let (run, resuming) = setup::choose_run(&opened.store, &target).await?;
-    let mut cfg = opened.config.config.clone();
-    apply_flags(&mut cfg, args);
-    let artifacts = opened.repo.orch_dir().join("artifacts");
-    let ecfg = setup::engine_config(
-        &opened.repo.root,
-        artifacts,
-        cfg,
-        args.tasks.clone(),
-        resuming,
-    )?;
-    preflight(&ecfg)?;
-    let engine = Engine::open(opened.store.clone(), &opened.repo.root, ecfg)?;
-    if !resuming && let Some(idle) = engine.idle().await? {
-        // Nothing is created: no run, no branch.
-        return Err(orch_engine::EngineError::NothingToClaim(idle).into());
-    }
-    let handle = RunHandle::new();
-    let interrupted = watch_signals(&run, &handle)?;
+    apply_flags(repo.config_mut(), args);
+    let opts = RunOptions::default()
+        .tasks(args.tasks.clone())
+        .target(target);
+    // Nothing is created for a run that cannot start: no run, no branch.
+    let run = repo.start(opts).await?;
+    let interrupted = watch_signals(run.id(), run.handle())?;
     let mode = Mode::choose(args.json_events);
-    let reporting = reporter::spawn(&handle, mode);
-    let summary = if resuming {
-        eprintln!("orch: resuming run {run}");
-        engine.resume_with(run, &handle).await
+    let reporting = reporter::spawn(run.handle(), mode);
+    if run.is_resume() {
+        eprintln!("orch: resuming run {}", run.id());
     } else {
-        eprintln!("orch: run {run} starting");
-        engine.run_with(run, &handle).await
-    };
+        eprintln!("orch: run {} starting", run.id());
+    }
+    let summary = run.drive().await;
     reporting.await.context("the progress reporter failed")?;
     let summary = summary?;
     for n in &summary.notes {
@@ -119,7 +106,7 @@ pub(crate) async fn start(
     } else {
         output::run::print_summary(&summary, ctx.json)?;
         if !ctx.json {
-            let attempts = opened.store.attempts(&summary.run).await?;
+            let attempts = repo.store().attempts(&summary.run).await?;
             output::run::print_failures(&summary, &attempts);
         }
     }
@@ -147,25 +134,6 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
 }
 
 /// Applies `orch run` flags on top of the loaded configuration.
-/// Before anything is claimed: can the preset's CLI run at all?
-fn preflight(ecfg: &orch_engine::EngineConfig) -> Result<()> {
-    if ecfg.config.agent.sandbox == orch_engine::core::config::Sandbox::Bwrap {
-        orch_engine::sandbox::check_bwrap().map_err(crate::error::BadInput)?;
-    }
-    let Some(check) = setup::agent_preflight(ecfg) else {
-        return Ok(());
-    };
-    if check.ok() {
-        return Ok(());
-    }
-    Err(crate::error::BadInput(format!(
-        "the {} agent cannot run, so nothing was claimed:\n  - {}\n`orch agents check` shows the details",
-        check.preset,
-        check.problems.join("\n  - ")
-    ))
-    .into())
-}
-
 fn apply_flags(c: &mut Config, a: &RunArgs) {
     if let Some(n) = a.concurrency {
         c.run.concurrency = n;

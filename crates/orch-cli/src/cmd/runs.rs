@@ -1,24 +1,25 @@
 //! `orch run list`, `orch run show`, `orch run cancel`.
 
 use anyhow::Result;
+use orch_engine::Repo;
 use orch_engine::core::ports::Undo;
 use orch_engine::core::run::{RunEvent, RunId, RunSnapshot};
 use orch_store::Store;
 
 use crate::cli::RunCommand;
-use crate::ctx::{Ctx, Opened};
+use crate::ctx::Ctx;
 use crate::output::{self, run::RunStory};
 
 /// Runs one of the run subcommands (not `resume`, which drives a run).
 pub(super) async fn runs(ctx: &Ctx, cmd: &RunCommand) -> Result<()> {
-    let opened = ctx.open().await?;
+    let repo = ctx.open().await?;
     match cmd {
-        RunCommand::List => list(&opened.store, ctx.json).await?,
-        RunCommand::Show { run } => show(&opened, &RunId(run.clone()), ctx.json).await?,
-        RunCommand::Cancel { run } => cancel(&opened.store, &RunId(run.clone()), ctx.json).await?,
+        RunCommand::List => list(repo.store(), ctx.json).await?,
+        RunCommand::Show { run } => show(&repo, &RunId(run.clone()), ctx.json).await?,
+        RunCommand::Cancel { run } => cancel(repo.store(), &RunId(run.clone()), ctx.json).await?,
         RunCommand::Resume { .. } => unreachable!("resume drives a run"),
     }
-    opened.store.close().await?;
+    repo.close().await?;
     Ok(())
 }
 
@@ -64,8 +65,8 @@ async fn cancel(store: &Store, id: &RunId, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
-    let store = &opened.store;
+async fn show(repo: &Repo, id: &RunId, json: bool) -> Result<()> {
+    let store = repo.store();
     let info = store.run(id).await?;
     let interrupted = orch_engine::interrupted_runs(store, std::slice::from_ref(&info))
         .await?
@@ -101,8 +102,7 @@ async fn show(opened: &Opened, id: &RunId, json: bool) -> Result<()> {
         .collect();
     let (attempts, validations) = (store.attempts(id).await?, store.validations(id).await?);
     let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
-    let real_head =
-        orch_engine::setup::integration_head(&opened.repo.root, &info, snap.head.as_ref())?;
+    let real_head = orch_engine::setup::integration_head(repo.root(), &info, snap.head.as_ref())?;
     let story = RunStory {
         info: &info,
         interrupted,

@@ -9,7 +9,7 @@ use crate::ctx::{Ctx, actor};
 
 /// Runs `orch serve`.
 pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
-    let opened = ctx.open().await?;
+    let repo = ctx.open().await?;
     if !args.bind.is_loopback() {
         eprintln!(
             "orch: warning: listening on {} makes the board and its controls reachable from other machines; anyone with the URL's token can change it",
@@ -24,19 +24,19 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             .ok()
             .filter(|t| !t.is_empty()),
         actor: actor(),
-        artifacts: opened.repo.orch_dir().join("artifacts"),
-        repo: opened.repo.root.clone(),
+        artifacts: repo.artifacts(),
+        repo: repo.root().to_path_buf(),
         start: Some(orch_web::StartRun {
             program: std::env::current_exe()?,
             args: vec![
                 "--repo".into(),
-                opened.repo.root.display().to_string(),
+                repo.root().display().to_string(),
                 "run".into(),
             ],
-            log: opened.repo.orch_dir().join("dashboard-run.log"),
+            log: repo.dir().orch_dir().join("dashboard-run.log"),
         }),
     };
-    let served = orch_web::start(opened.store, opts).await?;
+    let served = orch_web::start(repo.store().clone(), opts).await?;
     if ctx.json {
         println!(
             "{}",
@@ -46,7 +46,7 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         println!("{}", served.url);
         eprintln!(
             "orch: the dashboard of {} is at the URL above; Ctrl-C stops it",
-            opened.repo.root.display()
+            repo.root().display()
         );
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -17,7 +17,7 @@ use crate::output::{self, TaskJson};
 
 /// Runs one `orch task` subcommand.
 pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
-    let store = ctx.open().await?.store;
+    let store = ctx.open().await?.store().clone();
     let who = actor();
     let json = ctx.json;
     match cmd {

@@ -11,12 +11,9 @@ use crate::ctx::Ctx;
 
 /// Runs `orch worker`.
 pub(super) async fn worker(ctx: &Ctx, args: &WorkerArgs) -> Result<()> {
-    let opened = ctx.open().await?;
-    let repo = &opened.repo;
-    let config = opened.config.config.clone();
-    let artifacts = repo.orch_dir().join("artifacts");
-    let ecfg =
-        orch_engine::setup::engine_config(&repo.root, artifacts.clone(), config, vec![], true)?;
+    let repo = ctx.open().await?;
+    let artifacts = repo.artifacts();
+    let ecfg = repo.engine(vec![], true)?.config().clone();
     let name = args.name.clone().unwrap_or_else(worker::default_name);
     let opts = WorkerOptions {
         worktree_root: worker::worktree_root(&ecfg.worktree_root, &name),
@@ -35,8 +32,8 @@ pub(super) async fn worker(ctx: &Ctx, args: &WorkerArgs) -> Result<()> {
             "orch: worker {name} is taking jobs; Ctrl-C finishes the ones it holds and exits"
         );
     }
-    let root = repo.root.clone();
-    let store = opened.store;
+    let root = repo.root().to_path_buf();
+    let store = repo.store().clone();
     let token = stop.clone();
     let run = tokio::spawn(async move { worker::run_worker(store, &root, opts, token, tx).await });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

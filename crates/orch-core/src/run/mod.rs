@@ -19,16 +19,16 @@
 //!
 //! # Sub-states, each owning its fields
 //!
-//! - [`scheduler`]: the board as the run sees it, the ready set, deferrals, retries,
+//! - `scheduler`: the board as the run sees it, the ready set, deferrals, retries,
 //!   claims in flight, and board changes;
-//! - [`attempt`]: the attempt lifecycle, with the attempt's state as the one source of
+//! - `attempt`: the attempt lifecycle, with the attempt's state as the one source of
 //!   truth for what it waits on;
-//! - [`outcome`]: what an attempt's end means for its task, and retries;
-//! - [`integrator`]: the integration queue, its speculative stack; [`batch`]: batches
+//! - `outcome`: what an attempt's end means for its task, and retries;
+//! - `integrator`: the integration queue, its speculative stack; `batch`: batches
 //!   validated together and bisected;
-//! - [`planner`]: planner requests, epochs and verdicts;
-//! - [`timers`]: one table for every deadline;
-//! - [`resume`]: crash reconciliation.
+//! - `planner`: planner requests, epochs and verdicts;
+//! - `timers`: one table for every deadline;
+//! - `resume`: crash reconciliation.
 //!
 //! # Rules it keeps
 //!

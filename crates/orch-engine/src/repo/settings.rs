@@ -1,4 +1,4 @@
-//! Loading the configuration: figment layers with provenance.
+//! A repository's configuration: figment layers with provenance.
 //!
 //! Layers, lowest first: built-in defaults, the user file
 //! (`$XDG_CONFIG_HOME/orch/config.toml`, else `~/.config/orch/config.toml`), the repo
@@ -7,13 +7,42 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Value;
 use figment::{Figment, Metadata, Profile};
-use orch_engine::core::config::Config;
+use orch_core::config::Config;
 
-use crate::error::BadInput;
+/// A configuration orch cannot use, naming the file, variable or flag that set it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A `KEY=VALUE` override that is not one.
+    #[error("-c {0:?}: expected KEY=VALUE, such as -c run.concurrency=8")]
+    NotKeyValue(String),
+    /// An override of a key outside the schema.
+    #[error("-c {key}: unknown key; the top-level keys are {}", TOP_LEVEL.join(", "))]
+    UnknownKey {
+        /// The key as given.
+        key: String,
+    },
+    /// A layer that does not parse or fit the schema.
+    #[error("invalid configuration: {rendered}")]
+    Invalid {
+        /// Each problem, as `WHERE: KEY: WHAT`.
+        rendered: String,
+        /// What figment found, every problem; `rendered` says all of it, so it is not
+        /// chained as a source (the CLI would print it twice).
+        figment: Box<figment::Error>,
+    },
+    /// A value that parses but is out of range.
+    #[error("invalid configuration: {source_of}: {problem}")]
+    OutOfRange {
+        /// The file, variable or flag that set it.
+        source_of: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+}
 
 /// The top-level keys of the schema; environment variables outside them (such as
 /// `ORCH_TEST_DATABASE_URL` or an agent's `ORCH_RUN_ID`) are not config.
@@ -31,7 +60,8 @@ const TOP_LEVEL: &[&str] = &[
 ];
 
 /// The merged configuration and the layers it came from.
-pub struct Loaded {
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// The typed result.
     pub config: Config,
     figment: Figment,
@@ -47,7 +77,7 @@ pub fn user_file() -> Option<PathBuf> {
 }
 
 /// Loads and checks the configuration for `repo`.
-pub fn load(repo: &Path, overrides: &[String]) -> Result<Loaded> {
+pub fn load(repo: &Path, overrides: &[String]) -> Result<Settings, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(user) = user_file() {
         figment = figment.merge(Toml::file_exact(&user).nested_if_exists(&user));
@@ -64,28 +94,23 @@ pub fn load(repo: &Path, overrides: &[String]) -> Result<Loaded> {
             }),
     );
     for o in overrides {
-        let (key, raw) = o.split_once('=').ok_or_else(|| {
-            BadInput(format!(
-                "-c {o:?}: expected KEY=VALUE, such as -c run.concurrency=8"
-            ))
-        })?;
+        let (key, raw) = o
+            .split_once('=')
+            .ok_or_else(|| ConfigError::NotKeyValue(o.clone()))?;
         let key = key.trim();
         if !TOP_LEVEL.contains(&key.split('.').next().unwrap_or("")) {
-            return Err(BadInput(format!(
-                "-c {key}: unknown key; the top-level keys are {}",
-                TOP_LEVEL.join(", ")
-            ))
-            .into());
+            return Err(ConfigError::UnknownKey { key: key.into() });
         }
         figment = figment.merge(CliOverride {
             key: key.to_owned(),
             value: parse_value(raw, is_list(key)),
         });
     }
-    let config: Config = figment
-        .extract()
-        .map_err(|e| BadInput(format!("invalid configuration: {}", render_errors(e))))?;
-    let loaded = Loaded { config, figment };
+    let config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
+        rendered: render_errors(e.clone()),
+        figment: Box::new(e),
+    })?;
+    let loaded = Settings { config, figment };
     loaded.check()?;
     Ok(loaded)
 }
@@ -206,29 +231,31 @@ pub struct Entry {
     pub source: String,
 }
 
-impl Loaded {
+impl Settings {
     /// Every leaf of the merged configuration, in schema order, with its source.
-    pub fn entries(&self) -> Result<Vec<Entry>> {
-        let value = serde_json::to_value(&self.config).context("serialising the config")?;
+    pub fn entries(&self) -> Vec<Entry> {
+        let value =
+            serde_json::to_value(&self.config).expect("the configuration serialises to JSON");
         let mut out = Vec::new();
         flatten("", &value, &mut out);
-        Ok(out
-            .into_iter()
+        out.into_iter()
             .map(|(key, value)| {
                 let source = self.source_of(&key);
                 Entry { key, value, source }
             })
-            .collect())
+            .collect()
     }
 
     /// The values that parse but are out of range (durations, ports), named with the
     /// file or variable they came from.
-    fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<(), ConfigError> {
         let c = &self.config;
-        if let Err(e) = c.check_durations().and_then(|()| c.check_ports()) {
-            let key = e.split_whitespace().next().unwrap_or_default();
-            let source = self.source_of(key);
-            return Err(BadInput(format!("invalid configuration: {source}: {e}")).into());
+        if let Err(problem) = c.check_durations().and_then(|()| c.check_ports()) {
+            let key = problem.split_whitespace().next().unwrap_or_default();
+            return Err(ConfigError::OutOfRange {
+                source_of: self.source_of(key),
+                problem,
+            });
         }
         Ok(())
     }

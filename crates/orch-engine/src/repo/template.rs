@@ -98,7 +98,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 
 #[cfg(test)]
 mod tests {
-    use orch_engine::core::config::Config;
+    use orch_core::config::Config;
 
     /// The template must describe the real defaults: uncommented, it parses to them,
     /// and as written (all commented) it is an empty, valid config.
