@@ -33,15 +33,18 @@ fn telling(line: &str) -> bool {
 }
 
 /// Whether `new` is `old` edited rather than replaced: they share at least half of
-/// `old` from its start (`version = "26.1.0"` after `version = "26.0.1"`).
+/// `old` from its start (`version = "26.1.0"` after `version = "26.0.1"`), or a start
+/// that names what the line sets (`BASE=` or `key:` or `call(`, then a new value).
 fn edited_into(old: &str, new: &str) -> bool {
     let (old, new) = (old.trim(), new.trim());
-    let common = old
+    let common: String = old
         .chars()
         .zip(new.chars())
         .take_while(|(a, b)| a == b)
-        .count();
-    common * 2 >= old.chars().count()
+        .map(|(a, _)| a)
+        .collect();
+    let n = common.chars().count();
+    n * 2 >= old.chars().count() || (n >= 4 && common.contains(['=', ':', '(']))
 }
 
 impl Hunk {
@@ -252,9 +255,19 @@ mod tests {
         // A bump back restores what the landing replaced.
         assert_eq!(hunk(&[&v1], &[&v0]).undoes(&[&v1], &[&v0]), Some(true));
         // The landing's lines removed, with the attempt's own new lines beside them.
-        let mixed = hunk(&[&guard, "        return 1"], &["def other(x):", "    return x"]);
+        let mixed = hunk(
+            &[&guard, "        return 1"],
+            &["def other(x):", "    return x"],
+        );
         let landed = ["        return 1".to_owned()];
         assert_eq!(mixed.undoes(&[&guard, &landed[0]], &[]), Some(false));
+        // A setting given a new value is edited, however long the value.
+        let base = "ORCH_BASE_COMMIT=cd62671477be25f1f85febdb3639470eb62ae6ef".to_owned();
+        let moved = hunk(
+            &[&base],
+            &["ORCH_BASE_COMMIT=daa69de81f8bb868429e3f862fe7b9d7dfd3883a"],
+        );
+        assert_eq!(moved.undoes(&[&base], &[]), None);
         // Lines no landing added are no one's.
         assert_eq!(mixed.undoes(&[], &[]), None);
     }
