@@ -341,7 +341,7 @@ fn a_stale_input_is_refused_and_journaled_with_the_time_the_core_decided_at() {
         },
     );
     assert!(
-        matches!(&r, Handled::Refused(why) if why.contains("unknown attempt task-9-1")),
+        matches!(&r, Handled::Refused(why) if why.to_string().contains("unknown attempt task-9-1")),
         "{r:?}"
     );
     let refused = h.out.iter().find_map(|c| match c {
@@ -384,7 +384,7 @@ fn paused_claiming_claims_nothing_and_the_run_waits() {
     );
     assert_eq!(
         h.feed(Input::ResumeClaims),
-        Handled::Refused("claiming is already on".into())
+        Handled::Refused(orch_core::run::Refusal::ClaimingAlready { paused: false })
     );
 }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Orchestrator;
+use super::Refusal;
 use super::event::RunEvent;
 use super::io::{AgentExit, Changes, Command, Input, MergeResult, RefResult, Retention, Stage};
 use super::journal::AttemptRecord;
@@ -152,26 +153,31 @@ impl Attempts {
 
 impl Orchestrator {
     /// Refuses an input unless `attempt` is live and waiting on `op`.
-    pub(super) fn expect_op(&self, attempt: AttemptId, op: Op) -> Result<(), String> {
+    pub(super) fn expect_op(&self, attempt: AttemptId, op: Op) -> Result<(), Refusal> {
         match self.attempts.get(attempt) {
             Some(a) if a.op() == Some(op) && self.attempts.live.contains(&attempt) => Ok(()),
-            Some(a) => Err(format!(
-                "{attempt} is not waiting for {op:?} (it is {:?})",
-                a.op()
-            )),
-            None => Err(format!("unknown attempt {attempt}")),
+            Some(a) => Err(Refusal::NotWaiting {
+                attempt,
+                answers: format!("{op:?}"),
+                waits_for: a.op().map(|o| format!("{o:?}")),
+            }),
+            None => Err(Refusal::UnknownAttempt(attempt)),
         }
     }
 
     /// The engine's work for the attempt's operation out ended without a result: the
     /// operation fails as orch's own (a merge or ref update as such a failure).
-    pub(super) fn on_work_failed(&mut self, attempt: AttemptId, why: String) -> Result<(), String> {
+    pub(super) fn on_work_failed(
+        &mut self,
+        attempt: AttemptId,
+        why: String,
+    ) -> Result<(), Refusal> {
         let op = self
             .attempts
             .get(attempt)
             .and_then(|a| a.op())
             .filter(|_| self.attempts.live.contains(&attempt))
-            .ok_or_else(|| format!("{attempt} has no operation out"))?;
+            .ok_or(Refusal::NoOperationOut(attempt))?;
         let message = format!("orch's own work for it ({op:?}) failed: {why}");
         match op {
             Op::AdvanceRef => {
@@ -334,7 +340,7 @@ impl Orchestrator {
 
     /// A gate's result: its verdict (a reused pass journaled as such), or that it could
     /// not run at all (orch's failure).
-    pub(super) fn on_gate_result(&mut self, input: Input) -> Result<(), String> {
+    pub(super) fn on_gate_result(&mut self, input: Input) -> Result<(), Refusal> {
         match input {
             Input::GateFinished {
                 attempt,

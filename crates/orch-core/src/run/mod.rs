@@ -52,6 +52,7 @@ mod outcome;
 mod planner;
 mod policy;
 mod proposal;
+mod refusal;
 mod resume;
 mod revert;
 mod scheduler;
@@ -70,6 +71,7 @@ pub use journal::{AttemptRecord, RunSnapshot};
 pub use outcome::INFRA_STREAK_HALT;
 pub use policy::{Backoff, Policy, RetryPolicy, globs_may_overlap, touches_overlap};
 pub use proposal::{Proposal, Verdict};
+pub use refusal::Refusal;
 pub use resume::{LineMoved, trusted_finished};
 pub use scheduler::has_claimable;
 pub use types::{
@@ -95,7 +97,7 @@ pub enum Handled {
     Applied,
     /// The input was stale or refused; nothing changed but the journal, which records
     /// why.
-    Refused(String),
+    Refused(Refusal),
 }
 
 impl Handled {
@@ -244,18 +246,18 @@ impl Orchestrator {
         self.settle();
         match r {
             Ok(()) => Handled::Applied,
-            Err(reason) => {
+            Err(refusal) => {
                 self.persist(RunEvent::InputRefused {
                     input: kind.into(),
                     about: about.words(),
-                    reason: reason.clone(),
+                    reason: refusal.to_string(),
                 });
-                Handled::Refused(reason)
+                Handled::Refused(refusal)
             }
         }
     }
 
-    fn apply(&mut self, input: Input) -> Result<(), String> {
+    fn apply(&mut self, input: Input) -> Result<(), Refusal> {
         match input {
             Input::Tick => Ok(()),
             Input::Start { head } => self.on_start(head),
@@ -306,7 +308,7 @@ impl Orchestrator {
             Input::WorkFailed { attempt, why } => self.on_work_failed(attempt, why),
             Input::CleanedUp { attempt, error } => {
                 if !self.cleaning.remove(&attempt) {
-                    return Err(format!("no cleanup of {attempt} is pending"));
+                    return Err(Refusal::NoCleanupPending(attempt));
                 }
                 self.persist(RunEvent::CleanupDone { attempt, error });
                 self.attempts.at(attempt).rec.cleaned = true;
@@ -322,7 +324,7 @@ impl Orchestrator {
         attempt: AttemptId,
         op: Op,
         then: impl FnOnce(&mut Orchestrator),
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         self.expect_op(attempt, op)?;
         self.op_done(attempt);
         if !self.aborted(attempt) {
@@ -331,9 +333,9 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn on_start(&mut self, head: CommitId) -> Result<(), String> {
+    fn on_start(&mut self, head: CommitId) -> Result<(), Refusal> {
         if self.state != RunState::Created {
-            return Err(format!("the run is already {:?}", self.state).to_lowercase());
+            return Err(Refusal::AlreadyStarted(self.state));
         }
         self.move_run(RunState::Running, "started");
         self.persist(RunEvent::HeadSet { head: head.clone() });
@@ -341,15 +343,12 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn set_paused(&mut self, paused: bool) -> Result<(), String> {
+    fn set_paused(&mut self, paused: bool) -> Result<(), Refusal> {
         if self.state.is_terminal() {
-            return Err("the run has finished".into());
+            return Err(Refusal::Finished);
         }
         if self.paused == paused {
-            return Err(format!(
-                "claiming is already {}",
-                if paused { "paused" } else { "on" }
-            ));
+            return Err(Refusal::ClaimingAlready { paused });
         }
         self.paused = paused;
         self.persist(RunEvent::ClaimsPaused { paused });
@@ -357,7 +356,7 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn on_cancel(&mut self, scope: CancelScope) -> Result<(), String> {
+    fn on_cancel(&mut self, scope: CancelScope) -> Result<(), Refusal> {
         match scope {
             CancelScope::Run => match self.state {
                 RunState::Created => {
@@ -375,7 +374,7 @@ impl Orchestrator {
                         self.abort(a, Abort::CancelRun);
                     }
                 }
-                _ => return Err("the run has finished".into()),
+                _ => return Err(Refusal::Finished),
             },
             CancelScope::Task(task) => {
                 if let Some(a) = self.attempts.live_of(task) {
@@ -388,7 +387,7 @@ impl Orchestrator {
                         "canceled while waiting to retry",
                     );
                 } else {
-                    return Err(format!("task {task} has no live attempt in this run"));
+                    return Err(Refusal::NoLiveAttempt(task));
                 }
             }
         }

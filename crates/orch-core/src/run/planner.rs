@@ -3,6 +3,7 @@
 //! scheduler when the planner is slow, wrong or silent.
 
 use super::Orchestrator;
+use super::Refusal;
 use super::event::RunEvent;
 use super::io::Command;
 use super::proposal::{Proposal, Verdict};
@@ -87,7 +88,7 @@ impl Orchestrator {
         &mut self,
         request: u64,
         proposals: Vec<Proposal>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         if self.planner.waiting != Some(request) {
             for p in proposals {
                 self.persist(RunEvent::ProposalJudged {
@@ -97,7 +98,7 @@ impl Orchestrator {
                     },
                 });
             }
-            return Err(format!("planner request {request} is not pending"));
+            return Err(Refusal::PlannerNotPending(request));
         }
         self.planner.settle();
         self.timers.disarm(Deadline::Planner(request));
@@ -136,9 +137,9 @@ impl Orchestrator {
         Ok(())
     }
 
-    pub(super) fn on_planner_failed(&mut self, request: u64, reason: &str) -> Result<(), String> {
+    pub(super) fn on_planner_failed(&mut self, request: u64, reason: &str) -> Result<(), Refusal> {
         if self.planner.waiting != Some(request) {
-            return Err(format!("planner request {request} is not pending"));
+            return Err(Refusal::PlannerNotPending(request));
         }
         self.planner_fallback(request, &format!("the planner failed: {reason}"));
         Ok(())

@@ -9,6 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Orchestrator;
+use super::Refusal;
 use super::attempt::{Abort, Attempt};
 use super::event::{Journaled, RunEvent};
 use super::io::{Command, TaskSpec};
@@ -235,12 +236,12 @@ impl Orchestrator {
         self.commands.push_back(Command::Claim { task, event });
     }
 
-    pub(super) fn on_claimed(&mut self, task: TaskId) -> Result<(), String> {
+    pub(super) fn on_claimed(&mut self, task: TaskId) -> Result<(), Refusal> {
         let note = self
             .sched
             .claiming
             .remove(&task)
-            .ok_or_else(|| format!("no claim of task {task} is pending"))?;
+            .ok_or(Refusal::NoClaimPending(task))?;
         self.journaled.insert(task, TaskStatus::InProgress);
         let last = self.attempts.last_number(task);
         self.claimed_after.insert(task, last);
@@ -256,9 +257,9 @@ impl Orchestrator {
         Ok(())
     }
 
-    pub(super) fn on_claim_refused(&mut self, task: TaskId, why: String) -> Result<(), String> {
+    pub(super) fn on_claim_refused(&mut self, task: TaskId, why: String) -> Result<(), Refusal> {
         if self.sched.claiming.remove(&task).is_none() {
-            return Err(format!("no claim of task {task} is pending"));
+            return Err(Refusal::NoClaimPending(task));
         }
         self.persist(RunEvent::ClaimSkipped { task, why });
         self.sched.skipped.insert(task);

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use super::Refusal;
 use super::attempt::Abort;
 use super::event::RunEvent;
 use super::io::AgentReport;
@@ -80,7 +81,7 @@ impl Orchestrator {
         &mut self,
         attempt: AttemptId,
         report: AgentReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let running = self.attempts.live.contains(&attempt)
             && self.attempts.get(attempt).and_then(|a| a.op()) == Some(super::attempt::Op::Agent);
         if !running {
@@ -140,7 +141,7 @@ impl Orchestrator {
     }
 
     /// The planner's usage for a request counts toward the run's cap.
-    pub(super) fn on_planner_usage(&mut self, request: u64, usage: Usage) -> Result<(), String> {
+    pub(super) fn on_planner_usage(&mut self, request: u64, usage: Usage) -> Result<(), Refusal> {
         self.spend.planner.add(&usage);
         self.persist(RunEvent::PlannerUsage { request, usage });
         self.check_budgets(None);
