@@ -8,6 +8,10 @@
 //! the number of kills (default 20); `ORCH_CHAOS_LONG=1` makes it 100. The seed fixes
 //! the kill moments (milliseconds after each start or resume); where in the run they
 //! land still varies with the machine's speed.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -86,7 +90,7 @@ pub fn scenario(s: &Sandbox) -> Result<()> {
             None => s.add(&title, &[])?,
         }
     }
-    let logs = s.tmp.path().join("chaos-logs");
+    let logs = s.dir().join("chaos-logs");
     std::fs::create_dir_all(&logs)?;
     let mut killed = 0;
     let mut round = 0;
@@ -371,7 +375,7 @@ fn check(s: &Sandbox, tasks_added: usize) -> Result<()> {
         .collect();
     ensure!(unexpected.is_empty(), "branches left: {branches}");
     // No orch and no agent is alive.
-    let left = processes_under(s.tmp.path());
+    let left = processes_under(s.dir());
     ensure!(left.is_empty(), "processes left: {left:?}");
     Ok(())
 }

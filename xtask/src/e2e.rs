@@ -14,10 +14,11 @@ use serde_json::Value;
 
 use crate::tidy::root;
 
-/// One scenario's sandbox: a repository, an isolated HOME, and the built `orch`.
+/// One scenario's sandbox: the shared harness's (a repository, an isolated HOME, a
+/// hostile environment, the built `orch`), with checks that return errors, as a
+/// scenario's steps do.
 pub(crate) struct Sandbox {
-    pub(crate) tmp: tempfile::TempDir,
-    pub(crate) orch: PathBuf,
+    s: orch_testkit::Sandbox,
 }
 
 pub(crate) fn sh(dir: &Path, cmd: &str) -> Result<String> {
@@ -48,12 +49,9 @@ impl Sandbox {
     /// A sandbox whose repository `setup` (a shell command run in its empty
     /// directory) makes, with `orch init` run in it.
     pub(crate) fn with_repo(orch: &Path, setup: &str) -> Result<Sandbox> {
-        let tmp = tempfile::Builder::new().prefix("orch-e2e-").tempdir()?;
         let s = Sandbox {
-            tmp,
-            orch: orch.to_path_buf(),
+            s: orch_testkit::Sandbox::empty(orch),
         };
-        std::fs::create_dir_all(s.home())?;
         std::fs::create_dir_all(s.repo())?;
         sh(&s.repo(), setup)?;
         // Only `orch init` creates the database.
@@ -61,29 +59,26 @@ impl Sandbox {
         Ok(s)
     }
 
-    pub(crate) fn repo(&self) -> PathBuf {
-        self.tmp.path().join("repo")
+    /// The scenario's own directory.
+    pub(crate) fn dir(&self) -> &Path {
+        self.s.dir()
     }
 
-    fn home(&self) -> PathBuf {
-        self.tmp.path().join("home")
+    /// The `orch` binary under test.
+    pub(crate) fn binary(&self) -> &Path {
+        self.s.binary()
+    }
+
+    pub(crate) fn repo(&self) -> PathBuf {
+        self.s.repo()
     }
 
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.orch);
-        c.args(args)
-            .current_dir(self.repo())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("XDG_CONFIG_HOME", self.home().join(".config"))
-            .env("XDG_DATA_HOME", self.tmp.path().join("data"))
-            .env("USER", "e2e");
-        c
+        self.s.cmd(args)
     }
 
     pub(crate) fn orch(&self, args: &[&str]) -> Result<Output> {
-        Ok(self.cmd(args).output()?)
+        Ok(self.s.run(args))
     }
 
     pub(crate) fn ok(&self, args: &[&str]) -> Result<String> {
@@ -159,7 +154,7 @@ impl Sandbox {
             self.user_state()? == user_before,
             "the user's working tree or HEAD changed"
         );
-        let leftovers = processes_under(self.tmp.path());
+        let leftovers = processes_under(self.dir());
         ensure!(
             leftovers.is_empty(),
             "processes left running: {leftovers:?}"
@@ -383,7 +378,7 @@ const SCENARIOS: &[Scenario] = &[
         Ok(())
     }),
     ("base origin/main with a bare remote, and offline", |s| {
-        let remote = s.tmp.path().join("remote.git");
+        let remote = s.dir().join("remote.git");
         sh(
             &s.repo(),
             &format!(
@@ -392,11 +387,8 @@ const SCENARIOS: &[Scenario] = &[
             ),
         )?;
         // Someone else pushes a commit; the run must start from it.
-        let other = s.tmp.path().join("other");
-        sh(
-            s.tmp.path(),
-            &format!("git clone -q {} other", remote.display()),
-        )?;
+        let other = s.dir().join("other");
+        sh(s.dir(), &format!("git clone -q {} other", remote.display()))?;
         sh(
             &other,
             "echo upstream > upstream.txt && git add -A && git -c user.name=o -c user.email=o@o.invalid commit -q -m upstream && git push -q origin main",
@@ -406,7 +398,7 @@ const SCENARIOS: &[Scenario] = &[
         let (code, _) = s.run(&["--agent-cmd", "test -f upstream.txt && echo ok > mine.txt"])?;
         ensure!(code == 0, "{code}");
         // Offline: the remote is gone; use-cached still runs, fail refuses.
-        std::fs::rename(&remote, s.tmp.path().join("gone.git"))?;
+        std::fs::rename(&remote, s.dir().join("gone.git"))?;
         s.add("offline", &[])?;
         let (code, _) = s.run(&[
             "--agent-cmd",
@@ -533,9 +525,9 @@ esac"#;
         );
         // check_after compares the user's README byte for byte.
     }
-    for dir in [s.repo().join(".orch"), s.tmp.path().join("data")] {
+    for dir in [s.repo().join(".orch"), s.dir().join("data")] {
         let hits = sh(
-            s.tmp.path(),
+            s.dir(),
             &format!("grep -rl hunter2-hostile {} || true", dir.display()),
         )?;
         ensure!(hits.is_empty(), "the secret reached {hits}");
@@ -549,6 +541,9 @@ pub(crate) fn build_orch(release: bool) -> Result<PathBuf> {
     let mut args = vec!["build", "-q", "-p", "orch-cli"];
     if release {
         args.push("--release");
+    } else {
+        // The chaos scenario kills it at chosen points (`ORCH_CRASH_AT`).
+        args.extend(["--features", "fault-injection"]);
     }
     let status = Command::new(&cargo)
         .current_dir(root())

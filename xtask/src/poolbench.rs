@@ -215,7 +215,7 @@ fn sandbox(orch: &Path, template: &Path, tasks: usize) -> Result<Sandbox> {
     let board: String = (1..=tasks)
         .map(|i| format!("[[task]]\nkey = \"t{i}\"\ntitle = \"Task {i}\"\n\n"))
         .collect();
-    let file = s.tmp.path().join("board.toml");
+    let file = s.dir().join("board.toml");
     std::fs::write(&file, board)?;
     s.ok(&["board", "import", &file.display().to_string()])?;
     settle()?;
@@ -260,7 +260,7 @@ fn orch_run(orch: &Path, template: &Path, tasks: usize, c: usize) -> Result<Orch
         secs,
         reuse_secs: reuses.get(reuses.len() / 2).copied().unwrap_or(f64::NAN),
         create_secs: provisioning.last().copied().unwrap_or(f64::NAN),
-        disk: du(&s.tmp.path().join("data/orch/worktrees"), "")?,
+        disk: du(&s.dir().join("data/orch/worktrees"), "")?,
         pooled,
     })
 }

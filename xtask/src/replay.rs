@@ -257,7 +257,7 @@ fn through_orch(
     let tree = |dir: &Path, rev: &str| sh(dir, &format!("git rev-parse '{rev}^{{tree}}'"));
     let (green, undone) = check_line(&repo, h)?;
     if std::env::var_os("ORCH_REPLAY_KEEP").is_some() {
-        println!("{name}: kept {}", s.tmp.path().display());
+        println!("{name}: kept {}", s.dir().display());
         std::mem::forget(s);
     }
     Ok(Outcome {

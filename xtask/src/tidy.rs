@@ -48,6 +48,7 @@ pub fn all() -> Result<Vec<String>> {
     problems.extend(crate::layers::crate_layers()?);
     problems.extend(crate::layers::import_cycles()?);
     problems.extend(crate::layers::sizes()?);
+    problems.extend(crate::docpaths::architecture_paths()?);
     Ok(problems)
 }
 

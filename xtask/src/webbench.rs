@@ -122,7 +122,7 @@ pub fn run() -> Result<()> {
             )
         })
         .collect();
-    let file = s.tmp.path().join("board.toml");
+    let file = s.dir().join("board.toml");
     std::fs::write(&file, board)?;
     s.ok(&["board", "import", &file.display().to_string()])?;
     let srv = serve(&s)?;

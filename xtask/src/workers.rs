@@ -167,14 +167,23 @@ pub(crate) fn until(
     Ok(started.elapsed())
 }
 
-/// Runs the scenario; skipped (with a line saying so) without a PostgreSQL server.
-pub(crate) fn scenario(s: &Sandbox) -> Result<()> {
+/// A cluster on a fresh database named after `tag`, in the sandbox; `None` (with a
+/// line saying the scenario is skipped) without a PostgreSQL server.
+fn cluster(s: &Sandbox, tag: &str) -> Result<Option<Cluster>> {
     let Ok(admin) = std::env::var("ORCH_TEST_DATABASE_URL") else {
         println!("      (skipped: ORCH_TEST_DATABASE_URL names no PostgreSQL server)");
+        return Ok(None);
+    };
+    let name = format!("orch_e2e_{tag}_{}", std::process::id());
+    let dir = s.dir().join("cluster");
+    Cluster::new(&dir, s.binary().to_path_buf(), &admin, &name).map(Some)
+}
+
+/// Runs the scenario; skipped (with a line saying so) without a PostgreSQL server.
+pub(crate) fn scenario(s: &Sandbox) -> Result<()> {
+    let Some(c) = cluster(s, "workers")? else {
         return Ok(());
     };
-    let name = format!("orch_e2e_workers_{}", std::process::id());
-    let c = Cluster::new(&s.tmp.path().join("cluster"), s.orch.clone(), &admin, &name)?;
     for clone in ["coord1", "coord2", "coord3", "w1", "w2", "w3"] {
         c.clone_of(clone)?;
     }
@@ -333,12 +342,9 @@ fn check_end(c: &Cluster) -> Result<()> {
 /// agent at once (the cancel is announced), posts, and the run ends canceled with its
 /// task back in the backlog and no job left.
 pub(crate) fn cancel(s: &Sandbox) -> Result<()> {
-    let Ok(admin) = std::env::var("ORCH_TEST_DATABASE_URL") else {
-        println!("      (skipped: ORCH_TEST_DATABASE_URL names no PostgreSQL server)");
+    let Some(c) = cluster(s, "cancel")? else {
         return Ok(());
     };
-    let name = format!("orch_e2e_cancel_{}", std::process::id());
-    let c = Cluster::new(&s.tmp.path().join("cluster"), s.orch.clone(), &admin, &name)?;
     for clone in ["coord", "w1"] {
         c.clone_of(clone)?;
     }
@@ -384,12 +390,9 @@ fn run_id_in(c: &Cluster, clone: &str) -> Result<String> {
 /// run when a worker comes: it is posted failed, and the resumed run tries the task
 /// again, which a worker then runs.
 pub(crate) fn deadline(s: &Sandbox) -> Result<()> {
-    let Ok(admin) = std::env::var("ORCH_TEST_DATABASE_URL") else {
-        println!("      (skipped: ORCH_TEST_DATABASE_URL names no PostgreSQL server)");
+    let Some(c) = cluster(s, "deadline")? else {
         return Ok(());
     };
-    let name = format!("orch_e2e_deadline_{}", std::process::id());
-    let c = Cluster::new(&s.tmp.path().join("cluster"), s.orch.clone(), &admin, &name)?;
     for clone in ["coord", "w1"] {
         c.clone_of(clone)?;
     }

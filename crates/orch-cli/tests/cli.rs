@@ -1,155 +1,43 @@
 //! The `orch` binary end to end: real git repositories in temp dirs, real SQLite files,
 //! real processes. Output is snapshotted (insta), with times and paths redacted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use orch_testkit::{Run, Sandbox, git_cmd, tagged_with};
 use serde_json::Value;
 
-/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
-/// environment sets.
-fn git_cmd() -> std::process::Command {
-    let mut c = std::process::Command::new("git");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+/// The binary under test.
+const ORCH: &str = env!("CARGO_BIN_EXE_orch");
 
-/// A throwaway git repository with an isolated HOME and config.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = git_cmd()
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let s = Sandbox::bare();
-        std::fs::create_dir(s.repo()).unwrap();
-        git(&s.repo(), &["init", "-q", "-b", "main"]);
-        std::fs::write(s.repo().join("README.md"), "hello\n").unwrap();
-        git(&s.repo(), &["add", "."]);
-        git(&s.repo(), &["commit", "-q", "-m", "init"]);
-        s
-    }
-
-    /// A sandbox with no repository yet.
-    fn bare() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("home")).unwrap();
-        Sandbox { dir }
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
-        c.args(args)
-            .current_dir(if self.repo().exists() {
-                self.repo()
-            } else {
-                self.dir.path().to_path_buf()
-            })
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CONFIG_HOME", self.dir.path().join("home/.config"))
-            .env("USER", "tester")
-            .env_remove("COLUMNS");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("ORCH_") {
-                c.env_remove(k);
+/// Replaces `s`'s sandbox paths and all timestamps.
+fn redact(s: &Sandbox, text: &str) -> String {
+    let root = s.dir().canonicalize().unwrap();
+    let text = text
+        .replace(&root.display().to_string(), "[SANDBOX]")
+        .replace(&s.dir().display().to_string(), "[SANDBOX]");
+    let mut out = String::new();
+    // 2026-11-24T11:52:17.696Z -> [TIME]
+    let bytes: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 24 <= bytes.len() {
+            let cand: String = bytes[i..i + 24].iter().collect();
+            if is_time(&cand) {
+                out.push_str("[TIME]");
+                i += 24;
+                continue;
             }
         }
-        c
+        out.push(bytes[i]);
+        i += 1;
     }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.output(self.cmd(args).output().unwrap())
-    }
-
-    fn output(&self, o: Output) -> Run {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(o.stdout).unwrap(),
-            stderr: String::from_utf8(o.stderr).unwrap(),
-        }
-    }
-
-    /// Runs and expects success.
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(r.code, 0, "orch {args:?} failed: {}{}", r.stdout, r.stderr);
-        r
-    }
-
-    /// Every task's status, in id order.
-    fn statuses(&self) -> Vec<String> {
-        self.ok(&["task", "list", "--json"])
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["status"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// Replaces this sandbox's paths and all timestamps.
-    fn redact(&self, s: &str) -> String {
-        let root = self.dir.path().canonicalize().unwrap();
-        let s = s
-            .replace(&root.display().to_string(), "[SANDBOX]")
-            .replace(&self.dir.path().display().to_string(), "[SANDBOX]");
-        let mut out = String::new();
-        // 2026-11-24T11:52:17.696Z -> [TIME]
-        let bytes: Vec<char> = s.chars().collect();
-        let mut i = 0;
-        while i < bytes.len() {
-            if i + 24 <= bytes.len() {
-                let cand: String = bytes[i..i + 24].iter().collect();
-                if is_time(&cand) {
-                    out.push_str("[TIME]");
-                    i += 24;
-                    continue;
-                }
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        out
-    }
+    out
 }
 
 fn is_time(s: &str) -> bool {
@@ -166,19 +54,22 @@ fn is_time(s: &str) -> bool {
 
 /// Snapshot of a command's exit code, stdout and stderr.
 fn transcript(s: &Sandbox, args: &[&str]) -> String {
-    let r = s.run(args);
-    s.redact(&format!(
-        "$ orch {}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        r.code,
-        r.stdout,
-        r.stderr
-    ))
+    let r = s.run_text(args);
+    redact(
+        s,
+        &format!(
+            "$ orch {}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            r.code,
+            r.stdout,
+            r.stderr
+        ),
+    )
 }
 
 #[test]
 fn init_outside_a_repository_is_a_clear_error() {
-    let s = Sandbox::bare();
+    let s = Sandbox::empty(ORCH);
     insta::assert_snapshot!(transcript(&s, &["init"]));
     insta::assert_snapshot!(transcript(
         &s,
@@ -188,7 +79,7 @@ fn init_outside_a_repository_is_a_clear_error() {
 
 #[test]
 fn init_is_idempotent_and_excludes_orch_dir() {
-    let s = Sandbox::new();
+    let s = Sandbox::repo_only(ORCH);
     insta::assert_snapshot!(transcript(&s, &["init"]));
     insta::assert_snapshot!(transcript(&s, &["init"]));
     let exclude = std::fs::read_to_string(s.repo().join(".git/info/exclude")).unwrap();
@@ -204,7 +95,7 @@ fn init_is_idempotent_and_excludes_orch_dir() {
     assert!(s.repo().join(".orch/orch.db").exists());
     // Init from a subdirectory finds the top level.
     std::fs::create_dir(s.repo().join("sub")).unwrap();
-    let r = s.output(
+    let r = Run::from(
         s.cmd(&["--json", "init"])
             .current_dir(s.repo().join("sub"))
             .output()
@@ -216,10 +107,10 @@ fn init_is_idempotent_and_excludes_orch_dir() {
 
 #[test]
 fn task_lifecycle_and_json_shapes() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
     assert_eq!(
-        s.ok(&["task", "add", "Lexer", "--priority", "2", "--label", "core"])
+        s.ok_text(&["task", "add", "Lexer", "--priority", "2", "--label", "core"])
             .stdout,
         "1\n"
     );
@@ -229,7 +120,7 @@ fn task_lifecycle_and_json_shapes() {
     )
     .unwrap();
     assert_eq!(
-        s.ok(&[
+        s.ok_text(&[
             "task",
             "add",
             "Parser",
@@ -245,7 +136,7 @@ fn task_lifecycle_and_json_shapes() {
         .stdout,
         "2\n"
     );
-    s.ok(&[
+    s.ok_text(&[
         "task",
         "add",
         "Negative priority",
@@ -256,10 +147,13 @@ fn task_lifecycle_and_json_shapes() {
     ]);
     insta::assert_snapshot!(
         "list_json",
-        s.redact(&s.ok(&["task", "list", "--json"]).stdout)
+        redact(&s, &s.ok_text(&["task", "list", "--json"]).stdout)
     );
-    insta::assert_snapshot!("list_table", s.redact(&s.ok(&["task", "list"]).stdout));
-    s.ok(&[
+    insta::assert_snapshot!(
+        "list_table",
+        redact(&s, &s.ok_text(&["task", "list"]).stdout)
+    );
+    s.ok_text(&[
         "task",
         "edit",
         "2",
@@ -272,7 +166,7 @@ fn task_lifecycle_and_json_shapes() {
         "--label",
         "p",
     ]);
-    s.ok(&[
+    s.ok_text(&[
         "task",
         "move",
         "1",
@@ -301,28 +195,31 @@ fn task_lifecycle_and_json_shapes() {
     );
     insta::assert_snapshot!(
         "show_json",
-        s.redact(&s.ok(&["task", "show", "2", "--json"]).stdout)
+        redact(&s, &s.ok_text(&["task", "show", "2", "--json"]).stdout)
     );
-    insta::assert_snapshot!("show_text", s.redact(&s.ok(&["task", "show", "1"]).stdout));
+    insta::assert_snapshot!(
+        "show_text",
+        redact(&s, &s.ok_text(&["task", "show", "1"]).stdout)
+    );
     // Status filter, comma-separated and repeated.
     let done = s
-        .ok(&["task", "list", "--status", "done,blocked", "--json"])
+        .ok_text(&["task", "list", "--status", "done,blocked", "--json"])
         .json();
     assert_eq!(done.as_array().unwrap().len(), 1);
     // Remove: refused while depended on, forced detaches.
     insta::assert_snapshot!("rm_refused", transcript(&s, &["task", "rm", "2"]));
-    s.ok(&["task", "rm", "2", "--force"]);
-    let three = s.ok(&["task", "show", "3", "--json"]).json();
+    s.ok_text(&["task", "rm", "2", "--force"]);
+    let three = s.ok_text(&["task", "show", "3", "--json"]).json();
     assert_eq!(three["depends_on"], serde_json::json!([]));
-    assert_eq!(s.run(&["task", "show", "2"]).code, 2);
+    assert_eq!(s.run_text(&["task", "show", "2"]).code, 2);
 }
 
 #[test]
 fn bad_input_gets_a_clear_error_and_exit_2() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "A"]);
-    s.ok(&["task", "add", "B", "--after", "1"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "A"]);
+    s.ok_text(&["task", "add", "B", "--after", "1"]);
     let cases: &[&[&str]] = &[
         &["task", "show", "abc"],
         &["task", "show", "99"],
@@ -352,7 +249,7 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
     insta::assert_snapshot!(all);
     // Nothing above changed the board.
     assert_eq!(
-        s.ok(&["task", "list", "--json"])
+        s.ok_text(&["task", "list", "--json"])
             .json()
             .as_array()
             .unwrap()
@@ -371,22 +268,22 @@ fn workspace_file(rel: &str) -> PathBuf {
 
 #[test]
 fn board_renders_at_80_and_200_columns() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["board", "import", workspace_file(BOARD).to_str().unwrap()]);
-    s.ok(&["task", "move", "4", "blocked", "--reason", "needs a spec"]);
-    s.ok(&["task", "move", "1", "done", "--force"]);
-    s.ok(&["task", "move", "6", "canceled"]);
-    let narrow = s.ok(&["board", "--width", "80"]).stdout;
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["board", "import", workspace_file(BOARD).to_str().unwrap()]);
+    s.ok_text(&["task", "move", "4", "blocked", "--reason", "needs a spec"]);
+    s.ok_text(&["task", "move", "1", "done", "--force"]);
+    s.ok_text(&["task", "move", "6", "canceled"]);
+    let narrow = s.ok_text(&["board", "--width", "80"]).stdout;
     assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
     insta::assert_snapshot!("board_80", narrow);
-    let wide = s.ok(&["board", "--width", "200"]).stdout;
+    let wide = s.ok_text(&["board", "--width", "200"]).stdout;
     assert!(wide.lines().all(|l| l.chars().count() <= 200), "{wide}");
     insta::assert_snapshot!("board_200", wide);
-    insta::assert_snapshot!("board_json", s.ok(&["board", "--json"]).stdout);
-    let empty = Sandbox::new();
+    insta::assert_snapshot!("board_json", s.ok_text(&["board", "--json"]).stdout);
+    let empty = Sandbox::repo_only(ORCH);
     // Only `orch init` makes a database: before it, a command says so.
-    let before = empty.run(&["board"]);
+    let before = empty.run_text(&["board"]);
     assert_eq!(before.code, 2);
     assert!(
         before.stderr.contains("run `orch init`"),
@@ -394,26 +291,26 @@ fn board_renders_at_80_and_200_columns() {
         before.stderr
     );
     assert!(!empty.repo().join(".orch/orch.db").exists());
-    empty.ok(&["init"]);
-    insta::assert_snapshot!("board_empty", empty.ok(&["board"]).stdout);
+    empty.ok_text(&["init"]);
+    insta::assert_snapshot!("board_empty", empty.ok_text(&["board"]).stdout);
 }
 
 #[test]
 fn board_import_is_idempotent_and_atomic() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
     let board = workspace_file(BOARD);
     let first = s
-        .ok(&["--json", "board", "import", board.to_str().unwrap()])
+        .ok_text(&["--json", "board", "import", board.to_str().unwrap()])
         .json();
     assert_eq!(first["created"].as_array().unwrap().len(), 6);
     let again = s
-        .ok(&["--json", "board", "import", board.to_str().unwrap()])
+        .ok_text(&["--json", "board", "import", board.to_str().unwrap()])
         .json();
     assert_eq!(again["created"].as_array().unwrap().len(), 0);
     assert_eq!(again["unchanged"].as_array().unwrap().len(), 6);
     assert_eq!(
-        s.ok(&["task", "list", "--json"])
+        s.ok_text(&["task", "list", "--json"])
             .json()
             .as_array()
             .unwrap()
@@ -421,11 +318,11 @@ fn board_import_is_idempotent_and_atomic() {
         6
     );
 
-    let exported = s.ok(&["board", "export"]).stdout;
+    let exported = s.ok_text(&["board", "export"]).stdout;
     insta::assert_snapshot!("export_toml", exported);
     // Export and re-import round-trips without changes.
     std::fs::write(s.repo().join("out.toml"), &exported).unwrap();
-    let rt = s.ok(&["--json", "board", "import", "out.toml"]).json();
+    let rt = s.ok_text(&["--json", "board", "import", "out.toml"]).json();
     assert_eq!(rt["unchanged"].as_array().unwrap().len(), 6);
     // An edited file updates in place.
     std::fs::write(
@@ -436,14 +333,14 @@ fn board_import_is_idempotent_and_atomic() {
         ),
     )
     .unwrap();
-    let up = s.ok(&["--json", "board", "import", "out.toml"]).json();
+    let up = s.ok_text(&["--json", "board", "import", "out.toml"]).json();
     assert_eq!(
         up["updated"],
         serde_json::json!([{ "key": "add", "id": 1 }])
     );
 
     // Malformed files: rejected whole, with the line, and nothing changes.
-    let before = s.ok(&["task", "list", "--json"]).stdout;
+    let before = s.ok_text(&["task", "list", "--json"]).stdout;
     let bad_files = [
         ("syntax.toml", "[[task]]\nkey = \"x\"\ntitle = unquoted\n"),
         (
@@ -476,15 +373,15 @@ fn board_import_is_idempotent_and_atomic() {
     }
     all.push_str(&transcript(&s, &["board", "import", "no-such-file.toml"]));
     insta::assert_snapshot!("import_errors", all);
-    assert_eq!(s.ok(&["task", "list", "--json"]).stdout, before);
+    assert_eq!(s.ok_text(&["task", "list", "--json"]).stdout, before);
 }
 
 #[test]
 fn config_show_names_every_source() {
-    let s = Sandbox::new();
-    std::fs::create_dir_all(s.dir.path().join("home/.config/orch")).unwrap();
+    let s = Sandbox::repo_only(ORCH);
+    std::fs::create_dir_all(s.dir().join("home/.config/orch")).unwrap();
     std::fs::write(
-        s.dir.path().join("home/.config/orch/config.toml"),
+        s.dir().join("home/.config/orch/config.toml"),
         "[agent]\npreset = \"claude\"\n",
     )
     .unwrap();
@@ -493,7 +390,7 @@ fn config_show_names_every_source() {
         "[run]\nconcurrency = 8\nmode = \"incremental\"\n",
     )
     .unwrap();
-    let r = s.output(
+    let r = Run::from(
         s.cmd(&["-c", "policy.on_conflict=block", "config", "show"])
             .env("ORCH_VALIDATE__WORKER", "[\"cargo test\"]")
             .env("ORCH_RUN__MODE", "parallel")
@@ -502,8 +399,8 @@ fn config_show_names_every_source() {
             .unwrap(),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    insta::assert_snapshot!("config_show", s.redact(&r.stdout));
-    let j = s.ok(&["--json", "config", "show"]).json();
+    insta::assert_snapshot!("config_show", redact(&s, &r.stdout));
+    let j = s.ok_text(&["--json", "config", "show"]).json();
     assert_eq!(j["config"]["run"]["concurrency"], 8);
     assert_eq!(
         j["sources"]["run.concurrency"],
@@ -511,8 +408,7 @@ fn config_show_names_every_source() {
     );
     assert_eq!(
         j["sources"]["agent.preset"],
-        s.dir
-            .path()
+        s.dir()
             .join("home/.config/orch/config.toml")
             .display()
             .to_string()
@@ -524,7 +420,7 @@ fn config_show_names_every_source() {
     )
     .unwrap();
     insta::assert_snapshot!("config_errors", transcript(&s, &["config", "show"]));
-    let r = s.output(
+    let r = Run::from(
         s.cmd(&["config", "show"])
             .env("ORCH_AGENT__TIMEOUT", "soon")
             .env("ORCH_RUN__CONCURRENCY", "1")
@@ -533,20 +429,20 @@ fn config_show_names_every_source() {
     );
     assert_eq!(r.code, 2);
     std::fs::remove_file(s.repo().join("orch.toml")).unwrap();
-    let r = s.output(
+    let r = Run::from(
         s.cmd(&["config", "show"])
             .env("ORCH_AGENT__TIMEOUT", "soon")
             .output()
             .unwrap(),
     );
     assert_eq!(r.code, 2);
-    insta::assert_snapshot!("config_env_error", s.redact(&r.stderr));
+    insta::assert_snapshot!("config_env_error", redact(&s, &r.stderr));
 }
 
 #[test]
 fn two_processes_writing_at_once_both_succeed() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
     let per_writer = 20;
     let spawn = |w: usize| {
         let cmds: Vec<Command> = (0..per_writer)
@@ -570,7 +466,7 @@ fn two_processes_writing_at_once_both_succeed() {
     };
     let (a, b) = (spawn(0), spawn(1));
     let busy = a.join().unwrap() + b.join().unwrap();
-    let listed = s.ok(&["task", "list", "--json"]).json();
+    let listed = s.ok_text(&["task", "list", "--json"]).json();
     assert_eq!(listed.as_array().unwrap().len(), 2 * per_writer - busy);
     assert_eq!(busy, 0, "with a 10 s busy timeout no writer should give up");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -594,9 +490,9 @@ fn two_processes_writing_at_once_both_succeed() {
 
 #[test]
 fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
-    let s = Sandbox::bare();
-    let dir = s.dir.path().join("demo");
-    let r = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    let s = Sandbox::empty(ORCH);
+    let dir = s.dir().join("demo");
+    let r = s.run_text(&["demo", "--dir", dir.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // Every task done, through a failed validation and a conflict on the way.
     assert!(r.stdout.contains("done: 6   failed: 0"), "{}", r.stdout);
@@ -612,7 +508,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         r.stderr
     );
     let tasks = s
-        .ok(&["--repo", dir.to_str().unwrap(), "task", "list", "--json"])
+        .ok_text(&["--repo", dir.to_str().unwrap(), "task", "list", "--json"])
         .json();
     assert!(
         tasks
@@ -623,7 +519,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
     );
     // The integration branch holds the validated work, and its tests pass there.
     let runs = s
-        .ok(&["--repo", dir.to_str().unwrap(), "--json", "run", "list"])
+        .ok_text(&["--repo", dir.to_str().unwrap(), "--json", "run", "list"])
         .json();
     let run = runs[0]["id"].as_str().unwrap().to_owned();
     let branch = "orch/integration";
@@ -669,10 +565,10 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         .replace(&run, "[RUN]")
         .replace(&head[..12], "[HEAD]")
         .replace(exe, "[ORCH]");
-    insta::assert_snapshot!(s.redact(&shown));
+    insta::assert_snapshot!(redact(&s, &shown));
     // `orch run show` lists every attempt with why it failed.
     let show = s
-        .ok(&["--repo", dir.to_str().unwrap(), "run", "show", &run])
+        .ok_text(&["--repo", dir.to_str().unwrap(), "run", "show", &run])
         .stdout;
     assert!(
         show.contains("task-4-1       failed: worker-validation"),
@@ -680,7 +576,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
     );
     // The logs say why div's first attempt failed; the events tell the whole story.
     let logs = s
-        .ok(&[
+        .ok_text(&[
             "--repo",
             dir.to_str().unwrap(),
             "logs",
@@ -694,7 +590,7 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         .stdout;
     assert!(logs.contains("FAIL: div 9 3 gave 27, expected 3"), "{logs}");
     let events = s
-        .ok(&[
+        .ok_text(&[
             "--repo",
             dir.to_str().unwrap(),
             "--json",
@@ -717,13 +613,13 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         6
     );
     assert_eq!(
-        s.run(&["--repo", dir.to_str().unwrap(), "logs", "--task", "99"])
+        s.run_text(&["--repo", dir.to_str().unwrap(), "logs", "--task", "99"])
             .code,
         2
     );
     // Following the logs of a finished run prints them all and ends.
     let followed = s
-        .ok(&[
+        .ok_text(&[
             "--repo",
             dir.to_str().unwrap(),
             "logs",
@@ -739,27 +635,27 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         "{followed}"
     );
     // A non-empty directory is refused.
-    let again = s.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    let again = s.run_text(&["demo", "--dir", dir.to_str().unwrap()]);
     assert_eq!(again.code, 2);
 }
 
 #[test]
 fn run_without_an_agent_is_a_clear_error() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "A"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "A"]);
     insta::assert_snapshot!(transcript(&s, &["run"]));
     insta::assert_snapshot!(transcript(&s, &["run", "show", "r-nope"]));
-    let list = s.ok(&["run", "list"]);
+    let list = s.ok_text(&["run", "list"]);
     assert_eq!(list.stdout, "No runs yet. Start one with `orch run`.\n");
 }
 
 #[test]
 fn a_run_can_be_canceled_from_another_terminal() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "Slow"]);
-    let pid_file = s.dir.path().join("agent.pid");
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "Slow"]);
+    let pid_file = s.dir().join("agent.pid");
     let agent = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
     let mut run = s
         .cmd(&["run", "--agent-cmd", &agent])
@@ -769,7 +665,7 @@ fn a_run_can_be_canceled_from_another_terminal() {
         .unwrap();
     let mut run_id = None;
     for _ in 0..200 {
-        let runs = s.ok(&["--json", "run", "list"]).json();
+        let runs = s.ok_text(&["--json", "run", "list"]).json();
         if let Some(id) = runs[0]["id"].as_str()
             && pid_file.exists()
         {
@@ -779,7 +675,7 @@ fn a_run_can_be_canceled_from_another_terminal() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let run_id = run_id.expect("the run started its agent");
-    let r = s.run(&["run", "cancel", &run_id]);
+    let r = s.run_text(&["run", "cancel", &run_id]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(130));
@@ -792,12 +688,12 @@ fn a_run_can_be_canceled_from_another_terminal() {
         !orch_validate::runner::is_alive(pid),
         "the agent's child {pid} survived"
     );
-    let tasks = s.ok(&["task", "list", "--json"]).json();
+    let tasks = s.ok_text(&["task", "list", "--json"]).json();
     assert_eq!(tasks[0]["status"], "backlog", "released, not lost");
-    let show = s.ok(&["run", "show", &run_id]).stdout;
+    let show = s.ok_text(&["run", "show", &run_id]).stdout;
     assert!(show.contains("(canceled)"), "{show}");
     // The journal says who asked.
-    let events = s.ok(&["--json", "events", "--run", &run_id]).stdout;
+    let events = s.ok_text(&["--json", "events", "--run", &run_id]).stdout;
     let asked = events
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -806,7 +702,7 @@ fn a_run_can_be_canceled_from_another_terminal() {
     assert_eq!(asked["actor"], "human:tester");
     assert_eq!(asked["reason"], "cancel-run requested");
     // Canceling an ended run is refused.
-    let again = s.run(&["run", "cancel", &run_id]);
+    let again = s.run_text(&["run", "cancel", &run_id]);
     assert_eq!(again.code, 2);
     assert!(
         again.stderr.contains("has already ended"),
@@ -817,17 +713,17 @@ fn a_run_can_be_canceled_from_another_terminal() {
 
 #[test]
 fn workers_need_postgresql() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "one"]);
-    let r = s.run(&["-c", "run.executors=workers", "run", "--agent-cmd", "true"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "one"]);
+    let r = s.run_text(&["-c", "run.executors=workers", "run", "--agent-cmd", "true"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("needs a PostgreSQL database"),
         "{}",
         r.stderr
     );
-    let r = s.run(&["worker", "--drain"]);
+    let r = s.run_text(&["worker", "--drain"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("needs a PostgreSQL database"),
@@ -839,9 +735,9 @@ fn workers_need_postgresql() {
 
 #[test]
 fn a_preset_runs_its_agent_cli_with_the_prompt() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&[
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&[
         "task",
         "add",
         "Greet the world",
@@ -850,7 +746,7 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
     ]);
     // A stand-in `claude` that checks the preset's arguments, reads the prompt on
     // stdin, does the work and reports its usage as the real one does.
-    let bin = s.dir.path().join("bin");
+    let bin = s.dir().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let fake = bin.join("claude");
     std::fs::write(
@@ -861,7 +757,7 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
     Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     // Without a credential, the preflight stops the run before any claim.
-    let r = s.output(
+    let r = Run::from(
         s.cmd(&["run", "--agent", "claude"])
             .env("PATH", &path)
             .output()
@@ -875,10 +771,10 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         r.stderr
     );
     assert_eq!(
-        s.ok(&["--json", "task", "show", "1"]).json()["status"],
+        s.ok_text(&["--json", "task", "show", "1"]).json()["status"],
         "backlog"
     );
-    let r = s.output(
+    let r = Run::from(
         s.cmd(&["run", "--agent", "claude"])
             .env("PATH", &path)
             .env("ANTHROPIC_API_KEY", "sk-test")
@@ -886,7 +782,7 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
             .unwrap(),
     );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let run = s.ok(&["--json", "run", "list"]).json()[0]["id"]
+    let run = s.ok_text(&["--json", "run", "list"]).json()[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -910,18 +806,18 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
     assert!(pins.status.success() && pins.stdout.is_empty(), "{pins:?}");
 
     // What the CLI reported is kept: per attempt and per run, and per task.
-    let show = s.ok(&["--json", "run", "show", &run]).json();
+    let show = s.ok_text(&["--json", "run", "show", &run]).json();
     assert_eq!(show["attempts"][0]["usage"]["session_id"], "s-1");
     assert_eq!(show["usage"]["input_tokens"], 1000);
     assert_eq!(show["usage"]["cost"], 0.0125);
-    let text = s.ok(&["run", "show", &run]).stdout;
+    let text = s.ok_text(&["run", "show", &run]).stdout;
     assert!(
         text.contains("1,200 tokens (1,000 in, 200 out, 0 cached), $0.0125, 3 turns"),
         "{text}"
     );
-    let task = s.ok(&["--json", "task", "show", "1"]).json();
+    let task = s.ok_text(&["--json", "task", "show", "1"]).json();
     assert_eq!(task["usage"]["output_tokens"], 200);
-    let board = s.ok(&["--json", "board"]).json();
+    let board = s.ok_text(&["--json", "board"]).json();
     let done = board["columns"]
         .as_array()
         .unwrap()
@@ -929,16 +825,20 @@ fn a_preset_runs_its_agent_cli_with_the_prompt() {
         .find(|c| c["status"] == "done")
         .unwrap();
     assert_eq!(done["tasks"][0]["usage"]["cost"], 0.0125);
-    assert!(s.ok(&["board", "--width", "80"]).stdout.contains("$0.0125"));
-    assert!(s.ok(&["task", "show", "1"]).stdout.contains("used:"));
+    assert!(
+        s.ok_text(&["board", "--width", "80"])
+            .stdout
+            .contains("$0.0125")
+    );
+    assert!(s.ok_text(&["task", "show", "1"]).stdout.contains("used:"));
 }
 
 #[test]
 fn a_closed_stdout_ends_quietly() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
     for i in 0..200 {
-        s.ok(&["task", "add", &format!("task {i}")]);
+        s.ok_text(&["task", "add", &format!("task {i}")]);
     }
     // Like `orch task list | head -1`: the reader goes away after one line.
     let mut child = s
@@ -963,14 +863,14 @@ fn a_closed_stdout_ends_quietly() {
 
 #[test]
 fn task_retry_unblock_and_cancel() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "fails"]);
-    s.ok(&["task", "add", "blocked"]);
-    s.ok(&["task", "add", "dropped"]);
-    s.ok(&["task", "move", "2", "blocked"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "fails"]);
+    s.ok_text(&["task", "add", "blocked"]);
+    s.ok_text(&["task", "add", "dropped"]);
+    s.ok_text(&["task", "move", "2", "blocked"]);
     // Refusals name the status and what is allowed.
-    let r = s.run(&["task", "retry", "2"]);
+    let r = s.run_text(&["task", "retry", "2"]);
     assert_eq!(r.code, 2);
     assert!(
         r.stderr
@@ -978,11 +878,11 @@ fn task_retry_unblock_and_cancel() {
         "{}",
         r.stderr
     );
-    assert_eq!(s.run(&["task", "unblock", "1"]).code, 2);
-    s.ok(&["task", "unblock", "2", "--reason", "decided"]);
-    s.ok(&["task", "cancel", "3"]);
+    assert_eq!(s.run_text(&["task", "unblock", "1"]).code, 2);
+    s.ok_text(&["task", "unblock", "2", "--reason", "decided"]);
+    s.ok_text(&["task", "cancel", "3"]);
     // A run in which task 1 fails; then it is retried.
-    let r = s.run(&[
+    let r = s.run_text(&[
         "run",
         "--agent-cmd",
         "exit 3",
@@ -992,10 +892,10 @@ fn task_retry_unblock_and_cancel() {
         "1",
     ]);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    s.ok(&["task", "retry", "1", "--reason", "new model"]);
+    s.ok_text(&["task", "retry", "1", "--reason", "new model"]);
     let st = s.statuses();
     assert_eq!(st, vec!["backlog", "backlog", "canceled"]);
-    let history = s.ok(&["task", "show", "1"]).stdout;
+    let history = s.ok_text(&["task", "show", "1"]).stdout;
     assert!(
         history.contains("failed -> backlog: retried: new model"),
         "{history}"
@@ -1004,11 +904,11 @@ fn task_retry_unblock_and_cancel() {
 
 #[test]
 fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "slow"]);
-    s.ok(&["task", "add", "quick"]);
-    let pid_file = s.dir.path().join("slow.pid");
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "slow"]);
+    s.ok_text(&["task", "add", "quick"]);
+    let pid_file = s.dir().join("slow.pid");
     let agent = format!(
         "if [ \"$ORCH_TASK_TITLE\" = slow ]; then sleep 300 & echo $! > {}; wait; else sleep 1; echo ok > quick.txt; fi",
         pid_file.display()
@@ -1026,7 +926,7 @@ fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(pid_file.exists(), "the slow agent started");
-    let r = s.run(&["task", "cancel", "1"]);
+    let r = s.run_text(&["task", "cancel", "1"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("stops task #1 and goes on with the rest"),
@@ -1051,20 +951,20 @@ fn canceling_a_running_task_leaves_the_rest_of_its_run_going() {
 
 #[test]
 fn cleanup_removes_what_no_live_attempt_uses() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "good"]);
-    s.ok(&["task", "add", "bad"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "good"]);
+    s.ok_text(&["task", "add", "bad"]);
     // The bad task's attempts fail and keep their worktrees (cleanup = on-success).
     let agent = "echo \"$ORCH_TASK_TITLE\" > out.txt; [ \"$ORCH_TASK_TITLE\" = good ]";
-    let r = s.run(&["run", "--agent-cmd", agent, "--max-attempts", "1"]);
+    let r = s.run_text(&["run", "--agent-cmd", agent, "--max-attempts", "1"]);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    let run = s.ok(&["--json", "run", "list"]).json()[0]["id"]
+    let run = s.ok_text(&["--json", "run", "list"]).json()[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     // Within worktrees.keep_failed (7 days by default) the failed attempt stays.
-    let dry = s.ok(&["cleanup", "--dry-run"]).stdout;
+    let dry = s.ok_text(&["cleanup", "--dry-run"]).stdout;
     assert!(
         dry.contains(&format!(
             "would keep orch/{run}/task-2-1: a failed attempt, kept for worktrees.keep_failed (7d)"
@@ -1075,7 +975,7 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         !dry.contains("integration\n") && !dry.contains("orch/integration"),
         "{dry}"
     );
-    let out = s.ok(&["cleanup"]).stdout;
+    let out = s.ok_text(&["cleanup"]).stdout;
     assert!(
         out.contains(&format!("kept orch/{run}/task-2-1: a failed attempt")),
         "{out}"
@@ -1083,7 +983,7 @@ fn cleanup_removes_what_no_live_attempt_uses() {
     // Past it, its branch goes, unmerged work and all (its worktree went back to the
     // pool when the attempt ended).
     let dry = s
-        .ok(&["-c", "worktrees.keep_failed=1ms", "cleanup", "--dry-run"])
+        .ok_text(&["-c", "worktrees.keep_failed=1ms", "cleanup", "--dry-run"])
         .stdout;
     assert!(
         dry.contains(&format!(
@@ -1091,16 +991,18 @@ fn cleanup_removes_what_no_live_attempt_uses() {
         )),
         "{dry}"
     );
-    let out = s.ok(&["-c", "worktrees.keep_failed=1ms", "cleanup"]).stdout;
+    let out = s
+        .ok_text(&["-c", "worktrees.keep_failed=1ms", "cleanup"])
+        .stdout;
     assert!(
         out.contains(&format!("deleted branch orch/{run}/task-2-1")),
         "{out}"
     );
-    assert_eq!(s.ok(&["cleanup"]).stdout, "Nothing to clean up.\n");
+    assert_eq!(s.ok_text(&["cleanup"]).stdout, "Nothing to clean up.\n");
     // The pool stays until asked; then nothing of it is left. (Two attempt worktrees:
     // the good task's merge had the tree its worker gate passed, with the same, empty,
     // commands, so no integration checkout was made.)
-    let out = s.ok(&["cleanup", "--pool"]).stdout;
+    let out = s.ok_text(&["cleanup", "--pool"]).stdout;
     assert!(out.contains("pool: 2 worktrees removed"), "{out}");
     let list = git_cmd()
         .arg("-C")
@@ -1141,7 +1043,7 @@ fn wait_for_run(s: &Sandbox, ready: impl Fn(&str) -> bool) -> String {
             "the run never got going"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
-        if let Some(run) = s.ok(&["--json", "run", "list"]).json()[0]["id"].as_str()
+        if let Some(run) = s.ok_text(&["--json", "run", "list"]).json()[0]["id"].as_str()
             && ready(run)
         {
             return run.to_owned();
@@ -1151,12 +1053,12 @@ fn wait_for_run(s: &Sandbox, ready: impl Fn(&str) -> bool) -> String {
 
 #[test]
 fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "slow"]);
-    s.ok(&["task", "add", "quick"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "slow"]);
+    s.ok_text(&["task", "add", "quick"]);
     // "slow" waits for a file that only exists after the crash; "quick" is done at once.
-    let flag = s.dir.path().join("go");
+    let flag = s.dir().join("go");
     let agent = format!(
         "if [ \"$ORCH_TASK_TITLE\" = slow ]; then while [ ! -e {} ]; do sleep 0.05; done; fi; echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\"",
         flag.display()
@@ -1164,17 +1066,14 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
     let mut child = background_run(&s, &agent);
     // Wait until "quick" is done and "slow"'s agent runs, then SIGKILL orch.
     let run = wait_for_run(&s, |run| {
-        s.statuses() == ["in_progress", "done"] && !common::tagged_with(run).is_empty()
+        s.statuses() == ["in_progress", "done"] && !tagged_with(run).is_empty()
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        !common::tagged_with(&run).is_empty(),
-        "the agent outlives its orch"
-    );
+    assert!(!tagged_with(&run).is_empty(), "the agent outlives its orch");
 
     // A new run refuses, naming the interrupted one and the ways on.
-    let r = s.run(&["run", "--agent-cmd", "true"]);
+    let r = s.run_text(&["run", "--agent-cmd", "true"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("run {run} was interrupted"))
@@ -1183,40 +1082,40 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
         "{}",
         r.stderr
     );
-    let list = s.ok(&["--json", "run", "list"]).json();
+    let list = s.ok_text(&["--json", "run", "list"]).json();
     assert_eq!(list[0]["interrupted"], true, "{list}");
-    let show = s.ok(&["run", "show", &run]).stdout;
+    let show = s.ok_text(&["run", "show", &run]).stdout;
     assert!(
         show.contains(&format!(
             "interrupted: no orch drives it; `orch run resume {run}`"
         )),
         "{show}"
     );
-    let show = s.ok(&["--json", "run", "show", &run]).json();
+    let show = s.ok_text(&["--json", "run", "show", &run]).json();
     assert_eq!(show["interrupted"], true, "{show}");
     assert_eq!(show["driven_by"], Value::Null, "{show}");
 
     // Cleanup lists the leftover agent, keeps the run's attempts, and stops it.
-    let dry = s.ok(&["--json", "cleanup", "--dry-run"]).json();
+    let dry = s.ok_text(&["--json", "cleanup", "--dry-run"]).json();
     let procs = dry["processes"].as_array().unwrap();
     assert!(
         !procs.is_empty() && procs.iter().all(|p| p["run"] == run.as_str()),
         "{dry}"
     );
-    let out = s.ok(&["cleanup"]).stdout;
+    let out = s.ok_text(&["cleanup"]).stdout;
     assert!(out.contains("stopped process group"), "{out}");
     assert!(
         out.contains(&format!("kept run {run}: interrupted")),
         "{out}"
     );
     assert!(
-        common::tagged_with(&run).is_empty(),
+        tagged_with(&run).is_empty(),
         "cleanup stopped the leftovers"
     );
 
     // Resume: the slow task is run again (uncounted) and everything ends done.
     std::fs::write(&flag, "").unwrap();
-    let r = s.run(&["--json", "run", "--resume"]);
+    let r = s.run_text(&["--json", "run", "--resume"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary = r.json();
     assert_eq!(summary["run"], run.as_str());
@@ -1229,44 +1128,44 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
         "{summary}"
     );
     assert_eq!(s.statuses(), ["done", "done"]);
-    let events = s.ok(&["--json", "events", "--run", &run]).stdout;
+    let events = s.ok_text(&["--json", "events", "--run", &run]).stdout;
     assert!(events.contains("\"kind\":\"run.resumed\""), "{events}");
     assert!(events.contains("\"kind\":\"lease.taken_over\""), "{events}");
     // Nothing left to resume; resuming it again is harmless.
-    let r = s.run(&["run", "--resume"]);
+    let r = s.run_text(&["run", "--resume"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no interrupted run"), "{}", r.stderr);
-    s.ok(&["run", "resume", &run]);
+    s.ok_text(&["run", "resume", &run]);
     assert_eq!(s.statuses(), ["done", "done"]);
 }
 
 #[test]
 fn a_live_run_cannot_be_driven_twice() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "slow"]);
-    let flag = s.dir.path().join("go");
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "slow"]);
+    let flag = s.dir().join("go");
     let agent = format!(
         "while [ ! -e {} ]; do sleep 0.05; done; echo x > x.txt",
         flag.display()
     );
     let mut child = background_run(&s, &agent);
     let run = wait_for_run(&s, |_| s.statuses() == ["in_progress"]);
-    let show = s.ok(&["--json", "run", "show", &run]).json();
+    let show = s.ok_text(&["--json", "run", "show", &run]).json();
     assert_eq!(show["interrupted"], false, "{show}");
     assert!(
         show["driven_by"].as_str().unwrap().starts_with("orch@"),
         "{show}"
     );
     // A second process is refused, and says who drives the run.
-    let r = s.run(&["run", "resume", &run]);
+    let r = s.run_text(&["run", "resume", &run]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("run {run} is driven by orch@")),
         "{}",
         r.stderr
     );
-    let r = s.run(&["run", "--resume"]);
+    let r = s.run_text(&["run", "--resume"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no interrupted run"), "{}", r.stderr);
     // A new run beside it does not take its task.
@@ -1277,10 +1176,10 @@ fn a_live_run_cannot_be_driven_twice() {
 
 #[test]
 fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "Anything"]);
-    let r = s.run(&[
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "Anything"]);
+    let r = s.run_text(&[
         "run",
         "--agent-cmd",
         "echo 'Not logged in · Please run /login'; exit 1",
@@ -1291,7 +1190,7 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
     assert!(r.stdout.contains("agent.env_extra"), "{}", r.stdout);
     // A list key takes a comma list on the command line.
     let shown = s
-        .ok(&[
+        .ok_text(&[
             "--json",
             "config",
             "show",
@@ -1305,12 +1204,12 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
     );
     // A retry at once is a natural setting.
     let shown = s
-        .ok(&["--json", "config", "show", "-c", "policy.backoff=0s"])
+        .ok_text(&["--json", "config", "show", "-c", "policy.backoff=0s"])
         .json();
     assert_eq!(shown["config"]["policy"]["backoff"], "0s");
     // An agent that printed nothing: its log says so, and a gate's log says what ran.
-    s.ok(&["task", "add", "Quiet"]);
-    let r = s.run(&[
+    s.ok_text(&["task", "add", "Quiet"]);
+    let r = s.run_text(&[
         "run",
         "--agent-cmd",
         "touch quiet.txt",
@@ -1318,9 +1217,13 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
         "test -f quiet.txt",
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let agent = s.ok(&["logs", "--task", "2", "--stage", "agent"]).stdout;
+    let agent = s
+        .ok_text(&["logs", "--task", "2", "--stage", "agent"])
+        .stdout;
     assert!(agent.contains("(empty: nothing was printed)"), "{agent}");
-    let gate = s.ok(&["logs", "--task", "2", "--stage", "worker"]).stdout;
+    let gate = s
+        .ok_text(&["logs", "--task", "2", "--stage", "worker"])
+        .stdout;
     assert!(
         gate.contains("$ test -f quiet.txt") && gate.contains("[orch: exited with code 0 after"),
         "{gate}"
@@ -1331,9 +1234,9 @@ fn an_agent_without_its_credential_is_told_which_setting_passes_it() {
 fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
     use std::io::{BufRead, Read, Write};
     use std::os::unix::process::CommandExt;
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "shown on the board"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "shown on the board"]);
     let mut child = s
         .cmd(&["serve", "--port", "0"])
         .stdout(std::process::Stdio::piped())
@@ -1394,10 +1297,10 @@ fn serve_prints_a_url_with_its_token_and_refuses_requests_without_it() {
 #[test]
 fn a_run_tells_notify_command_and_webhook_about_failures_and_its_end() {
     use std::io::{Read, Write};
-    let s = Sandbox::new();
-    s.ok(&["init"]);
-    s.ok(&["task", "add", "good"]);
-    s.ok(&["task", "add", "bad"]);
+    let s = Sandbox::repo_only(ORCH);
+    s.ok_text(&["init"]);
+    s.ok_text(&["task", "add", "good"]);
+    s.ok_text(&["task", "add", "bad"]);
     // A webhook receiver on loopback that answers 200 and keeps every body.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -1434,11 +1337,11 @@ fn a_run_tells_notify_command_and_webhook_about_failures_and_its_end() {
         }
         bodies
     });
-    let told = s.dir.path().join("told.jsonl");
+    let told = s.dir().join("told.jsonl");
     let command = format!("notify.command=cat >> {}", told.display());
     let webhook = format!("notify.webhook={hook}");
     let agent = "echo x > out.txt; [ \"$ORCH_TASK_TITLE\" = good ]";
-    let r = s.run(&[
+    let r = s.run_text(&[
         "-c",
         &command,
         "-c",
@@ -1479,8 +1382,8 @@ fn a_run_tells_notify_command_and_webhook_about_failures_and_its_end() {
         "{bodies:?}"
     );
     // A webhook orch cannot speak to is refused up front, naming the key.
-    s.ok(&["task", "add", "third"]);
-    let r = s.run(&[
+    s.ok_text(&["task", "add", "third"]);
+    let r = s.run_text(&[
         "-c",
         "notify.webhook=https://example.com/x",
         "run",

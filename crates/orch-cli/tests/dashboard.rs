@@ -7,17 +7,19 @@
 //! PostgreSQL when `ORCH_TEST_DATABASE_URL` names a server. Screenshots of the board,
 //! the run and an attempt go to `target/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "common/webdriver.rs"]
-mod webdriver;
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
 use std::io::BufRead;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use orch_testkit::Sandbox;
+use orch_testkit::postgres::{self, FreshDb};
+use orch_testkit::webdriver::{Browser, Driver, driver};
 use serde_json::json;
-use webdriver::{Browser, Driver, driver};
 
 /// The token the server is started with, so a restarted one takes the same URL.
 const TOKEN: &str = "dashboard-test-token-0123456789";
@@ -34,38 +36,9 @@ impl Drop for Group {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", dir)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "git {args:?}");
-}
-
-fn orch(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
-    c.args(args)
-        .current_dir(dir.join("repo"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", dir)
-        .env("USER", "tester")
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("GIT_DIR", "/nonexistent")
-        .env("ORCH_SERVE_TOKEN", TOKEN)
-        .stdin(Stdio::null());
-    c
-}
-
 /// `orch serve` on `port` (0: any); with the URL it printed.
-fn serve(dir: &Path, port: u16) -> (Group, String) {
-    let mut serve = orch(dir, &["serve", "--port", &port.to_string()]);
+fn serve(s: &Sandbox, port: u16) -> (Group, String) {
+    let mut serve = s.cmd(&["serve", "--port", &port.to_string()]);
     let mut serve = Group(
         serve
             .stdout(Stdio::piped())
@@ -79,23 +52,6 @@ fn serve(dir: &Path, port: u16) -> (Group, String) {
         .read_line(&mut url)
         .unwrap();
     (serve, url.trim().to_owned())
-}
-
-/// Makes a database on the PostgreSQL server `admin_url` names, and returns its URL.
-fn fresh_postgres(admin_url: &str) -> String {
-    let name = format!("orch_dashboard_{}", std::process::id());
-    let made = Command::new("psql")
-        .args([admin_url, "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql, PostgreSQL's client, is installed with the server");
-    assert!(made.success(), "creating database {name}");
-    let base = admin_url.split('?').next().unwrap();
-    format!("{}/{name}", &base[..base.rfind('/').unwrap()])
-}
-
-fn ok(dir: &Path, args: &[&str]) {
-    let o = orch(dir, args).output().unwrap();
-    assert!(o.status.success(), "orch {args:?}: {o:?}");
 }
 
 /// The agent: `slow` prints a line every 0.3 s, `long` waits to be canceled.
@@ -115,30 +71,28 @@ fn column_of(title: &str) -> String {
 async fn the_dashboard_beside_a_run_in_a_real_browser() {
     let Some(d) = driver() else { return };
     scenario(&d, None).await;
-    match std::env::var("ORCH_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => scenario(&d, Some(fresh_postgres(&url))).await,
-        _ => eprintln!("ORCH_TEST_DATABASE_URL is not set: PostgreSQL not covered"),
+    match postgres::server() {
+        Some(admin) => {
+            let db = FreshDb::new(&admin, "dashboard");
+            scenario(&d, Some(db.url.clone())).await;
+        }
+        None => eprintln!("ORCH_TEST_DATABASE_URL is not set: PostgreSQL not covered"),
     }
 }
 
 async fn scenario(d: &Driver, database: Option<String>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let repo: PathBuf = dir.join("repo");
-    std::fs::create_dir(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    let s = Sandbox::repo_only(env!("CARGO_BIN_EXE_orch")).with_env("ORCH_SERVE_TOKEN", TOKEN);
     if let Some(url) = &database {
-        std::fs::create_dir_all(dir.join("config/orch")).unwrap();
+        std::fs::create_dir_all(s.home().join(".config/orch")).unwrap();
         let toml = format!("database_url = {url:?}\n");
-        std::fs::write(dir.join("config/orch/config.toml"), toml).unwrap();
+        std::fs::write(s.home().join(".config/orch/config.toml"), toml).unwrap();
     }
-    ok(dir, &["init"]);
+    s.ok(&["init"]);
     for t in ["slow", "long", "<script>document.title='owned'</script>"] {
-        ok(dir, &["task", "add", t]);
+        s.ok(&["task", "add", t]);
     }
-    ok(dir, &["task", "add", "after slow", "--after", "1"]);
-    let (server, url) = serve(dir, 0);
+    s.ok(&["task", "add", "after slow", "--after", "1"]);
+    let (server, url) = serve(&s, 0);
     let base = url.split("/?").next().unwrap().to_owned();
     let b = Browser::open(d).await;
     // No token, no board; the URL with it: the board, a title's markup as text.
@@ -161,7 +115,7 @@ async fn scenario(d: &Driver, database: Option<String>) {
     b.js("window.notReloaded=true").await;
     // A run from the CLI, in another process.
     let run = Group(
-        orch(dir, &["run", "--agent-cmd", AGENT, "--concurrency", "3"])
+        s.cmd(&["run", "--agent-cmd", AGENT, "--concurrency", "3"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -266,11 +220,11 @@ async fn scenario(d: &Driver, database: Option<String>) {
     )
     .await;
     drop(run);
-    let server = restart(dir, &b, &base, server).await;
+    let server = restart(&s, &b, &base, server).await;
     // A run started from the dashboard, with the configured defaults.
     let toml = format!("[agent]\ncommand = {:?}\n", AGENT);
-    std::fs::write(repo.join("orch.toml"), toml).unwrap();
-    ok(dir, &["task", "add", "from the dashboard"]);
+    std::fs::write(s.repo().join("orch.toml"), toml).unwrap();
+    s.ok(&["task", "add", "from the dashboard"]);
     b.go(&format!("{base}/runs")).await;
     b.until(
         "the start button",
@@ -288,21 +242,21 @@ async fn scenario(d: &Driver, database: Option<String>) {
 
 /// The server stops while the board is open and changes are made; one started again
 /// on the same address brings the page every change, each once, without a reload.
-async fn restart(dir: &Path, b: &Browser, base: &str, server: Group) -> Group {
+async fn restart(s: &Sandbox, b: &Browser, base: &str, server: Group) -> Group {
     b.go(&format!("{base}/")).await;
     let on = "document.getElementById('live').className==='on'";
     b.until("the live board", on).await;
     b.js("window.notReloaded=true").await;
     let count = "(Number(document.getElementById('live').dataset.count)||0)";
-    ok(dir, &["task", "add", "before the restart"]);
+    s.ok(&["task", "add", "before the restart"]);
     b.until("one event", &format!("{count}===1")).await;
     let last = b.js("document.getElementById('live').dataset.last").await;
     let last: i64 = last.as_str().unwrap().parse().unwrap();
     drop(server);
     b.until("the stream down", &format!("!({on})")).await;
-    ok(dir, &["task", "add", "while down"]);
-    ok(dir, &["task", "add", "while down, too"]);
-    ok(dir, &["task", "cancel", "5"]);
+    s.ok(&["task", "add", "while down"]);
+    s.ok(&["task", "add", "while down, too"]);
+    s.ok(&["task", "cancel", "5"]);
     let port = base
         .trim_end_matches("/orch")
         .rsplit(':')
@@ -310,8 +264,8 @@ async fn restart(dir: &Path, b: &Browser, base: &str, server: Group) -> Group {
         .unwrap()
         .parse()
         .unwrap();
-    let (server, _) = serve(dir, port);
-    let o = orch(dir, &["--json", "events"]).output().unwrap();
+    let (server, _) = serve(s, port);
+    let o = s.cmd(&["--json", "events"]).output().unwrap();
     let since = String::from_utf8(o.stdout)
         .unwrap()
         .lines()

@@ -5,112 +5,42 @@
 //! that creates nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use orch_testkit::{Sandbox, git};
 use serde_json::Value;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+/// A repository whose own identity is Ada's, with orch set up and its `orch.toml`
+/// committed.
+fn sandbox() -> Sandbox {
+    let s = Sandbox::empty(env!("CARGO_BIN_EXE_orch"));
+    std::fs::create_dir(s.repo()).unwrap();
+    s.git(&["init", "-q", "-b", "main"]);
+    s.git(&["config", "user.name", "Ada Lovelace"]);
+    s.git(&["config", "user.email", "ada@example.com"]);
+    s.git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    s.ok(&["init"]);
+    s.git(&["add", "orch.toml"]);
+    s.git(&["commit", "-q", "-m", "Configure orch"]);
+    s
 }
 
-/// git as the user runs it, with a clean environment.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// Where `rev` points.
+fn rev(s: &Sandbox, rev: &str) -> String {
+    s.git(&["rev-parse", rev])
 }
 
-impl Sandbox {
-    fn new() -> Sandbox {
-        let s = Sandbox {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(s.repo()).unwrap();
-        git(&s.repo(), &["init", "-q", "-b", "main"]);
-        git(&s.repo(), &["config", "user.name", "Ada Lovelace"]);
-        git(&s.repo(), &["config", "user.email", "ada@example.com"]);
-        git(&s.repo(), &["commit", "-q", "--allow-empty", "-m", "init"]);
-        s.ok(&["init"]);
-        git(&s.repo(), &["add", "orch.toml"]);
-        git(&s.repo(), &["commit", "-q", "-m", "Configure orch"]);
-        s
-    }
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
-        c.args(args)
-            .current_dir(self.repo())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            // None of this may change what orch writes, or where.
-            .env("GIT_AUTHOR_NAME", "Mallory")
-            .env("GIT_COMMITTER_EMAIL", "mallory@evil.example")
-            .env("GIT_DIR", "/nonexistent")
-            .env("GIT_INDEX_FILE", "/nonexistent/index");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "orch {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
-    }
-    fn add(&self, title: &str, extra: &[&str]) {
-        let mut a = vec!["task", "add", title];
-        a.extend_from_slice(extra);
-        self.ok(&a);
-    }
-    fn statuses(&self) -> Vec<String> {
-        let tasks = self.json(&["task", "list"]);
-        tasks
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["status"].as_str().unwrap().to_owned())
-            .collect()
-    }
-    fn rev(&self, rev: &str) -> String {
-        git(&self.repo(), &["rev-parse", rev])
-    }
-    /// Commits `file` on `branch` the way a person would, in a checkout of their own,
-    /// which is then removed: `branch` moves on and no worktree has it checked out.
-    fn commit_on(&self, branch: &str, file: &str) {
-        let wt = self.dir.path().join("elsewhere");
-        git(
-            &self.repo(),
-            &["worktree", "add", "-q", wt.to_str().unwrap(), branch],
-        );
-        std::fs::write(wt.join(file), "by hand\n").unwrap();
-        git(&wt, &["add", file]);
-        git(&wt, &["commit", "-q", "-m", &format!("Add {file}")]);
-        git(&self.repo(), &["worktree", "remove", wt.to_str().unwrap()]);
-    }
+/// Commits `file` on `branch` the way a person would, in a checkout of their own,
+/// which is then removed: `branch` moves on and no worktree has it checked out.
+fn commit_on(s: &Sandbox, branch: &str, file: &str) {
+    let wt = s.dir().join("elsewhere");
+    s.git(&["worktree", "add", "-q", wt.to_str().unwrap(), branch]);
+    std::fs::write(wt.join(file), "by hand\n").unwrap();
+    git(&wt, &["add", file]);
+    git(&wt, &["commit", "-q", "-m", &format!("Add {file}")]);
+    s.git(&["worktree", "remove", wt.to_str().unwrap()]);
 }
 
 /// An agent that writes `t<id>.txt`; a task whose body says `needs N` fails unless
@@ -125,7 +55,7 @@ fn run_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn one_line_across_runs_reads_like_history_and_lands_on_main() {
-    let s = Sandbox::new();
+    let s = sandbox();
     for t in ["Add the lexer", "Add the parser", "Write the docs"] {
         s.add(t, &[]);
     }
@@ -162,7 +92,7 @@ fn one_line_across_runs_reads_like_history_and_lands_on_main() {
     assert_eq!(status["target"]["ahead"].as_u64(), Some(8), "{status}");
     assert_eq!(status["target"]["tasks"].as_array().unwrap().len(), 4);
     s.ok(&["-c", "run.base=main", "land"]);
-    assert_eq!(s.rev("main"), s.rev("orch/integration"));
+    assert_eq!(rev(&s, "main"), rev(&s, "orch/integration"));
     assert_eq!(git(&s.repo(), &["branch", "--show-current"]), "feature");
     assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "?? notes.txt");
     assert!(
@@ -175,34 +105,34 @@ fn one_line_across_runs_reads_like_history_and_lands_on_main() {
 
 #[test]
 fn a_checked_out_target_moves_only_when_clean_and_asked() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.add("One", &[]);
-    let before = s.rev("main");
+    let before = rev(&s, "main");
     let o = s.ok(&run_args(&["-c", "run.finish=fast-forward"]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("merge --ff-only"), "{err}");
-    assert_eq!(s.rev("main"), before, "a checked-out main was moved");
+    assert_eq!(rev(&s, "main"), before, "a checked-out main was moved");
     // Dirty: refused, nothing touched.
     std::fs::write(s.repo().join("wip.txt"), "wip\n").unwrap();
     let out = String::from_utf8(s.ok(&["land", "--update-checkout"]).stdout).unwrap();
     assert!(out.contains("uncommitted changes"), "{out}");
-    assert_eq!(s.rev("main"), before);
+    assert_eq!(rev(&s, "main"), before);
     assert!(!s.repo().join("t1.txt").exists());
     // Clean and asked (run.update_checkout, as a run's finish would be): the ref and
     // the files.
     std::fs::remove_file(s.repo().join("wip.txt")).unwrap();
     s.ok(&["-c", "run.update_checkout=true", "land"]);
-    assert_eq!(s.rev("main"), s.rev("orch/integration"));
+    assert_eq!(rev(&s, "main"), rev(&s, "orch/integration"));
     assert!(s.repo().join("t1.txt").exists());
     assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");
 }
 
 #[test]
 fn a_base_that_moved_on_is_merged_validated_and_landed() {
-    let s = Sandbox::new();
+    let s = sandbox();
     git(&s.repo(), &["switch", "-q", "-c", "feature"]);
-    let release = s.dir.path().join("release");
-    let started = s.dir.path().join("started");
+    let release = s.dir().join("release");
+    let started = s.dir().join("started");
     // Task "Wait" holds its agent until the test has moved main on.
     let agent = format!(
         "if [ \"$ORCH_TASK_TITLE\" = Wait ]; then touch {}; while [ ! -e {} ]; do sleep 0.1; done; fi; {AGENT}",
@@ -230,12 +160,12 @@ fn a_base_that_moved_on_is_merged_validated_and_landed() {
     assert!(run("leave").status.success());
     // The user commits to main beside the line: the next run merges main in and
     // validates the merge before it builds on it, then lands on main at its end.
-    s.commit_on("main", "user.txt");
-    let (line, user_main) = (s.rev("orch/integration"), s.rev("main"));
+    commit_on(&s, "main", "user.txt");
+    let (line, user_main) = (rev(&s, "orch/integration"), rev(&s, "main"));
     s.add("Two", &[]);
     assert!(run("fast-forward").status.success());
-    let head = s.rev("main");
-    assert_eq!(head, s.rev("orch/integration"));
+    let head = rev(&s, "main");
+    assert_eq!(head, rev(&s, "orch/integration"));
     for f in ["t1.txt", "t2.txt", "user.txt"] {
         git(&s.repo(), &["cat-file", "-e", &format!("{head}:{f}")]);
     }
@@ -259,13 +189,13 @@ fn a_base_that_moved_on_is_merged_validated_and_landed() {
         assert!(Instant::now() < deadline, "the agent never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    s.commit_on("main", "midrun.txt");
-    let moved = s.rev("main");
+    commit_on(&s, "main", "midrun.txt");
+    let moved = rev(&s, "main");
     std::fs::write(&release, "").unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let head = s.rev("main");
-    assert_eq!(head, s.rev("orch/integration"));
+    let head = rev(&s, "main");
+    assert_eq!(head, rev(&s, "orch/integration"));
     git(&s.repo(), &["merge-base", "--is-ancestor", &moved, &head]);
     git(&s.repo(), &["cat-file", "-e", &format!("{head}:t3.txt")]);
     let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
@@ -279,7 +209,7 @@ fn a_base_that_moved_on_is_merged_validated_and_landed() {
     // A base whose merge fails the integration gate stops the run before it claims.
     s.add("On the line", &[]);
     assert!(run("leave").status.success());
-    s.commit_on("main", "broken.txt");
+    commit_on(&s, "main", "broken.txt");
     s.add("Five", &[]);
     let o = run("leave");
     let err = String::from_utf8_lossy(&o.stderr);
@@ -290,12 +220,9 @@ fn a_base_that_moved_on_is_merged_validated_and_landed() {
 
 #[test]
 fn a_push_never_overwrites_what_someone_else_pushed() {
-    let s = Sandbox::new();
-    let remote = s.dir.path().join("remote.git");
-    git(
-        s.dir.path(),
-        &["init", "-q", "--bare", remote.to_str().unwrap()],
-    );
+    let s = sandbox();
+    let remote = s.dir().join("remote.git");
+    git(s.dir(), &["init", "-q", "--bare", remote.to_str().unwrap()]);
     git(
         &s.repo(),
         &["remote", "add", "origin", remote.to_str().unwrap()],
@@ -305,12 +232,12 @@ fn a_push_never_overwrites_what_someone_else_pushed() {
     s.ok(&run_args(&["-c", "run.finish=push"]));
     assert_eq!(
         git(&remote, &["rev-parse", "orch/integration"]),
-        s.rev("orch/integration")
+        rev(&s, "orch/integration")
     );
     // Someone else pushes to the line first.
-    let other = s.dir.path().join("other");
+    let other = s.dir().join("other");
     git(
-        s.dir.path(),
+        s.dir(),
         &[
             "clone",
             "-q",
@@ -351,7 +278,7 @@ fn a_push_never_overwrites_what_someone_else_pushed() {
 
 #[test]
 fn a_run_with_nothing_to_claim_creates_nothing() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.add("Broken", &["--body", "needs 9"]);
     let o = s.run(&run_args(&[]));
     assert_eq!(o.status.code(), Some(3));
@@ -391,7 +318,7 @@ fn bytes_under(p: &Path) -> u64 {
 /// twice as long as a successful one.
 #[test]
 fn retention_keeps_the_artifacts_in_budget_over_thirty_runs() {
-    let s = Sandbox::new();
+    let s = sandbox();
     let noisy = format!("head -c 3000 /dev/zero | tr '\\0' x; {AGENT}");
     let limits = [
         "-c",
@@ -469,7 +396,7 @@ fn a_failing_batch_is_bisected_and_the_rest_lands() {
 }
 
 fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
-    let s = Sandbox::new();
+    let s = sandbox();
     for i in 1..=5 {
         let title = if i == 2 {
             "bad two".to_owned()
@@ -479,7 +406,7 @@ fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
         s.add(&title, &[]);
     }
     let agent = "case \"$ORCH_TASK_TITLE\" in bad*) echo x > bad.txt;; esac; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt";
-    let marks = s.dir.path().join("marks");
+    let marks = s.dir().join("marks");
     std::fs::create_dir(&marks).unwrap();
     // Fails the first run on each commit, then passes (unless the candidate is bad).
     let gate = format!(
@@ -549,7 +476,7 @@ fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
 /// its finished agent's work is merged onto the other run's and lands.
 #[test]
 fn a_run_resumed_after_another_run_moved_the_line_builds_on_it() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.add("First", &[]);
     let crashed = s
         .cmd(&run_args(&[]))
@@ -558,12 +485,12 @@ fn a_run_resumed_after_another_run_moved_the_line_builds_on_it() {
         .output()
         .unwrap();
     assert!(!crashed.status.success(), "the crash point was not reached");
-    let base = s.rev("orch/integration");
+    let base = rev(&s, "orch/integration");
     s.add("Second", &[]);
     // Beside the interrupted run, another lands task 2 on the line.
     let o = s.run(&run_args(&["--new"]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let moved = s.rev("orch/integration");
+    let moved = rev(&s, "orch/integration");
     assert_ne!(moved, base);
     let o = s.run(&["run", "--resume"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -588,10 +515,10 @@ fn a_run_resumed_after_another_run_moved_the_line_builds_on_it() {
 /// `refs/orch/undone/`; after that the line lands as usual.
 #[test]
 fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.add("One", &[]);
     s.ok(&run_args(&[]));
-    let validated = s.rev("orch/integration");
+    let validated = rev(&s, "orch/integration");
     s.add("Hijack", &[]);
     // It pins its commit where orch pins merge candidates, too: a pin vouches for
     // nothing, so the run still halts instead of building on it.
@@ -600,7 +527,7 @@ fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
     assert_ne!(out.status.code(), Some(0), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("moved outside orch"), "{stderr}");
-    let evil = s.rev("orch/integration");
+    let evil = rev(&s, "orch/integration");
     assert_ne!(evil, validated, "the agent did not move the line");
     let short = |c: &str| c[..10].to_owned();
     // Reported.
@@ -611,13 +538,13 @@ fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
     assert!(text.contains("NOT VALIDATED"), "{text}");
     assert!(text.contains("orch land --reset-line"), "{text}");
     // Refused: nothing lands, no run builds on it.
-    let main = s.rev("main");
+    let main = rev(&s, "main");
     let out = s.run(&["-c", "run.base=main", "land"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("which no orch run validated"), "{stderr}");
     assert!(stderr.contains(&short(&validated)), "{stderr}");
-    assert_eq!(s.rev("main"), main, "main moved onto unvalidated work");
+    assert_eq!(rev(&s, "main"), main, "main moved onto unvalidated work");
     s.add("Later", &[]);
     let out = s.run(&run_args(&[]));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -627,14 +554,14 @@ fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
     let out = s.ok(&["land", "--reset-line"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("put back"), "{said}");
-    assert_eq!(s.rev("orch/integration"), validated);
-    assert_eq!(s.rev(&format!("refs/orch/undone/line-{evil}")), evil);
+    assert_eq!(rev(&s, "orch/integration"), validated);
+    assert_eq!(rev(&s, &format!("refs/orch/undone/line-{evil}")), evil);
     let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
     assert!(events.contains("line.reset"), "the reset is not journaled");
     // And the line lands again, without the agent's file.
     s.ok(&run_args(&[]));
     s.ok(&["-c", "run.base=main", "land", "--update-checkout"]);
-    assert_eq!(s.rev("main"), s.rev("orch/integration"));
+    assert_eq!(rev(&s, "main"), rev(&s, "orch/integration"));
     let files = git(&s.repo(), &["ls-tree", "--name-only", "main"]);
     assert!(!files.contains("evil.txt"), "{files}");
 }
@@ -645,7 +572,7 @@ fn a_line_an_agent_moved_is_reported_refused_and_put_back() {
 /// the same run: the failure was the stale head's, not the task's.
 #[test]
 fn a_dependent_change_lands_in_the_same_run_with_one_attempt() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.add("Add the lexer", &[]);
     s.add("Use the lexer", &["--body", "needs 1"]);
     // The lexer's agent takes a moment, so the second task fails while it is in flight.
@@ -691,7 +618,7 @@ fn a_dependent_change_lands_in_the_same_run_with_one_attempt() {
 /// another gate: its verdict is not reused. `validate.reuse = false` gates every time.
 #[test]
 fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
-    let s = Sandbox::new();
+    let s = sandbox();
     let gate = "echo gate-ran; test -e t1.txt -o -e t2.txt -o -e t3.txt";
     let gated = |task: u32| -> Vec<String> {
         let runs = s.repo().join(".orch/artifacts");
@@ -788,7 +715,7 @@ fn a_tree_that_passed_a_gate_is_not_gated_again_by_the_same_commands() {
 /// undoes the same work again meant it: it lands, journaled as `attempt.reverts`.
 #[test]
 fn an_attempt_that_undoes_landed_work_is_caught_and_its_retry_keeps_both() {
-    let s = Sandbox::new();
+    let s = sandbox();
     std::fs::write(s.repo().join("version.txt"), "version = 1.0\n").unwrap();
     git(&s.repo(), &["add", "version.txt"]);
     git(&s.repo(), &["commit", "-q", "-m", "Add the version"]);
@@ -848,7 +775,7 @@ fn an_attempt_that_undoes_landed_work_is_caught_and_its_retry_keeps_both() {
 /// record; `--reverts` names a task that exists.
 #[test]
 fn a_task_that_declares_a_revert_lands_it_at_once() {
-    let s = Sandbox::new();
+    let s = sandbox();
     s.add("Add a flag", &[]);
     s.ok(&["run", "--agent-cmd", "echo 'flag = on' > flags.txt"]);
     let bad = s.run(&["task", "add", "Undo", "--reverts", "9"]);

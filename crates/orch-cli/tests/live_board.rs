@@ -3,123 +3,42 @@
 //! store locked past its busy timeout is waited out, a ref moved outside orch is
 //! reported, hooks an agent plants never run, and hostile text and settings are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use orch_testkit::{Sandbox, git, tagged_with};
 use serde_json::Value;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+/// The binary under test.
+const ORCH: &str = env!("CARGO_BIN_EXE_orch");
+
+/// `orch run --agent-cmd AGENT EXTRA...` in the background, its stderr piped.
+fn spawn_run(s: &Sandbox, agent: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["run", "--agent-cmd", agent];
+    args.extend_from_slice(extra);
+    s.cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let s = Sandbox {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(s.repo()).unwrap();
-        git(&s.repo(), &["init", "-q", "-b", "main"]);
-        git(
-            &s.repo(),
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                "init",
-            ],
-        );
-        s.ok(&["init"]);
-        s
-    }
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
-        c.args(args)
-            .current_dir(self.repo())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            // Whatever the caller has, orch's git calls must not see it.
-            .env("GIT_DIR", "/nonexistent")
-            .env("GIT_INDEX_FILE", "/nonexistent/index");
-        c
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "orch {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-    /// `--json` output: one document, or JSON lines (as `events` prints) as a list.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ok(&a).stdout;
-        serde_json::from_slice(&out).unwrap_or_else(|_| {
-            let text = String::from_utf8_lossy(&out);
-            Value::Array(
-                text.lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect(),
-            )
-        })
-    }
-    fn status(&self, id: i64) -> Option<String> {
-        let tasks = self.json(&["task", "list"]);
-        tasks
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == id)
-            .map(|t| t["status"].as_str().unwrap().to_owned())
-    }
-    fn spawn_run(&self, agent: &str, extra: &[&str]) -> Child {
-        let mut args = vec!["run", "--agent-cmd", agent];
-        args.extend_from_slice(extra);
-        self.cmd(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-    fn run_id(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "the run never started");
-            if let Some(id) = self.json(&["run", "list"])[0]["id"].as_str() {
-                return id.to_owned();
-            }
-            std::thread::sleep(Duration::from_millis(50));
+/// The id of the newest run, once it has started.
+fn run_id(s: &Sandbox) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the run never started");
+        if let Some(id) = s.json(&["run", "list"])[0]["id"].as_str() {
+            return id.to_owned();
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -134,7 +53,7 @@ fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
 /// An agent that appends its task id to `order` and, for the task titled `gate`, waits
 /// until `release` exists.
 fn agent(s: &Sandbox) -> (String, PathBuf, PathBuf) {
-    let (order, release) = (s.dir.path().join("order"), s.dir.path().join("release"));
+    let (order, release) = (s.dir().join("order"), s.dir().join("release"));
     let a = format!(
         "echo $ORCH_TASK_ID >> {o}; if [ \"$ORCH_TASK_TITLE\" = gate ]; then while [ ! -e {r} ]; do sleep 0.1; done; fi; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt",
         o = order.display(),
@@ -145,12 +64,12 @@ fn agent(s: &Sandbox) -> (String, PathBuf, PathBuf) {
 
 #[test]
 fn board_changes_during_a_run_are_obeyed() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     for title in ["gate", "two", "three", "four", "five"] {
         s.ok(&["task", "add", title]);
     }
     let (agent, order, release) = agent(&s);
-    let run = s.spawn_run(&agent, &["--concurrency", "1"]);
+    let run = spawn_run(&s, &agent, &["--concurrency", "1"]);
     wait_for("task 1's agent", 30, || order.exists());
     // Another terminal changes the board while task 1 runs.
     s.ok(&["task", "cancel", "3"]);
@@ -189,11 +108,11 @@ fn board_changes_during_a_run_are_obeyed() {
 
 #[test]
 fn a_forced_move_of_a_running_task_ends_its_attempt_and_is_never_a_second_done() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "gate"]);
     s.ok(&["task", "add", "other"]);
     let (agent, order, release) = agent(&s);
-    let run = s.spawn_run(&agent, &["--concurrency", "1"]);
+    let run = spawn_run(&s, &agent, &["--concurrency", "1"]);
     wait_for("task 1's agent", 30, || order.exists());
     s.ok(&[
         "task",
@@ -233,12 +152,12 @@ fn a_forced_move_of_a_running_task_ends_its_attempt_and_is_never_a_second_done()
 }
 
 fn signal_leaves_no_process(sig: nix_signal::Sig) {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "sleeper"]);
-    let pid_file = s.dir.path().join("agent.pid");
+    let pid_file = s.dir().join("agent.pid");
     let agent = format!("sleep 300 & echo $! > {}; wait", pid_file.display());
-    let mut run = s.spawn_run(&agent, &[]);
-    let id = s.run_id();
+    let mut run = spawn_run(&s, &agent, &[]);
+    let id = run_id(&s);
     wait_for("the agent", 30, || pid_file.exists());
     nix_signal::send(run.id(), sig);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -250,9 +169,7 @@ fn signal_leaves_no_process(sig: nix_signal::Sig) {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130), "a drained run exits 130");
-    wait_for("no tagged process", 5, || {
-        common::tagged_with(&id).is_empty()
-    });
+    wait_for("no tagged process", 5, || tagged_with(&id).is_empty());
     assert_eq!(
         s.status(1).as_deref(),
         Some("backlog"),
@@ -272,12 +189,12 @@ fn sighup_mid_run_leaves_no_process() {
 
 #[test]
 fn a_store_locked_past_its_busy_timeout_is_waited_out() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     for title in ["gate", "two", "three"] {
         s.ok(&["task", "add", title]);
     }
     let (agent, order, release) = agent(&s);
-    let run = s.spawn_run(&agent, &["--concurrency", "1"]);
+    let run = spawn_run(&s, &agent, &["--concurrency", "1"]);
     wait_for("task 1's agent", 30, || order.exists());
     // Another process holds the database exclusively for 15 s, past the 10 s busy timeout.
     let db = s.repo().join(".orch/orch.db");
@@ -314,7 +231,7 @@ fn a_store_locked_past_its_busy_timeout_is_waited_out() {
 
 #[test]
 fn a_ref_moved_outside_orch_is_reported_not_trusted() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "mover"]);
     // The agent moves the integration ref behind orch's back.
     let agent = "echo x > x.txt; evil=$(git -c user.name=a -c user.email=a@a commit-tree 'HEAD^{tree}' -p HEAD -m evil) && git update-ref refs/heads/orch/integration $evil";
@@ -332,7 +249,7 @@ fn a_ref_moved_outside_orch_is_reported_not_trusted() {
 
 #[test]
 fn json_events_stream_the_run_as_json_lines() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "one"]);
     s.ok(&["task", "add", "two"]);
     let agent = "echo hello from $ORCH_TASK_ID; echo x > t$ORCH_TASK_ID.txt";
@@ -405,7 +322,7 @@ fn json_events_stream_the_run_as_json_lines() {
 
 #[test]
 fn diagnostics_go_to_stderr_as_json_with_run_attempt_and_command_spans() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "one"]);
     let out = s
         .cmd(&[
@@ -480,18 +397,18 @@ fn a_run_obeys_every_change_another_terminal_makes() {
         .unwrap_or_else(|| std::process::id() as u64);
     eprintln!("board-change seed {seed} (replay with ORCH_BOARD_SEED={seed})");
     let mut rng = Rng(seed);
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     let mut want: BTreeMap<i64, Want> = BTreeMap::new();
     for i in 1..=20 {
         s.ok(&["task", "add", &format!("t{i}")]);
         want.insert(i, Want::Done);
     }
-    let log = s.dir.path().join("log");
+    let log = s.dir().join("log");
     let agent = format!(
         "echo start $ORCH_TASK_ID >> {l}; sleep 0.3; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt; echo end $ORCH_TASK_ID >> {l}",
         l = log.display()
     );
-    let run = s.spawn_run(&agent, &["--concurrency", "2"]);
+    let run = spawn_run(&s, &agent, &["--concurrency", "2"]);
     let mut after: Vec<(i64, i64)> = Vec::new();
     let mut next_id = 21;
     for _ in 0..12 {
@@ -602,9 +519,9 @@ fn a_run_obeys_every_change_another_terminal_makes() {
 /// leftovers, so none sees orch's environment.
 #[test]
 fn hooks_and_fsmonitors_never_run_and_what_an_agent_plants_is_undone() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "plant"]);
-    let seen = s.dir.path().join("hook-saw-env");
+    let seen = s.dir().join("hook-saw-env");
     let hooks = s.repo().join(".git/hooks");
     std::fs::create_dir_all(&hooks).unwrap();
     let user_hook = hooks.join("post-commit");
@@ -665,7 +582,7 @@ fn refs_an_agent_moves_outside_its_branch_are_put_back_and_named() {
     };
     let agent = "echo x > x.txt; git add x.txt; git -c user.name=a -c user.email=a@a commit -qm work; git update-ref refs/heads/main HEAD; git tag evil HEAD";
     // main checked out nowhere: put back.
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     git(&s.repo(), &["switch", "-q", "-c", "feature"]);
     s.ok(&["task", "add", "mover"]);
     let main = rev(&s, "main");
@@ -686,7 +603,7 @@ fn refs_an_agent_moves_outside_its_branch_are_put_back_and_named() {
     );
     // main checked out by the user, whose files did not follow the move: put back,
     // which makes the checkout consistent again.
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "mover"]);
     let main = rev(&s, "main");
     let out = s
@@ -712,8 +629,8 @@ fn refs_an_agent_moves_outside_its_branch_are_put_back_and_named() {
 /// need their files pass; `worktrees.submodules = false` leaves them empty.
 #[test]
 fn submodules_are_checked_out_from_the_local_copy() {
-    let s = Sandbox::new();
-    let sub = s.dir.path().join("sub-src");
+    let s = Sandbox::new(ORCH);
+    let sub = s.dir().join("sub-src");
     std::fs::create_dir(&sub).unwrap();
     git(&sub, &["init", "-q", "-b", "main"]);
     std::fs::write(sub.join("lib.txt"), "library\n").unwrap();
@@ -810,13 +727,13 @@ fn submodules_are_checked_out_from_the_local_copy() {
 #[test]
 fn a_sandboxed_agent_writes_only_its_worktree() {
     // bubblewrap installed and able to make a sandbox here (orch's own preflight).
-    if let Err(why) = orch_engine::sandbox::check_bwrap() {
+    if let Err(why) = orch_engine::agents::sandbox::check_bwrap() {
         eprintln!("skipped: {why}");
         return;
     }
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "boxed"]);
-    let (repo, home) = (s.repo(), s.dir.path().to_path_buf());
+    let (repo, home) = (s.repo(), s.home());
     let agent = format!(
         "echo x > {r}/evil.txt; echo x > {h}/evil.txt; echo x > $(git rev-parse --git-common-dir)/hooks/evil; echo work > work.txt; git add work.txt && git -c user.name=a -c user.email=a@a commit -qm 'agent work'",
         r = repo.display(),
@@ -851,7 +768,7 @@ fn a_sandboxed_agent_writes_only_its_worktree() {
 
 #[test]
 fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     // NUL and escape sequences in a title are bad input; in a body, NUL is. (A NUL
     // cannot travel in argv, so it comes in a board file and a body file.)
     let out = s.cmd(&["task", "add", "red \u{1b}[31m"]).output().unwrap();
@@ -861,14 +778,14 @@ fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
         "an escape sequence in a title was accepted"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("control characters"));
-    let board = s.dir.path().join("board.toml");
+    let board = s.dir().join("board.toml");
     std::fs::write(&board, "[[task]]\nkey = \"k\"\ntitle = \"a\\u0000b\"\n").unwrap();
     let out = s
         .cmd(&["board", "import", board.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "a NUL in a title was imported");
-    let body = s.dir.path().join("body.md");
+    let body = s.dir().join("body.md");
     std::fs::write(&body, b"x\0y").unwrap();
     let out = s
         .cmd(&["task", "add", "ok", "--body-file", body.to_str().unwrap()])
@@ -924,7 +841,7 @@ fn hostile_text_and_settings_are_refused_and_secrets_stay_hidden() {
 /// Inputs a user can fix are exit 2, with a message that says how; nothing is recorded.
 #[test]
 fn fixable_run_inputs_exit_2_and_record_nothing() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "one"]);
     let cases: [(&[&str], &str); 6] = [
         (
@@ -1003,7 +920,7 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
     let err: Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
     assert_eq!(err["error"]["exit_code"], 2);
     // A repository with no commits says to make one.
-    let empty = s.dir.path().join("empty");
+    let empty = s.dir().join("empty");
     std::fs::create_dir(&empty).unwrap();
     git(&empty, &["init", "-q"]);
     let repo = empty.to_str().unwrap();
@@ -1026,7 +943,7 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
 /// cleanup that does not say "nothing" above what it keeps.
 #[test]
 fn output_a_person_can_follow() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "lands"]);
     s.ok(&["task", "add", "fails"]);
     let agent = "if [ \"$ORCH_TASK_TITLE\" = fails ]; then exit 3; fi; echo x > x$ORCH_TASK_ID.txt";
@@ -1066,13 +983,13 @@ fn output_a_person_can_follow() {
 /// Two runs started at the same moment get distinct ids, and share the board.
 #[test]
 fn two_runs_started_at_once_do_not_collide() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     for i in 1..=6 {
         s.ok(&["task", "add", &format!("t{i}")]);
     }
     let agent = "echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt";
-    let a = s.spawn_run(agent, &[]);
-    let b = s.spawn_run(agent, &[]);
+    let a = spawn_run(&s, agent, &[]);
+    let b = spawn_run(&s, agent, &[]);
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     for o in [&a, &b] {
         assert_eq!(
@@ -1114,10 +1031,10 @@ mod nix_signal {
 /// nothing writes a new database in its place.
 #[test]
 fn a_database_removed_mid_run_stops_the_run_with_the_reason() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "gate"]);
     let (agent, order, release) = agent(&s);
-    let run = s.spawn_run(&agent, &[]);
+    let run = spawn_run(&s, &agent, &[]);
     wait_for("the agent", 30, || order.exists());
     let db = s.repo().join(".orch/orch.db");
     for f in ["orch.db", "orch.db-wal", "orch.db-shm"] {
@@ -1141,7 +1058,7 @@ fn a_database_removed_mid_run_stops_the_run_with_the_reason() {
 /// says it was canceled, and the run exits 0 when the rest is done.
 #[test]
 fn a_task_canceled_during_a_run_is_counted_as_canceled_not_failed() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "gate"]);
     s.ok(&["task", "add", "two"]);
     let (agent, order, _release) = agent(&s);
@@ -1173,7 +1090,7 @@ fn a_task_canceled_during_a_run_is_counted_as_canceled_not_failed() {
 /// and orch stops what is left when the run ends.
 #[test]
 fn a_setsid_daemon_an_agent_leaves_does_not_outlive_the_run() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "daemon"]);
     // A sleep long and odd enough to be this test's alone.
     let secs = 3000 + std::process::id() % 1000;
@@ -1210,13 +1127,13 @@ fn a_setsid_daemon_an_agent_leaves_does_not_outlive_the_run() {
 /// replaces the link, and the user's file stays as it was.
 #[test]
 fn links_an_agent_plants_among_its_logs_are_never_followed() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "plant"]);
-    let secret = s.dir.path().join("secret.txt");
+    let secret = s.dir().join("secret.txt");
     std::fs::write(&secret, "the-secret-line\n").unwrap();
-    let victim = s.dir.path().join("victim.txt");
+    let victim = s.dir().join("victim.txt");
     std::fs::write(&victim, "the user's own file\n").unwrap();
-    let elsewhere = s.dir.path().join("elsewhere");
+    let elsewhere = s.dir().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     let agent = format!(
         "d=$(dirname \"$ORCH_PROMPT_FILE\"); ln -s {secret} $d/x.log; ln -s {victim} $d/worker-1.log; ln -s {elsewhere} $d/../2; echo x > x.txt",
@@ -1266,7 +1183,7 @@ fn links_an_agent_plants_among_its_logs_are_never_followed() {
 /// journaled, and the run ends as usual instead of waiting for ever.
 #[test]
 fn absurd_usage_saturates_and_a_negative_cost_is_refused_not_a_wedge() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "absurd"]);
     let max = u64::MAX;
     let result = format!(
@@ -1274,7 +1191,7 @@ fn absurd_usage_saturates_and_a_negative_cost_is_refused_not_a_wedge() {
 {{"type":"assistant","message":{{"id":"m2","usage":{{"input_tokens":{max}}}}}}}
 {{"type":"result","usage":{{"input_tokens":{max},"output_tokens":{max}}},"total_cost_usd":-1,"num_turns":{max}}}"#
     );
-    let script = s.dir.path().join("agent.sh");
+    let script = s.dir().join("agent.sh");
     std::fs::write(
         &script,
         format!("cat <<'EOF'\n{result}\nEOF\necho x > x.txt\n"),
@@ -1347,7 +1264,7 @@ fn checkout_state(repo: &Path) -> (Vec<u8>, Vec<u8>, String) {
 /// `infrastructure`), the pool replaces the worktree, and the retry lands.
 #[test]
 fn an_agent_that_breaks_its_worktree_fails_and_the_users_checkout_is_untouched() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     std::fs::write(s.repo().join("notes.txt"), "the user's own\n").unwrap();
     let before = checkout_state(&s.repo());
     let cases = [
@@ -1412,10 +1329,10 @@ fn an_agent_that_breaks_its_worktree_fails_and_the_users_checkout_is_untouched()
 /// is not re-created (its commit is kept under refs/orch/undone/).
 #[test]
 fn a_base_the_user_deletes_mid_run_is_not_blamed_on_the_agent_or_recreated() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     git(&s.repo(), &["switch", "-q", "-c", "feature"]);
     s.ok(&["task", "add", "slow"]);
-    let (started, release) = (s.dir.path().join("started"), s.dir.path().join("release"));
+    let (started, release) = (s.dir().join("started"), s.dir().join("release"));
     let agent = format!(
         "touch {}; while [ ! -e {} ]; do sleep 0.05; done; echo x > x.txt",
         started.display(),
@@ -1478,7 +1395,7 @@ fn a_base_the_user_deletes_mid_run_is_not_blamed_on_the_agent_or_recreated() {
 /// a link inside the repository lands; `policy.symlinks = "allow"` lets them all land.
 #[test]
 fn symlinks_out_of_the_repository_fail_the_attempt_unless_allowed() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     s.ok(&["task", "add", "links"]);
     let agent =
         "mkdir -p d; echo hi > d/f; ln -s /etc/passwd pw; ln -s ../../x d/up; ln -s d/f inside";
@@ -1583,7 +1500,7 @@ echo $? > {o}/rc
 /// dropped, never a panic: the exit code is the command's own.
 #[test]
 fn an_unwritable_stderr_never_panics() {
-    let s = Sandbox::new();
+    let s = Sandbox::new(ORCH);
     let full = || {
         std::fs::OpenOptions::new()
             .write(true)

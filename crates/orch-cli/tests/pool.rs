@@ -6,96 +6,41 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use orch_testkit::{Sandbox, git};
 use serde_json::Value;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+/// A repository that ignores `target/`, `.env` and `.setup-count`, with orch set up
+/// and `worktrees` configured by `config` (TOML), committed.
+fn sandbox(config: &str) -> Sandbox {
+    let s = Sandbox::repo_only(env!("CARGO_BIN_EXE_orch"));
+    std::fs::write(s.repo().join(".gitignore"), "target/\n.env\n.setup-count\n").unwrap();
+    s.git(&["add", "."]);
+    s.git(&["commit", "-q", "-m", "Ignore build output"]);
+    s.ok(&["init"]);
+    std::fs::write(s.repo().join("orch.toml"), config).unwrap();
+    s.git(&["add", "orch.toml"]);
+    s.git(&["commit", "-q", "-m", "Configure orch"]);
+    s
 }
 
-/// git as the user runs it, with a clean environment.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// A file of the integration line.
+fn landed(s: &Sandbox, path: &str) -> String {
+    s.git(&["show", &format!("orch/integration:{path}")])
 }
 
-impl Sandbox {
-    /// A repository that ignores `target/`, `.env` and `.setup-count`, with orch set
-    /// up and `worktrees` configured by `config` (TOML).
-    fn new(config: &str) -> Sandbox {
-        let s = Sandbox {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(s.repo()).unwrap();
-        git(&s.repo(), &["init", "-q", "-b", "main"]);
-        std::fs::write(s.repo().join(".gitignore"), "target/\n.env\n.setup-count\n").unwrap();
-        std::fs::write(s.repo().join("README.md"), "hello\n").unwrap();
-        git(&s.repo(), &["add", "."]);
-        git(&s.repo(), &["commit", "-q", "-m", "init"]);
-        s.ok(&["init"]);
-        std::fs::write(s.repo().join("orch.toml"), config).unwrap();
-        git(&s.repo(), &["add", "orch.toml"]);
-        git(&s.repo(), &["commit", "-q", "-m", "Configure orch"]);
-        s
-    }
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
-        c.args(args)
-            .current_dir(self.repo())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-            .env("XDG_DATA_HOME", self.dir.path().join("data"))
-            .env("GIT_DIR", "/nonexistent")
-            .env("GIT_INDEX_FILE", "/nonexistent/index")
-            .env("GIT_WORK_TREE", "/nonexistent");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "orch {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
-    }
-    /// A file of the integration line.
-    fn landed(&self, path: &str) -> String {
-        git(&self.repo(), &["show", &format!("orch/integration:{path}")])
-    }
-    fn pool(&self) -> Vec<Value> {
-        self.json(&["pool"]).as_array().unwrap().clone()
-    }
-    fn registered_worktrees(&self) -> usize {
-        git(&self.repo(), &["worktree", "list", "--porcelain"])
-            .lines()
-            .filter(|l| l.starts_with("worktree "))
-            .count()
-    }
+/// The pool, as `orch pool --json` lists it.
+fn pooled(s: &Sandbox) -> Vec<Value> {
+    s.json(&["pool"]).as_array().unwrap().clone()
+}
+
+/// Worktrees git knows, the main checkout among them.
+fn registered_worktrees(s: &Sandbox) -> usize {
+    s.git(&["worktree", "list", "--porcelain"])
+        .lines()
+        .filter(|l| l.starts_with("worktree "))
+        .count()
 }
 
 /// Each task's agent runs the shell snippet its title names.
@@ -110,14 +55,14 @@ const GATE: &str = "echo scratch > gate-scratch.txt && echo changed >> README.md
 
 #[test]
 fn a_reused_worktree_keeps_its_caches_and_nothing_else() {
-    let s = Sandbox::new(
+    let s = sandbox(
         "[run]\nconcurrency = 1\n[worktrees]\ninclude = [\".env\"]\nsetup = [\"echo once >> .setup-count\"]\n",
     );
     std::fs::write(s.repo().join(".env"), "SECRET=from-the-user\n").unwrap();
     s.ok(&["task", "add", "first"]);
     s.ok(&["task", "add", "second"]);
     s.ok(&["run", "--agent-cmd", AGENT, "--validate", GATE]);
-    let seen = s.landed("seen.txt");
+    let seen = landed(&s, "seen.txt");
     // The ignored build cache stayed warm; the gate's untracked file and its change
     // to a tracked file did not.
     assert!(seen.contains("target/cache.bin"), "{seen}");
@@ -127,7 +72,7 @@ fn a_reused_worktree_keeps_its_caches_and_nothing_else() {
     assert!(seen.contains("SECRET=from-the-user"), "{seen}");
     assert_eq!(seen.matches("once").count(), 1, "{seen}");
     // One attempt worktree served both tasks, and it waits in the pool.
-    let pool = s.pool();
+    let pool = pooled(&s);
     let attempts: Vec<&Value> = pool.iter().filter(|p| p["kind"] == "attempt").collect();
     assert_eq!(attempts.len(), 1, "{pool:?}");
     assert!(pool.iter().all(|p| p["state"] == "free"), "{pool:?}");
@@ -142,18 +87,18 @@ fn a_reused_worktree_keeps_its_caches_and_nothing_else() {
     // A second run reuses it too: no new worktree.
     s.ok(&["task", "add", "port-a"]);
     s.ok(&["run", "--agent-cmd", AGENT]);
-    assert_eq!(s.pool().len(), pool.len());
+    assert_eq!(pooled(&s).len(), pool.len());
     // The user's checkout is as it was.
     assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");
     // orch cleanup keeps the pool; --pool removes it and says how much it freed.
     s.ok(&["cleanup"]);
-    assert_eq!(s.pool().len(), pool.len());
+    assert_eq!(pooled(&s).len(), pool.len());
     let out = s.json(&["cleanup", "--pool"]);
     assert_eq!(out["pool"]["removed"].as_array().unwrap().len(), pool.len());
     assert!(out["pool"]["freed_bytes"].as_u64().unwrap() > 0, "{out}");
-    assert!(s.pool().is_empty());
-    assert_eq!(s.registered_worktrees(), 1);
-    let root = s.dir.path().join("data/orch/worktrees");
+    assert!(pooled(&s).is_empty());
+    assert_eq!(registered_worktrees(&s), 1);
+    let root = s.dir().join("data/orch/worktrees");
     let left: Vec<_> = walk(&root);
     assert!(left.is_empty(), "left under the worktree root: {left:?}");
 }
@@ -172,7 +117,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn concurrent_attempts_get_their_own_slots_and_ports() {
-    let s = Sandbox::new("[run]\nconcurrency = 3\n[worktrees]\nport_base = 42000\n");
+    let s = sandbox("[run]\nconcurrency = 3\n[worktrees]\nport_base = 42000\n");
     for t in ["port-a", "port-b", "port-c"] {
         s.ok(&["task", "add", t]);
     }
@@ -182,7 +127,7 @@ fn concurrent_attempts_get_their_own_slots_and_ports() {
     let mut seen: Vec<(u32, u32)> = ["port-a", "port-b", "port-c"]
         .iter()
         .map(|t| {
-            let line = s.landed(&format!("{t}.txt"));
+            let line = landed(&s, &format!("{t}.txt"));
             let (slot, port) = line.split_once(' ').unwrap();
             (slot.parse().unwrap(), port.parse().unwrap())
         })
@@ -197,7 +142,7 @@ fn concurrent_attempts_get_their_own_slots_and_ports() {
 
 #[test]
 fn a_failing_setup_is_orchs_failure_not_the_agents() {
-    let s = Sandbox::new("[worktrees]\nsetup = [\"echo no network; exit 3\"]\n");
+    let s = sandbox("[worktrees]\nsetup = [\"echo no network; exit 3\"]\n");
     s.ok(&["task", "add", "first"]);
     let out = s.run(&["run", "--agent-cmd", AGENT]);
     assert!(!out.status.success());
@@ -226,7 +171,7 @@ fn a_failing_setup_is_orchs_failure_not_the_agents() {
 
 #[test]
 fn a_kill_while_provisioning_leaks_nothing_after_resume() {
-    let s = Sandbox::new("[run]\nconcurrency = 2\n");
+    let s = sandbox("[run]\nconcurrency = 2\n");
     s.ok(&["task", "add", "first"]);
     s.ok(&["task", "add", "port-b"]);
     // orch aborts (as a SIGKILL would) once a pooled worktree is leased, before it
@@ -239,7 +184,7 @@ fn a_kill_while_provisioning_leaks_nothing_after_resume() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        s.pool().iter().any(|p| p["state"] == "leased"),
+        pooled(&s).iter().any(|p| p["state"] == "leased"),
         "the lease is written ahead"
     );
     s.ok(&["run", "--resume"]);
@@ -251,32 +196,32 @@ fn a_kill_while_provisioning_leaks_nothing_after_resume() {
             .iter()
             .all(|t| t["status"] == "done")
     );
-    let pool = s.pool();
+    let pool = pooled(&s);
     assert!(pool.iter().all(|p| p["state"] == "free"), "{pool:?}");
-    assert_eq!(s.registered_worktrees(), 1 + pool.len());
+    assert_eq!(registered_worktrees(&s), 1 + pool.len());
     s.ok(&["cleanup", "--pool"]);
-    assert_eq!(s.registered_worktrees(), 1);
+    assert_eq!(registered_worktrees(&s), 1);
 }
 
 #[test]
 fn without_reuse_every_attempt_has_its_own_worktree_and_the_pool_stays_empty() {
-    let s = Sandbox::new("[worktrees]\nreuse = false\n");
+    let s = sandbox("[worktrees]\nreuse = false\n");
     s.ok(&["task", "add", "first"]);
     s.ok(&["task", "add", "port-b"]);
     s.ok(&["run", "--agent-cmd", AGENT]);
-    assert!(s.pool().is_empty());
+    assert!(pooled(&s).is_empty());
     // Succeeded attempts' worktrees were removed as they ended; the run's
     // integration checkout at its end.
-    assert_eq!(s.registered_worktrees(), 1);
-    assert_eq!(s.landed("one.txt"), "one");
+    assert_eq!(registered_worktrees(&s), 1);
+    assert_eq!(landed(&s, "one.txt"), "one");
 }
 
 #[test]
 fn a_worktree_that_cannot_be_made_clean_is_retired_and_replaced() {
-    let s = Sandbox::new("[run]\nconcurrency = 1\n");
+    let s = sandbox("[run]\nconcurrency = 1\n");
     s.ok(&["task", "add", "first"]);
     s.ok(&["run", "--agent-cmd", AGENT]);
-    let pool = s.pool();
+    let pool = pooled(&s);
     let first = PathBuf::from(pool[0]["path"].as_str().unwrap());
     // Something the next attempt must not see, that no one can remove.
     let stuck = first.join("stuck.txt");
@@ -296,13 +241,13 @@ fn a_worktree_that_cannot_be_made_clean_is_retired_and_replaced() {
     immutable("-i");
     assert!(out.status.success(), "{out:?}");
     // The task ran in a new worktree; the stuck one is retired, never handed out.
-    assert!(!s.landed("port-second.txt").is_empty());
+    assert!(!landed(&s, "port-second.txt").is_empty());
     let tree = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
     assert!(
         !tree.contains("stuck.txt"),
         "the leftover was committed: {tree}"
     );
-    let pool = s.pool();
+    let pool = pooled(&s);
     let old = pool
         .iter()
         .find(|p| p["path"] == first.to_str().unwrap())
@@ -315,7 +260,7 @@ fn a_worktree_that_cannot_be_made_clean_is_retired_and_replaced() {
     // Once it can go, cleanup removes it.
     s.ok(&["cleanup"]);
     assert!(!first.exists());
-    assert!(s.pool().iter().all(|p| p["state"] != "retired"));
+    assert!(pooled(&s).iter().all(|p| p["state"] != "retired"));
 }
 
 /// A worktree git is still registering (its admin directory has no `gitdir` yet, as
@@ -323,7 +268,7 @@ fn a_worktree_that_cannot_be_made_clean_is_retired_and_replaced() {
 /// by `orch cleanup --force --pool`, which goes on and exits 0.
 #[test]
 fn cleanup_beside_a_worktree_being_made_skips_it_and_succeeds() {
-    let s = Sandbox::new("");
+    let s = sandbox("");
     s.ok(&["task", "add", "first"]);
     s.ok(&["run", "--agent-cmd", AGENT]);
     let admin = s.repo().join(".git/worktrees/being-made");

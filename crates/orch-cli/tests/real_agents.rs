@@ -1,7 +1,7 @@
 //! The real agent CLIs, as shipped, against a loopback stand-in for the Messages API.
 //!
 //! Claude Code, driven by `orch run --agent claude` against
-//! a loopback stand-in for the Messages API (`common/anthropic.rs`), with only
+//! a loopback stand-in for the Messages API (`orch_testkit::anthropic`), with only
 //! `ANTHROPIC_BASE_URL` and `ANTHROPIC_API_KEY` in orch's environment: tasks written
 //! through Claude's Write tool and merged, cost and tokens captured, a gate failure
 //! retried by resuming the first session, the gate command allowed so Claude runs it,
@@ -16,13 +16,10 @@
 //! under CI, where they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/anthropic.rs"]
-mod anthropic;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use anthropic::StandIn;
+use orch_testkit::anthropic::StandIn;
+use orch_testkit::{Sandbox, git_cmd};
 use serde_json::Value;
 
 fn find(bin: &str, var: &str) -> Option<PathBuf> {
@@ -53,82 +50,43 @@ fn claude_or_skip() -> Option<PathBuf> {
     cli_or_skip("claude", "ORCH_TEST_CLAUDE")
 }
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-    path: String,
+/// A sandbox whose orch finds the CLI on its `PATH` and the stand-in at
+/// `ANTHROPIC_BASE_URL`, in a repository whose gate refuses a "broken" status.
+struct Agents {
+    s: Sandbox,
     api: StandIn,
 }
 
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {out:?}");
+impl std::ops::Deref for Agents {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.s
+    }
 }
 
-impl Sandbox {
-    fn new(claude: &Path) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir(&repo).unwrap();
+impl Agents {
+    fn new(cli: &Path) -> Agents {
+        let api = StandIn::start();
+        let bin = cli.parent().unwrap().display().to_string();
+        let s = Sandbox::empty(env!("CARGO_BIN_EXE_orch"))
+            .with_path(format!("{bin}:/usr/local/bin:/usr/bin:/bin"))
+            .with_env("ANTHROPIC_BASE_URL", api.url.clone())
+            .with_env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key");
+        std::fs::create_dir(s.repo()).unwrap();
         // The project's gate: no task may leave status.txt saying "broken".
         std::fs::write(
-            repo.join("gate.sh"),
+            s.repo().join("gate.sh"),
             "! grep -q broken status.txt 2>/dev/null\n",
         )
         .unwrap();
-        sh(
-            &repo,
-            "git init -q -b main && git add gate.sh && git -c user.name=t -c user.email=t@t commit -q -m init",
-        );
-        let bin = claude.parent().unwrap().display().to_string();
-        let s = Sandbox {
-            dir,
-            path: format!("{bin}:/usr/local/bin:/usr/bin:/bin"),
-            api: StandIn::start(),
-        };
+        s.git(&["init", "-q", "-b", "main"]);
+        s.git(&["add", "gate.sh"]);
+        s.git(&["commit", "-q", "-m", "init"]);
         s.ok(&["init"]);
-        s
-    }
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_orch"));
-        c.args(args)
-            .current_dir(self.repo())
-            .env_clear()
-            .env("PATH", &self.path)
-            .env("HOME", self.dir.path())
-            .env("ANTHROPIC_BASE_URL", &self.api.url)
-            .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "orch {args:?}: {}{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        o
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
+        Agents { s, api }
     }
     fn add(&self, title: &str, body: &str) {
-        let f = self.dir.path().join("body.md");
+        let f = self.dir().join("body.md");
         std::fs::write(&f, body).unwrap();
         self.ok(&["task", "add", title, "--body-file", f.to_str().unwrap()]);
     }
@@ -145,15 +103,15 @@ impl Sandbox {
             .to_owned();
         self.json(&["run", "show", &id])
     }
+    /// A file as `branch` has it, byte for byte.
     fn file_on(&self, branch: &str, path: &str) -> String {
-        let o = Command::new("git")
+        let o = git_cmd()
+            .arg("-C")
+            .arg(self.repo())
             .args(["show", &format!("{branch}:{path}")])
-            .current_dir(self.repo())
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
             .output()
             .unwrap();
-        text(&o.stdout)
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 }
 
@@ -181,7 +139,7 @@ fn claude_as_shipped_writes_merges_reports_cost_and_resumes_a_retry() {
     let Some(claude) = claude_or_skip() else {
         return;
     };
-    let s = Sandbox::new(&claude);
+    let s = Agents::new(&claude);
     s.add("Alpha", "Write a.txt.\nstand-in: write a.txt alpha\n");
     s.add("Beta", "Write b.txt.\nstand-in: write b.txt beta\n");
     // 200 KB of task, and Claude runs the gate itself (it is allowed to).
@@ -282,7 +240,7 @@ fn a_rate_limit_opens_the_breaker_which_a_probe_closes() {
     let Some(claude) = claude_or_skip() else {
         return;
     };
-    let s = Sandbox::new(&claude);
+    let s = Agents::new(&claude);
     s.add("One", "stand-in: write one.txt 1\n");
     s.add("Two", "stand-in: write two.txt 2\n");
     // Claude retries a 429 itself; the third retry in a row is a quota signal.
@@ -319,7 +277,7 @@ fn a_task_budget_stops_the_agent_and_a_dash_prompt_is_not_an_option() {
     let Some(claude) = claude_or_skip() else {
         return;
     };
-    let s = Sandbox::new(&claude);
+    let s = Agents::new(&claude);
     // The first turn reports 9,000 input tokens, past the cap; then Claude would wait.
     s.add(
         "Expensive",
@@ -344,7 +302,7 @@ fn a_task_budget_stops_the_agent_and_a_dash_prompt_is_not_an_option() {
     assert_eq!(a[0]["failure"]["kind"], "budget", "{a:?}");
 
     // A prompt whose first line starts with `-` reaches Claude as a prompt.
-    let tpl = s.dir.path().join("dash.md");
+    let tpl = s.dir().join("dash.md");
     std::fs::write(&tpl, "--help {title}\n\n{body}\n").unwrap();
     s.add("Dash", "stand-in: write dash.txt ok\n");
     s.ok(&[
@@ -370,7 +328,7 @@ fn claude_as_the_planner_orders_the_claims_and_its_usage_counts() {
     let Some(claude) = claude_or_skip() else {
         return;
     };
-    let s = Sandbox::new(&claude);
+    let s = Agents::new(&claude);
     s.add("First on the board", "stand-in: write first.txt 1\n");
     s.add(
         "The planner's pick",
@@ -415,7 +373,7 @@ fn opencode_as_shipped_writes_merges_reports_cost_and_retries() {
     let Some(opencode) = cli_or_skip("opencode", "ORCH_TEST_OPENCODE") else {
         return;
     };
-    let s = Sandbox::new(&opencode);
+    let s = Agents::new(&opencode);
     s.add("Alpha", "Write a.txt.\nstand-in: write a.txt alpha\n");
     s.add(
         "Fix on retry",
@@ -455,11 +413,11 @@ fn claude_works_inside_the_bwrap_sandbox() {
         return;
     };
     // bubblewrap installed and able to make a sandbox here (orch's own preflight).
-    if let Err(why) = orch_engine::sandbox::check_bwrap() {
+    if let Err(why) = orch_engine::agents::sandbox::check_bwrap() {
         eprintln!("skipped: {why}");
         return;
     }
-    let s = Sandbox::new(&claude);
+    let s = Agents::new(&claude);
     s.add("Alpha", "Write a.txt.\nstand-in: write a.txt alpha\n");
     s.add(
         "Fix on retry",

@@ -51,7 +51,7 @@ pub enum EngineError {
     Artifacts(String),
     /// A new run would find nothing to claim, so none was started.
     #[error("{0}")]
-    NothingToClaim(crate::land::Idle),
+    NothingToClaim(crate::line::land::Idle),
 }
 
 impl EngineError {

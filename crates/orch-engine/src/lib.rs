@@ -60,39 +60,22 @@
 //! # }
 //! ```
 //!
-//! The layers below the front door ([`Engine`], [`setup`], [`steer`]) stay public for
+//! The layers below the front door ([`Engine`], [`run::setup`], [`run::steer`]) stay public for
 //! the dashboard and the tests; `ARCHITECTURE.md` maps them.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod agent_output;
 pub mod agents;
-pub mod cleanup;
 pub mod driver;
 pub mod error;
 mod exec;
-pub mod handle;
-pub mod history;
-pub mod land;
-pub mod layout;
-pub mod lease;
-mod notify;
-pub mod planner;
-pub mod pool;
+pub mod line;
 pub mod ports;
-pub mod presets;
-pub mod prompt;
-pub mod remote_logs;
+pub mod recover;
 pub mod repo;
-pub mod resume;
-pub mod retention;
-pub mod sandbox;
-pub mod setup;
-pub mod status;
-pub mod steer;
-pub mod stored;
-mod takeover;
-pub mod worker;
+pub mod run;
+pub mod upkeep;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -101,8 +84,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orch_core::config::Config;
 use orch_core::run::{
-    AttemptId, CommitId, Input, Orchestrator, Policy, RunEvent, RunId, RunSnapshot, RunState,
-    TaskSpec,
+    AttemptId, CommitId, Input, Orchestrator, Policy, RunEvent, RunId, RunState, TaskSpec,
 };
 use orch_core::{Task, TaskId, TaskStatus, Timestamp};
 use orch_git::Git;
@@ -111,18 +93,21 @@ use orch_validate::CancellationToken;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::line::land;
+use crate::line::layout;
+use crate::recover::lease;
+pub use agents::proposals::parse_proposals;
 pub use driver::{DriverSetup, RunDriver};
 pub use error::EngineError;
-pub use handle::{Progress, RunHandle, RunUpdate, Subscription};
-pub use lease::{interrupted_runs, kill_run_processes};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
 /// The store's types, for frontends that reach orch only through the engine.
 pub use orch_store as store;
 pub use orch_validate::{GcReport, become_subreaper, files, stop_orphans};
-pub use planner::parse_proposals;
+pub use recover::lease::{interrupted_runs, kill_run_processes};
 pub use repo::{Board, OpenError, OpenOptions, Repo, Run, RunOptions};
-pub use stored::{StoredEngine, StoredRun};
+pub use run::handle::{Progress, RunHandle, RunUpdate, Subscription};
+pub use run::stored::{StoredEngine, StoredRun};
 
 /// The board's version and its tasks by id, as a run read them.
 pub(crate) type BoardRead = (i64, HashMap<TaskId, Task>);
@@ -219,7 +204,9 @@ pub const EXIT_MARKER: &str = "agent.exit";
 /// hits: `pool-leased` (a pooled worktree leased to an attempt, not yet switched onto
 /// its branch), `agent-exit-recorded` (the agent's work is committed and its
 /// `agent.exit` written, the core not yet told) and `ref-advanced` (the integration
-/// ref moved, not yet journaled). Unset, this is one string comparison.
+/// ref moved, not yet journaled). Only with the `fault-injection` feature, which the
+/// tests and xtask turn on; a build without it ignores the variable.
+#[cfg(feature = "fault-injection")]
 pub fn crash_point(point: &str) {
     static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if AT
@@ -230,6 +217,11 @@ pub fn crash_point(point: &str) {
         std::process::abort();
     }
 }
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn crash_point(_point: &str) {}
 
 impl Engine {
     /// The settings it runs with.
@@ -315,9 +307,7 @@ impl Engine {
             .await?;
         let result = self.start(&run, resolved.commit, handle, &owner).await;
         if let Err(e) = &result
-            && RunSnapshot::from_events(&self.store.run_events(&run).await.unwrap_or_default())
-                .state
-                == RunState::Created
+            && recover::lease::never_started(&run, self.store.run_events(&run).await)
         {
             // It never started: it ends here, so no later run waits on it.
             self.abandon(&run, &e.to_string()).await;

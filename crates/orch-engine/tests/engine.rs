@@ -1,7 +1,12 @@
 //! The engine end to end: a real repository, a real SQLite store, real agent and gate
 //! processes (shell scripts), real worktrees and merges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
+use orch_testkit::git;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,18 +19,6 @@ use orch_engine::{Engine, EngineConfig};
 use orch_git::Git;
 use orch_store::{Location, Store};
 use orch_validate::CancellationToken;
-
-/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
-/// environment sets.
-fn git_cmd() -> std::process::Command {
-    let mut c = std::process::Command::new("git");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 /// The worktree that has `branch` checked out (a pooled one).
 fn worktree_of(repo: &Path, branch: &str) -> PathBuf {
@@ -40,22 +33,6 @@ fn worktree_of(repo: &Path, branch: &str) -> PathBuf {
         }
     }
     panic!("no worktree has {branch}: {list}")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = git_cmd()
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
 struct Fx {

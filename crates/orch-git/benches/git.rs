@@ -2,7 +2,12 @@
 //! worktree, switching the integration worktree between commits that differ in 10
 //! files, the in-memory merge, and the ref update. Report the ratios from one run.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
+use orch_testkit::git;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,35 +17,7 @@ use orch_core::ports::MergeOutcome;
 use orch_core::run::CommitId;
 use orch_git::Git;
 
-/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
-/// environment sets.
-fn git_cmd() -> std::process::Command {
-    let mut c = std::process::Command::new("git");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
 const FILES: usize = 20_000;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = git_cmd()
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
-}
 
 fn commit(dir: &Path, msg: &str) -> CommitId {
     git(dir, &["add", "-A"]);

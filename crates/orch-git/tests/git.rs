@@ -3,6 +3,7 @@
 //! checkout (files, index, HEAD, status) is byte for byte what it was.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use orch_testkit::{git, git_cmd};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,41 +12,6 @@ use orch_core::config::{MergeStyle, Offline};
 use orch_core::ports::MergeOutcome;
 use orch_core::run::CommitId;
 use orch_git::{Expect, Git, GitError};
-
-/// `git`, with none of the caller's `GIT_*` variables: the tests pass whatever the
-/// environment sets.
-fn git_cmd() -> std::process::Command {
-    let mut c = std::process::Command::new("git");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = git_cmd()
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_owned()
-}
 
 fn write(dir: &Path, path: &str, text: &str) {
     let p = dir.join(path);

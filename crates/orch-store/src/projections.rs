@@ -367,7 +367,8 @@ impl Store {
             .map_err(db("reading attempts' usage"))?;
         let mut out = std::collections::BTreeMap::<TaskId, Usage>::new();
         for r in rows {
-            if let Some(u) = r.usage.and_then(|u| serde_json::from_str::<Usage>(&u).ok()) {
+            let id = format!("attempt task-{}-{}", r.task_id, r.number);
+            if let Some(u) = column::<Usage>("attempts", &id, "usage", r.usage)? {
                 out.entry(TaskId(r.task_id)).or_default().add(&u);
             }
         }
@@ -386,7 +387,7 @@ impl Store {
             .all(&self.db)
             .await
             .map_err(db("reading attempts"))?;
-        Ok(rows.into_iter().map(attempt_row).collect())
+        rows.into_iter().map(attempt_row).collect()
     }
 
     /// One attempt of a run, if the run's journal has it.
@@ -402,7 +403,7 @@ impl Store {
             .one(&self.db)
             .await
             .map_err(db("reading an attempt"))?;
-        Ok(row.map(attempt_row))
+        row.map(attempt_row).transpose()
     }
 
     /// A run's validation commands, in the order they ran.
@@ -446,21 +447,20 @@ impl Store {
             .all(&self.db)
             .await
             .map_err(db("reading merges"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| MergeRow {
-                attempt: AttemptId {
-                    task: TaskId(r.task_id),
-                    number: r.attempt as u32,
-                },
-                onto: r.onto,
-                commit: r.merge_commit,
-                conflicts: r
-                    .conflicts
-                    .and_then(|c| serde_json::from_str(&c).ok())
-                    .unwrap_or_default(),
+        rows.into_iter()
+            .map(|r| {
+                let id = format!("merge of task-{}-{}", r.task_id, r.attempt);
+                Ok(MergeRow {
+                    attempt: AttemptId {
+                        task: TaskId(r.task_id),
+                        number: r.attempt as u32,
+                    },
+                    onto: r.onto,
+                    commit: r.merge_commit,
+                    conflicts: column("merges", &id, "conflicts", r.conflicts)?.unwrap_or_default(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// A run's planner proposals and verdicts, in order.
@@ -471,20 +471,41 @@ impl Store {
             .all(&self.db)
             .await
             .map_err(db("reading proposals"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ProposalRow {
-                task: r.task_id.map(TaskId),
-                proposal: serde_json::from_str(&r.proposal).unwrap_or(serde_json::Value::Null),
-                verdict: r.verdict,
-                reason: r.reason,
+        rows.into_iter()
+            .map(|r| {
+                let id = format!("proposal {}", r.id);
+                Ok(ProposalRow {
+                    task: r.task_id.map(TaskId),
+                    proposal: column("proposals", &id, "proposal", Some(r.proposal))?
+                        .unwrap_or(serde_json::Value::Null),
+                    verdict: r.verdict,
+                    reason: r.reason,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
-fn attempt_row(r: attempt::Model) -> AttemptRow {
-    AttemptRow {
+/// A JSON column of `table`'s row `row`, parsed: a value this version cannot read is
+/// an error naming the row, never a row quietly dropped or emptied.
+fn column<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    row: &str,
+    name: &str,
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            table,
+            message: format!("{row}: its {name} does not parse ({e}): {t:?}"),
+        })
+    })
+    .transpose()
+}
+
+fn attempt_row(r: attempt::Model) -> Result<AttemptRow, StoreError> {
+    let id = format!("attempt task-{}-{}", r.task_id, r.number);
+    Ok(AttemptRow {
         attempt: AttemptId {
             task: TaskId(r.task_id),
             number: r.number as u32,
@@ -494,8 +515,8 @@ fn attempt_row(r: attempt::Model) -> AttemptRow {
         head: r.head,
         merge: r.merge_commit,
         state: r.state,
-        failure: r.failure.and_then(|f| serde_json::from_str(&f).ok()),
+        failure: column("attempts", &id, "failure", r.failure)?,
         updated_at: Timestamp(r.updated_at),
-        usage: r.usage.and_then(|u| serde_json::from_str(&u).ok()),
-    }
+        usage: column("attempts", &id, "usage", r.usage)?,
+    })
 }

@@ -4,6 +4,10 @@
 //! 10,000 jobs, some "dying" with their lease, and the test shows no job claimed twice,
 //! none lost, and every late result from a fenced worker refused.
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use orch_core::TaskId;
 use orch_core::jobs::{Beat, JobResult, JobSpec, JobState};
 use orch_core::run::{AgentExit, AgentReport, CommitId, FinishedAgent};
-mod common;
-use common::fresh_postgres;
 use orch_store::{EventFilter, JOB_INTERRUPTED, Location, Store, StoreError};
+use orch_testkit::postgres::FreshDb;
 
 fn spec(task: i64, labels: &[&str]) -> JobSpec {
     JobSpec {
@@ -167,11 +170,12 @@ async fn jobs_are_claimed_held_canceled_and_fenced() {
     ));
     the_queue(store).await;
     if let Ok(url) = std::env::var("ORCH_TEST_DATABASE_URL") {
-        let (loc, drop) = fresh_postgres(&url).await;
+        let db = FreshDb::new(&url, "store");
+        let loc = Location::Postgres(db.url.clone());
         let store = Store::open(&loc).await.unwrap();
         store.check_serves_workers().unwrap();
         the_queue(store).await;
-        std::thread::spawn(drop).join().unwrap();
+        drop(db);
     }
 }
 
@@ -204,7 +208,8 @@ async fn eight_claimers_never_share_or_lose_a_job() {
         eprintln!("ORCH_TEST_DATABASE_URL is not set: the PostgreSQL stress test is skipped");
         return;
     };
-    let (loc, drop_db) = fresh_postgres(&url).await;
+    let db = FreshDb::new(&url, "store");
+    let loc = Location::Postgres(db.url.clone());
     let store = Store::open(&loc).await.unwrap();
     let mut posts = tokio::task::JoinSet::new();
     for part in 0..8 {
@@ -256,7 +261,7 @@ async fn eight_claimers_never_share_or_lose_a_job() {
         t.claims as f64 / secs,
         t.late.0
     );
-    std::thread::spawn(drop_db).join().unwrap();
+    drop(db);
 }
 
 /// Claims until the queue is empty. One claim in ten "dies": its lease runs out at

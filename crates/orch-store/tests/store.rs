@@ -1,6 +1,10 @@
 //! The store's contract, run on SQLite always and on PostgreSQL when
 //! `ORCH_TEST_DATABASE_URL` names a server (each test gets a fresh database there).
 #![allow(clippy::unwrap_used)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario reads top to bottom; the cap is for src/"
+)]
 
 use std::future::Future;
 
@@ -12,8 +16,7 @@ use orch_core::transition::Actor;
 use orch_core::{TaskId, TaskStatus};
 use orch_store::{EventFilter, Location, MoveRequest, Store, StoreError};
 
-mod common;
-use common::fresh_postgres;
+use orch_testkit::postgres::FreshDb;
 
 /// Runs `body` against every configured backend.
 async fn each_backend<F, Fut>(body: F)
@@ -27,11 +30,12 @@ where
         .unwrap();
     body(store).await;
     if let Ok(url) = std::env::var("ORCH_TEST_DATABASE_URL") {
-        let (loc, drop) = fresh_postgres(&url).await;
+        let db = FreshDb::new(&url, "store");
+        let loc = Location::Postgres(db.url.clone());
         let store = Store::open(&loc).await.unwrap();
         body(store.clone()).await;
         store.close().await.unwrap();
-        std::thread::spawn(drop).join().unwrap();
+        drop(db);
     }
 }
 
@@ -1086,4 +1090,58 @@ async fn gate_passes_are_kept_by_tree_and_recipe() {
         assert_eq!(store.gate_verdict("t2", "r1").await.unwrap(), None);
     })
     .await;
+}
+
+/// A projected row this version cannot read is an error naming the row, never a row
+/// dropped or emptied: `orch run show` and the board's costs would quietly lie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_projected_row_is_an_error_not_a_missing_row() {
+    use orch_core::run::{AttemptId, CommitId, RunEvent, RunId};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("orch.db");
+    let s = Store::open(&Location::Sqlite(db.clone())).await.unwrap();
+    let t = s.add_task(new("A"), "t").await.unwrap();
+    let run = RunId("r1".into());
+    s.create_run(&run, &serde_json::json!({}), "o")
+        .await
+        .unwrap();
+    let a = AttemptId {
+        task: t.id,
+        number: 1,
+    };
+    let usage = orch_core::usage::Usage {
+        input_tokens: 5,
+        ..Default::default()
+    };
+    let events = vec![
+        RunEvent::AttemptCreated {
+            attempt: a,
+            branch: "orch/r1/task-1-1".into(),
+            base: CommitId("c0".into()),
+        },
+        RunEvent::AttemptUsage { attempt: a, usage },
+    ];
+    s.append_run_events(&run, &j(&events), "o").await.unwrap();
+    assert_eq!(s.attempts(&run).await.unwrap().len(), 1);
+    assert_eq!(s.task_usage().await.unwrap()[&t.id].input_tokens, 5);
+    // Another version (or a bad disk) left a usage this one cannot read.
+    let sql = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("UPDATE attempts SET usage = '{\"input_tokens\": \"many\"}'")
+        .status()
+        .expect("sqlite3, SQLite's shell, is installed");
+    assert!(sql.success());
+    let errors = [
+        s.attempts(&run).await.unwrap_err(),
+        s.attempt(&run, a).await.unwrap_err(),
+        s.task_usage().await.unwrap_err(),
+    ];
+    for e in errors {
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("attempt task-1-1") && text.contains("usage"),
+            "{text}"
+        );
+    }
 }

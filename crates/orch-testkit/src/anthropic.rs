@@ -11,7 +11,6 @@
 //! failed). When the script is done, it replies "Done.". It can be told to answer
 //! the next N requests with 429. It records every request, so a test can see what
 //! Claude sent: resumed histories, tool results, permission answers.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -26,6 +25,7 @@ const HANG: Duration = Duration::from_secs(30);
 
 /// The server; dropped, it stops.
 pub struct StandIn {
+    /// Where it listens: `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL`.
     pub url: String,
     state: Arc<State>,
     stop: Arc<AtomicBool>,
@@ -38,6 +38,7 @@ struct State {
 }
 
 impl StandIn {
+    /// Starts the server on a loopback port, on a thread of its own.
     pub fn start() -> StandIn {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         listener.set_nonblocking(true).expect("nonblocking");

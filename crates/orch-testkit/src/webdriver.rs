@@ -2,7 +2,6 @@
 //! JSON to Debian's chromedriver, with headless Chromium: no client crate, no
 //! downloaded browser. The driver and every browser process of its profile are
 //! killed when it drops.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -108,12 +107,14 @@ async fn wd(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> 
     v["value"].clone()
 }
 
+/// One browser session of a [`Driver`].
 pub struct Browser {
     addr: SocketAddr,
     session: String,
 }
 
 impl Browser {
+    /// Opens a headless Chromium session.
     pub async fn open(d: &Driver) -> Browser {
         let profile = d.profile.path();
         // chromedriver takes a moment to listen.
@@ -154,11 +155,13 @@ impl Browser {
         }
     }
 
+    /// Navigates to `url`.
     pub async fn go(&self, url: &str) {
         let path = format!("/session/{}/url", self.session);
         wd(self.addr, "POST", &path, Some(json!({ "url": url }))).await;
     }
 
+    /// Runs `script` in the page and returns its value.
     pub async fn js(&self, script: &str) -> Value {
         let path = format!("/session/{}/execute/sync", self.session);
         let body = json!({"script": format!("return ({script});"), "args": []});
@@ -166,6 +169,7 @@ impl Browser {
     }
 
     /// Waits up to 10 s for `script` to return true.
+    /// Waits until `script` is true (panicking, naming `what`, after a while); how long it took.
     pub async fn until(&self, what: &str, script: &str) -> Duration {
         let started = Instant::now();
         loop {
@@ -180,6 +184,7 @@ impl Browser {
         }
     }
 
+    /// Saves a screenshot as `target/screenshots/NAME.png`.
     pub async fn screenshot(&self, name: &str) {
         use std::io::Write as _;
         let path = format!("/session/{}/screenshot", self.session);
@@ -193,6 +198,7 @@ impl Browser {
             .unwrap();
     }
 
+    /// Ends the session.
     pub async fn close(self) {
         wd(
             self.addr,

@@ -1,15 +1,16 @@
 //! The dashboard's buttons: POSTs checked for their CSRF token and origin, carried out
-//! through `orch_engine::steer` (or the store's task edit, for a priority) and
+//! through `orch_engine::run::steer` (or the store's task edit, for a priority) and
 //! journaled as `human:<user> (dashboard)`. A refusal shows the page again with the
 //! policy's reason.
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use orch_engine::EngineError;
 use orch_engine::core::run::RunId;
 use orch_engine::core::task::TaskEdit;
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_engine::{EngineError, steer};
+use orch_engine::run::steer;
 use serde::Deserialize;
 
 use crate::auth::csrf_ok;

@@ -1,7 +1,7 @@
 //! The orch dashboard (`orch serve`): the board, the runs and the audit log as
 //! server-rendered pages kept live over Server-Sent Events, with controls. It is thin:
 //! it reads through `orch-store`'s board and run API, asks for changes through
-//! `orch_engine::steer` (the transition table decides; a refusal is shown with its
+//! `orch_engine::run::steer` (the transition table decides; a refusal is shown with its
 //! reason), and formats. Runs driven by another `orch` process, even on another
 //! machine with PostgreSQL, are steered through the store's controls table.
 //!

@@ -241,9 +241,13 @@ pub(crate) async fn attempt(
     };
     if !dir.is_dir() {
         // It ran on a worker elsewhere: its logs are in the store.
-        let _ =
-            orch_engine::remote_logs::materialize(&app.store, &app.artifacts, Some(&run), a.task)
-                .await;
+        let _ = orch_engine::workers::remote_logs::materialize(
+            &app.store,
+            &app.artifacts,
+            Some(&run),
+            a.task,
+        )
+        .await;
     }
     let prompt = files::read_under(&app.artifacts, &dir.join("prompt.md"), 0, u64::MAX)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -271,7 +275,7 @@ pub(crate) async fn attempt(
             row.map(|r| r.base).unwrap_or_default(),
         );
         let diff = tokio::task::spawn_blocking(move || {
-            orch_engine::steer::attempt_diff(&repo, &base, &head, 1 << 20)
+            orch_engine::run::steer::attempt_diff(&repo, &base, &head, 1 << 20)
         })
         .await
         .map_err(|e| e.to_string())

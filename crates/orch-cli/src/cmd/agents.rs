@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 use orch_engine::agents::AgentCheck;
+use orch_engine::agents::presets;
 use orch_engine::core::config::{Config, Preset};
-use orch_engine::presets;
-use orch_engine::setup;
+use orch_engine::run::setup;
 
 use crate::ctx::Ctx;
 use crate::output;

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use orch_engine::core::units::ByteSize;
-use orch_engine::retention::gc_artifacts;
+use orch_engine::upkeep::retention::gc_artifacts;
 
 use crate::cli::CleanupArgs;
 use crate::ctx::Ctx;
@@ -31,12 +31,12 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
     let r = repo.cleanup(&opts).await?;
     let pool = match args.pool {
         true => {
-            let pool_root = orch_engine::cleanup::worktree_root(root, &opts).ok_or_else(|| {
+            let pool_root = orch_engine::upkeep::cleanup::worktree_root(root, &opts).ok_or_else(|| {
                 anyhow::anyhow!(
                     "cannot find the worktree root: set HOME or XDG_DATA_HOME, or worktrees.root"
                 )
             })?;
-            Some(orch_engine::pool::remove(store, root, &pool_root).await?)
+            Some(orch_engine::upkeep::pool::remove(store, root, &pool_root).await?)
         }
         false => None,
     };
@@ -55,6 +55,6 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
 /// Runs `orch pool`.
 pub(super) async fn pool(ctx: &Ctx) -> Result<()> {
     let repo = ctx.open().await?;
-    let entries = orch_engine::pool::list(repo.store()).await?;
+    let entries = orch_engine::upkeep::pool::list(repo.store()).await?;
     output::pool::print(&entries, ctx.json)
 }

@@ -21,10 +21,10 @@ pub(super) fn show(ctx: &Ctx) -> Result<()> {
             e.value = serde_json::Value::String(orch_store::redact(url));
         }
     }
-    let agent = orch_engine::setup::agent_command(&loaded.config);
+    let agent = orch_engine::run::setup::agent_command(&loaded.config);
     let env = agent
         .as_deref()
-        .map(|a| orch_engine::setup::agent_env_allow(&loaded.config, a))
+        .map(|a| orch_engine::run::setup::agent_env_allow(&loaded.config, a))
         .unwrap_or_default();
     if ctx.json {
         return output::print_json(&json!({

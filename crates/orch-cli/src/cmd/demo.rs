@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use orch_engine::setup::Target;
+use orch_engine::run::setup::Target;
 
 use super::board::parse_board;
 use crate::cli::{DemoArgs, RunArgs};
@@ -125,7 +125,7 @@ fn make_repo(dir: &Path, exe: &Path) -> Result<()> {
         "# Written by `orch demo`.\n\n[run]\nconcurrency = 4\n\n[agent]\n# The scripted agent runs each task's ```sh block.\ncommand = {}\ntimeout = \"2m\"\n\n[validate]\nworker = [\"sh tests.sh\"]\nintegration = [\"sh tests.sh\"]\ntimeout = \"1m\"\n\n[policy]\nmax_attempts = 2\nbackoff = \"1s\"\n\n[worktrees]\n# Beside the demo repository, so the demo leaves nothing in your data directory.\nroot = {}\n",
         toml_string(&format!(
             "{} scripted-agent",
-            orch_engine::prompt::shell_quote(&exe.display().to_string())
+            orch_engine::agents::prompt::shell_quote(&exe.display().to_string())
         )),
         toml_string(&format!("{}.worktrees", dir.display()))
     );

@@ -1,7 +1,7 @@
 //! `orch status` and `orch land`: the integration line, and landing it by hand.
 
 use anyhow::Result;
-use orch_engine::land::LandOptions;
+use orch_engine::line::land::LandOptions;
 
 use crate::cli::LandArgs;
 use crate::ctx::Ctx;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use orch_engine::core::TaskStatus;
 use orch_engine::core::config::Config;
 use orch_engine::core::run::{CancelScope, RunId, RunState};
-use orch_engine::setup::Target;
+use orch_engine::run::setup::Target;
 use orch_engine::{Repo, RunHandle, RunOptions, RunSummary};
 
 use crate::cli::{RunArgs, RunCommand};

@@ -47,7 +47,7 @@ async fn list(store: &Store, json: bool) -> Result<()> {
 }
 
 async fn cancel(store: &Store, id: &RunId, json: bool) -> Result<()> {
-    orch_engine::steer::cancel_run(store, id, &crate::ctx::actor()).await?;
+    orch_engine::run::steer::cancel_run(store, id, &crate::ctx::actor()).await?;
     let info = store.run(id).await?;
     if json {
         return output::print_json(&output::CancelRequested::run(&id.0));
@@ -102,7 +102,8 @@ async fn show(repo: &Repo, id: &RunId, json: bool) -> Result<()> {
         .collect();
     let (attempts, validations) = (store.attempts(id).await?, store.validations(id).await?);
     let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
-    let real_head = orch_engine::setup::integration_head(repo.root(), &info, snap.head.as_ref())?;
+    let real_head =
+        orch_engine::run::setup::integration_head(repo.root(), &info, snap.head.as_ref())?;
     let story = RunStory {
         info: &info,
         interrupted,

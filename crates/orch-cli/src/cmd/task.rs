@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use orch_engine::core::task::{self, NewTask, TaskEdit};
 use orch_engine::core::transition::{self, Actor};
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_engine::steer::{self, Canceled};
+use orch_engine::run::steer::{self, Canceled};
 use orch_store::{EventFilter, MoveRequest, Store};
 
 use crate::cli::{BodyArgs, TaskAdd, TaskCommand, TaskEditArgs, TaskMove};

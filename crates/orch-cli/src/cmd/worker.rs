@@ -4,7 +4,7 @@
 //! `--drain`, until the queue is empty.
 
 use anyhow::Result;
-use orch_engine::worker::{self, WorkerEvent, WorkerOptions};
+use orch_engine::workers::{self, WorkerEvent, WorkerOptions};
 
 use crate::cli::WorkerArgs;
 use crate::ctx::Ctx;
@@ -14,9 +14,9 @@ pub(super) async fn worker(ctx: &Ctx, args: &WorkerArgs) -> Result<()> {
     let repo = ctx.open().await?;
     let artifacts = repo.artifacts();
     let ecfg = repo.engine(vec![], true)?.config().clone();
-    let name = args.name.clone().unwrap_or_else(worker::default_name);
+    let name = args.name.clone().unwrap_or_else(workers::default_name);
     let opts = WorkerOptions {
-        worktree_root: worker::worktree_root(&ecfg.worktree_root, &name),
+        worktree_root: workers::worktree_root(&ecfg.worktree_root, &name),
         name,
         labels: args.labels.clone(),
         concurrency: usize::from(args.concurrency),
@@ -24,7 +24,7 @@ pub(super) async fn worker(ctx: &Ctx, args: &WorkerArgs) -> Result<()> {
         config: ecfg.config,
         artifacts_root: artifacts,
     };
-    let stop = worker::CancellationToken::new();
+    let stop = workers::CancellationToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let name = opts.name.clone();
     if !ctx.json {
@@ -35,7 +35,7 @@ pub(super) async fn worker(ctx: &Ctx, args: &WorkerArgs) -> Result<()> {
     let root = repo.root().to_path_buf();
     let store = repo.store().clone();
     let token = stop.clone();
-    let run = tokio::spawn(async move { worker::run_worker(store, &root, opts, token, tx).await });
+    let run = tokio::spawn(async move { workers::run_worker(store, &root, opts, token, tx).await });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let json = ctx.json;
     let mut signaled = false;

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use orch_engine::cleanup::{Preview, Report};
-use orch_engine::pool::PoolRemoval;
+use orch_engine::upkeep::cleanup::{Preview, Report};
+use orch_engine::upkeep::pool::PoolRemoval;
 use serde::Serialize;
 
 #[derive(Serialize)]

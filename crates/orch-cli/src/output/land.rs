@@ -1,6 +1,6 @@
 //! `orch status` and `orch land`: their `--json` shapes and their lines.
 
-use orch_engine::status::{Behind, LineStatus};
+use orch_engine::line::status::{Behind, LineStatus};
 use serde::Serialize;
 
 #[derive(Serialize)]

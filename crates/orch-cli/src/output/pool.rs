@@ -2,7 +2,7 @@
 
 use orch_engine::core::pool::SlotState;
 use orch_engine::core::units::ByteSize;
-use orch_engine::pool::PoolEntry;
+use orch_engine::upkeep::pool::PoolEntry;
 use serde::Serialize;
 
 /// `orch pool --json`: one object per pooled worktree.

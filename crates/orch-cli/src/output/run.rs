@@ -230,7 +230,7 @@ pub struct RunStory<'a> {
     /// Its journal, folded.
     pub snap: &'a RunSnapshot,
     /// Where the integration branch really is.
-    pub real_head: orch_engine::setup::LineHead,
+    pub real_head: orch_engine::run::setup::LineHead,
     /// Its attempts, validations, merges and proposals.
     pub attempts: &'a [AttemptRow],
     /// Gate commands.
@@ -468,7 +468,7 @@ impl<'a> RunStory<'a> {
 }
 
 /// `orch run` with nothing to claim: what is stuck, and how to move it.
-pub fn print_idle(idle: &orch_engine::land::Idle, json: bool) -> anyhow::Result<()> {
+pub fn print_idle(idle: &orch_engine::line::land::Idle, json: bool) -> anyhow::Result<()> {
     if json {
         return super::print_json(&serde_json::json!({
             "nothing_to_claim": true,

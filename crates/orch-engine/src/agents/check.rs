@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use orch_validate::{Environment, name_matches};
 use serde::Serialize;
 
-use crate::presets::PresetSpec;
+use crate::agents::presets::PresetSpec;
 
 /// How long `--version` or `--help` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);

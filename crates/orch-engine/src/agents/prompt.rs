@@ -32,7 +32,7 @@ pub struct CommandValues {
 /// preset, `{resume}` and `{allowed_tools}` become its fragments (or nothing).
 pub fn render_command(
     template: &str,
-    preset: Option<&crate::presets::PresetSpec>,
+    preset: Option<&crate::agents::presets::PresetSpec>,
     v: &CommandValues,
 ) -> String {
     let session = v.session_id.as_deref().map(shell_quote);
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn rendered_command_lines() {
         let mut out = String::new();
-        for p in crate::presets::ALL {
+        for p in crate::agents::presets::ALL {
             let v = CommandValues {
                 prompt_file: "/data/art/r1/3/2/prompt.md".into(),
                 worktree: "/data/wt/r1/task-3-2".into(),
@@ -338,7 +338,7 @@ mod tests {
             out.push_str(&format!("{}: {line}\n", p.preset));
         }
         assert_eq!(
-            crate::presets::template(orch_core::config::Preset::None),
+            crate::agents::presets::template(orch_core::config::Preset::None),
             None
         );
         insta::assert_snapshot!(out);

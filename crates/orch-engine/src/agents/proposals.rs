@@ -1,5 +1,5 @@
 //! The planner's protocol: the typed request it gets on its stdin, and its answer
-//! parsed into proposals, which the core judges. Running it is `exec::planner`'s.
+//! parsed into proposals, which the core judges. Running it is `exec::ask_planner`'s.
 
 use serde::Serialize;
 

@@ -371,5 +371,5 @@ pub fn quota_pattern(text: &str, patterns: &[String]) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "agent_output_tests.rs"]
+#[path = "report_tests.rs"]
 mod tests;

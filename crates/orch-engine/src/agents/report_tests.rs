@@ -17,7 +17,7 @@ fn read(format: AgentOutput, text: &str) -> OutputReader {
 fn claude_stream_json_gives_cost_tokens_turns_and_session() {
     let r = read(
         AgentOutput::ClaudeStreamJson,
-        include_str!("../tests/fixtures/claude-2.1.332-write.jsonl"),
+        include_str!("../../tests/fixtures/claude-2.1.332-write.jsonl"),
     );
     let u = r.report().usage.expect("a result event");
     assert_eq!(u.input_tokens, 200);
@@ -35,7 +35,7 @@ fn claude_stream_json_gives_cost_tokens_turns_and_session() {
 
 #[test]
 fn claude_live_usage_sums_messages_before_the_result() {
-    let text = include_str!("../tests/fixtures/claude-2.1.332-write.jsonl");
+    let text = include_str!("../../tests/fixtures/claude-2.1.332-write.jsonl");
     let mut r = OutputReader::new(AgentOutput::ClaudeStreamJson);
     let mut changed = 0;
     for l in text.lines().filter(|l| !l.contains("\"type\":\"result\"")) {
@@ -50,7 +50,7 @@ fn claude_live_usage_sums_messages_before_the_result() {
 fn claude_rate_limits_are_quota_signals() {
     let r = read(
         AgentOutput::ClaudeStreamJson,
-        include_str!("../tests/fixtures/claude-2.1.332-429.jsonl"),
+        include_str!("../../tests/fixtures/claude-2.1.332-429.jsonl"),
     );
     assert!(r.report().quota.unwrap().starts_with("429: API Error"));
     // Its own retries: the third in a row is a signal.
@@ -87,7 +87,7 @@ fn permission_denials_are_kept() {
 fn codex_and_gemini_streams_give_their_usage() {
     let c = read(
         AgentOutput::CodexJson,
-        include_str!("../tests/fixtures/codex-0.171.0-exec.jsonl"),
+        include_str!("../../tests/fixtures/codex-0.171.0-exec.jsonl"),
     );
     let u = c.report().usage.unwrap();
     assert_eq!(
@@ -101,7 +101,7 @@ fn codex_and_gemini_streams_give_their_usage() {
     assert!(c.report().quota.is_none());
     let g = read(
         AgentOutput::GeminiStreamJson,
-        include_str!("../tests/fixtures/gemini-0.61.0-write.jsonl"),
+        include_str!("../../tests/fixtures/gemini-0.61.0-write.jsonl"),
     );
     let u = g.report().usage.unwrap();
     assert_eq!(
@@ -134,7 +134,7 @@ fn text_is_not_parsed_but_patterns_match() {
 fn opencode_json_gives_tokens_cost_and_session() {
     let o = read(
         AgentOutput::OpencodeJson,
-        include_str!("../tests/fixtures/opencode-1.18.33-write.jsonl"),
+        include_str!("../../tests/fixtures/opencode-1.18.33-write.jsonl"),
     );
     let u = o.report().usage.unwrap();
     assert_eq!(

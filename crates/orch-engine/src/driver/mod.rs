@@ -26,9 +26,9 @@ use tracing::Instrument;
 use crate::exec::{self, Ctx, Stop};
 
 mod lane;
-use crate::handle::Steer;
-use crate::lease::{self, Owner};
 use crate::ports::Ports;
+use crate::recover::lease::{self, Owner};
+use crate::run::handle::Steer;
 use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now};
 use lane::{Done, Lane, LaneFuture, run_lane};
 
@@ -416,7 +416,7 @@ impl RunDriver {
         for e in events {
             self.handle.publish(RunUpdate::Journal(e.clone()));
             if notify && orch_core::notify::notifies(&e.event) {
-                let send = crate::notify::send(self.ctx.clone(), e.clone());
+                let send = crate::run::notify::send(self.ctx.clone(), e.clone());
                 self.notices.spawn(send);
             }
         }

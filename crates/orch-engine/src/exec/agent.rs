@@ -10,9 +10,11 @@ use orch_core::run::{
 };
 use orch_validate::{CommandSpec, Outcome, Program};
 
-use super::{Ctx, Stop, blocking, output};
+use super::live_output;
+use super::{Ctx, Stop, blocking};
+use crate::agents::prompt;
 use crate::ports::CommitError;
-use crate::{EXIT_MARKER, crash_point, prompt};
+use crate::{EXIT_MARKER, crash_point};
 
 /// What the core asked for: an attempt's agent, on its base, with a planner's note,
 /// the previous failure, and the session to resume.
@@ -183,7 +185,7 @@ async fn after_the_agent(
     exit: &AgentExit,
     left: Left,
 ) -> (AgentReport, Option<Changes>) {
-    let mut report = output::final_report(ctx, spec, exit);
+    let mut report = live_output::final_report(ctx, spec, exit);
     if let AgentExit::FailedToStart(why) = exit
         && super::disk_full(why)
     {
@@ -225,7 +227,7 @@ fn program(ctx: &Ctx, line: String, wt: &Path, dir: &Path) -> Program {
         orch_core::config::Sandbox::Bwrap => {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             let dirs = ctx.preset().map_or(&[][..], |p| p.sandbox_dirs);
-            let sb = crate::sandbox::Sandbox::for_attempt(
+            let sb = crate::agents::sandbox::Sandbox::for_attempt(
                 wt,
                 dir,
                 &ctx.git.common_dir(),
@@ -367,7 +369,7 @@ pub(crate) async fn run_streamed(
     spec: &CommandSpec,
     stop: &Stop,
 ) -> AgentExit {
-    let (tx, forward) = output::forward_parsed(ctx, attempt);
+    let (tx, forward) = live_output::forward_parsed(ctx, attempt);
     let (report, ()) = tokio::join!(ctx.procs.run(spec, &stop.term, Some(tx)), forward);
     match report {
         Ok(r) => match r.outcome {

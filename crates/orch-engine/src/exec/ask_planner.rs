@@ -11,9 +11,9 @@ use orch_core::run::{FailureKind, Input};
 use orch_validate::{CommandSpec, Environment, Program};
 
 use super::{Ctx, Stop};
-use crate::agent_output::OutputReader;
-use crate::planner::{Candidate, Request, extract_answer, parse_proposals};
-use crate::presets::PlannerSpec;
+use crate::agents::presets::PlannerSpec;
+use crate::agents::proposals::{Candidate, Request, extract_answer, parse_proposals};
+use crate::agents::report::OutputReader;
 
 /// What the core asked the planner.
 pub(crate) struct Ask {
@@ -32,7 +32,7 @@ pub(crate) async fn ask(ctx: Arc<Ctx>, ask: Ask, stop: Stop) -> Input {
         return Input::PlannerFailed { request, reason };
     }
     let req = self::request(&ctx, &ask);
-    let preset = crate::presets::planner(&planner);
+    let preset = crate::agents::presets::planner(&planner);
     let spec = command(&ctx, &planner, preset, &req);
     let result = ctx.procs.run(&spec, &stop.term, None).await;
     let r = match result {
@@ -101,12 +101,13 @@ fn request(ctx: &Ctx, ask: &Ask) -> Request {
 fn command(ctx: &Ctx, planner: &str, preset: Option<&PlannerSpec>, req: &Request) -> CommandSpec {
     let (line, stdin, allow) = match preset {
         Some(p) => {
-            let schema = crate::prompt::shell_quote(crate::planner::SCHEMA);
-            let cli = crate::presets::spec(p.preset).expect("every planner preset is a preset");
+            let schema = crate::agents::prompt::shell_quote(crate::agents::proposals::SCHEMA);
+            let cli =
+                crate::agents::presets::spec(p.preset).expect("every planner preset is a preset");
             (
                 p.command.replace("{schema}", &schema),
-                crate::planner::prompt(req).into_bytes(),
-                crate::setup::preset_env_allow(&ctx.cfg.config, cli),
+                crate::agents::proposals::prompt(req).into_bytes(),
+                crate::run::setup::preset_env_allow(&ctx.cfg.config, cli),
             )
         }
         None => (

@@ -95,17 +95,17 @@ pub(crate) async fn run(ctx: Arc<Ctx>, ask: GateAsk, stop: Stop) -> Input {
         let at = (lease.path.clone(), None, commands);
         return run_in(ctx, run, stop, at).await;
     }
-    let p = match super::pool::lease_integration(&ctx, attempt).await {
+    let p = match super::pooled::lease_integration(&ctx, attempt).await {
         Ok(p) => p,
         Err(e) => return broken(format!("no integration checkout: {e}")),
     };
     if let Err(e) = checkout(&ctx, &p.path, &commit, true).await {
-        super::pool::release_integration(&ctx, attempt, &p, true).await;
+        super::pooled::release_integration(&ctx, attempt, &p, true).await;
         return broken(format!("could not check out {commit}: {e}"));
     }
     let at = (p.path.clone(), Some(p.slot), commands);
     let input = run_in(ctx.clone(), run, stop, at).await;
-    super::pool::release_integration(&ctx, attempt, &p, false).await;
+    super::pooled::release_integration(&ctx, attempt, &p, false).await;
     input
 }
 

@@ -12,8 +12,9 @@ use orch_validate::{CommandSpec, Line, files};
 use tokio::sync::mpsc;
 
 use super::Ctx;
-use crate::agent_output::{OutputReader, quota_pattern};
-use crate::{RunUpdate, presets};
+use crate::RunUpdate;
+use crate::agents::presets;
+use crate::agents::report::{OutputReader, quota_pattern};
 
 /// How often the core hears of usage so far, at most (a quota signal goes at once).
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use super::{Ctx, blocking};
+use crate::crash_point;
+use crate::line::layout;
 use crate::ports::{RefError, moved_by_orch};
-use crate::{crash_point, layout};
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{AttemptId, CommitId, Input, MergeResult, RefResult};
 

@@ -4,13 +4,13 @@
 //! what happened in the core's terms.
 
 pub(crate) mod agent;
-pub(crate) mod cleanup;
+pub(crate) mod ask_planner;
 pub(crate) mod gate;
+pub(crate) mod live_output;
 pub(crate) mod merge;
-pub(crate) mod output;
-pub(crate) mod planner;
-pub(crate) mod pool;
+pub(crate) mod pooled;
 pub(crate) mod remote;
+pub(crate) mod teardown;
 pub(crate) mod worktree;
 
 use std::collections::HashMap;
@@ -22,8 +22,9 @@ use orch_core::{Task, TaskId};
 use orch_validate::{Artifacts, CancellationToken, Environment, Line};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::line::layout;
 use crate::ports::{GitPort, JournalPort, ProcessPort};
-use crate::{EngineConfig, RunHandle, RunUpdate, layout};
+use crate::{EngineConfig, RunHandle, RunUpdate};
 
 /// What every command of one run needs, shared by its spawned work.
 pub(crate) struct Ctx {
@@ -47,7 +48,7 @@ pub(crate) struct Ctx {
     /// Which integration slots' checkouts a gate is using (without the pool).
     pub(crate) integration_slots: std::sync::Mutex<Vec<bool>>,
     /// The pooled worktrees the run's attempts hold, by attempt (`task-3-1`).
-    pub(crate) slots: std::sync::Mutex<HashMap<String, pool::Pooled>>,
+    pub(crate) slots: std::sync::Mutex<HashMap<String, pooled::Pooled>>,
     /// The tag its processes carry instead of the run's (`<run>@worker:<name>` on a
     /// worker), so that only their own orch stops them after a crash.
     pub(crate) process_tag: Option<String>,
@@ -135,8 +136,8 @@ impl Ctx {
     }
 
     /// The preset the run's agent command is, if it is one (not a custom command).
-    pub(crate) fn preset(&self) -> Option<&'static crate::presets::PresetSpec> {
-        crate::setup::preset_of(&self.cfg.config, &self.cfg.agent_command)
+    pub(crate) fn preset(&self) -> Option<&'static crate::agents::presets::PresetSpec> {
+        crate::run::setup::preset_of(&self.cfg.config, &self.cfg.agent_command)
     }
 
     /// The message of `a`'s task commit (`None`), or of its merge in `style`.
@@ -146,21 +147,21 @@ impl Ctx {
         style: Option<orch_core::config::MergeStyle>,
     ) -> String {
         let task = self.task(a.task);
-        let s = crate::history::Subject {
+        let s = crate::line::history::Subject {
             run: &self.run,
             attempt: a,
             task: task.as_ref(),
             co_author: self.preset().map(|p| p.co_author),
         };
         match style {
-            None => crate::history::task_commit(&self.cfg.config.run, &s),
-            Some(style) => crate::history::merge_commit(style, &s),
+            None => crate::line::history::task_commit(&self.cfg.config.run, &s),
+            Some(style) => crate::line::history::merge_commit(style, &s),
         }
     }
 
     /// The variables an agent may see.
     pub(crate) fn env_allow(&self) -> Vec<String> {
-        crate::setup::agent_env_allow(&self.cfg.config, &self.cfg.agent_command)
+        crate::run::setup::agent_env_allow(&self.cfg.config, &self.cfg.agent_command)
     }
 
     /// The environment of an attempt's processes: the allowlist plus orch's variables,
@@ -285,7 +286,7 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             new,
         } => Box::pin(async move { Some(merge::advance(ctx, attempt, expected, new).await) }),
         Command::ReleaseWorktree { attempt } => Box::pin(async move {
-            for e in pool::release(&ctx, attempt, false).await {
+            for e in pooled::release(&ctx, attempt, false).await {
                 tracing::warn!(%attempt, error = %e, "giving a worktree back to the pool");
             }
             None
@@ -296,7 +297,7 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             delete_branch,
             retention,
         } => Box::pin(async move {
-            let r = cleanup::cleanup(ctx, attempt, remove_worktree, delete_branch, retention);
+            let r = teardown::cleanup(ctx, attempt, remove_worktree, delete_branch, retention);
             Some(r.await)
         }),
         Command::AskPlanner {
@@ -305,13 +306,13 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             free_slots,
             failures,
         } => {
-            let ask = planner::Ask {
+            let ask = ask_planner::Ask {
                 request,
                 claimable,
                 free_slots,
                 failures,
             };
-            Box::pin(async move { Some(planner::ask(ctx, ask, stop).await) })
+            Box::pin(async move { Some(ask_planner::ask(ctx, ask, stop).await) })
         }
         Command::Persist(_)
         | Command::Claim { .. }

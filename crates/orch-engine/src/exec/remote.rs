@@ -267,7 +267,7 @@ pub(crate) async fn advance_remote(
     expected: &CommitId,
     new: &CommitId,
 ) -> Result<(), RefError> {
-    let reference = crate::layout::integration_ref(&ctx.cfg.config.run, &ctx.run);
+    let reference = crate::line::layout::integration_ref(&ctx.cfg.config.run, &ctx.run);
     let (git, remote, e, n) = (ctx.git.clone(), remote(ctx), expected.clone(), new.clone());
     blocking(move || {
         // The usual case in one round trip; the remote is asked only on a refusal. A
@@ -303,7 +303,7 @@ pub(crate) async fn cleanup(ctx: &Ctx, attempt: AttemptId, delete_branch: bool) 
         errors.push(e.to_string());
     }
     let (git, remote) = (ctx.git.clone(), remote(ctx));
-    let mut refs = vec![crate::layout::candidate_ref(&ctx.run, attempt)];
+    let mut refs = vec![crate::line::layout::candidate_ref(&ctx.run, attempt)];
     if delete_branch {
         refs.push(format!("refs/heads/{}", attempt.branch(&ctx.run)));
     }

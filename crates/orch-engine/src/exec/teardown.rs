@@ -31,7 +31,7 @@ pub(crate) async fn cleanup(
     // work is on its branch, which stays as the policy says.
     let pooled = ctx.held(attempt).is_some();
     let mut errors = match pooled {
-        true => super::pool::release(&ctx, attempt, delete_branch).await,
+        true => super::pooled::release(&ctx, attempt, delete_branch).await,
         false => Vec::new(),
     };
     if super::remote::on_workers(&ctx) {
@@ -52,7 +52,7 @@ pub(crate) async fn cleanup(
                 errors.push(e.to_string());
             }
             // The merge candidate is in the integration branch now, or abandoned.
-            if let Err(e) = git.unpin(&crate::layout::candidate_ref(&run, attempt)) {
+            if let Err(e) = git.unpin(&crate::line::layout::candidate_ref(&run, attempt)) {
                 errors.push(e);
             }
             let _ = artifacts.set_outcome(&run, attempt, kept);

@@ -15,7 +15,7 @@ pub(crate) async fn provision(
     base: CommitId,
 ) -> Input {
     if ctx.pooled() {
-        return match super::pool::provision(&ctx, attempt, &branch, &base).await {
+        return match super::pooled::provision(&ctx, attempt, &branch, &base).await {
             Ok(_) => Input::WorktreeReady { attempt },
             Err(error) => Input::WorktreeFailed { attempt, error },
         };

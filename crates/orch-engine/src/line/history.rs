@@ -55,7 +55,7 @@ pub(crate) fn task_commit(cfg: &RunConfig, s: &Subject<'_>) -> String {
         "" => s.title(),
         template => {
             let body = s.task.map(|t| t.body.trim().to_owned()).unwrap_or_default();
-            crate::prompt::fill(
+            crate::agents::prompt::fill(
                 template,
                 &[
                     ("{title}", s.title()),

@@ -12,7 +12,8 @@ use orch_core::ports::MergeOutcome;
 use orch_core::run::{CommitId, Journaled, RunEvent, RunId, Stage};
 use orch_validate::{CancellationToken, Environment, GateSpec};
 
-use crate::{Engine, EngineError, RunHandle, RunUpdate, layout, now};
+use crate::line::layout;
+use crate::{Engine, EngineError, RunHandle, RunUpdate, now};
 
 /// Why a new run was not started: nothing on the board can be claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]

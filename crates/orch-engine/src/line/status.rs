@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use orch_core::landing::{self, LineTrust};
 use orch_core::run::{CommitId, RunId};
 
-use crate::{Engine, EngineError, RunHandle, land::LandOptions, layout};
+use crate::line::land::LandOptions;
+use crate::line::layout;
+use crate::{Engine, EngineError, RunHandle};
 
 /// How far down the line's first-parent history a validated commit is looked for.
 const TRUST_WALK: usize = 200;

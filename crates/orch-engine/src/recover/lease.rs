@@ -109,3 +109,45 @@ pub async fn kill_run_processes(run: &RunId) {
     })
     .await;
 }
+
+/// Whether a run whose start failed never got going, by its journal: only then is it
+/// abandoned. A journal that cannot be read says nothing, and the run stays
+/// resumable: an empty journal read as a default would end a run that had work.
+pub(crate) fn never_started(
+    run: &orch_core::run::RunId,
+    journal: Result<Vec<orch_core::run::RunEvent>, orch_store::StoreError>,
+) -> bool {
+    match journal {
+        Ok(events) => {
+            orch_core::run::RunSnapshot::from_events(&events).state
+                == orch_core::run::RunState::Created
+        }
+        Err(e) => {
+            tracing::error!(%run, error = %e, "the run's journal cannot be read; it is left to resume");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use orch_core::run::{RunEvent, RunId, RunState};
+    use orch_store::StoreError;
+
+    use super::never_started;
+
+    /// A failed read never ends a run; an empty or unstarted journal does.
+    #[test]
+    fn only_a_journal_read_whole_can_abandon_a_run() {
+        let run = RunId("r1".into());
+        let unreadable = Err(StoreError::Busy);
+        assert!(!never_started(&run, unreadable));
+        assert!(never_started(&run, Ok(Vec::new())));
+        let started = vec![RunEvent::RunMoved {
+            from: RunState::Created,
+            to: RunState::Running,
+            reason: "started".into(),
+        }];
+        assert!(!never_started(&run, Ok(started)));
+    }
+}

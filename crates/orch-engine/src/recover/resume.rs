@@ -15,8 +15,9 @@ use orch_store::RunInfo;
 use orch_validate::{Artifacts, CancellationToken};
 use tokio::sync::mpsc;
 
-use crate::lease::{Owner, owner_is_dead};
-use crate::{EXIT_MARKER, Engine, EngineError, RunHandle, RunSummary, StoredRun, layout, now};
+use crate::line::layout;
+use crate::recover::lease::{Owner, owner_is_dead};
+use crate::{EXIT_MARKER, Engine, EngineError, RunHandle, RunSummary, StoredRun, now};
 
 impl Engine {
     /// Resumes `run` after its orch stopped: takes the run's lease (at once if its

@@ -10,7 +10,8 @@ use std::time::Duration;
 use orch_core::jobs::JobState;
 use orch_core::run::{AttemptId, AttemptState, FinishedAgent, RunId, RunSnapshot};
 
-use crate::{Engine, EngineError, layout};
+use crate::line::layout;
+use crate::{Engine, EngineError};
 
 impl Engine {
     fn on_workers(&self) -> bool {

@@ -36,7 +36,7 @@ impl<'a> Board<'a> {
         to: TaskStatus,
         reason: &str,
     ) -> Result<Task, crate::EngineError> {
-        crate::steer::move_task(self.store, id, to, reason, self.actor).await
+        crate::run::steer::move_task(self.store, id, to, reason, self.actor).await
     }
 
     /// Imports a board file: idempotent by key, all or nothing.

@@ -19,10 +19,11 @@ pub use dir::{RepoDir, git, write_atomic};
 pub use settings::{ConfigError, Entry, Settings, user_file};
 pub use start::{Run, RunOptions};
 
-use crate::cleanup::{self, CleanupOptions};
-use crate::land::LandOptions;
-use crate::status::LineStatus;
-use crate::{Engine, EngineError, setup};
+use crate::line::land::LandOptions;
+use crate::line::status::LineStatus;
+use crate::run::setup;
+use crate::upkeep::cleanup::{self, CleanupOptions};
+use crate::{Engine, EngineError};
 
 /// Why a repository could not be opened or set up.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use orch_core::run::{CancelScope, RunId};
 use orch_core::task::TaskId;
 
 use super::Repo;
-use crate::setup::{self, Target};
+use crate::run::setup::{self, Target};
 use crate::{Engine, EngineError, RunHandle, RunSummary, Subscription};
 
 /// What run to start.
@@ -123,7 +123,7 @@ impl Repo {
 fn preflight(engine: &Engine) -> Result<(), EngineError> {
     let cfg = engine.config();
     if cfg.config.agent.sandbox == Sandbox::Bwrap {
-        crate::sandbox::check_bwrap().map_err(EngineError::Config)?;
+        crate::agents::sandbox::check_bwrap().map_err(EngineError::Config)?;
     }
     let Some(check) = setup::agent_preflight(cfg) else {
         return Ok(());

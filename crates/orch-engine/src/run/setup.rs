@@ -13,7 +13,9 @@ use orch_core::run::{CommitId, RunId, RunSnapshot};
 use orch_git::Git;
 use orch_store::Store;
 
-use crate::{Engine, EngineConfig, EngineError, interrupted_runs, layout, now, presets};
+use crate::agents::presets;
+use crate::line::layout;
+use crate::{Engine, EngineConfig, EngineError, interrupted_runs, now};
 
 /// The agent command a configuration runs: `agent.command`, else its preset's.
 pub fn agent_command(config: &Config) -> Option<String> {

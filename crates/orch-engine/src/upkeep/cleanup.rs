@@ -261,7 +261,7 @@ pub async fn apply(
     opts: &CleanupOptions,
 ) -> Result<Report, EngineError> {
     if let Some(root) = worktree_root(repo, opts) {
-        crate::pool::tidy(store, repo, &root).await?;
+        crate::upkeep::pool::tidy(store, repo, &root).await?;
     }
     let g = gather(store, repo, opts).await?;
     let inventory = g.git.inventory()?;

@@ -12,7 +12,7 @@ use orch_git::Git;
 use orch_store::Store;
 
 use crate::EngineError;
-use crate::exec::pool::dir_bytes;
+use crate::exec::pooled::dir_bytes;
 
 /// One pooled worktree, as `orch pool` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,6 +26,7 @@ use crate::ports::{GitPort, RealProcesses};
 use crate::{EngineConfig, EngineError, RunHandle, StoredRun};
 
 mod chores;
+pub mod remote_logs;
 use chores::{clear_leftovers, push_over, tails};
 
 /// How a worker works.
@@ -370,7 +371,7 @@ impl Shared {
         let tracking = format!("refs/remotes/{}/{branch}", ctx.cfg.config.run.remote);
         let pooled = ctx.held(a).is_some();
         if pooled {
-            for e in exec::pool::release(ctx, a, true).await {
+            for e in exec::pooled::release(ctx, a, true).await {
                 tracing::warn!(attempt = %a, error = %e, "giving a worktree back to the pool");
             }
         }
@@ -541,5 +542,9 @@ pub fn worktree_root(root: &Path, name: &str) -> PathBuf {
 
 /// A worker's default name: `host:pid`.
 pub fn default_name() -> String {
-    format!("{}:{}", crate::lease::hostname(), std::process::id())
+    format!(
+        "{}:{}",
+        crate::recover::lease::hostname(),
+        std::process::id()
+    )
 }

@@ -1,0 +1,25 @@
+//! orch's one test harness, shared by every crate's tests and by xtask: a sandbox
+//! that drives the `orch` binary against a throwaway repository ([`Sandbox`]), git run
+//! with none of the caller's `GIT_*` variables ([`git()`]), a fresh database on the
+//! PostgreSQL test server ([`postgres`]), processes a run tagged ([`tagged_with`]),
+//! the loopback stand-in for the Anthropic API ([`anthropic`]) and the WebDriver
+//! client for the dashboard's browser tests ([`webdriver`]). Dev-only: it panics on
+//! failure, as a test should.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a harness fails its test by panicking"
+)]
+
+pub mod anthropic;
+mod git;
+pub mod postgres;
+mod procs;
+mod sandbox;
+pub mod webdriver;
+
+pub use git::{git, git_cmd, git_in};
+pub use procs::tagged_with;
+pub use sandbox::{Run, Sandbox};
