@@ -9,53 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::TaskId;
+use crate::config::BadSetting;
+pub use crate::config::WorkerConfig;
 use crate::run::{CommitId, FinishedAgent};
-use crate::units::Duration;
-
-/// `[worker]`: how `orch worker` holds its jobs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkerConfig {
-    /// How long a job stays a worker's after its last heartbeat; past it, another
-    /// worker takes the job. The heartbeat comes every third of it.
-    pub lease_ttl: Duration,
-    /// How often an idle worker looks for a job, and a coordinator for results.
-    pub poll: Duration,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            lease_ttl: Duration::from_secs(30),
-            poll: Duration(std::time::Duration::from_millis(500)),
-        }
-    }
-}
-
-impl WorkerConfig {
-    /// Checks the values: a lease of at least 3 s (a heartbeat a second at the
-    /// quickest), a poll of at least 10 ms and shorter than the lease.
-    pub fn check(&self) -> Result<(), String> {
-        if self.lease_ttl.0 < std::time::Duration::from_secs(3) {
-            return Err(format!(
-                "worker.lease_ttl is {}; it must be at least 3s",
-                self.lease_ttl
-            ));
-        }
-        if self.poll.0 < std::time::Duration::from_millis(10) || self.poll.0 >= self.lease_ttl.0 {
-            return Err(format!(
-                "worker.poll is {}; it must be at least 10ms and shorter than worker.lease_ttl ({})",
-                self.poll, self.lease_ttl
-            ));
-        }
-        Ok(())
-    }
-
-    /// How often a worker renews its leases.
-    pub fn heartbeat(&self) -> std::time::Duration {
-        self.lease_ttl.0 / 3
-    }
-}
 
 /// What a coordinator posts for one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,13 +197,16 @@ pub fn label_patterns(worker_labels: &[String]) -> Vec<String> {
 }
 
 /// Checks `orch worker --labels` values: non-empty, without commas.
-pub fn check_labels(labels: &[String]) -> Result<(), String> {
+pub fn check_labels(labels: &[String]) -> Result<(), BadSetting> {
     match labels
         .iter()
         .find(|l| l.is_empty() || l.contains([',', '%', '_']))
     {
-        Some(l) => Err(format!(
-            "label {l:?} cannot be matched: labels must be non-empty, without ',', '%' or '_'"
+        Some(l) => Err(BadSetting::new(
+            "labels",
+            format!(
+                "label {l:?} cannot be matched: labels must be non-empty, without ',', '%' or '_'"
+            ),
         )),
         None => Ok(()),
     }
@@ -256,6 +215,7 @@ pub fn check_labels(labels: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::Duration;
 
     fn job(state: JobState, epoch: i64, until: Option<i64>) -> Job {
         Job {
@@ -319,7 +279,7 @@ mod tests {
             lease_ttl: ms(1000),
             ..WorkerConfig::default()
         };
-        assert!(short.check().unwrap_err().contains("at least 3s"));
+        assert!(short.check().unwrap_err().message.contains("at least 3s"));
         let slow = WorkerConfig {
             lease_ttl: ms(3000),
             poll: ms(3000),
@@ -327,6 +287,7 @@ mod tests {
         assert!(
             slow.check()
                 .unwrap_err()
+                .message
                 .contains("shorter than worker.lease_ttl")
         );
         assert_eq!(

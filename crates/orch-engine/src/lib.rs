@@ -321,7 +321,10 @@ impl Engine {
     /// branch does not exist yet (it would be adopted silently otherwise).
     fn check_refs(&self, run: &RunId) -> Result<(), EngineError> {
         let cfg = &self.cfg.config.run;
-        self.cfg.config.check().map_err(EngineError::Config)?;
+        self.cfg
+            .config
+            .check()
+            .map_err(|e| EngineError::Config(e.to_string()))?;
         if cfg.executors == orch_core::config::Executors::Workers {
             self.store.check_serves_workers()?;
             if let Err(e) = self.git.remote_ref(&cfg.remote, "HEAD") {

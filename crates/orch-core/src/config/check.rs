@@ -9,7 +9,7 @@ const DAY: u64 = 24 * 3600;
 impl Config {
     /// Checks everything a run relies on: what is wrong, naming the key and what is
     /// allowed.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), BadSetting> {
         self.check_durations()?;
         self.run.check_branches()?;
         self.worktrees.check()?;
@@ -23,7 +23,7 @@ impl Config {
 
     /// The ports of every slot a run uses (`worktrees.pool_max`, or when that is 0
     /// `run.concurrency` plus `run.integration_depth`) stay within 1 to 65535.
-    pub fn check_ports(&self) -> Result<(), String> {
+    pub fn check_ports(&self) -> Result<(), BadSetting> {
         let w = &self.worktrees;
         let slots = match w.pool_max {
             0 => self.run.concurrency.get() as u64 + self.run.integration_depth.get() as u64,
@@ -31,9 +31,12 @@ impl Config {
         };
         let last = w.port_base as u64 + w.ports_per_slot as u64 * slots - 1;
         if last > 65535 {
-            return Err(format!(
-                "worktrees.port_base {} with worktrees.ports_per_slot {} gives {slots} slots (worktrees.pool_max, or run.concurrency + run.integration_depth when it is 0) ports up to {last}; allowed: ports within 1 to 65535, so lower one of them",
-                w.port_base, w.ports_per_slot
+            return Err(BadSetting::new(
+                "worktrees.port_base",
+                format!(
+                    "worktrees.port_base {} with worktrees.ports_per_slot {} gives {slots} slots (worktrees.pool_max, or run.concurrency + run.integration_depth when it is 0) ports up to {last}; allowed: ports within 1 to 65535, so lower one of them",
+                    w.port_base, w.ports_per_slot
+                ),
             ));
         }
         Ok(())
@@ -41,7 +44,7 @@ impl Config {
 
     /// Every duration against its sane maximum: a day, or longer where the key
     /// means it (how long failed attempts are kept, how long a quota may hold a run).
-    pub fn check_durations(&self) -> Result<(), String> {
+    pub fn check_durations(&self) -> Result<(), BadSetting> {
         let secs = |d: std::time::Duration| d.as_secs_f64();
         let limits: [(&str, std::time::Duration, u64); 10] = [
             ("run.lease_ttl", self.run.lease_ttl.0, DAY),
@@ -66,9 +69,12 @@ impl Config {
         for (key, value, max) in limits {
             if secs(value) > max as f64 {
                 let max = super::Duration::from_secs(max);
-                return Err(format!(
-                    "{key} {} is too long: allowed up to {max}",
-                    super::Duration(value)
+                return Err(BadSetting::new(
+                    key,
+                    format!(
+                        "{key} {} is too long: allowed up to {max}",
+                        super::Duration(value)
+                    ),
                 ));
             }
         }
@@ -78,28 +84,32 @@ impl Config {
 
 impl RunConfig {
     /// Checks the branch names: what is wrong, naming the key and what is allowed.
-    pub fn check_branches(&self) -> Result<(), String> {
+    pub fn check_branches(&self) -> Result<(), BadSetting> {
         for (key, v) in [
             ("run.integration_depth", self.integration_depth),
             ("run.integration_batch", self.integration_batch),
         ] {
             if v.get() > MAX_INTEGRATION_DEPTH {
-                return Err(format!(
-                    "{key} {v} is too large: allowed 1 to {MAX_INTEGRATION_DEPTH}"
+                return Err(BadSetting::new(
+                    key,
+                    format!("{key} {v} is too large: allowed 1 to {MAX_INTEGRATION_DEPTH}"),
                 ));
             }
         }
         let line = self.integration_branch.trim();
         if line != PER_RUN {
             check_branch_name("run.integration_branch", line)
-                .map_err(|e| format!("{e}, or \"{PER_RUN}\""))?;
+                .map_err(|e| BadSetting::new(e.key.clone(), format!("{e}, or \"{PER_RUN}\"")))?;
         }
         if !self.target.is_empty() {
             check_branch_name("run.target", &self.target)?;
             if self.target == line {
-                return Err(format!(
-                    "run.target {:?} is the integration line itself; name the branch work lands on (for example \"main\")",
-                    self.target
+                return Err(BadSetting::new(
+                    "run.target",
+                    format!(
+                        "run.target {:?} is the integration line itself; name the branch work lands on (for example \"main\")",
+                        self.target
+                    ),
                 ));
             }
         }
@@ -109,20 +119,29 @@ impl RunConfig {
 
 impl WorktreesConfig {
     /// Checks the pool's values: what is wrong, naming the key and what is allowed.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), BadSetting> {
         if self.ports_per_slot == 0 {
-            return Err("worktrees.ports_per_slot 0 is too small: allowed 1 or more".into());
+            return Err(BadSetting::new(
+                "worktrees.ports_per_slot",
+                "worktrees.ports_per_slot 0 is too small: allowed 1 or more".into(),
+            ));
         }
         if !(1..=65535).contains(&self.port_base) {
-            return Err(format!(
-                "worktrees.port_base {} is not a port: allowed 1 to 65535",
-                self.port_base
+            return Err(BadSetting::new(
+                "worktrees.port_base",
+                format!(
+                    "worktrees.port_base {} is not a port: allowed 1 to 65535",
+                    self.port_base
+                ),
             ));
         }
         for g in &self.include {
             if g.trim().is_empty() || g.starts_with('/') || g.split('/').any(|c| c == "..") {
-                return Err(format!(
-                    "worktrees.include {g:?} is not a path inside the repository: use a relative glob such as \".env\" or \"config/*.local\""
+                return Err(BadSetting::new(
+                    "worktrees.include",
+                    format!(
+                        "worktrees.include {g:?} is not a path inside the repository: use a relative glob such as \".env\" or \"config/*.local\""
+                    ),
                 ));
             }
         }
@@ -130,8 +149,29 @@ impl WorktreesConfig {
     }
 }
 
+/// A setting that parses but cannot be used: its key, and what is wrong and what is
+/// allowed (the message names the key too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadSetting {
+    /// The dotted key, such as `worker.poll`.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl BadSetting {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: String) -> BadSetting {
+        BadSetting {
+            key: key.into(),
+            message,
+        }
+    }
+}
+
 /// A short branch name git accepts (`git check-ref-format --branch`, in brief).
-pub fn check_branch_name(key: &str, name: &str) -> Result<(), String> {
+pub fn check_branch_name(key: &str, name: &str) -> Result<(), BadSetting> {
     let bad = name.is_empty()
         || name.starts_with(['-', '/', '.'])
         || name.ends_with(['/', '.'])
@@ -144,8 +184,11 @@ pub fn check_branch_name(key: &str, name: &str) -> Result<(), String> {
             .chars()
             .any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c));
     if bad {
-        return Err(format!(
-            "{key} {name:?} is not a branch name git accepts; use letters, digits, `-`, `_`, `.` and `/` (for example \"orch/integration\")"
+        return Err(BadSetting::new(
+            key,
+            format!(
+                "{key} {name:?} is not a branch name git accepts; use letters, digits, `-`, `_`, `.` and `/` (for example \"orch/integration\")"
+            ),
         ));
     }
     Ok(())
@@ -161,7 +204,7 @@ mod tests {
         let mut c = Config::default();
         assert_eq!(c.check(), Ok(()));
         c.policy.backoff = "999999999999h".parse::<Delay>().unwrap();
-        let e = c.check().unwrap_err();
+        let e = c.check().unwrap_err().message;
         assert!(
             e.starts_with("policy.backoff 41666666666d15h is too long"),
             "{e}"
@@ -170,7 +213,12 @@ mod tests {
         c.policy.backoff = Delay::from_secs(DAY);
         assert_eq!(c.check(), Ok(()), "a day is allowed");
         c.worktrees.keep_failed = Duration::from_secs(400 * DAY);
-        assert!(c.check().unwrap_err().contains("worktrees.keep_failed"));
+        assert!(
+            c.check()
+                .unwrap_err()
+                .message
+                .contains("worktrees.keep_failed")
+        );
         c.worktrees.keep_failed = Duration::from_secs(30 * DAY);
         assert_eq!(c.check(), Ok(()), "a month of keeping failures is sane");
     }
@@ -179,7 +227,7 @@ mod tests {
     fn every_slots_ports_stay_within_the_port_range() {
         let mut c = Config::default();
         c.worktrees.port_base = 65530;
-        let e = c.check().unwrap_err();
+        let e = c.check().unwrap_err().message;
         assert!(e.contains("worktrees.port_base 65530"), "{e}");
         assert!(e.contains("ports up to 65579"), "{e}");
         // Five slots of one port each fit below 65536 exactly.
@@ -190,6 +238,6 @@ mod tests {
         c.worktrees.pool_max = 4;
         assert_eq!(c.check(), Ok(()));
         c.worktrees.pool_max = 5;
-        assert!(c.check().unwrap_err().contains("ports up to 80000"));
+        assert!(c.check().unwrap_err().message.contains("ports up to 80000"));
     }
 }

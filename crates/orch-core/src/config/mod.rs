@@ -31,9 +31,9 @@ pub struct Config {
     /// Spending caps.
     pub budget: BudgetConfig,
     /// Who is told when a run ends or a task fails.
-    pub notify: crate::notify::NotifyConfig,
+    pub notify: NotifyConfig,
     /// How `orch worker` holds its jobs.
-    pub worker: crate::jobs::WorkerConfig,
+    pub worker: WorkerConfig,
 }
 
 /// `[budget]`: caps on what agents spend, as they report it. 0 means no cap.
@@ -524,9 +524,11 @@ string_enum!(
 );
 
 mod check;
+mod sections;
 
 pub use crate::units::{ByteSize, Delay, Duration};
-pub use check::check_branch_name;
+pub use check::{BadSetting, check_branch_name};
+pub use sections::{NotifyConfig, WorkerConfig};
 
 #[cfg(test)]
 mod tests {

@@ -250,11 +250,10 @@ impl Settings {
     /// file or variable they came from.
     fn check(&self) -> Result<(), ConfigError> {
         let c = &self.config;
-        if let Err(problem) = c.check_durations().and_then(|()| c.check_ports()) {
-            let key = problem.split_whitespace().next().unwrap_or_default();
+        if let Err(bad) = c.check_durations().and_then(|()| c.check_ports()) {
             return Err(ConfigError::OutOfRange {
-                source_of: self.source_of(key),
-                problem,
+                source_of: self.source_of(&bad.key),
+                problem: bad.message,
             });
         }
         Ok(())

@@ -102,8 +102,11 @@ pub async fn run_worker(
     events: mpsc::UnboundedSender<WorkerEvent>,
 ) -> Result<WorkerSummary, EngineError> {
     store.check_serves_workers()?;
-    opts.config.worker.check().map_err(EngineError::Config)?;
-    orch_core::jobs::check_labels(&opts.labels).map_err(EngineError::Config)?;
+    opts.config
+        .worker
+        .check()
+        .map_err(|e| EngineError::Config(e.to_string()))?;
+    orch_core::jobs::check_labels(&opts.labels).map_err(|e| EngineError::Config(e.to_string()))?;
     let git = Arc::new(Git::open(repo_root)?);
     clear_leftovers(&git, &store, &opts.worktree_root, &opts.name).await;
     let cancels = store.job_cancels().await;

@@ -1,0 +1,98 @@
+//! The `[worker]` and `[notify]` sections: their values, defaults and checks. The
+//! rules that use them live with their subsystems (`crate::jobs`, `crate::notify`).
+
+use serde::{Deserialize, Serialize};
+
+use super::BadSetting;
+use crate::units::Duration;
+
+/// `[worker]`: how `orch worker` holds its jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// How long a job stays a worker's after its last heartbeat; past it, another
+    /// worker takes the job. The heartbeat comes every third of it.
+    pub lease_ttl: Duration,
+    /// How often an idle worker looks for a job, and a coordinator for results.
+    pub poll: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            lease_ttl: Duration::from_secs(30),
+            poll: Duration(std::time::Duration::from_millis(500)),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the values: a lease of at least 3 s (a heartbeat a second at the
+    /// quickest), a poll of at least 10 ms and shorter than the lease.
+    pub fn check(&self) -> Result<(), BadSetting> {
+        if self.lease_ttl.0 < std::time::Duration::from_secs(3) {
+            return Err(BadSetting::new(
+                "worker.lease_ttl",
+                format!(
+                    "worker.lease_ttl is {}; it must be at least 3s",
+                    self.lease_ttl
+                ),
+            ));
+        }
+        if self.poll.0 < std::time::Duration::from_millis(10) || self.poll.0 >= self.lease_ttl.0 {
+            return Err(BadSetting::new(
+                "worker.poll",
+                format!(
+                    "worker.poll is {}; it must be at least 10ms and shorter than worker.lease_ttl ({})",
+                    self.poll, self.lease_ttl
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How often a worker renews its leases.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        self.lease_ttl.0 / 3
+    }
+}
+
+/// `[notify]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// A shell command run with each notification as JSON on its stdin; empty: none.
+    pub command: String,
+    /// An `http://` URL each notification is POSTed to as JSON; empty: none.
+    pub webhook: String,
+}
+
+impl NotifyConfig {
+    /// Whether anything is to be told.
+    pub fn is_set(&self) -> bool {
+        !self.command.trim().is_empty() || !self.webhook.trim().is_empty()
+    }
+
+    /// Checks the webhook: what is wrong, naming the key and what is allowed.
+    pub fn check(&self) -> Result<(), BadSetting> {
+        let w = self.webhook.trim();
+        if w.is_empty() {
+            return Ok(());
+        }
+        let Some(rest) = w.strip_prefix("http://") else {
+            return Err(BadSetting::new(
+                "notify.webhook",
+                format!(
+                    "notify.webhook {w:?} is not an http:// URL; orch posts plain HTTP (for https, point it at a local relay, or use notify.command with curl)"
+                ),
+            ));
+        };
+        if rest.split('/').next().is_none_or(str::is_empty) {
+            return Err(BadSetting::new(
+                "notify.webhook",
+                format!("notify.webhook {w:?} names no host: use http://HOST[:PORT]/PATH"),
+            ));
+        }
+        Ok(())
+    }
+}
