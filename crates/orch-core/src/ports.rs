@@ -4,8 +4,90 @@
 //! commands.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::run::CommitId;
+
+/// What kind of failure a port reports: what the engine and the core can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PortErrorKind {
+    /// What was asked for is not there (a commit, a ref, a worktree).
+    NotFound,
+    /// It is in the way of something else (a branch that exists, a checked-out one, a
+    /// path taken, a dirty worktree).
+    Conflict,
+    /// It moved under orch (a ref not where it was expected).
+    Moved,
+    /// Held by someone else for now; worth trying again.
+    Busy,
+    /// The adapter cannot do this.
+    Unsupported,
+    /// Anything else.
+    Other,
+}
+
+/// A port's failure: its kind, its words, and the adapter's own error kept as the
+/// source. No port hands the engine a bare string.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct PortError {
+    /// What kind of failure.
+    pub kind: PortErrorKind,
+    /// What happened, in the adapter's words.
+    pub message: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl PortError {
+    /// A failure of `kind` caused by the adapter's `source`, in its words.
+    pub fn new(
+        kind: PortErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> PortError {
+        PortError {
+            kind,
+            message: source.to_string(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// A failure with only words (a fake, or a check of the engine's own).
+    pub fn other(message: impl Into<String>) -> PortError {
+        PortError {
+            kind: PortErrorKind::Other,
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl PortError {
+    /// What this adapter cannot do.
+    pub fn unsupported(message: impl Into<String>) -> PortError {
+        PortError {
+            kind: PortErrorKind::Unsupported,
+            ..PortError::other(message)
+        }
+    }
+}
+
+/// An executor turns a port's failure into the words of the input it reports: the
+/// core's inputs carry text.
+impl From<PortError> for String {
+    fn from(e: PortError) -> String {
+        e.message
+    }
+}
+
+impl PartialEq for PortError {
+    fn eq(&self, other: &PortError) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for PortError {}
 
 /// Which commit a run starts from, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

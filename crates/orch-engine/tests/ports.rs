@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use orch_core::config::{Config, MergeStyle};
 use orch_core::pool::{CacheRules, Choice, Holder, PoolKind, PoolLimits, PoolSlot, SlotState};
-use orch_core::ports::{Leftovers, MergeOutcome};
+use orch_core::ports::{Leftovers, MergeOutcome, PortError, PortErrorKind};
 use orch_core::run::{
     AttemptId, CancelScope, CommitId, Input, Journaled, Orchestrator, Policy, RunEvent, RunId,
     RunState, Stage, TaskSpec, ValidationRecord,
@@ -108,11 +108,12 @@ struct FakeJournal(Shared);
 struct FakeProcs(Shared);
 
 impl GitPort for FakeGit {
-    fn add_worktree(&self, branch: &str, _: &CommitId, path: &Path) -> Result<(), String> {
+    fn add_worktree(&self, branch: &str, _: &CommitId, path: &Path) -> Result<(), PortError> {
         check_out(&self.0, path, branch);
-        std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(path).map_err(|e| PortError::new(PortErrorKind::Other, e))?;
         // A linked worktree's `.git` is a file naming its administrative directory.
-        std::fs::write(path.join(".git"), "gitdir: /nonexistent").map_err(|e| e.to_string())
+        std::fs::write(path.join(".git"), "gitdir: /nonexistent")
+            .map_err(|e| PortError::new(PortErrorKind::Other, e))
     }
     fn switch_worktree(
         &self,
@@ -120,25 +121,25 @@ impl GitPort for FakeGit {
         branch: &str,
         _: &CommitId,
         _: &CacheRules,
-    ) -> Result<(), String> {
+    ) -> Result<(), PortError> {
         {
             let mut w = self.0.lock().unwrap();
             if w.script.dirty_switches > 0 {
                 w.script.dirty_switches -= 1;
-                return Err("a file in it is locked: not clean".into());
+                return Err(PortError::other("a file in it is locked: not clean"));
             }
         }
         check_out(&self.0, path, branch);
         Ok(())
     }
-    fn scrub(&self, _: &Path, _: &CacheRules) -> Result<(), String> {
+    fn scrub(&self, _: &Path, _: &CacheRules) -> Result<(), PortError> {
         Ok(())
     }
-    fn detach_worktree(&self, path: &Path) -> Result<(), String> {
+    fn detach_worktree(&self, path: &Path) -> Result<(), PortError> {
         self.0.lock().unwrap().checked_out.remove(path);
         Ok(())
     }
-    fn ignored_files(&self, _: &[String]) -> Result<Vec<PathBuf>, String> {
+    fn ignored_files(&self, _: &[String]) -> Result<Vec<PathBuf>, PortError> {
         Ok(Vec::new())
     }
     fn commit_leftovers(
@@ -161,31 +162,31 @@ impl GitPort for FakeGit {
             symlinks: Vec::new(),
         })
     }
-    fn shared_state(&self, _: &[String]) -> Result<orch_core::ports::SharedGitState, String> {
+    fn shared_state(&self, _: &[String]) -> Result<orch_core::ports::SharedGitState, PortError> {
         Ok(Default::default())
     }
     fn restore_shared_state(
         &self,
         _: &orch_core::ports::SharedGitState,
         _: Option<&CommitId>,
-    ) -> Result<orch_core::ports::Restored, String> {
+    ) -> Result<orch_core::ports::Restored, PortError> {
         Ok(Default::default())
     }
-    fn pin(&self, _: &str, _: &CommitId) -> Result<(), String> {
+    fn pin(&self, _: &str, _: &CommitId) -> Result<(), PortError> {
         // The fake keeps every object; pins only matter to a real git gc.
         Ok(())
     }
-    fn unpin(&self, _: &str) -> Result<(), String> {
+    fn unpin(&self, _: &str) -> Result<(), PortError> {
         Ok(())
     }
-    fn init_submodules(&self, _: &Path) -> Result<(), String> {
+    fn init_submodules(&self, _: &Path) -> Result<(), PortError> {
         Ok(())
     }
-    fn checkout_detached(&self, _: &Path, _: &CommitId) -> Result<(), String> {
+    fn checkout_detached(&self, _: &Path, _: &CommitId) -> Result<(), PortError> {
         let mut w = self.0.lock().unwrap();
         if w.script.broken_checkouts > 0 {
             w.script.broken_checkouts -= 1;
-            return Err("No space left on device".into());
+            return Err(PortError::other("No space left on device"));
         }
         Ok(())
     }
@@ -195,7 +196,7 @@ impl GitPort for FakeGit {
         head: &CommitId,
         _: MergeStyle,
         _: &str,
-    ) -> Result<MergeOutcome, String> {
+    ) -> Result<MergeOutcome, PortError> {
         Ok(MergeOutcome::Clean {
             commit: CommitId(format!("{onto}+{head}")),
         })
@@ -228,13 +229,13 @@ impl GitPort for FakeGit {
         w.advances += 1;
         Ok(())
     }
-    fn remove_worktree(&self, _: &Path, _: bool) -> Result<(), String> {
+    fn remove_worktree(&self, _: &Path, _: bool) -> Result<(), PortError> {
         Ok(())
     }
-    fn delete_branch(&self, _: &str, _: bool) -> Result<(), String> {
+    fn delete_branch(&self, _: &str, _: bool) -> Result<(), PortError> {
         Ok(())
     }
-    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String> {
+    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, PortError> {
         Ok(self.0.lock().unwrap().refs.get(reference).cloned())
     }
     fn workdir(&self) -> PathBuf {
@@ -251,7 +252,7 @@ impl GitPort for FakeGit {
         &self,
         _: &CommitId,
         _: &CommitId,
-    ) -> Result<Vec<orch_core::ports::Landing>, String> {
+    ) -> Result<Vec<orch_core::ports::Landing>, PortError> {
         Ok(Vec::new())
     }
     fn undoes(
@@ -259,10 +260,10 @@ impl GitPort for FakeGit {
         _: &CommitId,
         _: &CommitId,
         _: &str,
-    ) -> Result<Vec<orch_core::ports::Undo>, String> {
+    ) -> Result<Vec<orch_core::ports::Undo>, PortError> {
         Ok(Vec::new())
     }
-    fn tree_of(&self, commit: &CommitId) -> Result<String, String> {
+    fn tree_of(&self, commit: &CommitId) -> Result<String, PortError> {
         // A merge onto its own base has its head's tree: `<onto>+<head>` names it.
         Ok(format!(
             "tree-{}",

@@ -269,7 +269,8 @@ async fn commit(
                 c.tampered = r.undone;
                 c.users_refs = r.users;
             }
-            Ok(Err(e)) | Err(e) => c.tampered = vec![e],
+            Ok(Err(e)) => c.tampered = vec![e.to_string()],
+            Err(e) => c.tampered = vec![e],
         }
     }
     changes
@@ -296,10 +297,14 @@ async fn commit_leftovers(
         // The agent deleted its worktree or pointed its `.git` elsewhere: nothing of
         // it is committed, and it is the agent's doing (the pool replaces the worktree).
         Ok(Err(CommitError::WorktreeBroken(why))) => Ok(Changes {
-            worktree_broken: Some(why),
+            worktree_broken: Some(why.to_string()),
             ..Changes::new(base, true)
         }),
-        Ok(Err(CommitError::Failed(e))) | Err(e) => {
+        Ok(Err(CommitError::Failed(e))) => {
+            tracing::warn!(error = %e, "the agent's work could not be committed");
+            Err(e.to_string())
+        }
+        Err(e) => {
             tracing::warn!(error = %e, "the agent's work could not be committed");
             Err(e)
         }

@@ -119,8 +119,12 @@ pub(crate) async fn advance(
             RefResult::Overtaken { actual }
         }
         Ok(Err(RefError::LostRace { actual })) => RefResult::LostRace { actual },
-        Ok(Err(RefError::Refused(message))) => RefResult::Refused { message },
-        Ok(Err(RefError::Failed(message))) => RefResult::Failed { message },
+        Ok(Err(RefError::Refused(e))) => RefResult::Refused {
+            message: e.to_string(),
+        },
+        Ok(Err(RefError::Failed(e))) => RefResult::Failed {
+            message: e.to_string(),
+        },
         Err(message) => RefResult::Failed { message },
     };
     Input::RefUpdated { attempt, result }

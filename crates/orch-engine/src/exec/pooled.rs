@@ -182,9 +182,9 @@ fn ready_attempt(
 ) -> Result<(), String> {
     if lease.fresh || !lease.path.join(".git").is_file() {
         remove_dir(git, &lease.path);
-        git.add_worktree(branch, base, &lease.path)
+        Ok(git.add_worktree(branch, base, &lease.path)?)
     } else {
-        git.switch_worktree(&lease.path, branch, base, rules)
+        Ok(git.switch_worktree(&lease.path, branch, base, rules)?)
     }
 }
 
@@ -288,7 +288,7 @@ pub(crate) async fn release(
             && detached.is_ok()
             && let Err(e) = git.delete_branch(&branch, true)
         {
-            errors.push(e);
+            errors.push(String::from(e));
         }
         let bytes = measure.then(|| dir_bytes(&path));
         (detached.is_ok(), errors, bytes)

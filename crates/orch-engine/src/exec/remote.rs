@@ -15,6 +15,7 @@ use orch_git::Expect;
 use super::agent::{Ask, no_work};
 use super::{Ctx, Stop, blocking};
 use crate::ports::RefError;
+use orch_core::ports::PortError;
 
 /// Whether the run's attempts run on workers.
 pub(crate) fn on_workers(ctx: &Ctx) -> bool {
@@ -69,13 +70,13 @@ pub(crate) async fn provision(
     let reference = format!("refs/heads/{branch}");
     match blocking(move || git.push_ref(&remote, &base, &reference, &Expect::Any)).await {
         Ok(Ok(())) => Input::WorktreeReady { attempt },
-        Ok(Err(
-            RefError::Failed(e)
-            | RefError::Refused(e)
-            | RefError::LostRace {
-                actual: CommitId(e),
-            },
-        ))
+        Ok(Err(RefError::Failed(e) | RefError::Refused(e))) => Input::WorktreeFailed {
+            attempt,
+            error: format!("pushing the attempt's branch to {}: {e}", remote_name(&ctx)),
+        },
+        Ok(Err(RefError::LostRace {
+            actual: CommitId(e),
+        }))
         | Err(e) => Input::WorktreeFailed {
             attempt,
             error: format!("pushing the attempt's branch to {}: {e}", remote_name(&ctx)),
@@ -204,7 +205,11 @@ async fn take_result(
                 ));
                 agent.changes = None;
             }
-            Ok(Err(e)) | Err(e) => {
+            Ok(Err(e)) => {
+                agent.exit = AgentExit::FailedToStart(format!("fetching {branch}: {e}"));
+                agent.changes = None;
+            }
+            Err(e) => {
                 agent.exit = AgentExit::FailedToStart(format!("fetching {branch}: {e}"));
                 agent.changes = None;
             }
@@ -292,7 +297,7 @@ pub(crate) async fn advance_remote(
         unreachable!("the fifth refusal returns")
     })
     .await
-    .map_err(RefError::Failed)?
+    .map_err(|e| RefError::Failed(PortError::other(e)))?
 }
 
 /// After an attempt: its job forgotten, and its branch deleted on the remote when
@@ -310,6 +315,7 @@ pub(crate) async fn cleanup(ctx: &Ctx, attempt: AttemptId, delete_branch: bool) 
     let deleted = blocking(move || {
         refs.iter()
             .filter_map(|r| git.delete_remote_ref(&remote, r).err())
+            .map(String::from)
             .collect::<Vec<_>>()
     })
     .await;

@@ -53,7 +53,7 @@ pub(crate) async fn cleanup(
             }
             // The merge candidate is in the integration branch now, or abandoned.
             if let Err(e) = git.unpin(&crate::line::layout::candidate_ref(&run, attempt)) {
-                errors.push(e);
+                errors.push(e.into());
             }
             let _ = artifacts.set_outcome(&run, attempt, kept);
             errors

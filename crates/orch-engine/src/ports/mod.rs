@@ -13,7 +13,7 @@ use orch_core::Task;
 use orch_core::config::MergeStyle;
 use orch_core::jobs::{Job, JobSpec, JobState};
 use orch_core::pool::{CacheRules, Holder, PoolKind, PoolLimits, PoolSlot};
-use orch_core::ports::{Leftovers, MergeOutcome, SharedGitState};
+use orch_core::ports::{Leftovers, MergeOutcome, PortError, SharedGitState};
 use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
 use orch_git::{Expect, Git};
 use orch_store::{Control, PoolLease, Store, StoreError};
@@ -29,9 +29,9 @@ pub enum RefError {
         actual: CommitId,
     },
     /// The ref may not move: a worktree has the branch checked out.
-    Refused(String),
+    Refused(PortError),
     /// The update failed.
-    Failed(String),
+    Failed(PortError),
 }
 
 /// Why an agent's leftovers were not committed.
@@ -39,15 +39,15 @@ pub enum RefError {
 pub enum CommitError {
     /// The worktree is gone, unreadable, or no longer linked to the repository both
     /// ways (its `.git` rewritten): what the agent did to it, so its failure.
-    WorktreeBroken(String),
+    WorktreeBroken(PortError),
     /// git failed: orch's failure.
-    Failed(String),
+    Failed(PortError),
 }
 
 /// Git, as a run needs it. Blocking.
 pub trait GitPort: Send + Sync + 'static {
     /// Creates `branch` at `base` with a worktree at `path`.
-    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), String>;
+    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), PortError>;
     /// Commits what an agent left in `worktree` (except the `scratch` pathspecs its
     /// CLI writes for itself), and says what it did to its branch.
     fn commit_leftovers(
@@ -59,9 +59,9 @@ pub trait GitPort: Send + Sync + 'static {
         scratch: &[String],
     ) -> Result<Leftovers, CommitError>;
     /// Checks `commit` out, detached, in `path` (created if missing).
-    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String>;
+    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), PortError>;
     /// Checks out the submodules the worktree at `path` records.
-    fn init_submodules(&self, path: &Path) -> Result<(), String>;
+    fn init_submodules(&self, path: &Path) -> Result<(), PortError>;
     /// An integration checkout for a gate: `commit` detached in `path`, with its
     /// submodules when `submodules` (`worktrees.submodules`).
     fn checkout_for_gate(
@@ -69,7 +69,7 @@ pub trait GitPort: Send + Sync + 'static {
         path: &Path,
         commit: &CommitId,
         submodules: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), PortError> {
         self.checkout_detached(path, commit)?;
         if submodules {
             self.init_submodules(path)?;
@@ -83,7 +83,7 @@ pub trait GitPort: Send + Sync + 'static {
         head: &CommitId,
         style: MergeStyle,
         message: &str,
-    ) -> Result<MergeOutcome, String>;
+    ) -> Result<MergeOutcome, PortError>;
     /// Moves `reference` from `expected` to `new`, only if it is at `expected`.
     fn advance_ref(
         &self,
@@ -94,18 +94,18 @@ pub trait GitPort: Send + Sync + 'static {
     /// The repository's shared git files (config, hooks, `info/`) and refs, before an
     /// agent runs; `users` names the run's base and target, whose branches are the
     /// user's.
-    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, String>;
+    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, PortError>;
     /// Puts back what differs from `before`, and names it.
     /// `agent_head` is the agent's branch tip: a ref moved onto its work is its doing.
     fn restore_shared_state(
         &self,
         before: &SharedGitState,
         agent_head: Option<&CommitId>,
-    ) -> Result<orch_core::ports::Restored, String>;
+    ) -> Result<orch_core::ports::Restored, PortError>;
     /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
-    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String>;
+    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), PortError>;
     /// Removes a pin.
-    fn unpin(&self, reference: &str) -> Result<(), String>;
+    fn unpin(&self, reference: &str) -> Result<(), PortError>;
     /// Switches the pooled worktree at `path` onto `branch`, made at `base`, and
     /// scrubs it by `rules`; an error means it could not be made clean.
     fn switch_worktree(
@@ -114,23 +114,23 @@ pub trait GitPort: Send + Sync + 'static {
         branch: &str,
         base: &CommitId,
         rules: &CacheRules,
-    ) -> Result<(), String>;
+    ) -> Result<(), PortError>;
     /// Removes what `rules` do not keep from the worktree at `path`.
-    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), String>;
+    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), PortError>;
     /// Detaches the worktree at `path` where it is, freeing its branch.
-    fn detach_worktree(&self, path: &Path) -> Result<(), String>;
+    fn detach_worktree(&self, path: &Path) -> Result<(), PortError>;
     /// The user's ignored files that `pathspecs` match, relative to the checkout.
-    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, String>;
+    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, PortError>;
     /// Removes a worktree (a dirty one only if `force`).
-    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String>;
+    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), PortError>;
     /// Deletes a branch (unmerged work only if `force`).
-    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), String>;
+    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), PortError>;
     /// Where `reference` points.
-    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String>;
+    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, PortError>;
     /// Whether `a` is `b` or one of its ancestors.
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool;
     /// The tree `commit` records.
-    fn tree_of(&self, commit: &CommitId) -> Result<String, String>;
+    fn tree_of(&self, commit: &CommitId) -> Result<String, PortError>;
     /// The hunks of `head`'s change since `base` that undo the landed work of a task
     /// other than `own` (the revert guard's finding).
     fn undoes(
@@ -138,14 +138,14 @@ pub trait GitPort: Send + Sync + 'static {
         base: &CommitId,
         head: &CommitId,
         own: &str,
-    ) -> Result<Vec<orch_core::ports::Undo>, String>;
+    ) -> Result<Vec<orch_core::ports::Undo>, PortError>;
     /// What landed on the line from `from` to `to`, oldest first: each landing's tasks
     /// (keys) and the files it changed.
     fn landed_since(
         &self,
         from: &CommitId,
         to: &CommitId,
-    ) -> Result<Vec<orch_core::ports::Landing>, String>;
+    ) -> Result<Vec<orch_core::ports::Landing>, PortError>;
     /// The repository's working directory.
     fn workdir(&self) -> PathBuf;
     /// The shared git directory (`.git` of the main worktree).
@@ -160,24 +160,30 @@ pub trait GitPort: Send + Sync + 'static {
         expect: &Expect,
     ) -> Result<(), RefError> {
         let _ = (commit, reference, expect);
-        Err(RefError::Failed(format!(
+        Err(RefError::Failed(PortError::unsupported(format!(
+            "this repository cannot reach remote {remote}"
+        ))))
+    }
+    /// Fetches `refspecs` from `remote`.
+    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), PortError> {
+        let _ = refspecs;
+        Err(PortError::unsupported(format!(
             "this repository cannot reach remote {remote}"
         )))
     }
-    /// Fetches `refspecs` from `remote`.
-    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), String> {
-        let _ = refspecs;
-        Err(format!("this repository cannot reach remote {remote}"))
-    }
     /// Where `reference` is on `remote`.
-    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, String> {
+    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, PortError> {
         let _ = reference;
-        Err(format!("this repository cannot reach remote {remote}"))
+        Err(PortError::unsupported(format!(
+            "this repository cannot reach remote {remote}"
+        )))
     }
     /// Deletes `reference` on `remote` (gone already: no error).
-    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), String> {
+    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), PortError> {
         let _ = reference;
-        Err(format!("this repository cannot reach remote {remote}"))
+        Err(PortError::unsupported(format!(
+            "this repository cannot reach remote {remote}"
+        )))
     }
 }
 

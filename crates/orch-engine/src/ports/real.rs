@@ -9,7 +9,7 @@ use orch_core::Task;
 use orch_core::config::MergeStyle;
 use orch_core::jobs::{Job, JobSpec, JobState};
 use orch_core::pool::{CacheRules, Holder, PoolKind, PoolLimits, PoolSlot};
-use orch_core::ports::{Leftovers, MergeOutcome, SharedGitState};
+use orch_core::ports::{Leftovers, MergeOutcome, PortError, PortErrorKind, SharedGitState};
 use orch_core::run::{AttemptId, CommitId, Journaled, RunId, Stage, ValidationRecord};
 use orch_git::{Expect, Git, GitError};
 use orch_store::{Control, PoolLease, Store, StoreError};
@@ -18,13 +18,26 @@ use tokio::sync::mpsc;
 
 use super::{CommitError, GitPort, JournalPort, ProcessPort, RefError};
 
-fn text<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
+/// git's error in the port's terms: its kind, and the error itself as the source.
+fn port(e: GitError) -> PortError {
+    let kind = match &e {
+        GitError::BadRevision { .. } | GitError::MissingCommit(_) | GitError::NotAWorktree(_) => {
+            PortErrorKind::NotFound
+        }
+        GitError::BranchExists(_)
+        | GitError::BranchCheckedOut { .. }
+        | GitError::PathTaken(_)
+        | GitError::Dirty(_)
+        | GitError::Unmerged(_) => PortErrorKind::Conflict,
+        GitError::LostRace { .. } => PortErrorKind::Moved,
+        _ => PortErrorKind::Other,
+    };
+    PortError::new(kind, e)
 }
 
 impl GitPort for Git {
-    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), String> {
-        Git::add_worktree(self, branch, base, path).map_err(text)
+    fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), PortError> {
+        Git::add_worktree(self, branch, base, path).map_err(port)
     }
     fn commit_leftovers(
         &self,
@@ -35,31 +48,31 @@ impl GitPort for Git {
         scratch: &[String],
     ) -> Result<Leftovers, CommitError> {
         Git::commit_leftovers(self, worktree, branch, base, message, scratch).map_err(|e| match e {
-            e @ GitError::WorktreeBroken { .. } => CommitError::WorktreeBroken(e.to_string()),
-            e => CommitError::Failed(e.to_string()),
+            e @ GitError::WorktreeBroken { .. } => CommitError::WorktreeBroken(port(e)),
+            e => CommitError::Failed(port(e)),
         })
     }
-    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), String> {
-        Git::checkout_detached(self, path, commit).map_err(text)
+    fn checkout_detached(&self, path: &Path, commit: &CommitId) -> Result<(), PortError> {
+        Git::checkout_detached(self, path, commit).map_err(port)
     }
-    fn init_submodules(&self, path: &Path) -> Result<(), String> {
-        Git::init_submodules(self, path).map_err(text)
+    fn init_submodules(&self, path: &Path) -> Result<(), PortError> {
+        Git::init_submodules(self, path).map_err(port)
     }
-    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), String> {
-        Git::pin(self, reference, commit).map_err(text)
+    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), PortError> {
+        Git::pin(self, reference, commit).map_err(port)
     }
-    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, String> {
-        Git::shared_state(self, users).map_err(text)
+    fn shared_state(&self, users: &[String]) -> Result<SharedGitState, PortError> {
+        Git::shared_state(self, users).map_err(port)
     }
     fn restore_shared_state(
         &self,
         before: &SharedGitState,
         agent_head: Option<&CommitId>,
-    ) -> Result<orch_core::ports::Restored, String> {
-        Git::restore_shared_state(self, before, agent_head).map_err(text)
+    ) -> Result<orch_core::ports::Restored, PortError> {
+        Git::restore_shared_state(self, before, agent_head).map_err(port)
     }
-    fn unpin(&self, reference: &str) -> Result<(), String> {
-        Git::unpin(self, reference).map_err(text)
+    fn unpin(&self, reference: &str) -> Result<(), PortError> {
+        Git::unpin(self, reference).map_err(port)
     }
     fn merge(
         &self,
@@ -67,8 +80,8 @@ impl GitPort for Git {
         head: &CommitId,
         style: MergeStyle,
         message: &str,
-    ) -> Result<MergeOutcome, String> {
-        Git::merge(self, onto, head, style, message).map_err(text)
+    ) -> Result<MergeOutcome, PortError> {
+        Git::merge(self, onto, head, style, message).map_err(port)
     }
     fn advance_ref(
         &self,
@@ -81,8 +94,8 @@ impl GitPort for Git {
                 actual: Some(actual),
                 ..
             } => RefError::LostRace { actual },
-            e @ GitError::BranchCheckedOut { .. } => RefError::Refused(e.to_string()),
-            e => RefError::Failed(e.to_string()),
+            e @ GitError::BranchCheckedOut { .. } => RefError::Refused(port(e)),
+            e => RefError::Failed(port(e)),
         })
     }
     fn switch_worktree(
@@ -91,47 +104,47 @@ impl GitPort for Git {
         branch: &str,
         base: &CommitId,
         rules: &CacheRules,
-    ) -> Result<(), String> {
-        Git::switch_worktree(self, path, branch, base, rules).map_err(text)
+    ) -> Result<(), PortError> {
+        Git::switch_worktree(self, path, branch, base, rules).map_err(port)
     }
-    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), String> {
-        Git::scrub(self, path, rules).map_err(text)
+    fn scrub(&self, path: &Path, rules: &CacheRules) -> Result<(), PortError> {
+        Git::scrub(self, path, rules).map_err(port)
     }
-    fn detach_worktree(&self, path: &Path) -> Result<(), String> {
-        Git::detach_worktree(self, path).map_err(text)
+    fn detach_worktree(&self, path: &Path) -> Result<(), PortError> {
+        Git::detach_worktree(self, path).map_err(port)
     }
-    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, String> {
-        Git::ignored_files(self, pathspecs).map_err(text)
+    fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, PortError> {
+        Git::ignored_files(self, pathspecs).map_err(port)
     }
-    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), String> {
-        Git::remove_worktree(self, path, force).map_err(text)
+    fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), PortError> {
+        Git::remove_worktree(self, path, force).map_err(port)
     }
-    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), String> {
-        Git::delete_branch(self, branch, force).map_err(text)
+    fn delete_branch(&self, branch: &str, force: bool) -> Result<(), PortError> {
+        Git::delete_branch(self, branch, force).map_err(port)
     }
-    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, String> {
-        Git::ref_target(self, reference).map_err(text)
+    fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, PortError> {
+        Git::ref_target(self, reference).map_err(port)
     }
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
         Git::is_ancestor(self, a, b)
     }
-    fn tree_of(&self, commit: &CommitId) -> Result<String, String> {
-        Git::tree_of(self, commit).map_err(text)
+    fn tree_of(&self, commit: &CommitId) -> Result<String, PortError> {
+        Git::tree_of(self, commit).map_err(port)
     }
     fn undoes(
         &self,
         base: &CommitId,
         head: &CommitId,
         own: &str,
-    ) -> Result<Vec<orch_core::ports::Undo>, String> {
-        Git::undoes(self, base, head, own).map_err(text)
+    ) -> Result<Vec<orch_core::ports::Undo>, PortError> {
+        Git::undoes(self, base, head, own).map_err(port)
     }
     fn landed_since(
         &self,
         from: &CommitId,
         to: &CommitId,
-    ) -> Result<Vec<orch_core::ports::Landing>, String> {
-        Git::landed_since(self, from, to).map_err(text)
+    ) -> Result<Vec<orch_core::ports::Landing>, PortError> {
+        Git::landed_since(self, from, to).map_err(port)
     }
     fn workdir(&self) -> PathBuf {
         Git::workdir(self).to_path_buf()
@@ -152,19 +165,19 @@ impl GitPort for Git {
                 Ok(at) => Err(RefError::LostRace {
                     actual: at.unwrap_or(CommitId(String::new())),
                 }),
-                Err(e) => Err(RefError::Failed(e.to_string())),
+                Err(e) => Err(RefError::Failed(port(e))),
             },
-            Err(e) => Err(RefError::Failed(e.to_string())),
+            Err(e) => Err(RefError::Failed(port(e))),
         }
     }
-    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), String> {
-        Git::fetch_refs(self, remote, refspecs).map_err(text)
+    fn fetch_refs(&self, remote: &str, refspecs: &[String]) -> Result<(), PortError> {
+        Git::fetch_refs(self, remote, refspecs).map_err(port)
     }
-    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, String> {
-        Git::remote_ref(self, remote, reference).map_err(text)
+    fn remote_ref(&self, remote: &str, reference: &str) -> Result<Option<CommitId>, PortError> {
+        Git::remote_ref(self, remote, reference).map_err(port)
     }
-    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), String> {
-        Git::delete_remote_ref(self, remote, reference).map_err(text)
+    fn delete_remote_ref(&self, remote: &str, reference: &str) -> Result<(), PortError> {
+        Git::delete_remote_ref(self, remote, reference).map_err(port)
     }
 }
 

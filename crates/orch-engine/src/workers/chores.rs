@@ -39,7 +39,7 @@ pub(super) fn push_over(
                     false => Expect::At(actual),
                 };
             }
-            Err(RefError::Failed(e) | RefError::Refused(e)) => last = e,
+            Err(RefError::Failed(e) | RefError::Refused(e)) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(50 * u64::from(i)));
     }
