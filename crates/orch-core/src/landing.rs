@@ -2,7 +2,8 @@
 //! finish may do to the target branch. Decided from facts the engine reads from git
 //! (in the style of [`crate::cleanup::plan`]); nothing here touches git.
 
-use crate::run::CommitId;
+use crate::config::{Finish, RunConfig};
+use crate::run::{CommitId, RunState};
 
 /// Where the integration line and the base stand when a run starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,52 @@ pub fn trust_line(history: &[(CommitId, bool)]) -> LineTrust {
             last_validated: history.iter().find(|(_, t)| *t).map(|(c, _)| c.clone()),
         },
     }
+}
+
+/// What is known of a line found away from where a run left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MovedLine {
+    /// Its head builds on the head the run left.
+    pub builds_on: bool,
+    /// A run's journal says it validated that head (written before that run's advance,
+    /// which it licensed). Unreadable counts as no.
+    pub vouched: bool,
+}
+
+/// Whether the line moved by orch's own validated work (another run landed on a shared
+/// line): only when its head builds on the run's and a journal vouches for it. A pin
+/// under `refs/orch/` is not enough, since any agent can write one. Anything else is a
+/// ref moved outside orch, and halts the run.
+pub fn moved_by_orch(m: MovedLine) -> bool {
+    m.builds_on && m.vouched
+}
+
+/// How a run's work lands on its target when the run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishLanding {
+    /// Fast-forward the target (by compare-and-swap).
+    pub fast_forward: bool,
+    /// Push it.
+    pub push: bool,
+    /// Bring a clean checkout of the target along.
+    pub update_checkout: bool,
+}
+
+/// Whether a run that ended in `state` lands its work as `run.finish` says: only a
+/// completed run, whose line still holds the head it validated, and never with
+/// `finish = "leave"` (`orch land` is then the person's to run).
+pub fn land_at_finish(
+    run: &RunConfig,
+    state: RunState,
+    holds_validated: bool,
+) -> Option<FinishLanding> {
+    (run.finish != Finish::Leave && state == RunState::Completed && holds_validated).then_some(
+        FinishLanding {
+            fast_forward: run.finish.fast_forwards(),
+            push: run.finish.pushes(),
+            update_checkout: run.update_checkout,
+        },
+    )
 }
 
 /// The user's checkout of the target branch, if they have it checked out.
@@ -161,6 +208,31 @@ pub fn land(f: &TargetFacts) -> Land {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a completed run whose line holds what it validated lands, and never with
+    /// `finish = "leave"`.
+    #[test]
+    fn a_run_lands_at_its_finish_only_when_completed_validated_and_asked() {
+        let mut run = RunConfig {
+            finish: Finish::FastForwardPush,
+            ..RunConfig::default()
+        };
+        let lands = land_at_finish(&run, RunState::Completed, true).expect("it lands");
+        assert!(lands.fast_forward && lands.push && !lands.update_checkout);
+        assert_eq!(land_at_finish(&run, RunState::Completed, false), None);
+        assert_eq!(land_at_finish(&run, RunState::Halted, true), None);
+        run.finish = Finish::Leave;
+        assert_eq!(land_at_finish(&run, RunState::Completed, true), None);
+    }
+
+    /// Only a head that builds on the run's and that a journal vouches for was moved by
+    /// orch; a pin an agent wrote vouches for nothing.
+    #[test]
+    fn a_line_moved_by_orch_builds_on_the_run_and_is_vouched_for() {
+        let m = |builds_on, vouched| moved_by_orch(MovedLine { builds_on, vouched });
+        assert!(m(true, true));
+        assert!(!m(true, false) && !m(false, true) && !m(false, false));
+    }
 
     fn c(s: &str) -> CommitId {
         CommitId(s.into())

@@ -429,6 +429,7 @@ fn report(tokens: u64, quota: Option<&str>) -> orch_core::run::AgentReport {
         quota: quota.map(str::to_owned),
         hint: None,
         malformed: None,
+        rate_limited: None,
     }
 }
 
@@ -686,4 +687,30 @@ fn a_line_another_run_moved_on_is_merged_onto_again() {
         }
     )));
     assert_eq!(h.o.head().map(|c| c.0.as_str()), Some("m2"));
+}
+
+/// An agent CLI retrying a rate limit on its own is a quota signal only from the
+/// third retry in a row: the core decides, from the facts the engine read.
+#[test]
+fn a_clis_own_rate_limit_retries_are_a_quota_signal_from_the_third() {
+    use orch_core::run::{AgentReport, RATE_LIMIT_RETRIES, RateLimited};
+    let at = |retries| AgentReport {
+        rate_limited: Some(RateLimited {
+            status: 429,
+            retries,
+            error: "rate_limit".into(),
+        }),
+        ..AgentReport::default()
+    };
+    assert_eq!(at(RATE_LIMIT_RETRIES - 1).quota_signal(), None);
+    assert_eq!(
+        at(RATE_LIMIT_RETRIES).quota_signal().as_deref(),
+        Some("the API answered 429 (rate_limit) 3 times in a row")
+    );
+    // A signature the output states wins.
+    let stated = AgentReport {
+        quota: Some("429: API Error".into()),
+        ..at(1)
+    };
+    assert_eq!(stated.quota_signal().as_deref(), Some("429: API Error"));
 }

@@ -501,14 +501,11 @@ impl Engine {
         let mut validated_head = orch.head().cloned();
         let real = self.git.ref_target(&reference)?;
         let validated = self.line_holds(orch.head(), real.as_ref()).await;
-        if cfg.finish != orch_core::config::Finish::Leave
-            && orch.state() == RunState::Completed
-            && validated
-        {
+        if let Some(l) = orch_core::landing::land_at_finish(cfg, orch.state(), validated) {
             let opts = land::LandOptions {
-                fast_forward: cfg.finish.fast_forwards(),
-                push: cfg.finish.pushes(),
-                update_checkout: cfg.update_checkout,
+                fast_forward: l.fast_forward,
+                push: l.push,
+                update_checkout: l.update_checkout,
             };
             match self.land(run, opts, handle).await {
                 Ok((n, line)) => {

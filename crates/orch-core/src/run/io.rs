@@ -84,6 +84,43 @@ pub struct AgentReport {
     /// journals it once per attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
+    /// The agent's CLI retrying a rate-limited request (HTTP 429 or 529) on its own:
+    /// the core decides when that is a quota signal ([`AgentReport::quota_signal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<RateLimited>,
+}
+
+/// An agent CLI's own retries of a rate-limited request, as its output says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimited {
+    /// The HTTP status (429, 529).
+    pub status: u64,
+    /// Its retry count so far, in a row.
+    pub retries: u64,
+    /// The API's words.
+    pub error: String,
+}
+
+/// A CLI retrying a rate limit this many times in a row is a quota signal: its own
+/// backoff grows past what is worth waiting inside one attempt.
+pub const RATE_LIMIT_RETRIES: u64 = 3;
+
+impl AgentReport {
+    /// The quota signature this report carries: one the agent's output states, or its
+    /// CLI's own retries of a rate limit, [`RATE_LIMIT_RETRIES`] or more in a row.
+    pub fn quota_signal(&self) -> Option<String> {
+        self.quota.clone().or_else(|| {
+            self.rate_limited
+                .as_ref()
+                .filter(|r| r.retries >= RATE_LIMIT_RETRIES)
+                .map(|r| {
+                    format!(
+                        "the API answered {} ({}) {} times in a row",
+                        r.status, r.error, r.retries
+                    )
+                })
+        })
+    }
 }
 
 /// The agent's work, committed by the engine after the agent exited.

@@ -65,7 +65,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use event::{Journaled, RunEvent};
 pub use io::{
     AgentExit, AgentReport, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult,
-    RefResult, Retention, Stage, TaskSpec, ValidationRecord,
+    RATE_LIMIT_RETRIES, RateLimited, RefResult, Retention, Stage, TaskSpec, ValidationRecord,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
 pub use outcome::INFRA_STREAK_HALT;

@@ -87,12 +87,13 @@ impl Orchestrator {
         if !running {
             return Ok(());
         }
+        let quota = report.quota_signal();
         self.report_refused(attempt, report.malformed);
         if let Some(u) = report.usage {
             self.spend.live.insert(attempt, u);
             self.check_budgets(Some(attempt));
         }
-        if let Some(sig) = report.quota {
+        if let Some(sig) = quota {
             self.quota_hit(attempt, sig, true);
         }
         Ok(())
@@ -102,6 +103,7 @@ impl Orchestrator {
     /// a quota signature marks the attempt for the breaker.
     pub(super) fn on_agent_report(&mut self, attempt: AttemptId, report: AgentReport) {
         let live = self.spend.live.remove(&attempt);
+        let quota = report.quota_signal();
         self.report_refused(attempt, report.malformed);
         if let Some(u) = report.usage.or(live) {
             self.persist(RunEvent::AttemptUsage {
@@ -111,7 +113,7 @@ impl Orchestrator {
             self.attempts.at(attempt).rec.usage = Some(u);
             self.check_budgets(None);
         }
-        match report.quota {
+        match quota {
             Some(sig) => self.quota_hit(attempt, sig, false),
             None => self.got_through(attempt),
         }

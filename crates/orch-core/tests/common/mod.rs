@@ -255,6 +255,7 @@ impl Proc {
                 quota: (self.quota && !self.killed).then(|| "rate_limit_error".to_owned()),
                 hint: None,
                 malformed: None,
+                rate_limited: None,
             },
         }
     }
@@ -666,6 +667,7 @@ impl<O: Oracle> World<O> {
                         quota: None,
                         hint: None,
                         malformed: None,
+                        rate_limited: None,
                     };
                     self.deliver_at(d / 2, Input::AgentProgress { attempt, report });
                 }

@@ -7,13 +7,9 @@
 use std::collections::BTreeMap;
 
 use orch_core::config::AgentOutput;
-use orch_core::run::AgentReport;
+use orch_core::run::{AgentReport, RateLimited};
 use orch_core::usage::{Usage, Usd};
 use serde_json::Value;
-
-/// The CLI retrying a rate limit this many times is taken as a quota signal: its own
-/// backoff grows past what is worth waiting inside one attempt.
-const RATE_LIMIT_RETRIES: u64 = 3;
 
 /// HTTP statuses that mean "rate limited" or "overloaded".
 fn is_limit_status(s: u64) -> bool {
@@ -31,6 +27,8 @@ pub struct OutputReader {
     final_usage: bool,
     seen_usage: bool,
     quota: Option<String>,
+    /// The CLI's own retries of a rate-limited request (the core judges them).
+    rate_limited: Option<RateLimited>,
     /// The first figure that could not be true, in words.
     malformed: Option<String>,
 }
@@ -80,6 +78,7 @@ impl OutputReader {
             final_usage: false,
             seen_usage: false,
             quota: None,
+            rate_limited: None,
             malformed: None,
         }
     }
@@ -93,6 +92,7 @@ impl OutputReader {
             self.usage.clone(),
             self.quota.clone(),
             self.malformed.clone(),
+            self.rate_limited.clone(),
         );
         match self.format {
             AgentOutput::ClaudeStreamJson => self.claude(&v),
@@ -106,6 +106,7 @@ impl OutputReader {
                 self.usage.clone(),
                 self.quota.clone(),
                 self.malformed.clone(),
+                self.rate_limited.clone(),
             )
     }
 
@@ -116,6 +117,7 @@ impl OutputReader {
             quota: self.quota.clone(),
             hint: None,
             malformed: self.malformed.clone(),
+            rate_limited: self.rate_limited.clone(),
         }
     }
 
@@ -174,12 +176,12 @@ impl OutputReader {
             }
             ("system", "api_retry") => {
                 let status = u(v, "error_status");
-                if is_limit_status(status) && u(v, "attempt") >= RATE_LIMIT_RETRIES {
-                    self.quota.get_or_insert(format!(
-                        "the API answered {status} ({}) {} times in a row",
-                        s(v, "error").unwrap_or_default(),
-                        u(v, "attempt")
-                    ));
+                if is_limit_status(status) {
+                    self.rate_limited = Some(RateLimited {
+                        status,
+                        retries: u(v, "attempt"),
+                        error: s(v, "error").unwrap_or_default(),
+                    });
                 }
             }
             ("assistant", _) => {

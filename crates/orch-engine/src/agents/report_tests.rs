@@ -62,11 +62,11 @@ fn claude_rate_limits_are_quota_signals() {
     let mut r = OutputReader::new(AgentOutput::ClaudeStreamJson);
     r.line(&retry(1));
     r.line(&retry(2));
-    assert!(r.report().quota.is_none());
+    assert!(r.report().quota_signal().is_none());
     assert!(r.line(&retry(3)));
     assert!(
         r.report()
-            .quota
+            .quota_signal()
             .unwrap()
             .contains("429 (rate_limit) 3 times")
     );

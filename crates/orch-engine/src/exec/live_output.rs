@@ -67,7 +67,7 @@ pub(crate) fn forward_parsed(
             pending |= changed;
             let report = reader.report();
             let due = last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
-            if pending && (due || report.quota.is_some()) {
+            if pending && (due || report.quota_signal().is_some()) {
                 pending = false;
                 last_sent = Some(Instant::now());
                 let _ = live.send(Input::AgentProgress { attempt, report });

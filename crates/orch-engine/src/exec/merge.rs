@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::{Ctx, blocking};
 use crate::crash_point;
 use crate::line::layout;
-use crate::ports::{RefError, moved_by_orch};
+use crate::ports::{RefError, moved_line};
+use orch_core::landing::moved_by_orch;
 use orch_core::ports::MergeOutcome;
 use orch_core::run::{AttemptId, CommitId, Input, MergeResult, RefResult};
 
@@ -114,7 +115,9 @@ pub(crate) async fn advance(
             RefResult::Advanced
         }
         Ok(Err(RefError::LostRace { actual }))
-            if moved_by_orch(ctx.git.clone(), &*ctx.journal, &expected, &actual).await =>
+            if moved_by_orch(
+                moved_line(ctx.git.clone(), &*ctx.journal, &expected, &actual).await,
+            ) =>
         {
             RefResult::Overtaken { actual }
         }

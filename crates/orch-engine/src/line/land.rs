@@ -274,7 +274,8 @@ impl Engine {
         match (validated, real) {
             (v, r) if v == r => true,
             (Some(v), Some(r)) => {
-                crate::ports::moved_by_orch(self.git.clone(), &self.store, v, r).await
+                let m = crate::ports::moved_line(self.git.clone(), &self.store, v, r).await;
+                orch_core::landing::moved_by_orch(m)
             }
             _ => false,
         }

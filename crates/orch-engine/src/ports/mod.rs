@@ -284,22 +284,27 @@ pub trait JournalPort: Send + Sync + 'static {
     }
 }
 
-/// Whether the line moved from `from` to `to` by orch's own validated work (a shared
-/// line another run landed on): `to` builds on `from`, and a run's journal says it
-/// validated it (journaled before that run's advance, which it licensed). A pin is not
-/// enough: `refs/orch/` is writable by any agent, so one could pin its own commit.
-/// Anything else is a ref moved outside orch.
-pub(crate) async fn moved_by_orch(
+/// The facts the core's `landing::moved_by_orch` judges a line found at `to`
+/// (instead of `from`) by: whether `to` builds on `from`, and whether a run's journal
+/// vouches for it (a failed read vouches for nothing).
+pub(crate) async fn moved_line(
     git: Arc<dyn GitPort>,
     journal: &dyn JournalPort,
     from: &CommitId,
     to: &CommitId,
-) -> bool {
+) -> orch_core::landing::MovedLine {
     let (f, t) = (from.clone(), to.clone());
-    let descends = tokio::task::spawn_blocking(move || git.is_ancestor(&f, &t))
+    let builds_on = tokio::task::spawn_blocking(move || git.is_ancestor(&f, &t))
         .await
         .unwrap_or(false);
-    descends && journal.validated_by_a_run(to).await.unwrap_or(false)
+    let vouched = match journal.validated_by_a_run(to).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(commit = %to.0, error = %e, "cannot read whether a run validated the line's head");
+            false
+        }
+    };
+    orch_core::landing::MovedLine { builds_on, vouched }
 }
 
 /// Running other programs.
