@@ -19,7 +19,9 @@ use orch_core::run::{
     RunState, Stage, TaskSpec, ValidationRecord,
 };
 use orch_core::{Task, TaskId, TaskStatus};
-use orch_engine::ports::{GitPort, JournalPort, Ports, ProcessPort, RefError};
+use orch_engine::ports::{
+    GitHistory, GitRefs, GitRemote, GitWorktrees, JournalPort, Ports, ProcessPort, RefError,
+};
 use orch_engine::{DriverSetup, EngineConfig, EngineError, RunDriver, RunHandle, RunUpdate};
 use orch_store::{Control, PoolLease, StoreError};
 use orch_validate::{
@@ -107,7 +109,7 @@ struct FakeGit(Shared);
 struct FakeJournal(Shared);
 struct FakeProcs(Shared);
 
-impl GitPort for FakeGit {
+impl GitWorktrees for FakeGit {
     fn add_worktree(&self, branch: &str, _: &CommitId, path: &Path) -> Result<(), PortError> {
         check_out(&self.0, path, branch);
         std::fs::create_dir_all(path).map_err(|e| PortError::new(PortErrorKind::Other, e))?;
@@ -172,13 +174,6 @@ impl GitPort for FakeGit {
     ) -> Result<orch_core::ports::Restored, PortError> {
         Ok(Default::default())
     }
-    fn pin(&self, _: &str, _: &CommitId) -> Result<(), PortError> {
-        // The fake keeps every object; pins only matter to a real git gc.
-        Ok(())
-    }
-    fn unpin(&self, _: &str) -> Result<(), PortError> {
-        Ok(())
-    }
     fn init_submodules(&self, _: &Path) -> Result<(), PortError> {
         Ok(())
     }
@@ -190,16 +185,24 @@ impl GitPort for FakeGit {
         }
         Ok(())
     }
-    fn merge(
-        &self,
-        onto: &CommitId,
-        head: &CommitId,
-        _: MergeStyle,
-        _: &str,
-    ) -> Result<MergeOutcome, PortError> {
-        Ok(MergeOutcome::Clean {
-            commit: CommitId(format!("{onto}+{head}")),
-        })
+    fn remove_worktree(&self, _: &Path, _: bool) -> Result<(), PortError> {
+        Ok(())
+    }
+    fn workdir(&self) -> PathBuf {
+        PathBuf::from("/nonexistent")
+    }
+    fn common_dir(&self) -> PathBuf {
+        PathBuf::from("/nonexistent/.git")
+    }
+}
+
+impl GitRefs for FakeGit {
+    fn pin(&self, _: &str, _: &CommitId) -> Result<(), PortError> {
+        // The fake keeps every object; pins only matter to a real git gc.
+        Ok(())
+    }
+    fn unpin(&self, _: &str) -> Result<(), PortError> {
+        Ok(())
     }
     fn advance_ref(
         &self,
@@ -229,24 +232,29 @@ impl GitPort for FakeGit {
         w.advances += 1;
         Ok(())
     }
-    fn remove_worktree(&self, _: &Path, _: bool) -> Result<(), PortError> {
-        Ok(())
-    }
     fn delete_branch(&self, _: &str, _: bool) -> Result<(), PortError> {
         Ok(())
     }
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, PortError> {
         Ok(self.0.lock().unwrap().refs.get(reference).cloned())
     }
-    fn workdir(&self) -> PathBuf {
-        PathBuf::from("/nonexistent")
-    }
-    fn common_dir(&self) -> PathBuf {
-        PathBuf::from("/nonexistent/.git")
-    }
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
         // Merges are named `<onto>+<head>`: a commit's ancestors are its prefixes.
         b.0.starts_with(&a.0)
+    }
+}
+
+impl GitHistory for FakeGit {
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        _: MergeStyle,
+        _: &str,
+    ) -> Result<MergeOutcome, PortError> {
+        Ok(MergeOutcome::Clean {
+            commit: CommitId(format!("{onto}+{head}")),
+        })
     }
     fn landed_since(
         &self,
@@ -271,6 +279,8 @@ impl GitPort for FakeGit {
         ))
     }
 }
+
+impl GitRemote for FakeGit {}
 
 #[async_trait::async_trait]
 impl JournalPort for FakeJournal {

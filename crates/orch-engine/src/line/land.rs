@@ -228,7 +228,7 @@ impl Engine {
         let (git, c, p) = (self.git.clone(), commit.clone(), cwd.clone());
         let submodules = self.cfg.config.worktrees.submodules;
         tokio::task::spawn_blocking(move || {
-            crate::ports::GitPort::checkout_for_gate(&*git, &p, &c, submodules)
+            crate::ports::GitWorktrees::checkout_for_gate(&*git, &p, &c, submodules)
         })
         .await
         .expect("a checkout does not panic")

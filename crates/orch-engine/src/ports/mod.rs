@@ -44,8 +44,10 @@ pub enum CommitError {
     Failed(PortError),
 }
 
-/// Git, as a run needs it. Blocking.
-pub trait GitPort: Send + Sync + 'static {
+/// Git's worktrees, as a run uses them: attempt and integration checkouts, the pool's
+/// switches and scrubs, an agent's leftovers committed, and the shared git files an
+/// agent could tamper with. Blocking.
+pub trait GitWorktrees: Send + Sync + 'static {
     /// Creates `branch` at `base` with a worktree at `path`.
     fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), PortError>;
     /// Commits what an agent left in `worktree` (except the `scratch` pathspecs its
@@ -76,21 +78,6 @@ pub trait GitPort: Send + Sync + 'static {
         }
         Ok(())
     }
-    /// Merges `head` onto `onto` in memory; moves no ref.
-    fn merge(
-        &self,
-        onto: &CommitId,
-        head: &CommitId,
-        style: MergeStyle,
-        message: &str,
-    ) -> Result<MergeOutcome, PortError>;
-    /// Moves `reference` from `expected` to `new`, only if it is at `expected`.
-    fn advance_ref(
-        &self,
-        reference: &str,
-        expected: &CommitId,
-        new: &CommitId,
-    ) -> Result<(), RefError>;
     /// The repository's shared git files (config, hooks, `info/`) and refs, before an
     /// agent runs; `users` names the run's base and target, whose branches are the
     /// user's.
@@ -102,10 +89,6 @@ pub trait GitPort: Send + Sync + 'static {
         before: &SharedGitState,
         agent_head: Option<&CommitId>,
     ) -> Result<orch_core::ports::Restored, PortError>;
-    /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
-    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), PortError>;
-    /// Removes a pin.
-    fn unpin(&self, reference: &str) -> Result<(), PortError>;
     /// Switches the pooled worktree at `path` onto `branch`, made at `base`, and
     /// scrubs it by `rules`; an error means it could not be made clean.
     fn switch_worktree(
@@ -123,12 +106,43 @@ pub trait GitPort: Send + Sync + 'static {
     fn ignored_files(&self, pathspecs: &[String]) -> Result<Vec<PathBuf>, PortError>;
     /// Removes a worktree (a dirty one only if `force`).
     fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), PortError>;
+    /// The repository's working directory.
+    fn workdir(&self) -> PathBuf;
+    /// The shared git directory (`.git` of the main worktree).
+    fn common_dir(&self) -> PathBuf;
+}
+
+/// Git's refs: compare-and-swap moves, pins, branches. Blocking.
+pub trait GitRefs: Send + Sync + 'static {
+    /// Moves `reference` from `expected` to `new`, only if it is at `expected`.
+    fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), RefError>;
+    /// Keeps `commit` reachable from `reference` (`refs/orch/...`) until unpinned.
+    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), PortError>;
+    /// Removes a pin.
+    fn unpin(&self, reference: &str) -> Result<(), PortError>;
     /// Deletes a branch (unmerged work only if `force`).
     fn delete_branch(&self, branch: &str, force: bool) -> Result<(), PortError>;
     /// Where `reference` points.
     fn ref_target(&self, reference: &str) -> Result<Option<CommitId>, PortError>;
     /// Whether `a` is `b` or one of its ancestors.
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool;
+}
+
+/// Git's history, read and written in memory: merges, trees, and what landed. Blocking.
+pub trait GitHistory: Send + Sync + 'static {
+    /// Merges `head` onto `onto` in memory; moves no ref.
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        style: MergeStyle,
+        message: &str,
+    ) -> Result<MergeOutcome, PortError>;
     /// The tree `commit` records.
     fn tree_of(&self, commit: &CommitId) -> Result<String, PortError>;
     /// The hunks of `head`'s change since `base` that undo the landed work of a task
@@ -146,10 +160,11 @@ pub trait GitPort: Send + Sync + 'static {
         from: &CommitId,
         to: &CommitId,
     ) -> Result<Vec<orch_core::ports::Landing>, PortError>;
-    /// The repository's working directory.
-    fn workdir(&self) -> PathBuf;
-    /// The shared git directory (`.git` of the main worktree).
-    fn common_dir(&self) -> PathBuf;
+}
+
+/// A shared remote (`run.executors = "workers"`): pushes and fetches. An adapter that
+/// reaches no remote keeps the defaults, which say so (`PortErrorKind::Unsupported`).
+pub trait GitRemote: Send + Sync + 'static {
     /// Pushes `commit` to `reference` on `remote` if the remote ref is as `expect`
     /// says (`LostRace` with where it is, if not). A git without remotes refuses.
     fn push_ref(
@@ -186,6 +201,11 @@ pub trait GitPort: Send + Sync + 'static {
         )))
     }
 }
+
+/// Git, as a run needs it: all four parts, which every git adapter implements.
+pub trait GitPort: GitWorktrees + GitRefs + GitHistory + GitRemote {}
+
+impl<T: GitWorktrees + GitRefs + GitHistory + GitRemote> GitPort for T {}
 
 /// The store, as a live run uses it.
 #[async_trait::async_trait]

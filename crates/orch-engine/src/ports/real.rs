@@ -16,7 +16,9 @@ use orch_store::{Control, PoolLease, Store, StoreError};
 use orch_validate::{CancellationToken, CommandSpec, GateResult, GateSpec, Line, Report, RunError};
 use tokio::sync::mpsc;
 
-use super::{CommitError, GitPort, JournalPort, ProcessPort, RefError};
+use super::{
+    CommitError, GitHistory, GitRefs, GitRemote, GitWorktrees, JournalPort, ProcessPort, RefError,
+};
 
 /// git's error in the port's terms: its kind, and the error itself as the source.
 fn port(e: GitError) -> PortError {
@@ -35,7 +37,7 @@ fn port(e: GitError) -> PortError {
     PortError::new(kind, e)
 }
 
-impl GitPort for Git {
+impl GitWorktrees for Git {
     fn add_worktree(&self, branch: &str, base: &CommitId, path: &Path) -> Result<(), PortError> {
         Git::add_worktree(self, branch, base, path).map_err(port)
     }
@@ -58,9 +60,6 @@ impl GitPort for Git {
     fn init_submodules(&self, path: &Path) -> Result<(), PortError> {
         Git::init_submodules(self, path).map_err(port)
     }
-    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), PortError> {
-        Git::pin(self, reference, commit).map_err(port)
-    }
     fn shared_state(&self, users: &[String]) -> Result<SharedGitState, PortError> {
         Git::shared_state(self, users).map_err(port)
     }
@@ -70,33 +69,6 @@ impl GitPort for Git {
         agent_head: Option<&CommitId>,
     ) -> Result<orch_core::ports::Restored, PortError> {
         Git::restore_shared_state(self, before, agent_head).map_err(port)
-    }
-    fn unpin(&self, reference: &str) -> Result<(), PortError> {
-        Git::unpin(self, reference).map_err(port)
-    }
-    fn merge(
-        &self,
-        onto: &CommitId,
-        head: &CommitId,
-        style: MergeStyle,
-        message: &str,
-    ) -> Result<MergeOutcome, PortError> {
-        Git::merge(self, onto, head, style, message).map_err(port)
-    }
-    fn advance_ref(
-        &self,
-        reference: &str,
-        expected: &CommitId,
-        new: &CommitId,
-    ) -> Result<(), RefError> {
-        Git::advance_ref(self, reference, expected, new).map_err(|e| match e {
-            GitError::LostRace {
-                actual: Some(actual),
-                ..
-            } => RefError::LostRace { actual },
-            e @ GitError::BranchCheckedOut { .. } => RefError::Refused(port(e)),
-            e => RefError::Failed(port(e)),
-        })
     }
     fn switch_worktree(
         &self,
@@ -119,6 +91,36 @@ impl GitPort for Git {
     fn remove_worktree(&self, path: &Path, force: bool) -> Result<(), PortError> {
         Git::remove_worktree(self, path, force).map_err(port)
     }
+    fn workdir(&self) -> PathBuf {
+        Git::workdir(self).to_path_buf()
+    }
+    fn common_dir(&self) -> PathBuf {
+        Git::common_dir(self)
+    }
+}
+
+impl GitRefs for Git {
+    fn pin(&self, reference: &str, commit: &CommitId) -> Result<(), PortError> {
+        Git::pin(self, reference, commit).map_err(port)
+    }
+    fn unpin(&self, reference: &str) -> Result<(), PortError> {
+        Git::unpin(self, reference).map_err(port)
+    }
+    fn advance_ref(
+        &self,
+        reference: &str,
+        expected: &CommitId,
+        new: &CommitId,
+    ) -> Result<(), RefError> {
+        Git::advance_ref(self, reference, expected, new).map_err(|e| match e {
+            GitError::LostRace {
+                actual: Some(actual),
+                ..
+            } => RefError::LostRace { actual },
+            e @ GitError::BranchCheckedOut { .. } => RefError::Refused(port(e)),
+            e => RefError::Failed(port(e)),
+        })
+    }
     fn delete_branch(&self, branch: &str, force: bool) -> Result<(), PortError> {
         Git::delete_branch(self, branch, force).map_err(port)
     }
@@ -127,6 +129,18 @@ impl GitPort for Git {
     }
     fn is_ancestor(&self, a: &CommitId, b: &CommitId) -> bool {
         Git::is_ancestor(self, a, b)
+    }
+}
+
+impl GitHistory for Git {
+    fn merge(
+        &self,
+        onto: &CommitId,
+        head: &CommitId,
+        style: MergeStyle,
+        message: &str,
+    ) -> Result<MergeOutcome, PortError> {
+        Git::merge(self, onto, head, style, message).map_err(port)
     }
     fn tree_of(&self, commit: &CommitId) -> Result<String, PortError> {
         Git::tree_of(self, commit).map_err(port)
@@ -146,12 +160,9 @@ impl GitPort for Git {
     ) -> Result<Vec<orch_core::ports::Landing>, PortError> {
         Git::landed_since(self, from, to).map_err(port)
     }
-    fn workdir(&self) -> PathBuf {
-        Git::workdir(self).to_path_buf()
-    }
-    fn common_dir(&self) -> PathBuf {
-        Git::common_dir(self)
-    }
+}
+
+impl GitRemote for Git {
     fn push_ref(
         &self,
         remote: &str,
