@@ -5,6 +5,7 @@ use orch_store::StoreError;
 
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The store failed.
     #[error(transparent)]

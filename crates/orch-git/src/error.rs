@@ -6,6 +6,7 @@ use orch_core::run::CommitId;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GitError {
     /// Not a usable repository.
     #[error("cannot open the git repository at {path}: {message}")]

@@ -9,6 +9,7 @@ use orch_core::transition::MoveRejected;
 /// What can go wrong in the store. The variants from `Field` to `Board` are refusals of
 /// bad input; the rest are failures of the database itself.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// `database_url` is not a form the store understands.
     #[error(

@@ -208,6 +208,7 @@ pub const TAIL_LINES: usize = 40;
 
 /// A failure of the runner itself (not of the command).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The log file could not be written.
     #[error("cannot write the log {path}: {source}")]

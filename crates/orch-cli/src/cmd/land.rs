@@ -26,11 +26,10 @@ pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
         repo.close().await?;
         return Ok(0);
     }
-    let opts = LandOptions {
-        fast_forward: !args.no_fast_forward,
-        push: args.push,
-        update_checkout: args.update_checkout || repo.config().run.update_checkout,
-    };
+    let mut opts = LandOptions::default();
+    opts.fast_forward = !args.no_fast_forward;
+    opts.push = args.push;
+    opts.update_checkout = args.update_checkout || repo.config().run.update_checkout;
     let notes = repo.land(opts).await?;
     output::land::print_landed(&notes, ctx.json)?;
     repo.close().await?;

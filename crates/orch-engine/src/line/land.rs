@@ -55,6 +55,7 @@ impl std::fmt::Display for Idle {
 
 /// What `orch land` (or a run's finish) is asked to do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LandOptions {
     /// Fast-forward the target branch.
     pub fast_forward: bool,
