@@ -67,6 +67,77 @@ impl Breaker {
     }
 }
 
+/// What a quota signal does to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hit {
+    /// It is open already and this was not its probe: its probe decides.
+    AlreadyOpen,
+    /// Claiming waits `wait`, until `until`, then one probe runs.
+    Wait {
+        /// How long.
+        wait: Duration,
+        /// Until when.
+        until: Timestamp,
+    },
+    /// It stayed open past `policy.quota_max_wait`: the run halts.
+    Halt {
+        /// How long it was open.
+        waited: Duration,
+    },
+}
+
+impl Breaker {
+    /// A quota signal from `attempt` at `now`: opens the breaker, or, from its probe,
+    /// doubles the wait (up to [`MAX_DOUBLINGS`] times); past `max_wait` open, it says
+    /// to halt and closes.
+    pub(super) fn hit(
+        &mut self,
+        attempt: AttemptId,
+        now: Timestamp,
+        backoff: Duration,
+        max_wait: Duration,
+    ) -> Hit {
+        let probe = self.probe == Some(attempt);
+        let opened_at = match self.opened_at {
+            Some(_) if !probe => return Hit::AlreadyOpen,
+            Some(t) => {
+                self.failed_probes += 1;
+                self.probe = None;
+                t
+            }
+            None => {
+                self.opened_at = Some(now);
+                self.failed_probes = 0;
+                now
+            }
+        };
+        let waited = Duration::from_millis((now.0 - opened_at.0).max(0) as u64);
+        if waited >= max_wait {
+            *self = Breaker::default();
+            return Hit::Halt { waited };
+        }
+        let wait = backoff.saturating_mul(1u32 << self.failed_probes.min(MAX_DOUBLINGS));
+        self.until = after(now, wait);
+        Hit::Wait {
+            wait,
+            until: self.until,
+        }
+    }
+
+    /// `attempt` ended without a quota signal: true when it was the probe, and the
+    /// breaker closes (the attempts it stopped stay listed).
+    pub(super) fn got_through(&mut self, attempt: AttemptId) -> bool {
+        if self.probe != Some(attempt) {
+            return false;
+        }
+        *self = Breaker {
+            stopped: std::mem::take(&mut self.stopped),
+            ..Breaker::default()
+        };
+        true
+    }
+}
+
 impl Orchestrator {
     /// `attempt`'s agent showed a quota signature: stop it (if `live`, it still runs)
     /// and open the breaker, or widen it if this was the probe.
@@ -84,61 +155,93 @@ impl Orchestrator {
             // The agent already exited: its result will be read as this failure.
             self.attempts.at(attempt).abort = Some(Abort::Quota);
         }
-        let probe = self.breaker.probe == Some(attempt);
-        let opened_at = match self.breaker.opened_at {
-            Some(_) if !probe => return, // already open; its probe decides
-            Some(t) => {
-                self.breaker.failed_probes += 1;
-                self.breaker.probe = None;
-                t
+        let (backoff, max_wait) = (self.policy.quota_backoff, self.policy.quota_max_wait);
+        match self.breaker.hit(attempt, self.now, backoff, max_wait) {
+            Hit::AlreadyOpen => {}
+            Hit::Halt { waited } => {
+                let why = format!(
+                    "the quota breaker stayed open for {}s (policy.quota_max_wait); the last signal: {signature}",
+                    waited.as_secs()
+                );
+                self.persist(RunEvent::QuotaBreaker {
+                    until: None,
+                    reason: why.clone(),
+                });
+                self.begin_drain(Drain::Halt, &why);
             }
-            None => {
-                self.breaker.opened_at = Some(self.now);
-                self.breaker.failed_probes = 0;
-                self.now
+            Hit::Wait { wait, until } => {
+                self.timers.arm(Deadline::Breaker, until);
+                self.persist(RunEvent::QuotaBreaker {
+                    until: Some(until),
+                    reason: format!(
+                        "{attempt} hit a rate limit, a quota or a full disk ({signature}); claiming waits {}s, then one probe runs",
+                        wait.as_secs()
+                    ),
+                });
             }
-        };
-        let waited = Duration::from_millis((self.now.0 - opened_at.0).max(0) as u64);
-        if waited >= self.policy.quota_max_wait {
-            let why = format!(
-                "the quota breaker stayed open for {}s (policy.quota_max_wait); the last signal: {signature}",
-                waited.as_secs()
-            );
-            self.persist(RunEvent::QuotaBreaker {
-                until: None,
-                reason: why.clone(),
-            });
-            self.breaker = Breaker::default();
-            self.begin_drain(Drain::Halt, &why);
-            return;
         }
-        let factor = 1u32 << self.breaker.failed_probes.min(MAX_DOUBLINGS);
-        let wait = self.policy.quota_backoff.saturating_mul(factor);
-        self.breaker.until = after(self.now, wait);
-        self.timers.arm(Deadline::Breaker, self.breaker.until);
-        self.persist(RunEvent::QuotaBreaker {
-            until: Some(self.breaker.until),
-            reason: format!(
-                "{attempt} hit a rate limit, a quota or a full disk ({signature}); claiming waits {}s, then one probe runs",
-                wait.as_secs()
-            ),
-        });
     }
 
     /// `attempt`'s agent ended without a quota signature: a probe that got through
     /// closes the breaker.
     pub(super) fn got_through(&mut self, attempt: AttemptId) {
-        if self.breaker.probe != Some(attempt) {
+        if !self.breaker.got_through(attempt) {
             return;
         }
-        self.breaker = Breaker {
-            stopped: std::mem::take(&mut self.breaker.stopped),
-            ..Breaker::default()
-        };
         self.timers.disarm(Deadline::Breaker);
         self.persist(RunEvent::QuotaBreaker {
             until: None,
             reason: format!("the probe {attempt} got through; claiming resumes"),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskId;
+
+    fn a(n: u32) -> AttemptId {
+        AttemptId {
+            task: TaskId(1),
+            number: n,
+        }
+    }
+
+    /// The breaker's own decisions, with no orchestrator: open, hold, double on a
+    /// failed probe, close on one that gets through, halt past the longest wait.
+    #[test]
+    fn the_breaker_opens_doubles_closes_and_gives_up() {
+        let (s, min) = (Duration::from_secs(1), Duration::from_secs(60));
+        let mut b = Breaker::default();
+        let hit = b.hit(a(1), Timestamp(0), s, min);
+        assert_eq!(
+            hit,
+            Hit::Wait {
+                wait: s,
+                until: Timestamp(1000)
+            }
+        );
+        assert_eq!(b.hit(a(2), Timestamp(10), s, min), Hit::AlreadyOpen);
+        assert_eq!(b.claims_allowed(Timestamp(500), 0), Some(0));
+        assert_eq!(b.claims_allowed(Timestamp(1000), 0), Some(1));
+        b.attempt_created(a(3), Timestamp(1000));
+        let again = b.hit(a(3), Timestamp(2000), s, min);
+        assert_eq!(
+            again,
+            Hit::Wait {
+                wait: 2 * s,
+                until: Timestamp(4000)
+            }
+        );
+        b.attempt_created(a(4), Timestamp(4000));
+        assert!(!b.got_through(a(3)) && b.got_through(a(4)) && !b.is_open());
+        b.hit(a(5), Timestamp(5000), s, min);
+        b.attempt_created(a(6), Timestamp(6000));
+        assert_eq!(
+            b.hit(a(6), Timestamp(5000 + 60_000), s, min),
+            Hit::Halt { waited: min }
+        );
+        assert!(!b.is_open());
     }
 }
