@@ -14,7 +14,9 @@ use super::Orchestrator;
 use super::attempt::{Abort, Op};
 use super::event::RunEvent;
 use super::io::{Command, MergeResult, RefResult, Stage};
+use super::revert;
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind};
+use crate::ports::Undo;
 
 /// Waiting attempts and the candidates being integrated.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +107,33 @@ impl Orchestrator {
             base,
         });
         self.start_merge(attempt);
+    }
+
+    /// Whether `attempt` may land although it undoes `undoes` (the revert guard's
+    /// judgement); if so, the undo is journaled with why.
+    fn undo_accepted(&mut self, attempt: AttemptId, undoes: &[Undo]) -> bool {
+        let reverts = self
+            .sched
+            .tasks
+            .get(&attempt.task)
+            .map(|t| t.reverts.as_slice())
+            .unwrap_or_default();
+        let previous = self
+            .attempts
+            .of_task(attempt.task)
+            .rev()
+            .find(|(id, _)| id.number < attempt.number)
+            .map(|(_, a)| &a.rec.state);
+        let Some(why) = revert::undo_accepted(self.policy.on_revert, reverts, previous, undoes)
+        else {
+            return false;
+        };
+        self.persist(RunEvent::Reverts {
+            attempt,
+            undone: undoes.to_vec(),
+            why: why.to_owned(),
+        });
+        true
     }
 
     pub(super) fn on_merge(&mut self, attempt: AttemptId, result: MergeResult) {

@@ -6,55 +6,63 @@
 //! journaled and flagged (`attempt.reverts`), and so does an undo of a task the
 //! attempt's own task says it reverts.
 
-use super::Orchestrator;
-use super::event::RunEvent;
-use super::types::{AttemptId, AttemptState, FailureKind};
+use super::types::{AttemptState, FailureKind};
 use crate::config::OnRevert;
 use crate::ports::Undo;
 
-impl Orchestrator {
-    /// Whether `attempt` may land although its change undoes `undoes`; if so, the
-    /// undo is journaled with why.
-    pub(super) fn undo_accepted(&mut self, attempt: AttemptId, undoes: &[Undo]) -> bool {
-        let why = if self.policy.on_revert == OnRevert::Allow {
-            "policy.on_revert = \"allow\""
-        } else if self.declared_reverts(attempt, undoes) {
-            "its task says it reverts that work"
-        } else if self.told_and_did_it_again(attempt, undoes) {
-            "its previous attempt was told to keep that work, and it undid it again: taken as meant"
-        } else {
-            return false;
-        };
-        self.persist(RunEvent::Reverts {
-            attempt,
-            undone: undoes.to_vec(),
-            why: why.to_owned(),
-        });
-        true
+/// Why an attempt may land although its change undoes `undoes`, if it may:
+/// `policy.on_revert = "allow"`, its task declares it reverts every task undone
+/// (`reverts`, the task's keys), or its `previous` attempt failed for undoing the same
+/// tasks' work in the same files and this one, told so, did it again.
+pub(super) fn undo_accepted(
+    on_revert: OnRevert,
+    reverts: &[String],
+    previous: Option<&AttemptState>,
+    undoes: &[Undo],
+) -> Option<&'static str> {
+    if on_revert == OnRevert::Allow {
+        return Some("policy.on_revert = \"allow\"");
     }
-
-    /// Every task it undoes is one the attempt's task declares it reverts.
-    fn declared_reverts(&self, attempt: AttemptId, undoes: &[Undo]) -> bool {
-        let Some(spec) = self.sched.tasks.get(&attempt.task) else {
-            return false;
-        };
-        undoes.iter().all(|u| spec.reverts.contains(&u.task))
+    if undoes.iter().all(|u| reverts.contains(&u.task)) {
+        return Some("its task says it reverts that work");
     }
-
-    /// The task's previous attempt failed for undoing the same tasks' work in the
-    /// same files, and its retry (this attempt, told so in its prompt) did it again.
-    fn told_and_did_it_again(&self, attempt: AttemptId, undoes: &[Undo]) -> bool {
-        let previous = self
-            .attempts
-            .of_task(attempt.task)
-            .rev()
-            .find(|(id, _)| id.number < attempt.number)
-            .map(|(_, a)| &a.rec.state);
-        let Some(AttemptState::Failed(FailureKind::RevertsLandedWork { undone })) = previous else {
-            return false;
-        };
-        undoes
+    let told = match previous {
+        Some(AttemptState::Failed(FailureKind::RevertsLandedWork { undone })) => undoes
             .iter()
-            .all(|u| undone.iter().any(|p| p.task == u.task && p.file == u.file))
+            .all(|u| undone.iter().any(|p| p.task == u.task && p.file == u.file)),
+        _ => false,
+    };
+    told.then_some(
+        "its previous attempt was told to keep that work, and it undid it again: taken as meant",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn undo(task: &str, file: &str) -> Undo {
+        Undo {
+            task: task.into(),
+            file: file.into(),
+            lines: (1, 2),
+            restores: true,
+        }
+    }
+
+    /// An undo lands only when allowed, declared, or done again after being told.
+    #[test]
+    fn an_undo_lands_only_when_allowed_declared_or_meant() {
+        let undoes = [undo("task-7", "x.py")];
+        let retry = OnRevert::Retry;
+        assert_eq!(undo_accepted(retry, &[], None, &undoes), None);
+        assert!(undo_accepted(OnRevert::Allow, &[], None, &undoes).is_some());
+        assert!(undo_accepted(retry, &["task-7".into()], None, &undoes).is_some());
+        let told = AttemptState::Failed(FailureKind::RevertsLandedWork {
+            undone: vec![undo("task-7", "x.py")],
+        });
+        assert!(undo_accepted(retry, &[], Some(&told), &undoes).is_some());
+        let other_file = [undo("task-7", "y.py")];
+        assert_eq!(undo_accepted(retry, &[], Some(&told), &other_file), None);
     }
 }
