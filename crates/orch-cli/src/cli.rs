@@ -218,9 +218,16 @@ pub enum LogStage {
 /// `orch logs`
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The task.
-    #[arg(long, value_name = "ID")]
-    pub task: TaskId,
+    /// The task: `orch logs 3` (or `--task 3`).
+    #[arg(
+        value_name = "TASK",
+        required_unless_present = "task_flag",
+        conflicts_with = "task_flag"
+    )]
+    pub task_arg: Option<TaskId>,
+    /// The task, as a flag.
+    #[arg(long = "task", value_name = "ID", id = "task_flag")]
+    pub task_flag: Option<TaskId>,
     /// The attempt (default: the latest).
     #[arg(long, value_name = "N")]
     pub attempt: Option<u32>,
@@ -236,6 +243,15 @@ pub struct LogsArgs {
     /// The agent's output as it printed it (its JSON stream), not as a transcript.
     #[arg(long)]
     pub raw: bool,
+}
+
+impl LogsArgs {
+    /// The task, given either way.
+    pub fn task(&self) -> TaskId {
+        self.task_arg
+            .or(self.task_flag)
+            .expect("clap requires the task one way or the other")
+    }
 }
 
 /// `orch run`
@@ -299,8 +315,8 @@ pub enum RunCommand {
     List,
     /// Show a run: its state and its attempts.
     Show {
-        /// The run id.
-        run: String,
+        /// The run id; the newest run when left out (or `latest`).
+        run: Option<String>,
     },
     /// Cancel a run from anywhere (another terminal): it stops claiming, stops its
     /// agents, and releases its tasks to the backlog.

@@ -574,6 +574,15 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         show.contains("task-4-1       failed: worker-validation"),
         "{show}"
     );
+    // With no id, or `latest`, it is the newest run.
+    for newest in [&["run", "show"][..], &["run", "show", "latest"]] {
+        let args: Vec<&str> = ["--repo", dir.to_str().unwrap()]
+            .iter()
+            .chain(newest)
+            .copied()
+            .collect();
+        assert_eq!(s.ok_text(&args).stdout, show);
+    }
     // The logs say why div's first attempt failed; the events tell the whole story.
     let logs = s
         .ok_text(&[
@@ -589,6 +598,20 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         ])
         .stdout;
     assert!(logs.contains("FAIL: div 9 3 gave 27, expected 3"), "{logs}");
+    // The task as a plain argument, as in `orch logs 4`.
+    let plain = s
+        .ok_text(&[
+            "--repo",
+            dir.to_str().unwrap(),
+            "logs",
+            "4",
+            "--attempt",
+            "1",
+            "--stage",
+            "worker",
+        ])
+        .stdout;
+    assert_eq!(plain, logs);
     let events = s
         .ok_text(&[
             "--repo",

@@ -22,24 +22,24 @@ pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let store = repo.store();
     let root = repo.artifacts();
     // Attempts that ran on workers elsewhere: their logs come from the store.
-    orch_engine::workers::remote_logs::materialize(store, &root, args.run.as_deref(), args.task)
+    orch_engine::workers::remote_logs::materialize(store, &root, args.run.as_deref(), args.task())
         .await?;
     let run = match &args.run {
         Some(r) => r.clone(),
         None => newest_run_with_logs(store, &root, args).await?,
     };
-    let task_dir = root.join(&run).join(args.task.0.to_string());
+    let task_dir = root.join(&run).join(args.task().0.to_string());
     let attempt = match args.attempt {
         Some(n) => n,
         None => newest_attempt(&task_dir, &run, args)?,
     };
     let dir = task_dir.join(attempt.to_string());
     if !dir.is_dir() {
-        let task = args.task;
+        let task = args.task();
         return Err(BadInput(format!("task {task} has no attempt {attempt} in run {run}")).into());
     }
     if log_files(&dir, args.stage)?.is_empty() && !args.follow {
-        let task = args.task;
+        let task = args.task();
         return Err(BadInput(format!(
             "no such log for task {task} attempt {attempt} in run {run}"
         ))
@@ -67,19 +67,19 @@ pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
 /// The newest run with artifacts for the task.
 async fn newest_run_with_logs(store: &Store, root: &Path, args: &LogsArgs) -> Result<String> {
     for r in store.runs().await? {
-        if root.join(&r.id.0).join(args.task.0.to_string()).is_dir() {
+        if root.join(&r.id.0).join(args.task().0.to_string()).is_dir() {
             return Ok(r.id.0);
         }
     }
     Err(BadInput(format!(
         "no run has logs for task {}; `orch run list` shows the runs",
-        args.task
+        args.task()
     ))
     .into())
 }
 
 fn newest_attempt(task_dir: &Path, run: &str, args: &LogsArgs) -> Result<u32> {
-    let task = args.task;
+    let task = args.task();
     std::fs::read_dir(task_dir)
         .map_err(|_| BadInput(format!("run {run} has no logs for task {task}")))?
         .flatten()

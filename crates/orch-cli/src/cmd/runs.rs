@@ -15,12 +15,28 @@ pub(super) async fn runs(ctx: &Ctx, cmd: &RunCommand) -> Result<()> {
     let repo = ctx.open().await?;
     match cmd {
         RunCommand::List => list(repo.store(), ctx.json).await?,
-        RunCommand::Show { run } => show(&repo, &RunId(run.clone()), ctx.json).await?,
+        RunCommand::Show { run } => {
+            let id = match run.as_deref() {
+                None | Some("latest") => newest(repo.store()).await?,
+                Some(r) => RunId(r.to_owned()),
+            };
+            show(&repo, &id, ctx.json).await?
+        }
         RunCommand::Cancel { run } => cancel(repo.store(), &RunId(run.clone()), ctx.json).await?,
         RunCommand::Resume { .. } => unreachable!("resume drives a run"),
     }
     repo.close().await?;
     Ok(())
+}
+
+/// The newest run, for `orch run show` with no id.
+async fn newest(store: &Store) -> Result<RunId> {
+    let runs = store.runs().await?;
+    let first = runs
+        .into_iter()
+        .next()
+        .ok_or_else(|| crate::error::BadInput("no runs yet: `orch run` starts one".into()))?;
+    Ok(first.id)
 }
 
 async fn list(store: &Store, json: bool) -> Result<()> {
