@@ -186,7 +186,7 @@ pub struct CleanupArgs {
     pub artifacts: bool,
     /// Also remove the worktree pool (every pooled worktree no unfinished run holds),
     /// and report the bytes freed. Without it the pool stays, caches and all.
-    #[arg(long, conflicts_with_all = ["dry_run", "artifacts"])]
+    #[arg(long, conflicts_with = "artifacts")]
     pub pool: bool,
 }
 

@@ -93,6 +93,19 @@ fn a_reused_worktree_keeps_its_caches_and_nothing_else() {
     // orch cleanup keeps the pool; --pool removes it and says how much it freed.
     s.ok(&["cleanup"]);
     assert_eq!(pooled(&s).len(), pool.len());
+    // --dry-run says what --pool would remove, and removes nothing.
+    let preview = s.json(&["cleanup", "--pool", "--dry-run"]);
+    let would: Vec<&str> = preview["pool"]["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(would.len(), pool.len(), "{preview}");
+    assert!(would.iter().all(|p| std::path::Path::new(p).is_dir()));
+    assert_eq!(pooled(&s).len(), pool.len());
+    let text = String::from_utf8(s.ok(&["cleanup", "--pool", "--dry-run"]).stdout).unwrap();
+    assert!(text.contains("would remove pooled worktree"), "{text}");
     let out = s.json(&["cleanup", "--pool"]);
     assert_eq!(out["pool"]["removed"].as_array().unwrap().len(), pool.len());
     assert!(out["pool"]["freed_bytes"].as_u64().unwrap() > 0, "{out}");

@@ -26,17 +26,18 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
     }
     if args.dry_run {
         let p = repo.cleanup_preview(&opts).await?;
-        return output::cleanup::print_preview(&p, ctx.json);
+        let pool = match args.pool {
+            true => Some(
+                orch_engine::upkeep::pool::removal_preview(store, &pool_root(root, &opts)?).await?,
+            ),
+            false => None,
+        };
+        return output::cleanup::print_preview(&p, pool.as_ref(), ctx.json);
     }
     let r = repo.cleanup(&opts).await?;
     let pool = match args.pool {
         true => {
-            let pool_root = orch_engine::upkeep::cleanup::worktree_root(root, &opts).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "cannot find the worktree root: set HOME or XDG_DATA_HOME, or worktrees.root"
-                )
-            })?;
-            Some(orch_engine::upkeep::pool::remove(store, root, &pool_root).await?)
+            Some(orch_engine::upkeep::pool::remove(store, root, &pool_root(root, &opts)?).await?)
         }
         false => None,
     };
@@ -50,6 +51,18 @@ pub(super) async fn cleanup(ctx: &Ctx, args: &CleanupArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where the pool is: the worktree root the configuration names.
+fn pool_root(
+    root: &std::path::Path,
+    opts: &orch_engine::upkeep::cleanup::CleanupOptions,
+) -> Result<std::path::PathBuf> {
+    orch_engine::upkeep::cleanup::worktree_root(root, opts).ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot find the worktree root: set HOME or XDG_DATA_HOME, or worktrees.root"
+        )
+    })
 }
 
 /// Runs `orch pool`.

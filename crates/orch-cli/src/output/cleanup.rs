@@ -48,6 +48,9 @@ struct PreviewJson<'a> {
     unregistered_directories: Vec<StrayJson<'a>>,
     processes: Vec<ProcessJson<'a>>,
     kept: Vec<KeptJson<'a>>,
+    /// With `--pool`: what it would remove of the pool, and keep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<PoolRemovalJson<'a>>,
 }
 
 /// `orch cleanup --json`.
@@ -80,8 +83,16 @@ fn kept(k: &[orch_engine::core::cleanup::Kept]) -> Vec<KeptJson<'_>> {
 }
 
 impl<'a> PreviewJson<'a> {
-    fn new(p: &'a Preview) -> PreviewJson<'a> {
+    fn new(
+        p: &'a Preview,
+        pool: Option<(&'a PoolRemoval, &'a [(String, u64)])>,
+    ) -> PreviewJson<'a> {
         PreviewJson {
+            pool: pool.map(|(p, paths)| PoolRemovalJson {
+                removed: sized(paths),
+                freed_bytes: p.bytes_freed(),
+                kept: kept(&p.kept),
+            }),
             worktrees: p
                 .worktrees
                 .iter()
@@ -124,9 +135,19 @@ impl<'a> PreviewJson<'a> {
 }
 
 /// Prints what a cleanup would do.
-pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
+pub fn print_preview(p: &Preview, pool: Option<&PoolRemoval>, json: bool) -> anyhow::Result<()> {
+    let pool_paths = pool.map(pool_paths);
     if json {
-        return super::print_json(&PreviewJson::new(p));
+        return super::print_json(&PreviewJson::new(p, pool.zip(pool_paths.as_deref())));
+    }
+    let size = |b: u64| orch_engine::core::units::ByteSize(b).approx();
+    if let (Some(pool), Some(paths)) = (pool, &pool_paths) {
+        for (path, b) in paths {
+            println!("would remove pooled worktree {path} ({})", size(*b));
+        }
+        for k in &pool.kept {
+            println!("would keep pooled worktree {}: {}", k.what, k.why);
+        }
     }
     let nothing = p.worktrees.is_empty()
         && p.branches.is_empty()
@@ -176,14 +197,17 @@ pub fn print_preview(p: &Preview, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pool's removed (or removable) worktrees as text, with their sizes.
+fn pool_paths(p: &PoolRemoval) -> Vec<(String, u64)> {
+    p.removed
+        .iter()
+        .map(|(path, b)| (path.display().to_string(), *b))
+        .collect()
+}
+
 /// Prints what a cleanup did, and what `--pool` removed of the pool.
 pub fn print_report(r: &Report, pool: Option<&PoolRemoval>, json: bool) -> anyhow::Result<()> {
-    let pool_paths: Option<Vec<(String, u64)>> = pool.map(|p| {
-        p.removed
-            .iter()
-            .map(|(path, b)| (path.display().to_string(), *b))
-            .collect()
-    });
+    let pool_paths = pool.map(pool_paths);
     if json {
         return super::print_json(&ReportJson {
             removed_worktrees: &r.removed_worktrees,

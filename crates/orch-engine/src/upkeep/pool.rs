@@ -100,22 +100,46 @@ pub async fn remove(store: &Store, repo: &Path, root: &Path) -> Result<PoolRemov
         .retire_whole_pool(|run| open.contains(run), root)
         .await?;
     let removed = remove_all(store, repo, gone).await?;
-    let kept = held
-        .into_iter()
-        .map(|s| {
-            let run = match &s.state {
-                SlotState::Leased(h) => h.run.clone(),
-                _ => String::new(),
-            };
-            Kept {
-                what: s.path.display().to_string(),
-                why: format!(
-                    "held by run {run}, which has not ended; `orch run resume {run}` or `orch run cancel {run}` first"
-                ),
-            }
-        })
-        .collect();
+    let kept = held.iter().map(held_by_a_run).collect();
     Ok(PoolRemoval { removed, kept })
+}
+
+/// What `orch cleanup --pool` would remove and keep, removing nothing
+/// (`--dry-run`).
+pub async fn removal_preview(store: &Store, root: &Path) -> Result<PoolRemoval, EngineError> {
+    let open = unfinished(store).await?;
+    let (held, gone): (Vec<PoolSlot>, Vec<PoolSlot>) = store
+        .pool_slots()
+        .await?
+        .into_iter()
+        .filter(|s| orch_core::pool::is_under(s, root))
+        .partition(|s| matches!(&s.state, SlotState::Leased(h) if open.contains(&h.run)));
+    let removed = tokio::task::spawn_blocking(move || {
+        gone.into_iter()
+            .map(|s| {
+                let bytes = dir_bytes(&s.path);
+                (s.path, bytes)
+            })
+            .collect()
+    })
+    .await
+    .expect("measuring does not panic");
+    let kept = held.iter().map(held_by_a_run).collect();
+    Ok(PoolRemoval { removed, kept })
+}
+
+/// Why a pooled worktree stays: the unfinished run holding it.
+fn held_by_a_run(s: &PoolSlot) -> Kept {
+    let run = match &s.state {
+        SlotState::Leased(h) => h.run.clone(),
+        _ => String::new(),
+    };
+    Kept {
+        what: s.path.display().to_string(),
+        why: format!(
+            "held by run {run}, which has not ended; `orch run resume {run}` or `orch run cancel {run}` first"
+        ),
+    }
 }
 
 async fn remove_all(
