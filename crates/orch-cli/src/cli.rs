@@ -60,7 +60,11 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set up orch in a git repository: `.orch/`, `orch.toml`, and `.git/info/exclude`.
-    Init,
+    Init {
+        /// Commit the new `orch.toml` (alone) on the current branch.
+        #[arg(long)]
+        commit: bool,
+    },
     /// Show orch at work in a throwaway repository.
     Demo(DemoArgs),
     /// Add, list, show, edit, move and remove tasks.

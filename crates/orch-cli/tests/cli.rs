@@ -103,6 +103,31 @@ fn init_is_idempotent_and_excludes_orch_dir() {
     );
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["created"], serde_json::json!([]));
+    assert_eq!(r.json()["uncommitted"], "orch.toml");
+    // --commit commits orch.toml alone, with the repository's identity, and says why
+    // when git cannot.
+    std::fs::write(s.repo().join("notes.txt"), "mine\n").unwrap();
+    let r = s.run_text(&["init", "--commit"]);
+    assert!(
+        r.code == 2 && r.stderr.contains("Author identity unknown"),
+        "{}",
+        r.stderr
+    );
+    s.git(&["config", "user.name", "Ada Lovelace"]);
+    s.git(&["config", "user.email", "ada@example.com"]);
+    let r = s.ok_text(&["--json", "init", "--commit"]);
+    assert_eq!(
+        r.json()["created"],
+        serde_json::json!(["committed orch.toml"])
+    );
+    assert_eq!(r.json()["uncommitted"], Value::Null);
+    let st = git_cmd()
+        .arg("-C")
+        .arg(s.repo())
+        .args(["status", "--porcelain"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(st.stdout).unwrap(), "?? notes.txt\n");
 }
 
 #[test]

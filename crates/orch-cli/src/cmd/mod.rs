@@ -30,7 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         json: cli.json,
     };
     match cli.command {
-        Command::Init => init::init(&ctx).await.map(|_| 0),
+        Command::Init { commit } => init::init(&ctx, commit).await.map(|_| 0),
         Command::Demo(args) => demo::demo(&ctx, args).await,
         Command::Task(cmd) => task::task(&ctx, cmd).await.map(|_| 0),
         Command::Board(args) => board::board(&ctx, args).await.map(|_| 0),
