@@ -115,12 +115,15 @@ pub enum Command {
 /// `orch agents`
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
-    /// Check one preset (default: the configured one, else every preset). Exits 1
-    /// when a checked preset cannot run.
+    /// Check one preset (default: the configured one, else every preset), or a custom
+    /// agent command. Exits 1 when anything it checked cannot run.
     Check {
         /// claude, codex, gemini, aider or opencode.
-        #[arg(value_parser = preset)]
+        #[arg(value_parser = preset, conflicts_with = "command")]
         preset: Option<orch_engine::core::config::Preset>,
+        /// A custom agent command (run with sh -c): is its program there?
+        #[arg(long, value_name = "CMD")]
+        command: Option<String>,
     },
 }
 

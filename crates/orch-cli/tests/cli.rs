@@ -1441,3 +1441,34 @@ fn a_run_tells_notify_command_and_webhook_about_failures_and_its_end() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("notify.webhook"), "{}", r.stderr);
 }
+
+/// `orch agents check` exits 1 whenever something it checked cannot run, named or
+/// not, and checks a custom agent command's program with `--command`.
+#[test]
+fn agents_check_fails_when_anything_checked_cannot_run() {
+    let s = Sandbox::empty(ORCH).with_path("/usr/bin:/bin");
+    // No agent CLI on this PATH: every preset fails, and so does the check.
+    let all = s.run_text(&["agents", "check"]);
+    assert_eq!(all.code, 1, "{}", all.stdout);
+    let missing = s.run_text(&[
+        "agents",
+        "check",
+        "--command",
+        "no-such-agent --yes {prompt_file}",
+    ]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stdout.contains("custom: cannot run") && missing.stdout.contains("no-such-agent"),
+        "{}",
+        missing.stdout
+    );
+    for ok in [
+        "sh -c 'cat {prompt_file}'",
+        "FOO=1 echo hello",
+        "/bin/sh -c true",
+    ] {
+        let r = s.run_text(&["--json", "agents", "check", "--command", ok]);
+        assert_eq!(r.code, 0, "{ok}: {}", r.stdout);
+        assert_eq!(r.json()[0]["problems"], serde_json::json!([]));
+    }
+}

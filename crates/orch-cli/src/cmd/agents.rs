@@ -9,24 +9,27 @@ use orch_engine::run::setup;
 use crate::ctx::Ctx;
 use crate::output;
 
-/// Checks `preset`, else the configured preset, else every preset. Exit code 1 when a
-/// preset checked by name (or the configured one) cannot run.
-pub(super) fn check(ctx: &Ctx, preset: Option<Preset>) -> Result<u8> {
+/// Checks `command` when given, else `preset`, else the configured preset, else every
+/// preset. Exit code 1 when anything checked cannot run.
+pub(super) fn check(ctx: &Ctx, preset: Option<Preset>, command: Option<&str>) -> Result<u8> {
     // Outside a repository the defaults (and -c flags) still say what an agent sees.
     let config: Config = match ctx.load() {
         Ok((_, settings)) => settings.config,
         Err(_) => Config::default(),
     };
     let chosen = preset.or((config.agent.preset != Preset::None).then_some(config.agent.preset));
-    let specs: Vec<&presets::PresetSpec> = match chosen {
-        Some(p) => presets::spec(p).into_iter().collect(),
-        None => presets::ALL.iter().collect(),
+    let checks: Vec<AgentCheck> = match (command, chosen) {
+        (Some(cmd), _) => vec![setup::check_command(&config, cmd)],
+        (None, Some(p)) => presets::spec(p)
+            .into_iter()
+            .map(|s| setup::check_preset(&config, s))
+            .collect(),
+        (None, None) => presets::ALL
+            .iter()
+            .map(|s| setup::check_preset(&config, s))
+            .collect(),
     };
-    let checks: Vec<AgentCheck> = specs
-        .iter()
-        .map(|s| setup::check_preset(&config, s))
-        .collect();
-    let failed = chosen.is_some() && checks.iter().any(|c| !c.ok());
+    let failed = checks.iter().any(|c| !c.ok());
     if ctx.json {
         output::print_json(&checks)?;
     } else {

@@ -47,7 +47,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Land(args) => land::land(&ctx, &args).await,
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),
         Command::Logs(args) => logs::logs(&ctx, &args).await.map(|_| 0),
-        Command::Agents(AgentsCommand::Check { preset }) => agents::check(&ctx, preset),
+        Command::Agents(AgentsCommand::Check { preset, command }) => {
+            agents::check(&ctx, preset, command.as_deref())
+        }
         Command::ScriptedAgent => agent::scripted_agent(),
     }
 }

@@ -496,6 +496,19 @@ pub fn render_agent_check(c: &orch_engine::agents::AgentCheck) -> String {
         .path
         .as_ref()
         .map_or("not on PATH".to_owned(), |p| p.display().to_string());
+    if c.preset == "custom" {
+        // A custom command: only its program can be checked.
+        let path = if c.ok() && c.path.is_none() {
+            "a shell builtin".to_owned()
+        } else {
+            path
+        };
+        s.push_str(&format!("  program:    {} ({path})\n", c.binary));
+        for p in &c.problems {
+            s.push_str(&format!("  fix:        {p}\n"));
+        }
+        return s;
+    }
     s.push_str(&format!("  binary:     {} ({path})\n", c.binary));
     s.push_str(&format!(
         "  version:    {} (checked at {})\n",

@@ -134,6 +134,51 @@ pub fn warm_up(spec: &PresetSpec, env: &Environment) -> Result<(), String> {
 }
 
 /// Where the `PATH` among `vars` finds `binary`.
+/// Checks a custom agent command (`agent.command`, `--agent-cmd`) as `sh -c` would run
+/// it with environment `env`: its program (the first word after any `VAR=value`) is a
+/// shell builtin, an executable path, or on `PATH`. Nothing else about it can be known.
+pub fn check_command(command: &str, env: &Environment) -> AgentCheck {
+    let vars = env.resolve();
+    let program = command
+        .split_whitespace()
+        .find(|w| !w.contains('=') || w.starts_with('='))
+        .unwrap_or("")
+        .to_owned();
+    let mut c = AgentCheck {
+        preset: "custom".into(),
+        binary: program.clone(),
+        path: None,
+        version: None,
+        checked: String::new(),
+        missing_flags: Vec::new(),
+        credential: None,
+        problems: Vec::new(),
+    };
+    if program.is_empty() {
+        c.problems
+            .push("the agent command is empty: give a command run with sh -c".into());
+        return c;
+    }
+    const BUILTINS: &[&str] = &[
+        ".", ":", "cd", "echo", "eval", "exec", "exit", "export", "printf", "set", "test", "true",
+        "false", "[", "if", "for", "while", "case", "{", "(",
+    ];
+    if BUILTINS.contains(&program.as_str()) {
+        return c;
+    }
+    c.path = if program.contains('/') {
+        Some(PathBuf::from(&program)).filter(|p| p.is_file())
+    } else {
+        on_path(&program, &vars)
+    };
+    if c.path.is_none() {
+        c.problems.push(format!(
+            "`{program}` is not a file, nor on the PATH orch passes to agents: install it, give its full path, or put its directory on PATH"
+        ));
+    }
+    c
+}
+
 fn on_path(binary: &str, vars: &[(String, String)]) -> Option<PathBuf> {
     let path = vars.iter().find(|(k, _)| k == "PATH")?;
     std::env::split_paths(&path.1)

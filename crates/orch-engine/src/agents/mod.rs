@@ -12,4 +12,4 @@ pub mod report;
 pub mod sandbox;
 
 pub(crate) use check::warm_up;
-pub use check::{AgentCheck, check};
+pub use check::{AgentCheck, check, check_command};

@@ -70,6 +70,12 @@ pub fn agent_preflight(cfg: &EngineConfig) -> Option<crate::agents::AgentCheck> 
     Some(check)
 }
 
+/// Checks a custom agent command as `config` would run it (its program can be found).
+pub fn check_command(config: &Config, command: &str) -> crate::agents::AgentCheck {
+    let env = orch_validate::Environment::inherit(&agent_env_allow(config, command), vec![]);
+    crate::agents::check_command(command, &env)
+}
+
 /// Checks `spec` as `config` would run it: with the environment its agent would see.
 pub fn check_preset(config: &Config, spec: &presets::PresetSpec) -> crate::agents::AgentCheck {
     let env = orch_validate::Environment::inherit(&preset_env_allow(config, spec), vec![]);
