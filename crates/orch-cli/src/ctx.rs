@@ -55,12 +55,3 @@ impl Ctx {
         Ok(Repo::open(&self.start()?, &self.options()).await?)
     }
 }
-
-/// The name recorded as the actor of a person's changes.
-pub fn actor() -> String {
-    let user = ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
-    format!("human:{user}")
-}

@@ -1472,3 +1472,21 @@ fn agents_check_fails_when_anything_checked_cannot_run() {
         assert_eq!(r.json()[0]["problems"], serde_json::json!([]));
     }
 }
+
+/// A person's changes are journaled under their git `user.name`, and under `$USER`
+/// only when git knows no name.
+#[test]
+fn a_persons_changes_are_journaled_under_their_git_name() {
+    let s = Sandbox::new(ORCH);
+    s.ok_text(&["task", "add", "anonymous"]);
+    s.git(&["config", "user.name", "Grace Hopper"]);
+    s.ok_text(&["task", "add", "named"]);
+    let events = s.ok_text(&["--json", "events"]).stdout;
+    let actors: Vec<String> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "task.created")
+        .map(|e| e["actor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actors, ["human:tester", "human:Grace Hopper"]);
+}

@@ -20,7 +20,7 @@ pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
     if args.reset_line {
         let note = repo
             .engine(Vec::new(), true)?
-            .reset_line(&crate::ctx::actor())
+            .reset_line(&repo.actor())
             .await?;
         output::land::print_landed(&[note], ctx.json)?;
         repo.close().await?;

@@ -22,7 +22,10 @@ pub(super) async fn runs(ctx: &Ctx, cmd: &RunCommand) -> Result<()> {
             };
             show(&repo, &id, ctx.json).await?
         }
-        RunCommand::Cancel { run } => cancel(repo.store(), &RunId(run.clone()), ctx.json).await?,
+        RunCommand::Cancel { run } => {
+            let who = repo.actor();
+            cancel(repo.store(), &RunId(run.clone()), &who, ctx.json).await?
+        }
         RunCommand::Resume { .. } => unreachable!("resume drives a run"),
     }
     repo.close().await?;
@@ -62,8 +65,8 @@ async fn list(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn cancel(store: &Store, id: &RunId, json: bool) -> Result<()> {
-    orch_engine::run::steer::cancel_run(store, id, &crate::ctx::actor()).await?;
+async fn cancel(store: &Store, id: &RunId, who: &str, json: bool) -> Result<()> {
+    orch_engine::run::steer::cancel_run(store, id, who).await?;
     let info = store.run(id).await?;
     if json {
         return output::print_json(&output::CancelRequested::run(&id.0));

@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use crate::cli::ServeArgs;
-use crate::ctx::{Ctx, actor};
+use crate::ctx::Ctx;
 
 /// Runs `orch serve`.
 pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
@@ -23,7 +23,7 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         token: std::env::var("ORCH_SERVE_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
-        actor: actor(),
+        actor: repo.actor(),
         artifacts: repo.artifacts(),
         repo: repo.root().to_path_buf(),
         start: Some(orch_web::StartRun {

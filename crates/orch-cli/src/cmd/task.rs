@@ -11,14 +11,14 @@ use orch_engine::run::steer::{self, Canceled};
 use orch_store::{EventFilter, MoveRequest, Store};
 
 use crate::cli::{BodyArgs, TaskAdd, TaskCommand, TaskEditArgs, TaskMove};
-use crate::ctx::{Ctx, actor};
+use crate::ctx::Ctx;
 use crate::error::BadInput;
 use crate::output::{self, TaskJson};
 
 /// Runs one `orch task` subcommand.
 pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
-    let store = ctx.open().await?.store().clone();
-    let who = actor();
+    let repo = ctx.open().await?;
+    let (store, who) = (repo.store().clone(), repo.actor());
     let json = ctx.json;
     match cmd {
         TaskCommand::Add(a) => add(&store, a, &who, json).await?,

@@ -25,6 +25,24 @@ use crate::run::setup;
 use crate::upkeep::cleanup::{self, CleanupOptions};
 use crate::{Engine, EngineError};
 
+/// Who a person working in the repository at `root` is: `human:<git user.name>` (as
+/// git resolves it there), else `human:<$USER>` (or `$LOGNAME`), else `human:unknown`.
+pub fn actor_at(root: &Path) -> String {
+    let name = git(root, &["config", "user.name"])
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let user = name
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!("human:{user}")
+}
+
 /// Why a repository could not be opened or set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -189,6 +207,12 @@ impl Repo {
     /// The store: the board, the journal and the runs.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Who a person at this repository is, as the journal names them:
+    /// `human:<git user.name>`, else `human:<$USER>`.
+    pub fn actor(&self) -> String {
+        actor_at(self.root())
     }
 
     /// The board, as a person edits it (`actor` is journaled with each change).
