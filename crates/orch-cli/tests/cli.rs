@@ -1490,3 +1490,42 @@ fn a_persons_changes_are_journaled_under_their_git_name() {
         .collect();
     assert_eq!(actors, ["human:tester", "human:Grace Hopper"]);
 }
+
+/// A failed agent's last lines are in its failure's words, and so in its retry's
+/// prompt: the retry knows what went wrong.
+#[test]
+fn an_agent_failure_tells_its_retry_how_its_output_ended() {
+    let s = Sandbox::new(ORCH);
+    s.ok_text(&["task", "add", "flaky"]);
+    let agent = "if [ \"$ORCH_ATTEMPT\" = 1 ]; then echo 'step one'; echo 'boom: libfoo is missing' >&2; exit 4; fi; echo ok > ok.txt";
+    let r = s.run_text(&[
+        "run",
+        "--agent-cmd",
+        agent,
+        "--max-attempts",
+        "2",
+        "-c",
+        "policy.backoff=10ms",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = s.json(&["run", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prompt = s
+        .repo()
+        .join(format!(".orch/artifacts/{run}/1/2/prompt.md"));
+    let prompt = std::fs::read_to_string(&prompt).unwrap();
+    assert!(
+        prompt.contains("exit code 4") && prompt.contains("boom: libfoo is missing"),
+        "{prompt}"
+    );
+    // stdout and stderr are two pipes: their lines may come in either order.
+    let show = s.ok_text(&["run", "show"]).stdout;
+    assert!(
+        show.contains("its output ended: ")
+            && show.contains("step one")
+            && show.contains("boom: libfoo is missing"),
+        "{show}"
+    );
+}

@@ -430,6 +430,7 @@ fn report(tokens: u64, quota: Option<&str>) -> orch_core::run::AgentReport {
         hint: None,
         malformed: None,
         rate_limited: None,
+        output_tail: None,
     }
 }
 

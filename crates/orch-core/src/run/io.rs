@@ -84,6 +84,10 @@ pub struct AgentReport {
     /// journals it once per attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed: Option<String>,
+    /// The last lines a failed agent printed (at most 5), for its failure's words and
+    /// so for its retry's prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
     /// The agent's CLI retrying a rate-limited request (HTTP 429 or 529) on its own:
     /// the core decides when that is a quota signal ([`AgentReport::quota_signal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +110,21 @@ pub struct RateLimited {
 pub const RATE_LIMIT_RETRIES: u64 = 3;
 
 impl AgentReport {
+    /// What a failed agent's failure adds to its exit: the hint, then the end of its
+    /// output.
+    pub fn failure_note(&self) -> Option<String> {
+        let tail = self
+            .output_tail
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| format!("its output ended: {}", t.trim()));
+        match (&self.hint, tail) {
+            (Some(h), Some(t)) => Some(format!("{h}; {t}")),
+            (Some(h), None) => Some(h.clone()),
+            (None, t) => t,
+        }
+    }
+
     /// The quota signature this report carries: one the agent's output states, or its
     /// CLI's own retries of a rate limit, [`RATE_LIMIT_RETRIES`] or more in a row.
     pub fn quota_signal(&self) -> Option<String> {

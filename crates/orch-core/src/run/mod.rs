@@ -287,7 +287,7 @@ impl Orchestrator {
                 report,
             } => {
                 self.expect_op(attempt, Op::Agent)?;
-                let hint = report.hint.clone();
+                let hint = report.failure_note();
                 self.on_agent_report(attempt, report);
                 self.returned(attempt, Op::Agent, |o| {
                     o.on_agent_exit(attempt, exit, changes, hint)

@@ -256,6 +256,7 @@ impl Proc {
                 hint: None,
                 malformed: None,
                 rate_limited: None,
+                output_tail: None,
             },
         }
     }
@@ -668,6 +669,7 @@ impl<O: Oracle> World<O> {
                         hint: None,
                         malformed: None,
                         rate_limited: None,
+                        output_tail: None,
                     };
                     self.deliver_at(d / 2, Input::AgentProgress { attempt, report });
                 }

@@ -118,6 +118,7 @@ impl OutputReader {
             hint: None,
             malformed: self.malformed.clone(),
             rate_limited: self.rate_limited.clone(),
+            output_tail: None,
         }
     }
 

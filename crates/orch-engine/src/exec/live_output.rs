@@ -87,18 +87,32 @@ pub(crate) fn final_report(ctx: &Ctx, spec: &CommandSpec, exit: &AgentExit) -> A
         }
     }
     let failed = !matches!(exit, AgentExit::Code(0));
-    let mut hint = None;
+    let (mut hint, mut output_tail) = (None, None);
     if failed {
         let tail = tail(root, &spec.log_path);
         if let Some(sig) = quota_pattern(&tail, &ctx.cfg.config.policy.quota_patterns) {
             reader.set_quota(sig);
         }
         hint = credential_hint(ctx, spec, &tail, exit);
+        output_tail = last_lines(&tail, 5);
     }
     AgentReport {
         hint,
+        output_tail,
         ..reader.report()
     }
+}
+
+/// The last `n` non-blank lines of `text`, each cut at 200 characters, joined by ` | `.
+fn last_lines(text: &str, n: usize) -> Option<String> {
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.chars().take(200).collect())
+        .collect();
+    let start = lines.len().saturating_sub(n);
+    (!lines.is_empty()).then(|| lines[start..].join(" | "))
 }
 
 /// The end of the log at `path` (a regular file under `root`, or nothing).
