@@ -114,8 +114,24 @@ fn a_checked_out_target_moves_only_when_clean_and_asked() {
     assert_eq!(rev(&s, "main"), before, "a checked-out main was moved");
     // Dirty: refused, nothing touched.
     std::fs::write(s.repo().join("wip.txt"), "wip\n").unwrap();
-    let out = String::from_utf8(s.ok(&["land", "--update-checkout"]).stdout).unwrap();
-    assert!(out.contains("uncommitted changes"), "{out}");
+    // Nothing moved: exit 4, and JSON says what did not land and why.
+    let o = s.run(&["land", "--update-checkout"]);
+    assert_eq!(o.status.code(), Some(4));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("not landed: ") && out.contains("uncommitted changes"),
+        "{out}"
+    );
+    let o = s.run(&["--json", "land", "--update-checkout"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["landed"], serde_json::json!([]));
+    assert!(
+        j["not_landed"][0]
+            .as_str()
+            .unwrap()
+            .contains("uncommitted changes"),
+        "{j}"
+    );
     assert_eq!(rev(&s, "main"), before);
     assert!(!s.repo().join("t1.txt").exists());
     // Clean and asked (run.update_checkout, as a run's finish would be): the ref and

@@ -509,7 +509,7 @@ impl Engine {
             };
             match self.land(run, opts, handle).await {
                 Ok((n, line)) => {
-                    notes.extend(n);
+                    notes.extend(n.notes().cloned());
                     validated_head = Some(line);
                 }
                 Err(e) => land_error = Some(e.to_string()),

@@ -1,11 +1,14 @@
 //! `orch status` and `orch land`: the integration line, and landing it by hand.
 
 use anyhow::Result;
-use orch_engine::line::land::LandOptions;
+use orch_engine::line::land::{LandOptions, LandOutcome};
 
 use crate::cli::LandArgs;
 use crate::ctx::Ctx;
 use crate::output;
+
+/// The exit code of an `orch land` that landed nothing (it says why, and what to run).
+pub const EXIT_NOTHING_LANDED: u8 = 4;
 
 /// `orch status`.
 pub(super) async fn status(ctx: &Ctx) -> Result<()> {
@@ -22,7 +25,9 @@ pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
             .engine(Vec::new(), true)?
             .reset_line(&repo.actor())
             .await?;
-        output::land::print_landed(&[note], ctx.json)?;
+        let mut reset = LandOutcome::default();
+        reset.landed.push(note);
+        output::land::print_landed(&reset, ctx.json)?;
         repo.close().await?;
         return Ok(0);
     }
@@ -30,8 +35,10 @@ pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
     opts.fast_forward = !args.no_fast_forward;
     opts.push = args.push;
     opts.update_checkout = args.update_checkout || repo.config().run.update_checkout;
-    let notes = repo.land(opts).await?;
-    output::land::print_landed(&notes, ctx.json)?;
+    let outcome = repo.land(opts).await?;
+    output::land::print_landed(&outcome, ctx.json)?;
     repo.close().await?;
-    Ok(0)
+    // Nothing moved: a distinct exit, so a script does not take it for a landing.
+    let nothing = outcome.landed.is_empty() && !outcome.not_landed.is_empty();
+    Ok(if nothing { EXIT_NOTHING_LANDED } else { 0 })
 }

@@ -1,5 +1,6 @@
 //! `orch status` and `orch land`: their `--json` shapes and their lines.
 
+use orch_engine::line::land::LandOutcome;
 use orch_engine::line::status::{Behind, LineStatus};
 use serde::Serialize;
 
@@ -94,13 +95,19 @@ pub fn print_status(s: &LineStatus, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints what `orch land` did.
-pub fn print_landed(notes: &[String], json: bool) -> anyhow::Result<()> {
+/// Prints what `orch land` did, and what it did not (with the command to run).
+pub fn print_landed(o: &LandOutcome, json: bool) -> anyhow::Result<()> {
     if json {
-        return super::print_json(&serde_json::json!({ "landed": notes }));
+        return super::print_json(&serde_json::json!({
+            "landed": o.landed,
+            "not_landed": o.not_landed,
+        }));
     }
-    for n in notes {
+    for n in &o.landed {
         println!("{n}");
+    }
+    for n in &o.not_landed {
+        println!("not landed: {n}");
     }
     Ok(())
 }

@@ -53,6 +53,24 @@ impl std::fmt::Display for Idle {
     }
 }
 
+/// What landing did: what moved (or already held the work), and what did not, with
+/// the reason and the command a person can run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LandOutcome {
+    /// What landed: a target that holds the line now, a push.
+    pub landed: Vec<String>,
+    /// What did not, and why.
+    pub not_landed: Vec<String>,
+}
+
+impl LandOutcome {
+    /// Every note, landed first.
+    pub fn notes(&self) -> impl Iterator<Item = &String> {
+        self.landed.iter().chain(&self.not_landed)
+    }
+}
+
 /// What `orch land` (or a run's finish) is asked to do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -328,7 +346,7 @@ impl Engine {
         run: &RunId,
         opts: LandOptions,
         handle: &RunHandle,
-    ) -> Result<(Vec<String>, CommitId), EngineError> {
+    ) -> Result<(LandOutcome, CommitId), EngineError> {
         let cfg = &self.cfg.config.run;
         let branch = layout::integration_branch(cfg, run);
         // A line nothing validated (an agent or a person moved it) never lands.
@@ -343,16 +361,19 @@ impl Engine {
                     "nothing to land: {branch} does not exist; `orch run` creates it"
                 ))
             })?;
-        let mut notes = Vec::new();
+        let mut notes = LandOutcome::default();
         let mut landed_target = None;
         if opts.fast_forward {
             let target = self.target_branch()?;
             for _ in 0..3 {
                 match self.land_step(run, handle, &target, &line, opts).await? {
                     Step::Again(head) => line = head,
-                    Step::Done(note, moved) => {
-                        notes.push(note);
-                        landed_target = moved.then(|| target.clone());
+                    Step::Done(note, holds) => {
+                        match holds {
+                            true => notes.landed.push(note),
+                            false => notes.not_landed.push(note),
+                        }
+                        landed_target = holds.then(|| target.clone());
                         break;
                     }
                 }
@@ -376,7 +397,9 @@ impl Engine {
                 let name = format!("{remote}/{b}");
                 self.journal_landed(run, handle, &name, None, &line, "pushed".into())
                     .await?;
-                notes.push(format!("pushed {b} to {remote} at {}", line.short()));
+                notes
+                    .landed
+                    .push(format!("pushed {b} to {remote} at {}", line.short()));
             }
         }
         Ok((notes, line))

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use orch_core::landing::{self, LineTrust};
 use orch_core::run::{CommitId, RunId};
 
-use crate::line::land::LandOptions;
+use crate::line::land::{LandOptions, LandOutcome};
 use crate::line::layout;
 use crate::{Engine, EngineError, RunHandle};
 
@@ -211,7 +211,7 @@ impl Engine {
     }
 
     /// `orch land`: lands the line as `opts` ask, recorded in the newest run's journal.
-    pub async fn land_now(&self, opts: LandOptions) -> Result<Vec<String>, EngineError> {
+    pub async fn land_now(&self, opts: LandOptions) -> Result<LandOutcome, EngineError> {
         let run = self.newest_run().await?.ok_or_else(|| {
             EngineError::Config(
                 "nothing to land: no run has built an integration line yet; `orch run` does".into(),

@@ -19,7 +19,7 @@ pub use dir::{RepoDir, git, write_atomic};
 pub use settings::{ConfigError, Entry, Settings, user_file};
 pub use start::{Run, RunOptions};
 
-use crate::line::land::LandOptions;
+use crate::line::land::{LandOptions, LandOutcome};
 use crate::line::status::LineStatus;
 use crate::run::setup;
 use crate::upkeep::cleanup::{self, CleanupOptions};
@@ -239,8 +239,9 @@ impl Repo {
         self.engine(Vec::new(), true)?.status().await
     }
 
-    /// Lands the validated integration line onto its target; returns what it did.
-    pub async fn land(&self, opts: LandOptions) -> Result<Vec<String>, EngineError> {
+    /// Lands the validated integration line onto its target; returns what it did, and
+    /// what it could not do and why.
+    pub async fn land(&self, opts: LandOptions) -> Result<LandOutcome, EngineError> {
         self.engine(Vec::new(), true)?.land_now(opts).await
     }
 
