@@ -108,12 +108,27 @@ pub(crate) async fn start(
         if !ctx.json {
             let attempts = repo.store().attempts(&summary.run).await?;
             output::run::print_failures(&summary, &attempts);
+            print_next(&summary, repo.config().run.finish);
         }
     }
     Ok((
         exit_code(&summary, interrupted.load(Ordering::SeqCst)),
         summary,
     ))
+}
+
+/// The next step after a run that landed work on its line.
+fn print_next(summary: &RunSummary, finish: orch_engine::core::config::Finish) {
+    if !summary.tasks.iter().any(|(_, s)| *s == TaskStatus::Done) {
+        return;
+    }
+    let next = match finish {
+        orch_engine::core::config::Finish::Leave => {
+            "orch status (what is on the line), then orch land (onto its target)"
+        }
+        _ => "orch status (where the line and its target stand)",
+    };
+    println!("  next: {next}");
 }
 
 fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
