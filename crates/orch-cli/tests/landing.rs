@@ -112,8 +112,9 @@ fn a_checked_out_target_moves_only_when_clean_and_asked() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("merge --ff-only"), "{err}");
     assert_eq!(rev(&s, "main"), before, "a checked-out main was moved");
-    // Dirty: refused, nothing touched.
-    std::fs::write(s.repo().join("wip.txt"), "wip\n").unwrap();
+    // Dirty (a tracked file changed): refused, nothing touched.
+    let toml = std::fs::read_to_string(s.repo().join("orch.toml")).unwrap();
+    std::fs::write(s.repo().join("orch.toml"), format!("{toml}# wip\n")).unwrap();
     // Nothing moved: exit 4, and JSON says what did not land and why.
     let o = s.run(&["land", "--update-checkout"]);
     assert_eq!(o.status.code(), Some(4));
@@ -134,13 +135,21 @@ fn a_checked_out_target_moves_only_when_clean_and_asked() {
     );
     assert_eq!(rev(&s, "main"), before);
     assert!(!s.repo().join("t1.txt").exists());
-    // Clean and asked (run.update_checkout, as a run's finish would be): the ref and
-    // the files.
-    std::fs::remove_file(s.repo().join("wip.txt")).unwrap();
+    std::fs::write(s.repo().join("orch.toml"), toml).unwrap();
+    // An untracked file where the fast-forward writes one is in the way, as it is for
+    // `git merge --ff-only`.
+    std::fs::write(s.repo().join("t1.txt"), "mine\n").unwrap();
+    let o = s.run(&["land", "--update-checkout"]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(rev(&s, "main"), before);
+    std::fs::remove_file(s.repo().join("t1.txt")).unwrap();
+    // Clean but for an untracked file the fast-forward leaves alone, and asked
+    // (run.update_checkout, as a run's finish would be): the ref and the files.
+    std::fs::write(s.repo().join("scratch.txt"), "mine\n").unwrap();
     s.ok(&["-c", "run.update_checkout=true", "land"]);
     assert_eq!(rev(&s, "main"), rev(&s, "orch/integration"));
     assert!(s.repo().join("t1.txt").exists());
-    assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "");
+    assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "?? scratch.txt");
 }
 
 #[test]

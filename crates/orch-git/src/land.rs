@@ -13,8 +13,38 @@ use crate::{Git, GitError, full_branch, git_cli, git_command, git_ok};
 pub struct CheckedOut {
     /// Its path.
     pub path: PathBuf,
-    /// No changes to tracked files and no untracked files.
+    /// No changes to tracked files.
     pub clean: bool,
+    /// Untracked files and directories (a directory ends with `/`), as git lists them.
+    pub untracked: Vec<String>,
+}
+
+impl CheckedOut {
+    /// Whether a fast-forward from `from` to `to` can go ahead in this checkout, as
+    /// `git merge --ff-only` would: no tracked changes, and no untracked file where
+    /// the fast-forward writes one.
+    pub fn allows_fast_forward(
+        &self,
+        git: &Git,
+        from: &CommitId,
+        to: &CommitId,
+    ) -> Result<bool, GitError> {
+        if !self.clean {
+            return Ok(false);
+        }
+        if self.untracked.is_empty() {
+            return Ok(true);
+        }
+        let written = git_cli(
+            &git.workdir,
+            &["diff", "--name-only", "--no-renames", &from.0, &to.0],
+        )?;
+        Ok(!written.lines().any(|w| {
+            self.untracked
+                .iter()
+                .any(|u| w == u || (u.ends_with('/') && w.starts_with(u.as_str())))
+        }))
+    }
 }
 
 impl Git {
@@ -188,8 +218,14 @@ impl Git {
                         "--untracked-files=normal",
                     ],
                 )?;
+                let untracked: Vec<String> = status
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("?? "))
+                    .map(str::to_owned)
+                    .collect();
                 return Ok(Some(CheckedOut {
-                    clean: status.trim().is_empty(),
+                    clean: status.lines().all(|l| l.starts_with("?? ")),
+                    untracked,
                     path: p,
                 }));
             }

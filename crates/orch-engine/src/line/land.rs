@@ -418,10 +418,13 @@ impl Engine {
             .git
             .ref_target(&reference)?
             .ok_or_else(|| EngineError::Config(format!("run.target {target}: no such branch")))?;
-        let checkout = self.git.checked_out(target)?.map(|c| Checkout {
-            path: c.path.display().to_string(),
-            clean: c.clean,
-        });
+        let checkout = match self.git.checked_out(target)? {
+            Some(c) => Some(Checkout {
+                path: c.path.display().to_string(),
+                clean: c.allows_fast_forward(&self.git, &head, line)?,
+            }),
+            None => None,
+        };
         let facts = TargetFacts {
             target: target.to_owned(),
             landed: self.git.is_ancestor(line, &head),
