@@ -47,28 +47,57 @@ fn edited_into(old: &str, new: &str) -> bool {
     n * 2 >= old.chars().count() || (n >= 4 && common.contains(['=', ':', '(']))
 }
 
-impl Hunk {
-    /// Whether this hunk undoes a landing that added `added` in place of `replaced`:
-    /// it removes a telling line the landing added and either puts back a line the
-    /// landing replaced, or leaves nothing that edits the removed line (it is gone,
-    /// whatever else the hunk adds). `Some(restores)` when it does.
-    fn undoes(&self, added: &[&String], replaced: &[&String]) -> Option<bool> {
-        let taken: Vec<&String> = self
-            .removed
-            .iter()
-            .filter(|l| telling(l) && added.contains(l))
-            .collect();
-        if taken.is_empty() {
-            return None;
+/// What a landing did to a file, line by line.
+#[derive(Debug, Default)]
+struct Landed<'a> {
+    /// Lines it added where there were none (a hunk that removed nothing).
+    inserted: Vec<&'a String>,
+    /// Lines it put in place of others.
+    changed: Vec<&'a String>,
+    /// The lines it replaced.
+    replaced: Vec<&'a String>,
+}
+
+impl<'a> Landed<'a> {
+    fn of(hunks: &'a [Hunk]) -> Landed<'a> {
+        let mut l = Landed::default();
+        for h in hunks {
+            match h.removed.is_empty() {
+                true => l.inserted.extend(&h.added),
+                false => l.changed.extend(&h.added),
+            }
+            l.replaced.extend(&h.removed);
         }
+        l
+    }
+}
+
+impl Hunk {
+    /// Whether this hunk undoes `landed`: it removes a telling line the landing
+    /// inserted and leaves nothing that edits it (the line is gone, whatever else the
+    /// hunk adds), or it takes a line the landing changed back to what it replaced.
+    /// Changing a landed line into something new is ordinary work. `Some(restores)`
+    /// when it undoes.
+    fn undoes(&self, landed: &Landed<'_>) -> Option<bool> {
         let restores = self
             .added
             .iter()
-            .any(|l| telling(l) && replaced.contains(&l));
-        let gone = taken
+            .any(|l| telling(l) && landed.replaced.contains(&l));
+        let takes_changed = self
+            .removed
             .iter()
+            .any(|l| telling(l) && landed.changed.contains(&l));
+        let gone = self
+            .removed
+            .iter()
+            .filter(|l| telling(l) && landed.inserted.contains(l))
             .any(|t| !self.added.iter().any(|a| edited_into(t, a)));
-        (restores || gone).then_some(restores)
+        let takes_inserted = self
+            .removed
+            .iter()
+            .any(|l| telling(l) && landed.inserted.contains(&l));
+        let undo = gone || ((takes_changed || takes_inserted) && restores);
+        undo.then_some(restores)
     }
 }
 
@@ -100,10 +129,9 @@ impl Git {
                 let Some(theirs) = landed.get(file) else {
                     continue;
                 };
-                let added: Vec<&String> = theirs.iter().flat_map(|h| &h.added).collect();
-                let replaced: Vec<&String> = theirs.iter().flat_map(|h| &h.removed).collect();
+                let theirs = Landed::of(theirs);
                 for h in hunks {
-                    let Some(restores) = h.undoes(&added, &replaced) else {
+                    let Some(restores) = h.undoes(&theirs) else {
                         continue;
                     };
                     let claimed = found
@@ -248,28 +276,36 @@ mod tests {
     fn an_undo_restores_or_removes_without_editing() {
         let v1 = "version = \"26.0.1dev\"".to_owned();
         let v0 = "version = \"26.0.0\"".to_owned();
-        let guard = "    if n > 20:".to_owned();
-        // A bump that follows another bump edits the line: ordinary work.
+        let bumped = [hunk(&[&v0], &[&v1])];
+        let bump = Landed::of(&bumped);
+        // A bump that follows another bump changes the line into something new.
         let next = hunk(&[&v1], &["version = \"26.1.0dev\""]);
-        assert_eq!(next.undoes(&[&v1], &[&v0]), None);
+        assert_eq!(next.undoes(&bump), None);
         // A bump back restores what the landing replaced.
-        assert_eq!(hunk(&[&v1], &[&v0]).undoes(&[&v1], &[&v0]), Some(true));
-        // The landing's lines removed, with the attempt's own new lines beside them.
-        let mixed = hunk(
-            &[&guard, "        return 1"],
-            &["def other(x):", "    return x"],
+        assert_eq!(hunk(&[&v1], &[&v0]).undoes(&bump), Some(true));
+        // A title another task changed, changed again into a new one: ordinary work.
+        let retitled = [hunk(&["# calc"], &["# calc: a tiny calculator"])];
+        let title = hunk(
+            &["# calc: a tiny calculator"],
+            &["# calc (POSIX sh edition)"],
         );
-        let landed = ["        return 1".to_owned()];
-        assert_eq!(mixed.undoes(&[&guard, &landed[0]], &[]), Some(false));
-        // A setting given a new value is edited, however long the value.
+        assert_eq!(title.undoes(&Landed::of(&retitled)), None);
+        // Lines a landing inserted, removed beside the attempt's own new lines: gone.
+        let guard = "    if n > 20:".to_owned();
+        let ret = "        return 1".to_owned();
+        let inserted = [hunk(&[], &[&guard, &ret])];
+        let mixed = hunk(&[&guard, &ret], &["def other(x):", "    return x"]);
+        assert_eq!(mixed.undoes(&Landed::of(&inserted)), Some(false));
+        // An inserted setting given a new value is edited, however long the value.
         let base = "ORCH_BASE_COMMIT=cd62671477be25f1f85febdb3639470eb62ae6ef".to_owned();
+        let set = [hunk(&[], &[&base])];
         let moved = hunk(
             &[&base],
             &["ORCH_BASE_COMMIT=daa69de81f8bb868429e3f862fe7b9d7dfd3883a"],
         );
-        assert_eq!(moved.undoes(&[&base], &[]), None);
+        assert_eq!(moved.undoes(&Landed::of(&set)), None);
         // Lines no landing added are no one's.
-        assert_eq!(mixed.undoes(&[], &[]), None);
+        assert_eq!(mixed.undoes(&Landed::of(&[])), None);
     }
 
     #[test]
