@@ -599,6 +599,12 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         show.contains("task-4-1       failed: worker-validation"),
         "{show}"
     );
+    // Each task's title heads its attempts, and a failed gate shows its last lines.
+    assert!(show.contains("\n  #4 Add an integer `div` function\n"), "{show}");
+    assert!(
+        show.contains("| FAIL: div 9 3 gave 27, expected 3"),
+        "{show}"
+    );
     // With no id, or `latest`, it is the newest run.
     for newest in [&["run", "show"][..], &["run", "show", "latest"]] {
         let args: Vec<&str> = ["--repo", dir.to_str().unwrap()]

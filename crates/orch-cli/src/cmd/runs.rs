@@ -123,7 +123,14 @@ async fn show(repo: &Repo, id: &RunId, json: bool) -> Result<()> {
     let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
     let real_head =
         orch_engine::run::setup::integration_head(repo.root(), &info, snap.head.as_ref())?;
+    let titles = store
+        .tasks(&[])
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.title))
+        .collect();
     let story = RunStory {
+        titles: &titles,
         info: &info,
         interrupted,
         driven_by,

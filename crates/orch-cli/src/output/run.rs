@@ -12,8 +12,11 @@ use orch_store::{AttemptRow, MergeRow, ProposalRow, RunInfo, ValidationRow};
 use serde::Serialize;
 
 #[derive(Serialize)]
-struct TaskStateJson {
+struct TaskStateJson<'a> {
     id: i64,
+    /// Its title on the board now (`run show`; left out of a run's summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
     status: TaskStatus,
 }
 
@@ -30,7 +33,7 @@ pub struct SummaryJson<'a> {
     head: Option<String>,
     validated_head: Option<String>,
     head_is_validated: bool,
-    tasks: Vec<TaskStateJson>,
+    tasks: Vec<TaskStateJson<'a>>,
     artifacts: &'a std::path::Path,
     notes: &'a [String],
     usage: &'a Usage,
@@ -50,6 +53,7 @@ impl<'a> From<&'a RunSummary> for SummaryJson<'a> {
                 .iter()
                 .map(|(t, st)| TaskStateJson {
                     id: t.0,
+                    title: None,
                     status: *st,
                 })
                 .collect(),
@@ -243,6 +247,8 @@ pub struct RunStory<'a> {
     pub flaky: &'a [(String, u32, String)],
     /// Attempts that landed although they undid landed work: attempt, what, why.
     pub reverts: &'a [(String, Vec<Undo>, String)],
+    /// The board's titles, by task.
+    pub titles: &'a std::collections::BTreeMap<orch_engine::core::TaskId, String>,
 }
 
 /// `run show --json`.
@@ -256,7 +262,7 @@ struct RunShowJson<'a> {
     head: Option<String>,
     validated_head: Option<String>,
     head_is_validated: bool,
-    tasks: Vec<TaskStateJson>,
+    tasks: Vec<TaskStateJson<'a>>,
     /// Every attempt's usage, summed.
     usage: Usage,
     attempts: Vec<AttemptJson<'a>>,
@@ -298,6 +304,7 @@ impl<'a> RunStory<'a> {
                 .iter()
                 .map(|(t, s)| TaskStateJson {
                     id: t.0,
+                    title: self.titles.get(t).map(String::as_str),
                     status: *s,
                 })
                 .collect(),
@@ -404,7 +411,13 @@ impl<'a> RunStory<'a> {
             let what: Vec<String> = undone.iter().map(Undo::to_string).collect();
             println!("  reverts: {a} undid {} ({why})", what.join("; "));
         }
+        let mut task = None;
         for (a, r) in &self.snap.attempts {
+            if task != Some(a.task) {
+                task = Some(a.task);
+                let title = self.titles.get(&a.task).map_or("(removed)", String::as_str);
+                println!("  #{} {title}", a.task);
+            }
             let state = match &r.state {
                 AttemptState::Failed(k) => format!("failed: {k}"),
                 other => format!("{:?}", other.phase()).to_lowercase(),
@@ -419,6 +432,12 @@ impl<'a> RunStory<'a> {
                     "      {} #{}: `{}` {} ({} ms)",
                     v.stage, v.position, r.command, r.outcome, r.duration_ms
                 );
+                // A failed command's last lines say why.
+                if r.exit_code != Some(0) {
+                    for l in r.tail.iter().rev().take(5).rev() {
+                        println!("        | {l}");
+                    }
+                }
             }
         }
         let total = self.total_usage();
