@@ -32,11 +32,14 @@ fn missing(text: &str, root: &Path) -> Vec<String> {
             if !looks_like_path(token) {
                 continue;
             }
+            // A path from a top-level folder is read from the root, wherever it stands.
+            let rooted = TOP.iter().any(|t| token.starts_with(t));
             let found = root.join(token).exists()
-                || krate.as_ref().is_some_and(|k| {
-                    let base = root.join(k);
-                    base.join(token).exists() || base.join("src").join(token).exists()
-                });
+                || !rooted
+                    && krate.as_ref().is_some_and(|k| {
+                        let base = root.join(k);
+                        base.join(token).exists() || base.join("src").join(token).exists()
+                    });
             if !found {
                 problems.push(format!(
                     "ARCHITECTURE.md:{}: `{token}` does not exist; name a path that does",
@@ -77,10 +80,12 @@ mod tests {
     /// is found under its heading, and options and placeholders are not paths.
     #[test]
     fn a_gone_path_is_caught() {
-        let text = "### `crates/orch-engine`\n`run/` and `gone.rs`, `crates/orch-cli/tests/claude.rs`\n`-c a=b`, `refs/orch/`, `<repo>/.orch/`, `orch.toml`, `docs/gone.md`\n";
+        let text = "### `crates/orch-engine`\n`run/` and `gone.rs`, `crates/orch-cli/tests/claude.rs`\n`-c a=b`, `refs/orch/`, `<repo>/.orch/`, `orch.toml`, `docs/gone.md`, `examples/embed.rs`\n";
         let found = missing(text, &root());
-        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found.len(), 4, "{found:?}");
         assert!(found[0].contains("`gone.rs`") && found[1].contains("claude.rs"));
         assert!(found[2].contains("docs/gone.md"));
+        // From a top-level folder, a path is the root's, not the crate's.
+        assert!(found[3].contains("`examples/embed.rs`"));
     }
 }

@@ -600,7 +600,10 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
         "{show}"
     );
     // Each task's title heads its attempts, and a failed gate shows its last lines.
-    assert!(show.contains("\n  #4 Add an integer `div` function\n"), "{show}");
+    assert!(
+        show.contains("\n  #4 Add an integer `div` function\n"),
+        "{show}"
+    );
     assert!(
         show.contains("| FAIL: div 9 3 gave 27, expected 3"),
         "{show}"
