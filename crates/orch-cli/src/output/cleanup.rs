@@ -65,12 +65,54 @@ struct ReportJson<'a> {
     pool: Option<PoolRemovalJson<'a>>,
 }
 
-/// `orch cleanup --pool --json`'s `pool`.
+/// `orch cleanup --pool --json`'s `pool` (with `--dry-run`: what it would do).
 #[derive(Serialize)]
 struct PoolRemovalJson<'a> {
-    removed: Vec<SizedJson<'a>>,
+    removed: Vec<PoolPathJson<'a>>,
     freed_bytes: u64,
     kept: Vec<KeptJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct PoolPathJson<'a> {
+    path: &'a std::path::Path,
+    bytes: u64,
+}
+
+impl<'a> PoolRemovalJson<'a> {
+    fn new(p: &'a PoolRemoval) -> PoolRemovalJson<'a> {
+        PoolRemovalJson {
+            removed: p
+                .removed
+                .iter()
+                .map(|(path, bytes)| PoolPathJson {
+                    path,
+                    bytes: *bytes,
+                })
+                .collect(),
+            freed_bytes: p.bytes_freed(),
+            kept: kept(&p.kept),
+        }
+    }
+}
+
+/// The pool's lines: what was (or, `would`, would be) removed and kept.
+fn print_pool(p: &PoolRemoval, would: bool) {
+    let size = |b: u64| orch_engine::core::units::ByteSize(b).approx();
+    let (removed, kept) = match would {
+        true => ("would remove", "would keep"),
+        false => ("removed", "kept"),
+    };
+    for (path, b) in &p.removed {
+        println!(
+            "{removed} pooled worktree {} ({})",
+            path.display(),
+            size(*b)
+        );
+    }
+    for k in &p.kept {
+        println!("{kept} pooled worktree {}: {}", k.what, k.why);
+    }
 }
 
 fn kept(k: &[orch_engine::core::cleanup::Kept]) -> Vec<KeptJson<'_>> {
@@ -83,16 +125,9 @@ fn kept(k: &[orch_engine::core::cleanup::Kept]) -> Vec<KeptJson<'_>> {
 }
 
 impl<'a> PreviewJson<'a> {
-    fn new(
-        p: &'a Preview,
-        pool: Option<(&'a PoolRemoval, &'a [(String, u64)])>,
-    ) -> PreviewJson<'a> {
+    fn new(p: &'a Preview, pool: Option<&'a PoolRemoval>) -> PreviewJson<'a> {
         PreviewJson {
-            pool: pool.map(|(p, paths)| PoolRemovalJson {
-                removed: sized(paths),
-                freed_bytes: p.bytes_freed(),
-                kept: kept(&p.kept),
-            }),
+            pool: pool.map(PoolRemovalJson::new),
             worktrees: p
                 .worktrees
                 .iter()
@@ -136,18 +171,11 @@ impl<'a> PreviewJson<'a> {
 
 /// Prints what a cleanup would do.
 pub fn print_preview(p: &Preview, pool: Option<&PoolRemoval>, json: bool) -> anyhow::Result<()> {
-    let pool_paths = pool.map(pool_paths);
     if json {
-        return super::print_json(&PreviewJson::new(p, pool.zip(pool_paths.as_deref())));
+        return super::print_json(&PreviewJson::new(p, pool));
     }
-    let size = |b: u64| orch_engine::core::units::ByteSize(b).approx();
-    if let (Some(pool), Some(paths)) = (pool, &pool_paths) {
-        for (path, b) in paths {
-            println!("would remove pooled worktree {path} ({})", size(*b));
-        }
-        for k in &pool.kept {
-            println!("would keep pooled worktree {}: {}", k.what, k.why);
-        }
+    if let Some(pool) = pool {
+        print_pool(pool, true);
     }
     let nothing = p.worktrees.is_empty()
         && p.branches.is_empty()
@@ -197,17 +225,8 @@ pub fn print_preview(p: &Preview, pool: Option<&PoolRemoval>, json: bool) -> any
     Ok(())
 }
 
-/// The pool's removed (or removable) worktrees as text, with their sizes.
-fn pool_paths(p: &PoolRemoval) -> Vec<(String, u64)> {
-    p.removed
-        .iter()
-        .map(|(path, b)| (path.display().to_string(), *b))
-        .collect()
-}
-
 /// Prints what a cleanup did, and what `--pool` removed of the pool.
 pub fn print_report(r: &Report, pool: Option<&PoolRemoval>, json: bool) -> anyhow::Result<()> {
-    let pool_paths = pool.map(pool_paths);
     if json {
         return super::print_json(&ReportJson {
             removed_worktrees: &r.removed_worktrees,
@@ -215,13 +234,7 @@ pub fn print_report(r: &Report, pool: Option<&PoolRemoval>, json: bool) -> anyho
             removed_directories: &r.removed_directories,
             stopped_process_groups: &r.stopped_process_groups,
             kept: kept(&r.kept),
-            pool: pool
-                .zip(pool_paths.as_ref())
-                .map(|(p, paths)| PoolRemovalJson {
-                    removed: sized(paths),
-                    freed_bytes: p.bytes_freed(),
-                    kept: kept(&p.kept),
-                }),
+            pool: pool.map(PoolRemovalJson::new),
         });
     }
     for w in &r.removed_worktrees {
@@ -239,18 +252,12 @@ pub fn print_report(r: &Report, pool: Option<&PoolRemoval>, json: bool) -> anyho
     for k in &r.kept {
         println!("kept {}: {}", k.what, k.why);
     }
-    let size = |b: u64| orch_engine::core::units::ByteSize(b).approx();
-    if let (Some(p), Some(paths)) = (pool, &pool_paths) {
-        for (path, b) in paths {
-            println!("removed pooled worktree {path} ({})", size(*b));
-        }
-        for k in &p.kept {
-            println!("kept pooled worktree {}: {}", k.what, k.why);
-        }
+    if let Some(p) = pool {
+        print_pool(p, false);
         println!(
             "pool: {} worktrees removed, {} freed",
-            paths.len(),
-            size(p.bytes_freed())
+            p.removed.len(),
+            orch_engine::core::units::ByteSize(p.bytes_freed()).approx()
         );
     } else if r.is_empty() {
         println!("Nothing to clean up.");
