@@ -65,9 +65,14 @@ pub(crate) fn forward_parsed(
                 line: l.text,
             });
             pending |= changed;
+            if !pending {
+                continue;
+            }
+            // Only a changed report is built and sent: at most every PROGRESS_EVERY,
+            // at once for a quota signal.
             let report = reader.report();
             let due = last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
-            if pending && (due || report.quota_signal().is_some()) {
+            if due || report.quota_signal().is_some() {
                 pending = false;
                 last_sent = Some(Instant::now());
                 let _ = live.send(Input::AgentProgress { attempt, report });
