@@ -24,6 +24,7 @@
 //!   git CLI). Report ratios from one run: these machines are noisy.
 
 mod chaos;
+mod cycles;
 mod docpaths;
 mod e2e;
 mod embed;

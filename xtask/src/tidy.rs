@@ -46,7 +46,7 @@ pub fn all() -> Result<Vec<String>> {
     problems.extend(file_docs()?);
     problems.extend(library_attributes()?);
     problems.extend(crate::layers::crate_layers()?);
-    problems.extend(crate::layers::import_cycles()?);
+    problems.extend(crate::cycles::import_cycles()?);
     problems.extend(crate::layers::sizes()?);
     problems.extend(crate::docpaths::architecture_paths()?);
     Ok(problems)

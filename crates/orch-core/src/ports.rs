@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::run::CommitId;
+pub use crate::run::Undo;
 
 /// What kind of failure a port reports: what the engine and the core can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,36 +220,4 @@ pub struct Restored {
     /// agent ran. No agent is blamed and nothing is put back (what a deleted branch
     /// pointed at is kept under `refs/orch/undone/`).
     pub users: Vec<String>,
-}
-
-/// A hunk of an attempt's change that undoes another task's landed work: it removes
-/// lines that task added, putting back what they replaced (`restores`) or nothing.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct Undo {
-    /// The task whose work it undoes (its key, as its commit's trailer names it).
-    pub task: String,
-    /// The file.
-    pub file: String,
-    /// The lines of the attempt's base it replaces (first, last; 1-based).
-    pub lines: (u32, u32),
-    /// True when it puts back what that task's change replaced; false when it only
-    /// removes what the task added.
-    pub restores: bool,
-}
-
-impl std::fmt::Display for Undo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (a, b) = self.lines;
-        let lines = if a == b {
-            format!("line {a}")
-        } else {
-            format!("lines {a}-{b}")
-        };
-        let how = if self.restores {
-            "puts back what it replaced"
-        } else {
-            "removes what it added"
-        };
-        write!(f, "{}'s change to {} {lines} ({how})", self.task, self.file)
-    }
 }

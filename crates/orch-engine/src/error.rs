@@ -52,7 +52,7 @@ pub enum EngineError {
     Artifacts(String),
     /// A new run would find nothing to claim, so none was started.
     #[error("{0}")]
-    NothingToClaim(crate::line::land::Idle),
+    NothingToClaim(Idle),
 }
 
 impl EngineError {
@@ -70,5 +70,43 @@ impl EngineError {
             | EngineError::StoreUnavailable { .. }
             | EngineError::Artifacts(_) => false,
         }
+    }
+}
+
+/// Why a new run was not started: nothing on the board can be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idle {
+    /// Failed tasks (keys), which `orch task retry` puts back in the backlog.
+    pub failed: Vec<String>,
+    /// Blocked tasks (keys).
+    pub blocked: Vec<String>,
+    /// Backlog tasks waiting on dependencies that are not done (keys).
+    pub waiting: Vec<String>,
+}
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "nothing to claim, so no run was started")?;
+        let list = |v: &[String]| v.join(", ");
+        if !self.failed.is_empty() {
+            write!(
+                f,
+                "; failed: {} (`orch task retry {}` puts it back in the backlog)",
+                list(&self.failed),
+                self.failed[0]
+            )?;
+        }
+        if !self.blocked.is_empty() {
+            write!(
+                f,
+                "; blocked: {} (`orch task retry {}` unblocks it)",
+                list(&self.blocked),
+                self.blocked[0]
+            )?;
+        }
+        if !self.waiting.is_empty() {
+            write!(f, "; waiting on dependencies: {}", list(&self.waiting))?;
+        }
+        Ok(())
     }
 }

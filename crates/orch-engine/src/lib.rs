@@ -98,7 +98,7 @@ use crate::line::layout;
 use crate::recover::lease;
 pub use agents::proposals::parse_proposals;
 pub use driver::{DriverSetup, RunDriver};
-pub use error::EngineError;
+pub use error::{EngineError, Idle};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
 /// The store's types, for frontends that reach orch only through the engine.

@@ -487,7 +487,7 @@ impl<'a> RunStory<'a> {
 }
 
 /// `orch run` with nothing to claim: what is stuck, and how to move it.
-pub fn print_idle(idle: &orch_engine::line::land::Idle, json: bool) -> anyhow::Result<()> {
+pub fn print_idle(idle: &orch_engine::Idle, json: bool) -> anyhow::Result<()> {
     if json {
         return super::print_json(&serde_json::json!({
             "nothing_to_claim": true,

@@ -8,11 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::attempt::Abort;
-use super::event::RunEvent;
-use super::timers::{Deadline, after};
+use super::timers::after;
 use super::types::AttemptId;
-use super::{Drain, Orchestrator};
 use crate::time::Timestamp;
 
 /// The longest wait, as a multiple of the first.
@@ -135,64 +132,6 @@ impl Breaker {
             ..Breaker::default()
         };
         true
-    }
-}
-
-impl Orchestrator {
-    /// `attempt`'s agent showed a quota signature: stop it (if `live`, it still runs)
-    /// and open the breaker, or widen it if this was the probe.
-    pub(super) fn quota_hit(&mut self, attempt: AttemptId, signature: String, live: bool) {
-        let Some(a) = self.attempts.get(attempt) else {
-            return;
-        };
-        if a.abort.is_some() || a.rec.state.is_terminal() {
-            return;
-        }
-        self.breaker.stopped.insert(attempt, signature.clone());
-        if live {
-            self.abort(attempt, Abort::Quota);
-        } else {
-            // The agent already exited: its result will be read as this failure.
-            self.attempts.at(attempt).abort = Some(Abort::Quota);
-        }
-        let (backoff, max_wait) = (self.policy.quota_backoff, self.policy.quota_max_wait);
-        match self.breaker.hit(attempt, self.now, backoff, max_wait) {
-            Hit::AlreadyOpen => {}
-            Hit::Halt { waited } => {
-                let why = format!(
-                    "the quota breaker stayed open for {}s (policy.quota_max_wait); the last signal: {signature}",
-                    waited.as_secs()
-                );
-                self.persist(RunEvent::QuotaBreaker {
-                    until: None,
-                    reason: why.clone(),
-                });
-                self.begin_drain(Drain::Halt, &why);
-            }
-            Hit::Wait { wait, until } => {
-                self.timers.arm(Deadline::Breaker, until);
-                self.persist(RunEvent::QuotaBreaker {
-                    until: Some(until),
-                    reason: format!(
-                        "{attempt} hit a rate limit, a quota or a full disk ({signature}); claiming waits {}s, then one probe runs",
-                        wait.as_secs()
-                    ),
-                });
-            }
-        }
-    }
-
-    /// `attempt`'s agent ended without a quota signature: a probe that got through
-    /// closes the breaker.
-    pub(super) fn got_through(&mut self, attempt: AttemptId) {
-        if !self.breaker.got_through(attempt) {
-            return;
-        }
-        self.timers.disarm(Deadline::Breaker);
-        self.persist(RunEvent::QuotaBreaker {
-            until: None,
-            reason: format!("the probe {attempt} got through; claiming resumes"),
-        });
     }
 }
 

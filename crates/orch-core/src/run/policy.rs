@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::config::{BudgetConfig, Cleanup, Config, EmptyDiff, FailureClass, OnConflict, RunMode};
 
+/// This many infrastructure failures in a row, with no success between, halt the run:
+/// orch cannot do its part, and retrying would only loop.
+pub const INFRA_STREAK_HALT: u32 = 3;
+
 /// How long to wait before a retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backoff {

@@ -6,12 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Refusal;
-use super::attempt::Abort;
-use super::event::RunEvent;
-use super::io::AgentReport;
 use super::types::AttemptId;
-use super::{Drain, Orchestrator};
 use crate::config::BudgetConfig;
 use crate::task::TaskId;
 use crate::usage::{Usage, Usd, thousands};
@@ -47,134 +42,77 @@ fn over(caps_usd: Usd, caps_tokens: u64, used: &Usage, whose: &str) -> Option<St
     None
 }
 
-impl Orchestrator {
-    fn caps(&self) -> &BudgetConfig {
-        &self.policy.budget
-    }
-
-    /// Everything the task's attempts used: ended ones as journaled, live ones so far.
-    pub fn task_usage(&self, task: TaskId) -> Usage {
+impl Spend {
+    /// What `attempts` used: a running one as it last reported, an ended one as
+    /// journaled (`recorded`).
+    pub(super) fn attempts_usage<'a>(
+        &self,
+        attempts: impl Iterator<Item = (&'a AttemptId, Option<&'a Usage>)>,
+    ) -> Usage {
         let mut total = Usage::default();
-        for (id, a) in self.attempts.of_task(task) {
-            if let Some(u) = self.spend.live.get(id).or(a.rec.usage.as_ref()) {
+        for (id, recorded) in attempts {
+            if let Some(u) = self.live.get(id).or(recorded) {
                 total.add(u);
             }
         }
         total
     }
 
-    /// Everything the run's attempts and its planner used.
-    pub fn run_usage(&self) -> Usage {
-        let mut total = self.spend.planner.clone();
-        for (id, a) in self.attempts.iter() {
-            if let Some(u) = self.spend.live.get(id).or(a.rec.usage.as_ref()) {
-                total.add(u);
-            }
-        }
+    /// What the run used: the planner, then `attempts` as [`Spend::attempts_usage`].
+    pub(super) fn run_usage<'a>(
+        &self,
+        attempts: impl Iterator<Item = (&'a AttemptId, Option<&'a Usage>)>,
+    ) -> Usage {
+        let mut total = self.planner.clone();
+        total.add(&self.attempts_usage(attempts));
         total
     }
 
-    /// A live agent's report: its usage so far is checked against the caps, and a
-    /// quota signature opens the breaker. Reports for attempts whose agent is no
-    /// longer running are late, and ignored.
-    pub(super) fn on_agent_progress(
-        &mut self,
-        attempt: AttemptId,
-        report: AgentReport,
-    ) -> Result<(), Refusal> {
-        let running = self.attempts.live.contains(&attempt)
-            && self.attempts.get(attempt).and_then(|a| a.op()) == Some(super::attempt::Op::Agent);
-        if !running {
-            return Ok(());
-        }
-        let quota = report.quota_signal();
-        self.report_refused(attempt, report.malformed);
-        if let Some(u) = report.usage {
-            self.spend.live.insert(attempt, u);
-            self.check_budgets(Some(attempt));
-        }
-        if let Some(sig) = quota {
-            self.quota_hit(attempt, sig, true);
-        }
-        Ok(())
+    /// A running agent reported `usage` so far.
+    pub(super) fn progress(&mut self, attempt: AttemptId, usage: Usage) {
+        self.live.insert(attempt, usage);
     }
 
-    /// The agent exited with `report`: its usage is journaled, the caps checked, and
-    /// a quota signature marks the attempt for the breaker.
-    pub(super) fn on_agent_report(&mut self, attempt: AttemptId, report: AgentReport) {
-        let live = self.spend.live.remove(&attempt);
-        let quota = report.quota_signal();
-        self.report_refused(attempt, report.malformed);
-        if let Some(u) = report.usage.or(live) {
-            self.persist(RunEvent::AttemptUsage {
-                attempt,
-                usage: u.clone(),
-            });
-            self.attempts.at(attempt).rec.usage = Some(u);
-            self.check_budgets(None);
-        }
-        match quota {
-            Some(sig) => self.quota_hit(attempt, sig, false),
-            None => self.got_through(attempt),
-        }
+    /// The agent exited: its last report while it ran, if any.
+    pub(super) fn exited(&mut self, attempt: AttemptId) -> Option<Usage> {
+        self.live.remove(&attempt)
     }
 
-    /// Journals, once per attempt, a figure of its report that could not be true.
-    fn report_refused(&mut self, attempt: AttemptId, why: Option<String>) {
-        if let Some(reason) = why
-            && self.spend.refused.insert(attempt)
-        {
-            self.persist(RunEvent::ReportRefused { attempt, reason });
-        }
+    /// True the first time `attempt` sent a report that could not be true.
+    pub(super) fn first_refusal(&mut self, attempt: AttemptId) -> bool {
+        self.refused.insert(attempt)
     }
 
-    /// The task's cap, in words, if its attempts have reached it.
-    pub(super) fn task_over_budget(&self, task: TaskId) -> Option<String> {
-        let caps = self.caps();
+    /// `task`'s cap, in words, if what it `used` reached it; `used` is summed only
+    /// when there is a cap.
+    pub(super) fn task_over(
+        caps: &BudgetConfig,
+        task: TaskId,
+        used: impl FnOnce() -> Usage,
+    ) -> Option<String> {
         if caps.task_usd.is_zero() && caps.task_tokens == 0 {
             return None;
         }
         over(
             caps.task_usd,
             caps.task_tokens,
-            &self.task_usage(task),
+            &used(),
             &format!("task {task}"),
         )
     }
 
-    /// The planner's usage for a request counts toward the run's cap.
-    pub(super) fn on_planner_usage(&mut self, request: u64, usage: Usage) -> Result<(), Refusal> {
-        self.spend.planner.add(&usage);
-        self.persist(RunEvent::PlannerUsage { request, usage });
-        self.check_budgets(None);
-        Ok(())
-    }
-
-    /// Stops `live` if its task is over its cap; drains the run if the run is.
-    fn check_budgets(&mut self, live: Option<AttemptId>) {
-        if let Some(a) = live
-            && let Some(detail) = self.task_over_budget(a.task)
-            && self.attempts.get(a).is_some_and(|x| x.abort.is_none())
-        {
-            self.persist(RunEvent::BudgetSpent {
-                attempt: Some(a),
-                detail: detail.clone(),
-            });
-            self.spend.stopped.insert(a, detail);
-            self.abort(a, Abort::Budget);
+    /// The run's cap, in words, the first time what it `used` reached it; `used` is
+    /// summed only when there is a cap not yet reached (this runs on every report).
+    pub(super) fn run_over(
+        &mut self,
+        caps: &BudgetConfig,
+        used: impl FnOnce(&Spend) -> Usage,
+    ) -> Option<String> {
+        if self.run_spent || (caps.run_usd.is_zero() && caps.run_tokens == 0) {
+            return None;
         }
-        let caps = self.caps();
-        // Without a run cap there is nothing to sum (this runs on every agent report).
-        if self.spend.run_spent || (caps.run_usd.is_zero() && caps.run_tokens == 0) {
-            return;
-        }
-        if let Some(detail) = over(caps.run_usd, caps.run_tokens, &self.run_usage(), "the run") {
-            self.spend.run_spent = true;
-            self.persist(RunEvent::BudgetSpent {
-                attempt: None,
-                detail: detail.clone(),
-            });
-            self.begin_drain(Drain::Stop, &format!("budget: {detail}"));
-        }
+        let detail = over(caps.run_usd, caps.run_tokens, &used(self), "the run")?;
+        self.run_spent = true;
+        Some(detail)
     }
 }

@@ -109,7 +109,7 @@ pub enum FailureKind {
     /// The attempt's change undoes other tasks' landed work (`policy.on_revert`).
     RevertsLandedWork {
         /// Each hunk that does, with the task whose work it undoes.
-        undone: Vec<crate::ports::Undo>,
+        undone: Vec<Undo>,
     },
 }
 
@@ -429,6 +429,38 @@ impl Stage {
             Stage::Worker => "worker",
             Stage::Integration => "integration",
         }
+    }
+}
+
+/// A hunk of an attempt's change that undoes another task's landed work: it removes
+/// lines that task added, putting back what they replaced (`restores`) or nothing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Undo {
+    /// The task whose work it undoes (its key, as its commit's trailer names it).
+    pub task: String,
+    /// The file.
+    pub file: String,
+    /// The lines of the attempt's base it replaces (first, last; 1-based).
+    pub lines: (u32, u32),
+    /// True when it puts back what that task's change replaced; false when it only
+    /// removes what the task added.
+    pub restores: bool,
+}
+
+impl std::fmt::Display for Undo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b) = self.lines;
+        let lines = if a == b {
+            format!("line {a}")
+        } else {
+            format!("lines {a}-{b}")
+        };
+        let how = if self.restores {
+            "puts back what it replaced"
+        } else {
+            "removes what it added"
+        };
+        write!(f, "{}'s change to {} {lines} ({how})", self.task, self.file)
     }
 }
 

@@ -13,45 +13,7 @@ use orch_core::run::{CommitId, Journaled, RunEvent, RunId, Stage};
 use orch_validate::{CancellationToken, Environment, GateSpec};
 
 use crate::line::layout;
-use crate::{Engine, EngineError, RunHandle, RunUpdate, now};
-
-/// Why a new run was not started: nothing on the board can be claimed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Idle {
-    /// Failed tasks (keys), which `orch task retry` puts back in the backlog.
-    pub failed: Vec<String>,
-    /// Blocked tasks (keys).
-    pub blocked: Vec<String>,
-    /// Backlog tasks waiting on dependencies that are not done (keys).
-    pub waiting: Vec<String>,
-}
-
-impl std::fmt::Display for Idle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "nothing to claim, so no run was started")?;
-        let list = |v: &[String]| v.join(", ");
-        if !self.failed.is_empty() {
-            write!(
-                f,
-                "; failed: {} (`orch task retry {}` puts it back in the backlog)",
-                list(&self.failed),
-                self.failed[0]
-            )?;
-        }
-        if !self.blocked.is_empty() {
-            write!(
-                f,
-                "; blocked: {} (`orch task retry {}` unblocks it)",
-                list(&self.blocked),
-                self.blocked[0]
-            )?;
-        }
-        if !self.waiting.is_empty() {
-            write!(f, "; waiting on dependencies: {}", list(&self.waiting))?;
-        }
-        Ok(())
-    }
-}
+use crate::{Engine, EngineError, Idle, RunHandle, RunUpdate, now};
 
 /// What landing did: what moved (or already held the work), and what did not, with
 /// the reason and the command a person can run.

@@ -6,10 +6,10 @@
 //! (With B = 1 the stack is `run.integration_depth` deep, every candidate gated.)
 
 use super::Orchestrator;
-use super::attempt::Op;
-use super::event::RunEvent;
-use super::io::Stage;
-use super::types::{AttemptId, AttemptState, CommitId};
+use crate::run::attempt::Op;
+use crate::run::event::RunEvent;
+use crate::run::io::Stage;
+use crate::run::types::{AttemptId, AttemptState, CommitId};
 
 impl Orchestrator {
     /// Batches are on.

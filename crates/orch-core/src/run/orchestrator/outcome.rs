@@ -14,17 +14,14 @@
 
 use super::Drain;
 use super::Orchestrator;
-use super::event::RunEvent;
-use super::scheduler::{Retry, Wait};
-use super::timers::{Deadline, after};
-use super::types::{AttemptId, AttemptPhase, AttemptState, FailureKind};
 use crate::config::{FailureClass, OnConflict, OnRevert};
+use crate::run::event::RunEvent;
+use crate::run::policy::INFRA_STREAK_HALT;
+use crate::run::scheduler::{Retry, Wait};
+use crate::run::timers::{Deadline, after};
+use crate::run::types::{AttemptId, AttemptPhase, AttemptState, FailureKind};
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;
-
-/// This many infrastructure failures in a row, with no success between, halt the run:
-/// orch cannot do its part, and retrying would only loop.
-pub const INFRA_STREAK_HALT: u32 = 3;
 
 impl Orchestrator {
     /// True when the run still owns `task` (it claimed it and no person took it).
