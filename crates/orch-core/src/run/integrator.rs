@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::types::AttemptId;
+use super::attempt::{Attempts, Op};
+use super::types::{AttemptId, AttemptState, CommitId};
 
 /// Waiting attempts and the candidates being integrated.
 #[derive(Debug, Clone, Default)]
@@ -97,5 +98,161 @@ impl Integrator {
         self.waiting.retain(|w| *w != a);
         self.reruns.remove(&a);
         self.held.remove(&a);
+    }
+
+    /// Takes the next waiting attempt onto a stack with room below `capacity`: it and
+    /// the commit it is merged onto (the top's merge, once written; else `head`).
+    /// `None` when the stack is full, nothing waits, the top's merge is not written
+    /// yet, or the next one's last operation has not come back (it was re-stacked).
+    pub(super) fn stack_next(
+        &mut self,
+        capacity: usize,
+        head: Option<&CommitId>,
+        attempts: &Attempts,
+    ) -> Option<(AttemptId, CommitId)> {
+        if self.candidates.len() >= capacity {
+            return None;
+        }
+        let onto = match self.candidates.last() {
+            None => head.expect("a running run has a head").clone(),
+            Some(top) => match attempts.rec(*top) {
+                r if r.state == AttemptState::Integrating => {
+                    r.merge.clone().expect("integrating attempts have a merge")
+                }
+                _ => return None,
+            },
+        };
+        let next = *self.waiting.front()?;
+        if attempts.get(next).is_some_and(|x| x.busy) {
+            return None;
+        }
+        self.waiting.pop_front();
+        self.candidates.push(next);
+        Some((next, onto))
+    }
+
+    /// What the candidate `a` is stacked on: the merge below it, or `head`.
+    pub(super) fn onto(
+        &self,
+        a: AttemptId,
+        head: Option<&CommitId>,
+        attempts: &Attempts,
+    ) -> CommitId {
+        match self.candidates.iter().position(|x| *x == a) {
+            Some(i) if i > 0 => attempts
+                .rec(self.candidates[i - 1])
+                .merge
+                .clone()
+                .expect("candidates below the top have a merge"),
+            _ => head.expect("a running run has a head").clone(),
+        }
+    }
+
+    /// Whether every candidate below `a` passed its gate.
+    pub(super) fn below_passed(&self, a: AttemptId, attempts: &Attempts) -> bool {
+        self.candidates
+            .iter()
+            .take_while(|c| **c != a)
+            .all(|c| attempts.rec(*c).integration_passed)
+    }
+
+    /// The lowest candidate whose gate has not passed.
+    pub(super) fn first_open(&self, attempts: &Attempts) -> Option<AttemptId> {
+        self.candidates
+            .iter()
+            .copied()
+            .find(|a| !attempts.rec(*a).integration_passed)
+    }
+
+    /// Where in the stack the candidate is whose ref advance is out, if one is.
+    fn advancing(&self, attempts: &Attempts) -> Option<usize> {
+        self.candidates
+            .iter()
+            .position(|a| attempts.get(*a).and_then(|x| x.op()) == Some(Op::AdvanceRef))
+    }
+
+    /// The top of the longest validated prefix of the stack, to advance the ref to;
+    /// `None` while an advance is out or no candidate at the bottom is validated and
+    /// idle.
+    pub(super) fn to_advance(&self, attempts: &Attempts) -> Option<AttemptId> {
+        if self.advancing(attempts).is_some() {
+            return None;
+        }
+        let prefix = self
+            .candidates
+            .iter()
+            .take_while(|a| {
+                let x = attempts.get(**a).expect("candidates exist");
+                x.rec.state == AttemptState::Integrating
+                    && x.rec.integration_passed
+                    && !x.busy
+                    && x.abort.is_none()
+            })
+            .count();
+        prefix.checked_sub(1).map(|top| self.candidates[top])
+    }
+
+    /// The candidates an advance to `top`'s merge lands: the stack up to `top`.
+    pub(super) fn landing(&self, top: AttemptId) -> Vec<AttemptId> {
+        match self.candidates.iter().position(|x| *x == top) {
+            Some(i) => self.candidates[..=i].to_vec(),
+            None => vec![top],
+        }
+    }
+
+    /// Whether `a` is a validated candidate an advance that is out would land.
+    pub(super) fn covered_by_advance(&self, a: AttemptId, attempts: &Attempts) -> bool {
+        let at = self.candidates.iter().position(|x| *x == a);
+        match (self.advancing(attempts), at) {
+            (Some(top), Some(i)) => i <= top,
+            _ => false,
+        }
+    }
+
+    /// A batch's next gate, if none is out: the middle of the candidates between the
+    /// lowest not yet validated and the lowest known to fail (bisection), or, with none
+    /// known to fail, the top once the batch is complete (`capacity` full, or nothing
+    /// waits). The candidate and the merge commit to gate.
+    pub(super) fn batch_gate(
+        &self,
+        capacity: usize,
+        attempts: &Attempts,
+    ) -> Option<(AttemptId, CommitId)> {
+        let c = &self.candidates;
+        let gating = c.iter().any(|a| {
+            matches!(
+                attempts.get(*a).and_then(|x| x.op()),
+                Some(Op::Gate(_) | Op::Merge)
+            )
+        });
+        let lo = c
+            .iter()
+            .position(|a| !attempts.rec(*a).integration_passed)?;
+        if gating {
+            return None;
+        }
+        let target = match c.iter().position(|a| self.held.contains_key(a)) {
+            // The lowest failing one has only validated candidates below: judged as
+            // its own failure when the ref would advance.
+            Some(hi) if hi <= lo => return None,
+            Some(hi) => lo + (hi - lo - 1) / 2,
+            None => {
+                if c.len() < capacity && !self.waiting.is_empty() {
+                    return None;
+                }
+                c.len() - 1
+            }
+        };
+        let a = c[target];
+        let x = attempts.get(a).expect("candidates exist");
+        if x.rec.state != AttemptState::Integrating || x.busy || x.abort.is_some() {
+            return None;
+        }
+        let commit = x
+            .rec
+            .merge
+            .clone()
+            .expect("integrating attempts have a merge");
+        Some((a, commit))
     }
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::config::{BudgetConfig, Cleanup, Config, EmptyDiff, FailureClass, OnConflict, RunMode};
+use super::types::FailureKind;
+use crate::config::{
+    BudgetConfig, Cleanup, Config, EmptyDiff, FailureClass, OnConflict, OnRevert, RunMode,
+};
 
 /// This many infrastructure failures in a row, with no success between, halt the run:
 /// orch cannot do its part, and retrying would only loop.
@@ -109,7 +112,91 @@ pub struct Policy {
     pub integration_retries: u32,
 }
 
+/// What a failure means for its task, as policy says, once its budget, a quota, a
+/// streak of orch's own failures and a stale head are ruled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterFailure {
+    /// Try the task again.
+    Retry,
+    /// The task fails, with why it is not retried.
+    Fail(&'static str),
+    /// The task is blocked, with the policy that says so.
+    Block(&'static str),
+    /// The task goes back to the backlog, and the run halts.
+    Halt,
+}
+
+/// Whether a retry on a newer head may cure a failure of this kind: the agent's,
+/// its gates' and its merge's may; orch's own, a timeout or a spent budget may not.
+pub(super) fn newer_head_may_cure(kind: &FailureKind) -> bool {
+    matches!(
+        kind.class(),
+        FailureClass::AgentError
+            | FailureClass::WorkerValidation
+            | FailureClass::Conflict
+            | FailureClass::RevertsLandedWork
+            | FailureClass::IntegrationValidation
+    )
+}
+
 impl Policy {
+    /// What a failure of `kind` means for a task that spent `used` attempts.
+    pub(super) fn after_failure(&self, kind: &FailureKind, used: u32) -> AfterFailure {
+        let budget_left = used < self.retry.max_attempts;
+        let retry = match kind {
+            FailureKind::Conflict { .. } => match self.on_conflict {
+                OnConflict::Retry => budget_left,
+                OnConflict::Block => return AfterFailure::Block("conflict policy is block"),
+                OnConflict::Halt => return AfterFailure::Halt,
+            },
+            FailureKind::RevertsLandedWork { .. } => match self.on_revert {
+                OnRevert::Block => return AfterFailure::Block("revert policy is block"),
+                OnRevert::Retry | OnRevert::Allow => budget_left,
+            },
+            other => self.retry.should_retry(other.class(), used),
+        };
+        match (retry, budget_left) {
+            (true, _) => AfterFailure::Retry,
+            (false, true) => AfterFailure::Fail("not retried for this kind of failure"),
+            (false, false) => AfterFailure::Fail("out of attempts"),
+        }
+    }
+
+    /// Whether a failure of `kind` is retried at all (the conflict and revert
+    /// policies for theirs, `policy.retry_on` for the rest).
+    pub(super) fn retries(&self, kind: &FailureKind) -> bool {
+        match kind {
+            FailureKind::Conflict { .. } => self.on_conflict == OnConflict::Retry,
+            FailureKind::RevertsLandedWork { .. } => self.on_revert == OnRevert::Retry,
+            other => self.retry.retry_on.contains(&other.class()),
+        }
+    }
+
+    /// Whether a task that spent `used` attempts, the last failing with `kind`, has
+    /// one left: a retry that waited for the work in flight, which landed nothing.
+    pub(super) fn attempt_left(&self, kind: &FailureKind, used: u32) -> bool {
+        match kind {
+            FailureKind::Conflict { .. } | FailureKind::RevertsLandedWork { .. } => {
+                used < self.retry.max_attempts
+            }
+            k => self.retry.should_retry(k.class(), used),
+        }
+    }
+
+    /// Batches are on (`run.integration_batch` above 1).
+    pub(super) fn batching(&self) -> bool {
+        self.integration_batch > 1
+    }
+
+    /// How many candidates the integration stack holds at most: a batch's size, else
+    /// the stack's depth.
+    pub(super) fn stack_capacity(&self) -> usize {
+        match self.batching() {
+            true => self.integration_batch,
+            false => self.integration_depth.max(1),
+        }
+    }
+
     /// The effective concurrency: 1 in incremental mode.
     pub fn slots(&self) -> u32 {
         match self.mode {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::io::TaskSpec;
 use super::policy::touches_overlap;
-use super::types::{AttemptId, FailureKind};
+use super::types::{AttemptId, CommitId, FailureKind};
 use crate::task::{TaskId, TaskStatus};
 
 /// A task waiting to be retried.
@@ -28,7 +28,7 @@ pub(super) struct Retry {
 #[derive(Debug, Clone)]
 pub(super) struct Wait {
     pub(super) attempt: AttemptId,
-    pub(super) base: super::types::CommitId,
+    pub(super) base: CommitId,
     pub(super) on: BTreeSet<AttemptId>,
 }
 
@@ -117,6 +117,25 @@ impl Scheduler {
         }
         self.set_board(next.into_values().collect());
         taken
+    }
+
+    /// The retries whose wait is over, with whether the line moved on from the base
+    /// they failed on (`head` is the line's now); else all the work they waited for
+    /// ended (`live` holds what still runs).
+    pub(super) fn waits_over(
+        &self,
+        head: Option<&CommitId>,
+        live: &BTreeSet<AttemptId>,
+    ) -> Vec<(TaskId, bool)> {
+        self.retries
+            .iter()
+            .filter_map(|(t, r)| {
+                let w = r.wait.as_ref()?;
+                let moved = head != Some(&w.base);
+                let ended = w.on.iter().all(|a| !live.contains(a));
+                (moved || ended).then_some((*t, moved))
+            })
+            .collect()
     }
 
     /// `t`'s claim was refused: it is not tried again until the board shows it

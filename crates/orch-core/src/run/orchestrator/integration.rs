@@ -3,7 +3,7 @@
 
 use super::Orchestrator;
 use crate::ports::Undo;
-use crate::run::attempt::{Abort, Op};
+use crate::run::attempt::Abort;
 use crate::run::event::RunEvent;
 use crate::run::io::{Command, MergeResult, RefResult, Stage};
 use crate::run::revert;
@@ -12,26 +12,11 @@ use crate::run::types::{AttemptId, AttemptPhase, AttemptState, CommitId, Failure
 impl Orchestrator {
     /// Fills the stack from the queue, then lands what is validated.
     pub(super) fn try_integrate(&mut self) {
-        while self.integrator.candidates.len() < self.stack_capacity() {
-            let onto = match self.integrator.candidates.last() {
-                None => self.head.clone().expect("a running run has a head"),
-                // Stack on the top only once its merge is written.
-                Some(top) => match self.attempts.rec(*top) {
-                    r if r.state == AttemptState::Integrating => {
-                        r.merge.clone().expect("integrating attempts have a merge")
-                    }
-                    _ => break,
-                },
-            };
-            let Some(&next) = self.integrator.waiting.front() else {
-                break;
-            };
-            if self.attempts.at(next).busy {
-                // A re-stacked candidate whose last operation has not come back yet.
-                break;
-            }
-            self.integrator.waiting.pop_front();
-            self.integrator.candidates.push(next);
+        while let Some((next, onto)) = self.integrator.stack_next(
+            self.policy.stack_capacity(),
+            self.head.as_ref(),
+            &self.attempts,
+        ) {
             self.merge_onto(next, onto);
         }
         self.schedule_batch_gate();
@@ -64,12 +49,7 @@ impl Orchestrator {
             .get(&attempt.task)
             .map(|t| t.reverts.as_slice())
             .unwrap_or_default();
-        let previous = self
-            .attempts
-            .of_task(attempt.task)
-            .rev()
-            .find(|(id, _)| id.number < attempt.number)
-            .map(|(_, a)| &a.rec.state);
+        let previous = self.attempts.before(attempt).map(|a| &a.rec.state);
         let Some(why) = revert::undo_accepted(self.policy.on_revert, reverts, previous, undoes)
         else {
             return false;
@@ -88,7 +68,8 @@ impl Orchestrator {
                 if !undoes.is_empty() && !self.undo_accepted(attempt, &undoes) {
                     return self.fail(attempt, FailureKind::RevertsLandedWork { undone: undoes });
                 }
-                let onto = self.onto_of(attempt);
+                let head = self.head.as_ref();
+                let onto = self.integrator.onto(attempt, head, &self.attempts);
                 self.persist(RunEvent::MergeWritten {
                     attempt,
                     commit: commit.clone(),
@@ -99,7 +80,7 @@ impl Orchestrator {
                 rec.onto = Some(onto);
                 rec.integration_passed = false;
                 self.move_attempt(attempt, AttemptState::Integrating, "merged cleanly");
-                if !self.batching() {
+                if !self.policy.batching() {
                     self.run_gate(attempt, Stage::Integration, commit);
                 }
                 self.try_integrate();
@@ -114,25 +95,11 @@ impl Orchestrator {
         }
     }
 
-    /// What the candidate `attempt` is stacked on: the merge below it, or the head.
-    fn onto_of(&self, attempt: AttemptId) -> CommitId {
-        let c = &self.integrator.candidates;
-        match c.iter().position(|x| *x == attempt) {
-            Some(i) if i > 0 => self
-                .attempts
-                .rec(c[i - 1])
-                .merge
-                .clone()
-                .expect("candidates below the top have a merge"),
-            _ => self.head.clone().expect("a running run has a head"),
-        }
-    }
-
     /// A candidate's integration gate failed. While a candidate below it has not
     /// passed, the failure may be that one's: the verdict waits. Otherwise the gate is
     /// run again while retries are left, else the candidate fails.
     pub(super) fn integration_failed(&mut self, attempt: AttemptId, summary: String) {
-        if !self.below_passed(attempt) {
+        if !self.integrator.below_passed(attempt, &self.attempts) {
             self.integrator.held.insert(attempt, summary);
             // In a batch, bisect: validate a candidate below it.
             self.schedule_batch_gate();
@@ -169,56 +136,27 @@ impl Orchestrator {
             commit: commit.clone(),
         });
         self.attempts.at(attempt).rec.integration_passed = true;
-        if self.batching() {
+        if self.policy.batching() {
             self.imply_below(attempt, &commit);
         }
         self.try_integrate();
-    }
-
-    /// Whether every candidate below `attempt` passed its gate.
-    fn below_passed(&self, attempt: AttemptId) -> bool {
-        self.integrator
-            .candidates
-            .iter()
-            .take_while(|c| **c != attempt)
-            .all(|c| self.attempts.rec(*c).integration_passed)
     }
 
     /// Advances the ref to the top of the longest validated prefix of the stack, if no
     /// advance is out already. A held failure just above that prefix is now its
     /// candidate's own, and is judged first.
     fn try_advance(&mut self) {
-        let first_open = self
-            .integrator
-            .candidates
-            .iter()
-            .copied()
-            .find(|a| !self.attempts.rec(*a).integration_passed);
-        if let Some(a) = first_open
+        if let Some(a) = self.integrator.first_open(&self.attempts)
             && let Some(summary) = self.integrator.held.remove(&a)
         {
             return self.integration_failed(a, summary);
         }
-        let c = &self.integrator.candidates;
-        if c.iter()
-            .any(|a| self.attempts.get(*a).and_then(|x| x.op()) == Some(Op::AdvanceRef))
-        {
+        if self.state.is_terminal() {
             return;
         }
-        let prefix = c
-            .iter()
-            .take_while(|a| {
-                let x = self.attempts.get(**a).expect("candidates exist");
-                x.rec.state == AttemptState::Integrating
-                    && x.rec.integration_passed
-                    && !x.busy
-                    && x.abort.is_none()
-            })
-            .count();
-        if prefix == 0 || self.state.is_terminal() {
-            return;
+        if let Some(top) = self.integrator.to_advance(&self.attempts) {
+            self.advance(top);
         }
-        self.advance(c[prefix - 1]);
     }
 
     /// Asks for the ref to move to `attempt`'s merge, from the head.
@@ -233,17 +171,8 @@ impl Orchestrator {
         self.start_advance(attempt);
     }
 
-    /// The candidates an advance to `top`'s merge lands: the stack up to `top`.
-    fn landing(&self, top: AttemptId) -> Vec<AttemptId> {
-        let c = &self.integrator.candidates;
-        match c.iter().position(|x| *x == top) {
-            Some(i) => c[..=i].to_vec(),
-            None => vec![top],
-        }
-    }
-
     pub(super) fn on_ref(&mut self, attempt: AttemptId, result: RefResult) {
-        let landing = self.landing(attempt);
+        let landing = self.integrator.landing(attempt);
         match result {
             RefResult::Advanced => self.land_prefix(landing),
             RefResult::Overtaken { actual } => self.overtaken(attempt, actual),
@@ -281,18 +210,6 @@ impl Orchestrator {
                 );
                 self.aborts_held_by(&landing);
             }
-        }
-    }
-
-    /// Whether `attempt` is a validated candidate an advance that is out would land.
-    pub(super) fn covered_by_advance(&self, attempt: AttemptId) -> bool {
-        let c = &self.integrator.candidates;
-        let advancing = c
-            .iter()
-            .position(|a| self.attempts.get(*a).and_then(|x| x.op()) == Some(Op::AdvanceRef));
-        match (advancing, c.iter().position(|a| *a == attempt)) {
-            (Some(top), Some(i)) => i <= top,
-            _ => false,
         }
     }
 

@@ -2,30 +2,15 @@
 //! worker gate, aborts and kills, each step journaled before the command it licenses.
 
 use super::Orchestrator;
-use crate::config::{Cleanup, EmptyDiff};
+use crate::config::EmptyDiff;
 use crate::run::Refusal;
-use crate::run::attempt::{Abort, Op, misbehaviour};
+use crate::run::attempt::{Abort, Op, judge_exit};
 use crate::run::event::RunEvent;
-use crate::run::io::{
-    AgentExit, Changes, Command, Input, MergeResult, RefResult, Retention, Stage,
-};
+use crate::run::io::{AgentExit, Changes, Command, Input, MergeResult, RefResult, Stage};
 use crate::run::timers::{Deadline, after};
 use crate::run::types::{AttemptId, AttemptState, CommitId, FailureKind, check_attempt};
 
 impl Orchestrator {
-    /// Refuses an input unless `attempt` is live and waiting on `op`.
-    pub(super) fn expect_op(&self, attempt: AttemptId, op: Op) -> Result<(), Refusal> {
-        match self.attempts.get(attempt) {
-            Some(a) if a.op() == Some(op) && self.attempts.live.contains(&attempt) => Ok(()),
-            Some(a) => Err(Refusal::NotWaiting {
-                attempt,
-                answers: format!("{op:?}"),
-                waits_for: a.op().map(|o| format!("{o:?}")),
-            }),
-            None => Err(Refusal::UnknownAttempt(attempt)),
-        }
-    }
-
     /// The engine's work for the attempt's operation out ended without a result: the
     /// operation fails as orch's own (a merge or ref update as such a failure).
     pub(super) fn on_work_failed(
@@ -35,9 +20,7 @@ impl Orchestrator {
     ) -> Result<(), Refusal> {
         let op = self
             .attempts
-            .get(attempt)
-            .and_then(|a| a.op())
-            .filter(|_| self.attempts.live.contains(&attempt))
+            .op_out(attempt)
             .ok_or(Refusal::NoOperationOut(attempt))?;
         let message = format!("orch's own work for it ({op:?}) failed: {why}");
         match op {
@@ -81,13 +64,12 @@ impl Orchestrator {
 
     pub(super) fn on_worktree_ready(&mut self, attempt: AttemptId) {
         self.move_attempt(attempt, AttemptState::Running, "worktree ready");
-        let resume_session = self.session_to_resume(attempt);
-        let previous_base = self
-            .attempts
-            .of_task(attempt.task)
-            .rev()
-            .find(|(id, _)| id.number < attempt.number)
-            .map(|(_, a)| a.rec.base.clone());
+        let resume_session = if self.policy.resume_session {
+            self.attempts.session_before(attempt)
+        } else {
+            None
+        };
+        let previous_base = self.attempts.base_before(attempt);
         let a = self.attempts.at(attempt);
         let cmd = Command::SpawnAgent {
             attempt,
@@ -98,19 +80,6 @@ impl Orchestrator {
         };
         self.commands.push_back(cmd);
         self.start_op(attempt, Some(self.policy.agent_timeout));
-    }
-
-    /// The session a retry resumes: the newest earlier attempt's of the same task that
-    /// reported one, when `agent.resume_session` is on.
-    fn session_to_resume(&self, attempt: AttemptId) -> Option<String> {
-        if !self.policy.resume_session {
-            return None;
-        }
-        self.attempts
-            .of_task(attempt.task)
-            .rev()
-            .filter(|(id, _)| id.number < attempt.number)
-            .find_map(|(_, a)| a.rec.usage.as_ref()?.session_id.clone())
     }
 
     /// Judges what the agent left: its exit, and what it did to its branch.
@@ -127,39 +96,10 @@ impl Orchestrator {
                 moves: c.users_refs.clone(),
             });
         }
-        let detail = match &exit {
-            AgentExit::Code(0) => None,
-            AgentExit::Code(c) => Some(format!("exit code {c}")),
-            AgentExit::Signal(s) => Some(format!("killed by signal {s}")),
-            AgentExit::FailedToStart(m) => Some(format!("failed to start: {m}")),
+        let changes = match judge_exit(&exit, changes, hint, self.policy.symlinks_inside) {
+            Ok(changes) => changes,
+            Err(kind) => return self.fail(attempt, kind),
         };
-        if let Some(mut detail) = detail {
-            if let Some(h) = hint {
-                detail = format!("{detail}; {h}");
-            }
-            return self.fail(attempt, FailureKind::AgentError { detail });
-        }
-        let Some(changes) = changes else {
-            let why = hint.map(|h| format!(": {h}")).unwrap_or_default();
-            return self.fail(
-                attempt,
-                FailureKind::Infrastructure {
-                    message: format!("the agent's work could not be committed{why}"),
-                },
-            );
-        };
-        if let Some(misdeed) = misbehaviour(&changes) {
-            return self.fail(attempt, FailureKind::AgentError { detail: misdeed });
-        }
-        let escaping = crate::symlinks::refused(&changes.symlinks);
-        if self.policy.symlinks_inside && !escaping.is_empty() {
-            let links: Vec<String> = escaping.iter().map(|l| l.to_string()).collect();
-            let detail = format!(
-                "the agent committed symlinks that leave the repository ({}); policy.symlinks = \"inside\" allows only links to paths inside it",
-                links.join(", ")
-            );
-            return self.fail(attempt, FailureKind::AgentError { detail });
-        }
         self.persist(RunEvent::AttemptHead {
             attempt,
             head: changes.head.clone(),
@@ -314,22 +254,11 @@ impl Orchestrator {
     }
 
     pub(super) fn abort(&mut self, attempt: AttemptId, why: Abort) {
-        let covered = self.covered_by_advance(attempt);
+        let covered = self.integrator.covered_by_advance(attempt, &self.attempts);
         let a = self.attempts.at(attempt);
-        if a.rec.state.is_terminal() {
+        if a.rec.state.is_terminal() || !a.stop(why) {
             return;
         }
-        match (a.abort, why) {
-            (None, _) => {}
-            // A re-stack gives way to a person's or the run's reason, which then
-            // decides when the stopped operation comes back.
-            (Some(Abort::Restack), w) if !matches!(w, Abort::Timeout(_) | Abort::Restack) => {
-                a.abort = Some(w);
-                return;
-            }
-            (Some(_), _) => return,
-        }
-        a.abort = Some(why);
         match a.op() {
             Some(Op::Agent | Op::Gate(_)) => self.kill(attempt, false),
             // These finish quickly and cannot be interrupted; the result decides.
@@ -369,22 +298,15 @@ impl Orchestrator {
     /// Asks for the attempt's cleanup, with what to remove and how long to keep its
     /// logs, as the cleanup policy says.
     pub(super) fn cleanup(&mut self, attempt: AttemptId) {
-        let rec = self.attempts.rec(attempt);
-        if rec.cleaned || self.cleaning.contains(&attempt) {
+        let a = self
+            .attempts
+            .get(attempt)
+            .expect("the core only names attempts it created");
+        if a.rec.cleaned || self.cleaning.contains(&attempt) {
             return;
         }
-        // An interrupted attempt's partial work is superseded by the attempt that
-        // replaces it (the agent starts over), so it goes as a success's does.
-        let retention = match rec.state {
-            AttemptState::Succeeded | AttemptState::Interrupted => Retention::Success,
-            _ => Retention::Failure,
-        };
-        let remove = match self.policy.cleanup {
-            Cleanup::Always => true,
-            Cleanup::OnSuccess => retention == Retention::Success,
-            Cleanup::Never => false,
-        };
-        if !rec.cleanup_requested {
+        let (retention, remove) = a.cleanup_plan(self.policy.cleanup);
+        if !a.rec.cleanup_requested {
             self.persist(RunEvent::CleanupRequested { attempt });
             self.attempts.at(attempt).rec.cleanup_requested = true;
         }

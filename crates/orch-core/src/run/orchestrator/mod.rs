@@ -222,7 +222,7 @@ impl Orchestrator {
                 changes,
                 report,
             } => {
-                self.expect_op(attempt, Op::Agent)?;
+                self.attempts.expecting(attempt, Op::Agent)?;
                 let hint = report.failure_note();
                 self.on_agent_report(attempt, report);
                 self.returned(attempt, Op::Agent, |o| {
@@ -236,7 +236,7 @@ impl Orchestrator {
                 self.returned(attempt, Op::Merge, |o| o.on_merge(attempt, result))
             }
             Input::RefUpdated { attempt, result } => {
-                self.expect_op(attempt, Op::AdvanceRef)?;
+                self.attempts.expecting(attempt, Op::AdvanceRef)?;
                 self.op_done(attempt);
                 self.on_ref(attempt, result);
                 Ok(())
@@ -261,7 +261,7 @@ impl Orchestrator {
         op: Op,
         then: impl FnOnce(&mut Orchestrator),
     ) -> Result<(), Refusal> {
-        self.expect_op(attempt, op)?;
+        self.attempts.expecting(attempt, op)?;
         self.op_done(attempt);
         if !self.aborted(attempt) {
             then(self);

@@ -14,12 +14,11 @@
 
 use super::Drain;
 use super::Orchestrator;
-use crate::config::{FailureClass, OnConflict, OnRevert};
 use crate::run::event::RunEvent;
-use crate::run::policy::INFRA_STREAK_HALT;
+use crate::run::policy::{AfterFailure, INFRA_STREAK_HALT, newer_head_may_cure};
 use crate::run::scheduler::{Retry, Wait};
 use crate::run::timers::{Deadline, after};
-use crate::run::types::{AttemptId, AttemptPhase, AttemptState, FailureKind};
+use crate::run::types::{AttemptId, AttemptState, FailureKind};
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;
 
@@ -93,55 +92,24 @@ impl Orchestrator {
             return;
         }
         let used = self.counted_attempts(task);
-        let budget_left = used < self.policy.retry.max_attempts;
-        let retry = match &kind {
-            FailureKind::Conflict { .. } => match self.policy.on_conflict {
-                OnConflict::Retry => budget_left,
-                OnConflict::Block => {
-                    let reason = format!("{attempt}: {kind}; conflict policy is block");
-                    self.move_task(task, TaskStatus::Blocked, &reason);
-                    return;
-                }
-                OnConflict::Halt => {
-                    let reason = format!("{attempt}: {kind}; conflict policy is halt");
-                    self.move_task(task, TaskStatus::Backlog, &reason);
-                    self.begin_drain(
-                        Drain::Halt,
-                        "a merge conflict, and the conflict policy is halt",
-                    );
-                    return;
-                }
-            },
-            FailureKind::RevertsLandedWork { .. } => match self.policy.on_revert {
-                OnRevert::Block => {
-                    let reason = format!("{attempt}: {kind}; revert policy is block");
-                    self.move_task(task, TaskStatus::Blocked, &reason);
-                    return;
-                }
-                OnRevert::Retry | OnRevert::Allow => budget_left,
-            },
-            other => self.policy.retry.should_retry(other.class(), used),
-        };
-        if retry {
-            self.retry_or_release(task, Some(kind));
-        } else {
-            let why = if budget_left {
-                "not retried for this kind of failure"
-            } else {
-                "out of attempts"
-            };
-            let reason = format!("{attempt}: {kind}; {why}");
-            self.move_task(task, TaskStatus::Failed, &reason);
-        }
-    }
-
-    /// Whether `kind` is retried at all, as policy says (the conflict policy for a
-    /// conflict, `policy.retry_on` for the rest).
-    fn retried(&self, kind: &FailureKind) -> bool {
-        match kind {
-            FailureKind::Conflict { .. } => self.policy.on_conflict == OnConflict::Retry,
-            FailureKind::RevertsLandedWork { .. } => self.policy.on_revert == OnRevert::Retry,
-            other => self.policy.retry.retry_on.contains(&other.class()),
+        match self.policy.after_failure(&kind, used) {
+            AfterFailure::Retry => self.retry_or_release(task, Some(kind)),
+            AfterFailure::Fail(why) => {
+                let reason = format!("{attempt}: {kind}; {why}");
+                self.move_task(task, TaskStatus::Failed, &reason);
+            }
+            AfterFailure::Block(why) => {
+                let reason = format!("{attempt}: {kind}; {why}");
+                self.move_task(task, TaskStatus::Blocked, &reason);
+            }
+            AfterFailure::Halt => {
+                let reason = format!("{attempt}: {kind}; conflict policy is halt");
+                self.move_task(task, TaskStatus::Backlog, &reason);
+                self.begin_drain(
+                    Drain::Halt,
+                    "a merge conflict, and the conflict policy is halt",
+                );
+            }
         }
     }
 
@@ -150,16 +118,12 @@ impl Orchestrator {
     /// for the other tasks' work in flight. Either way it spends no attempt (if a
     /// newer head is what its retry runs on). False when the usual rules apply.
     fn retry_on_a_newer_head(&mut self, attempt: AttemptId, kind: &FailureKind) -> bool {
-        let curable = matches!(
-            kind.class(),
-            FailureClass::AgentError
-                | FailureClass::WorkerValidation
-                | FailureClass::Conflict
-                | FailureClass::RevertsLandedWork
-                | FailureClass::IntegrationValidation
-        );
         let task = attempt.task;
-        if !curable || !self.retried(kind) || self.drain.is_some() || !self.stale_left(task) {
+        if !newer_head_may_cure(kind)
+            || !self.policy.retries(kind)
+            || self.drain.is_some()
+            || !self.stale_left(task)
+        {
             return false;
         }
         let base = self.attempts.rec(attempt).base.clone();
@@ -197,17 +161,9 @@ impl Orchestrator {
     /// failure counts, and the usual rules apply: a retry after `policy.backoff`, or
     /// the task fails out of attempts).
     pub(super) fn wake_waiting(&mut self) {
-        let over: Vec<(TaskId, bool)> = self
+        let over = self
             .sched
-            .retries
-            .iter()
-            .filter_map(|(t, r)| {
-                let w = r.wait.as_ref()?;
-                let moved = self.head.as_ref() != Some(&w.base);
-                let ended = w.on.iter().all(|a| !self.attempts.live.contains(a));
-                (moved || ended).then_some((*t, moved))
-            })
-            .collect();
+            .waits_over(self.head.as_ref(), &self.attempts.live);
         for (task, moved) in over {
             let r = self.sched.retries.remove(&task).expect("just found");
             let w = r.wait.expect("just found waiting");
@@ -216,14 +172,7 @@ impl Orchestrator {
                 self.retry_or_release(task, Some(kind));
                 continue;
             }
-            let used = self.counted_attempts(task);
-            let left = match &kind {
-                FailureKind::Conflict { .. } | FailureKind::RevertsLandedWork { .. } => {
-                    used < self.policy.retry.max_attempts
-                }
-                k => self.policy.retry.should_retry(k.class(), used),
-            };
-            if left {
+            if self.policy.attempt_left(&kind, self.counted_attempts(task)) {
                 self.retry_or_release(task, Some(kind));
             } else {
                 let reason = format!(
@@ -264,41 +213,17 @@ impl Orchestrator {
         self.timers.arm(Deadline::Retry(task), due);
     }
 
-    /// The task's attempts that count against its budget: those that failed for the
-    /// agent's reasons or succeeded. Interruptions and orch's own failures do not, nor
-    /// (up to `policy.stale_retries` of them) failures whose retry ran on a newer head:
-    /// those were the stale head's.
+    /// The task's attempts that count against its budget (see [`Attempts::tally`]).
+    ///
+    /// [`Attempts::tally`]: crate::run::attempt::Attempts::tally
     pub(super) fn counted_attempts(&self, task: TaskId) -> u32 {
-        self.attempt_tally(task).0
+        let stale_retries = self.policy.retry.stale_retries;
+        self.attempts.tally(task, stale_retries).0
     }
 
     /// Whether the task may still spend a failure on a stale head.
     fn stale_left(&self, task: TaskId) -> bool {
-        self.attempt_tally(task).1 < self.policy.retry.stale_retries
-    }
-
-    /// (counted attempts, failures spent from the stale budget), in attempt order: a
-    /// failure whose next attempt started on another base is stale while the budget
-    /// lasts.
-    fn attempt_tally(&self, task: TaskId) -> (u32, u32) {
-        let attempts: Vec<_> = self.attempts.of_task(task).map(|(_, a)| &a.rec).collect();
-        let (mut counted, mut stale) = (0, 0);
-        for (i, rec) in attempts.iter().enumerate() {
-            match &rec.state {
-                AttemptState::Failed(k) if k.counts() => {
-                    let next_base = attempts.get(i + 1).map(|n| &n.base);
-                    if next_base.is_some_and(|b| *b != rec.base)
-                        && stale < self.policy.retry.stale_retries
-                    {
-                        stale += 1;
-                    } else {
-                        counted += 1;
-                    }
-                }
-                s if s.phase() == AttemptPhase::Succeeded => counted += 1,
-                _ => {}
-            }
-        }
-        (counted, stale)
+        let stale_retries = self.policy.retry.stale_retries;
+        self.attempts.tally(task, stale_retries).1 < stale_retries
     }
 }

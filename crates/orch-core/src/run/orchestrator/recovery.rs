@@ -244,7 +244,7 @@ impl Orchestrator {
                     reason.push(format!("{id} passed integration; advancing the ref again"))
                 }
                 // A batch gates its top (`schedule_batch_gate`), not each one.
-                (false, Some(_)) if self.batching() => {}
+                (false, Some(_)) if self.policy.batching() => {}
                 (false, Some(commit)) => {
                     reason.push(format!(
                         "{id} had a merge commit not yet validated; validating again"
@@ -254,7 +254,7 @@ impl Orchestrator {
                 (false, None) => {}
             }
         }
-        if let Some(top) = top_passed.filter(|_| self.batching()) {
+        if let Some(top) = top_passed.filter(|_| self.policy.batching()) {
             let merge = self.attempts.rec(top).merge.clone();
             if let Some(commit) = merge {
                 self.imply_below(top, &commit);
