@@ -164,6 +164,12 @@ pub enum StoreError {
     /// A run owns the task.
     #[error("task {0} is in_progress: a run owns it; cancel it first, or use --force")]
     Owned(TaskId),
+    /// The dependencies of a task a run owns cannot change: the run claimed it on the
+    /// ones it had.
+    #[error(
+        "task {0} is in_progress: a run owns it, and claimed it on the dependencies it had, so they cannot change now; `orch task cancel {0}` first, then edit it"
+    )]
+    DepsOfOwned(TaskId),
     /// The board file is invalid.
     #[error(transparent)]
     Board(#[from] BoardError),

@@ -305,6 +305,8 @@ impl Store {
     }
 
     /// Edits a task's fields and dependencies. An edit that changes nothing writes nothing.
+    /// The dependencies of a task a run owns are refused ([`StoreError::DepsOfOwned`]):
+    /// the run claimed it on the ones it had.
     pub async fn edit_task(
         &self,
         id: TaskId,
@@ -319,6 +321,9 @@ impl Store {
             return Ok(before);
         }
         if changed.contains(&"depends_on") {
+            if before.status == TaskStatus::InProgress {
+                return Err(StoreError::DepsOfOwned(id));
+            }
             graph(&txn).await?.set_deps(id, &after.depends_on)?;
             write_deps(&txn, id, &after.depends_on).await?;
         }

@@ -291,6 +291,25 @@ async fn moves_follow_the_table_and_overrides_are_recorded() {
             s.remove_task(b.id, false, "h").await,
             Err(StoreError::Owned(_))
         ));
+        // Its dependencies cannot change under the run; its title can.
+        let dep = TaskEdit {
+            add_deps: vec![a.id],
+            ..TaskEdit::default()
+        };
+        let refused = s.edit_task(b.id, &dep, "h").await;
+        assert!(
+            matches!(refused, Err(StoreError::DepsOfOwned(t)) if t == b.id),
+            "{refused:?}"
+        );
+        assert!(s.task(b.id).await.unwrap().depends_on.is_empty());
+        let title = TaskEdit {
+            title: Some("renamed".into()),
+            ..TaskEdit::default()
+        };
+        assert_eq!(
+            s.edit_task(b.id, &title, "h").await.unwrap().title,
+            "renamed"
+        );
     })
     .await;
 }
