@@ -60,17 +60,24 @@
 //! # }
 //! ```
 //!
-//! The layers below the front door ([`Engine`], [`run::setup`], [`run::steer`]) stay public for
-//! the dashboard and the tests; `ARCHITECTURE.md` maps them.
+//! Below the front door, [`Engine`] and [`run::setup`] stay public for the tests and
+//! for what a run's configuration implies (the agent's command and environment); the
+//! other modules are public for the types the front door returns.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod agents;
+#[cfg(feature = "internals")]
 pub mod driver;
+#[cfg(not(feature = "internals"))]
+mod driver;
 pub mod error;
 mod exec;
 pub mod line;
+#[cfg(feature = "internals")]
 pub mod ports;
+#[cfg(not(feature = "internals"))]
+mod ports;
 pub mod recover;
 pub mod repo;
 pub mod run;
@@ -97,7 +104,10 @@ use crate::line::land;
 use crate::line::layout;
 use crate::recover::lease;
 pub use agents::proposals::parse_proposals;
+#[cfg(feature = "internals")]
 pub use driver::{DriverSetup, RunDriver};
+#[cfg(not(feature = "internals"))]
+use driver::{DriverSetup, RunDriver};
 pub use error::{EngineError, Idle};
 /// The core's types, for frontends that reach orch only through the engine.
 pub use orch_core as core;
@@ -107,6 +117,7 @@ pub use orch_validate::{GcReport, become_subreaper, files, stop_orphans};
 pub use recover::lease::{interrupted_runs, kill_run_processes};
 pub use repo::{Board, OpenError, OpenOptions, Repo, Run, RunOptions};
 pub use run::handle::{Progress, RunHandle, RunUpdate, Subscription};
+pub use run::steer::Canceled;
 pub use run::stored::{StoredEngine, StoredRun};
 
 /// The board's version and its tasks by id, as a run read them.

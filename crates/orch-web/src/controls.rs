@@ -10,7 +10,6 @@ use orch_engine::EngineError;
 use orch_engine::core::run::RunId;
 use orch_engine::core::task::TaskEdit;
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_engine::run::steer;
 use serde::Deserialize;
 
 use crate::auth::csrf_ok;
@@ -44,29 +43,29 @@ pub(crate) async fn task(
     if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
         return forbidden(&why);
     }
-    let (store, who, id) = (&app.store, app.actor.as_ref(), TaskId(id));
+    let (board, id) = (app.repo.board(&app.actor), TaskId(id));
     let done: Result<(), EngineError> = match action.as_str() {
-        "retry" => steer::reopen(store, id, TaskStatus::Failed, "retried", None, who)
+        "retry" => board
+            .reopen(id, TaskStatus::Failed, "retried", None)
             .await
             .map(drop),
-        "unblock" => steer::reopen(store, id, TaskStatus::Blocked, "unblocked", None, who)
+        "unblock" => board
+            .reopen(id, TaskStatus::Blocked, "unblocked", None)
             .await
             .map(drop),
-        "block" => steer::move_task(store, id, TaskStatus::Blocked, "blocked", who)
+        "block" => board
+            .move_to(id, TaskStatus::Blocked, Some("blocked".into()))
             .await
-            .map(drop),
-        "cancel" => steer::cancel_task(store, id, None, who).await.map(drop),
+            .map(drop)
+            .map_err(Into::into),
+        "cancel" => board.cancel(id, None).await.map(drop),
         "priority" => match f.priority.as_deref().map(str::trim).map(str::parse::<i32>) {
             Some(Ok(p)) => {
                 let edit = TaskEdit {
                     priority: Some(p),
                     ..TaskEdit::default()
                 };
-                store
-                    .edit_task(id, &edit, who)
-                    .await
-                    .map(drop)
-                    .map_err(Into::into)
+                board.edit(id, &edit).await.map(drop).map_err(Into::into)
             }
             _ => Err(EngineError::Config(
                 "a priority is a whole number, such as 2 or -1".into(),
@@ -90,11 +89,11 @@ pub(crate) async fn run(
     if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
         return forbidden(&why);
     }
-    let (store, id, who) = (&app.store, RunId(id), app.actor.as_ref());
+    let (repo, id, who) = (&app.repo, RunId(id), app.actor.as_ref());
     let done = match action.as_str() {
-        "cancel" => steer::cancel_run(store, &id, who).await,
-        "pause" => steer::pause_claims(store, &id, false, who).await,
-        "resume" => steer::pause_claims(store, &id, true, who).await,
+        "cancel" => repo.cancel_run(&id, who).await,
+        "pause" => repo.pause_run(&id, true, who).await,
+        "resume" => repo.pause_run(&id, false, who).await,
         other => Err(EngineError::Config(format!(
             "unknown control {other:?}: allowed are cancel, pause and resume"
         ))),

@@ -1,8 +1,8 @@
 //! The orch dashboard (`orch serve`): the board, the runs and the audit log as
 //! server-rendered pages kept live over Server-Sent Events, with controls. It is thin:
-//! it reads through `orch-store`'s board and run API, asks for changes through
-//! `orch_engine::run::steer` (the transition table decides; a refusal is shown with its
-//! reason), and formats. Runs driven by another `orch` process, even on another
+//! it reads through `orch-store`'s board and run API, asks for changes through the
+//! front door, `orch_engine::Repo` (the transition table decides; a refusal is shown
+//! with its reason), and formats. Runs driven by another `orch` process, even on another
 //! machine with PostgreSQL, are steered through the store's controls table.
 //!
 //! - `auth`: the token (URL, then an HttpOnly SameSite=Strict cookie; 401 without)
@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use orch_engine::Repo;
 use orch_store::Store;
 
 /// What `orch serve` was asked for.
@@ -41,11 +42,6 @@ pub struct Options {
     pub token: Option<String>,
     /// Who the dashboard's changes are journaled as (`human:<user>`), with ` (dashboard)`.
     pub actor: String,
-    /// The repository's artifacts directory (`.orch/artifacts`): attempts' prompts and
-    /// logs.
-    pub artifacts: std::path::PathBuf,
-    /// The repository, for attempts' diffs.
-    pub repo: std::path::PathBuf,
     /// How to start a run with the configured defaults (the `orch run` of the binary
     /// serving), if the dashboard may.
     pub start: Option<StartRun>,
@@ -94,8 +90,10 @@ pub(crate) struct AppState {
     /// Put into every form and required back: a POST from another page has not got it.
     pub(crate) csrf: Arc<str>,
     pub(crate) actor: Arc<str>,
+    /// The repository's artifacts directory (`.orch/artifacts`): prompts and logs.
     pub(crate) artifacts: Arc<std::path::Path>,
-    pub(crate) repo: Arc<std::path::Path>,
+    /// The front door every change and every read of git goes through.
+    pub(crate) repo: Arc<Repo>,
     pub(crate) start: Option<Arc<StartRun>>,
     /// Every new event of the log, read once for all live clients.
     pub(crate) feed: tokio::sync::broadcast::Sender<live::Message>,
@@ -131,8 +129,9 @@ impl Served {
     }
 }
 
-/// Binds and starts serving `store`.
-pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
+/// Binds and starts serving `repo`.
+pub async fn start(repo: Repo, opts: Options) -> Result<Served, WebError> {
+    let store = repo.store().clone();
     let random = || auth::random_token().map_err(|e| WebError::Random(e.to_string()));
     let token = match opts.token {
         Some(t) => auth::checked_token(t)?,
@@ -157,8 +156,8 @@ pub async fn start(store: Store, opts: Options) -> Result<Served, WebError> {
         cookie: auth::cookie_name(addr.port()).into(),
         csrf: random()?.into(),
         actor: format!("{} (dashboard)", opts.actor).into(),
-        artifacts: opts.artifacts.into(),
-        repo: opts.repo.into(),
+        artifacts: repo.artifacts().into(),
+        repo: Arc::new(repo),
         start: opts.start.map(Arc::new),
     };
     let app = router(state);

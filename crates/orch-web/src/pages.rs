@@ -232,7 +232,7 @@ pub(crate) async fn runs(
                 .map_or(0.0, |c| c.dollars());
         }
         let counts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let line = match orch_engine::run::setup::integration_head(&app.repo, r, None) {
+        let line = match app.repo.run_line(r, None) {
             Ok(l) => match l.head {
                 Some(h) => format!("{} at {}", l.branch, h.0.get(..10).unwrap_or(&h.0)),
                 None => format!("{} (gone)", l.branch),

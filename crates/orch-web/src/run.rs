@@ -241,13 +241,7 @@ pub(crate) async fn attempt(
     };
     if !dir.is_dir() {
         // It ran on a worker elsewhere: its logs are in the store.
-        let _ = orch_engine::workers::remote_logs::materialize(
-            &app.store,
-            &app.artifacts,
-            Some(&run),
-            a.task,
-        )
-        .await;
+        let _ = app.repo.fetch_logs(Some(&run), a.task).await;
     }
     let prompt = files::read_under(&app.artifacts, &dir.join("prompt.md"), 0, u64::MAX)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -270,17 +264,12 @@ pub(crate) async fn attempt(
         .ok()
         .flatten();
     if let Some(head) = row.as_ref().and_then(|r| r.head.clone()) {
-        let (repo, base) = (
-            app.repo.to_path_buf(),
-            row.map(|r| r.base).unwrap_or_default(),
-        );
-        let diff = tokio::task::spawn_blocking(move || {
-            orch_engine::run::steer::attempt_diff(&repo, &base, &head, 1 << 20)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| format!("the diff could not be read: {e}"));
+        let (repo, base) = (app.repo.clone(), row.map(|r| r.base).unwrap_or_default());
+        let diff = tokio::task::spawn_blocking(move || repo.attempt_diff(&base, &head, 1 << 20))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| format!("the diff could not be read: {e}"));
         let _ = write!(
             body,
             "<h2>Its change</h2><pre class=\"diff\">{}</pre>",

@@ -16,7 +16,8 @@ use orch_engine::core::run::{AttemptId, Journaled, RunEvent, RunId};
 use orch_engine::core::task::{NewTask, TaskEdit};
 use orch_engine::core::transition::Actor;
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_store::{ControlKind, EventFilter, Location, MoveRequest, Store};
+use orch_engine::{OpenOptions, Repo};
+use orch_store::{ControlKind, EventFilter, MoveRequest, Store};
 use orch_web::{Options, Served};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -76,24 +77,29 @@ fn csrf_of(page: &str) -> String {
     page[at..at + 32].to_owned()
 }
 
-async fn start(store: Store) -> Served {
-    start_on(store, std::env::temp_dir().join("orch-web-no-artifacts")).await
-}
-
-async fn start_on(store: Store, artifacts: std::path::PathBuf) -> Served {
+async fn start(repo: Repo) -> Served {
     orch_web::start(
-        store,
+        repo,
         Options {
             bind: "127.0.0.1:0".parse().unwrap(),
             token: Some(TOKEN.into()),
             actor: "human:tester".into(),
-            artifacts,
-            repo: std::env::temp_dir(),
             start: None,
         },
     )
     .await
     .unwrap()
+}
+
+/// A git repository in `dir` set up by `Repo::init`, on `database_url` when given
+/// (else its own SQLite file).
+async fn repo_in(dir: &std::path::Path, database_url: Option<&str>) -> Repo {
+    orch_testkit::git(dir, &["init", "-q"]);
+    let mut opts = OpenOptions::default();
+    if let Some(url) = database_url {
+        opts = opts.set(format!("database_url={url}"));
+    }
+    Repo::init(dir, &opts).await.unwrap().0
 }
 
 async fn task(store: &Store, title: &str) -> TaskId {
@@ -104,8 +110,9 @@ async fn task(store: &Store, title: &str) -> TaskId {
     store.add_task(t, "human:tester").await.unwrap().id
 }
 
-async fn the_dashboard(store: Store) {
-    let served = start(store.clone()).await;
+async fn the_dashboard(repo: Repo) {
+    let store = repo.store().clone();
+    let served = start(repo).await;
     let addr = served.addr;
     // The token: nothing without it, a cookie from the URL, then the pages.
     assert_eq!(request(addr, "GET", "/orch/", &[], "").await.status, 401);
@@ -349,8 +356,9 @@ async fn live(addr: SocketAddr, last: Option<i64>) -> BufReader<TcpStream> {
     r
 }
 
-async fn the_live_stream(store: Store) {
-    let served = start(store.clone()).await;
+async fn the_live_stream(repo: Repo) {
+    let store = repo.store().clone();
+    let served = start(repo).await;
     let addr = served.addr;
     let first = store.last_event_seq().await.unwrap();
     let mut stream = live(addr, Some(first)).await;
@@ -396,8 +404,9 @@ async fn board_of(addr: SocketAddr) -> String {
 }
 
 /// A board kept up to date change by change shows what one read whole shows.
-async fn the_board_patched(store: Store) {
-    let served = start(store.clone()).await;
+async fn the_board_patched(repo: Repo) {
+    let store = repo.store().clone();
+    let served = start(repo.clone()).await;
     let (a, b) = (task(&store, "a").await, task(&store, "b").await);
     board_of(served.addr).await;
     let c = task(&store, "c").await;
@@ -420,14 +429,14 @@ async fn the_board_patched(store: Store) {
         patched.contains("<span class=\"label\">ui</span>"),
         "{patched}"
     );
-    let fresh = start(store.clone()).await;
+    let fresh = start(repo.clone()).await;
     assert_eq!(patched, board_of(fresh.addr).await);
     fresh.stop();
     // A removal, which can change other tasks too, reads the board whole.
     store.remove_task(b, true, "human:tester").await.unwrap();
     let patched = board_of(served.addr).await;
     assert!(!patched.contains("id=\"task-2\""));
-    let fresh = start(store).await;
+    let fresh = start(repo).await;
     assert_eq!(patched, board_of(fresh.addr).await);
     fresh.stop();
     served.stop();
@@ -435,21 +444,17 @@ async fn the_board_patched(store: Store) {
 
 async fn each_backend<F, Fut>(body: F)
 where
-    F: Fn(Store) -> Fut,
+    F: Fn(Repo) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&Location::Sqlite(dir.path().join("orch.db")))
-        .await
-        .unwrap();
-    body(store).await;
+    body(repo_in(dir.path(), None).await).await;
     if let Some(admin) = orch_testkit::postgres::server() {
         let db = orch_testkit::postgres::FreshDb::new(&admin, "web");
-        let store = Store::open(&Location::Postgres(db.url.clone()))
-            .await
-            .unwrap();
-        body(store.clone()).await;
-        store.close().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo_in(dir.path(), Some(&db.url)).await;
+        body(repo.clone()).await;
+        repo.close().await.unwrap();
     }
 }
 
@@ -475,17 +480,15 @@ async fn the_live_stream_resumes_without_gaps_or_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_regular_files_and_their_streams_end() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&Location::Sqlite(dir.path().join("orch.db")))
-        .await
-        .unwrap();
-    let artifacts = dir.path().join("artifacts");
+    let repo = repo_in(dir.path(), None).await;
+    let artifacts = repo.artifacts();
     let attempt = artifacts.join("r-logs/1/1");
     std::fs::create_dir_all(&attempt).unwrap();
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, "the-secret-line\n").unwrap();
     std::os::unix::fs::symlink(&secret, attempt.join("x.log")).unwrap();
     std::fs::write(attempt.join("agent.log"), "one\ntwo\nthree\n").unwrap();
-    let served = start_on(store, artifacts).await;
+    let served = start(repo).await;
     let addr = served.addr;
     let page = get(addr, "/orch/runs/r-logs/attempts/1/1").await;
     assert_eq!(page.status, 200);

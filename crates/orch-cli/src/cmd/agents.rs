@@ -1,8 +1,6 @@
 //! `orch agents check`: the preflight of one preset, or of every one.
 
 use anyhow::Result;
-use orch_engine::agents::AgentCheck;
-use orch_engine::agents::presets;
 use orch_engine::core::config::{Config, Preset};
 use orch_engine::run::setup;
 
@@ -17,18 +15,7 @@ pub(super) fn check(ctx: &Ctx, preset: Option<Preset>, command: Option<&str>) ->
         Ok((_, settings)) => settings.config,
         Err(_) => Config::default(),
     };
-    let chosen = preset.or((config.agent.preset != Preset::None).then_some(config.agent.preset));
-    let checks: Vec<AgentCheck> = match (command, chosen) {
-        (Some(cmd), _) => vec![setup::check_command(&config, cmd)],
-        (None, Some(p)) => presets::spec(p)
-            .into_iter()
-            .map(|s| setup::check_preset(&config, s))
-            .collect(),
-        (None, None) => presets::ALL
-            .iter()
-            .map(|s| setup::check_preset(&config, s))
-            .collect(),
-    };
+    let checks = setup::check_agents(&config, preset, command);
     let failed = checks.iter().any(|c| !c.ok());
     if ctx.json {
         output::print_json(&checks)?;

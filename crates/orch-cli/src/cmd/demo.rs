@@ -125,7 +125,8 @@ fn make_repo(dir: &Path, exe: &Path) -> Result<()> {
         "# Written by `orch demo`.\n\n[run]\nconcurrency = 4\n\n[agent]\n# The scripted agent runs each task's ```sh block.\ncommand = {}\ntimeout = \"2m\"\n\n[validate]\nworker = [\"sh tests.sh\"]\nintegration = [\"sh tests.sh\"]\ntimeout = \"1m\"\n\n[policy]\nmax_attempts = 2\nbackoff = \"1s\"\n\n[worktrees]\n# Beside the demo repository, so the demo leaves nothing in your data directory.\nroot = {}\n",
         toml_string(&format!(
             "{} scripted-agent",
-            orch_engine::agents::prompt::shell_quote(&exe.display().to_string())
+            shlex::try_quote(&exe.display().to_string())
+                .context("the path of orch itself holds a NUL byte")?
         )),
         toml_string(&format!("{}.worktrees", dir.display()))
     );

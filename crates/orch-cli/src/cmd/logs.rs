@@ -22,8 +22,7 @@ pub(super) async fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     let store = repo.store();
     let root = repo.artifacts();
     // Attempts that ran on workers elsewhere: their logs come from the store.
-    orch_engine::workers::remote_logs::materialize(store, &root, args.run.as_deref(), args.task())
-        .await?;
+    repo.fetch_logs(args.run.as_deref(), args.task()).await?;
     let run = match &args.run {
         Some(r) => r.clone(),
         None => newest_run_with_logs(store, &root, args).await?,

@@ -24,7 +24,7 @@ pub(super) async fn runs(ctx: &Ctx, cmd: &RunCommand) -> Result<()> {
         }
         RunCommand::Cancel { run } => {
             let who = repo.actor();
-            cancel(repo.store(), &RunId(run.clone()), &who, ctx.json).await?
+            cancel(&repo, &RunId(run.clone()), &who, ctx.json).await?
         }
         RunCommand::Resume { .. } => unreachable!("resume drives a run"),
     }
@@ -65,8 +65,9 @@ async fn list(store: &Store, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn cancel(store: &Store, id: &RunId, who: &str, json: bool) -> Result<()> {
-    orch_engine::run::steer::cancel_run(store, id, who).await?;
+async fn cancel(repo: &Repo, id: &RunId, who: &str, json: bool) -> Result<()> {
+    repo.cancel_run(id, who).await?;
+    let store = repo.store();
     let info = store.run(id).await?;
     if json {
         return output::print_json(&output::CancelRequested::run(&id.0));
@@ -121,8 +122,7 @@ async fn show(repo: &Repo, id: &RunId, json: bool) -> Result<()> {
         .collect();
     let (attempts, validations) = (store.attempts(id).await?, store.validations(id).await?);
     let (merges, proposals) = (store.merges(id).await?, store.proposals(id).await?);
-    let real_head =
-        orch_engine::run::setup::integration_head(repo.root(), &info, snap.head.as_ref())?;
+    let real_head = repo.run_line(&info, snap.head.as_ref())?;
     let titles = store
         .tasks(&[])
         .await?

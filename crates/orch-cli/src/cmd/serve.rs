@@ -24,8 +24,6 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             .ok()
             .filter(|t| !t.is_empty()),
         actor: repo.actor(),
-        artifacts: repo.artifacts(),
-        repo: repo.root().to_path_buf(),
         start: Some(orch_web::StartRun {
             program: std::env::current_exe()?,
             args: vec![
@@ -36,7 +34,7 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             log: repo.dir().orch_dir().join("dashboard-run.log"),
         }),
     };
-    let served = orch_web::start(repo.store().clone(), opts).await?;
+    let served = orch_web::start(repo.clone(), opts).await?;
     if ctx.json {
         println!(
             "{}",

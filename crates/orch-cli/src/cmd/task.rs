@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use orch_engine::core::task::{self, NewTask, TaskEdit};
 use orch_engine::core::transition::{self, Actor};
 use orch_engine::core::{TaskId, TaskStatus};
-use orch_engine::run::steer::{self, Canceled};
-use orch_store::{EventFilter, MoveRequest, Store};
+use orch_engine::{Board, Canceled};
+use orch_store::{EventFilter, Store};
 
 use crate::cli::{BodyArgs, TaskAdd, TaskCommand, TaskEditArgs, TaskMove};
 use crate::ctx::Ctx;
@@ -18,41 +18,24 @@ use crate::output::{self, TaskJson};
 /// Runs one `orch task` subcommand.
 pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
     let repo = ctx.open().await?;
-    let (store, who) = (repo.store().clone(), repo.actor());
+    let who = repo.actor();
+    let (store, board) = (repo.store(), repo.board(&who));
     let json = ctx.json;
     match cmd {
-        TaskCommand::Add(a) => add(&store, a, &who, json).await?,
-        TaskCommand::List(l) => list(&store, &l.status, json).await?,
-        TaskCommand::Show { id } => show(&store, id, json).await?,
-        TaskCommand::Edit(e) => edit(&store, e, &who, json).await?,
-        TaskCommand::Move(m) => move_task(&store, m, &who, json).await?,
+        TaskCommand::Add(a) => add(board, a, json).await?,
+        TaskCommand::List(l) => list(store, &l.status, json).await?,
+        TaskCommand::Show { id } => show(store, id, json).await?,
+        TaskCommand::Edit(e) => edit(board, e, json).await?,
+        TaskCommand::Move(m) => move_task(board, m, json).await?,
         TaskCommand::Retry { id, reason } => {
-            reopen(
-                &store,
-                id,
-                TaskStatus::Failed,
-                "retried",
-                reason,
-                &who,
-                json,
-            )
-            .await?
+            reopen(board, id, TaskStatus::Failed, "retried", reason, json).await?
         }
         TaskCommand::Unblock { id, reason } => {
-            reopen(
-                &store,
-                id,
-                TaskStatus::Blocked,
-                "unblocked",
-                reason,
-                &who,
-                json,
-            )
-            .await?
+            reopen(board, id, TaskStatus::Blocked, "unblocked", reason, json).await?
         }
-        TaskCommand::Cancel { id, reason } => cancel(&store, id, reason, &who, json).await?,
+        TaskCommand::Cancel { id, reason } => cancel(board, id, reason, json).await?,
         TaskCommand::Rm { id, force } => {
-            let t = store.remove_task(id, force, &who).await?;
+            let t = board.remove(id, force).await?;
             if json {
                 output::print_json(&output::Removed {
                     removed: TaskJson::from(&t),
@@ -62,7 +45,7 @@ pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
             }
         }
     }
-    store.close().await?;
+    repo.close().await?;
     Ok(())
 }
 
@@ -79,10 +62,10 @@ fn print_task(
     }
 }
 
-async fn add(store: &Store, a: TaskAdd, who: &str, json: bool) -> Result<()> {
+async fn add(board: Board<'_>, a: TaskAdd, json: bool) -> Result<()> {
     let mut reverts = Vec::with_capacity(a.reverts.len());
     for id in a.reverts {
-        let t = store
+        let t = board
             .task(id)
             .await
             .with_context(|| format!("--reverts {id}"))?;
@@ -98,7 +81,7 @@ async fn add(store: &Store, a: TaskAdd, who: &str, json: bool) -> Result<()> {
         labels: a.label,
         touches: a.touches,
     };
-    let t = store.add_task(new, who).await?;
+    let t = board.add(new).await?;
     print_task(&t, json, || t.id.to_string())
 }
 
@@ -135,7 +118,7 @@ async fn show(store: &Store, id: TaskId, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn edit(store: &Store, e: TaskEditArgs, who: &str, json: bool) -> Result<()> {
+async fn edit(board: Board<'_>, e: TaskEditArgs, json: bool) -> Result<()> {
     let edit = TaskEdit {
         title: e.title,
         body: read_body(&e.body)?,
@@ -155,19 +138,16 @@ async fn edit(store: &Store, e: TaskEditArgs, who: &str, json: bool) -> Result<(
         )
         .into());
     }
-    let t = store.edit_task(e.id, &edit, who).await?;
+    let t = board.edit(e.id, &edit).await?;
     print_task(&t, json, || format!("updated #{} {}", t.id, t.title))
 }
 
-async fn move_task(store: &Store, m: TaskMove, who: &str, json: bool) -> Result<()> {
-    let before = store.task(m.id).await?;
-    let req = MoveRequest {
-        to: m.status,
-        actor: Actor::Human,
-        force: m.force,
-        reason: m.reason,
+async fn move_task(board: Board<'_>, m: TaskMove, json: bool) -> Result<()> {
+    let before = board.task(m.id).await?;
+    let t = match m.force {
+        true => board.override_to(m.id, m.status, m.reason).await?,
+        false => board.move_to(m.id, m.status, m.reason).await?,
     };
-    let t = store.move_task(m.id, &req, who).await?;
     let forced =
         m.force && transition::check_move(before.status, m.status, Actor::Human, false).is_err();
     let note = if forced {
@@ -184,14 +164,8 @@ async fn move_task(store: &Store, m: TaskMove, who: &str, json: bool) -> Result<
 }
 
 /// Cancels a task; one that a live run is working on is stopped through that run.
-async fn cancel(
-    store: &Store,
-    id: TaskId,
-    reason: Option<String>,
-    who: &str,
-    json: bool,
-) -> Result<()> {
-    let (runs, interrupted) = match steer::cancel_task(store, id, reason, who).await? {
+async fn cancel(board: Board<'_>, id: TaskId, reason: Option<String>, json: bool) -> Result<()> {
+    let (runs, interrupted) = match board.cancel(id, reason).await? {
         Canceled::Moved(t) => {
             return print_task(&t, json, || format!("canceled #{} {}", t.id, t.title));
         }
@@ -215,15 +189,14 @@ async fn cancel(
 
 /// Moves a `from` task back to the backlog (retry, unblock), refusing any other status.
 async fn reopen(
-    store: &Store,
+    board: Board<'_>,
     id: TaskId,
     from: TaskStatus,
     verb: &str,
     reason: Option<String>,
-    who: &str,
     json: bool,
 ) -> Result<()> {
-    let t = steer::reopen(store, id, from, verb, reason, who).await?;
+    let t = board.reopen(id, from, verb, reason).await?;
     print_task(&t, json, || {
         format!("{verb} #{} {}: back in the backlog", t.id, t.title)
     })

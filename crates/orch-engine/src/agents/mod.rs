@@ -5,10 +5,10 @@
 //! `exec`'s.
 
 mod check;
-pub mod presets;
-pub mod prompt;
-pub mod proposals;
-pub mod report;
+pub(crate) mod presets;
+pub(crate) mod prompt;
+pub(crate) mod proposals;
+pub(crate) mod report;
 pub mod sandbox;
 
 pub(crate) use check::warm_up;

@@ -146,7 +146,9 @@ impl RunDriver {
 
     /// Runs the loop until the core finishes; the handle's cancel drains the run.
     /// Returns the finished orchestrator, or the error that stopped the driver (the
-    /// run is then resumable).
+    /// run is then resumable). For the port tests: the engine drives with
+    /// `drive_to_finish`, and publishes the end itself.
+    #[cfg(feature = "internals")]
     pub async fn drive(self) -> Result<Orchestrator, EngineError> {
         let handle = self.handle.clone();
         let r = self.run_loop().await;

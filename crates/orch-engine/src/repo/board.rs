@@ -4,7 +4,8 @@
 use orch_core::TaskStatus;
 use orch_core::board::BoardFile;
 use orch_core::task::{NewTask, Task, TaskEdit, TaskId};
-use orch_store::{ImportReport, Store, StoreError};
+use orch_core::transition::Actor;
+use orch_store::{ImportReport, MoveRequest, Store, StoreError};
 
 /// The board of a repository, edited by one actor.
 #[derive(Debug, Clone, Copy)]
@@ -29,14 +30,75 @@ impl<'a> Board<'a> {
         self.store.edit_task(id, edit, self.actor).await
     }
 
-    /// Moves a task as a person would; the transition table decides.
+    /// One task.
+    pub async fn task(&self, id: TaskId) -> Result<Task, StoreError> {
+        self.store.task(id).await
+    }
+
+    /// Moves a task as a person would; the transition table decides. The journal's
+    /// reason is `reason`, else the move's name.
     pub async fn move_to(
         &self,
         id: TaskId,
         to: TaskStatus,
-        reason: &str,
+        reason: Option<String>,
+    ) -> Result<Task, StoreError> {
+        self.request(id, to, false, reason).await
+    }
+
+    /// Moves a task past the transition table: journaled as a manual override (when
+    /// the table would have refused it), with `reason`.
+    pub async fn override_to(
+        &self,
+        id: TaskId,
+        to: TaskStatus,
+        reason: Option<String>,
+    ) -> Result<Task, StoreError> {
+        self.request(id, to, true, reason).await
+    }
+
+    async fn request(
+        &self,
+        id: TaskId,
+        to: TaskStatus,
+        force: bool,
+        reason: Option<String>,
+    ) -> Result<Task, StoreError> {
+        let req = MoveRequest {
+            to,
+            actor: Actor::Human,
+            force,
+            reason,
+        };
+        self.store.move_task(id, &req, self.actor).await
+    }
+
+    /// Removes a task. Refused while other tasks depend on it or a run owns it, unless
+    /// `force`, which detaches the dependents. Its events stay in the log.
+    pub async fn remove(&self, id: TaskId, force: bool) -> Result<Task, StoreError> {
+        self.store.remove_task(id, force, self.actor).await
+    }
+
+    /// Cancels a task: moved to `canceled` when no run works on it, else each live run
+    /// is asked to stop its attempt.
+    pub async fn cancel(
+        &self,
+        id: TaskId,
+        reason: Option<String>,
+    ) -> Result<crate::run::steer::Canceled, crate::EngineError> {
+        crate::run::steer::cancel_task(self.store, id, reason, self.actor).await
+    }
+
+    /// Moves a `from` task (failed, blocked) back to the backlog, as `verb` says
+    /// (retried, unblocked); a task in any other status is refused, naming it.
+    pub async fn reopen(
+        &self,
+        id: TaskId,
+        from: TaskStatus,
+        verb: &str,
+        reason: Option<String>,
     ) -> Result<Task, crate::EngineError> {
-        crate::run::steer::move_task(self.store, id, to, reason, self.actor).await
+        crate::run::steer::reopen(self.store, id, from, verb, reason, self.actor).await
     }
 
     /// Imports a board file: idempotent by key, all or nothing.

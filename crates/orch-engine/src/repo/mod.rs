@@ -4,9 +4,11 @@
 
 mod board;
 mod dir;
+mod runs;
 mod settings;
 mod start;
 pub mod template;
+mod upkeep;
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,6 @@ pub use start::{Run, RunOptions};
 use crate::line::land::{LandOptions, LandOutcome};
 use crate::line::status::LineStatus;
 use crate::run::setup;
-use crate::upkeep::cleanup::{self, CleanupOptions};
 use crate::{Engine, EngineError};
 
 /// Who a person working in the repository at `root` is: `human:<git user.name>` (as
@@ -243,25 +244,6 @@ impl Repo {
     /// what it could not do and why.
     pub async fn land(&self, opts: LandOptions) -> Result<LandOutcome, EngineError> {
         self.engine(Vec::new(), true)?.land_now(opts).await
-    }
-
-    /// The cleanup this repository's configuration asks for (not forced).
-    pub fn cleanup_options(&self) -> CleanupOptions {
-        CleanupOptions::from_config(self.config())
-    }
-
-    /// What [`Repo::cleanup`] would remove, removing nothing.
-    pub async fn cleanup_preview(
-        &self,
-        opts: &CleanupOptions,
-    ) -> Result<cleanup::Preview, EngineError> {
-        cleanup::preview(&self.store, self.root(), opts).await
-    }
-
-    /// Removes what finished runs left: worktrees, branches, stray directories and
-    /// processes, keeping what the retention policy keeps.
-    pub async fn cleanup(&self, opts: &CleanupOptions) -> Result<cleanup::Report, EngineError> {
-        cleanup::apply(&self.store, self.root(), opts).await
     }
 
     /// Closes the store (a SQLite file is checkpointed).

@@ -5,5 +5,5 @@
 pub mod handle;
 pub(crate) mod notify;
 pub mod setup;
-pub mod steer;
+pub(crate) mod steer;
 pub mod stored;

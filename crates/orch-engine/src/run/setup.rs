@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orch_core::TaskId;
 use orch_core::TaskStatus;
-use orch_core::config::Config;
+use orch_core::config::{Config, Preset};
 use orch_core::run::{CommitId, RunId, RunSnapshot};
 use orch_git::Git;
 use orch_store::Store;
@@ -77,10 +77,34 @@ pub fn check_command(config: &Config, command: &str) -> crate::agents::AgentChec
 }
 
 /// Checks `spec` as `config` would run it: with the environment its agent would see.
-pub fn check_preset(config: &Config, spec: &presets::PresetSpec) -> crate::agents::AgentCheck {
+pub(crate) fn check_preset(
+    config: &Config,
+    spec: &presets::PresetSpec,
+) -> crate::agents::AgentCheck {
     let env = orch_validate::Environment::inherit(&preset_env_allow(config, spec), vec![]);
     let home = std::env::var_os("HOME").map(PathBuf::from);
     crate::agents::check(spec, &env, home.as_deref())
+}
+
+/// The preflight of `orch agents check`: `command` when given, else `preset`, else
+/// the configured preset, else every preset; each as `config` would run it.
+pub fn check_agents(
+    config: &Config,
+    preset: Option<Preset>,
+    command: Option<&str>,
+) -> Vec<crate::agents::AgentCheck> {
+    let configured = (config.agent.preset != Preset::None).then_some(config.agent.preset);
+    match (command, preset.or(configured)) {
+        (Some(cmd), _) => vec![check_command(config, cmd)],
+        (None, Some(p)) => presets::spec(p)
+            .into_iter()
+            .map(|s| check_preset(config, s))
+            .collect(),
+        (None, None) => presets::ALL
+            .iter()
+            .map(|s| check_preset(config, s))
+            .collect(),
+    }
 }
 
 /// The engine settings of a run on `repo_root`. A new run needs an agent; a resumed

@@ -64,23 +64,6 @@ pub async fn reopen(
     Ok(store.move_task(id, &req, who).await?)
 }
 
-/// Moves a task as a person would (the transition table decides), with `reason`.
-pub async fn move_task(
-    store: &Store,
-    id: TaskId,
-    to: TaskStatus,
-    reason: &str,
-    who: &str,
-) -> Result<Task, EngineError> {
-    let req = MoveRequest {
-        to,
-        actor: Actor::Human,
-        force: false,
-        reason: Some(reason.to_owned()),
-    };
-    Ok(store.move_task(id, &req, who).await?)
-}
-
 /// Cancels a task: moved to `canceled` when no run works on it, else each live run is
 /// asked to stop its attempt.
 pub async fn cancel_task(
