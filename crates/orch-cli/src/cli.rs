@@ -106,6 +106,13 @@ pub enum Command {
     /// accepted, a credential there (by name; no value is printed).
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Print a shell completion script: `orch completions bash >
+    /// ~/.local/share/bash-completion/completions/orch`, `orch completions zsh >
+    /// ~/.zfunc/_orch`, `orch completions fish > ~/.config/fish/completions/orch.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// The scripted agent used by `orch demo` and the tests: runs the ```sh block of
     /// the task body found in the prompt file.
     #[command(name = "scripted-agent", hide = true)]
@@ -206,6 +213,16 @@ pub struct EventsArgs {
     /// Only this task's events.
     #[arg(long, value_name = "ID")]
     pub task: Option<TaskId>,
+    /// Only events of this kind, or of kinds that start with it (`attempt.` for every
+    /// attempt event).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only events of the last DURATION (`90s`, `10m`, `2h`, `3d`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<orch_engine::core::units::Duration>,
+    /// Only the newest N of the events that match.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
     /// Keep printing new events as they are written (Ctrl-C to stop).
     #[arg(long, short)]
     pub follow: bool,
@@ -444,6 +461,9 @@ pub struct TaskList {
     /// Only tasks with this status (repeatable, or comma-separated).
     #[arg(long, short, value_delimiter = ',', value_name = "STATUS")]
     pub status: Vec<TaskStatus>,
+    /// Only tasks carrying this label (repeatable, or comma-separated: all of them).
+    #[arg(long, short, value_delimiter = ',', value_name = "LABEL")]
+    pub label: Vec<String>,
 }
 
 /// `orch task edit`
@@ -504,6 +524,9 @@ pub struct BoardArgs {
     /// Render for this many columns (default: the terminal's width, or 80).
     #[arg(long, value_name = "N")]
     pub width: Option<usize>,
+    /// Only tasks carrying this label (repeatable, or comma-separated: all of them).
+    #[arg(long, short, value_delimiter = ',', value_name = "LABEL")]
+    pub label: Vec<String>,
 }
 
 /// `orch board import|export`
@@ -539,4 +562,19 @@ pub enum ExportFormat {
 pub enum ConfigCommand {
     /// Print the merged configuration and where each value came from.
     Show,
+    /// Print one key's merged value (every key under it, for a section), and where it
+    /// came from.
+    Get {
+        /// A dotted key, such as run.concurrency, or a section, such as run.
+        key: String,
+    },
+    /// Set a key in the repository's orch.toml, keeping its comments; the whole
+    /// configuration is checked with the new value before anything is written.
+    Set {
+        /// A dotted key, such as run.concurrency.
+        key: String,
+        /// The value, as TOML (8, true, "2m", ["a", "b"]) or plain text; a list key
+        /// also takes a,b,c.
+        value: String,
+    },
 }

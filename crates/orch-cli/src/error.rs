@@ -28,6 +28,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 .is_some_and(orch_engine::EngineError::is_refusal)
             || e.downcast_ref::<orch_engine::OpenError>()
                 .is_some_and(orch_engine::OpenError::is_refusal)
+            || e.downcast_ref::<orch_engine::repo::SetError>()
+                .is_some_and(orch_engine::repo::SetError::is_refusal)
     });
     if refused { 2 } else { 1 }
 }

@@ -45,6 +45,8 @@ fn written(r: std::io::Result<()>) {
 mod cli;
 mod cmd;
 mod ctx;
+#[cfg(test)]
+mod doc_commands;
 mod error;
 mod output;
 mod reporter;

@@ -50,12 +50,19 @@ pub struct EventFilter {
     pub after_seq: Option<i64>,
     /// At most this many (the oldest first).
     pub limit: Option<u64>,
+    /// Only events whose kind is this or starts with it (`attempt.` for every attempt
+    /// event).
+    pub kind: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only the newest this many of those that match, still in log order.
+    pub last: Option<u64>,
 }
 
 impl Store {
     /// Reads events in log order.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
-        let mut q = event::Entity::find().order_by_asc(event::Column::Seq);
+        let mut q = event::Entity::find();
         if let Some(t) = filter.task {
             q = q.filter(event::Column::TaskId.eq(t.0));
         }
@@ -65,13 +72,23 @@ impl Store {
         if let Some(s) = filter.after_seq {
             q = q.filter(event::Column::Seq.gt(s));
         }
-        if let Some(n) = filter.limit {
-            q = q.limit(n);
+        if let Some(k) = &filter.kind {
+            q = q.filter(event::Column::Kind.starts_with(k));
         }
-        let rows = q
+        if let Some(t) = filter.since {
+            q = q.filter(event::Column::At.gte(t.as_millis()));
+        }
+        q = match (filter.last, filter.limit) {
+            // The newest n, read newest first, then put back in log order.
+            (Some(n), _) => q.order_by_desc(event::Column::Seq).limit(n),
+            (None, Some(n)) => q.order_by_asc(event::Column::Seq).limit(n),
+            (None, None) => q.order_by_asc(event::Column::Seq),
+        };
+        let mut rows = q
             .all(&self.db)
             .await
             .map_err(|e| StoreError::from_db(e, "reading events"))?;
+        rows.sort_by_key(|r| r.seq);
         rows.into_iter().map(to_domain).collect()
     }
 

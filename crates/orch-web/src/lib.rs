@@ -61,13 +61,15 @@ pub struct StartRun {
 
 /// The dashboard's errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WebError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// No random token could be made.

@@ -19,10 +19,18 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
             let usage = store.task_usage().await?;
             let retrying = store.retries_waiting().await?;
             if ctx.json {
-                output::print_json(&output::BoardJson::new(&tasks, &usage, &retrying))?;
+                output::print_json(&output::BoardJson::new(
+                    &tasks,
+                    &args.label,
+                    &usage,
+                    &retrying,
+                ))?;
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                print!("{}", output::render_board(&tasks, &usage, &retrying, width));
+                print!(
+                    "{}",
+                    output::render_board(&tasks, &args.label, &usage, &retrying, width)
+                );
             }
         }
         Some(BoardCommand::Import { file }) => import(&store, &file, ctx.json).await?,

@@ -1,4 +1,4 @@
-//! `orch config show`.
+//! `orch config show`, `orch config get KEY`, `orch config set KEY VALUE`.
 
 use std::path::Path;
 
@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::ctx::Ctx;
+use crate::error::BadInput;
 use crate::output;
 
 /// `orch config show`: every key, its value, and the layer it came from.
@@ -66,6 +67,61 @@ pub(super) fn show(ctx: &Ctx) -> Result<()> {
             "# it sees these variables of orch's environment: {}",
             env.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// `orch config get KEY`: the merged value of a key, or of every key in a section,
+/// with where it came from.
+pub(super) fn get(ctx: &Ctx, key: &str) -> Result<()> {
+    let (_, loaded) = ctx.load()?;
+    let section = format!("{key}.");
+    let mut found: Vec<_> = loaded
+        .entries()
+        .into_iter()
+        .filter(|e| e.key == key || e.key.starts_with(&section))
+        .collect();
+    if found.is_empty() {
+        return Err(BadInput(format!(
+            "{key}: unknown key; `orch config show` lists every key"
+        ))
+        .into());
+    }
+    for e in &mut found {
+        if e.key == "database_url"
+            && let Some(url) = e.value.as_str()
+        {
+            e.value = serde_json::Value::String(orch_store::redact(url));
+        }
+    }
+    if ctx.json {
+        return match found.as_slice() {
+            [one] if one.key == key => output::print_json(&one),
+            all => output::print_json(&all),
+        };
+    }
+    match found.as_slice() {
+        [one] if one.key == key => println!("{}", toml_value(&one.value)),
+        all => {
+            for e in all {
+                println!("{} = {}  # {}", e.key, toml_value(&e.value), e.source);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `orch config set KEY VALUE`: into the repository's `orch.toml`, comments kept.
+pub(super) fn set(ctx: &Ctx, key: &str, value: &str) -> Result<()> {
+    let repo = ctx.repo()?;
+    let out = orch_engine::repo::set_setting(&repo.root, key, value)?;
+    if ctx.json {
+        return output::print_json(&out);
+    }
+    match &out.before {
+        Some(b) if *b == out.after => println!("{key} is {} already", out.after),
+        Some(b) => println!("{key} = {} (was {b}) in {}", out.after, out.path.display()),
+        None => println!("{key} = {} in {}", out.after, out.path.display()),
     }
     Ok(())
 }

@@ -169,6 +169,7 @@ fn tour(
         "{}",
         output::render_board(
             tasks,
+            &[],
             &output::TaskUsage::new(),
             &output::Retrying::new(),
             80

@@ -35,6 +35,10 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Task(cmd) => task::task(&ctx, cmd).await.map(|_| 0),
         Command::Board(args) => board::board(&ctx, args).await.map(|_| 0),
         Command::Config(ConfigCommand::Show) => config::show(&ctx).map(|_| 0),
+        Command::Config(ConfigCommand::Get { key }) => config::get(&ctx, &key).map(|_| 0),
+        Command::Config(ConfigCommand::Set { key, value }) => {
+            config::set(&ctx, &key, &value).map(|_| 0)
+        }
         Command::Run(args) => match &args.command {
             None | Some(RunCommand::Resume { .. }) => run::run(&ctx, &args).await,
             Some(cmd) => runs::runs(&ctx, cmd).await.map(|_| 0),
@@ -42,6 +46,14 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Cleanup(args) => cleanup::cleanup(&ctx, &args).await.map(|_| 0),
         Command::Pool => cleanup::pool(&ctx).await.map(|_| 0),
         Command::Serve(args) => serve::serve(&ctx, &args).await.map(|_| 0),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "orch", &mut script);
+            // Through print!, so a closed stdout ends quietly as everywhere else.
+            print!("{}", String::from_utf8_lossy(&script));
+            Ok(0)
+        }
         Command::Worker(args) => worker::worker(&ctx, &args).await.map(|_| 0),
         Command::Status => land::status(&ctx).await.map(|_| 0),
         Command::Land(args) => land::land(&ctx, &args).await,

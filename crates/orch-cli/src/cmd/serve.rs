@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use crate::cli::ServeArgs;
 use crate::ctx::Ctx;
+use crate::error::BadInput;
 
 /// Runs `orch serve`.
 pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
@@ -34,7 +35,18 @@ pub(super) async fn serve(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             log: repo.dir().orch_dir().join("dashboard-run.log"),
         }),
     };
-    let served = orch_web::start(repo.clone(), opts).await?;
+    let served = match orch_web::start(repo.clone(), opts).await {
+        Ok(s) => s,
+        Err(orch_web::WebError::Bind { addr, source })
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            return Err(BadInput(format!(
+                "cannot listen on {addr}: the port is taken, most likely by another `orch serve` (for another repository); pass --port N, or --port 0 for any free port"
+            ))
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if ctx.json {
         println!(
             "{}",

@@ -23,7 +23,7 @@ pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
     let json = ctx.json;
     match cmd {
         TaskCommand::Add(a) => add(board, a, json).await?,
-        TaskCommand::List(l) => list(store, &l.status, json).await?,
+        TaskCommand::List(l) => list(store, &l.status, &l.label, json).await?,
         TaskCommand::Show { id } => show(store, id, json).await?,
         TaskCommand::Edit(e) => edit(board, e, json).await?,
         TaskCommand::Move(m) => move_task(board, m, json).await?,
@@ -85,13 +85,14 @@ async fn add(board: Board<'_>, a: TaskAdd, json: bool) -> Result<()> {
     print_task(&t, json, || t.id.to_string())
 }
 
-async fn list(store: &Store, status: &[TaskStatus], json: bool) -> Result<()> {
-    let tasks = store.tasks(status).await?;
+async fn list(store: &Store, status: &[TaskStatus], labels: &[String], json: bool) -> Result<()> {
+    let mut tasks = store.tasks(status).await?;
+    tasks.retain(|t| output::has_labels(t, labels));
     if json {
         return output::print_json(&tasks.iter().map(TaskJson::from).collect::<Vec<_>>());
     }
-    // Waiting marks need the whole board, not just the filtered statuses.
-    let all = if status.is_empty() {
+    // Waiting marks need the whole board, not just the filtered tasks.
+    let all = if status.is_empty() && labels.is_empty() {
         tasks.clone()
     } else {
         store.tasks(&[]).await?

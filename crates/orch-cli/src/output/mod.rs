@@ -62,6 +62,19 @@ pub struct EventJson {
     reason: String,
     actor: String,
     payload: serde_json::Value,
+    /// The title of the task it is about, where the caller knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_title: Option<String>,
+}
+
+impl EventJson {
+    /// The event, with the title of the task it is about.
+    pub fn titled(e: &Event, title: Option<&str>) -> EventJson {
+        EventJson {
+            task_title: title.map(str::to_owned),
+            ..EventJson::from(e)
+        }
+    }
 }
 
 impl From<&Event> for EventJson {
@@ -76,6 +89,7 @@ impl From<&Event> for EventJson {
             reason: e.reason.clone(),
             actor: e.actor.clone(),
             payload: e.payload.clone(),
+            task_title: None,
         }
     }
 }
@@ -171,6 +185,7 @@ pub const WIDE_BOARD: usize = 120;
 /// Renders the Kanban board for a terminal `width` columns wide.
 pub fn render_board(
     tasks: &[Task],
+    labels: &[String],
     usage: &TaskUsage,
     retrying: &Retrying,
     width: usize,
@@ -180,7 +195,15 @@ pub fn render_board(
         retrying,
         usage,
     };
-    let ordered = board_order(tasks);
+    let mut ordered = board_order(tasks);
+    ordered.retain(|t| has_labels(t, labels));
+    if ordered.is_empty() && !tasks.is_empty() {
+        return format!(
+            "No task carries the label{} {}; `orch task list` shows every task.\n",
+            if labels.len() == 1 { "" } else { "s" },
+            labels.join(", ")
+        );
+    }
     let columns: Vec<(TaskStatus, Vec<&Task>)> = TaskStatus::ALL
         .iter()
         .map(|s| {
@@ -198,6 +221,11 @@ pub fn render_board(
     } else {
         render_stacked(&columns, &notes, width.max(40))
     }
+}
+
+/// Whether `t` carries every one of `labels` (any task, when there are none).
+pub fn has_labels(t: &Task, labels: &[String]) -> bool {
+    labels.iter().all(|l| t.labels.contains(l))
 }
 
 /// Each task's agents' usage, summed over every run.

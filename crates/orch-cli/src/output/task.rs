@@ -104,11 +104,13 @@ impl<'a> BoardJson<'a> {
     /// The board of `tasks`.
     pub fn new(
         tasks: &'a [Task],
+        labels: &[String],
         usage: &'a super::TaskUsage,
         retrying: &'a super::Retrying,
     ) -> BoardJson<'a> {
         let waiting = waiting_on(tasks);
-        let ordered = board_order(tasks);
+        let mut ordered = board_order(tasks);
+        ordered.retain(|t| super::has_labels(t, labels));
         let columns = TaskStatus::ALL
             .iter()
             .map(|s| ColumnJson {

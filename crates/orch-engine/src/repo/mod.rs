@@ -4,6 +4,7 @@
 
 mod board;
 mod dir;
+mod edit;
 mod runs;
 mod settings;
 mod start;
@@ -18,6 +19,7 @@ use orch_store::{Location, Store, StoreError};
 
 pub use board::Board;
 pub use dir::{RepoDir, git, write_atomic};
+pub use edit::{SetError, SetOutcome, set_setting};
 pub use settings::{ConfigError, Entry, Settings, user_file};
 pub use start::{Run, RunOptions};
 
@@ -203,6 +205,13 @@ impl Repo {
     /// The configuration with where each value came from.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Sets `key` to `raw` in the repository's `orch.toml`, keeping its comments, after
+    /// checking the whole configuration with it (see [`set_setting`]). This `Repo`
+    /// keeps the configuration it was opened with.
+    pub fn set_setting(&self, key: &str, raw: &str) -> Result<SetOutcome, SetError> {
+        set_setting(self.root(), key, raw)
     }
 
     /// The store: the board, the journal and the runs.

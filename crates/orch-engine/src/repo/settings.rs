@@ -78,12 +78,25 @@ pub fn user_file() -> Option<PathBuf> {
 
 /// Loads and checks the configuration for `repo`.
 pub fn load(repo: &Path, overrides: &[String]) -> Result<Settings, ConfigError> {
+    load_with(repo, None, overrides)
+}
+
+/// [`load`], with `repo_text` standing in for `orch.toml`'s contents when given (a
+/// change checked before it is written); errors still name `orch.toml`.
+pub(super) fn load_with(
+    repo: &Path,
+    repo_text: Option<&str>,
+    overrides: &[String],
+) -> Result<Settings, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(user) = user_file() {
         figment = figment.merge(Toml::file_exact(&user).nested_if_exists(&user));
     }
     let repo_file = repo.join("orch.toml");
-    figment = figment.merge(Toml::file_exact(&repo_file).nested_if_exists(&repo_file));
+    figment = match repo_text {
+        Some(text) => figment.merge(Toml::string(text)),
+        None => figment.merge(Toml::file_exact(&repo_file).nested_if_exists(&repo_file)),
+    };
     figment = figment.merge(
         Env::prefixed("ORCH_")
             .split("__")
@@ -107,7 +120,8 @@ pub fn load(repo: &Path, overrides: &[String]) -> Result<Settings, ConfigError> 
         });
     }
     let config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
-        rendered: render_errors(e.clone()),
+        rendered: render_errors(e.clone())
+            .replace("TOML source string", &repo_file.display().to_string()),
         figment: Box::new(e),
     })?;
     let loaded = Settings { config, figment };
@@ -132,7 +146,7 @@ impl figment::Provider for CliOverride {
 }
 
 /// Whether the schema's `key` takes a list.
-fn is_list(key: &str) -> bool {
+pub(super) fn is_list(key: &str) -> bool {
     Figment::from(Serialized::defaults(Config::default()))
         .find_value(key)
         .is_ok_and(|v| matches!(v, Value::Array(..)))
