@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::io::TaskSpec;
 use super::policy::touches_overlap;
+use super::proposal::{Proposal, Verdict};
 use super::types::{AttemptId, CommitId, FailureKind};
 use crate::task::{TaskId, TaskStatus};
+use crate::time::Timestamp;
 
 /// A task waiting to be retried.
 #[derive(Debug, Clone)]
@@ -222,5 +224,80 @@ impl Scheduler {
             out.push(t);
         }
         out
+    }
+}
+
+/// What a planner's proposal is judged against besides the board: the moment, the
+/// tasks that hold a slot, the live attempts and the free slots.
+pub(super) struct Claims<'a> {
+    pub(super) now: Timestamp,
+    pub(super) busy: &'a BTreeSet<TaskId>,
+    pub(super) live: &'a BTreeSet<AttemptId>,
+    pub(super) free_slots: u32,
+}
+
+impl Scheduler {
+    /// The policy check on a planner proposal: a task it names must exist and be
+    /// claimable now (not failed, not backing off, not live, its dependencies done,
+    /// a slot free, no live task touching its paths); a deferral names a task waiting
+    /// to be claimed.
+    pub(super) fn judge(&self, p: &Proposal, c: &Claims) -> Verdict {
+        let reject = |reason: String| Verdict::Rejected { reason };
+        let task = match p {
+            Proposal::StopClaiming { .. } => return Verdict::Accepted,
+            Proposal::Claim { task, .. } | Proposal::Defer { task, .. } => *task,
+        };
+        let Some(spec) = self.tasks.get(&task) else {
+            return reject(format!("unknown task {task}"));
+        };
+        let retrying = self.retries.get(&task);
+        if let Proposal::Defer { .. } = p {
+            return if spec.status == TaskStatus::Backlog || retrying.is_some() {
+                Verdict::Accepted
+            } else {
+                reject(format!(
+                    "task {task} is {}, not waiting to be claimed",
+                    spec.status
+                ))
+            };
+        }
+        match (spec.status, retrying) {
+            (TaskStatus::Failed, _) => {
+                return reject(format!("task {task} failed: its retry budget is spent"));
+            }
+            (TaskStatus::InProgress, Some(r)) if r.due > c.now => {
+                return reject(format!("task {task} is backing off before its retry"));
+            }
+            (TaskStatus::InProgress, Some(_)) | (TaskStatus::Backlog, _) => {}
+            (st, _) => return reject(format!("task {task} is {st}, which is not claimable")),
+        }
+        if c.busy.contains(&task) {
+            return reject(format!("task {task} already has a live attempt"));
+        }
+        let unfinished: Vec<String> = spec
+            .depends_on
+            .iter()
+            .filter(|d| self.status(**d) != Some(TaskStatus::Done))
+            .map(|d| format!("#{d}"))
+            .collect();
+        if !unfinished.is_empty() {
+            return reject(format!(
+                "task {task} waits on unfinished {}",
+                unfinished.join(", ")
+            ));
+        }
+        if c.free_slots == 0 {
+            return reject("no free slot".into());
+        }
+        if let Some(other) = c.live.iter().find(|a| {
+            self.tasks
+                .get(&a.task)
+                .is_some_and(|s| touches_overlap(&s.touches, &spec.touches))
+        }) {
+            return reject(format!(
+                "task {task} touches the same paths as live {other}"
+            ));
+        }
+        Verdict::Accepted
     }
 }

@@ -7,11 +7,10 @@ use crate::run::Refusal;
 use crate::run::event::RunEvent;
 use crate::run::io::Command;
 use crate::run::planner::PLANNER_CANDIDATES;
-use crate::run::policy::touches_overlap;
 use crate::run::proposal::{Proposal, Verdict};
+use crate::run::scheduler::Claims;
 use crate::run::timers::{Deadline, after};
 use crate::run::types::RunState;
-use crate::task::TaskStatus;
 
 impl Orchestrator {
     pub(super) fn ask_planner(&mut self) {
@@ -109,68 +108,20 @@ impl Orchestrator {
         self.fill();
     }
 
-    /// The policy check on a planner proposal.
+    /// The policy check on a planner proposal: a run that is not claiming takes none;
+    /// the scheduler judges the rest.
     fn judge(&self, p: &Proposal) -> Verdict {
-        let reject = |reason: String| Verdict::Rejected { reason };
         if self.state != RunState::Running || self.paused {
-            return reject("the run is not claiming".into());
-        }
-        let task = match p {
-            Proposal::StopClaiming { .. } => return Verdict::Accepted,
-            Proposal::Claim { task, .. } | Proposal::Defer { task, .. } => *task,
-        };
-        let Some(spec) = self.sched.tasks.get(&task) else {
-            return reject(format!("unknown task {task}"));
-        };
-        let retrying = self.sched.retries.get(&task);
-        if let Proposal::Defer { .. } = p {
-            return if spec.status == TaskStatus::Backlog || retrying.is_some() {
-                Verdict::Accepted
-            } else {
-                reject(format!(
-                    "task {task} is {}, not waiting to be claimed",
-                    spec.status
-                ))
+            return Verdict::Rejected {
+                reason: "the run is not claiming".into(),
             };
         }
-        match (spec.status, retrying) {
-            (TaskStatus::Failed, _) => {
-                return reject(format!("task {task} failed: its retry budget is spent"));
-            }
-            (TaskStatus::InProgress, Some(r)) if r.due > self.now => {
-                return reject(format!("task {task} is backing off before its retry"));
-            }
-            (TaskStatus::InProgress, Some(_)) | (TaskStatus::Backlog, _) => {}
-            (st, _) => return reject(format!("task {task} is {st}, which is not claimable")),
-        }
-        if self.busy_tasks().contains(&task) {
-            return reject(format!("task {task} already has a live attempt"));
-        }
-        let unfinished: Vec<String> = spec
-            .depends_on
-            .iter()
-            .filter(|d| self.sched.status(**d) != Some(TaskStatus::Done))
-            .map(|d| format!("#{d}"))
-            .collect();
-        if !unfinished.is_empty() {
-            return reject(format!(
-                "task {task} waits on unfinished {}",
-                unfinished.join(", ")
-            ));
-        }
-        if self.free_slots() == 0 {
-            return reject("no free slot".into());
-        }
-        if let Some(other) = self.attempts.live.iter().find(|a| {
-            self.sched
-                .tasks
-                .get(&a.task)
-                .is_some_and(|s| touches_overlap(&s.touches, &spec.touches))
-        }) {
-            return reject(format!(
-                "task {task} touches the same paths as live {other}"
-            ));
-        }
-        Verdict::Accepted
+        let claims = Claims {
+            now: self.now,
+            busy: &self.busy_tasks(),
+            live: &self.attempts.live,
+            free_slots: self.free_slots(),
+        };
+        self.sched.judge(p, &claims)
     }
 }
