@@ -520,18 +520,45 @@ fn demo_runs_the_whole_lifecycle_on_embedded_defaults() {
     let r = s.run_text(&["demo", "--dir", dir.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // Every task done, through a failed validation and a conflict on the way.
-    assert!(r.stdout.contains("done: 6   failed: 0"), "{}", r.stdout);
     assert!(
-        r.stderr
-            .contains("task-4-1 validating -> failed: worker-validation"),
+        r.stdout.contains("tasks: 6 done   0 failed"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("attempts: 8, of which 2 failed"),
+        "{}",
+        r.stdout
+    );
+    // A failure names its gate command and the end of its output; a retry, its
+    // attempt of how many, and the head it runs on.
+    assert!(
+        r.stderr.contains(
+            "Failed #4.1 Add an integer `div` function: worker validation failed: `sh tests.sh` exited with code 1\n"
+        ),
         "{}",
         r.stderr
     );
     assert!(
-        r.stderr.contains("failed: conflict (README.md)"),
+        r.stderr.contains("| FAIL: div 9 3 gave 27, expected 3"),
         "{}",
         r.stderr
     );
+    assert!(
+        r.stderr
+            .contains("Retrying #4 Add an integer `div` function (attempt 2 of 2) on "),
+        "{}",
+        r.stderr
+    );
+    // #5 or #6, whichever merged second.
+    assert!(
+        r.stderr.lines().any(|l| l.contains(" Failed #")
+            && l.contains(".1 ")
+            && l.ends_with(" README title: conflict (README.md)")),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("task-"), "{}", r.stderr);
     let tasks = s
         .ok_text(&["--repo", dir.to_str().unwrap(), "task", "list", "--json"])
         .json();

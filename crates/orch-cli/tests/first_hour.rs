@@ -173,3 +173,48 @@ fn a_second_dashboard_on_a_taken_port_says_what_to_do() {
         r.stderr
     );
 }
+
+/// `orch demo` on a terminal (through `script`, which gives it one), with colour and
+/// with `NO_COLOR`: coloured verbs, failures with their output, and one status line
+/// redrawn in place.
+#[test]
+fn a_run_on_a_terminal_has_colour_and_one_live_status_line() {
+    for no_colour in [false, true] {
+        let s = Sandbox::empty(ORCH);
+        let dir = s.dir().join("demo");
+        let orch = s.cmd(&["demo", "--dir", dir.to_str().unwrap()]);
+        let line = std::iter::once(orch.get_program())
+            .chain(orch.get_args())
+            .map(|a| shlex::try_quote(a.to_str().unwrap()).unwrap().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"]);
+        for (k, v) in orch.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        if no_colour {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().expect("script (util-linux) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("in flight: #"), "{text}");
+        assert!(
+            text.contains("\r\x1b[2K"),
+            "the status line is redrawn: {text}"
+        );
+        assert!(
+            text.contains(" FAIL: div 9 3 gave 27, expected 3\r\n"),
+            "{text}"
+        );
+        let coloured = text.contains("\x1b[1;31m      Failed\x1b[0m #4.1");
+        assert_eq!(coloured, !no_colour, "{text}");
+        assert_eq!(text.contains("\x1b[1;"), !no_colour, "{text}");
+    }
+}

@@ -1079,7 +1079,7 @@ fn a_task_canceled_during_a_run_is_counted_as_canceled_not_failed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("done: 1   failed: 0") && stdout.contains("canceled: 1"),
+        stdout.contains("tasks: 1 done   0 failed") && stdout.contains("1 canceled"),
         "{stdout}"
     );
     assert_eq!(s.status(1).as_deref(), Some("canceled"));

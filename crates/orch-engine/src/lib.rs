@@ -156,6 +156,8 @@ pub struct RunSummary {
     pub validated_head: Option<CommitId>,
     /// The tasks the run moved, with their final status.
     pub tasks: Vec<(TaskId, TaskStatus)>,
+    /// Its attempts, and how many of them failed (a task may fail and pass on a retry).
+    pub attempts: (usize, usize),
     /// Where the logs are.
     pub artifacts: PathBuf,
     /// What resuming found and did (a takeover, leftover processes stopped, stale
@@ -544,7 +546,12 @@ impl Engine {
             .line_holds(validated_head.as_ref(), head.as_ref())
             .await;
         let snapshot = orch.snapshot();
+        let failed = snapshot
+            .attempts
+            .values()
+            .filter(|a| a.state.phase() == orch_core::run::AttemptPhase::Failed);
         Ok(RunSummary {
+            attempts: (snapshot.attempts.len(), failed.count()),
             integration_branch: layout::integration_branch(cfg, run),
             land_error,
             holds_validated,

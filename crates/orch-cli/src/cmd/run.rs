@@ -82,7 +82,8 @@ pub(crate) async fn start(
     let run = repo.start(opts).await?;
     let interrupted = watch_signals(run.id(), run.handle())?;
     let mode = Mode::choose(args.json_events);
-    let reporting = reporter::spawn(run.handle(), mode);
+    let max_attempts = repo.config().policy.max_attempts.get();
+    let reporting = reporter::spawn(run.handle(), mode, repo.store().clone(), max_attempts);
     if run.is_resume() {
         eprintln!("orch: resuming run {}", run.id());
     } else {

@@ -34,6 +34,10 @@ pub struct SummaryJson<'a> {
     validated_head: Option<String>,
     head_is_validated: bool,
     tasks: Vec<TaskStateJson<'a>>,
+    /// Every attempt the run made, and those that failed (a task can fail and pass on
+    /// its retry: its failed attempt counts here, not among failed tasks).
+    attempts: usize,
+    failed_attempts: usize,
     artifacts: &'a std::path::Path,
     notes: &'a [String],
     usage: &'a Usage,
@@ -57,6 +61,8 @@ impl<'a> From<&'a RunSummary> for SummaryJson<'a> {
                     status: *st,
                 })
                 .collect(),
+            attempts: s.attempts.0,
+            failed_attempts: s.attempts.1,
             artifacts: &s.artifacts,
             notes: &s.notes,
             usage: &s.usage,
@@ -97,15 +103,17 @@ pub fn print_summary(s: &RunSummary, json: bool) -> anyhow::Result<()> {
     println!("Run {} {state}.", s.run);
     let canceled = match count(TaskStatus::Canceled) {
         0 => String::new(),
-        n => format!("   canceled: {n}"),
+        n => format!("   {n} canceled"),
     };
     println!(
-        "  done: {}   failed: {}   blocked: {}   back in the backlog: {}{canceled}",
+        "  tasks: {} done   {} failed   {} blocked   {} back in the backlog{canceled}",
         count(TaskStatus::Done),
         count(TaskStatus::Failed),
         count(TaskStatus::Blocked),
         count(TaskStatus::Backlog)
     );
+    let (attempts, failed) = s.attempts;
+    println!("  attempts: {attempts}, of which {failed} failed");
     let head = s
         .head
         .as_ref()

@@ -1,12 +1,15 @@
-//! Progress reporters: each reads a run's event stream ([`orch_engine::Subscription`])
-//! and nothing else. `live` redraws a block of attempts on a terminal, `plain` prints
-//! one line per event for logs and pipes, `json` streams JSON lines for machines.
+//! Progress reporters: each reads a run's event stream ([`orch_engine::Subscription`]),
+//! and the board's titles to name its tasks. `live` prints coloured lines and one
+//! status line on a terminal, `plain` one line per event for logs and pipes, `json`
+//! JSON lines for machines; `lines` holds the words the first two share.
 
 mod json;
+mod lines;
 mod live;
 mod plain;
 
 use orch_engine::RunHandle;
+use orch_store::Store;
 use tokio::task::JoinHandle;
 
 /// How a run's progress is shown.
@@ -59,13 +62,17 @@ pub fn short_shas(line: &str) -> String {
     out
 }
 
-/// Reports `handle`'s run until it ends.
-pub fn spawn(handle: &RunHandle, mode: Mode) -> JoinHandle<()> {
+/// Reports `handle`'s run until it ends, naming tasks with their titles from `store`
+/// and retries against `max_attempts`. Colour only on a terminal, and not with
+/// `NO_COLOR` set.
+pub fn spawn(handle: &RunHandle, mode: Mode, store: Store, max_attempts: u32) -> JoinHandle<()> {
     let sub = handle.subscribe();
+    let words = lines::Words::new(store, max_attempts);
+    let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tokio::spawn(async move {
         match mode {
-            Mode::Live => live::report(sub).await,
-            Mode::Plain => plain::report(sub).await,
+            Mode::Live => live::report(sub, words, colour).await,
+            Mode::Plain => plain::report(sub, words).await,
             Mode::Json => json::report(sub).await,
         }
     })

@@ -1,42 +1,18 @@
 //! One line per event on stderr, for logs and pipes: each with the time of day and
-//! the time since the run started, and every 10 s while agents work, a line saying
-//! which attempts are running and for how long.
+//! the time since the run started, a failure's output lines indented below it, and
+//! every 10 s while agents work, a line saying which attempts are running and for how
+//! long.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use orch_engine::core::run::{Journaled, RunEvent};
+use orch_engine::core::run::{AttemptId, Journaled, RunEvent};
 use orch_engine::{RunUpdate, Subscription};
+
+use super::lines::Words;
 
 /// How often the status line is printed while attempts are live.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
-
-/// One line of progress for an event, or nothing for the quiet ones.
-pub fn progress_line(e: &RunEvent) -> Option<String> {
-    match e {
-        RunEvent::TaskMoved { task, .. } => Some(format!("#{task} {}", e.reason())),
-        RunEvent::AttemptMoved { .. }
-        | RunEvent::RunMoved { .. }
-        | RunEvent::HeadAdvanced { .. }
-        | RunEvent::Resumed { .. }
-        | RunEvent::PlannerFallback { .. }
-        | RunEvent::ClaimSkipped { .. }
-        | RunEvent::TaskTaken { .. }
-        | RunEvent::ClaimsPaused { .. }
-        | RunEvent::AttemptUsage { .. }
-        | RunEvent::PlannerUsage { .. }
-        | RunEvent::BudgetSpent { .. }
-        | RunEvent::ReportRefused { .. }
-        | RunEvent::UserRefsMoved { .. }
-        | RunEvent::RetryWaits { .. }
-        | RunEvent::GateReused { .. }
-        | RunEvent::Reverts { .. }
-        | RunEvent::Landed { .. }
-        | RunEvent::QuotaBreaker { .. } => Some(e.reason()),
-        RunEvent::CleanupDone { error: Some(_), .. } => Some(e.reason()),
-        _ => None,
-    }
-}
 
 /// `12:53:20 +4.2s`: the entry's time of day (UTC) and the time since the run began.
 fn stamp(j: &Journaled, started: Instant) -> String {
@@ -45,9 +21,9 @@ fn stamp(j: &Journaled, started: Instant) -> String {
     format!("{clock} +{:.1}s", started.elapsed().as_secs_f64())
 }
 
-pub(super) async fn report(mut sub: Subscription) {
+pub(super) async fn report(mut sub: Subscription, mut words: Words) {
     let started = Instant::now();
-    let mut live: BTreeMap<String, (String, Instant)> = BTreeMap::new();
+    let mut live: BTreeMap<AttemptId, (String, Instant)> = BTreeMap::new();
     let mut tick = tokio::time::interval(STATUS_EVERY);
     tick.tick().await;
     loop {
@@ -57,14 +33,19 @@ pub(super) async fn report(mut sub: Subscription) {
                 Some(RunUpdate::Journal(j)) => {
                     if let RunEvent::AttemptMoved { attempt, to, .. } = &j.event {
                         if to.is_terminal() {
-                            live.remove(&attempt.to_string());
+                            live.remove(attempt);
                         } else {
                             let phase = format!("{:?}", to.phase()).to_lowercase();
-                            live.insert(attempt.to_string(), (phase, Instant::now()));
+                            live.insert(*attempt, (phase, Instant::now()));
                         }
                     }
-                    if let Some(line) = progress_line(&j.event) {
-                        eprintln!("{} {}", stamp(&j, started), super::short_shas(&line));
+                    words.learn(&j.event).await;
+                    if let Some(line) = words.line(&j.event) {
+                        let text = super::short_shas(&line.text);
+                        eprintln!("{} {:>9} {text}", stamp(&j, started), line.verb);
+                        for l in &line.tail {
+                            eprintln!("{:>26}| {l}", "");
+                        }
                     }
                 }
                 Some(_) => {}
@@ -73,7 +54,9 @@ pub(super) async fn report(mut sub: Subscription) {
                 if !live.is_empty() {
                     let who: Vec<String> = live
                         .iter()
-                        .map(|(a, (phase, since))| format!("{a} {phase} {}s", since.elapsed().as_secs()))
+                        .map(|(a, (phase, since))| {
+                            format!("{} {phase} {}s", words.attempt(*a), since.elapsed().as_secs())
+                        })
                         .collect();
                     eprintln!("+{:.0}s still working: {}", started.elapsed().as_secs_f64(), who.join(", "));
                 }
