@@ -143,14 +143,18 @@ pub struct LandArgs {
     /// Only push; leave the target branch alone.
     #[arg(long, requires = "push")]
     pub no_fast_forward: bool,
-    /// When the target is checked out and clean, update its files too (as
-    /// `git merge --ff-only` would); without it, orch prints the command to run.
+    /// When the target is checked out, leave its files alone and print the command
+    /// to run instead. Without it, a clean checkout is updated as `git merge
+    /// --ff-only` would, and one with uncommitted changes is left alone.
     #[arg(long)]
+    pub no_update_checkout: bool,
+    /// What `orch land` does by default now: kept so scripts that pass it still run.
+    #[arg(long, hide = true, conflicts_with = "no_update_checkout")]
     pub update_checkout: bool,
     /// Put an integration line that no run validated (an agent or a person moved it)
     /// back on its last validated commit, by compare-and-swap; what it was on is kept
     /// under refs/orch/undone/. Lands nothing.
-    #[arg(long, conflicts_with_all = ["push", "update_checkout", "no_fast_forward"])]
+    #[arg(long, conflicts_with_all = ["push", "update_checkout", "no_update_checkout", "no_fast_forward"])]
     pub reset_line: bool,
 }
 

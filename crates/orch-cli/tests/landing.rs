@@ -104,7 +104,7 @@ fn one_line_across_runs_reads_like_history_and_lands_on_main() {
 }
 
 #[test]
-fn a_checked_out_target_moves_only_when_clean_and_asked() {
+fn a_checked_out_target_moves_only_when_clean() {
     let s = sandbox();
     s.add("One", &[]);
     let before = rev(&s, "main");
@@ -143,10 +143,17 @@ fn a_checked_out_target_moves_only_when_clean_and_asked() {
     assert_eq!(o.status.code(), Some(4));
     assert_eq!(rev(&s, "main"), before);
     std::fs::remove_file(s.repo().join("t1.txt")).unwrap();
-    // Clean but for an untracked file the fast-forward leaves alone, and asked
-    // (run.update_checkout, as a run's finish would be): the ref and the files.
+    // Clean but for an untracked file the fast-forward leaves alone: told to leave the
+    // files, orch prints the command; else the ref and the files move.
     std::fs::write(s.repo().join("scratch.txt"), "mine\n").unwrap();
-    s.ok(&["-c", "run.update_checkout=true", "land"]);
+    let o = s.run(&["land", "--no-update-checkout"]);
+    assert_eq!(o.status.code(), Some(4));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("merge --ff-only"), "{out}");
+    assert_eq!(rev(&s, "main"), before);
+    let o = s.ok(&["land"]);
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("main"), "says what it did: {out}");
     assert_eq!(rev(&s, "main"), rev(&s, "orch/integration"));
     assert!(s.repo().join("t1.txt").exists());
     assert_eq!(git(&s.repo(), &["status", "--porcelain"]), "?? scratch.txt");

@@ -16,39 +16,12 @@
 //! under CI, where they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use orch_testkit::anthropic::StandIn;
+use orch_testkit::clis::{claude_or_skip, cli_or_skip};
 use orch_testkit::{Sandbox, git_cmd};
 use serde_json::Value;
-
-fn find(bin: &str, var: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(var) {
-        return Some(PathBuf::from(p));
-    }
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(bin))
-            .find(|p| p.is_file())
-    })
-}
-
-/// The CLI, or `None` (and a note) when it is not installed outside CI.
-fn cli_or_skip(bin: &str, var: &str) -> Option<PathBuf> {
-    let c = find(bin, var);
-    if c.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install {bin} (see .ci/run)"
-        );
-        eprintln!("skipped: {bin} is not installed (set {var})");
-    }
-    c
-}
-
-fn claude_or_skip() -> Option<PathBuf> {
-    cli_or_skip("claude", "ORCH_TEST_CLAUDE")
-}
 
 /// A sandbox whose orch finds the CLI on its `PATH` and the stand-in at
 /// `ANTHROPIC_BASE_URL`, in a repository whose gate refuses a "broken" status.

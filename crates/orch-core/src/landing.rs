@@ -148,7 +148,8 @@ pub struct TargetFacts {
     pub fast_forward: bool,
     /// The target's checkout, if some worktree has it checked out.
     pub checkout: Option<Checkout>,
-    /// `--update-checkout`: update a clean checkout's files too.
+    /// Update a clean checkout's files too (`orch land` does unless
+    /// `--no-update-checkout`; a run's finish, with `run.update_checkout`).
     pub update_checkout: bool,
 }
 
@@ -162,7 +163,7 @@ pub enum Land {
     MergeTargetFirst,
     /// Move the target's ref by compare-and-swap; no checkout is touched.
     MoveRef,
-    /// Move the ref and update the user's clean checkout (`--update-checkout`).
+    /// Move the ref and update the user's clean checkout.
     MoveRefAndCheckout,
     /// The target is checked out: orch does not touch the user's files, and says what
     /// to run instead.
@@ -198,7 +199,7 @@ pub fn land(f: &TargetFacts) -> Land {
         (_, false) => Land::Instruct {
             command,
             why: format!(
-                "{} is checked out in {}, and orch never changes your files unless asked (`orch land --update-checkout` does, when the checkout is clean); run",
+                "{} is checked out in {}, and orch changes your files only when asked (`orch land` does, when the checkout is clean); run",
                 f.target, c.path
             ),
         },

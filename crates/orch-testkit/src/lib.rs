@@ -2,7 +2,8 @@
 //! that drives the `orch` binary against a throwaway repository ([`Sandbox`]), git run
 //! with none of the caller's `GIT_*` variables ([`git()`]), a fresh database on the
 //! PostgreSQL test server ([`postgres`]), processes a run tagged ([`tagged_with`]),
-//! the loopback stand-in for the Anthropic API ([`anthropic`]) and the WebDriver
+//! the loopback stand-in for the Anthropic API ([`anthropic`]), the real agent CLIs
+//! ([`clis`]) and the WebDriver
 //! client for the dashboard's browser tests ([`webdriver`]). Dev-only: it panics on
 //! failure, as a test should.
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@
 )]
 
 pub mod anthropic;
+pub mod clis;
 mod git;
 pub mod postgres;
 mod procs;

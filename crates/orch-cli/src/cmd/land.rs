@@ -34,7 +34,8 @@ pub(super) async fn land(ctx: &Ctx, args: &LandArgs) -> Result<u8> {
     let mut opts = LandOptions::default();
     opts.fast_forward = !args.no_fast_forward;
     opts.push = args.push;
-    opts.update_checkout = args.update_checkout || repo.config().run.update_checkout;
+    // The person asked to land: a clean checkout moves, as `git merge --ff-only` would.
+    opts.update_checkout = !args.no_update_checkout;
     let outcome = repo.land(opts).await?;
     output::land::print_landed(&outcome, ctx.json)?;
     repo.close().await?;
