@@ -333,7 +333,7 @@ pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
 /// (I10): a `GIT_DIR` or `GIT_INDEX_FILE` in orch's environment must never redirect
 /// orch's own git calls, and a hook or an fsmonitor an agent planted in the shared
 /// `.git` (or the user's own hooks) must never run with orch's environment.
-pub(crate) fn git_command(dir: &Path) -> Command {
+pub fn git_command(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("GIT_") {

@@ -1,7 +1,6 @@
 //! Finding the repository and setting up its `.orch/` directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::OpenError;
 
@@ -14,16 +13,11 @@ pub struct RepoDir {
     pub common_dir: PathBuf,
 }
 
-/// Runs `git -C dir ARGS` with none of the caller's `GIT_*` variables (`GIT_DIR`,
-/// `GIT_INDEX_FILE`, ...), which must not point orch at another repository.
+/// Runs `git -C dir ARGS` as orch runs git everywhere ([`orch_git::git_command`]): with
+/// none of the caller's `GIT_*` variables (`GIT_DIR`, `GIT_INDEX_FILE`, ...), which
+/// must not point orch at another repository, and no hooks or fsmonitor.
 pub fn git(dir: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
-    let mut cmd = Command::new("git");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.arg("-C").arg(dir).args(args).output()
+    orch_git::git_command(dir).args(args).output()
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OpenError {
