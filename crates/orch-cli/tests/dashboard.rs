@@ -58,6 +58,7 @@ fn serve(s: &Sandbox, port: u16) -> (Group, String) {
 const AGENT: &str = r#"case "$ORCH_TASK_TITLE" in
   slow) for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i"; sleep 0.3; done; echo x > slow.txt ;;
   long) echo started; sleep 60 ;;
+  fail) echo "cannot parse <input>"; exit 3 ;;
   *) echo y > "$ORCH_TASK_ID.txt" ;;
 esac"#;
 
@@ -184,13 +185,41 @@ async fn scenario(d: &Driver, database: Option<String>) {
     b.go(&format!("{base}/")).await;
     let after = format!("{}==='done'", column_of("after slow"));
     b.until("after slow done once resumed", &after).await;
-    // The finished attempt's page shows what it changed.
+    // The finished attempt's page shows what it changed: a file, folded open, with
+    // its counts and its added line coloured.
     b.go(attempt.as_str().unwrap()).await;
     b.until(
         "the attempt's diff",
-        "(document.querySelector('pre.diff')||{textContent:''}).textContent.indexOf('slow.txt')>=0",
+        "(document.querySelector('.diff details.file summary')||{textContent:''}).textContent.indexOf('slow.txt +1')>=0",
     )
     .await;
+    assert_eq!(
+        b.js("document.querySelector('.diff pre span.add').textContent")
+            .await,
+        json!("+x")
+    );
+    assert_ne!(
+        b.js("getComputedStyle(document.querySelector('.diff pre span.add')).backgroundColor")
+            .await,
+        b.js("getComputedStyle(document.querySelector('.diff pre span.hunk')).backgroundColor")
+            .await,
+        "added lines are coloured"
+    );
+    b.screenshot("diff.png").await;
+    // The task page: its attempt, succeeded, linked to its logs and diff.
+    b.go(&format!("{base}/tasks/1")).await;
+    b.until("the task page", "document.title==='#1 slow · orch'")
+        .await;
+    assert_eq!(
+        b.js("document.querySelector('tr.attempt .chip').textContent")
+            .await,
+        json!("succeeded")
+    );
+    assert_eq!(
+        b.js("!!document.querySelector('tr.attempt a[href$=\"#change\"]')")
+            .await,
+        json!(true)
+    );
     b.go(&format!("{base}/")).await;
     b.until("the board again", "!!document.querySelector('#task-2')")
         .await;
@@ -222,9 +251,13 @@ async fn scenario(d: &Driver, database: Option<String>) {
     drop(run);
     let server = restart(&s, &b, &base, server).await;
     // A run started from the dashboard, with the configured defaults.
-    let toml = format!("[agent]\ncommand = {:?}\n", AGENT);
+    let toml = format!(
+        "[agent]\ncommand = {:?}\n\n[policy]\nmax_attempts = 1\n",
+        AGENT
+    );
     std::fs::write(s.repo().join("orch.toml"), toml).unwrap();
     s.ok(&["task", "add", "from the dashboard"]);
+    s.ok(&["task", "add", "fail"]);
     b.go(&format!("{base}/runs")).await;
     b.until(
         "the start button",
@@ -236,8 +269,119 @@ async fn scenario(d: &Driver, database: Option<String>) {
     b.go(&format!("{base}/")).await;
     let started = format!("{}==='done'", column_of("from the dashboard"));
     b.until("the dashboard's run done", &started).await;
+    failed_and_described(&s, &b, &base).await;
     b.close().await;
     drop(server);
+}
+
+/// A failed card says why and links to its attempt; a task page renders its body as
+/// markdown that cannot run, takes an edit, and shows a refused move with its reason.
+async fn failed_and_described(s: &Sandbox, b: &Browser, base: &str) {
+    b.until("fail failed", &format!("{}==='failed'", column_of("fail")))
+        .await;
+    let card = "[].find.call(document.querySelectorAll('.card'),function(c){return c.querySelector('.title').textContent==='fail'})";
+    b.until("its reason", &format!("!!{card}.querySelector('.failure')"))
+        .await;
+    let why = b
+        .js(&format!("{card}.querySelector('.failure').textContent"))
+        .await;
+    assert!(
+        why.as_str()
+            .unwrap()
+            .contains("the agent failed (exit code 3)"),
+        "{why}"
+    );
+    assert_eq!(
+        b.js(&format!(
+            "!!{card}.querySelector('.failure a[href*=\"/attempts/\"]')"
+        ))
+        .await,
+        json!(true)
+    );
+    assert_eq!(
+        b.js(&format!(
+            "{card}.querySelector('.meta').textContent.indexOf('ready')"
+        ))
+        .await,
+        json!(-1),
+        "a failed card is not ready"
+    );
+    b.screenshot("board-failed.png").await;
+    // A canceled card can be reopened, once no run would claim it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s
+        .json(&["run", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| {
+            matches!(
+                r["state"].as_str(),
+                Some("created" | "running" | "draining")
+            )
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dashboard's run never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let long = "[].find.call(document.querySelectorAll('.card'),function(c){return c.querySelector('.title').textContent==='long'})";
+    b.js(&format!(
+        "{long}.querySelector('button[value=reopen]').click()"
+    ))
+    .await;
+    b.until("long back", &format!("{}==='backlog'", column_of("long")))
+        .await;
+    let body = "# Plan\n\nParse **every** line.\n\n<script>window.pwned=1</script>\n\n[docs](javascript:window.pwned=2)\n";
+    s.ok(&["task", "add", "described", "--body", body]);
+    let id = s.json(&["task", "list"]).as_array().unwrap().len();
+    b.go(&format!("{base}/tasks/{id}")).await;
+    b.until("its body", "!!document.querySelector('article.body h1')")
+        .await;
+    assert_eq!(
+        b.js("document.querySelector('article.body strong').textContent")
+            .await,
+        json!("every")
+    );
+    assert_eq!(b.js("window.pwned===undefined").await, json!(true));
+    assert_eq!(
+        b.js("document.querySelector('article.body script')===null")
+            .await,
+        json!(true)
+    );
+    assert_eq!(
+        b.js("document.querySelector('article.body a').getAttribute('href')")
+            .await,
+        json!("#")
+    );
+    b.js("document.querySelector('form.edit input[name=title]').value='described well'")
+        .await;
+    b.js("document.querySelector('form.edit button[value=edit]').click()")
+        .await;
+    b.until(
+        "the new title",
+        "document.title.indexOf('described well')>=0",
+    )
+    .await;
+    b.screenshot("task.png").await;
+    // Straight to done is not a move a person makes without forcing it.
+    b.js("document.querySelector('form.actions select[name=to]').value='done'")
+        .await;
+    b.js("document.querySelector('form.actions button[value=move]').click()")
+        .await;
+    b.until("the refusal", "!!document.querySelector('.notice')")
+        .await;
+    let notice = b.js("document.querySelector('.notice').textContent").await;
+    assert!(
+        notice.as_str().unwrap().contains("cannot move task"),
+        "{notice}"
+    );
+    assert_eq!(
+        s.json(&["task", "show", &id.to_string()])["status"],
+        json!("backlog")
+    );
 }
 
 /// The server stops while the board is open and changes are made; one started again

@@ -34,6 +34,8 @@ pub struct AttemptRow {
     pub state: String,
     /// The failure, as JSON, when failed.
     pub failure: Option<serde_json::Value>,
+    /// When it was created.
+    pub created_at: Timestamp,
     /// When its state last changed (for a finished attempt: when it ended).
     pub updated_at: Timestamp,
     /// What its agent reported using.
@@ -390,6 +392,26 @@ impl Store {
         rows.into_iter().map(attempt_row).collect()
     }
 
+    /// Every attempt of one task, over every run, oldest first, each with its run.
+    pub async fn task_attempts(
+        &self,
+        task: TaskId,
+    ) -> Result<Vec<(RunId, AttemptRow)>, StoreError> {
+        let rows = attempt::Entity::find()
+            .filter(attempt::Column::TaskId.eq(task.0))
+            .order_by_asc(attempt::Column::CreatedAt)
+            .order_by_asc(attempt::Column::Number)
+            .all(&self.db)
+            .await
+            .map_err(db("reading a task's attempts"))?;
+        rows.into_iter()
+            .map(|r| {
+                let run = RunId(r.run_id.clone());
+                attempt_row(r).map(|a| (run, a))
+            })
+            .collect()
+    }
+
     /// One attempt of a run, if the run's journal has it.
     pub async fn attempt(
         &self,
@@ -516,6 +538,7 @@ fn attempt_row(r: attempt::Model) -> Result<AttemptRow, StoreError> {
         merge: r.merge_commit,
         state: r.state,
         failure: column("attempts", &id, "failure", r.failure)?,
+        created_at: Timestamp(r.created_at),
         updated_at: Timestamp(r.updated_at),
         usage: column("attempts", &id, "usage", r.usage)?,
     })

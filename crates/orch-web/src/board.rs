@@ -10,7 +10,7 @@ use orch_engine::core::event::kind;
 use orch_engine::core::run::RunId;
 use orch_engine::core::usage::Usage;
 use orch_engine::core::{Task, TaskId, TaskStatus};
-use orch_store::{EventFilter, StoreError};
+use orch_store::{AttemptRow, EventFilter, StoreError};
 
 use crate::AppState;
 
@@ -32,6 +32,8 @@ pub(crate) struct BoardData {
     pub retrying: BTreeMap<TaskId, Vec<TaskId>>,
     /// Each task's status, for its dependents' readiness.
     pub status: BTreeMap<TaskId, TaskStatus>,
+    /// Each failed task's last failed attempt, with its run.
+    pub failures: HashMap<TaskId, (RunId, AttemptRow)>,
 }
 
 /// The board as of `seq`: the cached one, patched, or read whole.
@@ -55,8 +57,15 @@ pub(crate) async fn board_data(app: &AppState, seq: i64) -> Result<Arc<BoardData
 
 async fn whole(app: &AppState, seq: i64) -> Result<BoardData, StoreError> {
     let tasks = app.store.tasks(&[]).await?;
+    let mut failures = HashMap::new();
+    for t in tasks.iter().filter(|t| t.status == TaskStatus::Failed) {
+        if let Some(f) = last_failure(app, t.id).await {
+            failures.insert(t.id, f);
+        }
+    }
     Ok(BoardData {
         seq,
+        failures,
         usage: app.store.task_usage().await.unwrap_or_default(),
         held: holders(app).await,
         retrying: app.store.retries_waiting().await.unwrap_or_default(),
@@ -103,6 +112,12 @@ async fn patched(app: &AppState, old: &BoardData, seq: i64) -> Option<BoardData>
             Ok(i) => next.status.insert(id, next.tasks[i].status),
             Err(_) => next.status.remove(&id),
         };
+        next.failures.remove(&id);
+        if next.status.get(&id) == Some(&TaskStatus::Failed)
+            && let Some(f) = last_failure(app, id).await
+        {
+            next.failures.insert(id, f);
+        }
     }
     if touched_runs {
         next.usage = app.store.task_usage().await.ok()?;
@@ -110,6 +125,15 @@ async fn patched(app: &AppState, old: &BoardData, seq: i64) -> Option<BoardData>
         next.retrying = app.store.retries_waiting().await.unwrap_or_default();
     }
     Some(next)
+}
+
+/// A task's newest failed attempt, with its run.
+async fn last_failure(app: &AppState, task: TaskId) -> Option<(RunId, AttemptRow)> {
+    let attempts = app.store.task_attempts(task).await.ok()?;
+    attempts
+        .into_iter()
+        .rev()
+        .find(|(_, a)| a.failure.is_some())
 }
 
 /// Who holds each task now: the run, its live attempt, and since when (ms).

@@ -1,7 +1,6 @@
 //! The dashboard's buttons: POSTs checked for their CSRF token and origin, carried out
-//! through `orch_engine::run::steer` (or the store's task edit, for a priority) and
-//! journaled as `human:<user> (dashboard)`. A refusal shows the page again with the
-//! policy's reason.
+//! through the front door (`Repo`, and its `Board`) and journaled as `human:<user>
+//! (dashboard)`. A refusal shows the page again with the policy's reason.
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,6 +21,62 @@ pub(crate) struct ControlForm {
     csrf: Option<String>,
     action: Option<String>,
     priority: Option<String>,
+    /// `edit`: the new title and description.
+    title: Option<String>,
+    body: Option<String>,
+    /// `move`: the status to move to.
+    to: Option<String>,
+    /// The page to come back to: a task's page, else the board.
+    back: Option<String>,
+}
+
+impl ControlForm {
+    /// The page this form came from, when it is a task's page; else the board.
+    fn back(&self) -> String {
+        match self
+            .back
+            .as_deref()
+            .and_then(|b| b.strip_prefix("/orch/tasks/"))
+        {
+            Some(id) if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) => {
+                format!("/orch/tasks/{id}")
+            }
+            _ => "/orch/".to_owned(),
+        }
+    }
+
+    /// The edit `edit` asks for: a title, a description and a priority, each only if
+    /// it changed.
+    fn edit(&self, t: &orch_engine::core::Task) -> Result<TaskEdit, EngineError> {
+        let priority = self.priority()?.filter(|p| *p != t.priority);
+        let title = self
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|x| *x != t.title)
+            .map(str::to_owned);
+        // A browser sends a textarea's newlines as CRLF.
+        let body = self
+            .body
+            .as_deref()
+            .map(|b| b.replace("\r\n", "\n"))
+            .filter(|b| *b != t.body);
+        Ok(TaskEdit {
+            title,
+            body,
+            priority,
+            ..TaskEdit::default()
+        })
+    }
+
+    fn priority(&self) -> Result<Option<i32>, EngineError> {
+        match self.priority.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(p) => p.parse().map(Some).map_err(|_| {
+                EngineError::Config("a priority is a whole number, such as 2 or -1".into())
+            }),
+        }
+    }
 }
 
 fn forbidden(why: &str) -> Response {
@@ -59,23 +114,48 @@ pub(crate) async fn task(
             .map(drop)
             .map_err(Into::into),
         "cancel" => board.cancel(id, None).await.map(drop),
-        "priority" => match f.priority.as_deref().map(str::trim).map(str::parse::<i32>) {
-            Some(Ok(p)) => {
+        "reopen" => board
+            .move_to(id, TaskStatus::Backlog, Some("reopened".into()))
+            .await
+            .map(drop)
+            .map_err(Into::into),
+        "priority" => match f.priority() {
+            Ok(Some(p)) => {
                 let edit = TaskEdit {
                     priority: Some(p),
                     ..TaskEdit::default()
                 };
                 board.edit(id, &edit).await.map(drop).map_err(Into::into)
             }
-            _ => Err(EngineError::Config(
+            Ok(None) => Err(EngineError::Config(
                 "a priority is a whole number, such as 2 or -1".into(),
             )),
+            Err(e) => Err(e),
+        },
+        "edit" => match board.task(id).await {
+            Ok(t) => match f.edit(&t) {
+                Ok(edit) if edit.is_empty() => Ok(()),
+                Ok(edit) => board.edit(id, &edit).await.map(drop).map_err(Into::into),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e.into()),
+        },
+        "move" => match f.to.as_deref().map(str::parse::<TaskStatus>) {
+            Some(Ok(to)) => board
+                .move_to(id, to, None)
+                .await
+                .map(drop)
+                .map_err(Into::into),
+            _ => Err(EngineError::Config(format!(
+                "move to what? allowed are {}",
+                TaskStatus::ALL.map(|s| s.as_str()).join(", ")
+            ))),
         },
         other => Err(EngineError::Config(format!(
-            "unknown control {other:?}: allowed are retry, unblock, block, cancel and priority"
+            "unknown control {other:?}: allowed are retry, unblock, block, cancel, reopen, priority, edit and move"
         ))),
     };
-    finish(&app, &headers, done, "/orch/").await
+    finish(&app, &headers, done, &f.back()).await
 }
 
 /// `POST /runs/{id}/{cancel|pause|resume}`: the run drains, or stops or starts
@@ -112,10 +192,18 @@ async fn finish(
         Ok(()) => return Redirect::to(back).into_response(),
         Err(e) => e.to_string(),
     };
-    let q = pages::BoardQuery::with_notice(why);
-    let mut r = match back {
-        "/orch/runs" => pages::runs(State(app.clone()), headers.clone(), Query(q)).await,
-        _ => pages::board(State(app.clone()), headers.clone(), Query(q)).await,
+    let mut r = match back.strip_prefix("/orch/tasks/").map(str::parse::<i64>) {
+        Some(Ok(id)) => {
+            let q = crate::task::TaskQuery { notice: Some(why) };
+            crate::task::show(State(app.clone()), headers.clone(), Path(id), Query(q)).await
+        }
+        _ => {
+            let q = pages::BoardQuery::with_notice(why);
+            match back {
+                "/orch/runs" => pages::runs(State(app.clone()), headers.clone(), Query(q)).await,
+                _ => pages::board(State(app.clone()), headers.clone(), Query(q)).await,
+            }
+        }
     };
     *r.status_mut() = StatusCode::CONFLICT;
     r

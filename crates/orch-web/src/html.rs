@@ -81,24 +81,51 @@ pub fn button(action: &str, label: &str, csrf: &str, fields: &[(&str, &str)]) ->
 }
 
 const STYLE: &str = "
-body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f4}
-header{display:flex;gap:1.5em;align-items:center;padding:.6em 1em;background:#223;color:#eee}
+:root{color-scheme:light dark;--bg:#f6f6f4;--fg:#1f2328;--card:#fff;--col:#eceae4;--muted:#656d76;--line:#d8dee4;--head:#223;--link:#0b5fbd}
+@media (prefers-color-scheme:dark){:root{--bg:#15171c;--fg:#e6e6e6;--card:#21242b;--col:#1b1e24;--muted:#9ba3ad;--line:#343a43;--head:#0d0f12;--link:#6cb6ff}}
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:var(--fg);background:var(--bg)}
+a{color:var(--link)}
+header{display:flex;gap:1.5em;align-items:center;padding:.6em 1em;background:var(--head);color:#eee}
 header a{color:#ccd;margin-right:1em;text-decoration:none}header a.on{color:#fff;font-weight:600}
 #live{margin-left:auto}#live.on{color:#7d7}
-main{padding:1em}
-.notice{background:#fee;border:1px solid #c66;padding:.5em}
+main{padding:1em 1.2em;max-width:110em}
+h1{font-size:20px;margin:.2em 0 .4em}h2{font-size:15px;margin:1.4em 0 .5em}
+.meta{color:var(--muted);font-size:12px}
+.notice{background:#fee;color:#611;border:1px solid #c66;border-radius:4px;padding:.5em}
 .board{display:flex;gap:.8em;align-items:flex-start;overflow-x:auto}
-.col{flex:1 1 0;min-width:12em;background:#eceae4;border-radius:6px;padding:.5em}
-.col h2{font-size:13px;text-transform:uppercase;margin:.2em 0 .5em}
-.card{background:#fff;border-radius:4px;padding:.5em;margin-bottom:.5em;box-shadow:0 1px 2px #0002;overflow-wrap:anywhere}
-.card .meta{color:#666;font-size:12px}
-.label{background:#dde;border-radius:3px;padding:0 .3em;margin-right:.2em;font-size:12px}
-.waiting{color:#a60}.ready{color:#383}
-form{display:inline}button{font-size:12px;margin:.2em .2em 0 0}
-table{border-collapse:collapse;width:100%;background:#fff}
-td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
+.col{flex:1 1 0;min-width:13em;background:var(--col);border-radius:8px;padding:.5em}
+.col h2{font-size:12px;letter-spacing:.04em;text-transform:uppercase;margin:.2em 0 .6em;color:var(--muted)}
+.card{background:var(--card);border-radius:6px;padding:.5em .6em;margin-bottom:.5em;box-shadow:0 1px 2px #0002;overflow-wrap:anywhere;border-left:4px solid var(--line)}
+.card a.open{color:inherit;text-decoration:none}.card a.open:hover .title{text-decoration:underline}
+.card.s-done{border-left-color:#2da44e}.card.s-failed{border-left-color:#cf222e}.card.s-blocked{border-left-color:#bf8700}
+.card.s-in_progress{border-left-color:#0969da}.card.s-canceled{border-left-color:#8c959f}
+.label{background:#dde3f0;color:#223;border-radius:3px;padding:0 .35em;margin-right:.2em;font-size:12px}
+.waiting{color:#9a6700}.ready{color:#1a7f37}.failure{color:#cf222e}
+.chip{display:inline-block;border-radius:999px;padding:0 .6em;font-size:12px;font-weight:600;background:#d0d7de;color:#1f2328}
+.chip.s-done,.chip.s-succeeded,.chip.s-completed{background:#2da44e;color:#fff}
+.chip.s-failed,.chip.s-halted{background:#cf222e;color:#fff}
+.chip.s-blocked{background:#bf8700;color:#fff}
+.chip.s-in_progress,.chip.s-running,.chip.s-provisioning,.chip.s-validating,.chip.s-merging,.chip.s-integrating,.chip.s-draining{background:#0969da;color:#fff}
+.chip.s-canceled,.chip.s-interrupted{background:#8c959f;color:#fff}
+form{display:inline}
+button{font:inherit;font-size:12px;margin:.2em .2em 0 0;padding:.15em .7em;border:1px solid var(--line);border-radius:5px;background:var(--card);color:var(--fg);cursor:pointer}
+button:hover{border-color:var(--link)}
+input,select,textarea{font:inherit;font-size:13px;background:var(--card);color:var(--fg);border:1px solid var(--line);border-radius:4px;padding:.15em .35em}
+form.edit{display:block;max-width:50em}form.edit label{display:block;margin:.4em 0}form.edit input[name=title],form.edit textarea{display:block;width:100%;box-sizing:border-box}
+article.body{background:var(--card);border:1px solid var(--line);border-radius:6px;padding:.2em 1em;max-width:60em}
+table{border-collapse:collapse;width:100%;background:var(--card)}
+td,th{border-bottom:1px solid var(--line);padding:.3em .5em;text-align:left;vertical-align:top}
+th{font-size:12px;color:var(--muted);font-weight:600}
 .filters{margin-bottom:.8em}
-pre.log{background:#111;color:#ddd;padding:.5em;max-height:30em;overflow:auto;white-space:pre-wrap}
+pre.log{background:#111;color:#ddd;padding:.5em;max-height:30em;overflow:auto;white-space:pre-wrap;border-radius:4px}
+pre.tail{background:var(--col);padding:.4em;margin:.3em 0;white-space:pre-wrap}
+.diff details.file{border:1px solid var(--line);border-radius:6px;margin:.5em 0;overflow:hidden}
+.diff summary{padding:.35em .6em;cursor:pointer;background:var(--col)}
+.diff pre{margin:0;overflow:auto;font-size:12px;background:var(--card)}
+.diff pre span{display:block;padding:0 .6em;white-space:pre}
+.diff span.add{color:#1a7f37}.diff span.del{color:#cf222e}
+.diff pre span.add{background:#e6ffec}.diff pre span.del{background:#ffebe9}.diff pre span.hunk{color:#8250df;background:var(--col)}
+@media (prefers-color-scheme:dark){.diff pre span.add{background:#12261e;color:#7ee787}.diff pre span.del{background:#2d1619;color:#ff7b72}.notice{background:#3b1d1d;color:#fcc}}
 ";
 
 /// Keeps the page live: the server pushes a message on every change (Server-Sent

@@ -10,7 +10,9 @@
 //! - `html`: escaping, the page frame, the embedded assets;
 //! - `pages`: the board, runs and events pages;
 //! - `run`: one run (timeline, gates, merges, proposals, the ref's history) and one
-//!   attempt (its prompt, its logs streamed as they grow);
+//!   attempt (its failure, its logs streamed as they grow, its change, its prompt);
+//! - `task`: one task (its body as markdown, its attempts over every run, controls,
+//!   history); `diff`: a change as coloured, foldable files;
 //! - `live`: `/live`, the event stream, resumed from `Last-Event-ID`;
 //! - `controls`: the POST handlers.
 #![warn(missing_docs)]
@@ -19,10 +21,12 @@
 mod auth;
 mod board;
 mod controls;
+mod diff;
 mod html;
 mod live;
 mod pages;
 mod run;
+mod task;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,7 +188,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/orch/events", get(pages::events))
         .route("/orch/live", get(live::stream))
-        .route("/orch/tasks/{id}", post(controls::task))
+        .route("/orch/tasks/{id}", get(task::show).post(controls::task))
         .route("/orch/runs/start", post(controls::start_run))
         .route("/orch/runs/{id}/{action}", post(controls::run))
         .layer(axum::middleware::from_fn_with_state(

@@ -49,6 +49,15 @@ pub(crate) fn respond(
     Html(page(title, active, notice, &body, Some(seq))).into_response()
 }
 
+/// A state as a coloured chip: `done`, `failed`, `running`, ...
+pub(crate) fn status_chip(state: &str) -> String {
+    let class: String = state
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    format!("<span class=\"chip s-{class}\">{}</span>", esc(state))
+}
+
 fn failed(e: impl std::fmt::Display) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,15 +125,17 @@ fn filters(q: &BoardQuery) -> String {
 fn card(app: &AppState, t: &Task, data: &BoardData) -> String {
     let (status, held, usage) = (&data.status, data.held.get(&t.id), data.usage.get(&t.id));
     let mut c = format!(
-        "<div class=\"card\" id=\"task-{id}\" data-task=\"{id}\"><div><b>#{id}</b> <span class=\"title\">{}</span></div><div class=\"meta\">p{}",
+        "<div class=\"card s-{st}\" id=\"task-{id}\" data-task=\"{id}\"><div><a class=\"open\" href=\"/orch/tasks/{id}\"><b>#{id}</b> <span class=\"title\">{}</span></a></div><div class=\"meta\">p{}",
         esc(&t.title),
         t.priority,
         id = t.id,
+        st = t.status.as_str(),
     );
     for l in &t.labels {
         let _ = write!(c, " <span class=\"label\">{}</span>", esc(l));
     }
-    if !t.depends_on.is_empty() {
+    // Only a task that waits to be claimed is ready or waiting.
+    if !t.depends_on.is_empty() && t.status == TaskStatus::Backlog {
         let waiting: Vec<String> = t
             .depends_on
             .iter()
@@ -169,6 +180,21 @@ fn card(app: &AppState, t: &Task, data: &BoardData) -> String {
         let tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_tokens;
         let _ = write!(c, "<div class=\"meta\">{tokens} tokens{cost}</div>");
     }
+    if let Some((run, a)) = data.failures.get(&t.id) {
+        let kind = a
+            .failure
+            .clone()
+            .and_then(|f| serde_json::from_value::<orch_engine::core::run::FailureKind>(f).ok());
+        if let Some(kind) = kind {
+            let (task, n) = (a.attempt.task, a.attempt.number);
+            let _ = write!(
+                c,
+                "<div class=\"meta failure\"><a href=\"/orch/runs/{r}/attempts/{task}/{n}\">#{task}.{n}</a> {}</div>",
+                esc(&kind.explain().headline),
+                r = esc(&run.0)
+            );
+        }
+    }
     c.push_str(&task_controls(app, t));
     c.push_str("</div>");
     c
@@ -191,16 +217,14 @@ fn task_controls(app: &AppState, t: &Task) -> String {
         TaskStatus::Failed => act("retry"),
         TaskStatus::Blocked => act("unblock"),
         TaskStatus::Backlog => act("block"),
+        TaskStatus::Canceled => act("reopen"),
         _ => {}
     }
     if t.status != TaskStatus::Canceled {
         act("cancel");
     }
-    let _ = write!(
-        out,
-        "<input name=\"priority\" size=\"3\" value=\"{}\" aria-label=\"priority\"><button name=\"action\" value=\"priority\">set priority</button></form>",
-        t.priority
-    );
+    // The priority, the title and the description are edited on the task's page.
+    out.push_str("</form>");
     out
 }
 

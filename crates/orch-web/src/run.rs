@@ -246,35 +246,55 @@ pub(crate) async fn attempt(
     let prompt = files::read_under(&app.artifacts, &dir.join("prompt.md"), 0, u64::MAX)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let mut body = format!(
-        "<h1>Attempt {a} of run <a href=\"/orch/runs/{r}\">{r}</a></h1>",
-        r = esc(&run)
-    );
-    body.push_str(&button(
-        &format!("/orch/tasks/{task}/cancel"),
-        "cancel this task",
-        &app.csrf,
-        &[],
-    ));
-    body.push_str(&logs_html(&app, &dir, &run, a));
     let row = app
         .store
         .attempt(&RunId(run.clone()), a)
         .await
         .ok()
         .flatten();
+    let mut body = format!(
+        "<h1>Attempt <a href=\"/orch/tasks/{task}\">#{task}</a>.{n} of run <a href=\"/orch/runs/{r}\">{r}</a></h1>",
+        r = esc(&run)
+    );
+    if let Some(r) = &row {
+        let _ = write!(
+            body,
+            "<p class=\"meta\">{}</p>",
+            crate::pages::status_chip(&r.state)
+        );
+        let failure = r
+            .failure
+            .clone()
+            .and_then(|f| serde_json::from_value(f).ok());
+        if let Some(kind) = failure {
+            let _ = write!(body, "<p>{}</p>", crate::task::failure_html(&kind));
+        }
+    }
+    body.push_str(&button(
+        &format!("/orch/tasks/{task}"),
+        "cancel this task",
+        &app.csrf,
+        &[("action", "cancel")],
+    ));
+    body.push_str("<h2 id=\"logs\">Its logs</h2>");
+    body.push_str(&logs_html(&app, &dir, &run, a));
     if let Some(head) = row.as_ref().and_then(|r| r.head.clone()) {
         let (repo, base) = (app.repo.clone(), row.map(|r| r.base).unwrap_or_default());
         let diff = tokio::task::spawn_blocking(move || repo.attempt_diff(&base, &head, 1 << 20))
             .await
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .unwrap_or_else(|e| format!("the diff could not be read: {e}"));
-        let _ = write!(
-            body,
-            "<h2>Its change</h2><pre class=\"diff\">{}</pre>",
-            esc(&diff)
-        );
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        body.push_str("<h2 id=\"change\">Its change</h2>");
+        match diff {
+            Ok(d) => body.push_str(&crate::diff::diff_html(&d)),
+            Err(e) => {
+                let _ = write!(
+                    body,
+                    "<p class=\"notice\">the diff could not be read: {}</p>",
+                    esc(&e)
+                );
+            }
+        }
     }
     let _ = write!(body, "<h2>The prompt</h2><pre>{}</pre>", esc(&prompt));
     let title = format!("Attempt {a}");

@@ -10,9 +10,6 @@ use orch_engine::core::TaskStatus;
 use orch_engine::core::run::{AttemptId, AttemptState, FailureKind, RunEvent};
 use orch_store::Store;
 
-/// The most output lines a failure shows.
-const TAIL: usize = 5;
-
 /// How a line reads at a glance (its colour on a terminal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tone {
@@ -181,39 +178,11 @@ impl Words {
     }
 }
 
-/// A failure as a headline and the last lines of output that explain it: a gate's
-/// failing command, or the agent's exit and the end of what it printed.
+/// A failure as a headline and its last lines of output, printable on a terminal.
 fn failure(kind: &FailureKind) -> (String, Vec<String>) {
-    match kind {
-        FailureKind::WorkerValidation { summary }
-        | FailureKind::IntegrationValidation { summary } => {
-            let mut lines = summary.lines();
-            let head = lines.next().unwrap_or_default().to_owned();
-            let rest: Vec<&str> = lines
-                .skip_while(|l| !l.starts_with("last lines of its output"))
-                .skip(1)
-                .filter(|l| !l.trim().is_empty())
-                .collect();
-            (head, last(&rest))
-        }
-        FailureKind::AgentError { detail } => match detail.split_once("its output ended: ") {
-            Some((head, tail)) => {
-                let head = head.trim_end().trim_end_matches(';');
-                let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
-                (format!("the agent failed ({head})"), last(&lines))
-            }
-            None => (format!("the agent failed ({})", ids(detail)), Vec::new()),
-        },
-        other => (ids(&other.to_string()), Vec::new()),
-    }
-}
-
-fn last(lines: &[&str]) -> Vec<String> {
-    let from = lines.len().saturating_sub(TAIL);
-    lines[from..]
-        .iter()
-        .map(|l| crate::output::printable(l))
-        .collect()
+    let e = kind.explain();
+    let tail = e.tail.iter().map(|l| crate::output::printable(l)).collect();
+    (ids(&e.headline), tail)
 }
 
 /// A reason with the journal's attempt ids (`task-5-2`) as people read them (`#5.2`).
@@ -258,23 +227,5 @@ mod tests {
         // A branch keeps its name; a word that is not an id is left alone.
         assert_eq!(ids("orch/r1/task-5-2"), "orch/r1/task-5-2");
         assert_eq!(ids("task-x and task-5"), "task-x and task-5");
-    }
-
-    #[test]
-    fn a_gate_failure_names_its_command_and_five_last_lines() {
-        let summary = "worker validation failed: `sh tests.sh` exited with code 1\nlast lines of its output:\n1\n2\n3\n4\n5\n6\nFAIL: test_add\n";
-        let (head, tail) = failure(&FailureKind::WorkerValidation {
-            summary: summary.into(),
-        });
-        assert_eq!(
-            head,
-            "worker validation failed: `sh tests.sh` exited with code 1"
-        );
-        assert_eq!(tail, ["3", "4", "5", "6", "FAIL: test_add"]);
-        let (head, tail) = failure(&FailureKind::AgentError {
-            detail: "exit code 2; its output ended: a\nb".into(),
-        });
-        assert_eq!(head, "the agent failed (exit code 2)");
-        assert_eq!(tail, ["a", "b"]);
     }
 }

@@ -44,6 +44,7 @@
 mod attempt;
 mod breaker;
 mod event;
+mod explain;
 mod integrator;
 mod io;
 mod journal;
@@ -60,6 +61,7 @@ mod timers;
 mod types;
 
 pub use event::{Journaled, RunEvent};
+pub use explain::{EXPLAIN_LINES, Explained};
 pub use io::{
     AgentExit, AgentReport, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult,
     RATE_LIMIT_RETRIES, RateLimited, RefResult, Retention, Stage, TaskSpec, ValidationRecord,
