@@ -270,6 +270,7 @@ async fn scenario(d: &Driver, database: Option<String>) {
     let started = format!("{}==='done'", column_of("from the dashboard"));
     b.until("the dashboard's run done", &started).await;
     failed_and_described(&s, &b, &base).await;
+    added_found_and_dragged(&s, &b, &base).await;
     b.close().await;
     drop(server);
 }
@@ -432,4 +433,64 @@ async fn restart(s: &Sandbox, b: &Browser, base: &str, server: Group) -> Group {
     assert_eq!(b.js(count).await, json!(4), "an event came twice");
     assert_eq!(b.js("window.notReloaded===true").await, json!(true));
     server
+}
+
+/// A task added from the board's form; found as you type; dragged to blocked (a move a
+/// person may make) and to done (one the transition table refuses, with its reason).
+async fn added_found_and_dragged(s: &Sandbox, b: &Browser, base: &str) {
+    b.go(&format!("{base}/")).await;
+    b.until("the board", "!!document.querySelector('form.new')")
+        .await;
+    b.js("document.querySelector('form.new input[name=title]').value='made in the browser'")
+        .await;
+    b.js("document.querySelector('form.new input[name=labels]').value='ui, web'")
+        .await;
+    b.js("document.querySelector('form.new button').click()")
+        .await;
+    b.until(
+        "the new card",
+        &format!("{}==='backlog'", column_of("made in the browser")),
+    )
+    .await;
+    let id = s.json(&["task", "list"]).as_array().unwrap().len();
+    let shown = s.json(&["task", "show", &id.to_string()]);
+    assert_eq!(shown["title"], json!("made in the browser"));
+    assert_eq!(shown["labels"], json!(["ui", "web"]));
+    // Find as you type: only the cards that match stay.
+    let find = |text: &str| {
+        format!(
+            "(function(){{var f=document.getElementById('find');f.value='{text}';f.dispatchEvent(new Event('input',{{bubbles:true}}))}})()"
+        )
+    };
+    b.js(&find("in the browser")).await;
+    let visible = "[].filter.call(document.querySelectorAll('.card'),function(c){return c.style.display!=='none'}).length";
+    assert_eq!(b.js(visible).await, json!(1));
+    b.js(&find("")).await;
+    let drag = |to: &str| {
+        format!(
+            "(function(){{var c=document.getElementById('task-{id}'),col=document.querySelector('.col[data-status=\"{to}\"]'),dt=new DataTransfer();\
+             c.dispatchEvent(new DragEvent('dragstart',{{dataTransfer:dt,bubbles:true}}));\
+             col.dispatchEvent(new DragEvent('dragover',{{dataTransfer:dt,bubbles:true,cancelable:true}}));\
+             col.dispatchEvent(new DragEvent('drop',{{dataTransfer:dt,bubbles:true,cancelable:true}}));}})()"
+        )
+    };
+    b.js(&drag("blocked")).await;
+    b.until(
+        "dragged to blocked",
+        &format!("{}==='blocked'", column_of("made in the browser")),
+    )
+    .await;
+    b.js(&drag("done")).await;
+    b.until("the refusal", "!!document.querySelector('.notice')")
+        .await;
+    let notice = b.js("document.querySelector('.notice').textContent").await;
+    assert!(
+        notice.as_str().unwrap().contains("cannot move task"),
+        "{notice}"
+    );
+    assert_eq!(
+        s.json(&["task", "show", &id.to_string()])["status"],
+        json!("blocked")
+    );
+    b.screenshot("board.png").await;
 }

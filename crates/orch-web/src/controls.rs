@@ -158,6 +158,53 @@ pub(crate) async fn task(
     finish(&app, &headers, done, &f.back()).await
 }
 
+/// A task added from the board.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NewTaskForm {
+    csrf: Option<String>,
+    title: Option<String>,
+    priority: Option<String>,
+    labels: Option<String>,
+}
+
+/// `POST /tasks/new`: a task in the backlog, as `orch task add` makes it.
+pub(crate) async fn new_task(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<NewTaskForm>,
+) -> Response {
+    if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
+        return forbidden(&why);
+    }
+    let priority = match f.priority.as_deref().map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(p) => p.parse::<i32>().map_err(|_| {
+            EngineError::Config("a priority is a whole number, such as 2 or -1".into())
+        }),
+    };
+    let done = match priority {
+        Ok(priority) => {
+            let task = orch_engine::core::task::NewTask {
+                title: f.title.unwrap_or_default().trim().to_owned(),
+                priority,
+                labels: f
+                    .labels
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                ..Default::default()
+            };
+            let board = app.repo.board(&app.actor);
+            board.add(task).await.map(drop).map_err(Into::into)
+        }
+        Err(e) => Err(e),
+    };
+    finish(&app, &headers, done, "/orch/").await
+}
+
 /// `POST /runs/{id}/{cancel|pause|resume}`: the run drains, or stops or starts
 /// claiming, whichever process drives it.
 pub(crate) async fn run(

@@ -116,7 +116,9 @@ article.body{background:var(--card);border:1px solid var(--line);border-radius:6
 table{border-collapse:collapse;width:100%;background:var(--card)}
 td,th{border-bottom:1px solid var(--line);padding:.3em .5em;text-align:left;vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600}
-.filters{margin-bottom:.8em}
+.filters{margin-bottom:.8em}#find{width:18em;margin:0 1em .8em 0}
+form.new{display:block;margin-bottom:.8em}form.new input[name=title]{width:24em}
+.card[draggable=true]{cursor:grab}.col.over{outline:2px dashed var(--link)}
 pre.log{background:#111;color:#ddd;padding:.5em;max-height:30em;overflow:auto;white-space:pre-wrap;border-radius:4px}
 pre.tail{background:var(--col);padding:.4em;margin:.3em 0;white-space:pre-wrap}
 .diff details.file{border:1px solid var(--line);border-radius:6px;margin:.5em 0;overflow:hidden}
@@ -139,7 +141,7 @@ const SCRIPT: &str = "
     if(pending)return;pending=true;
     fetch(location.href,{headers:{'X-Orch-Partial':'1'},credentials:'same-origin'})
       .then(function(r){return r.text()})
-      .then(function(t){var m=document.getElementById('main');if(m)m.innerHTML=t;pending=false;tick();attachLogs();})
+      .then(function(t){var m=document.getElementById('main');if(m)m.innerHTML=t;pending=false;tick();attachLogs();applyFilter();})
       .catch(function(){pending=false});
   }
   function tick(){
@@ -159,7 +161,48 @@ const SCRIPT: &str = "
       logs.push(s);
     });
   }
-  setInterval(tick,1000);tick();attachLogs();
+  // The board: find as you type (or click a label), and drag a card to another
+  // column to move it there; the transition table decides, and a refusal says why.
+  var query='';
+  function applyFilter(){
+    var f=document.getElementById('find');if(!f)return;
+    if(f.value!==query)f.value=query;
+    var q=query.toLowerCase();
+    document.querySelectorAll('.card').forEach(function(c){
+      c.style.display=(q===''||c.textContent.toLowerCase().indexOf(q)>=0)?'':'none';
+    });
+  }
+  function showNotice(text){
+    var m=document.getElementById('main');var old=m.querySelector('.notice');if(old)old.remove();
+    var p=document.createElement('p');p.className='notice';p.setAttribute('role','alert');
+    p.textContent=text;m.insertBefore(p,m.firstChild);
+  }
+  document.addEventListener('input',function(e){if(e.target.id==='find'){query=e.target.value;applyFilter();}});
+  document.addEventListener('click',function(e){
+    var l=e.target.closest&&e.target.closest('.card .label');if(l){query=l.textContent;applyFilter();}
+  });
+  document.addEventListener('dragstart',function(e){
+    var c=e.target.closest&&e.target.closest('.card[data-task]');
+    if(c){e.dataTransfer.setData('text/plain',c.dataset.task);e.dataTransfer.effectAllowed='move';}
+  });
+  document.addEventListener('dragover',function(e){
+    if(e.target.closest&&e.target.closest('.col[data-status]'))e.preventDefault();
+  });
+  document.addEventListener('drop',function(e){
+    var col=e.target.closest&&e.target.closest('.col[data-status]');if(!col)return;
+    e.preventDefault();
+    var id=e.dataTransfer.getData('text/plain');var csrf=document.querySelector('input[name=csrf]');
+    if(!/^[0-9]+$/.test(id)||!csrf)return;
+    var body=new URLSearchParams({action:'move',to:col.dataset.status,csrf:csrf.value});
+    fetch('/orch/tasks/'+id,{method:'POST',body:body,credentials:'same-origin'}).then(function(r){
+      if(r.ok){refresh();return;}
+      return r.text().then(function(t){
+        var n=new DOMParser().parseFromString(t,'text/html').querySelector('.notice');
+        showNotice(n?n.textContent:'the move was refused');
+      });
+    });
+  });
+  setInterval(tick,1000);tick();attachLogs();applyFilter();
   var seq=document.getElementById('main').dataset.seq;
   if(seq===''||seq===undefined)return;
   var es=new EventSource('/orch/live?after='+seq);

@@ -188,6 +188,7 @@ fn router(state: AppState) -> Router {
         )
         .route("/orch/events", get(pages::events))
         .route("/orch/live", get(live::stream))
+        .route("/orch/tasks/new", post(controls::new_task))
         .route("/orch/tasks/{id}", get(task::show).post(controls::task))
         .route("/orch/runs/start", post(controls::start_run))
         .route("/orch/runs/{id}/{action}", post(controls::run))

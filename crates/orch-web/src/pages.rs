@@ -81,6 +81,7 @@ pub(crate) async fn board(
     let only = q.status.as_deref().filter(|s| !s.is_empty());
     let label = q.label.as_deref().filter(|s| !s.is_empty());
     let mut body = filters(&q);
+    body.push_str(&new_task_form(&app));
     body.push_str("<div class=\"board\">");
     for s in TaskStatus::ALL {
         if only.is_some_and(|o| o != s.as_str()) {
@@ -105,6 +106,17 @@ pub(crate) async fn board(
     respond(&headers, ("Board", "Board"), q.notice.as_deref(), body, seq)
 }
 
+/// A task added from the board: a title, and optionally a priority and labels; its
+/// description is written on its page.
+fn new_task_form(app: &AppState) -> String {
+    format!(
+        "<form class=\"new\" method=\"post\" action=\"/orch/tasks/new\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <input name=\"title\" placeholder=\"a new task\" required> <input name=\"priority\" size=\"3\" placeholder=\"priority\"> \
+         <input name=\"labels\" size=\"12\" placeholder=\"labels, comma separated\"> <button>add</button></form>",
+        esc(&app.csrf)
+    )
+}
+
 fn filters(q: &BoardQuery) -> String {
     let mut options = String::from("<option value=\"\">every status</option>");
     for s in TaskStatus::ALL {
@@ -116,7 +128,8 @@ fn filters(q: &BoardQuery) -> String {
         let _ = write!(options, "<option{sel}>{s}</option>");
     }
     format!(
-        "<form class=\"filters\" method=\"get\" action=\"/orch/\">label <input name=\"label\" value=\"{}\"> \
+        "<input id=\"find\" type=\"search\" placeholder=\"find: text or a label, as you type\"> \
+         <form class=\"filters\" method=\"get\" action=\"/orch/\">label <input name=\"label\" value=\"{}\"> \
          <select name=\"status\">{options}</select> <button>filter</button></form>",
         esc(q.label.as_deref().unwrap_or(""))
     )
@@ -125,7 +138,7 @@ fn filters(q: &BoardQuery) -> String {
 fn card(app: &AppState, t: &Task, data: &BoardData) -> String {
     let (status, held, usage) = (&data.status, data.held.get(&t.id), data.usage.get(&t.id));
     let mut c = format!(
-        "<div class=\"card s-{st}\" id=\"task-{id}\" data-task=\"{id}\"><div><a class=\"open\" href=\"/orch/tasks/{id}\"><b>#{id}</b> <span class=\"title\">{}</span></a></div><div class=\"meta\">p{}",
+        "<div class=\"card s-{st}\" id=\"task-{id}\" data-task=\"{id}\" draggable=\"true\"><div><a class=\"open\" href=\"/orch/tasks/{id}\"><b>#{id}</b> <span class=\"title\">{}</span></a></div><div class=\"meta\">p{}",
         esc(&t.title),
         t.priority,
         id = t.id,
