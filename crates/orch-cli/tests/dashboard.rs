@@ -180,6 +180,12 @@ async fn scenario(d: &Driver, database: Option<String>) {
         "document.querySelectorAll('tr[data-run]').length===1",
     )
     .await;
+    // Paused, the run offers resume, not pause.
+    b.until(
+        "the resume button",
+        "!!document.querySelector('form[action$=\"/resume\"]')&&!document.querySelector('form[action$=\"/pause\"]')",
+    )
+    .await;
     b.js("document.querySelector('form[action$=\"/resume\"] button').click()")
         .await;
     b.go(&format!("{base}/")).await;
@@ -493,4 +499,44 @@ async fn added_found_and_dragged(s: &Sandbox, b: &Browser, base: &str) {
         json!("blocked")
     );
     b.screenshot("board.png").await;
+    events_paged(s, b, base).await;
+}
+
+/// The audit log, a hundred to a page, newest first; the next page goes on from the
+/// oldest shown, the filters kept in its URL.
+async fn events_paged(s: &Sandbox, b: &Browser, base: &str) {
+    let total = s.json(&["events"]).as_array().unwrap().len();
+    assert!(total > 100, "{total} events: too few to page");
+    b.go(&format!("{base}/events")).await;
+    let seqs = "[].map.call(document.querySelectorAll('tr[data-seq]'),function(r){return Number(r.dataset.seq)})";
+    b.until(
+        "the events",
+        "document.querySelectorAll('tr[data-seq]').length===100",
+    )
+    .await;
+    let first: Vec<i64> = serde_json::from_value(b.js(seqs).await).unwrap();
+    assert!(first.windows(2).all(|w| w[0] > w[1]), "newest first");
+    b.js("document.querySelector('.pages a.older').click()")
+        .await;
+    b.until("the older page", "location.search.indexOf('before=')>=0")
+        .await;
+    b.until(
+        "its events",
+        "document.querySelectorAll('tr[data-seq]').length>0",
+    )
+    .await;
+    let second: Vec<i64> = serde_json::from_value(b.js(seqs).await).unwrap();
+    assert_eq!(second[0], first[99] - 1, "it goes on from the oldest shown");
+    assert_eq!(first.len() + second.len(), total.min(200));
+    // A kind filter stays in the URL of the next page.
+    b.go(&format!("{base}/events?kind=task.")).await;
+    b.until(
+        "filtered",
+        "document.querySelectorAll('tr[data-seq]').length>0",
+    )
+    .await;
+    let kinds = b
+        .js("[].every.call(document.querySelectorAll('tr[data-seq] td:nth-child(5)'),function(t){return t.textContent.indexOf('task.')===0})")
+        .await;
+    assert_eq!(kinds, json!(true));
 }

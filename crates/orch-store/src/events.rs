@@ -48,6 +48,8 @@ pub struct EventFilter {
     pub run: Option<String>,
     /// Only events with `seq` greater than this (for following).
     pub after_seq: Option<i64>,
+    /// Only events with `seq` less than this (for paging back).
+    pub before_seq: Option<i64>,
     /// At most this many (the oldest first).
     pub limit: Option<u64>,
     /// Only events whose kind is this or starts with it (`attempt.` for every attempt
@@ -71,6 +73,9 @@ impl Store {
         }
         if let Some(s) = filter.after_seq {
             q = q.filter(event::Column::Seq.gt(s));
+        }
+        if let Some(s) = filter.before_seq {
+            q = q.filter(event::Column::Seq.lt(s));
         }
         if let Some(k) = &filter.kind {
             q = q.filter(event::Column::Kind.starts_with(k));

@@ -59,6 +59,24 @@ pub fn notice_html(notice: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// A state as a coloured chip: `done`, `failed`, `running`, ...
+pub fn status_chip(state: &str) -> String {
+    let class: String = state
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    format!("<span class=\"chip s-{class}\">{}</span>", esc(state))
+}
+
+/// `42s`, `3m 5s`, `1h 2m`.
+pub fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// A POST form with one button; `fields` are hidden inputs (name, value).
 pub fn button(action: &str, label: &str, csrf: &str, fields: &[(&str, &str)]) -> String {
     let mut hidden = format!(
@@ -116,6 +134,8 @@ article.body{background:var(--card);border:1px solid var(--line);border-radius:6
 table{border-collapse:collapse;width:100%;background:var(--card)}
 td,th{border-bottom:1px solid var(--line);padding:.3em .5em;text-align:left;vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600}
+tr.failing td:first-child{box-shadow:inset 4px 0 #cf222e}tr.failing a{color:#cf222e}
+.pages a{margin-right:1em}
 .filters{margin-bottom:.8em}#find{width:18em;margin:0 1em .8em 0}
 form.new{display:block;margin-bottom:.8em}form.new input[name=title]{width:24em}
 .card[draggable=true]{cursor:grab}.col.over{outline:2px dashed var(--link)}

@@ -8,7 +8,7 @@
 //! - `auth`: the token (URL, then an HttpOnly SameSite=Strict cookie; 401 without)
 //!   and the CSRF and Origin checks of every POST;
 //! - `html`: escaping, the page frame, the embedded assets;
-//! - `pages`: the board, runs and events pages;
+//! - `pages`: the board and runs pages; `events`: the audit log, paged;
 //! - `run`: one run (timeline, gates, merges, proposals, the ref's history) and one
 //!   attempt (its failure, its logs streamed as they grow, its change, its prompt);
 //! - `task`: one task (its body as markdown, its attempts over every run, controls,
@@ -22,6 +22,7 @@ mod auth;
 mod board;
 mod controls;
 mod diff;
+mod events;
 mod html;
 mod live;
 mod pages;
@@ -186,7 +187,7 @@ fn router(state: AppState) -> Router {
             "/orch/runs/{id}/attempts/{task}/{n}/log/{file}",
             get(run::log),
         )
-        .route("/orch/events", get(pages::events))
+        .route("/orch/events", get(events::events))
         .route("/orch/live", get(live::stream))
         .route("/orch/tasks/new", post(controls::new_task))
         .route("/orch/tasks/{id}", get(task::show).post(controls::task))

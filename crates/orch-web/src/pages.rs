@@ -1,6 +1,6 @@
-//! The pages: the board (a column per status, filterable by label and status), the
-//! runs, and the audit log (filterable by run, task and kind). Each renders whole, or
-//! only its main part when the page's script asks for it again after a live update.
+//! The pages: the board (a column per status, filterable by label and status) and the
+//! runs. Each renders whole, or only its main part when the page's script asks for it
+//! again after a live update.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,13 +9,13 @@ use crate::board::BoardData;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use orch_engine::core::{Task, TaskId, TaskStatus};
-use orch_store::EventFilter;
+use orch_engine::core::run::{RunSnapshot, RunState};
+use orch_engine::core::{Task, TaskStatus};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::board::board_data;
-use crate::html::{button, esc, notice_html, page};
+use crate::html::{button, esc, human_duration, notice_html, page, status_chip};
 
 /// The board's filters, and a notice to show (a refused control's reason).
 #[derive(Debug, Default, Deserialize)]
@@ -49,16 +49,7 @@ pub(crate) fn respond(
     Html(page(title, active, notice, &body, Some(seq))).into_response()
 }
 
-/// A state as a coloured chip: `done`, `failed`, `running`, ...
-pub(crate) fn status_chip(state: &str) -> String {
-    let class: String = state
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    format!("<span class=\"chip s-{class}\">{}</span>", esc(state))
-}
-
-fn failed(e: impl std::fmt::Display) -> Response {
+pub(crate) fn failed(e: impl std::fmt::Display) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Html(page("Error", "", Some(&e.to_string()), "", None)),
@@ -269,32 +260,47 @@ pub(crate) async fn runs(
                 .map_or(0.0, |c| c.dollars());
         }
         let counts: Vec<String> = by.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        // The run's own journal: whether it is paused, where it left its line, and
+        // whether any of its tasks failed.
+        let snap = RunSnapshot::from_events(&app.store.run_events(&r.id).await.unwrap_or_default());
         let line = match app.repo.run_line(r, None) {
-            Ok(l) => match l.head {
+            Ok(l) => match snap.head.as_ref().or(l.head.as_ref()) {
                 Some(h) => format!("{} at {}", l.branch, h.0.get(..10).unwrap_or(&h.0)),
                 None => format!("{} (gone)", l.branch),
             },
             Err(e) => format!("unreadable: {e}"),
         };
-        let secs = (r.updated_at.as_millis() - r.created_at.as_millis()) / 1000;
         let state = serde_json::to_value(r.state)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let cancel = match r.state.is_terminal() {
-            true => String::new(),
-            false => ["pause", "resume", "cancel"]
-                .iter()
-                .map(|a| button(&format!("/orch/runs/{}/{a}", r.id), a, &app.csrf, &[]))
-                .collect(),
+        let took = match r.state.is_terminal() {
+            true => human_duration((r.updated_at.as_millis() - r.created_at.as_millis()) / 1000),
+            false => format!("<span data-since=\"{}\"></span>", r.created_at.as_millis()),
         };
+        let controls = match (r.state.is_terminal(), snap.paused) {
+            (true, _) => Vec::new(),
+            (false, true) => vec!["resume", "cancel"],
+            (false, false) => vec!["pause", "cancel"],
+        };
+        let controls: String = controls
+            .iter()
+            .map(|a| button(&format!("/orch/runs/{}/{a}", r.id), a, &app.csrf, &[]))
+            .collect();
+        let failing =
+            r.state == RunState::Halted || snap.tasks.values().any(|s| *s == TaskStatus::Failed);
+        let class = if failing { " class=\"failing\"" } else { "" };
         let _ = write!(
             body,
-            "<tr data-run=\"{id}\"><td><a href=\"/orch/runs/{id}\">{id}</a></td><td class=\"state\">{state}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{}m {}s</td><td>{}</td><td>{cancel}</td></tr>",
+            "<tr data-run=\"{id}\"{class}><td><a href=\"/orch/runs/{id}\">{id}</a></td><td class=\"state\">{}{}</td><td>{}</td><td>${cost:.2}</td><td>{}</td><td>{took}</td><td>{}</td><td>{controls}</td></tr>",
+            status_chip(&state),
+            if snap.paused && !r.state.is_terminal() {
+                " <span class=\"chip\">paused</span>"
+            } else {
+                ""
+            },
             esc(&counts.join(", ")),
             r.created_at,
-            secs / 60,
-            secs % 60,
             esc(&line),
             id = esc(&r.id.0),
         );
@@ -312,58 +318,4 @@ pub(crate) async fn runs(
         body.push_str("<p>No run yet: <code>orch run</code> starts one.</p>");
     }
     respond(&headers, ("Runs", "Runs"), q.notice.as_deref(), body, seq)
-}
-
-/// The audit log's filters.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct EventsQuery {
-    run: Option<String>,
-    task: Option<i64>,
-    kind: Option<String>,
-}
-
-/// `GET /events`: the newest 500 events that pass the filters, newest first.
-pub(crate) async fn events(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
-) -> Response {
-    let filter = EventFilter {
-        task: q.task.map(TaskId),
-        run: q.run.clone().filter(|r| !r.is_empty()),
-        ..EventFilter::default()
-    };
-    let seq = app.store.last_event_seq().await.unwrap_or(0);
-    let events = match app.store.events(&filter).await {
-        Ok(e) => e,
-        Err(e) => return failed(e),
-    };
-    let kind = q.kind.as_deref().filter(|k| !k.is_empty());
-    let mut body = format!(
-        "<form class=\"filters\" method=\"get\" action=\"/orch/events\">run <input name=\"run\" value=\"{}\"> task <input name=\"task\" size=\"5\" value=\"{}\"> kind <input name=\"kind\" value=\"{}\"> <button>filter</button></form><table><tr><th>#</th><th>at</th><th>run</th><th>task</th><th>kind</th><th>who</th><th>what</th></tr>",
-        esc(q.run.as_deref().unwrap_or("")),
-        q.task.map(|t| t.to_string()).unwrap_or_default(),
-        esc(kind.unwrap_or("")),
-    );
-    for e in events
-        .iter()
-        .rev()
-        .filter(|e| kind.is_none_or(|k| e.kind.starts_with(k)))
-        .take(500)
-    {
-        let _ = write!(
-            body,
-            "<tr data-seq=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.seq,
-            e.seq,
-            e.at,
-            esc(e.run_id.as_deref().unwrap_or("")),
-            e.task_id.map(|t| format!("#{t}")).unwrap_or_default(),
-            esc(&e.kind),
-            esc(&e.actor),
-            esc(&e.reason),
-        );
-    }
-    body.push_str("</table>");
-    respond(&headers, ("Events", "Events"), None, body, seq)
 }

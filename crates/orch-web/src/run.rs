@@ -260,7 +260,7 @@ pub(crate) async fn attempt(
         let _ = write!(
             body,
             "<p class=\"meta\">{}</p>",
-            crate::pages::status_chip(&r.state)
+            crate::html::status_chip(&r.state)
         );
         let failure = r
             .failure

@@ -16,8 +16,8 @@ use pulldown_cmark::{CowStr, Event, Parser, Tag};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::html::esc;
-use crate::pages::{respond, status_chip};
+use crate::html::{esc, human_duration, status_chip};
+use crate::pages::respond;
 
 /// A notice to show: a refused control's reason.
 #[derive(Debug, Default, Deserialize)]
@@ -179,15 +179,6 @@ pub(crate) fn failure_html(kind: &FailureKind) -> String {
         );
     }
     out
-}
-
-/// `42s`, `3m 5s`, `1h 2m`.
-pub(crate) fn human_duration(secs: i64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m {}s", s / 60, s % 60),
-        s => format!("{}h {}m", s / 3600, (s % 3600) / 60),
-    }
 }
 
 /// Edit the title and body, set the priority, move, retry, unblock or cancel; each a
