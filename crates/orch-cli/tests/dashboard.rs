@@ -254,6 +254,13 @@ async fn scenario(d: &Driver, database: Option<String>) {
         "document.querySelector('p.state').textContent.indexOf('completed')===0",
     )
     .await;
+    // One lane per attempt in its timeline.
+    let lanes = b
+        .js("[document.querySelectorAll('svg.timeline g.lane').length,document.querySelectorAll('tr[data-attempt]').length]")
+        .await;
+    assert_eq!(lanes[0], lanes[1], "{lanes}");
+    assert!(lanes[0].as_u64().unwrap() >= 3, "{lanes}");
+    b.screenshot("run.png").await;
     drop(run);
     let server = restart(&s, &b, &base, server).await;
     // A run started from the dashboard, with the configured defaults.

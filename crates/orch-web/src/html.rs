@@ -134,6 +134,9 @@ article.body{background:var(--card);border:1px solid var(--line);border-radius:6
 table{border-collapse:collapse;width:100%;background:var(--card)}
 td,th{border-bottom:1px solid var(--line);padding:.3em .5em;text-align:left;vertical-align:top}
 th{font-size:12px;color:var(--muted);font-weight:600}
+p.state.failing{color:#cf222e;font-weight:600}p.state.failing .chip{background:#cf222e;color:#fff}
+svg.timeline{display:block;max-width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:6px}
+svg.timeline text{fill:var(--fg)}
 tr.failing td:first-child{box-shadow:inset 4px 0 #cf222e}tr.failing a{color:#cf222e}
 .pages a{margin-right:1em}
 .filters{margin-bottom:.8em}#find{width:18em;margin:0 1em .8em 0}

@@ -28,6 +28,7 @@ mod live;
 mod pages;
 mod run;
 mod task;
+mod timeline;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

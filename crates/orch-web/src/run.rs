@@ -1,5 +1,6 @@
-//! One run and one attempt. The run page: its configuration as resolved, its attempts
-//! as a timeline (each state with its time), the gates' results with a failing
+//! One run and one attempt. The run page: its state (red when it halted or a task
+//! failed), its timeline (`timeline`), its attempts with their failures and costs, and
+//! each task's cost, its configuration as resolved, the gates' results with a failing
 //! command's tail, merges and conflicts with their paths, planner proposals with their
 //! verdicts, and the integration ref's history. The attempt page: its prompt, and the
 //! agent's and the gates' logs, which `/runs/{run}/attempts/{task}/{n}/log/{file}`
@@ -16,13 +17,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures_util::Stream;
-use orch_engine::core::TaskId;
 use orch_engine::core::run::{AttemptId, RunId};
+use orch_engine::core::{TaskId, TaskStatus};
 use orch_engine::files;
 use orch_store::EventFilter;
 
 use crate::AppState;
-use crate::html::{button, esc, page};
+use crate::html::{button, esc, human_duration, page, status_chip};
 use crate::pages::respond;
 
 fn not_found(what: &str) -> Response {
@@ -54,10 +55,17 @@ pub(crate) async fn show(
         .await
         .unwrap_or_default();
     let state = serde_json::to_value(info.state).unwrap_or_default();
+    let state = state.as_str().unwrap_or("");
+    let snap = orch_engine::core::run::RunSnapshot::from_events(
+        &app.store.run_events(&id).await.unwrap_or_default(),
+    );
+    let failing = info.state == orch_engine::core::run::RunState::Halted
+        || snap.tasks.values().any(|s| *s == TaskStatus::Failed);
     let mut body = format!(
-        "<h1>Run {}</h1><p class=\"state\">{} · started {}</p>",
+        "<h1>Run {}</h1><p class=\"state{}\">{} · started {}</p>",
         esc(&id.0),
-        esc(state.as_str().unwrap_or("")),
+        if failing { " failing" } else { "" },
+        status_chip(state),
         info.created_at
     );
     if !info.state.is_terminal() {
@@ -68,39 +76,21 @@ pub(crate) async fn show(
             &[],
         ));
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    body.push_str("<h2>Timeline</h2>");
+    body.push_str(&crate::timeline::timeline(&attempts, &events, now));
+    let titles: BTreeMap<TaskId, String> = app
+        .store
+        .tasks(&[])
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.id, t.title))
+        .collect();
+    body.push_str(&attempts_table(&id, &attempts, &titles, now));
     body.push_str(&config(&id, &info.config));
-    body.push_str("<h2>Attempts</h2><table><tr><th>attempt</th><th>state</th><th>timeline</th><th>failure</th><th>spent</th></tr>");
-    for a in &attempts {
-        let timeline: Vec<String> = events
-            .iter()
-            .filter(|e| e.kind == "attempt.moved" && e.task_id == Some(a.attempt.task))
-            .filter(|e| e.attempt == Some(i64::from(a.attempt.number)))
-            .filter_map(|e| Some(format!("{} {}", e.payload["to"]["state"].as_str()?, e.at)))
-            .collect();
-        let failure = a
-            .failure
-            .as_ref()
-            .map(|f| f.to_string())
-            .unwrap_or_default();
-        let spent = a
-            .usage
-            .as_ref()
-            .and_then(|u| u.cost)
-            .map(|c| format!("${:.2}", c.dollars()))
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr data-attempt=\"{a}\"><td><a href=\"/orch/runs/{run}/attempts/{task}/{n}\">{a}</a></td><td class=\"state\">{}</td><td>{}</td><td>{}</td><td>{spent}</td></tr>",
-            esc(&a.state),
-            esc(&timeline.join(" → ")),
-            esc(&failure),
-            a = a.attempt,
-            run = esc(&id.0),
-            task = a.attempt.task,
-            n = a.attempt.number,
-        );
-    }
-    body.push_str("</table>");
     body.push_str(&flags(&events));
     body.push_str(&story(&app, &id).await);
     body.push_str("<h2>The integration ref</h2><ul>");
@@ -113,6 +103,60 @@ pub(crate) async fn show(
     body.push_str("</ul>");
     let title = format!("Run {}", id.0);
     respond(&headers, (&title, "Runs"), None, body, seq)
+}
+
+/// Each attempt in a line: its task, state, how long it took, its failure (the headline,
+/// its last lines folded) and cost; then what each task cost, over its attempts.
+fn attempts_table(
+    id: &RunId,
+    attempts: &[orch_store::AttemptRow],
+    titles: &BTreeMap<TaskId, String>,
+    now: i64,
+) -> String {
+    let mut out = String::from(
+        "<h2>Attempts</h2><table class=\"attempts\"><tr><th>attempt</th><th>state</th><th>took</th><th>failure</th><th>cost</th></tr>",
+    );
+    let mut per_task: BTreeMap<TaskId, f64> = BTreeMap::new();
+    for a in attempts {
+        let (task, n) = (a.attempt.task, a.attempt.number);
+        let live = a.phase().is_some_and(|p| !p.is_terminal());
+        let end = if live { now } else { a.updated_at.as_millis() };
+        let failure = a
+            .failure
+            .clone()
+            .and_then(|f| serde_json::from_value(f).ok())
+            .map(|k| crate::task::failure_html(&k))
+            .unwrap_or_default();
+        let cost = a.usage.as_ref().and_then(|u| u.cost).map(|c| c.dollars());
+        *per_task.entry(task).or_default() += cost.unwrap_or(0.0);
+        let title = titles.get(&task).map(String::as_str).unwrap_or("");
+        let _ = write!(
+            out,
+            "<tr data-attempt=\"{}\"><td><a href=\"/orch/runs/{run}/attempts/{task}/{n}\">#{task}.{n}</a> {}</td><td class=\"state\">{}</td><td>{}</td><td>{failure}</td><td>{}</td></tr>",
+            a.attempt,
+            esc(title),
+            status_chip(&a.state),
+            human_duration((end - a.created_at.as_millis()).max(0) / 1000),
+            cost.map(|c| format!("${c:.2}")).unwrap_or_default(),
+            run = esc(&id.0),
+        );
+    }
+    out.push_str("</table>");
+    if per_task.values().any(|c| *c > 0.0) {
+        out.push_str(
+            "<h2>Cost per task</h2><table class=\"costs\"><tr><th>task</th><th>cost</th></tr>",
+        );
+        for (task, cost) in &per_task {
+            let title = titles.get(task).map(String::as_str).unwrap_or("");
+            let _ = write!(
+                out,
+                "<tr><td><a href=\"/orch/tasks/{task}\">#{task}</a> {}</td><td>${cost:.2}</td></tr>",
+                esc(title)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out
 }
 
 /// What a person should look at: landed undos of other tasks' work, flaky gates.
