@@ -507,6 +507,47 @@ async fn added_found_and_dragged(s: &Sandbox, b: &Browser, base: &str) {
     );
     b.screenshot("board.png").await;
     events_paged(s, b, base).await;
+    settings(s, b, base).await;
+}
+
+/// The settings page: every key with its source; a key set into `orch.toml` through
+/// the same path as `orch config set`, and a bad value refused on the page, the file
+/// unchanged.
+async fn settings(s: &Sandbox, b: &Browser, base: &str) {
+    b.go(&format!("{base}/settings")).await;
+    b.until(
+        "the settings",
+        "!!document.querySelector('tr[data-key=\"run.concurrency\"]')",
+    )
+    .await;
+    let set = |key: &str, value: &str| {
+        format!(
+            "(function(){{var f=document.querySelector('form.set');f.key.value='{key}';f.value.value='{value}';f.querySelector('button').click()}})()"
+        )
+    };
+    b.js(&set("run.concurrency", "6")).await;
+    let row = "document.querySelector('tr[data-key=\"run.concurrency\"]').textContent";
+    b.until(
+        "the new value",
+        &format!("{row}.indexOf('6')>=0&&{row}.indexOf('orch.toml')>=0"),
+    )
+    .await;
+    let file = s.repo().join("orch.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("concurrency = 6"), "{text}");
+    assert!(
+        text.contains("[policy]\nmax_attempts = 1"),
+        "the rest kept: {text}"
+    );
+    b.js(&set("run.concurrency", "0")).await;
+    b.until("the refusal", "!!document.querySelector('.notice.refused')")
+        .await;
+    let why = b
+        .js("document.querySelector('.notice.refused').textContent")
+        .await;
+    assert!(why.as_str().unwrap().contains("run.concurrency"), "{why}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    b.screenshot("settings.png").await;
 }
 
 /// The audit log, a hundred to a page, newest first; the next page goes on from the

@@ -35,6 +35,7 @@ pub fn page(
         ("/orch/", "Board"),
         ("/orch/runs", "Runs"),
         ("/orch/events", "Events"),
+        ("/orch/settings", "Settings"),
     ] {
         let class = if name == active { " class=\"on\"" } else { "" };
         let _ = write!(nav, "<a href=\"{href}\"{class}>{name}</a>");
@@ -138,7 +139,7 @@ p.state.failing{color:#cf222e;font-weight:600}p.state.failing .chip{background:#
 svg.timeline{display:block;max-width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:6px}
 svg.timeline text{fill:var(--fg)}
 tr.failing td:first-child{box-shadow:inset 4px 0 #cf222e}tr.failing a{color:#cf222e}
-.pages a{margin-right:1em}
+.pages a{margin-right:1em}form.set{display:block;margin:.5em 0 1em}form.set input[name=key]{width:16em}form.set input[name=value]{width:20em}
 .filters{margin-bottom:.8em}#find{width:18em;margin:0 1em .8em 0}
 form.new{display:block;margin-bottom:.8em}form.new input[name=title]{width:24em}
 .card[draggable=true]{cursor:grab}.col.over{outline:2px dashed var(--link)}

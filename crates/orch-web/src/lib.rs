@@ -14,6 +14,8 @@
 //! - `task`: one task (its body as markdown, its attempts over every run, controls,
 //!   history); `diff`: a change as coloured, foldable files;
 //! - `live`: `/live`, the event stream, resumed from `Last-Event-ID`;
+//! - `settings`: the merged configuration and where each value came from, a key set
+//!   into `orch.toml` as `orch config set` does;
 //! - `controls`: the POST handlers.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ mod html;
 mod live;
 mod pages;
 mod run;
+mod settings;
 mod task;
 mod timeline;
 
@@ -189,6 +192,7 @@ fn router(state: AppState) -> Router {
             get(run::log),
         )
         .route("/orch/events", get(events::events))
+        .route("/orch/settings", get(settings::show).post(settings::set))
         .route("/orch/live", get(live::stream))
         .route("/orch/tasks/new", post(controls::new_task))
         .route("/orch/tasks/{id}", get(task::show).post(controls::task))
