@@ -47,7 +47,7 @@ pub fn page(
          <title>{title} · orch</title><style>{STYLE}</style></head>\
          <body><header><strong>orch</strong><nav>{nav}</nav>\
          <span id=\"live\" title=\"live updates\">○</span></header>\
-         <main id=\"main\" data-seq=\"{seq}\">{notice}{body}</main><script>{SCRIPT}</script></body></html>\n",
+         <div id=\"flash\" role=\"status\"></div><main id=\"main\" data-seq=\"{seq}\">{notice}{body}</main><script>{SCRIPT}</script></body></html>\n",
         title = esc(title),
         seq = seq.map(|s| s.to_string()).unwrap_or_default(),
     )
@@ -107,7 +107,7 @@ a{color:var(--link)}
 header{display:flex;gap:1.5em;align-items:center;padding:.6em 1em;background:var(--head);color:#eee}
 header a{color:#ccd;margin-right:1em;text-decoration:none}header a.on{color:#fff;font-weight:600}
 #live{margin-left:auto}#live.on{color:#7d7}
-main{padding:1em 1.2em;max-width:110em}
+main{padding:1em 1.2em;max-width:110em}#flash{padding:0 1.2em}#flash .notice{margin:1em 0 0}
 h1{font-size:20px;margin:.2em 0 .4em}h2{font-size:15px;margin:1.4em 0 .5em}
 .meta{color:var(--muted);font-size:12px}
 .notice{background:#fee;color:#611;border:1px solid #c66;border-radius:4px;padding:.5em}
@@ -196,10 +196,11 @@ const SCRIPT: &str = "
       c.style.display=(q===''||c.textContent.toLowerCase().indexOf(q)>=0)?'':'none';
     });
   }
+  // Outside the part a live update replaces: it stays until the next move.
   function showNotice(text){
-    var m=document.getElementById('main');var old=m.querySelector('.notice');if(old)old.remove();
+    var f=document.getElementById('flash');f.textContent='';if(!text)return;
     var p=document.createElement('p');p.className='notice';p.setAttribute('role','alert');
-    p.textContent=text;m.insertBefore(p,m.firstChild);
+    p.textContent=text;f.appendChild(p);
   }
   document.addEventListener('input',function(e){if(e.target.id==='find'){query=e.target.value;applyFilter();}});
   document.addEventListener('click',function(e){
@@ -218,6 +219,7 @@ const SCRIPT: &str = "
     var id=e.dataTransfer.getData('text/plain');var csrf=document.querySelector('input[name=csrf]');
     if(!/^[0-9]+$/.test(id)||!csrf)return;
     var body=new URLSearchParams({action:'move',to:col.dataset.status,csrf:csrf.value});
+    showNotice('');
     fetch('/orch/tasks/'+id,{method:'POST',body:body,credentials:'same-origin'}).then(function(r){
       if(r.ok){refresh();return;}
       return r.text().then(function(t){
