@@ -1,10 +1,16 @@
 //! The store's error type.
 
+use std::time::Duration;
+
 use orch_core::TaskId;
 use orch_core::board::BoardError;
 use orch_core::deps::DepError;
 use orch_core::task::FieldError;
 use orch_core::transition::MoveRejected;
+
+/// How long a writer waits for SQLite's write lock before giving up with
+/// [`StoreError::Busy`].
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What can go wrong in the store. The variants from `Field` to `Board` are refusals of
 /// bad input; the rest are failures of the database itself.
@@ -41,7 +47,7 @@ pub enum StoreError {
         message: String,
     },
     /// Another process held SQLite's write lock past the busy timeout.
-    #[error("the database is busy: another process held its write lock past SQLite's own wait ({}s); nothing was changed, try again", crate::SQLITE_BUSY_TIMEOUT.as_secs())]
+    #[error("the database is busy: another process held its write lock past SQLite's own wait ({}s); nothing was changed, try again", SQLITE_BUSY_TIMEOUT.as_secs())]
     Busy,
     /// The disk holding the database is full: nothing was written.
     #[error(

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// The path every page of the dashboard is under, and its cookie's path.
 pub const BASE: &str = "/orch";
@@ -32,11 +32,11 @@ pub fn random_token() -> Result<String, getrandom::Error> {
 
 /// A token given by the operator (for a URL that survives restarts): at least 16
 /// characters, each safe in a URL and a cookie.
-pub fn checked_token(t: String) -> Result<String, crate::WebError> {
+pub fn checked_token(t: String) -> Result<String, crate::state::WebError> {
     let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     match t.len() >= 16 && t.chars().all(safe) {
         true => Ok(t),
-        false => Err(crate::WebError::Token(t.chars().count())),
+        false => Err(crate::state::WebError::Token(t.chars().count())),
     }
 }
 

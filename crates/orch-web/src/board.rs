@@ -3,38 +3,18 @@
 //! board. When the log has moved on by a few events, only the tasks they name are read
 //! again (and who holds what, if a run wrote); after many, or an import, all of it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use orch_engine::core::event::kind;
 use orch_engine::core::run::RunId;
-use orch_engine::core::usage::Usage;
-use orch_engine::core::{Task, TaskId, TaskStatus};
+use orch_engine::core::{TaskId, TaskStatus};
 use orch_store::{AttemptRow, EventFilter, StoreError};
 
-use crate::AppState;
+use crate::state::{AppState, BoardData};
 
 /// Past this many new events, the board is read whole again.
 const PATCH_AT_MOST: u64 = 200;
-
-/// What the board shows, read as of one event `seq`.
-#[derive(Clone)]
-pub(crate) struct BoardData {
-    /// The newest event it reflects.
-    pub seq: i64,
-    /// Every task, by id.
-    pub tasks: Vec<Task>,
-    /// What each task's attempts used.
-    pub usage: BTreeMap<TaskId, Usage>,
-    /// Who holds each task now: the run, its live attempt, and since when (ms).
-    pub held: HashMap<TaskId, (RunId, String, i64)>,
-    /// Tasks whose retry waits for other tasks' work in flight, with those tasks.
-    pub retrying: BTreeMap<TaskId, Vec<TaskId>>,
-    /// Each task's status, for its dependents' readiness.
-    pub status: BTreeMap<TaskId, TaskStatus>,
-    /// Each failed task's last failed attempt, with its run.
-    pub failures: HashMap<TaskId, (RunId, AttemptRow)>,
-}
 
 /// The board as of `seq`: the cached one, patched, or read whole.
 pub(crate) async fn board_data(app: &AppState, seq: i64) -> Result<Arc<BoardData>, StoreError> {

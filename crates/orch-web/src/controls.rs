@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::auth::csrf_ok;
 use crate::html::page;
-use crate::{AppState, pages};
+use crate::pages;
+use crate::state::AppState;
 
 /// A control's form.
 #[derive(Debug, Default, Deserialize)]
@@ -286,7 +287,7 @@ pub(crate) async fn start_run(
 
 /// Starts `start` detached; waits a second for an early failure, whose output it
 /// returns.
-fn spawn(start: &crate::StartRun) -> Result<(), String> {
+fn spawn(start: &crate::state::StartRun) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let log =
         std::fs::File::create(&start.log).map_err(|e| format!("{}: {e}", start.log.display()))?;

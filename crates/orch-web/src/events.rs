@@ -10,9 +10,9 @@ use orch_engine::core::TaskId;
 use orch_store::EventFilter;
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::html::esc;
 use crate::pages::{failed, respond};
+use crate::state::AppState;
 
 /// Events to a page.
 const PAGE: u64 = 100;

@@ -30,6 +30,7 @@ mod live;
 mod pages;
 mod run;
 mod settings;
+mod state;
 mod task;
 mod timeline;
 
@@ -39,7 +40,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use orch_engine::Repo;
-use orch_store::Store;
+
+use state::AppState;
+pub use state::{StartRun, WebError};
 
 /// What `orch serve` was asked for.
 #[derive(Debug, Clone)]
@@ -54,62 +57,6 @@ pub struct Options {
     /// How to start a run with the configured defaults (the `orch run` of the binary
     /// serving), if the dashboard may.
     pub start: Option<StartRun>,
-}
-
-/// A run started from the dashboard: a program run in its own process group, detached,
-/// its output to `log`.
-#[derive(Debug, Clone)]
-pub struct StartRun {
-    /// The program (`orch`).
-    pub program: std::path::PathBuf,
-    /// Its arguments (`--repo PATH run`).
-    pub args: Vec<String>,
-    /// Where its output goes.
-    pub log: std::path::PathBuf,
-}
-
-/// The dashboard's errors.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum WebError {
-    /// The address could not be bound.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// No random token could be made.
-    #[error("cannot make a random token: {0}")]
-    Random(String),
-    /// The token given is too easy to guess or cannot go in a URL.
-    #[error(
-        "the dashboard token must be at least 16 characters of A-Z, a-z, 0-9, '-' and '_' (got {0} characters)"
-    )]
-    Token(usize),
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) store: Store,
-    pub(crate) token: Arc<str>,
-    /// The token cookie's name: this server's own (`auth::cookie_name`).
-    pub(crate) cookie: Arc<str>,
-    /// Put into every form and required back: a POST from another page has not got it.
-    pub(crate) csrf: Arc<str>,
-    pub(crate) actor: Arc<str>,
-    /// The repository's artifacts directory (`.orch/artifacts`): prompts and logs.
-    pub(crate) artifacts: Arc<std::path::Path>,
-    /// The front door every change and every read of git goes through.
-    pub(crate) repo: Arc<Repo>,
-    pub(crate) start: Option<Arc<StartRun>>,
-    /// Every new event of the log, read once for all live clients.
-    pub(crate) feed: tokio::sync::broadcast::Sender<live::Message>,
-    /// The board's data as of the newest event when it was last read.
-    pub(crate) board: Arc<std::sync::Mutex<Option<Arc<board::BoardData>>>>,
 }
 
 /// A running dashboard.

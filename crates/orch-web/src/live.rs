@@ -19,13 +19,10 @@ use orch_store::{EventFilter, Store};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use crate::AppState;
+use crate::state::{AppState, Message};
 
 /// How often the log is looked at.
 const TICK: Duration = Duration::from_millis(100);
-
-/// One event as the stream sends it: its `seq` and its JSON.
-pub(crate) type Message = Arc<(i64, String)>;
 
 /// The poller's side: every new event, once, to every client.
 pub(crate) fn spawn_poller(

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::board::BoardData;
+use crate::state::BoardData;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -13,9 +13,9 @@ use orch_engine::core::run::{RunSnapshot, RunState};
 use orch_engine::core::{Task, TaskStatus};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::board::board_data;
 use crate::html::{button, esc, human_duration, notice_html, page, status_chip};
+use crate::state::AppState;
 
 /// The board's filters, and a notice to show (a refused control's reason).
 #[derive(Debug, Default, Deserialize)]

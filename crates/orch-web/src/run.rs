@@ -22,9 +22,9 @@ use orch_engine::core::{TaskId, TaskStatus};
 use orch_engine::files;
 use orch_store::EventFilter;
 
-use crate::AppState;
 use crate::html::{button, esc, human_duration, page, status_chip};
 use crate::pages::respond;
+use crate::state::AppState;
 
 fn not_found(what: &str) -> Response {
     (

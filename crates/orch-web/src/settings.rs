@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use orch_engine::{OpenOptions, Repo};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::auth::csrf_ok;
 use crate::html::esc;
 use crate::pages::respond;
+use crate::state::AppState;
 
 /// A key set from the page.
 #[derive(Debug, Default, Deserialize)]

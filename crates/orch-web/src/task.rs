@@ -15,9 +15,9 @@ use orch_store::{AttemptRow, EventFilter};
 use pulldown_cmark::{CowStr, Event, Parser, Tag};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::html::{esc, human_duration, status_chip};
 use crate::pages::respond;
+use crate::state::AppState;
 
 /// A notice to show: a refused control's reason.
 #[derive(Debug, Default, Deserialize)]

@@ -19,7 +19,7 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
             let usage = store.task_usage().await?;
             let retrying = store.retries_waiting().await?;
             if ctx.json {
-                output::print_json(&output::BoardJson::new(
+                output::print_json(&output::task::BoardJson::new(
                     &tasks,
                     &args.label,
                     &usage,
@@ -56,7 +56,7 @@ async fn import(store: &Store, file: &std::path::Path, json: bool) -> Result<()>
         Err(e) => return Err(e.into()),
     };
     if json {
-        return output::print_json(&output::ImportJson::new(&report));
+        return output::print_json(&output::task::ImportJson::new(&report));
     }
     println!(
         "imported {label}: {} created, {} updated, {} unchanged",

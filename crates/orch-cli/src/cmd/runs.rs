@@ -70,7 +70,7 @@ async fn cancel(repo: &Repo, id: &RunId, who: &str, json: bool) -> Result<()> {
     let store = repo.store();
     let info = store.run(id).await?;
     if json {
-        return output::print_json(&output::CancelRequested::run(&id.0));
+        return output::print_json(&output::task::CancelRequested::run(&id.0));
     }
     let interrupted = orch_engine::interrupted_runs(store, std::slice::from_ref(&info)).await?;
     if interrupted.contains(id) {

@@ -37,7 +37,7 @@ pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
         TaskCommand::Rm { id, force } => {
             let t = board.remove(id, force).await?;
             if json {
-                output::print_json(&output::Removed {
+                output::print_json(&output::task::Removed {
                     removed: TaskJson::from(&t),
                 })?;
             } else {
@@ -113,7 +113,7 @@ async fn show(store: &Store, id: TaskId, json: bool) -> Result<()> {
     let events = store.events(&filter).await?;
     let board = store.tasks(&[]).await?;
     if json {
-        return output::print_json(&output::TaskShowJson::new(&t, &board, &events));
+        return output::print_json(&output::task::TaskShowJson::new(&t, &board, &events));
     }
     print!("{}", output::render_task(&t, &board, &events));
     Ok(())
@@ -174,7 +174,7 @@ async fn cancel(board: Board<'_>, id: TaskId, reason: Option<String>, json: bool
     };
     let runs: Vec<String> = runs.into_iter().map(|r| r.0).collect();
     if json {
-        return output::print_json(&output::CancelRequested::task(id, runs));
+        return output::print_json(&output::task::CancelRequested::task(id, runs));
     }
     println!(
         "cancel requested: run {} stops task #{id} and goes on with the rest",

@@ -5,10 +5,8 @@ pub mod cleanup;
 pub mod land;
 pub mod pool;
 pub mod run;
-mod task;
+pub mod task;
 pub mod transcript;
-
-pub use task::{BoardJson, CancelRequested, ImportJson, Removed, TaskShowJson};
 
 use std::collections::BTreeMap;
 

@@ -185,6 +185,31 @@ fn failure(kind: &FailureKind) -> (String, Vec<String>) {
     (ids(&e.headline), tail)
 }
 
+/// A line with every full commit id (40 hex digits) cut to its first 12, as people
+/// read them.
+pub(super) fn short_shas(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.len() == 40 && word.chars().all(|c| c.is_ascii_hexdigit()) {
+            out.push_str(&word[..12]);
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// A reason with the journal's attempt ids (`task-5-2`) as people read them (`#5.2`).
 pub(super) fn ids(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -46,7 +46,7 @@ impl Screen {
             (true, Tone::Warn) => format!("\x1b[1;33m{verb}\x1b[0m"),
             (true, Tone::Plain) => format!("\x1b[1;36m{verb}\x1b[0m"),
         };
-        let mut out = vec![format!("{verb} {}", super::short_shas(&line.text))];
+        let mut out = vec![format!("{verb} {}", super::lines::short_shas(&line.text))];
         for l in &line.tail {
             let bar = if self.colour { "\x1b[2m|\x1b[0m" } else { "|" };
             out.push(format!("{:>12} {bar} {l}", ""));

@@ -37,31 +37,6 @@ impl Mode {
     }
 }
 
-/// A line with every full commit id (40 hex digits) cut to its first 12, as people
-/// read them.
-pub fn short_shas(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if word.len() == 40 && word.chars().all(|c| c.is_ascii_hexdigit()) {
-            out.push_str(&word[..12]);
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in line.chars() {
-        if c.is_ascii_alphanumeric() {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
-}
-
 /// Reports `handle`'s run until it ends, naming tasks with their titles from `store`
 /// and retries against `max_attempts`. Colour only on a terminal, and not with
 /// `NO_COLOR` set.

@@ -41,7 +41,7 @@ pub(super) async fn report(mut sub: Subscription, mut words: Words) {
                     }
                     words.learn(&j.event).await;
                     if let Some(line) = words.line(&j.event) {
-                        let text = super::short_shas(&line.text);
+                        let text = super::lines::short_shas(&line.text);
                         eprintln!("{} {:>9} {text}", stamp(&j, started), line.verb);
                         for l in &line.tail {
                             eprintln!("{:>26}| {l}", "");
