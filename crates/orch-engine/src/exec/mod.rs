@@ -230,10 +230,13 @@ pub(crate) fn forward(
     (tx, forward)
 }
 
-/// Whether an error's words say the disk is full (ENOSPC: "No space left on device",
-/// or SQLite's "database or disk is full").
+/// Whether an error's words say the disk is full: ENOSPC ("No space left on device"),
+/// SQLite's "database or disk is full", or git's "Out of diskspace" (a failed write of
+/// an object or an index lock).
 pub(crate) fn disk_full(why: &str) -> bool {
-    why.contains("No space left on device") || why.contains("disk is full")
+    why.contains("No space left on device")
+        || why.contains("disk is full")
+        || why.contains("Out of diskspace")
 }
 
 /// A full disk, as the quota breaker's signature: it waits for space, and the
@@ -319,5 +322,24 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
         | Command::RefreshBoard
         | Command::Abort { .. }
         | Command::Finish { .. } => unreachable!("the driver's loop and lane handle these"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each way a full disk is worded where orch meets it: the kernel's, SQLite's, and
+    /// git's when it cannot write an object or an index lock.
+    #[test]
+    fn a_full_disk_is_known_by_each_of_its_wordings() {
+        assert!(disk_full(
+            "write agent.log: No space left on device (os error 28)"
+        ));
+        assert!(disk_full("database or disk is full"));
+        assert!(disk_full(
+            "`git add --all -- .` failed: fatal: sha1 file '.git/worktrees/a/index.lock' write error. Out of diskspace"
+        ));
+        assert!(!disk_full("permission denied"));
     }
 }
