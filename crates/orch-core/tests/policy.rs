@@ -715,3 +715,51 @@ fn a_clis_own_rate_limit_retries_are_a_quota_signal_from_the_third() {
     };
     assert_eq!(stated.quota_signal().as_deref(), Some("429: API Error"));
 }
+
+/// A slot is an agent's: an attempt past its worker gate waits for integration without
+/// one, and the next task's agent starts at once. In incremental mode it keeps its slot
+/// until it ends, so the next task starts from its landing.
+#[test]
+fn the_next_agent_starts_while_earlier_work_waits_to_be_integrated() {
+    for (mode, next_starts) in [
+        (orch_core::config::RunMode::Parallel, true),
+        (orch_core::config::RunMode::Incremental, false),
+    ] {
+        let mut p = policy();
+        p.concurrency = 1;
+        p.mode = mode;
+        let mut h = H::new(p, &[1, 2]);
+        h.settle_claims();
+        assert!(h.spawned(a(1, 1)).is_some() && h.spawned(a(2, 1)).is_none());
+        let _ = h.feed(Input::AgentExited {
+            attempt: a(1, 1),
+            exit: AgentExit::Code(0),
+            changes: changes("a1"),
+            report: Default::default(),
+        });
+        assert_eq!(h.o.slots_held(), 1, "its worker gate still holds the slot");
+        let _ = h.feed(Input::GateFinished {
+            attempt: a(1, 1),
+            stage: Stage::Worker,
+            passed: true,
+            summary: "worker validation passed".into(),
+            reused: None,
+        });
+        h.settle_claims();
+        // #1.1 waits for its merge, unanswered: its integration has not even begun.
+        assert!(
+            h.out
+                .iter()
+                .any(|c| matches!(c, Command::Merge { attempt, .. } if *attempt == a(1, 1))),
+            "{mode:?}: {:#?}",
+            h.out
+        );
+        assert_eq!(h.spawned(a(2, 1)).is_some(), next_starts, "{mode:?}");
+        assert_eq!(h.o.slots_held(), 1, "{mode:?}");
+        assert_eq!(
+            h.o.live_attempts(),
+            1 + usize::from(next_starts),
+            "{mode:?}"
+        );
+    }
+}
