@@ -124,8 +124,7 @@ impl Attempt {
 #[derive(Debug, Clone, Default)]
 pub(super) struct Attempts {
     map: BTreeMap<AttemptId, Attempt>,
-    /// Live attempts: from claim until terminal (see [`Attempts::holding_slots`] for
-    /// those that hold a slot).
+    /// Attempts that hold a slot: from claim until terminal.
     pub(super) live: BTreeSet<AttemptId>,
 }
 
@@ -179,26 +178,6 @@ impl Attempts {
     /// The task's live attempt, if any.
     pub(super) fn live_of(&self, task: TaskId) -> Option<AttemptId> {
         self.live.iter().copied().find(|a| a.task == task)
-    }
-
-    /// How many live attempts hold a slot. A slot is an agent's: an attempt holds one
-    /// from its claim through its worker gate; once past it (merging, integrating) it
-    /// waits in the integration queue without one, but only `queue` of them do: the
-    /// rest keep their slots until the queue has room.
-    pub(super) fn holding_slots(&self, queue: usize) -> usize {
-        let waiting = self
-            .live
-            .iter()
-            .filter(|a| {
-                self.get(**a).is_some_and(|x| {
-                    matches!(
-                        x.rec.state.phase(),
-                        AttemptPhase::Merging | AttemptPhase::Integrating
-                    )
-                })
-            })
-            .count();
-        self.live.len() - waiting + waiting.saturating_sub(queue)
     }
 
     /// The operation a live attempt has out, if any.

@@ -32,12 +32,9 @@
 //!
 //! # Rules it keeps
 //!
-//! - A slot is an agent's: an attempt holds one from its claim through its worker
-//!   gate, so live agents never exceed `policy.slots()`. Past its gate it waits for
-//!   integration without one (the next agent starts at once), up to
-//!   `Policy::integration_queue` of them; in incremental mode it holds its slot until
-//!   it ends. A task whose `touches` overlap a live task's waits, then starts from the
-//!   integration head that includes the first one's work.
+//! - A slot is held from claim until the attempt is terminal, so live agents never
+//!   exceed `policy.slots()`, and a task whose `touches` overlap a live task's waits,
+//!   then starts from the integration head that includes the first one's work.
 //! - A task moves to `done` only after its attempt's worker gate passed, its merge was
 //!   clean, its integration gate passed on that merge commit, and the ref advanced to it.
 //! - Every state change is a [`Command::Persist`] emitted before the command it

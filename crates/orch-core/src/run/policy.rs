@@ -205,17 +205,6 @@ impl Policy {
         }
     }
 
-    /// How many attempts past their worker gate may wait for integration without
-    /// holding a slot: as many as there are slots; past that, an attempt keeps its slot
-    /// until the queue has room, so finished work cannot pile up without limit. None in
-    /// incremental mode, where the next task must start from the previous one's landing.
-    pub fn integration_queue(&self) -> usize {
-        match self.mode {
-            RunMode::Incremental => 0,
-            RunMode::Parallel => self.slots() as usize,
-        }
-    }
-
     /// The policy a configuration describes.
     pub fn from_config(c: &Config) -> Policy {
         let gates = c

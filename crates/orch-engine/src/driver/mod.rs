@@ -112,7 +112,6 @@ impl RunDriver {
             handle: handle.clone(),
             integration_slots: Default::default(),
             slots: Default::default(),
-            releasing: tokio::sync::watch::channel(0).0,
             process_tag: None,
             job_changes: Default::default(),
         });

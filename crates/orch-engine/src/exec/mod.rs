@@ -49,10 +49,6 @@ pub(crate) struct Ctx {
     pub(crate) integration_slots: std::sync::Mutex<Vec<bool>>,
     /// The pooled worktrees the run's attempts hold, by attempt (`task-3-1`).
     pub(crate) slots: std::sync::Mutex<HashMap<String, pooled::Pooled>>,
-    /// Attempt worktrees on their way back to the pool, counted from the command's
-    /// dispatch: a new attempt's lease waits for them, so it is handed a warm worktree
-    /// rather than a fresh one made beside it.
-    pub(crate) releasing: tokio::sync::watch::Sender<usize>,
     /// The tag its processes carry instead of the run's (`<run>@worker:<name>` on a
     /// worker), so that only their own orch stops them after a crash.
     pub(crate) process_tag: Option<String>,
@@ -292,17 +288,12 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             expected,
             new,
         } => Box::pin(async move { Some(merge::advance(ctx, attempt, expected, new).await) }),
-        Command::ReleaseWorktree { attempt } => {
-            // Counted now, in command order: a provision dispatched after it waits.
-            let releasing = pooled::Releasing::start(&ctx);
-            Box::pin(async move {
-                for e in pooled::release(&ctx, attempt, false).await {
-                    tracing::warn!(%attempt, error = %e, "giving a worktree back to the pool");
-                }
-                drop(releasing);
-                None
-            })
-        }
+        Command::ReleaseWorktree { attempt } => Box::pin(async move {
+            for e in pooled::release(&ctx, attempt, false).await {
+                tracing::warn!(%attempt, error = %e, "giving a worktree back to the pool");
+            }
+            None
+        }),
         Command::Cleanup {
             attempt,
             remove_worktree,

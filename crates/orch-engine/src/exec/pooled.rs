@@ -120,27 +120,6 @@ impl Ctx {
     }
 }
 
-/// How long a new attempt's lease waits for worktrees on their way back to the pool.
-const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// One attempt worktree on its way back to the pool, counted in [`Ctx::releasing`]
-/// until dropped.
-pub(crate) struct Releasing(tokio::sync::watch::Sender<usize>);
-
-impl Releasing {
-    /// Counts a release from now.
-    pub(crate) fn start(ctx: &Ctx) -> Releasing {
-        ctx.releasing.send_modify(|n| *n += 1);
-        Releasing(ctx.releasing.clone())
-    }
-}
-
-impl Drop for Releasing {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
 /// Leases a pooled worktree for `attempt` and readies it on `branch` at `base`.
 pub(crate) async fn provision(
     ctx: &Arc<Ctx>,
@@ -181,11 +160,6 @@ pub(crate) async fn provision(
 }
 
 async fn lease(ctx: &Ctx, kind: PoolKind, holder: &Holder) -> Result<PoolLease, String> {
-    if kind == PoolKind::Attempt {
-        // A worktree being given back is the one to take: wait for it (a little).
-        let mut rx = ctx.releasing.subscribe();
-        let _ = tokio::time::timeout(RELEASE_WAIT, rx.wait_for(|n| *n == 0)).await;
-    }
     let limits = ctx.pool_limits();
     ctx.journal
         .lease_pool(kind, holder, &limits, &ctx.cfg.worktree_root)

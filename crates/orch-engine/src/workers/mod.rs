@@ -477,7 +477,6 @@ impl Shared {
             live,
             integration_slots: Default::default(),
             slots: Default::default(),
-            releasing: tokio::sync::watch::channel(0).0,
             process_tag: Some(format!("{}@worker:{}", job.spec.run, self.opts.name)),
             job_changes: Default::default(),
             cfg: EngineConfig {

@@ -25,7 +25,7 @@ impl Orchestrator {
     }
 
     pub(super) fn free_slots(&self) -> u32 {
-        let held = self.slots_held() + self.sched.claiming.len();
+        let held = self.attempts.live.len() + self.sched.claiming.len();
         self.policy.slots().saturating_sub(held as u32)
     }
 

@@ -139,17 +139,9 @@ impl Orchestrator {
         self.head.as_ref()
     }
 
-    /// Attempts not yet ended: those that hold a slot and those waiting for
-    /// integration.
+    /// Attempts that hold a slot.
     pub fn live_attempts(&self) -> usize {
         self.attempts.live.len()
-    }
-
-    /// Attempts that hold a slot: from their claim through their worker gate, and
-    /// those waiting for integration past the queue's bound
-    /// ([`Policy::integration_queue`]).
-    pub fn slots_held(&self) -> usize {
-        self.attempts.holding_slots(self.policy.integration_queue())
     }
 
     /// The next command to execute, in order.
