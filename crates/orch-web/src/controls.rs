@@ -71,12 +71,17 @@ impl ControlForm {
     }
 
     fn priority(&self) -> Result<Option<i32>, EngineError> {
-        match self.priority.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(p) => p.parse().map(Some).map_err(|_| {
-                EngineError::Config("a priority is a whole number, such as 2 or -1".into())
-            }),
-        }
+        priority(self.priority.as_deref())
+    }
+}
+
+/// A priority as a form sent it: none when empty, else a whole number.
+fn priority(field: Option<&str>) -> Result<Option<i32>, EngineError> {
+    match field.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(p) => p.parse().map(Some).map_err(|_| {
+            EngineError::Config("a priority is a whole number, such as 2 or -1".into())
+        }),
     }
 }
 
@@ -177,12 +182,7 @@ pub(crate) async fn new_task(
     if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
         return forbidden(&why);
     }
-    let priority = match f.priority.as_deref().map(str::trim) {
-        None | Some("") => Ok(0),
-        Some(p) => p.parse::<i32>().map_err(|_| {
-            EngineError::Config("a priority is a whole number, such as 2 or -1".into())
-        }),
-    };
+    let priority = priority(f.priority.as_deref()).map(Option::unwrap_or_default);
     let done = match priority {
         Ok(priority) => {
             let task = orch_engine::core::task::NewTask {

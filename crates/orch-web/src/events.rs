@@ -30,33 +30,22 @@ pub(crate) struct EventsQuery {
 impl EventsQuery {
     /// This query's filters in a URL, on the page that starts before `before`.
     fn url(&self, before: Option<i64>) -> String {
-        let mut parts = Vec::new();
-        if let Some(r) = self.run.as_deref().filter(|r| !r.is_empty()) {
-            parts.push(format!("run={}", encode(r)));
-        }
-        if let Some(t) = self.task {
-            parts.push(format!("task={t}"));
-        }
-        if let Some(k) = self.kind.as_deref().filter(|k| !k.is_empty()) {
-            parts.push(format!("kind={}", encode(k)));
-        }
-        if let Some(b) = before {
-            parts.push(format!("before={b}"));
-        }
-        format!("/orch/events?{}", parts.join("&"))
+        let (task, before) = (
+            self.task.map(|t| t.to_string()),
+            before.map(|b| b.to_string()),
+        );
+        let pairs: Vec<(&str, &str)> = [
+            ("run", self.run.as_deref()),
+            ("task", task.as_deref()),
+            ("kind", self.kind.as_deref()),
+            ("before", before.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.filter(|v| !v.is_empty())?)))
+        .collect();
+        let query = serde_urlencoded::to_string(pairs).expect("strings encode");
+        format!("/orch/events?{query}")
     }
-}
-
-/// `s` for a URL's query: letters, digits and `-._~` as they are.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// `GET /events`: a page of the events that pass the filters, newest first.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use orch_engine::core::run::{AttemptId, RunEvent};
+use orch_engine::core::run::{AttemptId, AttemptPhase, RunEvent};
 use orch_engine::{RunUpdate, Subscription};
 
 use super::lines::{Line, Tone, Words};
@@ -28,7 +28,7 @@ impl Screen {
                 self.live.remove(attempt);
             } else {
                 let phase = match to.phase() {
-                    p if format!("{p:?}") == "Running" => "agent".to_owned(),
+                    AttemptPhase::Running => "agent".to_owned(),
                     p => format!("{p:?}").to_lowercase(),
                 };
                 self.live.insert(*attempt, (phase, Instant::now()));

@@ -181,25 +181,11 @@ impl Orchestrator {
                 let why = format!(
                     "the integration ref moved outside orch: it is at {actual}, where orch left it at {expected}"
                 );
-                self.fail(
-                    attempt,
-                    FailureKind::Infrastructure {
-                        message: why.clone(),
-                    },
-                );
-                self.begin_drain(super::Drain::Halt, &why);
-                self.aborts_held_by(&landing);
+                self.halt_on_ref(attempt, why, &landing);
             }
             RefResult::Refused { message } => {
                 let why = format!("the integration line cannot move: {message}");
-                self.fail(
-                    attempt,
-                    FailureKind::Infrastructure {
-                        message: why.clone(),
-                    },
-                );
-                self.begin_drain(super::Drain::Halt, &why);
-                self.aborts_held_by(&landing);
+                self.halt_on_ref(attempt, why, &landing);
             }
             RefResult::Failed { message } => {
                 self.fail(
@@ -211,6 +197,19 @@ impl Orchestrator {
                 self.aborts_held_by(&landing);
             }
         }
+    }
+
+    /// The line cannot move as orch expects: the attempt fails as orch's own failure,
+    /// the run halts, and aborts that waited on the advance take effect.
+    fn halt_on_ref(&mut self, attempt: AttemptId, why: String, landing: &[AttemptId]) {
+        self.fail(
+            attempt,
+            FailureKind::Infrastructure {
+                message: why.clone(),
+            },
+        );
+        self.begin_drain(super::Drain::Halt, &why);
+        self.aborts_held_by(landing);
     }
 
     /// Aborts that waited on an advance that did not happen take effect now.
