@@ -33,6 +33,8 @@ fn board() -> Vec<TaskSpec> {
             },
             touches: vec![format!("src/m{}/**", i % 97)],
             reverts: vec![],
+            labels: vec![],
+            review: None,
         })
         .collect()
 }

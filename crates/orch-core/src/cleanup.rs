@@ -50,6 +50,9 @@ pub struct CleanupFacts<'a> {
     pub force: bool,
     /// Where worktrees live, if known.
     pub worktree_root: Option<&'a Path>,
+    /// The branches holding work that waits for review (the board's reviews name
+    /// them): kept, forced or not, until a person decides.
+    pub in_review: &'a BTreeSet<String>,
 }
 
 /// Something kept, and why.
@@ -94,6 +97,13 @@ pub fn plan(f: &CleanupFacts<'_>) -> CleanupPlan {
     let mut p = CleanupPlan::default();
     let wt = |run: &RunId, name: String| f.worktree_root.map(|r| r.join(&run.0).join(name));
     let keep_ms = f.keep_failed.0.as_millis().min(i64::MAX as u128) as i64;
+    for b in f.in_review {
+        p.live_branches.insert(b.clone());
+        p.kept.push(Kept {
+            what: b.clone(),
+            why: "its work waits for review: `orch review show` it, then approve, ask for changes or reject it".into(),
+        });
+    }
     for r in f.runs {
         p.live_branches.insert(r.line.clone());
         for a in &r.attempts {
@@ -275,12 +285,14 @@ mod tests {
             },
         ];
         let root = Path::new("/wt");
+        let in_review = BTreeSet::from(["orch/old/task-9-1".to_owned()]);
         let facts = CleanupFacts {
             runs: &runs,
             now: Timestamp(10_000),
             keep_failed: Duration(std::time::Duration::from_secs(5)),
             force: false,
             worktree_root: Some(root),
+            in_review: &in_review,
         };
         let p = plan(&facts);
         let branches: Vec<&str> = p.live_branches.iter().map(String::as_str).collect();
@@ -288,6 +300,7 @@ mod tests {
             branches,
             [
                 "orch/done/integration",
+                "orch/old/task-9-1",
                 "orch/r/integration",
                 "orch/r/task-1-1",
                 "orch/r/task-2-1"
@@ -299,7 +312,7 @@ mod tests {
             "past its window"
         );
         assert_eq!(p.expired, BTreeSet::from(["orch/r/task-3-1".to_owned()]));
-        assert_eq!(p.kept.len(), 1);
+        assert_eq!(p.kept.len(), 2);
         assert!(p.kept_runs[0].why.starts_with("interrupted"));
         assert_eq!(
             p.stop_processes_of,
@@ -313,6 +326,10 @@ mod tests {
         assert!(
             forced.live_branches.contains("orch/r/task-1-1"),
             "live work stays, forced or not"
+        );
+        assert!(
+            forced.live_branches.contains("orch/old/task-9-1"),
+            "work in review stays, forced or not"
         );
     }
 }

@@ -25,6 +25,14 @@ pub mod kind {
     pub const CONTROL_REQUESTED: &str = "control.requested";
     /// A person asked for a run to be started (from the dashboard).
     pub const RUN_REQUESTED: &str = "run.requested";
+    /// A task's work waits for a person's review (written by its run).
+    pub const REVIEW_REQUESTED: &str = "review.requested";
+    /// A person approved a task's work.
+    pub const REVIEW_APPROVED: &str = "review.approved";
+    /// A person asked for changes to a task's work.
+    pub const REVIEW_CHANGES: &str = "review.changes";
+    /// A person rejected a task's work.
+    pub const REVIEW_REJECTED: &str = "review.rejected";
 }
 
 /// One row of the append-only audit log.

@@ -18,6 +18,7 @@
 //! - [`notify`]: which events notify, and `[notify]`.
 //! - [`pool`]: the worktree pool's policy: which worktree to take, which to retire.
 //! - [`ports`]: the traits adapters implement for the engine (git), in core types.
+//! - [`review`]: which tasks wait for a person, and what a person's decision does.
 //! - [`run`]: the [`run::Orchestrator`], the run state machine in handle/poll style,
 //!   with its policy, inputs, commands and journal.
 #![warn(missing_docs)]
@@ -34,6 +35,7 @@ pub mod lease;
 pub mod notify;
 pub mod pool;
 pub mod ports;
+pub mod review;
 pub mod run;
 pub mod symlinks;
 pub mod task;

@@ -1,6 +1,6 @@
 //! Notifications: which of a run's journal events are worth telling someone about
 //! (a run that ends, completed, canceled or halted; a task that failed or was
-//! blocked; the quota breaker opening), and where to (`[notify]`).
+//! blocked; the quota breaker opening; work waiting for review), and where to (`[notify]`).
 
 use crate::TaskStatus;
 pub use crate::config::NotifyConfig;
@@ -12,6 +12,7 @@ pub fn notifies(event: &RunEvent) -> bool {
         RunEvent::RunMoved { to, .. } => to.is_terminal(),
         RunEvent::TaskMoved { to, .. } => matches!(to, TaskStatus::Failed | TaskStatus::Blocked),
         RunEvent::QuotaBreaker { until, .. } => until.is_some(),
+        RunEvent::ReviewRequested { .. } => true,
         _ => false,
     }
 }

@@ -43,6 +43,8 @@ pub enum TaskStatus {
     Backlog,
     /// Claimed by a run; an attempt is live.
     InProgress,
+    /// Its work passed its worker gate and waits for a person (`[review]`).
+    Review,
     /// Merged into the integration branch after every gate passed.
     Done,
     /// Out of attempts.
@@ -55,9 +57,10 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// Every status, in board-column order.
-    pub const ALL: [TaskStatus; 6] = [
+    pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Backlog,
         TaskStatus::InProgress,
+        TaskStatus::Review,
         TaskStatus::Done,
         TaskStatus::Failed,
         TaskStatus::Blocked,
@@ -69,6 +72,7 @@ impl TaskStatus {
         match self {
             TaskStatus::Backlog => "backlog",
             TaskStatus::InProgress => "in_progress",
+            TaskStatus::Review => "review",
             TaskStatus::Done => "done",
             TaskStatus::Failed => "failed",
             TaskStatus::Blocked => "blocked",
@@ -96,7 +100,7 @@ impl FromStr for TaskStatus {
                 FieldError::new(
                     "status",
                     s,
-                    "one of backlog, in_progress, done, failed, blocked, canceled",
+                    "one of backlog, in_progress, review, done, failed, blocked, canceled",
                 )
             })
     }
@@ -244,6 +248,9 @@ pub struct Task {
     pub labels: Vec<String>,
     /// Globs of the paths this task expects to change.
     pub touches: Vec<String>,
+    /// Its review, while one is under way (`[review]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Box<crate::review::Review>>,
     /// When the task was created.
     pub created_at: Timestamp,
     /// When the task last changed.
@@ -488,6 +495,7 @@ mod tests {
             depends_on: vec![TaskId(3)],
             labels: vec!["x".into()],
             touches: vec![],
+            review: None,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         };

@@ -42,6 +42,17 @@ impl Who {
 const TABLE: &[(TaskStatus, TaskStatus, Who, &str)] = &[
     (Backlog, InProgress, Who::Orchestrator, "claim"),
     (InProgress, Done, Who::Orchestrator, "complete"),
+    (InProgress, Review, Who::Orchestrator, "submit for review"),
+    (
+        Review,
+        InProgress,
+        Who::Orchestrator,
+        "claim the approved work",
+    ),
+    (Review, Backlog, Who::Human, "send back"),
+    (Review, Failed, Who::Human, "reject"),
+    (Review, Blocked, Who::Human, "block"),
+    (Review, Canceled, Who::Either, "cancel"),
     (InProgress, Failed, Who::Orchestrator, "fail"),
     (InProgress, Blocked, Who::Orchestrator, "block"),
     (InProgress, Backlog, Who::Orchestrator, "release"),

@@ -27,6 +27,8 @@ fn spec(id: i64) -> TaskSpec {
         depends_on: vec![],
         touches: vec![],
         reverts: vec![],
+        labels: vec![],
+        review: None,
     }
 }
 

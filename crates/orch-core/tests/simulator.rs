@@ -16,7 +16,8 @@ use std::time::Duration;
 use common::{RandomOracle, Rng, World, task};
 use orch_core::TaskId;
 use orch_core::config::{
-    BudgetConfig, Cleanup, EmptyDiff, FailureClass, OnConflict, OnRevert, RunMode,
+    BudgetConfig, Cleanup, EmptyDiff, FailureClass, OnConflict, OnRevert, ReviewConfig,
+    ReviewRequired, RunMode,
 };
 use orch_core::run::{
     Backoff, CancelScope, CommitId, FailureKind, Input, Policy, RetryPolicy, RunEvent, RunState,
@@ -33,8 +34,19 @@ const TOUCHES: &[&str] = &[
 
 fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
     let mut rng = Rng::new(seed);
+    // Review draws from its own stream, so the scenarios without it stay as they were.
+    let mut review_rng = Rng::new(seed ^ 0x5EED_0F4E_F1E3);
+    let review = ReviewConfig {
+        required: match review_rng.range(0, 9) {
+            0..=5 => ReviewRequired::None,
+            6..=7 => ReviewRequired::All,
+            _ => ReviewRequired::Labels,
+        },
+        labels: vec!["security".into()],
+        max_rounds: review_rng.range(1, 3) as u32,
+    };
     let n = rng.range(1, 12) as i64;
-    let board: Vec<_> = (1..=n)
+    let mut board: Vec<_> = (1..=n)
         .map(|id| {
             let deps: Vec<i64> = (1..id).filter(|_| rng.pct(15)).collect();
             let touches: Vec<&str> = (0..rng.range(0, 2))
@@ -43,6 +55,11 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
             task(id, rng.range(0, 3) as i32, &deps, &touches)
         })
         .collect();
+    for t in &mut board {
+        if review_rng.pct(50) {
+            t.labels = vec!["security".into()];
+        }
+    }
     let all_classes = [
         FailureClass::AgentError,
         FailureClass::Timeout,
@@ -129,6 +146,7 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         } else {
             rng.range(2, 8) as usize
         },
+        review,
     };
     let oracle = RandomOracle {
         rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),
@@ -272,16 +290,19 @@ fn scenarios_cover_the_lifecycle() {
     let (mut breaker_opened, mut breaker_closed, mut task_budget, mut run_budget) = (0, 0, 0, 0);
     let (mut stacked, mut restacked, mut reruns, mut flaky, mut implied) = (0, 0, 0, 0, 0);
     let (mut waits, mut reused, mut undid, mut undo_landed) = (0, 0, 0, 0);
+    let (mut reviews, mut rounds, mut adopted, mut in_review, mut capped) = (0, 0, 0, 0, 0);
     for seed in 0..600 {
         let (r, w) = run(seed, false);
         r.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         ends.insert(format!("{:?}", w.finished.unwrap()));
         crashes += w.crashes;
+        capped += w.review_capped;
         for s in w.statuses().values() {
             match s {
                 orch_core::TaskStatus::Done => done += 1,
                 orch_core::TaskStatus::Failed => failed += 1,
                 orch_core::TaskStatus::Blocked => blocked += 1,
+                orch_core::TaskStatus::Review => in_review += 1,
                 _ => {}
             }
         }
@@ -318,6 +339,13 @@ fn scenarios_cover_the_lifecycle() {
                 RunEvent::RetryWaits { .. } => waits += 1,
                 RunEvent::GateReused { .. } => reused += 1,
                 RunEvent::Reverts { .. } => undo_landed += 1,
+                RunEvent::ReviewRequested { review, .. } => {
+                    reviews += 1;
+                    rounds += usize::from(review.round > 1);
+                }
+                RunEvent::AttemptMoved { reason, .. } if reason.contains("approved in review") => {
+                    adopted += 1
+                }
                 RunEvent::AttemptMoved {
                     to: orch_core::run::AttemptState::Failed(FailureKind::RevertsLandedWork { .. }),
                     ..
@@ -350,6 +378,10 @@ fn scenarios_cover_the_lifecycle() {
     assert!(
         stacked > 100 && restacked > 5 && reruns > 20 && flaky > 5 && implied >= 2,
         "stacked merges {stacked}, re-stacked candidates {restacked}, gate reruns {reruns}, flaky passes {flaky}, batch passes implied {implied}"
+    );
+    assert!(
+        reviews > 100 && rounds > 20 && adopted > 50 && in_review > 5 && capped > 5,
+        "reviews requested {reviews}, of them later rounds {rounds}; approved work integrated {adopted}; tasks left in review {in_review}; changes past the round cap {capped}"
     );
     assert!(
         waits > 20 && reused > 20 && undid > 10 && undo_landed > 10,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{AgentPlan, GatePlan, MergePlan, Oracle, World, task};
 use orch_core::TaskId;
 use orch_core::config::{Cleanup, EmptyDiff, FailureClass, OnConflict, RunMode};
+use orch_core::review::Decision;
 use orch_core::run::{
     AttemptId, Backoff, CancelScope, CommitId, Input, Policy, Proposal, RetryPolicy, RunState,
     Stage,
@@ -26,6 +27,8 @@ struct Script {
     ignore_sigterm: bool,
     finished_before_crash: bool,
     planner: VecDeque<Option<Result<Vec<Proposal>, String>>>,
+    /// A person's decisions on work in review, in order.
+    reviews: VecDeque<Decision>,
 }
 
 fn key(a: AttemptId) -> (i64, u32) {
@@ -72,6 +75,7 @@ impl Oracle for Script {
             "sigkill" => 10,
             "planner" => 200,
             "provision" => 100,
+            "review" => 10,
             _ => 20,
         })
     }
@@ -80,6 +84,9 @@ impl Oracle for Script {
     }
     fn finished_before_crash(&mut self, _: AttemptId) -> bool {
         self.finished_before_crash
+    }
+    fn review(&mut self, _: TaskId, _: u32) -> Option<Decision> {
+        self.reviews.pop_front()
     }
 }
 
@@ -152,6 +159,40 @@ fn happy_path() {
     );
     let (t, w) = trace(w, |_| {});
     assert_eq!(w.finished, Some(RunState::Completed));
+    insta::assert_snapshot!(t);
+}
+
+/// A full review round: the work waits for a person, who asks for changes; the next
+/// round resumes the agent's session with them, and is approved; the approved work is
+/// integrated as it is (no agent, no second worker gate) and lands.
+#[test]
+fn a_review_round_of_changes_then_approval_lands_the_work() {
+    let s = Script {
+        reviews: VecDeque::from([
+            Decision::Changes {
+                text: "rename it".into(),
+                comments: vec![],
+            },
+            Decision::Approve {
+                text: String::new(),
+            },
+        ]),
+        ..Script::default()
+    };
+    let p = Policy {
+        review: orch_core::config::ReviewConfig {
+            required: orch_core::config::ReviewRequired::All,
+            ..Default::default()
+        },
+        ..policy()
+    };
+    let (t, w) = trace(World::new(s, p, vec![task(1, 0, &[], &[])], true), |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert_eq!(w.statuses()[&TaskId(1)], orch_core::TaskStatus::Done);
+    assert!(
+        t.contains("spawn agent task-1-2 resuming session-task-1-1 review=\"fix #1\""),
+        "{t}"
+    );
     insta::assert_snapshot!(t);
 }
 

@@ -82,6 +82,8 @@ pub struct Idle {
     pub blocked: Vec<String>,
     /// Backlog tasks waiting on dependencies that are not done (keys).
     pub waiting: Vec<String>,
+    /// Tasks whose work waits for a person's review (keys).
+    pub in_review: Vec<String>,
 }
 
 impl std::fmt::Display for Idle {
@@ -106,6 +108,13 @@ impl std::fmt::Display for Idle {
         }
         if !self.waiting.is_empty() {
             write!(f, "; waiting on dependencies: {}", list(&self.waiting))?;
+        }
+        if !self.in_review.is_empty() {
+            write!(
+                f,
+                "; waiting for review: {} (`orch review` lists them; an approved one lands in the next run)",
+                list(&self.in_review)
+            )?;
         }
         Ok(())
     }

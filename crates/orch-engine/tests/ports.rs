@@ -547,6 +547,7 @@ fn task(id: i64) -> Task {
         depends_on: Vec::new(),
         labels: Vec::new(),
         touches: Vec::new(),
+        review: None,
         created_at: orch_core::Timestamp(0),
         updated_at: orch_core::Timestamp(0),
     }

@@ -103,6 +103,16 @@ impl Git {
         Ok(out)
     }
 
+    /// Line `line` (from 1) of `path` as `commit` has it; `None` when the file or the
+    /// line is not there (or the file is not text).
+    pub fn line_at(&self, commit: &CommitId, path: &str, line: u32) -> Option<String> {
+        let spec = format!("{}:{path}", commit.0);
+        let text = git_cli(&self.workdir, &["show", "--no-textconv", &spec]).ok()?;
+        text.lines()
+            .nth(line.checked_sub(1)? as usize)
+            .map(str::to_owned)
+    }
+
     /// How many commits `head` has that `base` lacks.
     pub fn count_ahead(&self, base: &CommitId, head: &CommitId) -> Result<u64, GitError> {
         let out = git_cli(

@@ -156,6 +156,9 @@ pub enum StoreError {
     /// A dependency change is refused.
     #[error(transparent)]
     Dep(#[from] DepError),
+    /// A review decision is refused.
+    #[error(transparent)]
+    Review(#[from] orch_core::review::ReviewRefused),
     /// Other tasks depend on the one being removed.
     #[error(
         "task {task} is a dependency of {}; remove those dependencies first, or use --force to detach them",
@@ -221,6 +224,7 @@ impl StoreError {
                 | StoreError::Field(_)
                 | StoreError::Move { .. }
                 | StoreError::Dep(_)
+                | StoreError::Review(_)
                 | StoreError::HasDependents { .. }
                 | StoreError::Owned(_)
                 | StoreError::Board(_)

@@ -26,6 +26,7 @@ mod migration;
 mod pool;
 mod projections;
 mod retries;
+mod reviews;
 mod runs;
 mod store;
 mod tasks;

@@ -137,7 +137,7 @@ pub(crate) async fn project<C: ConnectionTrait>(
         } => insert_attempt(db_, run, *a, branch, base, at).await?,
         RunEvent::AttemptMoved { attempt: a, to, .. } => {
             let mut m = key(a);
-            m.state = Set(format!("{:?}", to.phase()).to_lowercase());
+            m.state = Set(phase_name(to.phase()));
             if let AttemptState::Failed(k) = to {
                 m.failure = Set(Some(serde_json::to_string(k).expect("failures serialise")));
                 if let FailureKind::Conflict { paths } = k {
@@ -145,6 +145,9 @@ pub(crate) async fn project<C: ConnectionTrait>(
                 }
             }
             ignore_missing(m.update(db_).await, "projecting an attempt")?;
+        }
+        RunEvent::ReviewRequested { attempt: a, review } => {
+            crate::reviews::submitted(db_, a.task, review).await?
         }
         RunEvent::AttemptUsage { attempt: a, usage } => {
             let mut m = key(a);
@@ -542,4 +545,12 @@ fn attempt_row(r: attempt::Model) -> Result<AttemptRow, StoreError> {
         updated_at: Timestamp(r.updated_at),
         usage: column("attempts", &id, "usage", r.usage)?,
     })
+}
+
+/// A phase as the `attempts.state` column names it: its serde name (`awaiting_review`).
+fn phase_name(p: orch_core::run::AttemptPhase) -> String {
+    match serde_json::to_value(p) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{p:?}").to_lowercase(),
+    }
 }

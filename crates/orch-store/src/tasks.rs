@@ -62,6 +62,15 @@ pub(crate) fn to_domain(m: task::Model, depends_on: Vec<TaskId>) -> Result<Task,
         id: TaskId(m.id),
         labels: parse_list("tasks", m.id, "labels", &m.labels)?,
         touches: parse_list("tasks", m.id, "touches", &m.touches)?,
+        review: m
+            .review
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                table: "tasks",
+                message: format!("task {} has a review that does not parse: {e}", m.id),
+            })?,
         key: m.key,
         title: m.title,
         body: m.body,
@@ -179,6 +188,7 @@ pub(crate) async fn insert<C: ConnectionTrait>(
         priority: Set(t.priority),
         labels: Set(json_list(&t.labels)),
         touches: Set(json_list(&t.touches)),
+        review: Set(None),
         created_at: Set(at.as_millis()),
         updated_at: Set(at.as_millis()),
     }
@@ -360,9 +370,15 @@ impl Store {
             .map_err(|reason| StoreError::Move { task: id, reason })?;
         t.status = req.to;
         t.updated_at = now();
+        // A person's move ends a review under way: only a review decision keeps one.
+        let ended_review = req.actor == Actor::Human && t.review.take().is_some();
         task::ActiveModel {
             id: Set(id.0),
             status: Set(req.to.as_str().to_owned()),
+            review: match ended_review {
+                true => Set(None),
+                false => NotSet,
+            },
             updated_at: Set(t.updated_at.as_millis()),
             ..Default::default()
         }

@@ -11,6 +11,7 @@ mod events;
 mod init;
 mod land;
 mod logs;
+mod review;
 pub(crate) mod run;
 mod runs;
 mod serve;
@@ -58,6 +59,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Status => land::status(&ctx).await.map(|_| 0),
         Command::Land(args) => land::land(&ctx, &args).await,
         Command::Events(args) => events::events(&ctx, &args).await.map(|_| 0),
+        Command::Review(args) => review::review(&ctx, args).await.map(|_| 0),
         Command::Logs(args) => logs::logs(&ctx, &args).await.map(|_| 0),
         Command::Agents(AgentsCommand::Check { preset, command }) => {
             agents::check(&ctx, preset, command.as_deref())

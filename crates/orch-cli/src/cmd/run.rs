@@ -120,6 +120,18 @@ pub(crate) async fn start(
 
 /// The next step after a run that landed work on its line.
 fn print_next(summary: &RunSummary, finish: orch_engine::core::config::Finish) {
+    let review: Vec<String> = summary
+        .tasks
+        .iter()
+        .filter(|(_, s)| *s == TaskStatus::Review)
+        .map(|(t, _)| format!("#{t}"))
+        .collect();
+    if !review.is_empty() {
+        println!(
+            "  waiting for review: {}; next: orch review (then orch review approve ID, and orch run lands it)",
+            review.join(", ")
+        );
+    }
     if !summary.tasks.iter().any(|(_, s)| *s == TaskStatus::Done) {
         return;
     }
@@ -137,12 +149,14 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
         EXIT_REF_MOVED
     } else if interrupted || summary.state == RunState::Canceled {
         EXIT_INTERRUPTED
-    } else if summary
-        .tasks
-        .iter()
-        .any(|(_, s)| !matches!(s, TaskStatus::Done | TaskStatus::Canceled))
-    {
-        // Failed, blocked, or released by a halt: not every claimed task is done.
+    } else if summary.tasks.iter().any(|(_, s)| {
+        !matches!(
+            s,
+            TaskStatus::Done | TaskStatus::Canceled | TaskStatus::Review
+        )
+    }) {
+        // Failed, blocked, or released by a halt: not every claimed task is done (work
+        // waiting for review is the person's turn, not a failure).
         EXIT_SOME_FAILED
     } else {
         0

@@ -163,6 +163,7 @@ fn column_title(s: TaskStatus) -> &'static str {
     match s {
         TaskStatus::Backlog => "BACKLOG",
         TaskStatus::InProgress => "IN PROGRESS",
+        TaskStatus::Review => "REVIEW",
         TaskStatus::Done => "DONE",
         TaskStatus::Failed => "FAILED",
         TaskStatus::Blocked => "BLOCKED",

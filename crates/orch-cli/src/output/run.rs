@@ -101,10 +101,13 @@ pub fn print_summary(s: &RunSummary, json: bool) -> anyhow::Result<()> {
         _ => "ended",
     };
     println!("Run {} {state}.", s.run);
-    let canceled = match count(TaskStatus::Canceled) {
+    let mut canceled = match count(TaskStatus::Canceled) {
         0 => String::new(),
         n => format!("   {n} canceled"),
     };
+    if let n @ 1.. = count(TaskStatus::Review) {
+        canceled.push_str(&format!("   {n} in review"));
+    }
     println!(
         "  tasks: {} done   {} failed   {} blocked   {} back in the backlog{canceled}",
         count(TaskStatus::Done),

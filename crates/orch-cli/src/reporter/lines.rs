@@ -158,6 +158,7 @@ impl Words {
     fn task_moved(&self, task: TaskId, to: TaskStatus, reason: &str) -> Line {
         let (verb, tone) = match to {
             TaskStatus::InProgress => ("Claimed", Tone::Plain),
+            TaskStatus::Review => ("Review", Tone::Warn),
             TaskStatus::Done => ("Done", Tone::Good),
             TaskStatus::Failed => ("Failed", Tone::Bad),
             TaskStatus::Blocked => ("Blocked", Tone::Warn),

@@ -18,6 +18,7 @@ impl Config {
         self.worktrees.check()?;
         self.check_ports()?;
         self.notify.check()?;
+        self.review.check()?;
         if self.run.executors == Executors::Workers {
             self.worker.check()?;
         }

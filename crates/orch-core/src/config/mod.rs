@@ -11,4 +11,4 @@ mod sections;
 
 pub use bad_setting::{BadSetting, check_branch_name};
 pub use schema::*;
-pub use sections::{NotifyConfig, WorkerConfig};
+pub use sections::{NotifyConfig, ReviewConfig, ReviewRequired, WorkerConfig};

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NotifyConfig, WorkerConfig};
+use super::{NotifyConfig, ReviewConfig, WorkerConfig};
 pub use crate::units::{ByteSize, Delay, Duration};
 
 /// The whole configuration.
@@ -34,6 +34,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// How `orch worker` holds its jobs.
     pub worker: WorkerConfig,
+    /// Which tasks a person reviews before they land.
+    pub review: ReviewConfig,
 }
 
 /// `[budget]`: caps on what agents spend, as they report it. 0 means no cap.

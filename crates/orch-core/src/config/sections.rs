@@ -1,4 +1,4 @@
-//! The `[worker]` and `[notify]` sections: their values, defaults and checks. The
+//! The `[worker]`, `[notify]` and `[review]` sections: their values, defaults and checks. The
 //! rules that use them live with their subsystems (`crate::jobs`, `crate::notify`).
 
 use serde::{Deserialize, Serialize};
@@ -91,6 +91,61 @@ impl NotifyConfig {
             return Err(BadSetting::new(
                 "notify.webhook",
                 format!("notify.webhook {w:?} names no host: use http://HOST[:PORT]/PATH"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `review.required`: which tasks wait for a person after their worker gate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewRequired {
+    /// None: work lands when its gates pass.
+    #[default]
+    None,
+    /// Every task.
+    All,
+    /// Tasks with one of `review.labels`.
+    Labels,
+}
+
+/// `[review]`: a person's review before work lands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// Which tasks wait for a person.
+    pub required: ReviewRequired,
+    /// With `required = "labels"`: the labels that need review.
+    pub labels: Vec<String>,
+    /// Rounds of requested changes an agent gets before the task goes back to review
+    /// with a note.
+    pub max_rounds: u32,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            required: ReviewRequired::None,
+            labels: Vec::new(),
+            max_rounds: 3,
+        }
+    }
+}
+
+impl ReviewConfig {
+    /// Checks the values: `labels` set when required by label, and 1 to 20 rounds.
+    pub fn check(&self) -> Result<(), BadSetting> {
+        if self.required == ReviewRequired::Labels && self.labels.is_empty() {
+            return Err(BadSetting::new(
+                "review.labels",
+                "review.required is \"labels\" but review.labels is empty: list the labels whose tasks need review, such as [\"security\"]".into(),
+            ));
+        }
+        if !(1..=20).contains(&self.max_rounds) {
+            return Err(BadSetting::new(
+                "review.max_rounds",
+                format!("review.max_rounds is {}; allowed: 1 to 20", self.max_rounds),
             ));
         }
         Ok(())

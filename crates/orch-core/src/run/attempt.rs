@@ -103,12 +103,17 @@ impl Attempt {
         }
     }
 
-    /// How the attempt's cleanup goes, as `policy` says: how long its logs stay, and
-    /// whether its worktree and branch go. An interrupted attempt's partial work is
+    /// How the attempt's cleanup goes, as `policy` says: how long its logs stay,
+    /// whether its worktree goes, and whether its branch does. An interrupted attempt's partial work is
     /// superseded by the one that replaces it, so it goes as a success's does.
-    pub(super) fn cleanup_plan(&self, policy: Cleanup) -> (Retention, bool) {
+    ///
+    /// Work awaiting review keeps its branch whatever the policy says: it is what a
+    /// person reviews, and what an approval integrates.
+    pub(super) fn cleanup_plan(&self, policy: Cleanup) -> (Retention, bool, bool) {
         let retention = match self.rec.state {
-            AttemptState::Succeeded | AttemptState::Interrupted => Retention::Success,
+            AttemptState::Succeeded | AttemptState::Interrupted | AttemptState::AwaitingReview => {
+                Retention::Success
+            }
             _ => Retention::Failure,
         };
         let remove = match policy {
@@ -116,7 +121,8 @@ impl Attempt {
             Cleanup::OnSuccess => retention == Retention::Success,
             Cleanup::Never => false,
         };
-        (retention, remove)
+        let keep_branch = self.rec.state == AttemptState::AwaitingReview;
+        (retention, remove, remove && !keep_branch)
     }
 }
 

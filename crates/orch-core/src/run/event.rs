@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::proposal::{Proposal, Verdict};
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, RunState};
+use crate::review::Review;
 use crate::task::{TaskId, TaskStatus};
 use crate::time::Timestamp;
 use crate::usage::Usage;
@@ -86,6 +87,14 @@ pub enum RunEvent {
         head: CommitId,
         /// True when it changed nothing.
         empty: bool,
+    },
+    /// The attempt's work passed its worker gate and waits for a person's review;
+    /// the store keeps `review` on its task.
+    ReviewRequested {
+        /// The attempt.
+        attempt: AttemptId,
+        /// The review, pending.
+        review: Review,
     },
     /// A clean merge commit was written (no ref moved).
     MergeWritten {
@@ -309,6 +318,7 @@ impl RunEvent {
             RunEvent::AttemptCreated { .. } => "attempt.created",
             RunEvent::AttemptMoved { .. } => "attempt.moved",
             RunEvent::AttemptHead { .. } => "attempt.head",
+            RunEvent::ReviewRequested { .. } => crate::event::kind::REVIEW_REQUESTED,
             RunEvent::MergeWritten { .. } => "attempt.merge_written",
             RunEvent::IntegrationPassed { .. } => "attempt.integration_passed",
             RunEvent::CleanupRequested { .. } => "attempt.cleanup",
@@ -498,6 +508,12 @@ impl RunEvent {
     /// waiting retries, reused verdicts and undone work.
     fn guard_reason(&self) -> String {
         match self {
+            RunEvent::ReviewRequested { attempt, review } => format!(
+                "{attempt} passed its worker gate; round {} of its work ({}) waits for review: `orch review show {}`",
+                review.round,
+                review.work.head.short(),
+                attempt.task
+            ),
             RunEvent::ReportRefused { attempt, reason } => {
                 format!("{attempt}'s report was refused, its figure left out: {reason}")
             }
@@ -512,6 +528,7 @@ impl RunEvent {
             | RunEvent::AttemptCreated { attempt, .. }
             | RunEvent::AttemptMoved { attempt, .. }
             | RunEvent::AttemptHead { attempt, .. }
+            | RunEvent::ReviewRequested { attempt, .. }
             | RunEvent::MergeWritten { attempt, .. }
             | RunEvent::IntegrationPassed { attempt, .. }
             | RunEvent::CleanupRequested { attempt, .. }

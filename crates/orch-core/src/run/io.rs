@@ -25,6 +25,10 @@ pub struct TaskSpec {
     pub touches: Vec<String>,
     /// Tasks (keys) whose landed work it may undo: its body's `Reverts:` lines.
     pub reverts: Vec<String>,
+    /// Its labels (`review.labels` decide by them).
+    pub labels: Vec<String>,
+    /// Its review, while one is under way.
+    pub review: Option<Box<crate::review::Review>>,
 }
 
 impl From<&Task> for TaskSpec {
@@ -36,6 +40,8 @@ impl From<&Task> for TaskSpec {
             depends_on: t.depends_on.clone(),
             touches: t.touches.clone(),
             reverts: crate::task::declared_reverts(&t.body),
+            labels: t.labels.clone(),
+            review: t.review.clone(),
         }
     }
 }
@@ -469,6 +475,9 @@ pub enum Command {
         /// The base the previous attempt started from: what landed since is worth
         /// telling the retry.
         previous_base: Option<CommitId>,
+        /// A reviewer's requested changes, for a new round's prompt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        review: Option<String>,
     },
     /// Run a gate on `commit`.
     RunGate {

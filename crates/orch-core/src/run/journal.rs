@@ -159,6 +159,7 @@ impl RunSnapshot {
             | RunEvent::ReportRefused { .. }
             | RunEvent::UserRefsMoved { .. }
             | RunEvent::RetryWaits { .. }
+            | RunEvent::ReviewRequested { .. }
             | RunEvent::GateReused { .. }
             | RunEvent::Reverts { .. }
             | RunEvent::QuotaBreaker { .. }

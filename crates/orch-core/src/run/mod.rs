@@ -45,6 +45,7 @@ mod attempt;
 mod breaker;
 mod event;
 mod explain;
+mod ids;
 mod integrator;
 mod io;
 mod journal;

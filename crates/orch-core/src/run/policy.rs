@@ -110,6 +110,8 @@ pub struct Policy {
     pub integration_batch: usize,
     /// Reruns of a failing integration gate before it counts (`validate.integration_retries`).
     pub integration_retries: u32,
+    /// Which tasks wait for a person after their worker gate (`[review]`).
+    pub review: crate::config::ReviewConfig,
 }
 
 /// What a failure means for its task, as policy says, once its budget, a quota, a
@@ -253,6 +255,7 @@ impl Policy {
                 .get()
                 .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
             integration_retries: c.validate.integration_retries,
+            review: c.review.clone(),
         }
     }
 }

@@ -52,8 +52,16 @@ pub(super) struct Scheduler {
     skipped: BTreeSet<TaskId>,
 }
 
+/// Whether a task waits to be claimed: in the backlog, or in review with its work
+/// approved (the claim integrates it).
+fn waits_for_claim(spec: &TaskSpec) -> bool {
+    spec.status == TaskStatus::Backlog
+        || (spec.status == TaskStatus::Review && spec.review.as_ref().is_some_and(|r| r.approved()))
+}
+
 /// Whether a run started on `board` would find anything to claim: a backlog task
-/// whose dependencies are all done. A run that would not is not started.
+/// whose dependencies are all done, or approved work. A run that would not is not
+/// started.
 pub fn has_claimable(board: Vec<TaskSpec>) -> bool {
     let mut s = Scheduler::default();
     s.set_board(board);
@@ -111,7 +119,7 @@ impl Scheduler {
         }
         // A skipped task is tried again only once the board shows it claimable.
         self.skipped
-            .retain(|t| next.get(t).is_some_and(|s| s.status != TaskStatus::Backlog));
+            .retain(|t| next.get(t).is_some_and(|s| !waits_for_claim(s)));
         for (task, status) in &taken {
             if let (Some(st), Some(s)) = (status, next.get_mut(task)) {
                 s.status = *st;
@@ -151,6 +159,20 @@ impl Scheduler {
         self.tasks.get(&t).map(|s| s.status)
     }
 
+    /// The task's review, as the board (or the run's own submission) last said.
+    pub(super) fn review_of(&self, t: TaskId) -> Option<&crate::review::Review> {
+        self.tasks.get(&t)?.review.as_deref()
+    }
+
+    /// The run submitted `t`'s work for review: until the board says more, that is
+    /// its review (an earlier round's approval must not be claimed again).
+    pub(super) fn set_review(&mut self, t: TaskId, review: crate::review::Review) {
+        if let Some(s) = self.tasks.get_mut(&t) {
+            s.review = Some(Box::new(review));
+        }
+        self.refresh_ready(t);
+    }
+
     pub(super) fn set_status(&mut self, t: TaskId, to: TaskStatus) {
         if let Some(s) = self.tasks.get_mut(&t) {
             s.status = to;
@@ -169,7 +191,7 @@ impl Scheduler {
             return;
         };
         let key = (Reverse(spec.priority), t);
-        let ready = spec.status == TaskStatus::Backlog
+        let ready = waits_for_claim(spec)
             && !self.skipped.contains(&t)
             && spec
                 .depends_on
@@ -269,6 +291,7 @@ impl Scheduler {
                 return reject(format!("task {task} is backing off before its retry"));
             }
             (TaskStatus::InProgress, Some(_)) | (TaskStatus::Backlog, _) => {}
+            (TaskStatus::Review, _) if waits_for_claim(spec) => {}
             (st, _) => return reject(format!("task {task} is {st}, which is not claimable")),
         }
         if c.busy.contains(&task) {

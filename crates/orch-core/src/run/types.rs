@@ -1,23 +1,13 @@
-//! Run-level types: ids, the attempt and run state machines with their transition
+//! Run-level types: attempt ids, the attempt and run state machines with their transition
 //! tables, and failure kinds.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::ids::{CommitId, RunId};
 use crate::config::FailureClass;
 use crate::task::TaskId;
-
-/// A run's id, chosen by the engine (e.g. `r20261124-1`). Used in branch names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RunId(pub String);
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One worker run for one task: the task and the attempt number (from 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -38,24 +28,6 @@ impl AttemptId {
     /// The attempt's branch: `orch/<run>/task-<id>-<n>`.
     pub fn branch(&self, run: &RunId) -> String {
         format!("orch/{run}/{self}")
-    }
-}
-
-/// A git commit id, as the git adapter reports it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CommitId(pub String);
-
-impl CommitId {
-    /// Its first 12 hex digits, for people.
-    pub fn short(&self) -> &str {
-        self.0.get(..12).unwrap_or(&self.0)
-    }
-}
-
-impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -178,6 +150,9 @@ pub enum AttemptState {
     Integrating,
     /// Merged, validated, and in the integration ref.
     Succeeded,
+    /// Passed its worker gate; its work waits for a person on its branch (`[review]`).
+    /// An approval's claim integrates it as a new attempt of the task.
+    AwaitingReview,
     /// Failed; see the kind.
     Failed(FailureKind),
     /// Canceled by a person or by a run cancel.
@@ -204,6 +179,8 @@ pub enum AttemptPhase {
     Integrating,
     /// See [`AttemptState::Succeeded`].
     Succeeded,
+    /// See [`AttemptState::AwaitingReview`].
+    AwaitingReview,
     /// See [`AttemptState::Failed`].
     Failed,
     /// See [`AttemptState::Canceled`].
@@ -214,7 +191,7 @@ pub enum AttemptPhase {
 
 impl AttemptPhase {
     /// Every phase.
-    pub const ALL: [AttemptPhase; 10] = [
+    pub const ALL: [AttemptPhase; 11] = [
         AttemptPhase::Queued,
         AttemptPhase::Provisioning,
         AttemptPhase::Running,
@@ -222,6 +199,7 @@ impl AttemptPhase {
         AttemptPhase::Merging,
         AttemptPhase::Integrating,
         AttemptPhase::Succeeded,
+        AttemptPhase::AwaitingReview,
         AttemptPhase::Failed,
         AttemptPhase::Canceled,
         AttemptPhase::Interrupted,
@@ -232,6 +210,7 @@ impl AttemptPhase {
         matches!(
             self,
             AttemptPhase::Succeeded
+                | AttemptPhase::AwaitingReview
                 | AttemptPhase::Failed
                 | AttemptPhase::Canceled
                 | AttemptPhase::Interrupted
@@ -250,6 +229,7 @@ impl AttemptState {
             AttemptState::Merging => AttemptPhase::Merging,
             AttemptState::Integrating => AttemptPhase::Integrating,
             AttemptState::Succeeded => AttemptPhase::Succeeded,
+            AttemptState::AwaitingReview => AttemptPhase::AwaitingReview,
             AttemptState::Failed(_) => AttemptPhase::Failed,
             AttemptState::Canceled => AttemptPhase::Canceled,
             AttemptState::Interrupted => AttemptPhase::Interrupted,
@@ -310,6 +290,9 @@ const ATTEMPT_TABLE: &[(AttemptPhase, AttemptPhase)] = &[
     (AttemptPhase::Provisioning, AttemptPhase::Running),
     (AttemptPhase::Running, AttemptPhase::Validating),
     (AttemptPhase::Validating, AttemptPhase::Merging),
+    (AttemptPhase::Validating, AttemptPhase::AwaitingReview),
+    // An approved review's work, integrated as it is: no agent, no worker gate.
+    (AttemptPhase::Queued, AttemptPhase::Merging),
     (AttemptPhase::Merging, AttemptPhase::Integrating),
     (AttemptPhase::Integrating, AttemptPhase::Succeeded),
     // Another run landed first on a shared line: merged again onto its new head.
@@ -477,6 +460,7 @@ mod tests {
             AttemptPhase::Merging => vec![AttemptState::Merging],
             AttemptPhase::Integrating => vec![AttemptState::Integrating],
             AttemptPhase::Succeeded => vec![AttemptState::Succeeded],
+            AttemptPhase::AwaitingReview => vec![AttemptState::AwaitingReview],
             AttemptPhase::Canceled => vec![AttemptState::Canceled],
             AttemptPhase::Interrupted => vec![AttemptState::Interrupted],
             AttemptPhase::Failed => vec![
@@ -515,6 +499,8 @@ mod tests {
             (Provisioning, Running),
             (Running, Validating),
             (Validating, Merging),
+            (Validating, AwaitingReview),
+            (Queued, Merging),
             (Merging, Integrating),
             (Integrating, Succeeded),
             (Integrating, Merging),
@@ -550,7 +536,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(legal, 8 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1);
+        assert_eq!(legal, 8 + 6 * 2 + 6 + (2 + 2) + 3 + 1 + 1 + 1 + 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use orch_core::review::{Decision, Verdict, decide};
 use orch_core::run::{
     AgentExit, AgentReport, AttemptId, CancelScope, Changes, Command, CommitId, FinishedAgent,
     Input, MergeResult, Orchestrator, Policy, Proposal, RefResult, RunEvent, RunId, RunSnapshot,
@@ -106,6 +107,11 @@ pub trait Oracle {
     fn progress_tokens(&mut self, _: AttemptId) -> Option<u64> {
         None
     }
+    /// What a person decides on round `round` of `task`'s work in review, soon after
+    /// it is submitted; `None` leaves it waiting.
+    fn review(&mut self, _task: TaskId, _round: u32) -> Option<Decision> {
+        None
+    }
 }
 
 /// Seeded-random outcomes.
@@ -153,6 +159,21 @@ impl Oracle for RandomOracle {
     }
     fn finished_before_crash(&mut self, _: AttemptId) -> bool {
         self.rng.pct(40)
+    }
+    fn review(&mut self, _: TaskId, _: u32) -> Option<Decision> {
+        let text = "a person's words".to_owned();
+        Some(match self.rng.range(0, 99) {
+            0..=44 => Decision::Approve { text },
+            45..=79 => Decision::Changes {
+                text,
+                comments: vec![],
+            },
+            80..=89 => Decision::Reject {
+                text,
+                again: self.rng.pct(50),
+            },
+            _ => return None,
+        })
     }
     fn delay(&mut self, what: &str) -> Duration {
         let ms = match what {
@@ -296,6 +317,13 @@ pub struct World<O: Oracle> {
     claims_in_flight: BTreeSet<TaskId>,
     /// When the board read the core asked for is answered.
     refresh_due: Option<Timestamp>,
+    /// Tasks in review, and when the person decides.
+    review_due: BTreeMap<TaskId, Timestamp>,
+    /// Heads of work submitted for review after their worker gate passed: an
+    /// approval integrates one of them with no gate of its own.
+    reviewed_heads: BTreeSet<CommitId>,
+    /// Requests for changes past `review.max_rounds`: sent back to review with a note.
+    pub review_capped: u32,
     pub head: CommitId,
     base: CommitId,
     next_commit: u64,
@@ -350,6 +378,9 @@ impl<O: Oracle> World<O> {
             taken: BTreeSet::new(),
             claims_in_flight: BTreeSet::new(),
             refresh_due: None,
+            review_due: BTreeMap::new(),
+            reviewed_heads: BTreeSet::new(),
+            review_capped: 0,
             initial_board: board,
             head: base.clone(),
             base,
@@ -556,7 +587,12 @@ impl<O: Oracle> World<O> {
             _ => {}
         }
         match to {
-            Some(s) => self.board.get_mut(&t).expect("on the board").status = s,
+            // A person's move ends a review under way (the store's rule).
+            Some(s) => {
+                let spec = self.board.get_mut(&t).expect("on the board");
+                spec.status = s;
+                spec.review = None;
+            }
             None => {
                 self.board.remove(&t);
                 for spec in self.board.values_mut() {
@@ -564,6 +600,41 @@ impl<O: Oracle> World<O> {
                 }
             }
         }
+    }
+
+    /// A person decides on `t`'s work in review (as `orch review` would: the store
+    /// applies the core's decision), then the run hears.
+    fn review_decided(&mut self, t: TaskId) -> Result<(), String> {
+        let Some(spec) = self.board.get(&t).cloned() else {
+            return Ok(());
+        };
+        let Some(r) = spec.review.clone() else {
+            return Ok(());
+        };
+        let Some(d) = self.oracle.review(t, r.round) else {
+            return Ok(());
+        };
+        let max = self.policy.review.max_rounds;
+        let decided = decide(t, spec.status, Some(&*r), &d, format!("fix #{t}"), max);
+        let Ok(decided) = decided else {
+            return Ok(());
+        };
+        self.log(format!(
+            "{} ! a person reviews #{t}: {}",
+            secs(self.now),
+            decided.reason
+        ));
+        if decided.review.as_ref().map(|r| &r.verdict) == Some(&Verdict::Pending) {
+            self.review_capped += 1;
+            // Still waiting (the rounds ran out): the person looks again.
+            let d = self.oracle.delay("review");
+            self.review_due
+                .insert(t, Timestamp(self.now.0 + d.as_millis() as i64));
+        }
+        let spec = self.board.get_mut(&t).expect("just read");
+        spec.status = decided.status;
+        spec.review = decided.review.map(Box::new);
+        self.board_changed()
     }
 
     pub fn schedule_crash(&mut self, after_commands: usize) {
@@ -691,7 +762,11 @@ impl<O: Oracle> World<O> {
                 if stage == Stage::Worker && !self.provisioned.contains(&attempt) {
                     return Err(format!("{attempt}'s worker gate ran without its worktree"));
                 }
-                if stage == Stage::Worker && self.policy.worker_stands_in {
+                let labels = self.board.get(&attempt.task).map_or(&[][..], |s| &s.labels);
+                if stage == Stage::Worker
+                    && self.policy.worker_stands_in
+                    && !self.policy.review.needs(labels)
+                {
                     return Err(format!(
                         "{attempt}'s worker gate ran, though the integration gate stands in"
                     ));
@@ -902,8 +977,15 @@ impl<O: Oracle> World<O> {
                     .iter()
                     .position(|x| *x == Fact::IntegrationPassed(to.clone()));
                 let r = f.iter().position(|x| *x == Fact::RefAdvanced(to.clone()));
-                // The integration gate stands in for a worker gate of the same commands.
-                let w = w.or(self.policy.worker_stands_in.then_some(0));
+                // The integration gate stands in for a worker gate of the same commands;
+                // approved work passed its worker gate as the attempt that submitted it.
+                let reviewed = self
+                    .heads
+                    .get(attempt)
+                    .is_some_and(|h| self.reviewed_heads.contains(h));
+                let w = w
+                    .or(self.policy.worker_stands_in.then_some(0))
+                    .or(reviewed.then_some(0));
                 match (w, m, i, r) {
                     (Some(w), Some(m), Some(i), Some(r)) if w <= m && m < i && i < r => {}
                     _ => {
@@ -919,7 +1001,34 @@ impl<O: Oracle> World<O> {
                     && spec.status == *from
                 {
                     spec.status = *to;
+                    if *to == TaskStatus::Review {
+                        let d = self.oracle.delay("review");
+                        self.review_due
+                            .insert(*task, Timestamp(self.now.0 + d.as_millis() as i64));
+                    }
                 }
+            }
+            RunEvent::ReviewRequested { attempt, review } => {
+                let passed = self
+                    .facts
+                    .get(attempt)
+                    .is_some_and(|f| f.contains(&Fact::WorkerPassed));
+                if !passed || self.heads.get(attempt) != Some(&review.work.head) {
+                    return Err(format!(
+                        "{attempt}'s work went to review without passing its worker gate on {}",
+                        review.work.head
+                    ));
+                }
+                self.reviewed_heads.insert(review.work.head.clone());
+                if let Some(spec) = self.board.get_mut(&attempt.task) {
+                    spec.review = Some(Box::new(review.clone()));
+                }
+            }
+            RunEvent::AttemptHead { attempt, head, .. } => {
+                self.heads.entry(*attempt).or_insert_with(|| head.clone());
+            }
+            RunEvent::AttemptCreated { attempt, base, .. } => {
+                self.bases.entry(*attempt).or_insert_with(|| base.clone());
             }
             RunEvent::TaskMoved {
                 task,
@@ -1052,7 +1161,8 @@ impl<O: Oracle> World<O> {
             .filter_map(|p| p.exit_at)
             .min();
         let timer = self.orch.poll_timeout();
-        [pending, procs, timer, self.refresh_due]
+        let review = self.review_due.values().min().copied();
+        [pending, procs, timer, self.refresh_due, review]
             .into_iter()
             .flatten()
             .min()
@@ -1071,6 +1181,10 @@ impl<O: Oracle> World<O> {
         if self.refresh_due.is_some_and(|r| r <= self.now) {
             self.refresh_due = None;
             return self.board_changed().map(|_| true);
+        }
+        if let Some((&t, _)) = self.review_due.iter().find(|(_, d)| **d <= self.now) {
+            self.review_due.remove(&t);
+            return self.review_decided(t).map(|_| true);
         }
         if let Some((&key, _)) = self.pending.iter().next()
             && key.0 <= self.now
@@ -1288,6 +1402,7 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::GateRerun { .. }
                 | RunEvent::IntegrationImplied { .. }
                 | RunEvent::Flaky { .. }
+                | RunEvent::ReviewRequested { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),
                 RunEvent::HeadAdvanced { attempt, from, to } => {
                     write!(s, " {attempt}: {from} -> {to}")
@@ -1352,12 +1467,17 @@ pub fn fmt_command(c: &Command) -> String {
             note,
             previous_failure,
             resume_session,
+            review,
             ..
         } => format!(
-            "spawn agent {attempt}{}{}{}",
+            "spawn agent {attempt}{}{}{}{}",
             resume_session
                 .as_ref()
                 .map(|s| format!(" resuming {s}"))
+                .unwrap_or_default(),
+            review
+                .as_ref()
+                .map(|r| format!(" review={r:?}"))
                 .unwrap_or_default(),
             note.as_ref()
                 .map(|n| format!(" note={n:?}"))
@@ -1420,5 +1540,7 @@ pub fn task(id: i64, priority: i32, deps: &[i64], touches: &[&str]) -> TaskSpec 
         depends_on: deps.iter().map(|d| TaskId(*d)).collect(),
         touches: touches.iter().map(|s| s.to_string()).collect(),
         reverts: Vec::new(),
+        labels: Vec::new(),
+        review: None,
     }
 }

@@ -147,6 +147,8 @@ pub struct Prompt<'a> {
     pub integration: &'a [String],
     /// A planner's note.
     pub note: Option<&'a str>,
+    /// A reviewer's requested changes (a new review round).
+    pub review: Option<&'a str>,
     /// Why the previous attempt failed.
     pub previous: Option<&'a FailureKind>,
     /// What a retry is told besides.
@@ -178,6 +180,11 @@ impl Prompt<'_> {
         s.push_str(&list(self.integration));
         if let Some(n) = self.note {
             s.push_str(&format!("\n## Note from the planner\n\n{n}\n"));
+        }
+        if let Some(r) = self.review {
+            s.push_str(&format!(
+                "\n## Review\n\n{r}\nChange your work as the reviewer asks, starting from the files as they are now.\n"
+            ));
         }
         if let Some(f) = self.previous {
             s.push_str("\n## The previous attempt failed\n\n");
@@ -211,8 +218,9 @@ impl Prompt<'_> {
 
     /// Fills a user's prompt template: `{task_id}`, `{title}`, `{body}`,
     /// `{worker_validation}`, `{integration_validation}` (one command per line),
-    /// `{note}`, `{previous_failure}` and `{since_last_attempt}` (what landed since, and
-    /// where it works now; each empty when there is none). Other braces are left alone.
+    /// `{note}`, `{review}` (a reviewer's requested changes), `{previous_failure}` and
+    /// `{since_last_attempt}` (what landed since, and where it works now; each empty
+    /// when there is none). Other braces are left alone.
     pub fn render_template(&self, template: &str) -> String {
         let previous = self
             .previous
@@ -233,6 +241,7 @@ impl Prompt<'_> {
                 ("{worker_validation}", self.worker.join("\n")),
                 ("{integration_validation}", self.integration.join("\n")),
                 ("{note}", self.note.unwrap_or("").to_owned()),
+                ("{review}", self.review.unwrap_or("").to_owned()),
                 ("{previous_failure}", previous),
                 ("{since_last_attempt}", self.retry.words()),
             ],
@@ -256,6 +265,7 @@ mod tests {
             depends_on: vec![],
             labels: vec![],
             touches: vec![],
+            review: None,
             created_at: orch_core::Timestamp(0),
             updated_at: orch_core::Timestamp(0),
         };
@@ -267,16 +277,18 @@ mod tests {
             worker: &["cargo test".into(), "cargo clippy".into()],
             integration: &[],
             note: None,
+            review: Some("rename it"),
             previous: Some(&failure),
             retry: &RetryContext::default(),
         };
         let out = prompt.render_template(
-            "#{task_id} {title}: {body}\nchecks:\n{worker_validation}\nlast time: {previous_failure}{note} {unknown}",
+            "#{task_id} {title}: {body}\nchecks:\n{worker_validation}\nlast time: {previous_failure}{note} {unknown}\n{review}",
         );
         assert_eq!(
             out,
-            "#4 Parse: the grammar\nchecks:\ncargo test\ncargo clippy\nlast time: conflict in: a.rs {unknown}"
+            "#4 Parse: the grammar\nchecks:\ncargo test\ncargo clippy\nlast time: conflict in: a.rs {unknown}\nrename it"
         );
+        assert!(prompt.render().contains("## Review\n\nrename it\n"));
     }
 
     fn values(prompt: &str, worktree: &str, task_id: i64, attempt: u32) -> CommandValues {

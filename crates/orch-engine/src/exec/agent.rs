@@ -24,6 +24,8 @@ pub(crate) struct Ask {
     pub(crate) note: Option<String>,
     pub(crate) previous_failure: Option<FailureKind>,
     pub(crate) resume_session: Option<String>,
+    /// A reviewer's requested changes, for a new round.
+    pub(crate) review: Option<String>,
     /// The previous attempt's base: what landed since is told to the retry.
     pub(crate) previous_base: Option<CommitId>,
     /// The prompt as rendered elsewhere (a coordinator's, for a worker); `None`: from
@@ -41,6 +43,7 @@ impl Ask {
             previous_failure,
             resume_session,
             previous_base,
+            review,
         } = cmd
         else {
             return None;
@@ -52,6 +55,7 @@ impl Ask {
             previous_failure,
             resume_session,
             previous_base,
+            review,
             prompt: None,
         })
     }
@@ -323,6 +327,7 @@ pub(crate) async fn render(ctx: &Ctx, ask: &Ask) -> String {
         worker: &ctx.cfg.config.validate.worker,
         integration: &ctx.cfg.config.validate.integration,
         note: ask.note.as_deref(),
+        review: ask.review.as_deref(),
         previous: ask.previous_failure.as_ref(),
         retry: &retry,
     };

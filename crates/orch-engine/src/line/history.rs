@@ -116,6 +116,7 @@ mod tests {
             depends_on: vec![],
             labels: vec![],
             touches: vec![],
+            review: None,
             created_at: orch_core::Timestamp(0),
             updated_at: orch_core::Timestamp(0),
         }

@@ -70,6 +70,7 @@ impl Engine {
             failed: keys(TaskStatus::Failed),
             blocked: keys(TaskStatus::Blocked),
             waiting: keys(TaskStatus::Backlog),
+            in_review: keys(TaskStatus::Review),
         }))
     }
 

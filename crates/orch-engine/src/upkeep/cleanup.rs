@@ -142,7 +142,14 @@ async fn gather(
             attempts,
         });
     }
+    let in_review: BTreeSet<String> = store
+        .tasks(&[orch_core::TaskStatus::Review])
+        .await?
+        .into_iter()
+        .filter_map(|t| Some(t.review?.work.branch))
+        .collect();
     let mut plan = plan(&CleanupFacts {
+        in_review: &in_review,
         runs: &facts,
         now: now(),
         keep_failed: opts.keep_failed,

@@ -299,6 +299,7 @@ impl Shared {
             resume_session: job.spec.resume_session.clone(),
             // The coordinator rendered the prompt, with what landed since.
             previous_base: None,
+            review: None,
             prompt: Some(job.spec.prompt.clone()),
         };
         let Input::AgentExited {

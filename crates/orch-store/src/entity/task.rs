@@ -15,6 +15,7 @@ pub struct Model {
     pub priority: i32,
     pub labels: String,
     pub touches: String,
+    pub review: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -20,6 +20,7 @@ mod m20261204_000013_create_pool;
 mod m20261204_000014_create_jobs;
 mod m20261204_000015_create_attempt_logs;
 mod m20261205_000016_create_gate_verdicts;
+mod m20261206_000017_task_review;
 
 /// Applies every migration in order.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000014_create_jobs::Migration),
             Box::new(m20261204_000015_create_attempt_logs::Migration),
             Box::new(m20261205_000016_create_gate_verdicts::Migration),
+            Box::new(m20261206_000017_task_review::Migration),
         ]
     }
 

@@ -126,8 +126,19 @@ impl Orchestrator {
     ) {
         let number = self.attempts.last_number(task) + 1;
         let attempt = AttemptId { task, number };
-        let base = self.head.clone().expect("a running run has a head");
-        let branch = attempt.branch(&self.run);
+        // A claim of approved work (not a retry after it failed) integrates it.
+        let adopted = self
+            .sched
+            .review_of(task)
+            .filter(|r| previous.is_none() && r.approved())
+            .cloned();
+        let (branch, base) = match &adopted {
+            Some(r) => (r.work.branch.clone(), r.work.base.clone()),
+            None => (
+                attempt.branch(&self.run),
+                self.head.clone().expect("a running run has a head"),
+            ),
+        };
         self.persist(RunEvent::AttemptCreated {
             attempt,
             branch: branch.clone(),
@@ -138,7 +149,10 @@ impl Orchestrator {
         self.attempts
             .insert(attempt, Attempt::new(rec, note, previous));
         self.attempts.live.insert(attempt);
-        self.provision(attempt, branch, base);
+        match adopted {
+            Some(r) => self.adopt(attempt, &r),
+            None => self.provision(attempt, branch, base),
+        }
     }
 
     /// Obeys a board change: tasks added, removed and edited are taken as they are;

@@ -64,10 +64,17 @@ impl Orchestrator {
 
     pub(super) fn on_worktree_ready(&mut self, attempt: AttemptId) {
         self.move_attempt(attempt, AttemptState::Running, "worktree ready");
-        let resume_session = if self.policy.resume_session {
-            self.attempts.session_before(attempt)
-        } else {
-            None
+        // A round of requested changes resumes the reviewed session, whatever
+        // `agent.resume_session` says: the comments are about that session's work.
+        let review = self.sched.review_of(attempt.task);
+        let feedback = review.and_then(|r| r.feedback()).map(str::to_owned);
+        let reviewed = review.filter(|_| feedback.is_some());
+        let resume_session = match reviewed {
+            Some(r) if self.attempts.session_before(attempt).is_none() => r.work.session.clone(),
+            _ if self.policy.resume_session || reviewed.is_some() => {
+                self.attempts.session_before(attempt)
+            }
+            _ => None,
         };
         let previous_base = self.attempts.base_before(attempt);
         let a = self.attempts.at(attempt);
@@ -77,6 +84,7 @@ impl Orchestrator {
             previous_failure: a.previous_failure.clone(),
             resume_session,
             previous_base,
+            review: feedback,
         };
         self.commands.push_back(cmd);
         self.start_op(attempt, Some(self.policy.agent_timeout));
@@ -120,7 +128,8 @@ impl Orchestrator {
     /// integration at once: its merge commit is gated with those commands on a tree
     /// that holds its change, so I1 holds with one gate run instead of two.
     pub(super) fn worker_gate(&mut self, attempt: AttemptId, head: CommitId) {
-        if !self.policy.worker_stands_in {
+        // Work for review runs its own worker gate: the person sees its verdict.
+        if !self.policy.worker_stands_in || self.review_needed(attempt) {
             return self.run_gate(attempt, Stage::Worker, head);
         }
         self.move_attempt(
@@ -132,7 +141,7 @@ impl Orchestrator {
     }
 
     /// Gives the attempt's worktree back and queues it for integration.
-    fn queue_for_integration(&mut self, attempt: AttemptId) {
+    pub(super) fn queue_for_integration(&mut self, attempt: AttemptId) {
         self.commands
             .push_back(Command::ReleaseWorktree { attempt });
         self.integrator.enqueue(attempt);
@@ -178,6 +187,7 @@ impl Orchestrator {
         summary: String,
     ) {
         match (stage, passed) {
+            (Stage::Worker, true) if self.review_needed(attempt) => self.submit_for_review(attempt),
             (Stage::Worker, true) => {
                 self.move_attempt(attempt, AttemptState::Merging, "worker validation passed");
                 self.queue_for_integration(attempt);
@@ -305,7 +315,7 @@ impl Orchestrator {
         if a.rec.cleaned || self.cleaning.contains(&attempt) {
             return;
         }
-        let (retention, remove) = a.cleanup_plan(self.policy.cleanup);
+        let (retention, remove_worktree, delete_branch) = a.cleanup_plan(self.policy.cleanup);
         if !a.rec.cleanup_requested {
             self.persist(RunEvent::CleanupRequested { attempt });
             self.attempts.at(attempt).rec.cleanup_requested = true;
@@ -313,8 +323,8 @@ impl Orchestrator {
         self.cleaning.insert(attempt);
         self.commands.push_back(Command::Cleanup {
             attempt,
-            remove_worktree: remove,
-            delete_branch: remove,
+            remove_worktree,
+            delete_branch,
             retention,
         });
     }

@@ -8,6 +8,7 @@ mod lifecycle;
 mod outcome;
 mod planning;
 mod recovery;
+mod review;
 mod spending;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

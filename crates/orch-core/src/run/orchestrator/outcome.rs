@@ -56,6 +56,12 @@ impl Orchestrator {
                 }
             }
             AttemptState::Interrupted => self.retry_or_release(task, None),
+            AttemptState::AwaitingReview => {
+                let reason = format!(
+                    "{attempt} passed its worker gate; its work waits for review (`orch review show {task}`)"
+                );
+                self.move_task(task, TaskStatus::Review, &reason);
+            }
             AttemptState::Failed(kind) => self.after_failure(attempt, kind),
             other => unreachable!("task_outcome of a live attempt in {other:?}"),
         }

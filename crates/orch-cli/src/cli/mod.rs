@@ -2,10 +2,13 @@
 //! The doc comments are the terminal's help text, not HTML: `<branch>` is a placeholder.
 #![allow(rustdoc::invalid_html_tags)]
 
+mod review;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use orch_engine::core::{TaskId, TaskStatus};
+pub use review::{ReviewArgs, ReviewCommand};
 
 /// orch: turn a Kanban board of coding tasks into merged, validated work.
 #[derive(Debug, Parser)]
@@ -100,6 +103,9 @@ pub enum Command {
     Land(LandArgs),
     /// The audit log: every change to the board and every decision of every run.
     Events(EventsArgs),
+    /// Review work before it lands (`[review]` in orch.toml): list what waits, show
+    /// one, approve it, ask for changes, or reject it.
+    Review(ReviewArgs),
     /// An attempt's logs: the agent's output and the gates'.
     Logs(LogsArgs),
     /// Check the agent CLIs: on PATH, at which version, every flag a preset uses

@@ -1,0 +1,105 @@
+//! Reviews: a run's submission of work for review, kept on its task, and a person's
+//! decision on it, applied as the core decides (`orch_core::review::decide`) in one
+//! transaction with its event. A review's history is the audit log's `review.*`
+//! events.
+
+use orch_core::review::{self, Decided, Decision, Review};
+use orch_core::{Task, TaskId};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use serde_json::json;
+
+use crate::entity::task;
+use crate::events::{self, NewEvent};
+use crate::tasks::load;
+use crate::{Store, StoreError, now};
+
+/// A review as the `tasks.review` column keeps it.
+fn column(r: Option<&Review>) -> Option<String> {
+    r.map(|r| serde_json::to_string(r).expect("a review always serialises"))
+}
+
+/// Keeps `review` on its task (the run's `review.requested`, projected).
+pub(crate) async fn submitted<C: ConnectionTrait>(
+    db: &C,
+    id: TaskId,
+    review: &Review,
+) -> Result<(), StoreError> {
+    let m = task::ActiveModel {
+        id: Set(id.0),
+        review: Set(column(Some(review))),
+        ..Default::default()
+    };
+    match m.update(db).await {
+        // A task removed from the board meanwhile has no review to keep.
+        Err(sea_orm::DbErr::RecordNotUpdated) => Ok(()),
+        r => r
+            .map(|_| ())
+            .map_err(|e| StoreError::from_db(e, "keeping a task's review")),
+    }
+}
+
+impl Store {
+    /// Applies a person's `decision` on task `id`'s work in review: where the task
+    /// goes and its review after, as the core decides (`feedback` is the text a new
+    /// round's agent gets, `max_rounds` is `review.max_rounds`), written with its
+    /// `review.*` event by `actor`. A refused decision writes nothing.
+    pub async fn review_task(
+        &self,
+        id: TaskId,
+        decision: &Decision,
+        feedback: String,
+        max_rounds: u32,
+        actor: &str,
+    ) -> Result<(Task, Decided), StoreError> {
+        let txn = self.write().await?;
+        let mut t = load(&txn, id).await?;
+        let before = t.review.clone();
+        let decided = review::decide(
+            id,
+            t.status,
+            before.as_deref(),
+            decision,
+            feedback,
+            max_rounds,
+        )?;
+        let from = t.status;
+        t.status = decided.status;
+        t.review = decided.review.clone().map(Box::new);
+        t.updated_at = now();
+        task::ActiveModel {
+            id: Set(id.0),
+            status: Set(t.status.as_str().to_owned()),
+            review: Set(column(t.review.as_deref())),
+            updated_at: Set(t.updated_at.as_millis()),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await
+        .map_err(|e| StoreError::from_db(e, "deciding a review"))?;
+        let work = before.as_ref().map(|r| (r.round, &r.work));
+        events::append(
+            &txn,
+            NewEvent {
+                run_id: None,
+                at: t.updated_at,
+                task_id: Some(id),
+                kind: decision.kind(),
+                reason: decided.reason.clone(),
+                actor,
+                payload: json!({
+                    "decision": decision,
+                    "round": work.map(|w| w.0),
+                    "head": work.map(|w| &w.1.head),
+                    "from": from,
+                    "to": t.status,
+                    "note": t.review.as_ref().and_then(|r| r.note.as_ref()),
+                }),
+            },
+        )
+        .await?;
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing"))?;
+        Ok((t, decided))
+    }
+}
