@@ -12,46 +12,19 @@
     reason = "a scenario reads top to bottom; the cap is for src/"
 )]
 
-use std::io::BufRead;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
-use orch_testkit::Sandbox;
 use orch_testkit::postgres::{self, FreshDb};
 use orch_testkit::webdriver::{Browser, Driver, driver};
+use orch_testkit::{Group, Sandbox};
 use serde_json::json;
 
 /// The token the server is started with, so a restarted one takes the same URL.
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
-/// A process group stopped when dropped.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-/// `orch serve` on `port` (0: any); with the URL it printed.
 fn serve(s: &Sandbox, port: u16) -> (Group, String) {
-    let mut serve = s.cmd(&["serve", "--port", &port.to_string()]);
-    let mut serve = Group(
-        serve
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
-    let mut url = String::new();
-    std::io::BufReader::new(serve.0.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
-    (serve, url.trim().to_owned())
+    s.serve(port)
 }
 
 /// The agent: `slow` prints a line every 0.3 s, `long` waits to be canceled.

@@ -1,13 +1,19 @@
 //! Review before landing, through the real binary, real git and SQLite: work waits
 //! for a person after its worker gate; an approval lands it in the next run as it is;
 //! a request for changes resumes the agent with the comment and its quoted line; a
-//! rejection fails the task; every step is journaled with who took it.
+//! rejection fails the task; every step is journaled with who took it. Then the same
+//! from the dashboard in a real headless Chromium: a comment on a clicked line, the
+//! next round arriving live, an approval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
-use orch_testkit::{Sandbox, git};
-use serde_json::Value;
+use std::os::unix::process::CommandExt as _;
+use std::process::Stdio;
+
+use orch_testkit::webdriver::{Browser, driver};
+use orch_testkit::{Group, Sandbox, git};
+use serde_json::{Value, json};
 
 /// An agent that writes `t<id>.rs`, renaming its function when a reviewer asked it to.
 const AGENT: &str = "if grep -q 'rename it' \"$ORCH_PROMPT_FILE\"; then printf 'fn lex_all() {}\\n' > t$ORCH_TASK_ID.rs; else printf 'fn lex() {}\\n' > t$ORCH_TASK_ID.rs; fi";
@@ -162,4 +168,101 @@ fn journal_holds_every_step(s: &Sandbox) {
     assert_eq!(who("review.changes", 2), [human]);
     assert_eq!(who("review.approved", 2), [human]);
     assert_eq!(who("review.rejected", 3), [human]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_reviewed_from_the_dashboard() {
+    let Some(d) = driver() else { return };
+    let s = Sandbox::new(env!("CARGO_BIN_EXE_orch"));
+    s.git(&["config", "user.name", "Rev Iewer"]);
+    s.ok(&["config", "set", "review.required", "all"]);
+    s.add("Add the lexer", &[]);
+    run(&s);
+    let (server, url) = s.serve(0);
+    let base = url.split("/?").next().unwrap().to_owned();
+    let b = Browser::open(&d).await;
+    b.go(&url).await;
+    b.go(&format!("{base}/reviews")).await;
+    b.until(
+        "the queue lists it",
+        "document.querySelectorAll('tr.review').length===1",
+    )
+    .await;
+    b.go(&format!("{base}/tasks/1")).await;
+    b.until(
+        "round 1 under review",
+        "document.querySelector('section.review h2').textContent==='Review: round 1'",
+    )
+    .await;
+    // A click on a line number starts a comment on that line.
+    b.js("document.querySelector('a.ln[data-at=\"t1.rs:1\"]').click()")
+        .await;
+    assert_eq!(
+        b.js("document.getElementById('review-comments').value")
+            .await,
+        json!("t1.rs:1 ")
+    );
+    b.js("(function(){document.getElementById('review-comments').value+='rename it';document.getElementById('review-text').value='Tidy up.';return true})()")
+        .await;
+    b.screenshot("review.png").await;
+    b.js("document.querySelector('button[value=changes]').click()")
+        .await;
+    b.until("sent back", "!document.querySelector('section.review')")
+        .await;
+    // The next round runs beside the open page, and arrives on it live.
+    let _round = Group(
+        s.cmd(&["run", "--agent-cmd", AGENT])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    b.until(
+        "round 2 arrives live",
+        "!!document.querySelector('section.review h2')&&document.querySelector('section.review h2').textContent==='Review: round 2'",
+    )
+    .await;
+    let rounds = b
+        .js("document.querySelector('ul.rounds').textContent")
+        .await;
+    let rounds = rounds.as_str().unwrap();
+    assert!(
+        rounds.contains("Tidy up.") && rounds.contains("t1.rs:1 rename it"),
+        "{rounds}"
+    );
+    let diff = b
+        .js("document.querySelector('section.review .diff').textContent")
+        .await;
+    assert!(diff.as_str().unwrap().contains("fn lex_all() {}"), "{diff}");
+    b.js("document.querySelector('button[value=approve]').click()")
+        .await;
+    b.until(
+        "approved",
+        "!!document.querySelector('.verdict')&&document.querySelector('.verdict').textContent.indexOf('Approved')===0",
+    )
+    .await;
+    run(&s);
+    assert_eq!(s.statuses(), ["done"]);
+    assert_eq!(
+        git(&s.repo(), &["show", "orch/integration:t1.rs"]),
+        "fn lex_all() {}"
+    );
+    let events: Value = s.json(&["events", "--kind", "review."]);
+    let who: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] != "review.requested")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["actor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(who.len(), 2, "{who:?}");
+    assert!(who.iter().all(|w| w.contains("Rev Iewer")), "{who:?}");
+    drop(server);
 }

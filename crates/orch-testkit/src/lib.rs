@@ -23,5 +23,5 @@ mod sandbox;
 pub mod webdriver;
 
 pub use git::{git, git_cmd, git_in};
-pub use procs::tagged_with;
+pub use procs::{Group, tagged_with};
 pub use sandbox::{Run, Sandbox};

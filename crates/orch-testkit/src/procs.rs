@@ -1,4 +1,4 @@
-//! Processes a run started, found by their tag.
+//! Processes a run started, found by their tag; process groups stopped when dropped.
 
 /// Pids of live processes whose environment tags them with `run`.
 pub fn tagged_with(run: &str) -> Vec<i32> {
@@ -21,4 +21,17 @@ pub fn tagged_with(run: &str) -> Vec<i32> {
             })
         })
         .collect()
+}
+
+/// A child leading its own process group, which is killed (the whole group) when
+/// dropped: no test leaves a process behind.
+pub struct Group(pub std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
 }

@@ -190,6 +190,26 @@ impl Sandbox {
         })
     }
 
+    /// `orch serve` on `port` (0: any), in a process group of its own; with the URL
+    /// it printed (the dashboard's, with its token).
+    pub fn serve(&self, port: u16) -> (crate::Group, String) {
+        use std::io::BufRead as _;
+        use std::os::unix::process::CommandExt as _;
+        let mut serve = crate::Group(
+            self.cmd(&["serve", "--port", &port.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("starting orch serve"),
+        );
+        let mut url = String::new();
+        std::io::BufReader::new(serve.0.stdout.take().expect("piped"))
+            .read_line(&mut url)
+            .expect("reading the URL orch serve prints");
+        (serve, url.trim().to_owned())
+    }
+
     /// `orch task add TITLE EXTRA...`.
     pub fn add(&self, title: &str, extra: &[&str]) {
         let mut a = vec!["task", "add", title];

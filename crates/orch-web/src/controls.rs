@@ -85,7 +85,7 @@ fn priority(field: Option<&str>) -> Result<Option<i32>, EngineError> {
     }
 }
 
-fn forbidden(why: &str) -> Response {
+pub(crate) fn forbidden(why: &str) -> Response {
     (
         StatusCode::FORBIDDEN,
         Html(page("Refused", "", Some(why), "", None)),
@@ -164,6 +164,25 @@ pub(crate) async fn task(
     finish(&app, &headers, done, &f.back()).await
 }
 
+/// `POST /tasks/{id}/review`: approve, request changes or reject, then back to the
+/// task's page (with the reason, when refused).
+pub(crate) async fn review(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<crate::review::ReviewForm>,
+) -> Response {
+    if let Err(why) = csrf_ok(&app, &headers, f.csrf.as_deref()) {
+        return forbidden(&why);
+    }
+    let back = format!("/orch/tasks/{id}");
+    let done = match f.decision() {
+        Ok(d) => app.repo.review(&app.actor, TaskId(id), d).await.map(drop),
+        Err(e) => Err(e),
+    };
+    finish(&app, &headers, done, &back).await
+}
+
 /// A task added from the board.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct NewTaskForm {
@@ -230,7 +249,7 @@ pub(crate) async fn run(
 }
 
 /// Back to the page on success; on a refusal, the page again with its reason (409).
-async fn finish(
+pub(crate) async fn finish(
     app: &AppState,
     headers: &HeaderMap,
     done: Result<(), EngineError>,

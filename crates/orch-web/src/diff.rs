@@ -1,6 +1,7 @@
 //! A unified diff as HTML: one foldable section per file with its added and removed
 //! line counts, lines coloured by kind, and a notice where a large diff was cut. Every
-//! line is escaped.
+//! line is escaped. For review, each line of the new side carries its number, a link
+//! a reviewer clicks to comment on it.
 
 use std::fmt::Write as _;
 
@@ -19,6 +20,16 @@ struct File<'a> {
 
 /// `diff` (git's `--stat --patch` output) as HTML.
 pub(crate) fn diff_html(diff: &str) -> String {
+    render(diff, false)
+}
+
+/// `diff` as HTML with each new-side line numbered by a link (`a.ln`, its
+/// `data-at` the `path:line` a comment on it names).
+pub(crate) fn diff_html_numbered(diff: &str) -> String {
+    render(diff, true)
+}
+
+fn render(diff: &str, numbered: bool) -> String {
     let cut = diff.contains(CUT);
     let mut files: Vec<File> = Vec::new();
     for line in diff.lines().filter(|l| *l != CUT) {
@@ -59,6 +70,8 @@ pub(crate) fn diff_html(diff: &str) -> String {
             f.added,
             f.removed
         );
+        let path = f.path.rsplit(" → ").next().unwrap_or(&f.path);
+        let mut next: Option<u32> = None;
         for l in f.lines.iter().filter(|l| !is_header(l)) {
             let class = match l.as_bytes().first() {
                 Some(b'+') => "add",
@@ -66,9 +79,25 @@ pub(crate) fn diff_html(diff: &str) -> String {
                 Some(b'@') => "hunk",
                 _ => "ctx",
             };
+            let number = match class {
+                "hunk" => {
+                    next = new_start(l);
+                    None
+                }
+                "del" => None,
+                _ => next.inspect(|_| next = next.map(|n| n + 1)),
+            };
+            let ln = match (numbered, number) {
+                (false, _) => String::new(),
+                (true, None) => "<a class=\"ln\"></a>".to_owned(),
+                (true, Some(n)) => format!(
+                    "<a class=\"ln\" href=\"#comments\" data-at=\"{}:{n}\" title=\"comment on this line\">{n}</a>",
+                    esc(path)
+                ),
+            };
             // Each line a block of its own (its colour spans the width): no newline
             // between them, which a <pre> would show as an empty line.
-            let _ = write!(out, "<span class=\"{class}\">{}</span>", esc(l));
+            let _ = write!(out, "<span class=\"{class}\">{ln}{}</span>", esc(l));
         }
         out.push_str("</pre></details>");
     }
@@ -79,6 +108,12 @@ pub(crate) fn diff_html(diff: &str) -> String {
     }
     out.push_str("</div>");
     out
+}
+
+/// The first new-side line of a hunk: `@@ -a,b +c,d @@` gives `c`.
+fn new_start(hunk: &str) -> Option<u32> {
+    let plus = hunk.split_whitespace().find(|w| w.starts_with('+'))?;
+    plus[1..].split(',').next()?.parse().ok()
 }
 
 /// A file's header lines, which its summary says already.
@@ -142,5 +177,20 @@ mod tests {
         let cut = diff_html(&format!("{diff}\n{CUT}\n"));
         assert!(cut.contains("This diff is large"), "{cut}");
         assert_eq!(diff_html(""), "<p class=\"meta\">No change.</p>");
+        let numbered = diff_html_numbered(
+            "diff --git a/a.rs b/a.rs\n--- a/a.rs\n+++ b/a.rs\n@@ -3,2 +7,3 @@ fn x\n ctx\n-old\n+new\n+more\n",
+        );
+        for (at, n) in [("a.rs:7", 7), ("a.rs:8", 8), ("a.rs:9", 9)] {
+            assert!(
+                numbered.contains(&format!(
+                    "data-at=\"{at}\" title=\"comment on this line\">{n}</a>"
+                )),
+                "{numbered}"
+            );
+        }
+        assert!(
+            numbered.contains("<span class=\"del\"><a class=\"ln\"></a>-old</span>"),
+            "{numbered}"
+        );
     }
 }

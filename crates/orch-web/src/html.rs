@@ -34,6 +34,7 @@ pub fn page(
     for (href, name) in [
         ("/orch/", "Board"),
         ("/orch/runs", "Runs"),
+        ("/orch/reviews", "Review"),
         ("/orch/events", "Events"),
         ("/orch/settings", "Settings"),
     ] {
@@ -149,6 +150,9 @@ pre.tail{background:var(--col);padding:.4em;margin:.3em 0;white-space:pre-wrap}
 .diff summary{padding:.35em .6em;cursor:pointer;background:var(--col)}
 .diff pre{margin:0;overflow:auto;font-size:12px;background:var(--card)}
 .diff pre span{display:block;padding:0 .6em;white-space:pre}
+.diff pre a.ln{display:inline-block;min-width:3em;margin-right:.6em;color:#888;text-align:right;text-decoration:none;user-select:none}
+.review form.decide label{display:block;margin:.4em 0}.review form.decide textarea{display:block;width:100%;max-width:60em}
+.rounds blockquote{margin:.2em 0 .2em 1em;font-style:italic}.rounds .comment{margin-left:1em}
 .diff span.add{color:#1a7f37}.diff span.del{color:#cf222e}
 .diff pre span.add{background:#e6ffec}.diff pre span.del{background:#ffebe9}.diff pre span.hunk{color:#8250df;background:var(--col)}
 @media (prefers-color-scheme:dark){.diff pre span.add{background:#12261e;color:#7ee787}.diff pre span.del{background:#2d1619;color:#ff7b72}.notice{background:#3b1d1d;color:#fcc}}
@@ -165,7 +169,12 @@ const SCRIPT: &str = "
     if(pending)return;pending=true;
     fetch(location.href,{headers:{'X-Orch-Partial':'1'},credentials:'same-origin'})
       .then(function(r){return r.text()})
-      .then(function(t){var m=document.getElementById('main');if(m)m.innerHTML=t;pending=false;tick();attachLogs();applyFilter();})
+      .then(function(t){var m=document.getElementById('main');if(!m)return;
+        // What a person is typing survives the update.
+        var kept={};m.querySelectorAll('[data-keep]').forEach(function(e){kept[e.id]=e.value});
+        m.innerHTML=t;pending=false;
+        Object.keys(kept).forEach(function(id){var e=document.getElementById(id);if(e)e.value=kept[id]});
+        tick();attachLogs();applyFilter();})
       .catch(function(){pending=false});
   }
   function tick(){
@@ -205,6 +214,9 @@ const SCRIPT: &str = "
   document.addEventListener('input',function(e){if(e.target.id==='find'){query=e.target.value;applyFilter();}});
   document.addEventListener('click',function(e){
     var l=e.target.closest&&e.target.closest('.card .label');if(l){query=l.textContent;applyFilter();}
+    // A line number in a review's change: a comment on that line.
+    var n=e.target.closest&&e.target.closest('a.ln[data-at]');var c=document.getElementById('review-comments');
+    if(n&&c){e.preventDefault();c.value+=(c.value&&!/\\n$/.test(c.value)?'\\n':'')+n.dataset.at+' ';c.focus();c.setSelectionRange(c.value.length,c.value.length);}
   });
   document.addEventListener('dragstart',function(e){
     var c=e.target.closest&&e.target.closest('.card[data-task]');

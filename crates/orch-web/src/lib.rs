@@ -28,6 +28,7 @@ mod events;
 mod html;
 mod live;
 mod pages;
+mod review;
 mod run;
 mod settings;
 mod state;
@@ -139,6 +140,8 @@ fn router(state: AppState) -> Router {
             get(run::log),
         )
         .route("/orch/events", get(events::events))
+        .route("/orch/reviews", get(review::queue))
+        .route("/orch/tasks/{id}/review", post(controls::review))
         .route("/orch/settings", get(settings::show).post(settings::set))
         .route("/orch/live", get(live::stream))
         .route("/orch/tasks/new", post(controls::new_task))

@@ -2,7 +2,8 @@
 //! text and links only to http, https, mailto or this site), its dependencies and
 //! dependents, labels and priority; every attempt over every run with its state,
 //! duration, cost and failure (the headline, its last lines folded), linked to its
-//! logs and diff; its controls; and its history, newest first.
+//! logs and diff; its review, while it is in review; its controls; and its history,
+//! newest first.
 
 use std::fmt::Write as _;
 
@@ -53,6 +54,9 @@ pub(crate) async fn show(
     };
     let events = app.store.events(&filter).await.unwrap_or_default();
     let mut body = heading(&t);
+    if t.status == TaskStatus::Review {
+        body.push_str(&crate::review::section(&app, id).await);
+    }
     body.push_str(&relations(&t, &board));
     body.push_str(&attempts_html(&attempts));
     body.push_str(&controls(&app, &t));
