@@ -33,6 +33,14 @@ pub mod kind {
     pub const REVIEW_CHANGES: &str = "review.changes";
     /// A person rejected a task's work.
     pub const REVIEW_REJECTED: &str = "review.rejected";
+    /// A person started resolving a task's conflict by hand.
+    pub const RESOLVE_STARTED: &str = "resolve.started";
+    /// A person committed a conflict's resolution; the next claim lands it.
+    pub const RESOLVE_DONE: &str = "resolve.done";
+    /// A person put a resolution under way back as it was.
+    pub const RESOLVE_ABORTED: &str = "resolve.aborted";
+    /// A person handed a conflict to the task's agent.
+    pub const RESOLVE_AGENT: &str = "resolve.agent";
 }
 
 /// One row of the append-only audit log.

@@ -99,7 +99,12 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
             .pick(&[OnRevert::Retry, OnRevert::Block, OnRevert::Allow])
             .unwrap(),
         on_conflict: *rng
-            .pick(&[OnConflict::Retry, OnConflict::Block, OnConflict::Halt])
+            .pick(&[
+                OnConflict::Retry,
+                OnConflict::Block,
+                OnConflict::Ask,
+                OnConflict::Halt,
+            ])
             .unwrap(),
         empty_diff: if rng.pct(50) {
             EmptyDiff::Fail

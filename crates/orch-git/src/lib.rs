@@ -23,6 +23,7 @@ mod merge;
 mod pool;
 mod remote;
 mod repo;
+mod resolve;
 mod revert;
 mod shared;
 mod submodules;

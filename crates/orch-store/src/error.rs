@@ -159,6 +159,9 @@ pub enum StoreError {
     /// A review decision is refused.
     #[error(transparent)]
     Review(#[from] orch_core::review::ReviewRefused),
+    /// A step of a conflict's resolution by hand is refused.
+    #[error(transparent)]
+    Resolve(#[from] orch_core::review::ResolveRefused),
     /// Other tasks depend on the one being removed.
     #[error(
         "task {task} is a dependency of {}; remove those dependencies first, or use --force to detach them",
@@ -225,6 +228,7 @@ impl StoreError {
                 | StoreError::Move { .. }
                 | StoreError::Dep(_)
                 | StoreError::Review(_)
+                | StoreError::Resolve(_)
                 | StoreError::HasDependents { .. }
                 | StoreError::Owned(_)
                 | StoreError::Board(_)

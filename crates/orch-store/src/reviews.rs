@@ -4,7 +4,7 @@
 //! events.
 
 use orch_core::review::{self, Decided, Decision, Review};
-use orch_core::{Task, TaskId};
+use orch_core::{Task, TaskId, TaskStatus};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
 use serde_json::json;
 
@@ -101,5 +101,80 @@ impl Store {
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))?;
         Ok((t, decided))
+    }
+
+    /// Moves blocked task `id` to `to` with `review` as its review (a conflict
+    /// resolved by hand, or handed to its agent), journaled as a `kind` event with
+    /// `reason` and `payload` by `actor`. Refused, writing nothing, unless it is
+    /// still blocked.
+    pub async fn settle_conflict(
+        &self,
+        id: TaskId,
+        to: TaskStatus,
+        review: &Review,
+        (kind, reason, payload): (&str, String, serde_json::Value),
+        actor: &str,
+    ) -> Result<Task, StoreError> {
+        let txn = self.write().await?;
+        let mut t = load(&txn, id).await?;
+        review::check_blocked(id, t.status)?;
+        t.status = to;
+        t.review = Some(Box::new(review.clone()));
+        t.updated_at = now();
+        task::ActiveModel {
+            id: Set(id.0),
+            status: Set(t.status.as_str().to_owned()),
+            review: Set(column(Some(review))),
+            updated_at: Set(t.updated_at.as_millis()),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await
+        .map_err(|e| StoreError::from_db(e, "settling a conflict"))?;
+        events::append(
+            &txn,
+            NewEvent {
+                run_id: None,
+                at: t.updated_at,
+                task_id: Some(id),
+                kind,
+                reason,
+                actor,
+                payload,
+            },
+        )
+        .await?;
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing"))?;
+        Ok(t)
+    }
+
+    /// Journals a person's `kind` event about task `id` that changes nothing on the
+    /// board (a resolution started or put back).
+    pub async fn note_task(
+        &self,
+        id: TaskId,
+        (kind, reason, payload): (&str, String, serde_json::Value),
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        load(&txn, id).await?;
+        events::append(
+            &txn,
+            NewEvent {
+                run_id: None,
+                at: now(),
+                task_id: Some(id),
+                kind,
+                reason,
+                actor,
+                payload,
+            },
+        )
+        .await?;
+        txn.commit()
+            .await
+            .map_err(|e| StoreError::from_db(e, "committing"))
     }
 }

@@ -210,6 +210,27 @@ impl Sandbox {
         (serve, url.trim().to_owned())
     }
 
+    /// A dashboard page of a server [`Sandbox::serve`] started: `url` is the URL it
+    /// printed (its token in it), `path` the page under `/orch`; the page's HTML.
+    pub fn page(url: &str, path: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let rest = url.strip_prefix("http://").expect("an http:// URL");
+        let (addr, query) = rest
+            .split_once("/orch/?token=")
+            .expect("a dashboard URL with its token");
+        let port = addr.rsplit(':').next().expect("a port");
+        let mut s = std::net::TcpStream::connect(addr).expect("connecting to the dashboard");
+        write!(
+            s,
+            "GET /orch{path} HTTP/1.1\r\nHost: {addr}\r\nCookie: orch_token_{port}={query}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("sending a request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("reading the page");
+        out.split_once("\r\n\r\n")
+            .map_or(out.clone(), |(_, b)| b.to_owned())
+    }
+
     /// `orch task add TITLE EXTRA...`.
     pub fn add(&self, title: &str, extra: &[&str]) {
         let mut a = vec!["task", "add", title];

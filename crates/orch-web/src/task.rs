@@ -57,6 +57,9 @@ pub(crate) async fn show(
     if t.status == TaskStatus::Review {
         body.push_str(&crate::review::section(&app, id).await);
     }
+    if t.status == TaskStatus::Blocked {
+        body.push_str(&conflict_html(&t, &attempts));
+    }
     body.push_str(&relations(&t, &board));
     body.push_str(&attempts_html(&attempts));
     body.push_str(&controls(&app, &t));
@@ -169,6 +172,29 @@ fn attempts_html(attempts: &[(RunId, AttemptRow)]) -> String {
     }
     out.push_str("</table>");
     out
+}
+
+/// A blocked task whose last attempt conflicted: the paths, and the commands that
+/// resolve it by hand or hand it to the agent.
+fn conflict_html(t: &Task, attempts: &[(RunId, AttemptRow)]) -> String {
+    let last = attempts
+        .last()
+        .and_then(|(_, a)| a.failure.clone())
+        .and_then(|f| serde_json::from_value::<FailureKind>(f).ok());
+    let Some(FailureKind::Conflict { paths }) = last else {
+        return String::new();
+    };
+    let files: Vec<String> = paths
+        .iter()
+        .map(|p| format!("<code>{}</code>", esc(p)))
+        .collect();
+    format!(
+        "<section class=\"conflict\"><h2>Conflict</h2><p>Its work conflicted with work merged meanwhile, in {}. Resolve it by hand:</p>\
+         <pre>orch task resolve {id}            # a worktree with the markers in place\norch task resolve {id} --continue # commit it as yours and land it\norch task resolve {id} --abort    # put things back</pre>\
+         <p>or hand it to its agent: <code>orch task resolve {id} --agent</code>.</p></section>",
+        files.join(", "),
+        id = t.id
+    )
 }
 
 /// A failure's headline, and its last lines folded below it.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use orch_engine::core::{TaskId, TaskStatus};
-pub use review::{ReviewArgs, ReviewCommand};
+pub use review::{ResolveArgs, ReviewArgs, ReviewCommand};
 
 /// orch: turn a Kanban board of coding tasks into merged, validated work.
 #[derive(Debug, Parser)]
@@ -320,7 +320,7 @@ pub struct RunArgs {
     /// Attempts per task.
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<std::num::NonZeroU32>,
-    /// `retry`, `block` or `halt`.
+    /// `retry`, `block`, `ask` (a person resolves it) or `halt`.
     #[arg(long)]
     pub on_conflict: Option<orch_engine::core::config::OnConflict>,
     /// Only these tasks (repeatable).
@@ -406,6 +406,9 @@ pub enum TaskCommand {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
+    /// Resolve a conflict by hand (`policy.on_conflict = "ask"`): a worktree at the
+    /// integration head with the task's work merged in and git's markers in place.
+    Resolve(ResolveArgs),
     /// Cancel a task. If a run is working on it, only that task's attempt is stopped;
     /// the rest of the run goes on.
     Cancel {

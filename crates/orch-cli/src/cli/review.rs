@@ -1,4 +1,5 @@
-//! `orch review`'s arguments: what waits for a person, and a person's decision.
+//! `orch review`'s arguments (what waits for a person, and a person's decision) and
+//! `orch task resolve`'s (a conflict a person resolves).
 
 use std::path::PathBuf;
 
@@ -60,4 +61,22 @@ pub enum ReviewCommand {
         #[arg(long)]
         again: bool,
     },
+}
+
+/// `orch task resolve`
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The task id (a blocked task whose last attempt conflicted).
+    pub id: TaskId,
+    /// Commit the resolution as yours (refused while conflict markers are left), then
+    /// land it: a run of this task merges it, runs the integration gate and lands it.
+    #[arg(long = "continue", conflicts_with_all = ["abort", "agent"])]
+    pub go_on: bool,
+    /// Put things back as they were: the worktree goes, the task stays blocked.
+    #[arg(long, conflicts_with = "agent")]
+    pub abort: bool,
+    /// Hand the conflict to the task's agent instead: its next attempt resumes its
+    /// session with the conflict and both sides in its prompt.
+    #[arg(long)]
+    pub agent: bool,
 }

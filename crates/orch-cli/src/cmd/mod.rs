@@ -11,6 +11,7 @@ mod events;
 mod init;
 mod land;
 mod logs;
+mod resolve;
 mod review;
 pub(crate) mod run;
 mod runs;
@@ -20,7 +21,7 @@ mod worker;
 
 use anyhow::Result;
 
-use crate::cli::{AgentsCommand, Cli, Command, ConfigCommand, RunCommand};
+use crate::cli::{AgentsCommand, Cli, Command, ConfigCommand, RunCommand, TaskCommand};
 use crate::ctx::Ctx;
 
 /// Runs a parsed command line and returns the exit code.
@@ -33,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Init { commit } => init::init(&ctx, commit).await.map(|_| 0),
         Command::Demo(args) => demo::demo(&ctx, args).await,
+        Command::Task(TaskCommand::Resolve(a)) => resolve::resolve(&ctx, a).await,
         Command::Task(cmd) => task::task(&ctx, cmd).await.map(|_| 0),
         Command::Board(args) => board::board(&ctx, args).await.map(|_| 0),
         Command::Config(ConfigCommand::Show) => config::show(&ctx).map(|_| 0),

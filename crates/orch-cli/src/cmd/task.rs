@@ -34,6 +34,7 @@ pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
             reopen(board, id, TaskStatus::Blocked, "unblocked", reason, json).await?
         }
         TaskCommand::Cancel { id, reason } => cancel(board, id, reason, json).await?,
+        TaskCommand::Resolve(_) => unreachable!("dispatched to `resolve`, for its exit code"),
         TaskCommand::Rm { id, force } => {
             let t = board.remove(id, force).await?;
             if json {

@@ -479,7 +479,9 @@ string_enum!(
     /// What a merge conflict leads to.
     OnConflict { /// A new attempt on the current integration head.
     Retry = "retry", /// The task becomes blocked.
-    Block = "block", /// The run stops claiming and drains.
+    Block = "block", /// The task becomes blocked, its work kept for a person to resolve
+    /// (`orch task resolve`).
+    Ask = "ask", /// The run stops claiming and drains.
     Halt = "halt" }
 );
 string_enum!(

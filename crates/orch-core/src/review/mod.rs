@@ -9,7 +9,9 @@
 //! review off the board.
 
 mod decide;
+mod resolve;
 mod state;
 
 pub use decide::{Comment, Decided, Decision, ReviewRefused, decide, feedback};
+pub use resolve::{ResolveRefused, check_blocked, handed_to_agent, resolved};
 pub use state::{Review, ReviewWork, Verdict};

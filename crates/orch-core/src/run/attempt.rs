@@ -108,8 +108,13 @@ impl Attempt {
     /// superseded by the one that replaces it, so it goes as a success's does.
     ///
     /// Work awaiting review keeps its branch whatever the policy says: it is what a
-    /// person reviews, and what an approval integrates.
-    pub(super) fn cleanup_plan(&self, policy: Cleanup) -> (Retention, bool, bool) {
+    /// person reviews, and what an approval integrates; so does a conflict a person
+    /// resolves (`keep_conflicts`, `policy.on_conflict = "ask"`).
+    pub(super) fn cleanup_plan(
+        &self,
+        policy: Cleanup,
+        keep_conflicts: bool,
+    ) -> (Retention, bool, bool) {
         let retention = match self.rec.state {
             AttemptState::Succeeded | AttemptState::Interrupted | AttemptState::AwaitingReview => {
                 Retention::Success
@@ -121,7 +126,11 @@ impl Attempt {
             Cleanup::OnSuccess => retention == Retention::Success,
             Cleanup::Never => false,
         };
-        let keep_branch = self.rec.state == AttemptState::AwaitingReview;
+        let keep_branch = match &self.rec.state {
+            AttemptState::AwaitingReview => true,
+            AttemptState::Failed(FailureKind::Conflict { .. }) => keep_conflicts,
+            _ => false,
+        };
         (retention, remove, remove && !keep_branch)
     }
 }

@@ -149,6 +149,11 @@ impl Policy {
             FailureKind::Conflict { .. } => match self.on_conflict {
                 OnConflict::Retry => budget_left,
                 OnConflict::Block => return AfterFailure::Block("conflict policy is block"),
+                OnConflict::Ask => {
+                    return AfterFailure::Block(
+                        "conflict policy is ask: its work is kept for a person, `orch task resolve` it",
+                    );
+                }
                 OnConflict::Halt => return AfterFailure::Halt,
             },
             FailureKind::RevertsLandedWork { .. } => match self.on_revert {

@@ -5,6 +5,7 @@
 mod board;
 mod dir;
 mod edit;
+mod resolve;
 mod review;
 mod runs;
 mod settings;
@@ -21,6 +22,7 @@ use orch_store::{Location, Store, StoreError};
 pub use board::Board;
 pub use dir::{RepoDir, git, write_atomic};
 pub use edit::{SetError, SetOutcome, set_setting};
+pub use resolve::{Resolved, Resolving};
 pub use review::{REVIEW_DIFF_CAP, ReviewDetail, Reviewed, Waiting};
 pub use settings::{ConfigError, Entry, Settings, user_file};
 pub use start::{Run, RunOptions};

@@ -315,7 +315,8 @@ impl Orchestrator {
         if a.rec.cleaned || self.cleaning.contains(&attempt) {
             return;
         }
-        let (retention, remove_worktree, delete_branch) = a.cleanup_plan(self.policy.cleanup);
+        let ask = self.policy.on_conflict == crate::config::OnConflict::Ask;
+        let (retention, remove_worktree, delete_branch) = a.cleanup_plan(self.policy.cleanup, ask);
         if !a.rec.cleanup_requested {
             self.persist(RunEvent::CleanupRequested { attempt });
             self.attempts.at(attempt).rec.cleanup_requested = true;
