@@ -12,13 +12,14 @@
 //! the next N requests with 429. It records every request, so a test can see what
 //! Claude sent: resumed histories, tool results, permission answers.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::http::{Reply, Request, Server, listen};
+use crate::script::{self, Step};
 
 /// How long `stand-in: hang` waits at most: a test's agent is stopped before.
 const HANG: Duration = Duration::from_secs(30);
@@ -28,7 +29,7 @@ pub struct StandIn {
     /// Where it listens: `http://127.0.0.1:PORT`, for `ANTHROPIC_BASE_URL`.
     pub url: String,
     state: Arc<State>,
-    stop: Arc<AtomicBool>,
+    _server: Server,
 }
 
 #[derive(Default)]
@@ -40,26 +41,14 @@ struct State {
 impl StandIn {
     /// Starts the server on a loopback port, on a thread of its own.
     pub fn start() -> StandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !sp.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let st = st.clone();
-                        std::thread::spawn(move || {
-                            let _ = serve(conn, &st);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        StandIn { url, state, stop }
+        let st = state.clone();
+        let server = listen(move |r| answer(r, &st));
+        StandIn {
+            url: server.url.clone(),
+            state,
+            _server: server,
+        }
     }
 
     /// Answers the next `n` message requests with 429 rate_limit_error.
@@ -73,57 +62,17 @@ impl StandIn {
     }
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// One HTTP/1.1 exchange; the connection closes after it.
-fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut r = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (mut len, mut chunked) = (0usize, false);
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        if h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap_or(0);
-            } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = v.to_ascii_lowercase().contains("chunked");
-            }
-        }
-    }
-    let body = if chunked {
-        read_chunked(&mut r)?
-    } else {
-        let mut b = vec![0; len];
-        r.read_exact(&mut b)?;
-        b
-    };
-    let mut w = conn;
+/// Answers one request.
+fn answer(r: Request, st: &State) -> Reply {
     // Claude Code adds `/v1` to its base URL; opencode (the AI SDK) takes it as given.
-    if method != "POST" || !(path.starts_with("/v1/messages") || path.starts_with("/messages")) {
-        return respond(&mut w, 200, "application/json", b"{}", &[]);
+    let path = r.path.as_str();
+    if r.method != "POST" || !(path.starts_with("/v1/messages") || path.starts_with("/messages")) {
+        return Reply::ok("application/json", "{}");
     }
     if path.contains("count_tokens") {
-        return respond(
-            &mut w,
-            200,
-            "application/json",
-            b"{\"input_tokens\":10}",
-            &[],
-        );
+        return Reply::ok("application/json", "{\"input_tokens\":10}");
     }
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let req: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
     st.requests.lock().unwrap().push(req.clone());
     let limited = st
         .limited
@@ -131,13 +80,12 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
         .is_ok();
     if limited {
         let b = json!({"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}});
-        return respond(
-            &mut w,
-            429,
-            "application/json",
-            b.to_string().as_bytes(),
-            &[("retry-after", "0")],
-        );
+        return Reply {
+            status: 429,
+            content_type: "application/json",
+            body: b.to_string().into_bytes(),
+            headers: vec![("retry-after", "0".to_owned())],
+        };
     }
     let turn = next_turn(&req);
     if turn.hang_first {
@@ -148,63 +96,12 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
         .unwrap_or("claude-stand-in")
         .to_owned();
     if req["stream"].as_bool() == Some(true) {
-        let sse = stream(&model, &turn);
-        respond(&mut w, 200, "text/event-stream", sse.as_bytes(), &[])
+        Reply::ok("text/event-stream", stream(&model, &turn))
     } else {
         let mut m = message(&model, &turn);
         m["content"] = Value::Array(turn.content.clone());
-        respond(
-            &mut w,
-            200,
-            "application/json",
-            m.to_string().as_bytes(),
-            &[],
-        )
+        Reply::ok("application/json", m.to_string())
     }
-}
-
-/// A chunked request body (Bun's fetch sends one).
-fn read_chunked(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        r.read_line(&mut size)?;
-        let n =
-            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-        if n == 0 {
-            let mut end = String::new();
-            r.read_line(&mut end)?;
-            return Ok(body);
-        }
-        let mut chunk = vec![0; n + 2];
-        r.read_exact(&mut chunk)?;
-        body.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn respond(
-    w: &mut TcpStream,
-    status: u16,
-    ty: &str,
-    body: &[u8],
-    extra: &[(&str, &str)],
-) -> std::io::Result<()> {
-    let reason = if status == 200 {
-        "OK"
-    } else {
-        "Too Many Requests"
-    };
-    let mut head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {ty}\r\ncontent-length: {}\r\nconnection: close\r\nrequest-id: req_standin\r\n",
-        body.len()
-    );
-    for (k, v) in extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.write_all(body)?;
-    w.flush()
 }
 
 /// The assistant's next turn: a tool call from the script, or the final reply.
@@ -316,53 +213,30 @@ fn next_turn(req: &Value) -> Turn {
         .get(at)
         .map(|m| text_of(&m["content"]))
         .unwrap_or_default();
-    // A retry: a resumed conversation, or a new one whose prompt says why the last
-    // attempt failed.
-    let retry = msgs[..at].iter().any(|m| m["role"] == "assistant")
-        || prompt.contains("The previous attempt failed");
+    // A retry: a resumed conversation, or a new one whose prompt says why.
+    let retry = msgs[..at].iter().any(|m| m["role"] == "assistant") || script::says_retry(&prompt);
     let done = msgs[at..]
         .iter()
         .filter(|m| m["role"] == "assistant")
         .count();
-    let mut steps = Vec::new();
-    let mut tokens = 100;
-    let mut hang_after = None;
-    for l in prompt.lines() {
-        // opencode shows an attached file with line numbers (`3: stand-in: ...`).
-        let Some(at) = l.find("stand-in: ") else {
-            continue;
-        };
-        let rest = l[at + "stand-in: ".len()..].trim_end();
-        let rest = if let Some(r) = rest.strip_prefix("first-only ") {
-            if retry {
-                continue;
+    let sc = script::parse(&prompt, retry);
+    let (tokens, hang_after) = (sc.tokens, sc.hang_after);
+    let steps: Vec<Value> = sc
+        .steps
+        .iter()
+        .map(|s| match (s, lower) {
+            (Step::Write { path, text }, true) => {
+                json!({"name":"write","input":{"filePath":path,"content":format!("{text}\n")}})
             }
-            r
-        } else if let Some(r) = rest.strip_prefix("retry-only ") {
-            if !retry {
-                continue;
+            (Step::Write { path, text }, false) => {
+                json!({"name":"Write","input":{"file_path":path,"content":format!("{text}\n")}})
             }
-            r
-        } else {
-            rest
-        };
-        if let Some(n) = rest.strip_prefix("tokens ") {
-            tokens = n.trim().parse().unwrap_or(100);
-        } else if rest.trim() == "hang" {
-            hang_after = Some(steps.len());
-        } else if let Some(w) = rest.strip_prefix("write ") {
-            let (path, text) = w.split_once(' ').unwrap_or((w, ""));
-            let content = format!("{text}\n");
-            steps.push(if lower {
-                json!({"name":"write","input":{"filePath":path,"content":content}})
-            } else {
-                json!({"name":"Write","input":{"file_path":path,"content":content}})
-            });
-        } else if let Some(cmd) = rest.strip_prefix("bash ") {
-            let name = if lower { "bash" } else { "Bash" };
-            steps.push(json!({"name":name,"input":{"command":cmd,"description":"run the gate"}}));
-        }
-    }
+            (Step::Bash(cmd), lower) => {
+                let name = if lower { "bash" } else { "Bash" };
+                json!({"name":name,"input":{"command":cmd,"description":"run the gate"}})
+            }
+        })
+        .collect();
     let hang_first = hang_after.is_some_and(|h| done >= h && done > 0);
     match steps.get(done) {
         Some(s) => Turn {
@@ -407,6 +281,10 @@ fn rand_id() -> u64 {
 }
 
 fn stream(model: &str, t: &Turn) -> String {
+    crate::http::sse(&events(model, t))
+}
+
+fn events(model: &str, t: &Turn) -> Vec<(&'static str, Value)> {
     let mut start = message(model, t);
     start["stop_reason"] = Value::Null;
     start["usage"]["output_tokens"] = json!(1);
@@ -430,7 +308,5 @@ fn stream(model: &str, t: &Turn) -> String {
     ev.push(("message_delta", json!({"type":"message_delta","delta":{"stop_reason":t.stop,"stop_sequence":null},
         "usage":{"input_tokens":t.input_tokens,"output_tokens":20,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}})));
     ev.push(("message_stop", json!({"type":"message_stop"})));
-    ev.iter()
-        .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
-        .collect()
+    ev
 }

@@ -2,8 +2,9 @@
 //! that drives the `orch` binary against a throwaway repository ([`Sandbox`]), git run
 //! with none of the caller's `GIT_*` variables ([`git()`]), a fresh database on the
 //! PostgreSQL test server ([`postgres`]), processes a run tagged ([`tagged_with`]),
-//! the loopback stand-in for the Anthropic API ([`anthropic`]), the real agent CLIs
-//! ([`clis`]) and the WebDriver
+//! loopback stand-ins for the Anthropic, OpenAI Responses and Gemini APIs
+//! ([`anthropic`], [`openai`], [`gemini`]), the real agent CLIs ([`clis`]) and the
+//! WebDriver
 //! client for the dashboard's browser tests ([`webdriver`]). Dev-only: it panics on
 //! failure, as a test should.
 #![warn(missing_docs)]
@@ -16,12 +17,17 @@
 
 pub mod anthropic;
 pub mod clis;
+pub mod gemini;
 mod git;
+mod http;
+pub mod openai;
 pub mod postgres;
 mod procs;
 mod sandbox;
+mod script;
 pub mod webdriver;
 
 pub use git::{git, git_cmd, git_in};
+pub use http::StandIn;
 pub use procs::{Group, tagged_with};
 pub use sandbox::{Run, Sandbox};
