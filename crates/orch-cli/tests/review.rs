@@ -266,3 +266,47 @@ async fn a_task_is_reviewed_from_the_dashboard() {
     assert!(who.iter().all(|w| w.contains("Rev Iewer")), "{who:?}");
     drop(server);
 }
+
+/// `orch run --watch` stays up when only work in review is left, lands the work a
+/// person approves meanwhile, and ends when canceled.
+#[test]
+fn a_watching_run_lands_work_approved_while_it_waits() {
+    let s = Sandbox::new(env!("CARGO_BIN_EXE_orch"));
+    s.ok(&["config", "set", "review.required", "all"]);
+    s.add("Add the lexer", &[]);
+    let mut watching = Group(
+        s.cmd(&["run", "--watch", "--agent-cmd", AGENT])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !check() {
+            assert!(started.elapsed().as_secs() < 30, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for("the work in review", &|| {
+        s.status(1).as_deref() == Some("review")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(watching.0.try_wait().unwrap().is_none(), "the run ended");
+    s.ok(&["review", "approve", "1"]);
+    wait_for("the approved work landed", &|| {
+        s.status(1).as_deref() == Some("done")
+    });
+    let run = s.json(&["run", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(&["run", "cancel", &run]);
+    let code = watching.0.wait().unwrap().code();
+    assert_eq!(code, Some(130), "a canceled run exits 130");
+    assert_eq!(
+        git(&s.repo(), &["show", "orch/integration:t1.rs"]),
+        "fn lex() {}"
+    );
+}

@@ -152,6 +152,8 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
             rng.range(2, 8) as usize
         },
         review,
+        // A watching run never ends by itself; the scenarios end theirs.
+        watch: false,
     };
     let oracle = RandomOracle {
         rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),

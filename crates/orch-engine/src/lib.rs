@@ -289,7 +289,9 @@ impl Engine {
         self.check_only_tasks().await?;
         self.check_refs(&run)?;
         self.template()?;
-        if let Some(idle) = self.idle().await? {
+        if !self.cfg.config.run.watch
+            && let Some(idle) = self.idle().await?
+        {
             return Err(EngineError::NothingToClaim(idle));
         }
         let git = self.git.clone();

@@ -340,6 +340,10 @@ pub struct RunArgs {
     /// Start a new run even though an interrupted one holds tasks (they stay with it).
     #[arg(long)]
     pub new: bool,
+    /// When nothing is left, wait for more (tasks added, review work approved, a task
+    /// unblocked) until Ctrl-C or `orch run cancel`, instead of ending.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// `orch run list|show`

@@ -153,6 +153,7 @@ fn run_args() -> RunArgs {
         resume: false,
         json_events: false,
         new: false,
+        watch: false,
     }
 }
 

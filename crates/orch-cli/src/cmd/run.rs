@@ -165,6 +165,9 @@ fn exit_code(summary: &RunSummary, interrupted: bool) -> u8 {
 
 /// Applies `orch run` flags on top of the loaded configuration.
 fn apply_flags(c: &mut Config, a: &RunArgs) {
+    if a.watch {
+        c.run.watch = true;
+    }
     if let Some(n) = a.concurrency {
         c.run.concurrency = n;
     }

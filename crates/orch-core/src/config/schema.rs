@@ -101,6 +101,9 @@ pub struct RunConfig {
     /// How long a busy or unreachable store is waited out (with backoff) before the
     /// run stops cleanly, resumable; agents keep running meanwhile.
     pub store_patience: Duration,
+    /// When nothing is left, the run waits for more (tasks added, approved review
+    /// work, a task unblocked) until it is canceled, instead of ending.
+    pub watch: bool,
 }
 
 impl Default for RunConfig {
@@ -123,6 +126,7 @@ impl Default for RunConfig {
             planner: String::new(),
             lease_ttl: Duration::from_secs(30),
             store_patience: Duration::from_secs(120),
+            watch: false,
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct Policy {
     pub integration_retries: u32,
     /// Which tasks wait for a person after their worker gate (`[review]`).
     pub review: crate::config::ReviewConfig,
+    /// When nothing is left, wait for more instead of ending (`run.watch`).
+    pub watch: bool,
 }
 
 /// What a failure means for its task, as policy says, once its budget, a quota, a
@@ -261,6 +263,7 @@ impl Policy {
                 .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
             integration_retries: c.validate.integration_retries,
             review: c.review.clone(),
+            watch: c.run.watch,
         }
     }
 }

@@ -107,7 +107,11 @@ impl Repo {
         let (id, resuming) = setup::choose_run(self.store(), &opts.target).await?;
         let engine = self.engine(opts.tasks, resuming)?;
         preflight(&engine)?;
-        if !resuming && let Some(idle) = engine.idle().await? {
+        let watch = engine.config().config.run.watch;
+        if !resuming
+            && !watch
+            && let Some(idle) = engine.idle().await?
+        {
             return Err(EngineError::NothingToClaim(idle));
         }
         Ok(Run {

@@ -27,6 +27,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # planner = ""                   # empty: the built-in scheduler; else a command
 # lease_ttl = "30s"              # a crashed orch's run is taken over after this
 # store_patience = "2m"          # a busy or unreachable database is waited out this long
+# watch = false                  # when nothing is left, wait for more work until canceled
 
 [agent]
 # preset = ""                    # claude | codex | gemini | aider | opencode
@@ -53,7 +54,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # backoff = "5s"
 # stale_retries = 3              # failures on a stale head that spend no attempt
 # on_revert = "retry"            # undoing landed work: retry told what to keep, or "block", "allow"
-# on_conflict = "retry"          # or "block", "halt"
+# on_conflict = "retry"          # or "block", "ask" (a person resolves it: orch task resolve), "halt"
 # empty_diff = "fail"            # or "done-if-valid"
 # quota_backoff = "1m"           # after a rate limit: the wait before one probe (doubling)
 # quota_max_wait = "1h"          # the quota breaker open this long halts the run
@@ -81,7 +82,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # max_bytes = "2GiB"
 # log_cap = "16MiB"
 
-[notify]                         # when a run ends, a task fails or is blocked, the quota breaker opens
+[notify]                         # when a run ends, a task fails or is blocked, work waits for review, the quota breaker opens
 # command = ""                   # a shell command, the event as JSON on its stdin
 # webhook = ""                   # an http:// URL the event is POSTed to as JSON
 
@@ -90,6 +91,11 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # task_usd = 0.0                 # a task's live attempt past it is stopped
 # run_tokens = 0
 # task_tokens = 0
+
+[review]                         # a person's review before work lands: orch review
+# required = "none"              # or "all", "labels"
+# labels = []                    # with required = "labels": the labels that need review
+# max_rounds = 3                 # rounds of requested changes an agent gets
 
 [worker]                         # orch worker, with run.executors = "workers"
 # lease_ttl = "30s"              # a silent worker's job goes to another after this

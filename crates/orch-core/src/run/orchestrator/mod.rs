@@ -387,7 +387,8 @@ impl Orchestrator {
                     && self.planner.waiting.is_none()
                     && (!self.paused || self.claimable(1).is_empty()) =>
             {
-                if self.board_asked {
+                // Watching, the run waits for the board to give it more.
+                if self.board_asked || self.policy.watch {
                     return;
                 }
                 if self.board_fresh_at != Some(self.planner.epoch()) {
