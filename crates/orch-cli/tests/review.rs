@@ -47,10 +47,24 @@ fn work_is_reviewed_approved_sent_back_and_rejected_before_it_lands() {
     let s = Sandbox::new(env!("CARGO_BIN_EXE_orch"));
     s.git(&["config", "user.name", "Rev Iewer"]);
     s.ok(&["config", "set", "review.required", "all"]);
+    let told = s.dir().join("told.jsonl");
+    s.ok(&[
+        "config",
+        "set",
+        "notify.command",
+        &format!("cat >> {}", told.display()),
+    ]);
     for t in ["Add the lexer", "Add the parser", "Add the docs"] {
         s.add(t, &[]);
     }
     let text = run(&s);
+    // notify hears of each piece of work waiting for review.
+    let told = std::fs::read_to_string(&told).unwrap();
+    let requested = told
+        .lines()
+        .filter(|l| l.contains("\"review.requested\""))
+        .count();
+    assert_eq!(requested, 3, "{told}");
     assert!(text.contains("3 in review"), "{text}");
     assert!(text.contains("waiting for review: #1, #2, #3"), "{text}");
     assert_eq!(s.statuses(), ["review"; 3]);
