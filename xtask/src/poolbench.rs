@@ -12,6 +12,11 @@
 //!   checkout.
 //! - P6: a generated workspace of dependency-free crates whose worker gate is `cargo
 //!   build`: the gate time of the 5th attempt against the 1st, with and without the pool.
+//!
+//! `cargo xtask bench growth [--small N] [--large N]` is P10, what grows with the
+//! board, the journal and the history: `orch run` at concurrency 8 on trivial tasks
+//! (gates `true`) in a one-file repository, the per-task cost at `large` (1,600)
+//! over `small` (100).
 
 use std::path::Path;
 use std::process::Command;
@@ -63,15 +68,7 @@ wait
 
 /// Options: `--tasks N` (50), `--files N` (20,000).
 pub fn run(args: &[String]) -> Result<()> {
-    let opt = |name: &str, default: usize| -> Result<usize> {
-        match args.iter().position(|a| a == name) {
-            None => Ok(default),
-            Some(i) => args
-                .get(i + 1)
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("{name} takes a number")),
-        }
-    };
+    let opt = |name: &str, default: usize| opt(args, name, default);
     let (tasks, files) = (opt("--tasks", 50)?, opt("--files", 20_000)?);
     let orch = build_orch(true)?;
     let template = tempfile::Builder::new().prefix("orch-bench-").tempdir()?;
@@ -117,6 +114,41 @@ pub fn run(args: &[String]) -> Result<()> {
         cold.1 / cold.0,
         cold.1,
         cold.0
+    );
+    Ok(())
+}
+
+/// The number after `name` in `args`, or `default`.
+fn opt(args: &[String], name: &str, default: usize) -> Result<usize> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} takes a number")),
+    }
+}
+
+/// P10: the per-task cost of a large board over a small one.
+pub fn growth(args: &[String]) -> Result<()> {
+    let opt = |name: &str, default: usize| opt(args, name, default);
+    let (small, large) = (opt("--small", 100)?, opt("--large", 1_600)?);
+    let orch = build_orch(true)?;
+    let template = tempfile::Builder::new().prefix("orch-bench-").tempdir()?;
+    generate(template.path(), 1)?;
+    let mut per = Vec::new();
+    for n in [small, large] {
+        let o = orch_run(&orch, template.path(), n, 8)?;
+        let ms = o.secs * 1000.0 / n as f64;
+        println!(
+            "{n} tasks at concurrency 8: {:.1} s, {ms:.1} ms a task",
+            o.secs
+        );
+        per.push(ms);
+    }
+    println!(
+        "P10: per-task cost at {large} tasks over {small}: {:.2}x",
+        per[1] / per[0]
     );
     Ok(())
 }

@@ -249,6 +249,7 @@ impl GitHistory for FakeGit {
         &self,
         onto: &CommitId,
         head: &CommitId,
+        _: &CommitId,
         _: MergeStyle,
         _: &str,
     ) -> Result<MergeOutcome, PortError> {

@@ -122,13 +122,29 @@ fn merge_tree(repo: &Path, ours: &CommitId, theirs: &CommitId) -> (bool, String,
     (o.status.code() == Some(0), tree, paths)
 }
 
-/// Merges with orch and checks the result against git's own merge-tree.
+/// Merges with orch and checks the result against git's own merge-tree; a merge told
+/// the merge base (`merge_from`, the engine's) gives the same.
 fn merge_checked(fx: &Fixture, ours: &CommitId, theirs: &CommitId) -> MergeOutcome {
     let out = untouched(fx, || {
         fx.git()
             .merge(ours, theirs, MergeStyle::Merge, "merge")
             .unwrap()
     });
+    let base = CommitId(git(&fx.repo(), &["merge-base", &ours.0, &theirs.0]));
+    let told = fx
+        .git()
+        .merge_from(&base, ours, theirs, MergeStyle::Merge, "merge")
+        .unwrap();
+    let tree = |c: &CommitId| git(&fx.repo(), &["rev-parse", &format!("{}^{{tree}}", c.0)]);
+    match (&out, &told) {
+        (MergeOutcome::Clean { commit: a }, MergeOutcome::Clean { commit: b }) => {
+            assert_eq!(tree(a), tree(b), "merge_from's tree differs");
+        }
+        (MergeOutcome::Conflicted { conflicts: a }, MergeOutcome::Conflicted { conflicts: b }) => {
+            assert_eq!(a, b, "merge_from's conflicts differ");
+        }
+        (a, b) => panic!("merge gave {a:?}, merge_from {b:?}"),
+    }
     let (clean, tree, paths) = merge_tree(&fx.repo(), ours, theirs);
     match &out {
         MergeOutcome::Clean { commit } => {

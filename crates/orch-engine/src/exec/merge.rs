@@ -67,7 +67,7 @@ pub(crate) async fn merge(ctx: Arc<Ctx>, m: MergeAsk) -> Input {
             tracing::warn!(%attempt, error = %e, "the revert guard could not read the change");
             Vec::new()
         });
-        let r = git.merge(&onto, &head, style, &message)?;
+        let r = git.merge(&onto, &head, &base, style, &message)?;
         if let MergeOutcome::Clean { commit } = &r {
             git.pin(&pin, commit)?;
             if let Some(remote) = remote {

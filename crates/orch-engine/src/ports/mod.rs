@@ -135,11 +135,13 @@ pub trait GitRefs: Send + Sync + 'static {
 
 /// Git's history, read and written in memory: merges, trees, and what landed. Blocking.
 pub trait GitHistory: Send + Sync + 'static {
-    /// Merges `head` onto `onto` in memory; moves no ref.
+    /// Merges `head` onto `onto` in memory; moves no ref. `base` is where `head`'s
+    /// work started: the merge base, when it surely is one.
     fn merge(
         &self,
         onto: &CommitId,
         head: &CommitId,
+        base: &CommitId,
         style: MergeStyle,
         message: &str,
     ) -> Result<MergeOutcome, PortError>;

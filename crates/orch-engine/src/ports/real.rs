@@ -137,10 +137,11 @@ impl GitHistory for Git {
         &self,
         onto: &CommitId,
         head: &CommitId,
+        base: &CommitId,
         style: MergeStyle,
         message: &str,
     ) -> Result<MergeOutcome, PortError> {
-        Git::merge(self, onto, head, style, message).map_err(port)
+        Git::merge_from(self, base, onto, head, style, message).map_err(port)
     }
     fn tree_of(&self, commit: &CommitId) -> Result<String, PortError> {
         Git::tree_of(self, commit).map_err(port)
