@@ -418,8 +418,13 @@ fn a_run_obeys_every_change_another_terminal_makes() {
         let accepted = |r: &Output| r.status.success();
         match rng.below(5) {
             0 if status.as_deref() != Some("done") => {
-                if accepted(&s.cmd(&["task", "cancel", &t.to_string()]).output().unwrap()) {
-                    let w = if status.as_deref() == Some("in_progress") {
+                let out = s.cmd(&["task", "cancel", &t.to_string()]).output().unwrap();
+                if accepted(&out) {
+                    // Claimed since its status was read: the cancel is a request the
+                    // run obeys, unless the attempt ends first. The answer says which.
+                    let requested =
+                        String::from_utf8_lossy(&out.stdout).contains("cancel requested");
+                    let w = if requested {
                         Want::CancelRequested
                     } else {
                         Want::Canceled
