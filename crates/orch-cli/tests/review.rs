@@ -146,6 +146,13 @@ fn work_is_reviewed_approved_sent_back_and_rejected_before_it_lands() {
     let at = |f: &str| git(&s.repo(), &["show", &format!("orch/integration:{f}")]);
     assert_eq!(at("t1.rs"), "fn lex() {}");
     assert_eq!(at("t2.rs"), "fn lex_all() {}");
+    // The reviewed branches went with the work that landed; the rejected one stays
+    // for `orch cleanup`.
+    let left = s.git(&["branch", "--list", "orch/*/task-*"]);
+    assert!(
+        !left.contains("task-1-") && !left.contains("task-2-"),
+        "{left}"
+    );
 
     journal_holds_every_step(&s);
 }

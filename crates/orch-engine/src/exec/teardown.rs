@@ -23,6 +23,14 @@ pub(crate) async fn cleanup(
         attempt.branch(&ctx.run),
     );
     let (artifacts, run) = (ctx.artifacts.clone(), ctx.run.clone());
+    // Work a person approved (or resolved) lives on a branch of its own: once it is
+    // in the line, that branch goes with the attempt that landed it.
+    let reviewed = ctx
+        .task(attempt.task)
+        .and_then(|t| t.review)
+        .filter(|r| r.approved() && delete_branch && r.work.branch != branch)
+        .map(|r| (r.work.branch, r.work.head));
+    let line = crate::line::layout::integration_ref(&ctx.cfg.config.run, &ctx.run);
     let kept = match retention {
         Retention::Success => Kept::Succeeded,
         Retention::Failure => Kept::Failed,
@@ -49,6 +57,13 @@ pub(crate) async fn cleanup(
                 errors.push(e.to_string());
             }
             if delete_branch && let Err(e) = git.delete_branch(&branch, true) {
+                errors.push(e.to_string());
+            }
+            if let Some((b, head)) = reviewed
+                && let Ok(Some(tip)) = git.ref_target(&line)
+                && git.is_ancestor(&head, &tip)
+                && let Err(e) = git.delete_branch(&b, true)
+            {
                 errors.push(e.to_string());
             }
             // The merge candidate is in the integration branch now, or abandoned.

@@ -145,10 +145,21 @@ impl Repo {
             _ => String::new(),
         };
         let max_rounds = self.config().review.max_rounds;
+        let superseded = task.review.as_ref().map(|r| r.work.branch.clone());
         let (task, decided) = self
             .store
             .review_task(id, &decision, feedback, max_rounds, actor)
             .await?;
+        // A new round starts from the line as it is: the reviewed branch is done with.
+        if let (Some(branch), Some(r)) = (superseded, task.review.as_ref())
+            && r.feedback().is_some()
+        {
+            let root = self.root().to_owned();
+            let _ = tokio::task::spawn_blocking(move || {
+                orch_git::Git::open(&root).map(|g| g.delete_branch(&branch, true))
+            })
+            .await;
+        }
         Ok(Reviewed {
             task,
             reason: decided.reason,
