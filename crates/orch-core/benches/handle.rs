@@ -1,5 +1,6 @@
-//! `Orchestrator::handle` plus draining its commands, on a board of 10,000 tasks with
-//! 16 live attempts. Each iteration takes one attempt through its whole life (7 inputs:
+//! `Orchestrator::handle` plus draining its commands, on a board of 10,000 tasks (and
+//! of 100,000: the time per input should hardly grow with the board) with 16 live
+//! attempts. Each iteration takes one attempt through its whole life (7 inputs:
 //! agent exit, worker gate, merge, integration gate, ref update, cleanup, and the next
 //! claim's worktree), so the time per input is the iteration time divided by 7.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -15,12 +16,11 @@ use orch_core::run::{
 };
 use orch_core::{TaskId, TaskStatus, Timestamp};
 
-const TASKS: i64 = 10_000;
 const LIVE: u32 = 16;
 const INPUTS_PER_ITERATION: u64 = 7;
 
-fn board() -> Vec<TaskSpec> {
-    (1..=TASKS)
+fn board(tasks: i64) -> Vec<TaskSpec> {
+    (1..=tasks)
         .map(|i| TaskSpec {
             id: TaskId(i),
             status: TaskStatus::Backlog,
@@ -71,9 +71,9 @@ struct Driver {
 }
 
 impl Driver {
-    fn new() -> Driver {
+    fn new(tasks: i64) -> Driver {
         let mut d = Driver {
-            o: Orchestrator::new(RunId("bench".into()), policy(), board()),
+            o: Orchestrator::new(RunId("bench".into()), policy(), board(tasks)),
             now: 0,
             running: VecDeque::new(),
             provisioning: Vec::new(),
@@ -166,21 +166,24 @@ impl Driver {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("orchestrator");
     g.throughput(Throughput::Elements(INPUTS_PER_ITERATION));
-    g.bench_function("handle+drain, 10k tasks, 16 live (per 7 inputs)", |b| {
-        b.iter_custom(|iters| {
-            let mut d = Driver::new();
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                let more = d.cycle();
-                total += t.elapsed();
-                if !more || d.running.len() < LIVE as usize {
-                    d = Driver::new();
+    for (tasks, name) in [(10_000, "10k"), (100_000, "100k")] {
+        let id = format!("handle+drain, {name} tasks, 16 live (per 7 inputs)");
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut d = Driver::new(tasks);
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    let more = d.cycle();
+                    total += t.elapsed();
+                    if !more || d.running.len() < LIVE as usize {
+                        d = Driver::new(tasks);
+                    }
                 }
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     g.finish();
 }
 
