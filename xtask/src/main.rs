@@ -53,6 +53,9 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
     if which == Some("run") {
         return poolbench::run(rest);
     }
+    if which == Some("agents") {
+        return poolbench::agents(rest);
+    }
     if which == Some("growth") {
         return poolbench::growth(rest);
     }
@@ -78,7 +81,9 @@ fn bench(which: Option<&str>, rest: &[String]) -> Result<()> {
         .collect();
     if selected.is_empty() {
         let mut names: Vec<&str> = BENCHES.iter().map(|b| b.0).collect();
-        names.extend(["gate", "growth", "replay", "run", "web", "workers"]);
+        names.extend([
+            "agents", "gate", "growth", "replay", "run", "web", "workers",
+        ]);
         bail!(
             "unknown benchmark {:?}; available: {}",
             which.unwrap_or(""),

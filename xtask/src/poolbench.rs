@@ -13,6 +13,11 @@
 //! - P6: a generated workspace of dependency-free crates whose worker gate is `cargo
 //!   build`: the gate time of the 5th attempt against the 1st, with and without the pool.
 //!
+//! `cargo xtask bench agents [--agents N] [--secs S]` is P7 and P5: N tasks (64) whose
+//! agent sleeps S seconds (3), all at once (concurrency N, gates `true`), first on a
+//! cold pool and then on the warm one: the run's time over the ideal S, and orch's
+//! peak memory.
+//!
 //! `cargo xtask bench growth [--small N] [--large N]` is P10, what grows with the
 //! board, the journal and the history: `orch run` at concurrency 8 on trivial tasks
 //! (gates `true`) in a one-file repository, the per-task cost at `large` (1,600)
@@ -151,6 +156,81 @@ pub fn growth(args: &[String]) -> Result<()> {
         per[1] / per[0]
     );
     Ok(())
+}
+
+/// P7 and P5: many agents at once, on a cold pool and then a warm one.
+pub fn agents(args: &[String]) -> Result<()> {
+    let (n, secs) = (opt(args, "--agents", 64)?, opt(args, "--secs", 3)?);
+    let orch = build_orch(true)?;
+    let s = Sandbox::new(&orch)?;
+    let agent = format!("sleep {secs}; echo x > task-$ORCH_TASK_ID.txt");
+    let conc = n.to_string();
+    for (round, pool) in [(1, "cold"), (2, "warm")] {
+        let board: String = (1..=n)
+            .map(|i| {
+                format!(
+                    "[[task]]\nkey = \"r{round}-{i}\"\ntitle = \"Task {i} of round {round}\"\n\n"
+                )
+            })
+            .collect();
+        let file = s.dir().join(format!("board{round}.toml"));
+        std::fs::write(&file, board)?;
+        s.ok(&["board", "import", &file.display().to_string()])?;
+        settle()?;
+        let args = [
+            "run",
+            "--agent-cmd",
+            &agent,
+            "--validate",
+            "true",
+            "--integrate-validate",
+            "true",
+            "--concurrency",
+            &conc,
+        ];
+        let (wall, peak_kb) = watched(s.cmd(&args))?;
+        let landed = sh(
+            &s.repo(),
+            "git ls-tree --name-only orch/integration | grep -c '^task-'",
+        )?;
+        ensure!(
+            landed == (n * round).to_string(),
+            "orch landed {landed} of {}",
+            n * round
+        );
+        println!(
+            "P7 ({pool} pool): {n} agents of {secs} s at once took {wall:.2} s: {:.2}x the ideal; P5: orch's peak memory {:.0} MB",
+            wall / secs as f64,
+            peak_kb as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cmd` to its end, successful: how long it took, and its peak resident memory
+/// in kB (`VmHWM`, read as it runs).
+fn watched(mut cmd: Command) -> Result<(f64, u64)> {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut peak = 0;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        if let Some(kb) = status.ok().as_deref().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak = peak.max(kb);
+        }
+        if let Some(status) = child.try_wait()? {
+            ensure!(status.success(), "the run failed: {status}");
+            return Ok((started.elapsed().as_secs_f64(), peak));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// `files` 40-line files in nested folders, one commit.
