@@ -2,8 +2,6 @@
 //! cost and worker gate), one task's review in full (its diff, earlier rounds), and a
 //! person's decision, applied as the core decides and journaled with who made it.
 
-use std::collections::BTreeMap;
-
 use orch_core::event::{Event, kind};
 use orch_core::review::{self, Decision, Review};
 use orch_core::run::{CommitId, Stage, ValidationRecord};
@@ -55,20 +53,20 @@ pub struct Reviewed {
 }
 
 impl Repo {
-    /// The tasks whose work waits for a person, oldest first.
+    /// The tasks whose work waits for a person, oldest first. What it reads grows with
+    /// the queue, not with the history: each task's newest request and its attempts.
     pub async fn reviews(&self) -> Result<Vec<Waiting>, EngineError> {
         let tasks = self.store.tasks(&[TaskStatus::Review]).await?;
-        let requested = self.requested_at(None).await?;
-        let usage = self.store.task_usage().await?;
         let mut out = Vec::new();
         for t in tasks {
             let Some(review) = t.review.as_deref().cloned() else {
                 continue;
             };
             let gates = self.worker_gate(t.id, &review).await?;
+            let since = self.requested_at(t.id).await?.unwrap_or(t.updated_at);
             out.push(Waiting {
-                since: requested.get(&t.id).copied().unwrap_or(t.updated_at),
-                usage: usage.get(&t.id).cloned().unwrap_or_default(),
+                since,
+                usage: self.usage_of(t.id).await?,
                 task: t,
                 review,
                 gates,
@@ -98,7 +96,7 @@ impl Repo {
             .rev()
             .find(|e| e.kind == kind::REVIEW_REQUESTED)
             .map_or(task.updated_at, |e| e.at);
-        let usage = self.store.task_usage().await?;
+        let usage = self.usage_of(id).await?;
         let gates = self.worker_gate(id, &review).await?;
         let (base, head) = (review.work.base.clone(), review.work.head.clone());
         let root = self.root().to_owned();
@@ -109,7 +107,7 @@ impl Repo {
         .expect("reading a diff does not panic")?;
         Ok(ReviewDetail {
             waiting: Waiting {
-                usage: usage.get(&id).cloned().unwrap_or_default(),
+                usage,
                 task,
                 review,
                 since,
@@ -176,21 +174,28 @@ impl Repo {
         Ok(self.store.events(&filter).await?)
     }
 
-    /// When each task's work was last submitted for review (every task, or `id`'s).
-    async fn requested_at(
-        &self,
-        id: Option<TaskId>,
-    ) -> Result<BTreeMap<TaskId, Timestamp>, EngineError> {
+    /// When task `id`'s work was last submitted for review.
+    async fn requested_at(&self, id: TaskId) -> Result<Option<Timestamp>, EngineError> {
         let filter = EventFilter {
-            task: id,
+            task: Some(id),
             kind: Some(kind::REVIEW_REQUESTED.into()),
+            last: Some(1),
             ..EventFilter::default()
         };
         let events = self.store.events(&filter).await?;
-        Ok(events
-            .into_iter()
-            .filter_map(|e| Some((e.task_id?, e.at)))
-            .collect())
+        Ok(events.last().map(|e| e.at))
+    }
+
+    /// What task `id`'s agents spent, over every attempt and round.
+    async fn usage_of(&self, id: TaskId) -> Result<Usage, EngineError> {
+        let mut total = Usage::default();
+        for (_, a) in self.store.task_attempts(id).await? {
+            if let Some(u) = &a.usage {
+                total.add(u);
+            }
+        }
+        total.session_id = None;
+        Ok(total)
     }
 
     /// The worker gate the reviewed work passed, command by command.
