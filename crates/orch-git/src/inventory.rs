@@ -68,11 +68,11 @@ impl Git {
             };
             let prunable = !path.exists();
             let locked = proxy.is_locked();
-            let branch = proxy
-                .into_repo_with_possibly_inaccessible_worktree()
+            // Its HEAD file, read as it is: opening a repository for each worktree to
+            // ask costs what the pool is large, for every branch deleted.
+            let branch = std::fs::read_to_string(proxy.git_dir().join("HEAD"))
                 .ok()
-                .and_then(|r| r.head_name().ok().flatten())
-                .map(|n| n.shorten().to_string());
+                .and_then(|h| head_branch(&h));
             let dirty = if prunable || !with_dirty {
                 None
             } else {
@@ -248,4 +248,33 @@ fn integration_tips(branches: &[(String, CommitId)]) -> Vec<CommitId> {
         .filter(|(n, _)| n.ends_with("/integration"))
         .map(|(_, c)| c.clone())
         .collect()
+}
+
+/// The branch a worktree's `HEAD` file names (`ref: refs/heads/<branch>`), shortened as
+/// git shortens it; `None` when it is detached.
+fn head_branch(head: &str) -> Option<String> {
+    let name = head.trim().strip_prefix("ref:")?.trim();
+    let short = ["refs/heads/", "refs/remotes/", "refs/tags/", "refs/"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    Some(short.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_branch;
+
+    #[test]
+    fn a_head_file_names_its_branch_as_git_shortens_it() {
+        assert_eq!(
+            head_branch("ref: refs/heads/orch/r1/task-2-1\n").as_deref(),
+            Some("orch/r1/task-2-1")
+        );
+        assert_eq!(head_branch("ref: refs/orch/x\n").as_deref(), Some("orch/x"));
+        assert_eq!(
+            head_branch("0123456789abcdef0123456789abcdef01234567\n"),
+            None
+        );
+    }
 }
