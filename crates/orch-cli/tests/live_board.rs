@@ -1440,8 +1440,10 @@ fn a_full_disk_is_named_waited_out_and_spends_no_attempt() {
     let (disk, out) = (tmp.path().join("disk"), tmp.path().join("out"));
     std::fs::create_dir_all(&disk).unwrap();
     std::fs::create_dir_all(&out).unwrap();
+    // Task one's agent fills the disk; task two's writes once it is free again (its
+    // own write failing on the full disk would be the agent's failure, not orch's).
     let agent = format!(
-        "if [ ! -e {o}/filled ]; then dd if=/dev/zero of={d}/filler bs=1M count=64 2>/dev/null; touch {o}/filled; fi; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt",
+        "if [ \"$ORCH_TASK_ID\" != 1 ]; then while [ ! -e {o}/filled ] || [ -e {d}/filler ]; do sleep 0.05; done; elif [ ! -e {o}/filled ]; then dd if=/dev/zero of={d}/filler bs=1M count=64 2>/dev/null; touch {o}/filled; fi; echo $ORCH_TASK_ID > t$ORCH_TASK_ID.txt",
         o = out.display(),
         d = disk.display()
     );
