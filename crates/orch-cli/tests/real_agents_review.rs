@@ -135,9 +135,7 @@ fn codex_resumes_the_reviewed_session_with_the_comments() {
         return;
     };
     let api = openai::start();
-    // Codex will not put its helpers under /tmp: its home lives under target/.
-    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    openai::codex_home(&api, home.path());
+    let home = openai::codex_home(&api, Path::new(env!("CARGO_TARGET_TMPDIR")));
     let env = [
         ("CODEX_HOME", home.path().display().to_string()),
         ("OPENAI_API_KEY", "sk-test-not-a-real-key".to_owned()),

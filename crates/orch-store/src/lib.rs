@@ -44,6 +44,7 @@ pub use location::{Location, redact};
 pub use logs::StoredLog;
 pub use pool::PoolLease;
 pub use projections::{ArtifactRow, AttemptRow, MergeRow, ProposalRow, ValidationRow};
+pub use reviews::PersonEvent;
 pub use runs::{RUN_CREATED, RunInfo};
 pub use store::Store;
 pub(crate) use store::now;

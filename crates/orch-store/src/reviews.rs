@@ -38,6 +38,57 @@ pub(crate) async fn submitted<C: ConnectionTrait>(
     }
 }
 
+/// A person's event about a task: its kind, reason and payload.
+pub type PersonEvent<'a> = (&'a str, String, serde_json::Value);
+
+/// Moves `t` to `status` with `review`, written in `txn` with `event` by `actor`.
+async fn settle<C: ConnectionTrait>(
+    txn: &C,
+    t: &mut Task,
+    status: TaskStatus,
+    review: Option<Box<Review>>,
+    event: PersonEvent<'_>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    t.status = status;
+    t.review = review;
+    t.updated_at = now();
+    task::ActiveModel {
+        id: Set(t.id.0),
+        status: Set(t.status.as_str().to_owned()),
+        review: Set(column(t.review.as_deref())),
+        updated_at: Set(t.updated_at.as_millis()),
+        ..Default::default()
+    }
+    .update(txn)
+    .await
+    .map_err(|e| StoreError::from_db(e, "settling a task's review"))?;
+    journal(txn, t.id, t.updated_at, event, actor).await
+}
+
+/// Appends a person's `event` about task `id`, at `at`, in `txn`.
+async fn journal<C: ConnectionTrait>(
+    txn: &C,
+    id: TaskId,
+    at: orch_core::Timestamp,
+    (kind, reason, payload): PersonEvent<'_>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    events::append(
+        txn,
+        NewEvent {
+            run_id: None,
+            at,
+            task_id: Some(id),
+            kind,
+            reason,
+            actor,
+            payload,
+        },
+    )
+    .await
+}
+
 impl Store {
     /// Applies a person's `decision` on task `id`'s work in review: where the task
     /// goes and its review after, as the core decides (`feedback` is the text a new
@@ -63,40 +114,18 @@ impl Store {
             max_rounds,
         )?;
         let from = t.status;
-        t.status = decided.status;
-        t.review = decided.review.clone().map(Box::new);
-        t.updated_at = now();
-        task::ActiveModel {
-            id: Set(id.0),
-            status: Set(t.status.as_str().to_owned()),
-            review: Set(column(t.review.as_deref())),
-            updated_at: Set(t.updated_at.as_millis()),
-            ..Default::default()
-        }
-        .update(&txn)
-        .await
-        .map_err(|e| StoreError::from_db(e, "deciding a review"))?;
-        let work = before.as_ref().map(|r| (r.round, &r.work));
-        events::append(
-            &txn,
-            NewEvent {
-                run_id: None,
-                at: t.updated_at,
-                task_id: Some(id),
-                kind: decision.kind(),
-                reason: decided.reason.clone(),
-                actor,
-                payload: json!({
-                    "decision": decision,
-                    "round": work.map(|w| w.0),
-                    "head": work.map(|w| &w.1.head),
-                    "from": from,
-                    "to": t.status,
-                    "note": t.review.as_ref().and_then(|r| r.note.as_ref()),
-                }),
-            },
-        )
-        .await?;
+        let work = before.as_ref().map(|r| (r.round, r.work.head.clone()));
+        let payload = json!({
+            "decision": decision,
+            "round": work.as_ref().map(|w| w.0),
+            "head": work.as_ref().map(|w| &w.1),
+            "from": from,
+            "to": decided.status,
+            "note": decided.review.as_ref().and_then(|r| r.note.as_ref()),
+        });
+        let event = (decision.kind(), decided.reason.clone(), payload);
+        let review = decided.review.clone().map(Box::new);
+        settle(&txn, &mut t, decided.status, review, event, actor).await?;
         txn.commit()
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))?;
@@ -112,38 +141,14 @@ impl Store {
         id: TaskId,
         to: TaskStatus,
         review: &Review,
-        (kind, reason, payload): (&str, String, serde_json::Value),
+        event: PersonEvent<'_>,
         actor: &str,
     ) -> Result<Task, StoreError> {
         let txn = self.write().await?;
         let mut t = load(&txn, id).await?;
         review::check_blocked(id, t.status)?;
-        t.status = to;
-        t.review = Some(Box::new(review.clone()));
-        t.updated_at = now();
-        task::ActiveModel {
-            id: Set(id.0),
-            status: Set(t.status.as_str().to_owned()),
-            review: Set(column(Some(review))),
-            updated_at: Set(t.updated_at.as_millis()),
-            ..Default::default()
-        }
-        .update(&txn)
-        .await
-        .map_err(|e| StoreError::from_db(e, "settling a conflict"))?;
-        events::append(
-            &txn,
-            NewEvent {
-                run_id: None,
-                at: t.updated_at,
-                task_id: Some(id),
-                kind,
-                reason,
-                actor,
-                payload,
-            },
-        )
-        .await?;
+        let review = Some(Box::new(review.clone()));
+        settle(&txn, &mut t, to, review, event, actor).await?;
         txn.commit()
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))?;
@@ -155,24 +160,12 @@ impl Store {
     pub async fn note_task(
         &self,
         id: TaskId,
-        (kind, reason, payload): (&str, String, serde_json::Value),
+        event: PersonEvent<'_>,
         actor: &str,
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
         load(&txn, id).await?;
-        events::append(
-            &txn,
-            NewEvent {
-                run_id: None,
-                at: now(),
-                task_id: Some(id),
-                kind,
-                reason,
-                actor,
-                payload,
-            },
-        )
-        .await?;
+        journal(&txn, id, now(), event, actor).await?;
         txn.commit()
             .await
             .map_err(|e| StoreError::from_db(e, "committing"))

@@ -22,15 +22,25 @@ pub fn start() -> StandIn {
     StandIn::start(answer)
 }
 
-/// Writes `dir/config.toml` for a `CODEX_HOME` whose model provider is `api` (its key
-/// from `OPENAI_API_KEY`, no retries).
-pub fn codex_home(api: &StandIn, dir: &Path) {
-    std::fs::create_dir_all(dir).expect("making CODEX_HOME");
+/// A fresh `CODEX_HOME` whose model provider is `api` (its key from
+/// `OPENAI_API_KEY`, no retries). Codex will not put its helpers under the system's
+/// temporary directory, so it is made under `prefer` (a test's target directory)
+/// when that is outside it, else under `$HOME/.cache`; removed when dropped.
+pub fn codex_home(api: &StandIn, prefer: &Path) -> tempfile::TempDir {
+    let tmp = std::env::temp_dir();
+    let parent = match std::env::var_os("HOME") {
+        _ if !prefer.starts_with(&tmp) => prefer.to_path_buf(),
+        Some(home) => Path::new(&home).join(".cache/orch-test"),
+        None => prefer.to_path_buf(),
+    };
+    std::fs::create_dir_all(&parent).expect("making CODEX_HOME's parent");
+    let dir = tempfile::tempdir_in(&parent).expect("making CODEX_HOME");
     let toml = format!(
         "model_provider = \"standin\"\nmodel = \"gpt-standin\"\n\n[model_providers.standin]\nname = \"standin\"\nbase_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"OPENAI_API_KEY\"\nrequest_max_retries = 0\nstream_max_retries = 0\n",
         api.url
     );
-    std::fs::write(dir.join("config.toml"), toml).expect("writing config.toml");
+    std::fs::write(dir.path().join("config.toml"), toml).expect("writing config.toml");
+    dir
 }
 
 fn text_of(item: &Value) -> String {

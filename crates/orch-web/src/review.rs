@@ -42,11 +42,7 @@ pub(crate) async fn queue(State(app): State<AppState>, headers: HeaderMap) -> Re
 }
 
 fn row(out: &mut String, w: &Waiting) {
-    let verdict = match (&w.review.verdict, &w.review.note) {
-        (Verdict::Approved, _) => "approved: lands in the next run",
-        (_, Some(_)) => "waiting (rounds spent)",
-        _ => "waiting",
-    };
+    let verdict = w.verdict_words();
     let _ = write!(
         out,
         "<tr class=\"review\"><td><a href=\"/orch/tasks/{id}\">#{id} {}</a></td><td>{}</td><td data-since=\"{}\"></td><td>{}</td><td>{}</td><td>{verdict}</td></tr>",
@@ -54,19 +50,9 @@ fn row(out: &mut String, w: &Waiting) {
         w.review.round,
         w.since.as_millis(),
         esc(&w.usage.summary()),
-        gate_words(w),
+        w.gate_words(),
         id = w.task.id,
     );
-}
-
-/// The worker gate in a few words.
-fn gate_words(w: &Waiting) -> String {
-    let failed = w.gates.iter().filter(|g| g.exit_code != Some(0)).count();
-    match (w.gates.len(), failed) {
-        (0, _) => "none run".into(),
-        (n, 0) => format!("passed ({n} command{})", if n == 1 { "" } else { "s" }),
-        (n, f) => format!("{f} of {n} failed"),
-    }
 }
 
 /// The review section of task `id`'s page.
@@ -92,7 +78,7 @@ fn render(app: &AppState, d: &ReviewDetail) -> String {
     if let Some(n) = &r.note {
         let _ = write!(out, "<p class=\"notice\">{}</p>", esc(n));
     }
-    let _ = write!(out, "<h3>Worker gate: {}</h3>", gate_words(w));
+    let _ = write!(out, "<h3>Worker gate: {}</h3>", w.gate_words());
     for g in &w.gates {
         let _ = write!(
             out,
@@ -136,21 +122,17 @@ fn rounds(out: &mut String, d: &ReviewDetail) {
             esc(e.actor.strip_prefix("human:").unwrap_or(&e.actor)),
             esc(&e.reason)
         );
-        let text = e.payload.pointer("/decision/text").and_then(|t| t.as_str());
-        if let Some(t) = text.filter(|t| !t.trim().is_empty()) {
-            let _ = write!(out, "<blockquote>{}</blockquote>", esc(t));
+        let decision = Decision::recorded_in(&e.payload);
+        if let Some(d) = decision.as_ref().filter(|d| !d.text().trim().is_empty()) {
+            let _ = write!(out, "<blockquote>{}</blockquote>", esc(d.text()));
         }
-        let comments = e
-            .payload
-            .pointer("/decision/comments")
-            .and_then(|c| c.as_array());
-        for c in comments.into_iter().flatten() {
+        for c in decision.iter().flat_map(|d| d.comments()) {
             let _ = write!(
                 out,
                 "<div class=\"comment\"><code>{}:{}</code> {}</div>",
-                esc(c["path"].as_str().unwrap_or("")),
-                c["line"],
-                esc(c["text"].as_str().unwrap_or(""))
+                esc(&c.path),
+                c.line,
+                esc(&c.text)
             );
         }
         out.push_str("</li>");

@@ -135,8 +135,9 @@ fn make_repo(dir: &Path, exe: &Path) -> Result<()> {
     git(dir, &["commit", "-q", "-m", "Configure orch"])
 }
 
-/// `orch run` with no flags: the demo's `orch.toml` says it all.
-fn run_args() -> RunArgs {
+/// `orch run` with no flags: the repository's `orch.toml` says it all (the demo's, or
+/// the one a resolution lands with).
+pub(super) fn run_args() -> RunArgs {
     RunArgs {
         command: None,
         concurrency: None,

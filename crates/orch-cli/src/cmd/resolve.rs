@@ -1,9 +1,8 @@
 //! `orch task resolve ID [--continue | --abort | --agent]`.
 
 use anyhow::Result;
-use clap::Parser as _;
 
-use crate::cli::{Cli, Command, ResolveArgs};
+use crate::cli::ResolveArgs;
 use crate::ctx::Ctx;
 use crate::output::{self, TaskJson};
 
@@ -57,9 +56,9 @@ pub(super) async fn resolve(ctx: &Ctx, a: ResolveArgs) -> Result<u8> {
         r.commit.short()
     );
     // The landing is a run of this task alone: its claim integrates the resolution.
-    let line = ["orch", "run", "--task", &id.to_string()];
-    let Command::Run(args) = Cli::try_parse_from(line)?.command else {
-        unreachable!("`orch run` parses as a run");
+    let args = crate::cli::RunArgs {
+        tasks: vec![id],
+        ..super::demo::run_args()
     };
     super::run::run(ctx, &args).await
 }

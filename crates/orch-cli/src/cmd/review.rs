@@ -84,11 +84,7 @@ fn list(waiting: &[Waiting], json: bool) -> Result<()> {
         .map_or(0, |d| d.as_millis() as i64);
     for w in waiting {
         let r = &w.review;
-        let verdict = match (&r.verdict, &r.note) {
-            (orch_engine::core::review::Verdict::Approved, _) => "approved, lands in the next run",
-            (_, Some(_)) => "waiting (rounds spent)",
-            _ => "waiting",
-        };
+        let verdict = w.verdict_words();
         println!(
             "#{} {}  round {}  {verdict}  for {}  {}  worker gate: {}",
             w.task.id,
@@ -96,21 +92,11 @@ fn list(waiting: &[Waiting], json: bool) -> Result<()> {
             r.round,
             age(now - w.since.0),
             w.usage.summary(),
-            gates(w),
+            w.gate_words(),
         );
     }
     println!("  next: orch review show ID, then orch review approve|changes|reject ID");
     Ok(())
-}
-
-/// The worker gate in a few words.
-fn gates(w: &Waiting) -> String {
-    let failed = w.gates.iter().filter(|g| g.exit_code != Some(0)).count();
-    match (w.gates.len(), failed) {
-        (0, _) => "none run (reused or not configured)".into(),
-        (n, 0) => format!("passed ({n} command{})", if n == 1 { "" } else { "s" }),
-        (n, f) => format!("{f} of {n} failed"),
-    }
 }
 
 fn age(ms: i64) -> String {
@@ -143,7 +129,7 @@ fn show(d: &ReviewDetail, json: bool) -> Result<()> {
         println!("  note: {n}");
     }
     println!("  cost: {}", w.usage.summary());
-    println!("  worker gate: {}", gates(w));
+    println!("  worker gate: {}", w.gate_words());
     for g in &w.gates {
         println!("    $ {}  ({})", output::printable(&g.command), g.outcome);
         for l in g.tail.iter().rev().take(3).rev() {
@@ -156,21 +142,18 @@ fn show(d: &ReviewDetail, json: bool) -> Result<()> {
     for e in &d.history {
         let who = e.actor.strip_prefix("human:").unwrap_or(&e.actor);
         println!("    {} {who}: {}", e.kind, output::printable(&e.reason));
-        if let Some(text) = e.payload.pointer("/decision/text").and_then(|t| t.as_str())
-            && !text.trim().is_empty()
-        {
-            println!("      \"{}\"", output::printable(text.trim()));
+        let Some(decision) = Decision::recorded_in(&e.payload) else {
+            continue;
+        };
+        if !decision.text().trim().is_empty() {
+            println!("      \"{}\"", output::printable(decision.text().trim()));
         }
-        let comments = e
-            .payload
-            .pointer("/decision/comments")
-            .and_then(|c| c.as_array());
-        for c in comments.into_iter().flatten() {
+        for c in decision.comments() {
             println!(
                 "      {}:{}: {}",
-                c["path"].as_str().unwrap_or(""),
-                c["line"],
-                output::printable(c["text"].as_str().unwrap_or(""))
+                c.path,
+                c.line,
+                output::printable(&c.text)
             );
         }
     }

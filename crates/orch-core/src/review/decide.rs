@@ -88,6 +88,28 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The decision a `review.*` event of the audit log records, if it records one.
+    pub fn recorded_in(payload: &serde_json::Value) -> Option<Decision> {
+        serde_json::from_value(payload.get("decision")?.clone()).ok()
+    }
+
+    /// What the person said in general (empty when nothing).
+    pub fn text(&self) -> &str {
+        match self {
+            Decision::Approve { text }
+            | Decision::Changes { text, .. }
+            | Decision::Reject { text, .. } => text,
+        }
+    }
+
+    /// Its line comments (none but for changes).
+    pub fn comments(&self) -> &[Comment] {
+        match self {
+            Decision::Changes { comments, .. } => comments,
+            _ => &[],
+        }
+    }
+
     /// The audit log's kind for it: `review.approved`, `review.changes`,
     /// `review.rejected`.
     pub fn kind(&self) -> &'static str {

@@ -32,6 +32,27 @@ pub struct Waiting {
     pub gates: Vec<ValidationRecord>,
 }
 
+impl Waiting {
+    /// The worker gate in a few words.
+    pub fn gate_words(&self) -> String {
+        let failed = self.gates.iter().filter(|g| g.exit_code != Some(0)).count();
+        match (self.gates.len(), failed) {
+            (0, _) => "none run (reused, or none configured)".into(),
+            (n, 0) => format!("passed ({n} command{})", if n == 1 { "" } else { "s" }),
+            (n, f) => format!("{f} of {n} failed"),
+        }
+    }
+
+    /// Where the review stands, in a few words.
+    pub fn verdict_words(&self) -> &'static str {
+        match (&self.review.verdict, &self.review.note) {
+            (review::Verdict::Approved, _) => "approved: lands in the next run",
+            (_, Some(_)) => "waiting (rounds spent)",
+            _ => "waiting",
+        }
+    }
+}
+
 /// One task's review in full.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReviewDetail {
