@@ -1,6 +1,6 @@
 //! `cargo xtask bench gate` (P3): landed tasks per hour through the integration queue,
-//! at depth 1 against a speculative stack of depth 4 and a batch of 4, on 40 scripted
-//! tasks whose
+//! at depth 1 against a speculative stack of depth 4, a batch of 4, and the default
+//! (`run.integration = "auto"`, no other setting), on 40 scripted tasks whose
 //! integration gate sleeps T and fails every candidate holding one of a seeded 10% of
 //! "bad" tasks. It checks that exactly the good tasks land, and reports the measured
 //! ratio beside the model's prediction, (1-p)(1-(1-p)^D)/p per gate time against 1-p.
@@ -26,10 +26,14 @@ struct Measured {
     gate_runs: usize,
 }
 
-fn one(orch: &std::path::Path, depth: u32, batch: u32, gate_secs: f64) -> Result<Measured> {
+/// One run; `shape` is `(depth, batch)`, or `None` for the default.
+fn one(orch: &std::path::Path, shape: Option<(u32, u32)>, gate_secs: f64) -> Result<Measured> {
     let s = Sandbox::new(orch)?;
+    let set = shape.map_or(String::new(), |(d, b)| {
+        format!("integration_depth = {d}\nintegration_batch = {b}\n")
+    });
     s.config(&format!(
-        "[run]\nconcurrency = 8\nintegration_depth = {depth}\nintegration_batch = {batch}\n[policy]\nmax_attempts = 1\n"
+        "[run]\nconcurrency = 8\n{set}[policy]\nmax_attempts = 1\nstale_retries = 0\n"
     ))?;
     let mut bad = Vec::new();
     for i in 1..=TASKS {
@@ -64,9 +68,10 @@ fn one(orch: &std::path::Path, depth: u32, batch: u32, gate_secs: f64) -> Result
         v.iter().filter(|r| r["stage"] == "integration").count()
     });
     Ok(Measured {
-        name: match batch {
-            1 => format!("depth {depth}"),
-            b => format!("batch {b}"),
+        name: match shape {
+            None => "auto".to_owned(),
+            Some((d, 1)) => format!("depth {d}"),
+            Some((_, b)) => format!("batch {b}"),
         },
         secs,
         landed,
@@ -82,10 +87,11 @@ fn model(p: f64, d: u32) -> f64 {
 /// Runs P3 and prints its ratios.
 pub fn run(gate_secs: f64) -> Result<()> {
     let orch = build_orch(true)?;
-    let serial = one(&orch, 1, 1, gate_secs)?;
-    let deep = one(&orch, 4, 1, gate_secs)?;
-    let batch = one(&orch, 1, 4, gate_secs)?;
-    for m in [&serial, &deep, &batch] {
+    let serial = one(&orch, Some((1, 1)), gate_secs)?;
+    let deep = one(&orch, Some((4, 1)), gate_secs)?;
+    let batch = one(&orch, Some((1, 4)), gate_secs)?;
+    let auto = one(&orch, None, gate_secs)?;
+    for m in [&serial, &deep, &batch, &auto] {
         println!(
             "{}: {} tasks landed in {:.1} s ({:.0} an hour), {} integration gate runs",
             m.name,
@@ -98,10 +104,11 @@ pub fn run(gate_secs: f64) -> Result<()> {
     let rate = |m: &Measured| m.landed as f64 / m.secs;
     let p = 1.0 / BAD_EVERY as f64;
     println!(
-        "P3: depth 4 / depth 1 = {:.2}x landed per hour (model: {:.2}x); batch 4 / depth 1 = {:.2}x; gate T = {gate_secs} s",
+        "P3: depth 4 / depth 1 = {:.2}x landed per hour (model: {:.2}x); batch 4 / depth 1 = {:.2}x; auto / depth 1 = {:.2}x; gate T = {gate_secs} s",
         rate(&deep) / rate(&serial),
         model(p, 4) / model(p, 1),
-        rate(&batch) / rate(&serial)
+        rate(&batch) / rate(&serial),
+        rate(&auto) / rate(&serial)
     );
     Ok(())
 }

@@ -13,10 +13,11 @@
 //! - P6: a generated workspace of dependency-free crates whose worker gate is `cargo
 //!   build`: the gate time of the 5th attempt against the 1st, with and without the pool.
 //!
-//! `cargo xtask bench agents [--agents N] [--secs S]` is P7 and P5: N tasks (64) whose
-//! agent sleeps S seconds (3), all at once (concurrency N, gates `true`), first on a
-//! cold pool and then on the warm one: the run's time over the ideal S, and orch's
-//! peak memory.
+//! `cargo xtask bench agents [--agents N] [--secs S] [--gate-ms MS]` is P7 and P5: N
+//! tasks (64) whose agent sleeps S seconds (3), all at once (concurrency N, worker gate
+//! `true`, integration gate `true` or a sleep of MS), first on a cold pool and then on
+//! the warm one: the run's time over the ideal S, the integration gate runs, and
+//! orch's peak memory.
 //!
 //! `cargo xtask bench growth [--small N] [--large N]` is P10, what grows with the
 //! board, the journal and the history: `orch run` at concurrency 8 on trivial tasks
@@ -161,6 +162,12 @@ pub fn growth(args: &[String]) -> Result<()> {
 /// P7 and P5: many agents at once, on a cold pool and then a warm one.
 pub fn agents(args: &[String]) -> Result<()> {
     let (n, secs) = (opt(args, "--agents", 64)?, opt(args, "--secs", 3)?);
+    // An integration gate that takes this long (0: `true`).
+    let gate_ms = opt(args, "--gate-ms", 0)?;
+    let gate = match gate_ms {
+        0 => "true".to_owned(),
+        ms => format!("sleep {}", ms as f64 / 1000.0),
+    };
     let orch = build_orch(true)?;
     let s = Sandbox::new(&orch)?;
     let agent = format!("sleep {secs}; echo x > task-$ORCH_TASK_ID.txt");
@@ -184,7 +191,7 @@ pub fn agents(args: &[String]) -> Result<()> {
             "--validate",
             "true",
             "--integrate-validate",
-            "true",
+            &gate,
             "--concurrency",
             &conc,
         ];
@@ -198,8 +205,13 @@ pub fn agents(args: &[String]) -> Result<()> {
             "orch landed {landed} of {}",
             n * round
         );
+        let show: serde_json::Value =
+            serde_json::from_str(&s.ok(&["--json", "run", "show", &s.last_run()?])?)?;
+        let gates = show["validations"].as_array().map_or(0, |v| {
+            v.iter().filter(|r| r["stage"] == "integration").count()
+        });
         println!(
-            "P7 ({pool} pool): {n} agents of {secs} s at once took {wall:.2} s: {:.2}x the ideal; P5: orch's peak memory {:.0} MB",
+            "P7 ({pool} pool): {n} agents of {secs} s at once took {wall:.2} s: {:.2}x the ideal, {gates} integration gate runs of {gate:?}; P5: orch's peak memory {:.0} MB",
             wall / secs as f64,
             peak_kb as f64 / 1024.0
         );

@@ -420,6 +420,8 @@ fn config_show_names_every_source() {
             .env("ORCH_VALIDATE__WORKER", "[\"cargo test\"]")
             .env("ORCH_RUN__MODE", "parallel")
             .env("ORCH_TEST_DATABASE_URL", "postgres://ignored")
+            // Not this machine's cores, which the snapshot cannot know.
+            .env("ORCH_VALIDATE__INTEGRATION_SLOTS", "3")
             .output()
             .unwrap(),
     );

@@ -417,17 +417,31 @@ fn retention_keeps_the_artifacts_in_budget_over_thirty_runs() {
 /// (`validate.integration_retries`) rerun, journaled and shown in `run show`.
 #[test]
 fn a_speculative_stack_lands_only_the_good_work_and_reruns_flaky_gates() {
-    stack_lands_only_good_work("run.integration_depth=3", true);
+    stack_lands_only_good_work(&["run.integration=fixed", "run.integration_depth=3"], true);
 }
 
 /// `run.integration_batch = 4`: the batch with the bad task fails and is bisected to
 /// it; the rest lands.
 #[test]
 fn a_failing_batch_is_bisected_and_the_rest_lands() {
-    stack_lands_only_good_work("run.integration_batch=4", false);
+    stack_lands_only_good_work(&["run.integration_batch=4"], false);
 }
 
-fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
+/// The default, `run.integration = "auto"`, with two gate slots: a stack of batches
+/// sized by the run's verdicts; what it chose, and why, is journaled and shown as the
+/// run goes.
+#[test]
+fn auto_stacks_batches_and_lands_only_the_good_work() {
+    let err = stack_lands_only_good_work(&["validate.integration_slots=2"], true);
+    assert!(
+        err.contains("Queue") && err.contains("2 integration gates at once"),
+        "{err}"
+    );
+}
+
+/// Runs five tasks, the second bad, with a gate that fails each commit's first run;
+/// returns what the run printed on stderr.
+fn stack_lands_only_good_work(settings: &[&str], check_stacked: bool) -> String {
     let s = sandbox();
     for i in 1..=5 {
         let title = if i == 2 {
@@ -445,21 +459,24 @@ fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
         "test ! -e bad.txt && {{ c=$(git rev-parse HEAD); test -e {m}/$c || {{ touch {m}/$c; exit 1; }}; }}",
         m = marks.display()
     );
-    let o = s.run(&[
-        "run",
-        "--agent-cmd",
-        agent,
-        "--max-attempts",
-        "1",
-        "--concurrency",
-        "5",
-        "-c",
-        setting,
-        "-c",
-        "validate.integration_retries=1",
-        "--integrate-validate",
-        &gate,
-    ]);
+    let o = s.run(
+        &[
+            "run",
+            "--agent-cmd",
+            agent,
+            "--max-attempts",
+            "1",
+            "--concurrency",
+            "5",
+            "-c",
+            "validate.integration_retries=1",
+            "--integrate-validate",
+            &gate,
+        ]
+        .into_iter()
+        .chain(settings.iter().flat_map(|c| ["-c", *c]))
+        .collect::<Vec<_>>(),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert_eq!(
@@ -479,8 +496,9 @@ fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
     assert!(text.contains("flaky: task-"), "{text}");
     let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
     assert!(events.contains("attempt.gate_rerun"), "{events}");
+    assert!(events.contains("run.integration_shaped"), "{events}");
     if !check_stacked {
-        return;
+        return err.into_owned();
     }
     // Some candidate was merged onto another's merge: the stack was deeper than one.
     let merges: Vec<(String, String)> = events
@@ -501,6 +519,7 @@ fn stack_lands_only_good_work(setting: &str, check_stacked: bool) {
             .any(|(_, onto)| merges.iter().any(|(c, _)| c == onto)),
         "{merges:?}"
     );
+    err.into_owned()
 }
 
 /// A run that crashed while another run went on landing work on the shared line is

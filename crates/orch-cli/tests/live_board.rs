@@ -889,11 +889,13 @@ fn fixable_run_inputs_exit_2_and_record_nothing() {
             &[
                 "-c",
                 "worktrees.port_base=65530",
+                "-c",
+                "validate.integration_slots=1",
                 "run",
                 "--agent-cmd",
                 "true",
             ],
-            "gives 5 slots (worktrees.pool_max, or run.concurrency + run.integration_depth when it is 0) ports up to 65579",
+            "gives 5 slots (worktrees.pool_max, or run.concurrency + the integration depth when it is 0) ports up to 65579",
         ),
     ];
     for (args, says) in cases {

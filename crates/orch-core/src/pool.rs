@@ -96,7 +96,7 @@ pub struct PoolSlot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolLimits {
     /// Attempt worktrees kept idle: `worktrees.pool`, or when it is 0 `run.concurrency`
-    /// plus `run.integration_depth` (attempts waiting to integrate hold theirs).
+    /// plus the integration depth (attempts waiting to integrate hold theirs).
     pub keep_attempt: u32,
     /// As `keep_attempt`, for integration checkouts.
     pub keep_integration: u32,
@@ -110,7 +110,7 @@ impl PoolLimits {
     /// The limits `config` sets.
     pub fn from_config(config: &Config) -> PoolLimits {
         let w = &config.worktrees;
-        let depth = config.run.integration_depth.get();
+        let depth = crate::run::Shape::of(config).depth as u32;
         // Attempts waiting to integrate hold their worktrees while new ones run.
         let (attempt, integration) = match w.pool {
             0 => (config.run.concurrency.get() + depth, depth),

@@ -122,6 +122,7 @@ fn changes(head: &str) -> Option<Changes> {
 fn policy() -> Policy {
     Policy {
         kill_grace: Duration::from_secs(5),
+        integration: orch_core::run::Shape::ONE,
         ..Policy::default()
     }
 }

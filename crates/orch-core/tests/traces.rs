@@ -13,7 +13,7 @@ use orch_core::config::{Cleanup, EmptyDiff, FailureClass, OnConflict, RunMode};
 use orch_core::review::Decision;
 use orch_core::run::{
     AttemptId, Backoff, CancelScope, CommitId, Input, Policy, Proposal, RetryPolicy, RunState,
-    Stage,
+    Shape, Stage,
 };
 
 /// Outcomes by attempt; everything not listed succeeds.
@@ -70,7 +70,7 @@ impl Oracle for Script {
     fn delay(&mut self, what: &str) -> Duration {
         Duration::from_millis(match what {
             "agent" => 10_000,
-            "gate" => 5_000,
+            "gate" | "worker gate" => 5_000,
             "sigterm" => 100,
             "sigkill" => 10,
             "planner" => 200,
@@ -118,6 +118,7 @@ fn policy() -> Policy {
         kill_grace: Duration::from_secs(5),
         planner: false,
         planner_timeout: Duration::from_secs(10),
+        integration: Shape::ONE,
         ..Policy::default()
     }
 }
@@ -442,7 +443,10 @@ fn resume_interrupts_an_agent_that_had_not_finished() {
 fn stacked(depth: usize, retries: u32) -> Policy {
     Policy {
         concurrency: 3,
-        integration_depth: depth,
+        integration: Shape {
+            depth,
+            ..Shape::ONE
+        },
         integration_retries: retries,
         ..policy()
     }
@@ -461,7 +465,10 @@ fn a_failing_batch_is_bisected_to_its_culprit() {
     );
     let p = Policy {
         concurrency: 4,
-        integration_batch: 4,
+        integration: Shape {
+            batch: 4,
+            ..Shape::ONE
+        },
         ..policy()
     };
     let w = World::new(s, p, (1..=4).map(|t| task(t, 0, &[], &[])).collect(), true);

@@ -577,6 +577,9 @@ impl Fx {
 
     fn driver_with(&self, patience: Duration, mut config: Config) -> RunDriver {
         config.run.store_patience = orch_core::config::Duration(patience);
+        // One candidate at a time: these tests count the driver's merges, gates and
+        // advances, one per task.
+        config.run.integration = orch_core::config::IntegrationMode::Fixed;
         let board: Vec<Task> = self.world.lock().unwrap().board.values().cloned().collect();
         let specs = board.iter().map(TaskSpec::from).collect();
         let mut orch = Orchestrator::new(RunId("r".into()), Policy::from_config(&config), specs);

@@ -91,6 +91,7 @@ pub(crate) async fn show(
         .collect();
     body.push_str(&attempts_table(&id, &attempts, &titles, now));
     body.push_str(&config(&id, &info.config));
+    body.push_str(&shaped(&events));
     body.push_str(&flags(&events));
     body.push_str(&story(&app, &id).await);
     body.push_str("<h2>The integration ref</h2><ul>");
@@ -159,6 +160,17 @@ fn attempts_table(
     out
 }
 
+/// How the integration queue was shaped, as the run started and each time `auto`
+/// sized batches anew, with why.
+fn shaped(events: &[orch_engine::core::event::Event]) -> String {
+    let mut out = String::from("<h2>The integration queue</h2><ul class=\"shaped\">");
+    for e in events.iter().filter(|e| e.kind == "run.integration_shaped") {
+        let _ = write!(out, "<li>{} {}</li>", e.at, esc(&e.reason));
+    }
+    out.push_str("</ul>");
+    out
+}
+
 /// What a person should look at: landed undos of other tasks' work, flaky gates.
 fn flags(events: &[orch_engine::core::event::Event]) -> String {
     let flagged: Vec<&orch_engine::core::event::Event> = events
@@ -193,7 +205,14 @@ fn config(id: &RunId, raw: &serde_json::Value) -> String {
         ("concurrency", c.run.concurrency.to_string()),
         ("base", c.run.base.clone()),
         ("integration branch", c.run.line_branch(&id.0)),
-        ("integration depth", c.run.integration_depth.to_string()),
+        (
+            "integration",
+            format!(
+                "{}: {}",
+                c.run.integration,
+                orch_engine::core::run::Shape::of(c).describe()
+            ),
+        ),
         ("worker gate", c.validate.worker.join(" && ")),
         ("integration gate", c.validate.integration.join(" && ")),
         ("max attempts", c.policy.max_attempts.to_string()),

@@ -136,6 +136,7 @@ impl Words {
             }
             RunEvent::Landed { .. } => line("Line", Tone::Good, ids(&e.reason())),
             RunEvent::RunMoved { .. } => line("Run", Tone::Plain, ids(&e.reason())),
+            RunEvent::Shaped { .. } => line("Queue", Tone::Plain, ids(&e.reason())),
             RunEvent::RetryWaits { .. }
             | RunEvent::QuotaBreaker { .. }
             | RunEvent::BudgetSpent { .. }

@@ -26,11 +26,11 @@ impl Config {
     }
 
     /// The ports of every slot a run uses (`worktrees.pool_max`, or when that is 0
-    /// `run.concurrency` plus `run.integration_depth`) stay within 1 to 65535.
+    /// `run.concurrency` plus the integration depth) stay within 1 to 65535.
     pub fn check_ports(&self) -> Result<(), BadSetting> {
         let w = &self.worktrees;
         let slots = match w.pool_max {
-            0 => self.run.concurrency.get() as u64 + self.run.integration_depth.get() as u64,
+            0 => self.run.concurrency.get() as u64 + crate::run::Shape::of(self).depth as u64,
             n => n as u64,
         };
         let last = w.port_base as u64 + w.ports_per_slot as u64 * slots - 1;
@@ -38,7 +38,7 @@ impl Config {
             return Err(BadSetting::new(
                 "worktrees.port_base",
                 format!(
-                    "worktrees.port_base {} with worktrees.ports_per_slot {} gives {slots} slots (worktrees.pool_max, or run.concurrency + run.integration_depth when it is 0) ports up to {last}; allowed: ports within 1 to 65535, so lower one of them",
+                    "worktrees.port_base {} with worktrees.ports_per_slot {} gives {slots} slots (worktrees.pool_max, or run.concurrency + the integration depth when it is 0) ports up to {last}; allowed: ports within 1 to 65535, so lower one of them",
                     w.port_base, w.ports_per_slot
                 ),
             ));
@@ -93,10 +93,12 @@ impl RunConfig {
             ("run.integration_depth", self.integration_depth),
             ("run.integration_batch", self.integration_batch),
         ] {
-            if v.get() > MAX_INTEGRATION_DEPTH {
+            if v > MAX_INTEGRATION_DEPTH {
                 return Err(BadSetting::new(
                     key,
-                    format!("{key} {v} is too large: allowed 1 to {MAX_INTEGRATION_DEPTH}"),
+                    format!(
+                        "{key} {v} is too large: allowed 1 to {MAX_INTEGRATION_DEPTH}, or 0 for run.integration's choice"
+                    ),
                 ));
             }
         }

@@ -70,12 +70,17 @@ pub struct RunConfig {
     /// integration line, `fast-forward` the target branch to it, `push` the line to
     /// `run.remote`, or `fast-forward+push` both.
     pub finish: Finish,
-    /// How many candidates are validated at once, stacked on the integration head
-    /// (1..=16): 1 integrates one attempt at a time.
-    pub integration_depth: NonZeroU32,
-    /// Attempts merged into one candidate and validated together (1..=16); a failing
-    /// batch is bisected to find the culprit. Above 1 it replaces the depth.
-    pub integration_batch: NonZeroU32,
+    /// `auto` (the default) chooses the integration depth and batch size that are not
+    /// set; `fixed` takes 1 for each that is not.
+    pub integration: IntegrationMode,
+    /// How many candidates (each a batch) are validated at once, stacked on the
+    /// integration head (0 or 1..=16); 0: `auto` takes `validate.integration_slots`,
+    /// `fixed` 1.
+    pub integration_depth: u32,
+    /// Attempts merged into one candidate and validated together (0 or 1..=16); a
+    /// failing batch is bisected to find the culprit. 0: `auto` sizes batches from the
+    /// run's recent gate failures, `fixed` takes 1.
+    pub integration_batch: u32,
     /// The integration line: a long-lived branch every run builds on and advances by
     /// compare-and-swap, or `per-run` for a fresh `orch/<run>/integration` each run.
     pub integration_branch: String,
@@ -115,8 +120,9 @@ impl Default for RunConfig {
             offline: Offline::UseCached,
             merge_style: MergeStyle::Merge,
             finish: Finish::Leave,
-            integration_depth: NonZeroU32::new(1).expect("1 is not zero"),
-            integration_batch: NonZeroU32::new(1).expect("1 is not zero"),
+            integration: IntegrationMode::Auto,
+            integration_depth: 0,
+            integration_batch: 0,
             integration_branch: DEFAULT_INTEGRATION_BRANCH.into(),
             target: String::new(),
             remote: "origin".into(),
@@ -131,7 +137,7 @@ impl Default for RunConfig {
     }
 }
 
-/// The deepest speculative stack (`run.integration_depth`).
+/// The deepest speculative stack (`run.integration_depth`), and the largest batch.
 pub const MAX_INTEGRATION_DEPTH: u32 = 16;
 
 /// The default integration line.
@@ -228,6 +234,10 @@ pub struct ValidateConfig {
     /// Not with `run.executors = "workers"` (a worker gates on its own machine). Off by
     /// default: a change that fails alone can pass once merged (see workflow.md).
     pub integration_stands_in: bool,
+    /// Integration gates this machine runs at once: `run.integration = "auto"` stacks
+    /// that many candidates. 0: the machine's cores (the loaded configuration holds
+    /// the number).
+    pub integration_slots: u32,
 }
 
 impl Default for ValidateConfig {
@@ -239,6 +249,7 @@ impl Default for ValidateConfig {
             integration_retries: 0,
             reuse: true,
             integration_stands_in: false,
+            integration_slots: 0,
         }
     }
 }
@@ -438,6 +449,12 @@ string_enum!(
     MergeStyle { /// A merge commit.
     Merge = "merge", /// One squashed commit.
     Squash = "squash" }
+);
+string_enum!(
+    /// Who shapes the integration queue.
+    IntegrationMode { /// orch: depth from the gate slots, batches sized by recent failures.
+    Auto = "auto", /// The configuration: depth and batch as set, 1 where not set.
+    Fixed = "fixed" }
 );
 string_enum!(
     /// What happens to the integration branch when a run finishes.

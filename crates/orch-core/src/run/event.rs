@@ -265,6 +265,16 @@ pub enum RunEvent {
         /// That candidate's merge commit.
         commit: CommitId,
     },
+    /// The integration queue's shape, as the run starts, and each time `auto` sizes
+    /// batches anew from the run's recent gate verdicts.
+    Shaped {
+        /// Candidates gated at once.
+        depth: u32,
+        /// Attempts per batch, at most.
+        batch: u32,
+        /// Why, for people.
+        why: String,
+    },
     /// A candidate's integration gate passed after failing: a flaky gate.
     Flaky {
         /// The candidate.
@@ -344,6 +354,7 @@ impl RunEvent {
             RunEvent::GateRerun { .. } => "attempt.gate_rerun",
             RunEvent::Flaky { .. } => "attempt.flaky",
             RunEvent::IntegrationImplied { .. } => "attempt.integration_implied",
+            RunEvent::Shaped { .. } => "run.integration_shaped",
         }
     }
 
@@ -441,6 +452,7 @@ impl RunEvent {
                 "{attempt} is validated with its batch: the gate passed on {by}'s merge {}, which holds its work",
                 commit.short()
             ),
+            RunEvent::Shaped { why, .. } => format!("integration: {why}"),
             RunEvent::Flaky {
                 attempt,
                 failures,

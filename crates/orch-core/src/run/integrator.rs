@@ -1,6 +1,7 @@
 //! The integration queue: attempts that passed their worker gate wait here, are merged
 //! in memory as a speculative stack on the integration head (C1 = head + A1, C2 = C1 +
-//! A2, ... up to `run.integration_depth`), each candidate validated at once, and land
+//! A2, ...), grouped into batches whose tops are gated at once, up to the integration
+//! depth (see `shape`), and land
 //! by a compare-and-swap of the ref to the top of the longest validated prefix, in one
 //! step. A candidate that leaves the stack any other way (a failed gate, a conflict, a
 //! cancel) re-stacks every candidate above it on the one below it; nothing below is
@@ -11,6 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::attempt::{Attempts, Op};
+use super::shape::Verdicts;
 use super::types::{AttemptId, AttemptState, CommitId};
 
 /// Waiting attempts and the candidates being integrated.
@@ -26,6 +28,10 @@ pub(super) struct Integrator {
     /// Candidates whose gate failed while one below them had not passed yet: the
     /// failure may be that one's, so its verdict waits for theirs.
     pub(super) held: BTreeMap<AttemptId, String>,
+    /// The run's latest verdicts, which size adaptive batches.
+    pub(super) verdicts: Verdicts,
+    /// The adaptive batch size last journaled.
+    pub(super) chosen: Option<usize>,
 }
 
 impl Integrator {
@@ -209,50 +215,66 @@ impl Integrator {
         }
     }
 
-    /// A batch's next gate, if none is out: the middle of the candidates between the
-    /// lowest not yet validated and the lowest known to fail (bisection), or, with none
-    /// known to fail, the top once the batch is complete (`capacity` full, or nothing
-    /// waits). The candidate and the merge commit to gate.
-    pub(super) fn batch_gate(
+    /// The gates due now, bottom first, at most `free` of them; `batch` is the batch
+    /// size, and `more` says whether more work can be stacked at once.
+    ///
+    /// The candidates with a verdict, a held failure or a gate out split the stack
+    /// into segments. Below a held failure, a segment of candidates not yet judged
+    /// is bisected: its middle is gated, or with k gates free, k points evenly
+    /// spaced in it. Above the last of them, the candidates not
+    /// yet gated form batches of `batch` from the bottom; a full batch's top is
+    /// gated, and so is the last, partial one's when nothing more is coming.
+    pub(super) fn gates_due(
         &self,
-        capacity: usize,
+        batch: usize,
+        free: usize,
+        more: bool,
         attempts: &Attempts,
-    ) -> Option<(AttemptId, CommitId)> {
+    ) -> Vec<(AttemptId, CommitId)> {
         let c = &self.candidates;
-        let gating = c.iter().any(|a| {
-            matches!(
-                attempts.get(*a).and_then(|x| x.op()),
-                Some(Op::Gate(_) | Op::Merge)
-            )
-        });
-        let lo = c
-            .iter()
-            .position(|a| !attempts.rec(*a).integration_passed)?;
-        if gating {
-            return None;
-        }
-        let target = match c.iter().position(|a| self.held.contains_key(a)) {
-            // The lowest failing one has only validated candidates below: judged as
-            // its own failure when the ref would advance.
-            Some(hi) if hi <= lo => return None,
-            Some(hi) => lo + (hi - lo - 1) / 2,
-            None => {
-                if c.len() < capacity && !self.waiting.is_empty() {
-                    return None;
-                }
-                c.len() - 1
-            }
+        let judged = |a: &AttemptId| {
+            let x = attempts.get(*a).expect("candidates exist");
+            x.rec.integration_passed
+                || self.held.contains_key(a)
+                || matches!(x.op(), Some(Op::Gate(_)))
         };
-        let a = c[target];
-        let x = attempts.get(a).expect("candidates exist");
-        if x.rec.state != AttemptState::Integrating || x.busy || x.abort.is_some() {
-            return None;
+        let mut due = Vec::new();
+        let mut start = 0;
+        for (i, a) in c.iter().enumerate() {
+            if !judged(a) {
+                continue;
+            }
+            if self.held.contains_key(a) && i > start {
+                // With more than one gate free, split it in as many places at once.
+                let (m, k) = (i - start, free.clamp(1, i - start));
+                due.extend((1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]));
+            }
+            start = i + 1;
         }
-        let commit = x
-            .rec
-            .merge
-            .clone()
-            .expect("integrating attempts have a merge");
-        Some((a, commit))
+        let open = &c[start..];
+        for chunk in open.chunks(batch.max(1)) {
+            if chunk.len() == batch.max(1) || !more {
+                due.push(*chunk.last().expect("chunks are not empty"));
+            }
+        }
+        due.into_iter()
+            .filter_map(|a| {
+                let x = attempts.get(a).expect("candidates exist");
+                let idle = x.rec.state == AttemptState::Integrating && !x.busy && x.abort.is_none();
+                idle.then(|| {
+                    let merge = x.rec.merge.clone();
+                    (a, merge.expect("integrating attempts have a merge"))
+                })
+            })
+            .take(free)
+            .collect()
+    }
+
+    /// How many integration gates are out.
+    pub(super) fn gates_out(&self, attempts: &Attempts) -> usize {
+        self.candidates
+            .iter()
+            .filter(|a| matches!(attempts.get(**a).and_then(|x| x.op()), Some(Op::Gate(_))))
+            .count()
     }
 }

@@ -165,6 +165,7 @@ impl RunSnapshot {
             | RunEvent::QuotaBreaker { .. }
             | RunEvent::Landed { .. }
             | RunEvent::GateRerun { .. }
+            | RunEvent::Shaped { .. }
             | RunEvent::Flaky { .. }
             | RunEvent::Resumed { .. } => {}
         }

@@ -24,8 +24,9 @@
 //! - `attempt`: the attempt lifecycle, with the attempt's state as the one source of
 //!   truth for what it waits on;
 //! - `outcome`: what an attempt's end means for its task, and retries;
-//! - `integrator`: the integration queue, its speculative stack; `batch`: batches
-//!   validated together and bisected;
+//! - `integrator`: the integration queue, its speculative stack of batches, and which
+//!   gates are due; `batch`: what a batch's pass implies; `shape`: depth and batch
+//!   size, adaptive under `run.integration = "auto"`;
 //! - `planner`: planner requests, epochs and verdicts;
 //! - `timers`: one table for every deadline;
 //! - `resume`: crash reconciliation.
@@ -57,6 +58,7 @@ mod refusal;
 mod resume;
 mod revert;
 mod scheduler;
+mod shape;
 mod spend;
 mod timers;
 mod types;
@@ -76,6 +78,7 @@ pub use proposal::{Proposal, Verdict};
 pub use refusal::Refusal;
 pub use resume::{LineMoved, trusted_finished};
 pub use scheduler::has_claimable;
+pub use shape::{RECENT_VERDICTS, Shape, Verdicts};
 pub use types::{
     AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind, IllegalTransition, RunId,
     RunState, Undo, check_attempt, check_run,

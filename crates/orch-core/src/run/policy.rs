@@ -103,11 +103,9 @@ pub struct Policy {
     pub quota_max_wait: Duration,
     /// Whether a retry resumes its previous attempt's agent session.
     pub resume_session: bool,
-    /// Candidates validated at once, stacked on the head (`run.integration_depth`).
-    pub integration_depth: usize,
-    /// Attempts validated together as one candidate (`run.integration_batch`); above
-    /// 1, a failing batch is bisected.
-    pub integration_batch: usize,
+    /// The integration queue's shape: candidates gated at once, each a batch
+    /// (`run.integration`, `run.integration_depth`, `run.integration_batch`).
+    pub integration: super::Shape,
     /// Reruns of a failing integration gate before it counts (`validate.integration_retries`).
     pub integration_retries: u32,
     /// Which tasks wait for a person after their worker gate (`[review]`).
@@ -192,20 +190,6 @@ impl Policy {
         }
     }
 
-    /// Batches are on (`run.integration_batch` above 1).
-    pub(super) fn batching(&self) -> bool {
-        self.integration_batch > 1
-    }
-
-    /// How many candidates the integration stack holds at most: a batch's size, else
-    /// the stack's depth.
-    pub(super) fn stack_capacity(&self) -> usize {
-        match self.batching() {
-            true => self.integration_batch,
-            false => self.integration_depth.max(1),
-        }
-    }
-
     /// The effective concurrency: 1 in incremental mode.
     pub fn slots(&self) -> u32 {
         match self.mode {
@@ -251,16 +235,7 @@ impl Policy {
             quota_backoff: c.policy.quota_backoff.0,
             quota_max_wait: c.policy.quota_max_wait.0,
             resume_session: c.agent.resume_session,
-            integration_depth: c
-                .run
-                .integration_depth
-                .get()
-                .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
-            integration_batch: c
-                .run
-                .integration_batch
-                .get()
-                .min(crate::config::MAX_INTEGRATION_DEPTH) as usize,
+            integration: super::Shape::of(c),
             integration_retries: c.validate.integration_retries,
             review: c.review.clone(),
             watch: c.run.watch,

@@ -90,6 +90,11 @@ pub trait Oracle {
     fn provision_ok(&mut self, a: AttemptId) -> bool;
     fn agent(&mut self, a: AttemptId) -> AgentPlan;
     fn gate(&mut self, a: AttemptId, stage: Stage) -> GatePlan;
+    /// Whether the task's work breaks the integration gate: every gate on a merge
+    /// holding it fails, whatever [`Oracle::gate`] says.
+    fn breaks_integration(&self, _task: TaskId) -> bool {
+        false
+    }
     fn merge(&mut self, a: AttemptId) -> MergePlan;
     /// Whether the process exits on SIGTERM.
     fn obeys_sigterm(&mut self, a: AttemptId) -> bool;
@@ -118,6 +123,9 @@ pub trait Oracle {
 pub struct RandomOracle {
     pub rng: Rng,
     pub planner_tasks: Vec<TaskId>,
+    /// Agents finish within seconds of each other while gates take long: work piles
+    /// up behind the gates, as batches are for.
+    pub bursts: bool,
 }
 
 impl Oracle for RandomOracle {
@@ -177,6 +185,8 @@ impl Oracle for RandomOracle {
     }
     fn delay(&mut self, what: &str) -> Duration {
         let ms = match what {
+            "agent" | "worker gate" if self.bursts => self.rng.range(1_000, 5_000),
+            "worker gate" => self.rng.range(500, 40_000),
             "agent" => self.rng.range(1_000, 90_000),
             "gate" => self.rng.range(500, 40_000),
             "sigterm" => self.rng.range(10, 3_000),
@@ -788,8 +798,20 @@ impl<O: Oracle> World<O> {
                     self.deliver_at(d, input);
                     return Ok(());
                 }
-                let plan = self.oracle.gate(attempt, stage);
-                let d = self.oracle.delay("gate");
+                let broken = stage == Stage::Integration
+                    && self
+                        .stack_below(&commit)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|(_, a)| self.oracle.breaks_integration(a.task));
+                let plan = match broken {
+                    true => GatePlan::Fail,
+                    false => self.oracle.gate(attempt, stage),
+                };
+                let d = self.oracle.delay(match stage {
+                    Stage::Worker => "worker gate",
+                    Stage::Integration => "gate",
+                });
                 let p = Proc {
                     stage: Some(stage),
                     plan_ok: plan == GatePlan::Pass,
@@ -1274,16 +1296,14 @@ impl<O: Oracle> World<O> {
                     else {
                         return;
                     };
-                    if self.policy.integration_batch > 1 {
-                        // A batch's pass validates every candidate below it, whose
-                        // work its merge holds.
-                        for (m, a) in self.stack_below(&c).unwrap_or_default().into_iter().skip(1) {
-                            self.passed_integration.insert(m.clone());
-                            self.facts
-                                .entry(a)
-                                .or_default()
-                                .push(Fact::IntegrationPassed(m));
-                        }
+                    // A pass validates every candidate below it, whose work its
+                    // merge holds (a batch's, or one gated above the lower ones).
+                    for (m, a) in self.stack_below(&c).unwrap_or_default().into_iter().skip(1) {
+                        self.passed_integration.insert(m.clone());
+                        self.facts
+                            .entry(a)
+                            .or_default()
+                            .push(Fact::IntegrationPassed(m));
                     }
                     Fact::IntegrationPassed(c)
                 }
@@ -1401,6 +1421,7 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::LineMovedOn { .. }
                 | RunEvent::GateRerun { .. }
                 | RunEvent::IntegrationImplied { .. }
+                | RunEvent::Shaped { .. }
                 | RunEvent::Flaky { .. }
                 | RunEvent::ReviewRequested { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),

@@ -119,14 +119,25 @@ pub(super) fn load_with(
             value: parse_value(raw, is_list(key)),
         });
     }
-    let config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
+    let mut config: Config = figment.extract().map_err(|e| ConfigError::Invalid {
         rendered: render_errors(e.clone())
             .replace("TOML source string", &repo_file.display().to_string()),
         figment: Box::new(e),
     })?;
+    if config.validate.integration_slots == 0 {
+        config.validate.integration_slots = machine_cores();
+    }
     let loaded = Settings { config, figment };
     loaded.check()?;
     Ok(loaded)
+}
+
+/// This machine's cores, the default for `validate.integration_slots` (up to the
+/// deepest stack).
+fn machine_cores() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() as u32)
+        .min(orch_core::config::MAX_INTEGRATION_DEPTH)
 }
 
 /// One `-c KEY=VALUE` flag as a figment layer, so provenance names the command line.
@@ -274,6 +285,11 @@ impl Settings {
     }
 
     fn source_of(&self, key: &str) -> String {
+        let resolved = key == "validate.integration_slots"
+            && self.figment.find_value(key).ok().and_then(|v| v.to_u128()) == Some(0);
+        if resolved {
+            return "default: this machine's cores".into();
+        }
         let Some(md) = self.figment.find_metadata(key) else {
             return "default".into();
         };

@@ -16,8 +16,9 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # offline = "use-cached"         # or "fail"
 # merge_style = "merge"          # or "squash"
 # finish = "leave"               # or "fast-forward" (the target, by compare-and-swap), "push", "fast-forward+push"
-# integration_depth = 1          # candidates validated at once, stacked on the head (1-16)
-# integration_batch = 1          # attempts validated together; a failing batch is bisected
+# integration = "auto"           # or "fixed": depth and batch as set, 1 where not
+# integration_depth = 0          # batches gated at once, stacked on the head (1-16); 0: auto's choice
+# integration_batch = 0          # attempts per batch, a failing one bisected (1-16); 0: auto's choice
 # integration_branch = "orch/integration"  # the line every run builds on; or "per-run"
 # target = ""                    # the branch finish lands on; empty: the branch run.base names
 # remote = "origin"              # where finish = "push" pushes, and workers share branches
@@ -47,6 +48,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # integration_retries = 0        # reruns of a failing integration gate; a later pass is "flaky"
 # reuse = true                   # a tree that passed a gate is not gated again
 # integration_stands_in = false  # same worker and integration commands: gate once, on the merge
+# integration_slots = 0          # integration gates run at once under run.integration = "auto"; 0: the cores
 
 [policy]
 # max_attempts = 2
@@ -67,7 +69,7 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # keep_failed = "7d"             # orch cleanup keeps failed attempts this long
 # submodules = true              # check out submodules in worktrees (from .git/modules when there)
 # reuse = true                   # a pool of worktrees reused across attempts and runs
-# pool = 0                       # idle attempt worktrees kept; 0: concurrency + integration_depth
+# pool = 0                       # idle attempt worktrees kept; 0: concurrency + the integration depth
 # pool_max = 0                   # most pooled worktrees at once; 0: no cap
 # max_bytes = "0B"               # past this on disk, the largest idle worktrees go; 0: no cap
 # keep = []                      # ignored paths kept as caches; empty: every ignored path

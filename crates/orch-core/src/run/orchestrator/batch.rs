@@ -1,9 +1,12 @@
-//! Batches (`run.integration_batch = B`): up to B attempts stacked as one candidate and
-//! validated together, with the gate run only on the top. A passing top validates
-//! everything below it. A failing top is bisected: the gate runs on the middle of the
-//! candidates not yet known good, until the lowest failing one, whose candidates below
-//! all passed, is the culprit; it fails, and what was above it is stacked again.
-//! (With B = 1 the stack is `run.integration_depth` deep, every candidate gated.)
+//! Gates on the stack of batches (`run.integration_depth` candidates gated at once,
+//! each a batch of up to `run.integration_batch` attempts, with the gate run only on a
+//! batch's top). A passing top validates everything below it. A failing top is
+//! bisected: the gate runs on the middle of the candidates below it not yet judged,
+//! until the lowest failing one, whose candidates below all passed, is the culprit; it
+//! fails, and only what was above it is stacked again. Under `run.integration =
+//! "auto"` the batch size follows the run's recent verdicts ([`Verdicts`]).
+//!
+//! [`Verdicts`]: crate::run::Verdicts
 
 use super::Orchestrator;
 use crate::run::event::RunEvent;
@@ -11,17 +14,52 @@ use crate::run::io::Stage;
 use crate::run::types::{AttemptId, CommitId};
 
 impl Orchestrator {
-    /// Runs a batch's next gate, if one is due (see [`Integrator::batch_gate`]).
+    /// Runs the gates that are due, as free gate slots allow (see
+    /// [`Integrator::gates_due`]).
     ///
-    /// [`Integrator::batch_gate`]: crate::run::integrator::Integrator::batch_gate
-    pub(super) fn schedule_batch_gate(&mut self) {
-        if !self.policy.batching() || self.state.is_terminal() {
+    /// [`Integrator::gates_due`]: crate::run::integrator::Integrator::gates_due
+    pub(super) fn schedule_gates(&mut self) {
+        if self.state.is_terminal() {
             return;
         }
-        let capacity = self.policy.stack_capacity();
-        if let Some((a, commit)) = self.integrator.batch_gate(capacity, &self.attempts) {
+        let free = self
+            .policy
+            .integration
+            .depth
+            .saturating_sub(self.integrator.gates_out(&self.attempts));
+        if free == 0 {
+            return;
+        }
+        let batch = self.batch_size();
+        let more = !self.integrator.waiting.is_empty()
+            && self.integrator.candidates.len() < self.stack_capacity();
+        for (a, commit) in self.integrator.gates_due(batch, free, more, &self.attempts) {
             self.run_gate(a, Stage::Integration, commit);
         }
+    }
+
+    /// The most candidates stacked at once: the depth's worth of batches.
+    pub(super) fn stack_capacity(&mut self) -> usize {
+        self.policy.integration.depth.max(1) * self.batch_size()
+    }
+
+    /// The batch size now: the configured one, or under `auto` what the run's recent
+    /// verdicts call for, journaled when it changes.
+    fn batch_size(&mut self) -> usize {
+        let shape = self.policy.integration;
+        if !shape.adaptive {
+            return shape.batch;
+        }
+        let (size, why) = self.integrator.verdicts.batch(shape.batch);
+        if self.integrator.chosen != Some(size) {
+            self.integrator.chosen = Some(size);
+            self.persist(RunEvent::Shaped {
+                depth: shape.depth as u32,
+                batch: size as u32,
+                why,
+            });
+        }
+        size
     }
 
     /// The gate passed on `by`'s merge `commit`: every candidate below it, whose work
@@ -38,6 +76,9 @@ impl Orchestrator {
                 let x = self.attempts.get(*a).expect("candidates exist");
                 !x.rec.integration_passed && !x.busy
             })
+            // One whose gate failed is judged as its own failure once those below it
+            // pass.
+            .filter(|a| !self.integrator.held.contains_key(a))
             .collect();
         for a in below {
             self.integrator.held.remove(&a);

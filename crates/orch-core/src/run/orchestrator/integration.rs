@@ -12,14 +12,16 @@ use crate::run::types::{AttemptId, AttemptPhase, AttemptState, CommitId, Failure
 impl Orchestrator {
     /// Fills the stack from the queue, then lands what is validated.
     pub(super) fn try_integrate(&mut self) {
-        while let Some((next, onto)) = self.integrator.stack_next(
-            self.policy.stack_capacity(),
-            self.head.as_ref(),
-            &self.attempts,
-        ) {
+        loop {
+            let capacity = self.stack_capacity();
+            let head = self.head.as_ref();
+            let Some((next, onto)) = self.integrator.stack_next(capacity, head, &self.attempts)
+            else {
+                break;
+            };
             self.merge_onto(next, onto);
         }
-        self.schedule_batch_gate();
+        self.schedule_gates();
         self.try_advance();
     }
 
@@ -80,9 +82,6 @@ impl Orchestrator {
                 rec.onto = Some(onto);
                 rec.integration_passed = false;
                 self.move_attempt(attempt, AttemptState::Integrating, "merged cleanly");
-                if !self.policy.batching() {
-                    self.run_gate(attempt, Stage::Integration, commit);
-                }
                 self.try_integrate();
             }
             MergeResult::Conflict { paths } => self.fail(attempt, FailureKind::Conflict { paths }),
@@ -101,8 +100,8 @@ impl Orchestrator {
     pub(super) fn integration_failed(&mut self, attempt: AttemptId, summary: String) {
         if !self.integrator.below_passed(attempt, &self.attempts) {
             self.integrator.held.insert(attempt, summary);
-            // In a batch, bisect: validate a candidate below it.
-            self.schedule_batch_gate();
+            // Bisect: validate a candidate below it, if it is in a batch.
+            self.schedule_gates();
             return;
         }
         if let Some(n) = self
@@ -118,6 +117,7 @@ impl Orchestrator {
             self.run_gate(attempt, Stage::Integration, commit);
             return;
         }
+        self.integrator.verdicts.push(true);
         self.fail(attempt, FailureKind::IntegrationValidation { summary });
     }
 
@@ -136,9 +136,7 @@ impl Orchestrator {
             commit: commit.clone(),
         });
         self.attempts.at(attempt).rec.integration_passed = true;
-        if self.policy.batching() {
-            self.imply_below(attempt, &commit);
-        }
+        self.imply_below(attempt, &commit);
         self.try_integrate();
     }
 
@@ -296,6 +294,7 @@ impl Orchestrator {
         // see them as a prefix still to land.
         self.integrator.candidates.retain(|c| !landing.contains(c));
         for a in landing {
+            self.integrator.verdicts.push(false);
             self.attempts.at(a).abort = None;
             self.complete(a);
         }

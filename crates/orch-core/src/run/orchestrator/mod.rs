@@ -277,6 +277,13 @@ impl Orchestrator {
         self.move_run(RunState::Running, "started");
         self.persist(RunEvent::HeadSet { head: head.clone() });
         self.head = Some(head);
+        let shape = self.policy.integration;
+        self.integrator.chosen = Some(shape.batch);
+        self.persist(RunEvent::Shaped {
+            depth: shape.depth as u32,
+            batch: shape.batch as u32,
+            why: shape.describe(),
+        });
         Ok(())
     }
 

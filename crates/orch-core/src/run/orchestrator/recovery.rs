@@ -4,7 +4,7 @@
 use super::{Drain, Orchestrator};
 use crate::run::attempt::Attempt;
 use crate::run::event::RunEvent;
-use crate::run::io::{Command, FinishedAgent, Stage, TaskSpec};
+use crate::run::io::{Command, FinishedAgent, TaskSpec};
 use crate::run::journal::RunSnapshot;
 use crate::run::policy::Policy;
 use crate::run::resume::LineMoved;
@@ -228,8 +228,8 @@ impl Orchestrator {
     /// The rebuilt stack, on the head the ref is at, adopted: validated candidates wait
     /// to land, unvalidated merges are validated again.
     fn adopt_stack(&mut self, chain: Vec<AttemptId>, reason: &mut Vec<String>) {
-        // A batch's top passed, and the crash came before what it implies for those
-        // below it (its merge holds their work) was journaled: it is, now.
+        // A top passed, and the crash came before what it implies for those below it
+        // (its merge holds their work) was journaled: it is, now.
         let top_passed = chain
             .iter()
             .rev()
@@ -243,18 +243,14 @@ impl Orchestrator {
                 (true, _) => {
                     reason.push(format!("{id} passed integration; advancing the ref again"))
                 }
-                // A batch gates its top (`schedule_batch_gate`), not each one.
-                (false, Some(_)) if self.policy.batching() => {}
-                (false, Some(commit)) => {
-                    reason.push(format!(
-                        "{id} had a merge commit not yet validated; validating again"
-                    ));
-                    self.run_gate(id, Stage::Integration, commit);
-                }
+                // Gated again as its batch's gates come due (`schedule_gates`).
+                (false, Some(_)) => reason.push(format!(
+                    "{id} had a merge commit not yet validated; validating again"
+                )),
                 (false, None) => {}
             }
         }
-        if let Some(top) = top_passed.filter(|_| self.policy.batching()) {
+        if let Some(top) = top_passed {
             let merge = self.attempts.rec(top).merge.clone();
             if let Some(commit) = merge {
                 self.imply_below(top, &commit);
