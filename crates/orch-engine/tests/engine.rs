@@ -98,6 +98,8 @@ fn config() -> Config {
     c.policy.backoff = orch_core::config::Delay(Duration::from_millis(100));
     c.validate.worker = vec!["test -s \"task-$ORCH_TASK_ID.txt\"".into()];
     c.validate.integration = vec!["test -f README.md".into(), "ls task-*.txt".into()];
+    // One candidate at a time: every integrated task's own gate runs are counted.
+    c.run.integration = orch_core::config::IntegrationMode::Fixed;
     c
 }
 

@@ -33,9 +33,11 @@
 //!
 //! # Rules it keeps
 //!
-//! - A slot is held from claim until the attempt is terminal, so live agents never
-//!   exceed `policy.slots()`, and a task whose `touches` overlap a live task's waits,
-//!   then starts from the integration head that includes the first one's work.
+//! - A slot is an agent: held from claim until the attempt's worker gate passes (until
+//!   it ends, in incremental mode), so live agents never exceed `policy.slots()`; a
+//!   finished attempt waits to integrate without one, up to a bound of its own. A task
+//!   whose `touches` overlap a live task's waits, then starts from the integration
+//!   head that includes the first one's work.
 //! - A task moves to `done` only after its attempt's worker gate passed, its merge was
 //!   clean, its integration gate passed on that merge commit, and the ref advanced to it.
 //! - Every state change is a [`Command::Persist`] emitted before the command it

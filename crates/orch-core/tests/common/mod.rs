@@ -1109,8 +1109,12 @@ impl<O: Oracle> World<O> {
                 ));
             }
         }
-        if self.orch.live_attempts() as u32 > self.policy.slots() {
-            return Err(format!("I3: {} live attempts", self.orch.live_attempts()));
+        // A slot is an agent: attempts waiting to integrate hold none.
+        if self.orch.slot_holders() as u32 > self.policy.slots() {
+            return Err(format!(
+                "I3: {} attempts hold a slot",
+                self.orch.slot_holders()
+            ));
         }
         Ok(())
     }

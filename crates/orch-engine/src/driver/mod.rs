@@ -112,6 +112,7 @@ impl RunDriver {
             handle: handle.clone(),
             integration_slots: Default::default(),
             slots: Default::default(),
+            releasing: Default::default(),
             process_tag: None,
             job_changes: Default::default(),
         });

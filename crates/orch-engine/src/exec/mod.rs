@@ -49,6 +49,9 @@ pub(crate) struct Ctx {
     pub(crate) integration_slots: std::sync::Mutex<Vec<bool>>,
     /// The pooled worktrees the run's attempts hold, by attempt (`task-3-1`).
     pub(crate) slots: std::sync::Mutex<HashMap<String, pooled::Pooled>>,
+    /// Worktrees being given back to the pool: a provision waits for them, so the
+    /// next agent gets the warm worktree its predecessor just gave back.
+    pub(crate) releasing: pooled::Releasing,
     /// The tag its processes carry instead of the run's (`<run>@worker:<name>` on a
     /// worker), so that only their own orch stops them after a crash.
     pub(crate) process_tag: Option<String>,
@@ -288,12 +291,17 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             expected,
             new,
         } => Box::pin(async move { Some(merge::advance(ctx, attempt, expected, new).await) }),
-        Command::ReleaseWorktree { attempt } => Box::pin(async move {
-            for e in pooled::release(&ctx, attempt, false).await {
-                tracing::warn!(%attempt, error = %e, "giving a worktree back to the pool");
-            }
-            None
-        }),
+        Command::ReleaseWorktree { attempt } => {
+            // Counted now, in command order, before a later provision can lease.
+            let releasing = pooled::Release::start(&ctx);
+            Box::pin(async move {
+                for e in pooled::release(&ctx, attempt, false).await {
+                    tracing::warn!(%attempt, error = %e, "giving a worktree back to the pool");
+                }
+                drop(releasing);
+                None
+            })
+        }
         Command::Cleanup {
             attempt,
             remove_worktree,

@@ -120,6 +120,47 @@ impl Ctx {
     }
 }
 
+/// Worktrees on their way back to the pool, counted from the command that gives
+/// them back until they are free again.
+#[derive(Debug, Default)]
+pub(crate) struct Releasing {
+    count: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// One worktree on its way back; dropped when it is back.
+pub(crate) struct Release(Arc<Ctx>);
+
+impl Release {
+    /// Counts one more on its way back.
+    pub(crate) fn start(ctx: &Arc<Ctx>) -> Release {
+        let r = &ctx.releasing;
+        r.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Release(ctx.clone())
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let r = &self.0.releasing;
+        r.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        r.done.notify_waiters();
+    }
+}
+
+impl Releasing {
+    /// Waits until every worktree on its way back is back.
+    async fn settled(&self) {
+        loop {
+            let done = self.done.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
 /// Leases a pooled worktree for `attempt` and readies it on `branch` at `base`.
 pub(crate) async fn provision(
     ctx: &Arc<Ctx>,
@@ -128,6 +169,7 @@ pub(crate) async fn provision(
     base: &CommitId,
 ) -> Result<PathBuf, String> {
     let holder = ctx.holder(attempt.to_string());
+    ctx.releasing.settled().await;
     let mut lease = lease(ctx, PoolKind::Attempt, &holder).await?;
     ctx.hold(attempt.to_string(), &lease);
     crash_point("pool-leased");

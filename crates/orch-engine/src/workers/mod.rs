@@ -478,6 +478,7 @@ impl Shared {
             live,
             integration_slots: Default::default(),
             slots: Default::default(),
+            releasing: Default::default(),
             process_tag: Some(format!("{}@worker:{}", job.spec.run, self.opts.name)),
             job_changes: Default::default(),
             cfg: EngineConfig {

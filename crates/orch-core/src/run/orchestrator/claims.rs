@@ -2,13 +2,14 @@
 //! claims answered and refused, journaled; the ready set is `Scheduler`'s.
 
 use super::Orchestrator;
+use crate::config::RunMode;
 use crate::run::Refusal;
 use crate::run::attempt::{Abort, Attempt};
 use crate::run::event::{Journaled, RunEvent};
 use crate::run::io::{Command, TaskSpec};
 use crate::run::journal::AttemptRecord;
 use crate::run::timers::Deadline;
-use crate::run::types::{AttemptId, FailureKind, RunState};
+use crate::run::types::{AttemptId, AttemptPhase, FailureKind, RunState};
 use crate::task::{TaskId, TaskStatus};
 use crate::transition::{self, Actor};
 use std::collections::BTreeSet;
@@ -24,9 +25,39 @@ impl Orchestrator {
             .collect()
     }
 
+    /// Slots free for a claim: `run.concurrency` less the claims in flight and the
+    /// live attempts that hold one ([`Orchestrator::slot_holders`]); none while the
+    /// integration queue is full.
     pub(super) fn free_slots(&self) -> u32 {
-        let held = self.attempts.live.len() + self.sched.claiming.len();
+        let holders = self.slot_holders();
+        let queued = self.attempts.live.len() - holders;
+        if queued >= self.queue_bound() {
+            return 0;
+        }
+        let held = holders + self.sched.claiming.len();
         self.policy.slots().saturating_sub(held as u32)
+    }
+
+    /// How many finished attempts may wait to integrate, past the slots: the
+    /// concurrency, or the deepest stack when that is more.
+    fn queue_bound(&self) -> usize {
+        (self.policy.slots() as usize).max(self.policy.integration.capacity())
+    }
+
+    /// Whether `a` holds a slot. In parallel mode a slot is an agent: an attempt
+    /// holds one until its worker gate passes, and then waits to integrate without it,
+    /// so the next agent starts at once. In incremental mode every task starts from
+    /// the last one's landed work, so an attempt holds its slot until it ends.
+    fn holds_slot(&self, a: AttemptId) -> bool {
+        let phase = self.attempts.rec(a).state.phase();
+        self.policy.mode == RunMode::Incremental
+            || !matches!(phase, AttemptPhase::Merging | AttemptPhase::Integrating)
+    }
+
+    /// Live attempts that hold a slot (I3: never more than `run.concurrency`).
+    pub fn slot_holders(&self) -> usize {
+        let live = self.attempts.live.iter();
+        live.filter(|a| self.holds_slot(**a)).count()
     }
 
     pub(super) fn claimable(&self, limit: usize) -> Vec<TaskId> {
