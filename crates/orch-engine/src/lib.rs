@@ -530,18 +530,9 @@ impl Engine {
                 Err(e) => land_error = Some(e.to_string()),
             }
         }
-        // The integration worktree is orch's scratch space; the branch stays for review.
         let git = self.git.clone();
         let (root, id) = (self.cfg.worktree_root.clone(), run.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            for slot in 0..orch_core::config::MAX_INTEGRATION_DEPTH as usize {
-                let iwt = layout::integration_slot(&root, &id, slot);
-                if iwt.exists() {
-                    let _ = git.remove_worktree(&iwt, true);
-                }
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || upkeep::after_run(&git, &root, &id)).await;
         notes.extend(self.retain_artifacts().await);
         let head = self.git.ref_target(&reference)?;
         let holds_validated = self

@@ -104,6 +104,15 @@ impl Linked {
         cmd
     }
 
+    /// The ref its HEAD names (`refs/heads/...`), read from its admin directory as
+    /// `git symbolic-ref --quiet HEAD` would; empty for a detached HEAD.
+    pub(crate) fn head_ref(&self) -> String {
+        std::fs::read_to_string(self.admin.join("HEAD"))
+            .ok()
+            .and_then(|h| h.trim().strip_prefix("ref:").map(|r| r.trim().to_owned()))
+            .unwrap_or_default()
+    }
+
     /// Runs git in the worktree and returns its stdout; a failure carries its stderr.
     pub(crate) fn cli(&self, args: &[&str]) -> Result<String, GitError> {
         crate::run_cli(self.command(), args)

@@ -122,6 +122,17 @@ impl Git {
         self.repo.to_thread_local()
     }
 
+    /// git's automatic maintenance, once (`git maintenance run --auto`): it packs the
+    /// loose objects a run's commits and merges left once they pass git's thresholds
+    /// (`gc.auto`). orch's own git calls never start it, one process per commit.
+    pub fn maintain(&self) -> Result<(), GitError> {
+        run_cli(
+            scrubbed(&self.workdir),
+            &["maintenance", "run", "--auto", "--quiet"],
+        )
+        .map(|_| ())
+    }
+
     /// Resolves a revision to a commit id.
     pub fn rev_parse(&self, rev: &str) -> Result<CommitId, GitError> {
         let repo = self.repo();
@@ -303,8 +314,17 @@ pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
 /// `git -C dir` with none of the caller's `GIT_*` variables, no hooks and no fsmonitor
 /// (I10): a `GIT_DIR` or `GIT_INDEX_FILE` in orch's environment must never redirect
 /// orch's own git calls, and a hook or an fsmonitor an agent planted in the shared
-/// `.git` (or the user's own hooks) must never run with orch's environment.
+/// `.git` (or the user's own hooks) must never run with orch's environment. Nor does
+/// it start git's automatic maintenance, a background process per commit: a run
+/// asks for it once, at its end ([`Git::maintain`]).
 pub fn git_command(dir: &Path) -> Command {
+    let mut cmd = scrubbed(dir);
+    cmd.args(["-c", "maintenance.auto=false", "-c", "gc.auto=0"]);
+    cmd
+}
+
+/// [`git_command`] with git's own maintenance thresholds, the user's.
+fn scrubbed(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("GIT_") {

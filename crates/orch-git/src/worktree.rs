@@ -122,10 +122,8 @@ impl Git {
         scratch: &[String],
     ) -> Result<Leftovers, GitError> {
         let wt = self.linked(worktree)?;
-        let head_ref = wt
-            .cli(&["symbolic-ref", "--quiet", "HEAD"])
-            .unwrap_or_default();
-        let head_ref = head_ref.trim();
+        let head_ref = wt.head_ref();
+        let head_ref = head_ref.as_str();
         let branch_moved = (head_ref != full_branch(branch)).then(|| {
             if head_ref.is_empty() {
                 "a detached HEAD".to_owned()
@@ -133,6 +131,9 @@ impl Git {
                 head_ref.to_owned()
             }
         });
+        // Where the agent left its branch: on the base, it rewrote nothing.
+        let on_branch = branch_moved.is_none().then(|| full_branch(branch));
+        let left_at = on_branch.as_ref().and_then(|b| self.rev_parse(b).ok());
         let mut committed = false;
         if branch_moved.is_none() {
             let excludes: Vec<String> = scratch.iter().map(|p| format!(":(exclude){p}")).collect();
@@ -154,8 +155,12 @@ impl Git {
                 committed = true;
             }
         }
-        let head = CommitId(wt.cli(&["rev-parse", "HEAD"])?.trim().to_owned());
-        let rewrote_history = !wt.ok(&["merge-base", "--is-ancestor", &base.0, &head.0]);
+        let head = match on_branch.map(|b| self.rev_parse(&b)) {
+            Some(Ok(head)) => head,
+            _ => CommitId(wt.cli(&["rev-parse", "HEAD"])?.trim().to_owned()),
+        };
+        let rewrote_history = left_at.as_ref() != Some(base)
+            && !wt.ok(&["merge-base", "--is-ancestor", &base.0, &head.0]);
         let empty = {
             let repo = self.repo();
             let tree = |c: &CommitId| -> Option<gix::ObjectId> {

@@ -541,6 +541,49 @@ fn worktrees_for_attempts_and_their_leftovers() {
         .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1", &[])
         .unwrap();
     assert_eq!(l.branch_moved.as_deref(), Some("refs/heads/elsewhere"));
+    git(&wt, &["checkout", "-q", "--detach"]);
+    let l = g
+        .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1", &[])
+        .unwrap();
+    assert_eq!(l.branch_moved.as_deref(), Some("a detached HEAD"));
+}
+
+/// Objects in packs, as `git count-objects -v` counts them.
+fn in_pack(repo: &Path) -> u64 {
+    let counts = git(repo, &["count-objects", "-v"]);
+    let line = counts.lines().find(|l| l.starts_with("in-pack:")).unwrap();
+    line["in-pack:".len()..].trim().parse().unwrap()
+}
+
+/// orch's own commits start none of git's automatic maintenance (a process each);
+/// `maintain`, once per run, does it as the repository's thresholds say.
+#[test]
+fn commits_start_no_maintenance_and_maintain_packs_once() {
+    let fx = Fixture::new();
+    let repo = fx.repo();
+    // Any loose object is one too many: a commit that started git's automatic
+    // maintenance would pack them at once.
+    for (k, v) in [
+        ("maintenance.gc.enabled", "false"),
+        ("maintenance.loose-objects.enabled", "true"),
+        ("maintenance.loose-objects.auto", "1"),
+    ] {
+        git(&repo, &["config", k, v]);
+    }
+    let g = fx.git();
+    let base = fx.head();
+    let wt = fx.wt("task-1-1");
+    g.add_worktree("orch/r1/task-1-1", &base, &wt).unwrap();
+    for i in 0..3 {
+        write(&wt, &format!("f{i}.txt"), &format!("{i}\n"));
+        let l = g
+            .commit_leftovers(&wt, "orch/r1/task-1-1", &base, "task 1", &[])
+            .unwrap();
+        assert!(l.committed && !l.rewrote_history);
+    }
+    assert_eq!(in_pack(&repo), 0);
+    g.maintain().unwrap();
+    assert!(in_pack(&repo) > 0);
 }
 
 #[test]
