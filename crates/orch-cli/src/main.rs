@@ -99,6 +99,12 @@ fn diagnostics(verbose: u8, format: cli::LogFormat) {
     };
 }
 
+/// Threads for git and file work: four per core, 16 to 64.
+fn blocking_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (4 * cores).clamp(16, 64)
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let cli = match cli::Cli::try_parse() {
@@ -120,6 +126,9 @@ fn main() -> ExitCode {
     diagnostics(cli.verbose, cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Git and file work, bounded by the cores: 64 agents starting at once queue
+        // their worktrees here instead of each holding a thread (and its memory).
+        .max_blocking_threads(blocking_threads())
         .enable_all()
         .build()
         .expect("a tokio runtime can always be built on a supported platform");
