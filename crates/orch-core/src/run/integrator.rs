@@ -9,7 +9,7 @@
 //! `validate.integration_retries` times, and a pass after a failure is journaled as
 //! flaky.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::attempt::{Attempts, Op};
 use super::shape::Verdicts;
@@ -40,6 +40,12 @@ impl Integrator {
         if !self.waiting.contains(&a) && !self.candidates.contains(&a) {
             self.waiting.push_back(a);
         }
+    }
+
+    /// Other tasks' attempts waiting to integrate or in the stack.
+    pub(super) fn queued_besides(&self, task: crate::task::TaskId) -> BTreeSet<AttemptId> {
+        let queue = self.waiting.iter().chain(&self.candidates);
+        queue.copied().filter(|a| a.task != task).collect()
     }
 
     /// Whether `a`'s integration gate failed and is being run again (flaky reruns).

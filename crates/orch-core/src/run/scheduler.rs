@@ -26,12 +26,15 @@ pub(super) struct Retry {
 
 /// What a retry waits for: the integration line to move on from `base` (the failed
 /// attempt's), or else every attempt of `on` (other tasks' work in flight when it
-/// failed) to end.
+/// failed) to end. With `all`, only the second: a conflict with work still in the
+/// integration queue is retried once that work has landed (or failed), not on a
+/// line that moved on without it.
 #[derive(Debug, Clone)]
 pub(super) struct Wait {
     pub(super) attempt: AttemptId,
     pub(super) base: CommitId,
     pub(super) on: BTreeSet<AttemptId>,
+    pub(super) all: bool,
 }
 
 /// The board as the run sees it, and what waits to be claimed.
@@ -143,7 +146,7 @@ impl Scheduler {
                 let w = r.wait.as_ref()?;
                 let moved = head != Some(&w.base);
                 let ended = w.on.iter().all(|a| !live.contains(a));
-                (moved || ended).then_some((*t, moved))
+                ((moved && !w.all) || ended).then_some((*t, moved))
             })
             .collect()
     }

@@ -133,17 +133,27 @@ impl Orchestrator {
             return false;
         }
         let base = self.attempts.rec(attempt).base.clone();
-        if self.head.as_ref() != Some(&base) {
+        // A conflict with work still in the integration queue: the line has not got
+        // it yet, so the retry waits for it to land (or fail) wherever the line is.
+        let queued: std::collections::BTreeSet<AttemptId> = match kind {
+            FailureKind::Conflict { .. } => self.integrator.queued_besides(task),
+            _ => Default::default(),
+        };
+        let all = !queued.is_empty();
+        if self.head.as_ref() != Some(&base) && !all {
             self.retry_or_release(task, Some(kind.clone()));
             return true;
         }
-        let on: std::collections::BTreeSet<AttemptId> = self
-            .attempts
-            .live
-            .iter()
-            .copied()
-            .filter(|a| a.task != task)
-            .collect();
+        let on: std::collections::BTreeSet<AttemptId> = match all {
+            true => queued,
+            false => self
+                .attempts
+                .live
+                .iter()
+                .copied()
+                .filter(|a| a.task != task)
+                .collect(),
+        };
         if on.is_empty() {
             return false;
         }
@@ -152,7 +162,12 @@ impl Orchestrator {
             attempt,
             on: on.iter().map(|a| a.task).collect(),
         });
-        let wait = Wait { attempt, base, on };
+        let wait = Wait {
+            attempt,
+            base,
+            on,
+            all,
+        };
         let retry = Retry {
             due: Timestamp(i64::MAX),
             previous: Some(kind.clone()),
