@@ -26,14 +26,31 @@ struct Measured {
     gate_runs: usize,
 }
 
-/// One run; `shape` is `(depth, batch)`, or `None` for the default.
-fn one(orch: &std::path::Path, shape: Option<(u32, u32)>, gate_secs: f64) -> Result<Measured> {
+/// The queue's shape for one run: depth and batch set, or `auto` on this machine's
+/// cores or on a number of gate slots.
+#[derive(Clone, Copy)]
+enum Shape {
+    Set(u32, u32),
+    Auto(Option<u32>),
+}
+
+/// One run of the workload. Its bad tasks are tried once (no stale retries either):
+/// each is found once.
+fn one(orch: &std::path::Path, shape: Shape, gate_secs: f64) -> Result<Measured> {
     let s = Sandbox::new(orch)?;
-    let set = shape.map_or(String::new(), |(d, b)| {
-        format!("integration_depth = {d}\nintegration_batch = {b}\n")
-    });
+    let (run, validate) = match shape {
+        Shape::Set(d, b) => (
+            format!("integration_depth = {d}\nintegration_batch = {b}\n"),
+            String::new(),
+        ),
+        Shape::Auto(None) => (String::new(), String::new()),
+        Shape::Auto(Some(n)) => (
+            String::new(),
+            format!("[validate]\nintegration_slots = {n}\n"),
+        ),
+    };
     s.config(&format!(
-        "[run]\nconcurrency = 8\n{set}[policy]\nmax_attempts = 1\nstale_retries = 0\n"
+        "[run]\nconcurrency = 8\n{run}[policy]\nmax_attempts = 1\nstale_retries = 0\n{validate}"
     ))?;
     let mut bad = Vec::new();
     for i in 1..=TASKS {
@@ -69,9 +86,10 @@ fn one(orch: &std::path::Path, shape: Option<(u32, u32)>, gate_secs: f64) -> Res
     });
     Ok(Measured {
         name: match shape {
-            None => "auto".to_owned(),
-            Some((d, 1)) => format!("depth {d}"),
-            Some((_, b)) => format!("batch {b}"),
+            Shape::Auto(None) => "auto".to_owned(),
+            Shape::Auto(Some(n)) => format!("auto, {n} gate slots"),
+            Shape::Set(d, 1) => format!("depth {d}"),
+            Shape::Set(_, b) => format!("batch {b}"),
         },
         secs,
         landed,
@@ -87,11 +105,12 @@ fn model(p: f64, d: u32) -> f64 {
 /// Runs P3 and prints its ratios.
 pub fn run(gate_secs: f64) -> Result<()> {
     let orch = build_orch(true)?;
-    let serial = one(&orch, Some((1, 1)), gate_secs)?;
-    let deep = one(&orch, Some((4, 1)), gate_secs)?;
-    let batch = one(&orch, Some((1, 4)), gate_secs)?;
-    let auto = one(&orch, None, gate_secs)?;
-    for m in [&serial, &deep, &batch, &auto] {
+    let serial = one(&orch, Shape::Set(1, 1), gate_secs)?;
+    let deep = one(&orch, Shape::Set(4, 1), gate_secs)?;
+    let batch = one(&orch, Shape::Set(1, 4), gate_secs)?;
+    let auto = one(&orch, Shape::Auto(None), gate_secs)?;
+    let auto4 = one(&orch, Shape::Auto(Some(4)), gate_secs)?;
+    for m in [&serial, &deep, &batch, &auto, &auto4] {
         println!(
             "{}: {} tasks landed in {:.1} s ({:.0} an hour), {} integration gate runs",
             m.name,
@@ -104,11 +123,12 @@ pub fn run(gate_secs: f64) -> Result<()> {
     let rate = |m: &Measured| m.landed as f64 / m.secs;
     let p = 1.0 / BAD_EVERY as f64;
     println!(
-        "P3: depth 4 / depth 1 = {:.2}x landed per hour (model: {:.2}x); batch 4 / depth 1 = {:.2}x; auto / depth 1 = {:.2}x; gate T = {gate_secs} s",
+        "P3: depth 4 / depth 1 = {:.2}x landed per hour (model: {:.2}x); batch 4 / depth 1 = {:.2}x; auto / depth 1 = {:.2}x; auto on 4 gate slots / depth 1 = {:.2}x; gate T = {gate_secs} s",
         rate(&deep) / rate(&serial),
         model(p, 4) / model(p, 1),
         rate(&batch) / rate(&serial),
-        rate(&auto) / rate(&serial)
+        rate(&auto) / rate(&serial),
+        rate(&auto4) / rate(&serial)
     );
     Ok(())
 }
