@@ -42,6 +42,11 @@ impl Integrator {
         }
     }
 
+    /// How many attempts wait to integrate or are in the stack.
+    pub(super) fn queued(&self) -> usize {
+        self.waiting.len() + self.candidates.len()
+    }
+
     /// Other tasks' attempts waiting to integrate or in the stack.
     pub(super) fn queued_besides(&self, task: crate::task::TaskId) -> BTreeSet<AttemptId> {
         let queue = self.waiting.iter().chain(&self.candidates);

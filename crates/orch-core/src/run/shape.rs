@@ -102,26 +102,30 @@ impl Verdicts {
         (failed, self.latest.len())
     }
 
-    /// The batch size they call for, at most `max`, with why.
-    pub fn batch(&self, max: usize) -> (usize, String) {
+    /// The batch size they call for, at most `max`.
+    pub fn batch(&self, max: usize) -> usize {
         let (failed, judged) = self.failures();
         if failed == 0 {
-            let why = match judged {
-                0 => format!("no gate verdict yet: batches of up to {max}"),
-                n => format!("no failure among the last {n} integrated: batches of up to {max}"),
-            };
-            return (max, why);
+            return max;
         }
         let p = failed as f64 / judged.max(PRIOR) as f64;
-        let size = match p >= 0.3 {
+        match p >= 0.3 {
             true => 1,
             // Dorfman's optimal pool for a failure rate p; the float is small.
             false => ((1.0 + 1.0 / p.sqrt()).floor() as usize).clamp(1, max),
-        };
-        let why = format!(
-            "{failed} of the last {judged} integrated failed their gate: batches of up to {size}"
-        );
-        (size, why)
+        }
+    }
+
+    /// Why they call for [`Verdicts::batch`]'s size, in words.
+    pub fn why(&self, max: usize) -> String {
+        let size = self.batch(max);
+        match self.failures() {
+            (_, 0) => format!("no gate verdict yet: batches of up to {size}"),
+            (0, n) => format!("no failure among the last {n} integrated: batches of up to {size}"),
+            (failed, n) => format!(
+                "{failed} of the last {n} integrated failed their gate: batches of up to {size}"
+            ),
+        }
     }
 }
 
@@ -138,23 +142,29 @@ mod tests {
 
     #[test]
     fn batches_shrink_as_failures_rise() {
-        assert_eq!(verdicts(0, 0).batch(16).0, 16);
-        assert_eq!(verdicts(0, 20).batch(16).0, 16);
+        assert_eq!(verdicts(0, 0).batch(16), 16);
+        assert_eq!(verdicts(0, 20).batch(16), 16);
         // One early failure counts against ten: p = 0.1, a batch of 4.
-        assert_eq!(verdicts(1, 2).batch(16).0, 4);
-        assert_eq!(verdicts(2, 18).batch(16).0, 4);
-        assert_eq!(verdicts(1, 19).batch(16).0, 5);
-        assert_eq!(verdicts(6, 14).batch(16).0, 1);
-        assert_eq!(verdicts(1, 19).batch(3).0, 3);
+        assert_eq!(verdicts(1, 2).batch(16), 4);
+        assert_eq!(verdicts(2, 18).batch(16), 4);
+        assert_eq!(verdicts(1, 19).batch(16), 5);
+        assert_eq!(verdicts(6, 14).batch(16), 1);
+        assert_eq!(verdicts(1, 19).batch(3), 3);
+        assert_eq!(
+            verdicts(2, 18).why(16),
+            "2 of the last 20 integrated failed their gate: batches of up to 4"
+        );
         // Only the latest count.
         let mut v = verdicts(10, 0);
         (0..RECENT_VERDICTS).for_each(|_| v.push(false));
+        assert_eq!(v.batch(16), 16);
         assert_eq!(
-            v.batch(16),
-            (
-                16,
-                "no failure among the last 20 integrated: batches of up to 16".into()
-            )
+            v.why(16),
+            "no failure among the last 20 integrated: batches of up to 16"
+        );
+        assert_eq!(
+            Verdicts::default().why(8),
+            "no gate verdict yet: batches of up to 8"
         );
     }
 

@@ -50,13 +50,13 @@ impl Orchestrator {
         if !shape.adaptive {
             return shape.batch;
         }
-        let (size, why) = self.integrator.verdicts.batch(shape.batch);
+        let size = self.integrator.verdicts.batch(shape.batch);
         if self.integrator.chosen != Some(size) {
             self.integrator.chosen = Some(size);
             self.persist(RunEvent::Shaped {
                 depth: shape.depth as u32,
                 batch: size as u32,
-                why,
+                why: self.integrator.verdicts.why(shape.batch),
             });
         }
         size

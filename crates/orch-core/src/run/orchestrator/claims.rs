@@ -54,10 +54,25 @@ impl Orchestrator {
             || !matches!(phase, AttemptPhase::Merging | AttemptPhase::Integrating)
     }
 
-    /// Live attempts that hold a slot (I3: never more than `run.concurrency`).
+    /// Live attempts that hold a slot (I3: never more than `run.concurrency`): in
+    /// parallel mode, those not in the integration queue, which holds exactly the live
+    /// attempts past their worker gate.
     pub fn slot_holders(&self) -> usize {
-        let live = self.attempts.live.iter();
-        live.filter(|a| self.holds_slot(**a)).count()
+        let live = self.attempts.live.len();
+        let holders = match self.policy.mode {
+            RunMode::Incremental => live,
+            RunMode::Parallel => live - self.integrator.queued(),
+        };
+        debug_assert_eq!(
+            holders,
+            self.attempts
+                .live
+                .iter()
+                .filter(|a| self.holds_slot(**a))
+                .count(),
+            "the integration queue holds exactly the live attempts past their worker gate"
+        );
+        holders
     }
 
     pub(super) fn claimable(&self, limit: usize) -> Vec<TaskId> {
