@@ -399,7 +399,9 @@ fn a_run_obeys_every_change_another_terminal_makes() {
     let mut rng = Rng(seed);
     let s = Sandbox::new(ORCH);
     let mut want: BTreeMap<i64, Want> = BTreeMap::new();
-    for i in 1..=20 {
+    // Enough work that the run outlasts the changes below (at most 5.4 s), now that
+    // agents start while earlier work integrates.
+    for i in 1..=40 {
         s.ok(&["task", "add", &format!("t{i}")]);
         want.insert(i, Want::Done);
     }
@@ -410,7 +412,7 @@ fn a_run_obeys_every_change_another_terminal_makes() {
     );
     let run = spawn_run(&s, &agent, &["--concurrency", "2"]);
     let mut after: Vec<(i64, i64)> = Vec::new();
-    let mut next_id = 21;
+    let mut next_id = 41;
     for _ in 0..12 {
         std::thread::sleep(Duration::from_millis(150 + rng.below(300)));
         let t = 1 + rng.below(next_id as u64 - 1) as i64;

@@ -273,7 +273,13 @@ pub(crate) fn work(ctx: Arc<Ctx>, cmd: Command, stop: Stop, base: Option<CommitI
             attempt,
             branch,
             base,
-        } => Box::pin(async move { Some(worktree::provision(ctx, attempt, branch, base).await) }),
+        } => {
+            // Taken now, in command order: the worktrees given back before this one.
+            let after = ctx.releasing.ticket();
+            Box::pin(
+                async move { Some(worktree::provision(ctx, attempt, branch, base, after).await) },
+            )
+        }
         cmd @ Command::SpawnAgent { .. } => {
             let ask = agent::Ask::of(cmd, base).expect("just matched");
             Box::pin(async move { Some(agent::spawn(ctx, ask, stop).await) })

@@ -5,6 +5,7 @@
 //! cannot be made clean is retired and a new one made. Which worktree, and which to
 //! retire, is the core's `orch_core::pool` policy.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,40 +121,66 @@ impl Ctx {
     }
 }
 
-/// Worktrees on their way back to the pool, counted from the command that gives
-/// them back until they are free again.
+/// Worktrees on their way back to the pool, each numbered by the command that gives
+/// it back, in command order.
 #[derive(Debug, Default)]
 pub(crate) struct Releasing {
-    count: std::sync::atomic::AtomicUsize,
+    /// The next number, and those still on their way.
+    state: std::sync::Mutex<(u64, BTreeSet<u64>)>,
     done: tokio::sync::Notify,
 }
 
 /// One worktree on its way back; dropped when it is back.
-pub(crate) struct Release(Arc<Ctx>);
+pub(crate) struct Release {
+    ctx: Arc<Ctx>,
+    number: u64,
+}
 
 impl Release {
-    /// Counts one more on its way back.
+    /// Numbers one more on its way back.
     pub(crate) fn start(ctx: &Arc<Ctx>) -> Release {
-        let r = &ctx.releasing;
-        r.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Release(ctx.clone())
+        let mut state = ctx.releasing.state.lock().expect("never poisoned");
+        let number = state.0;
+        state.0 += 1;
+        state.1.insert(number);
+        Release {
+            ctx: ctx.clone(),
+            number,
+        }
     }
 }
 
 impl Drop for Release {
     fn drop(&mut self) {
-        let r = &self.0.releasing;
-        r.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let r = &self.ctx.releasing;
+        r.state
+            .lock()
+            .expect("never poisoned")
+            .1
+            .remove(&self.number);
         r.done.notify_waiters();
     }
 }
 
 impl Releasing {
-    /// Waits until every worktree on its way back is back.
-    async fn settled(&self) {
+    /// Everything given back so far: a provision ordered now waits for these.
+    pub(crate) fn ticket(&self) -> u64 {
+        self.state.lock().expect("never poisoned").0
+    }
+
+    /// Waits until every worktree given back before `ticket` is back (later ones do
+    /// not hold it up).
+    async fn settled(&self, ticket: u64) {
         loop {
             let done = self.done.notified();
-            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            let first = self
+                .state
+                .lock()
+                .expect("never poisoned")
+                .1
+                .first()
+                .copied();
+            if first.is_none_or(|n| n >= ticket) {
                 return;
             }
             done.await;
@@ -167,9 +194,10 @@ pub(crate) async fn provision(
     attempt: AttemptId,
     branch: &str,
     base: &CommitId,
+    after: u64,
 ) -> Result<PathBuf, String> {
     let holder = ctx.holder(attempt.to_string());
-    ctx.releasing.settled().await;
+    ctx.releasing.settled(after).await;
     let mut lease = lease(ctx, PoolKind::Attempt, &holder).await?;
     ctx.hold(attempt.to_string(), &lease);
     crash_point("pool-leased");

@@ -7,15 +7,17 @@ use orch_core::run::{AttemptId, CommitId, Input};
 
 use super::{Ctx, blocking};
 
-/// Creates the attempt's branch at `base` with its worktree.
+/// Creates the attempt's branch at `base` with its worktree; a pooled one once the
+/// worktrees given back before `after` (a ticket taken in command order) are back.
 pub(crate) async fn provision(
     ctx: Arc<Ctx>,
     attempt: AttemptId,
     branch: String,
     base: CommitId,
+    after: u64,
 ) -> Input {
     if ctx.pooled() {
-        return match super::pooled::provision(&ctx, attempt, &branch, &base).await {
+        return match super::pooled::provision(&ctx, attempt, &branch, &base, after).await {
             Ok(_) => Input::WorktreeReady { attempt },
             Err(error) => Input::WorktreeFailed { attempt, error },
         };

@@ -268,8 +268,11 @@ impl Shared {
             return Some(self.failed(format!("fetching the attempt's base: {e}")));
         }
         let ctx = Arc::new(ctx);
+        // A worker's job has its own context: nothing of it is on its way back.
+        let after = ctx.releasing.ticket();
         let ready =
-            exec::worktree::provision(ctx.clone(), a, s.branch.clone(), s.base.clone()).await;
+            exec::worktree::provision(ctx.clone(), a, s.branch.clone(), s.base.clone(), after)
+                .await;
         if let Input::WorktreeFailed { error, .. } = ready {
             return Some(self.failed(error));
         }
