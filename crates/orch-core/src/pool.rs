@@ -96,7 +96,7 @@ pub struct PoolSlot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolLimits {
     /// Attempt worktrees kept idle: `worktrees.pool`, or when it is 0 `run.concurrency`
-    /// plus the integration depth (attempts waiting to integrate hold theirs).
+    /// plus the integration depth.
     pub keep_attempt: u32,
     /// As `keep_attempt`, for integration checkouts.
     pub keep_integration: u32,
@@ -111,7 +111,8 @@ impl PoolLimits {
     pub fn from_config(config: &Config) -> PoolLimits {
         let w = &config.worktrees;
         let depth = crate::run::Shape::of(config).depth as u32;
-        // Attempts waiting to integrate hold their worktrees while new ones run.
+        // Headroom over the agents: worktrees on their way back while new ones are
+        // leased (attempts waiting to integrate have given theirs back).
         let (attempt, integration) = match w.pool {
             0 => (config.run.concurrency.get() + depth, depth),
             n => (n, depth),

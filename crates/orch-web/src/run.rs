@@ -163,8 +163,16 @@ fn attempts_table(
 /// How the integration queue was shaped, as the run started and each time `auto`
 /// sized batches anew, with why.
 fn shaped(events: &[orch_engine::core::event::Event]) -> String {
+    let shaped: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "run.integration_shaped")
+        .collect();
+    if shaped.is_empty() {
+        // A run from before the shape was journaled.
+        return String::new();
+    }
     let mut out = String::from("<h2>The integration queue</h2><ul class=\"shaped\">");
-    for e in events.iter().filter(|e| e.kind == "run.integration_shaped") {
+    for e in shaped {
         let _ = write!(out, "<li>{} {}</li>", e.at, esc(&e.reason));
     }
     out.push_str("</ul>");
