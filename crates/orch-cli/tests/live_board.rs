@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use orch_testkit::{Sandbox, git, tagged_with};
+use orch_testkit::{Sandbox, git, tagged_with, wait_for};
 use serde_json::Value;
 
 /// The binary under test.
@@ -38,14 +38,6 @@ fn run_id(s: &Sandbox) -> String {
         if let Some(id) = s.json(&["run", "list"])[0]["id"].as_str() {
             return id.to_owned();
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -20,6 +20,10 @@ pub mod kind {
     pub const TASK_REMOVED: &str = "task.removed";
     /// A board file was imported.
     pub const BOARD_IMPORTED: &str = "board.imported";
+    /// orch wrote a task's status (and a note) back to the board's source file.
+    pub const SOURCE_WRITTEN: &str = "source.written";
+    /// orch left a source file alone: a person changed the task's status there first.
+    pub const SOURCE_CONFLICT: &str = "source.conflict";
     /// A person asked a run to do something (cancel, pause, resume); the run journals
     /// what it did about it.
     pub const CONTROL_REQUESTED: &str = "control.requested";

@@ -37,6 +37,7 @@ pub mod pool;
 pub mod ports;
 pub mod review;
 pub mod run;
+pub mod source;
 pub mod symlinks;
 pub mod task;
 pub mod time;

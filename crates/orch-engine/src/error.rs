@@ -53,6 +53,9 @@ pub enum EngineError {
     /// A new run would find nothing to claim, so none was started.
     #[error("{0}")]
     NothingToClaim(Idle),
+    /// The board's source (`board.source`) could not be synced.
+    #[error(transparent)]
+    Source(#[from] crate::boards::SyncError),
 }
 
 impl EngineError {
@@ -66,6 +69,7 @@ impl EngineError {
             | EngineError::Landing(_)
             | EngineError::NothingToClaim(_) => true,
             EngineError::Git(e) => e.is_refusal(),
+            EngineError::Source(e) => e.is_refusal(),
             EngineError::LeaseExpired { .. }
             | EngineError::StoreUnavailable { .. }
             | EngineError::Artifacts(_) => false,

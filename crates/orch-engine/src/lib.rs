@@ -67,6 +67,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod boards;
 #[cfg(feature = "internals")]
 pub mod driver;
 #[cfg(not(feature = "internals"))]

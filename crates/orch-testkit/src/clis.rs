@@ -33,3 +33,13 @@ pub fn cli_or_skip(bin: &str, var: &str) -> Option<PathBuf> {
 pub fn claude_or_skip() -> Option<PathBuf> {
     cli_or_skip("claude", "ORCH_TEST_CLAUDE")
 }
+
+/// Backlog.md's `backlog`, as `$ORCH_TEST_BACKLOG` or on `PATH`.
+pub fn backlog_or_skip() -> Option<PathBuf> {
+    cli_or_skip("backlog", "ORCH_TEST_BACKLOG")
+}
+
+/// Taskmaster's `task-master`, as `$ORCH_TEST_TASKMASTER` or on `PATH`.
+pub fn taskmaster_or_skip() -> Option<PathBuf> {
+    cli_or_skip("task-master", "ORCH_TEST_TASKMASTER")
+}

@@ -31,3 +31,15 @@ pub use git::{git, git_cmd, git_in};
 pub use http::StandIn;
 pub use procs::{Group, tagged_with};
 pub use sandbox::{Run, Sandbox};
+
+/// Polls `f` every 50 ms until it holds; panics naming `what` after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -139,6 +139,30 @@ impl Sandbox {
         c
     }
 
+    /// Another program (a board's own CLI) in the repository, as a person runs it
+    /// there: the sandbox's home and `PATH`, nothing on stdin, output captured.
+    pub fn tool(&self, bin: &Path, args: &[&str]) -> Output {
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(self.repo())
+            .env_clear()
+            .env("PATH", &self.path)
+            .env("HOME", self.home())
+            .env("NO_COLOR", "1")
+            .env("CI", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("starting a board CLI");
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}{}",
+            bin.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Runs `orch ARGS` with nothing on stdin.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args)

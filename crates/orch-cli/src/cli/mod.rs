@@ -546,9 +546,12 @@ pub struct BoardArgs {
     pub label: Vec<String>,
 }
 
-/// `orch board import|export`
+/// `orch board import|export|sync`
 #[derive(Debug, Subcommand)]
 pub enum BoardCommand {
+    /// Read the board's source (`board.source`: Backlog.md or Taskmaster) into the
+    /// board, and write orch's statuses back to it.
+    Sync,
     /// Create or update tasks from a board file, matched by key; all or nothing.
     Import {
         /// The board file (`-` for stdin).

@@ -12,7 +12,8 @@ use crate::output;
 
 /// Runs `orch board` or one of its subcommands.
 pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
-    let store = ctx.open().await?.store().clone();
+    let repo = ctx.open().await?;
+    let store = repo.store().clone();
     match args.command {
         None => {
             let tasks = store.tasks(&[]).await?;
@@ -27,6 +28,13 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
                 ))?;
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
+                if let Some(source) = repo.source() {
+                    println!(
+                        "From {} ({}): keys are its ids; `orch board sync` reads it again.\n",
+                        source.kind(),
+                        source.place()
+                    );
+                }
                 print!(
                     "{}",
                     output::render_board(&tasks, &args.label, &usage, &retrying, width)
@@ -34,12 +42,27 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
             }
         }
         Some(BoardCommand::Import { file }) => import(&store, &file, ctx.json).await?,
+        Some(BoardCommand::Sync) => sync(&repo, ctx.json).await?,
         Some(BoardCommand::Export {
             format,
             output: out,
         }) => export(&store, format, out.as_deref()).await?,
     }
     store.close().await?;
+    Ok(())
+}
+
+async fn sync(repo: &orch_engine::Repo, json: bool) -> Result<()> {
+    let Some(report) = repo.sync_board().await? else {
+        return Err(BadInput(
+            "board.source is \"orch\": orch's own board has no source to sync; set board.source to \"backlog.md\" or \"taskmaster\"".into(),
+        )
+        .into());
+    };
+    if json {
+        return output::print_json(&report);
+    }
+    print!("{}", output::task::sync_report(&report));
     Ok(())
 }
 

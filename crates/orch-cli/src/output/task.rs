@@ -169,3 +169,38 @@ impl<'a> ImportJson<'a> {
         }
     }
 }
+
+/// `orch board sync`, in words.
+pub fn sync_report(r: &orch_engine::boards::SyncReport) -> String {
+    let keys = |v: &[String]| v.join(", ");
+    let mut out = format!("Synced {} tasks from {} ({}).\n", r.tasks, r.source, r.path);
+    let mut line = |what: &str, list: String| {
+        if !list.is_empty() {
+            out.push_str(&format!("  {what}: {list}\n"));
+        }
+    };
+    line("created", keys(&r.created));
+    line("updated", keys(&r.updated));
+    line(
+        "moved as the source says",
+        r.moved
+            .iter()
+            .map(|(k, s)| format!("{k} to {s}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    line("removed (gone from the source)", keys(&r.removed));
+    line(
+        "written back",
+        r.written
+            .iter()
+            .map(|(k, s)| format!("{k} {s:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    line(
+        "left alone (a person changed them first)",
+        keys(&r.conflicts),
+    );
+    out
+}

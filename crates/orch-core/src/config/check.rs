@@ -19,6 +19,7 @@ impl Config {
         self.check_ports()?;
         self.notify.check()?;
         self.review.check()?;
+        self.board.check()?;
         if self.run.executors == Executors::Workers {
             self.worker.check()?;
         }

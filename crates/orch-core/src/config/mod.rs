@@ -11,4 +11,6 @@ mod sections;
 
 pub use bad_setting::{BadSetting, check_branch_name};
 pub use schema::*;
-pub use sections::{NotifyConfig, ReviewConfig, ReviewRequired, WorkerConfig};
+pub use sections::{
+    BoardConfig, BoardSource, NotifyConfig, ReviewConfig, ReviewRequired, WorkerConfig,
+};

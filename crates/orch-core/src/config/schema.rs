@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NotifyConfig, ReviewConfig, WorkerConfig};
+use super::{BoardConfig, NotifyConfig, ReviewConfig, WorkerConfig};
 pub use crate::units::{ByteSize, Delay, Duration};
 
 /// The whole configuration.
@@ -36,6 +36,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Which tasks a person reviews before they land.
     pub review: ReviewConfig,
+    /// Where the board's tasks come from.
+    pub board: BoardConfig,
 }
 
 /// `[budget]`: caps on what agents spend, as they report it. 0 means no cap.

@@ -1,4 +1,4 @@
-//! The `[worker]`, `[notify]` and `[review]` sections: their values, defaults and checks. The
+//! The `[worker]`, `[notify]`, `[review]` and `[board]` sections: their values, defaults and checks. The
 //! rules that use them live with their subsystems (`crate::jobs`, `crate::notify`).
 
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,95 @@ impl ReviewConfig {
             return Err(BadSetting::new(
                 "review.max_rounds",
                 format!("review.max_rounds is {}; allowed: 1 to 20", self.max_rounds),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the board's tasks come from (`board.source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BoardSource {
+    /// orch's own board, in its store.
+    #[default]
+    #[serde(rename = "orch")]
+    Orch,
+    /// Backlog.md's markdown task files (`backlog/tasks/*.md`).
+    #[serde(rename = "backlog.md")]
+    BacklogMd,
+    /// Taskmaster's `.taskmaster/tasks/tasks.json`.
+    #[serde(rename = "taskmaster")]
+    Taskmaster,
+}
+
+impl BoardSource {
+    /// The value as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoardSource::Orch => "orch",
+            BoardSource::BacklogMd => "backlog.md",
+            BoardSource::Taskmaster => "taskmaster",
+        }
+    }
+}
+
+impl std::fmt::Display for BoardSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[board]`: where the board's tasks come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoardConfig {
+    /// `orch` (its own board), `backlog.md` or `taskmaster`.
+    pub source: BoardSource,
+    /// The source's place, relative to the repository: empty for its default
+    /// (`backlog` for Backlog.md, `.taskmaster/tasks/tasks.json` for Taskmaster).
+    pub path: String,
+    /// Taskmaster's tag (its task list) to read; empty: `master`.
+    pub tag: String,
+}
+
+impl BoardConfig {
+    /// The source's place relative to the repository, the default filled in.
+    pub fn place(&self) -> &str {
+        match (self.path.trim(), self.source) {
+            ("", BoardSource::Orch) => "",
+            ("", BoardSource::BacklogMd) => "backlog",
+            ("", BoardSource::Taskmaster) => ".taskmaster/tasks/tasks.json",
+            (p, _) => p,
+        }
+    }
+
+    /// Taskmaster's tag, the default filled in.
+    pub fn tag(&self) -> &str {
+        match self.tag.trim() {
+            "" => "master",
+            t => t,
+        }
+    }
+
+    /// Checks the values: a relative path that stays inside the repository.
+    pub fn check(&self) -> Result<(), BadSetting> {
+        let p = std::path::Path::new(self.path.trim());
+        let outside = p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir));
+        if outside {
+            return Err(BadSetting::new(
+                "board.path",
+                format!(
+                    "board.path {:?} leaves the repository; give a path relative to it, such as \"backlog\"",
+                    self.path
+                ),
+            ));
+        }
+        if !self.path.trim().is_empty() && self.source == BoardSource::Orch {
+            return Err(BadSetting::new(
+                "board.path",
+                "board.path is set but board.source is \"orch\": set board.source to \"backlog.md\" or \"taskmaster\", or leave board.path empty".into(),
             ));
         }
         Ok(())

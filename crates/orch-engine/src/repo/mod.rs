@@ -218,6 +218,21 @@ impl Repo {
         set_setting(self.root(), key, raw)
     }
 
+    /// The board's source (`board.source`), when the board lives in another tool's
+    /// files.
+    pub fn source(&self) -> Option<crate::boards::Source> {
+        crate::boards::Source::of(self.config(), self.root(), &self.dir.orch_dir())
+    }
+
+    /// Syncs the board with its source now (`orch board sync`); `None` for orch's own
+    /// board.
+    pub async fn sync_board(&self) -> Result<Option<crate::boards::SyncReport>, EngineError> {
+        match self.source() {
+            None => Ok(None),
+            Some(s) => Ok(Some(s.sync(self.store(), &self.actor()).await?)),
+        }
+    }
+
     /// The store: the board, the journal and the runs.
     pub fn store(&self) -> &Store {
         &self.store

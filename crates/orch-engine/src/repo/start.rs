@@ -7,6 +7,7 @@ use orch_core::run::{CancelScope, RunId};
 use orch_core::task::TaskId;
 
 use super::Repo;
+use crate::boards::mirror::Mirror;
 use crate::run::setup::{self, Target};
 use crate::{Engine, EngineError, RunHandle, RunSummary, Subscription};
 
@@ -59,6 +60,7 @@ pub struct Run {
     resuming: bool,
     engine: Engine,
     handle: RunHandle,
+    mirror: Option<Mirror>,
 }
 
 impl Run {
@@ -88,13 +90,23 @@ impl Run {
         self.handle.cancel(CancelScope::Run);
     }
 
-    /// Drives the run to its end and returns its summary.
+    /// Drives the run to its end and returns its summary. With `board.source` set,
+    /// the source is followed while it runs and synced once more at its end.
     pub async fn drive(self) -> Result<RunSummary, EngineError> {
-        if self.resuming {
+        let following = self.mirror.map(Mirror::follow);
+        let summary = if self.resuming {
             self.engine.resume_with(self.id, &self.handle).await
         } else {
             self.engine.run_with(self.id, &self.handle).await
+        };
+        if let Some(f) = following {
+            // The run's outcome stands whether or not the source takes it now: the
+            // next sync writes what this one could not.
+            if let Err(e) = f.finish().await {
+                tracing::warn!(error = %e, "the board's source could not be synced at the run's end");
+            }
         }
+        summary
     }
 }
 
@@ -104,6 +116,12 @@ impl Repo {
     /// run, that there is work to claim ([`EngineError::NothingToClaim`] otherwise).
     /// Nothing is created until [`Run::drive`].
     pub async fn start(&self, opts: RunOptions) -> Result<Run, EngineError> {
+        let mirror = self
+            .source()
+            .map(|s| Mirror::new(s, self.store().clone(), self.actor()));
+        if let Some(m) = &mirror {
+            m.sync().await?;
+        }
         let (id, resuming) = setup::choose_run(self.store(), &opts.target).await?;
         let engine = self.engine(opts.tasks, resuming)?;
         preflight(&engine)?;
@@ -119,6 +137,7 @@ impl Repo {
             resuming,
             engine,
             handle: RunHandle::new(),
+            mirror,
         })
     }
 }

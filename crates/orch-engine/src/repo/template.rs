@@ -99,6 +99,11 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # labels = []                    # with required = "labels": the labels that need review
 # max_rounds = 3                 # rounds of requested changes an agent gets
 
+[board]                          # where the tasks come from: docs/boards.md
+# source = "orch"                # or "backlog.md", "taskmaster": read and written back
+# path = ""                      # the source's place; "": backlog/ or .taskmaster/tasks/tasks.json
+# tag = ""                       # Taskmaster's tag; "": master
+
 [worker]                         # orch worker, with run.executors = "workers"
 # lease_ttl = "30s"              # a silent worker's job goes to another after this
 # poll = "500ms"                 # how often idle workers and coordinators look
