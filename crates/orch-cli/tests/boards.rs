@@ -53,7 +53,13 @@ fn file_of(dir: &Path, id: &str) -> PathBuf {
                 .to_string_lossy()
                 .starts_with(&format!("{id} - "))
         })
-        .unwrap_or_else(|| panic!("no file for {id}"))
+        .unwrap_or_else(|| {
+            let names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            panic!("no file for {id} in {}: {names:?}", dir.display())
+        })
 }
 
 /// Every file under `dir`, with its bytes.
@@ -133,6 +139,8 @@ fn a_backlog_md_board_is_done_and_written_back_and_a_persons_edit_wins() {
             "--dep",
             "task-4",
         ],
+        &["task", "create", "Dropped", "--dep", "task-4"],
+        &["task", "create", "Renamed", "--dep", "task-4"],
     ] {
         s.tool(&backlog, args);
     }
@@ -147,12 +155,18 @@ fn a_backlog_md_board_is_done_and_written_back_and_a_persons_edit_wins() {
             .nth(1)
             .is_some_and(|l| l.contains("TASK-4"))
     });
-    // A person marks the task after it done by hand while the run goes on.
+    // A person marks a task done by hand while the run goes on, removes one and
+    // retitles another.
     s.tool(&backlog, &["task", "edit", "5", "-s", "Done"]);
+    std::fs::remove_file(file_of(&tasks, "task-6")).unwrap();
+    s.tool(&backlog, &["task", "edit", "7", "-t", "Retitled"]);
     let later = file_of(&tasks, "task-5");
     let by_hand = std::fs::read_to_string(&later).unwrap();
-    wait_for("the person's edit on the board", 30, || {
+    wait_for("the person's edits on the board", 30, || {
+        let board = s.json(&["board"]).to_string();
         s.json(&["task", "show", "5"])["status"] == "done"
+            && !board.contains("TASK-6")
+            && board.contains("Retitled")
     });
     std::fs::write(&release, "").unwrap();
     let out = run.wait_with_output().unwrap();
@@ -165,7 +179,7 @@ fn a_backlog_md_board_is_done_and_written_back_and_a_persons_edit_wins() {
 
     let list = text(&s.tool(&backlog, &["task", "list", "--plain"]));
     let (todo, done) = list.split_once("Done:").unwrap();
-    for id in ["TASK-1", "TASK-2", "TASK-4", "TASK-5"] {
+    for id in ["TASK-1", "TASK-2", "TASK-4", "TASK-5", "TASK-7"] {
         assert!(done.contains(id), "{id} not done:\n{list}");
     }
     assert!(
@@ -176,6 +190,10 @@ fn a_backlog_md_board_is_done_and_written_back_and_a_persons_edit_wins() {
     assert!(
         !ran.contains("Later"),
         "the person's Done was not obeyed: {ran}"
+    );
+    assert!(
+        !ran.contains("Dropped") && ran.contains("Retitled"),
+        "{ran}"
     );
     // The person's file is as they left it: orch wrote nothing over it.
     assert_eq!(std::fs::read_to_string(&later).unwrap(), by_hand);
@@ -193,9 +211,19 @@ fn a_backlog_md_board_is_done_and_written_back_and_a_persons_edit_wins() {
             && broken.contains("`orch task retry 3`"),
         "{broken}"
     );
-    // The board says where it came from, and a second sync changes nothing.
-    let board = text(&s.ok(&["board"]));
+    // The board and the dashboard say where it came from, and each task's id there; a
+    // second sync changes nothing.
+    let board = text(&s.ok(&["board", "--width", "80"]));
     assert!(board.starts_with("From backlog.md (backlog)"), "{board}");
+    assert!(board.contains("Add greeting  TASK-1 · p30"), "{board}");
+    let (server, url) = s.serve(0);
+    let page = Sandbox::page(&url, "/");
+    drop(server);
+    assert!(
+        page.contains("From <b>backlog.md</b> (<code>backlog</code>)"),
+        "{page}"
+    );
+    assert!(page.contains("<span class=\"key\">TASK-1</span>"), "{page}");
     let again = s.json(&["board", "sync"]);
     assert_eq!(again["written"], serde_json::json!([]), "{again}");
     assert_eq!(again["moved"], serde_json::json!([]), "{again}");

@@ -32,6 +32,26 @@ impl Store {
         file: &BoardFile,
         actor: &str,
     ) -> Result<ImportReport, StoreError> {
+        self.import(file, actor, true).await
+    }
+
+    /// [`Store::import_board`] for a board kept in step with another tool's files
+    /// (`board.source`): the same, but an import that changes nothing writes nothing,
+    /// so syncing often does not fill the log.
+    pub async fn import_changes(
+        &self,
+        file: &BoardFile,
+        actor: &str,
+    ) -> Result<ImportReport, StoreError> {
+        self.import(file, actor, false).await
+    }
+
+    async fn import(
+        &self,
+        file: &BoardFile,
+        actor: &str,
+        always_logged: bool,
+    ) -> Result<ImportReport, StoreError> {
         let txn = self.write().await?;
         let at = now();
         let current = load_all(&txn, &[]).await?;
@@ -72,7 +92,9 @@ impl Store {
                 report.unchanged.push(entry);
             }
         }
-        log_import(&txn, plan.len(), &report, at, actor).await?;
+        if always_logged || !report.created.is_empty() || !report.updated.is_empty() {
+            log_import(&txn, plan.len(), &report, at, actor).await?;
+        }
         txn.commit()
             .await
             .map_err(|e| StoreError::from_db(e, "committing an import"))?;

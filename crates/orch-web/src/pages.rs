@@ -72,6 +72,15 @@ pub(crate) async fn board(
     let only = q.status.as_deref().filter(|s| !s.is_empty());
     let label = q.label.as_deref().filter(|s| !s.is_empty());
     let mut body = filters(&q);
+    let source = app.repo.source();
+    if let Some(s) = &source {
+        let _ = write!(
+            body,
+            "<p class=\"source\">From <b>{}</b> (<code>{}</code>): each card shows its id there. Edits there reach this board while a run goes, or with <code>orch board sync</code>; orch writes statuses and notes back.</p>",
+            esc(s.kind().as_str()),
+            esc(s.place())
+        );
+    }
     body.push_str(&new_task_form(&app));
     body.push_str("<div class=\"board\">");
     for s in TaskStatus::ALL {
@@ -89,7 +98,7 @@ pub(crate) async fn board(
             cards.len()
         );
         for t in cards {
-            body.push_str(&card(&app, t, &data));
+            body.push_str(&card(&app, t, &data, source.is_some()));
         }
         body.push_str("</section>");
     }
@@ -126,7 +135,7 @@ fn filters(q: &BoardQuery) -> String {
     )
 }
 
-fn card(app: &AppState, t: &Task, data: &BoardData) -> String {
+fn card(app: &AppState, t: &Task, data: &BoardData, keyed: bool) -> String {
     let (status, held, usage) = (&data.status, data.held.get(&t.id), data.usage.get(&t.id));
     let mut c = format!(
         "<div class=\"card s-{st}\" id=\"task-{id}\" data-task=\"{id}\" draggable=\"true\"><div><a class=\"open\" href=\"/orch/tasks/{id}\"><b>#{id}</b> <span class=\"title\">{}</span></a></div><div class=\"meta\">p{}",
@@ -135,6 +144,9 @@ fn card(app: &AppState, t: &Task, data: &BoardData) -> String {
         id = t.id,
         st = t.status.as_str(),
     );
+    if keyed {
+        let _ = write!(c, " <span class=\"key\">{}</span>", esc(&t.key));
+    }
     for l in &t.labels {
         let _ = write!(c, " <span class=\"label\">{}</span>", esc(l));
     }

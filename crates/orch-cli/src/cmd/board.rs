@@ -28,16 +28,24 @@ pub(super) async fn board(ctx: &Ctx, args: BoardArgs) -> Result<()> {
                 ))?;
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                if let Some(source) = repo.source() {
+                let source = repo.source();
+                if let Some(source) = &source {
                     println!(
-                        "From {} ({}): keys are its ids; `orch board sync` reads it again.\n",
+                        "From {} ({}), each card with its id there; `orch board sync` reads it again.\n",
                         source.kind(),
                         source.place()
                     );
                 }
                 print!(
                     "{}",
-                    output::render_board(&tasks, &args.label, &usage, &retrying, width)
+                    output::render_board(
+                        &tasks,
+                        &args.label,
+                        &usage,
+                        &retrying,
+                        width,
+                        source.is_some(),
+                    )
                 );
             }
         }

@@ -174,7 +174,8 @@ fn tour(
             &[],
             &output::TaskUsage::new(),
             &output::Retrying::new(),
-            80
+            80,
+            false
         )
     );
     println!();

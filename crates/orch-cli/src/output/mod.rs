@@ -188,11 +188,13 @@ pub fn render_board(
     usage: &TaskUsage,
     retrying: &Retrying,
     width: usize,
+    keys: bool,
 ) -> String {
     let notes = CardNotes {
         waiting: waiting_on(tasks),
         retrying,
         usage,
+        keys,
     };
     let mut ordered = board_order(tasks);
     ordered.retain(|t| has_labels(t, labels));
@@ -233,15 +235,21 @@ pub type TaskUsage = BTreeMap<TaskId, orch_engine::core::usage::Usage>;
 /// Tasks whose retry waits for other tasks' work in flight, with those tasks.
 pub type Retrying = BTreeMap<TaskId, Vec<TaskId>>;
 
-/// What a card notes besides its title: what it waits on, what it has cost.
+/// What a card notes besides its title: its source's id, what it waits on, what it
+/// has cost.
 struct CardNotes<'a> {
     waiting: BTreeMap<TaskId, Vec<TaskId>>,
     retrying: &'a Retrying,
     usage: &'a TaskUsage,
+    /// Whether each card shows its key (the board's source's id for the task).
+    keys: bool,
 }
 
 fn card_note(t: &Task, notes: &CardNotes) -> String {
     let mut parts = Vec::new();
+    if notes.keys {
+        parts.push(t.key.clone());
+    }
     if t.priority != 0 {
         parts.push(format!("p{}", t.priority));
     }

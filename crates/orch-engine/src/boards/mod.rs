@@ -157,7 +157,7 @@ impl Source {
             tasks: plan.import.tasks.len(),
             ..SyncReport::default()
         };
-        let imported = store.import_board(&plan.import, actor).await?;
+        let imported = store.import_changes(&plan.import, actor).await?;
         report.created = imported.created.into_iter().map(|(k, _)| k).collect();
         report.updated = imported.updated.into_iter().map(|(k, _)| k).collect();
         let ids: BTreeMap<String, (TaskId, TaskStatus)> = store
