@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use orch_testkit::clis::{backlog_or_skip, taskmaster_or_skip};
+use std::time::Duration;
+
 use orch_testkit::{Sandbox, wait_for};
 
 /// The binary under test.
@@ -375,4 +377,41 @@ fn a_bad_source_is_refused_with_exit_2_and_left_untouched() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), cycle);
+}
+
+#[test]
+fn a_source_broken_during_a_run_is_reported_and_the_run_goes_on() {
+    let s = Sandbox::new(ORCH);
+    let tasks = s.repo().join("backlog/tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    let slow = "---\nid: TASK-1\ntitle: Slow\nstatus: To Do\n---\n";
+    let next = "---\nid: TASK-2\ntitle: Next\nstatus: To Do\ndependencies: [TASK-1]\n---\n";
+    std::fs::write(tasks.join("task-1 - Slow.md"), slow).unwrap();
+    std::fs::write(tasks.join("task-2 - Next.md"), next).unwrap();
+    settle(&s, "backlog.md");
+    let (agent, order, release) = agent(&s);
+    let run = spawn_run(&s, &agent);
+    wait_for("Slow's agent", 30, || order.exists());
+    // A person saves a half-written file, then finishes it.
+    std::fs::write(
+        tasks.join("task-2 - Next.md"),
+        "---\nid: TASK-2\ntitle: a: b\n---\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(
+        tasks.join("task-2 - Next.md"),
+        next.replace("title: Next", "title: Next one"),
+    )
+    .unwrap();
+    wait_for("the finished edit on the board", 30, || {
+        s.json(&["task", "show", "2"])["title"] == "Next one"
+    });
+    std::fs::write(&release, "").unwrap();
+    let out = run.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("backlog/tasks/task-2 - Next.md:3:"), "{err}");
+    let next_now = std::fs::read_to_string(tasks.join("task-2 - Next.md")).unwrap();
+    assert!(next_now.contains("status: Done\n"), "{next_now}");
 }

@@ -172,3 +172,56 @@ fn io(what: &'static str, path: &Path, error: std::io::Error) -> SyncError {
         error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orch_core::TaskStatus;
+    use orch_core::config::Config;
+
+    use super::*;
+
+    const TASK: &str = "---\nid: TASK-1\ntitle: One\nstatus: To Do\n---\n\nBody\n";
+
+    fn source(root: &Path) -> Source {
+        let mut c = Config::default();
+        c.board.source = BoardSource::BacklogMd;
+        std::fs::create_dir_all(root.join("backlog/tasks")).unwrap();
+        Source::of(&c, root, &root.join(".orch")).unwrap()
+    }
+
+    fn write(expect: &str) -> Write {
+        Write {
+            key: "TASK-1".into(),
+            file: "backlog/tasks/task-1.md".into(),
+            expect: expect.into(),
+            status: "In Progress".into(),
+            orch: TaskStatus::InProgress,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_write_lands_only_on_the_status_it_was_planned_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = source(dir.path());
+        let file = dir.path().join("backlog/tasks/task-1.md");
+        // A person set the task Done after the plan read To Do: left alone.
+        let theirs = TASK.replace("To Do", "Done");
+        std::fs::write(&file, &theirs).unwrap();
+        assert!(!write_back(&s, &write("To Do"), Some("a note")).unwrap());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), theirs);
+        // A file a person left unreadable is left alone too.
+        std::fs::write(&file, "half").unwrap();
+        assert!(!write_back(&s, &write("To Do"), None).unwrap());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "half");
+        // Still as planned: written, nothing left beside it.
+        std::fs::write(&file, TASK).unwrap();
+        assert!(write_back(&s, &write("to do"), None).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            TASK.replace("To Do", "In Progress")
+        );
+        let left: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1);
+    }
+}
