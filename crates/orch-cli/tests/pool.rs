@@ -309,3 +309,24 @@ fn cleanup_beside_a_worktree_being_made_skips_it_and_succeeds() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("a worktree being made right now"), "{said}");
 }
+
+#[test]
+fn a_new_worktree_starts_with_a_copy_of_the_pools_caches() {
+    let s = sandbox("[run]\nconcurrency = 2\n[worktrees]\nkeep = [\"target/\"]\n");
+    let agent = r#"case "$ORCH_TASK_TITLE" in
+  first) mkdir -p target/debug && echo built > target/debug/cache.bin && ln -s debug/cache.bin target/latest && echo one > one.txt ;;
+  look*) { cat target/debug/cache.bin target/latest 2>&1 || true; } > "$ORCH_TASK_TITLE.txt"; sleep 1 ;;
+esac"#;
+    s.ok(&["task", "add", "first"]);
+    s.ok(&["run", "--agent-cmd", agent]);
+    // Two at once: one reuses the first worktree, the other's is new, and starts
+    // with a copy of the first's target/.
+    s.ok(&["task", "add", "look-a"]);
+    s.ok(&["task", "add", "look-b"]);
+    s.ok(&["run", "--agent-cmd", agent]);
+    for t in ["look-a", "look-b"] {
+        assert_eq!(landed(&s, &format!("{t}.txt")), "built\nbuilt", "{t}");
+    }
+    let attempts = pooled(&s).iter().filter(|p| p["kind"] == "attempt").count();
+    assert_eq!(attempts, 2, "{:?}", pooled(&s));
+}

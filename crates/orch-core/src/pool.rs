@@ -223,6 +223,26 @@ pub fn to_retire(all: &[PoolSlot], limits: &PoolLimits, root: &Path) -> Vec<u32>
     out
 }
 
+/// Where a new worktree (`new`) of the pool under `root` may copy its caches from, the
+/// best first: free ones, the one used most recently first (its caches are the
+/// warmest), then leased ones. A leased one's files written since it was leased are
+/// not to be copied ([`PoolSlot::last_used`] is that moment): they may be
+/// half-written. The first that has the caches is the donor.
+pub fn warm_donors<'a>(slots: &'a [PoolSlot], root: &Path, new: u32) -> Vec<&'a PoolSlot> {
+    let mut out: Vec<&PoolSlot> = slots
+        .iter()
+        .filter(|s| is_under(s, root) && s.slot != new && s.state != SlotState::Retired)
+        .collect();
+    out.sort_by_key(|s| {
+        std::cmp::Reverse((
+            s.state == SlotState::Free,
+            s.last_used,
+            std::cmp::Reverse(s.slot),
+        ))
+    });
+    out
+}
+
 /// What survives a pooled worktree's reuse among the files git ignores: everything
 /// (the default), or only what `keep` matches; and never what `scrub` matches.
 /// Untracked files git does not ignore, and changes to tracked ones, never survive.
@@ -241,6 +261,21 @@ impl CacheRules {
             keep: w.keep.clone(),
             scrub: w.scrub.clone(),
         }
+    }
+
+    /// The caches a new pooled worktree starts with a copy of: the `keep` patterns
+    /// that name a path (`target/`, `node_modules`), relative to the worktree; globs,
+    /// negations and paths out of it are left out.
+    pub fn copied(&self) -> Vec<String> {
+        self.keep
+            .iter()
+            .map(|k| k.trim().trim_matches('/').to_owned())
+            .filter(|k| {
+                !k.is_empty()
+                    && !k.contains(['*', '?', '[', '!', '\\'])
+                    && !k.split('/').any(|c| c == ".." || c == "." || c.is_empty())
+            })
+            .collect()
     }
 }
 
@@ -288,6 +323,45 @@ mod tests {
             run: "r".into(),
             holder: "task-1-1".into(),
         })
+    }
+
+    #[test]
+    fn a_new_worktree_copies_the_warmest_free_one_else_a_leased_one() {
+        use PoolKind::*;
+        let root = Path::new("/p");
+        let mut slots = vec![
+            slot(0, Attempt, SlotState::Free, 10, 0),
+            slot(1, Integration, SlotState::Free, 30, 0),
+            slot(2, Attempt, held(), 60, 0),
+            slot(3, Attempt, SlotState::Retired, 90, 0),
+            slot(4, Attempt, SlotState::Free, 99, 0),
+        ];
+        slots[4].path = PathBuf::from("/elsewhere/pool/4");
+        let order = |slots: &[PoolSlot], new| -> Vec<u32> {
+            warm_donors(slots, root, new)
+                .iter()
+                .map(|s| s.slot)
+                .collect()
+        };
+        assert_eq!(order(&slots, 5), vec![1, 0, 2]);
+        assert_eq!(order(&slots[..1], 0), Vec::<u32>::new());
+        slots[1].state = held();
+        assert_eq!(order(&slots, 5), vec![0, 2, 1]);
+        let rules = CacheRules {
+            keep: [
+                "target/",
+                "/node_modules",
+                "*.o",
+                "!keep",
+                "../up",
+                "a//b",
+                " .venv ",
+            ]
+            .map(String::from)
+            .to_vec(),
+            scrub: Vec::new(),
+        };
+        assert_eq!(rules.copied(), vec!["target", "node_modules", ".venv"]);
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, ask: GateAsk, stop: Stop) -> Input {
         super::pooled::release_integration(&ctx, attempt, &p, true).await;
         return broken(format!("could not check out {commit}: {e}"));
     }
+    if p.fresh {
+        super::warm::warm(&ctx, p.slot, &p.path).await;
+    }
     let at = (p.path.clone(), Some(p.slot), commands);
     let input = run_in(ctx.clone(), run, stop, at).await;
     super::pooled::release_integration(&ctx, attempt, &p, false).await;

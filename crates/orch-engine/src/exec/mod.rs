@@ -11,6 +11,7 @@ pub(crate) mod merge;
 pub(crate) mod pooled;
 pub(crate) mod remote;
 pub(crate) mod teardown;
+pub(crate) mod warm;
 pub(crate) mod worktree;
 
 use std::collections::HashMap;

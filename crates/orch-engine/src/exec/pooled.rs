@@ -26,6 +26,8 @@ pub(crate) struct Pooled {
     pub(crate) slot: u32,
     /// Its directory.
     pub(crate) path: PathBuf,
+    /// Made for this lease: it starts with a copy of the pool's caches.
+    pub(crate) fresh: bool,
 }
 
 impl Ctx {
@@ -62,6 +64,7 @@ impl Ctx {
             Pooled {
                 slot: lease.slot,
                 path: lease.path.clone(),
+                fresh: lease.fresh,
             },
         );
     }
@@ -96,6 +99,7 @@ impl Ctx {
                     let p = Pooled {
                         slot: s.slot,
                         path: s.path,
+                        fresh: false,
                     };
                     self.slots
                         .lock()
@@ -221,6 +225,9 @@ pub(crate) async fn provision(
         lease = self::lease(ctx, PoolKind::Attempt, &holder).await?;
         ctx.hold(attempt.to_string(), &lease);
         flatten(ready(lease.clone()).await)?;
+    }
+    if lease.fresh {
+        super::warm::warm(ctx, lease.slot, &lease.path).await;
     }
     include(ctx, &lease.path).await?;
     if !lease.set_up {
@@ -391,6 +398,7 @@ pub(crate) async fn lease_integration(
     Ok(Pooled {
         slot: lease.slot,
         path: lease.path,
+        fresh: lease.fresh,
     })
 }
 
