@@ -226,7 +226,13 @@ fn a_backlog_md_board_is_done_and_written_back_and_a_persons_edit_wins() {
         "{page}"
     );
     assert!(page.contains("<span class=\"key\">TASK-1</span>"), "{page}");
+    // Done tasks moved to completed/ (as `backlog cleanup` does) stay on the board.
+    let completed = s.repo().join("backlog/completed");
+    std::fs::create_dir_all(&completed).unwrap();
+    let done_file = file_of(&tasks, "task-1");
+    std::fs::rename(&done_file, completed.join(done_file.file_name().unwrap())).unwrap();
     let again = s.json(&["board", "sync"]);
+    assert_eq!(again["removed"], serde_json::json!([]), "{again}");
     assert_eq!(again["written"], serde_json::json!([]), "{again}");
     assert_eq!(again["moved"], serde_json::json!([]), "{again}");
 }

@@ -38,7 +38,7 @@ pub(super) fn read(s: &Source) -> Result<Read, SyncError> {
                 backlog::statuses(config_text.as_deref().map(|t| (config_name.as_str(), t)))
                     .map_err(bad)?;
             let mut tasks: Vec<SourceTask> = Vec::new();
-            for path in task_files(&tasks_dir)? {
+            for path in backlog_files(&dir)? {
                 let text =
                     std::fs::read_to_string(&path).map_err(|error| io("reading", &path, error))?;
                 let name = relative(&s.root, &path);
@@ -70,7 +70,18 @@ pub(super) fn read(s: &Source) -> Result<Read, SyncError> {
     }
 }
 
-/// The `*.md` files of Backlog.md's tasks folder, by name.
+/// Backlog.md's task files: `tasks/`, and `completed/`, where `backlog cleanup` moves
+/// done tasks (they stay done on the board, and what depends on them stays satisfied).
+fn backlog_files(dir: &Path) -> Result<Vec<PathBuf>, SyncError> {
+    let mut out = task_files(&dir.join("tasks"))?;
+    let completed = dir.join("completed");
+    if completed.is_dir() {
+        out.extend(task_files(&completed)?);
+    }
+    Ok(out)
+}
+
+/// The `*.md` files of a folder, by name.
 fn task_files(dir: &Path) -> Result<Vec<PathBuf>, SyncError> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|error| io("reading", dir, error))?

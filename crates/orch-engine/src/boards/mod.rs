@@ -12,6 +12,7 @@ pub mod mirror;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use orch_core::config::{BoardSource, Config};
 use orch_core::event::kind;
@@ -107,7 +108,13 @@ pub struct Source {
     place: String,
     tag: String,
     memory: PathBuf,
+    /// The files as last read, with their fingerprint: read again only once they
+    /// change (a run syncs whenever its board changes).
+    read: Arc<Mutex<Option<LastRead>>>,
 }
+
+/// The source as last read, and the fingerprint of its files then.
+type LastRead = (Fingerprint, Arc<Read>);
 
 impl Source {
     /// The source `config` names for the repository at `root` (with orch's own
@@ -120,6 +127,7 @@ impl Source {
             place: b.place().to_owned(),
             tag: b.tag().to_owned(),
             memory: orch_dir.join("board-source.json"),
+            read: Arc::default(),
         })
     }
 
@@ -136,7 +144,7 @@ impl Source {
     /// Reads the source, plans the sync with the board and carries it out; `actor` is
     /// who the board's events name.
     pub async fn sync(&self, store: &Store, actor: &str) -> Result<SyncReport, SyncError> {
-        let read = files::read(self)?;
+        let read = self.read()?;
         let board: BTreeMap<String, (TaskId, TaskStatus)> = store
             .tasks(&[])
             .await?
@@ -232,6 +240,20 @@ impl Source {
         Ok(report)
     }
 
+    /// The source as read, again only if its files changed since the last read.
+    fn read(&self) -> Result<Arc<Read>, SyncError> {
+        let now = self.fingerprint();
+        let mut cached = self.read.lock().expect("never poisoned");
+        if let Some((seen, read)) = cached.as_ref()
+            && *seen == now
+        {
+            return Ok(read.clone());
+        }
+        let read = Arc::new(files::read(self)?);
+        *cached = Some((now, read.clone()));
+        Ok(read)
+    }
+
     /// The files' sizes and times, to tell cheaply whether they changed.
     pub fn fingerprint(&self) -> Fingerprint {
         files::fingerprint(self)
@@ -264,6 +286,7 @@ impl Source {
 }
 
 /// The source's statuses and tasks, as read.
+#[derive(Debug)]
 struct Read {
     statuses: Statuses,
     tasks: Vec<orch_core::source::SourceTask>,
