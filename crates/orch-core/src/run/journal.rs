@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::event::RunEvent;
-use super::types::{AttemptId, AttemptState, CommitId, RunState};
+use super::types::{AttemptId, AttemptState, CommitId, FailureKind, RunState};
 use crate::task::{TaskId, TaskStatus};
 use crate::usage::Usage;
 
@@ -76,6 +76,12 @@ pub struct RunSnapshot {
     /// What the planner used, over every request.
     #[serde(default)]
     pub planner_usage: Usage,
+    /// The run's latest integration verdicts, newest last, at most
+    /// [`RECENT_VERDICTS`](super::shape::RECENT_VERDICTS): `true` for a candidate that
+    /// failed its gate, `false` for one that landed. They size `auto`'s batches again
+    /// after a resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<bool>,
 }
 
 impl RunSnapshot {
@@ -103,6 +109,7 @@ impl Default for RunSnapshot {
             paused: false,
             claimed_after: BTreeMap::new(),
             planner_usage: Usage::default(),
+            verdicts: Vec::new(),
         }
     }
 }
@@ -181,6 +188,17 @@ impl RunSnapshot {
             RunEvent::AttemptMoved { attempt, to, .. } => {
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.state = to.clone();
+                }
+                let verdict = match to {
+                    AttemptState::Succeeded => Some(false),
+                    AttemptState::Failed(FailureKind::IntegrationValidation { .. }) => Some(true),
+                    _ => None,
+                };
+                if let Some(failed) = verdict {
+                    if self.verdicts.len() == super::shape::RECENT_VERDICTS {
+                        self.verdicts.remove(0);
+                    }
+                    self.verdicts.push(failed);
                 }
             }
             RunEvent::AttemptHead {

@@ -96,6 +96,11 @@ impl Verdicts {
         self.latest.push_back(failed);
     }
 
+    /// The verdicts, oldest first.
+    pub fn latest(&self) -> Vec<bool> {
+        self.latest.iter().copied().collect()
+    }
+
     /// The failures among them, and how many they are.
     pub fn failures(&self) -> (usize, usize) {
         let failed = self.latest.iter().filter(|f| **f).count();

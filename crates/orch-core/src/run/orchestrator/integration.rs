@@ -117,7 +117,6 @@ impl Orchestrator {
             self.run_gate(attempt, Stage::Integration, commit);
             return;
         }
-        self.integrator.verdicts.push(true);
         self.fail(attempt, FailureKind::IntegrationValidation { summary });
     }
 
@@ -294,7 +293,6 @@ impl Orchestrator {
         // see them as a prefix still to land.
         self.integrator.candidates.retain(|c| !landing.contains(c));
         for a in landing {
-            self.integrator.verdicts.push(false);
             self.attempts.at(a).abort = None;
             self.complete(a);
         }

@@ -336,6 +336,14 @@ impl Orchestrator {
             .expect("the orchestrator only makes legal attempt transitions");
         let from = a.rec.state.phase();
         a.rec.state = to.clone();
+        // The batch size's verdicts, as the journal's fold counts them (I5).
+        match &to {
+            AttemptState::Succeeded => self.integrator.verdicts.push(false),
+            AttemptState::Failed(FailureKind::IntegrationValidation { .. }) => {
+                self.integrator.verdicts.push(true)
+            }
+            _ => {}
+        }
         self.persist(RunEvent::AttemptMoved {
             attempt,
             from,

@@ -169,6 +169,7 @@ impl Orchestrator {
             paused: self.paused,
             claimed_after: self.claimed_after.clone(),
             planner_usage: self.spend.planner.clone(),
+            verdicts: self.integrator.verdicts.latest(),
         }
     }
 

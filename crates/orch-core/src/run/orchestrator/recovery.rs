@@ -55,6 +55,9 @@ impl Orchestrator {
         o.head = journal.head.clone();
         o.paused = journal.paused;
         o.spend.planner = journal.planner_usage.clone();
+        for failed in &journal.verdicts {
+            o.integrator.verdicts.push(*failed);
+        }
         for (id, rec) in &journal.attempts {
             o.attempts
                 .insert(*id, Attempt::new(rec.clone(), None, None));
