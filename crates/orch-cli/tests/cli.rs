@@ -422,6 +422,7 @@ fn config_show_names_every_source() {
             .env("ORCH_TEST_DATABASE_URL", "postgres://ignored")
             // Not this machine's cores, which the snapshot cannot know.
             .env("ORCH_VALIDATE__INTEGRATION_SLOTS", "3")
+            .env("ORCH_VALIDATE__SLOTS", "4")
             .output()
             .unwrap(),
     );
@@ -1566,4 +1567,44 @@ fn an_agent_failure_tells_its_retry_how_its_output_ended() {
             && show.contains("boom: libfoo is missing"),
         "{show}"
     );
+}
+
+#[test]
+fn gates_wait_for_a_slot_worker_and_integration_together() {
+    let s = Sandbox::new(ORCH);
+    for t in ["a", "b", "c", "d"] {
+        s.add(t, &[]);
+    }
+    let dir = s.dir().join("gates");
+    std::fs::create_dir_all(dir.join("running")).unwrap();
+    // Each gate notes how many gates run beside it (itself included).
+    let gate = format!(
+        "touch {d}/running/$$ && ls {d}/running | wc -l >> {d}/seen && sleep 0.3 && rm {d}/running/$$",
+        d = dir.display()
+    );
+    let gates = format!("[{gate:?}]");
+    s.ok(&[
+        "-c",
+        "validate.slots=1",
+        "-c",
+        &format!("validate.worker={gates}"),
+        "-c",
+        &format!("validate.integration={gates}"),
+        "run",
+        "--agent-cmd",
+        "echo $ORCH_TASK_ID > f$ORCH_TASK_ID.txt",
+        "--concurrency",
+        "4",
+    ]);
+    let seen = std::fs::read_to_string(dir.join("seen")).unwrap();
+    let counts: Vec<&str> = seen.lines().map(str::trim).collect();
+    assert!(
+        counts.len() >= 5,
+        "4 worker gates and at least one integration gate: {seen}"
+    );
+    assert!(
+        counts.iter().all(|c| *c == "1"),
+        "gates ran side by side: {seen}"
+    );
+    assert_eq!(s.statuses(), vec!["done"; 4]);
 }

@@ -55,6 +55,7 @@ fn policy() -> Policy {
         cleanup: Cleanup::OnSuccess,
         agent_timeout: Duration::from_secs(1800),
         gate_timeout: Duration::from_secs(1200),
+        gate_slots: 0,
         kill_grace: Duration::from_secs(10),
         planner: false,
         planner_timeout: Duration::from_secs(60),

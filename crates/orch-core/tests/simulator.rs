@@ -118,6 +118,11 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
             .unwrap(),
         agent_timeout: Duration::from_secs(rng.range(30, 120)),
         gate_timeout: Duration::from_secs(60),
+        gate_slots: if rng.pct(50) {
+            rng.range(1, 4) as usize
+        } else {
+            0
+        },
         kill_grace: Duration::from_secs(5),
         planner: rng.pct(20),
         planner_timeout: Duration::from_secs(10),

@@ -115,6 +115,7 @@ fn policy() -> Policy {
         cleanup: Cleanup::OnSuccess,
         agent_timeout: Duration::from_secs(60),
         gate_timeout: Duration::from_secs(60),
+        gate_slots: 0,
         kill_grace: Duration::from_secs(5),
         planner: false,
         planner_timeout: Duration::from_secs(10),

@@ -240,6 +240,10 @@ pub struct ValidateConfig {
     /// that many candidates. 0: the machine's cores (the loaded configuration holds
     /// the number).
     pub integration_slots: u32,
+    /// Gates, worker and integration together, this machine runs at once; one asked
+    /// for past it waits for a slot. 0: the machine's cores (the loaded configuration
+    /// holds the number).
+    pub slots: u32,
 }
 
 impl Default for ValidateConfig {
@@ -252,6 +256,7 @@ impl Default for ValidateConfig {
             reuse: true,
             integration_stands_in: false,
             integration_slots: 0,
+            slots: 0,
         }
     }
 }

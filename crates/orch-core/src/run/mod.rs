@@ -27,6 +27,7 @@
 //! - `integrator`: the integration queue, its speculative stack of batches, and which
 //!   gates are due; `batch`: what a batch's pass implies; `shape`: depth and batch
 //!   size, adaptive under `run.integration = "auto"`;
+//! - `gates`: gate slots, worker and integration gates together (`validate.slots`);
 //! - `planner`: planner requests, epochs and verdicts;
 //! - `timers`: one table for every deadline;
 //! - `resume`: crash reconciliation.
@@ -48,6 +49,7 @@ mod attempt;
 mod breaker;
 mod event;
 mod explain;
+mod gates;
 mod ids;
 mod integrator;
 mod io;

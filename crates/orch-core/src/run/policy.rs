@@ -87,8 +87,12 @@ pub struct Policy {
     pub cleanup: Cleanup,
     /// The agent's deadline.
     pub agent_timeout: Duration,
-    /// A whole gate's deadline (the gate runner also times each command).
+    /// A whole gate's deadline (the gate runner also times each command), from when
+    /// it gets a slot.
     pub gate_timeout: Duration,
+    /// Gates, worker and integration together, that run at once (`validate.slots`);
+    /// 0: no bound.
+    pub gate_slots: usize,
     /// Between a polite abort (SIGTERM) and a hard one (SIGKILL).
     pub kill_grace: Duration,
     /// Whether a planner is asked for proposals.
@@ -228,6 +232,7 @@ impl Policy {
             cleanup: c.worktrees.cleanup,
             agent_timeout: c.agent.timeout.0,
             gate_timeout: c.validate.timeout.0.saturating_mul(gates),
+            gate_slots: c.validate.slots as usize,
             kill_grace: Duration::from_secs(10),
             planner: !c.run.planner.trim().is_empty(),
             planner_timeout: Duration::from_secs(60),

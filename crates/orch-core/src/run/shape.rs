@@ -43,7 +43,11 @@ impl Shape {
         let auto = c.run.integration == IntegrationMode::Auto;
         let cap = |v: u32| v.clamp(1, MAX_INTEGRATION_DEPTH) as usize;
         let depth = match (c.run.integration_depth, auto) {
-            (0, true) => cap(c.validate.integration_slots),
+            // As many integration gates as may run at once, within the gate slots.
+            (0, true) => cap(match c.validate.slots {
+                0 => c.validate.integration_slots,
+                n => c.validate.integration_slots.min(n),
+            }),
             (0, false) => 1,
             (d, _) => cap(d),
         };

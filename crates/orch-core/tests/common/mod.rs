@@ -825,6 +825,13 @@ impl<O: Oracle> World<O> {
                     commit,
                 };
                 self.gates.insert(attempt, p);
+                let slots = self.policy.gate_slots;
+                if slots > 0 && self.gates.len() > slots {
+                    return Err(format!(
+                        "{} gates run at once with validate.slots {slots}",
+                        self.gates.len()
+                    ));
+                }
             }
             Command::Merge { attempt, onto, .. } => {
                 if self.stack_below(&onto).is_none() {

@@ -127,6 +127,9 @@ pub(super) fn load_with(
     if config.validate.integration_slots == 0 {
         config.validate.integration_slots = machine_cores();
     }
+    if config.validate.slots == 0 {
+        config.validate.slots = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    }
     let loaded = Settings { config, figment };
     loaded.check()?;
     Ok(loaded)
@@ -285,7 +288,7 @@ impl Settings {
     }
 
     fn source_of(&self, key: &str) -> String {
-        let resolved = key == "validate.integration_slots"
+        let resolved = matches!(key, "validate.integration_slots" | "validate.slots")
             && self.figment.find_value(key).ok().and_then(|v| v.to_u128()) == Some(0);
         if resolved {
             return "default: this machine's cores".into();

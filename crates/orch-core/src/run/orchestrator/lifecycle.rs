@@ -6,6 +6,7 @@ use crate::config::EmptyDiff;
 use crate::run::Refusal;
 use crate::run::attempt::{Abort, Op, judge_exit};
 use crate::run::event::RunEvent;
+use crate::run::gates::GateRun;
 use crate::run::io::{AgentExit, Changes, Command, Input, MergeResult, RefResult, Stage};
 use crate::run::timers::{Deadline, after};
 use crate::run::types::{AttemptId, AttemptState, CommitId, FailureKind, check_attempt};
@@ -42,6 +43,10 @@ impl Orchestrator {
     pub(super) fn op_done(&mut self, attempt: AttemptId) {
         self.attempts.at(attempt).busy = false;
         self.timers.disarm_attempt(attempt);
+        // A gate that ended gives its slot to those waiting.
+        for g in self.gates.release(attempt) {
+            self.start_gate(g);
+        }
     }
 
     /// Marks the attempt busy with the operation its state implies, with a deadline.
@@ -198,7 +203,27 @@ impl Orchestrator {
         }
     }
 
+    /// Runs `stage`'s gate on `commit` once a gate slot is free; meanwhile the attempt
+    /// is busy with it, with no deadline.
     pub(super) fn run_gate(&mut self, attempt: AttemptId, stage: Stage, commit: CommitId) {
+        match self.gates.admit(GateRun {
+            attempt,
+            stage,
+            commit,
+        }) {
+            Some(g) => self.start_gate(g),
+            None => self.start_op(attempt, None),
+        }
+    }
+
+    fn start_gate(
+        &mut self,
+        GateRun {
+            attempt,
+            stage,
+            commit,
+        }: GateRun,
+    ) {
         // A rerun of a failing gate (a flaky one) runs: no earlier pass stands for it.
         let rerun = stage == Stage::Integration && self.integrator.rerunning(attempt);
         self.commands.push_back(Command::RunGate {
@@ -270,6 +295,11 @@ impl Orchestrator {
             return;
         }
         match a.op() {
+            // A gate still waiting for a slot has nothing to stop.
+            Some(Op::Gate(_)) if self.gates.withdraw(attempt) => {
+                self.op_done(attempt);
+                self.aborted(attempt);
+            }
             Some(Op::Agent | Op::Gate(_)) => self.kill(attempt, false),
             // These finish quickly and cannot be interrupted; the result decides.
             Some(Op::Provision | Op::Merge | Op::AdvanceRef) => {}

@@ -13,6 +13,7 @@ mod spending;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::run::attempt::{Abort, Attempts, Op};
+use crate::run::gates::GateSlots;
 use crate::run::integrator::Integrator;
 use crate::run::planner::PlannerState;
 use crate::run::scheduler::Scheduler;
@@ -76,6 +77,8 @@ pub struct Orchestrator {
     sched: Scheduler,
     attempts: Attempts,
     integrator: Integrator,
+    /// Gates running, and gates waiting for a slot.
+    gates: GateSlots,
     planner: PlannerState,
     timers: Timers,
     /// Cleanups requested and not yet confirmed; the run finishes only without any.
@@ -90,6 +93,7 @@ impl Orchestrator {
     pub fn new(run: RunId, policy: Policy, board: Vec<TaskSpec>) -> Orchestrator {
         let mut sched = Scheduler::default();
         sched.set_board(board);
+        let gates = GateSlots::new(policy.gate_slots);
         Orchestrator {
             run,
             policy,
@@ -106,6 +110,7 @@ impl Orchestrator {
             sched,
             attempts: Attempts::default(),
             integrator: Integrator::default(),
+            gates,
             planner: PlannerState::default(),
             timers: Timers::default(),
             cleaning: BTreeSet::new(),
