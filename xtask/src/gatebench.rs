@@ -26,8 +26,9 @@ struct Measured {
     gate_runs: usize,
 }
 
-/// The queue's shape for one run: depth and batch set, or `auto` on this machine's
-/// cores or on a number of gate slots.
+/// The queue's shape for one run: depth and batch set (with as many gate slots as
+/// the depth), or `auto` on this machine's cores or on a number of gate slots (both
+/// `validate.integration_slots` and `validate.slots`).
 #[derive(Clone, Copy)]
 enum Shape {
     Set(u32, u32),
@@ -39,14 +40,15 @@ enum Shape {
 fn one(orch: &std::path::Path, shape: Shape, gate_secs: f64) -> Result<Measured> {
     let s = Sandbox::new(orch)?;
     let (run, validate) = match shape {
+        // A set shape gets the gate slots it stacks: this gate only waits.
         Shape::Set(d, b) => (
             format!("integration_depth = {d}\nintegration_batch = {b}\n"),
-            String::new(),
+            format!("[validate]\nslots = {d}\n"),
         ),
         Shape::Auto(None) => (String::new(), String::new()),
         Shape::Auto(Some(n)) => (
             String::new(),
-            format!("[validate]\nintegration_slots = {n}\n"),
+            format!("[validate]\nintegration_slots = {n}\nslots = {n}\n"),
         ),
     };
     s.config(&format!(

@@ -123,6 +123,11 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         } else {
             0
         },
+        empty_gates: if rng.pct(20) {
+            vec![orch_core::run::Stage::Worker]
+        } else {
+            Vec::new()
+        },
         kill_grace: Duration::from_secs(5),
         planner: rng.pct(20),
         planner_timeout: Duration::from_secs(10),

@@ -93,6 +93,8 @@ pub struct Policy {
     /// Gates, worker and integration together, that run at once (`validate.slots`);
     /// 0: no bound.
     pub gate_slots: usize,
+    /// The stages whose gate has no command (it runs nothing, and takes no slot).
+    pub empty_gates: Vec<crate::run::Stage>,
     /// Between a polite abort (SIGTERM) and a hard one (SIGKILL).
     pub kill_grace: Duration,
     /// Whether a planner is asked for proposals.
@@ -233,6 +235,14 @@ impl Policy {
             agent_timeout: c.agent.timeout.0,
             gate_timeout: c.validate.timeout.0.saturating_mul(gates),
             gate_slots: c.validate.slots as usize,
+            empty_gates: [
+                (crate::run::Stage::Worker, &c.validate.worker),
+                (crate::run::Stage::Integration, &c.validate.integration),
+            ]
+            .into_iter()
+            .filter(|(_, commands)| commands.is_empty())
+            .map(|(stage, _)| stage)
+            .collect(),
             kill_grace: Duration::from_secs(10),
             planner: !c.run.planner.trim().is_empty(),
             planner_timeout: Duration::from_secs(60),

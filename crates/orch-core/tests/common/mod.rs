@@ -826,10 +826,17 @@ impl<O: Oracle> World<O> {
                 };
                 self.gates.insert(attempt, p);
                 let slots = self.policy.gate_slots;
-                if slots > 0 && self.gates.len() > slots {
+                let counted = self
+                    .gates
+                    .values()
+                    .filter(|g| {
+                        g.stage
+                            .is_some_and(|st| !self.policy.empty_gates.contains(&st))
+                    })
+                    .count();
+                if slots > 0 && counted > slots {
                     return Err(format!(
-                        "{} gates run at once with validate.slots {slots}",
-                        self.gates.len()
+                        "{counted} gates run at once with validate.slots {slots}"
                     ));
                 }
             }

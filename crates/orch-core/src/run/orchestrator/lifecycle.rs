@@ -203,14 +203,19 @@ impl Orchestrator {
         }
     }
 
-    /// Runs `stage`'s gate on `commit` once a gate slot is free; meanwhile the attempt
-    /// is busy with it, with no deadline.
+    /// Runs `stage`'s gate on `commit` once a gate slot is free (at once when it has no
+    /// command); meanwhile the attempt is busy with it, with no deadline.
     pub(super) fn run_gate(&mut self, attempt: AttemptId, stage: Stage, commit: CommitId) {
-        match self.gates.admit(GateRun {
+        let gate = GateRun {
             attempt,
             stage,
             commit,
-        }) {
+        };
+        // A gate with no command runs nothing: it takes no slot.
+        if self.policy.empty_gates.contains(&stage) {
+            return self.start_gate(gate);
+        }
+        match self.gates.admit(gate) {
             Some(g) => self.start_gate(g),
             None => self.start_op(attempt, None),
         }
