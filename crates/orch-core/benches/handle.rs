@@ -56,6 +56,7 @@ fn policy() -> Policy {
         agent_timeout: Duration::from_secs(1800),
         gate_timeout: Duration::from_secs(1200),
         gate_slots: 0,
+        gate_slots_ceiling: 0,
         empty_gates: Vec::new(),
         kill_grace: Duration::from_secs(10),
         planner: false,

@@ -123,6 +123,11 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         } else {
             0
         },
+        gate_slots_ceiling: if rng.pct(50) {
+            rng.range(1, 6) as usize
+        } else {
+            0
+        },
         empty_gates: if rng.pct(20) {
             vec![orch_core::run::Stage::Worker]
         } else {

@@ -116,6 +116,7 @@ fn policy() -> Policy {
         agent_timeout: Duration::from_secs(60),
         gate_timeout: Duration::from_secs(60),
         gate_slots: 0,
+        gate_slots_ceiling: 0,
         empty_gates: Vec::new(),
         kill_grace: Duration::from_secs(5),
         planner: false,

@@ -76,6 +76,13 @@ struct World {
     verdicts: BTreeMap<(String, String), String>,
     /// Gates the fake ran, by stage.
     gates_run: Vec<Stage>,
+    /// Gates running now, and the most that ran at once.
+    gates_now: usize,
+    gates_most: usize,
+    /// The machine's CPU, busy this permille of the time (none: it cannot be read),
+    /// and its busy and total times so far.
+    cpu_busy: Option<u64>,
+    cpu: (u64, u64),
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -520,14 +527,26 @@ impl ProcessPort for FakeProcs {
         spec: &GateSpec,
         _: &CancellationToken,
     ) -> Result<GateResult, RunError> {
-        self.0.lock().unwrap().gates_run.push(spec.stage);
+        {
+            let mut w = self.0.lock().unwrap();
+            w.gates_run.push(spec.stage);
+            w.gates_now += 1;
+            w.gates_most = w.gates_most.max(w.gates_now);
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
+        self.0.lock().unwrap().gates_now -= 1;
         Ok(GateResult {
             stage: spec.stage,
             passed: true,
             commands: Vec::new(),
             skipped: Vec::new(),
         })
+    }
+    fn cpu_times(&self) -> Option<(u64, u64)> {
+        let mut w = self.0.lock().unwrap();
+        let busy = w.cpu_busy?;
+        w.cpu = (w.cpu.0 + busy, w.cpu.1 + 1000);
+        Some(w.cpu)
     }
 }
 
@@ -1056,4 +1075,28 @@ async fn a_failed_attempt_keeps_a_failures_retention_under_cleanup_always() {
     fx.driver_with(patience(), config).drive().await.unwrap();
     let marker = fx.dir.path().join("artifacts/r/1/1/.outcome");
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn gate_slots_left_to_the_machine_grow_while_its_cpu_idles() {
+    for (busy, most) in [(Some(100), 4), (Some(950), 1), (None, 1)] {
+        let fx = Fx::new(&[1, 2, 3, 4, 5, 6, 7, 8], Script::default());
+        fx.world.lock().unwrap().cpu_busy = busy;
+        let mut config = Config::default();
+        config.run.concurrency = std::num::NonZeroU32::new(8).unwrap();
+        config.validate.worker = vec!["check".into()];
+        config.validate.integration = vec!["check".into()];
+        config.validate.reuse = false;
+        // One slot to start, as a one-core machine's loader leaves them.
+        config.validate.slots = 1;
+        config.validate.slots_ceiling = 4;
+        let orch = fx.driver_with(patience(), config).drive().await.unwrap();
+        assert_eq!(orch.state(), RunState::Completed);
+        assert_eq!(fx.world.lock().unwrap().gates_most, most, "busy {busy:?}");
+        let grew = fx
+            .events()
+            .iter()
+            .any(|e| matches!(e, RunEvent::Shaped { why, .. } if why.contains("4 gate slots")));
+        assert_eq!(grew, most == 4, "busy {busy:?}");
+    }
 }

@@ -244,6 +244,11 @@ pub struct ValidateConfig {
     /// for past it waits for a slot. 0: the machine's cores (the loaded configuration
     /// holds the number).
     pub slots: u32,
+    /// How far `slots` may grow while the machine's CPU idles (gates that wait on a
+    /// network, a device or a timer). Not a setting: the loader sets it when `slots`
+    /// is left to the machine (four times its cores); 0: `slots` stays as it is.
+    #[serde(skip)]
+    pub slots_ceiling: u32,
 }
 
 impl Default for ValidateConfig {
@@ -257,6 +262,7 @@ impl Default for ValidateConfig {
             integration_stands_in: false,
             integration_slots: 0,
             slots: 0,
+            slots_ceiling: 0,
         }
     }
 }

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Refusal;
-use super::io::{AgentExit, Changes, Retention, Stage};
+use super::io::{Retention, Stage};
 use super::journal::AttemptRecord;
+use super::report::{AgentExit, Changes};
 use super::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind};
 use crate::config::Cleanup;
 use crate::task::TaskId;

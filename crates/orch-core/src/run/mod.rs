@@ -59,6 +59,7 @@ mod planner;
 mod policy;
 mod proposal;
 mod refusal;
+mod report;
 mod resume;
 mod revert;
 mod scheduler;
@@ -70,8 +71,8 @@ mod types;
 pub use event::{Journaled, RunEvent};
 pub use explain::{EXPLAIN_LINES, Explained};
 pub use io::{
-    AgentExit, AgentReport, CancelScope, Changes, Command, FinishedAgent, Input, MergeResult,
-    RATE_LIMIT_RETRIES, RateLimited, RefResult, Retention, Stage, TaskSpec, ValidationRecord,
+    CancelScope, Command, Input, MergeResult, RefResult, Retention, Stage, TaskSpec,
+    ValidationRecord,
 };
 pub use journal::{AttemptRecord, RunSnapshot};
 pub use orchestrator::{Handled, Orchestrator};
@@ -80,6 +81,7 @@ pub use policy::{
 };
 pub use proposal::{Proposal, Verdict};
 pub use refusal::Refusal;
+pub use report::{AgentExit, AgentReport, Changes, FinishedAgent, RATE_LIMIT_RETRIES, RateLimited};
 pub use resume::{LineMoved, trusted_finished};
 pub use scheduler::has_claimable;
 pub use shape::{RECENT_VERDICTS, Shape, Verdicts};

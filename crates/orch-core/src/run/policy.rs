@@ -93,6 +93,9 @@ pub struct Policy {
     /// Gates, worker and integration together, that run at once (`validate.slots`);
     /// 0: no bound.
     pub gate_slots: usize,
+    /// How far the gate slots may grow while the machine's CPU idles; at most
+    /// `gate_slots`: they stay as they are.
+    pub gate_slots_ceiling: usize,
     /// The stages whose gate has no command (it runs nothing, and takes no slot).
     pub empty_gates: Vec<crate::run::Stage>,
     /// Between a polite abort (SIGTERM) and a hard one (SIGKILL).
@@ -235,6 +238,7 @@ impl Policy {
             agent_timeout: c.agent.timeout.0,
             gate_timeout: c.validate.timeout.0.saturating_mul(gates),
             gate_slots: c.validate.slots as usize,
+            gate_slots_ceiling: c.validate.slots_ceiling as usize,
             empty_gates: [
                 (crate::run::Stage::Worker, &c.validate.worker),
                 (crate::run::Stage::Integration, &c.validate.integration),

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::io::FinishedAgent;
 use super::journal::RunSnapshot;
+use super::report::FinishedAgent;
 use super::types::{AttemptId, AttemptState, CommitId};
 
 /// Of the agents found finished after a crash (their `agent.exit` markers), those whose

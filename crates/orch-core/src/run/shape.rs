@@ -2,8 +2,8 @@
 //! each candidate a batch stacked on the one below) and how many attempts a batch
 //! holds, as `run.integration` chooses them.
 //!
-//! Under `auto`, the depth is `validate.integration_slots` (the machine's cores unless
-//! set), and the batch follows the run's recent gate verdicts: with no failure among
+//! Under `auto`, the depth is `validate.integration_slots` (as many as the gate slots
+//! may be, unless set; the gates actually run are bounded by the slots), and the batch follows the run's recent gate verdicts: with no failure among
 //! them, the largest; as failures rise, Dorfman's group size `1 + 1/√p`; and one attempt
 //! at a time once 30% fail, where pooling costs more than it saves (the adaptive
 //! batching of bors and Mergify). Depth and batch set by hand are taken as they are.
@@ -43,10 +43,14 @@ impl Shape {
         let auto = c.run.integration == IntegrationMode::Auto;
         let cap = |v: u32| v.clamp(1, MAX_INTEGRATION_DEPTH) as usize;
         let depth = match (c.run.integration_depth, auto) {
-            // As many integration gates as may run at once, within the gate slots.
+            // As many integration gates as may run at once, within as many gate slots
+            // as there may be.
             (0, true) => cap(match c.validate.slots {
                 0 => c.validate.integration_slots,
-                n => c.validate.integration_slots.min(n),
+                n => c
+                    .validate
+                    .integration_slots
+                    .min(n.max(c.validate.slots_ceiling)),
             }),
             (0, false) => 1,
             (d, _) => cap(d),

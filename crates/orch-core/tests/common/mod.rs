@@ -117,6 +117,10 @@ pub trait Oracle {
     fn review(&mut self, _task: TaskId, _round: u32) -> Option<Decision> {
         None
     }
+    /// The machine's CPU load (permille) sampled now, if one is sampled.
+    fn cpu_load(&mut self) -> Option<u32> {
+        None
+    }
 }
 
 /// Seeded-random outcomes.
@@ -129,6 +133,9 @@ pub struct RandomOracle {
 }
 
 impl Oracle for RandomOracle {
+    fn cpu_load(&mut self) -> Option<u32> {
+        self.rng.pct(30).then(|| self.rng.range(0, 1000) as u32)
+    }
     fn provision_ok(&mut self, _: AttemptId) -> bool {
         !self.rng.pct(3)
     }
@@ -825,7 +832,16 @@ impl<O: Oracle> World<O> {
                     commit,
                 };
                 self.gates.insert(attempt, p);
-                let slots = self.policy.gate_slots;
+                // Slots that follow the load: as many as the core has now, within
+                // the ceiling.
+                let slots = self.orch.gate_slots();
+                let ceiling = self.policy.gate_slots.max(self.policy.gate_slots_ceiling);
+                if slots > ceiling || (slots > 0) != (self.policy.gate_slots > 0) {
+                    return Err(format!(
+                        "{slots} gate slots, set {}",
+                        self.policy.gate_slots
+                    ));
+                }
                 let counted = self
                     .gates
                     .values()
@@ -1289,6 +1305,12 @@ impl<O: Oracle> World<O> {
             self.record_fact(&input);
             return self.feed(input).map(|_| true);
         }
+        // Gate slots that follow the machine's load get a sample now and then.
+        if self.policy.gate_slots_ceiling > self.policy.gate_slots
+            && let Some(busy) = self.oracle.cpu_load()
+        {
+            return self.feed(Input::CpuLoad { busy }).map(|_| true);
+        }
         self.feed(Input::Tick).map(|_| true)
     }
 
@@ -1413,6 +1435,7 @@ pub fn fmt_input(i: &Input) -> String {
         Input::CleanedUp { attempt, .. } => format!("cleaned up {attempt}"),
         Input::Cancel { scope } => format!("cancel {scope:?}"),
         Input::Tick => "tick".into(),
+        Input::CpuLoad { busy } => format!("cpu {busy}‰ busy"),
     }
 }
 

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::exec::{self, Ctx, Stop};
 
+mod cpu;
 mod lane;
 use crate::ports::Ports;
 use crate::recover::lease::{self, Owner};
@@ -78,6 +79,8 @@ pub struct RunDriver {
     board_due: bool,
     controls_due: bool,
     beats: u64,
+    /// The machine's load, sampled when gate slots follow it.
+    cpu: Option<cpu::CpuLoad>,
     finished: Option<RunState>,
     handle: RunHandle,
     steer: Option<mpsc::UnboundedReceiver<Steer>>,
@@ -96,6 +99,7 @@ impl RunDriver {
         handle: &RunHandle,
     ) -> RunDriver {
         let policy = Policy::from_config(&setup.engine.config);
+        let cpu = (policy.gate_slots_ceiling > policy.gate_slots).then(cpu::CpuLoad::default);
         let (live_tx, live) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx {
             live: live_tx,
@@ -137,6 +141,7 @@ impl RunDriver {
             board_due: true,
             controls_due: false,
             beats: 0,
+            cpu,
             finished: None,
             handle: handle.clone(),
             steer: handle.take_steer(),
@@ -425,10 +430,15 @@ impl RunDriver {
         }
     }
 
-    /// Every other poll tick (about once a second): where the run stands.
+    /// Every other poll tick (about once a second): where the run stands, and the
+    /// machine's load when gate slots follow it.
     fn beat(&mut self) {
         self.beats += 1;
         if self.beats.is_multiple_of(2) {
+            let times = self.cpu.as_ref().and_then(|_| self.ctx.procs.cpu_times());
+            if let Some(busy) = self.cpu.as_mut().and_then(|c| c.sample(times)) {
+                self.feed(Input::CpuLoad { busy });
+            }
             self.handle.publish(RunUpdate::Heartbeat(Progress {
                 at: now(),
                 state: self.orch.state(),

@@ -345,6 +345,10 @@ pub trait ProcessPort: Send + Sync + 'static {
         spec: &GateSpec,
         term: &CancellationToken,
     ) -> Result<GateResult, RunError>;
+    /// The machine's busy and total CPU time so far, over all its cores (any unit, the
+    /// same for both), for gate slots that follow its load; `None` where it cannot be
+    /// read (the slots then stay as they start).
+    fn cpu_times(&self) -> Option<(u64, u64)>;
 }
 
 /// The three ports of a run.

@@ -321,4 +321,41 @@ impl ProcessPort for RealProcesses {
     ) -> Result<GateResult, RunError> {
         orch_validate::run_gate(spec, term).await
     }
+    fn cpu_times(&self) -> Option<(u64, u64)> {
+        proc_stat_times(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+}
+
+/// From `/proc/stat`'s first line (`cpu user nice system idle iowait irq softirq
+/// steal ...`): the jiffies spent busy (all but idle) and in all. Waiting on I/O
+/// counts as busy: a gate that waits on the disk is not one more may join.
+fn proc_stat_times(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user, nice, system, idle, iowait, irq, softirq, steal; guest time is already
+    // counted in user and nice.
+    let counted = fields.get(..8).or(fields.get(..4))?;
+    let total: u64 = counted.iter().sum();
+    Some((total - counted[3], total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_all_but_idle() {
+        let stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n";
+        assert_eq!(proc_stat_times(stat), Some((200, 1000)));
+        assert_eq!(proc_stat_times("cpu  1 2 3 4\n"), Some((6, 10)));
+        assert_eq!(proc_stat_times("intr 1 2\n"), None);
+        assert_eq!(proc_stat_times("cpu  1 x 3 4\n"), None);
+        if std::path::Path::new("/proc/stat").exists() {
+            assert!(RealProcesses.cpu_times().is_some());
+        }
+    }
 }

@@ -124,24 +124,26 @@ pub(super) fn load_with(
             .replace("TOML source string", &repo_file.display().to_string()),
         figment: Box::new(e),
     })?;
-    if config.validate.integration_slots == 0 {
-        config.validate.integration_slots = machine_cores();
-    }
     if config.validate.slots == 0 {
-        config.validate.slots = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        config.validate.slots = cores;
+        config.validate.slots_ceiling = cores.saturating_mul(SLOTS_PER_CORE);
+    }
+    if config.validate.integration_slots == 0 {
+        config.validate.integration_slots = config
+            .validate
+            .slots
+            .max(config.validate.slots_ceiling)
+            .min(orch_core::config::MAX_INTEGRATION_DEPTH);
     }
     let loaded = Settings { config, figment };
     loaded.check()?;
     Ok(loaded)
 }
 
-/// This machine's cores, the default for `validate.integration_slots` (up to the
-/// deepest stack).
-fn machine_cores() -> u32 {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get() as u32)
-        .min(orch_core::config::MAX_INTEGRATION_DEPTH)
-}
+/// How many gate slots per core there may be while the CPU idles, when
+/// `validate.slots` is left to the machine.
+const SLOTS_PER_CORE: u32 = 4;
 
 /// One `-c KEY=VALUE` flag as a figment layer, so provenance names the command line.
 struct CliOverride {
@@ -290,8 +292,16 @@ impl Settings {
     fn source_of(&self, key: &str) -> String {
         let resolved = matches!(key, "validate.integration_slots" | "validate.slots")
             && self.figment.find_value(key).ok().and_then(|v| v.to_u128()) == Some(0);
-        if resolved {
-            return "default: this machine's cores".into();
+        match (resolved, key) {
+            (true, "validate.slots") if self.config.validate.slots_ceiling > 0 => {
+                return format!(
+                    "default: this machine's cores, up to {} while its CPU idles",
+                    self.config.validate.slots_ceiling
+                );
+            }
+            (true, "validate.slots") => return "default: this machine's cores".into(),
+            (true, _) => return "default: as many as the gate slots may be (up to 16)".into(),
+            _ => {}
         }
         let Some(md) = self.figment.find_metadata(key) else {
             return "default".into();

@@ -48,8 +48,8 @@ pub const ORCH_TOML: &str = r#"# orch configuration for this repository.
 # integration_retries = 0        # reruns of a failing integration gate; a later pass is "flaky"
 # reuse = true                   # a tree that passed a gate is not gated again
 # integration_stands_in = false  # same worker and integration commands: gate once, on the merge
-# slots = 0                      # gates (worker and integration) run at once; 0: the cores
-# integration_slots = 0          # integration gates run at once under run.integration = "auto"; 0: the cores
+# slots = 0                      # gates (worker and integration) run at once; 0: the cores, more while the CPU idles
+# integration_slots = 0          # integration gates run at once under run.integration = "auto"; 0: as many as the gate slots may be
 
 [policy]
 # max_attempts = 2

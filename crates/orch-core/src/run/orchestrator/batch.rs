@@ -26,7 +26,8 @@ impl Orchestrator {
             .policy
             .integration
             .depth
-            .saturating_sub(self.integrator.gates_out(&self.attempts));
+            .saturating_sub(self.integrator.gates_out(&self.attempts))
+            .min(self.gates.free());
         if free == 0 {
             return;
         }
@@ -36,6 +37,29 @@ impl Orchestrator {
         for (a, commit) in self.integrator.gates_due(batch, free, more, &self.attempts) {
             self.run_gate(a, Stage::Integration, commit);
         }
+    }
+
+    /// Gate slots left to the machine follow its load; a change is journaled with the
+    /// queue's shape, as it bounds how many integration gates run.
+    pub(super) fn on_cpu_load(&mut self, busy: u32) {
+        if self.state.is_terminal() || self.head.is_none() {
+            return;
+        }
+        let Some((slots, why)) = self.gates.load(busy) else {
+            return;
+        };
+        let shape = self.policy.integration;
+        self.persist(RunEvent::Shaped {
+            depth: shape.depth.min(slots) as u32,
+            batch: self.integrator.chosen.unwrap_or(shape.batch) as u32,
+            why,
+        });
+    }
+
+    /// The gate slots now: `validate.slots`, or what the machine's load left them at
+    /// (0: no bound).
+    pub fn gate_slots(&self) -> usize {
+        self.gates.slots()
     }
 
     /// The most candidates stacked at once: the depth's worth of batches.

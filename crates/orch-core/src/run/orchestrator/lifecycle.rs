@@ -7,7 +7,8 @@ use crate::run::Refusal;
 use crate::run::attempt::{Abort, Op, judge_exit};
 use crate::run::event::RunEvent;
 use crate::run::gates::GateRun;
-use crate::run::io::{AgentExit, Changes, Command, Input, MergeResult, RefResult, Stage};
+use crate::run::io::{Command, Input, MergeResult, RefResult, Stage};
+use crate::run::report::{AgentExit, Changes};
 use crate::run::timers::{Deadline, after};
 use crate::run::types::{AttemptId, AttemptState, CommitId, FailureKind, check_attempt};
 
@@ -43,10 +44,8 @@ impl Orchestrator {
     pub(super) fn op_done(&mut self, attempt: AttemptId) {
         self.attempts.at(attempt).busy = false;
         self.timers.disarm_attempt(attempt);
-        // A gate that ended gives its slot to those waiting.
-        for g in self.gates.release(attempt) {
-            self.start_gate(g);
-        }
+        // A gate that ended frees its slot; `settle` hands it on.
+        self.gates.release(attempt);
     }
 
     /// Marks the attempt busy with the operation its state implies, with a deadline.
@@ -218,6 +217,18 @@ impl Orchestrator {
         match self.gates.admit(gate) {
             Some(g) => self.start_gate(g),
             None => self.start_op(attempt, None),
+        }
+    }
+
+    /// Free gate slots go to the integration gates that are due (a batch of what is
+    /// ready now), then to the gates that waited longest.
+    pub(super) fn fill_gates(&mut self) {
+        if self.policy.gate_slots == 0 {
+            return;
+        }
+        self.schedule_gates();
+        while let Some(g) = self.gates.next() {
+            self.start_gate(g);
         }
     }
 

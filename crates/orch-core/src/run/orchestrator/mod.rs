@@ -93,7 +93,7 @@ impl Orchestrator {
     pub fn new(run: RunId, policy: Policy, board: Vec<TaskSpec>) -> Orchestrator {
         let mut sched = Scheduler::default();
         sched.set_board(board);
-        let gates = GateSlots::new(policy.gate_slots);
+        let gates = GateSlots::new(policy.gate_slots, policy.gate_slots_ceiling);
         Orchestrator {
             run,
             policy,
@@ -203,6 +203,10 @@ impl Orchestrator {
     fn apply(&mut self, input: Input) -> Result<(), Refusal> {
         match input {
             Input::Tick => Ok(()),
+            Input::CpuLoad { busy } => {
+                self.on_cpu_load(busy);
+                Ok(())
+            }
             Input::Start { head } => self.on_start(head),
             Input::BoardChanged { tasks } => {
                 self.on_board_changed(tasks);
@@ -285,10 +289,17 @@ impl Orchestrator {
         self.head = Some(head);
         let shape = self.policy.integration;
         self.integrator.chosen = Some(shape.batch);
+        let mut why = shape.describe();
+        if self.policy.gate_slots_ceiling > self.policy.gate_slots {
+            why.push_str(&format!(
+                "; {} gate slots to start, up to {} while the CPU idles",
+                self.policy.gate_slots, self.policy.gate_slots_ceiling
+            ));
+        }
         self.persist(RunEvent::Shaped {
             depth: shape.depth as u32,
             batch: shape.batch as u32,
-            why: shape.describe(),
+            why,
         });
         Ok(())
     }
@@ -387,6 +398,7 @@ impl Orchestrator {
     /// After every input: claim what can be claimed, and finish if nothing is left.
     fn settle(&mut self) {
         self.wake_waiting();
+        self.fill_gates();
         self.schedule();
         let busy = !self.attempts.live.is_empty()
             || !self.cleaning.is_empty()
@@ -517,5 +529,6 @@ fn describe(input: &Input) -> (&'static str, About) {
             CancelScope::Task(t) => ("cancel", Task(*t)),
         },
         Input::Tick => ("tick", Nothing),
+        Input::CpuLoad { .. } => ("cpu_load", Nothing),
     }
 }

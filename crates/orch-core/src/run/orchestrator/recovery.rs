@@ -4,9 +4,10 @@
 use super::{Drain, Orchestrator};
 use crate::run::attempt::Attempt;
 use crate::run::event::RunEvent;
-use crate::run::io::{Command, FinishedAgent, TaskSpec};
+use crate::run::io::{Command, TaskSpec};
 use crate::run::journal::RunSnapshot;
 use crate::run::policy::Policy;
+use crate::run::report::FinishedAgent;
 use crate::run::resume::LineMoved;
 use crate::run::types::{AttemptId, AttemptPhase, AttemptState, CommitId, RunId, RunState};
 use crate::task::{TaskId, TaskStatus};

@@ -6,7 +6,7 @@ use crate::run::Refusal;
 use crate::run::attempt::Abort;
 use crate::run::breaker::Hit;
 use crate::run::event::RunEvent;
-use crate::run::io::AgentReport;
+use crate::run::report::AgentReport;
 use crate::run::spend::Spend;
 use crate::run::timers::Deadline;
 use crate::run::types::AttemptId;
