@@ -421,3 +421,45 @@ fn a_source_broken_during_a_run_is_reported_and_the_run_goes_on() {
     let next_now = std::fs::read_to_string(tasks.join("task-2 - Next.md")).unwrap();
     assert!(next_now.contains("status: Done\n"), "{next_now}");
 }
+
+#[test]
+fn a_task_added_in_orch_to_a_board_from_a_source_says_it_lives_only_in_orch() {
+    let s = Sandbox::new(ORCH);
+    let tasks = s.repo().join("backlog/tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    std::fs::write(
+        tasks.join("task-1 - One.md"),
+        "---\nid: TASK-1\ntitle: One\nstatus: To Do\n---\n",
+    )
+    .unwrap();
+    s.ok(&["config", "set", "board.source", "backlog.md"]);
+    s.ok(&["board", "sync"]);
+    let before = snapshot(&s.repo().join("backlog"));
+    let out = s.run(&["task", "add", "Two"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this board comes from backlog.md (backlog)")
+            && err.contains("lives only on orch's board"),
+        "{err}"
+    );
+    // A sync keeps it, and writes nothing of it to the source.
+    s.ok(&["board", "sync"]);
+    let titles: Vec<String> = s
+        .json(&["task", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles, ["One", "Two"]);
+    assert_eq!(snapshot(&s.repo().join("backlog")), before);
+    // orch's own board says nothing.
+    s.ok(&["config", "set", "board.source", "orch"]);
+    let out = s.run(&["task", "add", "Three"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "{}",
+        text(&out)
+    );
+}

@@ -22,7 +22,16 @@ pub(super) async fn task(ctx: &Ctx, cmd: TaskCommand) -> Result<()> {
     let (store, board) = (repo.store(), repo.board(&who));
     let json = ctx.json;
     match cmd {
-        TaskCommand::Add(a) => add(board, a, json).await?,
+        TaskCommand::Add(a) => {
+            add(board, a, json).await?;
+            if let Some(source) = repo.source() {
+                eprintln!(
+                    "note: this board comes from {} ({}): the task lives only on orch's board, and nothing of it is written there; to keep it with the others, add it there and run `orch board sync`",
+                    source.kind(),
+                    source.place()
+                );
+            }
+        }
         TaskCommand::List(l) => list(store, &l.status, &l.label, json).await?,
         TaskCommand::Show { id } => show(store, id, json).await?,
         TaskCommand::Edit(e) => edit(board, e, json).await?,
