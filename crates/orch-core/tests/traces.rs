@@ -623,3 +623,38 @@ fn the_integration_gate_stands_in_for_the_same_worker_gate() {
     assert_eq!(t.matches("run integration gate").count(), 2, "{t}");
     insta::assert_snapshot!(t);
 }
+
+/// Two batches of two, both tops failing (task 2 is bad, and task 4's first run
+/// fails with it below): only the lower batch is bisected, since every merge above a
+/// failure holds its culprit. Task 1 passes, task 2 is the culprit, and the upper
+/// batch is stacked again without it and passes on its top alone: task 3 is never
+/// gated on its own.
+#[test]
+fn only_the_lowest_failing_batch_is_bisected() {
+    let mut s = Script::default();
+    s.gates.insert((2, 1, Stage::Integration), GatePlan::Fail);
+    s.gate_runs.insert(
+        (4, 1, Stage::Integration),
+        VecDeque::from([GatePlan::Fail, GatePlan::Pass]),
+    );
+    let p = Policy {
+        concurrency: 4,
+        integration: Shape {
+            depth: 2,
+            batch: 2,
+            adaptive: false,
+        },
+        ..policy()
+    };
+    let w = World::new(s, p, (1..=4).map(|t| task(t, 0, &[], &[])).collect(), true);
+    let (t, w) = trace(w, |_| {});
+    assert_eq!(w.finished, Some(RunState::Completed));
+    assert!(t.contains("task-2-1 Integrating -> Failed"), "{t}");
+    let gated = |a: &str| t.matches(&format!("run integration gate {a} ")).count();
+    assert_eq!(
+        (gated("task-1-1"), gated("task-3-1"), gated("task-4-1")),
+        (1, 0, 2),
+        "{t}"
+    );
+    insta::assert_snapshot!(t);
+}

@@ -230,11 +230,12 @@ impl Integrator {
     /// size, and `more` says whether more work can be stacked at once.
     ///
     /// The candidates with a verdict, a held failure or a gate out split the stack
-    /// into segments. Below a held failure, a segment of candidates not yet judged
-    /// is bisected: its middle is gated, or with k gates free, k points evenly
-    /// spaced in it. Above the last of them, the candidates not
-    /// yet gated form batches of `batch` from the bottom; a full batch's top is
-    /// gated, and so is the last, partial one's when nothing more is coming.
+    /// into segments. Below the lowest held failure, the segment of candidates not
+    /// yet judged is bisected: its middle is gated, or with k gates free, k points
+    /// evenly spaced in it; nothing above it is gated, as every merge there holds its
+    /// culprit. With no failure held, the candidates above the last judged one form
+    /// batches of `batch` from the bottom; a full batch's top is gated, and so is the
+    /// last, partial one's when nothing more is coming.
     pub(super) fn gates_due(
         &self,
         batch: usize,
@@ -251,18 +252,25 @@ impl Integrator {
         };
         let mut due = Vec::new();
         let mut start = 0;
+        let mut failed_below = false;
         for (i, a) in c.iter().enumerate() {
             if !judged(a) {
                 continue;
             }
-            if self.held.contains_key(a) && i > start {
-                // With more than one gate free, split it in as many places at once.
-                let (m, k) = (i - start, free.clamp(1, i - start));
-                due.extend((1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]));
+            if self.held.contains_key(a) {
+                if i > start {
+                    // With more than one gate free, split it in as many places at once.
+                    let (m, k) = (i - start, free.clamp(1, i - start));
+                    due.extend((1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]));
+                }
+                // Every merge above holds this failure's culprit: gating one tells
+                // nothing until the culprit is found, so the slots go to the search.
+                failed_below = true;
+                break;
             }
             start = i + 1;
         }
-        let open = &c[start..];
+        let open = if failed_below { &c[..0] } else { &c[start..] };
         for chunk in open.chunks(batch.max(1)) {
             if chunk.len() == batch.max(1) || !more {
                 due.push(*chunk.last().expect("chunks are not empty"));
