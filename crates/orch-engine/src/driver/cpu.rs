@@ -1,5 +1,5 @@
 //! The machine's CPU load, sampled about once a second while a run goes, for gate
-//! slots left to the machine (`validate.slots` not set): the core gives one more slot
+//! slots left to the machine (`validate.slots` not set): the core gives more slots
 //! while every slot is taken and the CPU mostly idles. Where the process port cannot
 //! read the CPU's times, no sample is taken and the slots stay at the cores.
 
