@@ -55,12 +55,8 @@ impl Git {
         let base = base.trim();
         let exists = |b: &str| matches!(self.ref_target(&full_branch(b)), Ok(Some(_)));
         if base == "HEAD" {
-            let b = git_cli(
-                &self.workdir,
-                &["symbolic-ref", "--quiet", "--short", "HEAD"],
-            )
-            .ok()?;
-            return Some(b.trim().to_owned()).filter(|b| !b.is_empty());
+            let name = self.repo().head_name().ok()??;
+            return Some(name.shorten().to_string()).filter(|b| !b.is_empty());
         }
         if let Some(b) = base.strip_prefix("refs/heads/") {
             return exists(b).then(|| b.to_owned());

@@ -78,8 +78,17 @@ impl Git {
     /// written (no index refresh, no file touched).
     pub fn detach_worktree(&self, path: &Path) -> Result<(), GitError> {
         let wt = self.linked(path)?;
-        let head = wt.cli(&["rev-parse", "--verify", "HEAD"])?;
-        wt.cli_retrying(&["update-ref", "--no-deref", "HEAD", head.trim()])?;
+        // The branch `HEAD` names is read in process; a `HEAD` that names none (already
+        // detached, or unreadable) is left to git.
+        let on = wt.head_ref();
+        let head = match (!on.is_empty()).then(|| self.ref_target(&on)) {
+            Some(Ok(Some(c))) => c.0,
+            _ => wt
+                .cli(&["rev-parse", "--verify", "HEAD"])?
+                .trim()
+                .to_owned(),
+        };
+        wt.cli_retrying(&["update-ref", "--no-deref", "HEAD", &head])?;
         Ok(())
     }
 }

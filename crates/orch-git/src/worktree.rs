@@ -188,31 +188,51 @@ impl Git {
         base: &CommitId,
         head: &CommitId,
     ) -> Result<Vec<Symlink>, GitError> {
-        let out = git_cli(
-            &self.workdir,
-            &[
-                "diff-tree",
-                "-r",
-                "-z",
-                "--no-renames",
-                "--diff-filter=AMT",
-                &base.0,
-                &head.0,
-            ],
-        )?;
-        // `:<old mode> <new mode> <old sha> <new sha> <status>` NUL `<path>` NUL ...
-        let mut fields = out.split('\0');
+        let repo = self.repo();
+        let tree = |c: &CommitId| {
+            repo.find_commit(oid(c)?)
+                .and_then(|commit| commit.tree())
+                .map_err(|e| GitError::gix("reading a tree for its symlinks", e))
+        };
+        let (old, new) = (tree(base)?, tree(head)?);
+        // Every path, no renames (`git diff-tree -r --no-renames`).
+        let mut opts = gix::diff::Options::default();
+        opts.track_path().track_rewrites(None);
+        let changes = repo
+            .diff_tree_to_tree(&old, &new, opts)
+            .map_err(|e| GitError::gix("diffing for symlinks", e))?;
         let mut links = Vec::new();
-        while let (Some(meta), Some(path)) = (fields.next(), fields.next()) {
-            let parts: Vec<&str> = meta.trim_start_matches(':').split(' ').collect();
-            if let [_, "120000", _, sha, _] = parts[..] {
-                let target = git_cli(&self.workdir, &["cat-file", "blob", sha])?;
-                links.push(Symlink {
-                    path: path.to_owned(),
-                    target,
-                });
+        for change in changes {
+            use gix::object::tree::diff::ChangeDetached;
+            // Added, modified, or a file turned into a link.
+            let (location, mode, id) = match change {
+                ChangeDetached::Addition {
+                    location,
+                    entry_mode,
+                    id,
+                    ..
+                }
+                | ChangeDetached::Modification {
+                    location,
+                    entry_mode,
+                    id,
+                    ..
+                } => (location, entry_mode, id),
+                _ => continue,
+            };
+            if !mode.is_link() {
+                continue;
             }
+            let blob = repo
+                .find_blob(id)
+                .map_err(|e| GitError::gix("reading a symlink's target", e))?;
+            links.push(Symlink {
+                path: location.to_string(),
+                target: String::from_utf8_lossy(&blob.data).into_owned(),
+            });
         }
+        // In path order, as git lists them.
+        links.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(links)
     }
 
