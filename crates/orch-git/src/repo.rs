@@ -304,6 +304,28 @@ pub(crate) fn full_branch(branch: &str) -> String {
     }
 }
 
+impl Git {
+    /// What changed from `base`'s tree to `head`'s, path by path, without renames
+    /// (`git diff-tree -r --no-renames`), read in process.
+    pub(crate) fn tree_changes(
+        &self,
+        base: &CommitId,
+        head: &CommitId,
+    ) -> Result<Vec<gix::object::tree::diff::ChangeDetached>, GitError> {
+        let repo = self.repo();
+        let tree = |c: &CommitId| {
+            repo.find_commit(oid(c)?)
+                .and_then(|commit| commit.tree())
+                .map_err(|e| GitError::gix("reading a commit's tree", e))
+        };
+        let (old, new) = (tree(base)?, tree(head)?);
+        let mut opts = gix::diff::Options::default();
+        opts.track_path().track_rewrites(None);
+        repo.diff_tree_to_tree(&old, &new, opts)
+            .map_err(|e| GitError::gix("diffing two trees", e))
+    }
+}
+
 pub(crate) fn oid(c: &CommitId) -> Result<gix::ObjectId, GitError> {
     gix::ObjectId::from_hex(c.0.as_bytes()).map_err(|e| GitError::BadRevision {
         rev: c.0.clone(),

@@ -110,7 +110,38 @@ impl Git {
         head: &CommitId,
         own: &str,
     ) -> Result<Vec<Undo>, GitError> {
-        let change = self.hunks(&format!("{}..{}", base.0, head.0), &[])?;
+        // Only a modified or deleted file can take lines away: a change that only adds
+        // files undoes nothing, and git is not asked.
+        let changed: Vec<String> = self
+            .tree_changes(base, head)?
+            .into_iter()
+            .filter_map(|c| {
+                use gix::object::tree::diff::ChangeDetached;
+                match c {
+                    ChangeDetached::Modification {
+                        location,
+                        entry_mode,
+                        ..
+                    }
+                    | ChangeDetached::Deletion {
+                        location,
+                        entry_mode,
+                        ..
+                    } if !entry_mode.is_tree() => Some(location.to_string()),
+                    _ => None,
+                }
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Named literally, unless so many that the command line could not hold them.
+        let named: Vec<String> = match changed.len() {
+            0..=512 => changed.iter().map(|p| format!(":(literal){p}")).collect(),
+            _ => Vec::new(),
+        };
+        let named: Vec<&str> = named.iter().map(String::as_str).collect();
+        let change = self.hunks(&format!("{}..{}", base.0, head.0), &named)?;
         let touched: Vec<&str> = change
             .iter()
             .filter(|(_, h)| h.iter().any(|x| !x.removed.is_empty()))

@@ -189,18 +189,7 @@ impl Git {
         head: &CommitId,
     ) -> Result<Vec<Symlink>, GitError> {
         let repo = self.repo();
-        let tree = |c: &CommitId| {
-            repo.find_commit(oid(c)?)
-                .and_then(|commit| commit.tree())
-                .map_err(|e| GitError::gix("reading a tree for its symlinks", e))
-        };
-        let (old, new) = (tree(base)?, tree(head)?);
-        // Every path, no renames (`git diff-tree -r --no-renames`).
-        let mut opts = gix::diff::Options::default();
-        opts.track_path().track_rewrites(None);
-        let changes = repo
-            .diff_tree_to_tree(&old, &new, opts)
-            .map_err(|e| GitError::gix("diffing for symlinks", e))?;
+        let changes = self.tree_changes(base, head)?;
         let mut links = Vec::new();
         for change in changes {
             use gix::object::tree::diff::ChangeDetached;
