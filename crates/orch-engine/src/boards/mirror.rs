@@ -65,9 +65,12 @@ impl Mirror {
                 match mirror.sync().await {
                     Ok(_) => {
                         complained = None;
-                        // What the sync itself wrote is not a change to follow.
+                        // The events the sync itself wrote are not a change to follow.
+                        // The files are taken as they were before it: a person's edit
+                        // made while it ran is followed (its own writes cost one more
+                        // sync, which finds nothing to do).
                         let seq = mirror.store.last_event_seq().await.unwrap_or(-1);
-                        seen = Some((mirror.source.fingerprint(), seq));
+                        seen = Some((now.0, seq));
                     }
                     Err(e) => {
                         let words = e.to_string();
