@@ -454,6 +454,23 @@ fn a_task_added_in_orch_to_a_board_from_a_source_says_it_lives_only_in_orch() {
         .collect();
     assert_eq!(titles, ["One", "Two"]);
     assert_eq!(snapshot(&s.repo().join("backlog")), before);
+    // The dashboard's task pages say which is where.
+    let (server, url) = s.serve(0);
+    let (one, two) = (
+        Sandbox::page(&url, "/tasks/1"),
+        Sandbox::page(&url, "/tasks/2"),
+    );
+    drop(server);
+    assert!(
+        one.contains(
+            "From <b>backlog.md</b> (<code>backlog</code>), where its id is <code>TASK-1</code>"
+        ),
+        "{one}"
+    );
+    assert!(
+        two.contains("Only on orch's board: the board comes from <b>backlog.md</b>"),
+        "{two}"
+    );
     // orch's own board says nothing.
     s.ok(&["config", "set", "board.source", "orch"]);
     let out = s.run(&["task", "add", "Three"]);

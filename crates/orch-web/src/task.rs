@@ -54,6 +54,7 @@ pub(crate) async fn show(
     };
     let events = app.store.events(&filter).await.unwrap_or_default();
     let mut body = heading(&t);
+    body.push_str(&source_line(&app, &t));
     if t.status == TaskStatus::Review {
         body.push_str(&crate::review::section(&app, id).await);
     }
@@ -103,6 +104,26 @@ fn heading(t: &Task) -> String {
         }
     }
     out
+}
+
+/// Where the task comes from, on a board kept in another tool (`board.source`).
+fn source_line(app: &AppState, t: &Task) -> String {
+    let Some(s) = app.repo.source() else {
+        return String::new();
+    };
+    match s.holds(&t.key) {
+        true => format!(
+            "<p class=\"source\">From <b>{}</b> (<code>{}</code>), where its id is <code>{}</code>: edits there reach this task, and orch writes its status and notes there.</p>",
+            s.kind(),
+            esc(s.place()),
+            esc(&t.key)
+        ),
+        false => format!(
+            "<p class=\"source\">Only on orch's board: the board comes from <b>{}</b> (<code>{}</code>), but this task is not there, and nothing of it is written there.</p>",
+            s.kind(),
+            esc(s.place())
+        ),
+    }
 }
 
 /// What the task waits on, and what waits on it, each linked with its status.

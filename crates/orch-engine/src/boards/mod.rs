@@ -141,6 +141,12 @@ impl Source {
         &self.place
     }
 
+    /// Whether the task keyed `key` was in the source at the last sync (one the board
+    /// took from it), rather than added on orch's board alone.
+    pub fn holds(&self, key: &str) -> bool {
+        self.load_memory().tasks.contains_key(key)
+    }
+
     /// Reads the source, plans the sync with the board and carries it out; `actor` is
     /// who the board's events name.
     pub async fn sync(&self, store: &Store, actor: &str) -> Result<SyncReport, SyncError> {
