@@ -19,6 +19,7 @@ mod error;
 mod inventory;
 mod land;
 mod linked;
+mod locks;
 mod merge;
 mod pool;
 mod remote;

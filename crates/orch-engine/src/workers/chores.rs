@@ -75,6 +75,11 @@ pub(super) async fn clear_leftovers(git: &Arc<Git>, store: &Store, root: &Path, 
     let _ = exec::blocking(move || {
         let git = g;
         orch_validate::procs::stop_groups(|t| t.ends_with(&mine), Duration::from_secs(5));
+        // A predecessor killed while it moved a ref left its lock: every ref update
+        // would fail on it.
+        for lock in git.clear_abandoned_ref_locks() {
+            tracing::warn!(lock = %lock.display(), "removed a lock file a killed process left");
+        }
         // The pool's worktrees stay (the next lease scrubs them); the rest go.
         let runs = std::fs::read_dir(&dir).into_iter().flatten().flatten();
         for run in runs.filter(|r| r.file_name() != "pool") {
