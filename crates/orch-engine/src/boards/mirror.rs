@@ -65,12 +65,11 @@ impl Mirror {
                 match mirror.sync().await {
                     Ok(_) => {
                         complained = None;
-                        // The events the sync itself wrote are not a change to follow.
-                        // The files are taken as they were before it: a person's edit
-                        // made while it ran is followed (its own writes cost one more
-                        // sync, which finds nothing to do).
-                        let seq = mirror.store.last_event_seq().await.unwrap_or(-1);
-                        seen = Some((now.0, seq));
+                        // The files and the board as they were before the sync: a
+                        // person's edit, or a run's move, made while it ran is followed.
+                        // What the sync itself wrote costs one more sync, which finds
+                        // nothing to do and writes nothing.
+                        seen = Some(now);
                     }
                     Err(e) => {
                         let words = e.to_string();
