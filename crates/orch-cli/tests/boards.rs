@@ -336,22 +336,32 @@ fn board_status(s: &Sandbox, key: &str) -> String {
     String::new()
 }
 
+/// Backlog.md task files written by hand under `backlog/tasks`: (name, text).
+fn backlog_files(s: &Sandbox, files: &[(&str, &str)]) {
+    let tasks = s.repo().join("backlog/tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    for (name, text) in files {
+        std::fs::write(tasks.join(name), text).unwrap();
+    }
+}
+
 #[test]
 fn a_bad_source_is_refused_with_exit_2_and_left_untouched() {
     let s = Sandbox::new(ORCH);
     // A Backlog.md task file whose front matter does not parse.
-    let tasks = s.repo().join("backlog/tasks");
-    std::fs::create_dir_all(&tasks).unwrap();
-    std::fs::write(
-        tasks.join("task-1 - One.md"),
-        "---\nid: TASK-1\ntitle: One\nstatus: To Do\n---\n",
-    )
-    .unwrap();
-    std::fs::write(
-        tasks.join("task-2 - Two.md"),
-        "---\nid: TASK-2\ntitle: a: b\nstatus: To Do\n---\n",
-    )
-    .unwrap();
+    backlog_files(
+        &s,
+        &[
+            (
+                "task-1 - One.md",
+                "---\nid: TASK-1\ntitle: One\nstatus: To Do\n---\n",
+            ),
+            (
+                "task-2 - Two.md",
+                "---\nid: TASK-2\ntitle: a: b\nstatus: To Do\n---\n",
+            ),
+        ],
+    );
     s.ok(&["config", "set", "board.source", "backlog.md"]);
     let before = snapshot(&s.repo().join("backlog"));
     for args in [&["board", "sync"][..], &["run", "--agent-cmd", "true"]] {
@@ -425,13 +435,13 @@ fn a_source_broken_during_a_run_is_reported_and_the_run_goes_on() {
 #[test]
 fn a_task_added_in_orch_to_a_board_from_a_source_says_it_lives_only_in_orch() {
     let s = Sandbox::new(ORCH);
-    let tasks = s.repo().join("backlog/tasks");
-    std::fs::create_dir_all(&tasks).unwrap();
-    std::fs::write(
-        tasks.join("task-1 - One.md"),
-        "---\nid: TASK-1\ntitle: One\nstatus: To Do\n---\n",
-    )
-    .unwrap();
+    backlog_files(
+        &s,
+        &[(
+            "task-1 - One.md",
+            "---\nid: TASK-1\ntitle: One\nstatus: To Do\n---\n",
+        )],
+    );
     s.ok(&["config", "set", "board.source", "backlog.md"]);
     s.ok(&["board", "sync"]);
     let before = snapshot(&s.repo().join("backlog"));

@@ -35,7 +35,7 @@ impl Git {
 }
 
 /// The `*.lock` files under `dir`, recursively.
-fn ref_locks(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn ref_locks(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = e.path();
         match e.file_type() {

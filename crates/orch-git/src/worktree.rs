@@ -358,18 +358,10 @@ impl Git {
         let _admin = self.admin();
         let common = self.repo().common_dir().to_path_buf();
         let mut candidates = Vec::new();
-        let refs = common.join("refs/heads").join(branch_prefix);
-        let mut stack = vec![refs];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "lock") {
-                    candidates.push(p);
-                }
-            }
-        }
+        crate::locks::ref_locks(
+            &common.join("refs/heads").join(branch_prefix),
+            &mut candidates,
+        );
         for wt in worktrees {
             let Ok(link) = std::fs::read_to_string(wt.join(".git")) else {
                 continue;

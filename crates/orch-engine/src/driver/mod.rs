@@ -435,8 +435,9 @@ impl RunDriver {
     fn beat(&mut self) {
         self.beats += 1;
         if self.beats.is_multiple_of(2) {
-            let times = self.cpu.as_ref().and_then(|_| self.ctx.procs.cpu_times());
-            if let Some(busy) = self.cpu.as_mut().and_then(|c| c.sample(times)) {
+            if let Some(cpu) = self.cpu.as_mut()
+                && let Some(busy) = cpu.sample(self.ctx.procs.cpu_times())
+            {
                 self.feed(Input::CpuLoad { busy });
             }
             self.handle.publish(RunUpdate::Heartbeat(Progress {
