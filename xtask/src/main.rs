@@ -11,8 +11,9 @@
 //! - `bench run [--tasks N] [--files N]` (P1, P2, P6, disk): the worktree pool on a
 //!   generated 20,000-file repository against a pooled bare-git script, provisioning
 //!   against `git worktree add`, and warm `cargo build` gates (see `poolbench.rs`).
-//! - `bench replay [--whole-file]`: 24 commits of a real project's history as a
-//!   backlog, its own suite as both gates, by hand against orch (see `replay.rs`).
+//! - `bench replay [--rust] [--whole-file]`: a real project's history as a
+//!   backlog (24 commits of more-itertools, or 16 releases of semver with `--rust`),
+//!   its own suite as both gates, by hand against orch (see `replay.rs`).
 //! - `bench web`: the dashboard's board with 10,000 tasks, and 100 live clients
 //!   during a 16-agent run (see `webbench.rs`).
 //! - `bench workers`: the worker path (claim, fetch, push, post) against a local

@@ -419,7 +419,7 @@ fn provisioning_times(s: &Sandbox) -> Result<Vec<f64>> {
 }
 
 /// `2026-12-04T18:34:34.602Z` as seconds since midnight.
-fn seconds_of_day(at: &str) -> Result<f64> {
+pub(crate) fn seconds_of_day(at: &str) -> Result<f64> {
     let time = at.split('T').nth(1).context("a timestamp")?;
     let mut parts = time.trim_end_matches('Z').split(':');
     let mut next = || -> Result<f64> {

@@ -1,8 +1,10 @@
-//! `cargo xtask bench replay [--whole-file]`: a real project's history replayed as a
-//! backlog. The history is 24 consecutive first-parent commits of more-itertools (MIT),
-//! vendored as a bundle in `xtask/replay/` (see its README): one task per commit, a
-//! scripted agent that applies that commit's patch with `git apply --3way` and gives up
-//! (exit 1) when it does not apply, and the project's own test suite as both gates.
+//! `cargo xtask bench replay [--rust] [--whole-file]`: a real project's history
+//! replayed as a backlog (see `replay/history.rs`): by default 24 consecutive
+//! first-parent commits of more-itertools (Python); with `--rust`, 16 releases of the
+//! `semver` crate (Rust, from crates.io), with `worktrees.keep = ["target/"]`. One task
+//! per commit, a scripted agent that applies that commit's patch with `git apply
+//! --3way` and gives up (exit 1) when it does not apply, and the project's own test
+//! suite as both gates.
 //!
 //! It times the same work by hand (apply, test, commit, one after another) and orch at
 //! concurrency 1, (4, depth 1), (4, depth 4), and (4, depth 4) with the integration
@@ -10,27 +12,28 @@
 //! its ratio to by hand, tasks done and failed, attempts by failure kind, gate runs,
 //! whether the final tree is the project's, whether every first-parent commit of the
 //! line passes the suite, and any landed line a later commit of the line took out.
+//! With `--rust` it also prints, from the gate's log and the journal, the gate runs
+//! that built cold and in how many worktrees, the agent starts made while earlier
+//! work waited to be integrated, and the timeline of the run at (4, depth 4).
 //!
 //! `--whole-file` has the agent write each file its commit changed whole, as it is
 //! after the commit (what a model that rewrites files does from its own view): the
 //! revert guard's case. Told to keep other tasks' work, its retry applies the patch.
 
+mod history;
+mod timeline;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::e2e::{Sandbox, build_orch, sh};
-use crate::tidy::root;
+use history::{History, Mode, Project};
+use timeline::Shape;
 
-/// The vendored history, relative to the workspace.
-const BUNDLE: &str = "xtask/replay/more-itertools.bundle";
-/// Its branch: the base, then one commit per task.
-const BRANCH: &str = "replay";
-/// The project's own suite, both gates.
-const GATE: &str = "PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests -q";
 /// The orch runs: name, concurrency, integration depth, whether the integration gate
 /// stands in for the worker gate.
 const SETTINGS: [(&str, u32, u32, bool); 4] = [
@@ -44,119 +47,6 @@ const SETTINGS: [(&str, u32, u32, bool); 4] = [
         true,
     ),
 ];
-
-/// How the scripted agent makes its change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `git apply --3way` of the commit's patch; exit 1 when it does not apply.
-    Patch,
-    /// Each changed file written whole as the commit left it; the patch when told to
-    /// keep other work.
-    WholeFile,
-}
-
-/// The history unpacked: a clone of the bundle, its commits (the base first), the
-/// patches and the agents' scripts.
-struct History {
-    dir: tempfile::TempDir,
-    commits: Vec<String>,
-    titles: Vec<String>,
-}
-
-impl History {
-    fn load() -> Result<History> {
-        let dir = tempfile::Builder::new().prefix("orch-replay-").tempdir()?;
-        let bundle = root().join(BUNDLE);
-        ensure!(bundle.is_file(), "no history at {}", bundle.display());
-        sh(
-            dir.path(),
-            &format!("git clone -q -b {BRANCH} '{}' src", bundle.display()),
-        )?;
-        let src = dir.path().join("src");
-        let commits: Vec<String> = sh(&src, "git rev-list --reverse HEAD")?
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        let patches = dir.path().join("patches");
-        std::fs::create_dir_all(&patches)?;
-        let mut titles = Vec::new();
-        for (n, c) in commits.iter().enumerate().skip(1) {
-            titles.push(sh(&src, &format!("git log -1 --format=%s {c}"))?);
-            let p = patches.join(n.to_string());
-            sh(
-                &src,
-                &format!(
-                    "git diff --full-index --binary {c}^ {c} > '{0}.patch' && git diff --name-only {c}^ {c} > '{0}.files' && echo {c} > '{0}.commit'",
-                    p.display()
-                ),
-            )?;
-        }
-        let h = History {
-            dir,
-            commits,
-            titles,
-        };
-        h.write_agents()?;
-        Ok(h)
-    }
-
-    fn src(&self) -> PathBuf {
-        self.dir.path().join("src")
-    }
-
-    fn patch(&self, n: usize) -> PathBuf {
-        self.dir.path().join("patches").join(n.to_string())
-    }
-
-    fn agent(&self, mode: Mode) -> String {
-        let name = match mode {
-            Mode::Patch => "patch.sh",
-            Mode::WholeFile => "whole-file.sh",
-        };
-        format!("sh '{}'", self.dir.path().join(name).display())
-    }
-
-    /// The agents: task `n` makes commit `n`'s change (tasks are added in order).
-    fn write_agents(&self) -> Result<()> {
-        let patches = self.dir.path().join("patches");
-        let patch = format!(
-            "P='{}'/$ORCH_TASK_ID\ngit apply --3way --whitespace=nowarn \"$P.patch\" >/dev/null 2>&1 || {{\n  git reset -q --hard; git clean -fdq\n  echo 'the change does not apply to this tree' >&2; exit 1\n}}\n",
-            patches.display()
-        );
-        let whole = format!(
-            "P='{}'/$ORCH_TASK_ID\nif grep -q 'Keep that work' \"$ORCH_PROMPT_FILE\"; then exec {}; fi\nC=$(cat \"$P.commit\")\nwhile read -r f; do\n  if git cat-file -e \"$C:$f\" 2>/dev/null; then\n    mkdir -p \"$(dirname \"$f\")\"; git show \"$C:$f\" > \"$f\"\n  else rm -f \"$f\"; fi\ndone < \"$P.files\"\n",
-            patches.display(),
-            self.agent(Mode::Patch)
-        );
-        std::fs::write(self.dir.path().join("patch.sh"), patch)?;
-        std::fs::write(self.dir.path().join("whole-file.sh"), whole)?;
-        Ok(())
-    }
-
-    /// The lines commit `n` added that the project still has at its last commit,
-    /// by file: what must stay once task `n` landed.
-    fn kept_lines(&self, n: usize) -> Result<BTreeMap<String, Vec<String>>> {
-        let src = self.src();
-        let patch = std::fs::read_to_string(self.patch(n).with_extension("patch"))?;
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut file = None;
-        for line in patch.lines() {
-            if let Some(p) = line.strip_prefix("+++ ") {
-                file = p.strip_prefix("b/").map(str::to_owned);
-            } else if let (Some(l), Some(f)) = (line.strip_prefix('+'), &file)
-                && l.trim().len() >= 3
-            {
-                out.entry(f.clone()).or_default().push(l.to_owned());
-            }
-        }
-        for (f, lines) in &mut out {
-            let last = sh(&src, &format!("git show HEAD:'{f}'")).unwrap_or_default();
-            let have: BTreeSet<&str> = last.lines().collect();
-            lines.retain(|l| have.contains(l.as_str()));
-        }
-        Ok(out)
-    }
-}
 
 /// One measured way of landing the backlog.
 struct Outcome {
@@ -179,6 +69,8 @@ struct Outcome {
     reverts_landed: usize,
     /// Each task not done, with why its attempts failed.
     lost: Vec<String>,
+    /// Cold builds and overlap, from the gate's log and the journal.
+    shape: Shape,
 }
 
 /// The same work by hand: apply, test, commit, one commit after another.
@@ -196,8 +88,9 @@ fn by_hand(h: &History) -> Result<f64> {
         sh(
             &dir,
             &format!(
-                "git apply --index '{}.patch' && {GATE} && git -c user.name=u -c user.email=u@u.invalid commit -q -m 'task {n}'",
-                h.patch(n).display()
+                "git apply --index '{}.patch' && {} && git -c user.name=u -c user.email=u@u.invalid commit -q -m 'task {n}'",
+                h.patch(n).display(),
+                h.gate()
             ),
         )
         .with_context(|| format!("commit {n} by hand"))?;
@@ -220,19 +113,22 @@ fn through_orch(
             h.src().display()
         ),
     )?;
-    let gate = serde_json::to_string(GATE)?;
+    let gate = serde_json::to_string(&h.gate())?;
     let empty = match mode {
         Mode::Patch => "",
         // A rewritten file can bring in an earlier task's change before that task runs.
         Mode::WholeFile => "[policy]\nempty_diff = \"done-if-valid\"\n",
     };
     s.config(&format!(
-        "[run]\nconcurrency = {concurrency}\nintegration_depth = {depth}\n[validate]\nworker = [{gate}]\nintegration = [{gate}]\nintegration_stands_in = {stands_in}\n{empty}"
+        "[run]\nconcurrency = {concurrency}\nintegration_depth = {depth}\n[validate]\nworker = [{gate}]\nintegration = [{gate}]\nintegration_stands_in = {stands_in}\n{empty}{}",
+        h.project.config()
     ))?;
+    // Only this run's gates are logged.
+    std::fs::write(h.gate_log(), "")?;
     for (title, c) in h.titles.iter().zip(&h.commits[1..]) {
         s.add(
             title,
-            &["--body", &format!("Make more-itertools commit {c}.")],
+            &["--body", &format!("Make {} commit {c}.", h.project.name())],
         )?;
     }
     let started = Instant::now();
@@ -255,6 +151,8 @@ fn through_orch(
     let events = s.ok(&["--json", "events", "--run", &run])?;
     let repo = s.repo();
     let tree = |dir: &Path, rev: &str| sh(dir, &format!("git rev-parse '{rev}^{{tree}}'"));
+    // Read before the line's check, whose suite runs log too.
+    let shape = timeline::shape(&h.gate_log(), &events)?;
     let (green, undone) = check_line(&repo, h)?;
     if std::env::var_os("ORCH_REPLAY_KEEP").is_some() {
         println!("{name}: kept {}", s.dir().display());
@@ -274,6 +172,7 @@ fn through_orch(
         undone,
         reverts_landed: events.matches("\"attempt.reverts\"").count(),
         lost: lost(&statuses, &events, &show)?,
+        shape,
     })
 }
 
@@ -359,7 +258,7 @@ fn check_line(repo: &Path, h: &History) -> Result<((usize, usize), Vec<String>)>
             repo,
             &format!("git worktree add -q --detach '{}' {c}", wt.display()),
         )?;
-        passed += usize::from(sh(&wt, GATE).is_ok());
+        passed += usize::from(sh(&wt, &h.gate()).is_ok());
         sh(
             repo,
             &format!("git worktree remove --force '{}'", wt.display()),
@@ -391,12 +290,13 @@ fn check_line(repo: &Path, h: &History) -> Result<((usize, usize), Vec<String>)>
     Ok(((passed, line.len()), undone))
 }
 
-fn print(hand: f64, rows: &[Outcome]) {
+fn print(h: &History, hand: f64, rows: &[Outcome]) {
+    let n = h.titles.len();
     println!(
         "| run | wall | vs by hand | done | failed | attempts (failed by kind) | gate runs (reused) | final tree is the project's | first-parent commits green | landed lines undone |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!("| by hand | {hand:.1} s | 1.00x | 24 | 0 | 24 | 24 | yes | 24/24 | 0 |");
+    println!("| by hand | {hand:.1} s | 1.00x | {n} | 0 | {n} | {n} | yes | {n}/{n} | 0 |");
     for o in rows {
         let kinds: Vec<String> = o.failures.iter().map(|(k, n)| format!("{k} {n}")).collect();
         let flagged = match o.reverts_landed {
@@ -432,17 +332,56 @@ fn print(hand: f64, rows: &[Outcome]) {
 }
 
 /// Runs the replay and prints its table.
-pub fn run(args: &[String]) -> Result<()> {
-    let mode = match args.first().map(String::as_str) {
-        None => Mode::Patch,
-        Some("--whole-file") => Mode::WholeFile,
-        Some(other) => anyhow::bail!("unknown option {other:?}; allowed: --whole-file"),
-    };
-    let orch = build_orch(true)?;
-    let h = History::load()?;
+/// With a gate log (the Rust project): cold builds and overlap by run, and the
+/// timeline of the run at concurrency 4, depth 4.
+fn print_shapes(rows: &[Outcome]) {
+    if rows.iter().all(|o| o.shape.gates == 0) {
+        return;
+    }
+    println!();
     println!(
-        "replaying {} commits of more-itertools ({mode:?} mode); gate: {GATE}",
-        h.titles.len()
+        "| run | gate runs | cold (worktrees) | cold gate, median | warm gate, median | agent starts while earlier work waited to integrate |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for o in rows {
+        let s = &o.shape;
+        println!(
+            "| {} | {} | {} ({}) | {:.2} s | {:.2} s | {} of {} |",
+            o.name,
+            s.gates,
+            s.cold,
+            s.cold_worktrees,
+            s.cold_secs,
+            s.warm_secs,
+            s.overlapped,
+            s.starts
+        );
+    }
+    if let Some(o) = rows.iter().find(|o| o.name == SETTINGS[2].0) {
+        println!("\n{}, from the journal:", o.name);
+        for line in &o.shape.timeline {
+            println!("{line}");
+        }
+    }
+}
+
+/// Runs the replay and prints its tables.
+pub fn run(args: &[String]) -> Result<()> {
+    let (mut mode, mut project) = (Mode::Patch, Project::MoreItertools);
+    for a in args {
+        match a.as_str() {
+            "--whole-file" => mode = Mode::WholeFile,
+            "--rust" => project = Project::Semver,
+            other => anyhow::bail!("unknown option {other:?}; allowed: --rust, --whole-file"),
+        }
+    }
+    let orch = build_orch(true)?;
+    let h = History::load(project)?;
+    println!(
+        "replaying {} commits of {} ({mode:?} mode); gate: {}",
+        h.titles.len(),
+        project.name(),
+        h.gate()
     );
     let hand = by_hand(&h)?;
     println!("by hand: {hand:.1} s");
@@ -452,6 +391,7 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("{}: {:.1} s, {} done", o.name, o.secs, o.done);
         rows.push(o);
     }
-    print(hand, &rows);
+    print(&h, hand, &rows);
+    print_shapes(&rows);
     Ok(())
 }
