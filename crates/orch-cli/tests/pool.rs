@@ -330,3 +330,31 @@ esac"#;
     let attempts = pooled(&s).iter().filter(|p| p["kind"] == "attempt").count();
     assert_eq!(attempts, 2, "{:?}", pooled(&s));
 }
+
+#[test]
+fn only_the_pools_first_worktree_builds_its_caches_cold() {
+    // Every gate, worker and integration, builds `target/` when its worktree has
+    // none (slowly, so that the three worker gates would overlap), and logs which.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let gate = format!(
+        "if [ -e target/debug/cache.bin ]; then echo warm; else sleep 1; mkdir -p target/debug && echo built > target/debug/cache.bin; echo cold; fi >> '{}'",
+        log.path().display()
+    );
+    let gate = serde_json::to_string(&gate).unwrap();
+    let s = sandbox(&format!(
+        "[run]\nconcurrency = 3\n[worktrees]\nkeep = [\"target/\"]\n[validate]\nworker = [{gate}]\nintegration = [{gate}]\n"
+    ));
+    for t in ["a", "b", "c"] {
+        s.ok(&["task", "add", t]);
+    }
+    s.ok(&["run", "--agent-cmd", "echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\""]);
+    let runs = std::fs::read_to_string(log.path()).unwrap();
+    let cold = runs.lines().filter(|l| *l == "cold").count();
+    // Three worker gates at once, and at least one integration gate in a worktree
+    // of its own: only the first built cold, the others copied its caches.
+    assert!(runs.lines().count() >= 4, "{runs}");
+    assert_eq!(cold, 1, "{runs}");
+    for t in ["a", "b", "c"] {
+        assert_eq!(landed(&s, &format!("{t}.txt")), t);
+    }
+}

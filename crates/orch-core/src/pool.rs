@@ -2,9 +2,13 @@
 //! takes, when a new one is made, which idle ones are retired (past the pool's size,
 //! or over `worktrees.max_bytes`, largest first), and the slot's ports. The store
 //! applies these decisions as compare-and-swaps on its `pool` rows; the engine does
-//! the git and file work. Nothing here touches either.
+//! the git and file work. Nothing here touches either. [`warmth`]: which worktree a
+//! cold gate copies its caches from, or whether it builds them first.
 
 use std::path::{Path, PathBuf};
+
+pub mod warmth;
+pub use warmth::{ColdGate, Warmth};
 
 use crate::config::{Config, WorktreesConfig};
 use crate::time::Timestamp;

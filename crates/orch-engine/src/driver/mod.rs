@@ -117,6 +117,7 @@ impl RunDriver {
             integration_slots: Default::default(),
             slots: Default::default(),
             releasing: Default::default(),
+            cold: Default::default(),
             process_tag: None,
             job_changes: Default::default(),
         });

@@ -53,6 +53,9 @@ pub(crate) struct Ctx {
     /// Worktrees being given back to the pool: a provision waits for them, so the
     /// next agent gets the warm worktree its predecessor just gave back.
     pub(crate) releasing: pooled::Releasing,
+    /// Where the pool's caches are warm, and the lock cold gates wait on while the
+    /// pool's first cold build runs.
+    pub(crate) cold: warm::ColdStarts,
     /// The tag its processes carry instead of the run's (`<run>@worker:<name>` on a
     /// worker), so that only their own orch stops them after a crash.
     pub(crate) process_tag: Option<String>,

@@ -482,6 +482,7 @@ impl Shared {
             integration_slots: Default::default(),
             slots: Default::default(),
             releasing: Default::default(),
+            cold: Default::default(),
             process_tag: Some(format!("{}@worker:{}", job.spec.run, self.opts.name)),
             job_changes: Default::default(),
             cfg: EngineConfig {
