@@ -39,7 +39,9 @@ impl CappedLog {
             tail: VecDeque::new(),
             tail_cap: (cap - cap / 2) as usize,
             seen: 0,
-            recent: VecDeque::with_capacity(TAIL_LINES_BYTES),
+            // Grown as output comes: most commands print little, and 64 agents at
+            // once would hold 1 MB of empty tails.
+            recent: VecDeque::new(),
         })
     }
 
