@@ -347,7 +347,11 @@ fn only_the_pools_first_worktree_builds_its_caches_cold() {
     for t in ["a", "b", "c"] {
         s.ok(&["task", "add", t]);
     }
-    s.ok(&["run", "--agent-cmd", "echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\""]);
+    s.ok(&[
+        "run",
+        "--agent-cmd",
+        "echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\"",
+    ]);
     let runs = std::fs::read_to_string(log.path()).unwrap();
     let cold = runs.lines().filter(|l| *l == "cold").count();
     // Three worker gates at once, and at least one integration gate in a worktree

@@ -51,6 +51,8 @@ struct Script {
     dirty_switches: usize,
     /// Tasks whose first attempt's agent work panics (a bug in orch, injected).
     panics_in_agent: Vec<i64>,
+    /// How long each claim takes the store.
+    claim_takes: Duration,
 }
 
 #[derive(Default)]
@@ -83,6 +85,8 @@ struct World {
     /// and its busy and total times so far.
     cpu_busy: Option<u64>,
     cpu: (u64, u64),
+    /// When the first agent started.
+    first_agent_at: Option<tokio::time::Instant>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -324,6 +328,8 @@ impl JournalPort for FakeJournal {
         Ok(())
     }
     async fn claim(&self, run: &RunId, event: &Journaled, _: i64) -> Result<(), StoreError> {
+        let takes = self.0.lock().unwrap().script.claim_takes;
+        tokio::time::sleep(takes).await;
         self.append(run, std::slice::from_ref(event)).await
     }
     async fn board_version(&self, _: &RunId) -> Result<i64, StoreError> {
@@ -483,6 +489,8 @@ impl ProcessPort for FakeProcs {
             let mut w = self.0.lock().unwrap();
             let a = attempt_of(&w, &spec.cwd);
             w.agents_run.push(a);
+            w.first_agent_at
+                .get_or_insert_with(tokio::time::Instant::now);
             (a, w.script.hangs_ignoring_sigterm.contains(&a.task.0))
         };
         let panics = self
@@ -839,6 +847,32 @@ async fn a_store_busy_past_its_patience_stops_the_run_and_its_agents() {
     assert!(
         signals.iter().any(|(_, s)| *s == "kill"),
         "the agent outlived the driver: {signals:?}"
+    );
+}
+
+/// Claims wait behind work already claimed: with slow claims, the first task's agent
+/// starts once its own claim is in, not after every claim of the run's first burst.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_slow_claims_does_not_hold_back_the_first_agent() {
+    let fx = Fx::new(
+        &[1, 2, 3, 4],
+        Script {
+            claim_takes: Duration::from_secs(10),
+            ..Script::default()
+        },
+    );
+    let mut config = Config::default();
+    config.run.concurrency = std::num::NonZeroU32::new(4).unwrap();
+    let started = tokio::time::Instant::now();
+    let orch = fx.driver_with(patience(), config).drive().await.unwrap();
+    assert_eq!(orch.state(), RunState::Completed);
+    let first = fx.world.lock().unwrap().first_agent_at.unwrap();
+    // Its own claim, and at most one more in flight when its start was journaled
+    // (the store writes one thing at a time): not all four.
+    assert!(
+        first - started <= Duration::from_secs(20),
+        "the first agent started after {:?}",
+        first - started
     );
 }
 
