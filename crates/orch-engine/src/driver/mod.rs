@@ -31,7 +31,7 @@ use crate::ports::Ports;
 use crate::recover::lease::{self, Owner};
 use crate::run::handle::Steer;
 use crate::{EngineConfig, EngineError, Progress, RunHandle, RunUpdate, now};
-use lane::{Done, Lane, LaneFuture, run_lane};
+use lane::{Done, Lane, LaneFuture, run_lane, take_writes};
 
 /// What a driver needs besides its ports and the orchestrator.
 #[derive(Debug, Clone)]
@@ -335,13 +335,7 @@ impl RunDriver {
             match self.outbox.front() {
                 None => break,
                 Some(Command::Persist(_)) => {
-                    let mut batch = Vec::new();
-                    while let Some(Command::Persist(_)) = self.outbox.front() {
-                        let Some(Command::Persist(e)) = self.outbox.pop_front() else {
-                            unreachable!("just matched")
-                        };
-                        batch.push(e);
-                    }
+                    let batch = take_writes(&mut self.outbox);
                     self.start(Lane::Write(batch));
                 }
                 Some(Command::RefreshBoard) => {
