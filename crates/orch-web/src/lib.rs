@@ -106,7 +106,7 @@ pub async fn start(repo: Repo, opts: Options) -> Result<Served, WebError> {
         addr: opts.bind,
         source,
     })?;
-    let (feed, poller) = live::spawn_poller(store.clone());
+    let (feed, poller) = live::spawn_poller(store.clone()).await;
     let state = AppState {
         feed,
         board: Arc::default(),

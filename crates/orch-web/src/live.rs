@@ -25,13 +25,16 @@ use crate::state::{AppState, Message};
 const TICK: Duration = Duration::from_millis(100);
 
 /// The poller's side: every new event, once, to every client.
-pub(crate) fn spawn_poller(
+pub(crate) async fn spawn_poller(
     store: Store,
 ) -> (broadcast::Sender<Message>, tokio::task::JoinHandle<()>) {
     let (tx, _) = broadcast::channel(4096);
     let feed = tx.clone();
+    // Where it starts is read before the server serves. Read by the spawned task, it
+    // could come late on a loaded machine: an event written in between was then never
+    // broadcast, and a client that caught up before it waited for it for ever.
+    let mut after = store.last_event_seq().await.unwrap_or(0);
     let task = tokio::spawn(async move {
-        let mut after = store.last_event_seq().await.unwrap_or(0);
         loop {
             tokio::time::sleep(TICK).await;
             for m in read(&store, after).await {
