@@ -331,18 +331,19 @@ esac"#;
     assert_eq!(attempts, 2, "{:?}", pooled(&s));
 }
 
-#[test]
-fn only_the_pools_first_worktree_builds_its_caches_cold() {
-    // Every gate, worker and integration, builds `target/` when its worktree has
-    // none (slowly, so that the three worker gates would overlap), and logs which.
+/// Runs three tasks at once in a pool that keeps `target/`, with `gate` (a shell
+/// snippet that logs to `{log}`) as the gates `stages` names (`worker`, `integration`)
+/// and `validate.slots` as `slots` sets (empty: unset). Returns the sandbox and the log.
+fn three_at_once(gate: &str, stages: &[&str], slots: &str) -> (Sandbox, String) {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let gate = format!(
-        "if [ -e target/debug/cache.bin ]; then echo warm; else sleep 1; mkdir -p target/debug && echo built > target/debug/cache.bin; echo cold; fi >> '{}'",
-        log.path().display()
-    );
+    let gate = gate.replace("{log}", &log.path().display().to_string());
     let gate = serde_json::to_string(&gate).unwrap();
+    let gates: String = stages
+        .iter()
+        .map(|st| format!("{st} = [{gate}]\n"))
+        .collect();
     let s = sandbox(&format!(
-        "[run]\nconcurrency = 3\n[worktrees]\nkeep = [\"target/\"]\n[validate]\nworker = [{gate}]\nintegration = [{gate}]\n"
+        "[run]\nconcurrency = 3\n[worktrees]\nkeep = [\"target/\"]\n[validate]\n{slots}{gates}"
     ));
     for t in ["a", "b", "c"] {
         s.ok(&["task", "add", t]);
@@ -353,6 +354,18 @@ fn only_the_pools_first_worktree_builds_its_caches_cold() {
         "echo \"$ORCH_TASK_TITLE\" > \"$ORCH_TASK_TITLE.txt\"",
     ]);
     let runs = std::fs::read_to_string(log.path()).unwrap();
+    (s, runs)
+}
+
+#[test]
+fn only_the_pools_first_worktree_builds_its_caches_cold() {
+    // Every gate, worker and integration, builds `target/` when its worktree has
+    // none (slowly, so that the three worker gates would overlap), and logs which.
+    let (s, runs) = three_at_once(
+        "if [ -e target/debug/cache.bin ]; then echo warm; else sleep 1; mkdir -p target/debug && echo built > target/debug/cache.bin; echo cold; fi >> '{log}'",
+        &["worker", "integration"],
+        "",
+    );
     let cold = runs.lines().filter(|l| *l == "cold").count();
     // Three worker gates at once, and at least one integration gate in a worktree
     // of its own: only the first built cold, the others copied its caches.
@@ -361,4 +374,30 @@ fn only_the_pools_first_worktree_builds_its_caches_cold() {
     for t in ["a", "b", "c"] {
         assert_eq!(landed(&s, &format!("{t}.txt")), t);
     }
+}
+
+#[test]
+fn gates_that_make_no_caches_do_not_wait_for_one_another() {
+    // `keep` names a cache the gates never make: after the first gate shows it, the
+    // others run side by side, not one after another.
+    let (_s, runs) = three_at_once(
+        "echo \"start $(date +%s.%N)\" >> '{log}'; sleep 2; echo \"end $(date +%s.%N)\" >> '{log}'",
+        &["worker"],
+        "slots = 3\n",
+    );
+    let mut marks: Vec<(f64, i32)> = runs
+        .lines()
+        .map(|l| {
+            let (what, at) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), if what == "start" { 1 } else { -1 })
+        })
+        .collect();
+    marks.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in &marks {
+        now += d;
+        most = most.max(now);
+    }
+    assert_eq!(marks.len(), 6, "{marks:?}");
+    assert!(most >= 2, "the gates ran one at a time: {marks:?}");
 }
