@@ -60,14 +60,13 @@ pub struct RunDriver {
     orch: Orchestrator,
     owner: Owner,
     outbox: VecDeque<Command>,
-    /// Claims, in the order the core made them. They take the lane only when nothing
-    /// else waits: work already claimed goes on first (a burst of 64 claims at a run's
-    /// start once held the first agents' starts back by 0.4 s). Nothing a claim's
-    /// answer starts is in the outbox before the claim is answered.
-    claims: VecDeque<(TaskId, Journaled)>,
-    /// For each claim waiting, the board version the core decided it on: the
-    /// store refuses it if the task changed since.
-    claim_seen: HashMap<TaskId, i64>,
+    /// Claims, in the order the core made them, each with the board version it was
+    /// decided on (the store refuses it if the task changed since). They take the
+    /// lane only when nothing else waits: work already claimed goes on first (a burst
+    /// of 64 claims at a run's start once held the first agents' starts back by 0.4
+    /// s). Nothing a claim's answer starts is in the outbox before the claim is
+    /// answered.
+    claims: VecDeque<(TaskId, Journaled, i64)>,
     lane: Option<LaneFuture>,
     /// Every piece of work the run spawned. Dropping the driver (an embedder dropping
     /// the run's future) aborts them, and their process-group guards stop their
@@ -135,7 +134,6 @@ impl RunDriver {
             },
             outbox: VecDeque::new(),
             claims: VecDeque::new(),
-            claim_seen: HashMap::new(),
             lane: None,
             work: JoinSet::new(),
             owners: HashMap::new(),
@@ -212,8 +210,7 @@ impl RunDriver {
             while let Some(c) = self.orch.poll_command() {
                 match c {
                     Command::Claim { task, event } => {
-                        self.claim_seen.insert(task, self.board_seen);
-                        self.claims.push_back((task, event));
+                        self.claims.push_back((task, event, self.board_seen));
                     }
                     c => self.outbox.push_back(c),
                 }
@@ -354,9 +351,8 @@ impl RunDriver {
         }
         if self.lane.is_none()
             && self.outbox.is_empty()
-            && let Some((task, event)) = self.claims.pop_front()
+            && let Some((task, event, seen)) = self.claims.pop_front()
         {
-            let seen = self.claim_seen.remove(&task).unwrap_or(self.board_seen);
             self.start(Lane::Claim(task, event, seen));
         }
         if self.lane.is_none() && self.finished.is_none() {

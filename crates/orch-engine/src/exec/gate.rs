@@ -190,11 +190,14 @@ async fn run_in(
         stage,
         message,
     };
+    // A pooled worktree's caches: copied in, or built first while others wait.
     let first = match slot {
-        Some(_) => Some(super::warm::before_gate(&ctx, &cwd, &stop).await),
+        Some(_) => Some((
+            cwd.clone(),
+            super::warm::before_gate(&ctx, &cwd, &stop).await,
+        )),
         None => None,
     };
-    let pooled = slot.map(|_| cwd.clone());
     let log_dir = ctx.log_dir(attempt);
     let (tx, forward) = super::forward(&ctx, attempt, Some(stage));
     let spec = GateSpec {
@@ -214,7 +217,7 @@ async fn run_in(
     let (procs, term) = (ctx.procs.clone(), stop.term.clone());
     let gate = async move { procs.run_gate(&spec, &term).await };
     let (r, ()) = tokio::join!(gate, forward);
-    if let (Some(cwd), Some(first)) = (pooled, first) {
+    if let Some((cwd, first)) = first {
         super::warm::after_gate(&ctx, &cwd, first);
     }
     let r = match r {
