@@ -3,7 +3,7 @@
 //! the integration gate for every merge that holds them. Over random shapes (stacks,
 //! batches, stacks of batches, `auto`) and crashes, bisection must find every culprit:
 //! each breaking task fails, every other task lands, and every invariant the simulator
-//! checks holds.
+//! checks holds. `ORCH_BATCH_SEEDS=<n>` runs more seeds (default 300).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -76,6 +76,7 @@ fn shape(rng: &mut Rng) -> Shape {
 
 struct Outcome {
     implied: usize,
+    aside: usize,
     culprits: usize,
     resized: usize,
     crashes: u32,
@@ -118,7 +119,11 @@ fn run(seed: u64) -> Result<Outcome, String> {
     }
     w.check_end()?;
     if w.finished != Some(RunState::Completed) {
-        return Err(format!("the run ended {:?}", w.finished));
+        let why = w.journal.iter().rev().find_map(|e| match e {
+            RunEvent::RunMoved { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        return Err(format!("the run ended {:?}: {why:?}", w.finished));
     }
     for (t, s) in w.statuses() {
         let want = match breaking.contains(&t) {
@@ -131,6 +136,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
     }
     let mut o = Outcome {
         implied: 0,
+        aside: 0,
         culprits: 0,
         resized: 0,
         crashes: w.crashes,
@@ -138,6 +144,7 @@ fn run(seed: u64) -> Result<Outcome, String> {
     for e in &w.journal {
         match e {
             RunEvent::IntegrationImplied { .. } => o.implied += 1,
+            RunEvent::SetAside { .. } => o.aside += 1,
             RunEvent::Shaped { why, .. } if why.contains("of the last") => o.resized += 1,
             RunEvent::AttemptMoved {
                 to:
@@ -154,16 +161,19 @@ fn run(seed: u64) -> Result<Outcome, String> {
 
 #[test]
 fn bisection_finds_every_culprit_in_stacks_of_batches() {
-    let (mut implied, mut culprits, mut resized, mut crashes) = (0, 0, 0, 0);
-    for seed in 0..300 {
+    let (mut implied, mut aside, mut culprits, mut resized, mut crashes) = (0, 0, 0, 0, 0);
+    let seeds: u64 =
+        std::env::var("ORCH_BATCH_SEEDS").map_or(300, |n| n.parse().expect("a number"));
+    for seed in 0..seeds {
         let o = run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         implied += o.implied;
+        aside += o.aside;
         culprits += o.culprits;
         resized += o.resized;
         crashes += o.crashes;
     }
     assert!(
-        implied > 500 && culprits > 300 && resized > 100 && crashes > 50,
-        "passes implied below a batch's top {implied}, culprits found {culprits}, batches sized anew {resized}, crashes {crashes}"
+        implied > 500 && aside > 50 && culprits > 300 && resized > 100 && crashes > 50,
+        "passes implied below a batch's top {implied}, batches set aside {aside}, culprits found {culprits}, batches sized anew {resized}, crashes {crashes}"
     );
 }

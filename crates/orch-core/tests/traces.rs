@@ -626,9 +626,10 @@ fn the_integration_gate_stands_in_for_the_same_worker_gate() {
 
 /// Two batches of two, both tops failing (task 2 is bad, and task 4's first run
 /// fails with it below): only the lower batch is bisected, since every merge above a
-/// failure holds its culprit. Task 1 passes, task 2 is the culprit, and the upper
-/// batch is stacked again without it and passes on its top alone: task 3 is never
-/// gated on its own.
+/// failure holds its culprit. It is set aside, and bisected beside the stack: the
+/// upper batch is stacked again without it at once, passes on its top alone (task 3
+/// is never gated on its own) and lands first. Task 1 passes beside the stack, task 2
+/// is the culprit, and task 1 is gated again on the stack, and lands.
 #[test]
 fn only_the_lowest_failing_batch_is_bisected() {
     let mut s = Script::default();
@@ -650,10 +651,16 @@ fn only_the_lowest_failing_batch_is_bisected() {
     let (t, w) = trace(w, |_| {});
     assert_eq!(w.finished, Some(RunState::Completed));
     assert!(t.contains("task-2-1 Integrating -> Failed"), "{t}");
+    assert!(
+        t.contains("run.batch_set_aside task-2-1's gate failed"),
+        "{t}"
+    );
+    let landed = |a: &str| t.find(&format!("run.head_advanced {a}")).expect("landed");
+    assert!(landed("task-4-1") < landed("task-1-1"), "{t}");
     let gated = |a: &str| t.matches(&format!("run integration gate {a} ")).count();
     assert_eq!(
         (gated("task-1-1"), gated("task-3-1"), gated("task-4-1")),
-        (1, 0, 2),
+        (2, 0, 2),
         "{t}"
     );
     insta::assert_snapshot!(t);

@@ -8,12 +8,30 @@
 //! validated again. A failing integration gate is run again up to
 //! `validate.integration_retries` times, and a pass after a failure is journaled as
 //! flaky.
+//!
+//! A batch whose gate fails while everything below it passed holds its culprit. When
+//! finding it takes a search (some of the batch is not judged yet), the batch is set
+//! aside: it is bisected beside the stack, on the merge it was stacked on, while the
+//! rest of the stack is stacked again without it and goes on (Zuul's way with a failing
+//! change). Once its culprit fails, what was below it waits at the front of the queue
+//! and what was above it (not judged, it may hold another culprit) at the back, each to
+//! be merged and gated again on the stack.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::attempt::{Attempts, Op};
 use super::shape::Verdicts;
 use super::types::{AttemptId, AttemptState, CommitId};
+
+/// Where an attempt that left the integration queue was.
+#[derive(Debug)]
+pub(super) enum Left {
+    /// At this place in the stack.
+    Stack(usize),
+    /// In a batch set aside: the rest of that batch, now back at the front of the
+    /// queue.
+    Aside(Vec<AttemptId>),
+}
 
 /// Waiting attempts and the candidates being integrated.
 #[derive(Debug, Clone, Default)]
@@ -23,11 +41,17 @@ pub(super) struct Integrator {
     /// The stack, bottom first: each is merged onto the one below (the bottom onto
     /// the head).
     pub(super) candidates: Vec<AttemptId>,
+    /// Batches set aside, each bottom first, merged onto the merge they were stacked
+    /// on: their culprit is searched for beside the stack. They never land.
+    pub(super) asides: Vec<Vec<AttemptId>>,
     /// Failed integration gate runs so far, by candidate, with the first failure.
     reruns: BTreeMap<AttemptId, (u32, String)>,
     /// Candidates whose gate failed while one below them had not passed yet: the
     /// failure may be that one's, so its verdict waits for theirs.
     pub(super) held: BTreeMap<AttemptId, String>,
+    /// Candidates of batches set aside, until merged again, whose failure was counted
+    /// among the verdicts as their batch was set aside.
+    pub(super) counted: BTreeSet<AttemptId>,
     /// The run's latest verdicts, which size adaptive batches.
     pub(super) verdicts: Verdicts,
     /// The adaptive batch size last journaled.
@@ -37,20 +61,34 @@ pub(super) struct Integrator {
 impl Integrator {
     /// Queues an attempt that passed its worker gate.
     pub(super) fn enqueue(&mut self, a: AttemptId) {
-        if !self.waiting.contains(&a) && !self.candidates.contains(&a) {
+        if !self.waiting.contains(&a) && !self.candidates.contains(&a) && self.aside(a).is_none() {
             self.waiting.push_back(a);
         }
     }
 
-    /// How many attempts wait to integrate or are in the stack.
+    /// How many attempts wait to integrate, are in the stack or set aside.
     pub(super) fn queued(&self) -> usize {
-        self.waiting.len() + self.candidates.len()
+        self.waiting.len() + self.candidates.len() + self.asides.iter().map(Vec::len).sum::<usize>()
     }
 
-    /// Other tasks' attempts waiting to integrate or in the stack.
+    /// Other tasks' attempts waiting to integrate, in the stack or set aside.
     pub(super) fn queued_besides(&self, task: crate::task::TaskId) -> BTreeSet<AttemptId> {
         let queue = self.waiting.iter().chain(&self.candidates);
+        let queue = queue.chain(self.asides.iter().flatten());
         queue.copied().filter(|a| a.task != task).collect()
+    }
+
+    /// Which set-aside batch `a` is in, if it is in one.
+    fn aside(&self, a: AttemptId) -> Option<usize> {
+        self.asides.iter().position(|s| s.contains(&a))
+    }
+
+    /// The chain `a` is gated in: the stack, or the batch set aside it is in.
+    fn chain_of(&self, a: AttemptId) -> &[AttemptId] {
+        match self.aside(a) {
+            Some(i) => &self.asides[i],
+            None => &self.candidates,
+        }
     }
 
     /// Whether `a`'s integration gate failed and is being run again (flaky reruns).
@@ -78,12 +116,42 @@ impl Integrator {
         self.reruns.remove(&a)
     }
 
-    /// Takes `a` out of the queue and the stack: its place in the stack, if it had one.
-    pub(super) fn leave(&mut self, a: AttemptId) -> Option<usize> {
+    /// Takes `a` out of the queue, the stack and any batch set aside: where it was.
+    /// The rest of a batch set aside goes back to the front of the queue, in order,
+    /// its gates' verdicts forgotten.
+    pub(super) fn leave(&mut self, a: AttemptId) -> Option<Left> {
         self.forget(a);
+        if let Some(i) = self.aside(a) {
+            let mut rest = self.asides.remove(i);
+            let at = rest
+                .iter()
+                .position(|x| *x == a)
+                .expect("it is in the batch");
+            let above = rest.split_off(at + 1);
+            rest.pop();
+            self.requeue(&rest, true);
+            // Not judged yet, they may hold another culprit: stacked last, they hold
+            // back nothing that was waiting.
+            self.requeue(&above, false);
+            rest.extend(above);
+            return Some(Left::Aside(rest));
+        }
         let i = self.candidates.iter().position(|c| *c == a)?;
         self.candidates.remove(i);
-        Some(i)
+        Some(Left::Stack(i))
+    }
+
+    /// Puts `moved` back in the queue, in order, at its front or its back, with its
+    /// gates' earlier verdicts forgotten: they are merged again.
+    fn requeue(&mut self, moved: &[AttemptId], front: bool) {
+        match front {
+            true => moved.iter().rev().for_each(|a| self.waiting.push_front(*a)),
+            false => self.waiting.extend(moved),
+        }
+        for a in moved {
+            self.reruns.remove(a);
+            self.held.remove(a);
+        }
     }
 
     /// Takes every candidate from position `from` up off the stack, back to the front
@@ -91,14 +159,70 @@ impl Integrator {
     /// merged again on their new predecessor. Returns them, bottom first.
     pub(super) fn unstack_from(&mut self, from: usize) -> Vec<AttemptId> {
         let moved: Vec<AttemptId> = self.candidates.drain(from..).collect();
-        for a in moved.iter().rev() {
-            self.waiting.push_front(*a);
-        }
-        for a in &moved {
-            self.reruns.remove(a);
-            self.held.remove(a);
-        }
+        self.requeue(&moved, true);
         moved
+    }
+
+    /// Whether the stack's failure held at `a` calls for setting its batch aside: the
+    /// stretch from the lowest candidate not passed up to `a`, when no failure is held
+    /// below `a`, some of it is not judged yet (else its verdicts are out already, and
+    /// it lands sooner in place), and other work is stacked above it or waits (else
+    /// nothing would go on without it). Returns where the stretch starts.
+    pub(super) fn to_set_aside(&self, a: AttemptId, attempts: &Attempts) -> Option<usize> {
+        let at = self.candidates.iter().position(|c| *c == a)?;
+        let start = self
+            .candidates
+            .iter()
+            .position(|c| !attempts.rec(*c).integration_passed)?;
+        let below = &self.candidates[start..at];
+        let held_below = below.iter().any(|c| self.held.contains_key(c));
+        let unjudged = below.iter().any(|c| {
+            let x = attempts.get(*c).expect("candidates exist");
+            !x.rec.integration_passed && !matches!(x.op(), Some(Op::Gate(_)))
+        });
+        let more = at + 1 < self.candidates.len() || !self.waiting.is_empty();
+        (!held_below && unjudged && more).then_some(start)
+    }
+
+    /// Sets the stack's candidates `from..=to` aside, as a batch of their own: returns
+    /// them, bottom first. What was above them is still in the stack, at `from`.
+    pub(super) fn set_aside(&mut self, from: usize, to: usize) -> Vec<AttemptId> {
+        let batch: Vec<AttemptId> = self.candidates.drain(from..=to).collect();
+        self.asides.push(batch.clone());
+        self.counted.extend(&batch);
+        batch
+    }
+
+    /// Set-aside batches whose lowest candidate not passed has a held failure: every
+    /// candidate below it passed, so it is that candidate's own. Their held summaries
+    /// are handed back, to be judged.
+    pub(super) fn judged_asides(&mut self, attempts: &Attempts) -> Vec<(AttemptId, String)> {
+        let open: Vec<AttemptId> = self
+            .asides
+            .iter()
+            .filter_map(|s| {
+                s.iter()
+                    .copied()
+                    .find(|a| !attempts.rec(*a).integration_passed)
+            })
+            .collect();
+        open.into_iter()
+            .filter_map(|a| self.held.remove(&a).map(|why| (a, why)))
+            .collect()
+    }
+
+    /// A set-aside batch all of whose candidates passed (its failure did not come
+    /// again): it goes back to the front of the queue, and is handed back.
+    pub(super) fn cleared_aside(&mut self, attempts: &Attempts) -> Option<Vec<AttemptId>> {
+        let i = self.asides.iter().position(|s| {
+            s.iter().all(|a| {
+                let x = attempts.get(*a).expect("candidates exist");
+                x.rec.integration_passed && !x.busy
+            })
+        })?;
+        let batch = self.asides.remove(i);
+        self.requeue(&batch, true);
+        Some(batch)
     }
 
     /// Makes `a` a candidate directly, on top of the stack (resume: it was being
@@ -165,9 +289,16 @@ impl Integrator {
         }
     }
 
-    /// Whether every candidate below `a` passed its gate.
+    /// The candidates below `a` in its chain (the stack, or its batch set aside),
+    /// bottom first.
+    pub(super) fn below(&self, a: AttemptId) -> Vec<AttemptId> {
+        let chain = self.chain_of(a).iter().copied();
+        chain.take_while(|x| *x != a).collect()
+    }
+
+    /// Whether every candidate below `a` in its chain passed its gate.
     pub(super) fn below_passed(&self, a: AttemptId, attempts: &Attempts) -> bool {
-        self.candidates
+        self.chain_of(a)
             .iter()
             .take_while(|c| **c != a)
             .all(|c| attempts.rec(*c).integration_passed)
@@ -229,10 +360,9 @@ impl Integrator {
     /// The gates due now, bottom first, at most `free` of them; `batch` is the batch
     /// size, and `more` says whether more work can be stacked at once.
     ///
-    /// The candidates with a verdict, a held failure or a gate out split the stack
-    /// into segments. Below the lowest held failure, the segment of candidates not
-    /// yet judged is bisected: its middle is gated, or with k gates free, k points
-    /// evenly spaced in it; nothing above it is gated, as every merge there holds its
+    /// Each batch set aside is searched first, with an even share of the free gates
+    /// (see `search`). In the stack, below the lowest held failure, the stretch not
+    /// judged is bisected; nothing above it is gated, as every merge there holds its
     /// culprit. With no failure held, the candidates above the last judged one form
     /// batches of `batch` from the bottom; a full batch's top is gated, and so is the
     /// last, partial one's when nothing more is coming.
@@ -243,37 +373,28 @@ impl Integrator {
         more: bool,
         attempts: &Attempts,
     ) -> Vec<(AttemptId, CommitId)> {
-        let c = &self.candidates;
         let judged = |a: &AttemptId| {
             let x = attempts.get(*a).expect("candidates exist");
             x.rec.integration_passed
                 || self.held.contains_key(a)
                 || matches!(x.op(), Some(Op::Gate(_)))
         };
+        let held = |a: &AttemptId| self.held.contains_key(a);
+        let share = free.div_ceil(self.asides.len() + 1);
         let mut due = Vec::new();
-        let mut start = 0;
-        let mut failed_below = false;
-        for (i, a) in c.iter().enumerate() {
-            if !judged(a) {
-                continue;
+        for aside in &self.asides {
+            if let Search::Bisect(points) = search(aside, share, judged, held) {
+                due.extend(points);
             }
-            if self.held.contains_key(a) {
-                if i > start {
-                    // With more than one gate free, split it in as many places at once.
-                    let (m, k) = (i - start, free.clamp(1, i - start));
-                    due.extend((1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]));
-                }
-                // Every merge above holds this failure's culprit: gating one tells
-                // nothing until the culprit is found, so the slots go to the search.
-                failed_below = true;
-                break;
-            }
-            start = i + 1;
         }
-        let open = if failed_below { &c[..0] } else { &c[start..] };
-        for chunk in open.chunks(batch.max(1)) {
-            if chunk.len() == batch.max(1) || !more {
-                due.push(*chunk.last().expect("chunks are not empty"));
+        match search(&self.candidates, free, judged, held) {
+            Search::Bisect(points) => due.extend(points),
+            Search::Open(start) => {
+                for chunk in self.candidates[start..].chunks(batch.max(1)) {
+                    if chunk.len() == batch.max(1) || !more {
+                        due.push(*chunk.last().expect("chunks are not empty"));
+                    }
+                }
             }
         }
         due.into_iter()
@@ -289,11 +410,45 @@ impl Integrator {
             .collect()
     }
 
-    /// How many integration gates are out.
+    /// How many integration gates are out, in the stack and beside it.
     pub(super) fn gates_out(&self, attempts: &Attempts) -> usize {
-        self.candidates
-            .iter()
+        let chains = self.candidates.iter().chain(self.asides.iter().flatten());
+        chains
             .filter(|a| matches!(attempts.get(**a).and_then(|x| x.op()), Some(Op::Gate(_))))
             .count()
     }
+}
+
+/// Where the gates of a chain (the stack, or a batch set aside) go.
+enum Search {
+    /// A failure is held: these candidates split the stretch below it not judged.
+    Bisect(Vec<AttemptId>),
+    /// No failure is held: the stretch from here up is not judged.
+    Open(usize),
+}
+
+/// The candidates with a verdict, a held failure or a gate out split the chain `c`
+/// into stretches. Below the lowest held failure, the stretch not judged is bisected:
+/// its middle is gated, or with k gates free, k points evenly spaced in it.
+fn search(
+    c: &[AttemptId],
+    free: usize,
+    judged: impl Fn(&AttemptId) -> bool,
+    held: impl Fn(&AttemptId) -> bool,
+) -> Search {
+    let mut start = 0;
+    for (i, a) in c.iter().enumerate() {
+        if !judged(a) {
+            continue;
+        }
+        if held(a) {
+            let (m, k) = (i - start, free.clamp(1, (i - start).max(1)));
+            // Every merge above holds this failure's culprit: gating one tells nothing
+            // until the culprit is found, so the gates go to the search.
+            let points = (1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]);
+            return Search::Bisect(if m == 0 { Vec::new() } else { points.collect() });
+        }
+        start = i + 1;
+    }
+    Search::Open(start)
 }

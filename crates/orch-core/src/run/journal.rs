@@ -1,7 +1,7 @@
 //! Rebuilding a run's state from its journal: the fold that resume starts from, and
 //! that tests hold the live orchestrator to (I5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,10 @@ pub struct RunSnapshot {
     /// after a resume.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<bool>,
+    /// Candidates of batches set aside, until merged again: the batch's failure was
+    /// counted as it was set aside, so its culprit's is not counted again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub set_aside: BTreeSet<AttemptId>,
 }
 
 impl RunSnapshot {
@@ -110,6 +114,7 @@ impl Default for RunSnapshot {
             claimed_after: BTreeMap::new(),
             planner_usage: Usage::default(),
             verdicts: Vec::new(),
+            set_aside: BTreeSet::new(),
         }
     }
 }
@@ -149,6 +154,11 @@ impl RunSnapshot {
             | RunEvent::CleanupDone { .. }
             | RunEvent::AttemptUsage { .. } => self.apply_to_attempt(e),
             RunEvent::ClaimsPaused { paused } => self.paused = *paused,
+            // A batch's own failure, as the run counted it.
+            RunEvent::SetAside { batch, .. } => {
+                self.push_verdict(true);
+                self.set_aside.extend(batch);
+            }
             RunEvent::PlannerUsage { usage, .. } => self.planner_usage.add(usage),
             RunEvent::TaskTaken { task, status } => match status {
                 Some(s) => {
@@ -178,6 +188,14 @@ impl RunSnapshot {
         }
     }
 
+    /// Records an integration verdict, forgetting the oldest past the recent ones.
+    fn push_verdict(&mut self, failed: bool) {
+        if self.verdicts.len() == super::shape::RECENT_VERDICTS {
+            self.verdicts.remove(0);
+        }
+        self.verdicts.push(failed);
+    }
+
     /// Applies an event about one attempt.
     fn apply_to_attempt(&mut self, e: &RunEvent) {
         match e {
@@ -194,11 +212,10 @@ impl RunSnapshot {
                     AttemptState::Failed(FailureKind::IntegrationValidation { .. }) => Some(true),
                     _ => None,
                 };
-                if let Some(failed) = verdict {
-                    if self.verdicts.len() == super::shape::RECENT_VERDICTS {
-                        self.verdicts.remove(0);
-                    }
-                    self.verdicts.push(failed);
+                // A set-aside batch's culprit: its failure was counted with the batch's.
+                let counted = verdict == Some(true) && self.set_aside.remove(attempt);
+                if let Some(failed) = verdict.filter(|_| !counted) {
+                    self.push_verdict(failed);
                 }
             }
             RunEvent::AttemptHead {
@@ -216,6 +233,7 @@ impl RunSnapshot {
                 commit,
                 onto,
             } => {
+                self.set_aside.remove(attempt);
                 if let Some(a) = self.attempts.get_mut(attempt) {
                     a.merge = Some(commit.clone());
                     a.onto = Some(onto.clone());

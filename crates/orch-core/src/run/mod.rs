@@ -58,6 +58,7 @@ mod orchestrator;
 mod planner;
 mod policy;
 mod proposal;
+mod reason;
 mod refusal;
 mod report;
 mod resume;

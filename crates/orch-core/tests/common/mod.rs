@@ -1463,6 +1463,7 @@ pub fn fmt_command(c: &Command) -> String {
                 | RunEvent::GateRerun { .. }
                 | RunEvent::IntegrationImplied { .. }
                 | RunEvent::Shaped { .. }
+                | RunEvent::SetAside { .. }
                 | RunEvent::Flaky { .. }
                 | RunEvent::ReviewRequested { .. }
                 | RunEvent::QuotaBreaker { .. } => write!(s, " {}", e.reason()),

@@ -91,10 +91,8 @@ impl Orchestrator {
     pub(super) fn imply_below(&mut self, by: AttemptId, commit: &CommitId) {
         let below: Vec<AttemptId> = self
             .integrator
-            .candidates
-            .iter()
-            .copied()
-            .take_while(|a| *a != by)
+            .below(by)
+            .into_iter()
             // One whose own gate is out is judged by it.
             .filter(|a| {
                 let x = self.attempts.get(*a).expect("candidates exist");

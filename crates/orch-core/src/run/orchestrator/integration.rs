@@ -5,6 +5,7 @@ use super::Orchestrator;
 use crate::ports::Undo;
 use crate::run::attempt::Abort;
 use crate::run::event::RunEvent;
+use crate::run::integrator::Left;
 use crate::run::io::{Command, MergeResult, RefResult, Stage};
 use crate::run::revert;
 use crate::run::types::{AttemptId, AttemptPhase, AttemptState, CommitId, FailureKind};
@@ -77,6 +78,7 @@ impl Orchestrator {
                     commit: commit.clone(),
                     onto: onto.clone(),
                 });
+                self.integrator.counted.remove(&attempt);
                 let rec = &mut self.attempts.at(attempt).rec;
                 rec.merge = Some(commit.clone());
                 rec.onto = Some(onto);
@@ -100,6 +102,9 @@ impl Orchestrator {
     pub(super) fn integration_failed(&mut self, attempt: AttemptId, summary: String) {
         if !self.integrator.below_passed(attempt, &self.attempts) {
             self.integrator.held.insert(attempt, summary);
+            if let Some(from) = self.integrator.to_set_aside(attempt, &self.attempts) {
+                return self.set_aside(from, attempt);
+            }
             // Bisect: validate a candidate below it, if it is in a batch.
             self.schedule_gates();
             return;
@@ -118,6 +123,27 @@ impl Orchestrator {
             return;
         }
         self.fail(attempt, FailureKind::IntegrationValidation { summary });
+    }
+
+    /// The stack's failure held at `top` has its culprit among the candidates from
+    /// `from` up to it, and finding it takes a search: they are set aside, to be
+    /// bisected beside the stack on the merge they were stacked on, and what was above
+    /// them is stacked again without them. The failure counts as a verdict at once, so
+    /// that `auto` sizes the batches stacked next by it.
+    fn set_aside(&mut self, from: usize, top: AttemptId) {
+        let at = self.integrator.candidates.iter().position(|c| *c == top);
+        let batch = self
+            .integrator
+            .set_aside(from, at.expect("a held failure is a candidate"));
+        let onto = self.attempts.rec(batch[0]).onto.clone();
+        self.persist(RunEvent::SetAside {
+            batch,
+            failed: top,
+            onto: onto.expect("candidates have a merge and what it is on"),
+        });
+        self.integrator.verdicts.push(true);
+        self.restack_from(from, "a batch below it was set aside");
+        self.try_integrate();
     }
 
     /// The integration gate passed on the candidate: journal it, then land what can.
@@ -143,6 +169,13 @@ impl Orchestrator {
     /// advance is out already. A held failure just above that prefix is now its
     /// candidate's own, and is judged first.
     fn try_advance(&mut self) {
+        for (a, summary) in self.integrator.judged_asides(&self.attempts) {
+            self.integration_failed(a, summary);
+        }
+        if let Some(batch) = self.integrator.cleared_aside(&self.attempts) {
+            self.restack(batch, "its batch set aside passed after all");
+            return self.try_integrate();
+        }
         if let Some(a) = self.integrator.first_open(&self.attempts)
             && let Some(summary) = self.integrator.held.remove(&a)
         {
@@ -240,11 +273,14 @@ impl Orchestrator {
     /// Takes `attempt` out of the integration queue as it ends. Unless it landed, the
     /// candidates above it are stacked again on the one below it.
     pub(super) fn leave_queue(&mut self, attempt: AttemptId, landed: bool) {
-        let Some(i) = self.integrator.leave(attempt) else {
-            return;
-        };
-        if !landed {
-            self.restack_from(i, "a candidate below it left the stack");
+        match self.integrator.leave(attempt) {
+            Some(Left::Stack(i)) if !landed => {
+                self.restack_from(i, "a candidate below it left the stack");
+            }
+            Some(Left::Aside(rest)) => {
+                self.restack(rest, "the batch it was set aside with is judged");
+            }
+            _ => {}
         }
     }
 
@@ -252,7 +288,13 @@ impl Orchestrator {
     /// of the queue, in order, to be merged again on its new predecessor. One whose
     /// gate or merge is out is stopped first (its result is discarded).
     fn restack_from(&mut self, from: usize, why: &str) {
-        for a in self.integrator.unstack_from(from) {
+        let moved = self.integrator.unstack_from(from);
+        self.restack(moved, why);
+    }
+
+    /// Candidates back in the queue (`moved`) are stopped or moved back to merging.
+    fn restack(&mut self, moved: Vec<AttemptId>, why: &str) {
+        for a in moved {
             let x = self.attempts.at(a);
             match (x.rec.state.phase(), x.busy) {
                 (_, true) => self.abort(a, Abort::Restack),

@@ -385,7 +385,10 @@ impl Orchestrator {
         // The batch size's verdicts, as the journal's fold counts them (I5).
         match &to {
             AttemptState::Succeeded => self.integrator.verdicts.push(false),
-            AttemptState::Failed(FailureKind::IntegrationValidation { .. }) => {
+            // A set-aside batch's culprit: its failure was counted with the batch's.
+            AttemptState::Failed(FailureKind::IntegrationValidation { .. })
+                if !self.integrator.counted.remove(&attempt) =>
+            {
                 self.integrator.verdicts.push(true)
             }
             _ => {}

@@ -175,6 +175,7 @@ impl Orchestrator {
             claimed_after: self.claimed_after.clone(),
             planner_usage: self.spend.planner.clone(),
             verdicts: self.integrator.verdicts.latest(),
+            set_aside: self.integrator.counted.clone(),
         }
     }
 

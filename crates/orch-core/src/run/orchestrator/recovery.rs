@@ -59,6 +59,7 @@ impl Orchestrator {
         for failed in &journal.verdicts {
             o.integrator.verdicts.push(*failed);
         }
+        o.integrator.counted = journal.set_aside.clone();
         for (id, rec) in &journal.attempts {
             o.attempts
                 .insert(*id, Attempt::new(rec.clone(), None, None));
@@ -145,7 +146,7 @@ impl Orchestrator {
             reason.push(format!("{id} was integrated just before the crash"));
             self.complete(id);
         }
-        let mut chain = self.rebuild_stack(&integrating);
+        let mut chain = self.rebuild_stack(&integrating, actual);
         let reached = chain
             .iter()
             .position(|id| self.attempts.rec(*id).merge.as_ref() == Some(actual));
@@ -181,14 +182,37 @@ impl Orchestrator {
     }
 
     /// The in-flight candidates stacked on the journal's head, bottom first: each
-    /// merge made on the one below it.
-    fn rebuild_stack(&self, integrating: &[AttemptId]) -> Vec<AttemptId> {
-        let mut chain: Vec<AttemptId> = Vec::new();
-        let mut at = self.head.clone();
-        while let Some(id) = integrating.iter().copied().find(|id| {
+    /// merge made on the one below it. A batch set aside was merged on a commit the
+    /// stack was merged on too: the merges the ref reached (`actual`) pick the branch.
+    fn rebuild_stack(&self, integrating: &[AttemptId], actual: &CommitId) -> Vec<AttemptId> {
+        let live = |id: &AttemptId| {
             let r = self.attempts.rec(*id);
-            !chain.contains(id) && !r.state.is_terminal() && r.merge.is_some() && r.onto == at
-        }) {
+            !r.state.is_terminal() && r.merge.is_some()
+        };
+        let mut chain: Vec<AttemptId> = Vec::new();
+        let mut at = Some(actual.clone());
+        while at != self.head {
+            let below = integrating
+                .iter()
+                .copied()
+                .find(|id| !chain.contains(id) && live(id) && self.attempts.rec(*id).merge == at);
+            let Some(id) = below else {
+                chain.clear();
+                break;
+            };
+            chain.push(id);
+            at = self.attempts.rec(id).onto.clone();
+        }
+        chain.reverse();
+        let mut at = match chain.last() {
+            Some(top) => self.attempts.rec(*top).merge.clone(),
+            None => self.head.clone(),
+        };
+        while let Some(id) = integrating
+            .iter()
+            .copied()
+            .find(|id| !chain.contains(id) && live(id) && self.attempts.rec(*id).onto == at)
+        {
             chain.push(id);
             at = self.attempts.rec(id).merge.clone();
         }
