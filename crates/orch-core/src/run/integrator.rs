@@ -28,8 +28,7 @@ use super::types::{AttemptId, AttemptState, CommitId};
 pub(super) enum Left {
     /// At this place in the stack.
     Stack(usize),
-    /// In a batch set aside: the rest of that batch, now back at the front of the
-    /// queue.
+    /// In a batch set aside: the rest of that batch, now back in the queue.
     Aside(Vec<AttemptId>),
 }
 
@@ -117,8 +116,8 @@ impl Integrator {
     }
 
     /// Takes `a` out of the queue, the stack and any batch set aside: where it was.
-    /// The rest of a batch set aside goes back to the front of the queue, in order,
-    /// its gates' verdicts forgotten.
+    /// The rest of a batch set aside goes back to the queue, its gates' verdicts
+    /// forgotten: what was below `a` at the front, what was above it at the back.
     pub(super) fn leave(&mut self, a: AttemptId) -> Option<Left> {
         self.forget(a);
         if let Some(i) = self.aside(a) {
@@ -184,11 +183,14 @@ impl Integrator {
         (!held_below && unjudged && more).then_some(start)
     }
 
-    /// Sets the stack's candidates `from..=to` aside, as a batch of their own: returns
-    /// them, bottom first. What was above them is still in the stack, at `from`.
+    /// Sets the stack's candidates `from..=to` aside, as a batch of their own, and
+    /// counts its failure among the verdicts: returns them, bottom first. What was
+    /// above them is still in the stack, at `from`.
     pub(super) fn set_aside(&mut self, from: usize, to: usize) -> Vec<AttemptId> {
         let batch: Vec<AttemptId> = self.candidates.drain(from..=to).collect();
         self.asides.push(batch.clone());
+        // The batch's failure counts once, now: its culprit's will not count again.
+        self.verdicts.push(true);
         self.counted.extend(&batch);
         batch
     }
@@ -200,11 +202,7 @@ impl Integrator {
         let open: Vec<AttemptId> = self
             .asides
             .iter()
-            .filter_map(|s| {
-                s.iter()
-                    .copied()
-                    .find(|a| !attempts.rec(*a).integration_passed)
-            })
+            .filter_map(|s| first_open(s, attempts))
             .collect();
         open.into_iter()
             .filter_map(|a| self.held.remove(&a).map(|why| (a, why)))
@@ -304,12 +302,9 @@ impl Integrator {
             .all(|c| attempts.rec(*c).integration_passed)
     }
 
-    /// The lowest candidate whose gate has not passed.
+    /// The lowest candidate of the stack whose gate has not passed.
     pub(super) fn first_open(&self, attempts: &Attempts) -> Option<AttemptId> {
-        self.candidates
-            .iter()
-            .copied()
-            .find(|a| !attempts.rec(*a).integration_passed)
+        first_open(&self.candidates, attempts)
     }
 
     /// Where in the stack the candidate is whose ref advance is out, if one is.
@@ -442,13 +437,20 @@ fn search(
             continue;
         }
         if held(a) {
-            let (m, k) = (i - start, free.clamp(1, (i - start).max(1)));
             // Every merge above holds this failure's culprit: gating one tells nothing
             // until the culprit is found, so the gates go to the search.
-            let points = (1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]);
-            return Search::Bisect(if m == 0 { Vec::new() } else { points.collect() });
+            let (m, k) = (i - start, free.max(1).min(i - start));
+            return Search::Bisect((1..=k).map(|j| c[start + (j * m - 1) / (k + 1)]).collect());
         }
         start = i + 1;
     }
     Search::Open(start)
+}
+
+/// The lowest candidate of `chain` whose gate has not passed.
+fn first_open(chain: &[AttemptId], attempts: &Attempts) -> Option<AttemptId> {
+    chain
+        .iter()
+        .copied()
+        .find(|a| !attempts.rec(*a).integration_passed)
 }

@@ -128,8 +128,8 @@ impl Orchestrator {
     /// The stack's failure held at `top` has its culprit among the candidates from
     /// `from` up to it, and finding it takes a search: they are set aside, to be
     /// bisected beside the stack on the merge they were stacked on, and what was above
-    /// them is stacked again without them. The failure counts as a verdict at once, so
-    /// that `auto` sizes the batches stacked next by it.
+    /// them is stacked again without them. The failure counts as a verdict at once
+    /// (`Integrator::set_aside`), so that `auto` sizes the batches stacked next by it.
     fn set_aside(&mut self, from: usize, top: AttemptId) {
         let at = self.integrator.candidates.iter().position(|c| *c == top);
         let batch = self
@@ -141,7 +141,6 @@ impl Orchestrator {
             failed: top,
             onto: onto.expect("candidates have a merge and what it is on"),
         });
-        self.integrator.verdicts.push(true);
         self.restack_from(from, "a batch below it was set aside");
         self.try_integrate();
     }
