@@ -1200,20 +1200,27 @@ fn a_killed_run_is_flagged_its_leftovers_cleaned_and_it_resumes() {
         "cleanup stopped the leftovers"
     );
 
+    // A kill in the middle of an advance leaves the line's ref lock behind; every
+    // later advance would fail on it.
+    let line_lock = s.repo().join(".git/refs/heads/orch/integration.lock");
+    std::fs::write(&line_lock, "").unwrap();
+
     // Resume: the slow task is run again (uncounted) and everything ends done.
     std::fs::write(&flag, "").unwrap();
     let r = s.run_text(&["--json", "run", "--resume"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary = r.json();
     assert_eq!(summary["run"], run.as_str());
-    assert!(
+    let noted = |what: &str| {
         summary["notes"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n.as_str().unwrap().contains("took the run over")),
-        "{summary}"
-    );
+            .any(|n| n.as_str().unwrap().contains(what))
+    };
+    assert!(noted("took the run over"), "{summary}");
+    assert!(noted("removed the stale lock"), "{summary}");
+    assert!(!line_lock.exists());
     assert_eq!(s.statuses(), ["done", "done"]);
     let events = s.ok_text(&["--json", "events", "--run", &run]).stdout;
     assert!(events.contains("\"kind\":\"run.resumed\""), "{events}");

@@ -13,7 +13,7 @@ impl Git {
     /// repository that no process holds open, and returns them. For a clone only orch
     /// uses (a worker's), after the process that used it was killed: a lock still
     /// held open is in use and stays. (A run's resume in the user's repository clears
-    /// only its own refs' locks, by age: [`Git::clear_stale_locks`].)
+    /// only its own refs' and its line's locks, by age: [`Git::clear_stale_locks`].)
     pub fn clear_abandoned_ref_locks(&self) -> Vec<PathBuf> {
         let common = self.common_dir();
         let mut locks: Vec<PathBuf> = ["packed-refs.lock", "HEAD.lock"]

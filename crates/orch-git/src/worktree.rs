@@ -344,24 +344,30 @@ impl Git {
 
 impl Git {
     /// After a crash: removes the lock files a killed orch left behind in what belongs
-    /// to one run: its refs (`refs/heads/<branch_prefix>*.lock`) and the index and HEAD
-    /// locks of the given worktrees. A lock younger than `min_age` may belong to a git
+    /// to one run: its refs (`refs/heads/<branch>.lock` for each of `branches`, and
+    /// every ref lock below those ending in `/`, such as the run's own `orch/<run>/`)
+    /// and the index and HEAD locks of the given worktrees. A lock younger than `min_age` may belong to a git
     /// process still finishing; it is waited for (up to `min_age`) and then removed
     /// only if it is still there and old enough. Locks elsewhere (the user's index,
     /// `packed-refs`) are never touched. Returns the files it removed.
     pub fn clear_stale_locks(
         &self,
-        branch_prefix: &str,
+        branches: &[&str],
         worktrees: &[std::path::PathBuf],
         min_age: std::time::Duration,
     ) -> Vec<std::path::PathBuf> {
         let _admin = self.admin();
         let common = self.repo().common_dir().to_path_buf();
+        let heads = common.join("refs/heads");
         let mut candidates = Vec::new();
-        crate::locks::ref_locks(
-            &common.join("refs/heads").join(branch_prefix),
-            &mut candidates,
-        );
+        for b in branches {
+            match b.ends_with('/') {
+                true => crate::locks::ref_locks(&heads.join(b), &mut candidates),
+                false => candidates.push(heads.join(format!("{b}.lock"))),
+            }
+        }
+        candidates.retain(|p| p.is_file());
+        candidates.dedup();
         for wt in worktrees {
             let Ok(link) = std::fs::read_to_string(wt.join(".git")) else {
                 continue;

@@ -871,17 +871,21 @@ fn after_a_crash_stale_locks_and_half_added_worktrees_go_and_nothing_else() {
     let wt_admin = gitdir.join("worktrees/task-1-1");
     assert!(wt_admin.is_dir());
     let index_lock = wt_admin.join("index.lock");
+    // The line the run lands on (shared with other runs, but a lock left older than
+    // min_age is no live update's).
+    let line_lock = gitdir.join("refs/heads/orch/integration.lock");
     // Someone else's locks: another run's ref, and the user's own index.
     std::fs::create_dir_all(gitdir.join("refs/heads/orch/r2")).unwrap();
     let other_run = gitdir.join("refs/heads/orch/r2/integration.lock");
     let user_index = gitdir.join("index.lock");
-    for p in [&ref_lock, &index_lock, &other_run, &user_index] {
+    for p in [&ref_lock, &line_lock, &index_lock, &other_run, &user_index] {
         std::fs::write(p, "").unwrap();
     }
-    let removed = g.clear_stale_locks("orch/r1/", std::slice::from_ref(&wt), Duration::ZERO);
+    let run_refs = ["orch/r1/", "orch/integration"];
+    let removed = g.clear_stale_locks(&run_refs, std::slice::from_ref(&wt), Duration::ZERO);
     assert_eq!(
         removed.iter().collect::<BTreeSet<_>>(),
-        [&ref_lock, &index_lock]
+        [&ref_lock, &line_lock, &index_lock]
             .into_iter()
             .collect::<BTreeSet<_>>()
     );
@@ -889,7 +893,7 @@ fn after_a_crash_stale_locks_and_half_added_worktrees_go_and_nothing_else() {
     std::fs::remove_file(&user_index).unwrap();
     // A lock younger than min_age is waited for and then removed only if still there.
     std::fs::write(&ref_lock, "").unwrap();
-    let removed = g.clear_stale_locks("orch/r1/", &[], Duration::from_millis(200));
+    let removed = g.clear_stale_locks(&run_refs, &[], Duration::from_millis(200));
     assert_eq!(removed, vec![ref_lock.clone()]);
 
     // A worktree add killed midway: locked "initializing", half checked out.

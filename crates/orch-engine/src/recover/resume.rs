@@ -182,7 +182,8 @@ impl Engine {
     }
 
     /// Stops the dead owner's processes (nothing of it may still write) and removes
-    /// the git locks it left in the run's refs and worktrees.
+    /// the git locks it left in the run's refs, its integration line's and its
+    /// worktrees.
     async fn clear_leftovers(&self, run: &RunId, notes: &mut Vec<String>) {
         let tag = run.0.clone();
         let stopped = tokio::task::spawn_blocking(move || {
@@ -197,9 +198,12 @@ impl Engine {
                 stopped.killed.len()
             ));
         }
-        let (git, prefix, dir) = (
+        // The run's own refs, and the line it lands on: a killed orch may have left
+        // the line's lock mid-advance, and every later advance would fail on it.
+        let (git, prefix, line, dir) = (
             self.git.clone(),
             format!("orch/{run}/"),
+            layout::integration_branch(&self.cfg.config.run, run),
             self.cfg.worktree_root.join(&run.0),
         );
         // The pooled worktrees it held, too.
@@ -220,7 +224,7 @@ impl Engine {
                 .map(|e| e.path())
                 .collect();
             worktrees.extend(pooled);
-            git.clear_stale_locks(&prefix, &worktrees, Duration::from_secs(1))
+            git.clear_stale_locks(&[&prefix, &line], &worktrees, Duration::from_secs(1))
         })
         .await
         .expect("clearing locks does not panic");
