@@ -4,7 +4,10 @@
 
 use orch_core::run::{CommitId, Journaled, RunEvent, RunId, RunState};
 use orch_core::{TaskId, TaskStatus, Timestamp};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
+};
 
 use crate::entity::{event, run, task};
 use crate::{Store, StoreError, now};
@@ -174,29 +177,28 @@ impl Store {
             .collect()
     }
 
-    /// A run's claim: `event` (a move to `in_progress`) appended as
-    /// [`Store::append_run_events`] does, but refused with [`StoreError::TaskChanged`]
-    /// if anyone but the run wrote an event about the task after board version `seen`
-    /// (an edit the run has not seen yet, say a new dependency).
-    pub async fn claim_task(
+    /// A run's claims, in one transaction: each `event` (a move to `in_progress`)
+    /// appended as [`Store::append_run_events`] does, but refused with
+    /// [`StoreError::TaskChanged`] if anyone but the run wrote an event about its task
+    /// after the board version it was decided on, or with [`StoreError::ClaimLost`]
+    /// if the task is no longer where the run saw it. Each claim stands alone: a
+    /// refused one writes nothing and the others go on. One answer per claim, in
+    /// order; a store error (busy, unreachable) refuses the whole batch.
+    pub async fn claim_tasks(
         &self,
         id: &RunId,
-        event: &Journaled,
-        seen: i64,
+        claims: &[(Journaled, i64)],
         actor: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = self.write().await?;
-        if let Some(task) = event.event.task()
-            && let Some(seq) = newest_foreign_event(&txn, id, Some(task))
-                .await?
-                .filter(|s| *s > seen)
-        {
-            return Err(StoreError::TaskChanged { task, seq });
+        let mut answers = Vec::with_capacity(claims.len());
+        for (event, seen) in claims {
+            answers.push(claim_in(&txn, id, event, *seen, actor).await?);
         }
-        append_in(&txn, id, std::slice::from_ref(event), actor).await?;
         txn.commit()
             .await
-            .map_err(|e| StoreError::from_db(e, "committing"))
+            .map_err(|e| StoreError::from_db(e, "committing"))?;
+        Ok(answers)
     }
 
     /// The newest event that this run did not write (a person's board change, another
@@ -281,6 +283,43 @@ async fn set_status<C: sea_orm::ConnectionTrait>(
         .await
         .map(|_| ())
         .map_err(|e| StoreError::from_db(e, "moving a task"))
+}
+
+/// One claim of a batch, under a savepoint: its refusal (`Ok(Err(..))`) leaves
+/// nothing of it behind; a store error ends the batch.
+async fn claim_in(
+    txn: &DatabaseTransaction,
+    id: &RunId,
+    event: &Journaled,
+    seen: i64,
+    actor: &str,
+) -> Result<Result<(), StoreError>, StoreError> {
+    if let Some(task) = event.event.task()
+        && let Some(seq) = newest_foreign_event(txn, id, Some(task))
+            .await?
+            .filter(|s| *s > seen)
+    {
+        return Ok(Err(StoreError::TaskChanged { task, seq }));
+    }
+    let one = txn
+        .begin()
+        .await
+        .map_err(|e| StoreError::from_db(e, "starting a claim"))?;
+    match append_in(&one, id, std::slice::from_ref(event), actor).await {
+        Ok(()) => {
+            one.commit()
+                .await
+                .map_err(|e| StoreError::from_db(e, "committing a claim"))?;
+            Ok(Ok(()))
+        }
+        Err(e @ StoreError::ClaimLost { .. }) => {
+            one.rollback()
+                .await
+                .map_err(|e| StoreError::from_db(e, "undoing a lost claim"))?;
+            Ok(Err(e))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Journals `events` in `txn` and applies their projections.

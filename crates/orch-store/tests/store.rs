@@ -933,14 +933,18 @@ async fn a_persons_move_wins_and_a_removed_task_cannot_be_claimed() {
     .await;
 }
 
-/// A claim decided on an older board is refused once the task changed (an edit the
-/// run has not seen), and accepted on the board it was decided on.
+/// Claims go in one batch, each standing alone: one decided on an older board is
+/// refused once its task changed (an edit the run has not seen), one whose task is no
+/// longer in the backlog is lost, and neither leaves anything behind; the rest are
+/// written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_on_a_stale_board_is_refused() {
+async fn a_batch_of_claims_refuses_each_stale_or_lost_one_alone() {
     use orch_core::run::{RunEvent, RunId};
     each_backend(|s| async move {
         let a = s.add_task(new("A"), "t").await.unwrap();
         let b = s.add_task(new("B"), "t").await.unwrap();
+        let c = s.add_task(new("C"), "t").await.unwrap();
+        let d = s.add_task(new("D"), "t").await.unwrap();
         let run = RunId("r1".into());
         s.create_run(&run, &serde_json::json!({}), "o")
             .await
@@ -957,21 +961,39 @@ async fn a_claim_on_a_stale_board_is_refused() {
             ..Default::default()
         };
         s.edit_task(a.id, &edit, "person").await.unwrap();
-        let err = s
-            .claim_task(&run, &j(&[claim(a.id)])[0], seen, "o")
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::TaskChanged { .. }), "{err}");
-        assert_eq!(
-            s.task(a.id).await.unwrap().status,
-            TaskStatus::Backlog,
-            "nothing was written"
-        );
+        s.remove_task(c.id, false, "person").await.unwrap();
         let now_seen = s.board_version(&run).await.unwrap();
-        s.claim_task(&run, &j(&[claim(b.id)])[0], now_seen, "o")
-            .await
-            .unwrap();
+        let batch = [
+            (j(&[claim(a.id)]).remove(0), seen),
+            (j(&[claim(b.id)]).remove(0), now_seen),
+            (j(&[claim(c.id)]).remove(0), now_seen),
+            (j(&[claim(d.id)]).remove(0), now_seen),
+        ];
+        let answers = s.claim_tasks(&run, &batch, "o").await.unwrap();
+        assert!(
+            matches!(answers[0], Err(StoreError::TaskChanged { .. })),
+            "{answers:?}"
+        );
+        assert!(answers[1].is_ok() && answers[3].is_ok(), "{answers:?}");
+        assert!(
+            matches!(answers[2], Err(StoreError::ClaimLost { .. })),
+            "{answers:?}"
+        );
+        assert_eq!(s.task(a.id).await.unwrap().status, TaskStatus::Backlog);
         assert_eq!(s.task(b.id).await.unwrap().status, TaskStatus::InProgress);
+        assert_eq!(s.task(d.id).await.unwrap().status, TaskStatus::InProgress);
+        let claimed: Vec<_> = s
+            .run_events(&run)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.task())
+            .collect();
+        assert_eq!(
+            claimed,
+            [b.id, d.id],
+            "nothing of a refused claim is written"
+        );
     })
     .await;
 }

@@ -1,5 +1,5 @@
 //! The run's store lane: one store operation at a time (a batch of journal writes, a
-//! claim, a board read, the controls), each in order with the others, so a command
+//! batch of claims, a board read, the controls), each in order with the others, so a command
 //! never runs before the writes that license it are durable and a read is never
 //! older than what the core already wrote. A busy or unreachable store is waited out
 //! with backoff, up to `run.store_patience`.
@@ -20,8 +20,8 @@ use crate::exec::Ctx;
 /// One store operation of the lane.
 pub(super) enum Lane {
     Write(Vec<Journaled>),
-    /// A claim, decided on this board version.
-    Claim(TaskId, Journaled, i64),
+    /// Claims, each decided on the board version beside it.
+    Claims(Vec<(TaskId, Journaled, i64)>),
     /// Read the board if it changed; with `fresh`, read it in any case (the core asked).
     Board {
         fresh: bool,
@@ -32,7 +32,8 @@ pub(super) enum Lane {
 /// What a lane operation came back with.
 pub(super) enum Done {
     Written(Vec<Journaled>),
-    Claim(TaskId, Result<Journaled, String>),
+    /// Each claim's answer, in order: written, or refused and why.
+    Claims(Vec<(TaskId, Result<Journaled, String>)>),
     Board(Option<(i64, Vec<Task>)>),
     Controls(Vec<Control>),
 }
@@ -48,14 +49,24 @@ pub(super) async fn run_lane(ctx: Arc<Ctx>, op: Lane, seen: i64) -> Result<Done,
             patient(&ctx, patience, || store.append(&ctx.run, &batch)).await?;
             Ok(Done::Written(batch))
         }
-        Lane::Claim(task, event, seen) => {
-            match patient(&ctx, patience, || store.claim(&ctx.run, &event, seen)).await {
-                Ok(()) => Ok(Done::Claim(task, Ok(event))),
-                Err(EngineError::Store(
-                    e @ (StoreError::ClaimLost { .. } | StoreError::TaskChanged { .. }),
-                )) => Ok(Done::Claim(task, Err(e.to_string()))),
-                Err(e) => Err(e),
-            }
+        Lane::Claims(claims) => {
+            let asked: Vec<(Journaled, i64)> = claims
+                .iter()
+                .map(|(_, e, seen)| (e.clone(), *seen))
+                .collect();
+            let answers = patient(&ctx, patience, || store.claim(&ctx.run, &asked)).await?;
+            let done = claims
+                .into_iter()
+                .zip(answers)
+                .map(|((task, event, _), answer)| match answer {
+                    Ok(()) => Ok((task, Ok(event))),
+                    Err(e @ (StoreError::ClaimLost { .. } | StoreError::TaskChanged { .. })) => {
+                        Ok((task, Err(e.to_string())))
+                    }
+                    Err(e) => Err(EngineError::Store(e)),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Done::Claims(done))
         }
         // The core asked for a fresh look: it waits for it, so it is patient.
         Lane::Board { fresh: true } => {

@@ -62,10 +62,10 @@ pub struct RunDriver {
     outbox: VecDeque<Command>,
     /// Claims, in the order the core made them, each with the board version it was
     /// decided on (the store refuses it if the task changed since). They take the
-    /// lane only when nothing else waits: work already claimed goes on first (a burst
-    /// of 64 claims at a run's start once held the first agents' starts back by 0.4
-    /// s). Nothing a claim's answer starts is in the outbox before the claim is
-    /// answered.
+    /// lane only when nothing else waits, all those waiting in one store call: work
+    /// already claimed goes on first, and a burst of 64 claims at a run's start is
+    /// one transaction, not 64 that each the next start waits behind. Nothing a
+    /// claim's answer starts is in the outbox before the claim is answered.
     claims: VecDeque<(TaskId, Journaled, i64)>,
     lane: Option<LaneFuture>,
     /// Every piece of work the run spawned. Dropping the driver (an embedder dropping
@@ -112,6 +112,7 @@ impl RunDriver {
             git: ports.git,
             procs: ports.procs,
             agents: Arc::new(Semaphore::new(policy.slots() as usize)),
+            provisions: crate::exec::provisions(),
             policy,
             artifacts: Artifacts::new(&setup.engine.artifacts_root),
             cfg: setup.engine,
@@ -349,11 +350,9 @@ impl RunDriver {
                 }
             }
         }
-        if self.lane.is_none()
-            && self.outbox.is_empty()
-            && let Some((task, event, seen)) = self.claims.pop_front()
-        {
-            self.start(Lane::Claim(task, event, seen));
+        if self.lane.is_none() && self.outbox.is_empty() && !self.claims.is_empty() {
+            let claims = self.claims.drain(..).collect();
+            self.start(Lane::Claims(claims));
         }
         if self.lane.is_none() && self.finished.is_none() {
             if std::mem::take(&mut self.board_due) {
@@ -373,14 +372,21 @@ impl RunDriver {
     fn landed(&mut self, done: Done) {
         match done {
             Done::Written(events) => self.publish(&events),
-            Done::Claim(task, Ok(event)) => {
-                self.publish(std::slice::from_ref(&event));
-                self.feed(Input::Claimed { task });
-            }
-            Done::Claim(task, Err(why)) => {
-                // Someone moved or changed the task: the board is worth a look now.
-                self.board_due = true;
-                self.feed(Input::ClaimRefused { task, why })
+            Done::Claims(answers) => {
+                for (task, answer) in answers {
+                    match answer {
+                        Ok(event) => {
+                            self.publish(std::slice::from_ref(&event));
+                            self.feed(Input::Claimed { task });
+                        }
+                        Err(why) => {
+                            // Someone moved or changed the task: the board is worth a
+                            // look now.
+                            self.board_due = true;
+                            self.feed(Input::ClaimRefused { task, why })
+                        }
+                    }
+                }
             }
             Done::Board(None) => {}
             Done::Board(Some((version, tasks))) => {

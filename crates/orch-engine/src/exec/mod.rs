@@ -42,6 +42,9 @@ pub(crate) struct Ctx {
     pub(crate) template: Option<Arc<String>>,
     /// The second guard on concurrency: one permit per live agent.
     pub(crate) agents: Arc<Semaphore>,
+    /// Worktrees being readied at once ([`provisions`]): a burst of claims readies a
+    /// few at a time, so the first agents start at once instead of all late.
+    pub(crate) provisions: Semaphore,
     /// The run's event stream, for live output lines.
     pub(crate) handle: RunHandle,
     /// Inputs that work reports while it runs (an agent's usage so far).
@@ -61,6 +64,24 @@ pub(crate) struct Ctx {
     pub(crate) process_tag: Option<String>,
     /// Announced job changes, listened for once per run (with workers).
     pub(crate) job_changes: tokio::sync::OnceCell<Option<tokio::sync::watch::Receiver<u64>>>,
+}
+
+/// How many worktrees are readied at once: two per core. Readying one is mostly git
+/// and file work on the CPU; 64 at once on 2 cores started the first agent 0.4 s later
+/// than 4 at once did, and the last no sooner.
+pub(crate) fn provisions() -> Semaphore {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Semaphore::new(2 * cores)
+}
+
+impl Ctx {
+    /// A turn to ready a worktree (its git work), among [`provisions`] at once.
+    pub(crate) async fn provision_turn(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.provisions
+            .acquire()
+            .await
+            .expect("the run never closes its provisions' semaphore")
+    }
 }
 
 /// An integration slot's checkout, held for one gate run.

@@ -202,6 +202,8 @@ pub(crate) async fn provision(
 ) -> Result<PathBuf, String> {
     let holder = ctx.holder(attempt.to_string());
     ctx.releasing.settled(after).await;
+    // The git work takes a turn; the caches, includes and setup come after it.
+    let turn = ctx.provision_turn().await;
     let mut lease = lease(ctx, PoolKind::Attempt, &holder).await?;
     ctx.hold(attempt.to_string(), &lease);
     crash_point("pool-leased");
@@ -226,6 +228,7 @@ pub(crate) async fn provision(
         ctx.hold(attempt.to_string(), &lease);
         flatten(ready(lease.clone()).await)?;
     }
+    drop(turn);
     if lease.fresh {
         super::warm::warm(ctx, lease.slot, &lease.path).await;
     }

@@ -22,6 +22,7 @@ pub(crate) async fn provision(
             Err(error) => Input::WorktreeFailed { attempt, error },
         };
     }
+    let _turn = ctx.provision_turn().await;
     let (git, path) = (ctx.git.clone(), ctx.attempt_worktree(attempt));
     let submodules = ctx.cfg.config.worktrees.submodules;
     match blocking(move || {

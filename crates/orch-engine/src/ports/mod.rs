@@ -214,9 +214,15 @@ impl<T: GitWorktrees + GitRefs + GitHistory + GitRemote> GitPort for T {}
 pub trait JournalPort: Send + Sync + 'static {
     /// Appends journal entries.
     async fn append(&self, run: &RunId, events: &[Journaled]) -> Result<(), StoreError>;
-    /// Appends a claim: a compare-and-swap on the task's status (`ClaimLost`), refused
-    /// too if the task changed after board version `seen` (`TaskChanged`).
-    async fn claim(&self, run: &RunId, event: &Journaled, seen: i64) -> Result<(), StoreError>;
+    /// Appends claims at once, each with the board version it was decided on: each a
+    /// compare-and-swap on its task's status (`ClaimLost`), refused too if the task
+    /// changed after that version (`TaskChanged`). One answer per claim, in order; a
+    /// refused claim writes nothing and the others stand.
+    async fn claim(
+        &self,
+        run: &RunId,
+        claims: &[(Journaled, i64)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
     /// The newest event this run did not write.
     async fn board_version(&self, run: &RunId) -> Result<i64, StoreError>;
     /// Every task on the board.

@@ -199,9 +199,13 @@ impl JournalPort for Store {
         self.check_file()?;
         self.append_run_events(run, events, "orchestrator").await
     }
-    async fn claim(&self, run: &RunId, event: &Journaled, seen: i64) -> Result<(), StoreError> {
+    async fn claim(
+        &self,
+        run: &RunId,
+        claims: &[(Journaled, i64)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         self.check_file()?;
-        self.claim_task(run, event, seen, "orchestrator").await
+        self.claim_tasks(run, claims, "orchestrator").await
     }
     async fn board_version(&self, run: &RunId) -> Result<i64, StoreError> {
         self.check_file()?;

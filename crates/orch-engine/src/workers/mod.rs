@@ -477,6 +477,7 @@ impl Shared {
             tasks: RwLock::new(Arc::new(HashMap::from([(task.id, task)]))),
             template: None,
             agents: Arc::new(Semaphore::new(1)),
+            provisions: crate::exec::provisions(),
             handle: RunHandle::new(),
             live,
             integration_slots: Default::default(),
