@@ -166,6 +166,7 @@ fn scenario(seed: u64, trace: bool) -> World<RandomOracle> {
         rng: Rng::new(seed.wrapping_mul(31).wrapping_add(7)),
         planner_tasks: (1..=n).map(TaskId).collect(),
         bursts: seed.is_multiple_of(3),
+        quick_gates: seed % 3 == 1,
     };
     World::new(oracle, policy, board, trace)
 }

@@ -130,6 +130,8 @@ pub struct RandomOracle {
     /// Agents finish within seconds of each other while gates take long: work piles
     /// up behind the gates, as batches are for.
     pub bursts: bool,
+    /// Worker gates mostly end within a second (`true`, a lint of one file).
+    pub quick_gates: bool,
 }
 
 impl Oracle for RandomOracle {
@@ -193,6 +195,11 @@ impl Oracle for RandomOracle {
     fn delay(&mut self, what: &str) -> Duration {
         let ms = match what {
             "agent" | "worker gate" if self.bursts => self.rng.range(1_000, 5_000),
+            // Mostly quick: worker gates take no slot, until a slow one.
+            "worker gate" if self.quick_gates => match self.rng.pct(90) {
+                true => self.rng.range(5, 1_000),
+                false => self.rng.range(1_000, 20_000),
+            },
             "worker gate" => self.rng.range(500, 40_000),
             "agent" => self.rng.range(1_000, 90_000),
             "gate" => self.rng.range(500, 40_000),
@@ -263,6 +270,9 @@ struct Proc {
     killed: bool,
     quota: bool,
     commit: CommitId,
+    /// A worker gate started while the run's worker gates were quick: it holds no
+    /// gate slot.
+    slotless: bool,
 }
 
 impl Proc {
@@ -721,6 +731,7 @@ impl<O: Oracle> World<O> {
                     killed: false,
                     quota: false,
                     commit,
+                    slotless: false,
                 };
                 match plan {
                     AgentPlan::Succeed { empty } => p.empty = empty,
@@ -830,6 +841,7 @@ impl<O: Oracle> World<O> {
                     killed: false,
                     quota: false,
                     commit,
+                    slotless: stage == Stage::Worker && self.orch.quick_worker_gates(),
                 };
                 self.gates.insert(attempt, p);
                 // Slots that follow the load: as many as the core has now, within
@@ -846,8 +858,9 @@ impl<O: Oracle> World<O> {
                     .gates
                     .values()
                     .filter(|g| {
-                        g.stage
-                            .is_some_and(|st| !self.policy.empty_gates.contains(&st))
+                        !g.slotless
+                            && g.stage
+                                .is_some_and(|st| !self.policy.empty_gates.contains(&st))
                     })
                     .count();
                 if slots > 0 && counted > slots {

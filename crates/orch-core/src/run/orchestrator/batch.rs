@@ -62,6 +62,11 @@ impl Orchestrator {
         self.gates.slots()
     }
 
+    /// Whether worker gates take no gate slot now: the run's last few ended quickly.
+    pub fn quick_worker_gates(&self) -> bool {
+        self.gates.quick_workers()
+    }
+
     /// The most candidates stacked at once: the depth's worth of batches.
     pub(super) fn stack_capacity(&mut self) -> usize {
         self.policy.integration.depth.max(1) * self.batch_size()

@@ -162,12 +162,15 @@ impl Orchestrator {
                 passed,
                 summary,
                 reused,
-            } => self.returned(attempt, Op::Gate(stage), |o| {
-                if let Some(by) = reused.filter(|_| passed) {
-                    o.persist(RunEvent::GateReused { attempt, stage, by });
-                }
-                o.on_gate(attempt, stage, passed, summary)
-            }),
+            } => {
+                self.gates.judged(attempt, self.now, reused.is_none());
+                self.returned(attempt, Op::Gate(stage), |o| {
+                    if let Some(by) = reused.filter(|_| passed) {
+                        o.persist(RunEvent::GateReused { attempt, stage, by });
+                    }
+                    o.on_gate(attempt, stage, passed, summary)
+                })
+            }
             Input::GateBroken {
                 attempt,
                 stage,
@@ -214,7 +217,7 @@ impl Orchestrator {
         if self.policy.empty_gates.contains(&stage) {
             return self.start_gate(gate);
         }
-        match self.gates.admit(gate) {
+        match self.gates.admit(gate, self.now) {
             Some(g) => self.start_gate(g),
             None => self.start_op(attempt, None),
         }
@@ -227,7 +230,7 @@ impl Orchestrator {
             return;
         }
         self.schedule_gates();
-        while let Some(g) = self.gates.next() {
+        while let Some(g) = self.gates.next(self.now) {
             self.start_gate(g);
         }
     }
