@@ -101,6 +101,31 @@ impl Git {
         Ok(worktrees)
     }
 
+    /// The linked worktree that has `branch` checked out, if one does and is still
+    /// there. Only each worktree's HEAD is read, and only one naming the branch is
+    /// looked at further: a cleanup deletes one branch per attempt, and 64 of them
+    /// each took the whole pool's inventory.
+    pub(crate) fn checked_out_locked(&self, branch: &str) -> Result<Option<PathBuf>, GitError> {
+        let repo = self.repo();
+        for proxy in repo
+            .worktrees()
+            .map_err(|e| GitError::gix("listing worktrees", e))?
+        {
+            let named = std::fs::read_to_string(proxy.git_dir().join("HEAD"))
+                .ok()
+                .and_then(|h| head_branch(&h));
+            if named.as_deref() != Some(branch) {
+                continue;
+            }
+            if let Ok(path) = proxy.base()
+                && path.exists()
+            {
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
     /// The admin directories under `<common>/worktrees/` whose `gitdir` is missing or
     /// empty: worktrees being made (git writes it while `worktree add` runs).
     fn half_made(&self) -> Vec<String> {

@@ -9,7 +9,7 @@ use orch_core::pool::CacheRules;
 use orch_core::run::CommitId;
 
 use crate::linked::Linked;
-use crate::{Git, GitError, full_branch, git_cli};
+use crate::{Git, GitError, full_branch, git_cli, oid};
 
 impl Git {
     /// Switches the pooled worktree at `path` onto `branch`, created at `at` (it must
@@ -88,8 +88,8 @@ impl Git {
                 .trim()
                 .to_owned(),
         };
-        wt.cli_retrying(&["update-ref", "--no-deref", "HEAD", &head])?;
-        Ok(())
+        oid(&CommitId(head.clone()))?;
+        wt.detach_head(&head)
     }
 }
 

@@ -657,6 +657,13 @@ fn a_pooled_worktree_switches_branches_keeping_only_what_the_rules_keep() {
     let before = readme_mtime();
     std::thread::sleep(Duration::from_millis(20));
     untouched(&fx, || g.detach_worktree(&wt).unwrap());
+    // Detached where the branch was, as git itself reads it.
+    assert_eq!(git(&wt, &["rev-parse", "HEAD"]), one.0);
+    assert_eq!(
+        git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "HEAD",
+        "HEAD names no branch"
+    );
     // Its branch is free to go while the worktree waits in the pool.
     g.delete_branch("orch/r1/task-1-1", true).unwrap();
     let rules = CacheRules {
