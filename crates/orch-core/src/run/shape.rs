@@ -12,6 +12,12 @@ use std::collections::VecDeque;
 
 use crate::config::{Config, IntegrationMode, MAX_INTEGRATION_DEPTH};
 
+/// The largest batch `auto` makes: with no failure among the recent verdicts, a
+/// batch is whatever is ready, up to this. 64 attempts ready at once pass in one gate
+/// (16 took four, two rounds on two gate slots); one failure among them shrinks the
+/// next batches at once.
+pub const AUTO_BATCH: usize = 64;
+
 /// How many of the run's latest integration verdicts size an adaptive batch.
 pub const RECENT_VERDICTS: usize = 20;
 
@@ -56,7 +62,7 @@ impl Shape {
             (d, _) => cap(d),
         };
         let (batch, adaptive) = match (c.run.integration_batch, auto) {
-            (0, true) => (MAX_INTEGRATION_DEPTH as usize, true),
+            (0, true) => (AUTO_BATCH, true),
             (0, false) => (1, false),
             (b, _) => (cap(b), false),
         };
@@ -186,7 +192,7 @@ mod tests {
         let mut c = Config::default();
         c.validate.integration_slots = 3;
         let s = Shape::of(&c);
-        assert_eq!((s.depth, s.batch, s.adaptive), (3, 16, true));
+        assert_eq!((s.depth, s.batch, s.adaptive), (3, AUTO_BATCH, true));
         c.run.integration_batch = 2;
         let s = Shape::of(&c);
         assert_eq!((s.depth, s.batch, s.adaptive), (3, 2, false));
