@@ -313,12 +313,12 @@ pub async fn run(
 /// own process group.
 fn command(spec: &CommandSpec) -> Result<tokio::process::Command, String> {
     let env = spec.env.resolve();
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
+    // Spawned by its path, a child is started without copying orch's memory map
+    // (`posix_spawn`, not `fork`): 64 agents or gates at once on 2 cores spent a tenth
+    // of a second on the copies. A name not found is left to the spawn, which says so.
     let program = |name: &str| {
-        let mut c = tokio::process::Command::new(found_in(name, path, &spec.cwd));
+        let found = crate::runner::on_path(name, &env, &spec.cwd);
+        let mut c = tokio::process::Command::new(found.as_deref().unwrap_or(name.as_ref()));
         c.arg0(name);
         c
     };
@@ -349,26 +349,6 @@ fn command(spec: &CommandSpec) -> Result<tokio::process::Command, String> {
         .process_group(0)
         .kill_on_drop(false);
     Ok(cmd)
-}
-
-/// Where `name` is on the child's `PATH` (relative entries from its working
-/// directory `cwd`), as the child's own lookup would find it; `name` itself when it
-/// names a path or is not found (the spawn then says so). Spawned by its path, a
-/// child is started without copying orch's memory map (`posix_spawn`, not `fork`):
-/// 64 agents or gates at once on 2 cores spent a tenth of a second on the copies.
-fn found_in(name: &str, path: Option<&str>, cwd: &std::path::Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    if name.contains('/') {
-        return name.into();
-    }
-    path.into_iter()
-        .flat_map(|p| p.split(':'))
-        .map(|dir| cwd.join(dir).join(name))
-        .find(|f| {
-            f.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| name.into())
 }
 
 /// Why a spawn failed, naming the program and, if it was not found, the `PATH`.

@@ -89,6 +89,24 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// Where the `PATH` among a child's variables `vars` finds the program `name`, as
+/// the child's own lookup would: the first executable file of that name in its
+/// directories, a relative one taken from `cwd` (the child's working directory).
+/// `None` for a name with a `/` in it, or one it does not find.
+pub fn on_path(name: &str, vars: &[(String, String)], cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return None;
+    }
+    let (_, path) = vars.iter().find(|(k, _)| k == "PATH")?;
+    std::env::split_paths(path)
+        .map(|dir| cwd.join(dir).join(name))
+        .find(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
 /// Everything about one run of a command.
 #[derive(Debug, Clone)]
 pub struct CommandSpec {

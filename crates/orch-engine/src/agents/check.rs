@@ -133,7 +133,6 @@ pub fn warm_up(spec: &PresetSpec, env: &Environment) -> Result<(), String> {
     })
 }
 
-/// Where the `PATH` among `vars` finds `binary`.
 /// Checks a custom agent command (`agent.command`, `--agent-cmd`) as `sh -c` would run
 /// it with environment `env`: its program (the first word after any `VAR=value`) is a
 /// shell builtin, an executable path, or on `PATH`. Nothing else about it can be known.
@@ -179,11 +178,9 @@ pub fn check_command(command: &str, env: &Environment) -> AgentCheck {
     c
 }
 
+/// Where the `PATH` among `vars` finds `binary`, as the agent's spawn will.
 fn on_path(binary: &str, vars: &[(String, String)]) -> Option<PathBuf> {
-    let path = vars.iter().find(|(k, _)| k == "PATH")?;
-    std::env::split_paths(&path.1)
-        .map(|d| d.join(binary))
-        .find(|p| p.is_file())
+    orch_validate::runner::on_path(binary, vars, Path::new(""))
 }
 
 /// The first `N.N.N` in `text`.
