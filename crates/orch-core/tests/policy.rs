@@ -108,6 +108,46 @@ impl H {
         self.out = seen;
     }
 
+    /// `attempt n`'s `stage` gate comes back at `at`.
+    fn gate(&mut self, at: i64, n: i64, stage: Stage, passed: bool) {
+        let _ = self.at(
+            at,
+            Input::GateFinished {
+                attempt: a(n, 1),
+                stage,
+                passed,
+                summary: String::new(),
+                reused: None,
+            },
+        );
+    }
+
+    /// Task `n`'s agent ends at `at`, its worker gate passes and its merge `m<n>` is
+    /// written.
+    fn ready(&mut self, at: i64, n: i64) {
+        use orch_core::run::MergeResult;
+        let _ = self.at(
+            at,
+            Input::AgentExited {
+                attempt: a(n, 1),
+                exit: AgentExit::Code(0),
+                changes: changes(&format!("a{n}")),
+                report: Default::default(),
+            },
+        );
+        self.gate(at + 10, n, Stage::Worker, true);
+        let _ = self.at(
+            at + 20,
+            Input::MergeFinished {
+                attempt: a(n, 1),
+                result: MergeResult::Clean {
+                    commit: CommitId(format!("m{n}")),
+                    undoes: Vec::new(),
+                },
+            },
+        );
+    }
+
     fn spawned(&self, attempt: AttemptId) -> Option<&Command> {
         self.out
             .iter()
@@ -717,4 +757,62 @@ fn a_clis_own_rate_limit_retries_are_a_quota_signal_from_the_third() {
         ..at(1)
     };
     assert_eq!(stated.quota_signal().as_deref(), Some("429: API Error"));
+}
+
+/// A retry waits for the work ahead of it on the board that is still in flight: the
+/// line moving on with a later task's work does not wake it (what it lacked is most
+/// likely an earlier task's), the earlier task landing does.
+#[test]
+fn a_retry_waits_for_the_work_ahead_of_it_to_settle() {
+    use orch_core::run::RefResult;
+    let mut p = policy();
+    p.concurrency = 3;
+    let mut h = H::new(p, &[1, 2, 3]);
+    h.settle_claims();
+    // Task 2's agent fails while tasks 1 and 3 are in flight.
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(2, 1),
+        exit: AgentExit::Code(1),
+        changes: None,
+        report: Default::default(),
+    });
+    assert!(
+        h.events().iter().any(|e| matches!(
+            e,
+            RunEvent::RetryWaits { task, on, .. } if task.0 == 2 && on.iter().map(|t| t.0).collect::<Vec<_>>() == [1, 3]
+        )),
+        "{:#?}",
+        h.events()
+    );
+    let land = |h: &mut H, n: i64| {
+        let at = h.now + 100;
+        h.ready(at, n);
+        h.gate(at + 30, n, Stage::Integration, true);
+        let _ = h.at(
+            at + 40,
+            Input::RefUpdated {
+                attempt: a(n, 1),
+                result: RefResult::Advanced,
+            },
+        );
+    };
+    let retried = |h: &H| {
+        h.out.iter().find_map(|c| match c {
+            Command::Provision { attempt, base, .. } if *attempt == a(2, 2) => Some(base.0.clone()),
+            _ => None,
+        })
+    };
+    land(&mut h, 3);
+    assert_eq!(h.o.head().map(|c| c.0.as_str()), Some("m3"));
+    assert_eq!(retried(&h), None, "task 1, ahead of it, is still in flight");
+    land(&mut h, 1);
+    assert_eq!(
+        retried(&h).as_deref(),
+        Some("m1"),
+        "on the line with task 1"
+    );
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        RunEvent::TaskMoved { task, to: TaskStatus::Done, .. } if task.0 == 1
+    )));
 }

@@ -28,13 +28,18 @@ pub(super) struct Retry {
 /// attempt's), or else every attempt of `on` (other tasks' work in flight when it
 /// failed) to end. With `all`, only the second: a conflict with work still in the
 /// integration queue is retried once that work has landed (or failed), not on a
-/// line that moved on without it.
+/// line that moved on without it. Either way, first the tasks of `before` (ahead of
+/// it on the board, in flight or to be retried when it failed) must have settled: a
+/// sequential run would have landed them first, and the work it lacked is most
+/// likely theirs (a backlog's later task builds on its earlier ones), so a retry on a
+/// line that moved on without them would likely fail again.
 #[derive(Debug, Clone)]
 pub(super) struct Wait {
     pub(super) attempt: AttemptId,
     pub(super) base: CommitId,
     pub(super) on: BTreeSet<AttemptId>,
     pub(super) all: bool,
+    pub(super) before: BTreeSet<TaskId>,
 }
 
 /// The board as the run sees it, and what waits to be claimed.
@@ -134,21 +139,55 @@ impl Scheduler {
 
     /// The retries whose wait is over, with whether the line moved on from the base
     /// they failed on (`head` is the line's now); else all the work they waited for
-    /// ended (`live` holds what still runs).
+    /// ended (`live` holds what still runs). None is over while a task it waits to
+    /// settle first is still pending.
     pub(super) fn waits_over(
         &self,
         head: Option<&CommitId>,
         live: &BTreeSet<AttemptId>,
     ) -> Vec<(TaskId, bool)> {
+        let pending = self.pending(live);
         self.retries
             .iter()
             .filter_map(|(t, r)| {
                 let w = r.wait.as_ref()?;
+                // Still ahead of it: a person may have changed priorities since (two
+                // retries never wait for each other).
+                let ahead = |b: &TaskId| self.rank(b).is_some_and(|rb| Some(rb) < self.rank(t));
+                if w.before.iter().any(|b| pending.contains(b) && ahead(b)) {
+                    return None;
+                }
                 let moved = head != Some(&w.base);
                 let ended = w.on.iter().all(|a| !live.contains(a));
                 ((moved && !w.all) || ended).then_some((*t, moved))
             })
             .collect()
+    }
+
+    /// The tasks the run has not settled: an attempt of theirs runs (`live`), or they
+    /// are being claimed or wait to be retried.
+    fn pending(&self, live: &BTreeSet<AttemptId>) -> BTreeSet<TaskId> {
+        let live = live.iter().map(|a| a.task);
+        let queued = self.claiming.keys().chain(self.retries.keys()).copied();
+        live.chain(queued).collect()
+    }
+
+    /// The pending tasks ahead of `t` in the order the run claims in (priority, then
+    /// age).
+    pub(super) fn pending_before(&self, t: TaskId, live: &BTreeSet<AttemptId>) -> BTreeSet<TaskId> {
+        let Some(own) = self.rank(&t) else {
+            return BTreeSet::new();
+        };
+        self.pending(live)
+            .into_iter()
+            .filter(|u| self.rank(u).is_some_and(|r| r < own))
+            .collect()
+    }
+
+    /// Where `t` is in the order the run claims in: first the highest priority, then
+    /// the oldest.
+    fn rank(&self, t: &TaskId) -> Option<(Reverse<i32>, TaskId)> {
+        self.tasks.get(t).map(|s| (Reverse(s.priority), *t))
     }
 
     /// `t`'s claim was refused: it is not tried again until the board shows it

@@ -7,8 +7,13 @@
 //! a sequential run would land, I15): a failure on a head the line has since moved
 //! on from is retried at once on the new head; one while other tasks' work is in
 //! flight waits for that work (the task shows as waiting), and is retried on the new
-//! head if any of it lands. Either way the failure was the stale head's, not the
-//! task's: it spends none of `policy.max_attempts` but one of `policy.stale_retries`.
+//! head if any of it lands. Tasks ahead of it on the board (priority, then age) that
+//! are still in flight or to be retried settle first, whatever lands meanwhile: a
+//! sequential run would have landed them before it, and a backlog's later task most
+//! often builds on its earlier ones (a replayed history lost a fifth of its tasks at
+//! concurrency 4 to retries on lines that had moved on without them). Either way the
+//! failure was the stale head's, not the task's: it spends none of
+//! `policy.max_attempts` but one of `policy.stale_retries`.
 //! Only when nothing is left in flight does a retry run on the same head again,
 //! after `policy.backoff`, and then the failure counts.
 
@@ -140,7 +145,9 @@ impl Orchestrator {
             _ => Default::default(),
         };
         let all = !queued.is_empty();
-        if self.head.as_ref() != Some(&base) && !all {
+        // Work ahead of it on the board still pending: it settles first.
+        let before = self.sched.pending_before(task, &self.attempts.live);
+        if self.head.as_ref() != Some(&base) && !all && before.is_empty() {
             self.retry_or_release(task, Some(kind.clone()));
             return true;
         }
@@ -154,19 +161,25 @@ impl Orchestrator {
                 .filter(|a| a.task != task)
                 .collect(),
         };
-        if on.is_empty() {
+        if on.is_empty() && before.is_empty() {
             return false;
         }
+        let tasks: std::collections::BTreeSet<TaskId> = before
+            .iter()
+            .copied()
+            .chain(on.iter().map(|a| a.task))
+            .collect();
         self.persist(RunEvent::RetryWaits {
             task,
             attempt,
-            on: on.iter().map(|a| a.task).collect(),
+            on: tasks.into_iter().collect(),
         });
         let wait = Wait {
             attempt,
             base,
             on,
             all,
+            before,
         };
         let retry = Retry {
             due: Timestamp(i64::MAX),
@@ -182,9 +195,19 @@ impl Orchestrator {
     /// failure counts, and the usual rules apply: a retry after `policy.backoff`, or
     /// the task fails out of attempts).
     pub(super) fn wake_waiting(&mut self) {
-        let over = self
-            .sched
-            .waits_over(self.head.as_ref(), &self.attempts.live);
+        // One woken may settle a task another waits on: until none is over.
+        loop {
+            let over = self
+                .sched
+                .waits_over(self.head.as_ref(), &self.attempts.live);
+            if over.is_empty() {
+                return;
+            }
+            self.wake(over);
+        }
+    }
+
+    fn wake(&mut self, over: Vec<(TaskId, bool)>) {
         for (task, moved) in over {
             let r = self.sched.retries.remove(&task).expect("just found");
             let w = r.wait.expect("just found waiting");
