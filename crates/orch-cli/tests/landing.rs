@@ -497,6 +497,28 @@ fn stack_lands_only_good_work(settings: &[&str], check_stacked: bool) -> String 
     let events = String::from_utf8(s.ok(&["--json", "events"]).stdout).unwrap();
     assert!(events.contains("attempt.gate_rerun"), "{events}");
     assert!(events.contains("run.integration_shaped"), "{events}");
+    // Each gate rerun, flaky pass and pass implied by a batch's top names its task and
+    // attempt, so the task's own log (`orch events --task`, its page) shows it.
+    let about_attempts: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            let kind = e["kind"].as_str().unwrap();
+            [
+                "attempt.gate_rerun",
+                "attempt.flaky",
+                "attempt.integration_implied",
+            ]
+            .contains(&kind)
+        })
+        .collect();
+    assert!(!about_attempts.is_empty(), "{events}");
+    for e in &about_attempts {
+        assert!(e["task_id"].is_i64() && e["attempt"].is_i64(), "{e}");
+        let task = e["task_id"].to_string();
+        let own = String::from_utf8(s.ok(&["--json", "events", "--task", &task]).stdout).unwrap();
+        assert!(own.contains(e["kind"].as_str().unwrap()), "{own}");
+    }
     if !check_stacked {
         return err.into_owned();
     }

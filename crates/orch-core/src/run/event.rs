@@ -390,8 +390,15 @@ impl RunEvent {
             | RunEvent::UserRefsMoved { attempt, .. }
             | RunEvent::RetryWaits { attempt, .. }
             | RunEvent::GateReused { attempt, .. }
+            | RunEvent::GateRerun { attempt, .. }
+            | RunEvent::IntegrationImplied { attempt, .. }
+            | RunEvent::Flaky { attempt, .. }
             | RunEvent::Reverts { attempt, .. }
             | RunEvent::BudgetSpent {
+                attempt: Some(attempt),
+                ..
+            }
+            | RunEvent::LineMovedOn {
                 attempt: Some(attempt),
                 ..
             } => Some(*attempt),
