@@ -544,6 +544,24 @@ fn stack_lands_only_good_work(settings: &[&str], check_stacked: bool) -> String 
     err.into_owned()
 }
 
+/// A lock an update of the shared line left when its process was killed (another run
+/// on the line) does not stop the next run from landing: no process holds it.
+#[test]
+fn a_lock_a_killed_run_left_on_the_line_does_not_block_the_next() {
+    let s = sandbox();
+    s.add("First", &[]);
+    s.ok(&run_args(&[]));
+    let lock = s.repo().join(".git/refs/heads/orch/integration.lock");
+    std::fs::write(&lock, "").unwrap();
+    s.add("Second", &[]);
+    let o = s.run(&run_args(&["--new"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(s.statuses(), ["done", "done"]);
+    assert!(!lock.exists());
+    let files = git(&s.repo(), &["ls-tree", "--name-only", "orch/integration"]);
+    assert_eq!(files, "orch.toml\nt1.txt\nt2.txt");
+}
+
 /// A run that crashed while another run went on landing work on the shared line is
 /// resumed onto the moved line (not halted as if the ref were moved outside orch):
 /// its finished agent's work is merged onto the other run's and lands.

@@ -22,16 +22,37 @@ impl Git {
             .filter(|p| p.is_file())
             .collect();
         ref_locks(&common.join("refs"), &mut locks);
-        if locks.is_empty() {
-            return locks;
-        }
-        let held = held_open();
-        locks.retain(|l| {
-            let canonical = l.canonicalize().unwrap_or_else(|_| l.clone());
-            !held.contains(&canonical) && std::fs::remove_file(l).is_ok()
-        });
-        locks
+        remove_unheld(locks)
     }
+
+    /// Removes the locks an update of `reference` (a full name) takes, its own and
+    /// `packed-refs.lock`, where they exist and no process holds them open, and returns
+    /// them: what a process killed mid-update left (another orch run on a shared line,
+    /// say), which fails every later update of the ref until it is gone. No live
+    /// process can take a lock while the leftover is there, so none is removed from
+    /// under one.
+    pub(crate) fn clear_abandoned_locks_of(&self, reference: &str) -> Vec<PathBuf> {
+        let common = self.common_dir();
+        let locks = [format!("{reference}.lock"), "packed-refs.lock".to_owned()]
+            .iter()
+            .map(|f| common.join(f))
+            .filter(|p| p.is_file())
+            .collect();
+        remove_unheld(locks)
+    }
+}
+
+/// Removes the `locks` no process holds open; returns those it removed.
+fn remove_unheld(mut locks: Vec<PathBuf>) -> Vec<PathBuf> {
+    if locks.is_empty() {
+        return locks;
+    }
+    let held = held_open();
+    locks.retain(|l| {
+        let canonical = l.canonicalize().unwrap_or_else(|_| l.clone());
+        !held.contains(&canonical) && std::fs::remove_file(l).is_ok()
+    });
+    locks
 }
 
 /// The `*.lock` files under `dir`, recursively.

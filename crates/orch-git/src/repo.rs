@@ -200,7 +200,9 @@ impl Git {
     }
 
     /// Moves `reference` from `expected` to `new` by compare-and-swap. If the ref is
-    /// elsewhere, this is [`GitError::LostRace`] and nothing changes.
+    /// elsewhere, this is [`GitError::LostRace`] and nothing changes. A lock on it
+    /// that no process holds (a run sharing the line was killed mid-update) is
+    /// removed, and the update tried again once.
     pub fn advance_ref(
         &self,
         reference: &str,
@@ -224,14 +226,21 @@ impl Git {
         if repo.find_commit(oid(new)?).is_err() {
             return Err(GitError::MissingCommit(new.clone()));
         }
-        let result = repo.reference(
-            reference,
-            oid(new)?,
-            gix::refs::transaction::PreviousValue::MustExistAndMatch(gix::refs::Target::Object(
-                exp,
-            )),
-            format!("orch: advance to {new}"),
-        );
+        let new_id = oid(new)?;
+        let update = || {
+            repo.reference(
+                reference,
+                new_id,
+                gix::refs::transaction::PreviousValue::MustExistAndMatch(
+                    gix::refs::Target::Object(exp),
+                ),
+                format!("orch: advance to {new}"),
+            )
+        };
+        let result = match update() {
+            Err(_) if !self.clear_abandoned_locks_of(reference).is_empty() => update(),
+            r => r,
+        };
         match result {
             Ok(_) => Ok(()),
             Err(e) => match self.ref_target(reference)? {

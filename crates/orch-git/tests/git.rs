@@ -386,6 +386,34 @@ fn compare_and_swap_ref_updates() {
     assert_eq!(g.checkout_of("refs/heads/orch/r1/other"), None);
 }
 
+/// A lock a killed update left on the line (another run on it was killed mid-update)
+/// is removed and the update goes on; a lock some process holds open stays, and the
+/// update fails without moving the ref.
+#[test]
+fn a_lock_left_on_the_line_by_a_killed_update_is_cleared_and_a_held_one_is_not() {
+    let fx = Fixture::new();
+    let g = fx.git();
+    let base = fx.head();
+    let (a, _) = diverge(
+        &fx,
+        |d| write(d, "a.txt", "a\n"),
+        |d| write(d, "b.txt", "b\n"),
+    );
+    let line = "refs/heads/orch/integration";
+    g.create_branch("orch/integration", &base).unwrap();
+    let lock = g.common_dir().join(format!("{line}.lock"));
+    let held = std::fs::File::create(&lock).unwrap();
+    let refused = g.advance_ref(line, &base, &a);
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(lock.exists(), "a lock held open is in use");
+    assert_eq!(g.ref_target(line).unwrap(), Some(base.clone()));
+    // Its holder is gone without removing it.
+    drop(held);
+    untouched(&fx, || g.advance_ref(line, &base, &a).unwrap());
+    assert!(!lock.exists());
+    assert_eq!(g.ref_target(line).unwrap(), Some(a));
+}
+
 #[test]
 fn base_ref_policy_with_a_remote_and_offline() {
     let fx = Fixture::new();
