@@ -816,3 +816,39 @@ fn a_retry_waits_for_the_work_ahead_of_it_to_settle() {
         RunEvent::TaskMoved { task, to: TaskStatus::Done, .. } if task.0 == 1
     )));
 }
+
+/// Worker gates that end quickly take no gate slot once three in a row did; one orch
+/// stopped reached no verdict, however soon it came back, and gives the slots their
+/// say again.
+#[test]
+fn a_stopped_worker_gate_ends_the_streak_of_quick_ones() {
+    use orch_core::run::CancelScope;
+    let mut p = policy();
+    p.concurrency = 4;
+    p.gate_slots = 1;
+    p.gate_slots_ceiling = 4;
+    p.empty_gates = Vec::new();
+    let mut h = H::new(p, &[1, 2, 3, 4]);
+    h.settle_claims();
+    let exit = |h: &mut H, n: i64| {
+        let _ = h.feed(Input::AgentExited {
+            attempt: a(n, 1),
+            exit: AgentExit::Code(0),
+            changes: changes(&format!("h{n}")),
+            report: Default::default(),
+        });
+    };
+    for n in 1..=3 {
+        exit(&mut h, n);
+        let at = h.now + 100;
+        h.gate(at, n, Stage::Worker, true);
+    }
+    assert!(h.o.quick_worker_gates());
+    exit(&mut h, 4);
+    let _ = h.feed(Input::Cancel {
+        scope: CancelScope::Task(TaskId(4)),
+    });
+    let at = h.now + 100;
+    h.gate(at, 4, Stage::Worker, false);
+    assert!(!h.o.quick_worker_gates());
+}

@@ -163,7 +163,10 @@ impl Orchestrator {
                 summary,
                 reused,
             } => {
-                self.gates.judged(attempt, self.now, reused.is_none());
+                // A gate orch stopped reached no verdict: its slot's release judges it.
+                if self.attempts.get(attempt).is_none_or(|x| x.abort.is_none()) {
+                    self.gates.judged(attempt, self.now, reused.is_none());
+                }
                 self.returned(attempt, Op::Gate(stage), |o| {
                     if let Some(by) = reused.filter(|_| passed) {
                         o.persist(RunEvent::GateReused { attempt, stage, by });
