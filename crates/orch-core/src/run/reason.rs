@@ -154,7 +154,7 @@ impl RunEvent {
             RunEvent::RetryWaits { attempt, on, .. } => {
                 let on: Vec<String> = on.iter().map(|t| format!("#{t}")).collect();
                 format!(
-                    "{attempt} failed while {} was in flight: its retry waits for that work to land or fail",
+                    "{attempt} failed while work it may need was yet to land ({}): its retry waits for that work to land or fail",
                     on.join(", ")
                 )
             }
