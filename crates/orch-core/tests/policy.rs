@@ -852,3 +852,53 @@ fn a_stopped_worker_gate_ends_the_streak_of_quick_ones() {
     h.gate(at, 4, Stage::Worker, false);
     assert!(!h.o.quick_worker_gates());
 }
+
+/// A retry after its attempt undid landed work runs at once, on the same head: its
+/// prompt names what to keep, and waiting `policy.backoff` changes nothing. Other
+/// failures that count wait it out.
+#[test]
+fn a_retry_after_undoing_landed_work_does_not_back_off() {
+    use orch_core::run::{Backoff, MergeResult, Undo};
+    let alone = || {
+        let mut p = policy();
+        p.concurrency = 1;
+        p.retry.backoff = Backoff::Fixed(Duration::from_secs(60));
+        let mut h = H::new(p, &[1]);
+        h.settle_claims();
+        h
+    };
+    let mut h = alone();
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(0),
+        changes: changes("h1"),
+        report: Default::default(),
+    });
+    let at = h.now + 10;
+    h.gate(at, 1, Stage::Worker, true);
+    let undone = Undo {
+        task: "t9".into(),
+        file: "src/a.rs".into(),
+        lines: (3, 4),
+        restores: false,
+    };
+    let _ = h.feed(Input::MergeFinished {
+        attempt: a(1, 1),
+        result: MergeResult::Clean {
+            commit: CommitId("m1".into()),
+            undoes: vec![undone],
+        },
+    });
+    h.settle_claims();
+    assert!(h.spawned(a(1, 2)).is_some(), "{:#?}", h.out);
+    // The agent's own failure, on the same head: its retry waits the backoff.
+    let mut h = alone();
+    let _ = h.feed(Input::AgentExited {
+        attempt: a(1, 1),
+        exit: AgentExit::Code(1),
+        changes: None,
+        report: Default::default(),
+    });
+    h.settle_claims();
+    assert!(h.spawned(a(1, 2)).is_none(), "{:#?}", h.out);
+}

@@ -137,6 +137,14 @@ pub(super) enum AfterFailure {
     Halt,
 }
 
+/// Whether a retry on the same head after a failure of this kind waits
+/// `policy.backoff`: after the failures that count, but not one whose work undid
+/// landed work (its retry's prompt names the lines to keep, and waiting changes
+/// nothing).
+pub(super) fn backs_off(kind: &FailureKind) -> bool {
+    kind.counts() && !matches!(kind, FailureKind::RevertsLandedWork { .. })
+}
+
 /// Whether a retry on a newer head may cure a failure of this kind: the agent's,
 /// its gates' and its merge's may; orch's own, a timeout or a spent budget may not.
 pub(super) fn newer_head_may_cure(kind: &FailureKind) -> bool {

@@ -20,7 +20,7 @@
 use super::Drain;
 use super::Orchestrator;
 use crate::run::event::RunEvent;
-use crate::run::policy::{AfterFailure, INFRA_STREAK_HALT, newer_head_may_cure};
+use crate::run::policy::{AfterFailure, INFRA_STREAK_HALT, backs_off, newer_head_may_cure};
 use crate::run::scheduler::{Retry, Wait};
 use crate::run::timers::{Deadline, after};
 use crate::run::types::{AttemptId, AttemptState, FailureKind};
@@ -234,15 +234,15 @@ impl Orchestrator {
             return;
         }
         // A retry on a head the failed attempt did not have runs at once; the backoff
-        // is for a retry on the same head.
+        // is for a retry on the same head, after a failure time may change.
         let last_base = self
             .attempts
             .of_task(task)
             .next_back()
             .map(|(_, a)| &a.rec.base);
         let newer = last_base.is_some_and(|b| self.head.as_ref() != Some(b));
-        let counted = previous.as_ref().is_some_and(|k| k.counts());
-        let due = if counted && !newer {
+        let waits = previous.as_ref().is_some_and(backs_off);
+        let due = if waits && !newer {
             let used = self.counted_attempts(task);
             after(self.now, self.policy.retry.backoff.delay(used.max(1)))
         } else {
