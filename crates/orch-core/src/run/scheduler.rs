@@ -146,6 +146,10 @@ impl Scheduler {
         head: Option<&CommitId>,
         live: &BTreeSet<AttemptId>,
     ) -> Vec<(TaskId, bool)> {
+        // After every input: nothing to read when no retry waits.
+        if self.retries.values().all(|r| r.wait.is_none()) {
+            return Vec::new();
+        }
         let pending = self.pending(live);
         self.retries
             .iter()
