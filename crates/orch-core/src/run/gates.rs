@@ -12,8 +12,8 @@
 //!
 //! Worker gates that end quickly (`true`, a check of one file) cannot crowd the CPU:
 //! with the slots left to the machine, once the run's last few ended within a second
-//! each, worker gates take no slot, and those waiting start at once. One that takes longer, or is stopped, gives
-//! the slots their say again ([`GateSlots::judged`]).
+//! each, worker gates take no slot, and those waiting start at once. One that takes
+//! longer, or is stopped, gives the slots their say again ([`GateSlots::judged`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

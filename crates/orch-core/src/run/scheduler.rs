@@ -157,7 +157,8 @@ impl Scheduler {
                 let w = r.wait.as_ref()?;
                 // Still ahead of it: a person may have changed priorities since (two
                 // retries never wait for each other).
-                let ahead = |b: &TaskId| self.rank(b).is_some_and(|rb| Some(rb) < self.rank(t));
+                let own = self.rank(t);
+                let ahead = |b: &TaskId| self.rank(b).is_some_and(|rb| Some(rb) < own);
                 if w.before.iter().any(|b| pending.contains(b) && ahead(b)) {
                     return None;
                 }
